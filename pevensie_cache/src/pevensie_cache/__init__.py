@@ -1,0 +1,57 @@
+"""Pevensie Cache: a small, driver-based string cache.
+
+>>> from pevensie_cache import cache
+>>> with cache.new(driver="memory") as c:
+...     c.set("session", "abc", "data", ttl_seconds=300)
+...     c.get("session", "abc")
+'data'
+
+Drivers are plugins found through the ``pevensie.drivers`` entry-point group;
+plugin authors mark their hook implementations with :data:`hookimpl`.
+"""
+
+from __future__ import annotations
+
+from pevensie_cache import cache
+from pevensie_cache.cache import PevensieCache
+from pevensie_cache.driver import BatchCacheDriver, CacheDriver
+from pevensie_cache.errors import (
+    AlreadyConnected,
+    ArgumentError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    CacheMiss,
+    ConfigError,
+    DriverConflict,
+    DriverError,
+    DriverNotFound,
+    NotConnected,
+    PevensieCacheError,
+)
+from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.registry import DriverInfo, Register
+from pevensie_cache.urls import mask_url
+
+__all__ = [
+    "AlreadyConnected",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
+    "BatchCacheDriver",
+    "CacheDriver",
+    "CacheMiss",
+    "ConfigError",
+    "DriverConflict",
+    "DriverError",
+    "DriverInfo",
+    "DriverNotFound",
+    "NotConnected",
+    "PevensieCache",
+    "PevensieCacheError",
+    "Register",
+    "cache",
+    "hookimpl",
+    "mask_url",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""The error hierarchy of Pevensie Cache: every error it raises derives from one base.
+
+Drivers raise subclasses of :class:`DriverError` for their own failures and keep
+the client library's exception as ``__cause__``. Argument errors are also
+``ValueError`` or ``TypeError`` so that code written against the standard
+exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyConnected",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "ArgumentValueError",
+    "CacheMiss",
+    "ConfigError",
+    "DriverConflict",
+    "DriverError",
+    "DriverNotFound",
+    "NotConnected",
+    "PevensieCacheError",
+]
+
+
+class PevensieCacheError(Exception):
+    """Base class of every error raised by Pevensie Cache and its drivers."""
+
+
+class AlreadyConnected(PevensieCacheError):
+    """``connect()`` was called on a cache that is already connected."""
+
+
+class NotConnected(PevensieCacheError):
+    """An operation, or ``disconnect()``, was called on a cache that is not connected."""
+
+
+class CacheMiss(PevensieCacheError, KeyError):
+    """``get`` found no value for ``(resource_type, key)``: absent or expired."""
+
+    def __init__(self, resource_type: str, key: str) -> None:
+        super().__init__(resource_type, key)
+        self.resource_type = resource_type
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"no cached value for resource type {self.resource_type!r}, key {self.key!r}"
+
+
+class DriverNotFound(PevensieCacheError, LookupError):
+    """No installed driver has the requested name or URL scheme.
+
+    The message lists the drivers that are installed and any plugin that failed
+    to load, with the reason.
+    """
+
+
+class DriverConflict(PevensieCacheError, LookupError):
+    """Two plugins registered the same driver name or URL scheme.
+
+    Raised when the ambiguous name is used; the message names both distributions.
+    """
+
+
+class DriverError(PevensieCacheError):
+    """A driver's own failure (connection, timeout, server error, ...).
+
+    The exception of the underlying client library, when there is one, is kept
+    as ``__cause__``.
+    """
+
+
+class ArgumentError(PevensieCacheError):
+    """An argument broke the input rules; nothing was changed."""
+
+
+class ArgumentValueError(ArgumentError, ValueError):
+    """An argument has the right type but a value the rules reject."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument has a type the rules reject (for example ``bytes`` for a value)."""
+
+
+class ConfigError(ArgumentValueError):
+    """A driver configuration, URL, mapping or option is invalid."""

@@ -1,0 +1,189 @@
+"""The built-in in-memory driver (``memory``, ``memory://``): the embedded default.
+
+In-process and thread-safe, with the same TTL semantics as the Redis driver: a
+set without TTL clears an earlier one, and expiry runs on a monotonic clock, so
+changing the wall clock changes nothing. ``max_entries`` bounds the size with
+least-recently-used eviction. Expired entries are dropped when read and swept
+in the background of writes, so memory does not grow with entries never read
+again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pevensie_cache.errors import ConfigError
+from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.registry import Register
+from pevensie_cache.urls import query_options, url_scheme
+
+__all__ = ["MemoryDriver", "from_url", "new_cache_driver", "register_cache_drivers"]
+
+_Entry = tuple[str, float]  # (value, deadline on the monotonic clock; inf when none)
+_NEVER = float("inf")
+
+
+class MemoryDriver:
+    """A thread-safe in-process store of strings with TTLs and optional LRU eviction."""
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
+        if max_entries is not None and (
+            not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 1
+        ):
+            raise ConfigError(f"max_entries must be None or an int >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, _Entry] = OrderedDict()
+        self._deadlines: list[tuple[float, str]] = []  # min-heap; stale rows skipped
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryDriver(max_entries={self.max_entries!r})"
+
+    def __len__(self) -> int:
+        """Return the number of entries not yet expired."""
+        with self._lock:
+            self._sweep(time.monotonic())
+            return len(self._data)
+
+    def connect(self) -> None:
+        """Start with an empty store."""
+        with self._lock:
+            self._data.clear()
+            self._deadlines.clear()
+
+    def disconnect(self) -> None:
+        """Drop every entry: the memory is released."""
+        with self._lock:
+            self._data.clear()
+            self._deadlines.clear()
+
+    def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """Store a value; ``ttl_seconds=None`` clears any earlier TTL."""
+        now = time.monotonic()
+        with self._lock:
+            self._put(f"{resource_type}:{key}", value, ttl_seconds, now)
+            self._sweep(now)
+
+    def get(self, resource_type: str, key: str) -> str | None:
+        """Return the value, or ``None`` when absent or expired."""
+        full_key = f"{resource_type}:{key}"
+        with self._lock:
+            entry = self._data.get(full_key)
+            if entry is None:
+                return None
+            if entry[1] <= time.monotonic():
+                del self._data[full_key]
+                return None
+            if self.max_entries is not None:
+                self._data.move_to_end(full_key)
+            return entry[0]
+
+    def delete(self, resource_type: str, key: str) -> None:
+        """Remove a value; an absent key is fine."""
+        with self._lock:
+            self._data.pop(f"{resource_type}:{key}", None)
+
+    def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return the values found; misses are absent."""
+        prefix = f"{resource_type}:"
+        found: dict[str, str] = {}
+        now = time.monotonic()
+        with self._lock:
+            data = self._data
+            for key in keys:
+                entry = data.get(prefix + key)
+                if entry is None:
+                    continue
+                if entry[1] <= now:
+                    del data[prefix + key]
+                    continue
+                if self.max_entries is not None:
+                    data.move_to_end(prefix + key)
+                found[key] = entry[0]
+        return found
+
+    def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """Store every item as ``set`` would."""
+        prefix = f"{resource_type}:"
+        now = time.monotonic()
+        with self._lock:
+            for key, value in items.items():
+                self._put(prefix + key, value, ttl_seconds, now)
+            self._sweep(now)
+
+    def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """Remove every key; absent keys are fine."""
+        prefix = f"{resource_type}:"
+        with self._lock:
+            for key in keys:
+                self._data.pop(prefix + key, None)
+
+    # Called with the lock held.
+
+    def _put(self, full_key: str, value: str, ttl_seconds: int | None, now: float) -> None:
+        data = self._data
+        if ttl_seconds is None:
+            data[full_key] = (value, _NEVER)
+        else:
+            deadline = now + ttl_seconds
+            data[full_key] = (value, deadline)
+            heapq.heappush(self._deadlines, (deadline, full_key))
+        if self.max_entries is not None:
+            data.move_to_end(full_key)
+            while len(data) > self.max_entries:
+                data.popitem(last=False)
+
+    def _sweep(self, now: float) -> None:
+        deadlines = self._deadlines
+        data = self._data
+        while deadlines and deadlines[0][0] <= now:
+            deadline, full_key = heapq.heappop(deadlines)
+            entry = data.get(full_key)
+            if entry is not None and entry[1] == deadline:
+                del data[full_key]
+        if len(deadlines) > 2 * len(data) + 64:
+            # Overwritten TTLs leave stale rows behind; rebuild from the live entries.
+            self._deadlines = [
+                (entry[1], full_key) for full_key, entry in data.items() if entry[1] != _NEVER
+            ]
+            heapq.heapify(self._deadlines)
+
+
+def new_cache_driver(max_entries: int | None = None) -> MemoryDriver:
+    """Return a memory driver; ``max_entries`` bounds it with LRU eviction."""
+    return MemoryDriver(max_entries=max_entries)
+
+
+def from_url(url: str, **options: Any) -> MemoryDriver:
+    """Build a memory driver from ``memory://`` (``memory://?max_entries=1000``)."""
+    if url_scheme(url) != "memory":
+        raise ConfigError("the memory driver takes memory:// URLs")
+    from_query: dict[str, Any] = {}
+    for name, text in query_options(url).items():
+        if name != "max_entries":
+            raise ConfigError(f"unknown memory:// URL parameter {name!r}")
+        try:
+            from_query[name] = int(text)
+        except ValueError:
+            raise ConfigError(f"max_entries must be an integer, got {text!r}") from None
+    return new_cache_driver(**{**from_query, **options})
+
+
+@hookimpl
+def register_cache_drivers(register: Register) -> None:
+    """Register the built-in ``memory`` driver."""
+    register(
+        "memory",
+        new_cache_driver,
+        url_factory=from_url,
+        schemes=["memory"],
+        description="In-process, thread-safe memory store with TTLs and optional LRU bound.",
+    )

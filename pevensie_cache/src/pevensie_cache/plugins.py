@@ -1,0 +1,125 @@
+"""Plugin loading: finds driver plugins through the ``pevensie.drivers`` entry points.
+
+Nothing is loaded at import time. The first lookup loads every plugin once, each
+in isolation, and caches the registry: a plugin that fails to import, fails hook
+validation or raises while registering is recorded and shown by
+``cache.drivers()`` and in ``DriverNotFound``, and breaks no other driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib.metadata import EntryPoint, entry_points
+
+import pluggy
+
+from pevensie_cache import hookspecs
+from pevensie_cache.registry import (
+    DriverSpec,
+    PluginFailure,
+    Provider,
+    Registry,
+    make_register,
+)
+
+__all__ = ["ENTRY_POINT_GROUP", "get_registry", "register_plugin", "reset"]
+
+ENTRY_POINT_GROUP = "pevensie.drivers"
+
+logger = logging.getLogger("pevensie_cache.plugins")
+
+_lock = threading.Lock()
+_registry: Registry | None = None
+_extra_plugins: list[tuple[object, str]] = []
+
+
+def get_registry() -> Registry:
+    """Return the registry, loading the plugins on first use."""
+    registry = _registry
+    if registry is not None:
+        return registry
+    with _lock:
+        if _registry is None:
+            _set_registry(_load())
+        assert _registry is not None
+        return _registry
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register a plugin object (a module or class with ``@hookimpl`` functions) by hand.
+
+    For applications and tests that provide a driver without packaging it. The
+    registry is rebuilt on next use.
+    """
+    with _lock:
+        _extra_plugins.append((plugin, name or getattr(plugin, "__name__", repr(plugin))))
+        _set_registry(None)
+
+
+def reset() -> None:
+    """Forget the loaded registry and hand-registered plugins; the next lookup reloads."""
+    with _lock:
+        _extra_plugins.clear()
+        _set_registry(None)
+
+
+def _set_registry(registry: Registry | None) -> None:
+    global _registry
+    _registry = registry
+
+
+def _load() -> Registry:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    registry = Registry()
+    candidates: list[tuple[object, Provider]] = []
+    for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_key):
+        provider = _provider(entry_point)
+        try:
+            candidates.append((entry_point.load(), provider))
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+            _fail(registry, provider, f"import failed: {type(exc).__name__}: {exc}")
+    candidates.extend((plugin, Provider(plugin=name)) for plugin, name in _extra_plugins)
+
+    for plugin, provider in candidates:
+        try:
+            manager.register(plugin, name=f"{provider.plugin}@{provider.distribution}")
+            manager.check_pending()
+        except Exception as exc:  # noqa: BLE001
+            _unregister(manager, plugin)
+            _fail(registry, provider, f"invalid plugin: {type(exc).__name__}: {exc}")
+            continue
+        for impl in manager.hook.register_cache_drivers.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            staged: list[DriverSpec] = []
+            try:
+                impl.function(register=make_register(provider, staged.append))
+            except Exception as exc:  # noqa: BLE001
+                _fail(registry, provider, f"registration failed: {type(exc).__name__}: {exc}")
+                continue
+            for spec in staged:
+                registry.add(spec)
+    return registry
+
+
+def _entry_point_key(entry_point: EntryPoint) -> tuple[str, str]:
+    return (entry_point.name, entry_point.value)
+
+
+def _provider(entry_point: EntryPoint) -> Provider:
+    dist = entry_point.dist
+    if dist is None:
+        return Provider(plugin=entry_point.name)
+    return Provider(plugin=entry_point.name, distribution=dist.name, version=dist.version)
+
+
+def _fail(registry: Registry, provider: Provider, reason: str) -> None:
+    logger.warning("pevensie plugin %s from %s: %s", provider.plugin, provider.describe(), reason)
+    registry.failures.append(PluginFailure(plugin=provider.plugin, provider=provider, reason=reason))
+
+
+def _unregister(manager: pluggy.PluginManager, plugin: object) -> None:
+    if manager.is_registered(plugin):
+        manager.unregister(plugin)

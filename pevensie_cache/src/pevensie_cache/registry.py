@@ -1,0 +1,264 @@
+"""The driver registry: what plugins registered, what failed, and lookups by name or scheme.
+
+The host owns the registry. Plugins only call the ``register`` callback they are
+handed; duplicate names are remembered as conflicts, never silently overridden.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pevensie_cache.driver import CacheDriver
+from pevensie_cache.errors import DriverConflict, DriverNotFound
+
+__all__ = [
+    "DriverInfo",
+    "DriverSpec",
+    "PluginFailure",
+    "Provider",
+    "Register",
+    "Registry",
+    "make_register",
+]
+
+DriverFactory = Callable[..., CacheDriver]
+"""Builds a driver from keyword options: ``factory(**options)``."""
+
+UrlDriverFactory = Callable[..., CacheDriver]
+"""Builds a driver from a URL and keyword options: ``url_factory(url, **options)``."""
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
+
+
+class Register(Protocol):
+    """The callback handed to ``register_cache_drivers`` hook implementations."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: DriverFactory,
+        *,
+        url_factory: UrlDriverFactory | None = None,
+        schemes: Sequence[str] = (),
+        description: str = "",
+    ) -> None:
+        """Register a driver named ``name``, built by ``factory(**options)``.
+
+        ``schemes`` are the URL schemes (without ``://``) that select this driver
+        in ``cache.from_url``; they need ``url_factory(url, **options)``.
+        Registering must not import the driver's client library: do that inside
+        the factories.
+        """
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where a registration came from: a plugin and the distribution that ships it."""
+
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+
+    def describe(self) -> str:
+        """Name the distribution and version, or the plugin when no distribution is known."""
+        if self.distribution is None:
+            return f"plugin {self.plugin!r}"
+        return f"{self.distribution} {self.version or ''}".strip()
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """One registered driver."""
+
+    name: str
+    factory: DriverFactory
+    url_factory: UrlDriverFactory | None
+    schemes: tuple[str, ...]
+    description: str
+    provider: Provider
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be imported, validated or asked to register."""
+
+    plugin: str
+    provider: Provider
+    reason: str
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """What ``cache.drivers()`` reports for one driver, or for a plugin that failed."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    schemes: tuple[str, ...]
+    description: str
+    loaded: bool
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    """Drivers by name and by URL scheme, plus conflicts and plugin failures."""
+
+    by_name: dict[str, DriverSpec] = field(default_factory=dict)
+    by_scheme: dict[str, DriverSpec] = field(default_factory=dict)
+    conflicts: dict[str, list[DriverSpec]] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def add(self, spec: DriverSpec) -> None:
+        """Add ``spec``; a name or scheme taken by another spec becomes a conflict."""
+        _add_keyed(self.by_name, self.conflicts, spec.name, spec)
+        for scheme in spec.schemes:
+            _add_keyed(self.by_scheme, self.conflicts, f"{scheme}://", spec)
+
+    def lookup(self, name: str) -> DriverSpec:
+        """Return the driver registered as ``name``, or raise a descriptive error."""
+        return self._find(name, self.by_name, f"no cache driver named {name!r}")
+
+    def lookup_scheme(self, scheme: str) -> DriverSpec:
+        """Return the driver registered for the URL scheme ``scheme``."""
+        key = f"{scheme.lower()}://"
+        return self._find(key, self.by_scheme, f"no cache driver for URL scheme {key!r}")
+
+    def infos(self) -> list[DriverInfo]:
+        """Describe every driver and every failed plugin, sorted by name."""
+        infos = [_info(spec) for spec in self.by_name.values()]
+        for name, specs in self.conflicts.items():
+            if name.endswith("://"):
+                continue
+            infos.remove(_info(self.by_name[name]))
+            infos.extend(
+                _info(spec, error=_conflict_message(name, specs)) for spec in specs
+            )
+        infos.extend(
+            DriverInfo(
+                name=failure.plugin,
+                distribution=failure.provider.distribution,
+                version=failure.provider.version,
+                schemes=(),
+                description="",
+                loaded=False,
+                error=failure.reason,
+            )
+            for failure in self.failures
+        )
+        return sorted(infos, key=lambda info: (info.name, info.distribution or ""))
+
+    def _find(self, key: str, table: dict[str, DriverSpec], missing: str) -> DriverSpec:
+        specs = self.conflicts.get(key)
+        if specs is not None:
+            raise DriverConflict(_conflict_message(key, specs))
+        spec = table.get(key)
+        if spec is None:
+            raise DriverNotFound(f"{missing}. {self._inventory()}")
+        return spec
+
+    def _inventory(self) -> str:
+        installed = ", ".join(
+            f"{name} ({', '.join(s + '://' for s in spec.schemes) or 'no URL scheme'}; "
+            f"{spec.provider.describe()})"
+            for name, spec in sorted(self.by_name.items())
+        )
+        text = f"Installed drivers: {installed or 'none'}."
+        if self.failures:
+            failed = "; ".join(
+                f"{f.plugin} from {f.provider.describe()}: {f.reason}" for f in self.failures
+            )
+            text += f" Plugins that failed to load: {failed}."
+        return text
+
+
+def make_register(provider: Provider, sink: Callable[[DriverSpec], None]) -> Register:
+    """Return a ``register`` callback that validates each registration and hands it to ``sink``."""
+
+    def register(
+        name: str,
+        factory: DriverFactory,
+        *,
+        url_factory: UrlDriverFactory | None = None,
+        schemes: Sequence[str] = (),
+        description: str = "",
+    ) -> None:
+        sink(_make_spec(name, factory, url_factory, schemes, description, provider))
+
+    return register
+
+
+def _make_spec(
+    name: object,
+    factory: object,
+    url_factory: object,
+    schemes: object,
+    description: object,
+    provider: Provider,
+) -> DriverSpec:
+    """Validate one registration; a bad one is the plugin's failure, raised as ValueError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"invalid driver name {name!r}: use lower-case letters, digits, _ or -")
+    if not callable(factory):
+        raise ValueError(f"driver {name!r}: factory is not callable")
+    if url_factory is not None and not callable(url_factory):
+        raise ValueError(f"driver {name!r}: url_factory is not callable")
+    if isinstance(schemes, str) or not isinstance(schemes, Sequence):
+        raise ValueError(f"driver {name!r}: schemes must be a sequence of strings")
+    clean: list[str] = []
+    for scheme in schemes:
+        if not isinstance(scheme, str) or not _SCHEME.match(scheme.lower()):
+            raise ValueError(f"driver {name!r}: invalid URL scheme {scheme!r}")
+        clean.append(scheme.lower())
+    if clean and url_factory is None:
+        raise ValueError(f"driver {name!r}: URL schemes need a url_factory")
+    if not isinstance(description, str):
+        raise ValueError(f"driver {name!r}: description must be a string")
+    return DriverSpec(
+        name=name,
+        factory=factory,  # type: ignore[arg-type]
+        url_factory=url_factory,  # type: ignore[arg-type]
+        schemes=tuple(clean),
+        description=description.strip().splitlines()[0] if description.strip() else "",
+        provider=provider,
+    )
+
+
+def _add_keyed(
+    table: dict[str, DriverSpec],
+    conflicts: dict[str, list[DriverSpec]],
+    key: str,
+    spec: DriverSpec,
+) -> None:
+    if key in conflicts:
+        conflicts[key].append(spec)
+    elif key in table:
+        conflicts[key] = [table[key], spec]
+    else:
+        table[key] = spec
+
+
+def _conflict_message(key: str, specs: list[DriverSpec]) -> str:
+    what = f"URL scheme {key!r}" if key.endswith("://") else f"driver name {key!r}"
+    sources = " and ".join(spec.provider.describe() for spec in specs)
+    return (
+        f"{what} is registered by more than one plugin: {sources}. "
+        "Uninstall one of them, or pass a driver object to cache.new()."
+    )
+
+
+def _info(spec: DriverSpec, error: str | None = None) -> DriverInfo:
+    return DriverInfo(
+        name=spec.name,
+        distribution=spec.provider.distribution,
+        version=spec.provider.version,
+        schemes=spec.schemes,
+        description=spec.description,
+        loaded=error is None,
+        error=error,
+    )
+

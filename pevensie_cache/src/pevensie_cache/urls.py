@@ -1,0 +1,50 @@
+"""URL helpers shared by the facade and drivers: scheme parsing and secret masking."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+from pevensie_cache.errors import ConfigError
+
+__all__ = ["mask_url", "query_options", "url_scheme"]
+
+_SECRET_QUERY_KEYS = re.compile(r"(?i)(^|[?&;])((?:pass(?:word)?|pwd|secret|token|auth)=)[^&;#]*")
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)([^@/?#]*)@")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``, fit for messages and logs.
+
+    ``redis://user:secret@host/0`` becomes ``redis://user:***@host/0``; a lone
+    userinfo part (``redis://secret@host``) is masked too, and so are query
+    parameters such as ``password=``.
+    """
+
+    def _mask_userinfo(match: re.Match[str]) -> str:
+        scheme, userinfo = match.group(1), match.group(2)
+        user, sep, _ = userinfo.partition(":")
+        return f"{scheme}{user}:***@" if sep else f"{scheme}***@"
+
+    masked = _USERINFO.sub(_mask_userinfo, url, count=1)
+    return _SECRET_QUERY_KEYS.sub(lambda m: f"{m.group(1)}{m.group(2)}***", masked)
+
+
+def url_scheme(url: object) -> str:
+    """Return the lower-cased scheme of ``url`` or raise :class:`ConfigError`."""
+    if not isinstance(url, str):
+        raise ConfigError(f"a cache URL must be a str, not {type(url).__name__}")
+    scheme, sep, _ = url.partition("://")
+    if not sep or not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.\-]*", scheme):
+        raise ConfigError(f"not a cache URL (expected scheme://...): {mask_url(url)!r}")
+    return scheme.lower()
+
+
+def query_options(url: str) -> dict[str, str]:
+    """Return the query parameters of ``url`` as a dict; a repeated parameter is an error."""
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name in options:
+            raise ConfigError(f"URL parameter {name!r} is given twice in {mask_url(url)!r}")
+        options[name] = value
+    return options

@@ -1,0 +1,123 @@
+"""The input rules, enforced once in the facade so every driver gets them.
+
+- ``resource_type``: a non-empty ``str`` without ``:``, so ``<resource_type>:<key>``
+  can never collide;
+- ``key``: a non-empty ``str`` (``:`` allowed);
+- ``value``: a ``str``;
+- ``ttl_seconds``: ``None`` or an ``int`` >= 1 (``bool`` is rejected);
+- every string must be encodable as UTF-8 (no lone surrogates).
+
+Each check returns nothing and raises an :class:`~pevensie_cache.ArgumentError`
+before any driver is called, so a rejected call changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError
+
+__all__ = [
+    "check_address",
+    "check_key",
+    "check_items",
+    "check_keys",
+    "check_resource_type",
+    "check_ttl",
+    "check_value",
+]
+
+
+def check_resource_type(resource_type: object) -> None:
+    """Check a resource type."""
+    if type(resource_type) is str and resource_type and ":" not in resource_type:
+        if not resource_type.isascii():
+            _check_encodable("resource_type", resource_type)
+        return
+    if not isinstance(resource_type, str):
+        raise ArgumentTypeError(
+            f"resource_type must be a str, not {type(resource_type).__name__}"
+        )
+    if not resource_type:
+        raise ArgumentValueError("resource_type must not be empty")
+    if ":" in resource_type:
+        raise ArgumentValueError(
+            f"resource_type must not contain ':' (got {resource_type!r}); "
+            "keys are stored as <resource_type>:<key>"
+        )
+    _check_encodable("resource_type", resource_type)
+
+
+def check_key(key: object) -> None:
+    """Check one key."""
+    if type(key) is str and key:
+        if not key.isascii():
+            _check_encodable("key", key)
+        return
+    if not isinstance(key, str):
+        raise ArgumentTypeError(f"key must be a str, not {type(key).__name__}")
+    if not key:
+        raise ArgumentValueError("key must not be empty")
+    _check_encodable("key", key)
+
+
+def check_address(resource_type: object, key: object) -> None:
+    """Check a ``(resource_type, key)`` pair."""
+    check_resource_type(resource_type)
+    check_key(key)
+
+
+def check_value(value: object) -> None:
+    """Check one value: any ``str``, the empty string included."""
+    if type(value) is str:
+        if not value.isascii():
+            _check_encodable("value", value)
+        return
+    if not isinstance(value, str):
+        hint = " (decode bytes first)" if isinstance(value, (bytes, bytearray)) else ""
+        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{hint}")
+    _check_encodable("value", value)
+
+
+def check_ttl(ttl_seconds: object) -> None:
+    """Check a TTL: ``None`` (no expiry) or a whole number of seconds >= 1."""
+    if ttl_seconds is None:
+        return
+    if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
+        raise ArgumentTypeError(
+            f"ttl_seconds must be None or an int, not {type(ttl_seconds).__name__}"
+        )
+    if ttl_seconds < 1:
+        raise ArgumentValueError(f"ttl_seconds must be at least 1, got {ttl_seconds}")
+
+
+def check_keys(keys: object) -> list[str]:
+    """Check a batch of keys and return them as a list (a lone ``str`` is rejected)."""
+    if isinstance(keys, (str, bytes, bytearray)) or not isinstance(keys, Iterable):
+        raise ArgumentTypeError(
+            f"keys must be an iterable of str, not {type(keys).__name__}"
+        )
+    checked = list(keys)
+    for key in checked:
+        check_key(key)
+    return checked
+
+
+def check_items(items: object) -> dict[str, str]:
+    """Check a batch of ``key -> value`` items and return them as a dict."""
+    if not isinstance(items, Mapping):
+        raise ArgumentTypeError(f"items must be a mapping of str to str, not {type(items).__name__}")
+    checked = dict(items)
+    for key, value in checked.items():
+        check_key(key)
+        check_value(value)
+    return checked
+
+
+def _check_encodable(what: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ArgumentValueError(
+            f"{what} cannot be encoded as UTF-8 (position {exc.start}: lone surrogate?)"
+        ) from None
