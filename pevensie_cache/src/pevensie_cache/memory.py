@@ -51,6 +51,12 @@ class MemoryDriver:
             self._sweep(time.monotonic())
             return len(self._data)
 
+    def keys(self) -> set[str]:
+        """Return the stored keys, as ``<resource_type>:<key>``, of entries not yet expired."""
+        with self._lock:
+            self._sweep(time.monotonic())
+            return set(self._data)
+
     def connect(self) -> None:
         """Start with an empty store."""
         with self._lock:
