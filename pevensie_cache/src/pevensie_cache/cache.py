@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -147,9 +147,7 @@ class PevensieCache:
 
     # -- single operations (the hot path: one check, one driver call) ----------------
 
-    def set(
-        self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None
-    ) -> None:
+    def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None) -> None:
         """Store ``value`` under ``(resource_type, key)``.
 
         ``ttl_seconds=None`` stores it without expiry and clears any earlier TTL;
@@ -248,7 +246,7 @@ class PevensieCache:
 
     # Fallbacks for drivers without native batch operations.
 
-    def _get_each(self, resource_type: str, keys: list[str]) -> dict[str, str]:
+    def _get_each(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for key in keys:
             value = self._driver.get(resource_type, key)
@@ -256,11 +254,13 @@ class PevensieCache:
                 found[key] = value
         return found
 
-    def _set_each(self, resource_type: str, items: dict[str, str], ttl: int | None) -> None:
+    def _set_each(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
         for key, value in items.items():
-            self._driver.set(resource_type, key, value, ttl)
+            self._driver.set(resource_type, key, value, ttl_seconds)
 
-    def _delete_each(self, resource_type: str, keys: list[str]) -> None:
+    def _delete_each(self, resource_type: str, keys: Iterable[str]) -> None:
         for key in keys:
             self._driver.delete(resource_type, key)
 
@@ -345,9 +345,7 @@ def from_config(config: Mapping[str, Any], *, prefix: str = "") -> PevensieCache
     return new(name, **options)
 
 
-def from_env(
-    var: str = ENV_VAR, *, default: str | None = None, **options: Any
-) -> PevensieCache:
+def from_env(var: str = ENV_VAR, *, default: str | None = None, **options: Any) -> PevensieCache:
     """Return a new cache from the URL in the environment variable ``var``.
 
     ``default`` is used when the variable is unset or empty; without one that is

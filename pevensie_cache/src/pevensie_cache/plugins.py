@@ -53,7 +53,8 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     registry is rebuilt on next use.
     """
     with _lock:
-        _extra_plugins.append((plugin, name or getattr(plugin, "__name__", repr(plugin))))
+        label = name or str(getattr(plugin, "__name__", type(plugin).__name__))
+        _extra_plugins.append((plugin, label))
         _set_registry(None)
 
 
@@ -78,7 +79,7 @@ def _load() -> Registry:
         provider = _provider(entry_point)
         try:
             candidates.append((entry_point.load(), provider))
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+        except Exception as exc:
             _fail(registry, provider, f"import failed: {type(exc).__name__}: {exc}")
     candidates.extend((plugin, Provider(plugin=name)) for plugin, name in _extra_plugins)
 
@@ -86,7 +87,7 @@ def _load() -> Registry:
         try:
             manager.register(plugin, name=f"{provider.plugin}@{provider.distribution}")
             manager.check_pending()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _unregister(manager, plugin)
             _fail(registry, provider, f"invalid plugin: {type(exc).__name__}: {exc}")
             continue
@@ -96,7 +97,7 @@ def _load() -> Registry:
             staged: list[DriverSpec] = []
             try:
                 impl.function(register=make_register(provider, staged.append))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 _fail(registry, provider, f"registration failed: {type(exc).__name__}: {exc}")
                 continue
             for spec in staged:
@@ -117,7 +118,9 @@ def _provider(entry_point: EntryPoint) -> Provider:
 
 def _fail(registry: Registry, provider: Provider, reason: str) -> None:
     logger.warning("pevensie plugin %s from %s: %s", provider.plugin, provider.describe(), reason)
-    registry.failures.append(PluginFailure(plugin=provider.plugin, provider=provider, reason=reason))
+    registry.failures.append(
+        PluginFailure(plugin=provider.plugin, provider=provider, reason=reason)
+    )
 
 
 def _unregister(manager: pluggy.PluginManager, plugin: object) -> None:

@@ -135,9 +135,7 @@ class Registry:
             if name.endswith("://"):
                 continue
             infos.remove(_info(self.by_name[name]))
-            infos.extend(
-                _info(spec, error=_conflict_message(name, specs)) for spec in specs
-            )
+            infos.extend(_info(spec, error=_conflict_message(name, specs)) for spec in specs)
         infos.extend(
             DriverInfo(
                 name=failure.plugin,
@@ -162,17 +160,20 @@ class Registry:
         return spec
 
     def _inventory(self) -> str:
-        installed = ", ".join(
-            f"{name} ({', '.join(s + '://' for s in spec.schemes) or 'no URL scheme'}; "
-            f"{spec.provider.describe()})"
-            for name, spec in sorted(self.by_name.items())
-        )
-        text = f"Installed drivers: {installed or 'none'}."
-        if self.failures:
-            failed = "; ".join(
-                f"{f.plugin} from {f.provider.describe()}: {f.reason}" for f in self.failures
+        installed: list[str] = []
+        failed: list[str] = []
+        for info in self.infos():
+            source = (
+                f"{info.distribution} {info.version}" if info.distribution else "no distribution"
             )
-            text += f" Plugins that failed to load: {failed}."
+            if info.loaded:
+                schemes = ", ".join(f"{scheme}://" for scheme in info.schemes) or "no URL scheme"
+                installed.append(f"{info.name} ({schemes}; {source})")
+            else:
+                failed.append(f"{info.name} from {source}: {info.error}")
+        text = f"Installed drivers: {', '.join(installed) or 'none'}."
+        if failed:
+            text += f" Not available: {'; '.join(failed)}."
         return text
 
 
@@ -220,8 +221,8 @@ def _make_spec(
         raise ValueError(f"driver {name!r}: description must be a string")
     return DriverSpec(
         name=name,
-        factory=factory,  # type: ignore[arg-type]
-        url_factory=url_factory,  # type: ignore[arg-type]
+        factory=factory,
+        url_factory=url_factory,
         schemes=tuple(clean),
         description=description.strip().splitlines()[0] if description.strip() else "",
         provider=provider,
@@ -261,4 +262,3 @@ def _info(spec: DriverSpec, error: str | None = None) -> DriverInfo:
         loaded=error is None,
         error=error,
     )
-

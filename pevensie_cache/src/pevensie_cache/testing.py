@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -88,10 +88,9 @@ class CacheConformance:
     """Tests every driver passes. Subclass it and override ``cache`` and ``stored_keys``."""
 
     @pytest.fixture
-    def cache(self) -> Iterator[PevensieCache]:
-        """Yield a connected cache holding no keys; override in the subclass."""
+    def cache(self) -> PevensieCache:
+        """Provide a connected cache holding no keys; override in the subclass."""
         raise NotImplementedError("override the `cache` fixture")
-        yield  # pragma: no cover
 
     @pytest.fixture
     def stored_keys(self, cache: PevensieCache) -> StoredKeys:
@@ -201,7 +200,10 @@ class CacheConformance:
         max_examples=60,
         deadline=None,
         # Each driver's subclass runs this test with its own fixture: by design.
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(key=_text, value=st.text(max_size=2000))
     def test_any_text_round_trips(self, cache: PevensieCache, key: str, value: str) -> None:

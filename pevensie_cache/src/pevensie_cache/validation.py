@@ -19,8 +19,8 @@ from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError
 
 __all__ = [
     "check_address",
-    "check_key",
     "check_items",
+    "check_key",
     "check_keys",
     "check_resource_type",
     "check_ttl",
@@ -35,9 +35,7 @@ def check_resource_type(resource_type: object) -> None:
             _check_encodable("resource_type", resource_type)
         return
     if not isinstance(resource_type, str):
-        raise ArgumentTypeError(
-            f"resource_type must be a str, not {type(resource_type).__name__}"
-        )
+        raise ArgumentTypeError(f"resource_type must be a str, not {type(resource_type).__name__}")
     if not resource_type:
         raise ArgumentValueError("resource_type must not be empty")
     if ":" in resource_type:
@@ -94,9 +92,7 @@ def check_ttl(ttl_seconds: object) -> None:
 def check_keys(keys: object) -> list[str]:
     """Check a batch of keys and return them as a list (a lone ``str`` is rejected)."""
     if isinstance(keys, (str, bytes, bytearray)) or not isinstance(keys, Iterable):
-        raise ArgumentTypeError(
-            f"keys must be an iterable of str, not {type(keys).__name__}"
-        )
+        raise ArgumentTypeError(f"keys must be an iterable of str, not {type(keys).__name__}")
     checked = list(keys)
     for key in checked:
         check_key(key)
@@ -106,7 +102,9 @@ def check_keys(keys: object) -> list[str]:
 def check_items(items: object) -> dict[str, str]:
     """Check a batch of ``key -> value`` items and return them as a dict."""
     if not isinstance(items, Mapping):
-        raise ArgumentTypeError(f"items must be a mapping of str to str, not {type(items).__name__}")
+        raise ArgumentTypeError(
+            f"items must be a mapping of str to str, not {type(items).__name__}"
+        )
     checked = dict(items)
     for key, value in checked.items():
         check_key(key)

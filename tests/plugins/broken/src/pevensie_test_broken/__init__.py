@@ -1,0 +1,1 @@
+"""Deliberately broken plugins: each must be reported, and break nothing else."""

@@ -1,0 +1,57 @@
+"""Behaviour specific to the memory driver: LRU bound and expiry housekeeping."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pevensie_cache import CacheMiss, cache
+from pevensie_cache.memory import MemoryDriver
+
+
+def test_max_entries_evicts_the_least_recently_used() -> None:
+    with cache.new(driver="memory", max_entries=2) as c:
+        c.set("k", "a", "1")
+        c.set("k", "b", "2")
+        assert c.get("k", "a") == "1"  # a is now more recent than b
+        c.set("k", "c", "3")
+        assert c.get_many("k", ["a", "b", "c"]) == {"a": "1", "c": "3"}
+
+
+def test_expired_entries_are_swept_without_being_read() -> None:
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        c.set_many("k", {str(i): "v" for i in range(100)}, ttl_seconds=1)
+        c.set("k", "keep", "v")
+        assert len(driver) == 101
+        time.sleep(1.1)
+        c.set("k", "other", "v")  # any write sweeps what has expired
+        assert driver.keys() == {"k:keep", "k:other"}
+        assert len(driver._deadlines) == 0
+
+
+def test_overwritten_ttls_do_not_grow_the_deadline_heap_without_bound() -> None:
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        for _ in range(5000):
+            c.set("k", "same", "v", ttl_seconds=100)
+        assert len(driver._deadlines) < 200
+
+
+def test_disconnect_releases_the_entries() -> None:
+    driver = MemoryDriver()
+    c = cache.new(driver=driver).connect()
+    c.set("k", "a", "1")
+    c.disconnect()
+    assert len(driver) == 0
+    c.connect()
+    with pytest.raises(CacheMiss):
+        c.get("k", "a")
+
+
+def test_expiry_uses_the_monotonic_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    with cache.new() as c:
+        c.set("k", "a", "1", ttl_seconds=60)
+        monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # wall clock jumps
+        assert c.get("k", "a") == "1"
