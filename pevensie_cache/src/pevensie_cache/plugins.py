@@ -89,7 +89,9 @@ def _load() -> Registry:
             manager.check_pending()
         except Exception as exc:
             _unregister(manager, plugin)
-            _fail(registry, provider, f"invalid plugin: {type(exc).__name__}: {exc}")
+            # pluggy names the module (and its path) after " in plugin": the hook is enough.
+            reason = str(exc).split(" in plugin ", 1)[0]
+            _fail(registry, provider, f"invalid plugin: {type(exc).__name__}: {reason}")
             continue
         for impl in manager.hook.register_cache_drivers.get_hookimpls():
             if impl.plugin is not plugin:

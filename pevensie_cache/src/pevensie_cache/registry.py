@@ -173,7 +173,7 @@ class Registry:
                 failed.append(f"{info.name} from {source}: {info.error}")
         text = f"Installed drivers: {', '.join(installed) or 'none'}."
         if failed:
-            text += f" Not available: {'; '.join(failed)}."
+            text += f" Not available: {'; '.join(failed).rstrip('.')}."
         return text
 
 
