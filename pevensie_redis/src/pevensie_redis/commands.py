@@ -1,0 +1,81 @@
+"""The commands the Redis driver sends, packed straight into the RESP wire format.
+
+Packing a GET or SET here costs a single ``bytes`` formatting; redis-py's generic
+packer does far more work per call. Keys are ``<resource_type>:<key>`` in UTF-8,
+the layout the Gleam driver uses, so both can share a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+__all__ = [
+    "BATCH_SIZE",
+    "SET_EX_SCRIPT",
+    "SET_EX_SCRIPT_SHA",
+    "full_key",
+    "pack",
+    "pack_delete",
+    "pack_get",
+    "pack_set",
+    "pack_set_ex",
+]
+
+BATCH_SIZE = 1000
+"""Keys per command in batch operations: big enough to amortise, small enough not to block."""
+
+SET_EX_SCRIPT = b"""\
+local ttl = ARGV[1]
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+"""Sets every key to its value with the same ``EX`` TTL: ``set_many`` with a TTL in one call.
+
+``KEYS`` are the full keys; ``ARGV[1]`` is the TTL and ``ARGV[i + 1]`` the value of ``KEYS[i]``.
+"""
+
+SET_EX_SCRIPT_SHA = hashlib.sha1(SET_EX_SCRIPT, usedforsecurity=False).hexdigest().encode()
+"""The SHA1 digest ``EVALSHA`` names the script by, as the server computes it."""
+
+
+def full_key(resource_type: str, key: str) -> bytes:
+    """Return the stored key for ``(resource_type, key)``: ``<resource_type>:<key>`` in UTF-8."""
+    return f"{resource_type}:{key}".encode()
+
+
+def pack_get(key: bytes) -> bytes:
+    """Pack ``GET key``."""
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(key), key)
+
+
+def pack_set(key: bytes, value: bytes) -> bytes:
+    """Pack ``SET key value``: no expiry, and any earlier TTL cleared."""
+    return b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(key), key, len(value), value)
+
+
+def pack_set_ex(key: bytes, value: bytes, ttl_seconds: int) -> bytes:
+    """Pack ``SET key value EX ttl_seconds``: store and set the TTL in one atomic command."""
+    ttl = b"%d" % ttl_seconds
+    return b"*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nEX\r\n$%d\r\n%b\r\n" % (
+        len(key),
+        key,
+        len(value),
+        value,
+        len(ttl),
+        ttl,
+    )
+
+
+def pack_delete(key: bytes) -> bytes:
+    """Pack ``UNLINK key``: delete, freeing the memory in the background."""
+    return b"*2\r\n$6\r\nUNLINK\r\n$%d\r\n%b\r\n" % (len(key), key)
+
+
+def pack(args: Sequence[bytes]) -> bytes:
+    """Pack any command given as its arguments, already encoded."""
+    parts = [b"*%d\r\n" % len(args)]
+    parts.extend(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args)
+    return b"".join(parts)

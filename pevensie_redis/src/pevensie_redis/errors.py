@@ -1,0 +1,124 @@
+"""The Redis driver's errors, under the core's :class:`~pevensie_cache.DriverError`.
+
+Each failure has its own class; the redis-py exception stays reachable as
+``__cause__``. Messages name the server (host and port, or socket path) and what
+went wrong, never a password: they are built here from the exception's own
+text, which redis-py composes from the address and the server's reply only.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+
+from pevensie_cache import DriverError
+
+__all__ = [
+    "RedisAuthenticationError",
+    "RedisConnectionError",
+    "RedisDriverError",
+    "RedisPoolExhausted",
+    "RedisServerError",
+    "RedisTimeoutError",
+    "map_error",
+]
+
+
+class RedisDriverError(DriverError):
+    """Base class of every error the Redis driver raises."""
+
+
+class RedisConnectionError(RedisDriverError):
+    """The server could not be reached, or the connection broke (TLS failures included)."""
+
+
+class RedisTimeoutError(RedisDriverError):
+    """Connecting or a command took longer than the configured ``timeout``."""
+
+
+class RedisAuthenticationError(RedisDriverError):
+    """The server refused the credentials, or wants credentials that were not given."""
+
+
+class RedisPoolExhausted(RedisDriverError):
+    """Every pooled connection stayed busy for ``timeout``: raise ``pool_size`` or wait less."""
+
+
+class RedisServerError(RedisDriverError):
+    """The server answered with an error reply; ``server_message`` holds it."""
+
+    def __init__(self, message: str, server_message: str) -> None:
+        super().__init__(message)
+        self.server_message = server_message
+        """The error reply as the server sent it, for example ``OOM command not allowed ...``."""
+
+
+def map_error(exc: BaseException, action: str) -> RedisDriverError:
+    """Return the driver error for a redis-py (or socket) exception raised while doing ``action``.
+
+    ``action`` says what was attempted (``"GET"``, ``"connecting to 127.0.0.1:6379"``);
+    raise the result ``from exc`` so the original stays as ``__cause__``.
+    """
+    from redis import exceptions as rx
+
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, rx.AuthenticationError):
+        return RedisAuthenticationError(f"{action}: authentication failed: {detail}")
+    if isinstance(exc, rx.NoPermissionError):
+        return RedisAuthenticationError(
+            f"{action}: the user lacks permission: {_server_message(exc)}"
+        )
+    if isinstance(exc, rx.ResponseError):
+        message = _server_message(exc)
+        return RedisServerError(f"{action}: the server replied with an error: {message}", message)
+    if _is_pool_wait(exc):
+        return RedisPoolExhausted(
+            f"{action}: no pooled connection became free within the timeout "
+            "(every connection stayed busy; raise pool_size or the timeout)"
+        )
+    if isinstance(exc, (rx.TimeoutError, TimeoutError)):
+        return RedisTimeoutError(f"{action}: timed out ({detail})")
+    if isinstance(exc, (rx.ConnectionError, OSError)):
+        verify = _certificate_failure(exc)
+        if verify is not None:
+            return RedisConnectionError(
+                f"{action}: TLS certificate verification failed ({verify}); "
+                "check tls_ca_file, or the server's certificate and host name"
+            )
+        return RedisConnectionError(f"{action}: connection failed: {detail}")
+    return RedisDriverError(f"{action}: {type(exc).__name__}: {detail}")
+
+
+def _server_message(exc: BaseException) -> str:
+    # redis-py strips a known error code (WRONGPASS, NOSCRIPT, OOM, ...) from the
+    # message and keeps it as status_code; put it back so the reply reads as sent.
+    code = getattr(exc, "status_code", None)
+    text = str(exc)
+    if code and not text.startswith(str(code)):
+        return f"{code} {text}"
+    return text
+
+
+def _is_pool_wait(exc: BaseException) -> bool:
+    from redis import exceptions as rx
+
+    if isinstance(exc, getattr(rx, "MaxConnectionsError", ())):
+        return True
+    # BlockingConnectionPool raises ConnectionError("No connection available.")
+    # from inside its `except queue.Empty` when the wait for a connection times out.
+    return isinstance(exc, rx.ConnectionError) and (
+        isinstance(exc.__context__, queue.Empty) or str(exc) == "No connection available."
+    )
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_message or "certificate verify failed"
+        current = current.__cause__ or current.__context__
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "certificate verify failed"
+    return None

@@ -1,0 +1,57 @@
+"""The ``redis`` driver's plugin: registers it with Pevensie Cache.
+
+Importing this module imports neither redis-py nor the driver: listing the
+drivers stays cheap. The factories import them when a cache is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pevensie_cache import hookimpl
+
+if TYPE_CHECKING:
+    from pevensie_cache import Register
+    from pevensie_redis.config import RedisConfig
+    from pevensie_redis.driver import RedisDriver
+
+__all__ = ["DRIVER_NAME", "from_url", "new", "register_cache_drivers"]
+
+DRIVER_NAME = "redis"
+SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")  # config.SCHEMES, without importing it
+
+
+def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver:
+    """Build a driver from keyword fields of :class:`RedisConfig` (``host=...``, ``port=...``).
+
+    ``config`` is a base configuration the fields replace parts of; without it,
+    the fields replace parts of :func:`~pevensie_redis.default_config`.
+    """
+    from dataclasses import replace
+
+    from pevensie_redis.config import check_field_names, default_config
+    from pevensie_redis.driver import RedisDriver
+
+    check_field_names(fields)
+    base = default_config() if config is None else config
+    return RedisDriver(replace(base, **fields) if fields else base)
+
+
+def from_url(url: str, **fields: Any) -> RedisDriver:
+    """Build a driver from a ``redis://``-style URL; ``fields`` override what the URL says."""
+    from pevensie_redis.config import RedisConfig
+    from pevensie_redis.driver import RedisDriver
+
+    return RedisDriver(RedisConfig.from_url(url, **fields))
+
+
+@hookimpl
+def register_cache_drivers(register: Register) -> None:
+    """Register the ``redis`` driver and its URL schemes."""
+    register(
+        DRIVER_NAME,
+        new,
+        url_factory=from_url,
+        schemes=SCHEMES,
+        description="Redis-compatible servers (Redis, Valkey) via redis-py, with pooling and TLS.",
+    )
