@@ -1,0 +1,86 @@
+"""Fixtures for the Cluster and Sentinel suites: real multi-node topologies on loopback.
+
+The shared topologies are session-scoped (starting one takes about 2-3 s).
+Tests that kill a node get a fresh topology of their own, so a failover never
+leaks into another test. Every process is killed by PID at the end, pass or fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pevensie_redis.testing.cluster import LocalCluster, TopologyError, start_cluster
+from pevensie_redis.testing.errors import ServerUnavailable
+from pevensie_redis.testing.sentinel import LocalSentinel, start_sentinel
+
+PASSWORD = "cluster-test-secret"  # noqa: S105 - a throwaway password for throwaway servers
+
+
+def _start_cluster(**options: object) -> LocalCluster:
+    try:
+        return start_cluster(**options)  # type: ignore[arg-type]
+    except ServerUnavailable as exc:
+        pytest.skip(f"no server binary for a cluster: {exc}")
+    except TopologyError as exc:
+        if "no valkey-cli" in str(exc):
+            pytest.skip(str(exc))
+        raise
+
+
+def _start_sentinel(**options: object) -> LocalSentinel:
+    try:
+        return start_sentinel(**options)  # type: ignore[arg-type]
+    except ServerUnavailable as exc:
+        pytest.skip(f"no server binary for sentinels: {exc}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A 3-primary / 3-replica cluster shared by the tests that leave its topology alone."""
+    topology = _start_cluster()
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_cluster() -> Iterator[LocalCluster]:
+    """A cluster whose nodes all require :data:`PASSWORD`."""
+    topology = _start_cluster(password=PASSWORD)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture
+def fresh_cluster() -> Iterator[LocalCluster]:
+    """A cluster of its own, for a test that kills nodes."""
+    topology = _start_cluster()
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[LocalSentinel]:
+    """A primary, a replica and three sentinels shared by tests that kill nothing."""
+    topology = _start_sentinel(password=PASSWORD)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture
+def fresh_sentinel() -> Iterator[LocalSentinel]:
+    """A sentinel topology of its own, for a test that kills the primary."""
+    topology = _start_sentinel()
+    try:
+        yield topology
+    finally:
+        topology.stop()

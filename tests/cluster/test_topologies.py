@@ -1,0 +1,28 @@
+"""The test topologies themselves: what the driver suites rely on really holds."""
+
+from __future__ import annotations
+
+from pevensie_redis.testing.cluster import LocalCluster
+from pevensie_redis.testing.sentinel import LocalSentinel
+
+
+def test_cluster_has_three_primaries_each_with_a_replica(redis_cluster: LocalCluster) -> None:
+    primaries = redis_cluster.primaries()
+    assert len(primaries) == 3
+    assert len(redis_cluster.replicas()) == 3
+    assert {redis_cluster.replica_of(p).port for p in primaries}.isdisjoint(
+        p.port for p in primaries
+    )
+    assert all(node.address[0] == "127.0.0.1" for node in redis_cluster.nodes)
+
+
+def test_cluster_spreads_slots_over_the_primaries(redis_cluster: LocalCluster) -> None:
+    owners = {redis_cluster.primary_for_key(f"user:{i}").port for i in range(50)}
+    assert len(owners) == 3
+
+
+def test_sentinels_know_the_primary_and_the_replica(redis_sentinel: LocalSentinel) -> None:
+    assert redis_sentinel.current_primary() is redis_sentinel.primary
+    with redis_sentinel.replica.client() as client:
+        assert client.execute_command("ROLE")[0] == "slave"
+    assert len(redis_sentinel.sentinels) == 3
