@@ -156,9 +156,23 @@ class PevensieCache:
         driver = self._live
         if driver is None:
             raise NotConnected("set() on a cache that is not connected")
-        check_address(resource_type, key)
-        check_value(value)
-        check_ttl(ttl_seconds)
+        # The common case in one expression; anything unusual takes the full checks,
+        # which raise the precise error (or accept, e.g. non-ASCII text).
+        if not (
+            type(resource_type) is str
+            and type(key) is str
+            and type(value) is str
+            and resource_type.isascii()
+            and key.isascii()
+            and value.isascii()
+            and resource_type
+            and key
+            and ":" not in resource_type
+            and (ttl_seconds is None or (type(ttl_seconds) is int and ttl_seconds > 0))
+        ):
+            check_address(resource_type, key)
+            check_value(value)
+            check_ttl(ttl_seconds)
         try:
             driver.set(resource_type, key, value, ttl_seconds)
         except PevensieCacheError:
@@ -181,7 +195,16 @@ class PevensieCache:
         driver = self._live
         if driver is None:
             raise NotConnected("get() on a cache that is not connected")
-        check_address(resource_type, key)
+        if not (
+            type(resource_type) is str
+            and type(key) is str
+            and resource_type.isascii()
+            and key.isascii()
+            and resource_type
+            and key
+            and ":" not in resource_type
+        ):
+            check_address(resource_type, key)
         try:
             value = driver.get(resource_type, key)
         except PevensieCacheError:
@@ -199,7 +222,16 @@ class PevensieCache:
         driver = self._live
         if driver is None:
             raise NotConnected("delete() on a cache that is not connected")
-        check_address(resource_type, key)
+        if not (
+            type(resource_type) is str
+            and type(key) is str
+            and resource_type.isascii()
+            and key.isascii()
+            and resource_type
+            and key
+            and ":" not in resource_type
+        ):
+            check_address(resource_type, key)
         try:
             driver.delete(resource_type, key)
         except PevensieCacheError:

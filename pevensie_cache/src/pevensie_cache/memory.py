@@ -71,24 +71,26 @@ class MemoryDriver:
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """Store a value; ``ttl_seconds=None`` clears any earlier TTL."""
-        now = time.monotonic()
         with self._lock:
-            self._put(f"{resource_type}:{key}", value, ttl_seconds, now)
-            self._sweep(now)
+            self._put(f"{resource_type}:{key}", value, ttl_seconds)
 
     def get(self, resource_type: str, key: str) -> str | None:
         """Return the value, or ``None`` when absent or expired."""
         full_key = f"{resource_type}:{key}"
-        with self._lock:
-            entry = self._data.get(full_key)
-            if entry is None:
-                return None
-            if entry[1] <= time.monotonic():
-                del self._data[full_key]
-                return None
-            if self.max_entries is not None:
-                self._data.move_to_end(full_key)
-            return entry[0]
+        # A lookup is atomic on its own: the lock is taken only to change the store.
+        entry = self._data.get(full_key)
+        if entry is None:
+            return None
+        if entry[1] != _NEVER and entry[1] <= time.monotonic():
+            with self._lock:
+                if self._data.get(full_key) is entry:
+                    del self._data[full_key]
+            return None
+        if self.max_entries is not None:
+            with self._lock:
+                if full_key in self._data:
+                    self._data.move_to_end(full_key)
+        return entry[0]
 
     def delete(self, resource_type: str, key: str) -> None:
         """Remove a value; an absent key is fine."""
@@ -119,11 +121,9 @@ class MemoryDriver:
     ) -> None:
         """Store every item as ``set`` would."""
         prefix = f"{resource_type}:"
-        now = time.monotonic()
         with self._lock:
             for key, value in items.items():
-                self._put(prefix + key, value, ttl_seconds, now)
-            self._sweep(now)
+                self._put(prefix + key, value, ttl_seconds)
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """Remove every key; absent keys are fine."""
@@ -134,14 +134,20 @@ class MemoryDriver:
 
     # Called with the lock held.
 
-    def _put(self, full_key: str, value: str, ttl_seconds: int | None, now: float) -> None:
+    def _put(self, full_key: str, value: str, ttl_seconds: int | None) -> None:
         data = self._data
+        deadlines = self._deadlines
         if ttl_seconds is None:
             data[full_key] = (value, _NEVER)
+            if deadlines and deadlines[0][0] <= time.monotonic():
+                self._sweep(time.monotonic())
         else:
+            now = time.monotonic()
             deadline = now + ttl_seconds
             data[full_key] = (value, deadline)
-            heapq.heappush(self._deadlines, (deadline, full_key))
+            heapq.heappush(deadlines, (deadline, full_key))
+            if deadlines[0][0] <= now or len(deadlines) > 2 * len(data) + 64:
+                self._sweep(now)
         if self.max_entries is not None:
             data.move_to_end(full_key)
             while len(data) > self.max_entries:
