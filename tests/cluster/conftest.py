@@ -15,7 +15,7 @@ from pevensie_redis.testing.cluster import LocalCluster, TopologyError, start_cl
 from pevensie_redis.testing.errors import ServerUnavailable
 from pevensie_redis.testing.sentinel import LocalSentinel, start_sentinel
 
-PASSWORD = "cluster-test-secret"  # noqa: S105 - a throwaway password for throwaway servers
+PASSWORD = "cluster-test-secret"  # a throwaway password for throwaway servers
 
 
 def _start_cluster(**options: object) -> LocalCluster:
