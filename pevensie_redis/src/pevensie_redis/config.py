@@ -22,13 +22,19 @@ from urllib.parse import quote, unquote, urlsplit
 from pevensie_cache import ConfigError, mask_url
 from pevensie_cache.urls import query_options, url_scheme
 
-__all__ = ["SCHEMES", "TLS_SCHEMES", "RedisConfig", "default_config"]
+__all__ = ["SCHEMES", "SENTINEL_SCHEMES", "TLS_SCHEMES", "RedisConfig", "default_config"]
 
-SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel", "valkey+sentinel", "valkeys+sentinel")
+"""URL schemes that name sentinels and a service instead of one server."""
+
+SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys", *SENTINEL_SCHEMES)
 """URL schemes the driver accepts; ``valkey``/``valkeys`` are aliases of ``redis``/``rediss``."""
 
-TLS_SCHEMES = frozenset({"rediss", "valkeys"})
+TLS_SCHEMES = frozenset({"rediss", "valkeys", "rediss+sentinel", "valkeys+sentinel"})
 """URL schemes that turn TLS on."""
+
+SENTINEL_PORT = 26379
+"""The port of a sentinel whose address in a URL has none."""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -73,6 +79,14 @@ class RedisConfig:
     """Name shown by ``CLIENT LIST`` for each connection."""
     retries: int = 1
     """Retries of a command after a connection error or timeout, with exponential backoff."""
+    cluster: bool = False
+    """Talk to a Redis Cluster; ``host:port`` is any node, the others are discovered."""
+    cluster_hash_tag: bool = False
+    """With ``cluster``: store keys as ``{resource_type}:key``, one slot per resource type."""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    """``(host, port)`` of each Sentinel; the primary of ``service_name`` is asked of them."""
+    service_name: str | None = None
+    """The name the sentinels monitor the primary under (``sentinel monitor <name> ...``)."""
 
     _SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"password"})
 
@@ -111,6 +125,12 @@ class RedisConfig:
         spellings ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` and
         ``ssl_cert_reqs`` (``required`` or ``none``). ``overrides`` are
         fields that replace what the URL says.
+
+        A Redis Cluster: ``redis://host:port?cluster=true`` (any node; add
+        ``&cluster_hash_tag=true`` for one slot per resource type). Sentinel:
+        ``redis+sentinel://[[username][:password]@]host1[:port],host2[:port]/service_name[/db]``
+        (``rediss+sentinel://`` for TLS; a sentinel port defaults to 26379); the
+        credentials are the data nodes'.
         """
         fields = _parse_url(url)
         check_field_names(overrides)
@@ -136,7 +156,9 @@ class RedisConfig:
             if value != defaults[name]:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 query.append(f"{name}={quote(text, safe='/')}")
-        if self.unix_socket_path is not None:
+        if self.sentinels:
+            base = _sentinel_base_url(self, userinfo)
+        elif self.unix_socket_path is not None:
             if self.db:
                 query.insert(0, f"db={self.db}")
             base = f"unix://{userinfo}{quote(self.unix_socket_path, safe='/')}"
@@ -156,6 +178,8 @@ _QUERY_FIELDS = (
     "tls_cert_file",
     "tls_key_file",
     "tls_verify",
+    "cluster",
+    "cluster_hash_tag",
 )
 
 
@@ -204,6 +228,7 @@ def _validate(config: RedisConfig) -> None:
     ):
         raise ConfigError(f"client_name must not contain spaces, got {config.client_name!r}")
     _check_int("retries", config.retries, low=0, high=100)
+    _validate_scale_out(config)
 
 
 def _check_int(
@@ -239,6 +264,7 @@ def _check_bool(name: str, value: object) -> None:
 
 _INT_OPTIONS = frozenset({"timeout", "pool_size", "retries", "db"})
 _STR_OPTIONS = frozenset({"client_name", "tls_ca_file", "tls_cert_file", "tls_key_file"})
+_BOOL_OPTIONS = frozenset({"tls_verify", "cluster", "cluster_hash_tag"})
 _ALIASES = {
     "ssl_ca_certs": "tls_ca_file",
     "ssl_certfile": "tls_cert_file",
@@ -253,6 +279,8 @@ def _parse_url(url: str) -> dict[str, Any]:
         raise ConfigError(
             f"the Redis driver takes {', '.join(s + '://' for s in SCHEMES)} URLs, not {shown!r}"
         )
+    if scheme in SENTINEL_SCHEMES:
+        return _parse_sentinel_url(url, scheme, shown)
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
@@ -303,7 +331,7 @@ def _apply_option(fields: dict[str, Any], name: str, text: str, shown: str) -> N
         fields[target] = int(text)
     elif target in _STR_OPTIONS:
         fields[target] = text or None
-    elif target == "tls_verify":
+    elif target in _BOOL_OPTIONS:
         fields[target] = _parse_bool(name, text)
     elif target == "ssl_cert_reqs":
         mode = text.lower()
@@ -311,7 +339,7 @@ def _apply_option(fields: dict[str, Any], name: str, text: str, shown: str) -> N
             raise ConfigError(f"ssl_cert_reqs must be 'required' or 'none', got {text!r}")
         fields["tls_verify"] = mode == "required"
     else:
-        options = sorted({*_INT_OPTIONS, *_STR_OPTIONS, "tls_verify", "ssl_cert_reqs", *_ALIASES})
+        options = sorted({*_INT_OPTIONS, *_STR_OPTIONS, *_BOOL_OPTIONS, "ssl_cert_reqs", *_ALIASES})
         raise ConfigError(
             f"unknown Redis URL option {name!r} in {shown!r}; valid options: {', '.join(options)}"
         )
@@ -324,3 +352,96 @@ def _parse_bool(name: str, text: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ConfigError(f"URL option {name} must be true or false, got {text!r}")
+
+
+# -- Cluster and Sentinel ------------------------------------------------------------
+
+
+def _validate_scale_out(config: RedisConfig) -> None:
+    _check_bool("cluster", config.cluster)
+    _check_bool("cluster_hash_tag", config.cluster_hash_tag)
+    if config.cluster_hash_tag and not config.cluster:
+        raise ConfigError("cluster_hash_tag needs cluster=True")
+    if config.cluster and config.db != 0:
+        raise ConfigError(f"a Redis Cluster has only database 0, got db={config.db}")
+    if config.cluster and config.unix_socket_path is not None:
+        raise ConfigError("cluster needs host and port, not unix_socket_path")
+    # Normalise lists (from TOML, JSON, keyword arguments) to the frozen tuple form.
+    object.__setattr__(config, "sentinels", _check_sentinels(config.sentinels))
+    _check_str("service_name", config.service_name)
+    if config.sentinels:
+        if config.cluster:
+            raise ConfigError("choose cluster or sentinels, not both")
+        if config.service_name is None:
+            raise ConfigError("sentinels need service_name (the name the sentinels monitor)")
+        if config.unix_socket_path is not None:
+            raise ConfigError("sentinels name the primary by host and port: drop unix_socket_path")
+    elif config.service_name is not None:
+        raise ConfigError("service_name needs sentinels (the (host, port) of each sentinel)")
+
+
+def _check_sentinels(value: object) -> tuple[tuple[str, int], ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise ConfigError(
+            f"sentinels must be a list of (host, port) pairs, not {type(value).__name__}"
+        )
+    pairs: list[tuple[str, int]] = []
+    for item in value:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ConfigError(f"each sentinel must be a (host, port) pair, got {item!r}")
+        host, port = item
+        _check_str("sentinel host", host, optional=False)
+        if any(ch.isspace() or ch in "/?#@," for ch in host):
+            raise ConfigError(f"sentinel host must be a host name or IP address, got {host!r}")
+        _check_int("sentinel port", port, low=1, high=65535)
+        pairs.append((host, port))
+    return tuple(pairs)
+
+
+def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {shown!r}: {exc}") from None
+    if parts.fragment:
+        raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    fields: dict[str, Any] = {}
+    if at:
+        username, colon, password = userinfo.partition(":")
+        if username:
+            fields["username"] = unquote(username)
+        if colon and password:
+            fields["password"] = unquote(password)
+    sentinels: list[tuple[str, int]] = []
+    for address in hosts.split(","):
+        try:
+            piece = urlsplit(f"//{address}")
+            host, port = piece.hostname, piece.port
+        except ValueError:
+            host = None
+        if not host:
+            raise ConfigError(f"invalid sentinel address {address!r} in {shown!r}")
+        sentinels.append((unquote(host), SENTINEL_PORT if port is None else port))
+    fields["sentinels"] = tuple(sentinels)
+    path = [unquote(segment) for segment in parts.path.split("/") if segment]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ConfigError(
+            f"the path of a {scheme}:// URL is /service_name or /service_name/db, in {shown!r}"
+        )
+    fields["service_name"] = path[0]
+    if len(path) == 2:
+        fields["db"] = int(path[1])
+    fields["tls"] = scheme in TLS_SCHEMES
+    for name, text in query_options(url).items():
+        _apply_option(fields, name, text, shown)
+    return fields
+
+
+def _sentinel_base_url(config: RedisConfig, userinfo: str) -> str:
+    scheme = "rediss+sentinel" if config.tls else "redis+sentinel"
+    hosts = ",".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in config.sentinels
+    )
+    service = quote(config.service_name or "", safe="")
+    return f"{scheme}://{userinfo}{hosts}/{service}/{config.db}"

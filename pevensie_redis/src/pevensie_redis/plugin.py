@@ -18,7 +18,17 @@ if TYPE_CHECKING:
 __all__ = ["DRIVER_NAME", "from_url", "new", "register_cache_drivers"]
 
 DRIVER_NAME = "redis"
-SCHEMES = ("redis", "rediss", "unix", "valkey", "valkeys")  # config.SCHEMES, without importing it
+SCHEMES = (  # config.SCHEMES, without importing it
+    "redis",
+    "rediss",
+    "unix",
+    "valkey",
+    "valkeys",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "valkey+sentinel",
+    "valkeys+sentinel",
+)
 
 
 def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver:
