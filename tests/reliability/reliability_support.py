@@ -1,0 +1,52 @@
+"""Helpers of the reliability suite: caches on private servers, bounds, CLIENT LIST."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from pevensie_cache import PevensieCache, cache
+from pevensie_redis.testing import RedisServer
+
+ServerFactory = Callable[..., RedisServer]
+
+FAST_TIMEOUT_MS = 500
+"""The driver timeout fault tests use, so a failing call costs well under a second."""
+
+MARGIN_S = 1.0
+"""Slack added to every "never hangs" bound: scheduling, reconnects, process start-up."""
+
+_names = itertools.count(1)
+
+
+def unique_client_name(prefix: str = "rel") -> str:
+    """Return a ``client_name`` no other cache of this run uses, for CLIENT LIST filtering."""
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+def backoff_total(retries: int) -> float:
+    """Return the most time the driver's exponential backoff can sleep over ``retries``.
+
+    Each sleep is at most 0.512 s (redis-py's ``ExponentialBackoff`` cap).
+    """
+    return 0.512 * retries
+
+
+def hang_bound(timeout_ms: int, retries: int) -> float:
+    """Return the "never hangs" bound: every attempt times out, plus backoff and a margin."""
+    return timeout_ms / 1000 * (retries + 1) + backoff_total(retries) + MARGIN_S
+
+
+def connect_cache(server: RedisServer, **fields: Any) -> PevensieCache:
+    """Return a connected redis cache on ``server`` built with ``RedisConfig`` ``fields``."""
+    fields.setdefault("timeout", FAST_TIMEOUT_MS)
+    return cache.new(driver="redis", host=server.host, port=server.port, **fields).connect()
+
+
+def named_clients(raw: redis.Redis, name: str) -> list[dict[str, Any]]:
+    """Return the CLIENT LIST entries whose name is ``name``."""
+    return [entry for entry in raw.client_list() if entry.get("name") == name]
