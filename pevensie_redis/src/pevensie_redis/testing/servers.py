@@ -88,6 +88,21 @@ ProviderKind = Literal["env", "container", "binary"]
 _KINDS: tuple[ProviderKind, ...] = ("env", "container", "binary")
 
 
+_RAW_CLIENT_DEFAULTS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 5.0,
+}
+
+
+def _no_retry() -> Any:
+    """Return a redis-py retry policy that never retries (assertions must see every error)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
+
+
 class RedisServer:
     """A handle on one Redis-compatible server used by tests.
 
@@ -166,14 +181,17 @@ class RedisServer:
         return {"host": self.host, "port": self.port, "db": 0}
 
     def client(self, **options: Any) -> redis.Redis:
-        """Return a raw redis-py client (``decode_responses=True``) for assertions."""
+        """Return a raw redis-py client for assertions.
+
+        It decodes responses, waits at most 5 s and never retries, so a test sees
+        every error as it happens; any ``redis.Redis`` keyword overrides these.
+        """
         import redis
 
         settings: dict[str, Any] = {
             **self.client_options(),
-            "decode_responses": True,
-            "socket_timeout": 5.0,
-            "socket_connect_timeout": 5.0,
+            **_RAW_CLIENT_DEFAULTS,
+            "retry": _no_retry(),
         }
         settings.update(options)
         return redis.Redis(**settings)
@@ -247,11 +265,7 @@ class ExternalServer(RedisServer):
         """Return a raw redis-py client for the external URL (``decode_responses=True``)."""
         import redis
 
-        settings: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": 5.0,
-            "socket_connect_timeout": 5.0,
-        }
+        settings: dict[str, Any] = {**_RAW_CLIENT_DEFAULTS, "retry": _no_retry()}
         settings.update(options)
         return redis.Redis.from_url(self._url, **settings)
 
@@ -282,6 +296,9 @@ class ProcessServer(RedisServer):
     ) -> None:
         super().__init__(host=host, port=port or 0, provider=binary.describe())
         self.binary = binary
+        # Until INFO says otherwise (it cannot when the server wants a password).
+        self.version = binary.version
+        self.server_name = binary.name.removesuffix("-server")
         self.extra_args = tuple(args)
         self.workdir = Path(tempfile.mkdtemp(prefix="pevensie-redis-"))
         self.log_path = self.workdir / "server.log"
@@ -363,14 +380,17 @@ class ProcessServer(RedisServer):
                 time.sleep(0.1)
 
     def pause(self) -> None:
-        """Send SIGSTOP to the server process."""
-        os.kill(self._require_process().pid, signal.SIGSTOP)
+        """Send SIGSTOP to the server process and wait until the kernel has stopped it."""
+        process = self._require_process()
+        os.kill(process.pid, signal.SIGSTOP)
+        _wait_for_state(process, stopped=True)
 
     def resume(self) -> None:
-        """Send SIGCONT to the server process."""
+        """Send SIGCONT to the server process and wait until it runs again."""
         process = self._require_process()
         if process.poll() is None:
             os.kill(process.pid, signal.SIGCONT)
+            _wait_for_state(process, stopped=False)
 
     def stop(self) -> None:
         """Stop the process by its PID (SIGTERM, then SIGKILL) and delete its files."""
@@ -391,6 +411,27 @@ class ProcessServer(RedisServer):
         if self._process is None:
             raise ServerNotControllable(f"{self!r} has not been started")
         return self._process
+
+
+def _process_state(pid: int) -> str:
+    """Return the one-letter state of ``pid`` from /proc ('' when unknown)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def _wait_for_state(
+    process: subprocess.Popen[bytes], *, stopped: bool, timeout: float = 2.0
+) -> None:
+    """Wait (bounded) until SIGSTOP / SIGCONT has taken effect; no-op without /proc."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        state = _process_state(process.pid)
+        if not state or (state in ("T", "t")) == stopped:
+            return
+        time.sleep(0.005)
 
 
 class ContainerServer(RedisServer):
