@@ -58,7 +58,7 @@ class Unavailable(Exception):
 
 
 class PoolShape:
-    """The connection-pool class, parser and size that the Redis contenders share."""
+    """The connection-pool class, parser and settings that the Redis contenders share."""
 
     def __init__(
         self,
@@ -66,23 +66,27 @@ class PoolShape:
         parser_class: type[Any],
         max_connections: int | None,
         source: str,
+        connection_options: dict[str, Any] | None = None,
     ) -> None:
         self.pool_class = pool_class
         self.parser_class = parser_class
         self.max_connections = max_connections
         self.source = source
+        self.connection_options = connection_options or {}
 
     def describe(self) -> str:
         """One line for the report."""
         size = "unbounded" if self.max_connections is None else str(self.max_connections)
+        options = ", ".join(f"{k}={v}" for k, v in sorted(self.connection_options.items()))
         return (
             f"{self.pool_class.__name__}, parser {self.parser_class.__name__}, "
-            f"max_connections {size} ({self.source})"
+            f"max_connections {size}{', ' + options if options else ''} ({self.source})"
         )
 
     def make_pool(self, port: int, *, decode_responses: bool) -> redis.ConnectionPool:
         """Build a pool of this shape to 127.0.0.1:``port``, database 0."""
         kwargs: dict[str, Any] = {
+            **self.connection_options,
             "host": "127.0.0.1",
             "port": port,
             "db": 0,
@@ -94,11 +98,29 @@ class PoolShape:
         return self.pool_class(**kwargs)
 
 
+# Connection settings copied from our driver's pool to raw redis-py and the peers,
+# so that every contender's connections time out and health-check alike.
+_MIRRORED = (
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "health_check_interval",
+)
+
+
 def default_pool_shape() -> PoolShape:
     """redis-py's defaults: ConnectionPool with its default parser (hiredis when installed)."""
     from redis.connection import DefaultParser
 
     return PoolShape(redis.ConnectionPool, DefaultParser, None, "redis-py defaults")
+
+
+def _redis_py_class(pool: redis.ConnectionPool) -> type[redis.ConnectionPool]:
+    """The nearest redis-py pool class: our driver's own subclass is not what users call."""
+    for klass in type(pool).__mro__:
+        if klass.__module__.startswith("redis.") and issubclass(klass, redis.ConnectionPool):
+            return klass
+    return redis.ConnectionPool
 
 
 def pool_shape_of(driver: object) -> PoolShape | None:
@@ -118,7 +140,14 @@ def pool_shape_of(driver: object) -> PoolShape | None:
                 parser = DefaultParser
             limit = getattr(obj, "max_connections", None)
             unbounded = limit is None or limit >= 2**31 - 1
-            return PoolShape(type(obj), parser, None if unbounded else limit, "as our driver")
+            klass = _redis_py_class(obj)
+            source = "as our driver"
+            if klass is not type(obj):
+                source = f"our driver uses {type(obj).__name__}, a subclass of it"
+            mirrored = {
+                k: obj.connection_kwargs[k] for k in _MIRRORED if k in obj.connection_kwargs
+            }
+            return PoolShape(klass, parser, None if unbounded else limit, source, mirrored)
         if isinstance(obj, redis.Redis):
             todo.append(obj.connection_pool)
             continue

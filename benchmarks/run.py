@@ -72,8 +72,8 @@ ORDER = [  # table columns, and the order of round 0
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, 1 round (CI smoke)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 9; quick 1)")
-    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.25)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 15; quick 1)")
+    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.1)")
     parser.add_argument("--coldstart-runs", type=int, help="runs per program (default 40; quick 3)")
     parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
@@ -83,9 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 9
+        args.rounds = 1 if args.quick else 15
     if args.seconds is None:
-        args.seconds = 0.01 if args.quick else 0.25
+        args.seconds = 0.01 if args.quick else 0.1
     if args.coldstart_runs is None:
         args.coldstart_runs = 3 if args.quick else 40
     return args
@@ -178,14 +178,20 @@ def sample(contender: Contender, workload: str, n: int, inputs: Inputs) -> float
     arg = inputs.get(contender, workload, n)
     if workload == "delete":
         contender.fill(arg)
+    # As timeit does: no cyclic GC inside the timed part, whose cost would depend
+    # on the size of the harness's own input lists rather than on the contender.
     gc.collect()
-    if workload == "threads_get":
-        elapsed = _run_threads(contender, arg)
-    else:
-        method = getattr(contender, workload)
-        start = time.perf_counter()
-        method(arg)
-        elapsed = time.perf_counter() - start
+    gc.disable()
+    try:
+        if workload == "threads_get":
+            elapsed = _run_threads(contender, arg)
+        else:
+            method = getattr(contender, workload)
+            start = time.perf_counter()
+            method(arg)
+            elapsed = time.perf_counter() - start
+    finally:
+        gc.enable()
     return units(workload, n, arg) / max(elapsed, 1e-9)
 
 
@@ -282,6 +288,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def run(args: argparse.Namespace) -> int:
     install_signal_handlers()
     binary = find_valkey_server()
@@ -290,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
     server = ValkeyServer(binary)
     contenders: list[Contender] = []
     started = time.perf_counter()
+    load_at_start = _load()
     try:
         server.start()
         if pin is not None and pin.cpu is not None:
@@ -315,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"- CPU pinning: {'; '.join(pin_notes)}")
         print(f"- Redis pools: {shape.describe()}")
         print(f"- rounds: {args.rounds}, about {args.seconds}s per sample; values 100 bytes")
+        print(f"- load average at start: {load_at_start} (1, 5, 15 min)")
         for name, why in unavailable.items():
             print(f"- {name}: n/a ({why})")
         print(flush=True)
@@ -374,6 +389,8 @@ def run(args: argparse.Namespace) -> int:
             "results": results,
             "coldstart": cold,
             "targets": targets,
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": _load(),
             "wall_seconds": time.perf_counter() - started,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
