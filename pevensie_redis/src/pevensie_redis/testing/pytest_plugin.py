@@ -15,7 +15,7 @@ Fixtures (all named ``pevensie_*``):
 ``pevensie_redis_tls_server`` (session)
     A TLS-only server (``rediss://``) with ``ca_file``, ``client_cert_file``,
     ``client_key_file`` and ``untrusted_ca_file``; skipped when no binary
-    supports TLS.
+    supports TLS (a failure instead when ``PEVENSIE_TEST_REQUIRE_TLS=1``).
 
 The provider (environment URL, container or binary) is chosen once per run and
 named in the report header. Importing this module imports neither redis-py nor
@@ -24,9 +24,10 @@ testcontainers; they are imported when a fixture first needs them.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -172,13 +173,23 @@ def pevensie_redis_server_factory(request: pytest.FixtureRequest) -> Iterator[Se
             server.stop()
 
 
+REQUIRE_TLS_ENV_VAR = "PEVENSIE_TEST_REQUIRE_TLS"
+"""Set to 1 to make a missing TLS-capable binary fail the TLS tests instead of skipping them."""
+
+
+def _tls_unavailable(reason: str) -> NoReturn:
+    if os.environ.get(REQUIRE_TLS_ENV_VAR, "") not in ("", "0"):
+        pytest.fail(f"{REQUIRE_TLS_ENV_VAR} is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def _start_tls_or_skip(start: Callable[..., TLSServer], args: Sequence[str]) -> TLSServer:
     from pevensie_redis.testing.errors import TLSUnavailable
 
     try:
         return start(None, args=args)
     except TLSUnavailable as exc:
-        pytest.skip(str(exc))
+        _tls_unavailable(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -200,7 +211,7 @@ def pevensie_redis_tls_server(
     try:
         server = start_tls_server(pevensie_redis_tls_material)
     except TLSUnavailable as exc:
-        pytest.skip(str(exc))
+        _tls_unavailable(str(exc))
     _note_started(request.config, server)
     try:
         yield server
