@@ -27,7 +27,6 @@ from typing import Any, Protocol, TypeVar
 
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import (
-    BlockingConnectionPool,
     Connection,
     SSLConnection,
     UnixDomainSocketConnection,
@@ -55,6 +54,7 @@ from pevensie_redis.errors import (
     RedisDriverError,
     map_error,
 )
+from pevensie_redis.pool import CachePool
 
 __all__ = ["HEALTH_CHECK_INTERVAL", "RedisDriver", "new_cache_driver", "pool_options"]
 
@@ -92,7 +92,7 @@ class RedisDriver:
         if not isinstance(config, RedisConfig):
             raise TypeError(f"config must be a RedisConfig, not {type(config).__name__}")
         self.config = config
-        self._pool: BlockingConnectionPool | None = None
+        self._pool: CachePool | None = None
         # The pool's acquire and release, bound once at connect and read together,
         # so a connection always goes back to the pool it came from.
         self._pool_ops: tuple[Callable[[], _Connection], Callable[[_Connection], None]] = (
@@ -107,7 +107,7 @@ class RedisDriver:
         return f"RedisDriver({self.config.display_url()!r})"
 
     @property
-    def connection_pool(self) -> BlockingConnectionPool | None:
+    def connection_pool(self) -> CachePool | None:
         """The live redis-py pool while connected, else ``None``."""
         return self._pool
 
@@ -119,7 +119,7 @@ class RedisDriver:
         Raises :class:`RedisConnectionError`, :class:`RedisTimeoutError` or
         :class:`RedisAuthenticationError` (and closes everything) when it does not.
         """
-        pool = BlockingConnectionPool(**pool_options(self.config))  # type: ignore[no-untyped-call]
+        pool = CachePool(**pool_options(self.config))
         # One probe connection without retries: the check takes one attempt, so a
         # dead server fails within the timeout instead of once per retry.
         probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
@@ -334,7 +334,7 @@ def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver:
 
 
 def pool_options(config: RedisConfig) -> dict[str, Any]:
-    """Return the keyword arguments of the redis-py ``BlockingConnectionPool`` for ``config``."""
+    """Return the keyword arguments of the connection pool (:class:`CachePool`) for ``config``."""
     seconds = config.timeout_seconds
     options: dict[str, Any] = {
         "max_connections": config.pool_size,

@@ -102,7 +102,9 @@ def _server_message(exc: BaseException) -> str:
 def _is_pool_wait(exc: BaseException) -> bool:
     from redis import exceptions as rx
 
-    if isinstance(exc, getattr(rx, "MaxConnectionsError", ())):
+    from pevensie_redis.pool import PoolWaitTimeout
+
+    if isinstance(exc, (PoolWaitTimeout, getattr(rx, "MaxConnectionsError", PoolWaitTimeout))):
         return True
     # BlockingConnectionPool raises ConnectionError("No connection available.")
     # from inside its `except queue.Empty` when the wait for a connection times out.
