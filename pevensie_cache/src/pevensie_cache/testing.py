@@ -82,6 +82,51 @@ BAD_TTLS: list[tuple[Any, type[ArgumentError]]] = [
 
 _TTL_WAIT = 1.1  # the Gleam suite's wait after a 1 s TTL
 _text = st.text(min_size=1, max_size=300)  # hypothesis text excludes lone surrogates
+_no_surrogates = st.characters(exclude_categories=["Cs"])
+# Pieces that break naive protocol code: NUL, CR/LF, RESP framing, emoji, bidi controls.
+_awkward_piece = st.sampled_from(
+    [
+        "\x00",
+        "\r",
+        "\n",
+        "\r\n",
+        "*3\r\n$3\r\nSET\r\n",
+        "$-1\r\n",
+        "-ERR x\r\n",
+        "+OK\r\n",
+        ":1\r\n",
+        "%2\r\n",
+        "🐍",
+        "👩‍💻",
+        "é",
+        "\u202e",
+        "\ufeff",
+        " ",
+        "\t",
+        ":",
+        "\\",
+        "\x7f",
+    ]
+)
+_awkward_text = st.lists(_awkward_piece | _no_surrogates, min_size=1, max_size=40).map("".join)
+_long_text = st.builds(lambda piece, n: piece * n, _awkward_text, st.integers(200, 2000))
+_any_key = _awkward_text | _long_text | _text
+_any_resource_type = _awkward_text.map(lambda text: text.replace(":", ";"))
+_any_value = st.text(max_size=2000) | _awkward_text | _long_text
+_lone_surrogate = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+_with_lone_surrogate = st.tuples(st.text(max_size=20), _lone_surrogate, st.text(max_size=20)).map(
+    "".join
+)
+_PROPERTY_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    # Each driver's subclass runs these tests with its own fixture: by design.
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.differing_executors,
+        HealthCheck.too_slow,
+    ],
+)
 
 
 class CacheConformance:
@@ -196,21 +241,67 @@ class CacheConformance:
         cache.set("blob", key, "long key")
         assert cache.get("blob", key) == "long key"
 
-    @settings(
-        max_examples=60,
-        deadline=None,
-        # Each driver's subclass runs this test with its own fixture: by design.
-        suppress_health_check=[
-            HealthCheck.function_scoped_fixture,
-            HealthCheck.differing_executors,
-        ],
-    )
+    def test_64_mib_value_round_trips(self, cache: PevensieCache) -> None:
+        value = "0123456789abcdef" * (4 * 1024 * 1024) + "✓"
+        cache.set("blob", "huge", value)
+        assert cache.get("blob", "huge") == value
+        cache.delete("blob", "huge")
+
+    @_PROPERTY_SETTINGS
     @given(key=_text, value=st.text(max_size=2000))
     def test_any_text_round_trips(self, cache: PevensieCache, key: str, value: str) -> None:
         cache.set("prop", key, value)
         assert cache.get("prop", key) == value
         cache.delete("prop", key)
         assert cache.get("prop", key, default=None) is None
+
+    @_PROPERTY_SETTINGS
+    @given(resource_type=_any_resource_type, key=_any_key, value=_any_value)
+    def test_awkward_text_round_trips_through_every_operation(
+        self,
+        cache: PevensieCache,
+        stored_keys: StoredKeys,
+        resource_type: str,
+        key: str,
+        value: str,
+    ) -> None:
+        before = stored_keys()
+        cache.set(resource_type, key, value, ttl_seconds=600)
+        assert cache.get(resource_type, key) == value
+        assert f"{resource_type}:{key}" in stored_keys()
+        cache.set_many(resource_type, {key: value + "!", key + "2": value})
+        assert cache.get_many(resource_type, [key, key + "2", key + "3"]) == {
+            key: value + "!",
+            key + "2": value,
+        }
+        cache.delete(resource_type, key)
+        cache.delete_many(resource_type, [key + "2"])
+        assert cache.get_many(resource_type, [key, key + "2"]) == {}
+        assert stored_keys() == before
+
+    @_PROPERTY_SETTINGS
+    @given(where=st.sampled_from(["resource_type", "key", "value"]), bad=_with_lone_surrogate)
+    def test_a_lone_surrogate_anywhere_is_rejected_and_writes_nothing(
+        self, cache: PevensieCache, stored_keys: StoredKeys, where: str, bad: str
+    ) -> None:
+        parts = {"resource_type": "rt", "key": "k", "value": "v"}
+        parts[where] = bad
+        resource_type, key, value = parts["resource_type"], parts["key"], parts["value"]
+        before = stored_keys()
+        with pytest.raises(ArgumentValueError):
+            cache.set(resource_type, key, value)
+        with pytest.raises(ArgumentValueError):
+            cache.set_many(resource_type, {"fine": "ok", key: value}, ttl_seconds=60)
+        if where != "value":
+            with pytest.raises(ArgumentValueError):
+                cache.get(resource_type, key)
+            with pytest.raises(ArgumentValueError):
+                cache.delete(resource_type, key)
+            with pytest.raises(ArgumentValueError):
+                cache.get_many(resource_type, ["fine", key])
+            with pytest.raises(ArgumentValueError):
+                cache.delete_many(resource_type, ["fine", key])
+        assert stored_keys() == before
 
     # -- bad input changes nothing ----------------------------------------------------
 
@@ -267,6 +358,26 @@ class CacheConformance:
             cache.set_many("user", {"2": "new"}, ttl_seconds=ttl)
         assert stored_keys() == before
         assert cache.get("user", "1") == "kept"
+
+    @pytest.mark.parametrize(("resource_type", "key", "error"), BAD_ADDRESSES)
+    def test_bad_address_is_rejected_by_batch_operations_and_writes_nothing(
+        self,
+        cache: PevensieCache,
+        stored_keys: StoredKeys,
+        resource_type: Any,
+        key: Any,
+        error: type[ArgumentError],
+    ) -> None:
+        cache.set("guard", "g", "kept")
+        before = stored_keys()
+        with pytest.raises(error):
+            cache.set_many(resource_type, {"fine": "value", key: "value"})
+        with pytest.raises(error):
+            cache.get_many(resource_type, ["fine", key])
+        with pytest.raises(error):
+            cache.delete_many(resource_type, ["guard", key])
+        assert stored_keys() == before
+        assert cache.get("guard", "g") == "kept"
 
     # -- batch operations -------------------------------------------------------------
 
