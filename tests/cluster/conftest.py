@@ -37,6 +37,12 @@ def _start_sentinel(**options: object) -> LocalSentinel:
 
 
 @pytest.fixture(scope="session")
+def topology_password() -> str:
+    """The password of :func:`auth_cluster` and :func:`redis_sentinel`'s data nodes."""
+    return PASSWORD
+
+
+@pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[LocalCluster]:
     """A 3-primary / 3-replica cluster shared by the tests that leave its topology alone."""
     topology = _start_cluster()

@@ -12,6 +12,7 @@ from pevensie_cache import hookimpl
 
 if TYPE_CHECKING:
     from pevensie_cache import Register
+    from pevensie_redis.cluster import RedisClusterDriver
     from pevensie_redis.config import RedisConfig
     from pevensie_redis.driver import RedisDriver
 
@@ -31,7 +32,7 @@ SCHEMES = (  # config.SCHEMES, without importing it
 )
 
 
-def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver:
+def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver | RedisClusterDriver:
     """Build a driver from keyword fields of :class:`RedisConfig` (``host=...``, ``port=...``).
 
     ``config`` is a base configuration the fields replace parts of; without it,
@@ -40,19 +41,19 @@ def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver:
     from dataclasses import replace
 
     from pevensie_redis.config import check_field_names, default_config
-    from pevensie_redis.driver import RedisDriver
+    from pevensie_redis.driver import new_cache_driver
 
     check_field_names(fields)
     base = default_config() if config is None else config
-    return RedisDriver(replace(base, **fields) if fields else base)
+    return new_cache_driver(replace(base, **fields) if fields else base)
 
 
-def from_url(url: str, **fields: Any) -> RedisDriver:
+def from_url(url: str, **fields: Any) -> RedisDriver | RedisClusterDriver:
     """Build a driver from a ``redis://``-style URL; ``fields`` override what the URL says."""
     from pevensie_redis.config import RedisConfig
-    from pevensie_redis.driver import RedisDriver
+    from pevensie_redis.driver import new_cache_driver
 
-    return RedisDriver(RedisConfig.from_url(url, **fields))
+    return new_cache_driver(RedisConfig.from_url(url, **fields))
 
 
 @hookimpl

@@ -1,0 +1,240 @@
+"""The Redis Cluster mode on a real 3-primary / 3-replica cluster started by the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from pevensie_cache import cache
+from pevensie_cache.cache import PevensieCache
+from pevensie_cache.testing import CacheConformance
+from pevensie_redis import RedisAuthenticationError, RedisConnectionError, RedisDriverError
+from pevensie_redis.cluster import RedisClusterDriver
+from pevensie_redis.testing.cluster import LocalCluster
+
+FAILOVER_BOUND = 20.0
+"""Seconds within which the same cache object must serve again after a primary dies.
+
+With cluster-node-timeout 1000 ms the promotion itself takes about 2-3 s here;
+the bound leaves room for a loaded CI machine.
+"""
+
+
+def cluster_url(topology: LocalCluster, **query: str) -> str:
+    options = "&".join(f"{name}={value}" for name, value in {"cluster": "true", **query}.items())
+    return f"redis://127.0.0.1:{topology.port}/0?{options}"
+
+
+@pytest.fixture
+def cluster_cache(redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
+    redis_cluster.flush()
+    c = cache.from_url(cluster_url(redis_cluster)).connect()
+    yield c
+    if c.connected:
+        c.disconnect()
+
+
+class TestClusterConformance(CacheConformance):
+    """The whole conformance suite, against the cluster."""
+
+    @pytest.fixture
+    def cache(self, cluster_cache: PevensieCache) -> PevensieCache:
+        return cluster_cache
+
+    @pytest.fixture
+    def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
+        return redis_cluster.keys  # every primary, scanned node by node
+
+
+def test_url_and_keywords_build_the_cluster_driver(redis_cluster: LocalCluster) -> None:
+    by_url = cache.from_url(cluster_url(redis_cluster))
+    by_name = cache.new(driver="redis", host="127.0.0.1", port=redis_cluster.port, cluster=True)
+    assert isinstance(by_url.driver, RedisClusterDriver)
+    assert isinstance(by_name.driver, RedisClusterDriver)
+    assert by_url.driver.config == by_name.driver.config
+
+
+def test_single_keys_land_on_the_node_that_owns_their_slot(
+    cluster_cache: PevensieCache, redis_cluster: LocalCluster
+) -> None:
+    for i in range(30):
+        cluster_cache.set("user", str(i), f"value {i}")
+    owners = set()
+    for i in range(30):
+        node = redis_cluster.primary_for_key(f"user:{i}")
+        owners.add(node.port)
+        with node.client() as raw:
+            assert raw.get(f"user:{i}") == f"value {i}"
+    assert len(owners) == 3  # the keys really span the cluster
+
+
+def test_batches_across_slots_never_hit_crossslot(
+    cluster_cache: PevensieCache, redis_cluster: LocalCluster
+) -> None:
+    keys = [f"k{i}" for i in range(300)]
+    # The same keys in one raw MGET are refused by the server: they span slots.
+    node = redis_cluster.primaries()[0]
+    with node.client() as raw, pytest.raises(redis.ResponseError, match="same slot"):
+        raw.mget([f"bulk:{k}" for k in keys[:20]])
+
+    cluster_cache.set_many("bulk", {k: f"v-{k}" for k in keys})
+    assert cluster_cache.get_many("bulk", keys) == {k: f"v-{k}" for k in keys}
+    cluster_cache.set_many("bulk", {k: f"ttl-{k}" for k in keys[:100]}, ttl_seconds=100)
+    cluster_cache.delete_many("bulk", keys[200:])
+    expected = {k: f"ttl-{k}" for k in keys[:100]} | {k: f"v-{k}" for k in keys[100:200]}
+    assert cluster_cache.get_many("bulk", [*keys, "absent", "k5", "k5"]) == expected
+    assert redis_cluster.keys() == {f"bulk:{k}" for k in keys[:200]}
+    with redis_cluster.primary_for_key("bulk:k1").client() as raw:
+        assert 90 < raw.ttl("bulk:k1") <= 100
+    with redis_cluster.primary_for_key("bulk:k150").client() as raw:
+        assert raw.ttl("bulk:k150") == -1
+
+
+def test_batches_give_the_same_results_as_one_server(cluster_cache: PevensieCache) -> None:
+    reference = cache.new(driver="memory").connect()
+    steps: list[tuple[str, tuple[object, ...]]] = [
+        ("set_many", ("user", {f"u{i}": f"user {i}" for i in range(120)})),
+        ("set_many", ("team", {f"t{i}": "é" * i for i in range(1, 60)}, 60)),
+        ("delete_many", ("user", [f"u{i}" for i in range(0, 120, 3)] + ["nobody"])),
+        ("set_many", ("user", {"u0": "back", "u1": "changed"})),
+        ("delete_many", ("team", ["t1", "t1", "t2"])),
+    ]
+    for name, args in steps:
+        getattr(cluster_cache, name)(*args)
+        getattr(reference, name)(*args)
+    for resource_type, keys in (
+        ("user", [f"u{i}" for i in range(130)]),
+        ("team", [f"t{i}" for i in range(70)]),
+    ):
+        assert cluster_cache.get_many(resource_type, keys) == reference.get_many(
+            resource_type, keys
+        )
+    reference.disconnect()
+
+
+def test_keys_are_readable_by_a_plain_cluster_client(
+    cluster_cache: PevensieCache, redis_cluster: LocalCluster
+) -> None:
+    cluster_cache.set("user", "42", "Ada")
+    cluster_cache.set_many("user", {"1": "one", "2": "two"})
+    raw = RedisCluster(host="127.0.0.1", port=redis_cluster.port, decode_responses=True)
+    try:
+        assert raw.get("user:42") == "Ada"
+        assert raw.mget_nonatomic(["user:1", "user:2"]) == ["one", "two"]
+        raw.set("user:7", "from raw")
+    finally:
+        raw.close()
+    assert cluster_cache.get("user", "7") == "from raw"
+
+
+def test_hash_tag_option_puts_a_resource_type_in_one_slot(redis_cluster: LocalCluster) -> None:
+    redis_cluster.flush()
+    c = cache.from_url(cluster_url(redis_cluster, cluster_hash_tag="true")).connect()
+    try:
+        items = {f"k{i}": f"v{i}" for i in range(100)}
+        c.set_many("user", items)
+        c.set("team", "1", "one")
+        assert c.get_many("user", list(items)) == items
+        assert c.get("team", "1") == "one"
+        stored = redis_cluster.keys()
+        assert stored == {f"{{user}}:{k}" for k in items} | {"{team}:1"}
+        with redis_cluster.nodes[0].client() as raw:
+            slots = {raw.execute_command("CLUSTER KEYSLOT", key) for key in stored - {"{team}:1"}}
+            assert slots == {raw.execute_command("CLUSTER KEYSLOT", "user")}
+        owner = redis_cluster.primary_for_key("{user}:k1")
+        with owner.client() as raw:
+            assert raw.dbsize() >= 100  # every user key on that one node
+        c.delete_many("user", list(items))
+        assert c.get_many("user", list(items)) == {}
+    finally:
+        c.disconnect()
+
+
+def test_default_layout_has_no_hash_tag(
+    cluster_cache: PevensieCache, redis_cluster: LocalCluster
+) -> None:
+    cluster_cache.set_many("user", {"a": "1", "b": "2"})
+    assert redis_cluster.keys() == {"user:a", "user:b"}
+
+
+def test_password_protected_cluster(auth_cluster: LocalCluster, topology_password: str) -> None:
+    url = f"redis://:{topology_password}@127.0.0.1:{auth_cluster.port}/0?cluster=true"
+    c = cache.from_url(url).connect()
+    try:
+        c.set_many("user", {str(i): str(i) for i in range(50)}, ttl_seconds=60)
+        assert c.get_many("user", [str(i) for i in range(50)]) == {
+            str(i): str(i) for i in range(50)
+        }
+        assert topology_password not in repr(c)
+        assert topology_password not in repr(c.driver)
+    finally:
+        c.disconnect()
+
+
+@pytest.mark.parametrize("password", [None, "wrong-password"])
+def test_wrong_or_missing_password_is_an_authentication_error(
+    auth_cluster: LocalCluster, password: str | None
+) -> None:
+    c = cache.new(
+        driver="redis", host="127.0.0.1", port=auth_cluster.port, cluster=True, password=password
+    )
+    with pytest.raises(RedisAuthenticationError) as caught:
+        c.connect()
+    assert "wrong-password" not in str(caught.value)
+    assert not c.connected
+
+
+def test_no_cluster_there_is_a_connection_error(redis_cluster: LocalCluster) -> None:
+    from pevensie_redis.testing.binaries import free_port
+
+    c = cache.new(driver="redis", host="127.0.0.1", port=free_port(), cluster=True, timeout=500)
+    started = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        c.connect()
+    assert time.monotonic() - started < 10
+
+
+def test_failover_keeps_serving_replicated_keys(
+    fresh_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = cache.from_url(cluster_url(fresh_cluster, timeout="1000")).connect()
+    try:
+        items = {f"k{i}": f"v{i}" for i in range(200)}
+        c.set_many("bulk", items)
+        c.set("user", "42", "Ada")
+        victim = fresh_cluster.primary_for_key("user:42")
+        replica = fresh_cluster.replica_of(victim)
+        for primary in fresh_cluster.primaries():
+            with primary.client() as raw:  # every write reached a replica before the crash
+                assert raw.execute_command("WAIT", 1, 5000) >= 1
+
+        fresh_cluster.kill(victim)
+        killed_at = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                assert c.get("user", "42") == "Ada"
+                break
+            except RedisDriverError:
+                failures += 1
+                assert time.monotonic() - killed_at < FAILOVER_BOUND, "no failover in time"
+                time.sleep(0.05)
+        served_after = time.monotonic() - killed_at
+
+        assert fresh_cluster.role(replica) == "master"
+        assert c.get_many("bulk", list(items)) == items
+        c.set("user", "43", "written after the failover")
+        assert c.get("user", "43") == "written after the failover"
+        c.set_many("bulk", {k: "new" for k in items}, ttl_seconds=60)
+        assert set(c.get_many("bulk", list(items)).values()) == {"new"}
+        with capsys.disabled():
+            print(
+                f"\n[cluster failover] primary killed -> same cache served again after "
+                f"{served_after:.2f} s ({failures} failed calls meanwhile)"
+            )
+    finally:
+        c.disconnect()
