@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import (
@@ -55,6 +55,9 @@ from pevensie_redis.errors import (
     map_error,
 )
 from pevensie_redis.pool import CachePool
+
+if TYPE_CHECKING:
+    from pevensie_redis.cluster import RedisClusterDriver
 
 __all__ = ["HEALTH_CHECK_INTERVAL", "RedisDriver", "new_cache_driver", "pool_options"]
 
@@ -119,7 +122,7 @@ class RedisDriver:
         Raises :class:`RedisConnectionError`, :class:`RedisTimeoutError` or
         :class:`RedisAuthenticationError` (and closes everything) when it does not.
         """
-        pool = CachePool(**pool_options(self.config))
+        pool = self._make_pool()
         # One probe connection without retries: the check takes one attempt, so a
         # dead server fails within the timeout instead of once per retry.
         probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
@@ -135,6 +138,10 @@ class RedisDriver:
         self._scripting = True
         self._pool_ops = (pool.get_connection, pool.release)
         self._pool = pool
+
+    def _make_pool(self) -> CachePool:
+        """Build the connection pool for ``config`` (the Sentinel mode builds its own)."""
+        return CachePool(**pool_options(self.config))
 
     def disconnect(self) -> None:
         """Close every connection of the pool, including those in use."""
@@ -328,9 +335,22 @@ class RedisDriver:
                 failures += 1
 
 
-def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver:
-    """Return a Redis driver for ``cache.new(driver=...)``; ``None`` means the defaults."""
-    return RedisDriver(default_config() if config is None else config)
+def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisClusterDriver:
+    """Return a Redis driver for ``cache.new(driver=...)``; ``None`` means the defaults.
+
+    ``config.cluster`` gives the Redis Cluster driver, ``config.sentinels`` the
+    Sentinel one; each mode's module is imported only when it is asked for.
+    """
+    config = default_config() if config is None else config
+    if config.cluster:
+        from pevensie_redis.cluster import RedisClusterDriver
+
+        return RedisClusterDriver(config)
+    if config.sentinels:
+        from pevensie_redis.sentinel import RedisSentinelDriver
+
+        return RedisSentinelDriver(config)
+    return RedisDriver(config)
 
 
 def pool_options(config: RedisConfig) -> dict[str, Any]:
