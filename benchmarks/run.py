@@ -173,8 +173,25 @@ def _run_threads(contender: Contender, parts: list[list[str]]) -> float:
     return elapsed
 
 
-def sample(contender: Contender, workload: str, n: int, inputs: Inputs) -> float:
-    """Run ``workload`` once with ``n`` operations/batches; return units per second."""
+class Measurement:
+    """One sample: wall-clock rate, and CPU microseconds per unit in client and server."""
+
+    __slots__ = ("client_us", "rate", "server_us")
+
+    def __init__(self, rate: float, client_us: float, server_us: float | None) -> None:
+        self.rate = rate
+        self.client_us = client_us
+        self.server_us = server_us
+
+
+def sample(
+    contender: Contender,
+    workload: str,
+    n: int,
+    inputs: Inputs,
+    server_cpu: Callable[[], int | None],
+) -> Measurement:
+    """Run ``workload`` once with ``n`` operations/batches and measure it."""
     arg = inputs.get(contender, workload, n)
     if workload == "delete":
         contender.fill(arg)
@@ -183,6 +200,8 @@ def sample(contender: Contender, workload: str, n: int, inputs: Inputs) -> float
     gc.collect()
     gc.disable()
     try:
+        server_before = server_cpu()
+        client_before = time.process_time_ns()
         if workload == "threads_get":
             elapsed = _run_threads(contender, arg)
         else:
@@ -190,18 +209,29 @@ def sample(contender: Contender, workload: str, n: int, inputs: Inputs) -> float
             start = time.perf_counter()
             method(arg)
             elapsed = time.perf_counter() - start
+        client_ns = time.process_time_ns() - client_before
+        server_after = server_cpu()
     finally:
         gc.enable()
-    return units(workload, n, arg) / max(elapsed, 1e-9)
+    count = units(workload, n, arg)
+    server_us = None
+    if server_before is not None and server_after is not None:
+        server_us = (server_after - server_before) / 1000 / count
+    return Measurement(count / max(elapsed, 1e-9), client_ns / 1000 / count, server_us)
 
 
 def calibrate(
-    contender: Contender, workload: str, seconds: float, quick: bool, inputs: Inputs
+    contender: Contender,
+    workload: str,
+    seconds: float,
+    quick: bool,
+    inputs: Inputs,
+    server_cpu: Callable[[], int | None],
 ) -> int:
     """Warm up and pick the count that makes one sample last about ``seconds``."""
     batch = workload in ("set_many", "get_many")
     n0 = (2 if quick else 5) if batch else (THREADS * 10 if quick else 200)
-    rate = sample(contender, workload, n0, inputs)
+    rate = sample(contender, workload, n0, inputs, server_cpu).rate
     per_n = BATCH if batch else 1
     n = int(rate * seconds / per_n)
     ceiling = 20_000 if batch else 2_000_000
@@ -345,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 try:
                     counts[(contender.name, workload)] = calibrate(
-                        contender, workload, args.seconds, args.quick, inputs
+                        contender, workload, args.seconds, args.quick, inputs, server.cpu_ns
                     )
                 except Exception as exc:
                     entry["error"] = f"{type(exc).__name__}: {exc}"[:120]
@@ -361,7 +391,11 @@ def run(args: argparse.Namespace) -> int:
                     if n is None or entry.get("error"):
                         continue
                     try:
-                        entry["samples"].append(sample(contender, workload, n, inputs))
+                        measured = sample(contender, workload, n, inputs, server.cpu_ns)
+                        entry["samples"].append(measured.rate)
+                        entry.setdefault("client_us", []).append(measured.client_us)
+                        if measured.server_us is not None:
+                            entry.setdefault("server_us", []).append(measured.server_us)
                         entry["n"] = n
                     except Exception as exc:
                         entry["error"] = f"{type(exc).__name__}: {exc}"[:120]

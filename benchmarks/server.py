@@ -79,6 +79,19 @@ class ValkeyServer:
         """A ``redis://`` URL for database 0 of this server."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def cpu_ns(self) -> int | None:
+        """CPU time the server's threads have used so far, in ns (``None`` if unknown)."""
+        if self.process is None:
+            return None
+        total = 0
+        try:
+            for tid in os.listdir(f"/proc/{self.process.pid}/task"):
+                with open(f"/proc/{self.process.pid}/task/{tid}/schedstat") as stat:
+                    total += int(stat.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return total
+
     def start(self, attempts: int = 5) -> None:
         """Start the server on a free port; retry on another port if one is taken meanwhile."""
         self._dir = tempfile.mkdtemp(prefix="pevensie-bench-")
