@@ -327,3 +327,31 @@ def test_noeviction_server_at_maxmemory_rejects_writes_with_its_message_and_keep
         assert c.get("more", "a") == "fits again"
     finally:
         c.disconnect()
+
+
+def test_a_server_error_on_a_retried_command_is_still_a_server_error(
+    pevensie_redis_server_factory: ServerFactory,
+) -> None:
+    """The first attempt times out, the retry gets the server's error reply: RedisServerError."""
+    server = pevensie_redis_server_factory(
+        ["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]
+    )
+    c = connect_cache(server, timeout=300, retries=3)
+    try:
+        chunk = "x" * 50_000
+        fill_until_rejected(c, chunk)
+        for write in (
+            lambda: c.set("more", "a", chunk),
+            lambda: c.set_many("more", {"a": chunk}, ttl_seconds=60),
+        ):
+            server.pause()
+            resumer = later(0.5, server.resume)
+            try:
+                with pytest.raises(RedisServerError) as caught:
+                    write()
+            finally:
+                resumer.join(timeout=10)
+                server.resume()
+            assert caught.value.server_message.startswith("OOM")
+    finally:
+        c.disconnect()

@@ -270,11 +270,13 @@ class RedisDriver:
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
         try:
-            # A sequence of buffers: send_packed_command iterates what it is given.
-            connection.send_packed_command((packed,))
-            return connection.read_response()
-        except _RETRYABLE as exc:
-            return self._retry(connection, lambda c: _send_read(c, packed), command, exc)
+            # Nested, so an error reply to a retried attempt is mapped too.
+            try:
+                # A sequence of buffers: send_packed_command iterates what it is given.
+                connection.send_packed_command((packed,))
+                return connection.read_response()
+            except _RETRYABLE as exc:
+                return self._retry(connection, lambda c: _send_read(c, packed), command, exc)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
         finally:

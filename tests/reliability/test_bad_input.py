@@ -1,0 +1,176 @@
+"""Bad input against a real server: stored byte-exact, or rejected with nothing sent.
+
+The conformance suite (``pevensie_cache.testing``) runs the driver-neutral
+rules for both drivers; these tests add what only a server can show: the
+exact bytes stored, the server's own limits, and that a rejected call sends
+no command at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reliability_support import ServerFactory, connect_cache, named_clients, unique_client_name
+
+from pevensie_cache import ArgumentError, PevensieCache
+from pevensie_cache.testing import BAD_ADDRESSES, BAD_TTLS, BAD_VALUES
+from pevensie_redis import RedisConnectionError, RedisServerError
+from pevensie_redis.testing import RedisServer
+
+WRITE_AND_READ_COMMANDS = ("get", "set", "mget", "mset", "unlink", "del", "evalsha", "eval")
+
+_piece = st.sampled_from(
+    ["\x00", "\r\n", "\n", "*2\r\n$3\r\nDEL\r\n$1\r\nx\r\n", "$-1\r\n", "-ERR\r\n", "🐍", ":"]
+)
+_text = st.lists(_piece | st.characters(exclude_categories=["Cs"]), max_size=30).map("".join)
+
+
+@pytest.fixture
+def raw(pevensie_redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A raw client (bytes replies) on the shared server, database flushed."""
+    pevensie_redis_server.ensure_running()
+    client = pevensie_redis_server.client(decode_responses=False)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def command_calls(raw: redis.Redis) -> dict[str, int]:
+    """Return how often the server ran each read or write command the driver can send."""
+    stats = raw.info("commandstats")
+    return {
+        name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+        for name in WRITE_AND_READ_COMMANDS
+    }
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    resource_type=_text.filter(lambda text: text and ":" not in text),
+    key=_text.filter(bool) | st.text(min_size=1000, max_size=3000),
+    value=_text | st.text(max_size=3000),
+)
+def test_any_text_is_stored_byte_exact_under_resource_type_colon_key_and_nothing_else(
+    pevensie_redis_cache: PevensieCache,
+    raw: redis.Redis,
+    resource_type: str,
+    key: str,
+    value: str,
+) -> None:
+    raw.flushdb()
+    pevensie_redis_cache.set(resource_type, key, value, ttl_seconds=600)
+    full = f"{resource_type}:{key}".encode()
+    assert raw.keys(b"*") == [full]  # text that looks like RESP injected no command
+    assert raw.get(full) == value.encode()
+    assert 0 < raw.ttl(full) <= 600
+    pevensie_redis_cache.set_many(resource_type, {key: value})
+    assert raw.get(full) == value.encode()
+    assert raw.ttl(full) == -1  # set_many without a TTL cleared it, as set does
+    assert pevensie_redis_cache.get(resource_type, key) == value
+    pevensie_redis_cache.delete(resource_type, key)
+    assert raw.dbsize() == 0
+
+
+REJECTED_CALLS: list[tuple[str, Callable[[PevensieCache], Any], type[ArgumentError]]] = []
+for _rt, _key, _error in BAD_ADDRESSES:
+    REJECTED_CALLS += [
+        (f"set({_rt!r}, {_key!r})", lambda c, r=_rt, k=_key: c.set(r, k, "v"), _error),
+        (f"get({_rt!r}, {_key!r})", lambda c, r=_rt, k=_key: c.get(r, k), _error),
+        (f"delete({_rt!r}, {_key!r})", lambda c, r=_rt, k=_key: c.delete(r, k), _error),
+        (
+            f"set_many({_rt!r}, {_key!r})",
+            lambda c, r=_rt, k=_key: c.set_many(r, {"ok": "v", k: "v"}),
+            _error,
+        ),
+        (
+            f"get_many({_rt!r}, {_key!r})",
+            lambda c, r=_rt, k=_key: c.get_many(r, ["ok", k]),
+            _error,
+        ),
+        (
+            f"delete_many({_rt!r}, {_key!r})",
+            lambda c, r=_rt, k=_key: c.delete_many(r, ["guard", k]),
+            _error,
+        ),
+    ]
+for _value, _error in BAD_VALUES:
+    REJECTED_CALLS += [
+        (f"set(value={_value!r})", lambda c, v=_value: c.set("rt", "k", v), _error),
+        (
+            f"set_many(value={_value!r})",
+            lambda c, v=_value: c.set_many("rt", {"ok": "v", "k": v}, ttl_seconds=60),
+            _error,
+        ),
+    ]
+for _ttl, _error in BAD_TTLS:
+    REJECTED_CALLS += [
+        (f"set(ttl={_ttl!r})", lambda c, t=_ttl: c.set("rt", "k", "v", ttl_seconds=t), _error),
+        (
+            f"set_many(ttl={_ttl!r})",
+            lambda c, t=_ttl: c.set_many("rt", {"k": "v"}, ttl_seconds=t),
+            _error,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [(call, error) for _, call, error in REJECTED_CALLS],
+    ids=[label for label, _, _ in REJECTED_CALLS],
+)
+def test_rejected_input_raises_a_clear_error_and_sends_nothing_to_the_server(
+    pevensie_redis_cache: PevensieCache,
+    raw: redis.Redis,
+    call: Callable[[PevensieCache], Any],
+    error: type[ArgumentError],
+) -> None:
+    pevensie_redis_cache.set("guard", "g", "kept")
+    keys_before = raw.dbsize()
+    calls_before = command_calls(raw)
+    with pytest.raises(error) as caught:
+        call(pevensie_redis_cache)
+    assert str(caught.value)  # a message that says what is wrong
+    assert raw.dbsize() == keys_before
+    assert command_calls(raw) == calls_before  # not one command reached the server
+    assert pevensie_redis_cache.get("guard", "g") == "kept"
+
+
+def test_a_value_above_the_servers_limit_gets_a_server_error_and_the_cache_stays_usable(
+    pevensie_redis_server_factory: ServerFactory,
+) -> None:
+    server = pevensie_redis_server_factory(["--proto-max-bulk-len", "1mb"])
+    name = unique_client_name("limit")
+    c = connect_cache(server, pool_size=2, client_name=name, timeout=2000)
+    too_big = "x" * (2 * 1024 * 1024)
+    try:
+        with server.client() as check:
+            for write in (
+                lambda: c.set("big", "v", too_big),
+                lambda: c.set("big", "v", too_big, ttl_seconds=60),
+                lambda: c.set_many("big", {"v": too_big, "w": "small"}),
+                lambda: c.set_many("big", {"v": too_big, "w": "small"}, ttl_seconds=60),
+            ):
+                with pytest.raises((RedisServerError, RedisConnectionError)) as caught:
+                    write()
+                if isinstance(caught.value, RedisServerError):
+                    assert "bulk length" in caught.value.server_message
+                else:
+                    # The server replies, then closes; a reset can overtake the reply.
+                    text = str(caught.value).lower()
+                    assert any(word in text for word in ("reset", "closed", "pipe")), text
+                assert check.dbsize() == 0  # nothing written, not even the small one
+                c.set("small", "v", "fits")  # the next call on the same cache works
+                assert c.get("small", "v") == "fits"
+                c.delete("small", "v")
+            assert len(named_clients(check, name)) <= 2
+    finally:
+        c.disconnect()
