@@ -13,8 +13,8 @@ from pevensie_cache.testing import CacheConformance
 
 class TestRedisConformance(CacheConformance):
     @pytest.fixture
-    def cache(self, pevensie_redis_cache: PevensieCache) -> Iterator[PevensieCache]:
-        yield pevensie_redis_cache
+    def cache(self, pevensie_redis_cache: PevensieCache) -> PevensieCache:
+        return pevensie_redis_cache
 
     @pytest.fixture
     def stored_keys(self, pevensie_redis_server: Any) -> Iterator[Callable[[], set[str]]]:

@@ -8,8 +8,8 @@ the ``pevensie_redis`` pytest plugin (container, bundled Valkey, or
 from __future__ import annotations
 
 import time
-from typing import Any
 from dataclasses import replace
+from typing import Any
 
 import pytest
 

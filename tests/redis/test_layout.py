@@ -99,9 +99,7 @@ def test_set_without_ttl_is_one_set_command_and_no_persist(
     assert raw.ttl("user:1") == -1
 
 
-def test_get_and_delete_are_one_command_each(
-    pevensie_redis_cache: PevensieCache, raw: Any
-) -> None:
+def test_get_and_delete_are_one_command_each(pevensie_redis_cache: PevensieCache, raw: Any) -> None:
     pevensie_redis_cache.set("user", "1", "v")
     raw.config_resetstat()
     pevensie_redis_cache.get("user", "1")
