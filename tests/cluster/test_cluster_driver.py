@@ -188,7 +188,7 @@ def test_wrong_or_missing_password_is_an_authentication_error(
     assert not c.connected
 
 
-def test_no_cluster_there_is_a_connection_error(redis_cluster: LocalCluster) -> None:
+def test_no_cluster_there_is_a_connection_error() -> None:
     from pevensie_redis.testing.binaries import free_port
 
     c = cache.new(driver="redis", host="127.0.0.1", port=free_port(), cluster=True, timeout=500)

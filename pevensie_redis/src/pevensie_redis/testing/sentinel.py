@@ -134,6 +134,11 @@ class LocalSentinel:
             self._finalizer()
 
 
+def _replica_attached(replica: NodeProcess) -> bool:
+    with replica.client() as client:
+        return bool(client.info("replication").get("master_link_status") == "up")
+
+
 def _sentinels_ready(topology: LocalSentinel) -> bool:
     for node in topology.sentinel_nodes:
         with node.client() as client:
@@ -142,8 +147,7 @@ def _sentinels_ready(topology: LocalSentinel) -> bool:
             return False
         if int(state.get("num-slaves", 0)) < 1:
             return False
-    with topology.replica.client() as client:
-        return bool(client.info("replication").get("master_link_status") == "up")
+    return _replica_attached(topology.replica)
 
 
 def start_sentinel(
@@ -191,7 +195,13 @@ def start_sentinel(
     sentinels = [node(f"sentinel{index}", monitor, sentinel=True) for index in range(3)]
     topology = LocalSentinel(primary, replica, sentinels, service_name, directory, password)
     try:
-        start_nodes([primary, replica, *sentinels], timeout)
+        start_nodes([primary, replica], timeout)
+        # Sentinels learn of replicas from the primary's INFO, which they poll only
+        # every 10 s: start them once the replica is attached, so the first poll sees it.
+        wait_until(
+            lambda: _replica_attached(replica), timeout, "the replica to sync with the primary"
+        )
+        start_nodes(sentinels, timeout)
         wait_until(
             lambda: _sentinels_ready(topology),
             timeout,

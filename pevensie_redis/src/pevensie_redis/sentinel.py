@@ -1,0 +1,124 @@
+"""The Sentinel mode of the driver: ``RedisConfig(sentinels=..., service_name=...)``.
+
+The driver is the single-server :class:`~pevensie_redis.driver.RedisDriver`
+(same thin command path, retries, timeouts, batch operations) over a
+different pool: its connections are redis-py's Sentinel-managed connections,
+which ask the sentinels for the primary of ``service_name`` each time they
+(re)connect. After a failover the next command on a connection to the old
+primary fails, the driver's retry reconnects it, and the reconnection lands on
+the primary the sentinels now name. A connection still open to a demoted
+primary gets ``READONLY`` on a write, which redis-py turns into a reconnection
+too. So the same cache object follows a failover by itself.
+
+Credentials and TLS settings are the data nodes'; the sentinels are reached
+with the same timeouts (and TLS settings when ``tls`` is on), without a password.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
+
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.driver import RedisDriver, pool_options
+from pevensie_redis.pool import CachePool
+
+__all__ = ["RedisSentinelDriver", "SentinelCachePool", "sentinel_options"]
+
+
+class SentinelCachePool(SentinelConnectionPool, CachePool):
+    """The driver's lean blocking pool, with connections that find the primary via Sentinel.
+
+    Checkout and release are :class:`~pevensie_redis.pool.CachePool`'s (a
+    caller waits up to ``timeout`` for one of ``pool_size`` connections);
+    where to connect is redis-py's ``SentinelConnectionPool``'s.
+    """
+
+
+class RedisSentinelDriver(RedisDriver):
+    """A Pevensie Cache driver for a primary watched by Redis Sentinel.
+
+    Built by ``new_cache_driver`` when the configuration names ``sentinels``.
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config`` (with ``sentinels`` and ``service_name``)."""
+        super().__init__(config)
+        if not config.sentinels or config.service_name is None:
+            raise ValueError("RedisSentinelDriver needs a RedisConfig with sentinels")
+        self._sentinel: Sentinel | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisSentinelDriver({self.config.display_url()!r})"
+
+    @property
+    def sentinel(self) -> Sentinel | None:
+        """The redis-py ``Sentinel`` the pool asks, while connected, else ``None``."""
+        return self._sentinel
+
+    def _make_pool(self) -> CachePool:
+        """Build a pool whose connections go to the primary the sentinels name."""
+        options, sentinel_kwargs = sentinel_options(self.config)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(self.config.sentinels), sentinel_kwargs=sentinel_kwargs
+        )
+        self._close_sentinel()
+        self._sentinel = sentinel
+        assert self.config.service_name is not None  # checked in __init__
+        return SentinelCachePool(  # type: ignore[no-untyped-call]
+            self.config.service_name, sentinel, **options
+        )
+
+    def disconnect(self) -> None:
+        """Close every connection to the primary and to the sentinels."""
+        super().disconnect()
+        self._close_sentinel()
+
+    def _close_sentinel(self) -> None:
+        sentinel, self._sentinel = self._sentinel, None
+        if sentinel is not None:
+            for client in sentinel.sentinels:
+                client.close()
+
+
+def sentinel_options(config: RedisConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return ``(pool options, sentinel connection options)`` for ``config``.
+
+    The pool options are the single-server driver's, without a fixed host and
+    port and with Sentinel-managed connections.
+    """
+    options = pool_options(config)
+    options.pop("host", None)
+    options.pop("port", None)
+    options["connection_class"] = (
+        SentinelManagedSSLConnection if config.tls else SentinelManagedConnection
+    )
+    options["is_master"] = True
+    seconds = config.timeout_seconds
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+        "socket_keepalive": True,
+        "client_name": config.client_name,
+        # One attempt per sentinel: a dead one is skipped for the next, and the
+        # driver's own retries cover the whole lookup.
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if config.tls:
+        sentinel_kwargs.update(
+            ssl=True,
+            ssl_ca_certs=config.tls_ca_file,
+            ssl_certfile=config.tls_cert_file,
+            ssl_keyfile=config.tls_key_file,
+            ssl_cert_reqs="required" if config.tls_verify else "none",
+            ssl_check_hostname=config.tls_verify,
+        )
+    return options, sentinel_kwargs

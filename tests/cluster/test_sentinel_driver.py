@@ -1,0 +1,158 @@
+"""The Sentinel mode on a real primary, replica and three sentinels started by the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pevensie_cache import cache
+from pevensie_cache.cache import PevensieCache
+from pevensie_cache.testing import CacheConformance
+from pevensie_redis import RedisAuthenticationError, RedisConnectionError, RedisDriverError
+from pevensie_redis.sentinel import RedisSentinelDriver
+from pevensie_redis.testing.binaries import free_port
+from pevensie_redis.testing.sentinel import LocalSentinel
+
+FAILOVER_BOUND = 20.0
+"""Seconds within which the same cache object must write and read again after the primary dies.
+
+With down-after-milliseconds 1000 the sentinels promote the replica in about
+2-3 s here; the bound leaves room for a loaded CI machine.
+"""
+
+
+def sentinel_url(topology: LocalSentinel, password: str | None = None, query: str = "") -> str:
+    userinfo = f":{password}@" if password else ""
+    hosts = ",".join(f"{host}:{port}" for host, port in topology.sentinels)
+    return f"redis+sentinel://{userinfo}{hosts}/{topology.service_name}{query}"
+
+
+def stored(topology: LocalSentinel) -> set[str]:
+    with topology.current_primary().client() as raw:
+        return {str(key) for key in raw.scan_iter(count=1000)}
+
+
+@pytest.fixture
+def sentinel_cache(
+    redis_sentinel: LocalSentinel, topology_password: str
+) -> Iterator[PevensieCache]:
+    with redis_sentinel.current_primary().client() as raw:
+        raw.flushall()
+    c = cache.from_url(sentinel_url(redis_sentinel, topology_password)).connect()
+    yield c
+    if c.connected:
+        c.disconnect()
+
+
+class TestSentinelConformance(CacheConformance):
+    """The whole conformance suite, through the sentinels (password-protected data nodes)."""
+
+    @pytest.fixture
+    def cache(self, sentinel_cache: PevensieCache) -> PevensieCache:
+        return sentinel_cache
+
+    @pytest.fixture
+    def stored_keys(self, redis_sentinel: LocalSentinel) -> Callable[[], set[str]]:
+        return lambda: stored(redis_sentinel)
+
+
+def test_url_and_keywords_build_the_sentinel_driver(
+    redis_sentinel: LocalSentinel, topology_password: str
+) -> None:
+    by_url = cache.from_url(sentinel_url(redis_sentinel, topology_password))
+    by_name = cache.new(
+        driver="redis",
+        sentinels=redis_sentinel.sentinels,
+        service_name=redis_sentinel.service_name,
+        password=topology_password,
+    )
+    assert isinstance(by_url.driver, RedisSentinelDriver)
+    assert by_url.driver.config == by_name.driver.config
+    assert topology_password not in repr(by_url)
+
+
+def test_writes_go_to_the_primary_and_reach_the_replica(
+    sentinel_cache: PevensieCache, redis_sentinel: LocalSentinel
+) -> None:
+    sentinel_cache.set("user", "42", "Ada")
+    sentinel_cache.set_many("user", {"1": "one", "2": "two"}, ttl_seconds=60)
+    with redis_sentinel.primary.client() as raw:
+        assert raw.get("user:42") == "Ada"
+        assert raw.execute_command("WAIT", 1, 5000) >= 1
+    with redis_sentinel.replica.client() as raw:
+        assert raw.mget(["user:42", "user:1", "user:2"]) == ["Ada", "one", "two"]
+
+
+def test_wrong_password_is_an_authentication_error(
+    redis_sentinel: LocalSentinel, topology_password: str
+) -> None:
+    c = cache.from_url(sentinel_url(redis_sentinel, "not-the-password"))
+    with pytest.raises(RedisAuthenticationError) as caught:
+        c.connect()
+    assert "not-the-password" not in str(caught.value)
+    assert topology_password not in str(caught.value)
+
+
+def test_unknown_service_is_a_connection_error(redis_sentinel: LocalSentinel) -> None:
+    hosts = ",".join(f"{host}:{port}" for host, port in redis_sentinel.sentinels)
+    c = cache.from_url(f"redis+sentinel://{hosts}/no-such-service")
+    with pytest.raises(RedisConnectionError, match="no-such-service"):
+        c.connect()
+
+
+def test_no_sentinel_answering_is_a_connection_error() -> None:
+    c = cache.new(
+        driver="redis",
+        sentinels=[("127.0.0.1", free_port()), ("127.0.0.1", free_port())],
+        service_name="pevensie",
+        timeout=500,
+    )
+    started = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        c.connect()
+    assert time.monotonic() - started < 10
+
+
+def test_failover_to_the_replica_is_followed_by_the_same_cache(
+    fresh_sentinel: LocalSentinel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = cache.from_url(sentinel_url(fresh_sentinel, query="?timeout=1000")).connect()
+    try:
+        items = {f"k{i}": f"v{i}" for i in range(100)}
+        c.set_many("bulk", items)
+        c.set("user", "42", "Ada")
+        old = fresh_sentinel.current_primary()
+        with old.client() as raw:
+            assert raw.execute_command("WAIT", 1, 5000) >= 1
+
+        fresh_sentinel.kill_primary()
+        killed_at = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                c.set("user", "43", "written after the failover")
+                assert c.get("user", "43") == "written after the failover"
+                break
+            except RedisDriverError:
+                failures += 1
+                assert time.monotonic() - killed_at < FAILOVER_BOUND, "no failover in time"
+                time.sleep(0.05)
+        served_after = time.monotonic() - killed_at
+
+        new = fresh_sentinel.current_primary()
+        assert new is fresh_sentinel.replica
+        assert new is not old
+        with new.client() as raw:
+            assert raw.execute_command("ROLE")[0] == "master"
+            assert raw.get("user:43") == "written after the failover"
+        assert c.get("user", "42") == "Ada"
+        assert c.get_many("bulk", list(items)) == items
+        with capsys.disabled():
+            print(
+                f"\n[sentinel failover] primary killed -> same cache wrote and read again "
+                f"after {served_after:.2f} s ({failures} failed calls meanwhile)"
+            )
+    finally:
+        c.disconnect()
