@@ -441,7 +441,9 @@ def _pytest_in(tmp_path: Path, test_code: str, **env: str) -> subprocess.Complet
     )
 
 
-def test_report_header_and_summary_name_the_provider(tmp_path: Path) -> None:
+def test_report_header_and_summary_name_the_provider(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
     result = _pytest_in(
         tmp_path,
         """
@@ -486,3 +488,13 @@ def test_plugin_import_is_light(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_cache_fixture_is_connected_to_a_flushed_database(
+    pevensie_redis_server: RedisServer, pevensie_redis_cache
+) -> None:
+    with pevensie_redis_server.client() as raw:
+        assert raw.dbsize() == 0
+        pevensie_redis_cache.set("user", "42", "Ada")
+        assert raw.get("user:42") == "Ada"  # the Gleam key layout, seen by a raw client
+    assert pevensie_redis_cache.get("user", "42") == "Ada"
