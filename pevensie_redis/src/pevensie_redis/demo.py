@@ -1,0 +1,206 @@
+"""The main job: a walk through Pevensie Cache on a real Redis-compatible server.
+
+Where the cache comes from, first match wins:
+
+1. ``PEVENSIE_CACHE_URL`` (``redis://``, ``rediss://``, ``valkey://``, ``memory://``, ...);
+2. ``--config path.toml``: its ``[cache]`` table, ``driver = "redis"`` plus
+   options, or ``url = "..."`` (what ``cache.from_config`` takes);
+3. otherwise a throwaway local server the demo starts itself: a container when
+   a Docker engine answers and has the image, else the bundled ``valkey-server``
+   (or ``redis-server`` from ``PATH``); it is stopped, by its PID, at the end.
+
+The demo shows the installed drivers, then set, get, TTL expiry, delete, the
+batch operations, and the key layout as the server sees it (``SCAN``, ``TYPE``,
+``TTL`` through a raw redis-py client on the driver's own pool). It deletes its
+keys afterwards. URLs are always printed with the password masked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from pevensie_cache import CacheMiss, ConfigError, PevensieCache, cache, mask_url
+from pevensie_cache.cache import ENV_VAR
+from pevensie_cache.listing import format_drivers
+
+__all__ = ["load_config_file", "run_demo"]
+
+USER = "demo-user"
+SESSION = "demo-session"
+BATCH = "demo-batch"
+
+
+def run_demo(config_path: str | None = None, out: TextIO = sys.stdout) -> int:
+    """Run the demo and return the exit status (0 on success)."""
+    say = _printer(out)
+    say("Installed cache drivers:")
+    say(_indent(format_drivers(cache.drivers())))
+    say("")
+    with _cache_from_configuration(config_path, say) as demo_cache:
+        say(f"Driver: {demo_cache.driver!r}")
+        with demo_cache:
+            _walk_through(demo_cache, say)
+    say("")
+    say("Demo finished: every step behaved as documented.")
+    return 0
+
+
+def load_config_file(path: str) -> Mapping[str, Any]:
+    """Return the ``[cache]`` table of a TOML file, or raise :class:`ConfigError`."""
+    try:
+        tomllib: Any = importlib.import_module("tomllib")
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            tomllib = importlib.import_module("tomli")
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "reading a TOML config file on Python 3.10 needs tomli (pip install tomli)"
+            ) from None
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    table = document.get("cache")
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path} has no [cache] table")
+    return table
+
+
+@contextmanager
+def _cache_from_configuration(
+    config_path: str | None, say: Callable[[str], None]
+) -> Iterator[PevensieCache]:
+    url = os.environ.get(ENV_VAR)
+    if url:
+        say(f"Configuration: {ENV_VAR}={mask_url(url)}")
+        yield cache.from_url(url)
+        return
+    if config_path is not None:
+        table = load_config_file(config_path)
+        shown = {
+            name: (mask_url(value) if name == "url" and isinstance(value, str) else value)
+            for name, value in table.items()
+            if name != "password"
+        }
+        say(f"Configuration: [cache] table of {config_path}: {shown}")
+        yield cache.from_config(table)
+        return
+    say(f"Configuration: neither {ENV_VAR} nor --config given; starting a local server.")
+    server = _start_local_server()
+    try:
+        say(f"Started {server.provider} at {server.url} (pid {server.pid})")
+        yield cache.new(driver="redis", config=_config_for(server.url))
+    finally:
+        server.stop()
+        say(f"Stopped the local server (pid {server.pid}).")
+
+
+def _config_for(url: str) -> Any:
+    from pevensie_redis.config import RedisConfig
+
+    return RedisConfig.from_url(url, client_name="pevensie-demo")
+
+
+def _start_local_server() -> Any:
+    try:
+        from pevensie_redis.testing.errors import ServerUnavailable
+        from pevensie_redis.testing.servers import start_server
+    except ImportError as exc:  # pragma: no cover - the testing extra is missing
+        raise ConfigError(
+            f"cannot start a local server ({exc}); install pevensie-redis[testing] "
+            f"or set {ENV_VAR}=redis://host:6379/0"
+        ) from None
+    try:
+        return start_server(allow_env=False)
+    except ServerUnavailable as exc:
+        raise ConfigError(f"cannot start a local server: {exc}; set {ENV_VAR} instead") from None
+
+
+def _walk_through(c: PevensieCache, say: Callable[[str], None]) -> None:
+    say("")
+    say("1. set and get")
+    c.set(USER, "42", "Lucy Pevensie")
+    say(f"   set({USER!r}, '42', 'Lucy Pevensie')  -> stored without expiry")
+    say(f"   get({USER!r}, '42')  -> {c.get(USER, '42')!r}")
+
+    say("")
+    say("2. TTL expiry")
+    c.set(SESSION, "abc", "token-123", ttl_seconds=1)
+    say(f"   set({SESSION!r}, 'abc', 'token-123', ttl_seconds=1)")
+    say(f"   get right away  -> {c.get(SESSION, 'abc')!r}")
+    time.sleep(1.1)
+    try:
+        c.get(SESSION, "abc")
+    except CacheMiss as miss:
+        say(f"   get after 1.1 s -> CacheMiss ({miss})")
+    else:
+        raise AssertionError("the value outlived its TTL")
+    c.set(USER, "7", "Edmund", ttl_seconds=60)
+    c.set(USER, "7", "Edmund")
+    say("   set with ttl_seconds=60, then set again without a TTL -> the TTL is cleared")
+
+    say("")
+    say("3. delete")
+    c.set(USER, "99", "temporary")
+    c.delete(USER, "99")
+    say(f"   delete({USER!r}, '99') then get -> {c.get(USER, '99', None)!r} (a miss)")
+    c.delete(USER, "never-existed")
+    say("   delete of a key that never existed -> fine")
+
+    say("")
+    say("4. batch operations")
+    c.set_many(BATCH, {"a": "1", "b": "2", "c": "3"}, ttl_seconds=300)
+    say("   set_many with ttl_seconds=300 (one server-side call)")
+    say(f"   get_many(['a', 'b', 'zz']) -> {c.get_many(BATCH, ['a', 'b', 'zz'])}")
+
+    say("")
+    say("5. key layout as the server sees it")
+    _show_layout(c, say)
+
+    c.delete_many(USER, ["42", "7"])
+    c.delete_many(BATCH, ["a", "b", "c"])
+    say("")
+    say("Cleaned up the demo's keys.")
+
+
+def _show_layout(c: PevensieCache, say: Callable[[str], None]) -> None:
+    from pevensie_redis.driver import RedisDriver
+
+    driver = c.driver
+    pool = driver.connection_pool if isinstance(driver, RedisDriver) else None
+    if pool is None:
+        say(f"   (the {type(driver).__name__} is not a Redis server; nothing to show)")
+        return
+    import redis
+
+    raw = redis.Redis(connection_pool=pool)
+    say(f"   {'key':<22} {'type':<8} TTL (s)")
+    for key in sorted(raw.scan_iter(match="demo-*", count=1000)):
+        ttl = raw.ttl(key)
+        shown_ttl = "none" if ttl == -1 else str(ttl)
+        say(f"   {_text(key):<22} {_text(raw.type(key)):<8} {shown_ttl}")
+    say("   Keys are <resource_type>:<key>, as the Gleam driver stores them.")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    return say
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
