@@ -7,13 +7,16 @@ leaks into another test. Every process is killed by PID at the end, pass or fail
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from pevensie_redis.testing.cluster import LocalCluster, TopologyError, start_cluster
-from pevensie_redis.testing.errors import ServerUnavailable
+from pevensie_redis.testing.errors import ServerUnavailable, TLSUnavailable
 from pevensie_redis.testing.sentinel import LocalSentinel, start_sentinel
+from pevensie_redis.testing.tls import TLSMaterial, make_tls_material
 
 PASSWORD = "cluster-test-secret"  # a throwaway password for throwaway servers
 
@@ -21,6 +24,10 @@ PASSWORD = "cluster-test-secret"  # a throwaway password for throwaway servers
 def _start_cluster(**options: object) -> LocalCluster:
     try:
         return start_cluster(**options)  # type: ignore[arg-type]
+    except TLSUnavailable as exc:
+        if os.environ.get("PEVENSIE_TEST_REQUIRE_TLS") == "1":
+            raise
+        pytest.skip(f"no TLS-capable server binary for a TLS cluster: {exc}")
     except ServerUnavailable as exc:
         pytest.skip(f"no server binary for a cluster: {exc}")
     except TopologyError as exc:
@@ -56,6 +63,26 @@ def redis_cluster() -> Iterator[LocalCluster]:
 def auth_cluster() -> Iterator[LocalCluster]:
     """A cluster whose nodes all require :data:`PASSWORD`."""
     topology = _start_cluster(password=PASSWORD)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_material() -> Iterator[TLSMaterial]:
+    """A throwaway CA and certificates for the TLS topologies."""
+    material = make_tls_material()
+    try:
+        yield material
+    finally:
+        shutil.rmtree(material.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tls_cluster(tls_material: TLSMaterial) -> Iterator[LocalCluster]:
+    """A cluster that speaks only TLS (clients, replication, bus): needs a TLS-capable binary."""
+    topology = _start_cluster(tls=tls_material)
     try:
         yield topology
     finally:

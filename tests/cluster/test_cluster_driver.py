@@ -15,6 +15,7 @@ from pevensie_cache.testing import CacheConformance
 from pevensie_redis import RedisAuthenticationError, RedisConnectionError, RedisDriverError
 from pevensie_redis.cluster import RedisClusterDriver
 from pevensie_redis.testing.cluster import LocalCluster
+from pevensie_redis.testing.tls import TLSMaterial
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must serve again after a primary dies.
@@ -47,7 +48,33 @@ class TestClusterConformance(CacheConformance):
 
     @pytest.fixture
     def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
-        return redis_cluster.keys  # every primary, scanned node by node
+        return redis_cluster.stored_keys  # every primary, scanned node by node
+
+
+def untagged(stored: set[str]) -> set[str]:
+    """Map ``{resource_type}:key`` back to ``resource_type:key`` (a resource type has no colon)."""
+    result = set()
+    for full in stored:
+        assert full.startswith("{"), full
+        resource_type, _, key = full[1:].partition("}:")
+        result.add(f"{resource_type}:{key}")
+    return result
+
+
+class TestClusterHashTagConformance(CacheConformance):
+    """The whole suite again with ``cluster_hash_tag``: every batch is one slot, one command."""
+
+    @pytest.fixture
+    def cache(self, redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
+        redis_cluster.flush()
+        c = cache.from_url(cluster_url(redis_cluster, cluster_hash_tag="true")).connect()
+        yield c
+        if c.connected:
+            c.disconnect()
+
+    @pytest.fixture
+    def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
+        return lambda: untagged(redis_cluster.stored_keys())
 
 
 def test_url_and_keywords_build_the_cluster_driver(redis_cluster: LocalCluster) -> None:
@@ -87,7 +114,7 @@ def test_batches_across_slots_never_hit_crossslot(
     cluster_cache.delete_many("bulk", keys[200:])
     expected = {k: f"ttl-{k}" for k in keys[:100]} | {k: f"v-{k}" for k in keys[100:200]}
     assert cluster_cache.get_many("bulk", [*keys, "absent", "k5", "k5"]) == expected
-    assert redis_cluster.keys() == {f"bulk:{k}" for k in keys[:200]}
+    assert redis_cluster.stored_keys() == {f"bulk:{k}" for k in keys[:200]}
     with redis_cluster.primary_for_key("bulk:k1").client() as raw:
         assert 90 < raw.ttl("bulk:k1") <= 100
     with redis_cluster.primary_for_key("bulk:k150").client() as raw:
@@ -140,7 +167,7 @@ def test_hash_tag_option_puts_a_resource_type_in_one_slot(redis_cluster: LocalCl
         c.set("team", "1", "one")
         assert c.get_many("user", list(items)) == items
         assert c.get("team", "1") == "one"
-        stored = redis_cluster.keys()
+        stored = redis_cluster.stored_keys()
         assert stored == {f"{{user}}:{k}" for k in items} | {"{team}:1"}
         with redis_cluster.nodes[0].client() as raw:
             slots = {raw.execute_command("CLUSTER KEYSLOT", key) for key in stored - {"{team}:1"}}
@@ -158,7 +185,7 @@ def test_default_layout_has_no_hash_tag(
     cluster_cache: PevensieCache, redis_cluster: LocalCluster
 ) -> None:
     cluster_cache.set_many("user", {"a": "1", "b": "2"})
-    assert redis_cluster.keys() == {"user:a", "user:b"}
+    assert redis_cluster.stored_keys() == {"user:a", "user:b"}
 
 
 def test_password_protected_cluster(auth_cluster: LocalCluster, topology_password: str) -> None:
@@ -186,6 +213,39 @@ def test_wrong_or_missing_password_is_an_authentication_error(
         c.connect()
     assert "wrong-password" not in str(caught.value)
     assert not c.connected
+
+
+def test_tls_cluster_with_a_trusted_ca(
+    tls_cluster: LocalCluster, tls_material: TLSMaterial
+) -> None:
+    url = f"rediss://127.0.0.1:{tls_cluster.port}/0?cluster=true&tls_ca_file={tls_material.ca_file}"
+    c = cache.from_url(url).connect()
+    try:
+        items = {f"k{i}": f"v{i}" for i in range(100)}
+        c.set_many("bulk", items, ttl_seconds=60)
+        c.set("user", "42", "Ada")
+        assert c.get_many("bulk", list(items)) == items
+        assert c.get("user", "42") == "Ada"
+        c.delete_many("bulk", list(items))
+        assert tls_cluster.stored_keys() >= {"user:42"}
+        assert not any(key.startswith("bulk:") for key in tls_cluster.stored_keys())
+    finally:
+        c.disconnect()
+
+
+def test_tls_cluster_with_an_untrusted_ca_is_refused(
+    tls_cluster: LocalCluster, tls_material: TLSMaterial
+) -> None:
+    c = cache.new(
+        driver="redis",
+        host="127.0.0.1",
+        port=tls_cluster.port,
+        cluster=True,
+        tls=True,
+        tls_ca_file=str(tls_material.untrusted_ca_file),
+    )
+    with pytest.raises(RedisConnectionError, match="certificate verification failed"):
+        c.connect()
 
 
 def test_no_cluster_there_is_a_connection_error() -> None:

