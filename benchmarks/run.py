@@ -78,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
     parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
+    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     parser.add_argument(
         "--json", type=Path, default=HERE / "results" / "latest.json", help="where to write JSON"
     )
@@ -353,15 +354,22 @@ def run(args: argparse.Namespace) -> int:
             wanted = {w.strip() for w in args.only.split(",")}
             workloads = [w for w in workloads if w in wanted]
 
-        print("# Pevensie Cache benchmark" + (" (quick)" if args.quick else ""), flush=True)
-        print()
-        print(f"- server: valkey-server pid {server.pid} on 127.0.0.1:{server.port}")
-        print(f"- CPU pinning: {'; '.join(pin_notes)}")
-        print(f"- Redis pools: {shape.describe()}")
-        print(f"- rounds: {args.rounds}, about {args.seconds}s per sample; values 100 bytes")
-        print(f"- load average at start: {load_at_start} (1, 5, 15 min)")
-        for name, why in unavailable.items():
-            print(f"- {name}: n/a ({why})")
+        host = machine()
+        found = versions(binary)
+        header = [
+            "# Pevensie Cache benchmark" + (" (quick)" if args.quick else ""),
+            "",
+            f"- machine: {host['nproc']} CPUs, {host['cpu_model']}; {host['python']};"
+            f" {host['platform']}",
+            "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
+            f"- server: valkey-server on 127.0.0.1 (pid {server.pid}), --save '' --appendonly no",
+            f"- CPU pinning: {'; '.join(pin_notes)}",
+            f"- Redis pools: {shape.describe()}",
+            f"- rounds: {args.rounds}, about {args.seconds}s per sample; 100-byte values, TTL 300",
+            f"- load average at start: {load_at_start} (1, 5, 15 min)",
+        ]
+        header.extend(f"- {name}: n/a ({why})" for name, why in unavailable.items())
+        print("\n".join(header))
         print(flush=True)
 
         results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in workloads}
@@ -408,7 +416,10 @@ def run(args: argparse.Namespace) -> int:
                 server.port, args.coldstart_runs, warmup=1 if args.quick else 3
             )
         targets = evaluate_targets(results, cold)
-        print(markdown(results, names, targets, cold))
+        report = markdown(results, names, targets, cold)
+        print(report)
+        if args.markdown is not None:
+            args.markdown.write_text("\n".join(header) + "\n\n" + report + "\n")
 
         payload = {
             "quick": args.quick,
@@ -416,8 +427,8 @@ def run(args: argparse.Namespace) -> int:
             "seconds_per_sample": args.seconds,
             "pinning": pin_notes,
             "pool": shape.describe(),
-            "machine": machine(),
-            "versions": versions(binary),
+            "machine": host,
+            "versions": found,
             "unavailable": unavailable,
             "units": {w: u for w, u, _l in WORKLOADS},
             "results": results,
