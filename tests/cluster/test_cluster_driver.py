@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -12,7 +14,12 @@ from redis.cluster import RedisCluster
 from pevensie_cache import cache
 from pevensie_cache.cache import PevensieCache
 from pevensie_cache.testing import CacheConformance
-from pevensie_redis import RedisAuthenticationError, RedisConnectionError, RedisDriverError
+from pevensie_redis import (
+    RedisAuthenticationError,
+    RedisConnectionError,
+    RedisDriverError,
+    RedisTimeoutError,
+)
 from pevensie_redis.cluster import RedisClusterDriver
 from pevensie_redis.testing.cluster import LocalCluster
 from pevensie_redis.testing.tls import TLSMaterial
@@ -256,6 +263,37 @@ def test_no_cluster_there_is_a_connection_error() -> None:
     with pytest.raises(RedisConnectionError):
         c.connect()
     assert time.monotonic() - started < 10
+
+
+def test_an_unresponsive_node_times_out_and_is_served_again_after(
+    steady_cluster: LocalCluster,
+) -> None:
+    timeout_ms, retries = 500, 1
+    c = cache.from_url(
+        cluster_url(steady_cluster, timeout=str(timeout_ms), retries=str(retries))
+    ).connect()
+    try:
+        c.set("user", "42", "Ada")
+        victim = steady_cluster.primary_for_key("user:42")
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGSTOP)
+        try:
+            # The thin path's attempt, then RedisCluster's attempt and its retries.
+            bound = (retries + 2) * timeout_ms / 1000 + 2.0
+            for call in (
+                lambda: c.get("user", "42"),
+                lambda: c.get_many("user", [str(i) for i in range(50)]),
+                lambda: c.set_many("user", {str(i): "x" for i in range(50)}, ttl_seconds=5),
+            ):
+                started = time.monotonic()
+                with pytest.raises(RedisTimeoutError):
+                    call()
+                assert time.monotonic() - started < bound
+        finally:
+            os.kill(victim.pid, signal.SIGCONT)
+        assert c.get("user", "42") == "Ada"
+    finally:
+        c.disconnect()
 
 
 def test_failover_keeps_serving_replicated_keys(
