@@ -17,6 +17,9 @@ from pevensie_cache import mask_url
         ("redis://host/0", "redis://host/0"),
         ("memory://", "memory://"),
         ("redis://u:p%40ss@h/0", "redis://u:***@h/0"),
+        # Passwords typed without percent-encoding are still masked whole.
+        ("redis://u:s3cret@x@h/0", "redis://u:***@h/0"),
+        ("redis://:s3cret/?#@h:1/0", "redis://:***@h:1/0"),
     ],
 )
 def test_mask_url_hides_passwords(url: str, masked: str) -> None:

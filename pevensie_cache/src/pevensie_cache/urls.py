@@ -10,7 +10,9 @@ from pevensie_cache.errors import ConfigError
 __all__ = ["mask_url", "query_options", "url_scheme"]
 
 _SECRET_QUERY_KEYS = re.compile(r"(?i)(^|[?&;])((?:pass(?:word)?|pwd|secret|token|auth)=)[^&;#]*")
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)([^@/?#]*)@")
+# Up to the LAST "@": a password typed without percent-encoding may hold "@", "/", "?" or
+# "#", and must still be masked whole (masking too much is harmless, too little is not).
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)(.*)@", re.DOTALL)
 
 
 def mask_url(url: str) -> str:

@@ -14,10 +14,11 @@ raises :class:`~pevensie_cache.ConfigError` and never reaches a server.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from pevensie_cache import ConfigError, mask_url
 from pevensie_cache.urls import query_options, url_scheme
@@ -272,6 +273,26 @@ _ALIASES = {
 }
 
 
+def _split(
+    url: str, shown: str, *, read_host_port: bool = True
+) -> tuple[SplitResult, str | None, int | None]:
+    """Split ``url``; return it with its host and port (both ``None`` unless ``read_host_port``).
+
+    A URL that cannot be read is a :class:`ConfigError` raised outside any
+    ``except`` block, so no exception quoting a piece of the URL (a password
+    typed without percent-encoding) is kept as its context.
+    """
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if not read_host_port:
+            return parts, None, None
+        return parts, parts.hostname, parts.port
+    raise ConfigError(
+        f"invalid Redis URL {shown!r}: its host or port cannot be read "
+        "(percent-encode special characters in the user name and password)"
+    )
+
+
 def _parse_url(url: str) -> dict[str, Any]:
     scheme = url_scheme(url)
     shown = mask_url(url)
@@ -281,12 +302,7 @@ def _parse_url(url: str) -> dict[str, Any]:
         )
     if scheme in SENTINEL_SCHEMES:
         return _parse_sentinel_url(url, scheme, shown)
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {shown!r}: {exc}") from None
+    parts, hostname, port = _split(url, shown)
     if parts.fragment:
         raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
     fields: dict[str, Any] = {}
@@ -311,9 +327,8 @@ def _parse_url(url: str) -> dict[str, Any]:
         path = parts.path.strip("/")
         if path:
             if not path.isdigit():
-                raise ConfigError(
-                    f"the path of a Redis URL is the database number, got {path!r} in {shown!r}"
-                )
+                # The path is not quoted: it may hold a piece of an unencoded password.
+                raise ConfigError(f"the path of a Redis URL is the database number: {shown!r}")
             fields["db"] = int(path)
         fields["tls"] = scheme in TLS_SCHEMES
     for name, text in query_options(url).items():
@@ -399,10 +414,7 @@ def _check_sentinels(value: object) -> tuple[tuple[str, int], ...]:
 
 
 def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {shown!r}: {exc}") from None
+    parts, _, _ = _split(url, shown, read_host_port=False)
     if parts.fragment:
         raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
     userinfo, at, hosts = parts.netloc.rpartition("@")
@@ -414,14 +426,15 @@ def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
         if colon and password:
             fields["password"] = unquote(password)
     sentinels: list[tuple[str, int]] = []
-    for address in hosts.split(","):
+    for number, address in enumerate(hosts.split(","), start=1):
         try:
             piece = urlsplit(f"//{address}")
             host, port = piece.hostname, piece.port
         except ValueError:
             host = None
         if not host:
-            raise ConfigError(f"invalid sentinel address {address!r} in {shown!r}")
+            # The address is not quoted: it may hold a piece of an unencoded password.
+            raise ConfigError(f"invalid sentinel address (number {number}) in {shown!r}")
         sentinels.append((unquote(host), SENTINEL_PORT if port is None else port))
     fields["sentinels"] = tuple(sentinels)
     path = [unquote(segment) for segment in parts.path.split("/") if segment]
