@@ -29,11 +29,12 @@ def unique_client_name(prefix: str = "rel") -> str:
 
 
 def backoff_total(retries: int) -> float:
-    """Return the most time the driver's exponential backoff can sleep over ``retries``.
+    """Return the time the driver's backoff sleeps over ``retries`` retries.
 
-    Each sleep is at most 0.512 s (redis-py's ``ExponentialBackoff`` cap).
+    redis-py's ``ExponentialBackoff`` defaults: the n-th retry sleeps
+    ``min(0.512, 0.008 * 2**n)`` seconds.
     """
-    return 0.512 * retries
+    return sum(min(0.512, 0.008 * 2**n) for n in range(1, retries + 1))
 
 
 def hang_bound(timeout_ms: int, retries: int) -> float:

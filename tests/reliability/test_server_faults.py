@@ -7,6 +7,8 @@ configured bound, and that the same cache object recovers on its own.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from reliability_support import (
     ServerFactory,
+    backoff_total,
     connect_cache,
     hang_bound,
     named_clients,
@@ -355,3 +358,38 @@ def test_a_server_error_on_a_retried_command_is_still_a_server_error(
             assert caught.value.server_message.startswith("OOM")
     finally:
         c.disconnect()
+
+
+@pytest.mark.parametrize("retries", [1, 2])
+def test_paused_server_with_a_full_accept_queue_still_fails_within_timeout_times_attempts(
+    pevensie_redis_server_factory: ServerFactory, retries: int
+) -> None:
+    """Reconnects hang in connect() too (the kernel drops SYNs): still one timeout per attempt.
+
+    A stalled server under load stops accepting: new TCP connections time out in
+    connect instead of completing. Each retry must cost one timeout, not one per
+    connect retry inside it.
+    """
+    server = pevensie_redis_server_factory(["--tcp-backlog", "1"])
+    timeout_ms = 300
+    c = connect_cache(server, timeout=timeout_ms, retries=retries)
+    fillers: list[socket.socket] = []
+    try:
+        c.set("user", "1", "Ada")
+        server.pause()
+        for _ in range(8):  # fill the accept queue of the stalled server
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((server.host, server.port))
+            fillers.append(filler)
+        time.sleep(0.1)
+        error, elapsed = timed(lambda: c.get("user", "1"))
+        assert isinstance(error, RedisTimeoutError), error
+        assert elapsed < timeout_ms / 1000 * (retries + 1) + backoff_total(retries) + 0.25
+    finally:
+        server.resume()
+        for filler in fillers:
+            filler.close()
+    assert c.get("user", "1") == "Ada"
+    c.disconnect()

@@ -331,6 +331,7 @@ class RedisDriver:
             if delay > 0:
                 time.sleep(delay)
             try:
+                _connect_once(connection)
                 return attempt(connection)
             except _RETRYABLE as exc:
                 error = exc
@@ -397,6 +398,27 @@ def _not_connected() -> _Connection:
 
 def _ignore(connection: _Connection) -> None:
     """Drop a connection handed back after the pool was closed."""
+
+
+_ONE_CONNECT = Retry(NoBackoff(), 0)
+
+
+def _connect_once(connection: Any) -> None:
+    """Open ``connection`` with one connect attempt: the driver's retry loop is the only one.
+
+    The connection's own ``retry`` would retry the TCP connect inside each of
+    the driver's retries, so one call could cost ``(retries + 1) ** 2`` timeouts
+    against a server that stops accepting. This thread alone holds the
+    connection, so swapping its ``retry`` for the connect is safe.
+    """
+    if connection._sock is not None:
+        return
+    saved = connection.retry
+    connection.retry = _ONE_CONNECT
+    try:
+        connection.connect()
+    finally:
+        connection.retry = saved
 
 
 def _send_read(connection: _Connection, packed: bytes) -> Any:
