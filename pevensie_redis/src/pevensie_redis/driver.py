@@ -193,14 +193,21 @@ class RedisDriver:
     def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """One ``MGET`` per chunk of keys; misses are absent from the result."""
         prefix = f"{resource_type}:"
-        chunks = _chunks(list(dict.fromkeys(keys)))
-        commands = [pack([b"MGET", *[(prefix + k).encode() for k in chunk]]) for chunk in chunks]
+        chunks = _chunks(list(keys))
+        commands = [pack(["MGET", *[prefix + key for key in chunk]]) for chunk in chunks]
         replies = self._run(lambda connection: _pipeline(connection, commands), "MGET")
         found: dict[str, str] = {}
-        for chunk, values in zip(chunks, replies, strict=True):
-            for key, value in zip(chunk, values, strict=True):
-                if value is not None:
-                    found[key] = _decode(value)
+        try:
+            for chunk, values in zip(chunks, replies, strict=True):
+                found.update(
+                    {
+                        key: value.decode()
+                        for key, value in zip(chunk, values, strict=True)
+                        if value is not None
+                    }
+                )
+        except UnicodeDecodeError as exc:
+            raise RedisDriverError(_NOT_TEXT) from exc
         return found
 
     def set_many(
@@ -212,19 +219,32 @@ class RedisDriver:
         ``SET ... EX`` instead, from then on.
         """
         prefix = f"{resource_type}:"
-        pairs = [((prefix + key).encode(), value.encode()) for key, value in items.items()]
+        pairs = [(prefix + key, value) for key, value in items.items()]
         if ttl_seconds is None:
             commands = [
-                pack([b"MSET", *[part for pair in chunk for part in pair]])
+                pack(["MSET", *[part for pair in chunk for part in pair]])
                 for chunk in _chunks(pairs)
             ]
             self._run(lambda connection: _pipeline(connection, commands), "MSET")
             return
-        ttl = b"%d" % ttl_seconds
+        ttl = str(ttl_seconds)
         if self._scripting:
+            scripted = [
+                pack(
+                    [
+                        "EVALSHA",
+                        SET_EX_SCRIPT_SHA,
+                        str(len(chunk)),
+                        *[full for full, _ in chunk],
+                        ttl,
+                        *[value for _, value in chunk],
+                    ]
+                )
+                for chunk in _chunks(pairs)
+            ]
             try:
                 self._run(
-                    lambda connection: self._set_ex_script(connection, pairs, ttl),
+                    lambda connection: _run_script(connection, scripted),
                     "EVALSHA",
                     map_server_errors=False,
                 )
@@ -233,32 +253,15 @@ class RedisDriver:
                 if not _refuses_scripting(exc):
                     raise map_error(exc, "EVALSHA") from exc
                 self._scripting = False
-        commands = [pack([b"SET", full, data, b"EX", ttl]) for full, data in pairs]
+        commands = [pack(["SET", full, value, "EX", ttl]) for full, value in pairs]
         self._run(lambda connection: _pipeline(connection, commands), "SET EX (pipeline)")
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per chunk of keys; absent keys are fine."""
         prefix = f"{resource_type}:"
-        full = [(prefix + key).encode() for key in keys]
-        commands = [pack([b"UNLINK", *chunk]) for chunk in _chunks(full)]
+        full = [prefix + key for key in keys]
+        commands = [pack(["UNLINK", *chunk]) for chunk in _chunks(full)]
         self._run(lambda connection: _pipeline(connection, commands), "UNLINK")
-
-    def _set_ex_script(
-        self, connection: _Connection, pairs: list[tuple[bytes, bytes]], ttl: bytes
-    ) -> None:
-        commands = []
-        for chunk in _chunks(pairs):
-            arguments = [b"EVALSHA", SET_EX_SCRIPT_SHA, b"%d" % len(chunk)]
-            arguments.extend(full for full, _ in chunk)
-            arguments.append(ttl)
-            arguments.extend(data for _, data in chunk)
-            commands.append(pack(arguments))
-        try:
-            _pipeline(connection, commands)
-        except NoScriptError:
-            # First use on this server, or its script cache was flushed: load it once.
-            _pipeline(connection, [pack([b"SCRIPT", b"LOAD", SET_EX_SCRIPT])])
-            _pipeline(connection, commands)
 
     # -- the command path ------------------------------------------------------------
 
@@ -449,13 +452,24 @@ def _chunks(items: list[_T]) -> list[list[_T]]:
     return [items[start : start + BATCH_SIZE] for start in range(0, len(items), BATCH_SIZE)]
 
 
+_NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
+
+
 def _decode(value: bytes) -> str:
     try:
         return value.decode()
     except UnicodeDecodeError as exc:
-        raise RedisDriverError(
-            "the stored value is not UTF-8 text (written by another client?)"
-        ) from exc
+        raise RedisDriverError(_NOT_TEXT) from exc
+
+
+def _run_script(connection: _Connection, commands: list[bytes]) -> None:
+    """Run packed ``EVALSHA`` commands, loading the script first if the server lacks it."""
+    try:
+        _pipeline(connection, commands)
+    except NoScriptError:
+        # First use on this server, or its script cache was flushed: load it once.
+        _pipeline(connection, [pack(["SCRIPT", "LOAD", SET_EX_SCRIPT])])
+        _pipeline(connection, commands)
 
 
 def _refuses_scripting(exc: ResponseError) -> bool:
