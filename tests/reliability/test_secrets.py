@@ -261,7 +261,13 @@ def test_the_demo_masks_the_password_of_the_configured_server(
         pytest.skip("python -m pevensie_redis is not there yet")
     result = run_cli(["-m", "pevensie_redis", "demo"], env_url=url_for(secret_server))
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f":***@{secret_server.host}:{secret_server.port}" in result.stdout  # shown, masked
     assert_no_secret(result.stdout + result.stderr, "demo output")
+    wrong = run_cli(
+        ["-m", "pevensie_redis", "demo"], env_url=url_for(secret_server, PASSWORD + "x")
+    )
+    assert wrong.returncode != 0
+    assert_no_secret(wrong.stdout + wrong.stderr, "demo output with a wrong password")
 
 
 # -- TLS ------------------------------------------------------------------------------
