@@ -359,6 +359,7 @@ def test_tls_verifies_the_host_name_by_default_and_turning_it_off_is_explicit(
         replace(base, host="localhost"),
         replace(base, tls_verify=False),  # explicitly turned off: accepted
         RedisConfig.from_url(f"rediss://127.0.0.1:{server.port}/0?tls_verify=false&timeout=2000"),
+        RedisConfig.from_url(f"rediss://127.0.0.1:{server.port}/0?ssl_cert_reqs=none"),
     ):
         c = cache.new(driver=RedisDriver(works)).connect()
         try:
