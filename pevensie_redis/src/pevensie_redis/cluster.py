@@ -198,6 +198,8 @@ class RedisClusterDriver:
         if self._scripting:
 
             def script(slot_keys: list[int]) -> tuple[Any, ...]:
+                if len(slot_keys) == 1:  # the same, and cheaper, as a plain SET ... EX
+                    return ("SET", fulls[slot_keys[0]], values[slot_keys[0]], "EX", ttl)
                 keys = [fulls[i] for i in slot_keys]
                 return (
                     "EVALSHA",
@@ -414,7 +416,7 @@ class RedisClusterDriver:
         """Send one slot group through RedisCluster, which follows the slot wherever it is."""
         for part in _chunk_list(slot_keys):
             for args in _commands(command, part, one_per_key):
-                if scripted:
+                if args[0] == "EVALSHA":
                     # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
                     _, _, count, *rest = args
                     args = ("EVAL", SET_EX_SCRIPT, count, *rest)
@@ -474,6 +476,8 @@ def _slot_groups(fulls: list[bytes]) -> list[_Group]:
 
 
 def _chunk_list(indexes: list[int]) -> list[list[int]]:
+    if len(indexes) <= BATCH_SIZE:  # nearly always: a slot group is small
+        return [indexes]
     return [indexes[start : start + BATCH_SIZE] for start in range(0, len(indexes), BATCH_SIZE)]
 
 
