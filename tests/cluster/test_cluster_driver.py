@@ -18,6 +18,7 @@ from pevensie_redis import (
     RedisAuthenticationError,
     RedisConnectionError,
     RedisDriverError,
+    RedisPoolExhausted,
     RedisTimeoutError,
 )
 from pevensie_redis.cluster import RedisClusterDriver
@@ -253,6 +254,27 @@ def test_tls_cluster_with_an_untrusted_ca_is_refused(
     )
     with pytest.raises(RedisConnectionError, match="certificate verification failed"):
         c.connect()
+
+
+def test_a_busy_node_pool_is_pool_exhausted(redis_cluster: LocalCluster) -> None:
+    c = cache.from_url(cluster_url(redis_cluster, pool_size="1", timeout="300")).connect()
+    try:
+        driver = c.driver
+        assert isinstance(driver, RedisClusterDriver)
+        assert driver.client is not None
+        node = driver.client.get_node_from_key("user:42")
+        pool = driver.client.get_redis_connection(node).connection_pool
+        held = pool.get_connection()  # the node's only connection, taken by someone else
+        try:
+            with pytest.raises(RedisPoolExhausted):
+                c.get("user", "42")
+            with pytest.raises(RedisPoolExhausted):
+                c.get_many("user", ["42", "43"])
+        finally:
+            pool.release(held)
+        assert c.get("user", "42", None) is None
+    finally:
+        c.disconnect()
 
 
 def test_no_cluster_there_is_a_connection_error() -> None:

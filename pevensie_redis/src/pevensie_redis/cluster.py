@@ -60,6 +60,7 @@ from pevensie_redis.driver import _decode, _refuses_scripting, pool_options
 from pevensie_redis.errors import (
     RedisConnectionError,
     RedisDriverError,
+    RedisPoolExhausted,
     map_error,
 )
 
@@ -248,8 +249,9 @@ class RedisClusterDriver:
             connection: Any
             try:
                 connection = pool.get_connection()
-            except _FAILURES:
-                connection = None
+            except _FAILURES as exc:
+                _raise_if_pool_exhausted(exc, command)
+                connection = None  # the node is unreachable: RedisCluster will sort it out
             if connection is not None:
                 try:
                     connection.send_packed_command((packed,))
@@ -309,7 +311,8 @@ class RedisClusterDriver:
                 pool = client.get_redis_connection(node).connection_pool
                 try:
                     connection = pool.get_connection()
-                except _FAILURES:
+                except _FAILURES as exc:
+                    _raise_if_pool_exhausted(exc, name)
                     unrouted.extend(by_node[node_name])
                     continue
                 packed = [
@@ -466,6 +469,13 @@ def _map(exc: BaseException, action: str) -> RedisDriverError:
             return map_error(cause, action)
         return RedisConnectionError(f"{action}: {exc}")
     return map_error(exc, action)
+
+
+def _raise_if_pool_exhausted(exc: BaseException, action: str) -> None:
+    """Raise at once when no pooled connection came free: retrying elsewhere cannot help."""
+    mapped = map_error(exc, action)
+    if isinstance(mapped, RedisPoolExhausted):
+        raise mapped from exc
 
 
 def _slot_groups(fulls: list[bytes]) -> list[_Group]:

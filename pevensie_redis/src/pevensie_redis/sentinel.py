@@ -77,6 +77,18 @@ class RedisSentinelDriver(RedisDriver):
             self.config.service_name, sentinel, **options
         )
 
+    def connect(self) -> None:
+        """Ask the sentinels for the primary and check it answers, as the single-server driver.
+
+        Raises :class:`~pevensie_redis.RedisConnectionError` when no sentinel
+        names a primary for ``service_name`` or the primary cannot be reached.
+        """
+        try:
+            super().connect()
+        except BaseException:
+            self._close_sentinel()
+            raise
+
     def disconnect(self) -> None:
         """Close every connection to the primary and to the sentinels."""
         super().disconnect()
