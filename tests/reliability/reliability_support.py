@@ -34,7 +34,7 @@ def backoff_total(retries: int) -> float:
     redis-py's ``ExponentialBackoff`` defaults: the n-th retry sleeps
     ``min(0.512, 0.008 * 2**n)`` seconds.
     """
-    return sum(min(0.512, 0.008 * 2**n) for n in range(1, retries + 1))
+    return float(sum(min(0.512, 0.008 * 2**n) for n in range(1, retries + 1)))
 
 
 def hang_bound(timeout_ms: int, retries: int) -> float:

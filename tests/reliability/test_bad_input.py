@@ -80,46 +80,36 @@ def test_any_text_is_stored_byte_exact_under_resource_type_colon_key_and_nothing
     assert raw.dbsize() == 0
 
 
-REJECTED_CALLS: list[tuple[str, Callable[[PevensieCache], Any], type[ArgumentError]]] = []
-for _rt, _key, _error in BAD_ADDRESSES:
-    REJECTED_CALLS += [
-        (f"set({_rt!r}, {_key!r})", lambda c, r=_rt, k=_key: c.set(r, k, "v"), _error),
-        (f"get({_rt!r}, {_key!r})", lambda c, r=_rt, k=_key: c.get(r, k), _error),
-        (f"delete({_rt!r}, {_key!r})", lambda c, r=_rt, k=_key: c.delete(r, k), _error),
-        (
-            f"set_many({_rt!r}, {_key!r})",
-            lambda c, r=_rt, k=_key: c.set_many(r, {"ok": "v", k: "v"}),
-            _error,
-        ),
-        (
-            f"get_many({_rt!r}, {_key!r})",
-            lambda c, r=_rt, k=_key: c.get_many(r, ["ok", k]),
-            _error,
-        ),
-        (
-            f"delete_many({_rt!r}, {_key!r})",
-            lambda c, r=_rt, k=_key: c.delete_many(r, ["guard", k]),
-            _error,
-        ),
-    ]
-for _value, _error in BAD_VALUES:
-    REJECTED_CALLS += [
-        (f"set(value={_value!r})", lambda c, v=_value: c.set("rt", "k", v), _error),
-        (
-            f"set_many(value={_value!r})",
-            lambda c, v=_value: c.set_many("rt", {"ok": "v", "k": v}, ttl_seconds=60),
-            _error,
-        ),
-    ]
-for _ttl, _error in BAD_TTLS:
-    REJECTED_CALLS += [
-        (f"set(ttl={_ttl!r})", lambda c, t=_ttl: c.set("rt", "k", "v", ttl_seconds=t), _error),
-        (
-            f"set_many(ttl={_ttl!r})",
-            lambda c, t=_ttl: c.set_many("rt", {"k": "v"}, ttl_seconds=t),
-            _error,
-        ),
-    ]
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]  # method name, arguments, keywords
+
+
+def rejected_calls() -> list[tuple[str, Call, type[ArgumentError]]]:
+    """Every call, single and batch, that one bad argument must make fail: (label, call, error)."""
+    calls: list[tuple[str, Call, type[ArgumentError]]] = []
+    for rt, key, error in BAD_ADDRESSES:
+        for method, args in (
+            ("set", (rt, key, "v")),
+            ("get", (rt, key)),
+            ("delete", (rt, key)),
+            ("set_many", (rt, {"ok": "v", key: "v"})),
+            ("get_many", (rt, ["ok", key])),
+            ("delete_many", (rt, ["guard", key])),
+        ):
+            calls.append((f"{method}({rt!r}, {key!r})", (method, args, {}), error))
+    for value, error in BAD_VALUES:
+        calls.append((f"set(value={value!r})", ("set", ("rt", "k", value), {}), error))
+        batch = ("rt", {"ok": "v", "k": value})
+        calls.append(
+            (f"set_many(value={value!r})", ("set_many", batch, {"ttl_seconds": 60}), error)
+        )
+    for ttl, error in BAD_TTLS:
+        keywords = {"ttl_seconds": ttl}
+        calls.append((f"set(ttl={ttl!r})", ("set", ("rt", "k", "v"), keywords), error))
+        calls.append((f"set_many(ttl={ttl!r})", ("set_many", ("rt", {"k": "v"}), keywords), error))
+    return calls
+
+
+REJECTED_CALLS = rejected_calls()
 
 
 @pytest.mark.parametrize(
@@ -130,14 +120,15 @@ for _ttl, _error in BAD_TTLS:
 def test_rejected_input_raises_a_clear_error_and_sends_nothing_to_the_server(
     pevensie_redis_cache: PevensieCache,
     raw: redis.Redis,
-    call: Callable[[PevensieCache], Any],
+    call: Call,
     error: type[ArgumentError],
 ) -> None:
+    method, args, keywords = call
     pevensie_redis_cache.set("guard", "g", "kept")
     keys_before = raw.dbsize()
     calls_before = command_calls(raw)
     with pytest.raises(error) as caught:
-        call(pevensie_redis_cache)
+        getattr(pevensie_redis_cache, method)(*args, **keywords)
     assert str(caught.value)  # a message that says what is wrong
     assert raw.dbsize() == keys_before
     assert command_calls(raw) == calls_before  # not one command reached the server
@@ -153,12 +144,13 @@ def test_a_value_above_the_servers_limit_gets_a_server_error_and_the_cache_stays
     too_big = "x" * (2 * 1024 * 1024)
     try:
         with server.client() as check:
-            for write in (
+            writes: list[Callable[[], None]] = [
                 lambda: c.set("big", "v", too_big),
                 lambda: c.set("big", "v", too_big, ttl_seconds=60),
                 lambda: c.set_many("big", {"v": too_big, "w": "small"}),
                 lambda: c.set_many("big", {"v": too_big, "w": "small"}, ttl_seconds=60),
-            ):
+            ]
+            for write in writes:
                 with pytest.raises((RedisServerError, RedisConnectionError)) as caught:
                     write()
                 if isinstance(caught.value, RedisServerError):

@@ -8,6 +8,7 @@ configured bound, and that the same cache object recovers on its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
@@ -98,7 +99,7 @@ def test_killed_server_gives_connection_error_then_the_same_cache_recovers(
 
     private_server.kill()
     for name, operation in OPERATIONS.items():
-        error, elapsed = timed(lambda op=operation: op(c))
+        error, elapsed = timed(functools.partial(operation, c))
         assert isinstance(error, RedisConnectionError), (name, error)
         assert elapsed < hang_bound(timeout_ms, retries), (name, elapsed)
     assert c.connected
@@ -147,7 +148,7 @@ def test_paused_server_gives_timeout_error_within_timeout_times_attempts(
     private_server.pause()
     try:
         for name in ("get", "set_ttl", "get_many", "set_many_ttl"):
-            error, elapsed = timed(lambda op=OPERATIONS[name]: op(c))
+            error, elapsed = timed(functools.partial(OPERATIONS[name], c))
             assert isinstance(error, RedisTimeoutError), (name, error)
             # Every attempt waited the full timeout (so the retries happened) ...
             assert elapsed >= timeout_ms / 1000 * (retries + 1) * 0.95, (name, elapsed)
@@ -315,11 +316,12 @@ def test_noeviction_server_at_maxmemory_rejects_writes_with_its_message_and_keep
             c.get("fill", "absent")
 
         # Batch writes get the same error, with and without a TTL.
-        for write in (
+        writes: list[Callable[[], None]] = [
             lambda: c.set_many("more", {"a": chunk, "b": chunk}),
             lambda: c.set_many("more", {"a": chunk, "b": chunk}, ttl_seconds=60),
             lambda: c.set("more", "a", chunk, ttl_seconds=60),
-        ):
+        ]
+        for write in writes:
             with pytest.raises(RedisServerError) as batch:
                 write()
             assert batch.value.server_message.startswith("OOM"), batch.value.server_message
@@ -343,10 +345,11 @@ def test_a_server_error_on_a_retried_command_is_still_a_server_error(
     try:
         chunk = "x" * 50_000
         fill_until_rejected(c, chunk)
-        for write in (
+        writes: list[Callable[[], None]] = [
             lambda: c.set("more", "a", chunk),
             lambda: c.set_many("more", {"a": chunk}, ttl_seconds=60),
-        ):
+        ]
+        for write in writes:
             server.pause()
             resumer = later(0.5, server.resume)
             try:
