@@ -94,8 +94,9 @@ def check_keys(keys: object) -> list[str]:
     if isinstance(keys, (str, bytes, bytearray)) or not isinstance(keys, Iterable):
         raise ArgumentTypeError(f"keys must be an iterable of str, not {type(keys).__name__}")
     checked = list(keys)
-    for key in checked:
-        check_key(key)
+    if not _all_plain(checked, allow_empty=False):
+        for key in checked:
+            check_key(key)
     return checked
 
 
@@ -106,10 +107,25 @@ def check_items(items: object) -> dict[str, str]:
             f"items must be a mapping of str to str, not {type(items).__name__}"
         )
     checked = dict(items)
-    for key, value in checked.items():
-        check_key(key)
-        check_value(value)
+    if not (_all_plain(checked, allow_empty=False) and _all_plain(checked.values())):
+        for key, value in checked.items():
+            check_key(key)
+            check_value(value)
     return checked
+
+
+def _all_plain(texts: Iterable[object], allow_empty: bool = True) -> bool:
+    """Whether every item is a non-empty (unless allowed) ASCII ``str``, checked at C speed.
+
+    ``str.join`` rejects anything that is not a ``str`` and ``isascii`` rules out
+    lone surrogates; a ``False`` sends the caller to the per-item checks, which
+    raise the precise error or accept the unusual but valid case.
+    """
+    try:
+        joined = "".join(texts)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return joined.isascii() and (allow_empty or all(texts))
 
 
 def _check_encodable(what: str, text: str) -> None:
