@@ -72,8 +72,8 @@ ORDER = [  # table columns, and the order of round 0
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, 1 round (CI smoke)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 15; quick 1)")
-    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 40; quick 1)")
+    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.03)")
     parser.add_argument("--coldstart-runs", type=int, help="runs per program (default 40; quick 3)")
     parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
@@ -84,9 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 15
+        args.rounds = 1 if args.quick else 40
     if args.seconds is None:
-        args.seconds = 0.01 if args.quick else 0.1
+        args.seconds = 0.01 if args.quick else 0.03
     if args.coldstart_runs is None:
         args.coldstart_runs = 3 if args.quick else 40
     return args
