@@ -10,15 +10,24 @@ __all__ = ["format_drivers"]
 
 
 def format_drivers(infos: Iterable[DriverInfo]) -> str:
-    """Return a plain-text table of drivers: name, source, schemes, and status or reason."""
-    rows = [("driver", "provided by", "URL schemes", "status")]
+    """Return one block per driver: name, source and status, then description and schemes.
+
+    ::
+
+        memory  pevensie-cache 0.1.0  loaded
+            In-process, thread-safe memory store with TTLs and optional LRU bound.
+            URL schemes: memory://
+    """
+    blocks: list[str] = []
     for info in infos:
-        source = f"{info.distribution} {info.version}" if info.distribution else "-"
-        schemes = " ".join(f"{scheme}://" for scheme in info.schemes) or "-"
-        status = (info.description or "ok") if info.loaded else f"NOT LOADED: {info.error}"
-        rows.append((info.name, source, schemes, status))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
-        for row in rows
-    )
+        source = f"{info.distribution} {info.version}" if info.distribution else "(no distribution)"
+        lines = [f"{info.name}  {source}  {'loaded' if info.loaded else 'NOT LOADED'}"]
+        if info.loaded:
+            if info.description:
+                lines.append(f"    {info.description}")
+            if info.schemes:
+                lines.append(f"    URL schemes: {' '.join(s + '://' for s in info.schemes)}")
+        else:
+            lines.append(f"    {info.error}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks) if blocks else "no drivers installed"
