@@ -396,3 +396,40 @@ def test_paused_server_with_a_full_accept_queue_still_fails_within_timeout_times
             filler.close()
     assert c.get("user", "1") == "Ada"
     c.disconnect()
+
+
+@pytest.mark.parametrize("full_queue", [False, True], ids=["paused", "paused-full-queue"])
+def test_connect_to_a_server_that_never_answers_times_out_within_one_timeout(
+    pevensie_redis_server_factory: ServerFactory, full_queue: bool
+) -> None:
+    """connect() probes the server once: a stalled server costs one timeout, retries or not."""
+    from pevensie_cache import cache
+
+    server = pevensie_redis_server_factory(["--tcp-backlog", "1"])
+    timeout_ms = 400
+    fillers: list[socket.socket] = []
+    c = cache.new(driver="redis", host=server.host, port=server.port, timeout=timeout_ms, retries=3)
+    server.pause()
+    try:
+        if full_queue:
+            for _ in range(8):
+                filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect((server.host, server.port))
+                fillers.append(filler)
+            time.sleep(0.1)
+        error, elapsed = timed(c.connect)
+    finally:
+        server.resume()
+        for filler in fillers:
+            filler.close()
+    assert isinstance(error, RedisTimeoutError), error
+    assert elapsed < timeout_ms / 1000 + 0.25
+    assert not c.connected
+    c.connect()  # the server answers again: the same cache connects
+    try:
+        c.set("user", "1", "connected after all")
+        assert c.get("user", "1") == "connected after all"
+    finally:
+        c.disconnect()
