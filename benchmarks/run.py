@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -302,6 +303,30 @@ def versions(binary: Path) -> dict[str, str]:
     return found
 
 
+def checkout() -> str:
+    """The git commit benchmarked, marked ``+changes`` when the work tree differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "pevensie_cache", "pevensie_redis"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit + (" +changes in pevensie_cache/ or pevensie_redis/" if changed else "")
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -355,6 +380,7 @@ def run(args: argparse.Namespace) -> int:
             workloads = [w for w in workloads if w in wanted]
 
         host = machine()
+        commit = checkout()
         found = versions(binary)
         header = [
             "# Pevensie Cache benchmark" + (" (quick)" if args.quick else ""),
@@ -362,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
             f"- machine: {host['nproc']} CPUs, {host['cpu_model']}; {host['python']};"
             f" {host['platform']}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
+            f"- checkout: {commit}",
             f"- server: valkey-server on 127.0.0.1 (pid {server.pid}), --save '' --appendonly no",
             f"- CPU pinning: {'; '.join(pin_notes)}",
             f"- Redis pools: {shape.describe()}",
@@ -429,6 +456,7 @@ def run(args: argparse.Namespace) -> int:
             "pool": shape.describe(),
             "machine": host,
             "versions": found,
+            "checkout": commit,
             "unavailable": unavailable,
             "units": {w: u for w, u, _l in WORKLOADS},
             "results": results,
