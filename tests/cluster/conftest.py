@@ -39,6 +39,10 @@ def _start_cluster(**options: object) -> LocalCluster:
 def _start_sentinel(**options: object) -> LocalSentinel:
     try:
         return start_sentinel(**options)  # type: ignore[arg-type]
+    except TLSUnavailable as exc:
+        if os.environ.get("PEVENSIE_TEST_REQUIRE_TLS") == "1":
+            raise
+        pytest.skip(f"no TLS-capable server binary for TLS sentinels: {exc}")
     except ServerUnavailable as exc:
         pytest.skip(f"no server binary for sentinels: {exc}")
 
@@ -113,6 +117,16 @@ def steady_cluster() -> Iterator[LocalCluster]:
 def redis_sentinel() -> Iterator[LocalSentinel]:
     """A primary, a replica and three sentinels shared by tests that kill nothing."""
     topology = _start_sentinel(password=PASSWORD)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_sentinel(tls_material: TLSMaterial) -> Iterator[LocalSentinel]:
+    """A primary, a replica and three sentinels that all speak only TLS."""
+    topology = _start_sentinel(tls=tls_material)
     try:
         yield topology
     finally:

@@ -14,6 +14,7 @@ from pevensie_redis import RedisAuthenticationError, RedisConnectionError, Redis
 from pevensie_redis.sentinel import RedisSentinelDriver
 from pevensie_redis.testing.binaries import free_port
 from pevensie_redis.testing.sentinel import LocalSentinel
+from pevensie_redis.testing.tls import TLSMaterial
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must write and read again after the primary dies.
@@ -85,6 +86,36 @@ def test_writes_go_to_the_primary_and_reach_the_replica(
         assert raw.mget(["user:42", "user:1", "user:2"]) == ["Ada", "one", "two"]
 
 
+def test_tls_sentinels_and_primary_with_a_trusted_ca(
+    tls_sentinel: LocalSentinel, tls_material: TLSMaterial
+) -> None:
+    url = sentinel_url(tls_sentinel, query=f"?tls_ca_file={tls_material.ca_file}")
+    c = cache.from_url(url.replace("redis+sentinel://", "rediss+sentinel://")).connect()
+    try:
+        c.set("user", "42", "Ada", ttl_seconds=60)
+        c.set_many("user", {"1": "one", "2": "two"})
+        assert c.get("user", "42") == "Ada"
+        assert c.get_many("user", ["1", "2", "3"]) == {"1": "one", "2": "two"}
+        assert stored(tls_sentinel) >= {"user:42", "user:1", "user:2"}
+    finally:
+        c.disconnect()
+
+
+def test_tls_with_an_untrusted_ca_is_refused(
+    tls_sentinel: LocalSentinel, tls_material: TLSMaterial
+) -> None:
+    c = cache.new(
+        driver="redis",
+        sentinels=tls_sentinel.sentinels,
+        service_name=tls_sentinel.service_name,
+        tls=True,
+        tls_ca_file=str(tls_material.untrusted_ca_file),
+        timeout=1000,
+    )
+    with pytest.raises(RedisConnectionError, match="certificate verification failed"):
+        c.connect()
+
+
 def test_wrong_password_is_an_authentication_error(
     redis_sentinel: LocalSentinel, topology_password: str
 ) -> None:
@@ -98,8 +129,10 @@ def test_wrong_password_is_an_authentication_error(
 def test_unknown_service_is_a_connection_error(redis_sentinel: LocalSentinel) -> None:
     hosts = ",".join(f"{host}:{port}" for host, port in redis_sentinel.sentinels)
     c = cache.from_url(f"redis+sentinel://{hosts}/no-such-service")
-    with pytest.raises(RedisConnectionError, match="no-such-service"):
+    with pytest.raises(RedisConnectionError, match="no-such-service") as caught:
         c.connect()
+    assert "does not monitor" in str(caught.value)
+    assert "redis.client.Redis" not in str(caught.value)  # no client reprs in the message
 
 
 def test_no_sentinel_answering_is_a_connection_error() -> None:

@@ -19,8 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
 from redis.sentinel import (
+    MasterNotFoundError,
     Sentinel,
     SentinelConnectionPool,
     SentinelManagedConnection,
@@ -31,7 +34,7 @@ from pevensie_redis.config import RedisConfig
 from pevensie_redis.driver import RedisDriver, pool_options
 from pevensie_redis.pool import CachePool
 
-__all__ = ["RedisSentinelDriver", "SentinelCachePool", "sentinel_options"]
+__all__ = ["ClearSentinel", "RedisSentinelDriver", "SentinelCachePool", "sentinel_options"]
 
 
 class SentinelCachePool(SentinelConnectionPool, CachePool):
@@ -41,6 +44,42 @@ class SentinelCachePool(SentinelConnectionPool, CachePool):
     caller waits up to ``timeout`` for one of ``pool_size`` connections);
     where to connect is redis-py's ``SentinelConnectionPool``'s.
     """
+
+
+class ClearSentinel(Sentinel):
+    """redis-py's ``Sentinel`` whose "no primary" error says briefly why, without client reprs.
+
+    redis-py's own message embeds the full ``repr`` of every sentinel client;
+    this one names each sentinel by address with what went wrong, and keeps
+    the last connection error as ``__cause__`` (a TLS verification failure is
+    then reported as such).
+    """
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        """Return the primary's address that the first healthy sentinel reports."""
+        problems: list[str] = []
+        last_error: BaseException | None = None
+        for index, sentinel in enumerate(self.sentinels):
+            kwargs = sentinel.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host')}:{kwargs.get('port')}"
+            try:
+                masters: Any = sentinel.sentinel_masters()  # {name: state} with RESP2
+                state = masters.get(service_name)
+            except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
+                problems.append(f"{where}: {exc}")
+                last_error = exc
+                continue
+            if not state:
+                problems.append(f"{where}: does not monitor {service_name!r}")
+            elif not self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
+                problems.append(f"{where}: reports the primary down")
+            else:
+                # Ask the sentinel that answered first next time.
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                return str(state["ip"]), int(state["port"])
+        raise MasterNotFoundError(
+            f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})"
+        ) from last_error
 
 
 class RedisSentinelDriver(RedisDriver):
@@ -67,7 +106,7 @@ class RedisSentinelDriver(RedisDriver):
     def _make_pool(self) -> CachePool:
         """Build a pool whose connections go to the primary the sentinels name."""
         options, sentinel_kwargs = sentinel_options(self.config)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = ClearSentinel(  # type: ignore[no-untyped-call]
             list(self.config.sentinels), sentinel_kwargs=sentinel_kwargs
         )
         self._close_sentinel()

@@ -89,11 +89,12 @@ def _find_cli(server: str) -> str:
     raise TopologyError(f"no valkey-cli or redis-cli next to {server} or on PATH")
 
 
-def _tls_settings(tls: TLSMaterial, port: int) -> list[tuple[str, str]]:
+def tls_settings(tls: TLSMaterial, port: int, *, cluster: bool) -> list[tuple[str, str]]:
+    """Return the settings of a TLS-only node: clients, replication (and the bus) over TLS."""
     return [
         ("port", "0"),  # TLS only: the plain port is closed
         ("tls-port", str(port)),
-        ("tls-cluster", "yes"),
+        *([("tls-cluster", "yes")] if cluster else []),
         ("tls-replication", "yes"),
         ("tls-cert-file", str(tls.server_cert_file)),
         ("tls-key-file", str(tls.server_key_file)),
@@ -105,7 +106,8 @@ def _tls_settings(tls: TLSMaterial, port: int) -> list[tuple[str, str]]:
     ]
 
 
-def _tls_client_options(tls: TLSMaterial) -> dict[str, Any]:
+def tls_client_options(tls: TLSMaterial) -> dict[str, Any]:
+    """Return redis-py options for a verified TLS connection to a test node."""
     return {
         "ssl": True,
         "ssl_ca_certs": str(tls.ca_file),
@@ -406,7 +408,7 @@ def start_cluster(
     if primaries < 3:
         raise ValueError("a cluster needs at least 3 primaries")
     server, cli = binaries or (find_tls_cluster_binaries() if tls else find_binaries())
-    tls_options = _tls_client_options(tls) if tls else {}
+    tls_options = tls_client_options(tls) if tls else {}
     directory = tempfile.mkdtemp(prefix="pevensie-cluster-")
     nodes: list[NodeProcess] = []
     for index in range(primaries * (1 + replicas)):
@@ -420,7 +422,7 @@ def start_cluster(
             ("cluster-config-file", "nodes.conf"),
             ("cluster-node-timeout", str(node_timeout_ms)),
             ("cluster-replica-validity-factor", "0"),  # a replica may always take over
-            *(_tls_settings(tls, port) if tls else []),
+            *(tls_settings(tls, port, cluster=True) if tls else []),
         ]
         write_config(node_dir / "node.conf", settings)
         argv = [server, str(node_dir / "node.conf")]

@@ -27,10 +27,14 @@ from pevensie_redis.testing.cluster import (
     NodeProcess,
     TopologyError,
     base_settings,
+    find_tls_cluster_binaries,
     start_nodes,
+    tls_client_options,
+    tls_settings,
     wait_until,
     write_config,
 )
+from pevensie_redis.testing.tls import TLSMaterial
 
 __all__ = ["LocalSentinel", "start_sentinel"]
 
@@ -156,6 +160,7 @@ def start_sentinel(
     down_after_ms: int = 1000,
     failover_timeout_ms: int = 3000,
     password: str | None = None,
+    tls: TLSMaterial | None = None,
     timeout: float = 30.0,
     binaries: tuple[str, str] | None = None,
 ) -> LocalSentinel:
@@ -163,11 +168,18 @@ def start_sentinel(
 
     ``down_after_ms`` is how long the primary must be silent before a
     sentinel considers it down; with ``password`` the data nodes require it
-    (the sentinels are told it). Raises :class:`TopologyError` when the
-    topology does not settle within ``timeout`` seconds; nothing is left
-    running then.
+    (the sentinels are told it). With ``tls``, every process, sentinels
+    included, speaks only TLS (the binary must support it: Debian's
+    ``redis-server`` does). Raises :class:`TopologyError` when the topology
+    does not settle within ``timeout`` seconds; nothing is left running then.
     """
-    server = binaries[0] if binaries else find_server_binary().path
+    if binaries:
+        server = binaries[0]
+    elif tls:
+        server = find_tls_cluster_binaries()[0]
+    else:
+        server = find_server_binary().path
+    tls_options = tls_client_options(tls) if tls else {}
     directory = tempfile.mkdtemp(prefix="pevensie-sentinel-")
 
     def node(name: str, extra: list[tuple[str, str]], sentinel: bool = False) -> NodeProcess:
@@ -178,9 +190,18 @@ def start_sentinel(
         if sentinel:
             keep = ("port", "bind", "dir", "daemonize")
             settings = [(name, value) for name, value in settings if name in keep]
+        if tls:
+            settings += tls_settings(tls, port, cluster=False)
         write_config(node_dir / "node.conf", [*settings, *extra])
         argv = [server, str(node_dir / "node.conf"), *(["--sentinel"] if sentinel else [])]
-        return NodeProcess(name, port, node_dir, argv, None if sentinel else password)
+        return NodeProcess(
+            name,
+            port,
+            node_dir,
+            argv,
+            None if sentinel else password,
+            client_options=tls_options,
+        )
 
     primary = node("primary", [])
     replica = node("replica", [("replicaof", f"{HOST} {primary.port}")])
