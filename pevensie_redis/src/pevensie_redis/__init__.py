@@ -28,15 +28,19 @@ from pevensie_redis.errors import (
 )
 
 if TYPE_CHECKING:
+    from pevensie_redis.cluster import RedisClusterDriver
     from pevensie_redis.driver import RedisDriver, new_cache_driver
+    from pevensie_redis.sentinel import RedisSentinelDriver
 
 __all__ = [
     "RedisAuthenticationError",
+    "RedisClusterDriver",
     "RedisConfig",
     "RedisConnectionError",
     "RedisDriver",
     "RedisDriverError",
     "RedisPoolExhausted",
+    "RedisSentinelDriver",
     "RedisServerError",
     "RedisTimeoutError",
     "default_config",
@@ -45,12 +49,18 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_LAZY = frozenset({"RedisDriver", "new_cache_driver"})
+_LAZY = {
+    "RedisDriver": "driver",
+    "new_cache_driver": "driver",
+    "RedisClusterDriver": "cluster",
+    "RedisSentinelDriver": "sentinel",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from pevensie_redis import driver
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(driver, name)
+        return getattr(importlib.import_module(f"pevensie_redis.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
