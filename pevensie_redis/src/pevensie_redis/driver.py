@@ -375,6 +375,10 @@ def pool_options(config: RedisConfig) -> dict[str, Any]:
         "retry_on_error": [RedisPyConnectionError, RedisPyTimeoutError],
         "client_name": config.client_name,
         "decode_responses": False,
+        # RESP2: every command we send has the same reply in both protocols, and RESP2
+        # spares each new connection the HELLO and maintenance-notification handshakes
+        # redis-py 8 sends under RESP3, and works with servers older than Redis 6.
+        "protocol": 2,
     }
     if config.unix_socket_path is not None:
         options["connection_class"] = UnixDomainSocketConnection
