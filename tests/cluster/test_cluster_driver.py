@@ -196,6 +196,32 @@ def test_default_layout_has_no_hash_tag(
     assert redis_cluster.stored_keys() == {"user:a", "user:b"}
 
 
+def test_set_many_with_ttl_works_for_a_user_denied_scripts(redis_cluster: LocalCluster) -> None:
+    for node in redis_cluster.live_nodes():
+        with node.client() as raw:
+            raw.execute_command(
+                "ACL", "SETUSER", "noscripts", "on", ">noscripts-pw", "~*", "&*", "+@all",
+                "-@scripting",
+            )  # fmt: skip
+    redis_cluster.flush()
+    as_user = redis.Redis(
+        host="127.0.0.1", port=redis_cluster.port, username="noscripts", password="noscripts-pw"
+    )
+    with as_user, pytest.raises(redis.exceptions.NoPermissionError):
+        as_user.execute_command("EVAL", "return 1", 0)
+    url = f"redis://noscripts:noscripts-pw@127.0.0.1:{redis_cluster.port}/0?cluster=true"
+    c = cache.from_url(url).connect()
+    try:
+        items = {f"k{i}": f"v{i}" for i in range(120)}
+        c.set_many("bulk", items, ttl_seconds=60)  # falls back to SET ... EX per key
+        c.set_many("bulk", {"a": "1", "b": "2"}, ttl_seconds=60)  # and stays there
+        assert c.get_many("bulk", [*items, "a", "b"]) == items | {"a": "1", "b": "2"}
+        with redis_cluster.primary_for_key("bulk:k7").client() as raw:
+            assert 50 < raw.ttl("bulk:k7") <= 60
+    finally:
+        c.disconnect()
+
+
 def test_password_protected_cluster(auth_cluster: LocalCluster, topology_password: str) -> None:
     url = f"redis://:{topology_password}@127.0.0.1:{auth_cluster.port}/0?cluster=true"
     c = cache.from_url(url).connect()
