@@ -30,7 +30,6 @@ from typing import Any
 
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.connection import BlockingConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
@@ -63,8 +62,9 @@ from pevensie_redis.errors import (
     RedisPoolExhausted,
     map_error,
 )
+from pevensie_redis.pool import CachePool
 
-__all__ = ["RedisClusterDriver", "cluster_options"]
+__all__ = ["ClusterNodePool", "RedisClusterDriver", "cluster_options"]
 
 # A node answered for a slot it no longer serves, or is gone: RedisCluster knows what to do.
 _REROUTE = (AskError, TryAgainError, ClusterDownError, RedisPyConnectionError, RedisPyTimeoutError)
@@ -435,6 +435,20 @@ class RedisClusterDriver:
                     collect(part, reply)
 
 
+class ClusterNodePool(CachePool):
+    """The driver's lean blocking pool, for one cluster node.
+
+    It also honours RedisCluster's marks: a connection marked for reconnection
+    (after a topology change) is closed when it comes back.
+    """
+
+    def release(self, connection: Any) -> None:
+        """Put ``connection`` back, closed first if RedisCluster marked it for reconnection."""
+        if connection.should_reconnect():
+            connection.disconnect()
+        super().release(connection)
+
+
 class _ScriptsRefused(Exception):
     """The cluster refuses scripts (ACL, renamed or disabled commands)."""
 
@@ -442,7 +456,7 @@ class _ScriptsRefused(Exception):
 def cluster_options(config: RedisConfig) -> dict[str, Any]:
     """Return the keyword arguments of redis-py's ``RedisCluster`` for ``config``.
 
-    Each node's pool is a ``BlockingConnectionPool`` of ``pool_size``
+    Each node's pool is a :class:`ClusterNodePool` of ``pool_size``
     connections with the driver's timeouts, credentials and TLS settings;
     retries of a failed command (after refreshing the slot map) are ``retries``.
     """
@@ -453,7 +467,7 @@ def cluster_options(config: RedisConfig) -> dict[str, Any]:
     scheme = "rediss" if config.tls else "redis"
     # The URL form makes RedisCluster build each node's pool from connection_pool_class.
     options["url"] = f"{scheme}://{host}:{config.port}"
-    options["connection_pool_class"] = BlockingConnectionPool
+    options["connection_pool_class"] = ClusterNodePool
     options["startup_nodes"] = [ClusterNode(config.host, config.port)]  # type: ignore[no-untyped-call]
     options["retry"] = Retry(ExponentialBackoff(), config.retries)
     # A cache serves the slots it can reach rather than refusing everything.
