@@ -134,6 +134,16 @@ def tls_sentinel(tls_material: TLSMaterial) -> Iterator[LocalSentinel]:
 
 
 @pytest.fixture
+def steady_sentinel() -> Iterator[LocalSentinel]:
+    """A sentinel topology of its own whose sentinels wait 15 s before calling a primary down."""
+    topology = _start_sentinel(down_after_ms=15000)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture
 def fresh_sentinel() -> Iterator[LocalSentinel]:
     """A sentinel topology of its own, for a test that kills the primary."""
     topology = _start_sentinel()

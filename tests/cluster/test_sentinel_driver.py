@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -10,7 +12,12 @@ import pytest
 from pevensie_cache import cache
 from pevensie_cache.cache import PevensieCache
 from pevensie_cache.testing import CacheConformance
-from pevensie_redis import RedisAuthenticationError, RedisConnectionError, RedisDriverError
+from pevensie_redis import (
+    RedisAuthenticationError,
+    RedisConnectionError,
+    RedisDriverError,
+    RedisTimeoutError,
+)
 from pevensie_redis.sentinel import RedisSentinelDriver
 from pevensie_redis.testing.binaries import free_port
 from pevensie_redis.testing.sentinel import LocalSentinel
@@ -146,6 +153,34 @@ def test_no_sentinel_answering_is_a_connection_error() -> None:
     with pytest.raises(RedisConnectionError):
         c.connect()
     assert time.monotonic() - started < 10
+
+
+def test_an_unresponsive_primary_times_out_and_is_served_again_after(
+    steady_sentinel: LocalSentinel,
+) -> None:
+    timeout_ms, retries = 500, 1
+    query = f"?timeout={timeout_ms}&retries={retries}"
+    c = cache.from_url(sentinel_url(steady_sentinel, query=query)).connect()
+    try:
+        c.set("user", "42", "Ada")
+        primary = steady_sentinel.current_primary()
+        assert primary.pid is not None
+        os.kill(primary.pid, signal.SIGSTOP)
+        try:
+            bound = (retries + 1) * timeout_ms / 1000 + 2.0
+            for call in (
+                lambda: c.get("user", "42"),
+                lambda: c.set_many("user", {"1": "x", "2": "y"}, ttl_seconds=5),
+            ):
+                started = time.monotonic()
+                with pytest.raises(RedisTimeoutError):
+                    call()
+                assert time.monotonic() - started < bound
+        finally:
+            os.kill(primary.pid, signal.SIGCONT)
+        assert c.get("user", "42") == "Ada"
+    finally:
+        c.disconnect()
 
 
 def test_failover_to_the_replica_is_followed_by_the_same_cache(
