@@ -22,7 +22,7 @@ from pevensie_redis import (
     RedisTimeoutError,
 )
 from pevensie_redis.cluster import RedisClusterDriver
-from pevensie_redis.testing.cluster import LocalCluster
+from pevensie_redis.testing.cluster import LocalCluster, wait_until
 from pevensie_redis.testing.tls import TLSMaterial
 
 FAILOVER_BOUND = 20.0
@@ -340,6 +340,53 @@ def test_an_unresponsive_node_times_out_and_is_served_again_after(
         finally:
             os.kill(victim.pid, signal.SIGCONT)
         assert c.get("user", "42") == "Ada"
+    finally:
+        c.disconnect()
+
+
+def test_set_many_reloads_the_script_after_script_flush(
+    cluster_cache: PevensieCache, redis_cluster: LocalCluster
+) -> None:
+    same_slot = {f"{{tag}}{i}": f"first {i}" for i in range(20)}  # one slot: one EVALSHA
+    cluster_cache.set_many("s", same_slot, ttl_seconds=60)
+    for primary in redis_cluster.primaries():
+        with primary.client() as raw:
+            raw.script_flush()
+    cluster_cache.set_many("s", {k: f"second {k}" for k in same_slot}, ttl_seconds=60)
+    assert cluster_cache.get_many("s", list(same_slot)) == {k: f"second {k}" for k in same_slot}
+    with redis_cluster.primary_for_key("s:{tag}1").client() as raw:
+        assert 50 < raw.ttl("s:{tag}1") <= 60
+
+
+def test_a_manual_failover_is_followed_through_moved_redirects(
+    fresh_cluster: LocalCluster,
+) -> None:
+    c = cache.from_url(cluster_url(fresh_cluster)).connect()
+    try:
+        items = {f"k{i}": f"v{i}" for i in range(200)}
+        c.set_many("bulk", items)
+        c.set("user", "42", "Ada")
+        old = fresh_cluster.primary_for_key("user:42")
+        new = fresh_cluster.replica_of(old)
+        with old.client() as raw:
+            assert raw.execute_command("WAIT", 1, 5000) >= 1
+        with new.client() as raw:
+            raw.execute_command("CLUSTER FAILOVER")
+        wait_until(
+            lambda: fresh_cluster.role(new) == "master" and fresh_cluster.role(old) == "slave",
+            30,
+            "the manual failover",
+        )
+        # The driver's slot map still names the old primary: every call meets MOVED first.
+        assert c.get("user", "42") == "Ada"
+        assert c.get_many("bulk", list(items)) == items
+        c.set_many("bulk", {k: "new" for k in items}, ttl_seconds=60)
+        c.set("user", "43", "after")
+        c.delete_many("bulk", list(items)[:100])
+        assert c.get_many("bulk", list(items)) == {k: "new" for k in list(items)[100:]}
+        assert c.get("user", "43") == "after"
+        with new.client() as raw:
+            assert raw.get("user:43") == "after"
     finally:
         c.disconnect()
 

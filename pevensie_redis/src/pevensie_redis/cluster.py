@@ -332,7 +332,9 @@ class RedisClusterDriver:
                     settled.add(node_name)
                     unrouted.extend(by_node[node_name])
             for node_name, connection, packed in sent:
-                retry = self._read_node(connection, by_node[node_name], packed, collect, scripted)
+                retry = self._read_node(
+                    connection, by_node[node_name], packed, collect, name, scripted
+                )
                 settled.add(node_name)
                 if retry:
                     unrouted.extend(by_node[node_name])
@@ -350,6 +352,7 @@ class RedisClusterDriver:
         groups: list[_Group],
         packed: list[bytes],
         collect: Callable[[list[int], Any], None],
+        name: str,
         scripted: bool,
     ) -> bool:
         """Read a node's replies; return whether its groups must go through RedisCluster."""
@@ -382,7 +385,7 @@ class RedisClusterDriver:
                 return True
             if scripted and isinstance(error, ResponseError) and _refuses_scripting(error):
                 raise _ScriptsRefused from error
-            raise map_error(error, "batch") from error
+            raise map_error(error, name) from error
         _deliver(groups, replies, collect)
         return False
 
@@ -396,12 +399,11 @@ class RedisClusterDriver:
         try:
             connection.send_packed_command((b"".join(packed),))
             replies = [connection.read_response() for _ in packed]
-        except _REROUTE as exc:
-            if isinstance(exc, _BROKEN):
-                connection.disconnect()
+        except _REROUTE:
+            connection.disconnect()  # replies may be left unread: start afresh
             return True
         except ResponseError as exc:
-            connection.disconnect()  # replies may be left unread: start afresh
+            connection.disconnect()
             raise map_error(exc, "EVALSHA") from exc
         _deliver(groups, replies, collect)
         return False
