@@ -20,7 +20,13 @@ and ``ASK`` redirects, refreshing the map after a failover. This driver adds:
   every key of a resource type lives in one slot and a batch is one command.
 
 Every node gets a pool of ``pool_size`` connections with the driver's
-timeouts, credentials and TLS settings.
+timeouts, credentials and TLS settings. A call to a node that does not answer
+fails with :class:`~pevensie_redis.RedisTimeoutError` after at most
+``(retries + 2) * timeout`` (the thin path's attempt, then RedisCluster's).
+While a dead primary's replica is being promoted (about
+``cluster-node-timeout`` + 1-2 s), calls for its slots raise
+:class:`~pevensie_redis.RedisConnectionError`; the first call after the
+promotion refreshes the slot map and succeeds.
 """
 
 from __future__ import annotations

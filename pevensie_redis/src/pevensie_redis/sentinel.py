@@ -8,7 +8,9 @@ which ask the sentinels for the primary of ``service_name`` each time they
 primary fails, the driver's retry reconnects it, and the reconnection lands on
 the primary the sentinels now name. A connection still open to a demoted
 primary gets ``READONLY`` on a write, which redis-py turns into a reconnection
-too. So the same cache object follows a failover by itself.
+too. So the same cache object follows a failover by itself; until the
+sentinels have promoted the replica (about ``down-after-milliseconds`` +
+1-2 s), calls raise :class:`~pevensie_redis.RedisConnectionError`.
 
 Credentials and TLS settings are the data nodes'; the sentinels are reached
 with the same timeouts (and TLS settings when ``tls`` is on), without a password.
