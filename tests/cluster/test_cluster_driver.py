@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -149,6 +150,38 @@ def test_batches_give_the_same_results_as_one_server(cluster_cache: PevensieCach
             resource_type, keys
         )
     reference.disconnect()
+
+
+def test_threads_share_small_node_pools_in_batches_without_deadlock(
+    redis_cluster: LocalCluster,
+) -> None:
+    redis_cluster.flush()
+    c = cache.from_url(cluster_url(redis_cluster, pool_size="2", timeout="5000")).connect()
+    errors: list[str] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(30):
+                items = {f"w{worker}-{i}-{k}": f"{worker}.{i}.{k}" for k in range(40)}
+                c.set_many("threads", items, ttl_seconds=60 if i % 2 else None)
+                got = c.get_many("threads", list(items))
+                if got != items:
+                    errors.append(f"worker {worker} round {i}: {len(got)} of {len(items)}")
+                c.delete_many("threads", list(items)[:20])
+        except Exception as exc:
+            errors.append(f"worker {worker}: {exc!r}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        assert len(redis_cluster.stored_keys()) == 8 * 30 * 20
+    finally:
+        c.disconnect()
 
 
 def test_keys_are_readable_by_a_plain_cluster_client(
