@@ -84,7 +84,7 @@ class MemoryDriver:
         if entry[1] != _NEVER and entry[1] <= time.monotonic():
             with self._lock:
                 if self._data.get(full_key) is entry:
-                    del self._data[full_key]
+                    self._data.pop(full_key, None)
             return None
         if self.max_entries is not None:
             with self._lock:
@@ -94,6 +94,11 @@ class MemoryDriver:
 
     def delete(self, resource_type: str, key: str) -> None:
         """Remove a value; an absent key is fine."""
+        if self.max_entries is None:
+            # A pop is atomic on its own; every other removal tolerates a key already gone.
+            # Bounded stores keep the lock: the LRU reordering in _put needs the key present.
+            self._data.pop(f"{resource_type}:{key}", None)
+            return
         with self._lock:
             self._data.pop(f"{resource_type}:{key}", None)
 
@@ -109,7 +114,7 @@ class MemoryDriver:
                 if entry is None:
                     continue
                 if entry[1] <= now:
-                    del data[prefix + key]
+                    data.pop(prefix + key, None)
                     continue
                 if self.max_entries is not None:
                     data.move_to_end(prefix + key)
@@ -160,7 +165,7 @@ class MemoryDriver:
             deadline, full_key = heapq.heappop(deadlines)
             entry = data.get(full_key)
             if entry is not None and entry[1] == deadline:
-                del data[full_key]
+                data.pop(full_key, None)
         if len(deadlines) > 2 * len(data) + 64:
             # Overwritten TTLs leave stale rows behind; rebuild from the live entries.
             self._deadlines = [
