@@ -26,6 +26,8 @@ __all__ = ["MemoryDriver", "from_url", "new_cache_driver", "register_cache_drive
 
 _Entry = tuple[str, float]  # (value, deadline on the monotonic clock; inf when none)
 _NEVER = float("inf")
+_monotonic = time.monotonic  # bound once: the write path calls it on every set
+_heappush = heapq.heappush
 
 
 class MemoryDriver:
@@ -71,8 +73,9 @@ class MemoryDriver:
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """Store a value; ``ttl_seconds=None`` clears any earlier TTL."""
+        full_key = f"{resource_type}:{key}"
         with self._lock:
-            self._put(f"{resource_type}:{key}", value, ttl_seconds)
+            self._put(full_key, value, ttl_seconds)
 
     def get(self, resource_type: str, key: str) -> str | None:
         """Return the value, or ``None`` when absent or expired."""
@@ -144,13 +147,13 @@ class MemoryDriver:
         deadlines = self._deadlines
         if ttl_seconds is None:
             data[full_key] = (value, _NEVER)
-            if deadlines and deadlines[0][0] <= time.monotonic():
-                self._sweep(time.monotonic())
+            if deadlines and deadlines[0][0] <= _monotonic():
+                self._sweep(_monotonic())
         else:
-            now = time.monotonic()
+            now = _monotonic()
             deadline = now + ttl_seconds
             data[full_key] = (value, deadline)
-            heapq.heappush(deadlines, (deadline, full_key))
+            _heappush(deadlines, (deadline, full_key))
             if deadlines[0][0] <= now or len(deadlines) > 2 * len(data) + 64:
                 self._sweep(now)
         if self.max_entries is not None:
