@@ -62,6 +62,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The side-by-side benchmark (pass --quick for the CI smoke run)."""
+    """The side-by-side benchmark, then its cluster rows (pass --quick for the CI smoke run)."""
     _install(session, "test", "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    session.run("python", "benchmarks/cluster_bench.py", *quick)
