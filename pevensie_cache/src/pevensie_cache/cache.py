@@ -159,15 +159,9 @@ class PevensieCache:
         # The common case in one expression; anything unusual takes the full checks,
         # which raise the precise error (or accept, e.g. non-ASCII text).
         if not (
-            type(resource_type) is str
-            and type(key) is str
+            _plain_address(resource_type, key)
             and type(value) is str
-            and resource_type.isascii()
-            and key.isascii()
             and value.isascii()
-            and resource_type
-            and key
-            and ":" not in resource_type
             and (ttl_seconds is None or (type(ttl_seconds) is int and ttl_seconds > 0))
         ):
             check_address(resource_type, key)
@@ -195,15 +189,7 @@ class PevensieCache:
         driver = self._live
         if driver is None:
             raise NotConnected("get() on a cache that is not connected")
-        if not (
-            type(resource_type) is str
-            and type(key) is str
-            and resource_type.isascii()
-            and key.isascii()
-            and resource_type
-            and key
-            and ":" not in resource_type
-        ):
+        if not _plain_address(resource_type, key):
             check_address(resource_type, key)
         try:
             value = driver.get(resource_type, key)
@@ -222,15 +208,7 @@ class PevensieCache:
         driver = self._live
         if driver is None:
             raise NotConnected("delete() on a cache that is not connected")
-        if not (
-            type(resource_type) is str
-            and type(key) is str
-            and resource_type.isascii()
-            and key.isascii()
-            and resource_type
-            and key
-            and ":" not in resource_type
-        ):
+        if not _plain_address(resource_type, key):
             check_address(resource_type, key)
         try:
             driver.delete(resource_type, key)
@@ -295,6 +273,23 @@ class PevensieCache:
     def _delete_each(self, resource_type: str, keys: Iterable[str]) -> None:
         for key in keys:
             self._driver.delete(resource_type, key)
+
+
+def _plain_address(resource_type: object, key: object) -> bool:
+    """Whether an address is plainly valid: non-empty ASCII ``str``s, no ``:`` in the type.
+
+    The hot path's check; a ``False`` sends the caller to the full checks, which
+    raise the precise error or accept the unusual but valid case (non-ASCII text).
+    """
+    return (
+        type(resource_type) is str
+        and type(key) is str
+        and resource_type.isascii()
+        and key.isascii()
+        and resource_type != ""
+        and key != ""
+        and ":" not in resource_type
+    )
 
 
 def _wrap(exc: Exception) -> DriverError:
