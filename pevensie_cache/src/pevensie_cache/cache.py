@@ -164,7 +164,7 @@ class PevensieCache:
             and value.isascii()
             and (ttl_seconds is None or (type(ttl_seconds) is int and ttl_seconds > 0))
         ):
-            check_address(resource_type, key)
+            _check_address(resource_type, key)
             check_value(value)
             check_ttl(ttl_seconds)
         try:
@@ -190,7 +190,7 @@ class PevensieCache:
         if driver is None:
             raise NotConnected("get() on a cache that is not connected")
         if not _plain_address(resource_type, key):
-            check_address(resource_type, key)
+            _check_address(resource_type, key)
         try:
             value = driver.get(resource_type, key)
         except PevensieCacheError:
@@ -209,7 +209,7 @@ class PevensieCache:
         if driver is None:
             raise NotConnected("delete() on a cache that is not connected")
         if not _plain_address(resource_type, key):
-            check_address(resource_type, key)
+            _check_address(resource_type, key)
         try:
             driver.delete(resource_type, key)
         except PevensieCacheError:
@@ -275,21 +275,31 @@ class PevensieCache:
             self._driver.delete(resource_type, key)
 
 
-def _plain_address(resource_type: object, key: object) -> bool:
-    """Whether an address is plainly valid: non-empty ASCII ``str``s, no ``:`` in the type.
+_KNOWN_RESOURCE_TYPES: set[str] = set()
+"""Resource types that passed the full checks; an application uses few, so few are kept."""
+_KNOWN_RESOURCE_TYPES_MAX = 1024
 
-    The hot path's check; a ``False`` sends the caller to the full checks, which
-    raise the precise error or accept the unusual but valid case (non-ASCII text).
+
+def _plain_address(resource_type: object, key: object) -> bool:
+    """Whether an address is plainly valid: a known resource type and a non-empty ASCII key.
+
+    The hot path's check; a ``False`` sends the caller to :func:`_check_address`,
+    which raises the precise error or accepts the unusual but valid case.
     """
     return (
         type(resource_type) is str
+        and resource_type in _KNOWN_RESOURCE_TYPES
         and type(key) is str
-        and resource_type.isascii()
-        and key.isascii()
-        and resource_type != ""
         and key != ""
-        and ":" not in resource_type
+        and key.isascii()
     )
+
+
+def _check_address(resource_type: object, key: object) -> None:
+    """Run the full address checks, and remember a resource type that passes as known."""
+    check_address(resource_type, key)
+    if type(resource_type) is str and len(_KNOWN_RESOURCE_TYPES) < _KNOWN_RESOURCE_TYPES_MAX:
+        _KNOWN_RESOURCE_TYPES.add(resource_type)
 
 
 def _wrap(exc: Exception) -> DriverError:
