@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -385,6 +385,28 @@ class LocalCluster:
             self._finalizer()
 
 
+_START_ATTEMPTS = 3
+
+_T = TypeVar("_T")
+
+
+def retry_on_port_clash(start: Callable[[], _T]) -> _T:
+    """Call ``start`` again (up to 3 times in all) when a node found its port taken.
+
+    Ports are picked free before the nodes bind them, and in between another
+    process (often an outgoing connection given that ephemeral port) can take
+    one. ``start`` must clean up after itself when it fails, as the topology
+    starters do, so a retry begins from nothing on fresh ports.
+    """
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            return start()
+        except TopologyError as exc:
+            if attempt == _START_ATTEMPTS or "already in use" not in str(exc):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def start_cluster(
     primaries: int = 3,
     replicas: int = 1,
@@ -407,6 +429,29 @@ def start_cluster(
     """
     if primaries < 3:
         raise ValueError("a cluster needs at least 3 primaries")
+    return retry_on_port_clash(
+        lambda: _start_cluster_once(
+            primaries,
+            replicas,
+            node_timeout_ms=node_timeout_ms,
+            password=password,
+            tls=tls,
+            timeout=timeout,
+            binaries=binaries,
+        )
+    )
+
+
+def _start_cluster_once(
+    primaries: int,
+    replicas: int,
+    *,
+    node_timeout_ms: int,
+    password: str | None,
+    tls: TLSMaterial | None,
+    timeout: float,
+    binaries: tuple[str, str] | None,
+) -> LocalCluster:
     server, cli = binaries or (find_tls_cluster_binaries() if tls else find_binaries())
     tls_options = tls_client_options(tls) if tls else {}
     directory = tempfile.mkdtemp(prefix="pevensie-cluster-")

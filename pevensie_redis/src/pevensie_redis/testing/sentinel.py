@@ -28,6 +28,7 @@ from pevensie_redis.testing.cluster import (
     TopologyError,
     base_settings,
     find_tls_cluster_binaries,
+    retry_on_port_clash,
     start_nodes,
     tls_client_options,
     tls_settings,
@@ -173,6 +174,29 @@ def start_sentinel(
     ``redis-server`` does). Raises :class:`TopologyError` when the topology
     does not settle within ``timeout`` seconds; nothing is left running then.
     """
+    return retry_on_port_clash(
+        lambda: _start_sentinel_once(
+            service_name=service_name,
+            down_after_ms=down_after_ms,
+            failover_timeout_ms=failover_timeout_ms,
+            password=password,
+            tls=tls,
+            timeout=timeout,
+            binaries=binaries,
+        )
+    )
+
+
+def _start_sentinel_once(
+    *,
+    service_name: str,
+    down_after_ms: int,
+    failover_timeout_ms: int,
+    password: str | None,
+    tls: TLSMaterial | None,
+    timeout: float,
+    binaries: tuple[str, str] | None,
+) -> LocalSentinel:
     if binaries:
         server = binaries[0]
     elif tls:
