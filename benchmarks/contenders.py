@@ -319,19 +319,10 @@ class OursMemory(_Facade):
         self.cache = cache.new(driver="memory").connect()
 
 
-class CachelibRedis(Contender):
-    """cachelib's ``RedisCache`` on a pool of the same shape (it pickles values)."""
+class _Cachelib(Contender):
+    """The workloads of any cachelib cache: they share cachelib's ``BaseCache`` API."""
 
-    name = "cachelib RedisCache"
-
-    def __init__(self, port: int, shape: PoolShape) -> None:
-        try:
-            from cachelib import RedisCache
-        except ImportError as exc:
-            raise Unavailable("cachelib not installed") from exc
-        client = redis.Redis(connection_pool=shape.make_pool(port, decode_responses=False))
-        self.client = client
-        self.cache = RedisCache(host=client, default_timeout=TTL, key_prefix="cl:")
+    cache: Any
 
     def fill(self, keys: Sequence[str]) -> None:
         for chunk in _chunks(keys):
@@ -340,10 +331,6 @@ class CachelibRedis(Contender):
     def read(self, key: str) -> str | None:
         value: str | None = self.cache.get(key)
         return value
-
-    def close(self) -> None:
-        self.client.close()
-        self.client.connection_pool.disconnect()
 
     def set(self, keys: Batch) -> None:
         op = self.cache.set
@@ -371,6 +358,25 @@ class CachelibRedis(Contender):
         op = self.cache.get_many
         for keys in batches:
             op(*keys)
+
+
+class CachelibRedis(_Cachelib):
+    """cachelib's ``RedisCache`` on a pool of the same shape (it pickles values)."""
+
+    name = "cachelib RedisCache"
+
+    def __init__(self, port: int, shape: PoolShape) -> None:
+        try:
+            from cachelib import RedisCache
+        except ImportError as exc:
+            raise Unavailable("cachelib not installed") from exc
+        client = redis.Redis(connection_pool=shape.make_pool(port, decode_responses=False))
+        self.client = client
+        self.cache = RedisCache(host=client, default_timeout=TTL, key_prefix="cl:")
+
+    def close(self) -> None:
+        self.client.close()
+        self.client.connection_pool.disconnect()
 
 
 class DogpileRedis(Contender):
@@ -436,7 +442,7 @@ class DogpileRedis(Contender):
             op(keys)
 
 
-class CachelibSimple(Contender):
+class CachelibSimple(_Cachelib):
     """cachelib's in-process ``SimpleCache`` (the memory driver's peer)."""
 
     name = "cachelib SimpleCache"
@@ -449,41 +455,6 @@ class CachelibSimple(Contender):
             raise Unavailable("cachelib not installed") from exc
         # A threshold far above the key space, so pruning never runs.
         self.cache = SimpleCache(threshold=10_000_000, default_timeout=TTL)
-
-    def fill(self, keys: Sequence[str]) -> None:
-        for chunk in _chunks(keys):
-            self.cache.set_many(dict.fromkeys(chunk, VALUE))
-
-    def read(self, key: str) -> str | None:
-        value: str | None = self.cache.get(key)
-        return value
-
-    def set(self, keys: Batch) -> None:
-        op = self.cache.set
-        for k in keys:
-            op(k, VALUE, TTL)
-
-    def get_hit(self, keys: Batch) -> None:
-        op = self.cache.get
-        for k in keys:
-            op(k)
-
-    get_miss = get_hit
-
-    def delete(self, keys: Batch) -> None:
-        op = self.cache.delete
-        for k in keys:
-            op(k)
-
-    def set_many(self, batches: Sequence[Items]) -> None:
-        op = self.cache.set_many
-        for items in batches:
-            op(items, TTL)
-
-    def get_many(self, batches: Sequence[Batch]) -> None:
-        op = self.cache.get_many
-        for keys in batches:
-            op(*keys)
 
 
 Factory = Callable[[], Contender]
