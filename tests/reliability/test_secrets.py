@@ -276,8 +276,8 @@ def test_the_demo_masks_the_password_of_the_configured_server(
 @pytest.fixture
 def localhost_only_tls_server(tmp_path: Path) -> Iterator[Any]:
     """A TLS server whose certificate names only ``localhost`` (not 127.0.0.1)."""
-    trustme = pytest.importorskip("trustme")
-    from pevensie_redis.testing.tls import TLSMaterial, TLSServer, find_tls_binaries
+    pytest.importorskip("trustme")
+    from pevensie_redis.testing.tls import TLSServer, find_tls_binaries, make_tls_material
 
     class LocalhostOnlyTLSServer(TLSServer):
         def client_options(self) -> dict[str, Any]:
@@ -287,34 +287,7 @@ def localhost_only_tls_server(tmp_path: Path) -> Iterator[Any]:
     binaries = find_tls_binaries()
     if not binaries:
         pytest.skip("no TLS-capable server binary")
-    ca = trustme.CA()
-    other = trustme.CA()
-    material = TLSMaterial(
-        directory=tmp_path,
-        ca_file=tmp_path / "ca.pem",
-        server_cert_file=tmp_path / "server.pem",
-        server_key_file=tmp_path / "server.key",
-        client_cert_file=tmp_path / "client.pem",
-        client_key_file=tmp_path / "client.key",
-        untrusted_ca_file=tmp_path / "other-ca.pem",
-        untrusted_client_cert_file=tmp_path / "other-client.pem",
-        untrusted_client_key_file=tmp_path / "other-client.key",
-    )
-    ca.cert_pem.write_to_path(str(material.ca_file))
-    other.cert_pem.write_to_path(str(material.untrusted_ca_file))
-    for issuer, name, cert_file, key_file in (
-        (ca, "localhost", material.server_cert_file, material.server_key_file),
-        (ca, "client.invalid", material.client_cert_file, material.client_key_file),
-        (
-            other,
-            "client.invalid",
-            material.untrusted_client_cert_file,
-            material.untrusted_client_key_file,
-        ),
-    ):
-        leaf = issuer.issue_cert(name)
-        cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-        leaf.private_key_pem.write_to_path(str(key_file))
+    material = make_tls_material(tmp_path, server_names=("localhost",))
     last_error: Exception | None = None
     for binary in binaries:
         server = LocalhostOnlyTLSServer(binary, material)

@@ -63,8 +63,17 @@ class TLSMaterial:
     untrusted_client_key_file: Path
 
 
-def make_tls_material(directory: Path | str | None = None) -> TLSMaterial:
-    """Create a CA and certificates in ``directory`` (a new temporary directory by default)."""
+LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
+"""The names the server certificate covers by default: every way a test reaches loopback."""
+
+
+def make_tls_material(
+    directory: Path | str | None = None, *, server_names: Sequence[str] = LOOPBACK_NAMES
+) -> TLSMaterial:
+    """Create a CA and certificates in ``directory`` (a new temporary directory by default).
+
+    The server certificate names ``server_names``; give fewer to test host-name checks.
+    """
     import trustme
 
     root = (
@@ -73,7 +82,7 @@ def make_tls_material(directory: Path | str | None = None) -> TLSMaterial:
     root.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="pevensie-redis tests")
     untrusted = trustme.CA(organization_name="pevensie-redis tests (untrusted)")
-    server = ca.issue_cert("127.0.0.1", "::1", "localhost")
+    server = ca.issue_cert(*server_names)
     client = ca.issue_cert("client.pevensie.invalid")
     stranger = untrusted.issue_cert("stranger.pevensie.invalid")
 
