@@ -51,3 +51,18 @@ def connect_cache(server: RedisServer, **fields: Any) -> PevensieCache:
 def named_clients(raw: redis.Redis, name: str) -> list[dict[str, Any]]:
     """Return the CLIENT LIST entries whose name is ``name``."""
     return [entry for entry in raw.client_list() if entry.get("name") == name]
+
+
+def chain_text(error: BaseException) -> str:
+    """Return str, repr and args of ``error`` and every exception in its cause/context chain."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts.extend([type(current).__name__, str(current), repr(current), repr(current.args)])
+        pending.extend([current.__cause__, current.__context__])
+    return "\n".join(texts)

@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import redis
-from reliability_support import ServerFactory
+from reliability_support import ServerFactory, chain_text
 
 from pevensie_cache import PevensieCache, PevensieCacheError, cache
 from pevensie_redis import (
@@ -45,21 +45,6 @@ def secret_forms(password: str = PASSWORD) -> list[str]:
 def assert_no_secret(text: str, what: str) -> None:
     for form in secret_forms():
         assert form not in text, f"{what} shows the password ({form!r}):\n{text}"
-
-
-def chain_text(error: BaseException) -> str:
-    """Return str, repr and args of ``error`` and every exception in its cause/context chain."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        texts.extend([type(current).__name__, str(current), repr(current), repr(current.args)])
-        pending.extend([current.__cause__, current.__context__])
-    return "\n".join(texts)
 
 
 def url_for(server: RedisServer, password: str = PASSWORD) -> str:

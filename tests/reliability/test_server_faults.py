@@ -19,6 +19,7 @@ import pytest
 from reliability_support import (
     ServerFactory,
     backoff_total,
+    chain_text,
     connect_cache,
     hang_bound,
     named_clients,
@@ -213,21 +214,6 @@ def test_client_kill_between_two_calls_the_next_call_succeeds(
 # -- credentials ------------------------------------------------------------------------
 
 SECRET = "Auth-Sentinel-5521"
-
-
-def chain_text(error: BaseException) -> str:
-    """Return str, repr and args of ``error`` and of every exception in its cause/context chain."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        texts.extend([str(current), repr(current), repr(current.args)])
-        pending.extend([current.__cause__, current.__context__])
-    return "\n".join(texts)
 
 
 @pytest.fixture
