@@ -31,15 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from contenders import RESOURCE, TTL, VALUE  # the single-server benchmark's workload
 from redis.cluster import RedisCluster
 
 from pevensie_cache import PevensieCache, cache
 from pevensie_redis.testing.cluster import LocalCluster, start_cluster
 
 HERE = Path(__file__).resolve().parent
-VALUE = "0123456789abcdef" * 6 + "wxyz"  # 100 bytes, as in the single-server benchmark
-TTL = 300
-RESOURCE = "bench"
 BATCH = 100
 KEYSPACE = 1000
 RAW = "raw RedisCluster"
