@@ -8,7 +8,7 @@ import pytest
 
 from pevensie_cache import ConfigError, cache
 from pevensie_redis import RedisClusterDriver, RedisConfig, RedisDriver, RedisSentinelDriver
-from pevensie_redis.driver import new_cache_driver
+from pevensie_redis.modes import new_cache_driver
 
 
 def test_defaults_are_a_single_server() -> None:

@@ -248,7 +248,7 @@ def test_new_cache_driver_takes_a_config_and_defaults_without_one() -> None:
 def test_pool_options_follow_the_config() -> None:
     from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-    from pevensie_redis.driver import pool_options
+    from pevensie_redis.pool import pool_options
 
     plain = pool_options(RedisConfig(timeout=1500, pool_size=4, client_name="web"))
     assert plain["connection_class"] is Connection

@@ -29,7 +29,8 @@ from pevensie_redis.errors import (
 
 if TYPE_CHECKING:
     from pevensie_redis.cluster import RedisClusterDriver
-    from pevensie_redis.driver import RedisDriver, new_cache_driver
+    from pevensie_redis.driver import RedisDriver
+    from pevensie_redis.modes import new_cache_driver
     from pevensie_redis.sentinel import RedisSentinelDriver
 
 __all__ = [
@@ -51,7 +52,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "RedisDriver": "driver",
-    "new_cache_driver": "driver",
+    "new_cache_driver": "modes",
     "RedisClusterDriver": "cluster",
     "RedisSentinelDriver": "sentinel",
 }

@@ -50,7 +50,18 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
 
-from pevensie_redis.commands import (
+from pevensie_redis import compat
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.errors import (
+    RedisConnectionError,
+    RedisDriverError,
+    RedisPoolExhausted,
+    decode_value,
+    map_error,
+    refuses_scripting,
+)
+from pevensie_redis.pool import ClusterNodePool, pool_options
+from pevensie_redis.wire import (
     BATCH_SIZE,
     SET_EX_SCRIPT,
     SET_EX_SCRIPT_SHA,
@@ -60,22 +71,16 @@ from pevensie_redis.commands import (
     pack_set,
     pack_set_ex,
 )
-from pevensie_redis.config import RedisConfig
-from pevensie_redis.driver import _decode, _refuses_scripting, pool_options
-from pevensie_redis.errors import (
-    RedisConnectionError,
-    RedisDriverError,
-    RedisPoolExhausted,
-    map_error,
-)
-from pevensie_redis.pool import CachePool
 
-__all__ = ["ClusterNodePool", "RedisClusterDriver", "cluster_options"]
+__all__ = ["RedisClusterDriver", "cluster_options"]
 
-# A node answered for a slot it no longer serves, or is gone: RedisCluster knows what to do.
-_REROUTE = (AskError, TryAgainError, ClusterDownError, RedisPyConnectionError, RedisPyTimeoutError)
-_BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError)
-_FAILURES = (RedisError, RedisClusterException, OSError)
+# The connection broke; ValueError is a socket closed under a read ("I/O operation on closed
+# file"), as after a topology refresh in another thread.
+_BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
+# A node answered for a slot it no longer serves (MOVED is an AskError), or is gone:
+# RedisCluster knows what to do.
+_REROUTE = (AskError, TryAgainError, ClusterDownError, *_BROKEN)
+_FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
 
 _Group = tuple[int, list[int]]  # (slot, indexes of the keys in that slot, in input order)
 
@@ -146,7 +151,7 @@ class RedisClusterDriver:
         """``GET`` on the key's node; ``None`` when absent or expired."""
         full = (self.prefix(resource_type) + key).encode()
         value = self._single(full, pack_get(full), ("GET", full), "GET")
-        return None if value is None else _decode(value)
+        return None if value is None else decode_value(value, "GET")
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """One atomic ``SET`` (with ``EX`` for a TTL) on the key's node."""
@@ -178,7 +183,7 @@ class RedisClusterDriver:
         def collect(slot_keys: list[int], reply: Any) -> None:
             for index, value in zip(slot_keys, reply, strict=True):
                 if value is not None:
-                    found[unique[index]] = _decode(value)
+                    found[unique[index]] = decode_value(value, "MGET")
 
         self._scatter(fulls, command, collect, "MGET")
         return found
@@ -249,9 +254,9 @@ class RedisClusterDriver:
     def _single(self, full: bytes, packed: bytes, args: tuple[Any, ...], command: str) -> Any:
         """Send ``packed`` to the node serving ``full``; on trouble, let RedisCluster do it."""
         client = self._live()
-        nodes = client.nodes_manager.slots_cache.get(key_slot(full))
-        if nodes:
-            pool = client.get_redis_connection(nodes[0]).connection_pool
+        node = compat.node_of_slot(client, key_slot(full))
+        if node is not None:
+            pool = client.get_redis_connection(node).connection_pool
             connection: Any
             try:
                 connection = pool.get_connection()
@@ -299,9 +304,9 @@ class RedisClusterDriver:
         by_node: dict[str, list[_Group]] = {}
         unrouted: list[_Group] = []
         for slot, slot_keys in _slot_groups(fulls):
-            nodes = client.nodes_manager.slots_cache.get(slot)
-            if nodes:
-                by_node.setdefault(nodes[0].name, []).append((slot, slot_keys))
+            node = compat.node_of_slot(client, slot)
+            if node is not None:
+                by_node.setdefault(node.name, []).append((slot, slot_keys))
             else:
                 unrouted.append((slot, slot_keys))
         # Connections are taken in one global order (node name), so threads that
@@ -310,7 +315,7 @@ class RedisClusterDriver:
         settled: set[str] = set()  # nodes whose replies were all read (or never sent)
         try:
             for node_name in sorted(by_node):
-                node = client.nodes_manager.nodes_cache.get(node_name)
+                node = compat.node_named(client, node_name)
                 if node is None:
                     unrouted.extend(by_node[node_name])
                     continue
@@ -379,7 +384,7 @@ class RedisClusterDriver:
                 connection.send_command("SCRIPT", "LOAD", SET_EX_SCRIPT)
                 connection.read_response()
             except ResponseError as exc:
-                if _refuses_scripting(exc):
+                if refuses_scripting(exc):
                     raise _ScriptsRefused from exc
                 raise map_error(exc, "SCRIPT LOAD") from exc
             except _BROKEN:
@@ -389,7 +394,7 @@ class RedisClusterDriver:
         if error is not None:
             if isinstance(error, _REROUTE):
                 return True
-            if scripted and isinstance(error, ResponseError) and _refuses_scripting(error):
+            if scripted and isinstance(error, ResponseError) and refuses_scripting(error):
                 raise _ScriptsRefused from error
             raise map_error(error, name) from error
         _deliver(groups, replies, collect)
@@ -434,27 +439,13 @@ class RedisClusterDriver:
                 try:
                     reply = client.execute_command(*args)  # type: ignore[no-untyped-call]
                 except ResponseError as exc:
-                    if scripted and _refuses_scripting(exc):
+                    if scripted and refuses_scripting(exc):
                         raise _ScriptsRefused from exc
                     raise _map(exc, name) from exc
                 except _FAILURES as exc:
                     raise _map(exc, name) from exc
                 if not one_per_key:
                     collect(part, reply)
-
-
-class ClusterNodePool(CachePool):
-    """The driver's lean blocking pool, for one cluster node.
-
-    It also honours RedisCluster's marks: a connection marked for reconnection
-    (after a topology change) is closed when it comes back.
-    """
-
-    def release(self, connection: Any) -> None:
-        """Put ``connection`` back, closed first if RedisCluster marked it for reconnection."""
-        if connection.should_reconnect():
-            connection.disconnect()
-        super().release(connection)
 
 
 class _ScriptsRefused(Exception):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import queue
 import ssl
+from collections.abc import Iterable
 
 from pevensie_cache import DriverError
+from pevensie_redis.wire import NotText, decode_text
 
 __all__ = [
     "RedisAuthenticationError",
@@ -20,7 +22,10 @@ __all__ = [
     "RedisPoolExhausted",
     "RedisServerError",
     "RedisTimeoutError",
+    "decode_value",
+    "first_error_reply",
     "map_error",
+    "refuses_scripting",
 ]
 
 
@@ -62,6 +67,8 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
     from redis import exceptions as rx
 
     detail = str(exc) or type(exc).__name__
+    if isinstance(exc, NotText):
+        return RedisDriverError(f"{action}: {exc}")
     if isinstance(exc, rx.AuthenticationError):
         return RedisAuthenticationError(f"{action}: authentication failed: {detail}")
     if isinstance(exc, rx.NoPermissionError):
@@ -86,6 +93,9 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
                 "check tls_ca_file, or the server's certificate and host name"
             )
         return RedisConnectionError(f"{action}: connection failed: {detail}")
+    if isinstance(exc, ValueError) and "closed file" in detail:
+        # A socket closed under a read (``I/O operation on closed file``): the connection broke.
+        return RedisConnectionError(f"{action}: connection failed: the connection was closed")
     return RedisDriverError(f"{action}: {type(exc).__name__}: {detail}")
 
 
@@ -102,9 +112,7 @@ def _server_message(exc: BaseException) -> str:
 def _is_pool_wait(exc: BaseException) -> bool:
     from redis import exceptions as rx
 
-    from pevensie_redis.pool import PoolWaitTimeout
-
-    if isinstance(exc, (PoolWaitTimeout, getattr(rx, "MaxConnectionsError", PoolWaitTimeout))):
+    if getattr(exc, "pool_wait", False) or isinstance(exc, getattr(rx, "MaxConnectionsError", ())):
         return True
     # BlockingConnectionPool raises ConnectionError("No connection available.")
     # from inside its `except queue.Empty` when the wait for a connection times out.
@@ -124,3 +132,31 @@ def _certificate_failure(exc: BaseException) -> str | None:
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return "certificate verify failed"
     return None
+
+
+def refuses_scripting(exc: BaseException) -> bool:
+    """Whether an error reply means scripts are unavailable here (ACL, renamed or unknown)."""
+    from redis import exceptions as rx
+
+    if isinstance(exc, rx.NoPermissionError):
+        return True
+    text = str(exc).lower()
+    return "unknown command" in text or "disabled" in text
+
+
+def first_error_reply(replies: Iterable[object]) -> Exception | None:
+    """Return the first error reply (a redis-py ``ResponseError``) among ``replies``, if any."""
+    from redis.exceptions import ResponseError
+
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            return reply
+    return None
+
+
+def decode_value(value: bytes, action: str) -> str:
+    """Decode a stored value read by ``action``; a value that is not UTF-8 is a driver error."""
+    try:
+        return decode_text(value)
+    except NotText as exc:
+        raise map_error(exc, action) from exc

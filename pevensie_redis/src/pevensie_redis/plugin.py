@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pevensie_cache import hookimpl
+from pevensie_redis.config import SCHEMES
 
 if TYPE_CHECKING:
     from pevensie_cache import Register
@@ -19,17 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["DRIVER_NAME", "from_url", "new", "register_cache_drivers"]
 
 DRIVER_NAME = "redis"
-SCHEMES = (  # config.SCHEMES, without importing it
-    "redis",
-    "rediss",
-    "unix",
-    "valkey",
-    "valkeys",
-    "redis+sentinel",
-    "rediss+sentinel",
-    "valkey+sentinel",
-    "valkeys+sentinel",
-)
 
 
 def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver | RedisClusterDriver:
@@ -41,7 +31,7 @@ def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver | Redis
     from dataclasses import replace
 
     from pevensie_redis.config import check_field_names, default_config
-    from pevensie_redis.driver import new_cache_driver
+    from pevensie_redis.modes import new_cache_driver
 
     check_field_names(fields)
     base = default_config() if config is None else config
@@ -51,7 +41,7 @@ def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver | Redis
 def from_url(url: str, **fields: Any) -> RedisDriver | RedisClusterDriver:
     """Build a driver from a ``redis://``-style URL; ``fields`` override what the URL says."""
     from pevensie_redis.config import RedisConfig
-    from pevensie_redis.driver import new_cache_driver
+    from pevensie_redis.modes import new_cache_driver
 
     return new_cache_driver(RedisConfig.from_url(url, **fields))
 

@@ -1,79 +1,202 @@
-"""The driver's connection pool: redis-py's ``BlockingConnectionPool`` with a lean checkout.
+"""The sync driver's pools: redis-py's ``BlockingConnectionPool`` with a lean, fair checkout.
 
-redis-py 8's ``get_connection``/``release`` pair costs about a third of a local
+redis-py's ``get_connection``/``release`` pair costs about a third of a local
 GET round trip, mostly in bookkeeping for its optional OpenTelemetry metrics
-and deprecation checks. This subclass keeps the pool itself (the LIFO queue of
-``pool_size`` slots, lazy connection creation, fork safety, ``disconnect``)
-and the checks that matter, and drops that bookkeeping:
+and deprecation checks. :class:`CachePool` keeps the pool itself (the LIFO
+queue of ``pool_size`` slots, lazy connection creation, fork safety) and the
+checks that matter, and adds what the cache needs:
 
-- a caller waits at most ``timeout`` for a free slot, then gets
-  :class:`PoolWaitTimeout`;
-- a handed-out connection is connected; an idle one with unread data or a
-  closed socket is reconnected first (the pool's health check);
-- a connection made before a ``fork()`` never goes back into the child's pool.
+- **fair waiting**: a caller waits at most ``timeout`` for a free slot, then
+  gets :class:`PoolWaitTimeout`; a released connection goes to the caller that
+  has waited longest, so under contention no caller starves while others
+  barge in ahead of it;
+- **health**: a handed-out connection is connected; an idle one with unread
+  data or a closed socket is reconnected first;
+- **ownership**: a connection the pool no longer owns (made before a
+  ``fork()``, or, in a Sentinel pool, still pointing at a former primary: the
+  pool's ``owns_connection``) is closed when it comes back, never reused;
+- **no connection is closed under its user**: when redis-py asks the pool to
+  drop its connections (a Sentinel failover, a Cluster topology refresh), idle
+  connections are dropped at once and connections in use are closed when they
+  come back, never while another thread reads from them.
 
-redis-py's connection-pool metrics are therefore not recorded for this pool.
+redis-py's connection-pool metrics are not recorded for these pools.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import threading
+from collections import deque
 from typing import Any
 
-from redis.connection import BlockingConnectionPool
+from redis.backoff import ExponentialBackoff
+from redis.connection import (
+    BlockingConnectionPool,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
+from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
-__all__ = ["CachePool", "PoolWaitTimeout"]
+from pevensie_redis import compat
+from pevensie_redis.config import RedisConfig
+
+__all__ = [
+    "HEALTH_CHECK_INTERVAL",
+    "CachePool",
+    "ClusterNodePool",
+    "PoolWaitTimeout",
+    "SentinelCachePool",
+    "pool_options",
+]
+
+HEALTH_CHECK_INTERVAL = 30
+"""Seconds a pooled connection may sit idle before it PINGs the server before its next command."""
 
 
 class PoolWaitTimeout(RedisPyConnectionError):
     """Every pooled connection stayed in use for the pool's whole ``timeout``."""
 
+    pool_wait = True
+    """Marks the error for :func:`~pevensie_redis.errors.map_error` (a pool wait, not a fault)."""
+
+
+class _Waiter:
+    """A caller waiting for a connection: woken with one handed to it directly."""
+
+    __slots__ = ("connection", "event", "handed")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.handed = False
+        self.connection: Any = None
+
 
 class CachePool(BlockingConnectionPool):
-    """A ``BlockingConnectionPool`` whose checkout does only what the cache needs."""
+    """A ``BlockingConnectionPool`` whose checkout does only what the cache needs, fairly."""
 
     def __init__(self, **options: Any) -> None:
-        """Take the keyword arguments of ``BlockingConnectionPool`` (see ``pool_options``)."""
+        """Take the keyword arguments of ``BlockingConnectionPool`` (see :func:`pool_options`)."""
         super().__init__(**options)  # type: ignore[no-untyped-call]
+
+    def reset(self) -> None:
+        """Start empty (at creation and in a forked child): slots, waiters, the drop epoch."""
+        super().reset()  # type: ignore[no-untyped-call]
+        self._handoff = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+        self._epoch = 0
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """Return a connected connection, waiting up to ``timeout`` for a free slot."""
         self._checkpid()
-        try:
-            connection = self.pool.get(True, self.timeout)
-        except queue.Empty:
-            raise PoolWaitTimeout(
-                f"no pooled connection became free within {self.timeout} s"
-            ) from None
+        with self._handoff:
+            try:
+                connection = self.pool.get_nowait()
+                waiter = None
+            except queue.Empty:
+                waiter = _Waiter()
+                self._waiters.append(waiter)
+        if waiter is not None:
+            connection = self._wait(waiter)
         try:
             if connection is None:
                 connection = self.make_connection()  # type: ignore[no-untyped-call]
-            if connection._sock is None:
+                compat.set_epoch(connection, self._epoch)
+            if not compat.is_connected(connection):
+                compat.set_epoch(connection, self._epoch)
+                connection.connect()
+            elif compat.epoch(connection) != self._epoch:
+                # The pool was told to drop its connections while this one was idle.
+                connection.disconnect()
+                compat.set_epoch(connection, self._epoch)
                 connection.connect()
             else:
                 _check_idle(connection)
         except BaseException:
             # Give the slot back, whatever state the connection is in.
             if connection is None:
-                self.pool.put_nowait(None)
+                self._put(None)
             else:
                 connection.disconnect()
                 self.release(connection)
             raise
         return connection
 
+    def _wait(self, waiter: _Waiter) -> Any:
+        waiter.event.wait(self.timeout)
+        with self._handoff:
+            if waiter.handed:
+                return waiter.connection
+            self._waiters.remove(waiter)
+        raise PoolWaitTimeout(f"no pooled connection became free within {self.timeout} s")
+
     def release(self, connection: Any) -> None:
-        """Put ``connection`` back; one from before a ``fork()`` is closed and replaced."""
+        """Put ``connection`` back, closed first if the pool no longer owns it or dropped it."""
         self._checkpid()
-        if connection.pid != self.pid:
+        if not self.owns_connection(connection):
+            # Made before a fork, or (Sentinel) connected to a former primary.
             connection.disconnect()
             connection = None
-        # Full: released twice, or after the pool was reset; drop it.
-        with contextlib.suppress(queue.Full):
-            self.pool.put_nowait(connection)
+        elif compat.should_reconnect(connection) or compat.epoch(connection) != self._epoch:
+            connection.disconnect()
+        self._put(connection)
+
+    def _put(self, connection: Any) -> None:
+        with self._handoff:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.connection = connection
+                waiter.handed = True
+                waiter.event.set()
+                return
+            # Full: released twice, or after the pool was reset; drop it.
+            with contextlib.suppress(queue.Full):
+                self.pool.put_nowait(connection)
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Drop the connections: idle ones now, those in use when they come back.
+
+        Nothing is closed while a caller still uses it. Called by
+        :meth:`close` and by redis-py itself after a topology change.
+        """
+        self._checkpid()
+        with self._handoff:
+            self._epoch += 1
+            idle = [connection for connection in self.pool.queue if connection is not None]
+        for connection in idle:
+            connection.disconnect()
+
+    def disconnect_free_connections(self, *args: Any, **kwargs: Any) -> None:
+        """Drop the idle connections (redis-py 7 and newer call it after a topology change)."""
+        self.disconnect(inuse_connections=False)
+
+    def close(self) -> None:
+        """Close the pool: idle connections now, connections in use as they come back."""
+        self.disconnect()
+
+
+class ClusterNodePool(CachePool):
+    """The driver's lean, fair blocking pool, for one Redis Cluster node.
+
+    A connection RedisCluster marked for reconnection (after a topology
+    change, redis-py 7 and newer) is closed when it comes back.
+    """
+
+
+class SentinelCachePool(SentinelConnectionPool, CachePool):
+    """The driver's lean, fair blocking pool, with connections that find the primary via Sentinel.
+
+    Checkout and release are :class:`CachePool`'s (a caller waits up to
+    ``timeout`` for one of ``pool_size`` connections); where to connect, and
+    whether a connection still points at the primary (``owns_connection``),
+    are redis-py's ``SentinelConnectionPool``'s. After a failover, connections
+    to the former primary are closed as they come back.
+    """
 
 
 def _check_idle(connection: Any) -> None:
@@ -81,9 +204,49 @@ def _check_idle(connection: Any) -> None:
     try:
         if not connection.can_read():
             return
-    except (RedisPyConnectionError, RedisPyTimeoutError, OSError):
+    except (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError):
         pass
     connection.disconnect()
     connection.connect()
     if connection.can_read():
         raise RedisPyConnectionError("a fresh connection has unexpected data waiting")
+
+
+def pool_options(config: RedisConfig) -> dict[str, Any]:
+    """Return the keyword arguments of :class:`CachePool` for ``config``."""
+    seconds = config.timeout_seconds
+    options: dict[str, Any] = {
+        "max_connections": config.pool_size,
+        "timeout": seconds,
+        "db": config.db,
+        "username": config.username,
+        "password": config.password,
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "retry": Retry(ExponentialBackoff(), config.retries),
+        "retry_on_error": [RedisPyConnectionError, RedisPyTimeoutError],
+        "client_name": config.client_name,
+        "decode_responses": False,
+        # RESP2: every command we send has the same reply in both protocols, and RESP2
+        # spares each new connection the HELLO and maintenance-notification handshakes
+        # redis-py 8 sends under RESP3, and works with servers older than Redis 6.
+        "protocol": 2,
+    }
+    if config.unix_socket_path is not None:
+        options["connection_class"] = UnixDomainSocketConnection
+        options["path"] = config.unix_socket_path
+        return options
+    options["host"] = config.host
+    options["port"] = config.port
+    options["socket_keepalive"] = True
+    if not config.tls:
+        options["connection_class"] = Connection
+        return options
+    options["connection_class"] = SSLConnection
+    options["ssl_ca_certs"] = config.tls_ca_file
+    options["ssl_certfile"] = config.tls_cert_file
+    options["ssl_keyfile"] = config.tls_key_file
+    options["ssl_cert_reqs"] = "required" if config.tls_verify else "none"
+    options["ssl_check_hostname"] = config.tls_verify
+    return options

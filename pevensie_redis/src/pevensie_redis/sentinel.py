@@ -27,25 +27,15 @@ from redis.retry import Retry
 from redis.sentinel import (
     MasterNotFoundError,
     Sentinel,
-    SentinelConnectionPool,
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
 
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.driver import RedisDriver, pool_options
-from pevensie_redis.pool import CachePool
+from pevensie_redis.driver import RedisDriver
+from pevensie_redis.pool import CachePool, SentinelCachePool, pool_options
 
-__all__ = ["ClearSentinel", "RedisSentinelDriver", "SentinelCachePool", "sentinel_options"]
-
-
-class SentinelCachePool(SentinelConnectionPool, CachePool):
-    """The driver's lean blocking pool, with connections that find the primary via Sentinel.
-
-    Checkout and release are :class:`~pevensie_redis.pool.CachePool`'s (a
-    caller waits up to ``timeout`` for one of ``pool_size`` connections);
-    where to connect is redis-py's ``SentinelConnectionPool``'s.
-    """
+__all__ = ["ClearSentinel", "RedisSentinelDriver", "sentinel_options"]
 
 
 class ClearSentinel(Sentinel):

@@ -1,26 +1,39 @@
-"""The commands the Redis driver sends, packed straight into the RESP wire format.
+"""The wire format: every command the driver sends, packed once, and how its replies read.
 
-Packing a GET or SET here costs a single ``bytes`` formatting; redis-py's generic
-packer does far more work per call. Keys are ``<resource_type>:<key>`` in UTF-8,
-the layout the Gleam driver uses, so both can share a database.
+This module does no I/O and imports neither redis-py nor any driver, so every
+driver (single server, Cluster, Sentinel) and every face (sync, async) packs
+and reads commands the same way. Each command's bytes are defined here and
+nowhere else.
+
+Packing a ``GET`` or ``SET`` costs one ``bytes`` formatting; redis-py's generic
+packer does far more work per call. Keys are ``<resource_type>:<key>`` in
+UTF-8, the layout the Gleam driver uses, so both can share a database.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 __all__ = [
     "BATCH_SIZE",
+    "NOT_TEXT",
     "SET_EX_SCRIPT",
     "SET_EX_SCRIPT_SHA",
+    "NotText",
+    "chunks",
+    "decode_text",
     "full_key",
     "pack",
     "pack_delete",
     "pack_get",
     "pack_set",
     "pack_set_ex",
+    "pack_set_many_ex",
 ]
+
+_T = TypeVar("_T")
 
 BATCH_SIZE = 1000
 """Keys per command in batch operations: big enough to amortise, small enough not to block."""
@@ -39,6 +52,16 @@ return #KEYS
 
 SET_EX_SCRIPT_SHA = hashlib.sha1(SET_EX_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest ``EVALSHA`` names the script by, as the server computes it."""
+
+NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
+"""The message of :class:`NotText`."""
+
+
+class NotText(Exception):
+    """A stored value is not UTF-8 text; drivers raise it as their own error type."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_TEXT)
 
 
 def full_key(resource_type: str, key: str) -> bytes:
@@ -72,6 +95,26 @@ def pack_set_ex(key: bytes, value: bytes, ttl_seconds: int) -> bytes:
 def pack_delete(key: bytes) -> bytes:
     """Pack ``UNLINK key``: delete, freeing the memory in the background."""
     return b"*2\r\n$6\r\nUNLINK\r\n$%d\r\n%b\r\n" % (len(key), key)
+
+
+def pack_set_many_ex(keys: Sequence[bytes], values: Sequence[bytes], ttl_seconds: int) -> bytes:
+    """Pack one ``EVALSHA`` of :data:`SET_EX_SCRIPT`: every key set to its value with ``EX``."""
+    return pack(["EVALSHA", SET_EX_SCRIPT_SHA, str(len(keys)), *keys, str(ttl_seconds), *values])
+
+
+def decode_text(value: bytes) -> str:
+    """Decode a stored value; raise :class:`NotText` when it is not UTF-8."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise NotText from None
+
+
+def chunks(items: Sequence[_T], size: int = BATCH_SIZE) -> list[Sequence[_T]]:
+    """Split ``items`` into runs of at most ``size`` (one run when it fits, without copying)."""
+    if len(items) <= size:
+        return [items]
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _pack_in_python(args: Sequence[bytes | str]) -> bytes:

@@ -1,0 +1,169 @@
+"""The sync driver's I/O: send packed commands to one server over a pool, read the replies.
+
+A :class:`PoolChannel` takes a connection from a
+:class:`~pevensie_redis.pool.CachePool`, writes already packed bytes, reads the
+replies and gives the connection back, keeping what redis-py's command layer
+guarantees without its per-call cost:
+
+- retries: a connection error or timeout closes the connection (it may hold
+  half a reply), backs off exponentially and tries again on a fresh
+  connection, up to ``retries`` times; a command that is not idempotent is
+  retried only when it cannot have reached the server;
+- health checks: the pool checks a connection before handing it out, and the
+  connection PINGs first when it has been idle longer than the check interval;
+- timeouts: the pool's ``timeout`` bounds connecting, each read and write, and
+  the wait for a free pooled connection.
+
+Failures are raised as the driver's own errors
+(:func:`~pevensie_redis.errors.map_error`). Error *replies* of a pipeline are
+returned in place, as redis-py's ``ResponseError`` instances, for the driver
+logic to interpret; :meth:`PoolChannel.execute` raises them mapped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
+
+from pevensie_redis import compat
+from pevensie_redis.errors import RedisConnectionError, map_error
+from pevensie_redis.pool import CachePool
+
+__all__ = ["PoolChannel", "not_connected_channel"]
+
+_T = TypeVar("_T")
+_RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
+_FAILURES = (RedisError, OSError, ValueError)
+
+
+class _Connection(Protocol):
+    """The part of a redis-py connection the channel uses (redis-py is untyped here)."""
+
+    def send_packed_command(self, command: Sequence[bytes], check_health: bool = True) -> None:
+        """Send already packed bytes, reconnecting and health-checking first if needed."""
+
+    def read_response(self) -> Any:
+        """Read one reply; an error reply is raised as ``ResponseError``."""
+
+    def disconnect(self) -> None:
+        """Close the socket; the next send reconnects."""
+
+
+class PoolChannel:
+    """Commands to one server through a pool of its connections; thread-safe."""
+
+    __slots__ = ("_acquire", "_backoff", "_release", "_retries", "pool")
+
+    def __init__(self, pool: CachePool, retries: int) -> None:
+        """Send through ``pool``, retrying a failed attempt up to ``retries`` times."""
+        self.pool = pool
+        self._acquire: Callable[[], _Connection] = pool.get_connection
+        self._release: Callable[[_Connection], None] = pool.release
+        self._retries = retries
+        self._backoff = ExponentialBackoff()
+
+    def execute(self, packed: bytes, command: str) -> Any:
+        """Send one packed command and return its reply; an error reply is raised mapped."""
+        try:
+            connection = self._acquire()
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+        try:
+            # Nested, so an error reply to a retried attempt is mapped too.
+            try:
+                # A sequence of buffers: send_packed_command iterates what it is given.
+                connection.send_packed_command((packed,))
+                return connection.read_response()
+            except _RETRYABLE as exc:
+                return self._retry(connection, lambda c: _send_read(c, packed), exc, True)
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+        finally:
+            self._release(connection)
+
+    def pipeline(
+        self, commands: Sequence[bytes], command: str, *, idempotent: bool = True
+    ) -> list[Any]:
+        """Send every command at once, then read every reply, in order.
+
+        Error replies come back in place as ``ResponseError`` instances; every
+        reply is read, so the connection stays in step. A command that is not
+        ``idempotent`` is not sent twice.
+        """
+        try:
+            connection = self._acquire()
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+        try:
+            try:
+                return _pipeline(connection, commands)
+            except _RETRYABLE as exc:
+                return self._retry(connection, lambda c: _pipeline(c, commands), exc, idempotent)
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+        finally:
+            self._release(connection)
+
+    def _retry(
+        self,
+        connection: _Connection,
+        attempt: Callable[[_Connection], _T],
+        error: Exception,
+        idempotent: bool,
+    ) -> _T:
+        """Retry after ``error``: disconnect, back off, try again, up to ``retries`` times."""
+        failures = 1
+        while True:
+            # The connection may hold half a reply: close it; the next send reconnects.
+            connection.disconnect()
+            if failures > self._retries or not idempotent or isinstance(error, AuthenticationError):
+                raise error
+            delay = self._backoff.compute(failures)
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                compat.connect_once(connection)
+                return attempt(connection)
+            except _RETRYABLE as exc:
+                error = exc
+                failures += 1
+
+
+class _NotConnected:
+    """The channel of a driver that is not connected: every call says so."""
+
+    __slots__ = ()
+
+    def execute(self, packed: bytes, command: str) -> Any:
+        raise RedisConnectionError("the Redis driver is not connected")
+
+    def pipeline(
+        self, commands: Sequence[bytes], command: str, *, idempotent: bool = True
+    ) -> list[Any]:
+        raise RedisConnectionError("the Redis driver is not connected")
+
+
+not_connected_channel = _NotConnected()
+"""Stands in for a channel while a driver is disconnected."""
+
+
+def _send_read(connection: _Connection, packed: bytes) -> Any:
+    connection.send_packed_command((packed,))
+    return connection.read_response()
+
+
+def _pipeline(connection: _Connection, commands: Sequence[bytes]) -> list[Any]:
+    connection.send_packed_command((commands[0] if len(commands) == 1 else b"".join(commands),))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies

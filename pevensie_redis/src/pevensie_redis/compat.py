@@ -1,0 +1,93 @@
+"""Every use of redis-py's internals, in one place, with what each relies on.
+
+The driver builds on redis-py's public classes (connections, pools, ``Retry``,
+``RedisCluster``, ``Sentinel``) and reaches past their public API only here.
+Each function names the attribute or method it relies on. All of them were
+checked against the oldest and newest release of every supported redis-py
+line (5.0, 5.3, 6.0, 6.4, 7.0, 7.4, 8.0, 8.1), with and without hiredis, by
+``nox -s compat``.
+
+- ``Connection._sock``: the socket, ``None`` while disconnected (all lines).
+- ``Connection.retry``: the connection's own ``Retry``, swapped for one
+  connect attempt by :func:`connect_once` (all lines).
+- ``Connection.should_reconnect()``: RedisCluster's mark that a connection
+  must reconnect after a topology change (7.0 and newer; absent before, where
+  nothing marks connections).
+- ``RedisCluster.nodes_manager.slots_cache`` / ``nodes_cache``: the slot map
+  and the known nodes, read (never written) to route a key to its node (all
+  lines).
+- ``ConnectionPool._checkpid()`` / ``pool`` / ``pid``: the pool's fork check
+  and its LIFO queue of slots, used by :class:`~pevensie_redis.pool.CachePool`
+  (all lines).
+
+Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "connect_once",
+    "epoch",
+    "is_connected",
+    "node_named",
+    "node_of_slot",
+    "set_epoch",
+    "should_reconnect",
+]
+
+_ONE_ATTEMPT = Retry(NoBackoff(), 0)
+
+
+def is_connected(connection: Any) -> bool:
+    """Return whether ``connection`` has an open socket (``Connection._sock``)."""
+    return connection._sock is not None
+
+
+def connect_once(connection: Any) -> None:
+    """Open ``connection`` with one connect attempt, if it is not open.
+
+    The connection's own ``retry`` would retry the TCP connect inside each of
+    the driver's retries, so one call could cost ``(retries + 1) ** 2``
+    timeouts against a server that stops accepting. Only the calling thread
+    holds the connection, so swapping its ``retry`` for the connect is safe.
+    """
+    if connection._sock is not None:
+        return
+    saved = connection.retry
+    connection.retry = _ONE_ATTEMPT
+    try:
+        connection.connect()
+    finally:
+        connection.retry = saved
+
+
+def should_reconnect(connection: Any) -> bool:
+    """Return whether RedisCluster marked ``connection`` to reconnect (redis-py 7+; else False)."""
+    marked = getattr(connection, "should_reconnect", None)
+    return bool(marked()) if marked is not None else False
+
+
+def epoch(connection: Any) -> int:
+    """Return the pool epoch ``connection`` was connected in (see ``CachePool.disconnect``)."""
+    return int(getattr(connection, "_pevensie_epoch", 0))
+
+
+def set_epoch(connection: Any, value: int) -> None:
+    """Record the pool epoch ``connection`` is connected in."""
+    connection._pevensie_epoch = value
+
+
+def node_of_slot(client: Any, slot: int) -> Any:
+    """Return the primary node RedisCluster's slot map names for ``slot``, or ``None``."""
+    nodes = client.nodes_manager.slots_cache.get(slot)
+    return nodes[0] if nodes else None
+
+
+def node_named(client: Any, name: str) -> Any:
+    """Return the node RedisCluster knows as ``host:port``, or ``None``."""
+    return client.nodes_manager.nodes_cache.get(name)
