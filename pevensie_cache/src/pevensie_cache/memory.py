@@ -6,6 +6,11 @@ changing the wall clock changes nothing. ``max_entries`` bounds the size with
 least-recently-used eviction. Expired entries are dropped when read and swept
 in the background of writes, so memory does not grow with entries never read
 again.
+
+Its one option, ``max_entries``, is declared once in :data:`OPTIONS` and
+converted by the shared rule of :mod:`pevensie_cache.options`, so
+``memory://?max_entries=1000``, ``{"max_entries": "1000"}`` and
+``max_entries=1000`` mean the same.
 """
 
 from __future__ import annotations
@@ -19,10 +24,29 @@ from typing import Any
 
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.options import Option, OptionSet
 from pevensie_cache.registry import Register
-from pevensie_cache.urls import query_options, url_scheme
+from pevensie_cache.urls import mask_url, query_options, url_scheme
 
-__all__ = ["MemoryDriver", "from_url", "new_cache_driver", "register_cache_drivers"]
+__all__ = [
+    "OPTIONS",
+    "MemoryDriver",
+    "from_url",
+    "new",
+    "new_cache_driver",
+    "register_cache_drivers",
+]
+
+_MAX_ENTRIES = Option(
+    name="max_entries",
+    kind="int",
+    low=1,
+    optional=True,
+    query=True,
+    doc="Most entries kept, the least recently used evicted beyond it; None: no bound.",
+)
+OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
+"""The options of the memory driver."""
 
 _Entry = tuple[str, float]  # (value, deadline on the monotonic clock; inf when none)
 _NEVER = float("inf")
@@ -35,11 +59,7 @@ class MemoryDriver:
 
     def __init__(self, max_entries: int | None = None) -> None:
         """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
-        if max_entries is not None and (
-            not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 1
-        ):
-            raise ConfigError(f"max_entries must be None or an int >= 1, got {max_entries!r}")
-        self.max_entries = max_entries
+        self.max_entries: int | None = _MAX_ENTRIES.check(max_entries)
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._deadlines: list[tuple[float, str]] = []  # min-heap; stale rows skipped
         self._lock = threading.Lock()
@@ -182,19 +202,26 @@ def new_cache_driver(max_entries: int | None = None) -> MemoryDriver:
     return MemoryDriver(max_entries=max_entries)
 
 
+def new(**options: Any) -> MemoryDriver:
+    """Build a memory driver from options by name, as ``cache.new(driver="memory", ...)`` does.
+
+    Values may be text (``max_entries="1000"``); an unknown name is a
+    :class:`ConfigError` that suggests the likely one.
+    """
+    return MemoryDriver(**OPTIONS.convert(options))
+
+
 def from_url(url: str, **options: Any) -> MemoryDriver:
-    """Build a memory driver from ``memory://`` (``memory://?max_entries=1000``)."""
+    """Build a memory driver from ``memory://`` (``memory://?max_entries=1000``).
+
+    ``options`` replace what the URL says.
+    """
     if url_scheme(url) != "memory":
         raise ConfigError("the memory driver takes memory:// URLs")
-    from_query: dict[str, Any] = {}
-    for name, text in query_options(url).items():
-        if name != "max_entries":
-            raise ConfigError(f"unknown memory:// URL parameter {name!r}")
-        try:
-            from_query[name] = int(text)
-        except ValueError:
-            raise ConfigError(f"max_entries must be an integer, got {text!r}") from None
-    return new_cache_driver(**{**from_query, **options})
+    fields: dict[str, Any] = {}
+    OPTIONS.convert_query(query_options(url), fields, shown=mask_url(url))
+    fields.update(OPTIONS.convert(options))
+    return MemoryDriver(**fields)
 
 
 @hookimpl
@@ -202,7 +229,7 @@ def register_cache_drivers(register: Register) -> None:
     """Register the built-in ``memory`` driver."""
     register(
         "memory",
-        new_cache_driver,
+        new,
         url_factory=from_url,
         schemes=["memory"],
         description="In-process, thread-safe memory store with TTLs and optional LRU bound.",

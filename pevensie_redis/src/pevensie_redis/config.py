@@ -7,23 +7,48 @@
 >>> RedisConfig.from_url("rediss://app:s3cret@cache.example.com:6380/2").display_url()
 'rediss://app:***@cache.example.com:6380/2'
 
+Each field of :class:`RedisConfig` is declared once, with its
+:class:`~pevensie_cache.options.Option` (kind, bounds, unit, secrecy, URL query
+name and aliases, doc). From :data:`OPTIONS`, built from those declarations,
+come the per-field checks of ``__post_init__``, the URL query parsing of
+:meth:`RedisConfig.from_url`, the conversion of keyword and mapping options
+(``cache.new(driver="redis", port="6379")``, ``cache.from_config``), the
+option names, the repr with the password masked, :meth:`RedisConfig.display_url`
+and the option reference appended to the class docstring. Rules that involve
+several fields live in :func:`_check_combinations` alone.
+
+To add a field, write it in :class:`RedisConfig` as
+``name: type = Option(kind=..., query=..., doc=...).field(default)``, plus
+``low``/``high`` for numbers, ``optional=True`` when ``None`` is allowed,
+``aliases`` and ``validate`` if needed; add a rule to
+:func:`_check_combinations` only if it depends on another field. Nothing else
+changes; a field without a declaration fails at import.
+
 This module does not import redis-py, so the plugin can list the driver without it.
-Every field is checked once, in ``__post_init__``: an invalid configuration
-raises :class:`~pevensie_cache.ConfigError` and never reaches a server.
+An invalid configuration raises :class:`~pevensie_cache.ConfigError` and never
+reaches a server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from pevensie_cache import ConfigError, mask_url
+from pevensie_cache.options import Alias, Option, OptionSet
 from pevensie_cache.urls import query_options, url_scheme
 
-__all__ = ["SCHEMES", "SENTINEL_SCHEMES", "TLS_SCHEMES", "RedisConfig", "default_config"]
+__all__ = [
+    "OPTIONS",
+    "SCHEMES",
+    "SENTINEL_SCHEMES",
+    "TLS_SCHEMES",
+    "RedisConfig",
+    "default_config",
+]
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel", "valkey+sentinel", "valkeys+sentinel")
 """URL schemes that name sentinels and a service instead of one server."""
@@ -37,72 +62,222 @@ TLS_SCHEMES = frozenset({"rediss", "valkeys", "rediss+sentinel", "valkeys+sentin
 SENTINEL_PORT = 26379
 """The port of a sentinel whose address in a URL has none."""
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+
+# -- rules of one field each (used by the declarations below) ----------------------------
+
+
+def _address_rule(what: str, forbidden: str) -> Callable[[str], str]:
+    def rule(host: str) -> str:
+        if any(ch.isspace() or ch in forbidden for ch in host):
+            raise ConfigError(f"{what} must be a host name or IP address, got {host!r}")
+        return host
+
+    return rule
+
+
+def _client_name_rule(name: str) -> str:
+    if any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise ConfigError(f"client_name must not contain spaces, got {name!r}")
+    return name
+
+
+def _cert_reqs(value: object) -> bool:
+    """Read redis-py's ``ssl_cert_reqs`` (``required`` or ``none``) as ``tls_verify``."""
+    mode = value.lower() if isinstance(value, str) else value
+    if mode not in ("none", "required"):
+        raise ConfigError(f"ssl_cert_reqs must be 'required' or 'none', got {value!r}")
+    return mode == "required"
+
+
+_SENTINEL_HOST = Option(
+    name="sentinel host",
+    kind="str",
+    query=False,
+    validate=_address_rule("sentinel host", "/?#@,"),
+    doc="Host name or IP address of one sentinel.",
+)
+_SENTINEL_PORT = Option(
+    name="sentinel port", kind="int", low=1, high=65535, query=False, doc="Port of one sentinel."
+)
+
+
+def _sentinel_address(address: str) -> tuple[str, int] | None:
+    """Read ``host[:port]`` (``[::1]:26380``); ``None`` if it cannot be read."""
+    try:
+        piece = urlsplit(f"//{address}")
+        host, port = piece.hostname, piece.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return unquote(host), SENTINEL_PORT if port is None else port
+
+
+def _parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """Read ``host[:port],host[:port]`` (as in a settings file) into ``(host, port)`` pairs."""
+    pairs = []
+    for number, address in enumerate(text.split(","), start=1):
+        pair = _sentinel_address(address.strip())
+        if pair is None:
+            raise ConfigError(f"invalid sentinel address (number {number}) in {text!r}")
+        pairs.append(pair)
+    return tuple(pairs)
+
+
+def _check_sentinels(value: object) -> tuple[tuple[str, int], ...]:
+    """Check ``(host, port)`` pairs; lists (from TOML, JSON, keywords) become the tuple form."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise ConfigError(
+            f"sentinels must be a list of (host, port) pairs, not {type(value).__name__}"
+        )
+    pairs: list[tuple[str, int]] = []
+    for item in value:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ConfigError(f"each sentinel must be a (host, port) pair, got {item!r}")
+        pairs.append((_SENTINEL_HOST.check(item[0]), _SENTINEL_PORT.check(item[1])))
+    return tuple(pairs)
+
+
+# -- the configuration ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, repr=False)
 class RedisConfig:
-    """How to reach and talk to one Redis-compatible server (Redis, Valkey, ...).
+    """How to reach and talk to one Redis-compatible server (Redis, Valkey) or a cluster.
 
     Build one with :func:`default_config` and :func:`dataclasses.replace`, with
     :meth:`from_url`, or directly; every field has the default of
-    :func:`default_config`. The ``repr`` shows ``password='***'``, never the password.
+    :func:`default_config`. The constructor takes typed values (``port=6379``);
+    ``cache.new(driver="redis", ...)``, ``cache.from_config`` and URLs also take
+    text (``port="6379"``, ``timeout="2s"``). The ``repr`` shows
+    ``password='***'``, never the password.
     """
 
-    host: str = "localhost"
-    """Host name or IP address of the server (ignored with ``unix_socket_path``)."""
-    port: int = 6379
-    """TCP port of the server."""
-    timeout: int = 5000
-    """Milliseconds: bounds connecting, each command, and the wait for a pooled connection."""
-    pool_size: int = 10
-    """Most connections open at once; callers beyond it wait up to ``timeout``."""
-    username: str | None = None
-    """ACL user name; alone, it authenticates as a ``nopass`` user (``AUTH user ""``)."""
-    password: str | None = None
-    """Password; alone, it authenticates the default user (``requirepass``)."""
-    db: int = 0
-    """Database number selected on every connection."""
-    tls: bool = False
-    """Connect with TLS (``rediss://``)."""
-    tls_ca_file: str | None = None
-    """PEM file of the CA certificates to trust; ``None`` trusts the system's CAs."""
-    tls_cert_file: str | None = None
-    """PEM client certificate, for servers that require one (``tls-auth-clients``)."""
-    tls_key_file: str | None = None
-    """PEM private key of ``tls_cert_file`` (omit when the certificate file holds it)."""
-    tls_verify: bool = True
-    """Verify the server's certificate and host name; turn off only for throwaway setups."""
-    unix_socket_path: str | None = None
-    """Connect through this Unix domain socket instead of TCP."""
-    client_name: str | None = None
-    """Name shown by ``CLIENT LIST`` for each connection."""
-    retries: int = 1
-    """Retries of a command after a connection error or timeout, with exponential backoff."""
-    cluster: bool = False
-    """Talk to a Redis Cluster; ``host:port`` is any node, the others are discovered."""
-    cluster_hash_tag: bool = False
-    """With ``cluster``: store keys as ``{resource_type}:key``, one slot per resource type."""
-    sentinels: tuple[tuple[str, int], ...] = ()
-    """``(host, port)`` of each Sentinel; the primary of ``service_name`` is asked of them."""
-    service_name: str | None = None
-    """The name the sentinels monitor the primary under (``sentinel monitor <name> ...``)."""
-
-    _SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"password"})
+    host: str = Option(
+        kind="str",
+        query=False,
+        validate=_address_rule("host", "/?#@"),
+        doc="Host name or IP address of the server (ignored with unix_socket_path).",
+    ).field("localhost")
+    port: int = Option(
+        kind="int", low=1, high=65535, query=False, doc="TCP port of the server."
+    ).field(6379)
+    timeout: int = Option(
+        kind="duration",
+        unit="ms",
+        low=1,
+        floor=100,
+        query=True,
+        doc="Bounds connecting, each command, and the wait for a pooled connection; "
+        "a bare number is milliseconds, '2s' or '500ms' say their unit.",
+    ).field(5000)
+    pool_size: int = Option(
+        kind="int",
+        low=1,
+        query=True,
+        doc="Most connections open at once; callers beyond it wait up to timeout.",
+    ).field(10)
+    username: str | None = Option(
+        kind="str",
+        optional=True,
+        query=False,
+        doc='ACL user name; alone, it authenticates as a nopass user (AUTH user "").',
+    ).field(None)
+    password: str | None = Option(
+        kind="str",
+        optional=True,
+        secret=True,
+        query=False,
+        doc="Password; alone, it authenticates the default user (requirepass).",
+    ).field(None)
+    db: int = Option(
+        kind="int",
+        low=0,
+        query=True,
+        display=False,  # a display URL puts it in the path
+        doc="Database number selected on every connection.",
+    ).field(0)
+    tls: bool = Option(
+        kind="bool", query=False, doc="Connect with TLS (the rediss:// schemes)."
+    ).field(False)
+    tls_ca_file: str | None = Option(
+        kind="str",
+        optional=True,
+        query=True,
+        aliases=("ssl_ca_certs",),
+        doc="PEM file of the CA certificates to trust; None trusts the system's CAs.",
+    ).field(None)
+    tls_cert_file: str | None = Option(
+        kind="str",
+        optional=True,
+        query=True,
+        aliases=("ssl_certfile",),
+        doc="PEM client certificate, for servers that require one (tls-auth-clients).",
+    ).field(None)
+    tls_key_file: str | None = Option(
+        kind="str",
+        optional=True,
+        query=True,
+        aliases=("ssl_keyfile",),
+        doc="PEM private key of tls_cert_file (omit when the certificate file holds it).",
+    ).field(None)
+    tls_verify: bool = Option(
+        kind="bool",
+        query=True,
+        aliases=(Alias("ssl_cert_reqs", _cert_reqs),),
+        doc="Verify the server's certificate and host name; turn off only for throwaway setups.",
+    ).field(True)
+    unix_socket_path: str | None = Option(
+        kind="str",
+        optional=True,
+        query=False,
+        doc="Connect through this Unix domain socket instead of TCP (unix:// URLs).",
+    ).field(None)
+    client_name: str | None = Option(
+        kind="str",
+        optional=True,
+        query=True,
+        validate=_client_name_rule,
+        doc="Name shown by CLIENT LIST for each connection.",
+    ).field(None)
+    retries: int = Option(
+        kind="int",
+        low=0,
+        high=100,
+        query=True,
+        doc="Retries of a command after a connection error or timeout, with exponential backoff.",
+    ).field(1)
+    cluster: bool = Option(
+        kind="bool",
+        query=True,
+        doc="Talk to a Redis Cluster; host:port is any node, the others are discovered.",
+    ).field(False)
+    cluster_hash_tag: bool = Option(
+        kind="bool",
+        query=True,
+        doc="With cluster: store keys as {resource_type}:key, one slot per resource type.",
+    ).field(False)
+    sentinels: tuple[tuple[str, int], ...] = Option(
+        kind="custom",
+        parse=_parse_sentinels,
+        validate=_check_sentinels,
+        query=False,
+        doc="(host, port) of each Sentinel, or 'host:port,host:port' as text; "
+        "the primary of service_name is asked of them.",
+    ).field(())
+    service_name: str | None = Option(
+        kind="str",
+        optional=True,
+        query=False,
+        doc="The name the sentinels monitor the primary under (sentinel monitor <name> ...).",
+    ).field(None)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        OPTIONS.check_fields(self)
+        _check_combinations(self)
 
     def __repr__(self) -> str:
-        parts = []
-        for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            if spec.name in self._SECRET_FIELDS and value is not None:
-                parts.append(f"{spec.name}='***'")
-            else:
-                parts.append(f"{spec.name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        return OPTIONS.masked_repr(self)
 
     @property
     def timeout_seconds(self) -> float:
@@ -112,7 +287,7 @@ class RedisConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         """Names of every field, as accepted by the constructor and ``cache.new``."""
-        return tuple(spec.name for spec in dataclasses.fields(cls))
+        return OPTIONS.names
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> RedisConfig:
@@ -120,12 +295,12 @@ class RedisConfig:
 
         ``redis://[[username][:password]@]host[:port][/db][?option=value&...]``;
         ``unix://[[username][:password]@]/path/to/socket[?db=N&...]``. User name
-        and password are percent-decoded. Options: ``timeout`` (ms), ``pool_size``,
-        ``client_name``, ``retries``, ``db``, ``tls_ca_file``, ``tls_cert_file``,
-        ``tls_key_file``, ``tls_verify`` (``true``/``false``), and redis-py's
-        spellings ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` and
-        ``ssl_cert_reqs`` (``required`` or ``none``). ``overrides`` are
-        fields that replace what the URL says.
+        and password are percent-decoded. The query options are the fields marked
+        ``URL ?name=`` in the class docstring, plus redis-py's spellings
+        ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile`` and ``ssl_cert_reqs``
+        (``required`` or ``none``). ``timeout`` is milliseconds unless it says
+        its unit (``?timeout=2s``). ``overrides`` are fields that replace what
+        the URL says, converted as ``cache.new`` converts them.
 
         A Redis Cluster: ``redis://host:port?cluster=true`` (any node; add
         ``&cluster_hash_tag=true`` for one slot per resource type). Sentinel:
@@ -134,8 +309,7 @@ class RedisConfig:
         credentials are the data nodes'.
         """
         fields = _parse_url(url)
-        check_field_names(overrides)
-        fields.update(overrides)
+        fields.update(OPTIONS.convert(overrides))
         return cls(**fields)
 
     def display_url(self) -> str:
@@ -150,13 +324,7 @@ class RedisConfig:
             if self.password is not None:
                 userinfo += ":***"
             userinfo += "@"
-        query: list[str] = []
-        defaults = {spec.name: spec.default for spec in dataclasses.fields(self)}
-        for name in _QUERY_FIELDS:
-            value = getattr(self, name)
-            if value != defaults[name]:
-                text = str(value).lower() if isinstance(value, bool) else str(value)
-                query.append(f"{name}={quote(text, safe='/')}")
+        query = OPTIONS.url_query(self)
         if self.sentinels:
             base = _sentinel_base_url(self, userinfo)
         elif self.unix_socket_path is not None:
@@ -170,18 +338,9 @@ class RedisConfig:
         return f"{base}?{'&'.join(query)}" if query else base
 
 
-_QUERY_FIELDS = (
-    "timeout",
-    "pool_size",
-    "client_name",
-    "retries",
-    "tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-    "tls_verify",
-    "cluster",
-    "cluster_hash_tag",
-)
+OPTIONS = OptionSet.from_dataclass(RedisConfig, owner="Redis")
+"""Every option of the Redis driver, built from the declarations of :class:`RedisConfig`."""
+OPTIONS.document(RedisConfig)
 
 
 def default_config() -> RedisConfig:
@@ -189,88 +348,35 @@ def default_config() -> RedisConfig:
     return RedisConfig()
 
 
-def check_field_names(options: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError` naming any key of ``options`` that is not a field."""
-    unknown = sorted(set(options) - set(RedisConfig.field_names()))
-    if unknown:
-        raise ConfigError(
-            f"unknown Redis driver option(s): {', '.join(unknown)}; "
-            f"valid options: {', '.join(RedisConfig.field_names())}"
-        )
+# -- rules across fields: every one in this function -----------------------------------------
 
 
-# -- validation: every rule for every field, in one place ----------------------------
-
-
-def _validate(config: RedisConfig) -> None:
-    _check_str("host", config.host, optional=False)
-    if any(ch.isspace() or ch in "/?#@" for ch in config.host):
-        raise ConfigError(f"host must be a host name or IP address, got {config.host!r}")
-    _check_int("port", config.port, low=1, high=65535)
-    _check_int("timeout", config.timeout, low=1, unit=" (milliseconds)")
-    _check_int("pool_size", config.pool_size, low=1)
-    _check_str("username", config.username)
-    _check_str("password", config.password, secret=True)
-    _check_int("db", config.db, low=0)
-    _check_bool("tls", config.tls)
-    _check_bool("tls_verify", config.tls_verify)
+def _check_combinations(config: RedisConfig) -> None:
     for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
-        _check_str(name, getattr(config, name))
         if getattr(config, name) is not None and not config.tls:
             raise ConfigError(f"{name} needs tls=True (or a rediss:// URL)")
     if config.tls_key_file is not None and config.tls_cert_file is None:
         raise ConfigError("tls_key_file needs tls_cert_file (the client certificate)")
-    _check_str("unix_socket_path", config.unix_socket_path)
     if config.unix_socket_path is not None and config.tls:
         raise ConfigError("TLS is not supported over a Unix socket: drop tls or unix_socket_path")
-    _check_str("client_name", config.client_name)
-    if config.client_name is not None and any(
-        ch.isspace() or not ch.isprintable() for ch in config.client_name
-    ):
-        raise ConfigError(f"client_name must not contain spaces, got {config.client_name!r}")
-    _check_int("retries", config.retries, low=0, high=100)
-    _validate_scale_out(config)
+    if config.cluster_hash_tag and not config.cluster:
+        raise ConfigError("cluster_hash_tag needs cluster=True")
+    if config.cluster and config.db != 0:
+        raise ConfigError(f"a Redis Cluster has only database 0, got db={config.db}")
+    if config.cluster and config.unix_socket_path is not None:
+        raise ConfigError("cluster needs host and port, not unix_socket_path")
+    if config.sentinels:
+        if config.cluster:
+            raise ConfigError("choose cluster or sentinels, not both")
+        if config.service_name is None:
+            raise ConfigError("sentinels need service_name (the name the sentinels monitor)")
+        if config.unix_socket_path is not None:
+            raise ConfigError("sentinels name the primary by host and port: drop unix_socket_path")
+    elif config.service_name is not None:
+        raise ConfigError("service_name needs sentinels (the (host, port) of each sentinel)")
 
 
-def _check_int(
-    name: str, value: object, *, low: int, high: int | None = None, unit: str = ""
-) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{name} must be an int{unit}, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {bounds}{unit}, got {value}")
-
-
-def _check_str(name: str, value: object, *, optional: bool = True, secret: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        allowed = "a str or None" if optional else "a str"
-        raise ConfigError(f"{name} must be {allowed}, not {type(value).__name__}")
-    if not value:
-        hint = " (use None for none)" if optional else ""
-        raise ConfigError(f"{name} must not be empty{hint}")
-    if "\x00" in value:
-        shown = "" if secret else f", got {value!r}"
-        raise ConfigError(f"{name} must not contain NUL characters{shown}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be a bool, not {type(value).__name__}")
-
-
-# -- URL parsing ---------------------------------------------------------------------
-
-_INT_OPTIONS = frozenset({"timeout", "pool_size", "retries", "db"})
-_STR_OPTIONS = frozenset({"client_name", "tls_ca_file", "tls_cert_file", "tls_key_file"})
-_BOOL_OPTIONS = frozenset({"tls_verify", "cluster", "cluster_hash_tag"})
-_ALIASES = {
-    "ssl_ca_certs": "tls_ca_file",
-    "ssl_certfile": "tls_cert_file",
-    "ssl_keyfile": "tls_key_file",
-}
+# -- URL parsing -----------------------------------------------------------------------------
 
 
 def _split(
@@ -331,86 +437,8 @@ def _parse_url(url: str) -> dict[str, Any]:
                 raise ConfigError(f"the path of a Redis URL is the database number: {shown!r}")
             fields["db"] = int(path)
         fields["tls"] = scheme in TLS_SCHEMES
-    for name, text in query_options(url).items():
-        _apply_option(fields, name, text, shown)
+    OPTIONS.convert_query(query_options(url), fields, shown=shown)
     return fields
-
-
-def _apply_option(fields: dict[str, Any], name: str, text: str, shown: str) -> None:
-    target = _ALIASES.get(name, name)
-    if target in fields:
-        raise ConfigError(f"{target} is given twice in {shown!r}")
-    if target in _INT_OPTIONS:
-        if not text.isdigit():
-            raise ConfigError(f"URL option {name} must be a whole number, got {text!r}")
-        fields[target] = int(text)
-    elif target in _STR_OPTIONS:
-        fields[target] = text or None
-    elif target in _BOOL_OPTIONS:
-        fields[target] = _parse_bool(name, text)
-    elif target == "ssl_cert_reqs":
-        mode = text.lower()
-        if mode not in ("none", "required"):
-            raise ConfigError(f"ssl_cert_reqs must be 'required' or 'none', got {text!r}")
-        fields["tls_verify"] = mode == "required"
-    else:
-        options = sorted({*_INT_OPTIONS, *_STR_OPTIONS, *_BOOL_OPTIONS, "ssl_cert_reqs", *_ALIASES})
-        raise ConfigError(
-            f"unknown Redis URL option {name!r} in {shown!r}; valid options: {', '.join(options)}"
-        )
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(f"URL option {name} must be true or false, got {text!r}")
-
-
-# -- Cluster and Sentinel ------------------------------------------------------------
-
-
-def _validate_scale_out(config: RedisConfig) -> None:
-    _check_bool("cluster", config.cluster)
-    _check_bool("cluster_hash_tag", config.cluster_hash_tag)
-    if config.cluster_hash_tag and not config.cluster:
-        raise ConfigError("cluster_hash_tag needs cluster=True")
-    if config.cluster and config.db != 0:
-        raise ConfigError(f"a Redis Cluster has only database 0, got db={config.db}")
-    if config.cluster and config.unix_socket_path is not None:
-        raise ConfigError("cluster needs host and port, not unix_socket_path")
-    # Normalise lists (from TOML, JSON, keyword arguments) to the frozen tuple form.
-    object.__setattr__(config, "sentinels", _check_sentinels(config.sentinels))
-    _check_str("service_name", config.service_name)
-    if config.sentinels:
-        if config.cluster:
-            raise ConfigError("choose cluster or sentinels, not both")
-        if config.service_name is None:
-            raise ConfigError("sentinels need service_name (the name the sentinels monitor)")
-        if config.unix_socket_path is not None:
-            raise ConfigError("sentinels name the primary by host and port: drop unix_socket_path")
-    elif config.service_name is not None:
-        raise ConfigError("service_name needs sentinels (the (host, port) of each sentinel)")
-
-
-def _check_sentinels(value: object) -> tuple[tuple[str, int], ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-        raise ConfigError(
-            f"sentinels must be a list of (host, port) pairs, not {type(value).__name__}"
-        )
-    pairs: list[tuple[str, int]] = []
-    for item in value:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ConfigError(f"each sentinel must be a (host, port) pair, got {item!r}")
-        host, port = item
-        _check_str("sentinel host", host, optional=False)
-        if any(ch.isspace() or ch in "/?#@," for ch in host):
-            raise ConfigError(f"sentinel host must be a host name or IP address, got {host!r}")
-        _check_int("sentinel port", port, low=1, high=65535)
-        pairs.append((host, port))
-    return tuple(pairs)
 
 
 def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
@@ -427,15 +455,11 @@ def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
             fields["password"] = unquote(password)
     sentinels: list[tuple[str, int]] = []
     for number, address in enumerate(hosts.split(","), start=1):
-        try:
-            piece = urlsplit(f"//{address}")
-            host, port = piece.hostname, piece.port
-        except ValueError:
-            host = None
-        if not host:
+        pair = _sentinel_address(address)
+        if pair is None:
             # The address is not quoted: it may hold a piece of an unencoded password.
             raise ConfigError(f"invalid sentinel address (number {number}) in {shown!r}")
-        sentinels.append((unquote(host), SENTINEL_PORT if port is None else port))
+        sentinels.append(pair)
     fields["sentinels"] = tuple(sentinels)
     path = [unquote(segment) for segment in parts.path.split("/") if segment]
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
@@ -446,8 +470,7 @@ def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
     if len(path) == 2:
         fields["db"] = int(path[1])
     fields["tls"] = scheme in TLS_SCHEMES
-    for name, text in query_options(url).items():
-        _apply_option(fields, name, text, shown)
+    OPTIONS.convert_query(query_options(url), fields, shown=shown)
     return fields
 
 

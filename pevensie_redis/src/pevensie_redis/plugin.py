@@ -26,16 +26,18 @@ def new(config: RedisConfig | None = None, **fields: Any) -> RedisDriver | Redis
     """Build a driver from keyword fields of :class:`RedisConfig` (``host=...``, ``port=...``).
 
     ``config`` is a base configuration the fields replace parts of; without it,
-    the fields replace parts of :func:`~pevensie_redis.default_config`.
+    the fields replace parts of :func:`~pevensie_redis.default_config`. Values
+    may be text, as in settings files (``port="6379"``, ``timeout="2s"``): they
+    are converted as URL query values are.
     """
     from dataclasses import replace
 
-    from pevensie_redis.config import check_field_names, default_config
+    from pevensie_redis.config import OPTIONS, default_config
     from pevensie_redis.modes import new_cache_driver
 
-    check_field_names(fields)
+    converted = OPTIONS.convert(fields)
     base = default_config() if config is None else config
-    return new_cache_driver(replace(base, **fields) if fields else base)
+    return new_cache_driver(replace(base, **converted) if converted else base)
 
 
 def from_url(url: str, **fields: Any) -> RedisDriver | RedisClusterDriver:

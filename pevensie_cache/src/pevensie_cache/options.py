@@ -1,0 +1,527 @@
+"""Driver options declared once: what each option is, and one conversion for every source.
+
+A driver describes each option with an :class:`Option` (its kind, bounds, unit,
+secrecy, URL query name and aliases, and a one-line doc) and gathers them in an
+:class:`OptionSet`. Everything else is derived from that one declaration:
+
+- :meth:`Option.check` is the strict check of a typed value (for a dataclass's
+  ``__post_init__``: ``port="6379"`` is an error there);
+- :meth:`Option.convert` is the forgiving conversion, the same for URL query
+  values, the strings of INI- or env-style mappings (``cache.from_config``) and
+  keyword arguments: ``"6379"`` becomes ``6379`` for an int option, ``"off"``
+  becomes ``False`` for a bool, ``"2s"`` becomes ``2000`` for a duration in
+  milliseconds, and typed values stay as they are;
+- :meth:`OptionSet.convert` and :meth:`OptionSet.convert_query` check names
+  (an unknown one gets "did you mean ...?" and the list of valid ones), resolve
+  aliases and convert values;
+- :meth:`OptionSet.url_query`, :meth:`OptionSet.masked_repr` and
+  :meth:`OptionSet.describe` give the query part of a display URL, a repr with
+  secrets masked and a reference text.
+
+Durations: a bare number is in the option's documented unit (``unit="ms"``:
+milliseconds), and an explicit unit is accepted (``"500ms"``, ``"2s"``,
+``"1.5s"``, ``"250 ms"``, ``"1m"``), as is a :class:`datetime.timedelta`. A
+bare number below the option's ``floor`` is refused with a message that names
+the unit, since it is most likely meant in another one (``timeout=5`` for five
+seconds).
+
+>>> timeout = Option(name="timeout", kind="duration", unit="ms", low=1, floor=100,
+...                  query=True, doc="Milliseconds to wait for the server.")
+>>> timeout.convert("2s"), timeout.convert("250 ms"), timeout.convert("500"), timeout.convert(750)
+(2000, 250, 500, 750)
+
+A configuration dataclass declares each field with :meth:`Option.field` and
+builds its table with :meth:`OptionSet.from_dataclass`, which refuses a field
+that has no declaration. This module imports no client library: any driver
+can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from fractions import Fraction
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+from pevensie_cache.errors import ConfigError
+
+__all__ = ["DURATION_UNITS", "Alias", "Kind", "Option", "OptionSet"]
+
+Kind = Literal["int", "bool", "str", "duration", "custom"]
+"""What an option holds: ``custom`` options convert text with their own ``parse``."""
+
+_KINDS = frozenset({"int", "bool", "str", "duration", "custom"})
+
+DURATION_UNITS: Mapping[str, Fraction] = {
+    "ms": Fraction(1, 1000),
+    "s": Fraction(1),
+    "m": Fraction(60),
+    "h": Fraction(3600),
+}
+"""The units a duration may be written with, each as a number of seconds."""
+
+_UNIT_WORDS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours"}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DURATION = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)", re.ASCII)
+_METADATA_KEY = "pevensie_cache.option"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another name an option is accepted under (a client library's spelling, say)."""
+
+    name: str
+    """The other name."""
+    parse: Callable[[Any], Any] | None = None
+    """Turns a value given under this name into one of the option; ``None`` keeps it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """One driver option, declared once.
+
+    ``kind``, ``doc`` and ``query`` (whether the option may be given as a URL
+    query parameter) have no default: declaring an option means deciding them.
+    Int and duration options need ``low``; a duration needs ``unit``.
+    """
+
+    kind: Kind
+    """``int``, ``bool``, ``str``, ``duration`` (an int in ``unit``), or ``custom``."""
+    doc: str
+    """One line for references and ``help()``."""
+    query: bool
+    """Whether a URL may give it as ``?name=value`` (``False``: the URL's other parts say it)."""
+    name: str = ""
+    """The option's name; :meth:`OptionSet.from_dataclass` fills it from the field."""
+    low: int | None = None
+    """Smallest value allowed (int and duration options)."""
+    high: int | None = None
+    """Largest value allowed, if any."""
+    unit: str = ""
+    """A duration's unit (a key of :data:`DURATION_UNITS`), or free text for an int."""
+    floor: int | None = None
+    """A duration given as a bare number below this is refused as a likely unit mistake."""
+    optional: bool = False
+    """Whether ``None`` is allowed (an empty string in text then means ``None``)."""
+    secret: bool = False
+    """Never shown: repr, display URLs and error messages print ``***`` or nothing."""
+    display: bool | None = None
+    """Whether a display URL shows it when it differs from the default; ``None``: as ``query``."""
+    aliases: tuple[str | Alias, ...] = ()
+    """Other names accepted in URLs, mappings and keywords."""
+    parse: Callable[[str], Any] | None = None
+    """Converts text into a value: required by ``custom`` options, unused by the others."""
+    validate: Callable[[Any], Any] | None = None
+    """A rule of this option alone, after the kind's check; returns the value to keep."""
+
+    def __post_init__(self) -> None:
+        problem = self._declaration_problem()
+        if problem:
+            raise TypeError(f"option {self.name or '(unnamed)'}: {problem}")
+        named = tuple(Alias(a) if isinstance(a, str) else a for a in self.aliases)
+        object.__setattr__(self, "aliases", named)
+
+    def _declaration_problem(self) -> str:
+        if self.kind not in _KINDS:
+            return f"kind must be one of {', '.join(sorted(_KINDS))}, not {self.kind!r}"
+        if not self.doc.strip():
+            return "doc must say what the option is"
+        numeric = self.kind in ("int", "duration")
+        if numeric and self.low is None:
+            return "an int or duration option needs low (its smallest value)"
+        if not numeric and (self.low is not None or self.high is not None):
+            return "only int and duration options take low and high"
+        if self.kind == "duration" and self.unit not in DURATION_UNITS:
+            return f"a duration needs unit, one of {', '.join(DURATION_UNITS)}"
+        if self.floor is not None and self.kind != "duration":
+            return "only duration options take floor"
+        if self.kind == "custom" and self.parse is None:
+            return "a custom option needs parse"
+        return ""
+
+    # -- declaring a dataclass field -----------------------------------------------------
+
+    def field(self, default: _T) -> _T:
+        """Return a dataclass field with ``default`` that carries this option.
+
+        ``port: int = Option(kind="int", low=1, high=65535, query=False, doc="...").field(6379)``
+        """
+        value: _T = dataclasses.field(default=default, metadata={_METADATA_KEY: self})
+        return value
+
+    # -- facts derived from the declaration ----------------------------------------------
+
+    @property
+    def alias_names(self) -> tuple[str, ...]:
+        """The other names this option is accepted under."""
+        return tuple(a.name if isinstance(a, Alias) else a for a in self.aliases)
+
+    @property
+    def shown_in_url(self) -> bool:
+        """Whether a display URL carries this option as a query parameter."""
+        return self.query if self.display is None else self.display
+
+    @property
+    def unit_words(self) -> str:
+        """The unit in words (``milliseconds``), or ``""``."""
+        return _UNIT_WORDS.get(self.unit, self.unit) if self.kind == "duration" else self.unit
+
+    def summary(self) -> str:
+        """Return the option's type, bounds and URL form in a few words (``int, 1 to 65535``)."""
+        if self.kind == "duration":
+            facts = [f"duration in {self.unit_words}"]
+        else:
+            facts = [f"{self.kind} ({self.unit})" if self.unit else self.kind]
+        if self.low is not None:
+            facts.append(
+                f"{self.low} to {self.high}" if self.high is not None else f">= {self.low}"
+            )
+        if self.floor is not None:
+            facts.append(f"a number without unit >= {self.floor}")
+        if self.optional:
+            facts.append("or None")
+        if self.query:
+            facts.append(f"URL ?{self.name}=")
+        if self.aliases:
+            facts.append(f"also {', '.join(self.alias_names)}")
+        return ", ".join(facts)
+
+    # -- values ----------------------------------------------------------------------------
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` if it has this option's type and bounds; else raise ConfigError.
+
+        Strict: text is not converted (see :meth:`convert`). The returned value is
+        the one to keep (``validate`` may normalise it, a list into a tuple, say).
+        """
+        if value is None and self.optional:
+            return None
+        if self.kind in ("int", "duration"):
+            self._check_int(value)
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{self.name} must be a bool, not {type(value).__name__}")
+        elif self.kind == "str":
+            self._check_str(value)
+        return value if self.validate is None else self.validate(value)
+
+    def convert(self, value: Any) -> Any:
+        """Convert ``value`` from a URL, a mapping or a keyword, then :meth:`check` it.
+
+        Text is read by kind (whole numbers, ``true/false/yes/no/on/off/1/0``,
+        durations with or without unit, ``parse`` for custom options; an empty
+        string is ``None`` for an optional option); typed values are kept.
+        """
+        if isinstance(value, str):
+            value = self._from_text(value)
+        elif self.kind == "duration":
+            value = self._duration_from_value(value)
+        return self.check(value)
+
+    def format(self, value: Any) -> str:
+        """Return ``value`` as URL text that :meth:`convert` reads back (``***`` if secret)."""
+        if self.secret:
+            return "***"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if self.kind == "duration" and self.floor is not None and value < self.floor:
+            return f"{value}{self.unit}"
+        return str(value)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _shown(self, value: object) -> str:
+        return "***" if self.secret else repr(value)
+
+    def _check_int(self, value: object) -> None:
+        unit = f" ({self.unit_words})" if self.unit_words else ""
+        if not isinstance(value, int) or isinstance(value, bool):
+            allowed = f"an int{unit} or None" if self.optional else f"an int{unit}"
+            raise ConfigError(f"{self.name} must be {allowed}, not {type(value).__name__}")
+        low, high = self.low, self.high
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                bounds = f"between {low} and {high}"
+            else:
+                bounds = f"at least {low}" if low is not None else f"at most {high}"
+            got = "" if self.secret else f", got {value}"
+            raise ConfigError(f"{self.name} must be {bounds}{unit}{got}")
+
+    def _check_str(self, value: object) -> None:
+        if not isinstance(value, str):
+            allowed = "a str or None" if self.optional else "a str"
+            raise ConfigError(f"{self.name} must be {allowed}, not {type(value).__name__}")
+        if not value:
+            hint = " (use None for none)" if self.optional else ""
+            raise ConfigError(f"{self.name} must not be empty{hint}")
+        if "\x00" in value:
+            got = "" if self.secret else f", got {value!r}"
+            raise ConfigError(f"{self.name} must not contain NUL characters{got}")
+
+    def _from_text(self, text: str) -> Any:
+        if self.optional and not text.strip():
+            return None
+        if self.kind == "int":
+            if not _WHOLE.fullmatch(text.strip()):
+                unit = f" ({self.unit_words})" if self.unit_words else ""
+                raise ConfigError(
+                    f"{self.name} must be a whole number{unit}, got {self._shown(text)}"
+                )
+            return int(text)
+        if self.kind == "bool":
+            lowered = text.strip().lower()
+            if lowered in _TRUE or lowered in _FALSE:
+                return lowered in _TRUE
+            raise ConfigError(
+                f"{self.name} must be true or false (or yes/no, on/off, 1/0), "
+                f"got {self._shown(text)}"
+            )
+        if self.kind == "duration":
+            return self._duration_from_text(text)
+        if self.kind == "custom":
+            assert self.parse is not None  # required by the declaration check
+            return self.parse(text)
+        return text
+
+    def _duration_from_text(self, text: str) -> int:
+        match = _DURATION.fullmatch(text.strip())
+        if match is None or (not match.group(2) and "." in match.group(1)):
+            raise ConfigError(
+                f"{self.name} must be a whole number of {self.unit_words} or a duration "
+                f"with a unit such as 500ms or 2s, got {self._shown(text)}"
+            )
+        number, symbol = match.groups()
+        if not symbol:
+            return self._bare(int(number))
+        scale = DURATION_UNITS.get(symbol.lower())
+        if scale is None:
+            raise ConfigError(
+                f"{self.name}: unknown unit {symbol!r} in {self._shown(text)}; "
+                f"write the duration with {', '.join(DURATION_UNITS)} (500ms, 2s)"
+            )
+        return self._in_unit(Fraction(number) * scale, text)
+
+    def _duration_from_value(self, value: object) -> object:
+        if isinstance(value, timedelta):
+            return self._in_unit(Fraction(value // timedelta(microseconds=1), 1_000_000), value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self._bare(value)
+        return value  # not a duration: check() says what is expected
+
+    def _in_unit(self, seconds: Fraction, given: object) -> int:
+        amount = seconds / DURATION_UNITS[self.unit]
+        if amount.denominator != 1:
+            raise ConfigError(
+                f"{self.name} must be a whole number of {self.unit_words}, got {self._shown(given)}"
+            )
+        return int(amount)
+
+    def _bare(self, number: int) -> int:
+        """Check a duration written without unit against ``floor``."""
+        floor = self.floor
+        if floor is None or number >= floor or (self.low is not None and number < self.low):
+            return number  # below low: check() gives the bounds message
+        unit, words = self.unit, self.unit_words
+        seconds = f"{number}s for {number} seconds, or " if unit != "s" else ""
+        raise ConfigError(
+            f"{self.name} is in {words}: {number} {unit} is below the {floor} {unit} minimum "
+            f"for a number without unit; write {seconds}{number}{unit} if you mean "
+            f"{number} {words}"
+        )
+
+
+class OptionSet:
+    """The options of one driver (or configuration class), by name and by alias."""
+
+    def __init__(
+        self,
+        options: Iterable[Option],
+        *,
+        owner: str,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Gather ``options``; ``owner`` names the driver in messages (``"Redis"``).
+
+        ``defaults`` are the values a display URL leaves out.
+        """
+        self.owner = owner
+        self._options: dict[str, Option] = {}
+        self._names: dict[str, tuple[Option, Alias | None]] = {}
+        self._defaults = dict(defaults or {})
+        specs = list(options)
+        for spec in specs:
+            self._claim(spec.name, spec, None)
+            self._options[spec.name] = spec
+        for spec in specs:
+            for alias in spec.aliases:
+                assert isinstance(alias, Alias)  # normalised by Option.__post_init__
+                self._claim(alias.name, spec, alias)
+
+    def _claim(self, name: str, spec: Option, alias: Alias | None) -> None:
+        if not name:
+            raise TypeError(f"an option of {self.owner} has no name")
+        if name in self._names:
+            raise TypeError(f"{self.owner} declares the option name {name!r} twice")
+        self._names[name] = (spec, alias)
+
+    @classmethod
+    def from_dataclass(cls, datacls: type[Any], *, owner: str) -> OptionSet:
+        """Build the set from a dataclass whose every field is declared with :meth:`Option.field`.
+
+        A field without a declaration is a ``TypeError`` here, when the class's
+        module is imported.
+        """
+        specs: list[Option] = []
+        defaults: dict[str, Any] = {}
+        for spec in dataclasses.fields(datacls):
+            declared = spec.metadata.get(_METADATA_KEY)
+            if not isinstance(declared, Option):
+                raise TypeError(
+                    f"{datacls.__name__}.{spec.name} has no option declaration: "
+                    "declare it as Option(kind=..., doc=..., query=...).field(default)"
+                )
+            specs.append(dataclasses.replace(declared, name=spec.name))
+            defaults[spec.name] = spec.default
+        return cls(specs, owner=owner, defaults=defaults)
+
+    def __iter__(self) -> Iterator[Option]:
+        return iter(self._options.values())
+
+    def __len__(self) -> int:
+        return len(self._options)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._options
+
+    def __getitem__(self, name: str) -> Option:
+        return self._options[name]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The options' own names, in declaration order (aliases left out)."""
+        return tuple(self._options)
+
+    # -- names ---------------------------------------------------------------------------
+
+    def check_names(self, names: Iterable[str]) -> None:
+        """Raise :class:`ConfigError` naming each unknown name, with "did you mean ...?"."""
+        unknown = [name for name in names if name not in self._names]
+        if unknown:
+            raise self._unknown(unknown, "driver option", list(self._names), list(self._options))
+
+    def _unknown(
+        self, names: list[str], what: str, candidates: list[str], valid: list[str], where: str = ""
+    ) -> ConfigError:
+        described = []
+        for name in names:
+            close = difflib.get_close_matches(name, candidates, n=1)
+            described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        plural = "s" if len(names) > 1 else ""
+        return ConfigError(
+            f"unknown {self.owner} {what}{plural} {', '.join(described)}{where}; "
+            f"valid options: {', '.join(valid)}"
+        )
+
+    # -- values ------------------------------------------------------------------------------
+
+    def convert(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Return keyword or mapping ``values`` by option name, converted (aliases resolved).
+
+        The rule is the one of URL query values: ``{"port": "6379"}`` gives ``6379``.
+        """
+        self.check_names(values)
+        converted: dict[str, Any] = {}
+        given_as: dict[str, str] = {}
+        for name, value in values.items():
+            spec, alias = self._names[name]
+            if spec.name in converted:
+                raise ConfigError(
+                    f"{spec.name} is given twice (as {given_as[spec.name]} and {name})"
+                )
+            given_as[spec.name] = name
+            converted[spec.name] = _convert(spec, alias, value)
+        return converted
+
+    def convert_query(self, query: Mapping[str, str], into: dict[str, Any], *, shown: str) -> None:
+        """Convert URL query parameters into ``into``, which holds what the URL's other parts say.
+
+        ``shown`` is the URL with its password masked, for messages. An option
+        already in ``into`` (``/1?db=2``) or not a query option is an error.
+        """
+        for name, text in query.items():
+            entry = self._names.get(name)
+            if entry is None or not entry[0].query:
+                raise self._query_error(name, shown)
+            spec, alias = entry
+            if spec.name in into:
+                raise ConfigError(f"{spec.name} is given twice in {shown!r}")
+            into[spec.name] = _convert(spec, alias, text)
+
+    def _query_error(self, name: str, shown: str) -> ConfigError:
+        valid = sorted(n for spec in self if spec.query for n in (spec.name, *spec.alias_names))
+        if name in self._names:
+            return ConfigError(
+                f"{name} is not a {self.owner} URL query option ({shown!r}): the URL itself "
+                f"says it, or give it as a keyword option; valid options: {', '.join(valid)}"
+            )
+        return self._unknown([name], "URL option", valid, valid, f" in {shown!r}")
+
+    def check_fields(self, instance: object) -> None:
+        """Check every option's attribute of ``instance``, storing the normalised value.
+
+        Meant for a (frozen) dataclass's ``__post_init__``; the cross-field rules
+        stay with the class.
+        """
+        for spec in self:
+            value = getattr(instance, spec.name)
+            checked = spec.check(value)
+            if checked is not value:
+                object.__setattr__(instance, spec.name, checked)
+
+    # -- presenting ----------------------------------------------------------------------------
+
+    def url_query(self, instance: object) -> list[str]:
+        """Return ``name=value`` for each displayed option of ``instance`` off its default."""
+        query: list[str] = []
+        for spec in self:
+            value = getattr(instance, spec.name)
+            if not spec.shown_in_url or value is None:
+                continue
+            if spec.name in self._defaults and value == self._defaults[spec.name]:
+                continue
+            query.append(f"{spec.name}={quote(spec.format(value), safe='/')}")
+        return query
+
+    def masked_repr(self, instance: object) -> str:
+        """Return ``Type(name=value, ...)`` with every secret shown as ``'***'``."""
+        parts = []
+        for spec in self:
+            value = getattr(instance, spec.name)
+            shown = "'***'" if spec.secret and value is not None else repr(value)
+            parts.append(f"{spec.name}={shown}")
+        return f"{type(instance).__name__}({', '.join(parts)})"
+
+    def describe(self) -> str:
+        """Return a reference of every option: name, type and bounds, URL form, doc."""
+        lines = [f"Options of the {self.owner} driver:", ""]
+        lines += [f"- ``{spec.name}`` ({spec.summary()}): {spec.doc}" for spec in self]
+        return "\n".join(lines)
+
+    def document(self, target: type[Any]) -> None:
+        """Append :meth:`describe` to ``target``'s docstring, for ``help()`` and references."""
+        target.__doc__ = f"{inspect.cleandoc(target.__doc__ or '')}\n\n{self.describe()}\n"
+
+
+def _convert(spec: Option, alias: Alias | None, value: Any) -> Any:
+    if alias is not None and alias.parse is not None:
+        value = alias.parse(value)
+    return spec.convert(value)
