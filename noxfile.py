@@ -1,4 +1,4 @@
-"""Sessions: tests (default), lint, typecheck, demo, bench.
+"""Sessions: tests (default), lint, typecheck, generate, demo, bench.
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
@@ -38,10 +38,18 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint and formatting check."""
+    """Ruff (lint and formatting), and the generated sync modules match their async sources."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("python", ".ci/unasync.py", "--check")
+
+
+@nox.session
+def generate(session: nox.Session) -> None:
+    """Write the sync twin of every async source module (see .ci/unasync.py)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("python", ".ci/unasync.py")
 
 
 @nox.session

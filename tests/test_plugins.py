@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,44 @@ def test_a_driver_object_needs_no_registry() -> None:
     c = PevensieCache(EchoDriver())
     assert not c.connected
     assert cache.new(driver=EchoDriver()).driver.__class__ is EchoDriver
+
+
+def test_the_memory_driver_works_from_a_bare_source_tree(tmp_path: Path) -> None:
+    """No installed metadata (a vendored copy): the built-in driver is still found, once."""
+    import shutil
+
+    import pluggy
+
+    import pevensie_cache
+
+    shutil.copytree(Path(pevensie_cache.__file__).parent, tmp_path / "pevensie_cache")
+    shutil.copytree(Path(pluggy.__file__).parent, tmp_path / "pluggy")
+    program = textwrap.dedent(
+        """
+        import sys
+        from importlib.metadata import entry_points
+        assert not list(entry_points(group="pevensie.drivers")), "metadata leaked in"
+        from pevensie_cache import cache
+        c = cache.new().connect()
+        c.set("user", "1", "bare")
+        print(c.get("user", "1"), [(i.name, i.loaded) for i in cache.drivers()])
+        """
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n{program}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bare [('memory', True)]"
+
+
+def test_an_installed_memory_driver_is_listed_once() -> None:
+    assert [info.name for info in cache.drivers()].count("memory") == 1

@@ -52,7 +52,7 @@ class TestClusterConformance(CacheConformance):
     """The whole conformance suite, against the cluster."""
 
     @pytest.fixture
-    def cache(self, cluster_cache: PevensieCache) -> PevensieCache:
+    def cache_under_test(self, cluster_cache: PevensieCache) -> PevensieCache:
         return cluster_cache
 
     @pytest.fixture
@@ -74,7 +74,7 @@ class TestClusterHashTagConformance(CacheConformance):
     """The whole suite again with ``cluster_hash_tag``: every batch is one slot, one command."""
 
     @pytest.fixture
-    def cache(self, redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
+    def cache_under_test(self, redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
         redis_cluster.flush()
         c = cache.from_url(cluster_url(redis_cluster, cluster_hash_tag="true")).connect()
         yield c

@@ -58,7 +58,7 @@ class TestSentinelConformance(CacheConformance):
     """The whole conformance suite, through the sentinels (password-protected data nodes)."""
 
     @pytest.fixture
-    def cache(self, sentinel_cache: PevensieCache) -> PevensieCache:
+    def cache_under_test(self, sentinel_cache: PevensieCache) -> PevensieCache:
         return sentinel_cache
 
     @pytest.fixture

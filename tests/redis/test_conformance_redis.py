@@ -13,7 +13,7 @@ from pevensie_cache.testing import CacheConformance
 
 class TestRedisConformance(CacheConformance):
     @pytest.fixture
-    def cache(self, pevensie_redis_cache: PevensieCache) -> PevensieCache:
+    def cache_under_test(self, pevensie_redis_cache: PevensieCache) -> PevensieCache:
         return pevensie_redis_cache
 
     @pytest.fixture

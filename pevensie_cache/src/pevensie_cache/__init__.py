@@ -13,8 +13,12 @@ plugin authors mark their hook implementations with :data:`hookimpl`.
 from __future__ import annotations
 
 from pevensie_cache import cache
-from pevensie_cache.cache import PevensieCache
-from pevensie_cache.driver import BatchCacheDriver, CacheDriver
+from pevensie_cache.driver import (
+    AsyncBatchCacheDriver,
+    AsyncCacheDriver,
+    BatchCacheDriver,
+    CacheDriver,
+)
 from pevensie_cache.errors import (
     AlreadyConnected,
     ArgumentError,
@@ -28,8 +32,11 @@ from pevensie_cache.errors import (
     NotConnected,
     PevensieCacheError,
 )
+from pevensie_cache.facade import PevensieCache
+from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
 from pevensie_cache.registry import DriverInfo, Register
+from pevensie_cache.threaded import ThreadedAsyncDriver
 from pevensie_cache.urls import mask_url
 
 __all__ = [
@@ -37,6 +44,9 @@ __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
     "ArgumentValueError",
+    "AsyncBatchCacheDriver",
+    "AsyncCacheDriver",
+    "AsyncPevensieCache",
     "BatchCacheDriver",
     "CacheDriver",
     "CacheMiss",
@@ -49,6 +59,7 @@ __all__ = [
     "PevensieCache",
     "PevensieCacheError",
     "Register",
+    "ThreadedAsyncDriver",
     "cache",
     "hookimpl",
     "mask_url",

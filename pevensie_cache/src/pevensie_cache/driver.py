@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["BatchCacheDriver", "CacheDriver"]
+__all__ = [
+    "AsyncBatchCacheDriver",
+    "AsyncCacheDriver",
+    "BatchCacheDriver",
+    "CacheDriver",
+    "is_async_driver",
+]
 
 
 @runtime_checkable
@@ -56,3 +62,54 @@ class BatchCacheDriver(CacheDriver, Protocol):
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """Remove every key; absent keys are not an error."""
+
+
+@runtime_checkable
+class AsyncCacheDriver(Protocol):
+    """The five operations every asynchronous driver provides, as coroutines.
+
+    The same contract as :class:`CacheDriver`, awaited: ``get`` returns
+    ``None`` for a miss, failures are :class:`~pevensie_cache.DriverError`
+    subclasses. A driver object is bound to the event loop it connected on.
+    """
+
+    async def connect(self) -> None:
+        """Open connections or other resources; called once per connect."""
+
+    async def disconnect(self) -> None:
+        """Release everything ``connect`` opened."""
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """Store ``value``; ``ttl_seconds=None`` stores it without expiry, clearing any TTL."""
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """Return the stored value, or ``None`` when absent or expired."""
+
+    async def delete(self, resource_type: str, key: str) -> None:
+        """Remove the value; an absent key is not an error."""
+
+
+@runtime_checkable
+class AsyncBatchCacheDriver(AsyncCacheDriver, Protocol):
+    """An asynchronous driver that also implements the batch operations natively."""
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return the values found, keyed by key; misses are absent."""
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """Store every item with the same TTL semantics as ``set``."""
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """Remove every key; absent keys are not an error."""
+
+
+def is_async_driver(driver: object) -> bool:
+    """Return whether ``driver``'s operations are coroutine functions (an async driver)."""
+    import inspect
+
+    return all(
+        inspect.iscoroutinefunction(getattr(driver, name, None))
+        for name in ("connect", "disconnect", "set", "get", "delete")
+    )

@@ -20,6 +20,7 @@ __all__ = [
     "DriverNotFound",
     "NotConnected",
     "PevensieCacheError",
+    "driver_failure",
 ]
 
 
@@ -84,3 +85,12 @@ class ArgumentTypeError(ArgumentError, TypeError):
 
 class ConfigError(ArgumentValueError):
     """A driver configuration, URL, mapping or option is invalid."""
+
+
+def driver_failure(exc: Exception) -> DriverError:
+    """Return the :class:`DriverError` to raise ``from exc`` for a driver's foreign exception.
+
+    The message names only the exception's type: a foreign exception's text may
+    hold a secret. The exception itself stays reachable as ``__cause__``.
+    """
+    return DriverError(f"the cache driver failed with {type(exc).__name__}")

@@ -30,9 +30,12 @@ from pevensie_cache.urls import mask_url, query_options, url_scheme
 
 __all__ = [
     "OPTIONS",
+    "AsyncMemoryDriver",
     "MemoryDriver",
     "from_url",
+    "from_url_async",
     "new",
+    "new_async",
     "new_cache_driver",
     "register_cache_drivers",
 ]
@@ -197,6 +200,55 @@ class MemoryDriver:
             heapq.heapify(self._deadlines)
 
 
+class AsyncMemoryDriver:
+    """The memory driver's async face: the same store, whose operations never block.
+
+    Each operation runs inline on the event loop (no thread hop): none waits
+    for anything but a lock held for a few dictionary operations.
+    """
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
+        self.store = MemoryDriver(max_entries=max_entries)
+
+    def __repr__(self) -> str:
+        return f"AsyncMemoryDriver(max_entries={self.store.max_entries!r})"
+
+    async def connect(self) -> None:
+        """Start with an empty store."""
+        self.store.connect()
+
+    async def disconnect(self) -> None:
+        """Drop every entry."""
+        self.store.disconnect()
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """Store a value; ``ttl_seconds=None`` clears any earlier TTL."""
+        self.store.set(resource_type, key, value, ttl_seconds)
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """Return the value, or ``None`` when absent or expired."""
+        return self.store.get(resource_type, key)
+
+    async def delete(self, resource_type: str, key: str) -> None:
+        """Remove a value; an absent key is fine."""
+        self.store.delete(resource_type, key)
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return the values found; misses are absent."""
+        return self.store.get_many(resource_type, keys)
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """Store every item as ``set`` would."""
+        self.store.set_many(resource_type, items, ttl_seconds)
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """Remove every key; absent keys are fine."""
+        self.store.delete_many(resource_type, keys)
+
+
 def new_cache_driver(max_entries: int | None = None) -> MemoryDriver:
     """Return a memory driver; ``max_entries`` bounds it with LRU eviction."""
     return MemoryDriver(max_entries=max_entries)
@@ -216,12 +268,26 @@ def from_url(url: str, **options: Any) -> MemoryDriver:
 
     ``options`` replace what the URL says.
     """
+    return MemoryDriver(**_url_fields(url, options))
+
+
+def new_async(**options: Any) -> AsyncMemoryDriver:
+    """Build the memory driver's async face from options by name (``cache.new_async``)."""
+    return AsyncMemoryDriver(**OPTIONS.convert(options))
+
+
+def from_url_async(url: str, **options: Any) -> AsyncMemoryDriver:
+    """Build the memory driver's async face from a ``memory://`` URL."""
+    return AsyncMemoryDriver(**_url_fields(url, options))
+
+
+def _url_fields(url: str, options: dict[str, Any]) -> dict[str, Any]:
     if url_scheme(url) != "memory":
         raise ConfigError("the memory driver takes memory:// URLs")
     fields: dict[str, Any] = {}
     OPTIONS.convert_query(query_options(url), fields, shown=mask_url(url))
     fields.update(OPTIONS.convert(options))
-    return MemoryDriver(**fields)
+    return fields
 
 
 @hookimpl
@@ -231,6 +297,8 @@ def register_cache_drivers(register: Register) -> None:
         "memory",
         new,
         url_factory=from_url,
+        async_factory=new_async,
+        async_url_factory=from_url_async,
         schemes=["memory"],
         description="In-process, thread-safe memory store with TTLs and optional LRU bound.",
     )

@@ -8,8 +8,10 @@ validation or raises while registering is recorded and shown by
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
+from importlib import metadata
 from importlib.metadata import EntryPoint, entry_points
 
 import pluggy
@@ -23,9 +25,21 @@ from pevensie_cache.registry import (
     make_register,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "get_registry", "register_plugin", "reset"]
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "get_registry",
+    "register_plugin",
+    "reset",
+]
 
 ENTRY_POINT_GROUP = "pevensie.drivers"
+
+DISTRIBUTION = "pevensie-cache"
+"""The distribution of the core, which ships the built-in drivers."""
+
+BUILTIN_PLUGINS = {"memory": "pevensie_cache.memory"}
+"""The built-in driver plugins by name, loaded by import path before any entry point."""
 
 logger = logging.getLogger("pevensie_cache.plugins")
 
@@ -75,7 +89,18 @@ def _load() -> Registry:
     manager.add_hookspecs(hookspecs)
     registry = Registry()
     candidates: list[tuple[object, Provider]] = []
+    # The built-in drivers load by import path, so they work from a bare source tree
+    # (no installed metadata); their entry points, when installed, name the same modules.
+    for name, module in BUILTIN_PLUGINS.items():
+        provider = Provider(plugin=name, distribution=DISTRIBUTION, version=_own_version())
+        try:
+            candidates.append((importlib.import_module(module), provider))
+        except Exception as exc:
+            _fail(registry, provider, f"import failed: {type(exc).__name__}: {exc}")
+    builtin = set(BUILTIN_PLUGINS.values())
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_key):
+        if entry_point.value in builtin:
+            continue
         provider = _provider(entry_point)
         try:
             candidates.append((entry_point.load(), provider))
@@ -105,6 +130,13 @@ def _load() -> Registry:
             for spec in staged:
                 registry.add(spec)
     return registry
+
+
+def _own_version() -> str | None:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # a bare source tree
+        return None
 
 
 def _entry_point_key(entry_point: EntryPoint) -> tuple[str, str]:

@@ -6,21 +6,26 @@ handed; duplicate names are remembered as conflicts, never silently overridden.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pevensie_cache.driver import CacheDriver
+from pevensie_cache.driver import AsyncCacheDriver, CacheDriver
 from pevensie_cache.errors import DriverConflict, DriverNotFound
 
 __all__ = [
+    "AsyncDriverFactory",
+    "AsyncUrlDriverFactory",
+    "DriverFactory",
     "DriverInfo",
     "DriverSpec",
     "PluginFailure",
     "Provider",
     "Register",
     "Registry",
+    "UrlDriverFactory",
     "make_register",
 ]
 
@@ -29,6 +34,12 @@ DriverFactory = Callable[..., CacheDriver]
 
 UrlDriverFactory = Callable[..., CacheDriver]
 """Builds a driver from a URL and keyword options: ``url_factory(url, **options)``."""
+
+AsyncDriverFactory = Callable[..., AsyncCacheDriver]
+"""Builds an async driver from keyword options: ``async_factory(**options)``."""
+
+AsyncUrlDriverFactory = Callable[..., AsyncCacheDriver]
+"""Builds an async driver from a URL and keyword options."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
@@ -43,6 +54,8 @@ class Register(Protocol):
         factory: DriverFactory,
         *,
         url_factory: UrlDriverFactory | None = None,
+        async_factory: AsyncDriverFactory | None = None,
+        async_url_factory: AsyncUrlDriverFactory | None = None,
         schemes: Sequence[str] = (),
         description: str = "",
     ) -> None:
@@ -50,8 +63,10 @@ class Register(Protocol):
 
         ``schemes`` are the URL schemes (without ``://``) that select this driver
         in ``cache.from_url``; they need ``url_factory(url, **options)``.
-        Registering must not import the driver's client library: do that inside
-        the factories.
+        ``async_factory`` (and, with schemes, ``async_url_factory``) build the
+        driver's native async face for ``cache.new_async``; without them the
+        async face runs the sync driver in worker threads. Registering must not
+        import the driver's client library: do that inside the factories.
         """
 
 
@@ -80,6 +95,8 @@ class DriverSpec:
     schemes: tuple[str, ...]
     description: str
     provider: Provider
+    async_factory: AsyncDriverFactory | None = None
+    async_url_factory: AsyncUrlDriverFactory | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,8 @@ class DriverInfo:
     description: str
     loaded: bool
     error: str | None = None
+    native_async: bool = False
+    """Whether the driver has its own async face; if not, ``cache.new_async`` runs it in threads."""
 
 
 @dataclass
@@ -185,10 +204,13 @@ def make_register(provider: Provider, sink: Callable[[DriverSpec], None]) -> Reg
         factory: DriverFactory,
         *,
         url_factory: UrlDriverFactory | None = None,
+        async_factory: AsyncDriverFactory | None = None,
+        async_url_factory: AsyncUrlDriverFactory | None = None,
         schemes: Sequence[str] = (),
         description: str = "",
     ) -> None:
-        sink(_make_spec(name, factory, url_factory, schemes, description, provider))
+        spec = _make_spec(name, factory, url_factory, schemes, description, provider)
+        sink(_with_async(spec, async_factory, async_url_factory))
 
     return register
 
@@ -229,6 +251,25 @@ def _make_spec(
     )
 
 
+def _with_async(spec: DriverSpec, async_factory: object, async_url_factory: object) -> DriverSpec:
+    """Add the async factories to ``spec``; a bad pair is the plugin's failure (ValueError)."""
+    if async_factory is not None and not callable(async_factory):
+        raise ValueError(f"driver {spec.name!r}: async_factory is not callable")
+    if async_url_factory is not None and not callable(async_url_factory):
+        raise ValueError(f"driver {spec.name!r}: async_url_factory is not callable")
+    if async_url_factory is not None and async_factory is None:
+        raise ValueError(f"driver {spec.name!r}: async_url_factory needs async_factory")
+    if async_factory is not None and spec.schemes and async_url_factory is None:
+        raise ValueError(
+            f"driver {spec.name!r}: URL schemes with async_factory need async_url_factory"
+        )
+    return dataclasses.replace(
+        spec,
+        async_factory=async_factory,
+        async_url_factory=async_url_factory,
+    )
+
+
 def _add_keyed(
     table: dict[str, DriverSpec],
     conflicts: dict[str, list[DriverSpec]],
@@ -261,4 +302,5 @@ def _info(spec: DriverSpec, error: str | None = None) -> DriverInfo:
         description=spec.description,
         loaded=error is None,
         error=error,
+        native_async=spec.async_factory is not None,
     )

@@ -19,12 +19,15 @@ from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError
 
 __all__ = [
     "check_address",
+    "check_address_once",
     "check_items",
     "check_key",
     "check_keys",
     "check_resource_type",
     "check_ttl",
     "check_value",
+    "plain_address",
+    "plain_write",
 ]
 
 
@@ -135,3 +138,40 @@ def _check_encodable(what: str, text: str) -> None:
         raise ArgumentValueError(
             f"{what} cannot be encoded as UTF-8 (position {exc.start}: lone surrogate?)"
         ) from None
+
+
+_KNOWN_RESOURCE_TYPES: set[str] = set()
+"""Resource types that passed the full checks; an application uses few, so few are kept."""
+_KNOWN_RESOURCE_TYPES_MAX = 1024
+
+
+def plain_address(resource_type: object, key: object) -> bool:
+    """Return whether an address is plainly valid: a known resource type and a non-empty ASCII key.
+
+    The hot path's check; a ``False`` sends the caller to :func:`check_address_once`,
+    which raises the precise error or accepts the unusual but valid case.
+    """
+    return (
+        type(resource_type) is str
+        and resource_type in _KNOWN_RESOURCE_TYPES
+        and type(key) is str
+        and key != ""
+        and key.isascii()
+    )
+
+
+def plain_write(resource_type: object, key: object, value: object, ttl_seconds: object) -> bool:
+    """Return whether a write is plainly valid (see :func:`plain_address`): the common case."""
+    return (
+        plain_address(resource_type, key)
+        and type(value) is str
+        and value.isascii()
+        and (ttl_seconds is None or (type(ttl_seconds) is int and ttl_seconds > 0))
+    )
+
+
+def check_address_once(resource_type: object, key: object) -> None:
+    """Run the full address checks, and remember a resource type that passes as known."""
+    check_address(resource_type, key)
+    if type(resource_type) is str and len(_KNOWN_RESOURCE_TYPES) < _KNOWN_RESOURCE_TYPES_MAX:
+        _KNOWN_RESOURCE_TYPES.add(resource_type)

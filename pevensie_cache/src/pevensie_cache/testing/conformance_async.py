@@ -1,0 +1,477 @@
+"""The conformance suite of the async face: the behaviour every driver must have, awaited.
+
+This module is also the source of the sync suite (``conformance.py``, generated
+by ``.ci/unasync.py``): one set of case definitions for both faces. Subclass
+:class:`AsyncCacheConformance` (or :class:`CacheConformance` for the sync face)
+and override the ``cache_under_test`` fixture (and ``stored_keys`` when the
+store can list its keys); see :mod:`pevensie_cache.testing`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import pytest
+import pytest_asyncio  # unasync: remove
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pevensie_cache.errors import (
+    AlreadyConnected,
+    ArgumentError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    CacheMiss,
+    NotConnected,
+)
+from pevensie_cache.facade_async import AsyncPevensieCache
+from pevensie_cache.primitives_async import run_concurrently, sleep
+from pevensie_cache.testing.cases import (
+    BAD_ADDRESSES,
+    BAD_TTLS,
+    BAD_VALUES,
+    PROPERTY_SETTINGS,
+    TTL_WAIT,
+    StoredKeys,
+    any_key,
+    any_resource_type,
+    any_value,
+    fit,
+    text,
+    with_lone_surrogate,
+)
+
+__all__ = ["AsyncCacheConformance"]
+
+_MIB = 1024 * 1024
+
+
+class AsyncCacheConformance:
+    """Tests every driver passes. Subclass it and override ``cache_under_test``.
+
+    Override ``stored_keys`` too when the store can list its keys (the suite
+    then proves that a rejected call wrote nothing); a store that cannot sets
+    ``observable_layout = False``. A store with smaller limits than the
+    defaults declares them in the class attributes below; the built-in
+    drivers run every case at full size.
+    """
+
+    pytestmark = pytest.mark.asyncio  # unasync: remove
+
+    max_value_bytes: ClassVar[int | None] = None
+    """The largest value the store accepts, in UTF-8 bytes; ``None``: 64 MiB and more."""
+    max_key_bytes: ClassVar[int | None] = None
+    """The longest stored key (``<resource_type>:<key>``) in UTF-8 bytes; ``None``: no limit."""
+    observable_layout: ClassVar[bool] = True
+    """Whether ``stored_keys`` lists the stored keys (as ``<resource_type>:<key>``)."""
+
+    @pytest_asyncio.fixture
+    async def cache_under_test(self) -> AsyncPevensieCache:
+        """Provide a connected cache holding no keys; override in the subclass."""
+        raise NotImplementedError("override the `cache_under_test` fixture")
+
+    @pytest.fixture
+    def stored_keys(self) -> StoredKeys:
+        """Return a callable listing every stored key; override unless the layout is hidden."""
+        if self.observable_layout:
+            raise NotImplementedError(
+                "override the `stored_keys` fixture, or set observable_layout = False"
+            )
+        return lambda: set()
+
+    def _key(self, resource_type: str, key: str) -> str:
+        """``key`` cut so that ``<resource_type>:<key>`` fits ``max_key_bytes``."""
+        if self.max_key_bytes is None:
+            return key
+        room = self.max_key_bytes - len(resource_type.encode()) - 1
+        return fit(key, max(room, 1)) or "k"
+
+    def _size(self, wanted: int) -> int:
+        return wanted if self.max_value_bytes is None else min(wanted, self.max_value_bytes)
+
+    # -- the Gleam suite --------------------------------------------------------------
+
+    async def test_set_then_get_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.set("user", "42", "Ada")
+        assert await cache_under_test.get("user", "42") == "Ada"
+
+    async def test_get_of_absent_key_is_a_miss(self, cache_under_test: AsyncPevensieCache) -> None:
+        with pytest.raises(CacheMiss) as caught:
+            await cache_under_test.get("user", "nobody")
+        assert isinstance(caught.value, KeyError)
+        assert (caught.value.resource_type, caught.value.key) == ("user", "nobody")
+
+    async def test_get_with_default_returns_it_on_a_miss(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        assert await cache_under_test.get("user", "nobody", default=None) is None
+        assert await cache_under_test.get("user", "nobody", default="fallback") == "fallback"
+        await cache_under_test.set("user", "1", "there")
+        assert await cache_under_test.get("user", "1", default="fallback") == "there"
+
+    async def test_set_overwrites(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.set("user", "42", "old")
+        await cache_under_test.set("user", "42", "new")
+        assert await cache_under_test.get("user", "42") == "new"
+
+    async def test_delete_then_get_is_a_miss(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.set("user", "42", "Ada")
+        await cache_under_test.delete("user", "42")
+        with pytest.raises(CacheMiss):
+            await cache_under_test.get("user", "42")
+
+    async def test_delete_of_absent_key_is_fine(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.delete("user", "never-set")
+        with pytest.raises(CacheMiss):
+            await cache_under_test.get("user", "never-set")
+
+    async def test_value_expires_after_its_ttl(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.set("session", "s1", "data", ttl_seconds=1)
+        assert await cache_under_test.get("session", "s1") == "data"
+        await sleep(TTL_WAIT)
+        with pytest.raises(CacheMiss):
+            await cache_under_test.get("session", "s1")
+
+    async def test_a_later_ttl_overrides_an_earlier_one(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set("session", "s1", "data", ttl_seconds=100)
+        await cache_under_test.set("session", "s1", "data", ttl_seconds=1)
+        await sleep(TTL_WAIT)
+        with pytest.raises(CacheMiss):
+            await cache_under_test.get("session", "s1")
+
+    async def test_set_without_ttl_clears_an_earlier_ttl(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set("session", "s1", "first", ttl_seconds=1)
+        await cache_under_test.set("session", "s1", "second")
+        await sleep(TTL_WAIT)
+        assert await cache_under_test.get("session", "s1") == "second"
+
+    # -- addressing and values --------------------------------------------------------
+
+    async def test_resource_types_are_separate_namespaces(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set("user", "1", "a user")
+        await cache_under_test.set("team", "1", "a team")
+        assert await cache_under_test.get("user", "1") == "a user"
+        assert await cache_under_test.get("team", "1") == "a team"
+
+    async def test_keys_may_contain_colons(
+        self, cache_under_test: AsyncPevensieCache, stored_keys: StoredKeys
+    ) -> None:
+        await cache_under_test.set("user", "a:b:c", "colons")
+        assert await cache_under_test.get("user", "a:b:c") == "colons"
+        if self.observable_layout:
+            assert "user:a:b:c" in stored_keys()
+
+    async def test_keys_are_stored_as_resource_type_colon_key(
+        self, cache_under_test: AsyncPevensieCache, stored_keys: StoredKeys
+    ) -> None:
+        if not self.observable_layout:
+            pytest.skip("the store does not show its keys (observable_layout = False)")
+        await cache_under_test.set("user", "42", "Ada")
+        assert stored_keys() == {"user:42"}
+
+    async def test_empty_value_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.set("blob", "empty", "")
+        assert await cache_under_test.get("blob", "empty") == ""
+
+    async def test_unicode_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        value = "Zażółć gęślą jaźń, 日本語, emoji 🐍🎉, combining é, RTL שלום"
+        await cache_under_test.set("ünïcode", "ключ🔑", value)
+        assert await cache_under_test.get("ünïcode", "ключ🔑") == value
+
+    async def test_awkward_text_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        for i, value in enumerate(
+            ["nul\x00inside", "cr\r\nlf", "*3\r\n$3\r\nSET\r\n", "-ERR fake\r\n", " padded ", "\t"]
+        ):
+            await cache_under_test.set("awkward", f"k{i}\x00\r\n", value)
+            assert await cache_under_test.get("awkward", f"k{i}\x00\r\n") == value
+
+    async def test_large_value_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        value = "x" * (self._size(4 * _MIB) - 3) + "end"
+        await cache_under_test.set("blob", "large", value)
+        assert await cache_under_test.get("blob", "large") == value
+
+    async def test_long_key_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        key = self._key("blob", "k" * 10_000)
+        await cache_under_test.set("blob", key, "long key")
+        assert await cache_under_test.get("blob", key) == "long key"
+
+    async def test_64_mib_value_round_trips(self, cache_under_test: AsyncPevensieCache) -> None:
+        size = self._size(64 * _MIB + 3)
+        value = ("0123456789abcdef" * (size // 16 + 1))[: size - 3] + "✓"
+        await cache_under_test.set("blob", "huge", value)
+        assert await cache_under_test.get("blob", "huge") == value
+        await cache_under_test.delete("blob", "huge")
+
+    @PROPERTY_SETTINGS
+    @given(key=text, value=st.text(max_size=2000))
+    async def test_any_text_round_trips(
+        self, cache_under_test: AsyncPevensieCache, key: str, value: str
+    ) -> None:
+        key = self._key("prop", key)
+        await cache_under_test.set("prop", key, value)
+        assert await cache_under_test.get("prop", key) == value
+        await cache_under_test.delete("prop", key)
+        assert await cache_under_test.get("prop", key, default=None) is None
+
+    @PROPERTY_SETTINGS
+    @given(resource_type=any_resource_type, key=any_key, value=any_value)
+    async def test_awkward_text_round_trips_through_every_operation(
+        self,
+        cache_under_test: AsyncPevensieCache,
+        stored_keys: StoredKeys,
+        resource_type: str,
+        key: str,
+        value: str,
+    ) -> None:
+        if self.max_key_bytes is not None:
+            resource_type = fit(resource_type, self.max_key_bytes // 4) or "rt"
+            key = self._key(resource_type, key)[:-1] or "k"  # room for the "2" suffix below
+        before = stored_keys()
+        await cache_under_test.set(resource_type, key, value, ttl_seconds=600)
+        assert await cache_under_test.get(resource_type, key) == value
+        if self.observable_layout:
+            assert f"{resource_type}:{key}" in stored_keys()
+        await cache_under_test.set_many(resource_type, {key: value + "!", key + "2": value})
+        assert await cache_under_test.get_many(resource_type, [key, key + "2", key + "3"]) == {
+            key: value + "!",
+            key + "2": value,
+        }
+        await cache_under_test.delete(resource_type, key)
+        await cache_under_test.delete_many(resource_type, [key + "2"])
+        assert await cache_under_test.get_many(resource_type, [key, key + "2"]) == {}
+        assert stored_keys() == before
+
+    @PROPERTY_SETTINGS
+    @given(where=st.sampled_from(["resource_type", "key", "value"]), bad=with_lone_surrogate)
+    async def test_a_lone_surrogate_anywhere_is_rejected_and_writes_nothing(
+        self, cache_under_test: AsyncPevensieCache, stored_keys: StoredKeys, where: str, bad: str
+    ) -> None:
+        parts = {"resource_type": "rt", "key": "k", "value": "v"}
+        parts[where] = bad
+        resource_type, key, value = parts["resource_type"], parts["key"], parts["value"]
+        before = stored_keys()
+        with pytest.raises(ArgumentValueError):
+            await cache_under_test.set(resource_type, key, value)
+        with pytest.raises(ArgumentValueError):
+            await cache_under_test.set_many(
+                resource_type, {"fine": "ok", key: value}, ttl_seconds=60
+            )
+        if where != "value":
+            with pytest.raises(ArgumentValueError):
+                await cache_under_test.get(resource_type, key)
+            with pytest.raises(ArgumentValueError):
+                await cache_under_test.delete(resource_type, key)
+            with pytest.raises(ArgumentValueError):
+                await cache_under_test.get_many(resource_type, ["fine", key])
+            with pytest.raises(ArgumentValueError):
+                await cache_under_test.delete_many(resource_type, ["fine", key])
+        assert stored_keys() == before
+        assert await cache_under_test.get("rt", "fine", default=None) is None
+
+    # -- bad input changes nothing ----------------------------------------------------
+
+    @pytest.mark.parametrize(("resource_type", "key", "error"), BAD_ADDRESSES)
+    async def test_bad_address_is_rejected_and_writes_nothing(
+        self,
+        cache_under_test: AsyncPevensieCache,
+        stored_keys: StoredKeys,
+        resource_type: Any,
+        key: Any,
+        error: type[ArgumentError],
+    ) -> None:
+        await cache_under_test.set("guard", "g", "kept")
+        before = stored_keys()
+        with pytest.raises(error):
+            await cache_under_test.set(resource_type, key, "value")
+        with pytest.raises(error):
+            await cache_under_test.get(resource_type, key)
+        with pytest.raises(error):
+            await cache_under_test.delete(resource_type, key)
+        assert stored_keys() == before
+        assert await cache_under_test.get("guard", "g") == "kept"
+
+    @pytest.mark.parametrize(("value", "error"), BAD_VALUES)
+    async def test_bad_value_is_rejected_and_writes_nothing(
+        self,
+        cache_under_test: AsyncPevensieCache,
+        stored_keys: StoredKeys,
+        value: Any,
+        error: type[ArgumentError],
+    ) -> None:
+        await cache_under_test.set("user", "1", "kept")
+        before = stored_keys()
+        with pytest.raises(error):
+            await cache_under_test.set("user", "1", value)
+        with pytest.raises(error):
+            await cache_under_test.set("user", "2", value)
+        assert stored_keys() == before
+        assert await cache_under_test.get("user", "1") == "kept"
+        assert await cache_under_test.get("user", "2", default=None) is None
+
+    @pytest.mark.parametrize(("ttl", "error"), BAD_TTLS)
+    async def test_bad_ttl_is_rejected_and_changes_nothing(
+        self,
+        cache_under_test: AsyncPevensieCache,
+        stored_keys: StoredKeys,
+        ttl: Any,
+        error: type[ArgumentError],
+    ) -> None:
+        await cache_under_test.set("user", "1", "kept")
+        before = stored_keys()
+        with pytest.raises(error):
+            await cache_under_test.set("user", "1", "changed", ttl_seconds=ttl)
+        with pytest.raises(error):
+            await cache_under_test.set_many("user", {"2": "new"}, ttl_seconds=ttl)
+        assert stored_keys() == before
+        assert await cache_under_test.get("user", "1") == "kept"
+        assert await cache_under_test.get("user", "2", default=None) is None
+
+    @pytest.mark.parametrize(("resource_type", "key", "error"), BAD_ADDRESSES)
+    async def test_bad_address_is_rejected_by_batch_operations_and_writes_nothing(
+        self,
+        cache_under_test: AsyncPevensieCache,
+        stored_keys: StoredKeys,
+        resource_type: Any,
+        key: Any,
+        error: type[ArgumentError],
+    ) -> None:
+        await cache_under_test.set("guard", "g", "kept")
+        before = stored_keys()
+        with pytest.raises(error):
+            await cache_under_test.set_many(resource_type, {"fine": "value", key: "value"})
+        with pytest.raises(error):
+            await cache_under_test.get_many(resource_type, ["fine", key])
+        with pytest.raises(error):
+            await cache_under_test.delete_many(resource_type, ["guard", key])
+        assert stored_keys() == before
+        assert await cache_under_test.get("guard", "g") == "kept"
+
+    # -- batch operations -------------------------------------------------------------
+
+    async def test_get_many_returns_hits_only(self, cache_under_test: AsyncPevensieCache) -> None:
+        await cache_under_test.set("user", "1", "one")
+        await cache_under_test.set("user", "3", "three")
+        assert await cache_under_test.get_many("user", ["1", "2", "3"]) == {
+            "1": "one",
+            "3": "three",
+        }
+        assert await cache_under_test.get_many("user", []) == {}
+        assert await cache_under_test.get_many("team", ["1"]) == {}
+
+    async def test_set_many_then_get_many_round_trips(
+        self, cache_under_test: AsyncPevensieCache, stored_keys: StoredKeys
+    ) -> None:
+        items = {f"k{i}": f"value {i} ✓" for i in range(250)}
+        await cache_under_test.set_many("bulk", items)
+        assert await cache_under_test.get_many("bulk", list(items)) == items
+        assert await cache_under_test.get("bulk", "k7") == "value 7 ✓"
+        if self.observable_layout:
+            assert stored_keys() == {f"bulk:{key}" for key in items}
+
+    async def test_set_many_with_ttl_expires_every_key(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set_many("bulk", {"a": "1", "b": "2"}, ttl_seconds=1)
+        await cache_under_test.set_many("bulk", {"c": "3"}, ttl_seconds=100)
+        await cache_under_test.set("bulk", "d", "4", ttl_seconds=1)
+        await cache_under_test.set_many("bulk", {"d": "4 again"})
+        await sleep(TTL_WAIT)
+        assert await cache_under_test.get_many("bulk", ["a", "b", "c", "d"]) == {
+            "c": "3",
+            "d": "4 again",
+        }
+
+    async def test_delete_many_removes_every_key(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set_many("bulk", {"a": "1", "b": "2", "c": "3"})
+        await cache_under_test.delete_many("bulk", ["a", "c", "absent"])
+        assert await cache_under_test.get_many("bulk", ["a", "b", "c"]) == {"b": "2"}
+        await cache_under_test.delete_many("bulk", [])
+
+    async def test_one_bad_item_rejects_the_whole_batch(
+        self, cache_under_test: AsyncPevensieCache, stored_keys: StoredKeys
+    ) -> None:
+        before = stored_keys()
+        mixed: Any = {"a": "1", "b": b"2", "c": "3"}
+        with pytest.raises(ArgumentTypeError):
+            await cache_under_test.set_many("bulk", mixed)
+        with pytest.raises(ArgumentValueError):
+            await cache_under_test.set_many("bulk", {"a": "1", "": "2"})
+        with pytest.raises(ArgumentValueError):
+            await cache_under_test.set_many("bad:type", {"a": "1"})
+        with pytest.raises(ArgumentTypeError):
+            await cache_under_test.get_many("bulk", "abc")
+        with pytest.raises(ArgumentTypeError):
+            await cache_under_test.delete_many("bulk", ["a", 1])  # type: ignore[list-item]
+        assert stored_keys() == before
+        assert await cache_under_test.get_many("bulk", ["a", "c"]) == {}
+
+    # -- connection state -------------------------------------------------------------
+
+    async def test_connect_twice_is_already_connected(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        with pytest.raises(AlreadyConnected):
+            await cache_under_test.connect()
+        await cache_under_test.set("user", "1", "still works")
+        assert await cache_under_test.get("user", "1") == "still works"
+
+    async def test_operations_after_disconnect_are_not_connected(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.disconnect()
+        try:
+            for call in (
+                lambda: cache_under_test.set("user", "1", "x"),
+                lambda: cache_under_test.get("user", "1"),
+                lambda: cache_under_test.delete("user", "1"),
+                lambda: cache_under_test.get_many("user", ["1"]),
+                lambda: cache_under_test.set_many("user", {"1": "x"}),
+                lambda: cache_under_test.delete_many("user", ["1"]),
+                cache_under_test.disconnect,
+            ):
+                with pytest.raises(NotConnected):
+                    await call()
+        finally:
+            await cache_under_test.connect()
+        await cache_under_test.set("user", "1", "back")
+        assert await cache_under_test.get("user", "1") == "back"
+
+    async def test_with_on_a_connected_cache_leaves_it_connected(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        async with cache_under_test as same:
+            assert same is cache_under_test
+            await same.set("user", "1", "inside")
+        assert cache_under_test.connected
+        assert await cache_under_test.get("user", "1") == "inside"
+
+    # -- concurrency ------------------------------------------------------------------
+
+    async def test_many_concurrent_callers_each_read_their_own_writes(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        callers, rounds = 8, 150
+
+        async def work(worker: int) -> list[str]:
+            errors: list[str] = []
+            for i in range(rounds):
+                key, value = f"w{worker}-{i % 10}", f"{worker}:{i}"
+                await cache_under_test.set("threads", key, value, ttl_seconds=60 if i % 2 else None)
+                got = await cache_under_test.get("threads", key)
+                if got != value:
+                    errors.append(f"worker {worker} wrote {value!r} but read {got!r}")
+                if i % 7 == 0:
+                    await cache_under_test.delete("threads", key)
+            return errors
+
+        results = await run_concurrently([functools.partial(work, n) for n in range(callers)])
+        assert [error for errors in results for error in errors] == []

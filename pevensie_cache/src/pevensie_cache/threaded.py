@@ -1,0 +1,91 @@
+"""The async face of a driver that has none: its sync operations run in worker threads.
+
+``cache.new_async(driver=...)`` uses :class:`ThreadedAsyncDriver` for a driver
+registered without an ``async_factory`` (``cache.drivers()`` shows
+``native_async=False`` for it). Each call takes one trip to the event loop's
+default executor, so the loop never blocks; a batch is one trip, whatever its
+size. A call whose awaiting task is cancelled still finishes in its thread
+(a thread cannot be interrupted) and its result is dropped. The sync driver
+must be thread-safe, as the sync face already requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+
+from pevensie_cache.driver import BatchCacheDriver, CacheDriver
+
+__all__ = ["ThreadedAsyncDriver"]
+
+
+class ThreadedAsyncDriver:
+    """Wraps a sync driver so the async face can await it (one worker-thread trip per call)."""
+
+    def __init__(self, driver: CacheDriver) -> None:
+        """Wrap ``driver``, a sync driver (``connect``, ``get``, ... as plain methods)."""
+        self.sync_driver = driver
+        self._batch = driver if isinstance(driver, BatchCacheDriver) else None
+
+    def __repr__(self) -> str:
+        return f"ThreadedAsyncDriver({self.sync_driver!r})"
+
+    async def connect(self) -> None:
+        """Connect the sync driver in a worker thread."""
+        await asyncio.to_thread(self.sync_driver.connect)
+
+    async def disconnect(self) -> None:
+        """Disconnect the sync driver in a worker thread."""
+        await asyncio.to_thread(self.sync_driver.disconnect)
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """``set`` in a worker thread."""
+        await asyncio.to_thread(self.sync_driver.set, resource_type, key, value, ttl_seconds)
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """``get`` in a worker thread."""
+        return await asyncio.to_thread(self.sync_driver.get, resource_type, key)
+
+    async def delete(self, resource_type: str, key: str) -> None:
+        """``delete`` in a worker thread."""
+        await asyncio.to_thread(self.sync_driver.delete, resource_type, key)
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """``get_many`` (or one ``get`` per key) in one worker-thread trip."""
+        return await asyncio.to_thread(self._get_many, resource_type, keys)
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """``set_many`` (or one ``set`` per item) in one worker-thread trip."""
+        await asyncio.to_thread(self._set_many, resource_type, items, ttl_seconds)
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """``delete_many`` (or one ``delete`` per key) in one worker-thread trip."""
+        await asyncio.to_thread(self._delete_many, resource_type, keys)
+
+    def _get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        if self._batch is not None:
+            return self._batch.get_many(resource_type, keys)
+        found: dict[str, str] = {}
+        for key in keys:
+            value = self.sync_driver.get(resource_type, key)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def _set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        if self._batch is not None:
+            self._batch.set_many(resource_type, items, ttl_seconds)
+            return
+        for key, value in items.items():
+            self.sync_driver.set(resource_type, key, value, ttl_seconds)
+
+    def _delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        if self._batch is not None:
+            self._batch.delete_many(resource_type, keys)
+            return
+        for key in keys:
+            self.sync_driver.delete(resource_type, key)
