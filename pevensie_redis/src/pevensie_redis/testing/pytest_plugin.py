@@ -17,9 +17,14 @@ Fixtures (all named ``pevensie_*``):
     ``client_key_file`` and ``untrusted_ca_file``; skipped when no binary
     supports TLS (a failure instead when ``PEVENSIE_TEST_REQUIRE_TLS=1``).
 
-The provider (environment URL, container or binary) is chosen once per run and
-named in the report header. Importing this module imports neither redis-py nor
-testcontainers; they are imported when a fixture first needs them.
+The plugin is inert until used: a run in which no test requests one of these
+fixtures prints nothing of ours, contacts no Docker engine and runs no
+process. The provider (environment URL, container or binary) is chosen once,
+when a fixture first needs a server; the terminal summary names the providers
+that started servers. To name the provider in the report header as well, set
+the ini option ``pevensie_redis_report_header = true`` (this repository does);
+that choice is then made at start-up. Importing this module imports neither
+redis-py nor testcontainers; they are imported when a fixture first needs them.
 """
 
 from __future__ import annotations
@@ -68,8 +73,25 @@ def _note_started(config: pytest.Config, server: RedisServer) -> None:
     config.stash.setdefault(_STARTED, Counter())[server.provider] += 1
 
 
+HEADER_INI = "pevensie_redis_report_header"
+"""The ini option that asks for the provider in the report header (off by default)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare the ini option :data:`HEADER_INI`."""
+    parser.addini(
+        HEADER_INI,
+        "name the pevensie-redis test-server provider in the report header "
+        "(chooses it at start-up: may contact a Docker engine and run a server binary)",
+        type="bool",
+        default=False,
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Name the test-server provider chosen for this run."""
+    """Name the test-server provider, when the ini option :data:`HEADER_INI` asks for it."""
+    if not config.getini(HEADER_INI):
+        return []
     choice = _choice(config)
     if isinstance(choice, str):
         return [f"pevensie-redis test server: none available ({choice})"]
