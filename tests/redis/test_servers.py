@@ -26,8 +26,8 @@ from pevensie_redis.testing import (
     start_server,
 )
 from pevensie_redis.testing.binaries import embedded_valkey_server, find_server_binary
-from pevensie_redis.testing.docker_engine import probe_engine
-from pevensie_redis.testing.servers import DEFAULT_IMAGE, IMAGE_ENV_VAR
+from pevensie_redis.testing.container import probe_engine
+from pevensie_redis.testing.providers import DEFAULT_IMAGE, IMAGE_ENV_VAR
 from pevensie_redis.testing.tls import TLSServer
 
 SECRET = "s3ntinel-Pa55word"

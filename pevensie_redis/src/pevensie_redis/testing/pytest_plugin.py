@@ -38,7 +38,8 @@ import pytest
 
 if TYPE_CHECKING:
     from pevensie_cache.cache import PevensieCache
-    from pevensie_redis.testing.servers import ProviderChoice, RedisServer
+    from pevensie_redis.testing.providers import ProviderChoice
+    from pevensie_redis.testing.servers import RedisServer
     from pevensie_redis.testing.tls import TLSMaterial, TLSServer
 
 __all__ = [
@@ -60,7 +61,7 @@ def _choice(config: pytest.Config) -> ProviderChoice | str:
     """Return the provider for this run (or why there is none), decided once."""
     if _CHOICE not in config.stash:
         from pevensie_redis.testing.errors import ServerUnavailable
-        from pevensie_redis.testing.servers import choose_provider
+        from pevensie_redis.testing.providers import choose_provider
 
         try:
             config.stash[_CHOICE] = choose_provider()
@@ -165,7 +166,7 @@ def pevensie_redis_server_factory(request: pytest.FixtureRequest) -> Iterator[Se
     exists.
     """
     from pevensie_redis.testing.errors import ServerUnavailable
-    from pevensie_redis.testing.servers import choose_provider
+    from pevensie_redis.testing.providers import choose_provider
     from pevensie_redis.testing.tls import start_tls_server
 
     started: list[RedisServer] = []
