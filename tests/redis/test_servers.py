@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from pevensie_redis.testing import (
+    ProcessServer,
     RedisServer,
     ServerNotControllable,
     ServerStartError,
@@ -280,6 +281,35 @@ def test_password_never_in_url_or_repr(clean_env: pytest.MonkeyPatch) -> None:
             anonymous.ping()
         with server.client(password=SECRET) as client:
             assert client.ping()
+
+
+def test_a_password_stays_in_the_configuration_file(clean_env: pytest.MonkeyPatch) -> None:
+    server = ProcessServer(find_server_binary(), password=SECRET, name="guarded").start()
+    with server:
+        assert server.pid is not None
+        assert SECRET not in " ".join(psutil.Process(server.pid).cmdline())
+        assert SECRET not in repr(server)
+        assert "guarded" in repr(server)
+        assert SECRET not in server.url
+        with server.client() as client:  # the handle's client sends the password
+            assert client.ping()
+        with pytest.raises(redis.AuthenticationError), server.client(password=None) as anonymous:
+            anonymous.ping()
+
+
+def test_restart_keeps_what_the_server_wrote_to_its_configuration(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # A Sentinel rewrites its data nodes' configuration after a failover; a restarted
+    # node must come back as the server left it, not as first written.
+    with start_server("binary") as server:
+        with server.client() as client:
+            client.config_set("maxmemory", "7mb")
+            client.config_rewrite()
+        server.kill()
+        server.restart()
+        with server.client() as client:
+            assert client.config_get("maxmemory") == {"maxmemory": str(7 * 1024 * 1024)}
 
 
 # -- env provider ---------------------------------------------------------------

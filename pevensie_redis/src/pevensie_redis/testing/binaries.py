@@ -1,7 +1,7 @@
 """Find a Redis-compatible server binary, pick a free loopback port, spawn a server process.
 
-These helpers are public so other test helpers (for example a cluster of
-servers) can reuse them:
+:class:`~pevensie_redis.testing.process.ProcessServer` builds on them; they are
+public for helpers that need only a part:
 
 >>> binary = find_server_binary()                       # doctest: +SKIP
 >>> port = free_port()                                  # doctest: +SKIP
