@@ -2,7 +2,9 @@
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
-pyproject.toml's dependency groups.
+pyproject.toml's dependency groups; tests, typecheck and bench add the
+development-only support package in tests/support (Cluster and Sentinel
+topologies).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 PACKAGES = ["./pevensie_cache", "./pevensie_redis[hiredis]"]
 PLUGIN_FIXTURES = sorted(str(p) for p in (ROOT / "tests" / "plugins").iterdir() if p.is_dir())
+# Development-only support (Cluster and Sentinel topologies) for the tests and benchmarks.
+TEST_SUPPORT = "./tests/support"
 
 
 def _install(session: nox.Session, *groups: str) -> None:
@@ -32,7 +36,7 @@ def tests(session: nox.Session) -> None:
     _install(session, "test")
     # Small plugin distributions (a good one, a broken one, a duplicate) installed
     # for real, so plugin discovery is tested through genuine entry points.
-    session.install(*PLUGIN_FIXTURES)
+    session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
     session.run("pytest", *session.posargs)
 
 
@@ -54,10 +58,15 @@ def generate(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy --strict on both packages."""
+    """Mypy --strict on both packages and the test-support package."""
     _install(session, "typecheck", "test")
+    session.install(TEST_SUPPORT)
     session.run(
-        "mypy", "--strict", "pevensie_cache/src/pevensie_cache", "pevensie_redis/src/pevensie_redis"
+        "mypy",
+        "--strict",
+        "pevensie_cache/src/pevensie_cache",
+        "pevensie_redis/src/pevensie_redis",
+        "tests/support/src/pevensie_test_support",
     )
 
 
@@ -72,6 +81,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The side-by-side benchmark, then its cluster rows (pass --quick for the CI smoke run)."""
     _install(session, "test", "bench")
+    session.install(TEST_SUPPORT)
     session.run("python", "benchmarks/run.py", *session.posargs)
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/cluster_bench.py", *quick)

@@ -2,9 +2,9 @@
 
 Run directly (``python benchmarks/cluster_bench.py [--quick] [--rounds N] [--seconds S]``)
 or from the main runner. It starts its own 3-primary / 3-replica cluster on
-loopback (``pevensie_redis.testing.cluster``), and runs every contender in this
-one process in interleaved rounds (the order rotates every round), as the
-single-server benchmark does. Contenders:
+loopback (``pevensie_test_support``, the development package in ``tests/support``),
+and runs every contender in this one process in interleaved rounds (the order
+rotates every round), as the single-server benchmark does. Contenders:
 
 - ``raw RedisCluster``: ``get``/``set(ex=)``/``delete``; ``mget_nonatomic`` for
   batch reads (a plain MGET of keys in several slots is refused with CROSSSLOT);
@@ -35,7 +35,7 @@ from contenders import RESOURCE, TTL, VALUE  # the single-server benchmark's wor
 from redis.cluster import RedisCluster
 
 from pevensie_cache import PevensieCache, cache
-from pevensie_redis.testing.cluster import LocalCluster, start_cluster
+from pevensie_test_support import LocalCluster, start_cluster
 
 HERE = Path(__file__).resolve().parent
 BATCH = 100

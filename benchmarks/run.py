@@ -480,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
                 contender.close()
             except Exception as exc:
                 print(f"closing {contender.name} failed: {exc!r}", file=sys.stderr)
-        server.cleanup()
+        server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

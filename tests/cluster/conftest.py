@@ -13,10 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from pevensie_redis.testing.cluster import LocalCluster, TopologyError, start_cluster
-from pevensie_redis.testing.errors import ServerUnavailable, TLSUnavailable
-from pevensie_redis.testing.sentinel import LocalSentinel, start_sentinel
-from pevensie_redis.testing.tls import TLSMaterial, make_tls_material
+from pevensie_redis.testing import ServerUnavailable, TLSMaterial, TLSUnavailable, make_tls_material
+from pevensie_test_support import (
+    LocalCluster,
+    LocalSentinel,
+    TopologyError,
+    start_cluster,
+    start_sentinel,
+)
 
 PASSWORD = "cluster-test-secret"  # a throwaway password for throwaway servers
 

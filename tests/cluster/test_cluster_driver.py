@@ -23,8 +23,8 @@ from pevensie_redis import (
     RedisTimeoutError,
 )
 from pevensie_redis.cluster import RedisClusterDriver
-from pevensie_redis.testing.cluster import LocalCluster, wait_until
-from pevensie_redis.testing.tls import TLSMaterial
+from pevensie_redis.testing import TLSMaterial
+from pevensie_test_support import LocalCluster, wait_until
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must serve again after a primary dies.

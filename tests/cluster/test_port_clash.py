@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pevensie_redis.testing.cluster import TopologyError, retry_on_port_clash
+from pevensie_test_support import TopologyError, retry_on_port_clash
 
 
 def test_a_port_clash_is_retried_until_a_start_succeeds() -> None:

@@ -20,8 +20,8 @@ from pevensie_redis import (
 )
 from pevensie_redis.sentinel import RedisSentinelDriver
 from pevensie_redis.testing.binaries import free_port
-from pevensie_redis.testing.sentinel import LocalSentinel
 from pevensie_redis.testing.tls import TLSMaterial
+from pevensie_test_support import LocalSentinel
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must write and read again after the primary dies.

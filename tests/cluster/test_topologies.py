@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pevensie_redis.testing.cluster import LocalCluster
-from pevensie_redis.testing.sentinel import LocalSentinel
+from pevensie_test_support import LocalCluster, LocalSentinel
 
 
 def test_cluster_has_three_primaries_each_with_a_replica(redis_cluster: LocalCluster) -> None:

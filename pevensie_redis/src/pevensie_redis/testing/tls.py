@@ -24,7 +24,7 @@ from pevensie_redis.testing.binaries import (
     find_server_binary,
 )
 from pevensie_redis.testing.errors import ServerStartError, ServerUnavailable, TLSUnavailable
-from pevensie_redis.testing.servers import ProcessServer
+from pevensie_redis.testing.process import ProcessServer
 
 __all__ = [
     "TLS_BINARY_ENV_VAR",
@@ -33,6 +33,7 @@ __all__ = [
     "find_tls_binaries",
     "make_tls_material",
     "start_tls_server",
+    "tls_settings",
 ]
 
 TLS_BINARY_ENV_VAR = "PEVENSIE_TEST_REDIS_TLS_BINARY"
@@ -110,11 +111,30 @@ def make_tls_material(
     return material
 
 
+def tls_settings(material: TLSMaterial, port: int) -> list[tuple[str, str]]:
+    """Return the settings of a server that speaks only TLS on ``port``.
+
+    The plain port is closed; the server presents the certificate of
+    ``material`` and accepts client certificates signed by its CA (presenting
+    none is allowed: ``tls-auth-clients optional``).
+    """
+    return [
+        ("port", "0"),
+        ("tls-port", str(port)),
+        ("tls-cert-file", str(material.server_cert_file)),
+        ("tls-key-file", str(material.server_key_file)),
+        ("tls-ca-cert-file", str(material.ca_file)),
+        ("tls-auth-clients", "optional"),
+    ]
+
+
 class TLSServer(ProcessServer):
     """A server that speaks only TLS on its port (``rediss://127.0.0.1:PORT/0``).
 
     Clients may present a certificate signed by the test CA; presenting none is
-    allowed (``--tls-auth-clients optional``).
+    allowed (``tls-auth-clients optional``). Keyword ``options`` are those of
+    :class:`~pevensie_redis.testing.process.ProcessServer` (``port``,
+    ``settings``, ``password``...).
     """
 
     scheme = "rediss"
@@ -126,8 +146,9 @@ class TLSServer(ProcessServer):
         args: Sequence[str] = (),
         *,
         owns_material: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(binary, args)
+        super().__init__(binary, args, **options)
         self.provider = f"{binary.describe()} with TLS"
         self.material = material
         self._owns_material = owns_material
@@ -152,24 +173,9 @@ class TLSServer(ProcessServer):
         """A CA that did not sign the server's certificate (for negative tests)."""
         return self.material.untrusted_ca_file
 
-    def server_args(self) -> list[str]:
-        """Return the base arguments with TLS on the port and plain TCP off."""
-        material = self.material
-        return [
-            *super().server_args(),
-            "--port",
-            "0",
-            "--tls-port",
-            str(self.port),
-            "--tls-cert-file",
-            str(material.server_cert_file),
-            "--tls-key-file",
-            str(material.server_key_file),
-            "--tls-ca-cert-file",
-            str(material.ca_file),
-            "--tls-auth-clients",
-            "optional",
-        ]
+    def server_settings(self) -> list[tuple[str, str]]:
+        """Return the settings of a plain server, then :func:`tls_settings` (TLS only)."""
+        return [*super().server_settings(), *tls_settings(self.material, self.port)]
 
     def client_options(self) -> dict[str, Any]:
         """Return redis-py options for a verified TLS connection with the client certificate."""

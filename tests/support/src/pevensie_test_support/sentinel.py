@@ -3,16 +3,15 @@
 :func:`start_sentinel` starts one primary, one replica (``replicaof`` the
 primary) and three sentinels that monitor the primary under one service name
 with a quorum of 2, each process on a free ``127.0.0.1`` port in its own
-temporary directory, and waits until every sentinel knows the replica and the
-two other sentinels, so that a failover can happen. The returned
-:class:`LocalSentinel` kills the primary by PID and waits for the sentinels
-to promote the replica; :meth:`LocalSentinel.stop` kills every process by
-PID, and a finalizer does the same at interpreter exit.
+directory, and waits until every sentinel knows the replica and the two other
+sentinels, so that a failover can happen. The returned :class:`LocalSentinel`
+kills the primary by PID and waits for the sentinels to promote the replica;
+:meth:`LocalSentinel.stop` kills every process by PID, and a finalizer does
+the same at interpreter exit.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass, field
@@ -21,40 +20,30 @@ from typing import Any
 
 import redis
 
-from pevensie_redis.testing.binaries import find_server_binary, free_port
-from pevensie_redis.testing.cluster import (
+from pevensie_redis.testing import ProcessServer, TLSMaterial, find_server_binary
+from pevensie_test_support.nodes import (
     HOST,
-    NodeProcess,
     TopologyError,
-    base_settings,
-    find_tls_cluster_binaries,
+    find_tls_binaries_with_cli,
+    new_node,
     retry_on_port_clash,
     start_nodes,
-    tls_client_options,
-    tls_settings,
+    stop_nodes,
     wait_until,
-    write_config,
 )
-from pevensie_redis.testing.tls import TLSMaterial
 
-__all__ = ["LocalSentinel", "start_sentinel"]
+__all__ = ["SERVICE_NAME", "LocalSentinel", "start_sentinel"]
 
 SERVICE_NAME = "pevensie"
-
-
-def _kill_all(nodes: list[NodeProcess], directory: str) -> None:
-    for node in nodes:
-        node.kill()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass(eq=False)
 class LocalSentinel:
     """A running primary, replica and three sentinels, built by :func:`start_sentinel`."""
 
-    primary: NodeProcess
-    replica: NodeProcess
-    sentinel_nodes: list[NodeProcess]
+    primary: ProcessServer
+    replica: ProcessServer
+    sentinel_nodes: list[ProcessServer]
     service_name: str
     directory: str
     password: str | None = field(default=None, repr=False)
@@ -63,7 +52,7 @@ class LocalSentinel:
     def __post_init__(self) -> None:
         # Runs stop() at interpreter exit too (weakref.finalize registers with atexit).
         self._finalizer = weakref.finalize(
-            self, _kill_all, [self.primary, self.replica, *self.sentinel_nodes], self.directory
+            self, stop_nodes, [self.primary, self.replica, *self.sentinel_nodes], self.directory
         )
 
     def __enter__(self) -> LocalSentinel:
@@ -78,14 +67,14 @@ class LocalSentinel:
         return [node.address for node in self.sentinel_nodes]
 
     @property
-    def data_nodes(self) -> list[NodeProcess]:
+    def data_nodes(self) -> list[ProcessServer]:
         """The two data nodes, first the one that started as primary."""
         return [self.primary, self.replica]
 
     def reported_primary(self) -> tuple[str, int] | None:
         """Return the primary's address as the first answering sentinel reports it."""
         for node in self.sentinel_nodes:
-            if not node.alive:
+            if not node.is_running():
                 continue
             try:
                 with node.client() as client:
@@ -98,7 +87,7 @@ class LocalSentinel:
                 return str(answer[0]), int(answer[1])
         return None
 
-    def current_primary(self) -> NodeProcess:
+    def current_primary(self) -> ProcessServer:
         """Return the data node the sentinels currently report as primary."""
         address = self.reported_primary()
         for node in self.data_nodes:
@@ -106,19 +95,19 @@ class LocalSentinel:
                 return node
         raise TopologyError(f"the sentinels report no known primary ({address})")
 
-    def kill_primary(self) -> NodeProcess:
+    def kill_primary(self) -> ProcessServer:
         """Kill the current primary by PID (SIGKILL) and return it."""
         node = self.current_primary()
         node.kill()
         return node
 
-    def wait_for_failover(self, old: NodeProcess, timeout: float = 30.0) -> NodeProcess:
+    def wait_for_failover(self, old: ProcessServer, timeout: float = 30.0) -> ProcessServer:
         """Wait until the sentinels report a primary other than ``old`` that says it is one."""
-        promoted: list[NodeProcess] = []
+        promoted: list[ProcessServer] = []
 
         def failed_over() -> bool:
             node = self.current_primary()
-            if node is old or not node.alive:
+            if node is old or not node.is_running():
                 return False
             with node.client() as client:
                 if client.execute_command("ROLE")[0] != "master":
@@ -129,9 +118,9 @@ class LocalSentinel:
         wait_until(failed_over, timeout, f"the sentinels to replace {old.name}")
         return promoted[0]
 
-    def restart(self, node: NodeProcess, timeout: float = 15.0) -> None:
+    def restart(self, node: ProcessServer) -> None:
         """Start a killed data node again; the sentinels turn it into a replica."""
-        start_nodes([node], timeout)
+        node.restart()
 
     def stop(self) -> None:
         """Kill every process by PID and remove their directories."""
@@ -139,7 +128,7 @@ class LocalSentinel:
             self._finalizer()
 
 
-def _replica_attached(replica: NodeProcess) -> bool:
+def _replica_attached(replica: ProcessServer) -> bool:
     with replica.client() as client:
         return bool(client.info("replication").get("master_link_status") == "up")
 
@@ -163,7 +152,6 @@ def start_sentinel(
     password: str | None = None,
     tls: TLSMaterial | None = None,
     timeout: float = 30.0,
-    binaries: tuple[str, str] | None = None,
 ) -> LocalSentinel:
     """Start a primary, a replica and three sentinels monitoring them as ``service_name``.
 
@@ -182,7 +170,6 @@ def start_sentinel(
             password=password,
             tls=tls,
             timeout=timeout,
-            binaries=binaries,
         )
     )
 
@@ -195,40 +182,24 @@ def _start_sentinel_once(
     password: str | None,
     tls: TLSMaterial | None,
     timeout: float,
-    binaries: tuple[str, str] | None,
 ) -> LocalSentinel:
-    if binaries:
-        server = binaries[0]
-    elif tls:
-        server = find_tls_cluster_binaries()[0]
-    else:
-        server = find_server_binary().path
-    tls_options = tls_client_options(tls) if tls else {}
+    binary = find_tls_binaries_with_cli()[0] if tls else find_server_binary()
     directory = tempfile.mkdtemp(prefix="pevensie-sentinel-")
 
-    def node(name: str, extra: list[tuple[str, str]], sentinel: bool = False) -> NodeProcess:
-        port = free_port()
-        node_dir = Path(directory) / name
-        node_dir.mkdir()
-        settings = base_settings(node_dir, port, None if sentinel else password)
-        if sentinel:
-            keep = ("port", "bind", "dir", "daemonize")
-            settings = [(name, value) for name, value in settings if name in keep]
-        if tls:
-            settings += tls_settings(tls, port, cluster=False)
-        write_config(node_dir / "node.conf", [*settings, *extra])
-        argv = [server, str(node_dir / "node.conf"), *(["--sentinel"] if sentinel else [])]
-        return NodeProcess(
+    def data_node(name: str, settings: list[tuple[str, str]]) -> ProcessServer:
+        settings = [("repl-diskless-sync-delay", "0"), *settings]  # a replica syncs at once
+        return new_node(
+            binary,
             name,
-            port,
-            node_dir,
-            argv,
-            None if sentinel else password,
-            client_options=tls_options,
+            Path(directory),
+            settings=settings,
+            password=password,
+            tls=tls,
+            timeout=timeout,
         )
 
-    primary = node("primary", [])
-    replica = node("replica", [("replicaof", f"{HOST} {primary.port}")])
+    primary = data_node("primary", [])
+    replica = data_node("replica", [("replicaof", f"{HOST} {primary.port}")])
     monitor = [
         ("sentinel monitor", f"{service_name} {HOST} {primary.port} 2"),
         ("sentinel down-after-milliseconds", f"{service_name} {down_after_ms}"),
@@ -237,16 +208,27 @@ def _start_sentinel_once(
     ]
     if password is not None:
         monitor.append(("sentinel auth-pass", f"{service_name} {password}"))
-    sentinels = [node(f"sentinel{index}", monitor, sentinel=True) for index in range(3)]
+    sentinels = [
+        new_node(
+            binary,
+            f"sentinel{index}",
+            Path(directory),
+            settings=monitor,
+            args=["--sentinel"],
+            tls=tls,
+            timeout=timeout,
+        )
+        for index in range(3)
+    ]
     topology = LocalSentinel(primary, replica, sentinels, service_name, directory, password)
     try:
-        start_nodes([primary, replica], timeout)
+        start_nodes([primary, replica])
         # Sentinels learn of replicas from the primary's INFO, which they poll only
         # every 10 s: start them once the replica is attached, so the first poll sees it.
         wait_until(
             lambda: _replica_attached(replica), timeout, "the replica to sync with the primary"
         )
-        start_nodes(sentinels, timeout)
+        start_nodes(sentinels)
         wait_until(
             lambda: _sentinels_ready(topology),
             timeout,
