@@ -1,0 +1,134 @@
+"""Imports run one way: no module of either package imports, even for type checking, a
+module that imports it back.
+
+The imports are read from the source (``ast``), so ``if TYPE_CHECKING:`` blocks
+and imports inside functions count as much as those at the top.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import pevensie_cache
+import pevensie_redis
+
+PACKAGES = [pevensie_cache, pevensie_redis]
+
+
+def module_name(package_root: Path, path: Path, package: str) -> str:
+    parts = [package, *path.relative_to(package_root).with_suffix("").parts]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
+    """Every module of ``known`` that the file at ``path`` (module ``name``) imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for target in targets:
+            # The deepest known module the import names (``a.b.c`` -> ``a.b`` when only it exists).
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph(package: object) -> dict[str, set[str]]:
+    root = Path(package.__file__).parent  # type: ignore[attr-defined]
+    top = package.__name__  # type: ignore[attr-defined]
+    files = {module_name(root, path, top): path for path in root.rglob("*.py")}
+    known = set(files)
+    return {name: imported_modules(path, name, known) for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """Return one import cycle as a list of modules, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for target in sorted(graph.get(name, ())):
+            # A package's __init__ importing its own submodules is how packages work.
+            if name == target.rpartition(".")[0] and name in graph:
+                continue
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            cycle = visit(name)
+            if cycle:
+                return cycle
+    return None
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_no_import_cycle(package: object) -> None:
+    cycle = find_cycle(import_graph(package))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_cycle_hidden_under_type_checking(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high import X\n"
+    )
+    (package / "high.py").write_text("from pkg import low\nX = 1\n")
+    graph = {module_name(package, path, "pkg"): path for path in package.rglob("*.py")}
+    edges = {name: imported_modules(path, name, set(graph)) for name, path in graph.items()}
+    assert find_cycle(edges) in (
+        ["pkg.high", "pkg.low", "pkg.high"],
+        ["pkg.low", "pkg.high", "pkg.low"],
+    )
+
+
+def test_the_redis_modules_import_each_other_only_downwards() -> None:
+    """The layers of pevensie_redis: wire format, errors, pools, I/O, drivers, mode choice."""
+    layers = [
+        {"pevensie_redis.wire"},
+        {"pevensie_redis.config", "pevensie_redis.errors", "pevensie_redis.compat"},
+        {"pevensie_redis.pool"},
+        {"pevensie_redis.channel"},
+        {"pevensie_redis.driver", "pevensie_redis.cluster"},
+        {"pevensie_redis.sentinel"},
+        {"pevensie_redis.modes"},
+        {"pevensie_redis.plugin"},
+    ]
+    rank = {name: index for index, layer in enumerate(layers) for name in layer}
+    graph = import_graph(pevensie_redis)
+    upward = [
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if name in rank
+        for target in targets
+        if target in rank and rank[target] > rank[name]
+    ]
+    assert upward == []
