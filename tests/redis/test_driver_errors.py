@@ -153,8 +153,15 @@ def test_map_error_sorts_redis_py_exceptions() -> None:
         map_error(rx.AuthenticationError("invalid password"), "GET"), RedisAuthenticationError
     )
     assert isinstance(map_error(PoolWaitTimeout("busy"), "GET"), RedisPoolExhausted)
-    oom = map_error(rx.OutOfMemoryError("command not allowed", status_code="OOM"), "SET")
+    # redis-py strips the code of the reply "OOM command not allowed"; from 7.2 on it
+    # keeps it as status_code, before that only the exception class tells it.
+    oom = map_error(rx.OutOfMemoryError("command not allowed"), "SET")
     assert isinstance(oom, RedisServerError)
     assert oom.server_message == "OOM command not allowed"
+    noperm = map_error(rx.NoPermissionError("this user has no permissions"), "SET")
+    assert "NOPERM this user has no permissions" in str(noperm)
+    plain = map_error(rx.ResponseError("ERR unknown command 'FOO'"), "FOO")
+    assert isinstance(plain, RedisServerError)
+    assert plain.server_message == "ERR unknown command 'FOO'"
     other = map_error(rx.DataError("bad"), "SET")
     assert type(other) is RedisDriverError

@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (
@@ -48,7 +47,6 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
-from redis.retry import Retry
 
 from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
@@ -464,11 +462,12 @@ def cluster_options(config: RedisConfig) -> dict[str, Any]:
         options.pop(name, None)
     host = f"[{config.host}]" if ":" in config.host else config.host
     scheme = "rediss" if config.tls else "redis"
-    # The URL form makes RedisCluster build each node's pool from connection_pool_class.
+    # The URL form makes RedisCluster build each node's pool from connection_pool_class;
+    # the options so far are the node pools' own.
+    options["connection_pool_class"] = compat.node_pool_factory(ClusterNodePool, options)
     options["url"] = f"{scheme}://{host}:{config.port}"
-    options["connection_pool_class"] = ClusterNodePool
     options["startup_nodes"] = [ClusterNode(config.host, config.port)]  # type: ignore[no-untyped-call]
-    options["retry"] = Retry(ExponentialBackoff(), config.retries)
+    options.update(compat.cluster_retry(config.retries))
     # A cache serves the slots it can reach rather than refusing everything.
     options["require_full_coverage"] = False
     return options

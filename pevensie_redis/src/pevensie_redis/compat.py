@@ -2,45 +2,119 @@
 
 The driver builds on redis-py's public classes (connections, pools, ``Retry``,
 ``RedisCluster``, ``Sentinel``) and reaches past their public API only here.
-Each function names the attribute or method it relies on. All of them were
-checked against the oldest and newest release of every supported redis-py
-line (5.0, 5.3, 6.0, 6.4, 7.0, 7.4, 8.0, 8.1), with and without hiredis, by
-``nox -s compat``.
+The supported range is redis-py 5.0 to 8.x (``redis>=5.0,<9``). Each entry
+below names what it relies on and where releases differ; every entry was
+checked against 5.0.0, 5.3.1, 6.0.0, 6.4.0, 7.0.0, 7.4.1, 8.0.0 and 8.1.0,
+each with and without hiredis, by ``nox -s compat`` (which runs the driver's
+single-server, Cluster, Sentinel, TLS, Unix-socket and reliability tests on
+each of them).
 
-- ``Connection._sock``: the socket, ``None`` while disconnected (all lines).
-- ``Connection.retry``: the connection's own ``Retry``, swapped for one
-  connect attempt by :func:`connect_once` (all lines).
+Connections:
+
+- ``Connection._sock``: the socket, ``None`` while disconnected (all releases).
+- ``Connection.retry``: the connection's own ``Retry``. :func:`connect_once`
+  swaps it for one connect attempt; :func:`connect` runs the attempts under
+  it (all releases). Releases differ in what their ``connect()`` retries:
+  before 7.4 only the TCP connect, and before 7.0 not even a refused one
+  (a raw ``OSError`` is not among the retried errors), while 7.4 and newer
+  retry connect and handshake together. :func:`connect` gives every release
+  the newer behaviour.
+- ``Connection.on_connect()``, ``health_check_interval``,
+  ``next_health_check``: redis-py 5's handshake sends ``CLIENT SETINFO``,
+  ``CLIENT SETNAME`` and ``SELECT`` with a health check, which PINGs a
+  connection whose check is due (a new one always is), reconnects when the
+  PING fails, and so handshakes again: against a stalled server that recursion
+  never ends. 6.0 and newer send the handshake without health checks;
+  :func:`connection_class` gives redis-py 5 the same (its ``on_connect`` with
+  ``health_check_interval`` at 0, then the next check scheduled as a
+  handshake reply would, on 5's clock, ``time.time()``).
 - ``Connection.should_reconnect()``: RedisCluster's mark that a connection
   must reconnect after a topology change (7.0 and newer; absent before, where
   nothing marks connections).
+
+Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
+
+- ``ConnectionPool._checkpid()``, ``pid`` and ``reset()``: the fork check,
+  which calls ``reset()`` in a child process; ``reset()`` also runs from
+  ``__init__`` (all releases).
+- ``BlockingConnectionPool.pool``: its LIFO queue of ``max_connections``
+  slots, each a connection or ``None`` for one not made yet, rebuilt by
+  ``reset()`` (all releases; 8.1's ``reset()`` and ``__del__`` read its
+  ``queue`` too).
+- ``disconnect(inuse_connections=...)``: how redis-py asks a pool to drop its
+  connections: Sentinel's pool proxy after the primary's address changed (all
+  releases), RedisCluster's ``disconnect_free_connections()`` after a
+  topology change (7.0 and newer).
+- ``SentinelConnectionPool.owns_connection()``: whether a connection still
+  points at the primary the pool last connected to (all releases).
+
+Cluster:
+
 - ``RedisCluster.nodes_manager.slots_cache`` / ``nodes_cache``: the slot map
   and the known nodes, read (never written) to route a key to its node (all
-  lines).
-- ``ConnectionPool._checkpid()`` / ``pool`` / ``pid``: the pool's fork check
-  and its LIFO queue of slots, used by :class:`~pevensie_redis.pool.CachePool`
-  (all lines).
+  releases).
+- ``redis.cluster.REDIS_ALLOWED_KEYS``: the options RedisCluster passes on to
+  each node's ``connection_pool_class`` (which it calls with them); it drops
+  the others. Before 7.0 it drops ``timeout`` (the wait for a free pooled
+  connection, then 20 s), before 6.4 ``ssl_check_hostname``:
+  :func:`node_pool_factory` hands them to the node pools itself.
+- ``RedisCluster(retry=...)`` / ``cluster_error_retry_attempts``: from 6.0 on
+  (``retry`` in ``redis.cluster.KWARGS_DISABLED_KEYS``), ``retry`` sets how
+  often RedisCluster retries a command and node connections never retry on
+  their own; redis-py 5 gives ``retry`` to every node connection instead and
+  retries ``cluster_error_retry_attempts`` times (3 by default).
+  :func:`cluster_retry` asks each release for the same thing.
+
+Errors:
+
+- The reply parser's ``EXCEPTION_CLASSES`` (``redis._parsers.BaseParser``,
+  and redis-py 5's ``redis.cluster.ClusterParser``): the error codes
+  (``OOM``, ``NOSCRIPT``, ``READONLY``...) that redis-py strips from an error
+  reply and turns into an exception class. Releases from 7.2 on keep the
+  stripped code as ``status_code``; :func:`error_code` finds it for the older
+  ones from the exception's class.
 
 Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
 """
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Callable
 from typing import Any
 
-from redis.backoff import NoBackoff
+import redis.cluster
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import Connection
 from redis.retry import Retry
 
 __all__ = [
+    "check_fork",
+    "cluster_retry",
+    "connect",
     "connect_once",
+    "connection_class",
     "epoch",
+    "error_code",
+    "give_back",
+    "idle_connections",
     "is_connected",
     "node_named",
     "node_of_slot",
+    "node_pool_factory",
     "set_epoch",
     "should_reconnect",
+    "take_free",
 ]
 
 _ONE_ATTEMPT = Retry(NoBackoff(), 0)
+
+# redis-py 6.0 added on_connect_check_health() (a handshake without health checks).
+_HANDSHAKE_CHECKS_HEALTH = not hasattr(Connection, "on_connect_check_health")
+
+
+# -- connections ---------------------------------------------------------------------
 
 
 def is_connected(connection: Any) -> bool:
@@ -66,6 +140,54 @@ def connect_once(connection: Any) -> None:
         connection.retry = saved
 
 
+def connect(connection: Any) -> None:
+    """Open ``connection`` if it is not open, retrying connect and handshake as its ``retry`` says.
+
+    What redis-py 7.4 and newer do in ``connect()``, on every release: each
+    attempt is :func:`connect_once`, and a failed one (refused, timed out,
+    broken handshake) is retried with the connection's backoff.
+    """
+    if connection._sock is not None:
+        return
+    connection.retry.call_with_retry(
+        lambda: connect_once(connection), lambda _error: connection.disconnect()
+    )
+
+
+class _HandshakeWithoutHealthCheck:
+    """Mixin for redis-py 5's connection classes: the handshake sends no health-check PING."""
+
+    health_check_interval: int
+    next_health_check: float
+
+    def on_connect(self) -> None:
+        interval = self.health_check_interval
+        self.health_check_interval = 0
+        try:
+            super().on_connect()  # type: ignore[misc]
+        finally:
+            self.health_check_interval = interval
+        if interval:
+            self.next_health_check = time.time() + interval
+
+
+@functools.cache
+def _without_handshake_health_check(cls: type) -> type:
+    # Same name, so redis-py's reprs and messages read as before.
+    return type(cls.__name__, (_HandshakeWithoutHealthCheck, cls), {"__module__": cls.__module__})
+
+
+def connection_class(cls: Any) -> Any:
+    """Return the connection class a pool should make for ``cls``.
+
+    ``cls`` itself on redis-py 6.0 and newer; on redis-py 5, a subclass whose
+    handshake does not health-check (see the module docstring).
+    """
+    if not _HANDSHAKE_CHECKS_HEALTH or issubclass(cls, _HandshakeWithoutHealthCheck):
+        return cls
+    return _without_handshake_health_check(cls)
+
+
 def should_reconnect(connection: Any) -> bool:
     """Return whether RedisCluster marked ``connection`` to reconnect (redis-py 7+; else False)."""
     marked = getattr(connection, "should_reconnect", None)
@@ -82,6 +204,35 @@ def set_epoch(connection: Any, value: int) -> None:
     connection._pevensie_epoch = value
 
 
+# -- pools ---------------------------------------------------------------------------
+
+
+def check_fork(pool: Any) -> None:
+    """Reset ``pool`` if this process is a fork of the one that made it (``_checkpid``)."""
+    pool._checkpid()
+
+
+def take_free(pool: Any) -> Any:
+    """Take a free slot of ``pool`` without waiting: a connection, or ``None`` for one not made.
+
+    Raises ``queue.Empty`` when every slot is taken.
+    """
+    return pool.pool.get_nowait()
+
+
+def give_back(pool: Any, connection: Any) -> None:
+    """Put a slot (a connection, or ``None``) back into ``pool``; ``queue.Full`` if it is full."""
+    pool.pool.put_nowait(connection)
+
+
+def idle_connections(pool: Any) -> list[Any]:
+    """Return the connections sitting idle in ``pool`` (a snapshot; slots stay where they are)."""
+    return [connection for connection in pool.pool.queue if connection is not None]
+
+
+# -- cluster -------------------------------------------------------------------------
+
+
 def node_of_slot(client: Any, slot: int) -> Any:
     """Return the primary node RedisCluster's slot map names for ``slot``, or ``None``."""
     nodes = client.nodes_manager.slots_cache.get(slot)
@@ -91,3 +242,66 @@ def node_of_slot(client: Any, slot: int) -> Any:
 def node_named(client: Any, name: str) -> Any:
     """Return the node RedisCluster knows as ``host:port``, or ``None``."""
     return client.nodes_manager.nodes_cache.get(name)
+
+
+def node_pool_factory(
+    pool_class: Callable[..., Any], options: dict[str, Any]
+) -> Callable[..., Any]:
+    """Return RedisCluster's ``connection_pool_class`` for node pools with all of ``options``.
+
+    ``options`` are the node pools' keyword arguments; those this release of
+    RedisCluster would drop are bound to ``pool_class`` here.
+    """
+    dropped = {
+        name: value
+        for name, value in options.items()
+        if name not in redis.cluster.REDIS_ALLOWED_KEYS
+    }
+    return functools.partial(pool_class, **dropped) if dropped else pool_class
+
+
+def cluster_retry(retries: int) -> dict[str, Any]:
+    """Return RedisCluster's keyword arguments for ``retries`` retries of a failed command.
+
+    Node connections do not retry on their own, on every release.
+    """
+    if "retry" in getattr(redis.cluster, "KWARGS_DISABLED_KEYS", ()):  # redis-py 6.0 and newer
+        return {"retry": Retry(ExponentialBackoff(), retries)}
+    return {"cluster_error_retry_attempts": retries}
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+def error_code(exc: BaseException) -> str | None:
+    """Return the error code redis-py stripped from an error reply (``OOM``...), if any.
+
+    ``status_code`` where redis-py keeps it (7.2 and newer), else the code of
+    the exception's class in the reply parser's table.
+    """
+    code = getattr(exc, "status_code", None)
+    if code:
+        return str(code)
+    return _codes_by_class().get(type(exc))
+
+
+@functools.cache
+def _codes_by_class() -> dict[type, str]:
+    """Map each error-reply class the parser makes from exactly one error code to that code."""
+    import redis.cluster
+    from redis._parsers import BaseParser
+    from redis.exceptions import ResponseError
+
+    tables = [BaseParser.EXCEPTION_CLASSES]
+    cluster_parser = getattr(redis.cluster, "ClusterParser", None)  # redis-py 5
+    if cluster_parser is not None:
+        tables.append(cluster_parser.EXCEPTION_CLASSES)
+    codes: dict[type, set[str]] = {}
+    for table in tables:
+        made: Any
+        for code, made in table.items():
+            classes = made.values() if isinstance(made, dict) else [made]
+            for cls in classes:
+                if issubclass(cls, ResponseError):  # not AuthenticationError, ConnectionError
+                    codes.setdefault(cls, set()).add(code)
+    return {cls: next(iter(found)) for cls, found in codes.items() if len(found) == 1}

@@ -100,9 +100,11 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
 
 
 def _server_message(exc: BaseException) -> str:
-    # redis-py strips a known error code (WRONGPASS, NOSCRIPT, OOM, ...) from the
-    # message and keeps it as status_code; put it back so the reply reads as sent.
-    code = getattr(exc, "status_code", None)
+    # redis-py strips a known error code (NOPERM, NOSCRIPT, OOM, ...) from the
+    # message; put it back so the reply reads as sent.
+    from pevensie_redis import compat
+
+    code = compat.error_code(exc)
     text = str(exc)
     if code and not text.startswith(str(code)):
         return f"{code} {text}"

@@ -82,6 +82,9 @@ class CachePool(BlockingConnectionPool):
 
     def __init__(self, **options: Any) -> None:
         """Take the keyword arguments of ``BlockingConnectionPool`` (see :func:`pool_options`)."""
+        options["connection_class"] = compat.connection_class(
+            options.get("connection_class", Connection)
+        )
         super().__init__(**options)  # type: ignore[no-untyped-call]
 
     def reset(self) -> None:
@@ -93,10 +96,10 @@ class CachePool(BlockingConnectionPool):
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """Return a connected connection, waiting up to ``timeout`` for a free slot."""
-        self._checkpid()
+        compat.check_fork(self)
         with self._handoff:
             try:
-                connection = self.pool.get_nowait()
+                connection = compat.take_free(self)
                 waiter = None
             except queue.Empty:
                 waiter = _Waiter()
@@ -109,12 +112,12 @@ class CachePool(BlockingConnectionPool):
                 compat.set_epoch(connection, self._epoch)
             if not compat.is_connected(connection):
                 compat.set_epoch(connection, self._epoch)
-                connection.connect()
+                compat.connect(connection)
             elif compat.epoch(connection) != self._epoch:
                 # The pool was told to drop its connections while this one was idle.
                 connection.disconnect()
                 compat.set_epoch(connection, self._epoch)
-                connection.connect()
+                compat.connect(connection)
             else:
                 _check_idle(connection)
         except BaseException:
@@ -137,7 +140,7 @@ class CachePool(BlockingConnectionPool):
 
     def release(self, connection: Any) -> None:
         """Put ``connection`` back, closed first if the pool no longer owns it or dropped it."""
-        self._checkpid()
+        compat.check_fork(self)
         if not self.owns_connection(connection):
             # Made before a fork, or (Sentinel) connected to a former primary.
             connection.disconnect()
@@ -156,7 +159,7 @@ class CachePool(BlockingConnectionPool):
                 return
             # Full: released twice, or after the pool was reset; drop it.
             with contextlib.suppress(queue.Full):
-                self.pool.put_nowait(connection)
+                compat.give_back(self, connection)
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Drop the connections: idle ones now, those in use when they come back.
@@ -164,10 +167,10 @@ class CachePool(BlockingConnectionPool):
         Nothing is closed while a caller still uses it. Called by
         :meth:`close` and by redis-py itself after a topology change.
         """
-        self._checkpid()
+        compat.check_fork(self)
         with self._handoff:
             self._epoch += 1
-            idle = [connection for connection in self.pool.queue if connection is not None]
+            idle = compat.idle_connections(self)
         for connection in idle:
             connection.disconnect()
 
@@ -207,7 +210,7 @@ def _check_idle(connection: Any) -> None:
     except (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError):
         pass
     connection.disconnect()
-    connection.connect()
+    compat.connect(connection)
     if connection.can_read():
         raise RedisPyConnectionError("a fresh connection has unexpected data waiting")
 
