@@ -145,3 +145,34 @@ def test_the_pool_never_opens_more_than_pool_size_connections_under_load(
     assert max(samples) >= 1
     # The raw client opened one connection; the pool at most pool_size: no churn.
     assert received <= pool_size + 1
+
+
+def test_a_connection_the_pool_no_longer_owns_is_closed_when_it_comes_back(
+    private_server: RedisServer,
+) -> None:
+    """release() asks owns_connection(), as a subclass defines it (Sentinel: the primary)."""
+    from pevensie_redis import RedisConfig
+    from pevensie_redis.pool import CachePool, pool_options
+
+    disowned: set[int] = set()
+
+    class DisowningPool(CachePool):
+        def owns_connection(self, connection: Any) -> bool:
+            return id(connection) not in disowned and super().owns_connection(connection)
+
+    config = RedisConfig(host=private_server.host, port=private_server.port, pool_size=1)
+    pool = DisowningPool(**pool_options(config))
+    try:
+        first = pool.get_connection()
+        pool.release(first)
+        assert pool.get_connection() is first  # owned: kept open and handed out again
+        disowned.add(id(first))
+        pool.release(first)
+        assert first._sock is None  # closed, never handed out again
+        second = pool.get_connection()
+        assert second is not first
+        second.send_command("PING")
+        assert second.read_response() == b"PONG"
+        pool.release(second)
+    finally:
+        pool.disconnect()

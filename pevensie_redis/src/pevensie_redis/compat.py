@@ -45,8 +45,10 @@ Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
   connections: Sentinel's pool proxy after the primary's address changed (all
   releases), RedisCluster's ``disconnect_free_connections()`` after a
   topology change (7.0 and newer).
-- ``SentinelConnectionPool.owns_connection()``: whether a connection still
-  points at the primary the pool last connected to (all releases).
+- ``SentinelConnectionPool.master_address`` / ``get_master_address()`` /
+  ``owns_connection()``: the primary the pool last connected to, asking the
+  sentinels again (which drops the idle connections when the answer changed),
+  and whether a connection still points at that primary (all releases).
 
 Cluster:
 
@@ -90,6 +92,7 @@ from redis.connection import Connection
 from redis.retry import Retry
 
 __all__ = [
+    "ask_for_primary",
     "check_fork",
     "cluster_retry",
     "connect",
@@ -228,6 +231,19 @@ def give_back(pool: Any, connection: Any) -> None:
 def idle_connections(pool: Any) -> list[Any]:
     """Return the connections sitting idle in ``pool`` (a snapshot; slots stay where they are)."""
     return [connection for connection in pool.pool.queue if connection is not None]
+
+
+def ask_for_primary(pool: Any) -> None:
+    """Ask the sentinels of a Sentinel ``pool`` for the primary again, if it connected before.
+
+    When the answer changed, redis-py's pool drops its idle connections
+    (``disconnect(inuse_connections=False)``) and ``owns_connection`` disowns
+    those still pointing at the former primary. Raises redis-py's
+    ``ConnectionError`` (``MasterNotFoundError``) or ``TimeoutError`` when no
+    sentinel names a primary.
+    """
+    if pool.master_address is not None:  # else the next connect asks anyway
+        pool.get_master_address()
 
 
 # -- cluster -------------------------------------------------------------------------

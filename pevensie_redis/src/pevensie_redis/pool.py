@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -48,6 +49,7 @@ from pevensie_redis.config import RedisConfig
 
 __all__ = [
     "HEALTH_CHECK_INTERVAL",
+    "PRIMARY_CHECK_INTERVAL",
     "CachePool",
     "ClusterNodePool",
     "PoolWaitTimeout",
@@ -57,6 +59,9 @@ __all__ = [
 
 HEALTH_CHECK_INTERVAL = 30
 """Seconds a pooled connection may sit idle before it PINGs the server before its next command."""
+
+PRIMARY_CHECK_INTERVAL = 1.0
+"""Seconds between two questions a used Sentinel pool asks the sentinels: which is the primary?"""
 
 
 class PoolWaitTimeout(RedisPyConnectionError):
@@ -199,7 +204,39 @@ class SentinelCachePool(SentinelConnectionPool, CachePool):
     whether a connection still points at the primary (``owns_connection``),
     are redis-py's ``SentinelConnectionPool``'s. After a failover, connections
     to the former primary are closed as they come back.
+
+    A former primary that is still up keeps accepting writes until the
+    sentinels turn it into a replica (some 10 s after they name the new
+    primary), and drops them when it resyncs. So while the pool is used it
+    asks the sentinels for the primary every :data:`PRIMARY_CHECK_INTERVAL`
+    (one caller's checkout pays one round trip to a sentinel; the others do
+    not wait for it): when the answer changed, its connections move to the
+    new primary (idle ones at once, those in use as they come back). When no
+    sentinel answers, the pool keeps the primary it knows.
     """
+
+    def reset(self) -> None:
+        """Start empty (at creation and in a forked child), the primary check included."""
+        super().reset()  # type: ignore[no-untyped-call]
+        self._primary_asked_at = time.monotonic()
+        self._primary_check = threading.Lock()
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """Return a connection to the primary, asking the sentinels first when it is time."""
+        if time.monotonic() - self._primary_asked_at >= PRIMARY_CHECK_INTERVAL:
+            self._ask_for_primary()
+        return super().get_connection(*args, **kwargs)
+
+    def _ask_for_primary(self) -> None:
+        if not self._primary_check.acquire(blocking=False):
+            return  # another caller is asking
+        try:
+            self._primary_asked_at = time.monotonic()
+            compat.ask_for_primary(self)
+        except (RedisPyConnectionError, RedisPyTimeoutError):
+            pass  # no sentinel answered: keep the primary we know
+        finally:
+            self._primary_check.release()
 
 
 def _check_idle(connection: Any) -> None:

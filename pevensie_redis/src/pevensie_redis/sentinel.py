@@ -8,7 +8,9 @@ which ask the sentinels for the primary of ``service_name`` each time they
 primary fails, the driver's retry reconnects it, and the reconnection lands on
 the primary the sentinels now name. A connection still open to a demoted
 primary gets ``READONLY`` on a write, which redis-py turns into a reconnection
-too. So the same cache object follows a failover by itself; until the
+too, and the pool asks the sentinels again about once a second
+(:class:`~pevensie_redis.pool.SentinelCachePool`), so it leaves a former primary
+that stays up. So the same cache object follows a failover by itself; until the
 sentinels have promoted the replica (about ``down-after-milliseconds`` +
 1-2 s), calls raise :class:`~pevensie_redis.RedisConnectionError`.
 

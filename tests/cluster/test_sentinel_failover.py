@@ -1,0 +1,202 @@
+"""A controlled Sentinel failover: ``SENTINEL FAILOVER`` while the old primary stays up.
+
+The old primary keeps running and accepting writes until the sentinels turn it
+into a replica, which they do some 10 s after naming the new primary. A cache
+that kept writing to it meanwhile would lose every such write when it resyncs
+from the new primary. The Sentinel pool asks the sentinels for the primary
+about once a second while it is used, so the same cache moves its writes to the
+new primary within :data:`WRITES_MOVE_BOUND` of the sentinels naming it, and no
+error (``READONLY`` included) reaches the caller after that.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from pevensie_cache import cache
+from pevensie_cache.cache import PevensieCache
+from pevensie_redis.pool import PRIMARY_CHECK_INTERVAL
+from pevensie_redis.testing import ProcessServer
+from pevensie_test_support import LocalSentinel
+from pevensie_test_support.nodes import wait_until
+
+WRITES_MOVE_BOUND = PRIMARY_CHECK_INTERVAL + 2.0
+"""Seconds after every sentinel names the new primary by which every write reaches it.
+
+The pool asks the sentinels at most :data:`PRIMARY_CHECK_INTERVAL` after its
+last question; the rest is room for a loaded CI machine. Measured here: about
+0.5-1.1 s.
+"""
+
+DEMOTION_BOUND = 30.0
+"""Seconds within which the sentinels turn the old primary into a replica (about 10 s here)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One write-then-read of the loop: when it started and ended, and what went wrong."""
+
+    index: int
+    started: float
+    ended: float
+    error: BaseException | None = None
+    read_back: str | None = None
+
+
+class Writer:
+    """Writes ``loop:<index>`` then reads it back, in a thread, until stopped."""
+
+    def __init__(self, c: PevensieCache) -> None:
+        self.cache = c
+        self.calls: list[Call] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="failover-writer", daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "the writer hung"
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            index += 1
+            started = time.monotonic()
+            try:
+                self.cache.set("loop", str(index), f"value {index}")
+                value = self.cache.get("loop", str(index))
+            except Exception as exc:  # every error is recorded: none may reach the caller
+                self.calls.append(Call(index, started, time.monotonic(), error=exc))
+            else:
+                self.calls.append(Call(index, started, time.monotonic(), read_back=value))
+            time.sleep(0.005)
+
+
+def naming(topology: LocalSentinel) -> list[tuple[str, int] | None]:
+    """Return the primary's address as each sentinel names it (``None``: no answer)."""
+    names: list[tuple[str, int] | None] = []
+    for node in topology.sentinel_nodes:
+        try:
+            with node.client() as client:
+                answer = client.execute_command(
+                    "SENTINEL GET-MASTER-ADDR-BY-NAME", topology.service_name
+                )
+        except redis.RedisError:
+            answer = None
+        names.append((str(answer[0]), int(answer[1])) if answer else None)
+    return names
+
+
+def role(node: ProcessServer) -> str:
+    with node.client() as client:
+        return str(client.execute_command("ROLE")[0])
+
+
+def test_a_controlled_failover_moves_the_writes_to_the_new_primary_with_no_error(
+    fresh_sentinel: LocalSentinel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology = fresh_sentinel
+    # Default retries and timeout: what an application gets without tuning.
+    c = cache.new(
+        driver="redis", sentinels=topology.sentinels, service_name=topology.service_name
+    ).connect()
+    try:
+        old = topology.current_primary()
+        new = topology.replica if old is topology.primary else topology.primary
+        with Writer(c) as writer:
+            time.sleep(0.5)  # the loop runs against the old primary first
+            with topology.sentinel_nodes[0].client() as sentinel:
+                assert sentinel.execute_command("SENTINEL FAILOVER", topology.service_name)
+            failover_at = time.monotonic()
+            first_named_at: list[float] = []
+
+            def all_name_the_new_primary() -> bool:
+                names = naming(topology)
+                if not first_named_at and new.address in names:
+                    first_named_at.append(time.monotonic())
+                return all(name == new.address for name in names)
+
+            wait_until(all_name_the_new_primary, DEMOTION_BOUND, "every sentinel to name it")
+            named_at = time.monotonic()
+            # The old primary stays up: the sentinels turn it into a replica later.
+            wait_until(lambda: role(old) == "slave", DEMOTION_BOUND, "the old primary's demotion")
+            demoted_at = time.monotonic()
+            time.sleep(1.0)  # and the loop goes on a while after the demotion
+        assert role(new) == "master"
+
+        with new.client() as raw:
+            on_new = {
+                key: value
+                for key, value in zip(
+                    (f"loop:{call.index}" for call in writer.calls),
+                    raw.mget([f"loop:{call.index}" for call in writer.calls]),
+                    strict=True,
+                )
+            }
+        after_naming = [call for call in writer.calls if call.started >= named_at]
+        assert len(after_naming) > 50
+        assert [call.error for call in after_naming if call.error is not None] == []
+        assert all(call.read_back == f"value {call.index}" for call in after_naming)
+        # A write is lost when it went to the old primary after the new one was promoted:
+        # the old primary drops it when it resyncs as a replica.
+        lost = [
+            call
+            for call in writer.calls
+            if call.error is None and on_new[f"loop:{call.index}"] != f"value {call.index}"
+        ]
+        last_lost = max((call.started for call in lost), default=failover_at)
+        moved_within = last_lost - named_at
+        assert moved_within < WRITES_MOVE_BOUND, (
+            f"writes reached the new primary only after {moved_within:.2f} s"
+        )
+        assert all(
+            on_new[f"loop:{call.index}"] == f"value {call.index}"
+            for call in writer.calls
+            if call.error is None and call.started >= named_at + WRITES_MOVE_BOUND
+        )
+        errors_before = sum(1 for call in writer.calls if call.error is not None)
+        with capsys.disabled():
+            print(
+                f"\n[controlled sentinel failover] named by one sentinel "
+                f"{first_named_at[0] - failover_at:.2f} s, by all {named_at - failover_at:.2f} s "
+                f"after SENTINEL FAILOVER; old primary demoted after "
+                f"{demoted_at - failover_at:.2f} s; last write lost "
+                f"{moved_within:+.2f} s after all named it; {len(lost)} writes lost, "
+                f"{errors_before} errors (all before the naming), {len(writer.calls)} calls"
+            )
+    finally:
+        c.disconnect()
+
+
+def test_the_cache_keeps_serving_its_primary_when_no_sentinel_answers(
+    fresh_sentinel: LocalSentinel,
+) -> None:
+    """The pool's periodic question to the sentinels fails quietly: the primary still serves."""
+    topology = fresh_sentinel
+    c = cache.new(
+        driver="redis", sentinels=topology.sentinels, service_name=topology.service_name
+    ).connect()
+    try:
+        c.set("user", "1", "Ada")
+        for node in topology.sentinel_nodes:
+            node.kill()
+        deadline = time.monotonic() + 3 * PRIMARY_CHECK_INTERVAL
+        calls = 0
+        while time.monotonic() < deadline:
+            c.set("loop", str(calls), "still served")
+            assert c.get("loop", str(calls)) == "still served"
+            calls += 1
+            time.sleep(0.01)
+        assert calls > 10
+        assert c.get("user", "1") == "Ada"
+    finally:
+        c.disconnect()
