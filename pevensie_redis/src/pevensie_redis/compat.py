@@ -15,22 +15,24 @@ Connections:
 - ``Connection.retry``: the connection's own ``Retry``. :func:`connect_once`
   swaps it for one connect attempt; :func:`connect` runs the attempts under
   it (all releases). Releases differ in what their ``connect()`` retries:
-  before 7.4 only the TCP connect, and before 7.0 not even a refused one
-  (a raw ``OSError`` is not among the retried errors), while 7.4 and newer
-  retry connect and handshake together. :func:`connect` gives every release
-  the newer behaviour.
+  before 7.2 only a TCP connect that timed out (a refused one raises a raw
+  ``OSError``, which is not among the retried errors, and a failed handshake
+  is not retried), while 7.2 and newer retry connect and handshake together.
+  :func:`connect` gives every release the newer behaviour.
 - ``Connection.on_connect()``, ``health_check_interval``,
   ``next_health_check``: redis-py 5's handshake sends ``CLIENT SETINFO``,
   ``CLIENT SETNAME`` and ``SELECT`` with a health check, which PINGs a
-  connection whose check is due (a new one always is), reconnects when the
-  PING fails, and so handshakes again: against a stalled server that recursion
-  never ends. 6.0 and newer send the handshake without health checks;
-  :func:`connection_class` gives redis-py 5 the same (its ``on_connect`` with
+  connection whose check is due (a new one always is); when the PING fails,
+  the health check's retry reconnects inside the PING and so handshakes and
+  health-checks again: against a stalled server that recursion never ends.
+  From 6.0 on, a reconnection made inside a command handshakes without health
+  checks, which ends it. :func:`connection_class` gives redis-py 5 a
+  handshake without health checks (its ``on_connect`` with
   ``health_check_interval`` at 0, then the next check scheduled as a
   handshake reply would, on 5's clock, ``time.time()``).
-- ``Connection.should_reconnect()``: RedisCluster's mark that a connection
-  must reconnect after a topology change (7.0 and newer; absent before, where
-  nothing marks connections).
+- ``Connection.should_reconnect()``: the mark RedisCluster (7.2 and newer)
+  sets on connections that must reconnect after a topology change (the method
+  exists from 7.0; before, nothing marks connections).
 
 Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
 
@@ -44,7 +46,7 @@ Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
 - ``disconnect(inuse_connections=...)``: how redis-py asks a pool to drop its
   connections: Sentinel's pool proxy after the primary's address changed (all
   releases), RedisCluster's ``disconnect_free_connections()`` after a
-  topology change (7.0 and newer).
+  topology change (7.2 and newer).
 - ``SentinelConnectionPool.master_address`` / ``get_master_address()`` /
   ``owns_connection()``: the primary the pool last connected to, asking the
   sentinels again (which drops the idle connections when the answer changed),
@@ -58,7 +60,7 @@ Cluster:
 - ``redis.cluster.REDIS_ALLOWED_KEYS``: the options RedisCluster passes on to
   each node's ``connection_pool_class`` (which it calls with them); it drops
   the others. Before 7.0 it drops ``timeout`` (the wait for a free pooled
-  connection, then 20 s), before 6.4 ``ssl_check_hostname``:
+  connection, then 20 s), before 6.1 ``ssl_check_hostname``:
   :func:`node_pool_factory` hands them to the node pools itself.
 - ``RedisCluster(retry=...)`` / ``cluster_error_retry_attempts``: from 6.0 on
   (``retry`` in ``redis.cluster.KWARGS_DISABLED_KEYS``), ``retry`` sets how
@@ -146,7 +148,7 @@ def connect_once(connection: Any) -> None:
 def connect(connection: Any) -> None:
     """Open ``connection`` if it is not open, retrying connect and handshake as its ``retry`` says.
 
-    What redis-py 7.4 and newer do in ``connect()``, on every release: each
+    What redis-py 7.2 and newer do in ``connect()``, on every release: each
     attempt is :func:`connect_once`, and a failed one (refused, timed out,
     broken handshake) is retried with the connection's backoff.
     """

@@ -92,6 +92,15 @@ class CachePool(BlockingConnectionPool):
         )
         super().__init__(**options)  # type: ignore[no-untyped-call]
 
+    def __repr__(self) -> str:
+        # Our own: redis-py 6.3 to 7.3 show every connection keyword, the password included.
+        options = self.connection_kwargs
+        where = options.get("path") or f"{options.get('host')}:{options.get('port')}"
+        return (
+            f"<{type(self).__module__}.{type(self).__name__}"
+            f"({where}, db={options.get('db', 0)}, max_connections={self.max_connections})>"
+        )
+
     def reset(self) -> None:
         """Start empty (at creation and in a forked child): slots, waiters, the drop epoch."""
         super().reset()  # type: ignore[no-untyped-call]

@@ -136,7 +136,8 @@ def _replica_attached(replica: ProcessServer) -> bool:
 def _sentinels_ready(topology: LocalSentinel) -> bool:
     for node in topology.sentinel_nodes:
         with node.client() as client:
-            state = client.sentinel_master(topology.service_name)
+            # Not client.sentinel_master(): redis-py 6.4 to 7.0 break it on a plain client.
+            state = client.execute_command("SENTINEL MASTER", topology.service_name)
         if int(state.get("num-other-sentinels", 0)) != len(topology.sentinel_nodes) - 1:
             return False
         if int(state.get("num-slaves", 0)) < 1:
