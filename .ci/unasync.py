@@ -29,6 +29,7 @@ REDIS = "pevensie_redis/src/pevensie_redis"
 PAIRS = [
     (f"{CACHE}/facade_async.py", f"{CACHE}/facade.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
+    (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
@@ -37,6 +38,8 @@ NAMES = {
     "AsyncCacheDriver": "CacheDriver",
     "AsyncBatchCacheDriver": "BatchCacheDriver",
     "AsyncCacheConformance": "CacheConformance",
+    "AsyncRedisDriver": "RedisDriver",
+    "AsyncRedisSentinelDriver": "RedisSentinelDriver",
     "AsyncIterator": "Iterator",
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",
@@ -48,6 +51,8 @@ NAMES = {
     "facade_async": "facade",
     "primitives_async": "primitives",
     "conformance_async": "conformance",
+    "driver_async": "driver",
+    "channel_async": "channel",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""

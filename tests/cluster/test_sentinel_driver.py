@@ -18,7 +18,7 @@ from pevensie_redis import (
     RedisDriverError,
     RedisTimeoutError,
 )
-from pevensie_redis.sentinel import RedisSentinelDriver
+from pevensie_redis import RedisSentinelDriver
 from pevensie_redis.testing.binaries import free_port
 from pevensie_redis.testing.tls import TLSMaterial
 from pevensie_test_support import LocalSentinel

@@ -31,6 +31,7 @@ from pevensie_cache.errors import (
     DriverNotFound,
     NotConnected,
     PevensieCacheError,
+    WrongEventLoop,
 )
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
@@ -60,6 +61,7 @@ __all__ = [
     "PevensieCacheError",
     "Register",
     "ThreadedAsyncDriver",
+    "WrongEventLoop",
     "cache",
     "hookimpl",
     "mask_url",

@@ -20,6 +20,7 @@ __all__ = [
     "DriverNotFound",
     "NotConnected",
     "PevensieCacheError",
+    "WrongEventLoop",
     "driver_failure",
 ]
 
@@ -68,6 +69,14 @@ class DriverError(PevensieCacheError):
 
     The exception of the underlying client library, when there is one, is kept
     as ``__cause__``.
+    """
+
+
+class WrongEventLoop(PevensieCacheError, RuntimeError):
+    """An async cache was used from another event loop than the one it connected on.
+
+    Connections belong to one event loop; connect a cache in each loop (or
+    thread running a loop) that uses it.
     """
 
 

@@ -29,11 +29,13 @@ from pevensie_redis.errors import (
 
 if TYPE_CHECKING:
     from pevensie_redis.cluster import RedisClusterDriver
-    from pevensie_redis.driver import RedisDriver
-    from pevensie_redis.modes import new_cache_driver
-    from pevensie_redis.sentinel import RedisSentinelDriver
+    from pevensie_redis.driver import RedisDriver, RedisSentinelDriver
+    from pevensie_redis.driver_async import AsyncRedisDriver, AsyncRedisSentinelDriver
+    from pevensie_redis.modes import new_async_cache_driver, new_cache_driver
 
 __all__ = [
+    "AsyncRedisDriver",
+    "AsyncRedisSentinelDriver",
     "RedisAuthenticationError",
     "RedisClusterDriver",
     "RedisConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "RedisServerError",
     "RedisTimeoutError",
     "default_config",
+    "new_async_cache_driver",
     "new_cache_driver",
 ]
 
@@ -52,9 +55,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "RedisDriver": "driver",
+    "RedisSentinelDriver": "driver",
+    "AsyncRedisDriver": "driver_async",
+    "AsyncRedisSentinelDriver": "driver_async",
     "new_cache_driver": "modes",
+    "new_async_cache_driver": "modes",
     "RedisClusterDriver": "cluster",
-    "RedisSentinelDriver": "sentinel",
 }
 
 

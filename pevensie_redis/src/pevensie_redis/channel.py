@@ -1,6 +1,10 @@
 """The sync driver's I/O: send packed commands to one server over a pool, read the replies.
 
-A :class:`PoolChannel` takes a connection from a
+The async twin is :mod:`~pevensie_redis.channel_async`: the same names, over
+multiplexed pipes. The driver logic (``driver_async.py``, and ``driver.py``
+generated from it) sees only :func:`open_channel` and a :class:`Channel`.
+
+A :class:`Channel` takes a connection from a
 :class:`~pevensie_redis.pool.CachePool`, writes already packed bytes, reads the
 replies and gives the connection back, keeping what redis-py's command layer
 guarantees without its per-call cost:
@@ -26,16 +30,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
+from redis.retry import Retry
 
 from pevensie_redis import compat
+from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error
-from pevensie_redis.pool import CachePool
+from pevensie_redis.pool import CachePool, pool_options
+from pevensie_redis.sentinel import ClearSentinel, sentinel_pool
 
-__all__ = ["PoolChannel", "not_connected_channel"]
+__all__ = ["Channel", "not_connected_channel", "open_channel"]
 
 _T = TypeVar("_T")
 _RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
@@ -55,18 +62,27 @@ class _Connection(Protocol):
         """Close the socket; the next send reconnects."""
 
 
-class PoolChannel:
+class Channel:
     """Commands to one server through a pool of its connections; thread-safe."""
 
-    __slots__ = ("_acquire", "_backoff", "_release", "_retries", "pool")
+    __slots__ = ("_acquire", "_backoff", "_release", "_retries", "_sentinel", "pool")
 
-    def __init__(self, pool: CachePool, retries: int) -> None:
+    def __init__(
+        self, pool: CachePool, retries: int, sentinel: ClearSentinel | None = None
+    ) -> None:
         """Send through ``pool``, retrying a failed attempt up to ``retries`` times."""
         self.pool = pool
         self._acquire: Callable[[], _Connection] = pool.get_connection
         self._release: Callable[[_Connection], None] = pool.release
         self._retries = retries
         self._backoff = ExponentialBackoff()
+        self._sentinel = sentinel
+
+    def close(self) -> None:
+        """Close the pool (connections in use as their call ends) and the sentinel clients."""
+        self.pool.disconnect()
+        if self._sentinel is not None:
+            self._sentinel.close()
 
     def execute(self, packed: bytes, command: str) -> Any:
         """Send one packed command and return its reply; an error reply is raised mapped."""
@@ -135,10 +151,44 @@ class PoolChannel:
                 failures += 1
 
 
+def open_channel(config: RedisConfig) -> Channel:
+    """Build the pool for ``config``, check the server answers PING, and return the channel.
+
+    With ``config.sentinels`` the pool's connections go to the primary the
+    sentinels name. The check takes one connection attempt without retries, so
+    a dead server fails within the timeout instead of once per retry. Raises
+    the driver's errors (and closes everything) when the server cannot be used.
+    """
+    sentinel: ClearSentinel | None = None
+    if config.sentinels:
+        pool: CachePool
+        pool, sentinel = sentinel_pool(config)
+    else:
+        pool = CachePool(**pool_options(config))
+    probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
+    try:
+        probe.connect()
+        probe.send_command("PING")
+        probe.read_response()
+    except _FAILURES as exc:
+        pool.disconnect()
+        if sentinel is not None:
+            sentinel.close()
+        raise map_error(exc, f"connecting to {config.display_url()}") from exc
+    finally:
+        probe.disconnect()
+    return Channel(pool, config.retries, sentinel)
+
+
 class _NotConnected:
     """The channel of a driver that is not connected: every call says so."""
 
     __slots__ = ()
+
+    pool = None
+
+    def close(self) -> None:
+        pass
 
     def execute(self, packed: bytes, command: str) -> Any:
         raise RedisConnectionError("the Redis driver is not connected")

@@ -19,6 +19,9 @@ line (5.0, 5.3, 6.0, 6.4, 7.0, 7.4, 8.0, 8.1), with and without hiredis, by
 - ``ConnectionPool._checkpid()`` / ``pool`` / ``pid``: the pool's fork check
   and its LIFO queue of slots, used by :class:`~pevensie_redis.pool.CachePool`
   (all lines).
+- ``redis._parsers.base.BaseParser.parse_error``: turns an error reply into
+  the redis-py exception its code names (``NOSCRIPT`` -> ``NoScriptError``),
+  for the async face's own reply reader (all lines).
 
 Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis._parsers.base import BaseParser
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -36,6 +40,7 @@ __all__ = [
     "is_connected",
     "node_named",
     "node_of_slot",
+    "parse_error",
     "set_epoch",
     "should_reconnect",
 ]
@@ -91,3 +96,9 @@ def node_of_slot(client: Any, slot: int) -> Any:
 def node_named(client: Any, name: str) -> Any:
     """Return the node RedisCluster knows as ``host:port``, or ``None``."""
     return client.nodes_manager.nodes_cache.get(name)
+
+
+def parse_error(message: str) -> Exception:
+    """Return the redis-py exception for an error reply (``NOSCRIPT ...`` -> ``NoScriptError``)."""
+    error: Exception = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
+    return error

@@ -1,19 +1,22 @@
-"""The Redis driver for one server: a bounded pool and a thin, fast command path.
+# Generated from driver_async.py by .ci/unasync.py: edit that file, then run `nox -s generate`.
+"""The Redis driver for one server (or a primary found through Sentinel), async face.
 
-Single ``get``/``set``/``delete`` calls skip redis-py's generic command layer
-(argument normalisation, response callbacks, per-call closures): the command
-is packed once (:mod:`pevensie_redis.wire`) and sent through a
-:class:`~pevensie_redis.channel.PoolChannel`, which keeps what that layer
-guarantees (retries with backoff, health checks, timeouts, a broken
-connection closed before reuse).
+This module is the source of the sync driver too: ``driver.py``
+(:class:`~pevensie_redis.RedisDriver`) is generated from it by
+``.ci/unasync.py``. What differs between the faces is only the channel the
+commands travel through: :mod:`~pevensie_redis.channel` (a pool of redis-py
+connections) or :mod:`~pevensie_redis.channel` (multiplexed pipes).
+Edit this file, then run ``nox -s generate``.
+
+Single ``get``/``set``/``delete`` calls skip redis-py's generic command layer:
+the command is packed once (:mod:`~pevensie_redis.wire`) and sent through the
+channel, which keeps that layer's guarantees (retries with backoff, health
+checks, timeouts, a broken connection closed before reuse).
 
 Batch operations send one multi-key command per chunk of keys: ``MGET``,
 ``MSET``, ``UNLINK``, and for ``set_many`` with a TTL one ``EVALSHA`` of a
 cached script that sets every key with ``EX`` (a pipeline of ``SET ... EX`` on
 a server that refuses scripts).
-
-The Sentinel mode (:mod:`pevensie_redis.sentinel`) is this driver over a
-different pool.
 """
 
 from __future__ import annotations
@@ -21,28 +24,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
+from redis.exceptions import NoScriptError
 
 from pevensie_redis import wire
-from pevensie_redis.channel import PoolChannel, not_connected_channel
+from pevensie_redis.channel import Channel, not_connected_channel, open_channel
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import decode_value, first_error_reply, map_error, refuses_scripting
-from pevensie_redis.pool import CachePool, pool_options
 
-__all__ = ["RedisDriver"]
-
-_FAILURES = (RedisError, OSError)
+__all__ = ["RedisDriver", "RedisSentinelDriver"]
 
 
 class RedisDriver:
     """A Pevensie Cache driver for one Redis-compatible server; see :class:`RedisConfig`.
 
-    Thread-safe: any number of threads share the pool of ``config.pool_size``
-    connections. Build it with :func:`~pevensie_redis.new_cache_driver` and
-    hand it to ``cache.new(driver=...)``, or let
-    ``cache.new(driver="redis", ...)`` do both.
+    Safe for any number of concurrent callers (threads on the sync face, tasks
+    of one event loop on the async face). Build it with
+    :func:`~pevensie_redis.new_cache_driver` and hand it to
+    ``cache.new(driver=...)``, or let ``cache.new(driver="redis", ...)`` do both.
     """
 
     def __init__(self, config: RedisConfig) -> None:
@@ -50,8 +48,7 @@ class RedisDriver:
         if not isinstance(config, RedisConfig):
             raise TypeError(f"config must be a RedisConfig, not {type(config).__name__}")
         self.config = config
-        self._pool: CachePool | None = None
-        self._channel: PoolChannel | Any = not_connected_channel
+        self._channel: Channel | Any = not_connected_channel
         self._execute = self._channel.execute
         self._scripting = True
 
@@ -59,49 +56,31 @@ class RedisDriver:
         return f"{type(self).__name__}({self.config.display_url()!r})"
 
     @property
-    def connection_pool(self) -> CachePool | None:
-        """The live redis-py pool while connected, else ``None``."""
-        return self._pool
+    def connection_pool(self) -> Any:
+        """The live redis-py pool of the sync face while connected, else ``None``."""
+        return self._channel.pool
 
     # -- lifecycle -------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Build the pool, then check the server answers PING with these credentials.
+        """Open the connection pool, and check the server answers PING with these credentials.
 
         Raises :class:`~pevensie_redis.RedisConnectionError`,
         :class:`~pevensie_redis.RedisTimeoutError` or
         :class:`~pevensie_redis.RedisAuthenticationError` (and closes
         everything) when it does not.
         """
-        pool = self._make_pool()
-        # One probe connection without retries: the check takes one attempt, so a
-        # dead server fails within the timeout instead of once per retry.
-        probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
-        try:
-            probe.connect()
-            probe.send_command("PING")
-            probe.read_response()
-        except _FAILURES as exc:
-            pool.disconnect()
-            raise map_error(exc, f"connecting to {self.config.display_url()}") from exc
-        finally:
-            probe.disconnect()
+        channel = open_channel(self.config)
         self._scripting = True
-        self._pool = pool
-        self._channel = PoolChannel(pool, self.config.retries)
-        self._execute = self._channel.execute
-
-    def _make_pool(self) -> CachePool:
-        """Build the connection pool for ``config`` (the Sentinel mode builds its own)."""
-        return CachePool(**pool_options(self.config))
+        self._channel = channel
+        self._execute = channel.execute
 
     def disconnect(self) -> None:
-        """Close every connection of the pool (those in use as soon as their call ends)."""
-        pool, self._pool = self._pool, None
+        """Close every connection (those in use as soon as their call ends)."""
+        channel = self._channel
         self._channel = not_connected_channel
-        self._execute = self._channel.execute
-        if pool is not None:
-            pool.disconnect()
+        self._execute = not_connected_channel.execute
+        channel.close()
 
     # -- single operations: the hot path ---------------------------------------------
 
@@ -191,3 +170,18 @@ class RedisDriver:
         if error is not None:
             raise map_error(error, command) from error
         return replies
+
+
+class RedisSentinelDriver(RedisDriver):
+    """The driver for a primary watched by Redis Sentinel (see :mod:`pevensie_redis.sentinel`).
+
+    Built by ``new_cache_driver`` when the configuration names ``sentinels``:
+    every new connection goes to the primary the sentinels name, so the same
+    cache object follows a failover by itself.
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config`` (with ``sentinels`` and ``service_name``)."""
+        super().__init__(config)
+        if not config.sentinels or config.service_name is None:
+            raise ValueError(f"{type(self).__name__} needs a RedisConfig with sentinels")

@@ -1,7 +1,7 @@
-"""The mode choice: which driver a :class:`~pevensie_redis.RedisConfig` asks for.
+"""The mode choice: which driver a :class:`~pevensie_redis.RedisConfig` asks for, on either face.
 
-Above the three drivers (single server, Cluster, Sentinel), which know nothing
-of each other; each mode's module is imported only when it is asked for.
+Above the drivers (single server, Sentinel, Cluster), which know nothing of
+each other; each mode's module is imported only when it is asked for.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pevensie_redis.config import RedisConfig, default_config
 if TYPE_CHECKING:
     from pevensie_redis.cluster import RedisClusterDriver
     from pevensie_redis.driver import RedisDriver
+    from pevensie_redis.driver_async import AsyncRedisDriver
 
-__all__ = ["new_cache_driver"]
+__all__ = ["new_async_cache_driver", "new_cache_driver"]
 
 
 def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisClusterDriver:
@@ -28,10 +29,18 @@ def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisCl
         from pevensie_redis.cluster import RedisClusterDriver
 
         return RedisClusterDriver(config)
-    if config.sentinels:
-        from pevensie_redis.sentinel import RedisSentinelDriver
+    from pevensie_redis.driver import RedisDriver, RedisSentinelDriver
 
-        return RedisSentinelDriver(config)
-    from pevensie_redis.driver import RedisDriver
+    return RedisSentinelDriver(config) if config.sentinels else RedisDriver(config)
 
-    return RedisDriver(config)
+
+def new_async_cache_driver(config: RedisConfig | None = None) -> AsyncRedisDriver:
+    """Return the async face of a Redis driver for ``cache.new_async(driver=...)``."""
+    config = default_config() if config is None else config
+    if config.cluster:
+        from pevensie_cache import ConfigError
+
+        raise ConfigError("the async face of the Redis Cluster mode is not available yet")
+    from pevensie_redis.driver_async import AsyncRedisDriver, AsyncRedisSentinelDriver
+
+    return AsyncRedisSentinelDriver(config) if config.sentinels else AsyncRedisDriver(config)

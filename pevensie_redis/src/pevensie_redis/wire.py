@@ -28,6 +28,7 @@ __all__ = [
     "pack",
     "pack_delete",
     "pack_get",
+    "pack_handshake",
     "pack_set",
     "pack_set_ex",
     "pack_set_many_ex",
@@ -100,6 +101,26 @@ def pack_delete(key: bytes) -> bytes:
 def pack_set_many_ex(keys: Sequence[bytes], values: Sequence[bytes], ttl_seconds: int) -> bytes:
     """Pack one ``EVALSHA`` of :data:`SET_EX_SCRIPT`: every key set to its value with ``EX``."""
     return pack(["EVALSHA", SET_EX_SCRIPT_SHA, str(len(keys)), *keys, str(ttl_seconds), *values])
+
+
+def pack_handshake(
+    username: str | None, password: str | None, db: int = 0, client_name: str | None = None
+) -> list[bytes]:
+    """Pack the commands a new connection sends first: ``AUTH``, ``SELECT``, ``CLIENT SETNAME``.
+
+    A password alone authenticates the default user; a username with a password,
+    an ACL user; a username alone, an ACL user with ``nopass`` (``AUTH user ""``).
+    """
+    commands: list[bytes] = []
+    if username is not None:
+        commands.append(pack(["AUTH", username, password or ""]))
+    elif password is not None:
+        commands.append(pack(["AUTH", password]))
+    if db:
+        commands.append(pack(["SELECT", str(db)]))
+    if client_name is not None:
+        commands.append(pack(["CLIENT", "SETNAME", client_name]))
+    return commands
 
 
 def decode_text(value: bytes) -> str:
