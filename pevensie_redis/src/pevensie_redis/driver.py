@@ -24,12 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
+from pevensie_cache.driver import Progress
 from pevensie_redis import wire
 from pevensie_redis.channel import Channel, not_connected_channel, open_channel
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.errors import decode_value, first_error_reply, map_error, refuses_scripting
+from pevensie_redis.errors import (
+    counter_error,
+    decode_value,
+    first_error_reply,
+    map_error,
+    refuses_scripting,
+)
 
 __all__ = ["RedisDriver", "RedisSentinelDriver"]
 
@@ -161,11 +168,110 @@ class RedisDriver:
         full = [prefix + key for key in keys]
         self._pipeline([wire.pack(["UNLINK", *chunk]) for chunk in wire.chunks(full)], "UNLINK")
 
+    # -- atomic operations and clear -------------------------------------------------
+
+    def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``SET ... NX [EX ttl]``: store only if absent, in one atomic command."""
+        full = f"{resource_type}:{key}".encode()
+        [reply] = self._pipeline(
+            [wire.pack_set_nx(full, value.encode(), ttl_seconds)], "SET NX", idempotent=False
+        )
+        return reply is not None
+
+    def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``INCRBY`` in one round trip; with a TTL, ``SET key 0 NX EX ttl`` first, pipelined.
+
+        The ``SET ... NX`` creates the key with its TTL only when it is absent, so
+        an existing key keeps its TTL.
+        """
+        full = f"{resource_type}:{key}".encode()
+        commands = [wire.pack([b"INCRBY", full, b"%d" % delta])]
+        if ttl_seconds is not None:
+            commands.insert(0, wire.pack_set_nx(full, b"0", ttl_seconds))
+        replies = self._channel.pipeline(commands, "INCRBY", idempotent=False)
+        error = first_error_reply(replies)
+        if error is not None:
+            raise counter_error(error, "INCRBY") from error
+        result: int = replies[-1]
+        return result
+
+    def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``EXPIRE key ttl``, or without a TTL ``EXISTS`` and ``PERSIST`` in one round trip."""
+        full = f"{resource_type}:{key}".encode()
+        if ttl_seconds is not None:
+            [reply] = self._pipeline([wire.pack([b"EXPIRE", full, b"%d" % ttl_seconds])], "EXPIRE")
+            return bool(reply == 1)
+        replies = self._pipeline(
+            [wire.pack([b"EXISTS", full]), wire.pack([b"PERSIST", full])], "PERSIST"
+        )
+        return bool(replies[0] == 1)
+
+    def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Delete every ``<resource_type>:*`` key: ``SCAN`` pages, each page's ``UNLINK`` pipelined.
+
+        The resource type's glob characters are escaped, so only its own keys
+        match. The server is never blocked: each page is at most
+        :data:`~pevensie_redis.wire.SCAN_COUNT` keys.
+        """
+        pattern = wire.escape_glob(resource_type) + ":*"
+        cursor = b"0"
+        deleted = 0
+        pending: list[bytes] = []
+        while True:
+            commands = [wire.pack_scan(cursor, pattern)]
+            if pending:
+                commands.append(wire.pack([b"UNLINK", *pending]))
+            replies = self._pipeline(commands, "SCAN")
+            cursor, pending = replies[0]
+            if len(replies) > 1:
+                deleted += replies[1]
+                if on_progress is not None:
+                    on_progress(deleted)
+            if cursor == b"0":
+                break
+        if pending:
+            [count] = self._pipeline([wire.pack([b"UNLINK", *pending])], "UNLINK")
+            deleted += count
+            if on_progress is not None:
+                on_progress(deleted)
+        return deleted
+
+    def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``SET :lock:<resource_type>:<key> token NX PX lease_ms``: take the lease if free."""
+        command = wire.pack(
+            [b"SET", wire.lock_key(resource_type, key), token, b"NX", b"PX", b"%d" % lease_ms]
+        )
+        [reply] = self._pipeline([command], "SET NX PX", idempotent=False)
+        return reply is not None
+
+    def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Delete the lock only if ``token`` still holds it (a script, so it is atomic)."""
+        lock = wire.lock_key(resource_type, key)
+        if self._scripting:
+            command = wire.pack([b"EVALSHA", wire.RELEASE_LOCK_SCRIPT_SHA, b"1", lock, token])
+            [reply] = self._channel.pipeline([command], "EVALSHA")
+            if isinstance(reply, NoScriptError):
+                load = wire.pack([b"SCRIPT", b"LOAD", wire.RELEASE_LOCK_SCRIPT])
+                self._pipeline([load], "SCRIPT LOAD")
+                [reply] = self._channel.pipeline([command], "EVALSHA")
+            if not isinstance(reply, ResponseError):
+                return
+            if not refuses_scripting(reply):
+                raise map_error(reply, "EVALSHA") from reply
+            self._scripting = False
+        # No scripts here: compare, then delete. Between the two, the lease may expire
+        # and another caller take it; the lease bounds that window's harm.
+        [held] = self._pipeline([wire.pack([b"GET", lock])], "GET")
+        if held == token.encode():
+            self._pipeline([wire.pack([b"UNLINK", lock])], "UNLINK")
+
     # -- helpers ---------------------------------------------------------------------
 
-    def _pipeline(self, commands: list[bytes], command: str) -> list[Any]:
+    def _pipeline(
+        self, commands: list[bytes], command: str, *, idempotent: bool = True
+    ) -> list[Any]:
         """Send ``commands`` in one round trip; the first error reply is raised mapped."""
-        replies = self._channel.pipeline(commands, command)
+        replies = self._channel.pipeline(commands, command, idempotent=idempotent)
         error = first_error_reply(replies)
         if error is not None:
             raise map_error(error, command) from error

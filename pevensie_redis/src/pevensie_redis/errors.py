@@ -22,6 +22,7 @@ __all__ = [
     "RedisPoolExhausted",
     "RedisServerError",
     "RedisTimeoutError",
+    "counter_error",
     "decode_value",
     "first_error_reply",
     "map_error",
@@ -160,3 +161,16 @@ def decode_value(value: bytes, action: str) -> str:
         return decode_text(value)
     except NotText as exc:
         raise map_error(exc, action) from exc
+
+
+def counter_error(exc: BaseException, action: str) -> Exception:
+    """Return the error for an ``INCRBY`` error reply (not an integer, overflow: CounterError)."""
+    from pevensie_cache import CounterError
+
+    text = str(exc).lower()
+    if "not an integer" in text or "overflow" in text:
+        return CounterError(
+            "incr met a stored value that is not a 64-bit integer, or would overflow; "
+            "the value is unchanged"
+        )
+    return map_error(exc, action)

@@ -19,19 +19,26 @@ from typing import TypeVar
 __all__ = [
     "BATCH_SIZE",
     "NOT_TEXT",
+    "RELEASE_LOCK_SCRIPT",
+    "RELEASE_LOCK_SCRIPT_SHA",
+    "SCAN_COUNT",
     "SET_EX_SCRIPT",
     "SET_EX_SCRIPT_SHA",
     "NotText",
     "chunks",
     "decode_text",
+    "escape_glob",
     "full_key",
+    "lock_key",
     "pack",
     "pack_delete",
     "pack_get",
     "pack_handshake",
+    "pack_scan",
     "pack_set",
     "pack_set_ex",
     "pack_set_many_ex",
+    "pack_set_nx",
 ]
 
 _T = TypeVar("_T")
@@ -53,6 +60,17 @@ return #KEYS
 
 SET_EX_SCRIPT_SHA = hashlib.sha1(SET_EX_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest ``EVALSHA`` names the script by, as the server computes it."""
+
+RELEASE_LOCK_SCRIPT = b"""\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+"""Deletes a lease lock only if its token is the caller's: an owner never frees another's lock."""
+
+RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
+"""The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
 
 NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
 """The message of :class:`NotText`."""
@@ -91,6 +109,37 @@ def pack_set_ex(key: bytes, value: bytes, ttl_seconds: int) -> bytes:
         len(ttl),
         ttl,
     )
+
+
+def pack_set_nx(key: bytes, value: bytes, ttl_seconds: int | None) -> bytes:
+    """Pack ``SET key value NX [EX ttl_seconds]``: store only if absent, in one command."""
+    if ttl_seconds is None:
+        return pack([b"SET", key, value, b"NX"])
+    return pack([b"SET", key, value, b"NX", b"EX", b"%d" % ttl_seconds])
+
+
+SCAN_COUNT = 1000
+"""Keys one ``SCAN`` page looks at: ``clear`` never makes the server do more at once."""
+
+
+def pack_scan(cursor: bytes, pattern: str) -> bytes:
+    """Pack ``SCAN cursor MATCH pattern COUNT`` :data:`SCAN_COUNT`."""
+    return pack([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"%d" % SCAN_COUNT])
+
+
+def lock_key(resource_type: str, key: str) -> bytes:
+    """Return the key of the lease lock of ``(resource_type, key)``: ``:lock:<type>:<key>``.
+
+    It starts with ``:``, which no key written through the API can (a resource
+    type is never empty), so a lock can never collide with a cached value, and
+    ``clear`` (which matches ``<type>:*``) never deletes a lock.
+    """
+    return f":lock:{resource_type}:{key}".encode()
+
+
+def escape_glob(text: str) -> str:
+    r"""Escape the glob characters of ``text`` (``*?[]\``) for a ``SCAN ... MATCH`` pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def pack_delete(key: bytes) -> bytes:
