@@ -17,11 +17,13 @@ if TYPE_CHECKING:
     from pevensie_redis.config import RedisConfig
     from pevensie_redis.driver import RedisDriver
     from pevensie_redis.driver_async import AsyncRedisDriver
+    from pevensie_redis.inspection import RedisInspector
 
 __all__ = [
     "DRIVER_NAME",
     "from_url",
     "from_url_async",
+    "inspector",
     "new",
     "new_async",
     "register_cache_drivers",
@@ -66,6 +68,15 @@ def from_url_async(url: str, **fields: Any) -> AsyncRedisDriver:
     return new_async_cache_driver(RedisConfig.from_url(url, **fields))
 
 
+def inspector(driver: object) -> RedisInspector | None:
+    """Return the inspector of one of this package's drivers, or ``None`` for any other."""
+    if not type(driver).__module__.startswith("pevensie_redis."):
+        return None  # not ours: import nothing
+    from pevensie_redis.inspection import inspector_for_driver
+
+    return inspector_for_driver(driver)
+
+
 def _config(config: RedisConfig | None, fields: dict[str, Any]) -> RedisConfig:
     from dataclasses import replace
 
@@ -87,4 +98,5 @@ def register_cache_drivers(register: Register) -> None:
         async_url_factory=from_url_async,
         schemes=SCHEMES,
         description="Redis-compatible servers (Redis, Valkey) via redis-py, with pooling and TLS.",
+        inspector=inspector,
     )
