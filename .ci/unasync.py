@@ -30,6 +30,7 @@ REDIS = "pevensie_redis/src/pevensie_redis"
 PAIRS = [
     (f"{CACHE}/facade_async.py", f"{CACHE}/facade.py"),
     (f"{CACHE}/resource_async.py", f"{CACHE}/resource.py"),
+    (f"{CACHE}/instrumented_async.py", f"{CACHE}/instrumented.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
 ]
@@ -37,6 +38,7 @@ PAIRS = [
 
 NAMES = {
     "AsyncPevensieCache": "PevensieCache",
+    "InstrumentedAsyncPevensieCache": "InstrumentedPevensieCache",
     "AsyncCacheDriver": "CacheDriver",
     "AsyncBatchCacheDriver": "BatchCacheDriver",
     "AsyncCacheConformance": "CacheConformance",
@@ -55,6 +57,7 @@ NAMES = {
     "StopAsyncIteration": "StopIteration",
     "facade_async": "facade",
     "resource_async": "resource",
+    "instrumented_async": "instrumented",
     "primitives_async": "primitives",
     "conformance_async": "conformance",
     "driver_async": "driver",

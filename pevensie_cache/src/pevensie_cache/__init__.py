@@ -40,6 +40,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.observability import instrument, uninstrument
 from pevensie_cache.registry import DriverInfo, Register
 from pevensie_cache.threaded import ThreadedAsyncDriver
 from pevensie_cache.urls import mask_url
@@ -72,7 +73,9 @@ __all__ = [
     "WrongEventLoop",
     "cache",
     "hookimpl",
+    "instrument",
     "mask_url",
+    "uninstrument",
 ]
 
 __version__ = "0.1.0"
