@@ -414,10 +414,13 @@ class MemoryInspector:
 
 
 def inspector_for_driver(driver: object) -> MemoryInspector | None:
-    """Return an inspector for a memory driver (either face), or ``None`` for any other driver."""
-    if isinstance(driver, MemoryDriver):
+    """Return an inspector for a memory driver (either face), or ``None`` for any other driver.
+
+    Only this module's own classes: a subclass belongs to whoever registered it.
+    """
+    if type(driver) is MemoryDriver:
         return MemoryInspector(driver)
-    if isinstance(driver, AsyncMemoryDriver):
+    if type(driver) is AsyncMemoryDriver:
         return MemoryInspector(driver.store)
     return None
 

@@ -433,6 +433,8 @@ def clear(
                     )
                 except click.Abort:
                     confirmed = False
+                if not sys.stdin.isatty():
+                    out.note("")  # the answer came from a pipe: nothing echoed it
                 if not confirmed:
                     raise CliFailure(ExitCode.ABORTED, "not confirmed: nothing was deleted")
             with out.progress(f"clear {resource_type}", "keys deleted") as progress:
