@@ -37,10 +37,13 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     WrongEventLoop,
 )
+from pevensie_cache.codecs import Codec
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
 from pevensie_cache.registry import DriverInfo, Register
+from pevensie_cache.resource import CachedFunction, Resource
+from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
 from pevensie_cache.threaded import ThreadedAsyncDriver
 from pevensie_cache.urls import mask_url
 
@@ -51,10 +54,14 @@ __all__ = [
     "ArgumentValueError",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncCachedFunction",
     "AsyncPevensieCache",
+    "AsyncResource",
     "BatchCacheDriver",
     "CacheDriver",
     "CacheMiss",
+    "CachedFunction",
+    "Codec",
     "CodecError",
     "ConfigError",
     "CounterError",
@@ -67,6 +74,7 @@ __all__ = [
     "PevensieCache",
     "PevensieCacheError",
     "Register",
+    "Resource",
     "ThreadedAsyncDriver",
     "UnsupportedOperation",
     "WrongEventLoop",
@@ -76,3 +84,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]
