@@ -13,6 +13,7 @@ plugin authors mark their hook implementations with :data:`hookimpl`.
 from __future__ import annotations
 
 from pevensie_cache import cache
+from pevensie_cache.codecs import Codec
 from pevensie_cache.driver import (
     AsyncBatchCacheDriver,
     AsyncCacheDriver,
@@ -37,7 +38,6 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     WrongEventLoop,
 )
-from pevensie_cache.codecs import Codec
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
