@@ -155,6 +155,25 @@ class NearStore:
                 if key in self._filling:
                     self._changed[key] = self._sequence
 
+    def forget(self, keys: Iterable[bytes]) -> None:
+        """Drop ``keys`` this process wrote (read-your-writes; not counted as received)."""
+        with self._lock:
+            self._sequence += 1
+            for key in keys:
+                self._entries.pop(key, None)
+                if key in self._filling:
+                    self._changed[key] = self._sequence
+
+    def forget_prefix(self, prefix: bytes) -> None:
+        """Drop every key starting with ``prefix`` (this process cleared a resource type)."""
+        with self._lock:
+            self._sequence += 1
+            for key in [key for key in self._entries if key.startswith(prefix)]:
+                del self._entries[key]
+            for key in self._filling:
+                if key.startswith(prefix):
+                    self._changed[key] = self._sequence
+
     def flush(self, *, disable: bool = False) -> None:
         """Empty the store, spoiling every read in flight; ``disable``: stop answering reads too."""
         with self._lock:
