@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
@@ -118,7 +118,7 @@ class Channel:
                 reply = await self._retry(lambda p: _send(p, packed), exc, True)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise map_error(reply, command) from reply
         return reply
 
@@ -165,7 +165,7 @@ class Channel:
             first, *replies = await self._send_many(
                 pipe, [wire.pack_tracking(client_id), *commands]
             )
-            if isinstance(first, ResponseError):
+            if isinstance(first, Exception):
                 if not wire.lost_redirect(first):
                     raise first
                 near.flush(disable=True)  # the listener went away meanwhile
@@ -388,7 +388,7 @@ async def open_channel(config: RedisConfig) -> Channel:
     try:
         pipe = await channel._fresh()
         reply = await _send(pipe, wire.pack(["PING"]))
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise reply
         if config.near_cache:
             await _start_near_cache(channel, resolve, config)
@@ -415,18 +415,22 @@ async def _start_near_cache(
         )
     pipe = await channel._fresh()
     reply = await _send(pipe, wire.pack_tracking(listener.client_id or 0))
-    if isinstance(reply, ResponseError) and not wire.lost_redirect(reply):
+    if isinstance(reply, Exception) and not wire.lost_redirect(reply):
         raise ConfigError(
             f"near_cache needs key tracking (Redis 6 or newer, Valkey): the server said {reply}"
         )
-    if not isinstance(reply, ResponseError):
+    if not isinstance(reply, Exception):
         pipe.tracking = listener.client_id
 
 
 def _sentinel_endpoint(config: RedisConfig, host: str, port: int) -> Endpoint:
-    """Return a sentinel's endpoint: the driver's timeout and TLS settings, no credentials."""
+    """Return a sentinel's endpoint: the driver's timeout and TLS, the sentinels' credentials."""
     plain = endpoint(config, host, port)
-    handshake = tuple(wire.pack_handshake(None, None, 0, config.client_name))
+    handshake = tuple(
+        wire.pack_handshake(
+            config.sentinel_username, config.sentinel_password, 0, config.client_name
+        )
+    )
     return Endpoint(
         label=plain.label,
         host=host,

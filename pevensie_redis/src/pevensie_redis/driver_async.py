@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from pevensie_cache.driver import Progress
 from pevensie_redis import wire
@@ -261,7 +261,7 @@ class AsyncRedisDriver:
                 load = wire.pack([b"SCRIPT", b"LOAD", wire.RELEASE_LOCK_SCRIPT])
                 await self._pipeline([load], "SCRIPT LOAD")
                 [reply] = await self._channel.pipeline([command], "EVALSHA")
-            if not isinstance(reply, ResponseError):
+            if not isinstance(reply, Exception):
                 return
             if not refuses_scripting(reply):
                 raise map_error(reply, "EVALSHA") from reply

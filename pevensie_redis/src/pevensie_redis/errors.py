@@ -146,11 +146,14 @@ def refuses_scripting(exc: BaseException) -> bool:
 
 
 def first_error_reply(replies: Iterable[object]) -> Exception | None:
-    """Return the first error reply (a redis-py ``ResponseError``) among ``replies``, if any."""
-    from redis.exceptions import ResponseError
+    """Return the first error reply among ``replies``, if any.
 
+    Error replies are redis-py exception instances: ``ResponseError`` and its
+    kin, and, from the async face's reader, ``AuthenticationError`` (``NOAUTH``,
+    ``WRONGPASS``), which redis-py files under connection errors.
+    """
     for reply in replies:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             return reply
     return None
 

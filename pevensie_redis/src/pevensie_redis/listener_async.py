@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from pevensie_redis import wire
 from pevensie_redis.near import NearStore
@@ -93,7 +93,7 @@ class InvalidationListener:
         client_id = await pipe.send(wire.pack([b"CLIENT", b"ID"]))
         confirmed = await pipe.send(wire.pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
         for reply in (client_id, confirmed):
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, Exception):
                 raise reply
         pipe.on_push = self._apply
         self._client_id = int(client_id)

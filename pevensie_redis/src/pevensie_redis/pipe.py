@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis.resp import make_reader
@@ -289,7 +289,7 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
     if endpoint.handshake:
         try:
             for reply in [await future for future in pipe.send_many(endpoint.handshake)]:
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, Exception):
                     raise reply
         except BaseException:
             pipe.close()
