@@ -44,6 +44,7 @@ NAMES = {
     "AsyncCacheConformance": "CacheConformance",
     "AsyncRedisDriver": "RedisDriver",
     "AsyncRedisSentinelDriver": "RedisSentinelDriver",
+    "AsyncNearRedisDriver": "NearRedisDriver",
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
     "AsyncStringCache": "StringCache",
@@ -62,6 +63,7 @@ NAMES = {
     "conformance_async": "conformance",
     "driver_async": "driver",
     "channel_async": "channel",
+    "listener_async": "listener",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""

@@ -13,6 +13,7 @@ plugin authors mark their hook implementations with :data:`hookimpl`.
 from __future__ import annotations
 
 from pevensie_cache import cache
+from pevensie_cache.codecs import Codec
 from pevensie_cache.driver import (
     AsyncBatchCacheDriver,
     AsyncCacheDriver,
@@ -42,6 +43,8 @@ from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
 from pevensie_cache.observability import instrument, uninstrument
 from pevensie_cache.registry import DriverInfo, Register
+from pevensie_cache.resource import CachedFunction, Resource
+from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
 from pevensie_cache.threaded import ThreadedAsyncDriver
 from pevensie_cache.urls import mask_url
 
@@ -52,10 +55,14 @@ __all__ = [
     "ArgumentValueError",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncCachedFunction",
     "AsyncPevensieCache",
+    "AsyncResource",
     "BatchCacheDriver",
     "CacheDriver",
     "CacheMiss",
+    "CachedFunction",
+    "Codec",
     "CodecError",
     "ConfigError",
     "CounterError",
@@ -68,6 +75,7 @@ __all__ = [
     "PevensieCache",
     "PevensieCacheError",
     "Register",
+    "Resource",
     "ThreadedAsyncDriver",
     "UnsupportedOperation",
     "WrongEventLoop",
@@ -79,3 +87,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

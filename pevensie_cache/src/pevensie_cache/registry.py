@@ -7,6 +7,7 @@ handed; duplicate names are remembered as conflicts, never silently overridden.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -145,8 +146,9 @@ class Registry:
             _add_keyed(self.by_scheme, self.conflicts, f"{scheme}://", spec)
 
     def lookup(self, name: str) -> DriverSpec:
-        """Return the driver registered as ``name``, or raise a descriptive error."""
-        return self._find(name, self.by_name, f"no cache driver named {name!r}")
+        """Return the driver registered as ``name`` (in any letter case), or raise a clear error."""
+        key = name if name in self.by_name or name in self.conflicts else name.lower()
+        return self._find(key, self.by_name, f"no cache driver named {name!r}")
 
     def lookup_scheme(self, scheme: str) -> DriverSpec:
         """Return the driver registered for the URL scheme ``scheme``."""
@@ -195,7 +197,18 @@ class Registry:
             raise DriverConflict(_conflict_message(key, specs))
         spec = table.get(key)
         if spec is None:
-            raise DriverNotFound(f"{missing}. {self._inventory()}")
+            suffix = "://" if key.endswith("://") else ""
+            known = [
+                name.removesuffix(suffix) for name in table if name.endswith("://") == bool(suffix)
+            ]
+            close = [
+                f"{name}{suffix}"
+                for name in difflib.get_close_matches(
+                    key.lower().removesuffix(suffix), known, n=1, cutoff=0.6
+                )
+            ]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DriverNotFound(f"{missing}{hint}.\n{self._inventory()}")
         return spec
 
     def _inventory(self) -> str:
@@ -210,9 +223,9 @@ class Registry:
                 installed.append(f"{info.name} ({schemes}; {source})")
             else:
                 failed.append(f"{info.name} from {source}: {info.error}")
-        text = f"Installed drivers: {', '.join(installed) or 'none'}."
+        text = "Installed drivers:" + "".join(f"\n  {line}" for line in installed or ["none"])
         if failed:
-            text += f" Not available: {'; '.join(failed).rstrip('.')}."
+            text += "\nNot available:\n" + "\n".join(f"  {line}" for line in failed)
         return text
 
 

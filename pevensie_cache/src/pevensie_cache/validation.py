@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError, CounterError
+from pevensie_cache.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    CounterError,
+)
 
 __all__ = [
     "INT64_MAX",
@@ -80,9 +85,18 @@ def check_value(value: object) -> None:
             _check_encodable("value", value)
         return
     if not isinstance(value, str):
-        hint = " (decode bytes first)" if isinstance(value, (bytes, bytearray)) else ""
-        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{hint}")
+        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{_hint(value)}")
     _check_encodable("value", value)
+
+
+def _hint(value: object) -> str:
+    """Say what to do with a value that is not a ``str``."""
+    if isinstance(value, (bytes, bytearray)):
+        return " (decode bytes first, e.g. value.decode())"
+    return (
+        "; values are strings: encode it first, or store it through a resource "
+        "with the JSON codec (cache.resource(resource_type, codec='json'))"
+    )
 
 
 def check_ttl(ttl_seconds: object) -> None:
@@ -150,7 +164,11 @@ def check_items(items: object) -> dict[str, str]:
     if not (_all_plain(checked, allow_empty=False) and _all_plain(checked.values())):
         for key, value in checked.items():
             check_key(key)
-            check_value(value)
+            try:
+                check_value(value)
+            except ArgumentError as exc:
+                # Name the key (never the value): which item of the batch was refused.
+                raise type(exc)(f"items[{key!r}]: {exc}") from None
     return checked
 
 

@@ -23,6 +23,7 @@ from pevensie_redis.errors import (
     RedisConnectionError,
     RedisDriverError,
     RedisPoolExhausted,
+    RedisProtocolError,
     RedisServerError,
     RedisTimeoutError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "RedisDriver",
     "RedisDriverError",
     "RedisPoolExhausted",
+    "RedisProtocolError",
     "RedisSentinelDriver",
     "RedisServerError",
     "RedisTimeoutError",

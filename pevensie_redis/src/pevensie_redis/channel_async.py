@@ -30,14 +30,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_cache.errors import WrongEventLoop
+from pevensie_cache.errors import ConfigError, WrongEventLoop
 from pevensie_redis import wire
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error
+from pevensie_redis.listener_async import InvalidationListener
+from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
 from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
 from pevensie_redis.sentinel import find_primary
@@ -78,6 +80,9 @@ class Channel:
         self._retired: list[Pipe] = []
         self._opening: asyncio.Future[Pipe] | None = None
         self._closed = False
+        self._listener: InvalidationListener | None = None
+        self.near: NearStore | None = None
+        """The near cache's store, when ``near_cache`` is on."""
 
     pool = None
     """No redis-py pool: the async face has its own pipes."""
@@ -89,6 +94,8 @@ class Channel:
 
     async def close(self) -> None:
         """Close every pipe; commands still waiting fail with a connection error."""
+        if self._listener is not None:
+            await self._listener.stop()
         self._closed = True
         pipes, self._pipes = self._pipes + self._retired, []
         self._retired = []
@@ -111,18 +118,27 @@ class Channel:
                 reply = await self._retry(lambda p: _send(p, packed), exc, True)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise map_error(reply, command) from reply
         return reply
 
     async def pipeline(
-        self, commands: Sequence[bytes], command: str, *, idempotent: bool = True
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
     ) -> list[Any]:
         """Send every command at once, then read every reply, in order.
 
         Error replies come back in place as ``ResponseError`` instances. A
-        command that is not ``idempotent`` is not sent twice.
+        command that is not ``idempotent`` is not sent twice. ``tracked``: turn
+        key tracking on towards the near cache's listener first, where the pipe
+        lacks it.
         """
+        if tracked and self._listener is not None:
+            return await self._tracked(commands, command)
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
@@ -133,6 +149,36 @@ class Channel:
                 return await self._send_many(pipe, commands)
             except _RETRYABLE as exc:
                 return await self._retry(lambda p: self._send_many(p, commands), exc, idempotent)
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+
+    async def _tracked(self, commands: Sequence[bytes], command: str) -> list[Any]:
+        """Run ``commands`` on a pipe with key tracking on towards the listener."""
+        assert self._listener is not None
+        assert self.near is not None
+        listener, near = self._listener, self.near
+
+        async def attempt(pipe: Pipe) -> list[Any]:
+            client_id = listener.client_id
+            if client_id is None or pipe.tracking == client_id:
+                return await self._send_many(pipe, commands)
+            first, *replies = await self._send_many(
+                pipe, [wire.pack_tracking(client_id), *commands]
+            )
+            if isinstance(first, Exception):
+                if not wire.lost_redirect(first):
+                    raise first
+                near.flush(disable=True)  # the listener went away meanwhile
+            else:
+                pipe.tracking = client_id
+            return replies
+
+        try:
+            pipe = self._ready() or await self._fresh()
+            try:
+                return await attempt(pipe)
+            except _RETRYABLE as exc:
+                return await self._retry(attempt, exc, True)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
 
@@ -256,12 +302,18 @@ class _NotConnected:
     """The channel of a driver that is not connected: every call says so."""
 
     pool = None
+    near = None
 
     async def execute(self, packed: bytes, command: str) -> Any:
         raise RedisConnectionError("the Redis driver is not connected")
 
     async def pipeline(
-        self, commands: Sequence[bytes], command: str, *, idempotent: bool = True
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
     ) -> list[Any]:
         raise RedisConnectionError("the Redis driver is not connected")
 
@@ -336,18 +388,49 @@ async def open_channel(config: RedisConfig) -> Channel:
     try:
         pipe = await channel._fresh()
         reply = await _send(pipe, wire.pack(["PING"]))
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             raise reply
+        if config.near_cache:
+            await _start_near_cache(channel, resolve, config)
     except _FAILURES as exc:
         await channel.close()
         raise map_error(exc, f"connecting to {config.display_url()}") from exc
     return channel
 
 
+async def _start_near_cache(
+    channel: Channel, resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
+) -> None:
+    """Start the near cache's listener and check the server tracks keys (Redis 6+, Valkey)."""
+
+    async def connect() -> Pipe:
+        return await open_pipe(await resolve())
+
+    near = NearStore(config.near_cache_size)
+    listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
+    channel.near, channel._listener = near, listener
+    if not await listener.start(wait=config.timeout_seconds):
+        raise RedisPyConnectionError(
+            f"the near cache's invalidation channel did not start: {listener.last_error}"
+        )
+    pipe = await channel._fresh()
+    reply = await _send(pipe, wire.pack_tracking(listener.client_id or 0))
+    if isinstance(reply, Exception) and not wire.lost_redirect(reply):
+        raise ConfigError(
+            f"near_cache needs key tracking (Redis 6 or newer, Valkey): the server said {reply}"
+        )
+    if not isinstance(reply, Exception):
+        pipe.tracking = listener.client_id
+
+
 def _sentinel_endpoint(config: RedisConfig, host: str, port: int) -> Endpoint:
-    """Return a sentinel's endpoint: the driver's timeout and TLS settings, no credentials."""
+    """Return a sentinel's endpoint: the driver's timeout and TLS, the sentinels' credentials."""
     plain = endpoint(config, host, port)
-    handshake = tuple(wire.pack_handshake(None, None, 0, config.client_name))
+    handshake = tuple(
+        wire.pack_handshake(
+            config.sentinel_username, config.sentinel_password, 0, config.client_name
+        )
+    )
     return Endpoint(
         label=plain.label,
         host=host,

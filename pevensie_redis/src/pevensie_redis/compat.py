@@ -42,7 +42,9 @@ __all__ = [
     "node_of_slot",
     "parse_error",
     "set_epoch",
+    "set_tracking",
     "should_reconnect",
+    "tracking_of",
 ]
 
 _ONE_ATTEMPT = Retry(NoBackoff(), 0)
@@ -102,3 +104,16 @@ def parse_error(message: str) -> Exception:
     """Return the redis-py exception for an error reply (``NOSCRIPT ...`` -> ``NoScriptError``)."""
     error: Exception = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
     return error
+
+
+def tracking_of(connection: Any) -> int | None:
+    """Return the client id ``connection``'s current socket tracks keys towards, if any."""
+    recorded = getattr(connection, "_pevensie_tracking", None)
+    if recorded is None or recorded[0] is not connection._sock:
+        return None  # never set, or set on a socket since closed and replaced
+    return int(recorded[1])
+
+
+def set_tracking(connection: Any, client_id: int) -> None:
+    """Record that ``connection``'s current socket tracks keys towards ``client_id``."""
+    connection._pevensie_tracking = (connection._sock, client_id)

@@ -24,21 +24,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 from pevensie_cache.driver import Progress
 from pevensie_redis import wire
 from pevensie_redis.channel import Channel, not_connected_channel, open_channel
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
+    RedisConnectionError,
     counter_error,
     decode_value,
     first_error_reply,
     map_error,
     refuses_scripting,
 )
+from pevensie_redis.near import MISS, NearStats, NearStore
 
-__all__ = ["RedisDriver", "RedisSentinelDriver"]
+__all__ = ["NearRedisDriver", "RedisDriver", "RedisSentinelDriver"]
 
 
 class RedisDriver:
@@ -254,7 +256,7 @@ class RedisDriver:
                 load = wire.pack([b"SCRIPT", b"LOAD", wire.RELEASE_LOCK_SCRIPT])
                 self._pipeline([load], "SCRIPT LOAD")
                 [reply] = self._channel.pipeline([command], "EVALSHA")
-            if not isinstance(reply, ResponseError):
+            if not isinstance(reply, Exception):
                 return
             if not refuses_scripting(reply):
                 raise map_error(reply, "EVALSHA") from reply
@@ -268,10 +270,19 @@ class RedisDriver:
     # -- helpers ---------------------------------------------------------------------
 
     def _pipeline(
-        self, commands: list[bytes], command: str, *, idempotent: bool = True
+        self,
+        commands: list[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
     ) -> list[Any]:
-        """Send ``commands`` in one round trip; the first error reply is raised mapped."""
-        replies = self._channel.pipeline(commands, command, idempotent=idempotent)
+        """Send ``commands`` in one round trip; the first error reply is raised mapped.
+
+        ``tracked``: on a connection with key tracking towards the near cache's
+        invalidation channel.
+        """
+        replies = self._channel.pipeline(commands, command, idempotent=idempotent, tracked=tracked)
         error = first_error_reply(replies)
         if error is not None:
             raise map_error(error, command) from error
@@ -291,3 +302,157 @@ class RedisSentinelDriver(RedisDriver):
         super().__init__(config)
         if not config.sentinels or config.service_name is None:
             raise ValueError(f"{type(self).__name__} needs a RedisConfig with sentinels")
+
+
+class NearRedisDriver(RedisDriver):
+    """The driver with a near cache (``near_cache=True``): reads served from this process.
+
+    Reads (``get``, ``get_many``) are answered from a local store of recent
+    reads (values and misses, each with its key's server TTL), filled from the
+    server with key tracking on. The server tells this process when a key it
+    read changes, on a dedicated connection
+    (:mod:`~pevensie_redis.listener`); this process's own writes drop their
+    keys as they complete, so a read after a write sees it. When that
+    connection breaks, the store is emptied and reads go to the server until
+    tracking is back (see :mod:`~pevensie_redis.near`). Single server and
+    Sentinel; Cluster is a configuration error for now.
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config`` (with ``near_cache``)."""
+        super().__init__(config)
+        if not config.near_cache:
+            raise ValueError(f"{type(self).__name__} needs a RedisConfig with near_cache=True")
+
+    def near_cache_stats(self) -> NearStats | None:
+        """Return the near cache's counters (hits, misses, invalidations, ...), while connected."""
+        near = self._channel.near
+        return None if near is None else near.stats()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, resource_type: str, key: str) -> str | None:
+        """Return the local entry when there is one; else ``GET`` (and ``PTTL``), tracked."""
+        full = f"{resource_type}:{key}".encode()
+        near = self._store()
+        held = near.lookup(full)
+        if held is not None:
+            return None if held is MISS else held
+        ticket = near.begin((full,))
+        try:
+            value, pttl = self._pipeline(
+                [wire.pack_get(full), wire.pack([b"PTTL", full])], "GET", tracked=True
+            )
+            text = None if value is None else decode_value(value, "GET")
+        except BaseException:
+            near.abandon(ticket, (full,))
+            raise
+        near.finish(ticket, ((full, text, pttl),))
+        return text
+
+    def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return local entries where there are some; one tracked ``MGET`` for the rest."""
+        prefix = f"{resource_type}:"
+        near = self._store()
+        found: dict[str, str] = {}
+        wanted: dict[bytes, str] = {}
+        for key in keys:
+            full = (prefix + key).encode()
+            held = near.lookup(full)
+            if held is None:
+                wanted[full] = key
+            elif held is not MISS:
+                found[key] = held
+        if not wanted:
+            return found
+        fulls = list(wanted)
+        ticket = near.begin(fulls)
+        try:
+            parts = wire.chunks(fulls)
+            commands = [wire.pack([b"MGET", *part]) for part in parts]
+            commands += [wire.pack([b"PTTL", full]) for full in fulls]
+            replies = self._pipeline(commands, "MGET", tracked=True)
+            values = [value for values in replies[: len(parts)] for value in values]
+            texts = [None if value is None else decode_value(value, "MGET") for value in values]
+        except BaseException:
+            near.abandon(ticket, fulls)
+            raise
+        near.finish(ticket, zip(fulls, texts, replies[len(parts) :], strict=True))
+        for full, text in zip(fulls, texts, strict=True):
+            if text is not None:
+                found[wanted[full]] = text
+        return found
+
+    # -- writes: each drops its keys from the local store as it completes ------------------
+
+    def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """``SET``, then drop the key locally (read-your-writes)."""
+        try:
+            super().set(resource_type, key, value, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    def delete(self, resource_type: str, key: str) -> None:
+        """``UNLINK``, then drop the key locally."""
+        try:
+            super().delete(resource_type, key)
+        finally:
+            self._forget(resource_type, (key,))
+
+    def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """Write the batch, then drop its keys locally."""
+        try:
+            super().set_many(resource_type, items, ttl_seconds)
+        finally:
+            self._forget(resource_type, items)
+
+    def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """Delete the batch, then drop its keys locally."""
+        keys = list(keys)
+        try:
+            super().delete_many(resource_type, keys)
+        finally:
+            self._forget(resource_type, keys)
+
+    def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``SET NX``, then drop the key locally."""
+        try:
+            return super().add(resource_type, key, value, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``INCRBY``, then drop the key locally."""
+        try:
+            return super().incr(resource_type, key, delta, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``EXPIRE``/``PERSIST``, then drop the key locally (its TTL changed)."""
+        try:
+            return super().touch(resource_type, key, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Clear on the server, then drop the resource type's keys locally."""
+        try:
+            return super().clear(resource_type, on_progress)
+        finally:
+            near = self._channel.near
+            if near is not None:
+                near.forget_prefix(f"{resource_type}:".encode())
+
+    def _store(self) -> NearStore:
+        near: NearStore | None = self._channel.near
+        if near is None:
+            raise RedisConnectionError("the Redis driver is not connected")
+        return near
+
+    def _forget(self, resource_type: str, keys: Iterable[str]) -> None:
+        near = self._channel.near
+        if near is not None:
+            near.forget([f"{resource_type}:{key}".encode() for key in keys])

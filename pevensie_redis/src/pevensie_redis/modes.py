@@ -29,8 +29,10 @@ def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisCl
         from pevensie_redis.cluster import RedisClusterDriver
 
         return RedisClusterDriver(config)
-    from pevensie_redis.driver import RedisDriver, RedisSentinelDriver
+    from pevensie_redis.driver import NearRedisDriver, RedisDriver, RedisSentinelDriver
 
+    if config.near_cache:
+        return NearRedisDriver(config)
     return RedisSentinelDriver(config) if config.sentinels else RedisDriver(config)
 
 
@@ -41,6 +43,12 @@ def new_async_cache_driver(config: RedisConfig | None = None) -> AsyncRedisDrive
         from pevensie_cache import ConfigError
 
         raise ConfigError("the async face of the Redis Cluster mode is not available yet")
-    from pevensie_redis.driver_async import AsyncRedisDriver, AsyncRedisSentinelDriver
+    from pevensie_redis.driver_async import (
+        AsyncNearRedisDriver,
+        AsyncRedisDriver,
+        AsyncRedisSentinelDriver,
+    )
 
+    if config.near_cache:
+        return AsyncNearRedisDriver(config)
     return AsyncRedisSentinelDriver(config) if config.sentinels else AsyncRedisDriver(config)

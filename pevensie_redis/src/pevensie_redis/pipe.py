@@ -31,12 +31,12 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis.resp import make_reader
@@ -82,6 +82,10 @@ class Pipe(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.last_reply = loop.time()
         """The event-loop time the last reply arrived (or the pipe opened)."""
+        self.on_push: Callable[[Any], None] | None = None
+        """Receives pushed pub/sub messages (``["message", ...]``), on a subscribed pipe."""
+        self.tracking: int | None = None
+        """The client id this pipe's key tracking redirects to (near cache), if any."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._waiting)} waiting"
@@ -113,6 +117,10 @@ class Pipe(asyncio.Protocol):
         try:
             reply = reader.gets()
             while reply is not False:
+                if self.on_push is not None and _pushed(reply):
+                    self.on_push(reply)
+                    reply = reader.gets()
+                    continue
                 if not waiting:
                     self._abort(RedisPyConnectionError(f"{self.endpoint.label}: unexpected reply"))
                     return
@@ -239,6 +247,11 @@ class Pipe(asyncio.Protocol):
             drain.set_result(None)
 
 
+def _pushed(reply: Any) -> bool:
+    """Return whether ``reply`` is a pub/sub message rather than the answer to a command."""
+    return type(reply) is list and len(reply) == 3 and reply[0] == b"message"
+
+
 def _copy(error: BaseException) -> BaseException:
     """Return a fresh exception like ``error``: each waiting task gets its own traceback."""
     return type(error)(*error.args)
@@ -276,7 +289,7 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
     if endpoint.handshake:
         try:
             for reply in [await future for future in pipe.send_many(endpoint.handshake)]:
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, Exception):
                     raise reply
         except BaseException:
             pipe.close()

@@ -9,8 +9,11 @@ now name. So the same cache object follows a failover by itself; until the
 sentinels have promoted a replica (about ``down-after-milliseconds`` + 1-2 s),
 calls raise :class:`~pevensie_redis.RedisConnectionError`.
 
-Credentials and TLS settings are the data nodes'; the sentinels are reached
-with the same timeouts (and TLS settings when ``tls`` is on), without a password.
+The sentinels are reached with the driver's timeouts (and TLS settings when
+``tls`` is on) and their own credentials, ``sentinel_username`` and
+``sentinel_password`` (``username``/``password`` are the data nodes'). Wrong
+sentinel credentials are a :class:`~pevensie_redis.RedisAuthenticationError`
+that says it was the sentinels.
 
 - :func:`primary_of` reads one sentinel's answer (the same for both faces);
 - the sync face uses redis-py's ``Sentinel`` (:class:`ClearSentinel`,
@@ -24,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
 from redis.sentinel import (
@@ -61,8 +64,16 @@ def primary_of(state: Mapping[str, Any] | None, service_name: str) -> tuple[str,
     return _text(state["ip"]), int(state["port"])
 
 
-def _no_primary(service_name: str, problems: Sequence[str]) -> str:
-    return f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})"
+def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exception:
+    """Return the error when no sentinel named a primary (the credentials, when all refused)."""
+    if refused and refused == len(problems):
+        return AuthenticationError(
+            "every sentinel refused the sentinel credentials (sentinel_username / "
+            "sentinel_password; the data nodes' username / password are separate)"
+        )
+    return MasterNotFoundError(
+        f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})"
+    )
 
 
 def _text(value: Any) -> str:
@@ -84,12 +95,17 @@ class ClearSentinel(Sentinel):
     def discover_master(self, service_name: str) -> tuple[str, int]:
         """Return the primary's address that the first healthy sentinel reports."""
         problems: list[str] = []
+        refused = 0
         last_error: BaseException | None = None
         for index, sentinel in enumerate(self.sentinels):
             kwargs = sentinel.connection_pool.connection_kwargs
             where = f"{kwargs.get('host')}:{kwargs.get('port')}"
             try:
                 masters: Any = sentinel.sentinel_masters()  # {name: state} with RESP2
+            except AuthenticationError:
+                problems.append(f"{where}: refused the sentinel credentials")
+                refused += 1
+                continue
             except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
                 problems.append(f"{where}: {exc}")
                 last_error = exc
@@ -101,7 +117,7 @@ class ClearSentinel(Sentinel):
             # Ask the sentinel that answered first next time.
             self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
             return found
-        raise MasterNotFoundError(_no_primary(service_name, problems)) from last_error
+        raise _no_primary(service_name, problems, refused) from last_error
 
     def close(self) -> None:
         """Close the connections to every sentinel."""
@@ -128,6 +144,8 @@ def sentinel_options(config: RedisConfig) -> tuple[dict[str, Any], dict[str, Any
         "socket_connect_timeout": seconds,
         "socket_keepalive": True,
         "client_name": config.client_name,
+        "username": config.sentinel_username,
+        "password": config.sentinel_password,
         # One attempt per sentinel: a dead one is skipped for the next, and the
         # driver's own retries cover the whole lookup.
         "retry": Retry(NoBackoff(), 0),
@@ -165,6 +183,7 @@ async def find_primary(sentinels: list[Endpoint], service_name: str) -> tuple[st
     ``ConnectionError``) naming each sentinel's problem.
     """
     problems: list[str] = []
+    refused = 0
     last_error: BaseException | None = None
     for index, endpoint in enumerate(sentinels):
         try:
@@ -173,18 +192,26 @@ async def find_primary(sentinels: list[Endpoint], service_name: str) -> tuple[st
                 reply = await pipe.send(wire.pack(["SENTINEL", "MASTER", service_name]))
             finally:
                 pipe.close()
+        except AuthenticationError:
+            problems.append(f"{endpoint.label}: refused the sentinel credentials")
+            refused += 1
+            continue
         except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
             problems.append(f"{endpoint.label}: {exc}")
             last_error = exc
             continue
-        state = None if isinstance(reply, ResponseError) else _pairs(reply)
+        if isinstance(reply, AuthenticationError):
+            problems.append(f"{endpoint.label}: refused the sentinel credentials")
+            refused += 1
+            continue
+        state = None if isinstance(reply, Exception) else _pairs(reply)
         found = primary_of(state, service_name)
         if isinstance(found, str):
             problems.append(f"{endpoint.label}: {found}")
             continue
         sentinels[0], sentinels[index] = endpoint, sentinels[0]
         return found
-    raise MasterNotFoundError(_no_primary(service_name, problems)) from last_error
+    raise _no_primary(service_name, problems, refused) from last_error
 
 
 def _pairs(reply: Any) -> dict[str, Any]:

@@ -29,7 +29,9 @@ __all__ = [
     "decode_text",
     "escape_glob",
     "full_key",
+    "heartbeat",
     "lock_key",
+    "lost_redirect",
     "pack",
     "pack_delete",
     "pack_get",
@@ -39,6 +41,7 @@ __all__ = [
     "pack_set_ex",
     "pack_set_many_ex",
     "pack_set_nx",
+    "pack_tracking",
 ]
 
 _T = TypeVar("_T")
@@ -135,6 +138,21 @@ def lock_key(resource_type: str, key: str) -> bytes:
     ``clear`` (which matches ``<type>:*``) never deletes a lock.
     """
     return f":lock:{resource_type}:{key}".encode()
+
+
+def pack_tracking(client_id: int) -> bytes:
+    """Pack ``CLIENT TRACKING ON REDIRECT client_id``: invalidations of keys read go there."""
+    return pack([b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", b"%d" % client_id])
+
+
+def lost_redirect(error: Exception) -> bool:
+    """Return whether a ``CLIENT TRACKING`` error says the redirect target is gone."""
+    return "redirect" in str(error).lower()
+
+
+def heartbeat(timeout: float) -> float:
+    """Return the near cache listener's heartbeat: a silent channel is checked this often."""
+    return min(1.0, timeout)
 
 
 def escape_glob(text: str) -> str:
