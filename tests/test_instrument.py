@@ -274,16 +274,60 @@ def test_an_uninstrumented_cache_runs_the_plain_facade(reader: InMemoryMetricRea
     assert values == {("set", "user", "ok"): 1}
 
 
-def test_near_cache_hook_counts_hits(reader: InMemoryMetricReader) -> None:
+def near_lookups(reader: InMemoryMetricReader) -> dict[str, int]:
+    return {
+        point.attributes["pevensie.cache.outcome"]: point.value
+        for point in points(reader, "pevensie.cache.near_cache.lookups")
+    }
+
+
+def test_near_cache_reads_are_counted_when_collected(
+    pevensie_redis_server: RedisServer, reader: InMemoryMetricReader
+) -> None:
+    pevensie_redis_server.ensure_running()
+    provider = MeterProvider(metric_readers=[reader])
+    url = f"{pevensie_redis_server.url}?near_cache=true"
+    with instrument(cache.from_url(url), meter_provider=provider) as c:
+        c.set("user", "1", "a")
+        for _ in range(5):
+            assert c.get("user", "1") == "a"
+        stats = c.driver.near_cache_stats()  # type: ignore[attr-defined]
+        found = near_lookups(reader)
+        assert found == {"hit": stats.hits, "miss": stats.misses}
+        assert found["hit"] >= 1  # the first read went to the server, later ones may not
+        assert found["hit"] + found["miss"] == 5
+        assert {
+            p.attributes["db.system.name"]
+            for p in points(reader, "pevensie.cache.near_cache.lookups")
+        } == {"redis"}
+        uninstrument(c)
+        assert near_lookups(reader) == {}  # an uninstrumented cache reports nothing
+
+
+async def test_near_cache_reads_are_counted_on_the_async_face(
+    pevensie_redis_server: RedisServer, reader: InMemoryMetricReader
+) -> None:
+    pevensie_redis_server.ensure_running()
+    provider = MeterProvider(metric_readers=[reader])
+    url = f"{pevensie_redis_server.url}?near_cache=true"
+    async with instrument(cache.from_url_async(url), meter_provider=provider) as c:
+        await c.set("user", "2", "b")
+        for _ in range(4):
+            assert await c.get("user", "2") == "b"
+        found = near_lookups(reader)
+        assert found["hit"] + found["miss"] == 4
+
+
+def test_a_cache_without_a_near_cache_reports_no_near_lookups(
+    reader: InMemoryMetricReader,
+) -> None:
     c = instrument(
         cache.new(driver="memory"), meter_provider=MeterProvider(metric_readers=[reader])
     )
-    recorder = recorder_of(c)
-    assert recorder is not None
-    recorder.near_cache_hit("get", "user", 3)
-    [point] = points(reader, "pevensie.cache.near_cache.hits")
-    assert point.value == 3
-    assert key_of(point) == ("get", "user", "hit")
+    with c:
+        c.set("user", "1", "a")
+        c.get("user", "1")
+    assert points(reader, "pevensie.cache.near_cache.lookups") == []
 
 
 def test_without_opentelemetry_instrument_says_what_to_install() -> None:

@@ -64,7 +64,9 @@ def instrument(
         ResourceTypes(resource_types, max_resource_types),
         meter_provider=meter_provider,
         tracer_provider=tracer_provider,
+        driver=c.driver,
     )
+    uninstrument(c)  # an earlier recorder stops reporting
     # One class per instrumented cache, holding its recorder: the facade's __slots__
     # leave no room on the instance, and a subclass adding no slot can be swapped in.
     own = type(base.__name__, (base,), {"__slots__": (), "_recorder": recorder})
@@ -76,6 +78,9 @@ def instrument(
 def uninstrument(c: _C) -> _C:
     """Stop recording the operations of ``c`` (a no-op when it is not instrumented)."""
     plain: type
+    recorder = recorder_of(c)
+    if recorder is not None:
+        recorder.active = False
     if isinstance(c, InstrumentedPevensieCache):
         plain = PevensieCache
     elif isinstance(c, InstrumentedAsyncPevensieCache):
@@ -87,11 +92,7 @@ def uninstrument(c: _C) -> _C:
 
 
 def recorder_of(c: PevensieCache | AsyncPevensieCache) -> Recorder | None:
-    """Return the recorder of an instrumented cache, or ``None``.
-
-    The hook for layers above the driver that answer without it (a near
-    cache): ``recorder.near_cache_hit(operation, resource_type)``.
-    """
+    """Return the recorder of an instrumented cache (its instruments), or ``None``."""
     if isinstance(c, (InstrumentedPevensieCache, InstrumentedAsyncPevensieCache)):
         return c._recorder
     return None

@@ -34,20 +34,25 @@ Metrics: ``pevensie.cache.operations`` (counter of calls), ``pevensie.cache.
 operation.duration`` (histogram, seconds), ``pevensie.cache.lookups`` (counter
 of keys read, outcome ``hit`` or ``miss``: a ``get_many`` of 100 keys is one
 operation and 100 lookups, so the hit ratio per resource type is
-``lookups{outcome="hit"} / lookups``), and ``pevensie.cache.near_cache.hits``
-(for a near cache, which calls :meth:`Recorder.near_cache_hit`). Spans, only
-with a tracer provider: one CLIENT span per operation named
-``"<operation> <resource type>"``, status ERROR with the exception recorded on
-failure.
+``lookups{outcome="hit"} / lookups``), and, for a driver with a near cache,
+``pevensie.cache.near_cache.lookups`` (an observable counter, outcome ``hit``:
+answered in this process, or ``miss``: sent to the server). A driver has a near
+cache when it offers ``near_cache_stats()`` returning an object with
+cumulative ``hits`` and ``misses`` (:class:`NearCacheStats`; the Redis
+driver's ``near_cache=True`` does): the counter reads it when the metrics are
+collected, so reads pay nothing for it. Spans, only with a tracer provider:
+one CLIENT span per operation named ``"<operation> <resource type>"``, status
+ERROR with the exception recorded on failure.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from pevensie_cache.errors import ConfigError
 
@@ -64,11 +69,12 @@ __all__ = [
     "METER_NAME",
     "METRIC_DURATION",
     "METRIC_LOOKUPS",
-    "METRIC_NEAR_CACHE_HITS",
+    "METRIC_NEAR_CACHE_LOOKUPS",
     "METRIC_OPERATIONS",
     "MISS",
     "OK",
     "OTHER",
+    "NearCacheStats",
     "Operation",
     "Recorder",
     "ResourceTypes",
@@ -85,7 +91,7 @@ METER_NAME = "pevensie_cache"
 METRIC_OPERATIONS = "pevensie.cache.operations"
 METRIC_DURATION = "pevensie.cache.operation.duration"
 METRIC_LOOKUPS = "pevensie.cache.lookups"
-METRIC_NEAR_CACHE_HITS = "pevensie.cache.near_cache.hits"
+METRIC_NEAR_CACHE_LOOKUPS = "pevensie.cache.near_cache.lookups"
 
 HIT = "hit"
 MISS = "miss"
@@ -116,6 +122,18 @@ DURATION_BUCKETS = (
 
 FIRST_LOOKUP: ContextVar[list[bool] | None] = ContextVar("pevensie_first_lookup", default=None)
 """Set by an instrumented ``get_or_set``: its first ``get`` appends whether it hit."""
+
+
+class NearCacheStats(Protocol):
+    """What a driver's ``near_cache_stats()`` returns: counts since it connected."""
+
+    @property
+    def hits(self) -> int:
+        """Reads answered by the near cache."""
+
+    @property
+    def misses(self) -> int:
+        """Reads the near cache sent to the server."""
 
 
 class ResourceTypes:
@@ -161,8 +179,13 @@ class Recorder:
         resource_types: ResourceTypes,
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        driver: object = None,
     ) -> None:
-        """Create the instruments on ``meter_provider`` (default: the global one)."""
+        """Create the instruments on ``meter_provider`` (default: the global one).
+
+        ``driver`` is asked for its near cache's counters when metrics are
+        collected, if it has a near cache.
+        """
         try:
             from opentelemetry import metrics
         except ImportError:
@@ -187,9 +210,16 @@ class Recorder:
         self.lookups = meter.create_counter(
             METRIC_LOOKUPS, unit="{key}", description="Keys read, by outcome hit or miss."
         )
-        self.near_cache_hits = meter.create_counter(
-            METRIC_NEAR_CACHE_HITS, unit="{key}", description="Keys answered by a near cache."
-        )
+        self.active = True
+        """Whether it still reports (``uninstrument`` and a new ``instrument`` stop it)."""
+        near_stats = _near_cache_stats_of(driver)
+        if near_stats is not None:
+            meter.create_observable_counter(
+                METRIC_NEAR_CACHE_LOOKUPS,
+                callbacks=[self._near_cache_observer(near_stats)],
+                unit="{key}",
+                description="Reads the near cache answered (hit) or sent to the server (miss).",
+            )
         self.tracer: Any = None
         if tracer_provider is not None:
             self.tracer = tracer_provider.get_tracer(METER_NAME, __version__)
@@ -225,10 +255,39 @@ class Recorder:
         if misses:
             self.lookups.add(misses, self.attributes(operation, label, MISS))
 
-    def near_cache_hit(self, operation: str, resource_type: object, count: int = 1) -> None:
-        """Count keys a near cache answered without asking the driver (the hook for one)."""
-        label = self.resource_types.label(resource_type)
-        self.near_cache_hits.add(count, self.attributes(operation, label, HIT))
+    def _near_cache_observer(
+        self, read: Callable[[], NearCacheStats | None]
+    ) -> Callable[[Any], Iterable[Any]]:
+        from opentelemetry.metrics import Observation
+
+        hit = {ATTR_SYSTEM: self.system, ATTR_OUTCOME: HIT}
+        miss = {ATTR_SYSTEM: self.system, ATTR_OUTCOME: MISS}
+
+        def observe(options: Any) -> Iterable[Any]:
+            stats = read() if self.active else None
+            if stats is None:  # not connected, or the cache is gone or uninstrumented
+                return []
+            return [Observation(stats.hits, hit), Observation(stats.misses, miss)]
+
+        return observe
+
+
+def _near_cache_stats_of(driver: object) -> Callable[[], NearCacheStats | None] | None:
+    """Return a reader of ``driver``'s near cache counters (held weakly), or ``None``."""
+    driver = getattr(driver, "sync_driver", driver)  # a sync driver run in threads
+    method: Callable[[], NearCacheStats | None] | None = getattr(driver, "near_cache_stats", None)
+    if not callable(method):
+        return None
+    try:
+        weak = weakref.WeakMethod(method)
+    except TypeError:  # not a bound method of a weakly referable object
+        return method
+
+    def read() -> NearCacheStats | None:
+        bound = weak()
+        return None if bound is None else bound()
+
+    return read
 
 
 class Operation:
