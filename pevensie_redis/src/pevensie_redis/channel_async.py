@@ -395,6 +395,10 @@ async def open_channel(config: RedisConfig) -> Channel:
     except _FAILURES as exc:
         await channel.close()
         raise map_error(exc, f"connecting to {config.display_url()}") from exc
+    except BaseException:
+        # Cancelled: the pipe still opening (shielded) is closed as soon as it opens.
+        await channel.close()
+        raise
     return channel
 
 
