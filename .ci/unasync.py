@@ -2,9 +2,10 @@
 
 The async module is the source; its sync twin is derived token by token:
 ``async def``/``async with``/``async for`` lose ``async``, ``await`` goes, and
-the names in ``NAMES`` are replaced (in code, strings and comments alike).
-A line ending in ``# unasync: remove`` is dropped. The result is formatted
-with ruff and starts with a header naming its source.
+the names in ``NAMES`` are replaced (in code, strings and comments alike), and
+``Awaitable[X]`` becomes ``X``. A line ending in ``# unasync: remove`` is
+dropped. The result is formatted with ruff and starts with a header naming its
+source.
 
     python .ci/unasync.py           # write every sync twin
     python .ci/unasync.py --check   # exit 1 if a twin differs from what its source gives
@@ -28,15 +29,27 @@ REDIS = "pevensie_redis/src/pevensie_redis"
 
 PAIRS = [
     (f"{CACHE}/facade_async.py", f"{CACHE}/facade.py"),
+    (f"{CACHE}/resource_async.py", f"{CACHE}/resource.py"),
+    (f"{CACHE}/instrumented_async.py", f"{CACHE}/instrumented.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
+    (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
+    (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
 NAMES = {
     "AsyncPevensieCache": "PevensieCache",
+    "InstrumentedAsyncPevensieCache": "InstrumentedPevensieCache",
     "AsyncCacheDriver": "CacheDriver",
     "AsyncBatchCacheDriver": "BatchCacheDriver",
     "AsyncCacheConformance": "CacheConformance",
+    "AsyncRedisDriver": "RedisDriver",
+    "AsyncRedisSentinelDriver": "RedisSentinelDriver",
+    "AsyncNearRedisDriver": "NearRedisDriver",
+    "AsyncRedisClusterDriver": "RedisClusterDriver",
+    "AsyncResource": "Resource",
+    "AsyncCachedFunction": "CachedFunction",
+    "AsyncStringCache": "StringCache",
     "AsyncIterator": "Iterator",
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",
@@ -46,8 +59,15 @@ NAMES = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "facade_async": "facade",
+    "resource_async": "resource",
+    "instrumented_async": "instrumented",
     "primitives_async": "primitives",
     "conformance_async": "conformance",
+    "driver_async": "driver",
+    "channel_async": "channel",
+    "listener_async": "listener",
+    "cluster_io_async": "cluster_io",
+    "cluster_async": "cluster",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""
@@ -84,6 +104,11 @@ def unasync(source: str, origin: str) -> str:
             same_line = following is not None and following.start[0] == token.start[0]
             stop = at(following.start) if same_line and following else at(token.end)
             edits.append((at(token.start), stop, ""))
+        elif token.string == "Awaitable" and following is not None and following.string == "[":
+            # Awaitable[X] -> X: drop the name with its bracket, and the matching close.
+            closing = _matching_bracket(tokens, index + 1)
+            edits.append((at(token.start), at(following.end), ""))
+            edits.append((at(closing.start), at(closing.end), ""))
         elif token.type in (tokenize.NAME, tokenize.STRING, tokenize.COMMENT):
             replaced = _WORDS.sub(lambda m: NAMES[m.group(1)], token.string)
             if replaced != token.string:
@@ -95,6 +120,18 @@ def unasync(source: str, origin: str) -> str:
         "then run `nox -s generate`.\n"
     )
     return header + text
+
+
+def _matching_bracket(tokens: list[tokenize.TokenInfo], opening: int) -> tokenize.TokenInfo:
+    depth = 0
+    for token in tokens[opening:]:
+        if token.type == tokenize.OP and token.string in "([{":
+            depth += 1
+        elif token.type == tokenize.OP and token.string in ")]}":
+            depth -= 1
+            if depth == 0:
+                return token
+    raise ValueError("unbalanced brackets")
 
 
 def _marked(line: str) -> bool:

@@ -113,9 +113,7 @@ def test_argument_errors_are_value_and_type_errors() -> None:
     with cache.new() as c:
         with pytest.raises(ValueError, match="must not contain ':'"):
             c.set("a:b", "k", "v")
-        with pytest.raises(
-            TypeError, match=r"value must be a str, not bytes \(decode bytes first\)"
-        ):
+        with pytest.raises(TypeError, match=r"value must be a str, not bytes \(decode bytes first"):
             c.set("a", "k", b"v")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="ttl_seconds must be None or an int, not bool"):
             c.set("a", "k", "v", ttl_seconds=True)

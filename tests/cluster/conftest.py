@@ -127,6 +127,30 @@ def redis_sentinel() -> Iterator[LocalSentinel]:
         topology.stop()
 
 
+SENTINEL_SECRET = "sentinel-only-secret"  # the sentinels' own, not the data nodes'
+SENTINEL_USER = ("sentinel-admin", "sentinel-user-secret")
+
+
+@pytest.fixture(scope="session")
+def guarded_sentinel() -> Iterator[LocalSentinel]:
+    """Sentinels that require their own password (requirepass), data nodes the usual one."""
+    topology = _start_sentinel(password=PASSWORD, sentinel_password=SENTINEL_SECRET)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
+def acl_sentinel() -> Iterator[LocalSentinel]:
+    """Sentinels that only an ACL user gets into (the default user is off)."""
+    topology = _start_sentinel(sentinel_user=SENTINEL_USER)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
 @pytest.fixture(scope="session")
 def tls_sentinel(tls_material: TLSMaterial) -> Iterator[LocalSentinel]:
     """A primary, a replica and three sentinels that all speak only TLS."""

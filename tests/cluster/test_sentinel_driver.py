@@ -16,9 +16,9 @@ from pevensie_redis import (
     RedisAuthenticationError,
     RedisConnectionError,
     RedisDriverError,
+    RedisSentinelDriver,
     RedisTimeoutError,
 )
-from pevensie_redis.sentinel import RedisSentinelDriver
 from pevensie_redis.testing.binaries import free_port
 from pevensie_redis.testing.tls import TLSMaterial
 from pevensie_test_support import LocalSentinel

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "RELIABILITY.md"
-CONFORMANCE = ROOT / "pevensie_cache" / "src" / "pevensie_cache" / "testing.py"
+CONFORMANCE = ROOT / "pevensie_cache" / "src" / "pevensie_cache" / "testing" / "conformance.py"
 ALIASES = {
     "<Memory|Redis>": [
         "tests/test_memory_conformance.py::TestMemoryConformance",

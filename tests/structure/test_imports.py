@@ -111,14 +111,22 @@ def test_the_cycle_finder_finds_a_cycle_hidden_under_type_checking(tmp_path: Pat
 
 
 def test_the_redis_modules_import_each_other_only_downwards() -> None:
-    """The layers of pevensie_redis: wire format, errors, pools, I/O, drivers, mode choice."""
+    """The layers of pevensie_redis: wire format, errors, connections, I/O, drivers, mode choice."""
     layers = [
         {"pevensie_redis.wire"},
         {"pevensie_redis.config", "pevensie_redis.errors", "pevensie_redis.compat"},
-        {"pevensie_redis.pool"},
-        {"pevensie_redis.channel"},
-        {"pevensie_redis.driver", "pevensie_redis.cluster"},
-        {"pevensie_redis.sentinel"},
+        {"pevensie_redis.resp"},
+        {"pevensie_redis.pool", "pevensie_redis.pipe"},
+        {"pevensie_redis.near"},
+        {"pevensie_redis.listener", "pevensie_redis.listener_async", "pevensie_redis.sentinel"},
+        {"pevensie_redis.channel", "pevensie_redis.channel_async"},
+        {"pevensie_redis.cluster_io", "pevensie_redis.cluster_io_async"},
+        {
+            "pevensie_redis.driver",
+            "pevensie_redis.driver_async",
+            "pevensie_redis.cluster",
+            "pevensie_redis.cluster_async",
+        },
         {"pevensie_redis.modes"},
         {"pevensie_redis.plugin"},
     ]

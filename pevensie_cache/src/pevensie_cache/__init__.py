@@ -13,6 +13,7 @@ plugin authors mark their hook implementations with :data:`hookimpl`.
 from __future__ import annotations
 
 from pevensie_cache import cache
+from pevensie_cache.codecs import Codec
 from pevensie_cache.driver import (
     AsyncBatchCacheDriver,
     AsyncCacheDriver,
@@ -25,17 +26,25 @@ from pevensie_cache.errors import (
     ArgumentTypeError,
     ArgumentValueError,
     CacheMiss,
+    CodecError,
     ConfigError,
+    CounterError,
     DriverConflict,
     DriverError,
     DriverNotFound,
+    LockTimeout,
     NotConnected,
     PevensieCacheError,
+    UnsupportedOperation,
+    WrongEventLoop,
 )
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.observability import instrument, uninstrument
 from pevensie_cache.registry import DriverInfo, Register
+from pevensie_cache.resource import CachedFunction, Resource
+from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
 from pevensie_cache.threaded import ThreadedAsyncDriver
 from pevensie_cache.urls import mask_url
 
@@ -46,23 +55,39 @@ __all__ = [
     "ArgumentValueError",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncCachedFunction",
     "AsyncPevensieCache",
+    "AsyncResource",
     "BatchCacheDriver",
     "CacheDriver",
     "CacheMiss",
+    "CachedFunction",
+    "Codec",
+    "CodecError",
     "ConfigError",
+    "CounterError",
     "DriverConflict",
     "DriverError",
     "DriverInfo",
     "DriverNotFound",
+    "LockTimeout",
     "NotConnected",
     "PevensieCache",
     "PevensieCacheError",
     "Register",
+    "Resource",
     "ThreadedAsyncDriver",
+    "UnsupportedOperation",
+    "WrongEventLoop",
     "cache",
     "hookimpl",
+    "instrument",
     "mask_url",
+    "uninstrument",
 ]
 
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

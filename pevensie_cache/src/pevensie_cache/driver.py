@@ -7,14 +7,22 @@ calls a driver, so a driver receives only valid input on a connected cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+Progress = Callable[[int], None]
+"""Called by ``clear`` with the running count of deleted keys."""
+
 __all__ = [
+    "AsyncAtomicCacheDriver",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncLockingCacheDriver",
+    "AtomicCacheDriver",
     "BatchCacheDriver",
     "CacheDriver",
+    "LockingCacheDriver",
+    "Progress",
     "is_async_driver",
 ]
 
@@ -62,6 +70,44 @@ class BatchCacheDriver(CacheDriver, Protocol):
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """Remove every key; absent keys are not an error."""
+
+
+@runtime_checkable
+class AtomicCacheDriver(CacheDriver, Protocol):
+    """A driver with the optional atomic operations and ``clear``.
+
+    Each is optional on its own: the facade raises
+    :class:`~pevensie_cache.UnsupportedOperation` for one a driver lacks, and
+    never emulates it with several racy calls.
+    """
+
+    def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """Store ``value`` only if the key is absent, atomically; return whether it stored."""
+
+    def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """Add ``delta`` atomically (absent counts as 0) and return the new value.
+
+        ``ttl_seconds`` applies only when this call creates the key. A stored value
+        that is not a 64-bit integer, or an overflow, raises
+        :class:`~pevensie_cache.CounterError` and changes nothing.
+        """
+
+    def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """Set (or, with ``None``, clear) the key's TTL; return ``False`` if it is absent."""
+
+    def clear(self, resource_type: str, on_progress: Progress | None) -> int:
+        """Delete every key of ``resource_type`` and nothing else; return how many."""
+
+
+@runtime_checkable
+class LockingCacheDriver(CacheDriver, Protocol):
+    """A driver with lease locks, for ``get_or_set(..., lock=True)`` across processes."""
+
+    def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Take the lock of the key for ``lease_ms`` if nobody holds it; return whether taken."""
+
+    def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Release the lock of the key if ``token`` still holds it (never another holder's)."""
 
 
 @runtime_checkable
@@ -113,3 +159,31 @@ def is_async_driver(driver: object) -> bool:
         inspect.iscoroutinefunction(getattr(driver, name, None))
         for name in ("connect", "disconnect", "set", "get", "delete")
     )
+
+
+@runtime_checkable
+class AsyncAtomicCacheDriver(AsyncCacheDriver, Protocol):
+    """The async twin of :class:`AtomicCacheDriver`."""
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """Store ``value`` only if the key is absent, atomically; return whether it stored."""
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """Add ``delta`` atomically (absent counts as 0) and return the new value."""
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """Set (or, with ``None``, clear) the key's TTL; return ``False`` if it is absent."""
+
+    async def clear(self, resource_type: str, on_progress: Progress | None) -> int:
+        """Delete every key of ``resource_type`` and nothing else; return how many."""
+
+
+@runtime_checkable
+class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
+    """The async twin of :class:`LockingCacheDriver`."""
+
+    async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Take the lock of the key for ``lease_ms`` if nobody holds it; return whether taken."""
+
+    async def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Release the lock of the key if ``token`` still holds it (never another holder's)."""

@@ -14,12 +14,17 @@ __all__ = [
     "ArgumentTypeError",
     "ArgumentValueError",
     "CacheMiss",
+    "CodecError",
     "ConfigError",
+    "CounterError",
     "DriverConflict",
     "DriverError",
     "DriverNotFound",
+    "LockTimeout",
     "NotConnected",
     "PevensieCacheError",
+    "UnsupportedOperation",
+    "WrongEventLoop",
     "driver_failure",
 ]
 
@@ -69,6 +74,45 @@ class DriverError(PevensieCacheError):
     The exception of the underlying client library, when there is one, is kept
     as ``__cause__``.
     """
+
+
+class WrongEventLoop(PevensieCacheError, RuntimeError):
+    """An async cache was used from another event loop than the one it connected on.
+
+    Connections belong to one event loop; connect a cache in each loop (or
+    thread running a loop) that uses it.
+    """
+
+
+class UnsupportedOperation(PevensieCacheError, NotImplementedError):
+    """The driver does not implement an optional operation (``add``, ``incr``, ``clear``, ...).
+
+    The message names the operation and the driver. The facade never emulates
+    an atomic operation with several racy calls.
+    """
+
+
+class CounterError(PevensieCacheError, ValueError):
+    """``incr`` met a stored value that is not a 64-bit integer, or the result would overflow.
+
+    The stored value is left unchanged.
+    """
+
+
+class CodecError(PevensieCacheError, ValueError):
+    """A stored value could not be decoded by the resource's codec.
+
+    The message names the resource type and key, never the value.
+    """
+
+    def __init__(self, message: str, resource_type: str, key: str) -> None:
+        super().__init__(message)
+        self.resource_type = resource_type
+        self.key = key
+
+
+class LockTimeout(PevensieCacheError, TimeoutError):
+    """``get_or_set(..., lock=True)`` waited its whole bound for another holder's value."""
 
 
 class ArgumentError(PevensieCacheError):

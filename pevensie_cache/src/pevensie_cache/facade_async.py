@@ -12,22 +12,33 @@ nothing whatever the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from pevensie_cache.building import check_driver_object
-from pevensie_cache.driver import AsyncBatchCacheDriver, AsyncCacheDriver
+from pevensie_cache.codecs import Codec
+from pevensie_cache.driver import AsyncBatchCacheDriver, AsyncCacheDriver, Progress
 from pevensie_cache.errors import (
     AlreadyConnected,
+    ArgumentTypeError,
+    ArgumentValueError,
     CacheMiss,
+    LockTimeout,
     NotConnected,
     PevensieCacheError,
+    UnsupportedOperation,
     driver_failure,
 )
-from pevensie_cache.primitives_async import FACE, Lock
+from pevensie_cache.primitives_async import FACE, Lock, SingleFlight, call, sleep
+from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
 from pevensie_cache.validation import (
     check_address_once,
+    check_delta,
     check_items,
     check_keys,
     check_resource_type,
@@ -40,7 +51,14 @@ from pevensie_cache.validation import (
 __all__ = ["AsyncPevensieCache"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _Self = TypeVar("_Self", bound="AsyncPevensieCache")
+
+logger = logging.getLogger("pevensie_cache")
+
+LOCK_POLL_MAX = 0.1
+"""Seconds between two looks at the value while another holder has the lock, at most."""
 
 
 class _Missing:
@@ -60,7 +78,7 @@ class AsyncPevensieCache:
     driver is.
     """
 
-    __slots__ = ("_batch", "_driver", "_entered", "_live", "_lock")
+    __slots__ = ("_batch", "_driver", "_entered", "_flights", "_live", "_lock")
 
     def __init__(self, driver: AsyncCacheDriver) -> None:
         """Wrap ``driver``; most code calls ``cache.new`` (``cache.new_async``) instead."""
@@ -71,6 +89,7 @@ class AsyncPevensieCache:
         self._live: AsyncCacheDriver | None = None
         self._lock = Lock()
         self._entered: list[bool] = []  # per `with`: whether it connected the cache
+        self._flights = SingleFlight()
 
     @property
     def driver(self) -> AsyncCacheDriver:
@@ -268,11 +287,228 @@ class AsyncPevensieCache:
         except Exception as exc:
             raise driver_failure(exc) from exc
 
+    # -- atomic operations and clear --------------------------------------------------
+
+    async def add(
+        self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None
+    ) -> bool:
+        """Store ``value`` only if ``key`` is absent, atomically; return whether it was stored."""
+        driver = self._connected("add")
+        if not plain_write(resource_type, key, value, ttl_seconds):
+            check_address_once(resource_type, key)
+            check_value(value)
+            check_ttl(ttl_seconds)
+        added: bool = await self._optional(driver, "add", resource_type, key, value, ttl_seconds)
+        return added
+
+    async def incr(
+        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: int | None = None
+    ) -> int:
+        """Add ``delta`` to the counter under ``key`` atomically and return the new value.
+
+        An absent key counts as 0, and the result is stored as decimal text
+        (``get`` returns ``"3"``); a negative ``delta`` decrements.
+        ``ttl_seconds`` applies only when this call creates the key (a
+        fixed-window rate limiter in one call); an existing TTL is kept. A
+        stored value that is not a 64-bit integer, or an overflow, raises
+        :class:`~pevensie_cache.CounterError` and leaves the value unchanged.
+        """
+        driver = self._connected("incr")
+        if not plain_address(resource_type, key):
+            check_address_once(resource_type, key)
+        check_delta(delta)
+        check_ttl(ttl_seconds)
+        result: int = await self._optional(driver, "incr", resource_type, key, delta, ttl_seconds)
+        return result
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None = None) -> bool:
+        """Set the TTL of ``key`` (``None`` clears it, as ``set`` does); ``False`` if absent."""
+        driver = self._connected("touch")
+        if not plain_address(resource_type, key):
+            check_address_once(resource_type, key)
+        check_ttl(ttl_seconds)
+        touched: bool = await self._optional(driver, "touch", resource_type, key, ttl_seconds)
+        return touched
+
+    async def clear(self, resource_type: str, *, on_progress: Progress | None = None) -> int:
+        """Delete every key of ``resource_type`` and nothing else; return how many.
+
+        The Redis driver scans in pages and deletes in batches (it never blocks
+        the server; on a Cluster, every primary); ``on_progress(count)`` is
+        called with the running count as it goes.
+        """
+        driver = self._connected("clear")
+        check_resource_type(resource_type)
+        if on_progress is not None and not callable(on_progress):
+            raise ArgumentTypeError("on_progress must be callable (it receives the running count)")
+        cleared: int = await self._optional(driver, "clear", resource_type, on_progress)
+        return cleared
+
+    # -- cache-aside -------------------------------------------------------------------
+
+    async def get_or_set(
+        self,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None = None,
+        *,
+        lock: bool = False,
+        lock_lease: float = 10.0,
+        lock_wait: float | None = None,
+    ) -> str:
+        """Return the value under ``key``, or call ``loader()`` once, store and return its result.
+
+        Concurrent callers for the same key in this process (threads, or tasks
+        of the async face) share one loader call and its result or exception.
+        With ``lock=True`` that holds across processes and hosts too: the
+        loading caller holds a lease lock on the server for up to ``lock_lease``
+        seconds, and the others wait for its value, at most ``lock_wait``
+        seconds (default: twice the lease) before
+        :class:`~pevensie_cache.LockTimeout`; a crashed holder's lease expires
+        and a waiter takes over. When the loader raises, nothing is stored.
+        ``loader`` returns a ``str`` (use a resource for other values); on the
+        async face it may be an ``async def``.
+        """
+        self._connected("get_or_set")
+        check_address_once(resource_type, key)
+        check_ttl(ttl_seconds)
+        if not callable(loader):
+            raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
+        wait = _check_lock_times(lock_lease, lock_wait) if lock else 0.0
+        found = await self.get(resource_type, key, None)
+        if found is not None:
+            return found
+
+        async def load() -> str:
+            if lock:
+                return await self._load_locked(
+                    resource_type, key, loader, ttl_seconds, lock_lease, wait
+                )
+            return await self._load(resource_type, key, loader, ttl_seconds)
+
+        return await self._flights.run((resource_type, key), load)
+
+    def resource(self, resource_type: str, codec: str | Codec = "str") -> AsyncResource:
+        """Return the resource ``resource_type`` of this cache, with values through ``codec``.
+
+        ``codec`` is ``"str"`` (values are ``str``, the default), ``"json"`` (any
+        JSON value) or any object with ``encode(value) -> str`` and
+        ``decode(text)``.
+        """
+        check_resource_type(resource_type)
+        return AsyncResource(self, resource_type, codec)
+
+    def cached(
+        self,
+        resource_type: str,
+        ttl_seconds: int | None = None,
+        *,
+        key: Callable[..., str] | None = None,
+        codec: str | Codec = "json",
+        lock: bool = False,
+    ) -> Callable[[Callable[_P, Awaitable[_R]]], AsyncCachedFunction[_P, _R]]:
+        """Memoise a function: results stored under ``resource_type`` for ``ttl_seconds``.
+
+        The key of a call is the function's module and qualified name with a
+        digest of its arguments (``self``/``cls`` left out for methods), the same
+        in every process; arguments without a stable form are a ``TypeError``
+        unless ``key=`` (a callable taking the same arguments and returning the
+        key) is given. Results go through ``codec`` (JSON by default).
+        Concurrent calls with the same arguments run the function once
+        (``lock=True``: across processes too). The wrapper has
+        ``.invalidate(*args, **kwargs)``.
+        """
+        check_ttl(ttl_seconds)
+        return self.resource(resource_type, codec).cached(ttl_seconds, key=key, lock=lock)
+
+    async def _load(
+        self, resource_type: str, key: str, loader: Callable[[], Any], ttl_seconds: int | None
+    ) -> str:
+        value = await call(loader)
+        if type(value) is not str:
+            raise ArgumentTypeError(
+                f"get_or_set: the loader returned {type(value).__name__}, not str "
+                "(use cache.resource(..., codec='json') to store other values)"
+            )
+        await self.set(resource_type, key, value, ttl_seconds)
+        return value
+
+    async def _load_locked(
+        self,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None,
+        lease: float,
+        wait: float,
+    ) -> str:
+        """Load under the key's lease lock, or return the value another holder stored."""
+        driver = self._connected("get_or_set")
+        token = secrets.token_hex(16)
+        lease_ms = max(1, math.ceil(lease * 1000))
+        deadline = time.monotonic() + wait
+        pause = 0.005
+        while not await self._optional(driver, "acquire_lock", resource_type, key, token, lease_ms):
+            found = await self.get(resource_type, key, None)
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(
+                    f"get_or_set waited {wait:g} s for the value of resource type "
+                    f"{resource_type!r}, key {key!r}, loaded under another holder's lock"
+                )
+            await sleep(min(pause, left))
+            pause = min(pause * 2, LOCK_POLL_MAX)
+        try:
+            # The previous holder may have stored the value just before releasing.
+            found = await self.get(resource_type, key, None)
+            if found is not None:
+                return found
+            return await self._load(resource_type, key, loader, ttl_seconds)
+        finally:
+            try:
+                await self._optional(driver, "release_lock", resource_type, key, token)
+            except PevensieCacheError as exc:
+                # The lease expires by itself; the caller's outcome matters more.
+                logger.warning("get_or_set: releasing the lock failed (%s); it will expire", exc)
+
+    # -- helpers -----------------------------------------------------------------------
+
     def _connected(self, operation: str) -> AsyncCacheDriver:
         driver = self._live
         if driver is None:
             raise NotConnected(f"{operation}() on a cache that is not connected")
         return driver
+
+    async def _optional(self, driver: AsyncCacheDriver, operation: str, *args: Any) -> Any:
+        """Call an optional operation; one the driver lacks is :class:`UnsupportedOperation`."""
+        method = getattr(driver, operation, None)
+        if method is None:
+            raise UnsupportedOperation(
+                f"the {type(driver).__name__} driver does not implement {operation}()"
+            )
+        try:
+            return await method(*args)
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            raise driver_failure(exc) from exc
+
+
+def _check_lock_times(lease: object, wait: object) -> float:
+    """Check ``lock_lease`` and ``lock_wait``; return the wait (default: twice the lease)."""
+    for name, value in (("lock_lease", lease), ("lock_wait", wait)):
+        if value is None and name == "lock_wait":
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ArgumentTypeError(
+                f"{name} must be a number of seconds, not {type(value).__name__}"
+            )
+        if not 0 < value < math.inf:
+            raise ArgumentValueError(f"{name} must be a positive number of seconds, got {value}")
+    return float(wait) if isinstance(wait, (int, float)) else 2 * float(lease)  # type: ignore[arg-type]
 
 
 async def _get_each(

@@ -19,21 +19,26 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from pevensie_cache.driver import Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo
 from pevensie_cache.options import Option, OptionSet
 from pevensie_cache.registry import Register
 from pevensie_cache.urls import mask_url, query_options, url_scheme
+from pevensie_cache.validation import check_counter, parse_counter
 
 __all__ = [
     "OPTIONS",
     "AsyncMemoryDriver",
     "MemoryDriver",
+    "MemoryInspector",
     "from_url",
     "from_url_async",
+    "inspector_for_driver",
     "new",
     "new_async",
     "new_cache_driver",
@@ -66,6 +71,8 @@ class MemoryDriver:
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._deadlines: list[tuple[float, str]] = []  # min-heap; stale rows skipped
         self._lock = threading.Lock()
+        self._locks: dict[str, tuple[str, float]] = {}  # lease locks: key -> (token, deadline)
+        self._lock_floor = 0
 
     def __repr__(self) -> str:
         return f"MemoryDriver(max_entries={self.max_entries!r})"
@@ -163,7 +170,87 @@ class MemoryDriver:
             for key in keys:
                 self._data.pop(prefix + key, None)
 
+    # -- atomic operations and clear ---------------------------------------------------
+
+    def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """Store ``value`` only if the key is absent (or expired); return whether it stored."""
+        full_key = f"{resource_type}:{key}"
+        with self._lock:
+            if self._live(full_key, _monotonic()) is not None:
+                return False
+            self._put(full_key, value, ttl_seconds)
+            return True
+
+    def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """Add ``delta`` to the stored 64-bit integer (absent: 0); a TTL only when creating it."""
+        full_key = f"{resource_type}:{key}"
+        with self._lock:
+            entry = self._live(full_key, _monotonic())
+            if entry is None:
+                result = check_counter(delta)
+                self._put(full_key, str(result), ttl_seconds)
+                return result
+            result = check_counter(parse_counter(entry[0]) + delta)
+            self._data[full_key] = (str(result), entry[1])  # the TTL stays as it was
+            if self.max_entries is not None:
+                self._data.move_to_end(full_key)
+            return result
+
+    def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """Set the key's TTL (``None``: none); return ``False`` if it is absent or expired."""
+        full_key = f"{resource_type}:{key}"
+        with self._lock:
+            entry = self._live(full_key, _monotonic())
+            if entry is None:
+                return False
+            self._put(full_key, entry[0], ttl_seconds)
+            return True
+
+    def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Delete every key of ``resource_type``; return how many were live."""
+        prefix = f"{resource_type}:"
+        now = _monotonic()
+        with self._lock:
+            doomed = [full for full in self._data if full.startswith(prefix)]
+            live = 0
+            for full in doomed:
+                if self._data.pop(full)[1] > now:
+                    live += 1
+        if on_progress is not None:
+            on_progress(live)
+        return live
+
+    def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Take the key's lock for ``lease_ms`` unless another live holder has it."""
+        lock_key = f"{resource_type}:{key}"
+        now = _monotonic()
+        with self._lock:
+            held = self._locks.get(lock_key)
+            if held is not None and held[1] > now:
+                return False
+            self._locks[lock_key] = (token, now + lease_ms / 1000)
+            if len(self._locks) > 64 and len(self._locks) > 2 * self._lock_floor:
+                self._locks = {k: v for k, v in self._locks.items() if v[1] > now}
+                self._lock_floor = len(self._locks)
+            return True
+
+    def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Release the key's lock if ``token`` holds it."""
+        lock_key = f"{resource_type}:{key}"
+        with self._lock:
+            held = self._locks.get(lock_key)
+            if held is not None and held[0] == token:
+                del self._locks[lock_key]
+
     # Called with the lock held.
+
+    def _live(self, full_key: str, now: float) -> _Entry | None:
+        """Return the key's entry unless absent or expired (an expired one is dropped)."""
+        entry = self._data.get(full_key)
+        if entry is not None and entry[1] <= now:
+            del self._data[full_key]
+            return None
+        return entry
 
     def _put(self, full_key: str, value: str, ttl_seconds: int | None) -> None:
         data = self._data
@@ -248,6 +335,95 @@ class AsyncMemoryDriver:
         """Remove every key; absent keys are fine."""
         self.store.delete_many(resource_type, keys)
 
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """Store ``value`` only if the key is absent; return whether it stored."""
+        return self.store.add(resource_type, key, value, ttl_seconds)
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """Add ``delta`` to the stored integer and return the new value."""
+        return self.store.incr(resource_type, key, delta, ttl_seconds)
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """Set or clear the key's TTL; return ``False`` if it is absent."""
+        return self.store.touch(resource_type, key, ttl_seconds)
+
+    async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Delete every key of ``resource_type``; return how many."""
+        return self.store.clear(resource_type, on_progress)
+
+    async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Take the key's lock for ``lease_ms`` unless another live holder has it."""
+        return self.store.acquire_lock(resource_type, key, token, lease_ms)
+
+    async def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Release the key's lock if ``token`` holds it."""
+        self.store.release_lock(resource_type, key, token)
+
+
+class MemoryInspector:
+    """What the memory driver can tell an operator: TTLs, keys and counts; it has no server.
+
+    An in-process store lives and dies with its process, so the command line
+    only ever sees the store it just created; the inspector is most useful
+    from within the application.
+    """
+
+    def __init__(self, store: MemoryDriver) -> None:
+        """Inspect ``store``."""
+        self._store = store
+
+    def server_info(self) -> ServerInfo:
+        """Name the store and count its live entries; memory and hit counts are not tracked."""
+        return ServerInfo(server="memory (in-process)", keys=len(self._store))
+
+    def ttl(self, resource_type: str, key: str) -> KeyTtl:
+        """Return whether the key is live and the seconds it has left (``None``: no expiry)."""
+        store = self._store
+        with store._lock:
+            entry = store._live(f"{resource_type}:{key}", _monotonic())
+        if entry is None:
+            return KeyTtl(exists=False)
+        if entry[1] == _NEVER:
+            return KeyTtl(exists=True)
+        return KeyTtl(exists=True, seconds=max(0.0, entry[1] - _monotonic()))
+
+    def keys(self, resource_type: str, page_size: int) -> Iterator[list[str]]:
+        """Yield the live keys of ``resource_type`` (a snapshot), ``page_size`` at a time."""
+        prefix = f"{resource_type}:"
+        live = self._store.keys()
+        found = sorted(full[len(prefix) :] for full in live if full.startswith(prefix))
+        for start in range(0, len(found), page_size):
+            yield found[start : start + page_size]
+
+    def sample(self, limit: int) -> KeySample:
+        """Count live entries per resource type among the first ``limit``."""
+        names = self._store.keys()
+        counts: dict[str, int] = {}
+        sampled = 0
+        for full in names:
+            if sampled >= limit:
+                break
+            sampled += 1
+            resource_type = full.partition(":")[0]
+            counts[resource_type] = counts.get(resource_type, 0) + 1
+        return KeySample(sampled=sampled, total=len(names), by_resource_type=counts)
+
+    def baseline(self) -> Baseline | None:
+        """Return ``None``: the memory driver has no client library underneath."""
+        return None
+
+
+def inspector_for_driver(driver: object) -> MemoryInspector | None:
+    """Return an inspector for a memory driver (either face), or ``None`` for any other driver.
+
+    Only this module's own classes: a subclass belongs to whoever registered it.
+    """
+    if type(driver) is MemoryDriver:
+        return MemoryInspector(driver)
+    if type(driver) is AsyncMemoryDriver:
+        return MemoryInspector(driver.store)
+    return None
+
 
 def new_cache_driver(max_entries: int | None = None) -> MemoryDriver:
     """Return a memory driver; ``max_entries`` bounds it with LRU eviction."""
@@ -301,4 +477,5 @@ def register_cache_drivers(register: Register) -> None:
         async_url_factory=from_url_async,
         schemes=["memory"],
         description="In-process, thread-safe memory store with TTLs and optional LRU bound.",
+        inspector=inspector_for_driver,
     )

@@ -498,7 +498,8 @@ class OptionSet:
                 continue
             if spec.name in self._defaults and value == self._defaults[spec.name]:
                 continue
-            query.append(f"{spec.name}={quote(spec.format(value), safe='/')}")
+            shown = "***" if spec.secret else quote(spec.format(value), safe="/")
+            query.append(f"{spec.name}={shown}")
         return query
 
     def masked_repr(self, instance: object) -> str:

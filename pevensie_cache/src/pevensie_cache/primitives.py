@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Literal, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal, TypeVar
 
-__all__ = ["FACE", "Lock", "run_concurrently", "sleep"]
+__all__ = ["FACE", "Lock", "SingleFlight", "call", "run_concurrently", "sleep"]
 
 _T = TypeVar("_T")
 
@@ -44,3 +44,53 @@ def run_concurrently(calls: Sequence[Callable[[], _T]]) -> list[_T]:
     if errors:
         raise errors[0]
     return results  # type: ignore[return-value]
+
+
+def call(function: Callable[[], Any]) -> Any:
+    """Call ``function`` (the async face also awaits what an ``async def`` returns)."""
+    return function()
+
+
+class _Run:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """Concurrent calls for one key share one run of the work: its result, or its exception.
+
+    The first thread to ask for a key runs ``work``; threads that ask while
+    it runs wait for its outcome.
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing running."""
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, _Run] = {}
+
+    def run(self, key: Hashable, work: Callable[[], _T]) -> _T:
+        """Return ``work()``, run once for all threads that ask for ``key`` meanwhile."""
+        with self._lock:
+            running = self._running.get(key)
+            if running is None:
+                mine = self._running[key] = _Run()
+        if running is not None:
+            running.done.wait()
+            if running.error is not None:
+                raise running.error
+            result: _T = running.value
+            return result
+        try:
+            mine.value = value = work()
+            return value
+        except BaseException as exc:
+            mine.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._running[key]
+            mine.done.set()

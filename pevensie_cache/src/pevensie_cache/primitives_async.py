@@ -8,10 +8,11 @@ names from the sync twin instead, so every other line is shared.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal, TypeVar
+import inspect
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, Literal, TypeVar
 
-__all__ = ["FACE", "Lock", "run_concurrently", "sleep"]
+__all__ = ["FACE", "Lock", "SingleFlight", "call", "run_concurrently", "sleep"]
 
 _T = TypeVar("_T")
 
@@ -28,3 +29,55 @@ sleep = asyncio.sleep
 async def run_concurrently(calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
     """Run every call as its own task on this event loop; return their results in order."""
     return list(await asyncio.gather(*(call() for call in calls)))
+
+
+async def call(function: Callable[[], Any]) -> Any:
+    """Call ``function`` and, when it returns an awaitable (an ``async def``), await it."""
+    result = function()
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class SingleFlight:
+    """Concurrent calls for one key share one run of the work: its result, or its exception.
+
+    The first caller for a key runs ``work``; callers that arrive while it
+    runs wait for its outcome. A caller cancelled while it waits leaves the
+    run alone; if the running caller itself is cancelled, a waiter runs the
+    work again.
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing running."""
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
+        while True:
+            running = self._running.get(key)
+            if running is None:
+                break
+            try:
+                result: _T = await asyncio.shield(running)
+                return result
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this waiter was cancelled
+                # The running caller was cancelled: try again, maybe as the runner.
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._running[key] = outcome
+        try:
+            value = await work()
+        except asyncio.CancelledError:
+            outcome.cancel()
+            raise
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            outcome.exception()  # retrieved: waiters, if any, re-raise it
+            raise
+        else:
+            outcome.set_result(value)
+            return value
+        finally:
+            del self._running[key]

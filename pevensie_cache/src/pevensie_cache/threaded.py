@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from pevensie_cache.driver import BatchCacheDriver, CacheDriver
+from pevensie_cache.driver import BatchCacheDriver, CacheDriver, Progress
+from pevensie_cache.errors import UnsupportedOperation
 
 __all__ = ["ThreadedAsyncDriver"]
 
@@ -63,6 +65,43 @@ class ThreadedAsyncDriver:
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """``delete_many`` (or one ``delete`` per key) in one worker-thread trip."""
         await asyncio.to_thread(self._delete_many, resource_type, keys)
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``add`` in a worker thread."""
+        added: bool = await self._optional("add", resource_type, key, value, ttl_seconds)
+        return added
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``incr`` in a worker thread."""
+        result: int = await self._optional("incr", resource_type, key, delta, ttl_seconds)
+        return result
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``touch`` in a worker thread."""
+        touched: bool = await self._optional("touch", resource_type, key, ttl_seconds)
+        return touched
+
+    async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """``clear`` in a worker thread (``on_progress`` is called from that thread)."""
+        cleared: int = await self._optional("clear", resource_type, on_progress)
+        return cleared
+
+    async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``acquire_lock`` in a worker thread."""
+        taken: bool = await self._optional("acquire_lock", resource_type, key, token, lease_ms)
+        return taken
+
+    async def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """``release_lock`` in a worker thread."""
+        await self._optional("release_lock", resource_type, key, token)
+
+    async def _optional(self, operation: str, *args: Any) -> Any:
+        method = getattr(self.sync_driver, operation, None)
+        if method is None:
+            raise UnsupportedOperation(
+                f"the {type(self.sync_driver).__name__} driver does not implement {operation}()"
+            )
+        return await asyncio.to_thread(method, *args)
 
     def _get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         if self._batch is not None:

@@ -9,7 +9,9 @@ from pevensie_cache.errors import ConfigError
 
 __all__ = ["mask_url", "query_options", "url_scheme"]
 
-_SECRET_QUERY_KEYS = re.compile(r"(?i)(^|[?&;])((?:pass(?:word)?|pwd|secret|token|auth)=)[^&;#]*")
+_SECRET_QUERY_KEYS = re.compile(
+    r"(?i)(^|[?&;])((?:[a-z0-9_]*_)?(?:pass(?:word)?|pwd|secret|token|auth)=)[^&;#]*"
+)
 # Up to the LAST "@": a password typed without percent-encoding may hold "@", "/", "?" or
 # "#", and must still be masked whole (masking too much is harmless, too little is not).
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)(.*)@", re.DOTALL)

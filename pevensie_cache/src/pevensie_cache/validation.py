@@ -15,17 +15,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError
+from pevensie_cache.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ArgumentValueError,
+    CounterError,
+)
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "check_address",
     "check_address_once",
+    "check_counter",
+    "check_delta",
     "check_items",
     "check_key",
     "check_keys",
     "check_resource_type",
     "check_ttl",
     "check_value",
+    "parse_counter",
     "plain_address",
     "plain_write",
 ]
@@ -75,9 +85,18 @@ def check_value(value: object) -> None:
             _check_encodable("value", value)
         return
     if not isinstance(value, str):
-        hint = " (decode bytes first)" if isinstance(value, (bytes, bytearray)) else ""
-        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{hint}")
+        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{_hint(value)}")
     _check_encodable("value", value)
+
+
+def _hint(value: object) -> str:
+    """Say what to do with a value that is not a ``str``."""
+    if isinstance(value, (bytes, bytearray)):
+        return " (decode bytes first, e.g. value.decode())"
+    return (
+        "; values are strings: encode it first, or store it through a resource "
+        "with the JSON codec (cache.resource(resource_type, codec='json'))"
+    )
 
 
 def check_ttl(ttl_seconds: object) -> None:
@@ -90,6 +109,38 @@ def check_ttl(ttl_seconds: object) -> None:
         )
     if ttl_seconds < 1:
         raise ArgumentValueError(f"ttl_seconds must be at least 1, got {ttl_seconds}")
+
+
+INT64_MIN = -(2**63)
+"""The smallest counter value (Redis counters are signed 64-bit integers)."""
+INT64_MAX = 2**63 - 1
+"""The largest counter value."""
+
+
+def check_delta(delta: object) -> None:
+    """Check an ``incr`` delta: an ``int`` (not ``bool``) within the 64-bit range."""
+    if not isinstance(delta, int) or isinstance(delta, bool):
+        raise ArgumentTypeError(f"delta must be an int, not {type(delta).__name__}")
+    if not INT64_MIN <= delta <= INT64_MAX:
+        raise ArgumentValueError(f"delta must fit in a signed 64-bit integer, got {delta}")
+
+
+def check_counter(value: int) -> int:
+    """Return a counter's new value, or raise :class:`CounterError` when it overflows 64 bits."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise CounterError("incr would overflow the 64-bit counter; the value is unchanged")
+    return value
+
+
+def parse_counter(text: str) -> int:
+    """Return the integer a stored counter holds, or raise :class:`CounterError` (as Redis does)."""
+    if text == "0":
+        return 0
+    digits = text[1:] if text[:1] == "-" else text
+    # Redis's own rule: ASCII digits, no sign but "-", no leading zero, no "-0".
+    if digits.isascii() and digits.isdigit() and digits[0] != "0":
+        return check_counter(int(text))
+    raise CounterError("incr met a stored value that is not a 64-bit integer; it is unchanged")
 
 
 def check_keys(keys: object) -> list[str]:
@@ -113,7 +164,11 @@ def check_items(items: object) -> dict[str, str]:
     if not (_all_plain(checked, allow_empty=False) and _all_plain(checked.values())):
         for key, value in checked.items():
             check_key(key)
-            check_value(value)
+            try:
+                check_value(value)
+            except ArgumentError as exc:
+                # Name the key (never the value): which item of the batch was refused.
+                raise type(exc)(f"items[{key!r}]: {exc}") from None
     return checked
 
 

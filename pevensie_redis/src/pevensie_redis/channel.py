@@ -1,6 +1,10 @@
 """The sync driver's I/O: send packed commands to one server over a pool, read the replies.
 
-A :class:`PoolChannel` takes a connection from a
+The async twin is :mod:`~pevensie_redis.channel_async`: the same names, over
+multiplexed pipes. The driver logic (``driver_async.py``, and ``driver.py``
+generated from it) sees only :func:`open_channel` and a :class:`Channel`.
+
+A :class:`Channel` takes a connection from a
 :class:`~pevensie_redis.pool.CachePool`, writes already packed bytes, reads the
 replies and gives the connection back, keeping what redis-py's command layer
 guarantees without its per-call cost:
@@ -26,16 +30,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
+from redis.retry import Retry
 
-from pevensie_redis import compat
+from pevensie_cache import ConfigError
+from pevensie_redis import compat, wire
+from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error
-from pevensie_redis.pool import CachePool
+from pevensie_redis.listener import InvalidationListener
+from pevensie_redis.near import NearStore
+from pevensie_redis.pool import CachePool, pool_options
+from pevensie_redis.sentinel import ClearSentinel, sentinel_pool
 
-__all__ = ["PoolChannel", "not_connected_channel"]
+__all__ = ["Channel", "not_connected_channel", "open_channel"]
 
 _T = TypeVar("_T")
 _RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
@@ -55,18 +65,49 @@ class _Connection(Protocol):
         """Close the socket; the next send reconnects."""
 
 
-class PoolChannel:
+class Channel:
     """Commands to one server through a pool of its connections; thread-safe."""
 
-    __slots__ = ("_acquire", "_backoff", "_release", "_retries", "pool")
+    __slots__ = (
+        "_acquire",
+        "_backoff",
+        "_listener",
+        "_release",
+        "_retries",
+        "_sentinel",
+        "near",
+        "pool",
+    )
 
-    def __init__(self, pool: CachePool, retries: int) -> None:
-        """Send through ``pool``, retrying a failed attempt up to ``retries`` times."""
+    def __init__(
+        self,
+        pool: CachePool,
+        retries: int,
+        sentinel: ClearSentinel | None = None,
+        listener: InvalidationListener | None = None,
+        near: NearStore | None = None,
+    ) -> None:
+        """Send through ``pool``, retrying a failed attempt up to ``retries`` times.
+
+        With a near cache, ``listener`` keeps ``near`` coherent, and tracked
+        pipelines turn key tracking on towards it first.
+        """
         self.pool = pool
         self._acquire: Callable[[], _Connection] = pool.get_connection
         self._release: Callable[[_Connection], None] = pool.release
         self._retries = retries
         self._backoff = ExponentialBackoff()
+        self._sentinel = sentinel
+        self._listener = listener
+        self.near = near
+
+    def close(self) -> None:
+        """Close the pool (connections in use as their call ends), the sentinels and listener."""
+        if self._listener is not None:
+            self._listener.stop()
+        self.pool.disconnect()
+        if self._sentinel is not None:
+            self._sentinel.close()
 
     def execute(self, packed: bytes, command: str) -> Any:
         """Send one packed command and return its reply; an error reply is raised mapped."""
@@ -88,27 +129,51 @@ class PoolChannel:
             self._release(connection)
 
     def pipeline(
-        self, commands: Sequence[bytes], command: str, *, idempotent: bool = True
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
     ) -> list[Any]:
         """Send every command at once, then read every reply, in order.
 
         Error replies come back in place as ``ResponseError`` instances; every
         reply is read, so the connection stays in step. A command that is not
-        ``idempotent`` is not sent twice.
+        ``idempotent`` is not sent twice. ``tracked``: turn key tracking on
+        towards the near cache's listener first, where the connection lacks it.
         """
         try:
             connection = self._acquire()
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
+        send = self._tracked if tracked and self._listener is not None else _pipeline
         try:
             try:
-                return _pipeline(connection, commands)
+                return send(connection, commands)
             except _RETRYABLE as exc:
-                return self._retry(connection, lambda c: _pipeline(c, commands), exc, idempotent)
+                return self._retry(connection, lambda c: send(c, commands), exc, idempotent)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
         finally:
             self._release(connection)
+
+    def _tracked(self, connection: _Connection, commands: Sequence[bytes]) -> list[Any]:
+        """Run ``commands`` on ``connection`` with key tracking on towards the listener."""
+        assert self._listener is not None
+        assert self.near is not None
+        client_id = self._listener.client_id
+        if client_id is None or compat.tracking_of(connection) == client_id:
+            return _pipeline(connection, commands)  # tracked already, or nobody listens now
+        first, *replies = _pipeline(connection, [wire.pack_tracking(client_id), *commands])
+        if isinstance(first, ResponseError):
+            if not wire.lost_redirect(first):
+                raise first
+            # The listener went away meanwhile: no read of this moment may be kept.
+            self.near.flush(disable=True)
+        else:
+            compat.set_tracking(connection, client_id)
+        return replies
 
     def _retry(
         self,
@@ -135,16 +200,89 @@ class PoolChannel:
                 failures += 1
 
 
+def open_channel(config: RedisConfig) -> Channel:
+    """Build the pool for ``config``, check the server answers PING, and return the channel.
+
+    With ``config.sentinels`` the pool's connections go to the primary the
+    sentinels name. The check takes one connection attempt without retries, so
+    a dead server fails within the timeout instead of once per retry. Raises
+    the driver's errors (and closes everything) when the server cannot be used.
+    """
+    sentinel: ClearSentinel | None = None
+    if config.sentinels:
+        pool: CachePool
+        pool, sentinel = sentinel_pool(config)
+    else:
+        pool = CachePool(**pool_options(config))
+    probe = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
+    listener: InvalidationListener | None = None
+    near: NearStore | None = None
+    try:
+        probe.connect()
+        probe.send_command("PING")
+        probe.read_response()
+        if config.near_cache:
+            near = NearStore(config.near_cache_size)
+            listener = _start_listener(pool, near, config)
+            probe.send_packed_command((wire.pack_tracking(listener.client_id or 0),))
+            _check_tracking(probe.read_response())
+    except _FAILURES as exc:
+        if listener is not None:
+            listener.stop()
+        pool.disconnect()
+        if sentinel is not None:
+            sentinel.close()
+        raise map_error(exc, f"connecting to {config.display_url()}") from exc
+    finally:
+        probe.disconnect()
+    return Channel(pool, config.retries, sentinel, listener, near)
+
+
+def _start_listener(pool: CachePool, near: NearStore, config: RedisConfig) -> InvalidationListener:
+    """Start the near cache's invalidation listener; it must be listening within the timeout."""
+
+    def connect() -> Any:
+        connection = pool.connection_class(**pool.connection_kwargs)
+        connection.connect()
+        return connection
+
+    listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
+    if not listener.start(wait=config.timeout_seconds):
+        listener.stop()
+        raise RedisPyConnectionError(
+            f"the near cache's invalidation channel did not start: {listener.last_error}"
+        )
+    return listener
+
+
+def _check_tracking(reply: Any) -> None:
+    if isinstance(reply, ResponseError) and not wire.lost_redirect(reply):
+        raise ConfigError(
+            f"near_cache needs key tracking (Redis 6 or newer, Valkey): the server said {reply}"
+        )
+
+
 class _NotConnected:
     """The channel of a driver that is not connected: every call says so."""
 
     __slots__ = ()
 
+    pool = None
+    near = None
+
+    def close(self) -> None:
+        pass
+
     def execute(self, packed: bytes, command: str) -> Any:
         raise RedisConnectionError("the Redis driver is not connected")
 
     def pipeline(
-        self, commands: Sequence[bytes], command: str, *, idempotent: bool = True
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
     ) -> list[Any]:
         raise RedisConnectionError("the Redis driver is not connected")
 

@@ -33,6 +33,8 @@ Connections:
 - ``Connection.should_reconnect()``: the mark RedisCluster (7.2 and newer)
   sets on connections that must reconnect after a topology change (the method
   exists from 7.0; before, nothing marks connections).
+- ``Connection._sock`` again, for the near cache: which socket a connection's
+  key tracking was turned on for (:func:`tracking_of`, all releases).
 
 Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
 
@@ -62,6 +64,13 @@ Cluster:
   the others. Before 7.0 it drops ``timeout`` (the wait for a free pooled
   connection, then 20 s), before 6.1 ``ssl_check_hostname``:
   :func:`node_pool_factory` hands them to the node pools itself.
+- ``RedisCluster.nodes_manager.nodes_cache`` written, ``_lock`` (where the
+  release has it), ``redis.cluster.get_node_name`` and ``PRIMARY``: a primary
+  just added, met through ``ASK`` before it is in any slot map, is added to
+  the known nodes (:func:`learn_node`).
+- redis-py's async ``RedisCluster``: ``retry`` (a ``redis.asyncio.retry.Retry``)
+  and ``aclose()`` where the release has it, else ``close()``
+  (:func:`async_cluster_retries`, :func:`close_async_cluster`).
 - ``RedisCluster(retry=...)`` / ``cluster_error_retry_attempts``: from 6.0 on
   (``retry`` in ``redis.cluster.KWARGS_DISABLED_KEYS``), ``retry`` sets how
   often RedisCluster retries a command and node connections never retry on
@@ -71,31 +80,37 @@ Cluster:
 
 Errors:
 
-- The reply parser's ``EXCEPTION_CLASSES`` (``redis._parsers.BaseParser``,
-  and redis-py 5's ``redis.cluster.ClusterParser``): the error codes
-  (``OOM``, ``NOSCRIPT``, ``READONLY``...) that redis-py strips from an error
-  reply and turns into an exception class. Releases from 7.2 on keep the
-  stripped code as ``status_code``; :func:`error_code` finds it for the older
-  ones from the exception's class.
+- The reply parser's ``parse_error`` and ``EXCEPTION_CLASSES``
+  (``redis._parsers.BaseParser``, and redis-py 5's ``redis.cluster.ClusterParser``,
+  which alone knows the Cluster codes there): the error codes (``OOM``,
+  ``NOSCRIPT``, ``MOVED``...) that redis-py strips from an error reply and
+  turns into an exception class. :func:`parse_error` does the same for the
+  async face's own reply reader. Releases from 7.2 on keep the stripped code
+  as ``status_code``; :func:`error_code` finds it for the older ones from the
+  exception's class.
 
 Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.cluster
+from redis._parsers.base import BaseParser
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import Connection
 from redis.retry import Retry
 
 __all__ = [
     "ask_for_primary",
+    "async_cluster_retries",
     "check_fork",
+    "close_async_cluster",
     "cluster_retry",
     "connect",
     "connect_once",
@@ -105,12 +120,16 @@ __all__ = [
     "give_back",
     "idle_connections",
     "is_connected",
+    "learn_node",
     "node_named",
     "node_of_slot",
     "node_pool_factory",
+    "parse_error",
     "set_epoch",
+    "set_tracking",
     "should_reconnect",
     "take_free",
+    "tracking_of",
 ]
 
 _ONE_ATTEMPT = Retry(NoBackoff(), 0)
@@ -209,6 +228,19 @@ def set_epoch(connection: Any, value: int) -> None:
     connection._pevensie_epoch = value
 
 
+def tracking_of(connection: Any) -> int | None:
+    """Return the client id ``connection``'s current socket tracks keys towards, if any."""
+    recorded = getattr(connection, "_pevensie_tracking", None)
+    if recorded is None or recorded[0] is not connection._sock:
+        return None  # never set, or set on a socket since closed and replaced
+    return int(recorded[1])
+
+
+def set_tracking(connection: Any, client_id: int) -> None:
+    """Record that ``connection``'s current socket tracks keys towards ``client_id``."""
+    connection._pevensie_tracking = (connection._sock, client_id)
+
+
 # -- pools ---------------------------------------------------------------------------
 
 
@@ -278,6 +310,43 @@ def node_pool_factory(
     return functools.partial(pool_class, **dropped) if dropped else pool_class
 
 
+def learn_node(client: Any, host: str, port: int) -> Any:
+    """Return the node RedisCluster knows as ``host:port``, adding it as a primary if it is new.
+
+    RedisCluster follows ``MOVED`` to a node it has not met, but not ``ASK``:
+    while the first slot moves to a primary just added, that primary is in no
+    slot map yet. The next slot-map refresh drops it again until it serves a slot.
+    """
+    from redis.cluster import PRIMARY, ClusterNode, get_node_name
+
+    manager = client.nodes_manager
+    name = get_node_name(host, port)
+    with getattr(manager, "_lock", None) or contextlib.nullcontext():
+        node = manager.nodes_cache.get(name)
+        if node is None:
+            node = ClusterNode(host, port, PRIMARY)  # type: ignore[no-untyped-call]
+            manager.nodes_cache[name] = node
+    return node
+
+
+def async_cluster_retries(retries: int) -> dict[str, Any]:
+    """Return the retry settings of redis-py's async ``RedisCluster`` for ``retries``.
+
+    Every release takes ``retry`` (a ``redis.asyncio.retry.Retry``); the
+    attempts after a cluster error (a redirect, ``CLUSTERDOWN``) keep their
+    default, which redis-py bounds.
+    """
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    return {"retry": AsyncRetry(ExponentialBackoff(), retries)}
+
+
+async def close_async_cluster(client: Any) -> None:
+    """Close redis-py's async ``RedisCluster`` (``aclose()``, or ``close()`` before it existed)."""
+    closer = getattr(client, "aclose", None) or client.close
+    await closer()
+
+
 def cluster_retry(retries: int) -> dict[str, Any]:
     """Return RedisCluster's keyword arguments for ``retries`` retries of a failed command.
 
@@ -289,6 +358,15 @@ def cluster_retry(retries: int) -> dict[str, Any]:
 
 
 # -- errors --------------------------------------------------------------------------
+
+# redis-py 5 knows the Cluster error codes (MOVED, ASK, TRYAGAIN...) only in ClusterParser.
+_ERROR_PARSER: Any = getattr(redis.cluster, "ClusterParser", BaseParser)
+
+
+def parse_error(message: str) -> Exception:
+    """Return the redis-py exception for an error reply (``NOSCRIPT ...`` -> ``NoScriptError``)."""
+    error: Exception = _ERROR_PARSER.parse_error(message)
+    return error
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -306,8 +384,6 @@ def error_code(exc: BaseException) -> str | None:
 @functools.cache
 def _codes_by_class() -> dict[type, str]:
     """Map each error-reply class the parser makes from exactly one error code to that code."""
-    import redis.cluster
-    from redis._parsers import BaseParser
     from redis.exceptions import ResponseError
 
     tables = [BaseParser.EXCEPTION_CLASSES]

@@ -271,6 +271,31 @@ class RedisConfig:
         query=False,
         doc="The name the sentinels monitor the primary under (sentinel monitor <name> ...).",
     ).field(None)
+    sentinel_username: str | None = Option(
+        kind="str",
+        optional=True,
+        query=True,
+        doc="ACL user name for the sentinels themselves (not the data nodes').",
+    ).field(None)
+    sentinel_password: str | None = Option(
+        kind="str",
+        optional=True,
+        secret=True,
+        query=True,
+        doc="Password for the sentinels themselves (requirepass or ACL on the sentinels).",
+    ).field(None)
+    near_cache: bool = Option(
+        kind="bool",
+        query=True,
+        doc="Keep recent reads in this process, kept coherent by the server's key tracking "
+        "(Redis 6+, Valkey; single server and Sentinel).",
+    ).field(False)
+    near_cache_size: int = Option(
+        kind="int",
+        low=1,
+        query=True,
+        doc="With near_cache: the most entries kept in this process (least recently used out).",
+    ).field(10_000)
 
     def __post_init__(self) -> None:
         OPTIONS.check_fields(self)
@@ -374,6 +399,15 @@ def _check_combinations(config: RedisConfig) -> None:
             raise ConfigError("sentinels name the primary by host and port: drop unix_socket_path")
     elif config.service_name is not None:
         raise ConfigError("service_name needs sentinels (the (host, port) of each sentinel)")
+    if not config.sentinels and (
+        config.sentinel_username is not None or config.sentinel_password is not None
+    ):
+        raise ConfigError("sentinel_username and sentinel_password need sentinels")
+    if config.near_cache and config.cluster:
+        raise ConfigError(
+            "near_cache is not available with cluster=True yet: use it with a single server "
+            "or Sentinel, or drop it"
+        )
 
 
 # -- URL parsing -----------------------------------------------------------------------------

@@ -20,8 +20,10 @@ __all__ = [
     "RedisConnectionError",
     "RedisDriverError",
     "RedisPoolExhausted",
+    "RedisProtocolError",
     "RedisServerError",
     "RedisTimeoutError",
+    "counter_error",
     "decode_value",
     "first_error_reply",
     "map_error",
@@ -35,6 +37,14 @@ class RedisDriverError(DriverError):
 
 class RedisConnectionError(RedisDriverError):
     """The server could not be reached, or the connection broke (TLS failures included)."""
+
+
+class RedisProtocolError(RedisConnectionError):
+    """What answered is not a Redis-compatible server (its reply broke the protocol).
+
+    A :class:`RedisConnectionError`, so code that handles unreachable servers
+    handles a wrong address too.
+    """
 
 
 class RedisTimeoutError(RedisDriverError):
@@ -69,6 +79,11 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, NotText):
         return RedisDriverError(f"{action}: {exc}")
+    if isinstance(exc, rx.InvalidResponse):
+        return RedisProtocolError(
+            f"{action}: the server's reply is not the Redis protocol: is this address a "
+            f"Redis-compatible server (and TLS set the same way on both sides)? ({detail})"
+        )
     if isinstance(exc, rx.AuthenticationError):
         return RedisAuthenticationError(f"{action}: authentication failed: {detail}")
     if isinstance(exc, rx.NoPermissionError):
@@ -147,11 +162,14 @@ def refuses_scripting(exc: BaseException) -> bool:
 
 
 def first_error_reply(replies: Iterable[object]) -> Exception | None:
-    """Return the first error reply (a redis-py ``ResponseError``) among ``replies``, if any."""
-    from redis.exceptions import ResponseError
+    """Return the first error reply among ``replies``, if any.
 
+    Error replies are redis-py exception instances: ``ResponseError`` and its
+    kin, and, from the async face's reader, ``AuthenticationError`` (``NOAUTH``,
+    ``WRONGPASS``), which redis-py files under connection errors.
+    """
     for reply in replies:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):
             return reply
     return None
 
@@ -162,3 +180,16 @@ def decode_value(value: bytes, action: str) -> str:
         return decode_text(value)
     except NotText as exc:
         raise map_error(exc, action) from exc
+
+
+def counter_error(exc: BaseException, action: str) -> Exception:
+    """Return the error for an ``INCRBY`` error reply (not an integer, overflow: CounterError)."""
+    from pevensie_cache import CounterError
+
+    text = str(exc).lower()
+    if "not an integer" in text or "overflow" in text:
+        return CounterError(
+            "incr met a stored value that is not a 64-bit integer, or would overflow; "
+            "the value is unchanged"
+        )
+    return map_error(exc, action)

@@ -1,7 +1,7 @@
-"""The mode choice: which driver a :class:`~pevensie_redis.RedisConfig` asks for.
+"""The mode choice: which driver a :class:`~pevensie_redis.RedisConfig` asks for, on either face.
 
-Above the three drivers (single server, Cluster, Sentinel), which know nothing
-of each other; each mode's module is imported only when it is asked for.
+Above the drivers (single server, Sentinel, Cluster), which know nothing of
+each other; each mode's module is imported only when it is asked for.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from pevensie_redis.config import RedisConfig, default_config
 
 if TYPE_CHECKING:
     from pevensie_redis.cluster import RedisClusterDriver
+    from pevensie_redis.cluster_async import AsyncRedisClusterDriver
     from pevensie_redis.driver import RedisDriver
+    from pevensie_redis.driver_async import AsyncRedisDriver
 
-__all__ = ["new_cache_driver"]
+__all__ = ["new_async_cache_driver", "new_cache_driver"]
 
 
 def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisClusterDriver:
@@ -28,10 +30,28 @@ def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisCl
         from pevensie_redis.cluster import RedisClusterDriver
 
         return RedisClusterDriver(config)
-    if config.sentinels:
-        from pevensie_redis.sentinel import RedisSentinelDriver
+    from pevensie_redis.driver import NearRedisDriver, RedisDriver, RedisSentinelDriver
 
-        return RedisSentinelDriver(config)
-    from pevensie_redis.driver import RedisDriver
+    if config.near_cache:
+        return NearRedisDriver(config)
+    return RedisSentinelDriver(config) if config.sentinels else RedisDriver(config)
 
-    return RedisDriver(config)
+
+def new_async_cache_driver(
+    config: RedisConfig | None = None,
+) -> AsyncRedisDriver | AsyncRedisClusterDriver:
+    """Return the async face of a Redis driver for ``cache.new_async(driver=...)``."""
+    config = default_config() if config is None else config
+    if config.cluster:
+        from pevensie_redis.cluster_async import AsyncRedisClusterDriver
+
+        return AsyncRedisClusterDriver(config)
+    from pevensie_redis.driver_async import (
+        AsyncNearRedisDriver,
+        AsyncRedisDriver,
+        AsyncRedisSentinelDriver,
+    )
+
+    if config.near_cache:
+        return AsyncNearRedisDriver(config)
+    return AsyncRedisSentinelDriver(config) if config.sentinels else AsyncRedisDriver(config)

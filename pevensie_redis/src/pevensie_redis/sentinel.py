@@ -1,28 +1,36 @@
-"""The Sentinel mode of the driver: ``RedisConfig(sentinels=..., service_name=...)``.
+"""Finding the primary through Redis Sentinel, for both faces of the driver.
 
-The driver is the single-server :class:`~pevensie_redis.driver.RedisDriver`
-(same thin command path, retries, timeouts, batch operations) over a
-different pool: its connections are redis-py's Sentinel-managed connections,
-which ask the sentinels for the primary of ``service_name`` each time they
-(re)connect. After a failover the next command on a connection to the old
-primary fails, the driver's retry reconnects it, and the reconnection lands on
-the primary the sentinels now name. A connection still open to a demoted
-primary gets ``READONLY`` on a write, which redis-py turns into a reconnection
-too, and the pool asks the sentinels again about once a second
-(:class:`~pevensie_redis.pool.SentinelCachePool`), so it leaves a former primary
-that stays up. So the same cache object follows a failover by itself; until the
-sentinels have promoted the replica (about ``down-after-milliseconds`` +
-1-2 s), calls raise :class:`~pevensie_redis.RedisConnectionError`.
+With ``RedisConfig(sentinels=..., service_name=...)`` the driver asks the
+sentinels where the primary of ``service_name`` is each time it opens a
+connection. After a failover the next command on a connection to the old
+primary fails (or gets ``READONLY``, the old primary being a replica now); the
+driver retries on a new connection, which lands on the primary the sentinels
+now name. The sync face's pool also asks the sentinels about once a second
+(:class:`~pevensie_redis.pool.SentinelCachePool`), so it leaves a former
+primary that stays up (``SENTINEL FAILOVER``) within about a second. So the
+same cache object follows a failover by itself; until the sentinels have
+promoted a replica (about ``down-after-milliseconds`` + 1-2 s), calls raise
+:class:`~pevensie_redis.RedisConnectionError`.
 
-Credentials and TLS settings are the data nodes'; the sentinels are reached
-with the same timeouts (and TLS settings when ``tls`` is on), without a password.
+The sentinels are reached with the driver's timeouts (and TLS settings when
+``tls`` is on) and their own credentials, ``sentinel_username`` and
+``sentinel_password`` (``username``/``password`` are the data nodes'). Wrong
+sentinel credentials are a :class:`~pevensie_redis.RedisAuthenticationError`
+that says it was the sentinels.
+
+- :func:`primary_of` reads one sentinel's answer (the same for both faces);
+- the sync face uses redis-py's ``Sentinel`` (:class:`ClearSentinel`,
+  :func:`sentinel_pool`);
+- the async face asks with its own pipes (:func:`find_primary`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
@@ -33,11 +41,49 @@ from redis.sentinel import (
     SentinelManagedSSLConnection,
 )
 
+from pevensie_redis import wire
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.driver import RedisDriver
-from pevensie_redis.pool import CachePool, SentinelCachePool, pool_options
+from pevensie_redis.pipe import Endpoint, open_pipe
+from pevensie_redis.pool import SentinelCachePool, pool_options
 
-__all__ = ["ClearSentinel", "RedisSentinelDriver", "sentinel_options"]
+__all__ = [
+    "ClearSentinel",
+    "find_primary",
+    "primary_of",
+    "sentinel_options",
+    "sentinel_pool",
+]
+
+_DOWN = frozenset({"s_down", "o_down", "disconnected"})
+
+
+def primary_of(state: Mapping[str, Any] | None, service_name: str) -> tuple[str, int] | str:
+    """Read one sentinel's state of ``service_name``: the primary's address, or what is wrong."""
+    if not state:
+        return f"does not monitor {service_name!r}"
+    flags = set(_text(state.get("flags", "")).split(","))
+    if "master" not in flags or flags & _DOWN:
+        return "reports the primary down"
+    return _text(state["ip"]), int(state["port"])
+
+
+def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exception:
+    """Return the error when no sentinel named a primary (the credentials, when all refused)."""
+    if refused and refused == len(problems):
+        return AuthenticationError(
+            "every sentinel refused the sentinel credentials (sentinel_username / "
+            "sentinel_password; the data nodes' username / password are separate)"
+        )
+    return MasterNotFoundError(
+        f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})"
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# -- the sync face: redis-py's Sentinel ---------------------------------------------------
 
 
 class ClearSentinel(Sentinel):
@@ -52,86 +98,34 @@ class ClearSentinel(Sentinel):
     def discover_master(self, service_name: str) -> tuple[str, int]:
         """Return the primary's address that the first healthy sentinel reports."""
         problems: list[str] = []
+        refused = 0
         last_error: BaseException | None = None
         for index, sentinel in enumerate(self.sentinels):
             kwargs = sentinel.connection_pool.connection_kwargs
             where = f"{kwargs.get('host')}:{kwargs.get('port')}"
             try:
                 masters: Any = sentinel.sentinel_masters()  # {name: state} with RESP2
-                state = masters.get(service_name)
+            except AuthenticationError:
+                problems.append(f"{where}: refused the sentinel credentials")
+                refused += 1
+                continue
             except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
                 problems.append(f"{where}: {exc}")
                 last_error = exc
                 continue
-            if not state:
-                problems.append(f"{where}: does not monitor {service_name!r}")
-            elif not self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
-                problems.append(f"{where}: reports the primary down")
-            else:
-                # Ask the sentinel that answered first next time.
-                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
-                return str(state["ip"]), int(state["port"])
-        raise MasterNotFoundError(
-            f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})"
-        ) from last_error
+            found = primary_of(masters.get(service_name), service_name)
+            if isinstance(found, str):
+                problems.append(f"{where}: {found}")
+                continue
+            # Ask the sentinel that answered first next time.
+            self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+            return found
+        raise _no_primary(service_name, problems, refused) from last_error
 
-
-class RedisSentinelDriver(RedisDriver):
-    """A Pevensie Cache driver for a primary watched by Redis Sentinel.
-
-    Built by ``new_cache_driver`` when the configuration names ``sentinels``.
-    """
-
-    def __init__(self, config: RedisConfig) -> None:
-        """Prepare a driver for ``config`` (with ``sentinels`` and ``service_name``)."""
-        super().__init__(config)
-        if not config.sentinels or config.service_name is None:
-            raise ValueError("RedisSentinelDriver needs a RedisConfig with sentinels")
-        self._sentinel: Sentinel | None = None
-
-    def __repr__(self) -> str:
-        return f"RedisSentinelDriver({self.config.display_url()!r})"
-
-    @property
-    def sentinel(self) -> Sentinel | None:
-        """The redis-py ``Sentinel`` the pool asks, while connected, else ``None``."""
-        return self._sentinel
-
-    def _make_pool(self) -> CachePool:
-        """Build a pool whose connections go to the primary the sentinels name."""
-        options, sentinel_kwargs = sentinel_options(self.config)
-        sentinel = ClearSentinel(  # type: ignore[no-untyped-call]
-            list(self.config.sentinels), sentinel_kwargs=sentinel_kwargs
-        )
-        self._close_sentinel()
-        self._sentinel = sentinel
-        assert self.config.service_name is not None  # checked in __init__
-        return SentinelCachePool(  # type: ignore[no-untyped-call]
-            self.config.service_name, sentinel, **options
-        )
-
-    def connect(self) -> None:
-        """Ask the sentinels for the primary and check it answers, as the single-server driver.
-
-        Raises :class:`~pevensie_redis.RedisConnectionError` when no sentinel
-        names a primary for ``service_name`` or the primary cannot be reached.
-        """
-        try:
-            super().connect()
-        except BaseException:
-            self._close_sentinel()
-            raise
-
-    def disconnect(self) -> None:
-        """Close every connection to the primary and to the sentinels."""
-        super().disconnect()
-        self._close_sentinel()
-
-    def _close_sentinel(self) -> None:
-        sentinel, self._sentinel = self._sentinel, None
-        if sentinel is not None:
-            for client in sentinel.sentinels:
-                client.close()
+    def close(self) -> None:
+        """Close the connections to every sentinel."""
+        for client in self.sentinels:
+            client.close()
 
 
 def sentinel_options(config: RedisConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,6 +147,8 @@ def sentinel_options(config: RedisConfig) -> tuple[dict[str, Any], dict[str, Any
         "socket_connect_timeout": seconds,
         "socket_keepalive": True,
         "client_name": config.client_name,
+        "username": config.sentinel_username,
+        "password": config.sentinel_password,
         # One attempt per sentinel: a dead one is skipped for the next, and the
         # driver's own retries cover the whole lookup.
         "retry": Retry(NoBackoff(), 0),
@@ -167,3 +163,60 @@ def sentinel_options(config: RedisConfig) -> tuple[dict[str, Any], dict[str, Any
             ssl_check_hostname=config.tls_verify,
         )
     return options, sentinel_kwargs
+
+
+def sentinel_pool(config: RedisConfig) -> tuple[SentinelCachePool, ClearSentinel]:
+    """Return a pool whose connections go to the primary the sentinels name, and the sentinels."""
+    assert config.service_name is not None  # RedisConfig requires it with sentinels
+    options, sentinel_kwargs = sentinel_options(config)
+    sentinel = ClearSentinel(  # type: ignore[no-untyped-call]
+        list(config.sentinels), sentinel_kwargs=sentinel_kwargs
+    )
+    return SentinelCachePool(config.service_name, sentinel, **options), sentinel  # type: ignore[no-untyped-call]
+
+
+# -- the async face: ask with pipes ------------------------------------------------------
+
+
+async def find_primary(sentinels: list[Endpoint], service_name: str) -> tuple[str, int]:
+    """Return the primary's address that the first healthy sentinel of ``sentinels`` reports.
+
+    The sentinel that answered is moved to the front of ``sentinels``, to be
+    asked first next time. Raises redis-py's ``MasterNotFoundError`` (a
+    ``ConnectionError``) naming each sentinel's problem.
+    """
+    problems: list[str] = []
+    refused = 0
+    last_error: BaseException | None = None
+    for index, endpoint in enumerate(sentinels):
+        try:
+            pipe = await open_pipe(endpoint)
+            try:
+                reply = await pipe.send(wire.pack(["SENTINEL", "MASTER", service_name]))
+            finally:
+                pipe.close()
+        except AuthenticationError:
+            problems.append(f"{endpoint.label}: refused the sentinel credentials")
+            refused += 1
+            continue
+        except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
+            problems.append(f"{endpoint.label}: {exc}")
+            last_error = exc
+            continue
+        if isinstance(reply, AuthenticationError):
+            problems.append(f"{endpoint.label}: refused the sentinel credentials")
+            refused += 1
+            continue
+        state = None if isinstance(reply, Exception) else _pairs(reply)
+        found = primary_of(state, service_name)
+        if isinstance(found, str):
+            problems.append(f"{endpoint.label}: {found}")
+            continue
+        sentinels[0], sentinels[index] = endpoint, sentinels[0]
+        return found
+    raise _no_primary(service_name, problems, refused) from last_error
+
+
+def _pairs(reply: Any) -> dict[str, Any]:
+    items = [_text(item) for item in reply or ()]
+    return dict(zip(items[::2], items[1::2], strict=False))

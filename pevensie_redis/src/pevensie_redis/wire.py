@@ -19,18 +19,29 @@ from typing import TypeVar
 __all__ = [
     "BATCH_SIZE",
     "NOT_TEXT",
+    "RELEASE_LOCK_SCRIPT",
+    "RELEASE_LOCK_SCRIPT_SHA",
+    "SCAN_COUNT",
     "SET_EX_SCRIPT",
     "SET_EX_SCRIPT_SHA",
     "NotText",
     "chunks",
     "decode_text",
+    "escape_glob",
     "full_key",
+    "heartbeat",
+    "lock_key",
+    "lost_redirect",
     "pack",
     "pack_delete",
     "pack_get",
+    "pack_handshake",
+    "pack_scan",
     "pack_set",
     "pack_set_ex",
     "pack_set_many_ex",
+    "pack_set_nx",
+    "pack_tracking",
 ]
 
 _T = TypeVar("_T")
@@ -52,6 +63,17 @@ return #KEYS
 
 SET_EX_SCRIPT_SHA = hashlib.sha1(SET_EX_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest ``EVALSHA`` names the script by, as the server computes it."""
+
+RELEASE_LOCK_SCRIPT = b"""\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+"""Deletes a lease lock only if its token is the caller's: an owner never frees another's lock."""
+
+RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
+"""The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
 
 NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
 """The message of :class:`NotText`."""
@@ -92,6 +114,52 @@ def pack_set_ex(key: bytes, value: bytes, ttl_seconds: int) -> bytes:
     )
 
 
+def pack_set_nx(key: bytes, value: bytes, ttl_seconds: int | None) -> bytes:
+    """Pack ``SET key value NX [EX ttl_seconds]``: store only if absent, in one command."""
+    if ttl_seconds is None:
+        return pack([b"SET", key, value, b"NX"])
+    return pack([b"SET", key, value, b"NX", b"EX", b"%d" % ttl_seconds])
+
+
+SCAN_COUNT = 1000
+"""Keys one ``SCAN`` page looks at: ``clear`` never makes the server do more at once."""
+
+
+def pack_scan(cursor: bytes, pattern: str) -> bytes:
+    """Pack ``SCAN cursor MATCH pattern COUNT`` :data:`SCAN_COUNT`."""
+    return pack([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"%d" % SCAN_COUNT])
+
+
+def lock_key(resource_type: str, key: str) -> bytes:
+    """Return the key of the lease lock of ``(resource_type, key)``: ``:lock:<type>:<key>``.
+
+    It starts with ``:``, which no key written through the API can (a resource
+    type is never empty), so a lock can never collide with a cached value, and
+    ``clear`` (which matches ``<type>:*``) never deletes a lock.
+    """
+    return f":lock:{resource_type}:{key}".encode()
+
+
+def pack_tracking(client_id: int) -> bytes:
+    """Pack ``CLIENT TRACKING ON REDIRECT client_id``: invalidations of keys read go there."""
+    return pack([b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", b"%d" % client_id])
+
+
+def lost_redirect(error: Exception) -> bool:
+    """Return whether a ``CLIENT TRACKING`` error says the redirect target is gone."""
+    return "redirect" in str(error).lower()
+
+
+def heartbeat(timeout: float) -> float:
+    """Return the near cache listener's heartbeat: a silent channel is checked this often."""
+    return min(1.0, timeout)
+
+
+def escape_glob(text: str) -> str:
+    r"""Escape the glob characters of ``text`` (``*?[]\``) for a ``SCAN ... MATCH`` pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 def pack_delete(key: bytes) -> bytes:
     """Pack ``UNLINK key``: delete, freeing the memory in the background."""
     return b"*2\r\n$6\r\nUNLINK\r\n$%d\r\n%b\r\n" % (len(key), key)
@@ -100,6 +168,26 @@ def pack_delete(key: bytes) -> bytes:
 def pack_set_many_ex(keys: Sequence[bytes], values: Sequence[bytes], ttl_seconds: int) -> bytes:
     """Pack one ``EVALSHA`` of :data:`SET_EX_SCRIPT`: every key set to its value with ``EX``."""
     return pack(["EVALSHA", SET_EX_SCRIPT_SHA, str(len(keys)), *keys, str(ttl_seconds), *values])
+
+
+def pack_handshake(
+    username: str | None, password: str | None, db: int = 0, client_name: str | None = None
+) -> list[bytes]:
+    """Pack the commands a new connection sends first: ``AUTH``, ``SELECT``, ``CLIENT SETNAME``.
+
+    A password alone authenticates the default user; a username with a password,
+    an ACL user; a username alone, an ACL user with ``nopass`` (``AUTH user ""``).
+    """
+    commands: list[bytes] = []
+    if username is not None:
+        commands.append(pack(["AUTH", username, password or ""]))
+    elif password is not None:
+        commands.append(pack(["AUTH", password]))
+    if db:
+        commands.append(pack(["SELECT", str(db)]))
+    if client_name is not None:
+        commands.append(pack(["CLIENT", "SETNAME", client_name]))
+    return commands
 
 
 def decode_text(value: bytes) -> str:

@@ -21,6 +21,8 @@ __all__ = [
     "PROPERTY_SETTINGS",
     "TTL_WAIT",
     "StoredKeys",
+    "a_coroutine_function",
+    "a_plain_function",
     "any_key",
     "any_resource_type",
     "any_value",
@@ -119,3 +121,13 @@ def fit(value: str, max_bytes: int | None) -> str:
     if max_bytes is None or len(value.encode()) <= max_bytes:
         return value
     return value.encode()[:max_bytes].decode("utf-8", "ignore")
+
+
+def a_plain_function() -> str:
+    """Return a constant: a ``def`` function, which only the sync face memoises."""
+    return "plain"
+
+
+async def a_coroutine_function() -> str:
+    """Return a constant: an ``async def`` function, which only the async face memoises."""
+    return "coroutine"

@@ -23,10 +23,12 @@ from pevensie_cache.errors import (
     ArgumentTypeError,
     ArgumentValueError,
     CacheMiss,
+    CodecError,
+    CounterError,
     NotConnected,
 )
 from pevensie_cache.facade_async import AsyncPevensieCache
-from pevensie_cache.primitives_async import run_concurrently, sleep
+from pevensie_cache.primitives_async import FACE, run_concurrently, sleep
 from pevensie_cache.testing.cases import (
     BAD_ADDRESSES,
     BAD_TTLS,
@@ -34,6 +36,8 @@ from pevensie_cache.testing.cases import (
     PROPERTY_SETTINGS,
     TTL_WAIT,
     StoredKeys,
+    a_coroutine_function,
+    a_plain_function,
     any_key,
     any_resource_type,
     any_value,
@@ -475,3 +479,344 @@ class AsyncCacheConformance:
 
         results = await run_concurrently([functools.partial(work, n) for n in range(callers)])
         assert [error for errors in results for error in errors] == []
+
+    # -- add, incr, touch, clear ----------------------------------------------------------
+
+    async def test_add_stores_only_when_absent(self, cache_under_test: AsyncPevensieCache) -> None:
+        assert await cache_under_test.add("user", "1", "first") is True
+        assert await cache_under_test.add("user", "1", "second") is False
+        assert await cache_under_test.get("user", "1") == "first"
+
+    async def test_add_after_expiry_stores_again(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        assert await cache_under_test.add("lease", "1", "a", ttl_seconds=1) is True
+        await sleep(TTL_WAIT)
+        assert await cache_under_test.add("lease", "1", "b") is True
+        assert await cache_under_test.get("lease", "1") == "b"
+
+    async def test_concurrent_adds_store_exactly_once(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        async def attempt(n: int) -> bool:
+            return await cache_under_test.add("race", "one", f"caller {n}")
+
+        results = await run_concurrently([functools.partial(attempt, n) for n in range(8)])
+        assert results.count(True) == 1
+        winner = results.index(True)
+        assert await cache_under_test.get("race", "one") == f"caller {winner}"
+
+    async def test_incr_counts_from_zero_and_stores_decimal_text(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        assert await cache_under_test.incr("hits", "page") == 1
+        assert await cache_under_test.incr("hits", "page", 5) == 6
+        assert await cache_under_test.incr("hits", "page", -10) == -4
+        assert await cache_under_test.get("hits", "page") == "-4"
+        await cache_under_test.set("hits", "seeded", "41")
+        assert await cache_under_test.incr("hits", "seeded") == 42
+
+    async def test_incr_ttl_applies_only_when_it_creates_the_key(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        assert await cache_under_test.incr("window", "created", ttl_seconds=1) == 1
+        assert await cache_under_test.incr("window", "created", ttl_seconds=100) == 2
+        await cache_under_test.set("window", "kept", "10")
+        assert await cache_under_test.incr("window", "kept", ttl_seconds=1) == 11
+        await sleep(TTL_WAIT)
+        assert await cache_under_test.get("window", "created", default=None) is None
+        assert await cache_under_test.get("window", "kept") == "11"
+
+    @pytest.mark.parametrize("stored", ["abc", "1.5", " 7", "007", "", "9223372036854775808"])
+    async def test_incr_of_a_value_that_is_no_integer_fails_and_changes_nothing(
+        self, cache_under_test: AsyncPevensieCache, stored: str
+    ) -> None:
+        await cache_under_test.set("hits", "odd", stored)
+        with pytest.raises(CounterError) as caught:
+            await cache_under_test.incr("hits", "odd")
+        assert isinstance(caught.value, ValueError)
+        assert await cache_under_test.get("hits", "odd") == stored
+
+    async def test_incr_that_would_overflow_fails_and_changes_nothing(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set("hits", "big", str(2**63 - 1))
+        with pytest.raises(CounterError):
+            await cache_under_test.incr("hits", "big")
+        await cache_under_test.set("hits", "small", str(-(2**63)))
+        with pytest.raises(CounterError):
+            await cache_under_test.incr("hits", "small", -1)
+        assert await cache_under_test.get("hits", "big") == str(2**63 - 1)
+        assert await cache_under_test.get("hits", "small") == str(-(2**63))
+
+    @pytest.mark.parametrize(
+        ("delta", "error"),
+        [
+            (True, ArgumentTypeError),
+            (1.5, ArgumentTypeError),
+            ("1", ArgumentTypeError),
+            (2**63, ArgumentValueError),
+            (-(2**63) - 1, ArgumentValueError),
+        ],
+    )
+    async def test_a_bad_delta_is_rejected_and_changes_nothing(
+        self, cache_under_test: AsyncPevensieCache, delta: Any, error: type[ArgumentError]
+    ) -> None:
+        with pytest.raises(error):
+            await cache_under_test.incr("hits", "page", delta)
+        assert await cache_under_test.get("hits", "page", default=None) is None
+
+    async def test_concurrent_incrs_sum_exactly(self, cache_under_test: AsyncPevensieCache) -> None:
+        async def bump(_: int) -> None:
+            for _ in range(100):
+                await cache_under_test.incr("hits", "shared")
+
+        await run_concurrently([functools.partial(bump, n) for n in range(8)])
+        assert await cache_under_test.get("hits", "shared") == "800"
+
+    async def test_touch_sets_and_clears_a_ttl_and_reports_absent_keys(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        assert await cache_under_test.touch("session", "absent", 10) is False
+        await cache_under_test.set("session", "short", "x")
+        await cache_under_test.set("session", "kept", "y", ttl_seconds=1)
+        assert await cache_under_test.touch("session", "short", 1) is True
+        assert await cache_under_test.touch("session", "kept") is True  # TTL cleared
+        await sleep(TTL_WAIT)
+        assert await cache_under_test.get("session", "short", default=None) is None
+        assert await cache_under_test.get("session", "kept") == "y"
+        assert await cache_under_test.touch("session", "short") is False
+
+    @pytest.mark.parametrize(
+        "resource_type", ["user", "a*b", "q?", "[set]", "back\\slash", "x[^a]*"]
+    )
+    async def test_clear_deletes_exactly_its_resource_type(
+        self, cache_under_test: AsyncPevensieCache, stored_keys: StoredKeys, resource_type: str
+    ) -> None:
+        neighbours = ["users", "use", "aXb", "q!", "s", "back", "xa"]
+        for other in neighbours:
+            await cache_under_test.set_many(other, {f"k{i}": "kept" for i in range(3)})
+        await cache_under_test.set_many(resource_type, {f"k{i}": "gone" for i in range(25)})
+        await cache_under_test.set(resource_type, "with:colon", "gone")
+        seen: list[int] = []
+        assert await cache_under_test.clear(resource_type, on_progress=seen.append) == 26
+        assert seen
+        assert seen[-1] == 26
+        assert await cache_under_test.get_many(resource_type, [f"k{i}" for i in range(25)]) == {}
+        for other in neighbours:
+            assert await cache_under_test.get_many(other, ["k0", "k1", "k2"]) == {
+                "k0": "kept",
+                "k1": "kept",
+                "k2": "kept",
+            }
+        if self.observable_layout:
+            assert not {key for key in stored_keys() if key.startswith(resource_type + ":")}
+        assert await cache_under_test.clear(resource_type) == 0
+
+    # -- cache-aside --------------------------------------------------------------------
+
+    async def test_get_or_set_loads_once_then_hits(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        calls: list[int] = []
+
+        async def loader() -> str:
+            calls.append(1)
+            return "loaded"
+
+        assert await cache_under_test.get_or_set("page", "home", loader, 60) == "loaded"
+        assert await cache_under_test.get_or_set("page", "home", loader, 60) == "loaded"
+        assert calls == [1]
+        assert await cache_under_test.get("page", "home") == "loaded"
+
+    async def test_get_or_set_stores_nothing_when_the_loader_raises(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        async def loader() -> str:
+            raise LookupError("upstream is down")
+
+        with pytest.raises(LookupError):
+            await cache_under_test.get_or_set("page", "broken", loader)
+        assert await cache_under_test.get("page", "broken", default=None) is None
+
+    async def test_get_or_set_refuses_a_loader_result_that_is_not_str(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        async def loader() -> Any:
+            return {"not": "a string"}
+
+        with pytest.raises(ArgumentTypeError):
+            await cache_under_test.get_or_set("page", "typed", loader)
+        assert await cache_under_test.get("page", "typed", default=None) is None
+
+    @pytest.mark.parametrize("lock", [False, True])
+    async def test_concurrent_get_or_set_runs_the_loader_once(
+        self, cache_under_test: AsyncPevensieCache, lock: bool
+    ) -> None:
+        calls: list[int] = []
+
+        async def loader() -> str:
+            calls.append(1)
+            await sleep(0.2)
+            return "slow value"
+
+        async def caller(_: int) -> str:
+            return await cache_under_test.get_or_set("page", "slow", loader, 60, lock=lock)
+
+        results = await run_concurrently([functools.partial(caller, n) for n in range(16)])
+        assert results == ["slow value"] * 16
+        assert calls == [1]
+
+    async def test_concurrent_callers_share_the_loaders_exception(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        calls: list[int] = []
+
+        async def loader() -> str:
+            calls.append(1)
+            await sleep(0.2)
+            raise LookupError("shared failure")
+
+        async def caller(_: int) -> str:
+            try:
+                return await cache_under_test.get_or_set("page", "failing", loader)
+            except LookupError as exc:
+                return str(exc)
+
+        results = await run_concurrently([functools.partial(caller, n) for n in range(8)])
+        assert results == ["shared failure"] * 8
+        assert calls == [1]
+
+    # -- resources and codecs -----------------------------------------------------------
+
+    async def test_a_json_resource_round_trips_values(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        users = cache_under_test.resource("user", codec="json")
+        await users.set("42", {"name": "Ada", "langs": ["en", "fr"], "age": 36}, ttl_seconds=60)
+        assert await users.get("42") == {"name": "Ada", "langs": ["en", "fr"], "age": 36}
+        assert await users.get("404", default=None) is None
+        await users.set_many({"1": [1, 2], "2": None})
+        assert await users.get_many(["1", "2", "3"]) == {"1": [1, 2], "2": None}
+        assert await cache_under_test.get("user", "1") == "[1,2]"
+        assert await users.add("42", "other") is False
+        await users.delete_many(["1", "2"])
+        assert await users.get_many(["1", "2"]) == {}
+
+    async def test_a_str_resource_is_the_string_contract(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        names = cache_under_test.resource("name")
+        await names.set("1", "Ada")
+        assert await names.get("1") == "Ada"
+        assert await cache_under_test.get("name", "1") == "Ada"
+        with pytest.raises(CacheMiss):
+            await names.get("2")
+        with pytest.raises(ArgumentTypeError):
+            await names.set("2", 42)
+
+    async def test_a_value_the_codec_cannot_encode_writes_nothing(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        users = cache_under_test.resource("user", codec="json")
+        with pytest.raises(ArgumentTypeError):
+            await users.set("1", {"when": object()})
+        with pytest.raises(ArgumentValueError):
+            await users.set("1", float("nan"))
+        with pytest.raises(ArgumentTypeError):
+            await users.set_many({"2": "fine", "3": {1, 2}})
+        assert await cache_under_test.get_many("user", ["1", "2", "3"]) == {}
+
+    async def test_a_value_the_codec_cannot_decode_names_the_key_not_the_value(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        await cache_under_test.set("user", "7", "secret-not-json{")
+        users = cache_under_test.resource("user", codec="json")
+        with pytest.raises(CodecError) as caught:
+            await users.get("7")
+        assert "'user'" in str(caught.value)
+        assert "'7'" in str(caught.value)
+        assert "secret" not in str(caught.value)
+        assert isinstance(caught.value, ValueError)
+
+    async def test_a_resource_get_or_set_returns_the_same_type_loaded_or_cached(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        reports = cache_under_test.resource("report", codec="json")
+
+        async def loader() -> Any:
+            return ("a", 1)
+
+        first = await reports.get_or_set("r1", loader, 60)
+        second = await reports.get_or_set("r1", loader, 60)
+        assert first == second == ["a", 1]
+
+    # -- memoised functions ---------------------------------------------------------------
+
+    async def test_cached_runs_the_function_once_per_arguments(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        calls: list[tuple[int, str]] = []
+
+        @cache_under_test.cached("square", ttl_seconds=60)
+        async def square(n: int, label: str = "n") -> dict[str, int]:
+            calls.append((n, label))
+            return {label: n * n}
+
+        assert await square(3) == {"n": 9}
+        assert await square(3) == {"n": 9}
+        assert await square(n=3, label="n") == {"n": 9}  # the same call, spelled otherwise
+        assert await square(4, "m") == {"m": 16}
+        assert calls == [(3, "n"), (4, "m")]
+        await square.invalidate(3)
+        assert await square(3) == {"n": 9}
+        assert calls == [(3, "n"), (4, "m"), (3, "n")]
+        assert square.__name__ == "square"
+        assert square.key_for(3).startswith(f"{__name__}.")
+
+    async def test_cached_methods_leave_self_out_of_the_key(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        calls: list[int] = []
+
+        class Repository:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            @cache_under_test.cached("repo", ttl_seconds=60)
+            async def find(self, ident: int) -> str:
+                calls.append(ident)
+                return f"{self.name}:{ident}"
+
+        first, second = Repository("a"), Repository("b")
+        assert await first.find(1) == "a:1"
+        assert await second.find(1) == "a:1"  # the same key: self is not part of it
+        assert calls == [1]
+        await first.find.invalidate(1)
+        assert await second.find(1) == "b:1"
+
+    async def test_cached_refuses_arguments_without_a_stable_key(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        @cache_under_test.cached("memo")
+        async def describe(thing: Any) -> str:
+            return "x"
+
+        with pytest.raises(TypeError):
+            await describe(object())
+        with pytest.raises(TypeError):
+            await describe({1, 2})
+
+        @cache_under_test.cached("memo", key=lambda thing: f"thing:{id(type(thing))}")
+        async def described(thing: Any) -> str:
+            return type(thing).__name__
+
+        assert await described(object()) == "object"
+
+    async def test_cached_refuses_a_function_of_the_other_face(
+        self, cache_under_test: AsyncPevensieCache
+    ) -> None:
+        face: str = FACE
+        wrong: Any = a_coroutine_function if face == "sync" else a_plain_function
+        with pytest.raises(TypeError):
+            cache_under_test.cached("memo")(wrong)

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -111,6 +111,7 @@ def new_node(
     settings: Sequence[tuple[str, str]] = (),
     args: Sequence[str] = (),
     password: str | None = None,
+    client_options: dict[str, Any] | None = None,
     tls: TLSMaterial | None = None,
     cluster: bool = False,
     timeout: float,
@@ -130,6 +131,7 @@ def new_node(
             port=port,
             settings=settings,
             password=password,
+            client_options=client_options,
             workdir=workdir,
             name=name,
             ready_timeout=timeout,

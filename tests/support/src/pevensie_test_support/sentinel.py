@@ -151,10 +151,17 @@ def start_sentinel(
     down_after_ms: int = 1000,
     failover_timeout_ms: int = 3000,
     password: str | None = None,
+    sentinel_password: str | None = None,
+    sentinel_user: tuple[str, str] | None = None,
     tls: TLSMaterial | None = None,
     timeout: float = 30.0,
 ) -> LocalSentinel:
     """Start a primary, a replica and three sentinels monitoring them as ``service_name``.
+
+    ``sentinel_password`` makes the sentinels themselves require it
+    (``requirepass``); ``sentinel_user`` (name, password) gives them an ACL user
+    and turns the default user off, so only that user gets in. Either way the
+    sentinels authenticate to each other with it.
 
     ``down_after_ms`` is how long the primary must be silent before a
     sentinel considers it down; with ``password`` the data nodes require it
@@ -169,10 +176,19 @@ def start_sentinel(
             down_after_ms=down_after_ms,
             failover_timeout_ms=failover_timeout_ms,
             password=password,
+            sentinel_password=sentinel_password,
+            sentinel_user=sentinel_user,
             tls=tls,
             timeout=timeout,
         )
     )
+
+
+def _sentinel_login(password: str | None, user: tuple[str, str] | None) -> dict[str, Any]:
+    """The redis-py options a test client needs to get into a guarded sentinel."""
+    if user is not None:
+        return {"username": user[0], "password": user[1]}
+    return {} if password is None else {"password": password}
 
 
 def _start_sentinel_once(
@@ -181,6 +197,8 @@ def _start_sentinel_once(
     down_after_ms: int,
     failover_timeout_ms: int,
     password: str | None,
+    sentinel_password: str | None,
+    sentinel_user: tuple[str, str] | None,
     tls: TLSMaterial | None,
     timeout: float,
 ) -> LocalSentinel:
@@ -209,12 +227,24 @@ def _start_sentinel_once(
     ]
     if password is not None:
         monitor.append(("sentinel auth-pass", f"{service_name} {password}"))
+    guard: list[tuple[str, str]] = []
+    if sentinel_password is not None:
+        guard += [("requirepass", sentinel_password), ("sentinel sentinel-pass", sentinel_password)]
+    if sentinel_user is not None:
+        name, secret = sentinel_user
+        guard += [
+            ("user", f"{name} on >{secret} allchannels allkeys +@all"),
+            ("user", "default off"),
+            ("sentinel sentinel-user", name),
+            ("sentinel sentinel-pass", secret),
+        ]
     sentinels = [
         new_node(
             binary,
             f"sentinel{index}",
             Path(directory),
-            settings=monitor,
+            settings=[*monitor, *guard],
+            client_options=_sentinel_login(sentinel_password, sentinel_user),
             args=["--sentinel"],
             tls=tls,
             timeout=timeout,

@@ -1,0 +1,103 @@
+"""Codecs: how a resource turns its values into the cache's strings and back.
+
+A codec is any object with ``encode(obj) -> str`` and ``decode(text) -> obj``.
+Two are built in, named ``"str"`` (values must already be ``str``; nothing is
+converted) and ``"json"`` (any JSON value: ``dict``, ``list``, ``str``, ``int``,
+``float``, ``bool``, ``None``; tuples come back as lists). No pickle codec is
+built in and nothing here ever unpickles: reading the cache cannot run code.
+
+>>> JSON.decode(JSON.encode({"name": "Ada", "langs": ["en", "fr"]}))
+{'name': 'Ada', 'langs': ['en', 'fr']}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol, runtime_checkable
+
+from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError, ConfigError
+
+__all__ = ["JSON", "STR", "Codec", "JsonCodec", "StrCodec", "resolve_codec"]
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns values into strings for the cache, and strings read back into values."""
+
+    def encode(self, value: Any) -> str:
+        """Return the string to store for ``value`` (``TypeError``/``ValueError`` if it can't)."""
+
+    def decode(self, text: str) -> Any:
+        """Return the value a stored string stands for; raise ``ValueError`` if it can't."""
+
+
+class StrCodec:
+    """The ``"str"`` codec: values are ``str`` and are stored as they are."""
+
+    name = "str"
+
+    def __repr__(self) -> str:
+        return "StrCodec()"
+
+    def encode(self, value: Any) -> str:
+        """Return ``value`` itself; anything but ``str`` is an argument error."""
+        if type(value) is not str:
+            raise ArgumentTypeError(
+                f"the str codec stores str values, not {type(value).__name__}: "
+                "use codec='json' for JSON values, or encode it yourself"
+            )
+        return value
+
+    def decode(self, text: str) -> str:
+        """Return ``text`` itself."""
+        return text
+
+
+class JsonCodec:
+    """The ``"json"`` codec: any JSON value, stored as compact JSON text (UTF-8, NaN refused)."""
+
+    name = "json"
+
+    def __repr__(self) -> str:
+        return "JsonCodec()"
+
+    def encode(self, value: Any) -> str:
+        """Return ``value`` as JSON text; a value JSON cannot hold is an argument error."""
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except TypeError as exc:
+            raise ArgumentTypeError(
+                f"the json codec cannot encode a {type(value).__name__} value: {exc}"
+            ) from None
+        except ValueError as exc:
+            raise ArgumentValueError(f"the json codec cannot encode this value: {exc}") from None
+
+    def decode(self, text: str) -> Any:
+        """Return the value of JSON ``text``."""
+        return json.loads(text)
+
+
+STR = StrCodec()
+"""The ``"str"`` codec."""
+
+JSON = JsonCodec()
+"""The ``"json"`` codec."""
+
+_NAMED: dict[str, Codec] = {"str": STR, "json": JSON}
+
+
+def resolve_codec(codec: str | Codec) -> Codec:
+    """Return the codec ``codec`` names (``"str"``, ``"json"``), or ``codec`` if it is one."""
+    if isinstance(codec, str):
+        found = _NAMED.get(codec)
+        if found is None:
+            raise ConfigError(
+                f"unknown codec {codec!r}: use 'str', 'json', or an object with encode and decode"
+            )
+        return found
+    if not (callable(getattr(codec, "encode", None)) and callable(getattr(codec, "decode", None))):
+        raise ConfigError(
+            f"a codec needs encode(value) -> str and decode(text) methods; "
+            f"{type(codec).__name__} lacks them"
+        )
+    return codec

@@ -1,0 +1,459 @@
+"""The async driver's I/O: commands to one server over a few multiplexed pipes.
+
+The twin of :mod:`~pevensie_redis.channel` (same names, same guarantees), for
+one event loop. A :class:`Channel` keeps up to ``pool_size``
+:class:`~pevensie_redis.pipe.Pipe` connections; each carries the commands of
+many tasks at once, so no task ever waits for a free connection. A new pipe
+is opened only when every open one has many commands outstanding: the fewer
+the pipes, the more commands share each write and read.
+
+- retries: a connection error or timeout closes the pipe; the command is sent
+  again on a fresh pipe after an exponential backoff, up to ``retries`` times
+  (a command that is not idempotent only when it cannot have reached the
+  server);
+- timeouts: connecting, and each reply, are bounded by ``timeout``; a server
+  that stalls fails every command waiting on that pipe;
+- health: a pipe idle for :data:`~pevensie_redis.pool.HEALTH_CHECK_INTERVAL`
+  seconds is checked with ``PING`` before a command that is not idempotent;
+- Sentinel: each new pipe goes to the primary the sentinels name; a ``READONLY``
+  reply (the primary became a replica) retires that pipe and retries.
+
+A channel is bound to the event loop it was opened on: using it from another
+loop raises :class:`~pevensie_cache.WrongEventLoop` at once instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
+
+from pevensie_cache.errors import ConfigError, WrongEventLoop
+from pevensie_redis import wire
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.errors import RedisConnectionError, map_error
+from pevensie_redis.listener_async import InvalidationListener
+from pevensie_redis.near import NearStore
+from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
+from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
+from pevensie_redis.sentinel import find_primary
+
+__all__ = ["SPREAD_AT", "Channel", "endpoint", "not_connected_channel", "open_channel"]
+
+SPREAD_AT = 32
+"""Commands outstanding on every open pipe before another pipe is opened (up to ``pool_size``)."""
+
+_T = TypeVar("_T")
+_RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
+_FAILURES = (RedisError, OSError)
+
+
+class _PrimaryMoved(RedisPyConnectionError):
+    """A ``READONLY`` reply through Sentinel: the pipe's server is no longer the primary."""
+
+
+class Channel:
+    """Commands to one server over multiplexed pipes, for the tasks of one event loop."""
+
+    def __init__(
+        self,
+        resolve: Callable[[], Awaitable[Endpoint]],
+        pool_size: int,
+        retries: int,
+        *,
+        follows_primary: bool = False,
+    ) -> None:
+        """Open pipes to what ``resolve()`` names, at most ``pool_size`` of them."""
+        self._resolve = resolve
+        self._pool_size = pool_size
+        self._retries = retries
+        self._follows_primary = follows_primary
+        self._backoff = ExponentialBackoff()
+        self._loop = asyncio.get_running_loop()
+        self._pipes: list[Pipe] = []
+        self._retired: list[Pipe] = []
+        self._opening: asyncio.Future[Pipe] | None = None
+        self._closed = False
+        self._listener: InvalidationListener | None = None
+        self.near: NearStore | None = None
+        """The near cache's store, when ``near_cache`` is on."""
+
+    pool = None
+    """No redis-py pool: the async face has its own pipes."""
+
+    @property
+    def pipes(self) -> list[Pipe]:
+        """The open pipes (for tests and statistics)."""
+        return list(self._pipes)
+
+    async def close(self) -> None:
+        """Close every pipe; commands still waiting fail with a connection error.
+
+        Called from another event loop, it leaves the closing to the channel's
+        own loop (transports and tasks are not thread-safe); when that loop has
+        already ended, nothing can close them through it, and their sockets are
+        released with the transports.
+        """
+        if asyncio.get_running_loop() is not self._loop:
+            closing = self.close()
+            try:
+                asyncio.run_coroutine_threadsafe(closing, self._loop)
+            except RuntimeError:  # that loop is closed
+                closing.close()
+            return
+        if self._listener is not None:
+            await self._listener.stop()
+        self._closed = True
+        pipes, self._pipes = self._pipes + self._retired, []
+        self._retired = []
+        for pipe in pipes:
+            pipe.close()
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def execute(self, packed: bytes, command: str) -> Any:
+        """Send one packed command and return its reply; an error reply is raised mapped."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise _wrong_loop()
+        try:
+            try:  # opening a pipe is part of the attempt: a failed connect is retried too
+                pipe = self._ready() or await self._fresh()
+                reply = await pipe.send(packed)
+                if reply.__class__ is ReadOnlyError and self._follows_primary:
+                    raise self._moved(pipe)
+            except _RETRYABLE as exc:
+                reply = await self._retry(lambda p: _send(p, packed), exc, True)
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+        if isinstance(reply, Exception):
+            raise map_error(reply, command) from reply
+        return reply
+
+    async def pipeline(
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
+    ) -> list[Any]:
+        """Send every command at once, then read every reply, in order.
+
+        Error replies come back in place as ``ResponseError`` instances. A
+        command that is not ``idempotent`` is not sent twice. ``tracked``: turn
+        key tracking on towards the near cache's listener first, where the pipe
+        lacks it.
+        """
+        if tracked and self._listener is not None:
+            return await self._tracked(commands, command)
+        if asyncio.get_running_loop() is not self._loop:
+            raise _wrong_loop()
+        try:
+            try:
+                pipe = self._ready() or await self._fresh()
+                if not idempotent and self._loop.time() - pipe.last_reply > HEALTH_CHECK_INTERVAL:
+                    await _send(pipe, wire.pack(["PING"]))
+                return await self._send_many(pipe, commands)
+            except _RETRYABLE as exc:
+                return await self._retry(lambda p: self._send_many(p, commands), exc, idempotent)
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+
+    async def _tracked(self, commands: Sequence[bytes], command: str) -> list[Any]:
+        """Run ``commands`` on a pipe with key tracking on towards the listener."""
+        assert self._listener is not None
+        assert self.near is not None
+        listener, near = self._listener, self.near
+
+        async def attempt(pipe: Pipe) -> list[Any]:
+            client_id = listener.client_id
+            if client_id is None or pipe.tracking == client_id:
+                return await self._send_many(pipe, commands)
+            first, *replies = await self._send_many(
+                pipe, [wire.pack_tracking(client_id), *commands]
+            )
+            if isinstance(first, Exception):
+                if not wire.lost_redirect(first):
+                    raise first
+                near.flush(disable=True)  # the listener went away meanwhile
+            else:
+                pipe.tracking = client_id
+            return replies
+
+        try:
+            try:
+                pipe = self._ready() or await self._fresh()
+                return await attempt(pipe)
+            except _RETRYABLE as exc:
+                return await self._retry(attempt, exc, True)
+        except _FAILURES as exc:
+            raise map_error(exc, command) from exc
+
+    async def _send_many(self, pipe: Pipe, commands: Sequence[bytes]) -> list[Any]:
+        futures = pipe.send_many(commands)
+        try:
+            if pipe.load > SPREAD_AT:
+                await pipe.drained()
+            replies = [await future for future in futures]
+        except BaseException:
+            for future in futures:  # a cancelled caller: drop the replies it will not read
+                future.cancel()
+            raise
+        if self._follows_primary and any(reply.__class__ is ReadOnlyError for reply in replies):
+            raise self._moved(pipe)
+        return replies
+
+    async def _retry(
+        self, attempt: Callable[[Pipe], Awaitable[_T]], error: Exception, idempotent: bool
+    ) -> _T:
+        """Retry after ``error`` on a fresh pipe, with backoff, up to ``retries`` times."""
+        failures = 1
+        while True:
+            moved = isinstance(error, _PrimaryMoved)  # READONLY: the command did not run
+            if (
+                failures > self._retries
+                or (not idempotent and not moved)
+                or isinstance(error, AuthenticationError)
+            ):
+                raise error
+            delay = self._backoff.compute(failures)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                return await attempt(await self._fresh())
+            except _RETRYABLE as exc:
+                error = exc
+                failures += 1
+
+    # -- pipes -------------------------------------------------------------------------
+
+    def _ready(self) -> Pipe | None:
+        """Return the least loaded open pipe, unless a new one should be opened first."""
+        pipes = self._pipes
+        if not pipes:
+            return None
+        pipe = pipes[0] if len(pipes) == 1 else min(pipes, key=_load)
+        if pipe.closed:
+            return None
+        if pipe.load < SPREAD_AT or len(pipes) >= self._pool_size:
+            return pipe
+        if self._opening is None:
+            self._opening = self._loop.create_task(self._open())
+            self._opening.add_done_callback(_consume)
+        return pipe
+
+    async def _fresh(self) -> Pipe:
+        """Return an open pipe, opening one when none is usable (callers share one opening)."""
+        self._pipes = [pipe for pipe in self._pipes if not pipe.closed]
+        pipe = self._ready()
+        if pipe is not None:
+            return pipe
+        if self._closed:
+            raise RedisPyConnectionError("the channel was closed")
+        if self._opening is None:
+            self._opening = self._loop.create_task(self._open())
+            self._opening.add_done_callback(_consume)
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> Pipe:
+        try:
+            endpoint = await self._resolve()
+            pipe = await open_pipe(endpoint)
+        finally:
+            self._opening = None
+        if self._closed:
+            pipe.close()
+            raise RedisPyConnectionError("the channel was closed")
+        stale = [p for p in self._pipes if p.endpoint.label != endpoint.label]
+        if stale:  # the primary moved: no new command goes to the old one
+            self._pipes = [p for p in self._pipes if p not in stale]
+            self._retired.extend(stale)
+        self._retired = [p for p in self._retired if not _close_if_idle(p)]
+        self._pipes.append(pipe)
+        return pipe
+
+    def _moved(self, pipe: Pipe) -> _PrimaryMoved:
+        pipe.close()
+        return _PrimaryMoved(f"{pipe.endpoint.label} is no longer the primary (READONLY)")
+
+
+def _load(pipe: Pipe) -> int:
+    return pipe.load
+
+
+def _close_if_idle(pipe: Pipe) -> bool:
+    if pipe.load == 0 or pipe.closed:
+        pipe.close()
+        return True
+    return False
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a finished opening's error, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _send(pipe: Pipe, packed: bytes) -> Any:
+    return await pipe.send(packed)
+
+
+def _wrong_loop() -> WrongEventLoop:
+    return WrongEventLoop(
+        "this cache was connected on another event loop: connect a cache in each loop "
+        "(or thread) that uses it"
+    )
+
+
+class _NotConnected:
+    """The channel of a driver that is not connected: every call says so."""
+
+    pool = None
+    near = None
+
+    async def execute(self, packed: bytes, command: str) -> Any:
+        raise RedisConnectionError("the Redis driver is not connected")
+
+    async def pipeline(
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
+    ) -> list[Any]:
+        raise RedisConnectionError("the Redis driver is not connected")
+
+    async def close(self) -> None:
+        pass
+
+
+not_connected_channel = _NotConnected()
+"""Stands in for a channel while a driver is disconnected."""
+
+
+def endpoint(config: RedisConfig, host: str | None = None, port: int | None = None) -> Endpoint:
+    """Return the :class:`Endpoint` of the server ``config`` names (or of ``host:port``)."""
+    handshake = tuple(
+        wire.pack_handshake(config.username, config.password, config.db, config.client_name)
+    )
+    if config.unix_socket_path is not None and host is None:
+        return Endpoint(
+            label=config.unix_socket_path,
+            path=config.unix_socket_path,
+            handshake=handshake,
+            timeout=config.timeout_seconds,
+        )
+    host = config.host if host is None else host
+    port = config.port if port is None else port
+    return Endpoint(
+        label=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        host=host,
+        port=port,
+        tls=tls_context(config) if config.tls else None,
+        server_hostname=host if config.tls and config.tls_verify else None,
+        handshake=handshake,
+        timeout=config.timeout_seconds,
+    )
+
+
+def tls_context(config: RedisConfig) -> ssl.SSLContext:
+    """Return the TLS settings of ``config`` as an ``ssl.SSLContext`` (verifying by default)."""
+    context = ssl.create_default_context(cafile=config.tls_ca_file)
+    if config.tls_cert_file is not None:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    if not config.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def open_channel(config: RedisConfig) -> Channel:
+    """Open the first pipe to the server ``config`` names (through the sentinels, if any).
+
+    Raises the driver's errors when it cannot: one connection attempt, without
+    retries, so a dead server fails within the timeout.
+    """
+    if config.sentinels:
+        assert config.service_name is not None  # RedisConfig requires it with sentinels
+        service = config.service_name
+        sentinels = [_sentinel_endpoint(config, host, port) for host, port in config.sentinels]
+
+        async def resolve() -> Endpoint:
+            host, port = await find_primary(sentinels, service)
+            return endpoint(config, host, port)
+
+    else:
+        fixed = endpoint(config)
+
+        async def resolve() -> Endpoint:
+            return fixed
+
+    channel = Channel(
+        resolve, config.pool_size, config.retries, follows_primary=bool(config.sentinels)
+    )
+    try:
+        pipe = await channel._fresh()
+        reply = await _send(pipe, wire.pack(["PING"]))
+        if isinstance(reply, Exception):
+            raise reply
+        if config.near_cache:
+            await _start_near_cache(channel, resolve, config)
+    except _FAILURES as exc:
+        await channel.close()
+        raise map_error(exc, f"connecting to {config.display_url()}") from exc
+    except BaseException:
+        # Cancelled: the pipe still opening (shielded) is closed as soon as it opens.
+        await channel.close()
+        raise
+    return channel
+
+
+async def _start_near_cache(
+    channel: Channel, resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
+) -> None:
+    """Start the near cache's listener and check the server tracks keys (Redis 6+, Valkey)."""
+
+    async def connect() -> Pipe:
+        return await open_pipe(await resolve())
+
+    near = NearStore(config.near_cache_size)
+    listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
+    channel.near, channel._listener = near, listener
+    if not await listener.start(wait=config.timeout_seconds):
+        raise RedisPyConnectionError(
+            f"the near cache's invalidation channel did not start: {listener.last_error}"
+        )
+    pipe = await channel._fresh()
+    reply = await _send(pipe, wire.pack_tracking(listener.client_id or 0))
+    if isinstance(reply, Exception) and not wire.lost_redirect(reply):
+        raise ConfigError(
+            f"near_cache needs key tracking (Redis 6 or newer, Valkey): the server said {reply}"
+        )
+    if not isinstance(reply, Exception):
+        pipe.tracking = listener.client_id
+
+
+def _sentinel_endpoint(config: RedisConfig, host: str, port: int) -> Endpoint:
+    """Return a sentinel's endpoint: the driver's timeout and TLS, the sentinels' credentials."""
+    plain = endpoint(config, host, port)
+    handshake = tuple(
+        wire.pack_handshake(
+            config.sentinel_username, config.sentinel_password, 0, config.client_name
+        )
+    )
+    return Endpoint(
+        label=plain.label,
+        host=host,
+        port=port,
+        tls=plain.tls,
+        server_hostname=plain.server_hostname,
+        handshake=handshake,
+        timeout=plain.timeout,
+    )

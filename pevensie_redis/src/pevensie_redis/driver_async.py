@@ -1,0 +1,465 @@
+"""The Redis driver for one server (or a primary found through Sentinel), async face.
+
+This module is the source of the sync driver too: ``driver.py``
+(:class:`~pevensie_redis.RedisDriver`) is generated from it by
+``.ci/unasync.py``. What differs between the faces is only the channel the
+commands travel through: :mod:`~pevensie_redis.channel` (a pool of redis-py
+connections) or :mod:`~pevensie_redis.channel_async` (multiplexed pipes).
+Edit this file, then run ``nox -s generate``.
+
+Single ``get``/``set``/``delete`` calls skip redis-py's generic command layer:
+the command is packed once (:mod:`~pevensie_redis.wire`) and sent through the
+channel, which keeps that layer's guarantees (retries with backoff, health
+checks, timeouts, a broken connection closed before reuse).
+
+Batch operations send one multi-key command per chunk of keys: ``MGET``,
+``MSET``, ``UNLINK``, and for ``set_many`` with a TTL one ``EVALSHA`` of a
+cached script that sets every key with ``EX`` (a pipeline of ``SET ... EX`` on
+a server that refuses scripts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from pevensie_cache.driver import Progress
+from pevensie_redis import wire
+from pevensie_redis.channel_async import Channel, not_connected_channel, open_channel
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.errors import (
+    RedisConnectionError,
+    counter_error,
+    decode_value,
+    first_error_reply,
+    map_error,
+    refuses_scripting,
+)
+from pevensie_redis.near import MISS, NearStats, NearStore
+
+__all__ = ["AsyncNearRedisDriver", "AsyncRedisDriver", "AsyncRedisSentinelDriver"]
+
+
+class AsyncRedisDriver:
+    """A Pevensie Cache driver for one Redis-compatible server; see :class:`RedisConfig`.
+
+    Safe for any number of concurrent callers (threads on the sync face, tasks
+    of one event loop on the async face). Build it with
+    :func:`~pevensie_redis.new_cache_driver` and hand it to
+    ``cache.new(driver=...)``, or let ``cache.new(driver="redis", ...)`` do both.
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config``; nothing connects before ``connect()``."""
+        if not isinstance(config, RedisConfig):
+            raise TypeError(f"config must be a RedisConfig, not {type(config).__name__}")
+        self.config = config
+        self._channel: Channel | Any = not_connected_channel
+        self._execute = self._channel.execute
+        self._scripting = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config.display_url()!r})"
+
+    @property
+    def connection_pool(self) -> Any:
+        """The live redis-py pool of the sync face while connected, else ``None``."""
+        return self._channel.pool
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection pool, and check the server answers PING with these credentials.
+
+        Raises :class:`~pevensie_redis.RedisConnectionError`,
+        :class:`~pevensie_redis.RedisTimeoutError` or
+        :class:`~pevensie_redis.RedisAuthenticationError` (and closes
+        everything) when it does not.
+        """
+        channel = await open_channel(self.config)
+        self._scripting = True
+        self._channel = channel
+        self._execute = channel.execute
+
+    async def disconnect(self) -> None:
+        """Close every connection (those in use as soon as their call ends)."""
+        channel = self._channel
+        self._channel = not_connected_channel
+        self._execute = not_connected_channel.execute
+        await channel.close()
+
+    # -- single operations: the hot path ---------------------------------------------
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """``GET <resource_type>:<key>``; ``None`` when absent or expired."""
+        value = await self._execute(wire.pack_get(f"{resource_type}:{key}".encode()), "GET")
+        return None if value is None else decode_value(value, "GET")
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """One atomic ``SET`` round trip: ``SET k v EX ttl``, or ``SET k v`` clearing any TTL."""
+        full = f"{resource_type}:{key}".encode()
+        if ttl_seconds is None:
+            await self._execute(wire.pack_set(full, value.encode()), "SET")
+        else:
+            await self._execute(wire.pack_set_ex(full, value.encode(), ttl_seconds), "SET")
+
+    async def delete(self, resource_type: str, key: str) -> None:
+        """``UNLINK <resource_type>:<key>``; an absent key is fine."""
+        await self._execute(wire.pack_delete(f"{resource_type}:{key}".encode()), "UNLINK")
+
+    # -- batch operations ------------------------------------------------------------
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """One ``MGET`` per chunk of keys; misses are absent from the result."""
+        prefix = f"{resource_type}:"
+        parts = wire.chunks(keys)
+        replies = await self._pipeline(
+            [wire.pack(["MGET", *[prefix + key for key in part]]) for part in parts], "MGET"
+        )
+        found: dict[str, str] = {}
+        for part, values in zip(parts, replies, strict=True):
+            for key, value in zip(part, values, strict=True):
+                if value is not None:
+                    found[key] = decode_value(value, "MGET")
+        return found
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """``MSET`` without a TTL; with one, ``EVALSHA`` of a script doing ``SET ... EX``.
+
+        A server that refuses scripts (ACL, renamed commands) gets a pipeline of
+        ``SET ... EX`` instead, from then on.
+        """
+        prefix = f"{resource_type}:"
+        pairs = [((prefix + key).encode(), value.encode()) for key, value in items.items()]
+        if ttl_seconds is None:
+            commands = [
+                wire.pack(["MSET", *[part for pair in chunk for part in pair]])
+                for chunk in wire.chunks(pairs)
+            ]
+            await self._pipeline(commands, "MSET")
+            return
+        if self._scripting:
+            scripted = [
+                wire.pack_set_many_ex(
+                    [full for full, _ in chunk], [value for _, value in chunk], ttl_seconds
+                )
+                for chunk in wire.chunks(pairs)
+            ]
+            replies = await self._channel.pipeline(scripted, "EVALSHA")
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                # First use on this server, or its script cache was flushed: load it once.
+                await self._pipeline(
+                    [wire.pack(["SCRIPT", "LOAD", wire.SET_EX_SCRIPT])], "SCRIPT LOAD"
+                )
+                replies = await self._channel.pipeline(scripted, "EVALSHA")
+            error = first_error_reply(replies)
+            if error is None:
+                return
+            if not refuses_scripting(error):
+                raise map_error(error, "EVALSHA") from error
+            self._scripting = False
+        commands = [wire.pack_set_ex(full, value, ttl_seconds) for full, value in pairs]
+        await self._pipeline(commands, "SET EX (pipeline)")
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """One ``UNLINK`` per chunk of keys; absent keys are fine."""
+        prefix = f"{resource_type}:"
+        full = [prefix + key for key in keys]
+        await self._pipeline(
+            [wire.pack(["UNLINK", *chunk]) for chunk in wire.chunks(full)], "UNLINK"
+        )
+
+    # -- atomic operations and clear -------------------------------------------------
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``SET ... NX [EX ttl]``: store only if absent, in one atomic command."""
+        full = f"{resource_type}:{key}".encode()
+        [reply] = await self._pipeline(
+            [wire.pack_set_nx(full, value.encode(), ttl_seconds)], "SET NX", idempotent=False
+        )
+        return reply is not None
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``INCRBY`` in one round trip; with a TTL, ``SET key 0 NX EX ttl`` first, pipelined.
+
+        The ``SET ... NX`` creates the key with its TTL only when it is absent, so
+        an existing key keeps its TTL.
+        """
+        full = f"{resource_type}:{key}".encode()
+        commands = [wire.pack([b"INCRBY", full, b"%d" % delta])]
+        if ttl_seconds is not None:
+            commands.insert(0, wire.pack_set_nx(full, b"0", ttl_seconds))
+        replies = await self._channel.pipeline(commands, "INCRBY", idempotent=False)
+        error = first_error_reply(replies)
+        if error is not None:
+            raise counter_error(error, "INCRBY") from error
+        result: int = replies[-1]
+        return result
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``EXPIRE key ttl``, or without a TTL ``EXISTS`` and ``PERSIST`` in one round trip."""
+        full = f"{resource_type}:{key}".encode()
+        if ttl_seconds is not None:
+            [reply] = await self._pipeline(
+                [wire.pack([b"EXPIRE", full, b"%d" % ttl_seconds])], "EXPIRE"
+            )
+            return bool(reply == 1)
+        replies = await self._pipeline(
+            [wire.pack([b"EXISTS", full]), wire.pack([b"PERSIST", full])], "PERSIST"
+        )
+        return bool(replies[0] == 1)
+
+    async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Delete every ``<resource_type>:*`` key: ``SCAN`` pages, each page's ``UNLINK`` pipelined.
+
+        The resource type's glob characters are escaped, so only its own keys
+        match. The server is never blocked: each page is at most
+        :data:`~pevensie_redis.wire.SCAN_COUNT` keys.
+        """
+        pattern = wire.escape_glob(resource_type) + ":*"
+        cursor = b"0"
+        deleted = 0
+        pending: list[bytes] = []
+        while True:
+            commands = [wire.pack_scan(cursor, pattern)]
+            if pending:
+                commands.append(wire.pack([b"UNLINK", *pending]))
+            replies = await self._pipeline(commands, "SCAN")
+            cursor, pending = replies[0]
+            if len(replies) > 1:
+                deleted += replies[1]
+                if on_progress is not None:
+                    on_progress(deleted)
+            if cursor == b"0":
+                break
+        if pending:
+            [count] = await self._pipeline([wire.pack([b"UNLINK", *pending])], "UNLINK")
+            deleted += count
+            if on_progress is not None:
+                on_progress(deleted)
+        return deleted
+
+    async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``SET :lock:<resource_type>:<key> token NX PX lease_ms``: take the lease if free."""
+        command = wire.pack(
+            [b"SET", wire.lock_key(resource_type, key), token, b"NX", b"PX", b"%d" % lease_ms]
+        )
+        [reply] = await self._pipeline([command], "SET NX PX", idempotent=False)
+        return reply is not None
+
+    async def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Delete the lock only if ``token`` still holds it (a script, so it is atomic)."""
+        lock = wire.lock_key(resource_type, key)
+        if self._scripting:
+            command = wire.pack([b"EVALSHA", wire.RELEASE_LOCK_SCRIPT_SHA, b"1", lock, token])
+            [reply] = await self._channel.pipeline([command], "EVALSHA")
+            if isinstance(reply, NoScriptError):
+                load = wire.pack([b"SCRIPT", b"LOAD", wire.RELEASE_LOCK_SCRIPT])
+                await self._pipeline([load], "SCRIPT LOAD")
+                [reply] = await self._channel.pipeline([command], "EVALSHA")
+            if not isinstance(reply, Exception):
+                return
+            if not refuses_scripting(reply):
+                raise map_error(reply, "EVALSHA") from reply
+            self._scripting = False
+        # No scripts here: compare, then delete. Between the two, the lease may expire
+        # and another caller take it; the lease bounds that window's harm.
+        [held] = await self._pipeline([wire.pack([b"GET", lock])], "GET")
+        if held == token.encode():
+            await self._pipeline([wire.pack([b"UNLINK", lock])], "UNLINK")
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def _pipeline(
+        self,
+        commands: list[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
+    ) -> list[Any]:
+        """Send ``commands`` in one round trip; the first error reply is raised mapped.
+
+        ``tracked``: on a connection with key tracking towards the near cache's
+        invalidation channel.
+        """
+        replies = await self._channel.pipeline(
+            commands, command, idempotent=idempotent, tracked=tracked
+        )
+        error = first_error_reply(replies)
+        if error is not None:
+            raise map_error(error, command) from error
+        return replies
+
+
+class AsyncRedisSentinelDriver(AsyncRedisDriver):
+    """The driver for a primary watched by Redis Sentinel (see :mod:`pevensie_redis.sentinel`).
+
+    Built by ``new_cache_driver`` when the configuration names ``sentinels``:
+    every new connection goes to the primary the sentinels name, so the same
+    cache object follows a failover by itself.
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config`` (with ``sentinels`` and ``service_name``)."""
+        super().__init__(config)
+        if not config.sentinels or config.service_name is None:
+            raise ValueError(f"{type(self).__name__} needs a RedisConfig with sentinels")
+
+
+class AsyncNearRedisDriver(AsyncRedisDriver):
+    """The driver with a near cache (``near_cache=True``): reads served from this process.
+
+    Reads (``get``, ``get_many``) are answered from a local store of recent
+    reads (values and misses, each with its key's server TTL), filled from the
+    server with key tracking on. The server tells this process when a key it
+    read changes, on a dedicated connection
+    (:mod:`~pevensie_redis.listener`); this process's own writes drop their
+    keys as they complete, so a read after a write sees it. When that
+    connection breaks, the store is emptied and reads go to the server until
+    tracking is back (see :mod:`~pevensie_redis.near`). Single server and
+    Sentinel; Cluster is a configuration error for now.
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config`` (with ``near_cache``)."""
+        super().__init__(config)
+        if not config.near_cache:
+            raise ValueError(f"{type(self).__name__} needs a RedisConfig with near_cache=True")
+
+    def near_cache_stats(self) -> NearStats | None:
+        """Return the near cache's counters (hits, misses, invalidations, ...), while connected."""
+        near = self._channel.near
+        return None if near is None else near.stats()
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """Return the local entry when there is one; else ``GET`` (and ``PTTL``), tracked."""
+        full = f"{resource_type}:{key}".encode()
+        near = self._store()
+        held = near.lookup(full)
+        if held is not None:
+            return None if held is MISS else held
+        ticket = near.begin((full,))
+        try:
+            value, pttl = await self._pipeline(
+                [wire.pack_get(full), wire.pack([b"PTTL", full])], "GET", tracked=True
+            )
+            text = None if value is None else decode_value(value, "GET")
+        except BaseException:
+            near.abandon(ticket, (full,))
+            raise
+        near.finish(ticket, ((full, text, pttl),))
+        return text
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return local entries where there are some; one tracked ``MGET`` for the rest."""
+        prefix = f"{resource_type}:"
+        near = self._store()
+        found: dict[str, str] = {}
+        wanted: dict[bytes, str] = {}
+        for key in keys:
+            full = (prefix + key).encode()
+            held = near.lookup(full)
+            if held is None:
+                wanted[full] = key
+            elif held is not MISS:
+                found[key] = held
+        if not wanted:
+            return found
+        fulls = list(wanted)
+        ticket = near.begin(fulls)
+        try:
+            parts = wire.chunks(fulls)
+            commands = [wire.pack([b"MGET", *part]) for part in parts]
+            commands += [wire.pack([b"PTTL", full]) for full in fulls]
+            replies = await self._pipeline(commands, "MGET", tracked=True)
+            values = [value for values in replies[: len(parts)] for value in values]
+            texts = [None if value is None else decode_value(value, "MGET") for value in values]
+        except BaseException:
+            near.abandon(ticket, fulls)
+            raise
+        near.finish(ticket, zip(fulls, texts, replies[len(parts) :], strict=True))
+        for full, text in zip(fulls, texts, strict=True):
+            if text is not None:
+                found[wanted[full]] = text
+        return found
+
+    # -- writes: each drops its keys from the local store as it completes ------------------
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """``SET``, then drop the key locally (read-your-writes)."""
+        try:
+            await super().set(resource_type, key, value, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def delete(self, resource_type: str, key: str) -> None:
+        """``UNLINK``, then drop the key locally."""
+        try:
+            await super().delete(resource_type, key)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """Write the batch, then drop its keys locally."""
+        try:
+            await super().set_many(resource_type, items, ttl_seconds)
+        finally:
+            self._forget(resource_type, items)
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """Delete the batch, then drop its keys locally."""
+        keys = list(keys)
+        try:
+            await super().delete_many(resource_type, keys)
+        finally:
+            self._forget(resource_type, keys)
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``SET NX``, then drop the key locally."""
+        try:
+            return await super().add(resource_type, key, value, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``INCRBY``, then drop the key locally."""
+        try:
+            return await super().incr(resource_type, key, delta, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``EXPIRE``/``PERSIST``, then drop the key locally (its TTL changed)."""
+        try:
+            return await super().touch(resource_type, key, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Clear on the server, then drop the resource type's keys locally."""
+        try:
+            return await super().clear(resource_type, on_progress)
+        finally:
+            near = self._channel.near
+            if near is not None:
+                near.forget_prefix(f"{resource_type}:".encode())
+
+    def _store(self) -> NearStore:
+        near: NearStore | None = self._channel.near
+        if near is None:
+            raise RedisConnectionError("the Redis driver is not connected")
+        return near
+
+    def _forget(self, resource_type: str, keys: Iterable[str]) -> None:
+        near = self._channel.near
+        if near is not None:
+            near.forget([f"{resource_type}:{key}".encode() for key in keys])

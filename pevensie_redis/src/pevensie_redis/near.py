@@ -1,0 +1,217 @@
+"""The near cache's local store: recent reads kept in this process, dropped when the server says so.
+
+No I/O happens here; both faces of the driver use one :class:`NearStore`
+(its lock makes it safe for threads, and costs little on the event loop).
+
+An entry is a value or a remembered miss, with the deadline of the key's
+server TTL (``PTTL`` read with the value), so an entry never outlives its key.
+The store is bounded by ``size`` entries, least recently used first out.
+
+Coherence rests on three rules:
+
+- **fills**: a read that misses takes a ticket (:meth:`NearStore.begin`) before
+  it sends ``GET``; its result is kept (:meth:`NearStore.finish`) only if no
+  invalidation of that key, and no flush, arrived after the ticket was taken.
+  An invalidation racing the read (the key changed while the reply was on its
+  way) therefore never leaves the old value cached, whatever order the two
+  sockets deliver in;
+- **invalidations**: the server's tracking messages drop their keys
+  (:meth:`NearStore.invalidate`; ``None`` means "everything", as after
+  ``FLUSHDB``); this process's own writes drop their keys before and after
+  they are sent, so a read after a write goes to the server (read-your-writes);
+- **flushes**: when the invalidation channel breaks, or tracking is being set
+  up again, :meth:`NearStore.flush` empties the store and the store is
+  *disabled* until :meth:`NearStore.enable`: reads go to the server, and no
+  read that began before the break can fill it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MISS", "NearStats", "NearStore", "Ticket"]
+
+MISS: Any = object()
+"""A remembered miss: the key was absent on the server when read."""
+
+_NEVER = float("inf")
+
+Ticket = int
+"""What :meth:`NearStore.begin` returns and :meth:`NearStore.finish` checks."""
+
+
+@dataclass(frozen=True)
+class NearStats:
+    """What the near cache did since the driver connected."""
+
+    hits: int
+    """Reads answered from the local store (remembered misses included)."""
+    misses: int
+    """Reads that went to the server (the store had nothing, or was disabled)."""
+    invalidations: int
+    """Keys the server (or this process's writes) said changed."""
+    flushes: int
+    """Times the whole store was emptied (invalidation channel broken, ``FLUSHDB``, ...)."""
+    entries: int
+    """Entries held now."""
+    enabled: bool
+    """Whether the store answers reads now (tracking is established)."""
+
+
+class NearStore:
+    """A bounded LRU of values read from the server, kept coherent by invalidations."""
+
+    def __init__(self, size: int, clock: Any = time.monotonic) -> None:
+        """Keep at most ``size`` entries; ``clock`` returns seconds (monotonic)."""
+        self._size = size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, tuple[Any, float]] = OrderedDict()
+        self._sequence = 0  # bumped by every invalidation and flush
+        self._flushed_at = 0  # the sequence of the last flush
+        self._changed: dict[
+            bytes, int
+        ] = {}  # key -> sequence of its last invalidation, while filling
+        self._filling: dict[bytes, int] = {}  # key -> fills in flight
+        self._enabled = False
+        self._hits = self._misses = self._invalidations = self._flushes = 0
+
+    # -- reads -----------------------------------------------------------------------
+
+    def lookup(self, key: bytes) -> Any:
+        """Return the value (or :data:`MISS`) held for ``key``, or ``None`` to ask the server."""
+        with self._lock:
+            entry = self._entries.get(key) if self._enabled else None
+            if entry is not None:
+                if entry[1] > self._clock():
+                    self._entries.move_to_end(key)
+                    self._hits += 1
+                    return entry[0]
+                del self._entries[key]
+            self._misses += 1
+            return None
+
+    def begin(self, keys: Iterable[bytes]) -> Ticket | None:
+        """Take a ticket before reading ``keys`` from the server; ``None`` when disabled."""
+        with self._lock:
+            if not self._enabled:
+                return None
+            for key in keys:
+                self._filling[key] = self._filling.get(key, 0) + 1
+            return self._sequence
+
+    def finish(self, ticket: Ticket | None, fills: Iterable[tuple[bytes, Any, int]]) -> None:
+        """Keep what a read brought back, unless invalidated since ``ticket`` was taken.
+
+        ``fills`` are ``(key, value or None for a miss, pttl)`` with the key's
+        ``PTTL`` in milliseconds (``-1``: no TTL; ``-2``: absent). Call it once
+        per :meth:`begin`, with every key begun, also when the read failed
+        (with no fills then: use :meth:`abandon`).
+        """
+        if ticket is None:
+            return
+        now = self._clock()
+        with self._lock:
+            for key, value, pttl in fills:
+                fresh = (
+                    self._enabled
+                    and self._flushed_at <= ticket
+                    and self._changed.get(key, -1) <= ticket
+                )
+                self._release(key)
+                if not fresh or pttl == 0:
+                    continue
+                deadline = _NEVER if pttl < 0 else now + pttl / 1000
+                self._entries[key] = (MISS if value is None else value, deadline)
+                self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def abandon(self, ticket: Ticket | None, keys: Iterable[bytes]) -> None:
+        """Give back the ticket of a read that failed: nothing is kept."""
+        if ticket is None:
+            return
+        with self._lock:
+            for key in keys:
+                self._release(key)
+
+    # -- invalidations -----------------------------------------------------------------
+
+    def invalidate(self, keys: Iterable[bytes] | None) -> None:
+        """Drop ``keys`` (``None``: everything) and spoil the reads of them in flight."""
+        with self._lock:
+            self._sequence += 1
+            if keys is None:
+                self._flush_locked()
+                return
+            for key in keys:
+                self._invalidations += 1
+                self._entries.pop(key, None)
+                if key in self._filling:
+                    self._changed[key] = self._sequence
+
+    def forget(self, keys: Iterable[bytes]) -> None:
+        """Drop ``keys`` this process wrote (read-your-writes; not counted as received)."""
+        with self._lock:
+            self._sequence += 1
+            for key in keys:
+                self._entries.pop(key, None)
+                if key in self._filling:
+                    self._changed[key] = self._sequence
+
+    def forget_prefix(self, prefix: bytes) -> None:
+        """Drop every key starting with ``prefix`` (this process cleared a resource type)."""
+        with self._lock:
+            self._sequence += 1
+            for key in [key for key in self._entries if key.startswith(prefix)]:
+                del self._entries[key]
+            for key in self._filling:
+                if key.startswith(prefix):
+                    self._changed[key] = self._sequence
+
+    def flush(self, *, disable: bool = False) -> None:
+        """Empty the store, spoiling every read in flight; ``disable``: stop answering reads too."""
+        with self._lock:
+            self._sequence += 1
+            self._flush_locked()
+            if disable:
+                self._enabled = False
+
+    def enable(self) -> None:
+        """Answer reads again (tracking is established); the store starts empty."""
+        with self._lock:
+            self._sequence += 1
+            self._flush_locked()
+            self._enabled = True
+
+    def stats(self) -> NearStats:
+        """Return the counters and the current size."""
+        with self._lock:
+            return NearStats(
+                hits=self._hits,
+                misses=self._misses,
+                invalidations=self._invalidations,
+                flushes=self._flushes,
+                entries=len(self._entries),
+                enabled=self._enabled,
+            )
+
+    # Called with the lock held.
+
+    def _flush_locked(self) -> None:
+        self._entries.clear()
+        self._flushed_at = self._sequence
+        self._flushes += 1
+
+    def _release(self, key: bytes) -> None:
+        left = self._filling.get(key, 0) - 1
+        if left > 0:
+            self._filling[key] = left
+        else:
+            self._filling.pop(key, None)
+            self._changed.pop(key, None)

@@ -1,0 +1,75 @@
+"""Sentinels that require authentication: their own credentials, apart from the data nodes'."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from conftest import PASSWORD, SENTINEL_SECRET, SENTINEL_USER
+
+from pevensie_cache import cache
+from pevensie_redis import RedisAuthenticationError
+from pevensie_test_support import LocalSentinel
+
+pytestmark = pytest.mark.asyncio
+
+
+def url(topology: LocalSentinel, data_password: str | None, query: str) -> str:
+    hosts = ",".join(f"{host}:{port}" for host, port in topology.sentinels)
+    userinfo = f":{data_password}@" if data_password else ""
+    return f"redis+sentinel://{userinfo}{hosts}/{topology.service_name}?{query}"
+
+
+def chain(error: BaseException) -> str:
+    parts = []
+    current: BaseException | None = error
+    while current is not None:
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
+
+
+async def test_sentinels_with_a_password_are_reached_with_sentinel_password(
+    guarded_sentinel: LocalSentinel,
+) -> None:
+    good = url(guarded_sentinel, PASSWORD, f"sentinel_password={SENTINEL_SECRET}")
+    with cache.from_url(good) as c:
+        c.set("user", "1", "through guarded sentinels")
+        assert c.get("user", "1") == "through guarded sentinels"
+    async with cache.from_url_async(good) as a:
+        assert await a.get("user", "1") == "through guarded sentinels"
+
+
+@pytest.mark.parametrize("query", ["", "sentinel_password=wrong-sentinel-guess"])
+async def test_missing_or_wrong_sentinel_credentials_say_it_was_the_sentinels(
+    guarded_sentinel: LocalSentinel, query: str
+) -> None:
+    bad = url(guarded_sentinel, PASSWORD, query)
+    sync_cache = cache.from_url(bad)
+    with pytest.raises(RedisAuthenticationError) as sync_error:
+        sync_cache.connect()
+    async_cache = cache.from_url_async(bad)
+    with pytest.raises(RedisAuthenticationError) as async_error:
+        await async_cache.connect()
+    for caught in (sync_error, async_error):
+        message = chain(caught.value)
+        assert "sentinel" in str(caught.value)
+        assert "wrong-sentinel-guess" not in message
+        assert PASSWORD not in message
+    assert not sync_cache.connected
+    assert not async_cache.connected
+
+
+async def test_an_acl_user_on_the_sentinels_is_reached_with_sentinel_username(
+    acl_sentinel: LocalSentinel,
+) -> None:
+    name, secret = SENTINEL_USER
+    good = url(acl_sentinel, None, f"sentinel_username={name}&sentinel_password={quote(secret)}")
+    with cache.from_url(good) as c:
+        c.set("user", "acl", "ok")
+        assert c.get("user", "acl") == "ok"
+    async with cache.from_url_async(good) as a:
+        assert await a.get("user", "acl") == "ok"
+    wrong = url(acl_sentinel, None, f"sentinel_username={name}&sentinel_password=nope")
+    with pytest.raises(RedisAuthenticationError, match="sentinel"):
+        cache.from_url(wrong).connect()

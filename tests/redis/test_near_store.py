@@ -1,0 +1,122 @@
+"""The near cache's local store on its own (no server): fills, invalidations, flushes, bounds."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pevensie_redis.near import MISS, NearStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def enabled(size: int = 100, clock: Clock | None = None) -> NearStore:
+    store = NearStore(size, clock=clock or Clock())
+    store.enable()
+    return store
+
+
+def test_a_fill_is_served_until_invalidated() -> None:
+    store = enabled()
+    assert store.lookup(b"u:1") is None
+    ticket = store.begin([b"u:1"])
+    store.finish(ticket, [(b"u:1", b"Ada", -1)])
+    assert store.lookup(b"u:1") == b"Ada"
+    store.invalidate([b"u:1"])
+    assert store.lookup(b"u:1") is None
+
+
+def test_a_miss_is_remembered_as_a_miss() -> None:
+    store = enabled()
+    store.finish(store.begin([b"u:2"]), [(b"u:2", None, -2)])
+    assert store.lookup(b"u:2") is MISS
+
+
+def test_an_invalidation_racing_the_read_keeps_the_old_value_out() -> None:
+    store = enabled()
+    ticket = store.begin([b"u:1"])
+    store.invalidate([b"u:1"])  # arrives before the reply is handled
+    store.finish(ticket, [(b"u:1", b"old", -1)])
+    assert store.lookup(b"u:1") is None
+
+
+def test_an_entry_never_outlives_the_server_ttl() -> None:
+    clock = Clock()
+    store = enabled(clock=clock)
+    store.finish(store.begin([b"s:1"]), [(b"s:1", b"v", 1500)])
+    clock.now += 1.49
+    assert store.lookup(b"s:1") == b"v"
+    clock.now += 0.02
+    assert store.lookup(b"s:1") is None
+
+
+def test_a_flush_disables_the_store_and_spoils_reads_in_flight() -> None:
+    store = enabled()
+    ticket = store.begin([b"u:1"])
+    store.flush(disable=True)
+    store.finish(ticket, [(b"u:1", b"before the break", -1)])
+    assert store.lookup(b"u:1") is None
+    assert store.begin([b"u:1"]) is None  # disabled: reads go to the server, uncached
+    store.enable()
+    store.finish(store.begin([b"u:1"]), [(b"u:1", b"after", -1)])
+    assert store.lookup(b"u:1") == b"after"
+    assert store.stats().flushes >= 1
+
+
+def test_the_store_holds_at_most_its_size_least_recently_used_first_out() -> None:
+    store = enabled(size=3)
+    for n in range(3):
+        store.finish(store.begin([b"k%d" % n]), [(b"k%d" % n, b"v", -1)])
+    assert store.lookup(b"k0") == b"v"  # k0 becomes the most recent
+    store.finish(store.begin([b"k3"]), [(b"k3", b"v", -1)])
+    assert store.stats().entries == 3
+    assert store.lookup(b"k1") is None
+    assert store.lookup(b"k0") == b"v"
+
+
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(["begin", "finish", "invalidate", "flush", "lookup"]),
+        st.sampled_from([b"a", b"b"]),
+        st.integers(0, 5),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(actions=actions)
+def test_no_read_returns_a_value_older_than_the_last_invalidation(
+    actions: list[tuple[str, bytes, int]],
+) -> None:
+    """Model: the server's value of a key has a version; a read must never see a version
+    older than the one current when the last invalidation for that key arrived."""
+    store = enabled(size=2)
+    version = {b"a": 0, b"b": 0}
+    floor = {b"a": 0, b"b": 0}  # versions invalidated so far: no read may go below
+    reads: list[tuple[int, bytes, int]] = []  # (ticket, key, version read)
+    for action, key, pick in actions:
+        if action == "begin":
+            ticket = store.begin([key])
+            assert ticket is not None
+            reads.append((ticket, key, version[key]))
+        elif action == "finish" and reads:
+            ticket, read_key, read_version = reads.pop(pick % len(reads))
+            store.finish(ticket, [(read_key, b"%d" % read_version, -1)])
+        elif action == "invalidate":
+            version[key] += 1  # a foreign write, then its invalidation arrives
+            store.invalidate([key])
+            floor[key] = version[key]
+        elif action == "flush":
+            store.flush()
+            floor = dict(version)
+        else:
+            held = store.lookup(key)
+            if held is not None:
+                assert int(held) >= floor[key]

@@ -1,0 +1,79 @@
+"""Cache-aside on any driver: what works without the optional operations, and what says so."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from pevensie_test_echo.driver import EchoDriver
+
+from pevensie_cache import ThreadedAsyncDriver, UnsupportedOperation, cache
+from pevensie_cache.keys import KeyMaker
+
+
+def test_a_driver_without_the_optional_operations_names_what_it_lacks() -> None:
+    with cache.new(driver=EchoDriver()) as c:
+        for call in (
+            lambda: c.add("user", "1", "x"),
+            lambda: c.incr("user", "n"),
+            lambda: c.touch("user", "1", 5),
+            lambda: c.clear("user"),
+            lambda: c.get_or_set("user", "1", lambda: "x", lock=True),
+        ):
+            with pytest.raises(
+                UnsupportedOperation, match=r"EchoDriver driver does not implement \w+\(\)"
+            ):
+                call()
+        assert c.get("user", "1", default=None) is None  # nothing was emulated
+
+
+def test_get_or_set_resources_and_cached_work_on_any_driver() -> None:
+    with cache.new(driver=EchoDriver()) as c:
+        assert c.get_or_set("user", "1", lambda: "loaded") == "loaded"
+        assert c.get("user", "1") == "loaded"
+        users = c.resource("profile", codec="json")
+        users.set("1", {"name": "Ada"})
+        assert users.get("1") == {"name": "Ada"}
+        calls: list[int] = []
+
+        @c.cached("memo")
+        def double(n: int) -> int:
+            calls.append(n)
+            return 2 * n
+
+        assert double(2) == double(2) == 4
+        assert calls == [2]
+
+
+async def test_the_async_face_of_a_sync_only_driver_names_what_it_lacks() -> None:
+    async with cache.new_async(driver=ThreadedAsyncDriver(EchoDriver())) as c:
+        with pytest.raises(UnsupportedOperation, match=r"add\(\)"):
+            await c.add("user", "1", "x")
+        assert await c.get_or_set("user", "1", lambda: "loaded") == "loaded"
+
+
+def test_cached_keys_are_the_same_in_another_process() -> None:
+    program = textwrap.dedent(
+        """
+        from pevensie_cache.keys import KeyMaker
+        def report(region, year=2026, *, tags=()):
+            return None
+        report.__module__, report.__qualname__ = "reports", "report"
+        print(KeyMaker(report, None)("eu", tags=("a", "b")))
+        """
+    )
+
+    def report(region: str, year: int = 2026, *, tags: tuple[str, ...] = ()) -> None:
+        return None
+
+    report.__module__, report.__qualname__ = "reports", "report"
+    here = KeyMaker(report, None)("eu", tags=("a", "b"))
+    there = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    assert here == there
+    assert here.startswith("reports.report:")
+    assert here != KeyMaker(report, None)("eu", tags=["a", "b"])  # a list is not a tuple
+    assert KeyMaker(report, None)("eu") == KeyMaker(report, None)(region="eu", year=2026)
