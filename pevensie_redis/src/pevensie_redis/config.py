@@ -284,6 +284,13 @@ class RedisConfig:
         query=True,
         doc="Password for the sentinels themselves (requirepass or ACL on the sentinels).",
     ).field(None)
+    read_from_replicas: bool = Option(
+        kind="bool",
+        query=True,
+        doc="With cluster or sentinels: get and get_many may read from replicas (rotating, "
+        "the primary when none can answer); writes never do. Replication is asynchronous, "
+        "so such a read may return an older value (no read-your-writes).",
+    ).field(False)
     near_cache: bool = Option(
         kind="bool",
         query=True,
@@ -403,6 +410,11 @@ def _check_combinations(config: RedisConfig) -> None:
         config.sentinel_username is not None or config.sentinel_password is not None
     ):
         raise ConfigError("sentinel_username and sentinel_password need sentinels")
+    if config.read_from_replicas and not (config.cluster or config.sentinels):
+        raise ConfigError(
+            "read_from_replicas needs cluster=True or sentinels: a single server has no "
+            "replicas to read from"
+        )
     if config.near_cache and config.cluster:
         raise ConfigError(
             "near_cache is not available with cluster=True yet: use it with a single server "
