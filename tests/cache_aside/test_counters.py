@@ -1,0 +1,85 @@
+"""incr and add under real contention: threads, tasks and separate processes on one key."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from aside_support import Target, Workers
+
+from pevensie_cache import cache
+
+THREADS = 16
+TASKS = 32
+INCRS_EACH = 1_000
+PROCESSES = 8
+ADD_ROUNDS = 20
+
+
+def test_16_threads_x_1000_incr_sum_exactly(target: Target) -> None:
+    results: list[list[int]] = [[] for _ in range(THREADS)]
+    start = threading.Barrier(THREADS)
+    with cache.from_url(target.url) as c:
+
+        def bump(index: int) -> None:
+            start.wait()
+            mine = results[index]
+            for _ in range(INCRS_EACH):
+                mine.append(c.incr("hits", "shared"))
+
+        threads = [threading.Thread(target=bump, args=(n,)) for n in range(THREADS)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        took = time.perf_counter() - began
+        assert c.get("hits", "shared") == str(THREADS * INCRS_EACH)
+    # Atomic: every call got a value of its own, so no two increments were merged.
+    every = sorted(value for mine in results for value in mine)
+    assert every == list(range(1, THREADS * INCRS_EACH + 1))
+    with target.raw() as raw:
+        assert raw.get("hits:shared") == str(THREADS * INCRS_EACH)
+    print(f"\n{target.name}: {THREADS} threads x {INCRS_EACH} incr in {took:.2f} s")
+
+
+async def test_32_tasks_x_1000_incr_sum_exactly(target: Target) -> None:
+    async with cache.from_url_async(target.url) as c:
+
+        async def bump() -> list[int]:
+            return [await c.incr("hits", "shared") for _ in range(INCRS_EACH)]
+
+        began = time.perf_counter()
+        results = await asyncio.gather(*(bump() for _ in range(TASKS)))
+        took = time.perf_counter() - began
+        assert await c.get("hits", "shared") == str(TASKS * INCRS_EACH)
+    every = sorted(value for mine in results for value in mine)
+    assert every == list(range(1, TASKS * INCRS_EACH + 1))
+    print(f"\n{target.name}: {TASKS} tasks x {INCRS_EACH} incr in {took:.2f} s")
+
+
+@pytest.mark.slow
+def test_8_processes_racing_add_on_one_key_see_exactly_one_true(
+    target: Target, calls_file: Path
+) -> None:
+    overlapped = 0
+    with Workers(target.url, PROCESSES, calls_file) as workers:
+        for round_ in range(ADD_ROUNDS):
+            key = f"round-{round_}"
+            replies = workers.call(
+                {"op": "add", "args": ["race", key, "won by {pid}"], "at": time.time() + 0.1}
+            )
+            assert [reply["error"] for reply in replies] == [None] * PROCESSES
+            won = [reply["value"] for reply in replies]
+            assert won.count(True) == 1, f"round {round_}: {won}"
+            winner = workers.pids[won.index(True)]
+            with target.raw() as raw:
+                assert raw.get(f"race:{key}") == f"won by {winner}"
+            first_end = min(reply["ended"] for reply in replies)
+            overlapped += sum(reply["started"] <= first_end for reply in replies) >= 2
+    # The calls really raced: in some rounds, several started before the first one ended.
+    assert overlapped > 0
+    print(f"\n{target.name}: {overlapped} of {ADD_ROUNDS} rounds had overlapping add calls")
