@@ -8,7 +8,7 @@ the code under test: SCAN on every primary, and bulk writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,6 +33,12 @@ def redis_cluster() -> Iterator[LocalCluster]:
         yield topology
     finally:
         topology.stop()
+
+
+@pytest.fixture
+def private_server(pevensie_redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
+    """A server of this test's own (to restart), stopped at teardown."""
+    return pevensie_redis_server_factory()
 
 
 @pytest.fixture

@@ -21,14 +21,18 @@ ADD_ROUNDS = 20
 
 def test_16_threads_x_1000_incr_sum_exactly(target: Target) -> None:
     results: list[list[int]] = [[] for _ in range(THREADS)]
+    errors: list[Exception] = []
     start = threading.Barrier(THREADS)
     with cache.from_url(target.url) as c:
 
         def bump(index: int) -> None:
             start.wait()
             mine = results[index]
-            for _ in range(INCRS_EACH):
-                mine.append(c.incr("hits", "shared"))
+            try:
+                for _ in range(INCRS_EACH):
+                    mine.append(c.incr("hits", "shared"))
+            except Exception as exc:
+                errors.append(exc)
 
         threads = [threading.Thread(target=bump, args=(n,)) for n in range(THREADS)]
         began = time.perf_counter()
@@ -37,6 +41,7 @@ def test_16_threads_x_1000_incr_sum_exactly(target: Target) -> None:
         for thread in threads:
             thread.join()
         took = time.perf_counter() - began
+        assert errors == []
         assert c.get("hits", "shared") == str(THREADS * INCRS_EACH)
     # Atomic: every call got a value of its own, so no two increments were merged.
     every = sorted(value for mine in results for value in mine)
