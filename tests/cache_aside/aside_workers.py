@@ -90,14 +90,12 @@ def _loader(sleep: float) -> str:
 def _run(command: dict[str, Any]) -> Any:
     op = command["op"]
     me = str(os.getpid())
-    args = [arg.replace("{pid}", me) if isinstance(arg, str) else arg for arg in command["args"]]
+    args: list[Any] = [
+        arg.replace("{pid}", me) if isinstance(arg, str) else arg for arg in command["args"]
+    ]
     kwargs = command.get("kwargs", {})
     if op == "add":
         return c.add(*args, **kwargs)
-    if op == "incr":
-        return c.incr(*args, **kwargs)
-    if op == "get":
-        return c.get(*args, default=None)
     if op == "get_or_set":
         sleep = float(command.get("sleep", 0.0))
         rt, key = args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def test_a_value_a_custom_codec_refuses_is_an_argument_error_and_writes_nothing(
     with cache.from_url(server_target.url) as c:
         names = c.resource("name", codec=Upper())
         names.set("1", "ada")
-        calls = [
+        calls: list[Callable[[], object]] = [
             lambda: names.set("2", value),
             lambda: names.set_many({"3": "fine", "4": value}),
             lambda: names.add("5", value),
