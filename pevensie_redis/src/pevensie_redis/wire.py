@@ -18,6 +18,8 @@ from typing import TypeVar
 
 __all__ = [
     "BATCH_SIZE",
+    "EXEC",
+    "MULTI",
     "NOT_TEXT",
     "RELEASE_LOCK_SCRIPT",
     "RELEASE_LOCK_SCRIPT_SHA",
@@ -120,6 +122,16 @@ def pack_set_nx(key: bytes, value: bytes, ttl_seconds: int | None) -> bytes:
         return pack([b"SET", key, value, b"NX"])
     return pack([b"SET", key, value, b"NX", b"EX", b"%d" % ttl_seconds])
 
+
+MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+"""``MULTI``: the commands up to :data:`EXEC` run as one, with the server's clock stopped.
+
+Inside a transaction every command sees the same time, so a key cannot expire
+between two of them (it can between two plain commands, even pipelined).
+"""
+
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+"""``EXEC``: run the commands queued since :data:`MULTI`; its reply is the list of theirs."""
 
 SCAN_COUNT = 1000
 """Keys one ``SCAN`` page looks at: ``clear`` never makes the server do more at once."""
