@@ -54,6 +54,21 @@ def fill(target: Target) -> tuple[dict[str, str], dict[str, str]]:
     return own, others
 
 
+def calls(target: Target, command: str) -> int:
+    """How often the servers (every primary) ran ``command``, by INFO commandstats."""
+    total = 0
+    for node in target.nodes():
+        with node:
+            total += int(node.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+    return total
+
+
+def check_paged(target: Target, scans: int, unlinks: int) -> None:
+    """clear never asked a server for more than a page: >= 100 SCANs, >= 40 UNLINKs."""
+    assert calls(target, "scan") - scans >= TOTAL // 1000
+    assert calls(target, "unlink") - unlinks >= OWN // 1000
+
+
 def check_survivors(target: Target, others: dict[str, str]) -> None:
     found = target.scan_keys()
     assert len(set(found)) == len(others)
@@ -70,6 +85,7 @@ def check_survivors(target: Target, others: dict[str, str]) -> None:
 def test_clear_with_glob_characters_deletes_exactly_its_keys_among_100000(target: Target) -> None:
     _, others = fill(target)
     seen: list[int] = []
+    scans, unlinks = calls(target, "scan"), calls(target, "unlink")
     with cache.from_url(target.url) as c:
         began = time.perf_counter()
         deleted = c.clear(RESOURCE_TYPE, on_progress=seen.append)
@@ -78,6 +94,7 @@ def test_clear_with_glob_characters_deletes_exactly_its_keys_among_100000(target
         assert seen == sorted(seen)
         assert seen[-1] == OWN
         assert c.clear(RESOURCE_TYPE) == 0
+    check_paged(target, scans, unlinks)
     check_survivors(target, others)
     print(f"\n{target.name}: clear of {OWN:,} among {TOTAL:,} keys took {took:.2f} s")
 
@@ -88,6 +105,7 @@ async def test_async_clear_with_glob_characters_deletes_exactly_its_keys_among_1
 ) -> None:
     _, others = fill(target)
     seen: list[int] = []
+    scans, unlinks = calls(target, "scan"), calls(target, "unlink")
     async with cache.from_url_async(target.url) as c:
         began = time.perf_counter()
         deleted = await c.clear(RESOURCE_TYPE, on_progress=seen.append)
@@ -95,5 +113,6 @@ async def test_async_clear_with_glob_characters_deletes_exactly_its_keys_among_1
         assert deleted == OWN
         assert seen == sorted(seen)
         assert seen[-1] == OWN
+    check_paged(target, scans, unlinks)
     check_survivors(target, others)
     print(f"\n{target.name}: async clear of {OWN:,} among {TOTAL:,} keys took {took:.2f} s")
