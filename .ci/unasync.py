@@ -33,6 +33,7 @@ PAIRS = [
     (f"{CACHE}/instrumented_async.py", f"{CACHE}/instrumented.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
+    (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
@@ -45,6 +46,7 @@ NAMES = {
     "AsyncRedisDriver": "RedisDriver",
     "AsyncRedisSentinelDriver": "RedisSentinelDriver",
     "AsyncNearRedisDriver": "NearRedisDriver",
+    "AsyncRedisClusterDriver": "RedisClusterDriver",
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
     "AsyncStringCache": "StringCache",
@@ -64,6 +66,8 @@ NAMES = {
     "driver_async": "driver",
     "channel_async": "channel",
     "listener_async": "listener",
+    "cluster_io_async": "cluster_io",
+    "cluster_async": "cluster",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""

@@ -14,6 +14,7 @@ from pevensie_redis.config import SCHEMES
 if TYPE_CHECKING:
     from pevensie_cache import Register
     from pevensie_redis.cluster import RedisClusterDriver
+    from pevensie_redis.cluster_async import AsyncRedisClusterDriver
     from pevensie_redis.config import RedisConfig
     from pevensie_redis.driver import RedisDriver
     from pevensie_redis.driver_async import AsyncRedisDriver
@@ -53,14 +54,16 @@ def from_url(url: str, **fields: Any) -> RedisDriver | RedisClusterDriver:
     return new_cache_driver(RedisConfig.from_url(url, **fields))
 
 
-def new_async(config: RedisConfig | None = None, **fields: Any) -> AsyncRedisDriver:
+def new_async(
+    config: RedisConfig | None = None, **fields: Any
+) -> AsyncRedisDriver | AsyncRedisClusterDriver:
     """Build the async face of a driver from keyword fields, as :func:`new` does."""
     from pevensie_redis.modes import new_async_cache_driver
 
     return new_async_cache_driver(_config(config, fields))
 
 
-def from_url_async(url: str, **fields: Any) -> AsyncRedisDriver:
+def from_url_async(url: str, **fields: Any) -> AsyncRedisDriver | AsyncRedisClusterDriver:
     """Build the async face of a driver from a ``redis://``-style URL."""
     from pevensie_redis.config import RedisConfig
     from pevensie_redis.modes import new_async_cache_driver
