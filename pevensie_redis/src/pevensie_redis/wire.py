@@ -19,6 +19,7 @@ from typing import TypeVar
 __all__ = [
     "BATCH_SIZE",
     "EXEC",
+    "INCR_EX_SCRIPT",
     "MULTI",
     "NOT_TEXT",
     "RELEASE_LOCK_SCRIPT",
@@ -76,6 +77,17 @@ return 0
 
 RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
+
+INCR_EX_SCRIPT = b"""\
+redis.call('SET', KEYS[1], '0', 'NX', 'EX', ARGV[2])
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+"""``incr`` with a TTL where a transaction cannot go (a Cluster node, through redirects).
+
+Creates ``KEYS[1]`` as ``0`` with the TTL ``ARGV[2]`` only if absent, then adds
+``ARGV[1]``. A script sees one server time throughout, so the key cannot expire
+between the two and come back without a TTL.
+"""
 
 NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
 """The message of :class:`NotText`."""
