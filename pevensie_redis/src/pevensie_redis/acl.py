@@ -27,8 +27,9 @@ What each command is for (:data:`FEATURES`):
   that runs ``SET`` (``SCRIPT LOAD`` the first time; a Cluster may send it as
   ``EVAL``). Without the scripting commands it falls back to ``SET ... EX``
   per key, so ``-@scripting`` users work too, at a round trip per slot;
-- ``add``: ``SET``; ``incr``: ``SET``, ``INCRBY``; ``touch``: ``EXPIRE``,
-  ``EXISTS``, ``PERSIST``;
+- ``add``: ``SET``; ``incr``: ``INCRBY``, with a TTL also ``SET`` in a
+  ``MULTI``/``EXEC`` transaction (on a Cluster, one ``EVAL`` of a script
+  running both); ``touch``: ``EXPIRE``, ``EXISTS``, ``PERSIST``;
 - ``clear``: ``SCAN`` (which lists key names without a key check) and ``UNLINK``;
 - locks (``get_or_set(lock=True)``, ``cached(lock=True)``): ``SET`` on
   ``:lock:<type>:<key>``, released by a script (``EVALSHA``/``EVAL``, which
@@ -66,6 +67,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "single": ("get", "set", "unlink"),
     "batches": ("mget", "mset", "evalsha", "script|load"),
     "atomic": ("incrby", "exists", "expire", "persist"),
+    "transactions": ("multi", "exec"),
     "clear": ("scan",),
     "locks": ("del",),
     "near_cache": ("client|id", "client|tracking", "subscribe", "pttl"),
@@ -77,7 +79,9 @@ FEATURES: dict[str, tuple[str, ...]] = {
 
 ``locks`` adds ``DEL`` for the release script (``GET`` and ``UNLINK``, for the
 fallback, come with ``single``); ``cluster`` adds ``EVAL``, which the Cluster
-driver sends where a node may not have the script yet.
+driver sends for the lock's release, ``incr`` with a TTL and where a node may
+not have the ``set_many`` script yet; ``transactions`` (``incr`` with a TTL)
+is for one server and Sentinel.
 """
 
 INVALIDATION_CHANNEL = "__redis__:invalidate"
@@ -106,6 +110,8 @@ def acl_rule(resource_types: Iterable[str], config: RedisConfig | None = None) -
     if config.db:
         features.append("db")
     features += ["single", "batches", "atomic", "clear", "locks"]
+    if not config.cluster:
+        features.append("transactions")
     if config.near_cache:
         features.append("near_cache")
     if config.cluster:
