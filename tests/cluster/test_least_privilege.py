@@ -12,11 +12,11 @@ type raise :class:`~pevensie_redis.RedisPermissionError` (``NOPERM``), a
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from faces import Face, both_faces, replicated
 
 from pevensie_cache import cache
 from pevensie_redis import (
@@ -32,36 +32,6 @@ from pevensie_test_support import LocalCluster, LocalSentinel
 USER, SECRET = "app", "app-secret"
 OWN = ["user", "session"]
 OTHER = "billing"
-
-
-class Face:
-    """One face of a connected cache, every method awaitable (the sync face's run directly)."""
-
-    def __init__(self, name: str, opened: Any) -> None:
-        self.name = name
-        self.cache = opened
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        bound = getattr(self.cache, method)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            result = bound(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
-
-        return call
-
-
-@asynccontextmanager
-async def both_faces(url: str) -> AsyncIterator[list[Face]]:
-    sync_cache = cache.from_url(url).connect()
-    try:
-        async_cache = await cache.from_url_async(url).connect()
-        try:
-            yield [Face("sync", sync_cache), Face("async", async_cache)]
-        finally:
-            await async_cache.disconnect()
-    finally:
-        sync_cache.disconnect()
 
 
 def admin(node: ProcessServer | RedisServer) -> Any:
@@ -87,17 +57,27 @@ def refusals(nodes: Iterable[ProcessServer | RedisServer]) -> list[str]:
     return found
 
 
-async def every_operation(face: Face, resource_type: str) -> None:
-    """Everything the API offers, for one resource type, each checked."""
+def nothing() -> None:
+    """Reads see every write at once: there are no replica reads."""
+
+
+async def every_operation(face: Face, resource_type: str, settle: Callable[[], None]) -> None:
+    """Everything the API offers, for one resource type, each checked.
+
+    ``settle`` waits until replicas hold the writes made so far, before the
+    reads that check them (with replica reads, a read may be older).
+    """
     tag = f"{face.name}-{resource_type}"
     await face.set(resource_type, f"a{tag}", "one")
     await face.set(resource_type, f"b{tag}", "two", ttl_seconds=600)
+    settle()
     assert await face.get(resource_type, f"a{tag}") == "one"
     assert await face.get(resource_type, "absent", None) is None
     await face.delete(resource_type, f"a{tag}")
     items = {f"m{tag}{i}": str(i) for i in range(40)}
     await face.set_many(resource_type, items)
     await face.set_many(resource_type, {f"t{tag}{i}": str(i) for i in range(40)}, ttl_seconds=600)
+    settle()
     assert await face.get_many(resource_type, list(items)) == items
     await face.delete_many(resource_type, list(items)[:20])
     assert await face.add(resource_type, f"add{tag}", "x")
@@ -109,6 +89,7 @@ async def every_operation(face: Face, resource_type: str) -> None:
     assert await face.get_or_set(resource_type, f"lk{tag}", lambda: "loaded", lock=True) == (
         "loaded"
     )
+    settle()
     assert await face.get_or_set(resource_type, f"lk{tag}", lambda: "again", lock=True) == (
         "loaded"
     )
@@ -116,8 +97,10 @@ async def every_operation(face: Face, resource_type: str) -> None:
     result = resource.set(f"j{tag}", {"a": [1, 2]})
     if inspect.isawaitable(result):
         await result
+        settle()
         assert await resource.get(f"j{tag}") == {"a": [1, 2]}
     else:
+        settle()
         assert resource.get(f"j{tag}") == {"a": [1, 2]}
     assert await face.clear(resource_type) > 0
 
@@ -148,13 +131,18 @@ async def every_refusal(face: Face, seeded_key: str) -> None:
 
 
 async def run_as_user(
-    url: str, data_nodes: list[Any], config: RedisConfig, *, seed: Callable[[], None]
+    url: str,
+    data_nodes: list[Any],
+    config: RedisConfig,
+    *,
+    seed: Callable[[], None],
+    settle: Callable[[], None] = nothing,
 ) -> None:
     grant(data_nodes, acl_rule(OWN, config))
     async with both_faces(url) as faces:
         for face in faces:
             for resource_type in OWN:
-                await every_operation(face, resource_type)
+                await every_operation(face, resource_type, settle)
         assert refusals(data_nodes) == []
         seed()
         for face in faces:
@@ -206,8 +194,12 @@ async def test_cluster(redis_cluster: LocalCluster, query: str) -> None:
         with admin(owner) as raw:
             raw.set(f"{prefix}seeded", "x")
 
+    def settle() -> None:
+        for primary in redis_cluster.primaries():
+            replicated(primary)
+
     try:
-        await run_as_user(url, nodes, config, seed=seed)
+        await run_as_user(url, nodes, config, seed=seed, settle=settle)
     finally:
         for node in nodes:
             with admin(node) as raw:
@@ -233,23 +225,42 @@ async def test_replica_reads_without_role_fail_at_connect(redis_cluster: LocalCl
 # -- Sentinel ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query", ["", "?read_from_replicas=true", "?near_cache=true"], ids=str)
+SENTINEL_USER, SENTINEL_SECRET = "app-sentinel", "app-sentinel-secret"
+
+
+@pytest.mark.parametrize("query", ["", "&read_from_replicas=true", "&near_cache=true"], ids=str)
 async def test_through_sentinel(redis_sentinel: LocalSentinel, query: str) -> None:
     hosts = ",".join(f"{host}:{port}" for host, port in redis_sentinel.sentinels)
-    url = f"redis+sentinel://{USER}:{SECRET}@{hosts}/{redis_sentinel.service_name}{query}"
+    login = f"sentinel_username={SENTINEL_USER}&sentinel_password={SENTINEL_SECRET}"
+    url = f"redis+sentinel://{USER}:{SECRET}@{hosts}/{redis_sentinel.service_name}?{login}{query}"
     config = RedisConfig.from_url(url)
     nodes = redis_sentinel.data_nodes
+    sentinels = redis_sentinel.sentinel_nodes
+    for sentinel in sentinels:  # the sentinels' own user for this application, least privilege too
+        with admin(sentinel) as raw:
+            raw.execute_command(
+                "ACL", "SETUSER", SENTINEL_USER, "reset", "on", f">{SENTINEL_SECRET}",
+                *sentinel_acl_rule(config).split(),
+            )  # fmt: skip
+            raw.execute_command("ACL", "LOG", "RESET")
 
     def seed() -> None:
         with admin(redis_sentinel.current_primary()) as raw:
             raw.set(f"{OTHER}:seeded", "x")
 
+    def settle() -> None:
+        replicated(redis_sentinel.current_primary())
+
     try:
-        await run_as_user(url, nodes, config, seed=seed)
+        await run_as_user(url, nodes, config, seed=seed, settle=settle)
+        assert refusals(sentinels) == []
     finally:
         for node in nodes:
             with admin(node) as raw:
                 raw.execute_command("ACL", "DELUSER", USER)
+        for sentinel in sentinels:
+            with admin(sentinel) as raw:
+                raw.execute_command("ACL", "DELUSER", SENTINEL_USER)
 
 
 def test_the_rules_name_each_feature_s_commands() -> None:

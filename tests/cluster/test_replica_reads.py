@@ -11,15 +11,15 @@ Each test drives both faces, sync and async, on the same topology.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
+import faces
 import pytest
+from faces import replicated
 from redis.crc import key_slot
 
 from pevensie_cache import ConfigError, cache
@@ -34,21 +34,8 @@ REFUSED_WRITE = {"MOVED", "READONLY", "ASK"}
 """What a replica answers a client's write with: MOVED in a cluster, READONLY elsewhere."""
 
 
-class Face:
-    """One face of a connected cache, every method awaitable (the sync face's run directly)."""
-
-    def __init__(self, name: str, opened: Any) -> None:
-        self.name = name
-        self.cache = opened
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        bound = getattr(self.cache, method)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            result = bound(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
-
-        return call
+class Face(faces.Face):
+    """A face that also shows how its driver chooses replicas."""
 
     @property
     def choice(self) -> ReplicaChoice:
@@ -63,15 +50,8 @@ class Face:
 
 @asynccontextmanager
 async def both_faces(url: str) -> AsyncIterator[list[Face]]:
-    sync_cache = cache.from_url(url).connect()
-    try:
-        async_cache = await cache.from_url_async(url).connect()
-        try:
-            yield [Face("sync", sync_cache), Face("async", async_cache)]
-        finally:
-            await async_cache.disconnect()
-    finally:
-        sync_cache.disconnect()
+    async with faces.both_faces(url) as opened:
+        yield [Face(face.name, face.cache) for face in opened]
 
 
 def cluster_url(topology: LocalCluster, **query: str) -> str:
@@ -132,11 +112,6 @@ def seed_cluster(topology: LocalCluster) -> dict[str, str]:
 
     wait_until(listed, 30, "every replica listed by CLUSTER SLOTS")
     return values
-
-
-def replicated(primary: ProcessServer) -> None:
-    with primary.client() as raw:
-        assert raw.execute_command("WAIT", 1, 5000) >= 1
 
 
 def cut_link(replica: ProcessServer) -> dict[str, str]:
