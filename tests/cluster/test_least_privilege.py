@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+import redis
 from faces import Face, both_faces, replicated
 
 from pevensie_cache import cache
@@ -36,6 +37,20 @@ OTHER = "billing"
 
 def admin(node: ProcessServer | RedisServer) -> Any:
     return node.client()
+
+
+def has_client_setinfo(node: ProcessServer | RedisServer) -> bool:
+    """Whether the server knows ``CLIENT SETINFO`` (Redis 7.2 and newer, Valkey)."""
+    with admin(node) as raw:
+        try:
+            raw.execute_command("CLIENT", "SETINFO", "LIB-NAME", "probe")
+        except redis.ResponseError:
+            return False
+    return True
+
+
+def rule_for(nodes: list[Any], config: RedisConfig) -> str:
+    return acl_rule(OWN, config, client_setinfo=has_client_setinfo(nodes[0]))
 
 
 def grant(nodes: Iterable[ProcessServer | RedisServer], rule: str) -> None:
@@ -138,7 +153,7 @@ async def run_as_user(
     seed: Callable[[], None],
     settle: Callable[[], None] = nothing,
 ) -> None:
-    grant(data_nodes, acl_rule(OWN, config))
+    grant(data_nodes, rule_for(data_nodes, config))
     async with both_faces(url) as faces:
         for face in faces:
             for resource_type in OWN:
@@ -210,7 +225,7 @@ async def test_replica_reads_without_role_fail_at_connect(redis_cluster: LocalCl
     url = f"redis://{USER}:{SECRET}@127.0.0.1:{redis_cluster.port}/0?cluster=true"
     config = RedisConfig.from_url(url + "&read_from_replicas=true")
     nodes = redis_cluster.live_nodes()
-    grant(nodes, acl_rule(OWN, config).replace(" +role", ""))
+    grant(nodes, rule_for(nodes, config).replace(" +role", ""))
     try:
         with pytest.raises(RedisPermissionError, match="ROLE on the replica"):
             cache.from_url(url + "&read_from_replicas=true").connect()
@@ -240,7 +255,7 @@ async def test_through_sentinel(redis_sentinel: LocalSentinel, query: str) -> No
         with admin(sentinel) as raw:
             raw.execute_command(
                 "ACL", "SETUSER", SENTINEL_USER, "reset", "on", f">{SENTINEL_SECRET}",
-                *sentinel_acl_rule(config).split(),
+                *sentinel_acl_rule(config, client_setinfo=has_client_setinfo(sentinel)).split(),
             )  # fmt: skip
             raw.execute_command("ACL", "LOG", "RESET")
 
@@ -277,5 +292,7 @@ def test_the_rules_name_each_feature_s_commands() -> None:
     assert {"&__redis__:invalidate", "+client|tracking", "+subscribe"} <= set(near.split())
     assert acl_rule(["a*b"]).startswith(r"resetkeys ~a\*b:* ~:lock:a\*b:*")
     assert "+client|setname" in sentinel_acl_rule(RedisConfig(client_name="app"))
+    assert "+client|setinfo" not in acl_rule(["user"], client_setinfo=False)
+    assert "+client|setinfo" not in sentinel_acl_rule(client_setinfo=False)
     with pytest.raises(ValueError, match="at least one resource type"):
         acl_rule([])

@@ -19,9 +19,10 @@ channel is refused with ``NOPERM``, which the driver raises as
 What each command is for (:data:`FEATURES`):
 
 - every connection: ``PING`` (the check at ``connect()``, health checks),
-  ``CLIENT SETINFO`` (redis-py names itself; refused, it is skipped), and with
-  ``client_name`` ``CLIENT SETNAME``, with ``db`` other than 0 ``SELECT``. The
-  driver speaks RESP2, so it never sends ``HELLO``;
+  ``CLIENT SETINFO`` (redis-py names itself; refused, it is skipped; Redis 7.0
+  and 7.1 lack it and refuse a rule that names it: ``client_setinfo=False``),
+  and with ``client_name`` ``CLIENT SETNAME``, with ``db`` other than 0
+  ``SELECT``. The driver speaks RESP2, so it never sends ``HELLO``;
 - ``get``/``set``/``delete``: ``GET``, ``SET``, ``UNLINK``;
 - batches: ``MGET``, ``MSET``; ``set_many`` with a TTL ``EVALSHA`` of a script
   that runs ``SET`` (``SCRIPT LOAD`` the first time; a Cluster may send it as
@@ -61,7 +62,8 @@ from pevensie_redis.config import RedisConfig
 __all__ = ["FEATURES", "acl_rule", "sentinel_acl_rule"]
 
 FEATURES: dict[str, tuple[str, ...]] = {
-    "connection": ("ping", "client|setinfo"),
+    "connection": ("ping",),
+    "client_setinfo": ("client|setinfo",),
     "client_name": ("client|setname",),
     "db": ("select",),
     "single": ("get", "set", "unlink"),
@@ -88,12 +90,19 @@ INVALIDATION_CHANNEL = "__redis__:invalidate"
 """The near cache's channel (``&__redis__:invalidate``)."""
 
 
-def acl_rule(resource_types: Iterable[str], config: RedisConfig | None = None) -> str:
+def acl_rule(
+    resource_types: Iterable[str],
+    config: RedisConfig | None = None,
+    *,
+    client_setinfo: bool = True,
+) -> str:
     """Return the ACL rule for a user of ``resource_types`` with the features ``config`` turns on.
 
     Keys, channels and commands, each reset first, so the rule replaces what
     the user had: ``resetkeys ~<type>:* ~:lock:<type>:* ... resetchannels
-    [&__redis__:invalidate] -@all +<command> ...``.
+    [&__redis__:invalidate] -@all +<command> ...``. ``client_setinfo=False``
+    for servers without ``CLIENT SETINFO`` (Redis 7.0 and 7.1), which refuse a
+    rule that names it.
     """
     config = RedisConfig() if config is None else config
     types = list(dict.fromkeys(resource_types))
@@ -105,6 +114,8 @@ def acl_rule(resource_types: Iterable[str], config: RedisConfig | None = None) -
         pattern = wire.escape_glob(prefix)  # ACL key patterns are globs, as SCAN's
         keys += [f"~{pattern}*", f"~:lock:{pattern}*"]
     features = ["connection"]
+    if client_setinfo:
+        features.append("client_setinfo")
     if config.client_name is not None:
         features.append("client_name")
     if config.db:
@@ -127,14 +138,16 @@ def acl_rule(resource_types: Iterable[str], config: RedisConfig | None = None) -
     )
 
 
-def sentinel_acl_rule(config: RedisConfig | None = None) -> str:
+def sentinel_acl_rule(config: RedisConfig | None = None, *, client_setinfo: bool = True) -> str:
     """Return the ACL rule for the user the driver logs into the sentinels with.
 
     ``SENTINEL MASTERS`` and ``SENTINEL MASTER`` find the primary (the sync
     and the async face ask differently), ``SENTINEL REPLICAS`` the replicas.
     """
     config = RedisConfig() if config is None else config
-    commands = ["sentinel|masters", "sentinel|master", "sentinel|replicas", "client|setinfo"]
+    commands = ["sentinel|masters", "sentinel|master", "sentinel|replicas"]
+    if client_setinfo:
+        commands.append("client|setinfo")
     if config.client_name is not None:
         commands.append("client|setname")
     return " ".join(["-@all", *(f"+{c}" for c in commands)])
