@@ -335,7 +335,8 @@ class RedisConfig:
         the URL says, converted as ``cache.new`` converts them.
 
         A Redis Cluster: ``redis://host:port?cluster=true`` (any node; add
-        ``&cluster_hash_tag=true`` for one slot per resource type). Sentinel:
+        ``&cluster_hash_tag=true`` for one slot per resource type,
+        ``&read_from_replicas=true`` to read from replicas). Sentinel:
         ``redis+sentinel://[[username][:password]@]host1[:port],host2[:port]/service_name[/db]``
         (``rediss+sentinel://`` for TLS; a sentinel port defaults to 26379); the
         credentials are the data nodes'.
