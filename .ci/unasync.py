@@ -34,6 +34,7 @@ PAIRS = [
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
     (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
+    (f"{REDIS}/replicas_async.py", f"{REDIS}/replicas.py"),
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
@@ -47,6 +48,7 @@ NAMES = {
     "AsyncRedisSentinelDriver": "RedisSentinelDriver",
     "AsyncNearRedisDriver": "NearRedisDriver",
     "AsyncRedisClusterDriver": "RedisClusterDriver",
+    "AsyncReplicaReads": "ReplicaReads",
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
     "AsyncStringCache": "StringCache",
@@ -68,6 +70,7 @@ NAMES = {
     "listener_async": "listener",
     "cluster_io_async": "cluster_io",
     "cluster_async": "cluster",
+    "replicas_async": "replicas",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""

@@ -132,6 +132,18 @@ SENTINEL_USER = ("sentinel-admin", "sentinel-user-secret")
 
 
 @pytest.fixture(scope="session")
+def sentinel_secret() -> str:
+    """The password the sentinels of :func:`guarded_sentinel` require."""
+    return SENTINEL_SECRET
+
+
+@pytest.fixture(scope="session")
+def sentinel_user() -> tuple[str, str]:
+    """The ACL user (name, password) the sentinels of :func:`acl_sentinel` let in."""
+    return SENTINEL_USER
+
+
+@pytest.fixture(scope="session")
 def guarded_sentinel() -> Iterator[LocalSentinel]:
     """Sentinels that require their own password (requirepass), data nodes the usual one."""
     topology = _start_sentinel(password=PASSWORD, sentinel_password=SENTINEL_SECRET)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from conftest import PASSWORD, SENTINEL_SECRET, SENTINEL_USER
 
 from pevensie_cache import cache
 from pevensie_redis import RedisAuthenticationError
@@ -30,9 +29,9 @@ def chain(error: BaseException) -> str:
 
 
 async def test_sentinels_with_a_password_are_reached_with_sentinel_password(
-    guarded_sentinel: LocalSentinel,
+    guarded_sentinel: LocalSentinel, topology_password: str, sentinel_secret: str
 ) -> None:
-    good = url(guarded_sentinel, PASSWORD, f"sentinel_password={SENTINEL_SECRET}")
+    good = url(guarded_sentinel, topology_password, f"sentinel_password={sentinel_secret}")
     with cache.from_url(good) as c:
         c.set("user", "1", "through guarded sentinels")
         assert c.get("user", "1") == "through guarded sentinels"
@@ -42,9 +41,9 @@ async def test_sentinels_with_a_password_are_reached_with_sentinel_password(
 
 @pytest.mark.parametrize("query", ["", "sentinel_password=wrong-sentinel-guess"])
 async def test_missing_or_wrong_sentinel_credentials_say_it_was_the_sentinels(
-    guarded_sentinel: LocalSentinel, query: str
+    guarded_sentinel: LocalSentinel, topology_password: str, query: str
 ) -> None:
-    bad = url(guarded_sentinel, PASSWORD, query)
+    bad = url(guarded_sentinel, topology_password, query)
     sync_cache = cache.from_url(bad)
     with pytest.raises(RedisAuthenticationError) as sync_error:
         sync_cache.connect()
@@ -55,15 +54,15 @@ async def test_missing_or_wrong_sentinel_credentials_say_it_was_the_sentinels(
         message = chain(caught.value)
         assert "sentinel" in str(caught.value)
         assert "wrong-sentinel-guess" not in message
-        assert PASSWORD not in message
+        assert topology_password not in message
     assert not sync_cache.connected
     assert not async_cache.connected
 
 
 async def test_an_acl_user_on_the_sentinels_is_reached_with_sentinel_username(
-    acl_sentinel: LocalSentinel,
+    acl_sentinel: LocalSentinel, sentinel_user: tuple[str, str]
 ) -> None:
-    name, secret = SENTINEL_USER
+    name, secret = sentinel_user
     good = url(acl_sentinel, None, f"sentinel_username={name}&sentinel_password={quote(secret)}")
     with cache.from_url(good) as c:
         c.set("user", "acl", "ok")

@@ -45,7 +45,13 @@ from pevensie_redis.near import NearStore
 from pevensie_redis.pool import CachePool, pool_options
 from pevensie_redis.sentinel import ClearSentinel, sentinel_pool
 
-__all__ = ["Channel", "not_connected_channel", "open_channel"]
+__all__ = [
+    "Channel",
+    "not_connected_channel",
+    "open_channel",
+    "open_replica_channel",
+    "replica_finder",
+]
 
 _T = TypeVar("_T")
 _RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
@@ -236,6 +242,30 @@ def open_channel(config: RedisConfig) -> Channel:
     finally:
         probe.disconnect()
     return Channel(pool, config.retries, sentinel, listener, near)
+
+
+def open_replica_channel(config: RedisConfig, host: str, port: int) -> Channel:
+    """Return a channel to the replica at ``host:port`` (it connects on first use).
+
+    The data nodes' credentials and TLS settings; one connection attempt and no
+    retries: a read that fails on a replica goes to the primary instead.
+    """
+    options = pool_options(config)
+    options.update(host=host, port=port, retry=Retry(NoBackoff(), 0))
+    return Channel(CachePool(**options), 0)
+
+
+def replica_finder(config: RedisConfig, channel: Channel) -> Callable[[], list[tuple[str, int]]]:
+    """Return how to ask the sentinels of ``channel`` which replicas of the service to read from."""
+    sentinel = channel._sentinel
+    service = config.service_name
+    if sentinel is None or service is None:
+        raise ValueError("replica_finder needs a channel opened through sentinels")
+
+    def find() -> list[tuple[str, int]]:
+        return sentinel.replicas(service)
+
+    return find
 
 
 def _start_listener(pool: CachePool, near: NearStore, config: RedisConfig) -> InvalidationListener:

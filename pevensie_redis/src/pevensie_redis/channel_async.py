@@ -42,9 +42,17 @@ from pevensie_redis.listener_async import InvalidationListener
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
 from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
-from pevensie_redis.sentinel import find_primary
+from pevensie_redis.sentinel import find_primary, find_replicas
 
-__all__ = ["SPREAD_AT", "Channel", "endpoint", "not_connected_channel", "open_channel"]
+__all__ = [
+    "SPREAD_AT",
+    "Channel",
+    "endpoint",
+    "not_connected_channel",
+    "open_channel",
+    "open_replica_channel",
+    "replica_finder",
+]
 
 SPREAD_AT = 32
 """Commands outstanding on every open pipe before another pipe is opened (up to ``pool_size``)."""
@@ -215,10 +223,11 @@ class Channel:
         """Retry after ``error`` on a fresh pipe, with backoff, up to ``retries`` times."""
         failures = 1
         while True:
-            moved = isinstance(error, _PrimaryMoved)  # READONLY: the command did not run
+            # READONLY (the primary moved), or a pipe that failed to open: the command did not run.
+            unsent = isinstance(error, _PrimaryMoved) or getattr(error, "pevensie_not_sent", False)
             if (
                 failures > self._retries
-                or (not idempotent and not moved)
+                or (not idempotent and not unsent)
                 or isinstance(error, AuthenticationError)
             ):
                 raise error
@@ -265,6 +274,10 @@ class Channel:
         try:
             endpoint = await self._resolve()
             pipe = await open_pipe(endpoint)
+        except _RETRYABLE as exc:
+            # Nothing reached the server: even a command that must run once may be retried.
+            setattr(exc, "pevensie_not_sent", True)  # noqa: B010
+            raise
         finally:
             self._opening = None
         if self._closed:
@@ -383,7 +396,7 @@ async def open_channel(config: RedisConfig) -> Channel:
     if config.sentinels:
         assert config.service_name is not None  # RedisConfig requires it with sentinels
         service = config.service_name
-        sentinels = [_sentinel_endpoint(config, host, port) for host, port in config.sentinels]
+        sentinels = _sentinel_endpoints(config)
 
         async def resolve() -> Endpoint:
             host, port = await find_primary(sentinels, service)
@@ -415,6 +428,39 @@ async def open_channel(config: RedisConfig) -> Channel:
     return channel
 
 
+def open_replica_channel(config: RedisConfig, host: str, port: int) -> Channel:
+    """Return a channel to the replica at ``host:port`` (it connects on first use).
+
+    The data nodes' credentials and TLS settings; no retries: a read that
+    fails on a replica goes to the primary instead.
+    """
+    fixed = endpoint(config, host, port)
+
+    async def resolve() -> Endpoint:
+        return fixed
+
+    return Channel(resolve, config.pool_size, 0)
+
+
+def replica_finder(
+    config: RedisConfig, channel: Channel
+) -> Callable[[], Awaitable[list[tuple[str, int]]]]:
+    """Return how to ask the sentinels which replicas of the service to read from.
+
+    ``channel`` is the primary's (the sync twin asks through its sentinels; here
+    each question opens its own pipe to a sentinel).
+    """
+    service = config.service_name
+    if not config.sentinels or service is None:
+        raise ValueError("replica_finder needs a configuration with sentinels")
+    sentinels = _sentinel_endpoints(config)
+
+    async def find() -> list[tuple[str, int]]:
+        return await find_replicas(sentinels, service)
+
+    return find
+
+
 async def _start_near_cache(
     channel: Channel, resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
 ) -> None:
@@ -438,6 +484,10 @@ async def _start_near_cache(
         )
     if not isinstance(reply, Exception):
         pipe.tracking = listener.client_id
+
+
+def _sentinel_endpoints(config: RedisConfig) -> list[Endpoint]:
+    return [_sentinel_endpoint(config, host, port) for host, port in config.sentinels]
 
 
 def _sentinel_endpoint(config: RedisConfig, host: str, port: int) -> Endpoint:

@@ -36,6 +36,14 @@ redirects, refreshing the map after a failover. This driver adds:
   (``UNLINK`` per slot group, pipelined with the next ``SCAN``).
 - the ``cluster_hash_tag`` option: keys become ``{resource_type}:key``, so
   every key of a resource type lives in one slot and a batch is one command.
+- the ``read_from_replicas`` option: ``get`` and each slot group of
+  ``get_many`` go to a replica of the slot's primary (in turn, over
+  ``READONLY`` connections, now and then with a ``ROLE`` check in the same
+  round trip, :mod:`~pevensie_redis.replica_choice`); a read that fails there,
+  or meets a replica whose link to its primary is down, goes to the primary
+  at once by the usual path. Writes never go to a replica. The read path is
+  bound when the driver is built, so without the option nothing is chosen
+  per call.
 
 Every node gets ``pool_size`` connections with the driver's timeouts,
 credentials and TLS settings. A call to a node that does not answer fails
@@ -49,7 +57,7 @@ promotion refreshes the slot map and succeeds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeGuard
 
 from redis.crc import key_slot
@@ -77,6 +85,7 @@ from pevensie_redis.errors import (
     map_error,
     refuses_scripting,
 )
+from pevensie_redis.replica_choice import ReplicaChoice
 
 __all__ = ["AsyncRedisClusterDriver"]
 
@@ -105,6 +114,13 @@ class AsyncRedisClusterDriver:
         self._io: ClusterIO | None = None
         self._hash_tag = config.cluster_hash_tag
         self._scripting = True
+        self._choice = ReplicaChoice() if config.read_from_replicas else None
+        """How a read's replica is chosen, with ``read_from_replicas``."""
+        self._replicas = wire.replicas_by_slot(None)
+        """For each slot, the replicas of its primary (``CLUSTER SLOTS``, asked now and then)."""
+        self._read: Callable[[bytes, bytes, tuple[Any, ...], str], Awaitable[Any]] = (
+            self._single if self._choice is None else self._single_from_replica
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.display_url()!r})"
@@ -113,6 +129,11 @@ class AsyncRedisClusterDriver:
     def client(self) -> Any:
         """The live redis-py ``RedisCluster`` while connected, else ``None``."""
         return None if self._io is None else self._io.client
+
+    @property
+    def replica_choice(self) -> ReplicaChoice | None:
+        """How reads choose a replica, with ``read_from_replicas`` (else ``None``)."""
+        return self._choice
 
     def prefix(self, resource_type: str) -> str:
         """Return what every stored key of ``resource_type`` starts with.
@@ -135,6 +156,12 @@ class AsyncRedisClusterDriver:
             raise
         except FAILURES as exc:
             raise _map(exc, f"connecting to {self.config.display_url()}") from exc
+        if self._choice is not None:
+            try:
+                await self._check_replicas(io)
+            except BaseException:
+                await io.close()
+                raise
         self._scripting = True
         self._io = io
 
@@ -149,7 +176,7 @@ class AsyncRedisClusterDriver:
     async def get(self, resource_type: str, key: str) -> str | None:
         """``GET`` on the key's node; ``None`` when absent or expired."""
         full = (self.prefix(resource_type) + key).encode()
-        value = await self._single(full, wire.pack_get(full), ("GET", full), "GET")
+        value = await self._read(full, wire.pack_get(full), ("GET", full), "GET")
         return None if value is None else decode_value(value, "GET")
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
@@ -179,8 +206,25 @@ class AsyncRedisClusterDriver:
         return reply is not None
 
     async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
-        """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first."""
+        """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first.
+
+        With a TTL both run in one ``EVAL`` of :data:`~pevensie_redis.wire.INCR_EX_SCRIPT`,
+        where the server's clock stands still: as two commands, a key that expired
+        between them was recreated by ``INCRBY`` without a TTL. A server that
+        refuses scripts gets the two commands.
+        """
         full = (self.prefix(resource_type) + key).encode()
+        if ttl_seconds is not None and self._scripting:
+            script = ("EVAL", wire.INCR_EX_SCRIPT, 1, full, delta, ttl_seconds)
+            try:
+                counted: int = await self._single(
+                    full, wire.pack(_encode(script)), script, "EVAL", raw=True, once=True
+                )
+                return counted
+            except RedisError as exc:
+                if not refuses_scripting(exc):
+                    raise counter_error(exc, "INCRBY") from exc
+                self._scripting = False
         try:
             if ttl_seconds is not None:
                 created = ("SET", full, b"0", "NX", "EX", ttl_seconds)
@@ -293,6 +337,7 @@ class AsyncRedisClusterDriver:
                 together=lambda part: ("MGET", *(fulls[i] for i in part)),
                 alone=lambda i: ("GET", fulls[i]),
                 collect=collect,
+                read=True,
             )
         )
         return found
@@ -409,6 +454,64 @@ class AsyncRedisClusterDriver:
                     raise map_error(reply, command) from reply
         return await self._routed(args, command, raw=raw)
 
+    async def _single_from_replica(
+        self, full: bytes, packed: bytes, args: tuple[Any, ...], command: str
+    ) -> Any:
+        """Read ``full`` from a replica of its primary; on any trouble, at once as :meth:`_single`.
+
+        The replica's answer is used only if it came without an error (and,
+        when this read carries the replica's ``ROLE`` check, with its link to
+        the primary up); else the replica is avoided for a while.
+        """
+        io = self._live()
+        choice = self._choice
+        assert choice is not None
+        if choice.refresh_due():
+            await self._refresh_replicas(io)
+        node = choice.pick(self._replicas[key_slot(full)])
+        if node is not None:
+            check = choice.check_due(node)
+            try:
+                replies = await io.exchange(
+                    node, [wire.ROLE, packed] if check else [packed], command, readonly=True
+                )
+            except RedisDriverError:
+                replies = []
+            if check:
+                replies = replies[1:] if replies and wire.replica_in_sync(replies[0]) else []
+            if replies and not isinstance(replies[0], Exception):
+                return replies[0]
+            choice.avoid(node)
+        return await self._single(full, packed, args, command)
+
+    async def _refresh_replicas(self, io: ClusterIO) -> None:
+        """Ask a primary which replicas serve each slot; keep the old table if none answers.
+
+        The server lists a replica once it has synced, and leaves out one it
+        considers failed; RedisCluster's own slot map is refreshed only after
+        a redirect, so it may not know of replicas that joined later.
+        """
+        for node in io.primaries():
+            replies = await io.exchange(node, [wire.CLUSTER_SLOTS], "CLUSTER SLOTS")
+            if replies and not isinstance(replies[0], Exception):
+                self._replicas = wire.replicas_by_slot(replies[0])
+                return
+
+    async def _check_replicas(self, io: ClusterIO) -> None:
+        """List the replicas, and check each accepts this client's reads.
+
+        A replica that refuses the credentials, ``READONLY`` or ``ROLE`` raises
+        the driver's error (the user or its ACL is missing there); one that
+        does not answer is read from once it does.
+        """
+        assert self._choice is not None
+        self._choice.refresh_due()  # asked now: the next time is an interval away
+        await self._refresh_replicas(io)
+        for node in dict.fromkeys(name for names in self._replicas for name in names):
+            replies = await io.exchange(node, [wire.ROLE], "ROLE", readonly=True)
+            if replies and isinstance(replies[0], Exception):
+                raise map_error(replies[0], f"ROLE on the replica {node}") from replies[0]
+
     async def _routed(self, args: tuple[Any, ...], command: str, *, raw: bool = False) -> Any:
         """Run one command through RedisCluster: redirects, slot map refresh and retries."""
         try:
@@ -447,7 +550,7 @@ class AsyncRedisClusterDriver:
         the others stand.
         """
         groups = [(slot, batch.units(indexes)) for slot, indexes in _slot_groups(batch.fulls)]
-        outcome = await self._pass(batch, groups)
+        outcome = await self._pass(batch, groups, replicas=batch.read)
         if outcome.split:
             alone = [
                 (key_slot(batch.fulls[unit.indexes[0]]), _one_by_one(unit))
@@ -464,21 +567,51 @@ class AsyncRedisClusterDriver:
         for unit in outcome.rerouted:
             await self._reroute(batch, unit)
 
-    async def _pass(self, batch: _Batch, groups: list[tuple[int, list[_Unit]]]) -> _Outcome:
-        """Send ``groups`` (slot, commands) to the nodes the slot map names; deliver the replies."""
+    async def _pass(
+        self, batch: _Batch, groups: list[tuple[int, list[_Unit]]], *, replicas: bool = False
+    ) -> _Outcome:
+        """Send ``groups`` (slot, commands) to the nodes the slot map names; deliver the replies.
+
+        ``replicas`` (a read, with ``read_from_replicas``): each slot's commands
+        go to a replica of its primary where there is one to use; what a
+        replica does not answer well goes to the primaries at once, in a
+        second pass.
+        """
         io = self._live()
+        choice = self._choice if replicas else None
+        if choice is not None and choice.refresh_due():
+            await self._refresh_replicas(io)
         by_node: dict[str, list[_Unit]] = {}
+        readonly: set[str] = set()
         outcome = _Outcome()
         for slot, units in groups:
-            node = io.node_of(slot)
+            node = None if choice is None else choice.pick(self._replicas[slot])
+            if node is not None:
+                readonly.add(node)
+            else:
+                node = io.node_of(slot)
             if node is not None:
                 by_node.setdefault(node, []).extend(units)
             else:
                 outcome.rerouted.extend(units)
-        packed = {node: [batch.pack([unit]) for unit in units] for node, units in by_node.items()}
-        replies = await io.exchange_many(packed, batch.name)
+        checked = set() if choice is None else {n for n in readonly if choice.check_due(n)}
+        packed = {
+            node: ([wire.ROLE] if node in checked else []) + [batch.pack([unit]) for unit in units]
+            for node, units in by_node.items()
+        }
+        replies = await io.exchange_many(packed, batch.name, readonly=readonly)
+        again: list[tuple[int, list[_Unit]]] = []
         for node, units in by_node.items():
-            outcome.add(await self._settle_node(node, units, replies[node], batch))
+            if node in readonly:
+                assert choice is not None
+                failed = _settle_replica(batch, units, replies[node], checked=node in checked)
+                if failed:
+                    choice.avoid(node)
+                    again += [(key_slot(batch.fulls[u.indexes[0]]), [u]) for u in failed]
+            else:
+                outcome.add(await self._settle_node(node, units, replies[node], batch))
+        if again:
+            outcome.add(await self._pass(batch, again))
         return outcome
 
     async def _settle_node(
@@ -544,7 +677,7 @@ class _Unit(NamedTuple):
 class _Batch:
     """One batch operation: its keys, and how to ask for them together or one at a time."""
 
-    __slots__ = ("alone", "collect", "fulls", "name", "scripted", "together")
+    __slots__ = ("alone", "collect", "fulls", "name", "read", "scripted", "together")
 
     def __init__(
         self,
@@ -555,6 +688,7 @@ class _Batch:
         collect: Callable[[list[int], list[Any]], None] | None = None,
         *,
         scripted: bool = False,
+        read: bool = False,
     ) -> None:
         self.name = name
         """What the batch sends, for error messages: ``MGET``, ``EVALSHA``, ..."""
@@ -568,6 +702,8 @@ class _Batch:
         """Takes the replies, one value per key (``indexes``, ``values``); ``None``: ignored."""
         self.scripted = scripted
         """``together`` is ``EVALSHA`` of the ``SET ... EX`` script."""
+        self.read = read
+        """Reads only: with ``read_from_replicas``, they may go to replicas."""
 
     def units(self, indexes: list[int]) -> list[_Unit]:
         """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
@@ -644,6 +780,28 @@ def _migrating(reply: BaseException) -> bool:
 def _gave_up_migrating(exc: BaseException) -> bool:
     """Whether RedisCluster gave up on a command after ``TRYAGAIN`` replies (``TTL exhausted``)."""
     return isinstance(exc, (TryAgainError, ClusterError)) and not isinstance(exc, ClusterDownError)
+
+
+def _settle_replica(
+    batch: _Batch, units: list[_Unit], replies: list[Any], *, checked: bool
+) -> list[_Unit]:
+    """Deliver a replica's good replies; return the commands to send to the primaries.
+
+    ``checked``: the first reply is the replica's ``ROLE``; a replica whose
+    link to its primary is not up answered nothing that may be used.
+    """
+    if checked:
+        if not replies or not wire.replica_in_sync(replies[0]):
+            return units
+        replies = replies[1:]
+    failed: list[_Unit] = []
+    for position, unit in enumerate(units):
+        reply = replies[position] if position < len(replies) else None
+        if position >= len(replies) or isinstance(reply, Exception):
+            failed.append(unit)  # not answered (the connection broke), or an error reply
+        else:
+            batch.deliver(unit, reply)
+    return failed
 
 
 def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> _Outcome:

@@ -11,21 +11,35 @@ each node's connections come from a :class:`~pevensie_redis.pool.ClusterNodePool
 Replies come back as values, error replies in place; a node that cannot be
 reached, or a connection that breaks, leaves the replies it owes missing
 (a shorter list): the driver then sends those commands another way.
+
+With ``read_from_replicas``, reads to a replica travel on connections of the
+driver's own (a :class:`~pevensie_redis.pool.ClusterNodePool` per replica,
+one connect attempt) that send ``READONLY`` after the handshake, so a
+replica serves its primary's slots; RedisCluster's connections, which carry
+every rerouted command, never do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
+from redis.retry import Retry
 
 from pevensie_redis import compat, wire
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.errors import RedisPoolExhausted, map_error
+from pevensie_redis.errors import (
+    RedisAuthenticationError,
+    RedisDriverError,
+    RedisPoolExhausted,
+    map_error,
+)
 from pevensie_redis.pool import ClusterNodePool, pool_options
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
@@ -43,9 +57,12 @@ _ASKING = wire.pack([b"ASKING"])
 class ClusterIO:
     """Commands to the nodes of one Redis Cluster; thread-safe."""
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: RedisCluster, config: RedisConfig) -> None:
         """Send through ``client``'s node pools; ``client`` keeps the topology."""
         self.client = client
+        self._config = config
+        self._readonly: dict[str, ClusterNodePool] = {}
+        self._readonly_lock = threading.Lock()
 
     def node_of(self, slot: int) -> str | None:
         """Return the name (``host:port``) of the primary that serves ``slot``, if known."""
@@ -57,7 +74,13 @@ class ClusterIO:
         return [str(node.name) for node in self.client.get_primaries()]  # type: ignore[no-untyped-call]
 
     def exchange(
-        self, node: str, commands: Sequence[bytes], name: str, *, idempotent: bool = True
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        *,
+        idempotent: bool = True,
+        readonly: bool = False,
     ) -> list[Any]:
         """Send ``commands`` to ``node`` on one connection; return the replies read.
 
@@ -66,9 +89,11 @@ class ClusterIO:
         ``idempotent`` are never left to go another way once sent: a connection
         that breaks after sending them is an error. A pool with no free
         connection within the timeout raises
-        :class:`~pevensie_redis.RedisPoolExhausted`.
+        :class:`~pevensie_redis.RedisPoolExhausted`, a node that refuses the
+        credentials (or ``READONLY``) the driver's authentication error.
+        ``readonly``: on a ``READONLY`` connection (reads from a replica).
         """
-        taken = self._take(node, name)
+        taken = self._take(node, name, readonly)
         if taken is None:
             return []
         pool, connection = taken
@@ -87,8 +112,14 @@ class ClusterIO:
                 connection.disconnect()  # replies may be left unread: never reuse it as is
             pool.release(connection)
 
-    def exchange_many(self, by_node: dict[str, list[bytes]], name: str) -> dict[str, list[Any]]:
-        """Send each node its commands, every node at once; return each node's replies read."""
+    def exchange_many(
+        self, by_node: dict[str, list[bytes]], name: str, *, readonly: Collection[str] = ()
+    ) -> dict[str, list[Any]]:
+        """Send each node its commands, every node at once; return each node's replies read.
+
+        The nodes in ``readonly`` (replicas) are sent to on ``READONLY``
+        connections; one that fails in any way answers nothing.
+        """
         taken: list[tuple[str, Any, Any]] = []
         replies: dict[str, list[Any]] = {}
         sent: set[str] = set()
@@ -96,7 +127,13 @@ class ClusterIO:
             # Connections are taken in one global order (node name), so threads that
             # each hold some never wait on each other in a cycle.
             for node in sorted(by_node):
-                grip = self._take(node, name)
+                if node in readonly:
+                    try:
+                        grip = self._take(node, name, True)
+                    except RedisDriverError:
+                        grip = None  # the driver asks the primary instead
+                else:
+                    grip = self._take(node, name)
                 if grip is None:
                     replies[node] = []
                 else:
@@ -139,20 +176,56 @@ class ClusterIO:
 
     def close(self) -> None:
         """Close every node's connections (those in use as their call ends)."""
+        with self._readonly_lock:
+            pools, self._readonly = list(self._readonly.values()), {}
+        for pool in pools:
+            pool.disconnect()
         self.client.close()
 
-    def _take(self, node: str, name: str) -> tuple[Any, Any] | None:
-        known = compat.node_named(self.client, node)
-        if known is None:
-            return None
-        pool = self.client.get_redis_connection(known).connection_pool
+    def _take(self, node: str, name: str, readonly: bool = False) -> tuple[Any, Any] | None:
+        if readonly:
+            pool: Any = self._readonly_pool(node)
+        else:
+            known = compat.node_named(self.client, node)
+            if known is None:
+                return None
+            pool = self.client.get_redis_connection(known).connection_pool
         try:
             return pool, pool.get_connection()
         except FAILURES as exc:
             mapped = map_error(exc, name)
-            if isinstance(mapped, RedisPoolExhausted):
+            if isinstance(mapped, RedisPoolExhausted) or (
+                readonly and isinstance(mapped, RedisAuthenticationError)
+            ):
                 raise mapped from exc  # retrying elsewhere cannot help
             return None  # the node is unreachable: the driver goes another way
+
+    def _readonly_pool(self, node: str) -> ClusterNodePool:
+        """Return the pool of ``READONLY`` connections to ``node`` (made on first use)."""
+        pool = self._readonly.get(node)
+        if pool is None:
+            with self._readonly_lock:
+                pool = self._readonly.get(node)
+                if pool is None:
+                    host, _, port = node.rpartition(":")
+                    options = pool_options(self._config)
+                    options.update(
+                        host=host.strip("[]"),
+                        port=int(port),
+                        retry=Retry(NoBackoff(), 0),
+                        redis_connect_func=_readonly_on_connect,
+                    )
+                    pool = self._readonly[node] = ClusterNodePool(**options)
+        return pool
+
+
+def _readonly_on_connect(connection: Any) -> None:
+    """Run the usual handshake on a new connection to a replica, then ``READONLY``."""
+    connection.on_connect()
+    connection.send_packed_command((wire.READONLY,), check_health=False)
+    reply = connection.read_response()
+    if reply != b"OK":
+        raise RedisPyConnectionError(f"READONLY was answered {reply!r}")
 
 
 def _read(connection: Any, count: int, *, raise_broken: bool = False) -> list[Any]:
@@ -206,4 +279,4 @@ def open_cluster(config: RedisConfig) -> ClusterIO:
     except BaseException:
         client.close()
         raise
-    return ClusterIO(client)
+    return ClusterIO(client, config)

@@ -6,13 +6,15 @@ slot map, following ``MOVED``, refreshing after a failover) and carries the
 commands the driver reroutes; the thin path sends to each node over that
 node's own multiplexed pipes (:class:`~pevensie_redis.channel_async.Channel`),
 so concurrent tasks share writes, and a cancelled task never desynchronises
-a connection.
+a connection. Reads to a replica (``read_from_replicas``) go over pipes of
+their own whose handshake ends with ``READONLY``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -23,7 +25,7 @@ from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from pevensie_redis import compat, wire
 from pevensie_redis.channel_async import Channel, endpoint
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.errors import RedisConnectionError, RedisTimeoutError
+from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
 from pevensie_redis.pipe import Endpoint
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
@@ -46,6 +48,7 @@ class ClusterIO:
         self.client = client
         self._config = config
         self._channels: dict[str, Channel] = {}
+        self._readonly: dict[str, Channel] = {}
 
     def node_of(self, slot: int) -> str | None:
         """Return the name (``host:port``) of the primary that serves ``slot``, if known."""
@@ -57,27 +60,52 @@ class ClusterIO:
         return [str(node.name) for node in self.client.get_primaries()]
 
     async def exchange(
-        self, node: str, commands: Sequence[bytes], name: str, *, idempotent: bool = True
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        *,
+        idempotent: bool = True,
+        readonly: bool = False,
     ) -> list[Any]:
         """Send ``commands`` to ``node`` over its pipes; return the replies (none if unreachable).
 
         Commands that are not ``idempotent`` are never left to go another way
         once they may have been sent: the connection error is raised.
+        ``readonly``: over ``READONLY`` pipes (reads from a replica).
         """
+        channel = self._readonly_channel(node) if readonly else self._channel(node)
         try:
-            return await self._channel(node).pipeline(commands, name, idempotent=idempotent)
+            return await channel.pipeline(commands, name, idempotent=idempotent)
         except _UNREACHABLE:
             if not idempotent:
                 raise
             return []  # the driver goes another way
 
     async def exchange_many(
-        self, by_node: dict[str, list[bytes]], name: str
+        self, by_node: dict[str, list[bytes]], name: str, *, readonly: Collection[str] = ()
     ) -> dict[str, list[Any]]:
-        """Send each node its commands, every node at once; return each node's replies."""
+        """Send each node its commands, every node at once; return each node's replies.
+
+        The nodes in ``readonly`` (replicas) are sent to over ``READONLY``
+        pipes; one that fails in any way answers nothing.
+        """
         nodes = list(by_node)
-        replies = await asyncio.gather(*(self.exchange(n, by_node[n], name) for n in nodes))
+        replies = await asyncio.gather(
+            *(
+                self._from_replica(n, by_node[n], name)
+                if n in readonly
+                else self.exchange(n, by_node[n], name)
+                for n in nodes
+            )
+        )
         return dict(zip(nodes, replies, strict=True))
+
+    async def _from_replica(self, node: str, commands: list[bytes], name: str) -> list[Any]:
+        try:
+            return await self.exchange(node, commands, name, readonly=True)
+        except RedisDriverError:
+            return []  # the driver asks the primary instead
 
     async def ask(self, host: str, port: int, commands: Sequence[bytes], name: str) -> list[Any]:
         """Send each command after ``ASKING`` to ``host:port``; return the commands' replies."""
@@ -90,7 +118,8 @@ class ClusterIO:
 
     async def close(self) -> None:
         """Close every node's pipes and RedisCluster's own connections."""
-        channels, self._channels = list(self._channels.values()), {}
+        channels = [*self._channels.values(), *self._readonly.values()]
+        self._channels, self._readonly = {}, {}
         for channel in channels:
             await channel.close()
         await compat.close_async_cluster(self.client)
@@ -106,6 +135,19 @@ class ClusterIO:
 
             # No retries here: a node that fails is the driver's cue to reroute.
             channel = self._channels[node] = Channel(resolve, self._config.pool_size, 0)
+        return channel
+
+    def _readonly_channel(self, node: str) -> Channel:
+        channel = self._readonly.get(node)
+        if channel is None:
+            host, _, port = node.rpartition(":")
+            plain = endpoint(self._config, host.strip("[]"), int(port))
+            fixed = dataclasses.replace(plain, handshake=(*plain.handshake, wire.READONLY))
+
+            async def resolve() -> Endpoint:
+                return fixed
+
+            channel = self._readonly[node] = Channel(resolve, self._config.pool_size, 0)
         return channel
 
 

@@ -284,6 +284,13 @@ class RedisConfig:
         query=True,
         doc="Password for the sentinels themselves (requirepass or ACL on the sentinels).",
     ).field(None)
+    read_from_replicas: bool = Option(
+        kind="bool",
+        query=True,
+        doc="With cluster or sentinels: get and get_many may read from replicas (rotating, "
+        "the primary when none can answer); writes never do. Replication is asynchronous, "
+        "so such a read may return an older value (no read-your-writes).",
+    ).field(False)
     near_cache: bool = Option(
         kind="bool",
         query=True,
@@ -328,7 +335,8 @@ class RedisConfig:
         the URL says, converted as ``cache.new`` converts them.
 
         A Redis Cluster: ``redis://host:port?cluster=true`` (any node; add
-        ``&cluster_hash_tag=true`` for one slot per resource type). Sentinel:
+        ``&cluster_hash_tag=true`` for one slot per resource type,
+        ``&read_from_replicas=true`` to read from replicas). Sentinel:
         ``redis+sentinel://[[username][:password]@]host1[:port],host2[:port]/service_name[/db]``
         (``rediss+sentinel://`` for TLS; a sentinel port defaults to 26379); the
         credentials are the data nodes'.
@@ -403,6 +411,11 @@ def _check_combinations(config: RedisConfig) -> None:
         config.sentinel_username is not None or config.sentinel_password is not None
     ):
         raise ConfigError("sentinel_username and sentinel_password need sentinels")
+    if config.read_from_replicas and not (config.cluster or config.sentinels):
+        raise ConfigError(
+            "read_from_replicas needs cluster=True or sentinels: a single server has no "
+            "replicas to read from"
+        )
     if config.near_cache and config.cluster:
         raise ConfigError(
             "near_cache is not available with cluster=True yet: use it with a single server "

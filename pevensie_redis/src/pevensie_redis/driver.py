@@ -17,6 +17,11 @@ Batch operations send one multi-key command per chunk of keys: ``MGET``,
 ``MSET``, ``UNLINK``, and for ``set_many`` with a TTL one ``EVALSHA`` of a
 cached script that sets every key with ``EX`` (a pipeline of ``SET ... EX`` on
 a server that refuses scripts).
+
+Reads (``get``, ``get_many``) go through ``_reads``, which is the channel
+itself, or with Sentinel and ``read_from_replicas`` the replicas
+(:mod:`~pevensie_redis.replicas`); it is bound at ``connect()``, so the
+plain hot path makes no choice per call.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pevensie_redis.errors import (
     refuses_scripting,
 )
 from pevensie_redis.near import MISS, NearStats, NearStore
+from pevensie_redis.replicas import ReplicaReads
 
 __all__ = ["NearRedisDriver", "RedisDriver", "RedisSentinelDriver"]
 
@@ -59,6 +65,9 @@ class RedisDriver:
         self.config = config
         self._channel: Channel | Any = not_connected_channel
         self._execute = self._channel.execute
+        self._reads: Channel | ReplicaReads | Any = not_connected_channel
+        """Where reads go: the channel, or the replicas (bound at ``connect()``)."""
+        self._read = self._reads.execute
         self._scripting = True
 
     def __repr__(self) -> str:
@@ -81,21 +90,23 @@ class RedisDriver:
         """
         channel = open_channel(self.config)
         self._scripting = True
-        self._channel = channel
-        self._execute = channel.execute
+        self._channel = self._reads = channel
+        self._execute = self._read = channel.execute
 
     def disconnect(self) -> None:
         """Close every connection (those in use as soon as their call ends)."""
-        channel = self._channel
-        self._channel = not_connected_channel
-        self._execute = not_connected_channel.execute
+        channel, reads = self._channel, self._reads
+        self._channel = self._reads = not_connected_channel
+        self._execute = self._read = not_connected_channel.execute
+        if reads is not channel:
+            reads.close()
         channel.close()
 
     # -- single operations: the hot path ---------------------------------------------
 
     def get(self, resource_type: str, key: str) -> str | None:
         """``GET <resource_type>:<key>``; ``None`` when absent or expired."""
-        value = self._execute(wire.pack_get(f"{resource_type}:{key}".encode()), "GET")
+        value = self._read(wire.pack_get(f"{resource_type}:{key}".encode()), "GET")
         return None if value is None else decode_value(value, "GET")
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
@@ -116,9 +127,12 @@ class RedisDriver:
         """One ``MGET`` per chunk of keys; misses are absent from the result."""
         prefix = f"{resource_type}:"
         parts = wire.chunks(keys)
-        replies = self._pipeline(
+        replies = self._reads.pipeline(
             [wire.pack(["MGET", *[prefix + key for key in part]]) for part in parts], "MGET"
         )
+        error = first_error_reply(replies)
+        if error is not None:
+            raise map_error(error, "MGET") from error
         found: dict[str, str] = {}
         for part, values in zip(parts, replies, strict=True):
             for key, value in zip(part, values, strict=True):
@@ -181,16 +195,27 @@ class RedisDriver:
         return reply is not None
 
     def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
-        """``INCRBY`` in one round trip; with a TTL, ``SET key 0 NX EX ttl`` first, pipelined.
+        """``INCRBY``, one round trip; with a TTL, ``SET key 0 NX EX ttl`` first, in a transaction.
 
         The ``SET ... NX`` creates the key with its TTL only when it is absent, so
-        an existing key keeps its TTL.
+        an existing key keeps its TTL. Both run in one ``MULTI``/``EXEC`` (still
+        one round trip), where the server's clock stands still: sent as two
+        plain commands, a key that expired between them was recreated by
+        ``INCRBY`` without a TTL, and a rate limiter's window never closed again.
         """
         full = f"{resource_type}:{key}".encode()
-        commands = [wire.pack([b"INCRBY", full, b"%d" % delta])]
-        if ttl_seconds is not None:
-            commands.insert(0, wire.pack_set_nx(full, b"0", ttl_seconds))
-        replies = self._channel.pipeline(commands, "INCRBY", idempotent=False)
+        incrby = wire.pack([b"INCRBY", full, b"%d" % delta])
+        if ttl_seconds is None:
+            replies = self._channel.pipeline([incrby], "INCRBY", idempotent=False)
+        else:
+            create = wire.pack_set_nx(full, b"0", ttl_seconds)
+            replies = self._channel.pipeline(
+                [wire.MULTI, create, incrby, wire.EXEC], "INCRBY", idempotent=False
+            )
+            error = first_error_reply(replies)  # MULTI refused, or EXECABORT
+            if error is not None:
+                raise map_error(error, "MULTI/EXEC") from error
+            replies = replies[-1]  # EXEC: the replies of SET NX and INCRBY
         error = first_error_reply(replies)
         if error is not None:
             raise counter_error(error, "INCRBY") from error
@@ -294,7 +319,9 @@ class RedisSentinelDriver(RedisDriver):
 
     Built by ``new_cache_driver`` when the configuration names ``sentinels``:
     every new connection goes to the primary the sentinels name, so the same
-    cache object follows a failover by itself.
+    cache object follows a failover by itself. With ``read_from_replicas``,
+    ``get`` and ``get_many`` go to the replicas the sentinels name, in turn
+    (:mod:`~pevensie_redis.replicas`); every write goes to the primary.
     """
 
     def __init__(self, config: RedisConfig) -> None:
@@ -302,6 +329,31 @@ class RedisSentinelDriver(RedisDriver):
         super().__init__(config)
         if not config.sentinels or config.service_name is None:
             raise ValueError(f"{type(self).__name__} needs a RedisConfig with sentinels")
+
+    @property
+    def replica_reads(self) -> ReplicaReads | None:
+        """Where reads go with ``read_from_replicas`` while connected, else ``None``."""
+        reads = self._reads
+        return reads if isinstance(reads, ReplicaReads) else None
+
+    def connect(self) -> None:
+        """Connect to the primary; with ``read_from_replicas``, find the replicas too.
+
+        A replica that refuses this client (credentials, or ``ROLE``) makes
+        ``connect()`` fail with the driver's error; one that does not answer
+        is read from once it does.
+        """
+        super().connect()
+        if not self.config.read_from_replicas:
+            return
+        reads = ReplicaReads(self._channel, self.config)
+        try:
+            reads.start()
+        except BaseException:
+            reads.close()
+            self.disconnect()
+            raise
+        self._reads, self._read = reads, reads.execute
 
 
 class NearRedisDriver(RedisDriver):

@@ -19,6 +19,7 @@ __all__ = [
     "RedisAuthenticationError",
     "RedisConnectionError",
     "RedisDriverError",
+    "RedisPermissionError",
     "RedisPoolExhausted",
     "RedisProtocolError",
     "RedisServerError",
@@ -68,6 +69,15 @@ class RedisServerError(RedisDriverError):
         """The error reply as the server sent it, for example ``OOM command not allowed ...``."""
 
 
+class RedisPermissionError(RedisServerError, RedisAuthenticationError):
+    """The server refused a command or key to this ACL user (a ``NOPERM`` error reply).
+
+    A :class:`RedisServerError` (``server_message`` holds the ``NOPERM ...``
+    reply), and a :class:`RedisAuthenticationError` too, as it was before it had
+    a class of its own. The user needs the rule README's "Least privilege" shows.
+    """
+
+
 def map_error(exc: BaseException, action: str) -> RedisDriverError:
     """Return the driver error for a redis-py (or socket) exception raised while doing ``action``.
 
@@ -87,9 +97,10 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
     if isinstance(exc, rx.AuthenticationError):
         return RedisAuthenticationError(f"{action}: authentication failed: {detail}")
     if isinstance(exc, rx.NoPermissionError):
-        return RedisAuthenticationError(
-            f"{action}: the user lacks permission: {_server_message(exc)}"
-        )
+        message = _server_message(exc)
+        if not message.startswith("NOPERM"):  # redis-py lines that keep no status_code
+            message = f"NOPERM {message}"
+        return RedisPermissionError(f"{action}: the user lacks permission: {message}", message)
     if isinstance(exc, rx.ResponseError):
         message = _server_message(exc)
         return RedisServerError(f"{action}: the server replied with an error: {message}", message)

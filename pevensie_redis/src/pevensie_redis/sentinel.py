@@ -18,10 +18,17 @@ The sentinels are reached with the driver's timeouts (and TLS settings when
 sentinel credentials are a :class:`~pevensie_redis.RedisAuthenticationError`
 that says it was the sentinels.
 
-- :func:`primary_of` reads one sentinel's answer (the same for both faces);
+With ``read_from_replicas``, the sentinels are also asked which replicas
+there are (``SENTINEL REPLICAS``): only those they do not flag ``s_down``,
+``o_down`` or ``disconnected`` and whose ``master-link-status`` is ``ok`` are
+read from (:func:`replicas_of`).
+
+- :func:`primary_of` and :func:`replicas_of` read one sentinel's answer (the
+  same for both faces);
 - the sync face uses redis-py's ``Sentinel`` (:class:`ClearSentinel`,
   :func:`sentinel_pool`);
-- the async face asks with its own pipes (:func:`find_primary`).
+- the async face asks with its own pipes (:func:`find_primary`,
+  :func:`find_replicas`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
@@ -49,7 +56,9 @@ from pevensie_redis.pool import SentinelCachePool, pool_options
 __all__ = [
     "ClearSentinel",
     "find_primary",
+    "find_replicas",
     "primary_of",
+    "replicas_of",
     "sentinel_options",
     "sentinel_pool",
 ]
@@ -65,6 +74,29 @@ def primary_of(state: Mapping[str, Any] | None, service_name: str) -> tuple[str,
     if "master" not in flags or flags & _DOWN:
         return "reports the primary down"
     return _text(state["ip"]), int(state["port"])
+
+
+def replicas_of(reply: Any) -> list[tuple[str, int]]:
+    """Read one sentinel's ``SENTINEL REPLICAS`` reply: the replicas fit to read from.
+
+    A replica flagged ``s_down``, ``o_down`` or ``disconnected``, or whose link
+    to the primary is not ``ok`` (cut, or still syncing), is left out.
+    """
+    found: list[tuple[str, int]] = []
+    for item in reply or ():
+        state = _pairs(item)
+        flags = set(state.get("flags", "").split(","))
+        if flags & _DOWN or state.get("master-link-status") != "ok":
+            continue
+        if state.get("ip") and state.get("port", "").isdigit():
+            found.append((state["ip"], int(state["port"])))
+    return found
+
+
+def _no_replica_list(service_name: str, problems: Sequence[str]) -> Exception:
+    return RedisPyConnectionError(
+        f"no sentinel listed the replicas of {service_name!r} ({'; '.join(problems)})"
+    )
 
 
 def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exception:
@@ -121,6 +153,24 @@ class ClearSentinel(Sentinel):
             self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
             return found
         raise _no_primary(service_name, problems, refused) from last_error
+
+    def replicas(self, service_name: str) -> list[tuple[str, int]]:
+        """Return the replicas of ``service_name`` fit to read from, as the first sentinel says.
+
+        Raises redis-py's ``ConnectionError`` when no sentinel answers.
+        """
+        problems: list[str] = []
+        for sentinel in self.sentinels:
+            kwargs = sentinel.connection_pool.connection_kwargs
+            try:
+                reply = sentinel.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL REPLICAS", service_name
+                )
+            except RedisError as exc:
+                problems.append(f"{kwargs.get('host')}:{kwargs.get('port')}: {exc}")
+                continue
+            return replicas_of(reply)
+        raise _no_replica_list(service_name, problems)
 
     def close(self) -> None:
         """Close the connections to every sentinel."""
@@ -217,6 +267,38 @@ async def find_primary(sentinels: list[Endpoint], service_name: str) -> tuple[st
     raise _no_primary(service_name, problems, refused) from last_error
 
 
+async def find_replicas(sentinels: list[Endpoint], service_name: str) -> list[tuple[str, int]]:
+    """Return the replicas of ``service_name`` fit to read from, as the first sentinel says.
+
+    Raises redis-py's ``ConnectionError`` when no sentinel answers.
+    """
+    problems: list[str] = []
+    for endpoint in sentinels:
+        try:
+            pipe = await open_pipe(endpoint)
+            try:
+                reply = await pipe.send(wire.pack(["SENTINEL", "REPLICAS", service_name]))
+            finally:
+                pipe.close()
+        except RedisError as exc:
+            problems.append(f"{endpoint.label}: {exc}")
+            continue
+        if isinstance(reply, Exception):
+            problems.append(f"{endpoint.label}: {reply}")
+            continue
+        return replicas_of(reply)
+    raise _no_replica_list(service_name, problems)
+
+
 def _pairs(reply: Any) -> dict[str, Any]:
+    """Read one instance's state: a flat list of names and values (RESP2), or a map (RESP3)."""
+    if isinstance(reply, Mapping):
+        return {_text(name): _flat(value) for name, value in reply.items()}
     items = [_text(item) for item in reply or ()]
     return dict(zip(items[::2], items[1::2], strict=False))
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, (set, frozenset, list, tuple)):
+        return ",".join(sorted(_text(item) for item in value))
+    return _text(value)

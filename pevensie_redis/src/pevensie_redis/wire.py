@@ -18,9 +18,15 @@ from typing import TypeVar
 
 __all__ = [
     "BATCH_SIZE",
+    "CLUSTER_SLOTS",
+    "EXEC",
+    "INCR_EX_SCRIPT",
+    "MULTI",
     "NOT_TEXT",
+    "READONLY",
     "RELEASE_LOCK_SCRIPT",
     "RELEASE_LOCK_SCRIPT_SHA",
+    "ROLE",
     "SCAN_COUNT",
     "SET_EX_SCRIPT",
     "SET_EX_SCRIPT_SHA",
@@ -42,6 +48,8 @@ __all__ = [
     "pack_set_many_ex",
     "pack_set_nx",
     "pack_tracking",
+    "replica_in_sync",
+    "replicas_by_slot",
 ]
 
 _T = TypeVar("_T")
@@ -74,6 +82,17 @@ return 0
 
 RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
+
+INCR_EX_SCRIPT = b"""\
+redis.call('SET', KEYS[1], '0', 'NX', 'EX', ARGV[2])
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+"""``incr`` with a TTL where a transaction cannot go (a Cluster node, through redirects).
+
+Creates ``KEYS[1]`` as ``0`` with the TTL ``ARGV[2]`` only if absent, then adds
+``ARGV[1]``. A script sees one server time throughout, so the key cannot expire
+between the two and come back without a TTL.
+"""
 
 NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
 """The message of :class:`NotText`."""
@@ -121,6 +140,16 @@ def pack_set_nx(key: bytes, value: bytes, ttl_seconds: int | None) -> bytes:
     return pack([b"SET", key, value, b"NX", b"EX", b"%d" % ttl_seconds])
 
 
+MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+"""``MULTI``: the commands up to :data:`EXEC` run as one, with the server's clock stopped.
+
+Inside a transaction every command sees the same time, so a key cannot expire
+between two of them (it can between two plain commands, even pipelined).
+"""
+
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+"""``EXEC``: run the commands queued since :data:`MULTI`; its reply is the list of theirs."""
+
 SCAN_COUNT = 1000
 """Keys one ``SCAN`` page looks at: ``clear`` never makes the server do more at once."""
 
@@ -150,6 +179,21 @@ def lost_redirect(error: Exception) -> bool:
     return "redirect" in str(error).lower()
 
 
+def replica_in_sync(role: object) -> bool:
+    """Return whether a ``ROLE`` reply is a replica's whose link to its primary is up.
+
+    ``["slave", host, port, "connected", offset]`` is; a replica still
+    connecting or syncing (its link cut, its primary gone), a node that is a
+    primary now, or an error reply is not.
+    """
+    return (
+        isinstance(role, list)
+        and len(role) >= 4
+        and role[0] == b"slave"
+        and role[3] == b"connected"
+    )
+
+
 def heartbeat(timeout: float) -> float:
     """Return the near cache listener's heartbeat: a silent channel is checked this often."""
     return min(1.0, timeout)
@@ -158,6 +202,50 @@ def heartbeat(timeout: float) -> float:
 def escape_glob(text: str) -> str:
     r"""Escape the glob characters of ``text`` (``*?[]\``) for a ``SCAN ... MATCH`` pattern."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+CLUSTER_SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
+"""``CLUSTER SLOTS``: which node serves each slot range, and that node's replicas."""
+
+SLOTS = 16384
+"""The number of hash slots of a Redis Cluster."""
+
+
+def replicas_by_slot(reply: object) -> list[tuple[str, ...]]:
+    """Read a ``CLUSTER SLOTS`` reply: for each slot, the ``host:port`` of its primary's replicas.
+
+    The server lists only replicas that are not failed and have synced; a
+    slot no range covers (or a reply that is not a list) has none.
+    """
+    table: list[tuple[str, ...]] = [()] * SLOTS
+    if not isinstance(reply, list):
+        return table
+    for entry in reply:
+        if not isinstance(entry, list) or len(entry) < 3:
+            continue
+        start, end, _primary, *replicas = entry
+        if not isinstance(start, int) or not isinstance(end, int):
+            continue
+        names = tuple(
+            f"{_text(node[0])}:{int(node[1])}"
+            for node in replicas
+            if isinstance(node, list) and len(node) >= 2 and node[0]
+        )
+        low, high = max(start, 0), min(end, SLOTS - 1)
+        if names and low <= high:
+            table[low : high + 1] = [names] * (high + 1 - low)
+    return table
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+ROLE = b"*1\r\n$4\r\nROLE\r\n"
+"""``ROLE``: sent with a read to a replica now and then, to check its link to the primary."""
+
+READONLY = b"*1\r\n$8\r\nREADONLY\r\n"
+"""``READONLY``: a Cluster replica's connection serves reads of its primary's slots."""
 
 
 def pack_delete(key: bytes) -> bytes:

@@ -1,0 +1,166 @@
+# Generated from replicas_async.py by .ci/unasync.py: edit that file, then run `nox -s generate`.
+"""Reads from the replicas the sentinels name (``read_from_replicas``), async face.
+
+This module is the source of the sync face too: ``replicas.py``
+(:class:`~pevensie_redis.replicas.ReplicaReads`) is generated from it by
+``.ci/unasync.py``. Edit this file, then run ``nox -s generate``.
+
+The Sentinel driver sends its reads (``get``, ``get_many``) through an
+:class:`ReplicaReads` instead of its primary's channel; every other
+command (every write) goes to the primary as before. Bound at ``connect()``,
+so a driver without replica reads pays nothing for them.
+
+- the sentinels are asked which replicas there are at ``connect()`` and every
+  :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds after, by the
+  read that finds the list due (the others keep using the old list); a
+  replica they flag down or whose link to the primary is not ``ok`` is left
+  out (:func:`~pevensie_redis.sentinel.replicas_of`);
+- each read goes to the next replica in turn, over that replica's own channel
+  (no retries there), now and then with a ``ROLE`` check in the same round
+  trip (:class:`~pevensie_redis.replica_choice.ReplicaChoice`);
+- a read that fails on a replica (connection error, timeout, any error
+  reply, a link to the primary found down) goes to the primary at once, with
+  the primary's own retries; that replica is left out for a while;
+- no replica to read from: the primary.
+
+Replication is asynchronous: a read from a replica may return an older value
+than the primary holds, even one this process has just overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from pevensie_redis import wire
+from pevensie_redis.channel import Channel, open_replica_channel, replica_finder
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.errors import (
+    RedisConnectionError,
+    RedisDriverError,
+    RedisTimeoutError,
+    first_error_reply,
+    map_error,
+)
+from pevensie_redis.replica_choice import ReplicaChoice
+
+__all__ = ["ReplicaReads"]
+
+
+class ReplicaReads:
+    """Reads spread over a Sentinel service's replicas; the primary when none can answer.
+
+    The same ``execute``/``pipeline`` as the primary's channel, for reads only.
+    """
+
+    def __init__(self, primary: Channel, config: RedisConfig) -> None:
+        """Read through the replicas of ``config``'s service, falling back to ``primary``."""
+        self._primary = primary
+        self._config = config
+        self._discover = replica_finder(config, primary)
+        self._channels: dict[str, Channel] = {}
+        self._names: list[str] = []
+        self._choice = ReplicaChoice()
+
+    @property
+    def replicas(self) -> list[str]:
+        """The replicas (``host:port``) reads go to in turn, as the sentinels last listed them."""
+        return list(self._names)
+
+    @property
+    def choice(self) -> ReplicaChoice:
+        """How the replica of each read is chosen (for tests and inspection)."""
+        return self._choice
+
+    def start(self) -> None:
+        """Ask the sentinels for the replicas, and check each one accepts this client's reads.
+
+        A replica that refuses the credentials, or ``ROLE``, raises the
+        driver's error (its ACL lacks what replica reads need); one that does
+        not answer is left for later.
+        """
+        self._choice.refresh_due()  # asked now: the next time is an interval away
+        self.refresh()
+        for name in self._names:
+            try:
+                [role] = self._channels[name].pipeline([wire.ROLE], "ROLE")
+            except (RedisConnectionError, RedisTimeoutError):
+                continue
+            if isinstance(role, Exception):
+                raise map_error(role, f"ROLE on the replica {name}") from role
+
+    def refresh(self) -> None:
+        """Ask the sentinels which replicas to read from; keep the old list if none answers."""
+        try:
+            addresses = self._discover()
+        except (RedisError, OSError):
+            return
+        names: list[str] = []
+        for host, port in addresses:
+            name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if name not in self._channels:
+                self._channels[name] = open_replica_channel(self._config, host, port)
+            names.append(name)
+        self._names = names
+        gone = [name for name in self._channels if name not in names]
+        for name in gone:
+            channel = self._channels.pop(name, None)
+            if channel is not None:
+                channel.close()  # a read still on it fails over to the primary
+
+    def execute(self, packed: bytes, command: str) -> Any:
+        """Send one read; an error reply (from the primary) is raised mapped."""
+        replies = self._from_replica((packed,), command)
+        if replies is None:
+            return self._primary.execute(packed, command)
+        return replies[0]
+
+    def pipeline(
+        self,
+        commands: Sequence[bytes],
+        command: str,
+        *,
+        idempotent: bool = True,
+        tracked: bool = False,
+    ) -> list[Any]:
+        """Send reads in one round trip; error replies (from the primary) come back in place."""
+        replies = self._from_replica(commands, command)
+        if replies is None:
+            return self._primary.pipeline(commands, command, idempotent=idempotent, tracked=tracked)
+        return replies
+
+    def close(self) -> None:
+        """Close the replicas' channels (the primary's is the driver's to close)."""
+        channels, self._channels = list(self._channels.values()), {}
+        self._names = []
+        for channel in channels:
+            channel.close()
+
+    def _from_replica(self, commands: Sequence[bytes], command: str) -> list[Any] | None:
+        """Return the replies of a replica in sync, or ``None``: ask the primary."""
+        choice = self._choice
+        if choice.refresh_due():
+            self.refresh()
+        name = choice.pick(self._names)
+        if name is None:
+            return None
+        channel = self._channels.get(name)
+        if channel is None:
+            return None
+        check = choice.check_due(name)
+        try:
+            replies = channel.pipeline([wire.ROLE, *commands] if check else commands, command)
+        except RedisDriverError:
+            choice.avoid(name)
+            return None
+        if check:
+            role = replies.pop(0)
+            if not wire.replica_in_sync(role):
+                choice.avoid(name)
+                return None
+        if first_error_reply(replies) is not None:
+            choice.avoid(name)
+            return None
+        return replies
