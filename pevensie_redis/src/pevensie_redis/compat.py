@@ -22,12 +22,17 @@ line (5.0, 5.3, 6.0, 6.4, 7.0, 7.4, 8.0, 8.1), with and without hiredis, by
 - ``redis._parsers.base.BaseParser.parse_error``: turns an error reply into
   the redis-py exception its code names (``NOSCRIPT`` -> ``NoScriptError``),
   for the async face's own reply reader (all lines).
+- ``Connection.host``/``port``/``path`` and ``Connection._sock``: where the near
+  cache's listener is connected, and its socket, shut down to stop it from
+  another thread (all lines).
 
 Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
 from redis._parsers.base import BaseParser
@@ -41,10 +46,10 @@ __all__ = [
     "node_named",
     "node_of_slot",
     "parse_error",
+    "server_of",
     "set_epoch",
-    "set_tracking",
     "should_reconnect",
-    "tracking_of",
+    "shutdown",
 ]
 
 _ONE_ATTEMPT = Retry(NoBackoff(), 0)
@@ -106,14 +111,24 @@ def parse_error(message: str) -> Exception:
     return error
 
 
-def tracking_of(connection: Any) -> int | None:
-    """Return the client id ``connection``'s current socket tracks keys towards, if any."""
-    recorded = getattr(connection, "_pevensie_tracking", None)
-    if recorded is None or recorded[0] is not connection._sock:
-        return None  # never set, or set on a socket since closed and replaced
-    return int(recorded[1])
+def server_of(connection: Any) -> str:
+    """Return the server ``connection`` talks to: ``host:port`` or the Unix socket's path.
+
+    ``Connection.host``/``port`` (``UnixDomainSocketConnection.path``); for a
+    Sentinel-managed connection, the primary it connected to (all lines).
+    """
+    path = getattr(connection, "path", None)
+    return str(path) if path else f"{connection.host}:{connection.port}"
 
 
-def set_tracking(connection: Any, client_id: int) -> None:
-    """Record that ``connection``'s current socket tracks keys towards ``client_id``."""
-    connection._pevensie_tracking = (connection._sock, client_id)
+def shutdown(connection: Any) -> None:
+    """Shut ``connection``'s socket down (``Connection._sock``) from any thread.
+
+    The thread reading it sees the connection closed and fails; unlike
+    ``disconnect()``, the connection is not reset under that thread's feet.
+    """
+    sock = connection._sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed already
+            # The plain socket's method, also for TLS: the reader gets an EOF it reports.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)

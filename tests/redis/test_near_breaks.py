@@ -1,0 +1,219 @@
+"""When the near cache's invalidation channel breaks, nothing cached before the break is served.
+
+Each test caches a value (and shows it is served locally), breaks the channel
+(CLIENT KILL, server restart, SIGSTOP, Sentinel failover), changes the value
+on the server behind the cache's back, and checks that the store was emptied
+and disabled, that reads go to the server and never return the old value, and
+that tracking comes back: caching resumes and a foreign write is seen again.
+Both faces; every test has a private server (or topology) of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from near_support import (
+    FACES,
+    Face,
+    hold,
+    listener_clients,
+    near_url,
+    open_face,
+    settled_hit,
+    wait_for_invalidations,
+    wait_until,
+)
+
+from pevensie_redis import RedisDriverError, RedisTimeoutError
+from pevensie_redis.testing import RedisServer
+from pevensie_redis.testing.errors import ServerUnavailable
+from pevensie_test_support import LocalSentinel, start_sentinel
+
+ServerFactory = Callable[..., RedisServer]
+
+NOTICED = 0.5
+"""Seconds within which a closed invalidation connection must be noticed (it is at once)."""
+
+RESUMED = 10.0
+"""Seconds within which tracking must be back once the server answers again."""
+
+
+@pytest.fixture(params=FACES)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def cache_before(face: Face, raw: redis.Redis) -> int:
+    """Cache ``u:1 = before`` locally; return the flush count at that point."""
+    raw.set("u:1", "before")
+    raw.set("u:2", "untouched")
+    assert hold(face, raw, "u", "1") == "before"
+    assert face.get_many("u", ["1", "2"]) == {"1": "before", "2": "untouched"}
+    return face.stats().flushes
+
+
+def wait_for_the_flush(face: Face, flushes: int, bound: float) -> float:
+    """Wait until the store was flushed after a break; check it is empty; return the delay."""
+    took = wait_until(lambda: face.stats().flushes > flushes, "the store to be flushed", bound)
+    assert face.stats().entries == 0
+    return took
+
+
+def check_tracking_resumed(face: Face, raw: redis.Redis, expected: str) -> None:
+    """Tracking is back: values are cached again, and a foreign write reaches the cache."""
+    wait_until(lambda: face.stats().enabled, "tracking to be re-established", RESUMED)
+    assert face.get("u", "1", None) == expected
+    assert hold(face, raw, "u", "1") == expected
+    before = face.stats().invalidations
+    raw.set("u:1", "written after the break")
+    wait_for_invalidations(face, before)
+    assert face.get("u", "1", None) == "written after the break"
+    assert len(listener_clients(raw)) == 1
+
+
+def test_client_kill_of_the_listener_flushes_and_tracking_resumes(
+    kind: str, pevensie_redis_server_factory: ServerFactory
+) -> None:
+    server = pevensie_redis_server_factory()
+    with server.client() as raw:
+        face = open_face(kind, near_url(server.url))
+        try:
+            flushes = cache_before(face, raw)
+            [listener] = listener_clients(raw)
+            raw.client_kill_filter(_id=listener["id"])
+            raw.set("u:1", "after")  # nobody listens: no invalidation for this one
+            took = wait_for_the_flush(face, flushes, RESUMED)
+            assert took < NOTICED, f"a closed invalidation connection went unnoticed {took:.2f} s"
+            assert face.get("u", "1", None) == "after"
+            check_tracking_resumed(face, raw, "after")
+            assert listener_clients(raw)[0]["id"] != listener["id"]
+        finally:
+            face.close()
+
+
+def test_killing_the_data_connections_leaves_no_value_unwatched(
+    kind: str, pevensie_redis_server_factory: ServerFactory
+) -> None:
+    """The reads' connections die (CLIENT KILL TYPE normal, or the server's idle timeout):
+    values they read must still be invalidated when another client changes them."""
+    server = pevensie_redis_server_factory()
+    with server.client() as raw:
+        face = open_face(kind, near_url(server.url))
+        try:
+            cache_before(face, raw)
+            raw.client_kill_filter(_type="normal", skipme=True)
+            before = face.stats().invalidations
+            raw.set("u:1", "after")
+            wait_for_invalidations(face, before)
+            assert face.get("u", "1", None) == "after"
+            assert settled_hit(face, "u", "1") == "after"
+        finally:
+            face.close()
+
+
+def test_a_server_restart_flushes_and_tracking_resumes(
+    kind: str, pevensie_redis_server_factory: ServerFactory
+) -> None:
+    server = pevensie_redis_server_factory()
+    raw = server.client()
+    face = open_face(kind, near_url(server.url))
+    try:
+        flushes = cache_before(face, raw)
+        raw.close()
+        server.kill()
+        took = wait_for_the_flush(face, flushes, RESUMED)
+        assert took < NOTICED, f"a closed invalidation connection went unnoticed {took:.2f} s"
+        server.restart()  # empty: nothing is persisted
+        raw = server.client()
+        raw.set("u:1", "after")
+        # Until tracking is back every read goes to the server; none returns "before".
+        deadline = time.monotonic() + RESUMED
+        while not face.stats().enabled and time.monotonic() < deadline:
+            try:
+                assert face.get("u", "1", None) == "after"
+            except RedisDriverError:
+                time.sleep(0.01)  # the first reads may meet the old, closed connections
+        assert face.get("u", "1", None) == "after"
+        check_tracking_resumed(face, raw, "after")
+    finally:
+        face.close()
+        raw.close()
+
+
+def test_a_silent_server_is_noticed_within_two_heartbeats_and_tracking_resumes(
+    kind: str, pevensie_redis_server_factory: ServerFactory
+) -> None:
+    """SIGSTOP: the connection stays open but nothing answers, as when the network drops."""
+    timeout_ms = 3000
+    heartbeat = 1.0  # min(1 s, timeout)
+    server = pevensie_redis_server_factory()
+    with server.client() as raw:
+        face = open_face(
+            kind, near_url(server.url, f"near_cache=true&timeout={timeout_ms}&retries=0")
+        )
+        try:
+            flushes = cache_before(face, raw)
+            server.pause()
+            try:
+                took = wait_for_the_flush(face, flushes, 2 * heartbeat + 1.0)
+                assert not face.stats().enabled
+                # Reads go to the (silent) server: a timeout, never the value cached before.
+                with pytest.raises(RedisTimeoutError):
+                    face.get("u", "1")
+            finally:
+                server.resume()
+            print(f"\n[{kind}] silent server noticed after {took:.2f} s")
+            raw.set("u:1", "after")
+            assert face.get("u", "1", None) == "after"
+            check_tracking_resumed(face, raw, "after")
+        finally:
+            face.close()
+
+
+# -- Sentinel ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_sentinel() -> Iterator[LocalSentinel]:
+    """A primary, a replica and three sentinels of this test's own (it kills the primary)."""
+    try:
+        topology = start_sentinel()
+    except ServerUnavailable as exc:
+        pytest.skip(f"no server binary for sentinels: {exc}")
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+def test_a_sentinel_failover_flushes_and_tracking_resumes_on_the_new_primary(
+    kind: str, own_sentinel: LocalSentinel
+) -> None:
+    hosts = ",".join(f"{host}:{port}" for host, port in own_sentinel.sentinels)
+    url = f"redis+sentinel://{hosts}/{own_sentinel.service_name}?near_cache=true&timeout=1000"
+    face = open_face(kind, url)
+    try:
+        old = own_sentinel.current_primary()
+        with old.client() as raw:
+            flushes = cache_before(face, raw)
+            assert raw.execute_command("WAIT", 1, 5000) >= 1
+        own_sentinel.kill_primary()
+        wait_for_the_flush(face, flushes, RESUMED)
+        new = own_sentinel.wait_for_failover(old)
+        with new.client() as raw:
+            raw.set("u:1", "after")  # on the new primary, which never tracked for us
+            deadline = time.monotonic() + 30
+            while not face.stats().enabled:
+                assert time.monotonic() < deadline, "tracking did not come back"
+                try:
+                    assert face.get("u", "1", None) == "after"
+                except RedisDriverError:
+                    time.sleep(0.05)
+            assert face.get("u", "1", None) == "after"
+            assert face.get("u", "2", None) == "untouched"  # replicated before the kill
+            check_tracking_resumed(face, raw, "after")
+    finally:
+        face.close()
