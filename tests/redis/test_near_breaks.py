@@ -217,3 +217,38 @@ def test_a_sentinel_failover_flushes_and_tracking_resumes_on_the_new_primary(
             check_tracking_resumed(face, raw, "after")
     finally:
         face.close()
+
+
+def test_a_read_from_another_server_than_the_listeners_is_never_kept(
+    kind: str, own_sentinel: LocalSentinel
+) -> None:
+    """After SENTINEL FAILOVER the old primary keeps taking writes for about 10 s. If the
+    listener follows the new primary while a data connection still reads the old one, a
+    value read there would never be invalidated: it must not be kept."""
+    hosts = ",".join(f"{host}:{port}" for host, port in own_sentinel.sentinels)
+    url = f"redis+sentinel://{hosts}/{own_sentinel.service_name}?near_cache=true&timeout=1000"
+    face = open_face(kind, url)
+    old = own_sentinel.current_primary()
+    try:
+        assert face.get("u", "1", None) is None  # a data connection to the old primary
+        with own_sentinel.sentinel_nodes[0].client() as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", own_sentinel.service_name)
+        wait_until(lambda: own_sentinel.reported_primary() != old.address, "the new primary", 10)
+        new = own_sentinel.current_primary()
+        with old.client() as on_old, new.client() as on_new:
+            # The listener moves (its connection is killed); the data connections stay.
+            [listener] = listener_clients(on_old)
+            on_old.client_kill_filter(_id=listener["id"])
+            wait_until(lambda: len(listener_clients(on_new)) == 1, "the listener to move", 10)
+            wait_until(lambda: face.stats().enabled, "tracking on the new primary")
+            on_old.set("u:1", "before")  # not replicated: the new primary never sees it
+            for _ in range(3):
+                face.get("u", "1", None)  # read wherever the data connections are
+            if on_old.execute_command("ROLE")[0] != "master":
+                pytest.skip("the old primary was demoted before the test could write to it")
+            on_old.set("u:1", "after")
+            time.sleep(0.5)  # far above the invalidation latency, were it heard
+            for _ in range(20):
+                assert face.get("u", "1", None) in ("after", None)  # old or new primary's value
+    finally:
+        face.close()
