@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
 
+from pevensie_cache import ConfigError
 from pevensie_redis import compat, wire
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
@@ -224,9 +225,9 @@ def open_channel(config: RedisConfig) -> Channel:
         pool.disconnect()
         if sentinel is not None:
             sentinel.close()
-        if isinstance(exc, _FAILURES):
+        if isinstance(exc, _FAILURES) and not isinstance(exc, ConfigError):
             raise map_error(exc, f"connecting to {config.display_url()}") from exc
-        raise  # a ConfigError: the server refuses the near cache
+        raise  # a ConfigError (the server refuses the near cache), or interrupted
     finally:
         probe.disconnect()
     return Channel(pool, config.retries, sentinel, listener, near)
