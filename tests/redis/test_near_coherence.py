@@ -217,23 +217,24 @@ def test_an_entry_is_dropped_at_its_keys_expiry_even_without_an_invalidation(
         raw.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
         face = open_face(kind, near_url(server.url))
         try:
-            raw.set("s:1", "v", px=1000)
-            expires_by = time.monotonic() + 1.0  # the SET is done: the key expires before this
-            assert face.get("s", "1", None) == "v"
+            raw.set("s:1", "v", px=2000)
+            expires_by = time.monotonic() + 2.0  # the SET is done: the key expires before this
+            assert hold(face, raw, "s", "1") == "v"  # held, its SET's invalidation arrived
             invalidations = face.stats().invalidations
-            served: list[float] = []
+            local = 0
             while True:
                 before = face.stats()
                 started = time.monotonic()
                 value = face.get("s", "1", None)
                 if value is None:
                     break
-                served.append(started)
-                assert started < expires_by, "served locally after the key's expiry"
+                if face.stats().hits > before.hits:
+                    local += 1
+                    assert started < expires_by, "served locally after the key's expiry"
                 time.sleep(0.005)
-            assert served, "the value was never served"
-            # The entry was still held, and no invalidation had come: its deadline dropped it.
-            assert before.entries == 1
+            assert local > 100, "the value was hardly served locally"
+            # No invalidation had come when the key stopped being served: the deadline did it
+            # (the server deletes the key, and says so, only when that last read reaches it).
             assert before.invalidations == invalidations
         finally:
             face.close()
