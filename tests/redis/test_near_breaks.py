@@ -10,6 +10,9 @@ Both faces; every test has a private server (or topology) of its own.
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -22,6 +25,7 @@ from near_support import (
     listener_clients,
     near_url,
     open_face,
+    settle,
     settled_hit,
     wait_for_invalidations,
     wait_until,
@@ -257,5 +261,64 @@ def test_a_read_from_another_server_than_the_listeners_is_never_kept(
             time.sleep(0.5)  # far above the invalidation latency, were it heard
             for _ in range(20):
                 assert face.get("u", "1", None) in ("after", None)  # old or new primary's value
+    finally:
+        face.close()
+
+
+def _forked_child(face: Face, server: RedisServer, write_end: int) -> None:
+    """The child's whole life: change the key, read it through the inherited cache, report."""
+    status = 1
+    try:
+        with server.client() as raw:
+            raw.set("u:1", "written in the child")
+            time.sleep(0.5)  # far above the invalidation latency, had anyone here listened
+            report = {"read": face.get("u", "1", None)}
+            wait_until(lambda: face.stats().enabled, "tracking in the child")
+            report["held"] = hold(face, raw, "u", "1")
+            raw.set("u:1", "written again in the child")
+            settle(face, raw)
+            report["read again"] = face.get("u", "1", None)
+        os.write(write_end, json.dumps(report).encode())
+        status = 0
+    except BaseException as exc:
+        os.write(write_end, json.dumps({"error": repr(exc)}).encode())
+    finally:
+        os.close(write_end)
+        os._exit(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
+    pevensie_redis_server_factory: ServerFactory,
+) -> None:
+    """The sync face after os.fork() (a pre-forking server): the parent's listener thread
+    does not exist in the child, so what the child inherited must not be served."""
+    server = pevensie_redis_server_factory()
+    face = open_face("sync", near_url(server.url))
+    try:
+        with server.client() as raw:
+            cache_before(face, raw)
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read_end)
+            _forked_child(face, server, write_end)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = json.loads(pipe.read())
+        _, wait_status = os.waitpid(pid, 0)
+        assert "error" not in report, report
+        assert os.waitstatus_to_exitcode(wait_status) == 0
+        assert report == {
+            "read": "written in the child",
+            "held": "written in the child",
+            "read again": "written again in the child",
+        }
+        with server.client() as raw:  # the parent's own listener still works
+            settle(face, raw)
+            assert face.get("u", "1", None) == "written again in the child"
+            assert len(listener_clients(raw)) == 1  # the child's went with it
     finally:
         face.close()

@@ -142,6 +142,8 @@ class Channel:
         ``idempotent`` is not sent twice. ``fill``: the replies fill the near
         cache, so they must come from the server its listener hears.
         """
+        if fill and self._listener is not None:
+            self._listener.ensure_running()  # after a fork: the child listens on its own
         try:
             connection = self._acquire()
         except _FAILURES as exc:

@@ -15,14 +15,17 @@ It also watches the connection: with no message for ``heartbeat`` seconds it
 sends ``PING``, and gives the connection up when no answer comes within one
 more heartbeat. When the connection breaks (closed, killed, server restarted,
 failover, network timeout), the store is emptied and disabled at once: reads go
-to the server until the listener is listening again. The async face's twin is
-:mod:`~pevensie_redis.listener_async`.
+to the server until the listener is listening again. In a forked child the
+store starts disabled and the next near-cache read starts a listener of the
+child's own. The async face's twin is :mod:`~pevensie_redis.listener_async`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +65,7 @@ class InvalidationListener:
         """The server (``host:port`` or socket path) listened to, while listening."""
         self.failure: BaseException | None = None
         """Why the channel last broke, or could not be set up; ``None`` while it works."""
+        _LISTENERS.add(self)
 
     def start(self, wait: float) -> bool:
         """Start the thread; return whether it is listening after its first attempt.
@@ -69,12 +73,39 @@ class InvalidationListener:
         Waits at most ``wait`` seconds for that attempt; when it fails,
         :attr:`failure` says why (and the thread keeps trying until stopped).
         """
+        with self._lock:
+            self._start_thread()
+        self._attempted.wait(wait)
+        return self.server is not None
+
+    def ensure_running(self) -> None:
+        """Start the thread again in a forked child (the parent's thread was not forked)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stopping.is_set():
+                    self._start_thread()
+
+    def _start_thread(self) -> None:
         self._thread = threading.Thread(
             target=self._run, name="pevensie-near-cache-invalidations", daemon=True
         )
         self._thread.start()
-        self._attempted.wait(wait)
-        return self.server is not None
+
+    def _forked(self) -> None:
+        """In a child process: nothing runs; the next near-cache read starts a thread here.
+
+        The parent's connection is left alone (shutting its socket down would
+        cut the parent's channel too).
+        """
+        stopped = self._stopping.is_set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        if stopped:  # the parent had closed this cache: it stays closed
+            self._stopping.set()
+        self._attempted = threading.Event()
+        self._connection = None
+        self._thread = None
+        self.server = None
 
     def stop(self) -> None:
         """Stop listening: close the connection and wait (bounded) for the thread."""
@@ -161,3 +192,15 @@ class InvalidationListener:
             return  # the PING's answer (["pong", ""]) or a subscription confirmation
         keys = message[2]
         self._store.invalidate(None if keys is None else list(keys))
+
+
+_LISTENERS: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for listener in list(_LISTENERS):
+        listener._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -24,13 +24,16 @@ Coherence rests on three rules:
 - **flushes**: when the invalidation channel breaks, :meth:`NearStore.flush`
   empties the store and the store is *disabled* until :meth:`NearStore.enable`
   (tracking is back): reads go to the server, and no read that began before the
-  break can fill it.
+  break can fill it. A forked child's stores start flushed and disabled, as
+  nothing listens for it until its own listener runs.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -85,6 +88,7 @@ class NearStore:
         self._filling: dict[bytes, int] = {}  # key -> fills in flight
         self._enabled = False
         self._hits = self._misses = self._invalidations = self._flushes = 0
+        _STORES.add(self)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -213,6 +217,20 @@ class NearStore:
                 enabled=self._enabled,
             )
 
+    def _forked(self) -> None:
+        """In a child process: a flush, and disabled, until a listener of its own enables it.
+
+        Nothing listens in the child (the parent's listener thread was not
+        forked), and a lock held by another thread at the fork stays held: the
+        lock is new too.
+        """
+        self._lock = threading.Lock()
+        self._sequence += 1
+        self._flush_locked()
+        self._filling.clear()
+        self._changed.clear()
+        self._enabled = False
+
     # Called with the lock held.
 
     def _flush_locked(self) -> None:
@@ -227,3 +245,15 @@ class NearStore:
         else:
             self._filling.pop(key, None)
             self._changed.pop(key, None)
+
+
+_STORES: weakref.WeakSet[NearStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
