@@ -19,7 +19,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
-PACKAGES = ["./pevensie_cache", "./pevensie_redis[hiredis]"]
+# The core with its command line ([cli]) and OpenTelemetry ([otel]) extras, which the
+# tests and the type check cover.
+PACKAGES = ["./pevensie_cache[cli,otel]", "./pevensie_redis[hiredis]"]
 PLUGIN_FIXTURES = sorted(str(p) for p in (ROOT / "tests" / "plugins").iterdir() if p.is_dir())
 # Development-only support (Cluster and Sentinel topologies) for the tests and benchmarks.
 TEST_SUPPORT = "./tests/support"

@@ -30,19 +30,23 @@ REDIS = "pevensie_redis/src/pevensie_redis"
 PAIRS = [
     (f"{CACHE}/facade_async.py", f"{CACHE}/facade.py"),
     (f"{CACHE}/resource_async.py", f"{CACHE}/resource.py"),
+    (f"{CACHE}/instrumented_async.py", f"{CACHE}/instrumented.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
+    (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
 NAMES = {
     "AsyncPevensieCache": "PevensieCache",
+    "InstrumentedAsyncPevensieCache": "InstrumentedPevensieCache",
     "AsyncCacheDriver": "CacheDriver",
     "AsyncBatchCacheDriver": "BatchCacheDriver",
     "AsyncCacheConformance": "CacheConformance",
     "AsyncRedisDriver": "RedisDriver",
     "AsyncRedisSentinelDriver": "RedisSentinelDriver",
     "AsyncNearRedisDriver": "NearRedisDriver",
+    "AsyncRedisClusterDriver": "RedisClusterDriver",
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
     "AsyncStringCache": "StringCache",
@@ -56,11 +60,14 @@ NAMES = {
     "StopAsyncIteration": "StopIteration",
     "facade_async": "facade",
     "resource_async": "resource",
+    "instrumented_async": "instrumented",
     "primitives_async": "primitives",
     "conformance_async": "conformance",
     "driver_async": "driver",
     "channel_async": "channel",
     "listener_async": "listener",
+    "cluster_io_async": "cluster_io",
+    "cluster_async": "cluster",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""

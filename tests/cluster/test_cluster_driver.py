@@ -6,15 +6,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import ClassVar
 
 import pytest
+import pytest_asyncio
 import redis
 from redis.cluster import RedisCluster
 
-from pevensie_cache import cache
+from pevensie_cache import AsyncPevensieCache, cache
 from pevensie_cache.cache import PevensieCache
-from pevensie_cache.testing import CacheConformance
+from pevensie_cache.testing import AsyncCacheConformance, CacheConformance
 from pevensie_redis import (
     RedisAuthenticationError,
     RedisConnectionError,
@@ -84,6 +86,32 @@ class TestClusterHashTagConformance(CacheConformance):
     @pytest.fixture
     def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
         return lambda: untagged(redis_cluster.stored_keys())
+
+
+class TestAsyncClusterConformance(AsyncCacheConformance):
+    """The whole conformance suite on the async face, against the cluster."""
+
+    query: ClassVar[dict[str, str]] = {}
+
+    @pytest_asyncio.fixture
+    async def cache_under_test(
+        self, redis_cluster: LocalCluster
+    ) -> AsyncIterator[AsyncPevensieCache]:
+        redis_cluster.flush()
+        c = await cache.from_url_async(cluster_url(redis_cluster, **self.query)).connect()
+        yield c
+        if c.connected:
+            await c.disconnect()
+
+    @pytest.fixture
+    def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
+        if self.query:
+            return lambda: untagged(redis_cluster.stored_keys())
+        return redis_cluster.stored_keys
+
+
+class TestAsyncClusterHashTagConformance(TestAsyncClusterConformance):
+    query: ClassVar[dict[str, str]] = {"cluster_hash_tag": "true"}
 
 
 def test_url_and_keywords_build_the_cluster_driver(redis_cluster: LocalCluster) -> None:

@@ -158,3 +158,51 @@ def test_map_error_sorts_redis_py_exceptions() -> None:
     assert oom.server_message == "OOM command not allowed"
     other = map_error(rx.DataError("bad"), "SET")
     assert type(other) is RedisDriverError
+
+
+@pytest.fixture
+def not_redis() -> Iterator[int]:
+    """A loopback port where an HTTP-like server answers instead of Redis."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_is_not_redis_is_a_protocol_error_that_is_a_connection_error(
+    not_redis: int,
+) -> None:
+    from pevensie_redis import RedisProtocolError
+
+    url = f"redis://127.0.0.1:{not_redis}/0?timeout=2000&retries=0"
+    with pytest.raises(RedisProtocolError, match="not the Redis protocol") as sync_error:
+        cache.from_url(url).connect()
+    with pytest.raises(RedisProtocolError, match="not the Redis protocol") as async_error:
+        await cache.from_url_async(url).connect()
+    assert isinstance(sync_error.value, RedisConnectionError)
+    assert isinstance(async_error.value, RedisConnectionError)

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from pevensie_cache import PevensieCache, cache
+from pevensie_cache import AsyncPevensieCache, PevensieCache, cache
 from pevensie_redis.testing import RedisServer
 
 ServerFactory = Callable[..., RedisServer]
@@ -46,6 +46,13 @@ def connect_cache(server: RedisServer, **fields: Any) -> PevensieCache:
     """Return a connected redis cache on ``server`` built with ``RedisConfig`` ``fields``."""
     fields.setdefault("timeout", FAST_TIMEOUT_MS)
     return cache.new(driver="redis", host=server.host, port=server.port, **fields).connect()
+
+
+async def connect_async_cache(server: RedisServer, **fields: Any) -> AsyncPevensieCache:
+    """Return a connected async redis cache on ``server`` built with ``RedisConfig`` ``fields``."""
+    fields.setdefault("timeout", FAST_TIMEOUT_MS)
+    built = cache.new_async(driver="redis", host=server.host, port=server.port, **fields)
+    return await built.connect()
 
 
 def named_clients(raw: redis.Redis, name: str) -> list[dict[str, Any]]:

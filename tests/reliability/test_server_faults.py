@@ -34,6 +34,7 @@ from pevensie_redis import (
     RedisTimeoutError,
 )
 from pevensie_redis.testing import RedisServer
+from pevensie_redis.testing.binaries import wait_until_ready
 
 Operation = Callable[[PevensieCache], Any]
 
@@ -413,6 +414,9 @@ def test_connect_to_a_server_that_never_answers_times_out_within_one_timeout(
     assert isinstance(error, RedisTimeoutError), error
     assert elapsed < timeout_ms / 1000 + 0.25
     assert not c.connected
+    # Just after SIGCONT the accept queue may still be full and drop a SYN (retried
+    # by the kernel after 1 s, longer than the timeout): wait until the server answers.
+    wait_until_ready(server.host, server.port, timeout=10)
     c.connect()  # the server answers again: the same cache connects
     try:
         c.set("user", "1", "connected after all")

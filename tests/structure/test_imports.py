@@ -117,9 +117,16 @@ def test_the_redis_modules_import_each_other_only_downwards() -> None:
         {"pevensie_redis.config", "pevensie_redis.errors", "pevensie_redis.compat"},
         {"pevensie_redis.resp"},
         {"pevensie_redis.pool", "pevensie_redis.pipe"},
-        {"pevensie_redis.sentinel"},
+        {"pevensie_redis.near"},
+        {"pevensie_redis.listener", "pevensie_redis.listener_async", "pevensie_redis.sentinel"},
         {"pevensie_redis.channel", "pevensie_redis.channel_async"},
-        {"pevensie_redis.driver", "pevensie_redis.driver_async", "pevensie_redis.cluster"},
+        {"pevensie_redis.cluster_io", "pevensie_redis.cluster_io_async"},
+        {
+            "pevensie_redis.driver",
+            "pevensie_redis.driver_async",
+            "pevensie_redis.cluster",
+            "pevensie_redis.cluster_async",
+        },
         {"pevensie_redis.modes"},
         {"pevensie_redis.plugin"},
     ]

@@ -41,6 +41,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.observability import instrument, uninstrument
 from pevensie_cache.registry import DriverInfo, Register
 from pevensie_cache.resource import CachedFunction, Resource
 from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
@@ -80,7 +81,9 @@ __all__ = [
     "WrongEventLoop",
     "cache",
     "hookimpl",
+    "instrument",
     "mask_url",
+    "uninstrument",
 ]
 
 __version__ = "0.1.0"

@@ -23,10 +23,13 @@ from typing import Any
 from pevensie_cache import building as _building
 from pevensie_cache.building import ENV_VAR
 from pevensie_cache.driver import AsyncCacheDriver, CacheDriver
+from pevensie_cache.errors import UnsupportedOperation
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
+from pevensie_cache.inspection import CacheInspector
 from pevensie_cache.plugins import get_registry as _get_registry
 from pevensie_cache.registry import DriverInfo
+from pevensie_cache.threaded import ThreadedAsyncDriver
 
 __all__ = [
     "ENV_VAR",
@@ -39,6 +42,7 @@ __all__ = [
     "from_env_async",
     "from_url",
     "from_url_async",
+    "inspector",
     "new",
     "new_async",
 ]
@@ -129,3 +133,34 @@ def drivers() -> list[DriverInfo]:
     (``native_async``); one without runs in worker threads under ``new_async``.
     """
     return _get_registry().infos()
+
+
+def inspector(c: PevensieCache | AsyncPevensieCache | object) -> CacheInspector:
+    """Return the inspector of a cache's driver (or of a driver): TTLs, keys, server facts.
+
+    For operator tools such as the ``pevensie-cache`` command line; the
+    inspector works on a connected cache's sync face. A driver whose plugin
+    registered no inspector raises :class:`~pevensie_cache.UnsupportedOperation`.
+    """
+    name, found = identify_driver(c)
+    if found is None:
+        raise UnsupportedOperation(
+            f"the {name} driver offers no inspector (TTLs, key listings, server statistics)"
+        )
+    return found
+
+
+def identify_driver(
+    c: PevensieCache | AsyncPevensieCache | object,
+) -> tuple[str, CacheInspector | None]:
+    """Return the registered name of the driver of ``c`` (a cache or a driver), and its inspector.
+
+    A driver no plugin recognises is named after its class, with no inspector.
+    """
+    driver: object = c.driver if isinstance(c, (PevensieCache, AsyncPevensieCache)) else c
+    if isinstance(driver, ThreadedAsyncDriver):
+        driver = driver.sync_driver
+    known = _get_registry().identify(driver)
+    if known is None:
+        return type(driver).__name__, None
+    return known

@@ -19,12 +19,13 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pevensie_cache.driver import Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo
 from pevensie_cache.options import Option, OptionSet
 from pevensie_cache.registry import Register
 from pevensie_cache.urls import mask_url, query_options, url_scheme
@@ -34,8 +35,10 @@ __all__ = [
     "OPTIONS",
     "AsyncMemoryDriver",
     "MemoryDriver",
+    "MemoryInspector",
     "from_url",
     "from_url_async",
+    "inspector_for_driver",
     "new",
     "new_async",
     "new_cache_driver",
@@ -357,6 +360,71 @@ class AsyncMemoryDriver:
         self.store.release_lock(resource_type, key, token)
 
 
+class MemoryInspector:
+    """What the memory driver can tell an operator: TTLs, keys and counts; it has no server.
+
+    An in-process store lives and dies with its process, so the command line
+    only ever sees the store it just created; the inspector is most useful
+    from within the application.
+    """
+
+    def __init__(self, store: MemoryDriver) -> None:
+        """Inspect ``store``."""
+        self._store = store
+
+    def server_info(self) -> ServerInfo:
+        """Name the store and count its live entries; memory and hit counts are not tracked."""
+        return ServerInfo(server="memory (in-process)", keys=len(self._store))
+
+    def ttl(self, resource_type: str, key: str) -> KeyTtl:
+        """Return whether the key is live and the seconds it has left (``None``: no expiry)."""
+        store = self._store
+        with store._lock:
+            entry = store._live(f"{resource_type}:{key}", _monotonic())
+        if entry is None:
+            return KeyTtl(exists=False)
+        if entry[1] == _NEVER:
+            return KeyTtl(exists=True)
+        return KeyTtl(exists=True, seconds=max(0.0, entry[1] - _monotonic()))
+
+    def keys(self, resource_type: str, page_size: int) -> Iterator[list[str]]:
+        """Yield the live keys of ``resource_type`` (a snapshot), ``page_size`` at a time."""
+        prefix = f"{resource_type}:"
+        live = self._store.keys()
+        found = sorted(full[len(prefix) :] for full in live if full.startswith(prefix))
+        for start in range(0, len(found), page_size):
+            yield found[start : start + page_size]
+
+    def sample(self, limit: int) -> KeySample:
+        """Count live entries per resource type among the first ``limit``."""
+        names = self._store.keys()
+        counts: dict[str, int] = {}
+        sampled = 0
+        for full in names:
+            if sampled >= limit:
+                break
+            sampled += 1
+            resource_type = full.partition(":")[0]
+            counts[resource_type] = counts.get(resource_type, 0) + 1
+        return KeySample(sampled=sampled, total=len(names), by_resource_type=counts)
+
+    def baseline(self) -> Baseline | None:
+        """Return ``None``: the memory driver has no client library underneath."""
+        return None
+
+
+def inspector_for_driver(driver: object) -> MemoryInspector | None:
+    """Return an inspector for a memory driver (either face), or ``None`` for any other driver.
+
+    Only this module's own classes: a subclass belongs to whoever registered it.
+    """
+    if type(driver) is MemoryDriver:
+        return MemoryInspector(driver)
+    if type(driver) is AsyncMemoryDriver:
+        return MemoryInspector(driver.store)
+    return None
+
+
 def new_cache_driver(max_entries: int | None = None) -> MemoryDriver:
     """Return a memory driver; ``max_entries`` bounds it with LRU eviction."""
     return MemoryDriver(max_entries=max_entries)
@@ -409,4 +477,5 @@ def register_cache_drivers(register: Register) -> None:
         async_url_factory=from_url_async,
         schemes=["memory"],
         description="In-process, thread-safe memory store with TTLs and optional LRU bound.",
+        inspector=inspector_for_driver,
     )

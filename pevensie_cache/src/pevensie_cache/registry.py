@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pevensie_cache.driver import AsyncCacheDriver, CacheDriver
 from pevensie_cache.errors import DriverConflict, DriverNotFound
+from pevensie_cache.inspection import CacheInspector, InspectorFactory
 
 __all__ = [
     "AsyncDriverFactory",
@@ -59,6 +60,7 @@ class Register(Protocol):
         async_url_factory: AsyncUrlDriverFactory | None = None,
         schemes: Sequence[str] = (),
         description: str = "",
+        inspector: InspectorFactory | None = None,
     ) -> None:
         """Register a driver named ``name``, built by ``factory(**options)``.
 
@@ -66,8 +68,11 @@ class Register(Protocol):
         in ``cache.from_url``; they need ``url_factory(url, **options)``.
         ``async_factory`` (and, with schemes, ``async_url_factory``) build the
         driver's native async face for ``cache.new_async``; without them the
-        async face runs the sync driver in worker threads. Registering must not
-        import the driver's client library: do that inside the factories.
+        async face runs the sync driver in worker threads. ``inspector(driver)``
+        returns a :class:`~pevensie_cache.inspection.CacheInspector` for a
+        driver of this plugin (``None`` for any other), for operator tools such
+        as the ``pevensie-cache`` command line. Registering must not import the
+        driver's client library: do that inside the factories.
         """
 
 
@@ -98,6 +103,7 @@ class DriverSpec:
     provider: Provider
     async_factory: AsyncDriverFactory | None = None
     async_url_factory: AsyncUrlDriverFactory | None = None
+    inspector: InspectorFactory | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,20 @@ class Registry:
         """Return the driver registered for the URL scheme ``scheme``."""
         key = f"{scheme.lower()}://"
         return self._find(key, self.by_scheme, f"no cache driver for URL scheme {key!r}")
+
+    def identify(self, driver: object) -> tuple[str, CacheInspector | None] | None:
+        """Return the registered name of ``driver``'s plugin and its inspector, if any knows it.
+
+        Each plugin's inspector factory is asked in turn; ``None`` when none
+        recognises ``driver`` (a driver object of a plugin without one).
+        """
+        for spec in self.by_name.values():
+            if spec.inspector is None:
+                continue
+            found = spec.inspector(driver)
+            if found is not None:
+                return spec.name, found
+        return None
 
     def infos(self) -> list[DriverInfo]:
         """Describe every driver and every failed plugin, sorted by name."""
@@ -221,8 +241,12 @@ def make_register(provider: Provider, sink: Callable[[DriverSpec], None]) -> Reg
         async_url_factory: AsyncUrlDriverFactory | None = None,
         schemes: Sequence[str] = (),
         description: str = "",
+        inspector: InspectorFactory | None = None,
     ) -> None:
         spec = _make_spec(name, factory, url_factory, schemes, description, provider)
+        if inspector is not None and not callable(inspector):
+            raise ValueError(f"driver {name!r}: inspector is not callable")
+        spec = dataclasses.replace(spec, inspector=inspector)
         sink(_with_async(spec, async_factory, async_url_factory))
 
     return register

@@ -23,17 +23,20 @@ from pevensie_redis.errors import (
     RedisConnectionError,
     RedisDriverError,
     RedisPoolExhausted,
+    RedisProtocolError,
     RedisServerError,
     RedisTimeoutError,
 )
 
 if TYPE_CHECKING:
     from pevensie_redis.cluster import RedisClusterDriver
+    from pevensie_redis.cluster_async import AsyncRedisClusterDriver
     from pevensie_redis.driver import RedisDriver, RedisSentinelDriver
     from pevensie_redis.driver_async import AsyncRedisDriver, AsyncRedisSentinelDriver
     from pevensie_redis.modes import new_async_cache_driver, new_cache_driver
 
 __all__ = [
+    "AsyncRedisClusterDriver",
     "AsyncRedisDriver",
     "AsyncRedisSentinelDriver",
     "RedisAuthenticationError",
@@ -43,6 +46,7 @@ __all__ = [
     "RedisDriver",
     "RedisDriverError",
     "RedisPoolExhausted",
+    "RedisProtocolError",
     "RedisSentinelDriver",
     "RedisServerError",
     "RedisTimeoutError",
@@ -61,6 +65,7 @@ _LAZY = {
     "new_cache_driver": "modes",
     "new_async_cache_driver": "modes",
     "RedisClusterDriver": "cluster",
+    "AsyncRedisClusterDriver": "cluster_async",
 }
 
 

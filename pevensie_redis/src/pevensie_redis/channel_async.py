@@ -93,7 +93,20 @@ class Channel:
         return list(self._pipes)
 
     async def close(self) -> None:
-        """Close every pipe; commands still waiting fail with a connection error."""
+        """Close every pipe; commands still waiting fail with a connection error.
+
+        Called from another event loop, it leaves the closing to the channel's
+        own loop (transports and tasks are not thread-safe); when that loop has
+        already ended, nothing can close them through it, and their sockets are
+        released with the transports.
+        """
+        if asyncio.get_running_loop() is not self._loop:
+            closing = self.close()
+            try:
+                asyncio.run_coroutine_threadsafe(closing, self._loop)
+            except RuntimeError:  # that loop is closed
+                closing.close()
+            return
         if self._listener is not None:
             await self._listener.stop()
         self._closed = True
@@ -109,8 +122,8 @@ class Channel:
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
-            pipe = self._ready() or await self._fresh()
-            try:
+            try:  # opening a pipe is part of the attempt: a failed connect is retried too
+                pipe = self._ready() or await self._fresh()
                 reply = await pipe.send(packed)
                 if reply.__class__ is ReadOnlyError and self._follows_primary:
                     raise self._moved(pipe)
@@ -142,8 +155,8 @@ class Channel:
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
-            pipe = self._ready() or await self._fresh()
             try:
+                pipe = self._ready() or await self._fresh()
                 if not idempotent and self._loop.time() - pipe.last_reply > HEALTH_CHECK_INTERVAL:
                     await _send(pipe, wire.pack(["PING"]))
                 return await self._send_many(pipe, commands)
@@ -170,8 +183,8 @@ class Channel:
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
-            pipe = self._ready() or await self._fresh()
             try:
+                pipe = self._ready() or await self._fresh()
                 return await attempt(pipe)
             except _RETRYABLE as exc:
                 return await self._retry(attempt, exc, True)
@@ -388,11 +401,14 @@ async def open_channel(config: RedisConfig) -> Channel:
             raise reply
         if config.near_cache:
             await _start_near_cache(channel, resolve, config)
-    except BaseException as exc:
+    except _FAILURES as exc:
         await channel.close()
-        if isinstance(exc, _FAILURES):
-            raise map_error(exc, f"connecting to {config.display_url()}") from exc
-        raise  # a ConfigError (the server refuses the near cache), or cancelled
+        raise map_error(exc, f"connecting to {config.display_url()}") from exc
+    except BaseException:
+        # A ConfigError (the server refuses the near cache), or cancelled: the pipe
+        # still opening (shielded) is closed as soon as it opens.
+        await channel.close()
+        raise
     return channel
 
 

@@ -1,27 +1,46 @@
-"""The Redis Cluster mode of the driver: ``RedisConfig(cluster=True)``.
+# Generated from cluster_async.py by .ci/unasync.py: edit that file, then run `nox -s generate`.
+"""The Redis Cluster mode of the driver (``RedisConfig(cluster=True)``), async face.
 
-redis-py's :class:`~redis.cluster.RedisCluster` owns the topology: it discovers
-every node from the one configured, keeps the slot map, and follows ``MOVED``
-and ``ASK`` redirects, refreshing the map after a failover. This driver adds:
+This module is the source of the sync face too: ``cluster.py``
+(:class:`~pevensie_redis.RedisClusterDriver`) is generated from it by
+``.ci/unasync.py``; only the I/O differs (:mod:`~pevensie_redis.cluster_io`,
+redis-py connection pools, or :mod:`~pevensie_redis.cluster_io`,
+multiplexed pipes). Edit this file, then run ``nox -s generate``.
 
-- a thin path for single ``get``/``set``/``delete``: the key's slot picks the
-  node from redis-py's slot map, and a pre-packed command goes straight to a
-  connection of that node's pool. Anything unusual (a redirect, a broken
-  connection, a node that is gone, ``CLUSTERDOWN``) hands the command to
-  ``RedisCluster.execute_command``, which redirects, refreshes the slot map
-  and retries; so the thin path keeps every guarantee of the full one.
+redis-py's ``RedisCluster`` owns the topology: it discovers every node from
+the one configured, keeps the slot map, and follows ``MOVED`` and ``ASK``
+redirects, refreshing the map after a failover. This driver adds:
+
+- a thin path for single-key operations: the key's slot picks the node from
+  the slot map, and a pre-packed command goes straight to that node. Anything
+  unusual (a redirect, a broken connection, a node that is gone,
+  ``CLUSTERDOWN``) hands the command to ``RedisCluster``, which redirects,
+  refreshes the slot map and retries; so the thin path keeps every guarantee
+  of the full one.
 - batch operations that never meet ``CROSSSLOT``: keys are grouped by slot,
   each slot group becomes one ``MGET``/``MSET``/``UNLINK`` (or one ``EVALSHA``
   of the ``SET ... EX`` script for ``set_many`` with a TTL), and the groups of
-  each node are pipelined on one connection, every node at once. A node that
-  answers with a redirect or fails has its groups resent through
-  ``RedisCluster``, one slot group at a time.
+  each node are pipelined, every node at once. A slot group whose command
+  meets a redirect, ``CLUSTERDOWN`` or a broken connection is resent through
+  ``RedisCluster``; the replies of the other groups stand.
+- batches that ride through resharding: while a slot is being migrated, a
+  multi-key command whose keys are split between the two nodes is refused
+  (``ASK``, then ``TRYAGAIN`` until the last key has moved, which can take
+  longer than RedisCluster's retries last). Such a slot group is sent again
+  key by key, pipelined: to the slot's owner, then (``ASKING``) to the node
+  each missing key moved to. So a batch whose keys are half migrated still
+  reads and writes exactly the stored values, in two more round trips.
+- ``ASK`` followed here for single keys, also to a primary that serves no
+  slot yet (one just added, receiving its first slot), which RedisCluster
+  cannot follow itself.
+- ``clear`` on every primary: ``SCAN`` pages, each page's keys deleted by slot
+  (``UNLINK`` per slot group, pipelined with the next ``SCAN``).
 - the ``cluster_hash_tag`` option: keys become ``{resource_type}:key``, so
   every key of a resource type lives in one slot and a batch is one command.
 
-Every node gets a pool of ``pool_size`` connections with the driver's
-timeouts, credentials and TLS settings. A call to a node that does not answer
-fails with :class:`~pevensie_redis.RedisTimeoutError` after at most
+Every node gets ``pool_size`` connections with the driver's timeouts,
+credentials and TLS settings. A call to a node that does not answer fails
+with :class:`~pevensie_redis.RedisTimeoutError` after at most
 ``(retries + 2) * timeout`` (the thin path's attempt, then RedisCluster's).
 While a dead primary's replica is being promoted (about
 ``cluster-node-timeout`` + 1-2 s), calls for its slots raise
@@ -32,55 +51,39 @@ promotion refreshes the slot map and succeeds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard
 
-from redis.backoff import ExponentialBackoff
-from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    ClusterError,
+    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
-    ResponseError,
     TryAgainError,
 )
-from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import TimeoutError as RedisPyTimeoutError
-from redis.retry import Retry
 
-from pevensie_redis import compat
+from pevensie_cache import PevensieCacheError
+from pevensie_cache.driver import Progress
+from pevensie_redis import wire
+from pevensie_redis.cluster_io import BROKEN, FAILURES, ClusterIO, open_cluster
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
     RedisConnectionError,
     RedisDriverError,
-    RedisPoolExhausted,
+    counter_error,
     decode_value,
     map_error,
     refuses_scripting,
 )
-from pevensie_redis.pool import ClusterNodePool, pool_options
-from pevensie_redis.wire import (
-    BATCH_SIZE,
-    SET_EX_SCRIPT,
-    SET_EX_SCRIPT_SHA,
-    pack,
-    pack_delete,
-    pack_get,
-    pack_set,
-    pack_set_ex,
-)
 
-__all__ = ["RedisClusterDriver", "cluster_options"]
+__all__ = ["RedisClusterDriver"]
 
-# The connection broke; ValueError is a socket closed under a read ("I/O operation on closed
-# file"), as after a topology refresh in another thread.
-_BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
 # A node answered for a slot it no longer serves (MOVED is an AskError), or is gone:
 # RedisCluster knows what to do.
-_REROUTE = (AskError, TryAgainError, ClusterDownError, *_BROKEN)
-_FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
+_REROUTE = (AskError, TryAgainError, ClusterDownError, *BROKEN)
 
 _Group = tuple[int, list[int]]  # (slot, indexes of the keys in that slot, in input order)
 
@@ -88,8 +91,9 @@ _Group = tuple[int, list[int]]  # (slot, indexes of the keys in that slot, in in
 class RedisClusterDriver:
     """A Pevensie Cache driver for a Redis Cluster; see :class:`RedisConfig` ``cluster``.
 
-    Thread-safe, like the single-server driver. ``config.host``/``config.port``
-    name any node; the others are discovered at ``connect()``.
+    Safe for any number of concurrent callers, like the single-server driver.
+    ``config.host``/``config.port`` name any node; the others are discovered
+    at ``connect()``.
     """
 
     def __init__(self, config: RedisConfig) -> None:
@@ -97,19 +101,19 @@ class RedisClusterDriver:
         if not isinstance(config, RedisConfig):
             raise TypeError(f"config must be a RedisConfig, not {type(config).__name__}")
         if not config.cluster:
-            raise ValueError("RedisClusterDriver needs a RedisConfig with cluster=True")
+            raise ValueError(f"{type(self).__name__} needs a RedisConfig with cluster=True")
         self.config = config
-        self._client: RedisCluster | None = None
+        self._io: ClusterIO | None = None
         self._hash_tag = config.cluster_hash_tag
         self._scripting = True
 
     def __repr__(self) -> str:
-        return f"RedisClusterDriver({self.config.display_url()!r})"
+        return f"{type(self).__name__}({self.config.display_url()!r})"
 
     @property
-    def client(self) -> RedisCluster | None:
+    def client(self) -> Any:
         """The live redis-py ``RedisCluster`` while connected, else ``None``."""
-        return self._client
+        return None if self._io is None else self._io.client
 
     def prefix(self, resource_type: str) -> str:
         """Return what every stored key of ``resource_type`` starts with.
@@ -126,31 +130,27 @@ class RedisClusterDriver:
         Raises :class:`RedisConnectionError`, :class:`RedisTimeoutError` or
         :class:`RedisAuthenticationError` (and closes everything) when it cannot.
         """
-        action = f"connecting to {self.config.display_url()}"
-        client: RedisCluster | None = None
         try:
-            client = RedisCluster(**cluster_options(self.config))
-            for node in client.get_primaries():  # type: ignore[no-untyped-call]
-                client.get_redis_connection(node).ping()
-        except _FAILURES as exc:
-            if client is not None:
-                client.close()
-            raise _map(exc, action) from exc
+            io = open_cluster(self.config)
+        except PevensieCacheError:
+            raise
+        except FAILURES as exc:
+            raise _map(exc, f"connecting to {self.config.display_url()}") from exc
         self._scripting = True
-        self._client = client
+        self._io = io
 
     def disconnect(self) -> None:
         """Close the connections to every node."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        io, self._io = self._io, None
+        if io is not None:
+            io.close()
 
     # -- single operations -----------------------------------------------------------
 
     def get(self, resource_type: str, key: str) -> str | None:
         """``GET`` on the key's node; ``None`` when absent or expired."""
         full = (self.prefix(resource_type) + key).encode()
-        value = self._single(full, pack_get(full), ("GET", full), "GET")
+        value = self._single(full, wire.pack_get(full), ("GET", full), "GET")
         return None if value is None else decode_value(value, "GET")
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
@@ -158,15 +158,120 @@ class RedisClusterDriver:
         full = (self.prefix(resource_type) + key).encode()
         data = value.encode()
         if ttl_seconds is None:
-            self._single(full, pack_set(full, data), ("SET", full, data), "SET")
+            self._single(full, wire.pack_set(full, data), ("SET", full, data), "SET")
         else:
-            packed = pack_set_ex(full, data, ttl_seconds)
+            packed = wire.pack_set_ex(full, data, ttl_seconds)
             self._single(full, packed, ("SET", full, data, "EX", ttl_seconds), "SET")
 
     def delete(self, resource_type: str, key: str) -> None:
         """``UNLINK`` on the key's node; an absent key is fine."""
         full = (self.prefix(resource_type) + key).encode()
-        self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK")
+        self._single(full, wire.pack_delete(full), ("UNLINK", full), "UNLINK")
+
+    # -- atomic operations and clear -------------------------------------------------
+
+    def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``SET ... NX [EX ttl]`` on the key's node: store only if absent."""
+        full = (self.prefix(resource_type) + key).encode()
+        args: tuple[Any, ...] = ("SET", full, value.encode(), "NX")
+        if ttl_seconds is not None:
+            args += ("EX", ttl_seconds)
+        reply = self._single(full, wire.pack(_encode(args)), args, "SET NX", once=True)
+        return reply is not None
+
+    def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first."""
+        full = (self.prefix(resource_type) + key).encode()
+        try:
+            if ttl_seconds is not None:
+                created = ("SET", full, b"0", "NX", "EX", ttl_seconds)
+                self._single(
+                    full, wire.pack(_encode(created)), created, "SET NX", raw=True, once=True
+                )
+            args = ("INCRBY", full, delta)
+            result: int = self._single(
+                full, wire.pack(_encode(args)), args, "INCRBY", raw=True, once=True
+            )
+        except RedisError as exc:
+            raise counter_error(exc, "INCRBY") from exc
+        return result
+
+    def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``EXPIRE`` on the key's node, or without a TTL ``EXISTS`` then ``PERSIST``."""
+        full = (self.prefix(resource_type) + key).encode()
+        if ttl_seconds is not None:
+            args: tuple[Any, ...] = ("EXPIRE", full, ttl_seconds)
+            return bool(self._single(full, wire.pack(_encode(args)), args, "EXPIRE") == 1)
+        exists = self._single(full, wire.pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS")
+        self._single(full, wire.pack([b"PERSIST", full]), ("PERSIST", full), "PERSIST")
+        return bool(exists == 1)
+
+    def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Delete every ``<resource_type>:*`` key on every primary, page by page.
+
+        The resource type's glob characters are escaped, so only its own keys
+        match; each page's keys are deleted per slot (``UNLINK``), pipelined
+        with the next ``SCAN``, and a key that moved meanwhile is deleted
+        through RedisCluster.
+        """
+        io = self._live()
+        pattern = wire.escape_glob(self.prefix(resource_type)) + "*"
+        deleted = 0
+        failure: BaseException | None = None
+        for node in io.primaries():
+            cursor = b"0"
+            pending: list[bytes] = []
+            while True:
+                commands = [wire.pack_scan(cursor, pattern), *_unlinks(pending)]
+                replies = io.exchange(node, commands, "SCAN")
+                if not replies or isinstance(replies[0], Exception):
+                    # This primary failed: delete what it listed elsewhere, go on with the
+                    # others, and say so at the end (its other keys are not cleared).
+                    deleted += self._unlink_routed(pending)
+                    failure = failure or (
+                        replies[0] if replies else RedisConnectionError(f"{node} did not answer")
+                    )
+                    break
+                deleted += self._count_unlinked(pending, replies[1:])
+                if on_progress is not None and pending:
+                    on_progress(deleted)
+                cursor, pending = replies[0]
+                if cursor == b"0":
+                    if pending:
+                        deleted += self._count_unlinked(
+                            pending, io.exchange(node, _unlinks(pending), "UNLINK")
+                        )
+                        if on_progress is not None:
+                            on_progress(deleted)
+                    break
+        if failure is not None:
+            if isinstance(failure, RedisDriverError):
+                raise failure
+            raise map_error(failure, f"clear ({deleted} keys deleted on the other primaries)")
+        return deleted
+
+    def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``SET :lock:<prefix><key> token NX PX lease_ms`` on the lock key's node."""
+        lock = self._lock_key(resource_type, key)
+        args = ("SET", lock, token, "NX", "PX", lease_ms)
+        packed = wire.pack(_encode(args))
+        return self._single(lock, packed, args, "SET NX PX", once=True) is not None
+
+    def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Delete the lock only if ``token`` still holds it (``EVAL`` of the release script)."""
+        lock = self._lock_key(resource_type, key)
+        if self._scripting:
+            args = ("EVAL", wire.RELEASE_LOCK_SCRIPT, 1, lock, token)
+            try:
+                self._single(lock, wire.pack(_encode(args)), args, "EVAL", raw=True)
+                return
+            except RedisError as exc:
+                if not refuses_scripting(exc):
+                    raise _map(exc, "EVAL") from exc
+                self._scripting = False
+        held = self._single(lock, wire.pack([b"GET", lock]), ("GET", lock), "GET")
+        if held == token.encode():
+            self._single(lock, wire.pack_delete(lock), ("UNLINK", lock), "UNLINK")
 
     # -- batch operations ------------------------------------------------------------
 
@@ -177,15 +282,20 @@ class RedisClusterDriver:
         fulls = [(prefix + key).encode() for key in unique]
         found: dict[str, str] = {}
 
-        def command(slot_keys: list[int]) -> tuple[Any, ...]:
-            return ("MGET", *(fulls[i] for i in slot_keys))
-
-        def collect(slot_keys: list[int], reply: Any) -> None:
-            for index, value in zip(slot_keys, reply, strict=True):
+        def collect(indexes: list[int], values: list[Any]) -> None:
+            for index, value in zip(indexes, values, strict=True):
                 if value is not None:
                     found[unique[index]] = decode_value(value, "MGET")
 
-        self._scatter(fulls, command, collect, "MGET")
+        self._scatter(
+            _Batch(
+                "MGET",
+                fulls,
+                together=lambda part: ("MGET", *(fulls[i] for i in part)),
+                alone=lambda i: ("GET", fulls[i]),
+                collect=collect,
+            )
+        )
         return found
 
     def set_many(
@@ -200,278 +310,375 @@ class RedisClusterDriver:
         values = [value.encode() for value in items.values()]
 
         if ttl_seconds is None:
-
-            def command(slot_keys: list[int]) -> tuple[Any, ...]:
-                return ("MSET", *(part for i in slot_keys for part in (fulls[i], values[i])))
-
-            self._scatter(fulls, command, _ignore_reply, "MSET")
+            self._scatter(
+                _Batch(
+                    "MSET",
+                    fulls,
+                    together=lambda part: (
+                        "MSET",
+                        *(item for i in part for item in (fulls[i], values[i])),
+                    ),
+                    alone=lambda i: ("SET", fulls[i], values[i]),
+                )
+            )
             return
         ttl = b"%d" % ttl_seconds
+
+        def alone(i: int) -> tuple[Any, ...]:
+            return ("SET", fulls[i], values[i], "EX", ttl)
+
         if self._scripting:
 
-            def script(slot_keys: list[int]) -> tuple[Any, ...]:
-                if len(slot_keys) == 1:  # the same, and cheaper, as a plain SET ... EX
-                    return ("SET", fulls[slot_keys[0]], values[slot_keys[0]], "EX", ttl)
-                keys = [fulls[i] for i in slot_keys]
+            def script(part: list[int]) -> tuple[Any, ...]:
                 return (
                     "EVALSHA",
-                    SET_EX_SCRIPT_SHA,
-                    len(keys),
-                    *keys,
+                    wire.SET_EX_SCRIPT_SHA,
+                    len(part),
+                    *(fulls[i] for i in part),
                     ttl,
-                    *(values[i] for i in slot_keys),
+                    *(values[i] for i in part),
                 )
 
             try:
-                self._scatter(fulls, script, _ignore_reply, "EVALSHA", scripted=True)
+                self._scatter(_Batch("EVALSHA", fulls, script, alone, scripted=True))
                 return
             except _ScriptsRefused:
                 self._scripting = False
-
-        def each(slot_keys: list[int]) -> list[tuple[Any, ...]]:
-            return [("SET", fulls[i], values[i], "EX", ttl) for i in slot_keys]
-
-        self._scatter(fulls, each, _ignore_reply, "SET EX", one_per_key=True)
+        self._scatter(_Batch("SET EX", fulls, None, alone))
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per slot, the slots of each node pipelined; absent keys are fine."""
         prefix = self.prefix(resource_type)
         fulls = list(dict.fromkeys((prefix + key).encode() for key in keys))
-
-        def command(slot_keys: list[int]) -> tuple[Any, ...]:
-            return ("UNLINK", *(fulls[i] for i in slot_keys))
-
-        self._scatter(fulls, command, _ignore_reply, "UNLINK")
+        self._scatter(
+            _Batch(
+                "UNLINK",
+                fulls,
+                together=lambda part: ("UNLINK", *(fulls[i] for i in part)),
+                alone=lambda i: ("UNLINK", fulls[i]),
+            )
+        )
 
     # -- the command paths -----------------------------------------------------------
 
-    def _live(self) -> RedisCluster:
-        client = self._client
-        if client is None:
+    def _live(self) -> ClusterIO:
+        io = self._io
+        if io is None:
             raise RedisConnectionError("the Redis Cluster driver is not connected")
-        return client
+        return io
 
-    def _single(self, full: bytes, packed: bytes, args: tuple[Any, ...], command: str) -> Any:
-        """Send ``packed`` to the node serving ``full``; on trouble, let RedisCluster do it."""
-        client = self._live()
-        node = compat.node_of_slot(client, key_slot(full))
+    def _lock_key(self, resource_type: str, key: str) -> bytes:
+        """Return the lease lock's key: ``:lock:`` before the key (hash-tagged like it)."""
+        return b":lock:" + (self.prefix(resource_type) + key).encode()
+
+    def _single(
+        self,
+        full: bytes,
+        packed: bytes,
+        args: tuple[Any, ...],
+        command: str,
+        *,
+        raw: bool = False,
+        once: bool = False,
+    ) -> Any:
+        """Send ``packed`` to the node serving ``full``; on trouble, let RedisCluster do it.
+
+        An error reply that no reroute can fix is raised mapped, or as
+        redis-py's with ``raw`` (for the caller to read). A command that must
+        run ``once`` (not idempotent) is rerouted only after a reply that says
+        it did not run (a redirect); a connection that broke after the command
+        was sent is an error.
+        """
+        io = self._live()
+        node = io.node_of(key_slot(full))
         if node is not None:
-            pool = client.get_redis_connection(node).connection_pool
-            connection: Any
-            try:
-                connection = pool.get_connection()
-            except _FAILURES as exc:
-                _raise_if_pool_exhausted(exc, command)
-                connection = None  # the node is unreachable: RedisCluster will sort it out
-            if connection is not None:
-                try:
-                    connection.send_packed_command((packed,))
-                    return connection.read_response()
-                except _REROUTE as exc:
-                    if isinstance(exc, _BROKEN):
-                        connection.disconnect()
-                except _FAILURES as exc:
-                    if isinstance(exc, _BROKEN):
-                        connection.disconnect()
-                    raise map_error(exc, command) from exc
-                finally:
-                    pool.release(connection)
-        return self._routed(client, args, command)
+            replies = io.exchange(node, [packed], command, idempotent=not once)
+            if replies:
+                reply = replies[0]
+                if not isinstance(reply, Exception):
+                    return reply
+                if _asks(reply):
+                    # The key's slot is being migrated and the key is not here (yet).
+                    answers = io.ask(reply.host, reply.port, [packed], command)
+                    if answers and not isinstance(answers[0], Exception):
+                        return answers[0]
+                    settled = answers and not isinstance(answers[0], _REROUTE)
+                    reply = answers[0] if settled else None
+                if reply is not None and not isinstance(reply, _REROUTE):
+                    if raw:
+                        raise reply
+                    raise map_error(reply, command) from reply
+        return self._routed(args, command, raw=raw)
 
-    def _routed(self, client: RedisCluster, args: tuple[Any, ...], command: str) -> Any:
+    def _routed(self, args: tuple[Any, ...], command: str, *, raw: bool = False) -> Any:
         """Run one command through RedisCluster: redirects, slot map refresh and retries."""
         try:
-            return client.execute_command(*args)  # type: ignore[no-untyped-call]
-        except _FAILURES as exc:
+            return self._live().routed(args)
+        except FAILURES as exc:
+            if raw and isinstance(exc, RedisError) and not isinstance(exc, BROKEN):
+                raise
             raise _map(exc, command) from exc
 
-    def _scatter(
+    def _count_unlinked(self, keys: list[bytes], replies: list[Any]) -> int:
+        """Add up the ``UNLINK`` replies of ``keys``' slot groups; reroute what failed."""
+        groups = _slot_key_groups(keys)
+        deleted = 0
+        for position, group in enumerate(groups):
+            reply = replies[position] if position < len(replies) else None
+            if isinstance(reply, int):
+                deleted += reply
+            else:
+                deleted += self._unlink_routed(group)
+        return deleted
+
+    def _unlink_routed(self, keys: list[bytes]) -> int:
+        deleted = 0
+        for key in keys:
+            deleted += int(self._routed(("UNLINK", key), "UNLINK"))
+        return deleted
+
+    def _scatter(self, batch: _Batch) -> None:
+        """Run ``batch``: each node's commands pipelined, every node at once.
+
+        A slot group that meets ``ASK`` or ``TRYAGAIN`` (its slot is being
+        migrated) is sent again key by key, each key that is not on the slot's
+        owner any more after ``ASKING`` to the node it moved to. A command that
+        meets ``MOVED``, ``CLUSTERDOWN``, a broken connection or a node that is
+        gone is resent through RedisCluster (:meth:`_reroute`). The replies of
+        the others stand.
+        """
+        groups = [(slot, batch.units(indexes)) for slot, indexes in _slot_groups(batch.fulls)]
+        outcome = self._pass(batch, groups)
+        if outcome.split:
+            alone = [
+                (key_slot(batch.fulls[unit.indexes[0]]), _one_by_one(unit))
+                for unit in outcome.split
+            ]
+            outcome.split = []
+            outcome.add(self._pass(batch, alone))
+        io = self._live()
+        for redirect, units in outcome.asked.values():
+            answers = io.ask(
+                redirect.host, redirect.port, [batch.pack([unit]) for unit in units], batch.name
+            )
+            outcome.rerouted.extend(_settle(batch, units, answers).unsettled())
+        for unit in outcome.rerouted:
+            self._reroute(batch, unit)
+
+    def _pass(self, batch: _Batch, groups: list[tuple[int, list[_Unit]]]) -> _Outcome:
+        """Send ``groups`` (slot, commands) to the nodes the slot map names; deliver the replies."""
+        io = self._live()
+        by_node: dict[str, list[_Unit]] = {}
+        outcome = _Outcome()
+        for slot, units in groups:
+            node = io.node_of(slot)
+            if node is not None:
+                by_node.setdefault(node, []).extend(units)
+            else:
+                outcome.rerouted.extend(units)
+        packed = {node: [batch.pack([unit]) for unit in units] for node, units in by_node.items()}
+        replies = io.exchange_many(packed, batch.name)
+        for node, units in by_node.items():
+            outcome.add(self._settle_node(node, units, replies[node], batch))
+        return outcome
+
+    def _settle_node(
+        self, node: str, units: list[_Unit], replies: list[Any], batch: _Batch
+    ) -> _Outcome:
+        """Deliver a node's replies; first load the script where the node lacked it."""
+        if batch.scripted and len(replies) == len(units):
+            missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                # First use on this node, or its script cache was flushed: load it, resend.
+                io = self._live()
+                load = wire.pack([b"SCRIPT", b"LOAD", wire.SET_EX_SCRIPT])
+                loaded = io.exchange(node, [load], "SCRIPT LOAD")
+                if loaded and isinstance(loaded[0], Exception):
+                    if refuses_scripting(loaded[0]):
+                        raise _ScriptsRefused from loaded[0]
+                    raise map_error(loaded[0], "SCRIPT LOAD") from loaded[0]
+                again: list[Any] = []
+                if loaded:
+                    resend = [batch.pack([units[n]]) for n in missing]
+                    again = io.exchange(node, resend, batch.name)
+                for n, reply in zip(missing, again, strict=False):
+                    replies[n] = reply
+                if len(again) < len(missing):  # the connection broke: the rest goes around
+                    replies = replies[: missing[len(again)]]
+        return _settle(batch, units, replies)
+
+    def _reroute(self, batch: _Batch, unit: _Unit) -> None:
+        """Send one command through RedisCluster, which follows its slot wherever it is.
+
+        Should RedisCluster run out of retries on ``TRYAGAIN`` (the slot began
+        moving meanwhile), the keys go one by one: a single key is always served.
+        """
+        together = batch.together
+        if together is not None and unit.together:
+            args = together(unit.indexes)
+            if args[0] == "EVALSHA":
+                # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
+                args = ("EVAL", wire.SET_EX_SCRIPT, *args[2:])
+            try:
+                reply = self._live().routed(args)
+            except FAILURES as exc:
+                if not _gave_up_migrating(exc):
+                    if batch.scripted and isinstance(exc, RedisError) and refuses_scripting(exc):
+                        raise _ScriptsRefused from exc
+                    raise _map(exc, batch.name) from exc
+            else:
+                batch.deliver(unit, reply)
+                return
+        for single in _one_by_one(unit):
+            reply = self._routed(batch.args(single), batch.name)
+            batch.deliver(single, reply)
+
+
+class _Unit(NamedTuple):
+    """One command of a batch: the keys (their indexes) it carries, in input order."""
+
+    indexes: list[int]
+    together: bool
+    """One multi-key command for every key, else the single-key command of the one key."""
+
+
+class _Batch:
+    """One batch operation: its keys, and how to ask for them together or one at a time."""
+
+    __slots__ = ("alone", "collect", "fulls", "name", "scripted", "together")
+
+    def __init__(
         self,
-        fulls: list[bytes],
-        command: Callable[[list[int]], Any],
-        collect: Callable[[list[int], Any], None],
         name: str,
+        fulls: list[bytes],
+        together: Callable[[list[int]], tuple[Any, ...]] | None,
+        alone: Callable[[int], tuple[Any, ...]],
+        collect: Callable[[list[int], list[Any]], None] | None = None,
         *,
         scripted: bool = False,
-        one_per_key: bool = False,
     ) -> None:
-        """Run ``command(slot_keys)`` for every slot group, pipelined per node, all nodes at once.
+        self.name = name
+        """What the batch sends, for error messages: ``MGET``, ``EVALSHA``, ..."""
+        self.fulls = fulls
+        """The full keys, each once."""
+        self.together = together
+        """One command for up to ``BATCH_SIZE`` keys of one slot; ``None``: key by key only."""
+        self.alone = alone
+        """The command for one key."""
+        self.collect = collect
+        """Takes the replies, one value per key (``indexes``, ``values``); ``None``: ignored."""
+        self.scripted = scripted
+        """``together`` is ``EVALSHA`` of the ``SET ... EX`` script."""
 
-        ``collect(slot_keys, reply)`` receives each reply. Groups on a node that
-        failed or redirected are resent through RedisCluster one by one.
-        """
-        client = self._live()
-        by_node: dict[str, list[_Group]] = {}
-        unrouted: list[_Group] = []
-        for slot, slot_keys in _slot_groups(fulls):
-            node = compat.node_of_slot(client, slot)
-            if node is not None:
-                by_node.setdefault(node.name, []).append((slot, slot_keys))
-            else:
-                unrouted.append((slot, slot_keys))
-        # Connections are taken in one global order (node name), so threads that
-        # each hold some never wait on each other in a cycle.
-        taken: list[tuple[str, Any, Any, list[bytes]]] = []
-        settled: set[str] = set()  # nodes whose replies were all read (or never sent)
-        try:
-            for node_name in sorted(by_node):
-                node = compat.node_named(client, node_name)
-                if node is None:
-                    unrouted.extend(by_node[node_name])
-                    continue
-                pool = client.get_redis_connection(node).connection_pool
-                try:
-                    connection = pool.get_connection()
-                except _FAILURES as exc:
-                    _raise_if_pool_exhausted(exc, name)
-                    unrouted.extend(by_node[node_name])
-                    continue
-                packed = [
-                    pack(_encode(args))
-                    for _, slot_keys in by_node[node_name]
-                    for args in _commands(command, slot_keys, one_per_key)
-                ]
-                taken.append((node_name, pool, connection, packed))
-            # Send to every node first, then read: one round trip for the whole batch.
-            sent: list[tuple[str, Any, list[bytes]]] = []
-            for node_name, _, connection, packed in taken:
-                try:
-                    connection.send_packed_command((b"".join(packed),))
-                    sent.append((node_name, connection, packed))
-                except _BROKEN:
-                    connection.disconnect()
-                    settled.add(node_name)
-                    unrouted.extend(by_node[node_name])
-            for node_name, connection, packed in sent:
-                retry = self._read_node(
-                    connection, by_node[node_name], packed, collect, name, scripted
-                )
-                settled.add(node_name)
-                if retry:
-                    unrouted.extend(by_node[node_name])
-        finally:
-            for node_name, pool, connection, _ in taken:
-                if node_name not in settled:
-                    connection.disconnect()  # replies left unread: never reuse it as is
-                pool.release(connection)
-        for _slot, slot_keys in unrouted:
-            self._routed_group(client, command, collect, slot_keys, name, scripted, one_per_key)
+    def units(self, indexes: list[int]) -> list[_Unit]:
+        """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
+        if self.together is None or len(indexes) == 1:
+            return [_Unit([index], together=False) for index in indexes]
+        return [_Unit(list(part), together=True) for part in wire.chunks(indexes)]
 
-    def _read_node(
-        self,
-        connection: Any,
-        groups: list[_Group],
-        packed: list[bytes],
-        collect: Callable[[list[int], Any], None],
-        name: str,
-        scripted: bool,
-    ) -> bool:
-        """Read a node's replies; return whether its groups must go through RedisCluster."""
-        replies: list[Any] = []
-        error: BaseException | None = None
-        for _ in packed:
-            try:
-                replies.append(connection.read_response())
-            except ResponseError as exc:
-                error = error or exc
-                replies.append(None)
-            except _BROKEN:
-                connection.disconnect()
-                return True
-        if isinstance(error, NoScriptError) and scripted:
-            # First use on this node, or its script cache was flushed: load it, resend.
-            try:
-                connection.send_command("SCRIPT", "LOAD", SET_EX_SCRIPT)
-                connection.read_response()
-            except ResponseError as exc:
-                if refuses_scripting(exc):
-                    raise _ScriptsRefused from exc
-                raise map_error(exc, "SCRIPT LOAD") from exc
-            except _BROKEN:
-                connection.disconnect()
-                return True
-            return self._resend(connection, groups, packed, collect)
-        if error is not None:
-            if isinstance(error, _REROUTE):
-                return True
-            if scripted and isinstance(error, ResponseError) and refuses_scripting(error):
-                raise _ScriptsRefused from error
-            raise map_error(error, name) from error
-        _deliver(groups, replies, collect)
-        return False
+    def pack(self, units: list[_Unit]) -> bytes:
+        """Pack ``units`` for one pipelined write."""
+        return b"".join(wire.pack(_encode(self.args(unit))) for unit in units)
 
-    def _resend(
-        self,
-        connection: Any,
-        groups: list[_Group],
-        packed: list[bytes],
-        collect: Callable[[list[int], Any], None],
-    ) -> bool:
-        try:
-            connection.send_packed_command((b"".join(packed),))
-            replies = [connection.read_response() for _ in packed]
-        except _REROUTE:
-            connection.disconnect()  # replies may be left unread: start afresh
-            return True
-        except ResponseError as exc:
-            connection.disconnect()
-            raise map_error(exc, "EVALSHA") from exc
-        _deliver(groups, replies, collect)
-        return False
+    def args(self, unit: _Unit) -> tuple[Any, ...]:
+        """Return the command of ``unit``."""
+        if unit.together and self.together is not None:
+            return self.together(unit.indexes)
+        return self.alone(unit.indexes[0])
 
-    def _routed_group(
-        self,
-        client: RedisCluster,
-        command: Callable[[list[int]], Any],
-        collect: Callable[[list[int], Any], None],
-        slot_keys: list[int],
-        name: str,
-        scripted: bool,
-        one_per_key: bool,
-    ) -> None:
-        """Send one slot group through RedisCluster, which follows the slot wherever it is."""
-        for part in _chunk_list(slot_keys):
-            for args in _commands(command, part, one_per_key):
-                if args[0] == "EVALSHA":
-                    # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
-                    _, _, count, *rest = args
-                    args = ("EVAL", SET_EX_SCRIPT, count, *rest)
-                try:
-                    reply = client.execute_command(*args)  # type: ignore[no-untyped-call]
-                except ResponseError as exc:
-                    if scripted and refuses_scripting(exc):
-                        raise _ScriptsRefused from exc
-                    raise _map(exc, name) from exc
-                except _FAILURES as exc:
-                    raise _map(exc, name) from exc
-                if not one_per_key:
-                    collect(part, reply)
+    def deliver(self, unit: _Unit, reply: Any) -> None:
+        """Hand the reply of ``unit`` to ``collect``, one value per key."""
+        if self.collect is not None:
+            self.collect(unit.indexes, reply if unit.together else [reply])
+
+
+class _Outcome:
+    """What a pass of a batch left to do: commands to send another way."""
+
+    __slots__ = ("asked", "rerouted", "split")
+
+    def __init__(self) -> None:
+        self.rerouted: list[_Unit] = []
+        """Through RedisCluster (MOVED, CLUSTERDOWN, a broken connection, a node gone)."""
+        self.split: list[_Unit] = []
+        """Multi-key commands for a slot being migrated: to send again key by key."""
+        self.asked: dict[str, tuple[AskError, list[_Unit]]] = {}
+        """Single-key commands an ``ASK`` sent elsewhere, by node: the redirect and the commands."""
+
+    def add(self, other: _Outcome) -> None:
+        """Take over what ``other`` left to do."""
+        self.rerouted.extend(other.rerouted)
+        self.split.extend(other.split)
+        for name, (redirect, units) in other.asked.items():
+            self.asked.setdefault(name, (redirect, []))[1].extend(units)
+
+    def unsettled(self) -> list[_Unit]:
+        """Every command left, as single-key commands where it was split."""
+        return [
+            *self.rerouted,
+            *(single for unit in self.split for single in _one_by_one(unit)),
+            *(unit for _, units in self.asked.values() for unit in units),
+        ]
+
+
+def _one_by_one(unit: _Unit) -> list[_Unit]:
+    """Return the single-key commands that do what ``unit`` does."""
+    if not unit.together:
+        return [unit]
+    return [_Unit([index], together=False) for index in unit.indexes]
+
+
+def _asks(reply: BaseException) -> TypeGuard[AskError]:
+    """Whether ``reply`` is an ``ASK`` redirect (``MOVED`` is an AskError too in redis-py)."""
+    return isinstance(reply, AskError) and not isinstance(reply, MovedError)
+
+
+def _migrating(reply: BaseException) -> bool:
+    """Whether ``reply`` says the slot is being migrated: ``ASK``, or ``TRYAGAIN``.
+
+    A multi-key command then fails while its keys are split between the two
+    nodes; each key alone is always served.
+    """
+    return isinstance(reply, TryAgainError) or _asks(reply)
+
+
+def _gave_up_migrating(exc: BaseException) -> bool:
+    """Whether RedisCluster gave up on a command after ``TRYAGAIN`` replies (``TTL exhausted``)."""
+    return isinstance(exc, (TryAgainError, ClusterError)) and not isinstance(exc, ClusterDownError)
+
+
+def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> _Outcome:
+    """Deliver the good replies; return what must be sent another way.
+
+    Raises the first error reply that no other way can fix, mapped.
+    """
+    outcome = _Outcome()
+    failure: Exception | None = None
+    for position, unit in enumerate(units):
+        if position >= len(replies):  # never answered: the connection broke
+            outcome.rerouted.append(unit)
+            continue
+        reply = replies[position]
+        if not isinstance(reply, Exception):
+            batch.deliver(unit, reply)
+        elif unit.together and _migrating(reply):
+            outcome.split.append(unit)
+        elif _asks(reply):
+            name = f"{reply.host}:{reply.port}"
+            outcome.asked.setdefault(name, (reply, []))[1].append(unit)
+        elif isinstance(reply, (*_REROUTE, NoScriptError)):
+            outcome.rerouted.append(unit)  # MOVED, CLUSTERDOWN, NOSCRIPT: RedisCluster will do
+        elif failure is None:
+            failure = reply
+    if failure is not None:
+        if batch.scripted and refuses_scripting(failure):
+            raise _ScriptsRefused from failure
+        raise map_error(failure, batch.name) from failure
+    return outcome
 
 
 class _ScriptsRefused(Exception):
     """The cluster refuses scripts (ACL, renamed or disabled commands)."""
-
-
-def cluster_options(config: RedisConfig) -> dict[str, Any]:
-    """Return the keyword arguments of redis-py's ``RedisCluster`` for ``config``.
-
-    Each node's pool is a :class:`ClusterNodePool` of ``pool_size``
-    connections with the driver's timeouts, credentials and TLS settings;
-    retries of a failed command (after refreshing the slot map) are ``retries``.
-    """
-    options = pool_options(config)
-    for name in ("db", "retry", "retry_on_error", "health_check_interval", "host", "port"):
-        options.pop(name, None)
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    scheme = "rediss" if config.tls else "redis"
-    # The URL form makes RedisCluster build each node's pool from connection_pool_class.
-    options["url"] = f"{scheme}://{host}:{config.port}"
-    options["connection_pool_class"] = ClusterNodePool
-    options["startup_nodes"] = [ClusterNode(config.host, config.port)]  # type: ignore[no-untyped-call]
-    options["retry"] = Retry(ExponentialBackoff(), config.retries)
-    # A cache serves the slots it can reach rather than refusing everything.
-    options["require_full_coverage"] = False
-    return options
 
 
 def _map(exc: BaseException, action: str) -> RedisDriverError:
@@ -481,14 +688,9 @@ def _map(exc: BaseException, action: str) -> RedisDriverError:
         if isinstance(cause, (RedisError, OSError)):
             return map_error(cause, action)
         return RedisConnectionError(f"{action}: {exc}")
+    if type(exc) is ClusterError:  # RedisCluster's "TTL exhausted": redirected too often
+        return RedisConnectionError(f"{action}: the cluster kept redirecting the command ({exc})")
     return map_error(exc, action)
-
-
-def _raise_if_pool_exhausted(exc: BaseException, action: str) -> None:
-    """Raise at once when no pooled connection came free: retrying elsewhere cannot help."""
-    mapped = map_error(exc, action)
-    if isinstance(mapped, RedisPoolExhausted):
-        raise mapped from exc
 
 
 def _slot_groups(fulls: list[bytes]) -> list[_Group]:
@@ -498,36 +700,18 @@ def _slot_groups(fulls: list[bytes]) -> list[_Group]:
     return list(groups.items())
 
 
-def _chunk_list(indexes: list[int]) -> list[list[int]]:
-    if len(indexes) <= BATCH_SIZE:  # nearly always: a slot group is small
-        return [indexes]
-    return [indexes[start : start + BATCH_SIZE] for start in range(0, len(indexes), BATCH_SIZE)]
+def _slot_key_groups(keys: list[bytes]) -> list[list[bytes]]:
+    """Return ``keys`` grouped by slot, in a fixed order (one ``UNLINK`` per group)."""
+    groups: dict[int, list[bytes]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key), []).append(key)
+    return list(groups.values())
 
 
-def _commands(
-    command: Callable[[list[int]], Any], slot_keys: list[int], one_per_key: bool
-) -> list[tuple[Any, ...]]:
-    if one_per_key:
-        return list(command(slot_keys))
-    return [command(part) for part in _chunk_list(slot_keys)]
-
-
-def _deliver(
-    groups: list[_Group], replies: list[Any], collect: Callable[[list[int], Any], None]
-) -> None:
-    """Hand each chunk's reply to ``collect``; with one command per key, there is nothing to do."""
-    if collect is _ignore_reply:
-        return
-    position = 0
-    for _, slot_keys in groups:
-        for part in _chunk_list(slot_keys):
-            collect(part, replies[position])
-            position += 1
+def _unlinks(keys: list[bytes]) -> list[bytes]:
+    """Pack one ``UNLINK`` per slot group of ``keys`` (CROSSSLOT is refused even on one node)."""
+    return [wire.pack([b"UNLINK", *group]) for group in _slot_key_groups(keys)]
 
 
 def _encode(args: tuple[Any, ...]) -> list[bytes]:
     return [arg if isinstance(arg, bytes) else str(arg).encode() for arg in args]
-
-
-def _ignore_reply(slot_keys: list[int], reply: Any) -> None:
-    """Discard a reply whose content does not matter (``OK``, a count)."""

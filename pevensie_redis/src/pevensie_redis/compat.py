@@ -36,13 +36,16 @@ import socket
 from typing import Any
 
 from redis._parsers.base import BaseParser
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 __all__ = [
+    "async_cluster_retries",
+    "close_async_cluster",
     "connect_once",
     "epoch",
     "is_connected",
+    "learn_node",
     "node_named",
     "node_of_slot",
     "parse_error",
@@ -132,3 +135,40 @@ def shutdown(connection: Any) -> None:
         with contextlib.suppress(OSError):  # closed already
             # The plain socket's method, also for TLS: the reader gets an EOF it reports.
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def async_cluster_retries(retries: int) -> dict[str, Any]:
+    """Return the retry settings of redis-py's async ``RedisCluster`` for ``retries``.
+
+    Every line takes ``retry`` (a ``redis.asyncio.retry.Retry``); the
+    attempts after a cluster error (a redirect, ``CLUSTERDOWN``) keep their
+    default, which redis-py bounds.
+    """
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    return {"retry": AsyncRetry(ExponentialBackoff(), retries)}
+
+
+async def close_async_cluster(client: Any) -> None:
+    """Close redis-py's async ``RedisCluster`` (``aclose`` where the line has it, or ``close``)."""
+    closer = getattr(client, "aclose", None) or client.close
+    await closer()
+
+
+def learn_node(client: Any, host: str, port: int) -> Any:
+    """Return the node RedisCluster knows as ``host:port``, adding it as a primary if it is new.
+
+    RedisCluster follows ``MOVED`` to a node it has not met, but not ``ASK``:
+    while the first slot moves to a primary just added, that primary is in no
+    slot map yet. The next slot-map refresh drops it again until it serves a slot.
+    """
+    from redis.cluster import PRIMARY, ClusterNode, get_node_name
+
+    manager = client.nodes_manager
+    name = get_node_name(host, port)
+    with getattr(manager, "_lock", None) or contextlib.nullcontext():
+        node = manager.nodes_cache.get(name)
+        if node is None:
+            node = ClusterNode(host, port, PRIMARY)  # type: ignore[no-untyped-call]
+            manager.nodes_cache[name] = node
+    return node

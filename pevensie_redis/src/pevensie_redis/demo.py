@@ -19,17 +19,16 @@ always printed with the password masked.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
 from pevensie_cache import CacheMiss, ConfigError, PevensieCache, cache, mask_url
 from pevensie_cache.cache import ENV_VAR
+from pevensie_cache.config_file import load_config_file
 from pevensie_cache.listing import format_drivers
 
 __all__ = ["load_config_file", "run_demo"]
@@ -52,29 +51,6 @@ def run_demo(config_path: str | None = None, out: TextIO = sys.stdout) -> int:
     say("")
     say("Demo finished: every step behaved as documented.")
     return 0
-
-
-def load_config_file(path: str) -> Mapping[str, Any]:
-    """Return the ``[cache]`` table of a TOML file, or raise :class:`ConfigError`."""
-    try:
-        tomllib: Any = importlib.import_module("tomllib")
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            tomllib = importlib.import_module("tomli")
-        except ModuleNotFoundError:
-            raise ConfigError(
-                "reading a TOML config file on Python 3.10 needs tomli (pip install tomli)"
-            ) from None
-    try:
-        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    table = document.get("cache")
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path} has no [cache] table")
-    return table
 
 
 @contextmanager

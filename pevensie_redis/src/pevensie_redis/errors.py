@@ -20,6 +20,7 @@ __all__ = [
     "RedisConnectionError",
     "RedisDriverError",
     "RedisPoolExhausted",
+    "RedisProtocolError",
     "RedisServerError",
     "RedisTimeoutError",
     "counter_error",
@@ -37,6 +38,14 @@ class RedisDriverError(DriverError):
 
 class RedisConnectionError(RedisDriverError):
     """The server could not be reached, or the connection broke (TLS failures included)."""
+
+
+class RedisProtocolError(RedisConnectionError):
+    """What answered is not a Redis-compatible server (its reply broke the protocol).
+
+    A :class:`RedisConnectionError`, so code that handles unreachable servers
+    handles a wrong address too.
+    """
 
 
 class RedisTimeoutError(RedisDriverError):
@@ -71,6 +80,11 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, NotText):
         return RedisDriverError(f"{action}: {exc}")
+    if isinstance(exc, rx.InvalidResponse):
+        return RedisProtocolError(
+            f"{action}: the server's reply is not the Redis protocol: is this address a "
+            f"Redis-compatible server (and TLS set the same way on both sides)? ({detail})"
+        )
     if isinstance(exc, rx.AuthenticationError):
         return RedisAuthenticationError(f"{action}: authentication failed: {detail}")
     if isinstance(exc, rx.NoPermissionError):

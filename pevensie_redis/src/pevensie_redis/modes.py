@@ -12,6 +12,7 @@ from pevensie_redis.config import RedisConfig, default_config
 
 if TYPE_CHECKING:
     from pevensie_redis.cluster import RedisClusterDriver
+    from pevensie_redis.cluster_async import AsyncRedisClusterDriver
     from pevensie_redis.driver import RedisDriver
     from pevensie_redis.driver_async import AsyncRedisDriver
 
@@ -36,13 +37,15 @@ def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisCl
     return RedisSentinelDriver(config) if config.sentinels else RedisDriver(config)
 
 
-def new_async_cache_driver(config: RedisConfig | None = None) -> AsyncRedisDriver:
+def new_async_cache_driver(
+    config: RedisConfig | None = None,
+) -> AsyncRedisDriver | AsyncRedisClusterDriver:
     """Return the async face of a Redis driver for ``cache.new_async(driver=...)``."""
     config = default_config() if config is None else config
     if config.cluster:
-        from pevensie_cache import ConfigError
+        from pevensie_redis.cluster_async import AsyncRedisClusterDriver
 
-        raise ConfigError("the async face of the Redis Cluster mode is not available yet")
+        return AsyncRedisClusterDriver(config)
     from pevensie_redis.driver_async import (
         AsyncNearRedisDriver,
         AsyncRedisDriver,

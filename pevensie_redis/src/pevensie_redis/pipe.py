@@ -190,7 +190,9 @@ class Pipe(asyncio.Protocol):
         if self._paused and self._closed is None:
             if self._drain is None:
                 self._drain = self._loop.create_future()
-            await self._drain
+            # Shielded: many tasks wait on this one future, and cancelling one of them
+            # must not cancel it for the others.
+            await asyncio.shield(self._drain)
 
     def close(self) -> None:
         """Close the connection; commands still waiting fail with ``ConnectionError``."""
@@ -289,11 +291,14 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
         detail = exc.strerror or str(exc) or type(exc).__name__
         raise RedisPyConnectionError(f"Error connecting to {endpoint.label}: {detail}") from exc
     if endpoint.handshake:
+        futures = pipe.send_many(endpoint.handshake)
         try:
-            for reply in [await future for future in pipe.send_many(endpoint.handshake)]:
+            for reply in [await future for future in futures]:
                 if isinstance(reply, Exception):
                     raise reply
         except BaseException:
             pipe.close()
+            for future in futures:  # marks the errors not awaited as seen (asyncio logs others)
+                future.cancel()
             raise
     return pipe

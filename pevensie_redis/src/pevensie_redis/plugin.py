@@ -14,14 +14,17 @@ from pevensie_redis.config import SCHEMES
 if TYPE_CHECKING:
     from pevensie_cache import Register
     from pevensie_redis.cluster import RedisClusterDriver
+    from pevensie_redis.cluster_async import AsyncRedisClusterDriver
     from pevensie_redis.config import RedisConfig
     from pevensie_redis.driver import RedisDriver
     from pevensie_redis.driver_async import AsyncRedisDriver
+    from pevensie_redis.inspection import RedisInspector
 
 __all__ = [
     "DRIVER_NAME",
     "from_url",
     "from_url_async",
+    "inspector",
     "new",
     "new_async",
     "register_cache_drivers",
@@ -51,19 +54,30 @@ def from_url(url: str, **fields: Any) -> RedisDriver | RedisClusterDriver:
     return new_cache_driver(RedisConfig.from_url(url, **fields))
 
 
-def new_async(config: RedisConfig | None = None, **fields: Any) -> AsyncRedisDriver:
+def new_async(
+    config: RedisConfig | None = None, **fields: Any
+) -> AsyncRedisDriver | AsyncRedisClusterDriver:
     """Build the async face of a driver from keyword fields, as :func:`new` does."""
     from pevensie_redis.modes import new_async_cache_driver
 
     return new_async_cache_driver(_config(config, fields))
 
 
-def from_url_async(url: str, **fields: Any) -> AsyncRedisDriver:
+def from_url_async(url: str, **fields: Any) -> AsyncRedisDriver | AsyncRedisClusterDriver:
     """Build the async face of a driver from a ``redis://``-style URL."""
     from pevensie_redis.config import RedisConfig
     from pevensie_redis.modes import new_async_cache_driver
 
     return new_async_cache_driver(RedisConfig.from_url(url, **fields))
+
+
+def inspector(driver: object) -> RedisInspector | None:
+    """Return the inspector of one of this package's drivers, or ``None`` for any other."""
+    if not type(driver).__module__.startswith("pevensie_redis."):
+        return None  # not ours: import nothing
+    from pevensie_redis.inspection import inspector_for_driver
+
+    return inspector_for_driver(driver)
 
 
 def _config(config: RedisConfig | None, fields: dict[str, Any]) -> RedisConfig:
@@ -87,4 +101,5 @@ def register_cache_drivers(register: Register) -> None:
         async_url_factory=from_url_async,
         schemes=SCHEMES,
         description="Redis-compatible servers (Redis, Valkey) via redis-py, with pooling and TLS.",
+        inspector=inspector,
     )

@@ -1,0 +1,193 @@
+# Generated from instrumented_async.py by .ci/unasync.py: edit that file, then run `nox -s generate`.
+"""The instrumented async cache: every operation timed and counted, then the cache's own code.
+
+This module is the source of the sync face too: ``instrumented.py``
+(``InstrumentedPevensieCache``) is generated from it by ``.ci/unasync.py``.
+Edit this file, then run ``nox -s generate``.
+
+:func:`pevensie_cache.instrument` does not wrap a cache in another object: it
+gives the cache a class of its own, made for it, that derives from this one
+and holds its :class:`~pevensie_cache.telemetry.Recorder` as a class attribute
+(the facade keeps its state in ``__slots__``, so a subclass that adds no slot
+has the same layout and the object's class can be swapped in place). Each
+method records around a call of the facade's own method (``super()``), so the
+facade's checks and behaviour are exactly those of an uninstrumented cache, and
+an uninstrumented cache runs the facade's code untouched: no flag, no hook,
+no branch on its hot path.
+
+Operations and their outcomes: ``get`` hit or miss; ``get_or_set`` hit (the
+value was there) or miss (it was loaded, here or by a concurrent caller);
+``touch`` hit (the key existed) or miss; ``add`` ok (stored) or hit (the key
+was there, nothing stored); every other operation ok; any exception error
+(except the ``CacheMiss`` of a ``get``, a miss). A ``get_or_set`` also records
+the ``get`` and ``set`` it makes, as they are real calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any, ClassVar
+
+from pevensie_cache.errors import CacheMiss
+from pevensie_cache.facade import PevensieCache
+from pevensie_cache.telemetry import FIRST_LOOKUP, HIT, MISS, OK, Recorder
+
+__all__ = ["InstrumentedPevensieCache"]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT: Any = _Absent()
+
+
+class InstrumentedPevensieCache(PevensieCache):
+    """An :class:`~pevensie_cache.PevensieCache` whose operations are recorded.
+
+    Never built directly: :func:`pevensie_cache.instrument` makes a subclass
+    of it per cache (carrying that cache's recorder) and swaps it in.
+    """
+
+    __slots__ = ()
+
+    _recorder: ClassVar[Recorder]
+
+    def set(self, resource_type: Any, *args: Any, **kwargs: Any) -> None:
+        """Store a value (see :meth:`PevensieCache.set`); recorded as ``ok``."""
+        op = self._recorder.start("set", resource_type)
+        try:
+            super().set(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+
+    def get(self, resource_type: Any, key: Any, default: Any = _ABSENT) -> Any:
+        """Return a value (see :meth:`PevensieCache.get`); recorded as ``hit`` or ``miss``."""
+        recorder = self._recorder
+        op = recorder.start("get", resource_type)
+        try:
+            value = super().get(resource_type, key, _ABSENT)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        hit = value is not _ABSENT
+        op.finish(HIT if hit else MISS)
+        recorder.looked_up("get", op.label, 1 if hit else 0, 0 if hit else 1)
+        first = FIRST_LOOKUP.get()
+        if first is not None and not first:
+            first.append(hit)
+        if hit:
+            return value
+        if default is _ABSENT:
+            raise CacheMiss(resource_type, key)
+        return default
+
+    def delete(self, resource_type: Any, *args: Any, **kwargs: Any) -> None:
+        """Remove a value (see :meth:`PevensieCache.delete`); recorded as ``ok``."""
+        op = self._recorder.start("delete", resource_type)
+        try:
+            super().delete(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+
+    def get_many(self, resource_type: Any, keys: Any) -> dict[str, str]:
+        """Read many keys (see :meth:`PevensieCache.get_many`); ``ok``, each key a lookup."""
+        recorder = self._recorder
+        if isinstance(keys, Iterable) and not isinstance(keys, Collection):
+            keys = list(keys)  # a one-shot iterable: count it, then hand the facade the list
+        op = recorder.start("get_many", resource_type)
+        try:
+            found = super().get_many(resource_type, keys)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+        asked = len(set(keys))
+        recorder.looked_up("get_many", op.label, len(found), asked - len(found))
+        return found
+
+    def set_many(self, resource_type: Any, *args: Any, **kwargs: Any) -> None:
+        """Store every item (see :meth:`PevensieCache.set_many`); recorded as ``ok``."""
+        op = self._recorder.start("set_many", resource_type)
+        try:
+            super().set_many(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+
+    def delete_many(self, resource_type: Any, *args: Any, **kwargs: Any) -> None:
+        """Remove every key (see :meth:`PevensieCache.delete_many`); recorded as ``ok``."""
+        op = self._recorder.start("delete_many", resource_type)
+        try:
+            super().delete_many(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+
+    def add(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
+        """Store if absent (see :meth:`PevensieCache.add`); ``ok`` if stored, else ``hit``."""
+        op = self._recorder.start("add", resource_type)
+        try:
+            added = super().add(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK if added else HIT)
+        return added
+
+    def incr(self, resource_type: Any, *args: Any, **kwargs: Any) -> int:
+        """Add to a counter (see :meth:`PevensieCache.incr`); recorded as ``ok``."""
+        op = self._recorder.start("incr", resource_type)
+        try:
+            result = super().incr(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+        return result
+
+    def touch(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
+        """Touch (see :meth:`PevensieCache.touch`); ``hit`` if the key exists, or ``miss``."""
+        op = self._recorder.start("touch", resource_type)
+        try:
+            touched = super().touch(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(HIT if touched else MISS)
+        return touched
+
+    def clear(self, resource_type: Any, *args: Any, **kwargs: Any) -> int:
+        """Delete a resource type (see :meth:`PevensieCache.clear`); recorded as ``ok``."""
+        op = self._recorder.start("clear", resource_type)
+        try:
+            cleared = super().clear(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+        return cleared
+
+    def get_or_set(
+        self, resource_type: Any, key: Any, loader: Any, *args: Any, **kwargs: Any
+    ) -> str:
+        """Read or load (see :meth:`PevensieCache.get_or_set`); ``hit``, or ``miss``."""
+        op = self._recorder.start("get_or_set", resource_type)
+        first: list[bool] = []
+        token = FIRST_LOOKUP.set(first)
+        try:
+            value = super().get_or_set(resource_type, key, loader, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        finally:
+            FIRST_LOOKUP.reset(token)
+        op.finish(HIT if first and first[0] else MISS)
+        return value
