@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psutil
 import pytest
 import redis
 from near_support import (
@@ -299,5 +300,36 @@ def test_the_near_cache_never_holds_more_than_its_size_under_key_churn(
         assert most == size
         assert face.stats().entries == size
         assert face.get("u", "2999", None) == "v2999"
+    finally:
+        face.close()
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_resident_memory_stays_flat_under_key_churn(
+    kind: str, raw: redis.Redis, pevensie_redis_server: RedisServer
+) -> None:
+    """A bonus to the bound above: after a warm-up, 20,000 more distinct keys read through a
+    cache of 100 entries (each also changed by another client) leave the RSS about flat."""
+    process = psutil.Process()
+    query = "near_cache=true&near_cache_size=100"
+    face = open_face(kind, near_url(pevensie_redis_server.url, query))
+    value = "x" * 1000
+
+    def churn(start: int, count: int) -> None:
+        for first in range(start, start + count, 100):
+            names = [str(n) for n in range(first, first + 100)]
+            raw.mset({f"m:{name}": value for name in names})
+            for name in names:
+                face.get("m", name, None)
+            raw.delete(*[f"m:{name}" for name in names])  # 100 invalidations of held keys
+
+    try:
+        churn(0, 5_000)
+        before = process.memory_info().rss
+        churn(5_000, 20_000)
+        grown = (process.memory_info().rss - before) / 2**20
+        print(f"\n[{kind}] RSS after 20,000 churned keys: {grown:+.2f} MiB")
+        assert face.stats().entries <= 100
+        assert grown < 16
     finally:
         face.close()
