@@ -52,6 +52,20 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (MkDocs, Material, mkdocstrings) with warnings as errors."""
+    _install(session, "docs")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        str(ROOT / "site"),
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
+
+
+@nox.session
 def generate(session: nox.Session) -> None:
     """Write the sync twin of every async source module (see .ci/unasync.py)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))

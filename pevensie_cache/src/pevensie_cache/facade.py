@@ -380,6 +380,11 @@ class PevensieCache:
         def load() -> str:
             if lock:
                 return self._load_locked(resource_type, key, loader, ttl_seconds, lock_lease, wait)
+            # A flight may have stored the value and ended between this caller's miss
+            # and its joining: look again, or the loader runs twice.
+            stored = self.get(resource_type, key, None)
+            if stored is not None:
+                return stored
             return self._load(resource_type, key, loader, ttl_seconds)
 
         return self._flights.run((resource_type, key), load)

@@ -385,6 +385,11 @@ class AsyncPevensieCache:
                 return await self._load_locked(
                     resource_type, key, loader, ttl_seconds, lock_lease, wait
                 )
+            # A flight may have stored the value and ended between this caller's miss
+            # and its joining: look again, or the loader runs twice.
+            stored = await self.get(resource_type, key, None)
+            if stored is not None:
+                return stored
             return await self._load(resource_type, key, loader, ttl_seconds)
 
         return await self._flights.run((resource_type, key), load)

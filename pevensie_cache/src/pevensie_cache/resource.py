@@ -19,7 +19,12 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from pevensie_cache.codecs import STR, Codec, resolve_codec
 from pevensie_cache.driver import Progress
-from pevensie_cache.errors import ArgumentTypeError, CodecError
+from pevensie_cache.errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    CodecError,
+    PevensieCacheError,
+)
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives import FACE, call
 
@@ -134,7 +139,7 @@ class Resource:
 
     def set(self, key: str, value: Any, ttl_seconds: int | None = None) -> None:
         """Store ``value`` (encoded) under ``key``; a value the codec refuses writes nothing."""
-        self._cache.set(self.resource_type, key, self._codec.encode(value), ttl_seconds)
+        self._cache.set(self.resource_type, key, self._encode(key, value), ttl_seconds)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; an absent key is fine."""
@@ -149,8 +154,10 @@ class Resource:
 
     def set_many(self, items: Mapping[str, Any], ttl_seconds: int | None = None) -> None:
         """Store every item (encoded); one value the codec refuses writes nothing."""
-        encode = self._codec.encode
-        encoded = items if self._plain else {key: encode(value) for key, value in items.items()}
+        encode = self._encode
+        encoded = (
+            items if self._plain else {key: encode(key, value) for key, value in items.items()}
+        )
         self._cache.set_many(self.resource_type, encoded, ttl_seconds)
 
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -159,7 +166,7 @@ class Resource:
 
     def add(self, key: str, value: Any, ttl_seconds: int | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it stored."""
-        return self._cache.add(self.resource_type, key, self._codec.encode(value), ttl_seconds)
+        return self._cache.add(self.resource_type, key, self._encode(key, value), ttl_seconds)
 
     def incr(self, key: str, delta: int = 1, ttl_seconds: int | None = None) -> int:
         """Add ``delta`` to the counter ``key`` (stored as decimal text, whatever the codec)."""
@@ -198,10 +205,10 @@ class Resource:
                 lock_lease=lock_lease,
                 lock_wait=lock_wait,
             )
-        encode = self._codec.encode
+        encode = self._encode
 
         def load() -> str:
-            return encode(call(loader))
+            return encode(key, call(loader))
 
         text = self._cache.get_or_set(
             self.resource_type,
@@ -227,6 +234,24 @@ class Resource:
             return CachedFunction(function, self, ttl_seconds, key=key, lock=lock)
 
         return decorate
+
+    def _encode(self, key: str, value: Any) -> str:
+        """Encode ``value``; a codec's ``TypeError``/``ValueError`` becomes an argument error."""
+        try:
+            return self._codec.encode(value)
+        except PevensieCacheError:
+            raise
+        except TypeError as exc:
+            raise ArgumentTypeError(self._refused(key, exc)) from exc
+        except ValueError as exc:
+            raise ArgumentValueError(self._refused(key, exc)) from exc
+
+    def _refused(self, key: str, exc: Exception) -> str:
+        # The codec's own message may quote the value: only its type is named here.
+        return (
+            f"the {type(self._codec).__name__} cannot encode the value for resource type "
+            f"{self.resource_type!r}, key {key!r} ({type(exc).__name__}); nothing was written"
+        )
 
     def _decode(self, key: str, text: str) -> Any:
         try:

@@ -18,7 +18,12 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from pevensie_cache.codecs import STR, Codec, resolve_codec
 from pevensie_cache.driver import Progress
-from pevensie_cache.errors import ArgumentTypeError, CodecError
+from pevensie_cache.errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    CodecError,
+    PevensieCacheError,
+)
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives_async import FACE, call
 
@@ -137,7 +142,7 @@ class AsyncResource:
 
     async def set(self, key: str, value: Any, ttl_seconds: int | None = None) -> None:
         """Store ``value`` (encoded) under ``key``; a value the codec refuses writes nothing."""
-        await self._cache.set(self.resource_type, key, self._codec.encode(value), ttl_seconds)
+        await self._cache.set(self.resource_type, key, self._encode(key, value), ttl_seconds)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; an absent key is fine."""
@@ -152,8 +157,10 @@ class AsyncResource:
 
     async def set_many(self, items: Mapping[str, Any], ttl_seconds: int | None = None) -> None:
         """Store every item (encoded); one value the codec refuses writes nothing."""
-        encode = self._codec.encode
-        encoded = items if self._plain else {key: encode(value) for key, value in items.items()}
+        encode = self._encode
+        encoded = (
+            items if self._plain else {key: encode(key, value) for key, value in items.items()}
+        )
         await self._cache.set_many(self.resource_type, encoded, ttl_seconds)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
@@ -162,9 +169,7 @@ class AsyncResource:
 
     async def add(self, key: str, value: Any, ttl_seconds: int | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it stored."""
-        return await self._cache.add(
-            self.resource_type, key, self._codec.encode(value), ttl_seconds
-        )
+        return await self._cache.add(self.resource_type, key, self._encode(key, value), ttl_seconds)
 
     async def incr(self, key: str, delta: int = 1, ttl_seconds: int | None = None) -> int:
         """Add ``delta`` to the counter ``key`` (stored as decimal text, whatever the codec)."""
@@ -203,10 +208,10 @@ class AsyncResource:
                 lock_lease=lock_lease,
                 lock_wait=lock_wait,
             )
-        encode = self._codec.encode
+        encode = self._encode
 
         async def load() -> str:
-            return encode(await call(loader))
+            return encode(key, await call(loader))
 
         text = await self._cache.get_or_set(
             self.resource_type,
@@ -232,6 +237,24 @@ class AsyncResource:
             return AsyncCachedFunction(function, self, ttl_seconds, key=key, lock=lock)
 
         return decorate
+
+    def _encode(self, key: str, value: Any) -> str:
+        """Encode ``value``; a codec's ``TypeError``/``ValueError`` becomes an argument error."""
+        try:
+            return self._codec.encode(value)
+        except PevensieCacheError:
+            raise
+        except TypeError as exc:
+            raise ArgumentTypeError(self._refused(key, exc)) from exc
+        except ValueError as exc:
+            raise ArgumentValueError(self._refused(key, exc)) from exc
+
+    def _refused(self, key: str, exc: Exception) -> str:
+        # The codec's own message may quote the value: only its type is named here.
+        return (
+            f"the {type(self._codec).__name__} cannot encode the value for resource type "
+            f"{self.resource_type!r}, key {key!r} ({type(exc).__name__}); nothing was written"
+        )
 
     def _decode(self, key: str, text: str) -> Any:
         try:

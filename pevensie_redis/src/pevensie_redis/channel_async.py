@@ -211,10 +211,11 @@ class Channel:
         """Retry after ``error`` on a fresh pipe, with backoff, up to ``retries`` times."""
         failures = 1
         while True:
-            moved = isinstance(error, _PrimaryMoved)  # READONLY: the command did not run
+            # READONLY (the primary moved), or a pipe that failed to open: the command did not run.
+            unsent = isinstance(error, _PrimaryMoved) or getattr(error, "pevensie_not_sent", False)
             if (
                 failures > self._retries
-                or (not idempotent and not moved)
+                or (not idempotent and not unsent)
                 or isinstance(error, AuthenticationError)
             ):
                 raise error
@@ -261,6 +262,10 @@ class Channel:
         try:
             endpoint = await self._resolve()
             pipe = await open_pipe(endpoint)
+        except _RETRYABLE as exc:
+            # Nothing reached the server: even a command that must run once may be retried.
+            setattr(exc, "pevensie_not_sent", True)  # noqa: B010
+            raise
         finally:
             self._opening = None
         if self._closed:

@@ -180,8 +180,25 @@ class RedisClusterDriver:
         return reply is not None
 
     def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
-        """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first."""
+        """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first.
+
+        With a TTL both run in one ``EVAL`` of :data:`~pevensie_redis.wire.INCR_EX_SCRIPT`,
+        where the server's clock stands still: as two commands, a key that expired
+        between them was recreated by ``INCRBY`` without a TTL. A server that
+        refuses scripts gets the two commands.
+        """
         full = (self.prefix(resource_type) + key).encode()
+        if ttl_seconds is not None and self._scripting:
+            script = ("EVAL", wire.INCR_EX_SCRIPT, 1, full, delta, ttl_seconds)
+            try:
+                counted: int = self._single(
+                    full, wire.pack(_encode(script)), script, "EVAL", raw=True, once=True
+                )
+                return counted
+            except RedisError as exc:
+                if not refuses_scripting(exc):
+                    raise counter_error(exc, "INCRBY") from exc
+                self._scripting = False
         try:
             if ttl_seconds is not None:
                 created = ("SET", full, b"0", "NX", "EX", ttl_seconds)

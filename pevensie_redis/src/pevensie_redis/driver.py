@@ -181,16 +181,27 @@ class RedisDriver:
         return reply is not None
 
     def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
-        """``INCRBY`` in one round trip; with a TTL, ``SET key 0 NX EX ttl`` first, pipelined.
+        """``INCRBY``, one round trip; with a TTL, ``SET key 0 NX EX ttl`` first, in a transaction.
 
         The ``SET ... NX`` creates the key with its TTL only when it is absent, so
-        an existing key keeps its TTL.
+        an existing key keeps its TTL. Both run in one ``MULTI``/``EXEC`` (still
+        one round trip), where the server's clock stands still: sent as two
+        plain commands, a key that expired between them was recreated by
+        ``INCRBY`` without a TTL, and a rate limiter's window never closed again.
         """
         full = f"{resource_type}:{key}".encode()
-        commands = [wire.pack([b"INCRBY", full, b"%d" % delta])]
-        if ttl_seconds is not None:
-            commands.insert(0, wire.pack_set_nx(full, b"0", ttl_seconds))
-        replies = self._channel.pipeline(commands, "INCRBY", idempotent=False)
+        incrby = wire.pack([b"INCRBY", full, b"%d" % delta])
+        if ttl_seconds is None:
+            replies = self._channel.pipeline([incrby], "INCRBY", idempotent=False)
+        else:
+            create = wire.pack_set_nx(full, b"0", ttl_seconds)
+            replies = self._channel.pipeline(
+                [wire.MULTI, create, incrby, wire.EXEC], "INCRBY", idempotent=False
+            )
+            error = first_error_reply(replies)  # MULTI refused, or EXECABORT
+            if error is not None:
+                raise map_error(error, "MULTI/EXEC") from error
+            replies = replies[-1]  # EXEC: the replies of SET NX and INCRBY
         error = first_error_reply(replies)
         if error is not None:
             raise counter_error(error, "INCRBY") from error

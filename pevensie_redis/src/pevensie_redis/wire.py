@@ -18,7 +18,10 @@ from typing import TypeVar
 
 __all__ = [
     "BATCH_SIZE",
+    "EXEC",
+    "INCR_EX_SCRIPT",
     "INVALIDATION_CHANNEL",
+    "MULTI",
     "NOT_TEXT",
     "RELEASE_LOCK_SCRIPT",
     "RELEASE_LOCK_SCRIPT_SHA",
@@ -75,6 +78,17 @@ return 0
 RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
 
+INCR_EX_SCRIPT = b"""\
+redis.call('SET', KEYS[1], '0', 'NX', 'EX', ARGV[2])
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+"""``incr`` with a TTL where a transaction cannot go (a Cluster node, through redirects).
+
+Creates ``KEYS[1]`` as ``0`` with the TTL ``ARGV[2]`` only if absent, then adds
+``ARGV[1]``. A script sees one server time throughout, so the key cannot expire
+between the two and come back without a TTL.
+"""
+
 NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
 """The message of :class:`NotText`."""
 
@@ -120,6 +134,16 @@ def pack_set_nx(key: bytes, value: bytes, ttl_seconds: int | None) -> bytes:
         return pack([b"SET", key, value, b"NX"])
     return pack([b"SET", key, value, b"NX", b"EX", b"%d" % ttl_seconds])
 
+
+MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+"""``MULTI``: the commands up to :data:`EXEC` run as one, with the server's clock stopped.
+
+Inside a transaction every command sees the same time, so a key cannot expire
+between two of them (it can between two plain commands, even pipelined).
+"""
+
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+"""``EXEC``: run the commands queued since :data:`MULTI`; its reply is the list of theirs."""
 
 SCAN_COUNT = 1000
 """Keys one ``SCAN`` page looks at: ``clear`` never makes the server do more at once."""
