@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -99,3 +100,62 @@ def test_a_server_that_refuses_tracking_is_a_configuration_error_and_nothing_is_
         return
     assert "NOPERM" in str(caught.value) or "permission" in str(caught.value)
     assert ":pw@" not in str(caught.value)
+
+
+def _flood(server: RedisServer, stop: threading.Event) -> None:
+    """Another client writes as fast as it can: a stream of invalidations."""
+    with server.client() as raw:
+        n = 0
+        while not stop.is_set():
+            pipe = raw.pipeline(transaction=False)
+            for _ in range(50):
+                n += 1
+                pipe.set(f"flood:{n % 1000}", "x")
+            pipe.execute()
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_connect_and_disconnect_work_while_invalidations_flow(
+    kind: str, pevensie_redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    """Another client writes without pause while caches connect and disconnect, 60 times.
+
+    Async face: the first message can arrive in the same read as the subscription's
+    confirmation (it used to close the pipe: connect() failed), and a cancellation that
+    lands as a message arrives can be lost in asyncio.wait_for on Python before 3.12 (it
+    used to hang disconnect() for good).
+    """
+    server = pevensie_redis_server_factory()
+    url = near_url(server.url)
+    stop = threading.Event()
+    flood = threading.Thread(target=_flood, args=(server, stop))
+    flood.start()
+
+    def sync_rounds(rounds: int) -> list[float]:
+        took = []
+        for _ in range(rounds):
+            c = cache.from_url(url).connect()
+            c.get("flood", "1", None)
+            time.sleep(0.01)
+            started = time.monotonic()
+            c.disconnect()
+            took.append(time.monotonic() - started)
+        return took
+
+    async def async_rounds(rounds: int) -> list[float]:
+        took = []
+        for _ in range(rounds):
+            c = await cache.from_url_async(url).connect()
+            await c.get("flood", "1", None)
+            await asyncio.sleep(0.01)
+            started = time.monotonic()
+            await asyncio.wait_for(c.disconnect(), 10)
+            took.append(time.monotonic() - started)
+        return took
+
+    try:
+        took = sync_rounds(60) if kind == "sync" else asyncio.run(async_rounds(60))
+    finally:
+        stop.set()
+        flood.join()
+    assert max(took) < 5

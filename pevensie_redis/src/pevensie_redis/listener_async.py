@@ -48,6 +48,7 @@ class InvalidationListener:
         self._task: asyncio.Task[None] | None = None
         self._pipe: Pipe | None = None
         self._woken = asyncio.Event()
+        self._stopping = False
         self.server: str | None = None
         """The server (its endpoint's label) listened to, while listening."""
         self.failure: BaseException | None = None
@@ -60,19 +61,30 @@ class InvalidationListener:
         :attr:`failure` says why (and the task keeps trying until stopped).
         """
         self._task = asyncio.get_running_loop().create_task(self._run())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._attempted.wait(), wait)
+        attempted = asyncio.ensure_future(self._attempted.wait())
+        try:  # not wait_for: it can lose the caller's cancellation (Python < 3.12)
+            await asyncio.wait({attempted}, timeout=wait)
+        finally:
+            attempted.cancel()
         return self.server is not None
 
     async def stop(self) -> None:
-        """Stop listening: cancel the task and close its pipe."""
+        """Stop listening: close the pipe, end the task, and wait (bounded) until it has.
+
+        Python before 3.12 can lose a cancellation inside ``asyncio.wait_for``
+        when the awaited event fires at the same moment (a message arriving),
+        so the task also checks a flag at every turn; the wait is bounded all
+        the same, and a cancellation of ``stop()`` itself is not swallowed.
+        """
+        self._stopping = True
         task, self._task = self._task, None
+        if self._pipe is not None:
+            self._pipe.close()  # wakes the task (Pipe.on_close)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._pipe is not None:
-            self._pipe.close()
+            await asyncio.wait({task}, timeout=5)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failure while stopping is not news
 
     def moved(self) -> None:
         """Listen again, from scratch: a read ran on another server than this one listens to.
@@ -87,14 +99,15 @@ class InvalidationListener:
 
     async def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except Exception as exc:  # any failure breaks the channel; cancellation stops it
                 self.failure = exc
-                log = logger.debug if broken else logger.warning
-                log("near cache: the invalidation channel is down (%s)", exc)
-                broken = True
+                if not self._stopping:
+                    log = logger.debug if broken else logger.warning
+                    log("near cache: the invalidation channel is down (%s)", exc)
+                    broken = True
             finally:
                 # Whatever broke, no entry may outlive the channel that kept it coherent.
                 self.server = None
@@ -103,28 +116,31 @@ class InvalidationListener:
                 if pipe is not None:
                     pipe.close()
                 self._attempted.set()
-            await asyncio.sleep(self._retry_delay)
+            if not self._stopping:
+                await asyncio.sleep(self._retry_delay)
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
         client_id = await pipe.send(wire.pack([b"CLIENT", b"ID"]))
         if isinstance(client_id, Exception):
             raise client_id
+        # Set before subscribing: the first message can come in the same read as the
+        # confirmation, and a pipe with no one to take it closes on an unexpected reply.
+        pipe.on_push = self._apply
+        pipe.on_close = self._woken.set
         replies = pipe.send_many(
             [wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL])]
         )
         for reply in [await future for future in replies]:
             if isinstance(reply, Exception):
                 raise reply  # no tracking here (or not allowed)
-        pipe.on_push = self._apply
-        pipe.on_close = self._woken.set
         self.server = pipe.endpoint.label
         self.failure = None
         self._store.enable()
         if self._attempted.is_set():
             logger.info("near cache: listening for invalidations again")
         self._attempted.set()
-        while not pipe.closed:
+        while not pipe.closed and not self._stopping:
             self._woken.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), self._heartbeat)
