@@ -38,6 +38,8 @@ def test_demo_with_pevensie_cache_url_masks_the_password(
     assert PASSWORD not in out + result.stderr
     assert "CacheMiss" in out  # the TTL expired
     assert "demo-user:42" in out  # the key layout as the server sees it
+    assert "near_cache_stats(): hits=" in out  # the near cache's step
+    assert "enabled=True" in out
     assert "Demo finished" in out
     raw = server.client(password=PASSWORD)
     try:

@@ -56,6 +56,37 @@ def test_an_entry_never_outlives_the_server_ttl() -> None:
     assert store.lookup(b"s:1") is None
 
 
+def test_the_ttl_counts_from_when_the_read_began() -> None:
+    """The server read the TTL after the read was sent: a slow reply must not lengthen it."""
+    clock = Clock()
+    store = enabled(clock=clock)
+    ticket = store.begin([b"s:1"])
+    clock.now += 0.4  # the reply took 400 ms
+    store.finish(ticket, [(b"s:1", b"v", 1000)])
+    clock.now += 0.59
+    assert store.lookup(b"s:1") == b"v"
+    clock.now += 0.02  # 1.01 s after the read began: the key may be gone on the server
+    assert store.lookup(b"s:1") is None
+
+
+def test_a_value_whose_key_vanished_before_its_ttl_was_read_is_not_kept() -> None:
+    store = enabled()
+    store.finish(store.begin([b"u:1"]), [(b"u:1", b"v", -2)])  # expired between GET and PTTL
+    store.finish(store.begin([b"u:2"]), [(b"u:2", None, 5000)])  # created between them
+    assert store.lookup(b"u:1") is None
+    assert store.lookup(b"u:2") is None
+    assert store.stats().entries == 0
+
+
+def test_flushes_count_the_times_the_store_was_emptied_not_the_enables() -> None:
+    store = enabled()
+    assert store.stats().flushes == 0
+    store.flush(disable=True)
+    store.enable()
+    store.invalidate(None)  # FLUSHDB
+    assert store.stats().flushes == 2
+
+
 def test_a_flush_disables_the_store_and_spoils_reads_in_flight() -> None:
     store = enabled()
     ticket = store.begin([b"u:1"])

@@ -39,7 +39,7 @@ from redis.retry import Retry
 from pevensie_cache import ConfigError
 from pevensie_redis import compat, wire
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.errors import RedisConnectionError, map_error
+from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener import InvalidationListener
 from pevensie_redis.near import NearStore
 from pevensie_redis.pool import CachePool, pool_options
@@ -95,8 +95,7 @@ class Channel:
     ) -> None:
         """Send through ``pool``, retrying a failed attempt up to ``retries`` times.
 
-        With a near cache, ``listener`` keeps ``near`` coherent, and tracked
-        pipelines turn key tracking on towards it first.
+        With a near cache, ``listener`` keeps ``near`` coherent.
         """
         self.pool = pool
         self._acquire: Callable[[], _Connection] = pool.get_connection
@@ -140,20 +139,22 @@ class Channel:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         """Send every command at once, then read every reply, in order.
 
         Error replies come back in place as ``ResponseError`` instances; every
         reply is read, so the connection stays in step. A command that is not
-        ``idempotent`` is not sent twice. ``tracked``: turn key tracking on
-        towards the near cache's listener first, where the connection lacks it.
+        ``idempotent`` is not sent twice. ``fill``: the replies fill the near
+        cache, so they must come from the server its listener hears.
         """
+        if fill and self._listener is not None:
+            self._listener.ensure_running()  # after a fork: the child listens on its own
         try:
             connection = self._acquire()
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
-        send = self._tracked if tracked and self._listener is not None else _pipeline
+        send = self._fill if fill and self._sentinel is not None else _pipeline
         try:
             try:
                 return send(connection, commands)
@@ -164,21 +165,17 @@ class Channel:
         finally:
             self._release(connection)
 
-    def _tracked(self, connection: _Connection, commands: Sequence[bytes]) -> list[Any]:
-        """Run ``commands`` on ``connection`` with key tracking on towards the listener."""
-        assert self._listener is not None
-        assert self.near is not None
-        client_id = self._listener.client_id
-        if client_id is None or compat.tracking_of(connection) == client_id:
-            return _pipeline(connection, commands)  # tracked already, or nobody listens now
-        first, *replies = _pipeline(connection, [wire.pack_tracking(client_id), *commands])
-        if isinstance(first, ResponseError):
-            if not wire.lost_redirect(first):
-                raise first
-            # The listener went away meanwhile: no read of this moment may be kept.
-            self.near.flush(disable=True)
-        else:
-            compat.set_tracking(connection, client_id)
+    def _fill(self, connection: _Connection, commands: Sequence[bytes]) -> list[Any]:
+        """Run a near-cache read; through Sentinel, check it ran where the listener listens.
+
+        After a failover the listener and this connection may have followed the
+        primary at different moments: invalidations from one server say nothing
+        of the other's values, so the read is not kept, and the listener moves.
+        """
+        replies = _pipeline(connection, commands)
+        listener = self._listener
+        if listener is not None and listener.server != compat.server_of(connection):
+            listener.moved()
         return replies
 
     def _retry(
@@ -230,15 +227,15 @@ def open_channel(config: RedisConfig) -> Channel:
         if config.near_cache:
             near = NearStore(config.near_cache_size)
             listener = _start_listener(pool, near, config)
-            probe.send_packed_command((wire.pack_tracking(listener.client_id or 0),))
-            _check_tracking(probe.read_response())
-    except _FAILURES as exc:
+    except BaseException as exc:
         if listener is not None:
             listener.stop()
         pool.disconnect()
         if sentinel is not None:
             sentinel.close()
-        raise map_error(exc, f"connecting to {config.display_url()}") from exc
+        if isinstance(exc, _FAILURES) and not isinstance(exc, ConfigError):
+            raise map_error(exc, f"connecting to {config.display_url()}") from exc
+        raise  # a ConfigError (the server refuses the near cache), or interrupted
     finally:
         probe.disconnect()
     return Channel(pool, config.retries, sentinel, listener, near)
@@ -277,19 +274,15 @@ def _start_listener(pool: CachePool, near: NearStore, config: RedisConfig) -> In
         return connection
 
     listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
-    if not listener.start(wait=config.timeout_seconds):
+    # Bounded by the connect and read timeouts of the listener's own first attempt.
+    if not listener.start(wait=2 * config.timeout_seconds + 1):
         listener.stop()
-        raise RedisPyConnectionError(
-            f"the near cache's invalidation channel did not start: {listener.last_error}"
-        )
+        failure = listener.failure or RedisPyTimeoutError("the invalidation channel did not start")
+        refused = near_cache_refused(failure)
+        if refused is not None:
+            raise refused from failure
+        raise failure
     return listener
-
-
-def _check_tracking(reply: Any) -> None:
-    if isinstance(reply, ResponseError) and not wire.lost_redirect(reply):
-        raise ConfigError(
-            f"near_cache needs key tracking (Redis 6 or newer, Valkey): the server said {reply}"
-        )
 
 
 class _NotConnected:
@@ -312,7 +305,7 @@ class _NotConnected:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         raise RedisConnectionError("the Redis driver is not connected")
 

@@ -34,10 +34,10 @@ from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_cache.errors import ConfigError, WrongEventLoop
+from pevensie_cache.errors import WrongEventLoop
 from pevensie_redis import wire
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.errors import RedisConnectionError, map_error
+from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener_async import InvalidationListener
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
@@ -149,17 +149,17 @@ class Channel:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         """Send every command at once, then read every reply, in order.
 
         Error replies come back in place as ``ResponseError`` instances. A
-        command that is not ``idempotent`` is not sent twice. ``tracked``: turn
-        key tracking on towards the near cache's listener first, where the pipe
-        lacks it.
+        command that is not ``idempotent`` is not sent twice. ``fill``: the
+        replies fill the near cache, so they must come from the server its
+        listener hears.
         """
-        if tracked and self._listener is not None:
-            return await self._tracked(commands, command)
+        if fill and self._follows_primary:
+            return await self._fill(commands, command)
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
@@ -173,27 +173,23 @@ class Channel:
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
 
-    async def _tracked(self, commands: Sequence[bytes], command: str) -> list[Any]:
-        """Run ``commands`` on a pipe with key tracking on towards the listener."""
-        assert self._listener is not None
-        assert self.near is not None
-        listener, near = self._listener, self.near
+    async def _fill(self, commands: Sequence[bytes], command: str) -> list[Any]:
+        """Run a near-cache read through Sentinel, and check it ran where the listener listens.
+
+        After a failover the listener and this pipe may have followed the
+        primary at different moments: invalidations from one server say nothing
+        of the other's values, so the read is not kept, and the listener moves.
+        """
+        listener = self._listener
 
         async def attempt(pipe: Pipe) -> list[Any]:
-            client_id = listener.client_id
-            if client_id is None or pipe.tracking == client_id:
-                return await self._send_many(pipe, commands)
-            first, *replies = await self._send_many(
-                pipe, [wire.pack_tracking(client_id), *commands]
-            )
-            if isinstance(first, Exception):
-                if not wire.lost_redirect(first):
-                    raise first
-                near.flush(disable=True)  # the listener went away meanwhile
-            else:
-                pipe.tracking = client_id
+            replies = await self._send_many(pipe, commands)
+            if listener is not None and listener.server != pipe.endpoint.label:
+                listener.moved()
             return replies
 
+        if asyncio.get_running_loop() is not self._loop:
+            raise _wrong_loop()
         try:
             try:
                 pipe = self._ready() or await self._fresh()
@@ -339,7 +335,7 @@ class _NotConnected:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         raise RedisConnectionError("the Redis driver is not connected")
 
@@ -422,7 +418,8 @@ async def open_channel(config: RedisConfig) -> Channel:
         await channel.close()
         raise map_error(exc, f"connecting to {config.display_url()}") from exc
     except BaseException:
-        # Cancelled: the pipe still opening (shielded) is closed as soon as it opens.
+        # A ConfigError (the server refuses the near cache), or cancelled: the pipe
+        # still opening (shielded) is closed as soon as it opens.
         await channel.close()
         raise
     return channel
@@ -464,7 +461,7 @@ def replica_finder(
 async def _start_near_cache(
     channel: Channel, resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
 ) -> None:
-    """Start the near cache's listener and check the server tracks keys (Redis 6+, Valkey)."""
+    """Start the near cache's listener (key tracking needs Redis 6+ or Valkey)."""
 
     async def connect() -> Pipe:
         return await open_pipe(await resolve())
@@ -472,18 +469,13 @@ async def _start_near_cache(
     near = NearStore(config.near_cache_size)
     listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
     channel.near, channel._listener = near, listener
-    if not await listener.start(wait=config.timeout_seconds):
-        raise RedisPyConnectionError(
-            f"the near cache's invalidation channel did not start: {listener.last_error}"
-        )
-    pipe = await channel._fresh()
-    reply = await _send(pipe, wire.pack_tracking(listener.client_id or 0))
-    if isinstance(reply, Exception) and not wire.lost_redirect(reply):
-        raise ConfigError(
-            f"near_cache needs key tracking (Redis 6 or newer, Valkey): the server said {reply}"
-        )
-    if not isinstance(reply, Exception):
-        pipe.tracking = listener.client_id
+    # Bounded by the connect and reply timeouts of the listener's own first attempt.
+    if not await listener.start(wait=2 * config.timeout_seconds + 1):
+        failure = listener.failure or RedisPyTimeoutError("the invalidation channel did not start")
+        refused = near_cache_refused(failure)
+        if refused is not None:
+            raise refused from failure
+        raise failure
 
 
 def _sentinel_endpoints(config: RedisConfig) -> list[Endpoint]:

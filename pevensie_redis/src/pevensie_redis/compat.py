@@ -33,8 +33,9 @@ Connections:
 - ``Connection.should_reconnect()``: the mark RedisCluster (7.2 and newer)
   sets on connections that must reconnect after a topology change (the method
   exists from 7.0; before, nothing marks connections).
-- ``Connection._sock`` again, for the near cache: which socket a connection's
-  key tracking was turned on for (:func:`tracking_of`, all releases).
+- ``Connection.host``/``port``/``path`` and ``Connection._sock``: where the near
+  cache's listener is connected, and its socket, shut down to stop it from
+  another thread (all releases).
 
 Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
 
@@ -96,6 +97,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -125,11 +127,11 @@ __all__ = [
     "node_of_slot",
     "node_pool_factory",
     "parse_error",
+    "server_of",
     "set_epoch",
-    "set_tracking",
     "should_reconnect",
+    "shutdown",
     "take_free",
-    "tracking_of",
 ]
 
 _ONE_ATTEMPT = Retry(NoBackoff(), 0)
@@ -228,17 +230,27 @@ def set_epoch(connection: Any, value: int) -> None:
     connection._pevensie_epoch = value
 
 
-def tracking_of(connection: Any) -> int | None:
-    """Return the client id ``connection``'s current socket tracks keys towards, if any."""
-    recorded = getattr(connection, "_pevensie_tracking", None)
-    if recorded is None or recorded[0] is not connection._sock:
-        return None  # never set, or set on a socket since closed and replaced
-    return int(recorded[1])
+def server_of(connection: Any) -> str:
+    """Return the server ``connection`` talks to: ``host:port`` or the Unix socket's path.
+
+    ``Connection.host``/``port`` (``UnixDomainSocketConnection.path``); for a
+    Sentinel-managed connection, the primary it connected to (all lines).
+    """
+    path = getattr(connection, "path", None)
+    return str(path) if path else f"{connection.host}:{connection.port}"
 
 
-def set_tracking(connection: Any, client_id: int) -> None:
-    """Record that ``connection``'s current socket tracks keys towards ``client_id``."""
-    connection._pevensie_tracking = (connection._sock, client_id)
+def shutdown(connection: Any) -> None:
+    """Shut ``connection``'s socket down (``Connection._sock``) from any thread.
+
+    The thread reading it sees the connection closed and fails; unlike
+    ``disconnect()``, the connection is not reset under that thread's feet.
+    """
+    sock = connection._sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed already
+            # The plain socket's method, also for TLS: the reader gets an EOF it reports.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 # -- pools ---------------------------------------------------------------------------

@@ -10,9 +10,11 @@ Where the cache comes from, first match wins:
    (or ``redis-server`` from ``PATH``); it is stopped, by its PID, at the end.
 
 The demo shows the installed drivers, then set, get, TTL expiry, delete, the
-batch operations, and the key layout as the server sees it (``SCAN``, ``TYPE``,
-``TTL`` through a raw redis-py client on the driver's own pool). It deletes its
-keys afterwards. URLs are always printed with the password masked.
+batch operations, the key layout as the server sees it (``SCAN``, ``TYPE``,
+``TTL`` through a raw redis-py client on the driver's own pool), and a second
+cache with the near cache on: a read served locally, another cache's write
+seen by it, and its statistics. It deletes its keys afterwards. URLs are
+always printed with the password masked.
 """
 
 from __future__ import annotations
@@ -142,6 +144,10 @@ def _walk_through(c: PevensieCache, say: Callable[[str], None]) -> None:
     say("5. key layout as the server sees it")
     _show_layout(c, say)
 
+    say("")
+    say("6. near cache: reads served from this process, kept coherent by the server")
+    _show_near_cache(c, say)
+
     c.delete_many(USER, ["42", "7"])
     c.delete_many(BATCH, ["a", "b", "c"])
     say("")
@@ -165,6 +171,44 @@ def _show_layout(c: PevensieCache, say: Callable[[str], None]) -> None:
         shown_ttl = "none" if ttl == -1 else str(ttl)
         say(f"   {_text(key):<22} {_text(raw.type(key)):<8} {shown_ttl}")
     say("   Keys are <resource_type>:<key>, as the Gleam driver stores them.")
+
+
+def _show_near_cache(c: PevensieCache, say: Callable[[str], None]) -> None:
+    from dataclasses import replace
+
+    from pevensie_redis.driver import RedisDriver
+
+    driver = c.driver
+    if not isinstance(driver, RedisDriver):
+        say(f"   (the {type(driver).__name__} has no near cache; nothing to show)")
+        return
+    near = cache.new(driver="redis", config=replace(driver.config, near_cache=True))
+    try:
+        near.connect()
+    except ConfigError as exc:
+        say(f"   (this server cannot track keys: {exc})")
+        return
+    with near:
+        stats = near.driver.near_cache_stats  # type: ignore[attr-defined]
+        say("   a second cache with near_cache=True (one more connection: the listener)")
+        first = near.get(USER, "42")
+        while stats().hits == 0:  # the first read may be spoiled by an invalidation in flight
+            near.get(USER, "42")
+        say(f"   get({USER!r}, '42') -> {first!r}, then again from this process's memory")
+        c.set(USER, "42", "Queen Lucy the Valiant")
+        written = time.monotonic()
+        while near.get(USER, "42") != "Queen Lucy the Valiant":
+            if time.monotonic() - written > 5:
+                raise AssertionError("the near cache never saw the other cache's write")
+            time.sleep(0.0005)
+        took = (time.monotonic() - written) * 1000
+        say(f"   the first cache writes a new value; the near cache reads it {took:.1f} ms later")
+        s = stats()
+        say(
+            f"   near_cache_stats(): hits={s.hits} misses={s.misses} "
+            f"invalidations={s.invalidations} flushes={s.flushes} entries={s.entries} "
+            f"enabled={s.enabled}"
+        )
 
 
 def _text(value: bytes | str) -> str:

@@ -305,16 +305,13 @@ class AsyncRedisDriver:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         """Send ``commands`` in one round trip; the first error reply is raised mapped.
 
-        ``tracked``: on a connection with key tracking towards the near cache's
-        invalidation channel.
+        ``fill``: the replies fill the near cache (see the channel's ``pipeline``).
         """
-        replies = await self._channel.pipeline(
-            commands, command, idempotent=idempotent, tracked=tracked
-        )
+        replies = await self._channel.pipeline(commands, command, idempotent=idempotent, fill=fill)
         error = first_error_reply(replies)
         if error is not None:
             raise map_error(error, command) from error
@@ -368,13 +365,13 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
 
     Reads (``get``, ``get_many``) are answered from a local store of recent
     reads (values and misses, each with its key's server TTL), filled from the
-    server with key tracking on. The server tells this process when a key it
-    read changes, on a dedicated connection
-    (:mod:`~pevensie_redis.listener`); this process's own writes drop their
-    keys as they complete, so a read after a write sees it. When that
-    connection breaks, the store is emptied and reads go to the server until
-    tracking is back (see :mod:`~pevensie_redis.near`). Single server and
-    Sentinel; Cluster is a configuration error for now.
+    server. The server tells this process whenever a key changes, on a
+    dedicated connection (:mod:`~pevensie_redis.listener`, broadcast key
+    tracking); this process's own writes drop their keys as they complete, so
+    a read after a write sees it. When that connection breaks, the store is
+    emptied and reads go to the server until tracking is back (see
+    :mod:`~pevensie_redis.near`). Single server and Sentinel; Cluster is a
+    configuration error for now.
     """
 
     def __init__(self, config: RedisConfig) -> None:
@@ -391,7 +388,7 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, resource_type: str, key: str) -> str | None:
-        """Return the local entry when there is one; else ``GET`` (and ``PTTL``), tracked."""
+        """Return the local entry when there is one; else ``GET`` and ``PTTL`` in one round trip."""
         full = f"{resource_type}:{key}".encode()
         near = self._store()
         held = near.lookup(full)
@@ -400,7 +397,7 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         ticket = near.begin((full,))
         try:
             value, pttl = await self._pipeline(
-                [wire.pack_get(full), wire.pack([b"PTTL", full])], "GET", tracked=True
+                [wire.pack_get(full), wire.pack([b"PTTL", full])], "GET", fill=True
             )
             text = None if value is None else decode_value(value, "GET")
         except BaseException:
@@ -410,7 +407,7 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         return text
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
-        """Return local entries where there are some; one tracked ``MGET`` for the rest."""
+        """Return local entries where there are some; one ``MGET`` (with TTLs) for the rest."""
         prefix = f"{resource_type}:"
         near = self._store()
         found: dict[str, str] = {}
@@ -430,7 +427,7 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
             parts = wire.chunks(fulls)
             commands = [wire.pack([b"MGET", *part]) for part in parts]
             commands += [wire.pack([b"PTTL", full]) for full in fulls]
-            replies = await self._pipeline(commands, "MGET", tracked=True)
+            replies = await self._pipeline(commands, "MGET", fill=True)
             values = [value for values in replies[: len(parts)] for value in values]
             texts = [None if value is None else decode_value(value, "MGET") for value in values]
         except BaseException:

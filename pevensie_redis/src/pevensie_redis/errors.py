@@ -28,6 +28,7 @@ __all__ = [
     "decode_value",
     "first_error_reply",
     "map_error",
+    "near_cache_refused",
     "refuses_scripting",
 ]
 
@@ -170,6 +171,25 @@ def refuses_scripting(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "unknown command" in text or "disabled" in text
+
+
+def near_cache_refused(exc: BaseException) -> Exception | None:
+    """Return the configuration error when the server refused the near cache's commands.
+
+    ``CLIENT TRACKING`` needs Redis 6 or newer (or Valkey), and an ACL user
+    allowed ``CLIENT`` and ``SUBSCRIBE``; any other failure (``None`` returned)
+    is a connection failure, for :func:`map_error`.
+    """
+    from redis import exceptions as rx
+
+    from pevensie_cache import ConfigError
+
+    if not isinstance(exc, rx.ResponseError):
+        return None
+    return ConfigError(
+        "near_cache needs key tracking (CLIENT TRACKING and SUBSCRIBE: Redis 6 or newer, "
+        f"or Valkey, and an ACL user allowed both); the server said: {_server_message(exc)}"
+    )
 
 
 def first_error_reply(replies: Iterable[object]) -> Exception | None:

@@ -1,34 +1,41 @@
 """The near cache's invalidation channel, sync face: a thread on a dedicated connection.
 
-The server tells a client which keys it read have changed (``CLIENT
-TRACKING``). With RESP2, which both Valkey 8.1 and Redis 6/7 speak, those
-messages go to another connection, named by ``REDIRECT <client id>``, that
-has subscribed to ``__redis__:invalidate``. :class:`InvalidationListener`
-keeps that connection: it drops the keys each message names from the
+The server tells a client which keys have changed (``CLIENT TRACKING``). The
+listener asks for it in broadcast mode, redirected to itself: with RESP2, which
+both Valkey 8.1 and Redis 6/7 speak, the messages then arrive on its own
+connection once it has subscribed to ``__redis__:invalidate``, naming every key
+changed on the server (by a write, an expiry, an eviction). Nothing is tracked
+per data connection, so a data connection that dies, is killed or reconnects
+leaves no key unwatched. :class:`InvalidationListener` keeps that connection:
+it drops the keys each message names from the
 :class:`~pevensie_redis.near.NearStore`, and empties the whole store for a
 ``FLUSHDB``/``FLUSHALL`` (a message without keys).
 
 It also watches the connection: with no message for ``heartbeat`` seconds it
-sends ``PING`` and expects the answer within the timeout. When the connection
-breaks (killed, server restarted, failover, network timeout), the store is
-emptied and disabled: reads go to the server until the listener has connected
-again, under a new client id, and data connections have re-enabled tracking
-towards it. The async face's twin is :mod:`~pevensie_redis.listener_async`.
+sends ``PING``, and gives the connection up when no answer comes within one
+more heartbeat. When the connection breaks (closed, killed, server restarted,
+failover, network timeout), the store is emptied and disabled at once: reads go
+to the server until the listener is listening again. In a forked child the
+store starts disabled and the next near-cache read starts a listener of the
+child's own. The async face's twin is :mod:`~pevensie_redis.listener_async`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
+
+from pevensie_redis import compat, wire
 from pevensie_redis.near import NearStore
 
-__all__ = ["INVALIDATION_CHANNEL", "InvalidationListener"]
-
-INVALIDATION_CHANNEL = b"__redis__:invalidate"
-"""The channel the server publishes invalidations on (RESP2 with REDIRECT)."""
+__all__ = ["InvalidationListener"]
 
 logger = logging.getLogger("pevensie_redis.near_cache")
 
@@ -50,53 +57,100 @@ class InvalidationListener:
         self._heartbeat = heartbeat
         self._retry_delay = retry_delay
         self._stopping = threading.Event()
-        self._ready = threading.Event()
+        self._attempted = threading.Event()
         self._lock = threading.Lock()
         self._connection: Any = None
-        self._client_id: int | None = None
         self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
-        """Why the channel last broke (for statistics and logs), or ``None``."""
-
-    @property
-    def client_id(self) -> int | None:
-        """The id data connections redirect their invalidations to, while listening."""
-        return self._client_id
+        self.server: str | None = None
+        """The server (``host:port`` or socket path) listened to, while listening."""
+        self.failure: BaseException | None = None
+        """Why the channel last broke, or could not be set up; ``None`` while it works."""
+        _LISTENERS.add(self)
 
     def start(self, wait: float) -> bool:
-        """Start the thread; return whether it was listening within ``wait`` seconds."""
+        """Start the thread; return whether it is listening after its first attempt.
+
+        Waits at most ``wait`` seconds for that attempt; when it fails,
+        :attr:`failure` says why (and the thread keeps trying until stopped).
+        """
+        with self._lock:
+            self._start_thread()
+        self._attempted.wait(wait)
+        return self.server is not None
+
+    def ensure_running(self) -> None:
+        """Start the thread again in a forked child (the parent's thread was not forked)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stopping.is_set():
+                    self._start_thread()
+
+    def _start_thread(self) -> None:
         self._thread = threading.Thread(
             target=self._run, name="pevensie-near-cache-invalidations", daemon=True
         )
         self._thread.start()
-        return self._ready.wait(wait)
+
+    def _forked(self) -> None:
+        """In a child process: nothing runs; the next near-cache read starts a thread here.
+
+        The parent's connection is left alone (shutting its socket down would
+        cut the parent's channel too).
+        """
+        stopped = self._stopping.is_set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        if stopped:  # the parent had closed this cache: it stays closed
+            self._stopping.set()
+        self._attempted = threading.Event()
+        self._connection = None
+        self._thread = None
+        self.server = None
 
     def stop(self) -> None:
         """Stop listening: close the connection and wait (bounded) for the thread."""
         self._stopping.set()
-        with self._lock:
-            connection = self._connection
-        if connection is not None:
-            connection.disconnect()
+        self._interrupt()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def moved(self) -> None:
+        """Listen again, from scratch: a read ran on another server than this one listens to.
+
+        The store is emptied and disabled at once (that read is not kept), and
+        the connection is closed under the thread, which connects again to the
+        server the configuration names now (through Sentinel: the primary).
+        """
+        self._store.flush(disable=True)
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Shut the connection's socket: the thread's next read fails, and it reconnects."""
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            compat.shutdown(connection)
+
     def _run(self) -> None:
+        broken = False  # logged once per break, not once per failed attempt
         while not self._stopping.is_set():
             try:
                 self._listen()
-            except Exception as exc:  # any failure breaks the channel; stop() closes it under us
-                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # any failure breaks the channel (stop() included)
+                self.failure = exc
                 if not self._stopping.is_set():
-                    logger.warning("near cache: the invalidation channel broke (%s)", exc)
+                    log = logger.debug if broken else logger.warning
+                    log("near cache: the invalidation channel is down (%s)", exc)
+                    broken = True
             finally:
                 # Whatever broke, no entry may outlive the channel that kept it coherent.
-                self._client_id = None
+                self.server = None
                 self._store.flush(disable=True)
                 with self._lock:
                     connection, self._connection = self._connection, None
                 if connection is not None:
                     connection.disconnect()
+                self._attempted.set()
             self._stopping.wait(self._retry_delay)
 
     def _listen(self) -> None:
@@ -105,27 +159,48 @@ class InvalidationListener:
             self._connection = connection
         if self._stopping.is_set():
             return
-        connection.send_command("CLIENT", "ID")
+        connection.send_packed_command((wire.pack([b"CLIENT", b"ID"]),))
         client_id = int(connection.read_response())
-        connection.send_command("SUBSCRIBE", INVALIDATION_CHANNEL)
+        connection.send_packed_command(
+            (wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL]))
+        )
+        connection.read_response()  # OK (an error reply is raised: no tracking here)
         connection.read_response()  # ["subscribe", channel, 1]
-        self._client_id = client_id
+        self.server = compat.server_of(connection)
+        self.failure = None
         self._store.enable()
-        self._ready.set()
+        if self._attempted.is_set():
+            logger.info("near cache: listening for invalidations again")
+        self._attempted.set()
         pinged = False
         while not self._stopping.is_set():
             if not connection.can_read(timeout=self._heartbeat):
                 if pinged:  # the PING sent a heartbeat ago has no answer: the channel is dead
-                    raise TimeoutError("the invalidation channel did not answer PING")
-                connection.send_command("PING")
+                    raise RedisPyTimeoutError(
+                        f"the invalidation channel did not answer PING within {self._heartbeat:g} s"
+                    )
+                connection.send_packed_command((wire.pack([b"PING"]),))
                 pinged = True
                 continue
             message = connection.read_response()
             pinged = False
             self._apply(message)
+        raise RedisPyConnectionError("the near cache was closed")
 
     def _apply(self, message: Any) -> None:
         if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
             return  # the PING's answer (["pong", ""]) or a subscription confirmation
         keys = message[2]
         self._store.invalidate(None if keys is None else list(keys))
+
+
+_LISTENERS: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for listener in list(_LISTENERS):
+        listener._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

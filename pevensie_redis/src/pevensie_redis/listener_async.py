@@ -3,8 +3,9 @@
 The twin of :mod:`~pevensie_redis.listener` (read it for the protocol): the
 connection is a :class:`~pevensie_redis.pipe.Pipe` whose pushed messages go
 to the :class:`~pevensie_redis.near.NearStore`, watched by a ``PING`` after
-``heartbeat`` seconds of silence; when it breaks, the store is emptied and
-disabled until the task has listened again under a new client id.
+``heartbeat`` seconds of silence that must be answered within one more
+heartbeat; when the pipe closes or goes silent, the store is emptied and
+disabled at once, until the task is listening again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis import wire
 from pevensie_redis.near import NearStore
@@ -23,7 +25,6 @@ from pevensie_redis.pipe import Pipe
 
 __all__ = ["InvalidationListener"]
 
-INVALIDATION_CHANNEL = b"__redis__:invalidate"
 logger = logging.getLogger("pevensie_redis.near_cache")
 
 
@@ -43,73 +44,118 @@ class InvalidationListener:
         self._store = store
         self._heartbeat = heartbeat
         self._retry_delay = retry_delay
-        self._ready = asyncio.Event()
+        self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pipe: Pipe | None = None
-        self._client_id: int | None = None
-        self._message = asyncio.Event()
-        self.last_error: str | None = None
-        """Why the channel last broke, or ``None``."""
-
-    @property
-    def client_id(self) -> int | None:
-        """The id data connections redirect their invalidations to, while listening."""
-        return self._client_id
+        self._woken = asyncio.Event()
+        self._stopping = False
+        self.server: str | None = None
+        """The server (its endpoint's label) listened to, while listening."""
+        self.failure: BaseException | None = None
+        """Why the channel last broke, or could not be set up; ``None`` while it works."""
 
     async def start(self, wait: float) -> bool:
-        """Start the task; return whether it was listening within ``wait`` seconds."""
+        """Start the task; return whether it is listening after its first attempt.
+
+        Waits at most ``wait`` seconds for that attempt; when it fails,
+        :attr:`failure` says why (and the task keeps trying until stopped).
+        """
         self._task = asyncio.get_running_loop().create_task(self._run())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), wait)
-        return self._ready.is_set()
+        attempted = asyncio.ensure_future(self._attempted.wait())
+        try:  # not wait_for: it can lose the caller's cancellation (Python < 3.12)
+            await asyncio.wait({attempted}, timeout=wait)
+        finally:
+            attempted.cancel()
+        return self.server is not None
 
     async def stop(self) -> None:
-        """Stop listening: cancel the task and close its pipe."""
+        """Stop listening: close the pipe, end the task, and wait (bounded) until it has.
+
+        Python before 3.12 can lose a cancellation inside ``asyncio.wait_for``
+        when the awaited event fires at the same moment (a message arriving),
+        so the task also checks a flag at every turn; the wait is bounded all
+        the same, and a cancellation of ``stop()`` itself is not swallowed.
+        """
+        self._stopping = True
         task, self._task = self._task, None
+        if self._pipe is not None:
+            self._pipe.close()  # wakes the task (Pipe.on_close)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await asyncio.wait({task}, timeout=5)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failure while stopping is not news
+
+    def moved(self) -> None:
+        """Listen again, from scratch: a read ran on another server than this one listens to.
+
+        The store is emptied and disabled at once (that read is not kept), and
+        the pipe is closed, so the task connects again to the server the
+        configuration names now (through Sentinel: the primary).
+        """
+        self._store.flush(disable=True)
         if self._pipe is not None:
             self._pipe.close()
 
     async def _run(self) -> None:
-        while True:
+        broken = False  # logged once per break, not once per failed attempt
+        while not self._stopping:
             try:
                 await self._listen()
-            except (RedisError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.warning("near cache: the invalidation channel broke (%s)", exc)
+            except Exception as exc:  # any failure breaks the channel; cancellation stops it
+                self.failure = exc
+                if not self._stopping:
+                    log = logger.debug if broken else logger.warning
+                    log("near cache: the invalidation channel is down (%s)", exc)
+                    broken = True
             finally:
-                self._client_id = None
+                # Whatever broke, no entry may outlive the channel that kept it coherent.
+                self.server = None
                 self._store.flush(disable=True)
                 pipe, self._pipe = self._pipe, None
                 if pipe is not None:
                     pipe.close()
-            await asyncio.sleep(self._retry_delay)
+                self._attempted.set()
+            if not self._stopping:
+                await asyncio.sleep(self._retry_delay)
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
         client_id = await pipe.send(wire.pack([b"CLIENT", b"ID"]))
-        confirmed = await pipe.send(wire.pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
-        for reply in (client_id, confirmed):
-            if isinstance(reply, Exception):
-                raise reply
+        if isinstance(client_id, Exception):
+            raise client_id
+        # Set before subscribing: the first message can come in the same read as the
+        # confirmation, and a pipe with no one to take it closes on an unexpected reply.
         pipe.on_push = self._apply
-        self._client_id = int(client_id)
+        pipe.on_close = self._woken.set
+        replies = pipe.send_many(
+            [wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL])]
+        )
+        for reply in [await future for future in replies]:
+            if isinstance(reply, Exception):
+                raise reply  # no tracking here (or not allowed)
+        self.server = pipe.endpoint.label
+        self.failure = None
         self._store.enable()
-        self._ready.set()
-        while not pipe.closed:
-            self._message.clear()
+        if self._attempted.is_set():
+            logger.info("near cache: listening for invalidations again")
+        self._attempted.set()
+        while not pipe.closed and not self._stopping:
+            self._woken.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self._heartbeat)
+                continue  # a message arrived, or the pipe closed
+            # A heartbeat of silence: the server must answer PING within one more.
             try:
-                await asyncio.wait_for(self._message.wait(), self._heartbeat)
+                await asyncio.wait_for(pipe.send(wire.pack([b"PING"])), self._heartbeat)
             except asyncio.TimeoutError:
-                # Silence: the pipe's own timer fails the PING if nothing answers in time.
-                await pipe.send(wire.pack([b"PING"]))
-        raise ConnectionError("the invalidation channel closed")
+                raise RedisPyTimeoutError(
+                    f"the invalidation channel did not answer PING within {self._heartbeat:g} s"
+                ) from None
+        raise RedisPyConnectionError(f"the invalidation channel to {pipe.endpoint.label} closed")
 
     def _apply(self, message: Any) -> None:
-        self._message.set()
+        self._woken.set()
         if isinstance(message, list) and len(message) >= 3 and message[0] == b"message":
             keys = message[2]
             self._store.invalidate(None if keys is None else list(keys))

@@ -4,8 +4,9 @@ No I/O happens here; both faces of the driver use one :class:`NearStore`
 (its lock makes it safe for threads, and costs little on the event loop).
 
 An entry is a value or a remembered miss, with the deadline of the key's
-server TTL (``PTTL`` read with the value), so an entry never outlives its key.
-The store is bounded by ``size`` entries, least recently used first out.
+server TTL (``PTTL`` read with the value, counted from before the read was
+sent), so an entry never outlives its key. The store is bounded by ``size``
+entries, least recently used first out.
 
 Coherence rests on three rules:
 
@@ -17,18 +18,22 @@ Coherence rests on three rules:
   sockets deliver in;
 - **invalidations**: the server's tracking messages drop their keys
   (:meth:`NearStore.invalidate`; ``None`` means "everything", as after
-  ``FLUSHDB``); this process's own writes drop their keys before and after
-  they are sent, so a read after a write goes to the server (read-your-writes);
-- **flushes**: when the invalidation channel breaks, or tracking is being set
-  up again, :meth:`NearStore.flush` empties the store and the store is
-  *disabled* until :meth:`NearStore.enable`: reads go to the server, and no
-  read that began before the break can fill it.
+  ``FLUSHDB``); this process's own writes drop their keys once they are done
+  (:meth:`NearStore.forget`), so a read after a write goes to the server
+  (read-your-writes);
+- **flushes**: when the invalidation channel breaks, :meth:`NearStore.flush`
+  empties the store and the store is *disabled* until :meth:`NearStore.enable`
+  (tracking is back): reads go to the server, and no read that began before the
+  break can fill it. A forked child's stores start flushed and disabled, as
+  nothing listens for it until its own listener runs.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,8 +46,11 @@ MISS: Any = object()
 
 _NEVER = float("inf")
 
-Ticket = int
-"""What :meth:`NearStore.begin` returns and :meth:`NearStore.finish` checks."""
+Ticket = tuple[int, float]
+"""What :meth:`NearStore.begin` returns and :meth:`NearStore.finish` checks.
+
+The store's sequence number and the clock when the read began.
+"""
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class NearStats:
     invalidations: int
     """Keys the server (or this process's writes) said changed."""
     flushes: int
-    """Times the whole store was emptied (invalidation channel broken, ``FLUSHDB``, ...)."""
+    """Times the whole store was emptied: the invalidation channel broke, or ``FLUSHDB``."""
     entries: int
     """Entries held now."""
     enabled: bool
@@ -80,6 +88,7 @@ class NearStore:
         self._filling: dict[bytes, int] = {}  # key -> fills in flight
         self._enabled = False
         self._hits = self._misses = self._invalidations = self._flushes = 0
+        _STORES.add(self)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -98,35 +107,41 @@ class NearStore:
 
     def begin(self, keys: Iterable[bytes]) -> Ticket | None:
         """Take a ticket before reading ``keys`` from the server; ``None`` when disabled."""
+        started = self._clock()
         with self._lock:
             if not self._enabled:
                 return None
             for key in keys:
                 self._filling[key] = self._filling.get(key, 0) + 1
-            return self._sequence
+            return self._sequence, started
 
     def finish(self, ticket: Ticket | None, fills: Iterable[tuple[bytes, Any, int]]) -> None:
         """Keep what a read brought back, unless invalidated since ``ticket`` was taken.
 
         ``fills`` are ``(key, value or None for a miss, pttl)`` with the key's
-        ``PTTL`` in milliseconds (``-1``: no TTL; ``-2``: absent). Call it once
-        per :meth:`begin`, with every key begun, also when the read failed
-        (with no fills then: use :meth:`abandon`).
+        ``PTTL`` in milliseconds (``-1``: no TTL; ``-2``: absent), read after
+        the value. Call it once per :meth:`begin`, with every key begun (when
+        the read failed, call :meth:`abandon` instead).
+
+        The entry's deadline counts the TTL from when the ticket was taken: the
+        server read the TTL later, so the key expires no sooner than that. A
+        value whose key was gone when its TTL was read (it expired, or was
+        deleted, in between), or a miss whose key had appeared, is not kept.
         """
         if ticket is None:
             return
-        now = self._clock()
+        sequence, started = ticket
         with self._lock:
             for key, value, pttl in fills:
                 fresh = (
                     self._enabled
-                    and self._flushed_at <= ticket
-                    and self._changed.get(key, -1) <= ticket
+                    and self._flushed_at <= sequence
+                    and self._changed.get(key, -1) <= sequence
                 )
                 self._release(key)
-                if not fresh or pttl == 0:
+                if not fresh or pttl == 0 or (pttl == -2) != (value is None):
                     continue
-                deadline = _NEVER if pttl < 0 else now + pttl / 1000
+                deadline = _NEVER if pttl < 0 else started + pttl / 1000
                 self._entries[key] = (MISS if value is None else value, deadline)
                 self._entries.move_to_end(key)
             while len(self._entries) > self._size:
@@ -186,7 +201,8 @@ class NearStore:
         """Answer reads again (tracking is established); the store starts empty."""
         with self._lock:
             self._sequence += 1
-            self._flush_locked()
+            self._entries.clear()  # empty already, unless enabled twice: not counted as a flush
+            self._flushed_at = self._sequence
             self._enabled = True
 
     def stats(self) -> NearStats:
@@ -200,6 +216,20 @@ class NearStore:
                 entries=len(self._entries),
                 enabled=self._enabled,
             )
+
+    def _forked(self) -> None:
+        """In a child process: a flush, and disabled, until a listener of its own enables it.
+
+        Nothing listens in the child (the parent's listener thread was not
+        forked), and a lock held by another thread at the fork stays held: the
+        lock is new too.
+        """
+        self._lock = threading.Lock()
+        self._sequence += 1
+        self._flush_locked()
+        self._filling.clear()
+        self._changed.clear()
+        self._enabled = False
 
     # Called with the lock held.
 
@@ -215,3 +245,15 @@ class NearStore:
         else:
             self._filling.pop(key, None)
             self._changed.pop(key, None)
+
+
+_STORES: weakref.WeakSet[NearStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -84,8 +84,8 @@ class Pipe(asyncio.Protocol):
         """The event-loop time the last reply arrived (or the pipe opened)."""
         self.on_push: Callable[[Any], None] | None = None
         """Receives pushed pub/sub messages (``["message", ...]``), on a subscribed pipe."""
-        self.tracking: int | None = None
-        """The client id this pipe's key tracking redirects to (near cache), if any."""
+        self.on_close: Callable[[], None] | None = None
+        """Called once when the pipe closes, for whoever waits for pushes rather than replies."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._waiting)} waiting"
@@ -240,6 +240,8 @@ class Pipe(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self.on_close is not None:
+                self.on_close()
         waiting, self._waiting = self._waiting, deque()
         for future, _ in waiting:
             if not future.done():

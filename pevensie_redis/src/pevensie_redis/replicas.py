@@ -123,12 +123,12 @@ class ReplicaReads:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         """Send reads in one round trip; error replies (from the primary) come back in place."""
         replies = self._from_replica(commands, command)
         if replies is None:
-            return self._primary.pipeline(commands, command, idempotent=idempotent, tracked=tracked)
+            return self._primary.pipeline(commands, command, idempotent=idempotent, fill=fill)
         return replies
 
     def close(self) -> None:

@@ -122,14 +122,12 @@ class AsyncReplicaReads:
         command: str,
         *,
         idempotent: bool = True,
-        tracked: bool = False,
+        fill: bool = False,
     ) -> list[Any]:
         """Send reads in one round trip; error replies (from the primary) come back in place."""
         replies = await self._from_replica(commands, command)
         if replies is None:
-            return await self._primary.pipeline(
-                commands, command, idempotent=idempotent, tracked=tracked
-            )
+            return await self._primary.pipeline(commands, command, idempotent=idempotent, fill=fill)
         return replies
 
     async def close(self) -> None:

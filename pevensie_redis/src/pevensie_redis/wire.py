@@ -21,6 +21,7 @@ __all__ = [
     "CLUSTER_SLOTS",
     "EXEC",
     "INCR_EX_SCRIPT",
+    "INVALIDATION_CHANNEL",
     "MULTI",
     "NOT_TEXT",
     "READONLY",
@@ -37,7 +38,6 @@ __all__ = [
     "full_key",
     "heartbeat",
     "lock_key",
-    "lost_redirect",
     "pack",
     "pack_delete",
     "pack_get",
@@ -169,14 +169,19 @@ def lock_key(resource_type: str, key: str) -> bytes:
     return f":lock:{resource_type}:{key}".encode()
 
 
+INVALIDATION_CHANNEL = b"__redis__:invalidate"
+"""The channel the server publishes key invalidations on, to a RESP2 connection."""
+
+
 def pack_tracking(client_id: int) -> bytes:
-    """Pack ``CLIENT TRACKING ON REDIRECT client_id``: invalidations of keys read go there."""
-    return pack([b"CLIENT", b"TRACKING", b"ON", b"REDIRECT", b"%d" % client_id])
+    """Pack ``CLIENT TRACKING ON BCAST REDIRECT client_id``: every key changed is named there.
 
-
-def lost_redirect(error: Exception) -> bool:
-    """Return whether a ``CLIENT TRACKING`` error says the redirect target is gone."""
-    return "redirect" in str(error).lower()
+    Broadcast mode keeps no state about which connection read what, so no
+    connection but the one listening matters: a data connection that dies or
+    reconnects loses nothing. The near cache's listener sends it with its own
+    client id, then subscribes to :data:`INVALIDATION_CHANNEL`.
+    """
+    return pack([b"CLIENT", b"TRACKING", b"ON", b"BCAST", b"REDIRECT", b"%d" % client_id])
 
 
 def replica_in_sync(role: object) -> bool:
@@ -195,7 +200,12 @@ def replica_in_sync(role: object) -> bool:
 
 
 def heartbeat(timeout: float) -> float:
-    """Return the near cache listener's heartbeat: a silent channel is checked this often."""
+    """Return the near cache listener's heartbeat: a silent channel is checked this often.
+
+    After one heartbeat of silence the listener sends ``PING``; without an
+    answer one heartbeat later it gives the channel up (and the store is
+    emptied), so a silent break is noticed within about two heartbeats.
+    """
     return min(1.0, timeout)
 
 

@@ -1,0 +1,161 @@
+"""Turning the near cache on: configuration, the driver and its statistics, refusals at connect."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from near_support import FACES, near_url, open_face
+
+from pevensie_cache import ConfigError, cache
+from pevensie_redis import RedisConfig
+from pevensie_redis.driver import NearRedisDriver
+from pevensie_redis.driver_async import AsyncNearRedisDriver
+from pevensie_redis.testing import RedisServer
+
+LISTENER_THREAD = "pevensie-near-cache-invalidations"
+
+
+def listener_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == LISTENER_THREAD and t.is_alive()]
+
+
+def test_url_and_keywords_turn_the_near_cache_on() -> None:
+    by_url = cache.from_url("redis://127.0.0.1:6379/0?near_cache=true&near_cache_size=50")
+    by_name = cache.new(driver="redis", host="127.0.0.1", near_cache=True, near_cache_size=50)
+    assert isinstance(by_url.driver, NearRedisDriver)
+    assert by_url.driver.config == by_name.driver.config
+    assert by_url.driver.config.near_cache_size == 50
+    assert isinstance(cache.new_async(driver="redis", near_cache=True).driver, AsyncNearRedisDriver)
+    assert RedisConfig().near_cache is False
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cluster": True, "near_cache": True}, "near_cache is not available with cluster"),
+        ({"near_cache": True, "near_cache_size": 0}, "near_cache_size"),
+    ],
+)
+def test_a_near_cache_it_cannot_have_is_a_configuration_error(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cache.new(driver="redis", **options)
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_stats_count_hits_misses_and_entries_and_are_none_when_disconnected(
+    kind: str, pevensie_redis_server: RedisServer
+) -> None:
+    pevensie_redis_server.ensure_running()
+    face = open_face(kind, near_url(pevensie_redis_server.url))
+    try:
+        start = face.stats()
+        assert start.enabled
+        assert (start.hits, start.misses, start.flushes, start.entries) == (0, 0, 0, 0)
+        face.set("stats", "1", "one")
+        face.get("stats", "1")
+        face.get("stats", "absent", None)
+        while face.stats().hits < 2:  # a fill may be spoiled by our own write's invalidation
+            face.get("stats", "1")
+            face.get("stats", "absent", None)
+        stats = face.stats()
+        assert stats.entries == 2
+        assert stats.misses >= 2
+    finally:
+        face.close()
+    assert face.cache.driver.near_cache_stats() is None
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_a_server_that_refuses_tracking_is_a_configuration_error_and_nothing_is_left_running(
+    kind: str, pevensie_redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    # An ACL user allowed everything but CLIENT (so no CLIENT ID, no CLIENT TRACKING).
+    server = pevensie_redis_server_factory()
+    with server.client() as raw:
+        raw.acl_setuser("reader", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                        commands=["+@all", "-client"])  # fmt: skip
+    url = f"redis://reader:pw@{server.host}:{server.port}/0?near_cache=true&timeout=1000"
+    threads_before = len(listener_threads())
+    if kind == "sync":
+        with pytest.raises(ConfigError, match="near_cache needs key tracking") as caught:
+            cache.from_url(url).connect()
+        assert len(listener_threads()) == threads_before
+    else:
+
+        async def connect() -> set[asyncio.Task[object]]:
+            before = asyncio.all_tasks()
+            with pytest.raises(ConfigError, match="near_cache needs key tracking") as refused:
+                await cache.from_url_async(url).connect()
+            assert "pw" not in str(refused.value)
+            await asyncio.sleep(0.3)  # a listener left behind would try again by now
+            return asyncio.all_tasks() - before - {asyncio.current_task()}  # type: ignore[operator]
+
+        assert asyncio.run(connect()) == set()
+        return
+    assert "NOPERM" in str(caught.value) or "permission" in str(caught.value)
+    assert ":pw@" not in str(caught.value)
+
+
+def _flood(server: RedisServer, stop: threading.Event) -> None:
+    """Another client writes as fast as it can: a stream of invalidations."""
+    with server.client() as raw:
+        n = 0
+        while not stop.is_set():
+            pipe = raw.pipeline(transaction=False)
+            for _ in range(50):
+                n += 1
+                pipe.set(f"flood:{n % 1000}", "x")
+            pipe.execute()
+
+
+@pytest.mark.parametrize("kind", FACES)
+def test_connect_and_disconnect_work_while_invalidations_flow(
+    kind: str, pevensie_redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    """Another client writes without pause while caches connect and disconnect, 60 times.
+
+    Async face: the first message can arrive in the same read as the subscription's
+    confirmation (it used to close the pipe: connect() failed), and a cancellation that
+    lands as a message arrives can be lost in asyncio.wait_for on Python before 3.12 (it
+    used to hang disconnect() for good).
+    """
+    server = pevensie_redis_server_factory()
+    url = near_url(server.url)
+    stop = threading.Event()
+    flood = threading.Thread(target=_flood, args=(server, stop))
+    flood.start()
+
+    def sync_rounds(rounds: int) -> list[float]:
+        took = []
+        for _ in range(rounds):
+            c = cache.from_url(url).connect()
+            c.get("flood", "1", None)
+            time.sleep(0.01)
+            started = time.monotonic()
+            c.disconnect()
+            took.append(time.monotonic() - started)
+        return took
+
+    async def async_rounds(rounds: int) -> list[float]:
+        took = []
+        for _ in range(rounds):
+            c = await cache.from_url_async(url).connect()
+            await c.get("flood", "1", None)
+            await asyncio.sleep(0.01)
+            started = time.monotonic()
+            await asyncio.wait_for(c.disconnect(), 10)
+            took.append(time.monotonic() - started)
+        return took
+
+    try:
+        took = sync_rounds(60) if kind == "sync" else asyncio.run(async_rounds(60))
+    finally:
+        stop.set()
+        flood.join()
+    assert max(took) < 5
