@@ -18,6 +18,11 @@ if os.environ.get(GATE, "") in ("", "0"):
     collect_ignore_glob = ["test_*.py"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # dogpile.cache's suites mark their slow tests so (its own setup registers the marker).
+    config.addinivalue_line("markers", "time_intensive: dogpile.cache's slow tests")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _disconnect_shared_caches() -> Iterator[None]:
     """Disconnect the caches the backends share when the run ends (before servers stop)."""

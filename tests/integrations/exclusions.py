@@ -21,6 +21,14 @@ DJANGO: dict[str, str] = {
 FLASK: dict[str, str] = {}
 """Flask-Caching's ``GenericCacheTests``."""
 
-DOGPILE: dict[str, str] = {}
+DOGPILE: dict[str, str] = {
+    "test_argument_dictionary_unmodified": (
+        "It configures the backend with made-up arguments (arbitrary_arg_one, ...) that a "
+        "dogpile backend is expected to ignore; ours reject an unknown argument with a "
+        "ConfigError naming it, so a misspelt setting is never silently dropped. That the "
+        "arguments mapping is left unmodified is tested with valid arguments in "
+        "test_dogpile_backend.py."
+    ),
+}
 """dogpile.cache's ``_GenericBackendTestSuite``, ``_GenericSerializerTestSuite`` and
 ``_GenericMutexTestSuite``."""
