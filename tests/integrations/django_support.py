@@ -12,7 +12,6 @@ from types import ModuleType
 
 import django
 from django.conf import settings
-
 from sources import installed, suite_dir
 
 BACKEND = "pevensie_cache.contrib.django.PevensieCache"
@@ -28,7 +27,7 @@ def configure() -> None:
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "cache"],
         CACHES={"default": {"BACKEND": BACKEND, "LOCATION": "memory://"}},
-        SECRET_KEY="pevensie-integration-tests",  # noqa: S106 - a test-only key
+        SECRET_KEY="pevensie-integration-tests",
         USE_TZ=True,
         ALLOWED_HOSTS=["testserver"],
         TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates"}],

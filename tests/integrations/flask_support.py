@@ -14,7 +14,8 @@ def backend_suite() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "flask_caching_backend_suite", root / "tests" / "test_backend_cache.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -71,7 +71,7 @@ def _extract(archive: Path, subdir: str, target: Path) -> None:
     with tarfile.open(archive) as tar:
         members = []
         for member in tar.getmembers():
-            top, _, rest = member.name.partition("/")
+            _, _, rest = member.name.partition("/")
             if rest == subdir or rest.startswith(subdir + "/"):
                 member.name = rest
                 members.append(member)

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import pickle
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -216,7 +216,7 @@ class _NoThreads(ThreadPoolExecutor):
 
 
 @pytest.fixture
-async def no_thread_hops(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+async def no_thread_hops(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any hop to a thread: Django's sync_to_async fallback or the loop's executor."""
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -224,7 +224,6 @@ async def no_thread_hops(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]
 
     monkeypatch.setattr(django_cache_base, "sync_to_async", refuse)
     asyncio.get_running_loop().set_default_executor(_NoThreads())
-    yield
 
 
 async def test_async_methods_are_native_and_see_the_sync_face(
@@ -331,7 +330,9 @@ def test_per_view_cache_page(default_cache: PevensieCache) -> None:
 
 
 def test_template_fragment_cache(default_cache: PevensieCache) -> None:
-    template = Template("{% load cache %}{% cache 30 greeting who %}Hello {{ who }} {{ n }}{% endcache %}")
+    template = Template(
+        "{% load cache %}{% cache 30 greeting who %}Hello {{ who }} {{ n }}{% endcache %}"
+    )
     assert template.render(Context({"who": "Ada", "n": 1})) == "Hello Ada 1"
     assert template.render(Context({"who": "Ada", "n": 2})) == "Hello Ada 1"  # from the cache
     assert template.render(Context({"who": "Bob", "n": 3})) == "Hello Bob 3"

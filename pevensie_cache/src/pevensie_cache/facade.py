@@ -495,7 +495,7 @@ class PevensieCache:
         return taken
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
-        """Release the lease lock of ``key`` if ``token`` still holds it (never another holder's)."""
+        """Release the lease lock of ``key`` if ``token`` still holds it, never another's."""
         driver = self._connected("release_lock")
         check_address_once(resource_type, key)
         _check_token(token)

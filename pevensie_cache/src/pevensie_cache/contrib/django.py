@@ -53,7 +53,7 @@ DEFAULT_RESOURCE_TYPE = "django"
 
 _CULLING = ("MAX_ENTRIES", "CULL_FREQUENCY")
 _NOW = 0
-"""What :meth:`PevensieCache.get_backend_timeout` returns for a timeout of 0 or less: expire at once."""
+"""The TTL of a timeout of 0 or less (see ``get_backend_timeout``): expire at once."""
 
 
 class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type information
@@ -83,7 +83,8 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
             timeout = self.default_timeout
         if timeout is None:
             return None
-        return max(_NOW, math.ceil(timeout))
+        seconds: int = math.ceil(timeout)
+        return max(_NOW, seconds)
 
     # -- sync face ---------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dogpile.cache.api import NO_VALUE, BytesBackend, CacheMutex, SerializedReturnType
@@ -69,14 +69,20 @@ class PevensieBackend(BytesBackend):
         self.distributed_lock: bool = options.pop("distributed_lock", True)
         if not isinstance(self.distributed_lock, bool):
             raise ArgumentTypeError("distributed_lock must be True or False")
-        self.lock_lease: float = _positive("lock_lease", options.pop("lock_lease", DEFAULT_LOCK_LEASE))
+        self.lock_lease: float = _positive(
+            "lock_lease", options.pop("lock_lease", DEFAULT_LOCK_LEASE)
+        )
         wait = options.pop("lock_wait", None)
-        self.lock_wait: float = 2 * self.lock_lease if wait is None else _positive("lock_wait", wait)
+        self.lock_wait: float = (
+            2 * self.lock_lease if wait is None else _positive("lock_wait", wait)
+        )
         self._shared: SharedCache = shared_cache(url, options, what='arguments["url"]')
 
     def get_mutex(self, key: str) -> CacheMutex | None:
-        """Return the lease lock of ``key`` (``None`` with ``distributed_lock=False``:
-        dogpile then locks within the process)."""
+        """Return the lease lock of ``key``.
+
+        With ``distributed_lock=False``, ``None``: dogpile then locks within the process.
+        """
         if not self.distributed_lock:
             return None
         return LeaseMutex(self._shared, self.resource_type, key, self.lock_lease, self.lock_wait)
@@ -86,8 +92,9 @@ class PevensieBackend(BytesBackend):
         text = self._shared.sync().get(self.resource_type, key, None)
         return NO_VALUE if text is None else text_to_bytes(text)
 
-    def get_serialized_multi(self, keys: Sequence[str]) -> Sequence[SerializedReturnType]:
-        """Return the bytes stored under each of ``keys`` (``NO_VALUE`` for a miss), in one batch."""
+    def get_serialized_multi(self, keys: Iterable[str]) -> Sequence[SerializedReturnType]:
+        """Return the bytes under each of ``keys`` (``NO_VALUE`` for a miss), in one batch."""
+        keys = list(keys)
         if not keys:
             return []
         found = self._shared.sync().get_many(self.resource_type, keys)
@@ -107,8 +114,9 @@ class PevensieBackend(BytesBackend):
         """Delete ``key``."""
         self._shared.sync().delete(self.resource_type, key)
 
-    def delete_multi(self, keys: Sequence[str]) -> None:
+    def delete_multi(self, keys: Iterable[str]) -> None:
         """Delete every key of ``keys`` in one batch."""
+        keys = list(keys)
         if keys:
             self._shared.sync().delete_many(self.resource_type, keys)
 

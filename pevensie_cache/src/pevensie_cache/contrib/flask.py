@@ -55,8 +55,7 @@ _FOREVER = None
 
 
 class PevensieCache(BaseCache):
-    """A Flask-Caching backend: the URL from ``CACHE_PEVENSIE_URL``, driver options from
-    ``CACHE_OPTIONS``."""
+    """A Flask-Caching backend: URL from ``CACHE_PEVENSIE_URL``, options from ``CACHE_OPTIONS``."""
 
     def __init__(
         self,
@@ -79,9 +78,7 @@ class PevensieCache(BaseCache):
         self.ignore_delete_many_errors = ignore_delete_many_errors
         check_resource_type(resource_type)
         if not isinstance(key_prefix, str):
-            raise ArgumentTypeError(
-                f"key_prefix must be a str, not {type(key_prefix).__name__}"
-            )
+            raise ArgumentTypeError(f"key_prefix must be a str, not {type(key_prefix).__name__}")
         self.resource_type = resource_type
         self.key_prefix = key_prefix
         self._shared: SharedCache = shared_cache(url, options, what=URL_SETTING)
@@ -123,7 +120,7 @@ class PevensieCache(BaseCache):
 
     def get_dict(self, *keys: str) -> dict[str, Any]:
         """Return ``{key: value}`` for ``keys`` (``None`` for a miss), in one batch."""
-        return dict(zip(keys, self.get_many(*keys)))
+        return dict(zip(keys, self.get_many(*keys), strict=True))
 
     def set(self, key: str, value: Any, timeout: int | timedelta | None = None) -> bool:
         """Store ``value`` under ``key``; return ``True``."""

@@ -128,7 +128,9 @@ def shared_cache(url: object, options: Mapping[str, Any], *, what: str) -> Share
     """
     if not isinstance(url, str) or not url:
         shown = type(url).__name__ if not isinstance(url, str) else "an empty string"
-        raise ConfigError(f"{what} must be a Pevensie cache URL (redis://..., memory://), not {shown}")
+        raise ConfigError(
+            f"{what} must be a Pevensie cache URL (redis://..., memory://), not {shown}"
+        )
     # The options' repr tells equal configurations apart; it is a key, never shown.
     key = (url, repr(sorted(options.items())))
     with _SHARED_LOCK:
