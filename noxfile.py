@@ -1,4 +1,5 @@
-"""Sessions: tests (default), integrations, lint, typecheck, generate, demo, bench.
+"""Sessions: tests (default), integrations, lint, typecheck, generate, demo, bench,
+bench_frameworks.
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
@@ -112,3 +113,11 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/cluster_bench.py", *quick)
+
+
+@nox.session
+def bench_frameworks(session: nox.Session) -> None:
+    """The framework backends against Django's, django-redis's, Flask-Caching's and dogpile's."""
+    _install(session, "test", "bench-frameworks")
+    session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS["newest"])
+    session.run("python", "benchmarks/frameworks_bench.py", *session.posargs)

@@ -24,8 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _disconnect_shared_caches() -> Iterator[None]:
-    """Disconnect the caches the backends share when the run ends (before servers stop)."""
+def _disconnect_shared_caches(pevensie_redis_server: object) -> Iterator[None]:
+    """Disconnect the caches the backends share when the run ends, before the server stops."""
     yield
     from pevensie_cache.contrib.shared import close_all
 
