@@ -54,6 +54,7 @@ BATCH = 100
 KEYS = [f"key:{i}" for i in range(KEYSPACE)]
 MISSING = [f"missing:{i}" for i in range(KEYSPACE)]
 BATCHES = [KEYS[i : i + BATCH] for i in range(0, KEYSPACE, BATCH)]
+TASKS = 64
 
 Op = Callable[[int], None]
 """Runs a workload ``n`` times (a batch workload: ``n`` batches)."""
@@ -123,6 +124,7 @@ def kv_ops(
 
 
 BATCH_UNITS = {"get_many": BATCH, "set_many": BATCH}
+"""Keys per call of the batch workloads (the others count calls)."""
 
 
 # -- Django ---------------------------------------------------------------------------------
@@ -167,9 +169,17 @@ def async_ops(backend: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Op]:
         for key in _cycle(n, KEYS):
             await backend.aset(key, VALUE)
 
+    async def aget_tasks(n: int) -> None:
+        async def task(first: int) -> None:
+            for i in range(first, n, TASKS):  # the tasks share exactly n gets
+                await backend.aget(KEYS[i % KEYSPACE])
+
+        await asyncio.gather(*(task(t) for t in range(TASKS)))
+
     return {
         "aget_hit": lambda n: loop.run_until_complete(aget(n)),
         "aset": lambda n: loop.run_until_complete(aset(n)),
+        "aget_tasks": lambda n: loop.run_until_complete(aget_tasks(n)),
     }
 
 
@@ -317,6 +327,7 @@ LABELS = {
     "incr": "incr",
     "aget_hit": "aget (hit), one task",
     "aset": "aset, one task",
+    "aget_tasks": f"aget (hit), {TASKS} tasks",
     "get_or_create_hit": "get_or_create (hit)",
 }
 
