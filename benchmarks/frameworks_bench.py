@@ -253,23 +253,36 @@ def _never() -> str:
 # -- the harness ----------------------------------------------------------------------------
 
 
-def sample(op: Op, n: int) -> float:
+def sample(op: Op, n: int, server: ValkeyServer | None = None) -> tuple[float, float | None]:
+    """Run ``op(n)``; return its wall time and the CPU time client and server spent, in s.
+
+    The CPU time (this process's, all threads, plus the server's threads) is
+    what the calls cost whatever else runs on the machine; it is ``None`` when
+    the server's CPU time cannot be read.
+    """
     gc_was = gc.isenabled()
     gc.disable()
     try:
+        server_before = server.cpu_ns() if server is not None else None
+        cpu_before = time.process_time()
         start = time.perf_counter()
         op(n)
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        cpu = time.process_time() - cpu_before
+        server_after = server.cpu_ns() if server is not None else None
     finally:
         if gc_was:
             gc.enable()
+    if server_before is None or server_after is None:
+        return took, None
+    return took, cpu + (server_after - server_before) / 1e9
 
 
 def calibrate(op: Op, seconds: float) -> int:
     """Return how many calls of ``op`` take about ``seconds``."""
     n = 1
     while True:
-        took = sample(op, n)
+        took, _ = sample(op, n)
         if took >= seconds / 4:
             return max(1, round(n * seconds / took))
         n *= 4 if took < seconds / 40 else 2
@@ -293,16 +306,20 @@ def run(args: argparse.Namespace) -> int:
         plan = [(c, w) for c in contenders for w in c.ops]
         counts = {(c.name, c.framework, w): calibrate(c.ops[w], args.seconds) for c, w in plan}
         rates: dict[tuple[str, str, str], list[float]] = {key: [] for key in counts}
+        cpu_us: dict[tuple[str, str, str], list[float]] = {key: [] for key in counts}
         for r in range(args.rounds):
             order = plan[r % len(plan) :] + plan[: r % len(plan)]
             for contender, workload in order:
                 key = (contender.name, contender.framework, workload)
                 n = counts[key]
-                took = sample(contender.ops[workload], n)
-                rates[key].append(n * contender.units.get(workload, 1) / took)
+                took, cpu = sample(contender.ops[workload], n, server)
+                units = n * contender.units.get(workload, 1)
+                rates[key].append(units / took)
+                if cpu is not None:
+                    cpu_us[key].append(cpu * 1e6 / units)
     loop.close()
     binary = server_version(find_valkey_server())
-    print(report(contenders, rates, args, notes, load, binary))
+    print(report(contenders, rates, cpu_us, args, notes, load, binary))
     return 0
 
 
@@ -322,8 +339,8 @@ LABELS = {
     "set": "set, TTL",
     "get_hit": "get (hit)",
     "get_miss": "get (miss)",
-    "get_many": "get_many 100 (keys/s)",
-    "set_many": "set_many 100, TTL (keys/s)",
+    "get_many": "get_many of 100",
+    "set_many": "set_many of 100, TTL",
     "incr": "incr",
     "aget_hit": "aget (hit), one task",
     "aset": "aset, one task",
@@ -335,6 +352,7 @@ LABELS = {
 def report(
     contenders: list[Contender],
     rates: dict[tuple[str, str, str], list[float]],
+    cpu_us: dict[tuple[str, str, str], list[float]],
     args: argparse.Namespace,
     notes: list[str],
     load: str,
@@ -353,30 +371,52 @@ def report(
     ]
     for framework in dict.fromkeys(c.framework for c in contenders):
         group = [c for c in contenders if c.framework == framework]
-        base = group[0]
-        lines += [
-            f"#### {framework}: median ops/s (min of rounds; ratio to {base.name})",
-            "",
-            "| workload | " + " | ".join(c.name for c in group) + " |",
-            "|---" * (len(group) + 1) + "|",
-        ]
-        workloads = list(dict.fromkeys(w for c in group for w in c.ops))
-        for workload in workloads:
-            cells = []
-            base_rates = rates.get((base.name, framework, workload))
-            for c in group:
-                got = rates.get((c.name, framework, workload))
-                if not got:
-                    cells.append("n/a")
-                    continue
-                median = statistics.median(got)
-                cell = f"{median:,.0f} ({min(got):,.0f})"
-                if c is not base and base_rates:
-                    cell += f" **{median / statistics.median(base_rates):.2f}x**"
-                cells.append(cell)
-            lines.append(f"| {LABELS.get(workload, workload)} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _table(framework, group, rates, higher_is_better=True)
+        lines += _table(framework, group, cpu_us, higher_is_better=False)
     return "\n".join(lines)
+
+
+def _table(
+    framework: str,
+    group: list[Contender],
+    values: dict[tuple[str, str, str], list[float]],
+    *,
+    higher_is_better: bool,
+) -> list[str]:
+    """One framework's table of ``values``: median (best round) and ratio to the first."""
+    base = group[0]
+    title = (
+        "median ops/s (keys/s for batches), best round in brackets"
+        if higher_is_better
+        else "median CPU µs per operation (per key for batches), client + server"
+    )
+    lines = [
+        f"#### {framework}: {title}; **ratio** to {base.name}"
+        + ("" if higher_is_better else " (its CPU over ours: above 1, we cost less)"),
+        "",
+        "| workload | " + " | ".join(c.name for c in group) + " |",
+        "|---" * (len(group) + 1) + "|",
+    ]
+    workloads = list(dict.fromkeys(w for c in group for w in c.ops))
+    for workload in workloads:
+        cells = []
+        base_values = values.get((base.name, framework, workload))
+        for c in group:
+            got = values.get((c.name, framework, workload))
+            if not got:
+                cells.append("n/a")
+                continue
+            median = statistics.median(got)
+            best = max(got) if higher_is_better else min(got)
+            cell = f"{median:,.0f} ({best:,.0f})" if higher_is_better else f"{median:.1f}"
+            if c is not base and base_values:
+                base_median = statistics.median(base_values)
+                ratio = median / base_median if higher_is_better else base_median / median
+                cell += f" **{ratio:.2f}x**"
+            cells.append(cell)
+        lines.append(f"| {LABELS.get(workload, workload)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
