@@ -1,4 +1,5 @@
-"""Sessions: tests (default), compat, lint, typecheck, generate, demo, bench.
+"""Sessions: tests (default), compat, integrations, lint, typecheck, generate, demo,
+bench, bench_frameworks.
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
@@ -184,6 +185,32 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     session.run("pytest", "-q", "-n", COMPAT_WORKERS, "--dist", "loadscope", *selection)
 
 
+# The framework releases `integrations` runs on: "lowest" is the lower bound of each
+# extra in pevensie_cache/pyproject.toml, "newest" the newest release (on Python 3.11:
+# Django 6 needs 3.12, hence the extra's <6). Keep both in step with the extras.
+FRAMEWORKS = {
+    "lowest": ["django==4.2", "Flask-Caching==2.0.2", "dogpile.cache==1.3.0"],
+    "newest": ["django==5.2.19", "Flask-Caching==2.5.1", "dogpile.cache==1.5.0"],
+}
+
+
+@nox.session
+@nox.parametrize("frameworks", list(FRAMEWORKS))
+def integrations(session: nox.Session, frameworks: str) -> None:
+    """The frameworks' own backend suites on the Django, Flask-Caching and dogpile.cache backends.
+
+    Django's BaseCacheTests and Flask-Caching's GenericCacheTests come from the
+    source distribution of the installed release (downloaded once, kept in the
+    nox cache directory); dogpile.cache's suites ship in its wheel. Each runs on
+    the Redis driver (a real server the tests start) and the memory driver,
+    with tests/integrations' own tests of what the suites leave out.
+    """
+    _install(session, "test")
+    session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks])
+    env = {"PEVENSIE_INTEGRATIONS": "1", "PEVENSIE_SDIST_CACHE": str(session.cache_dir / "sdists")}
+    session.run("pytest", "tests/integrations", *session.posargs, env=env)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff (lint and formatting), and the generated sync modules match their async sources."""
@@ -218,7 +245,8 @@ def generate(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Mypy --strict on both packages and the test-support package."""
     _install(session, "typecheck", "test")
-    session.install(TEST_SUPPORT)
+    # The framework backends are checked against the newest frameworks they support.
+    session.install(TEST_SUPPORT, "./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS["newest"])
     session.run(
         "mypy",
         "--strict",
@@ -244,3 +272,11 @@ def bench(session: nox.Session) -> None:
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/cluster_bench.py", *quick)
     session.run("python", "benchmarks/near_bench.py", *quick)
+
+
+@nox.session
+def bench_frameworks(session: nox.Session) -> None:
+    """The framework backends against Django's, django-redis's, Flask-Caching's and dogpile's."""
+    _install(session, "test", "bench-frameworks")
+    session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS["newest"])
+    session.run("python", "benchmarks/frameworks_bench.py", *session.posargs)

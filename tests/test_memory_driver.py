@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from pevensie_cache import CacheMiss, cache
-from pevensie_cache.memory import MemoryDriver
+from pevensie_cache import AsyncPevensieCache, CacheMiss, ConfigError, cache
+from pevensie_cache.memory import AsyncMemoryDriver, MemoryDriver
 
 
 def test_max_entries_evicts_the_least_recently_used() -> None:
@@ -55,3 +55,18 @@ def test_expiry_uses_the_monotonic_clock(monkeypatch: pytest.MonkeyPatch) -> Non
         c.set("k", "a", "1", ttl_seconds=60)
         monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # wall clock jumps
         assert c.get("k", "a") == "1"
+
+
+async def test_an_async_view_shares_the_store_and_leaves_it_alone() -> None:
+    sync_face = cache.new(MemoryDriver(max_entries=10)).connect()
+    view = sync_face.driver.async_view()  # type: ignore[attr-defined]
+    sync_face.set("user", "1", "Ada")
+    async with AsyncPevensieCache(view) as async_face:
+        assert await async_face.get("user", "1") == "Ada"
+        await async_face.set("user", "2", "Bob")
+        assert await async_face.acquire_lock("user", "1", "t", 10)
+    assert sync_face.get("user", "2") == "Bob"  # disconnecting the view kept the store
+    assert sync_face.acquire_lock("user", "1", "u", 10) is False  # the same locks too
+    sync_face.disconnect()
+    with pytest.raises(ConfigError):
+        AsyncMemoryDriver(max_entries=5, store=MemoryDriver())

@@ -18,6 +18,7 @@ __all__ = [
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
     "AsyncLockingCacheDriver",
+    "AsyncViewDriver",
     "AtomicCacheDriver",
     "BatchCacheDriver",
     "CacheDriver",
@@ -187,3 +188,17 @@ class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Release the lock of the key if ``token`` still holds it (never another holder's)."""
+
+
+@runtime_checkable
+class AsyncViewDriver(CacheDriver, Protocol):
+    """A sync driver whose data lives in the driver object, with an async face over that data.
+
+    In-process stores (the memory driver) offer it, so that code using both
+    faces of one configuration (the Django backend) sees one store: a second
+    driver built from the same URL would hold its own, empty store. The view's
+    operations must not block, and connecting it must leave the store alone.
+    """
+
+    def async_view(self) -> AsyncCacheDriver:
+        """Return an async driver over this driver's own data, usable from any event loop."""

@@ -474,6 +474,38 @@ class PevensieCache:
                 # The lease expires by itself; the caller's outcome matters more.
                 logger.warning("get_or_set: releasing the lock failed (%s); it will expire", exc)
 
+    # -- lease locks -------------------------------------------------------------------
+
+    def acquire_lock(self, resource_type: str, key: str, token: str, lease_seconds: float) -> bool:
+        """Take the lease lock of ``key`` for ``lease_seconds`` unless a live holder has it.
+
+        The lock is the one ``get_or_set(..., lock=True)`` holds: a server-side
+        lease (Redis: ``SET NX PX`` on ``:lock:<resource_type>:<key>``, a key no
+        API call can write), so it excludes other processes and hosts too.
+        ``token`` names the holder: only :meth:`release_lock` with the same
+        token releases it, and a crashed holder's lease simply expires. Returns
+        whether this call took the lock; it never waits.
+        """
+        driver = self._connected("acquire_lock")
+        check_address_once(resource_type, key)
+        _check_token(token)
+        if not isinstance(lease_seconds, (int, float)) or isinstance(lease_seconds, bool):
+            raise ArgumentTypeError(
+                f"lease_seconds must be a number, not {type(lease_seconds).__name__}"
+            )
+        if not 0 < lease_seconds < math.inf:
+            raise ArgumentValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        lease_ms = max(1, math.ceil(lease_seconds * 1000))
+        taken: bool = self._optional(driver, "acquire_lock", resource_type, key, token, lease_ms)
+        return taken
+
+    def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """Release the lease lock of ``key`` if ``token`` still holds it, never another's."""
+        driver = self._connected("release_lock")
+        check_address_once(resource_type, key)
+        _check_token(token)
+        self._optional(driver, "release_lock", resource_type, key, token)
+
     # -- helpers -----------------------------------------------------------------------
 
     def _connected(self, operation: str) -> CacheDriver:
@@ -495,6 +527,15 @@ class PevensieCache:
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
+
+
+def _check_token(token: object) -> None:
+    """Check a lock token: a non-empty ``str`` (encodable as UTF-8, as values are)."""
+    if not isinstance(token, str):
+        raise ArgumentTypeError(f"token must be a str, not {type(token).__name__}")
+    check_value(token)
+    if not token:
+        raise ArgumentValueError("token must not be empty")
 
 
 def _check_lock_times(lease: object, wait: object) -> float:

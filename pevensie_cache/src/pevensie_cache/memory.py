@@ -242,6 +242,16 @@ class MemoryDriver:
             if held is not None and held[0] == token:
                 del self._locks[lock_key]
 
+    def async_view(self) -> AsyncMemoryDriver:
+        """Return an async driver over this same store, usable from any event loop.
+
+        The framework backends give an async face to a cache whose sync face is
+        already in use; for an in-process store the two must share the data.
+        Connecting or disconnecting the view leaves the store alone: the store
+        belongs to this driver.
+        """
+        return AsyncMemoryDriver(store=self)
+
     # Called with the lock held.
 
     def _live(self, full_key: str, now: float) -> _Entry | None:
@@ -294,20 +304,32 @@ class AsyncMemoryDriver:
     for anything but a lock held for a few dictionary operations.
     """
 
-    def __init__(self, max_entries: int | None = None) -> None:
-        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
-        self.store = MemoryDriver(max_entries=max_entries)
+    def __init__(
+        self, max_entries: int | None = None, *, store: MemoryDriver | None = None
+    ) -> None:
+        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction.
+
+        With ``store``, this is a view of that sync driver's store instead (see
+        :meth:`MemoryDriver.async_view`): ``connect`` and ``disconnect`` leave it alone.
+        """
+        if store is not None and max_entries is not None:
+            raise ConfigError("max_entries belongs to the store; a view of a store takes none")
+        self._owns_store = store is None
+        self.store = MemoryDriver(max_entries=max_entries) if store is None else store
 
     def __repr__(self) -> str:
-        return f"AsyncMemoryDriver(max_entries={self.store.max_entries!r})"
+        view = "" if self._owns_store else ", view"
+        return f"AsyncMemoryDriver(max_entries={self.store.max_entries!r}{view})"
 
     async def connect(self) -> None:
-        """Start with an empty store."""
-        self.store.connect()
+        """Start with an empty store (a view: nothing to do)."""
+        if self._owns_store:
+            self.store.connect()
 
     async def disconnect(self) -> None:
-        """Drop every entry."""
-        self.store.disconnect()
+        """Drop every entry (a view: nothing to do)."""
+        if self._owns_store:
+            self.store.disconnect()
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """Store a value; ``ttl_seconds=None`` clears any earlier TTL."""
