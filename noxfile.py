@@ -79,9 +79,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The side-by-side benchmark, then its cluster rows (pass --quick for the CI smoke run)."""
+    """The side-by-side benchmark, its cluster, async and cache-aside rows (--quick: CI smoke)."""
     _install(session, "test", "bench")
     session.install(TEST_SUPPORT)
     session.run("python", "benchmarks/run.py", *session.posargs)
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/cluster_bench.py", *quick)
+    session.run("python", "benchmarks/async_bench.py", *quick)
+    session.run("python", "benchmarks/cache_aside_bench.py", *quick)

@@ -23,9 +23,13 @@ from contenders import WORKLOADS
 from rounds import Results
 
 __all__ = [
+    "CPU_NOTE",
     "RAW",
+    "TARGETS_NOTE",
     "Workload",
     "checkout",
+    "comparison_table",
+    "cpu_ratio",
     "cpu_table",
     "detail_table",
     "evaluate_targets",
@@ -326,7 +330,9 @@ def target_row(
     else:
         status = "PASS" if measured >= goal else "MISS"
     relation = "<=" if at_most else (">" if strict else ">=")
-    met_on_cpu = cpu is not None and not at_most and (cpu > goal if strict else cpu >= goal)
+    met_on_cpu = cpu is not None and (
+        cpu <= goal if at_most else (cpu > goal if strict else cpu >= goal)
+    )
     if status == "MISS" and met_on_cpu:
         status = "MISS (CPU: PASS)"
     return {
@@ -346,6 +352,14 @@ def targets_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"| {row['target']} | {_x(row['measured'])} | {_x(row.get('cpu_measured'))} | "
             f"{row['goal']} | {row['status']} |"
         )
+    return lines
+
+
+def comparison_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Head-to-head ratios without a goal: wall clock and CPU time."""
+    lines = ["| comparison | measured | CPU |", "|---|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['target']} | {_x(row['measured'])} | {_x(row.get('cpu_measured'))} |")
     return lines
 
 

