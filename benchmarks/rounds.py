@@ -98,7 +98,7 @@ class Cell:
     contender: str
     sample: Callable[[int], Measurement]
     first: int = 200
-    """The count of the warm-up sample that calibration times."""
+    """The count of the warm-up sample that calibration times, and the least count of a sample."""
     per_n: int = 1
     """Units (operations, keys) that one of ``n`` stands for: a batch of 100 keys is 100."""
     ceiling: int = 2_000_000
