@@ -77,8 +77,8 @@ class Counter:
 class Row:
     """One (workload, contender) pair: ``run(inputs)`` makes one call per input.
 
-    ``run`` is a plain function, or an ``async def`` when ``is_async``; ``fill``
-    (same kind) makes every call once so the timed ones hit. A row with
+    ``run`` is a plain function, or an ``async def`` when ``is_async``;
+    ``fill(inputs)`` (same kind) makes every call once so the timed ones hit. A row with
     ``fixed`` units (clear: the keys it deletes) runs once per sample, and
     ``fill`` runs before every sample.
     """
@@ -86,7 +86,7 @@ class Row:
     workload: str
     contender: str
     run: Callable[[Sequence[Any]], Any]
-    fill: Callable[[], Any] | None = None
+    fill: Callable[[Sequence[Any]], Any] | None = None
     is_async: bool = False
     inputs: Sequence[Any] = field(default_factory=lambda: ARGUMENTS)
     counter: Counter | None = None
@@ -191,8 +191,8 @@ def _sync_row(workload: str, name: str, function: Callable[[int], str], counter:
         for i in inputs:
             function(i)
 
-    def fill() -> None:
-        for i in ARGUMENTS:
+    def fill(inputs: Sequence[Any]) -> None:
+        for i in inputs:
             if function(i) != VALUE:
                 raise AssertionError(f"{name} returned something else than the loaded value")
 
@@ -312,8 +312,8 @@ def _async_row(
         for i in inputs:
             await function(i)
 
-    async def fill() -> None:
-        for i in ARGUMENTS:
+    async def fill(inputs: Sequence[Any]) -> None:
+        for i in inputs:
             if await function(i) != VALUE:
                 raise AssertionError(f"{name} returned something else than the loaded value")
 
@@ -353,7 +353,7 @@ def resource_rows(prefix: str, cache: PevensieCache | AsyncPevensieCache) -> lis
             for k in keys:
                 op(k, VALUE, TTL)
 
-        def fill() -> None:
+        def fill(_keys: Sequence[Any]) -> None:
             cache.set_many("res", dict.fromkeys(KEYS, VALUE), ASIDE_TTL)
 
         runs: tuple[Callable[[Sequence[Any]], Any], ...] = (
@@ -362,7 +362,7 @@ def resource_rows(prefix: str, cache: PevensieCache | AsyncPevensieCache) -> lis
             direct_set,
             resource_set,
         )
-        fills: Callable[[], Any] = fill
+        fills: Callable[[Sequence[Any]], Any] = fill
         is_async = False
     else:
 
@@ -386,7 +386,7 @@ def resource_rows(prefix: str, cache: PevensieCache | AsyncPevensieCache) -> lis
             for k in keys:
                 await op(k, VALUE, TTL)
 
-        async def a_fill() -> None:
+        async def a_fill(_keys: Sequence[Any]) -> None:
             await direct.set_many("res", dict.fromkeys(KEYS, VALUE), ASIDE_TTL)
 
         runs = (a_direct_get, a_resource_get, a_direct_set, a_resource_set)
@@ -430,12 +430,12 @@ def clear_rows(
     """
     names = [f"{i}" for i in range(size)]
 
-    def fill_server() -> None:
+    def fill_server(_inputs: Sequence[Any]) -> None:
         for start in range(0, size, 1000):
             chunk = names[start : start + 1000]
             client.mset({f"{CLEAR_RT}:{n}": VALUE for n in chunk})
 
-    def fill_memory() -> None:
+    def fill_memory(_inputs: Sequence[Any]) -> None:
         for start in range(0, size, 1000):
             memory.set_many(CLEAR_RT, dict.fromkeys(names[start : start + 1000], VALUE))
 
@@ -479,6 +479,6 @@ def fill(loop: asyncio.AbstractEventLoop, row: Row) -> None:
     if row.fill is None:
         return
     if row.is_async:
-        loop.run_until_complete(row.fill())
+        loop.run_until_complete(row.fill(row.inputs))
     else:
-        row.fill()
+        row.fill(row.inputs)

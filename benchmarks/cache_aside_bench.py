@@ -133,9 +133,12 @@ HEAD_TO_HEAD = [  # (workload, ours, peer)
 
 def parse_args(argv: Sequence[str] | None) -> Any:
     parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, help="arguments of the memoised calls (default 1000)")
     parser.add_argument("--clear-keys", type=int, help="keys per clear (default 100000)")
     parser.add_argument("--clear-rounds", type=int, help="rounds of clear rows (default 7)")
     args = parse_arguments(parser, "cache_aside.json", argv)
+    if args.keys is None:
+        args.keys = 100 if args.quick else 1000
     if args.clear_keys is None:
         args.clear_keys = 2000 if args.quick else 100_000
     if args.clear_rounds is None:
@@ -344,6 +347,7 @@ def run(args: Any) -> int:
             rows, clearing, unavailable, pool = build(loop, server.port, args.clear_keys, held)
             calls_after_fill: dict[tuple[str, str], int] = {}
             for row in rows:
+                row.inputs = list(row.inputs)[: args.keys]
                 fill(loop, row)
                 if row.counter is not None:
                     calls_after_fill[row.workload, row.contender] = row.counter.calls
@@ -364,7 +368,8 @@ def run(args: Any) -> int:
                 pin_notes,
                 [
                     f"Redis pools: {pool}; async: pools of 10, our async face at most 10 pipes",
-                    f"rounds: {args.rounds}, about {args.seconds}s per sample; clear:"
+                    f"rounds: {args.rounds}, about {args.seconds}s per sample, calls cycling"
+                    f" over {args.keys:,} arguments (keys); clear:"
                     f" {args.clear_rounds} rounds of one clear of {args.clear_keys:,} keys;"
                     f" 100-character values, memoised with TTL {ASIDE_TTL}",
                 ],
