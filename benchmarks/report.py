@@ -37,6 +37,7 @@ __all__ = [
     "load_average",
     "machine",
     "markdown",
+    "paired_ratio",
     "ratio",
     "summarise",
     "target_row",
@@ -186,6 +187,20 @@ def cpu_ratio(results: Results, workload: str, top: str, bottom: str) -> float |
     a = results.get(workload, {}).get(top, {}).get("cpu_us_median")
     b = results.get(workload, {}).get(bottom, {}).get("cpu_us_median")
     return b / a if a and b else None
+
+
+def paired_ratio(results: Results, workload: str, top: str, bottom: str) -> float | None:
+    """The median over the rounds of ``top``'s rate / ``bottom``'s rate in the same round.
+
+    Within a round the two ran one after the other, so drift between rounds
+    cancels out; for differences far smaller than the noise (a resource
+    against the direct call) it is steadier than the ratio of the medians.
+    """
+    a = results.get(workload, {}).get(top, {}).get("samples") or []
+    b = results.get(workload, {}).get(bottom, {}).get("samples") or []
+    if not a or len(a) != len(b):
+        return None
+    return float(statistics.median([x / y for x, y in zip(a, b, strict=True) if y]))
 
 
 def _base(baseline: Baseline, workload: str) -> str:
@@ -344,12 +359,20 @@ def target_row(
     }
 
 
-def targets_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The targets as a table: measured ratio, the same ratio in CPU time, goal, status."""
-    lines = ["| target | measured | CPU | goal | status |", "|---|---:|---:|---:|---|"]
+def targets_table(rows: Sequence[Mapping[str, Any]], paired: bool = False) -> list[str]:
+    """The targets as a table: measured ratio, the same ratio in CPU time, goal, status.
+
+    ``paired`` adds the rows' ``paired`` ratio (see :func:`paired_ratio`).
+    """
+    extra = " per round |" if paired else ""
+    lines = [
+        "| target | measured |" + extra + " CPU | goal | status |",
+        "|---|---:|" + ("---:|" if paired else "") + "---:|---:|---|",
+    ]
     for row in rows:
+        cell = f" {_x(row.get('paired'))} |" if paired else ""
         lines.append(
-            f"| {row['target']} | {_x(row['measured'])} | {_x(row.get('cpu_measured'))} | "
+            f"| {row['target']} | {_x(row['measured'])} |{cell} {_x(row.get('cpu_measured'))} | "
             f"{row['goal']} | {row['status']} |"
         )
     return lines
