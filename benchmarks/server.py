@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+
+import redis
 
 from pevensie_redis.testing import ProcessServer, find_server_binary
 from pevensie_redis.testing.binaries import binary_version
 
-__all__ = ["PinResult", "ValkeyServer", "find_valkey_server", "pin_pid", "pin_to_one_cpu"]
+__all__ = [
+    "PinResult",
+    "ValkeyServer",
+    "benchmark_server",
+    "find_valkey_server",
+    "pin_pid",
+    "pin_to_one_cpu",
+]
 
 
 def find_valkey_server() -> Path:
@@ -119,3 +130,28 @@ def install_signal_handlers() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit)
+
+
+@contextmanager
+def benchmark_server(
+    binary: Path | None = None, *, cpu: int | None = None, pin: bool = True
+) -> Iterator[tuple[ValkeyServer, list[str]]]:
+    """Pin this process to one CPU, start an empty server there, and stop it by PID at the end.
+
+    Yields the server and what pinning did, for the report. SIGTERM and SIGHUP
+    stop the server too. The server inherits the CPU, and its threads are
+    pinned again by PID; ``pin=False`` pins nothing.
+    """
+    install_signal_handlers()
+    pinned = pin_to_one_cpu(cpu) if pin else None
+    notes = [pinned.note if pinned is not None else "not pinned (--no-pin)"]
+    server = ValkeyServer(binary)
+    try:
+        server.start()
+        if pinned is not None and pinned.cpu is not None and server.pid is not None:
+            notes.append("server: " + pin_pid(server.pid, pinned.cpu))
+        with redis.Redis(host="127.0.0.1", port=server.port) as client:
+            client.flushall()
+        yield server, notes
+    finally:
+        server.stop()
