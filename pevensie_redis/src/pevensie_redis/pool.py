@@ -167,9 +167,11 @@ class CachePool(BlockingConnectionPool):
         self._checkpid()
         with self._handoff:
             self._epoch += 1
-            idle = [connection for connection in self.pool.queue if connection is not None]
-        for connection in idle:
-            connection.disconnect()
+            # Closed while the lock keeps them in the queue: once released, another
+            # thread could take one, reconnect it and be reading from it.
+            for connection in self.pool.queue:
+                if connection is not None:
+                    connection.disconnect()
 
     def disconnect_free_connections(self, *args: Any, **kwargs: Any) -> None:
         """Drop the idle connections (redis-py 7 and newer call it after a topology change)."""
