@@ -13,9 +13,15 @@ and ``ASK`` redirects, refreshing the map after a failover. This driver adds:
 - batch operations that never meet ``CROSSSLOT``: keys are grouped by slot,
   each slot group becomes one ``MGET``/``MSET``/``UNLINK`` (or one ``EVALSHA``
   of the ``SET ... EX`` script for ``set_many`` with a TTL), and the groups of
-  each node are pipelined on one connection, every node at once. A node that
-  answers with a redirect or fails has its groups resent through
-  ``RedisCluster``, one slot group at a time.
+  each node are pipelined on one connection, every node at once. A slot group
+  whose command meets a redirect, ``CLUSTERDOWN`` or a broken connection is
+  resent through ``RedisCluster``; the replies of the other groups stand.
+- batches that ride through resharding: while a slot is being migrated, a
+  multi-key command whose keys are split between the two nodes is refused
+  (``ASK``, then ``TRYAGAIN`` until the last key has moved, which can take
+  longer than RedisCluster's retries last). Such a slot group is sent key by
+  key instead, each key to the node that holds it, so a batch whose keys are
+  half migrated still reads and writes exactly the stored values.
 - the ``cluster_hash_tag`` option: keys become ``{resource_type}:key``, so
   every key of a resource type lives in one slot and a batch is one command.
 
@@ -32,7 +38,7 @@ promotion refreshes the slot map and succeeds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -40,6 +46,8 @@ from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    ClusterError,
+    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
@@ -177,15 +185,20 @@ class RedisClusterDriver:
         fulls = [(prefix + key).encode() for key in unique]
         found: dict[str, str] = {}
 
-        def command(slot_keys: list[int]) -> tuple[Any, ...]:
-            return ("MGET", *(fulls[i] for i in slot_keys))
-
-        def collect(slot_keys: list[int], reply: Any) -> None:
-            for index, value in zip(slot_keys, reply, strict=True):
+        def collect(indexes: list[int], values: list[Any]) -> None:
+            for index, value in zip(indexes, values, strict=True):
                 if value is not None:
                     found[unique[index]] = decode_value(value, "MGET")
 
-        self._scatter(fulls, command, collect, "MGET")
+        self._scatter(
+            _Batch(
+                "MGET",
+                fulls,
+                together=lambda part: ("MGET", *(fulls[i] for i in part)),
+                alone=lambda i: ("GET", fulls[i]),
+                collect=collect,
+            )
+        )
         return found
 
     def set_many(
@@ -200,48 +213,54 @@ class RedisClusterDriver:
         values = [value.encode() for value in items.values()]
 
         if ttl_seconds is None:
-
-            def command(slot_keys: list[int]) -> tuple[Any, ...]:
-                return ("MSET", *(part for i in slot_keys for part in (fulls[i], values[i])))
-
-            self._scatter(fulls, command, _ignore_reply, "MSET")
+            self._scatter(
+                _Batch(
+                    "MSET",
+                    fulls,
+                    together=lambda part: (
+                        "MSET",
+                        *(item for i in part for item in (fulls[i], values[i])),
+                    ),
+                    alone=lambda i: ("SET", fulls[i], values[i]),
+                )
+            )
             return
         ttl = b"%d" % ttl_seconds
+
+        def alone(i: int) -> tuple[Any, ...]:
+            return ("SET", fulls[i], values[i], "EX", ttl)
+
         if self._scripting:
 
-            def script(slot_keys: list[int]) -> tuple[Any, ...]:
-                if len(slot_keys) == 1:  # the same, and cheaper, as a plain SET ... EX
-                    return ("SET", fulls[slot_keys[0]], values[slot_keys[0]], "EX", ttl)
-                keys = [fulls[i] for i in slot_keys]
+            def script(part: list[int]) -> tuple[Any, ...]:
                 return (
                     "EVALSHA",
                     SET_EX_SCRIPT_SHA,
-                    len(keys),
-                    *keys,
+                    len(part),
+                    *(fulls[i] for i in part),
                     ttl,
-                    *(values[i] for i in slot_keys),
+                    *(values[i] for i in part),
                 )
 
             try:
-                self._scatter(fulls, script, _ignore_reply, "EVALSHA", scripted=True)
+                self._scatter(_Batch("EVALSHA", fulls, script, alone, scripted=True))
                 return
             except _ScriptsRefused:
                 self._scripting = False
-
-        def each(slot_keys: list[int]) -> list[tuple[Any, ...]]:
-            return [("SET", fulls[i], values[i], "EX", ttl) for i in slot_keys]
-
-        self._scatter(fulls, each, _ignore_reply, "SET EX", one_per_key=True)
+        self._scatter(_Batch("SET EX", fulls, None, alone))
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per slot, the slots of each node pipelined; absent keys are fine."""
         prefix = self.prefix(resource_type)
         fulls = list(dict.fromkeys((prefix + key).encode() for key in keys))
-
-        def command(slot_keys: list[int]) -> tuple[Any, ...]:
-            return ("UNLINK", *(fulls[i] for i in slot_keys))
-
-        self._scatter(fulls, command, _ignore_reply, "UNLINK")
+        self._scatter(
+            _Batch(
+                "UNLINK",
+                fulls,
+                together=lambda part: ("UNLINK", *(fulls[i] for i in part)),
+                alone=lambda i: ("UNLINK", fulls[i]),
+            )
+        )
 
     # -- the command paths -----------------------------------------------------------
 
@@ -285,167 +304,249 @@ class RedisClusterDriver:
         except _FAILURES as exc:
             raise _map(exc, command) from exc
 
-    def _scatter(
-        self,
-        fulls: list[bytes],
-        command: Callable[[list[int]], Any],
-        collect: Callable[[list[int], Any], None],
-        name: str,
-        *,
-        scripted: bool = False,
-        one_per_key: bool = False,
-    ) -> None:
-        """Run ``command(slot_keys)`` for every slot group, pipelined per node, all nodes at once.
+    def _scatter(self, batch: _Batch) -> None:
+        """Run ``batch``: each node's commands pipelined on one connection, every node at once.
 
-        ``collect(slot_keys, reply)`` receives each reply. Groups on a node that
-        failed or redirected are resent through RedisCluster one by one.
+        A command that meets a redirect, ``TRYAGAIN``, ``CLUSTERDOWN``, a
+        broken connection or a node that is gone is resent through
+        RedisCluster (:meth:`_reroute`); the replies of the others stand.
         """
         client = self._live()
-        by_node: dict[str, list[_Group]] = {}
-        unrouted: list[_Group] = []
-        for slot, slot_keys in _slot_groups(fulls):
+        by_node: dict[str, list[_Unit]] = {}
+        rerouted: list[tuple[_Unit, bool]] = []  # (command, whether to send it key by key)
+        for slot, indexes in _slot_groups(batch.fulls):
             node = compat.node_of_slot(client, slot)
             if node is not None:
-                by_node.setdefault(node.name, []).append((slot, slot_keys))
+                by_node.setdefault(node.name, []).extend(batch.units(indexes))
             else:
-                unrouted.append((slot, slot_keys))
+                rerouted.extend((unit, False) for unit in batch.units(indexes))
         # Connections are taken in one global order (node name), so threads that
         # each hold some never wait on each other in a cycle.
-        taken: list[tuple[str, Any, Any, list[bytes]]] = []
-        settled: set[str] = set()  # nodes whose replies were all read (or never sent)
+        taken: list[_Node] = []
         try:
             for node_name in sorted(by_node):
+                units = by_node[node_name]
                 node = compat.node_named(client, node_name)
                 if node is None:
-                    unrouted.extend(by_node[node_name])
+                    rerouted.extend((unit, False) for unit in units)
                     continue
                 pool = client.get_redis_connection(node).connection_pool
                 try:
                     connection = pool.get_connection()
                 except _FAILURES as exc:
-                    _raise_if_pool_exhausted(exc, name)
-                    unrouted.extend(by_node[node_name])
+                    _raise_if_pool_exhausted(exc, batch.name)
+                    rerouted.extend((unit, False) for unit in units)
                     continue
-                packed = [
-                    pack(_encode(args))
-                    for _, slot_keys in by_node[node_name]
-                    for args in _commands(command, slot_keys, one_per_key)
-                ]
-                taken.append((node_name, pool, connection, packed))
+                taken.append(_Node(pool, connection, units))
             # Send to every node first, then read: one round trip for the whole batch.
-            sent: list[tuple[str, Any, list[bytes]]] = []
-            for node_name, _, connection, packed in taken:
+            for node_io in taken:
                 try:
-                    connection.send_packed_command((b"".join(packed),))
-                    sent.append((node_name, connection, packed))
+                    node_io.connection.send_packed_command((batch.pack(node_io.units),))
+                    node_io.unread = True
                 except _BROKEN:
-                    connection.disconnect()
-                    settled.add(node_name)
-                    unrouted.extend(by_node[node_name])
-            for node_name, connection, packed in sent:
-                retry = self._read_node(
-                    connection, by_node[node_name], packed, collect, name, scripted
-                )
-                settled.add(node_name)
-                if retry:
-                    unrouted.extend(by_node[node_name])
+                    node_io.connection.disconnect()
+                    rerouted.extend((unit, False) for unit in node_io.units)
+            for node_io in taken:
+                if node_io.unread:
+                    rerouted.extend(self._read_node(node_io, batch))
         finally:
-            for node_name, pool, connection, _ in taken:
-                if node_name not in settled:
-                    connection.disconnect()  # replies left unread: never reuse it as is
-                pool.release(connection)
-        for _slot, slot_keys in unrouted:
-            self._routed_group(client, command, collect, slot_keys, name, scripted, one_per_key)
+            for node_io in taken:
+                if node_io.unread:
+                    node_io.connection.disconnect()  # replies left unread: never reuse it as is
+                node_io.pool.release(node_io.connection)
+        for unit, key_by_key in rerouted:
+            self._reroute(client, batch, unit, key_by_key)
 
-    def _read_node(
-        self,
-        connection: Any,
-        groups: list[_Group],
-        packed: list[bytes],
-        collect: Callable[[list[int], Any], None],
-        name: str,
-        scripted: bool,
-    ) -> bool:
-        """Read a node's replies; return whether its groups must go through RedisCluster."""
-        replies: list[Any] = []
-        error: BaseException | None = None
-        for _ in packed:
-            try:
-                replies.append(connection.read_response())
-            except ResponseError as exc:
-                error = error or exc
-                replies.append(None)
-            except _BROKEN:
-                connection.disconnect()
-                return True
-        if isinstance(error, NoScriptError) and scripted:
-            # First use on this node, or its script cache was flushed: load it, resend.
-            try:
-                connection.send_command("SCRIPT", "LOAD", SET_EX_SCRIPT)
-                connection.read_response()
-            except ResponseError as exc:
-                if refuses_scripting(exc):
-                    raise _ScriptsRefused from exc
-                raise map_error(exc, "SCRIPT LOAD") from exc
-            except _BROKEN:
-                connection.disconnect()
-                return True
-            return self._resend(connection, groups, packed, collect)
-        if error is not None:
-            if isinstance(error, _REROUTE):
-                return True
-            if scripted and isinstance(error, ResponseError) and refuses_scripting(error):
-                raise _ScriptsRefused from error
-            raise map_error(error, name) from error
-        _deliver(groups, replies, collect)
-        return False
+    def _read_node(self, node_io: _Node, batch: _Batch) -> list[tuple[_Unit, bool]]:
+        """Read a node's replies and deliver them; return the commands to send another way."""
+        connection, units = node_io.connection, node_io.units
+        replies = _read_replies(connection, len(units))
+        if batch.scripted and len(replies) == len(units):
+            missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
+                # First use on this node, or its script cache was flushed: load it, resend.
+                again = self._load_and_resend(connection, batch, [units[n] for n in missing])
+                for n, reply in zip(missing, again, strict=False):
+                    replies[n] = reply
+                if len(again) < len(missing):  # the connection broke: the rest goes around
+                    replies = replies[: missing[len(again)]]
+        node_io.unread = False
+        return _settle(batch, units, replies)
 
-    def _resend(
-        self,
-        connection: Any,
-        groups: list[_Group],
-        packed: list[bytes],
-        collect: Callable[[list[int], Any], None],
-    ) -> bool:
+    def _load_and_resend(self, connection: Any, batch: _Batch, units: list[_Unit]) -> list[Any]:
         try:
-            connection.send_packed_command((b"".join(packed),))
-            replies = [connection.read_response() for _ in packed]
-        except _REROUTE:
-            connection.disconnect()  # replies may be left unread: start afresh
-            return True
+            connection.send_command("SCRIPT", "LOAD", SET_EX_SCRIPT)
+            connection.read_response()
+            connection.send_packed_command((batch.pack(units),))
         except ResponseError as exc:
+            if refuses_scripting(exc):
+                raise _ScriptsRefused from exc
+            raise map_error(exc, "SCRIPT LOAD") from exc
+        except _BROKEN:
             connection.disconnect()
-            raise map_error(exc, "EVALSHA") from exc
-        _deliver(groups, replies, collect)
-        return False
+            return []
+        return _read_replies(connection, len(units))
 
-    def _routed_group(
-        self,
-        client: RedisCluster,
-        command: Callable[[list[int]], Any],
-        collect: Callable[[list[int], Any], None],
-        slot_keys: list[int],
-        name: str,
-        scripted: bool,
-        one_per_key: bool,
-    ) -> None:
-        """Send one slot group through RedisCluster, which follows the slot wherever it is."""
-        for part in _chunk_list(slot_keys):
-            for args in _commands(command, part, one_per_key):
-                if args[0] == "EVALSHA":
-                    # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
-                    _, _, count, *rest = args
-                    args = ("EVAL", SET_EX_SCRIPT, count, *rest)
-                try:
-                    reply = client.execute_command(*args)  # type: ignore[no-untyped-call]
-                except ResponseError as exc:
-                    if scripted and refuses_scripting(exc):
+    def _reroute(self, client: RedisCluster, batch: _Batch, unit: _Unit, key_by_key: bool) -> None:
+        """Send one command through RedisCluster, which follows its slot wherever it is.
+
+        A command for several keys of a slot that is being migrated (``ASK``,
+        ``TRYAGAIN``) is sent key by key instead: a single key is always
+        served, by the node that holds it (multi-key commands are refused while
+        some of their keys have moved and others not).
+        """
+        together = batch.together
+        if together is not None and unit.together and not key_by_key:
+            args = together(unit.indexes)
+            if args[0] == "EVALSHA":
+                # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
+                args = ("EVAL", SET_EX_SCRIPT, *args[2:])
+            try:
+                reply = client.execute_command(*args)  # type: ignore[no-untyped-call]
+            except _FAILURES as exc:
+                if not _gave_up_migrating(exc):
+                    if batch.scripted and isinstance(exc, ResponseError) and refuses_scripting(exc):
                         raise _ScriptsRefused from exc
-                    raise _map(exc, name) from exc
-                except _FAILURES as exc:
-                    raise _map(exc, name) from exc
-                if not one_per_key:
-                    collect(part, reply)
+                    raise _map(exc, batch.name) from exc
+                # RedisCluster ran out of TRYAGAIN retries: key by key below
+            else:
+                batch.deliver(unit, reply)
+                return
+        for index in unit.indexes:
+            single = _Unit([index], together=False)
+            batch.deliver(single, self._routed(client, batch.alone(index), batch.name))
+
+
+class _Unit(NamedTuple):
+    """One command of a batch: the keys (their indexes) it carries, in input order."""
+
+    indexes: list[int]
+    together: bool
+    """One multi-key command for every key, else the single-key command of the one key."""
+
+
+class _Batch:
+    """One batch operation: its keys, and how to ask for them together or one at a time."""
+
+    __slots__ = ("alone", "collect", "fulls", "name", "scripted", "together")
+
+    def __init__(
+        self,
+        name: str,
+        fulls: list[bytes],
+        together: Callable[[list[int]], tuple[Any, ...]] | None,
+        alone: Callable[[int], tuple[Any, ...]],
+        collect: Callable[[list[int], list[Any]], None] | None = None,
+        *,
+        scripted: bool = False,
+    ) -> None:
+        self.name = name
+        """What the batch sends, for error messages: ``MGET``, ``EVALSHA``, ..."""
+        self.fulls = fulls
+        """The full keys, each once."""
+        self.together = together
+        """One command for up to ``BATCH_SIZE`` keys of one slot; ``None``: key by key only."""
+        self.alone = alone
+        """The command for one key."""
+        self.collect = collect
+        """Takes the replies, one value per key (``indexes``, ``values``); ``None``: ignored."""
+        self.scripted = scripted
+        """``together`` is ``EVALSHA`` of the ``SET ... EX`` script."""
+
+    def units(self, indexes: list[int]) -> list[_Unit]:
+        """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
+        if self.together is None or len(indexes) == 1:
+            return [_Unit([index], together=False) for index in indexes]
+        return [_Unit(part, together=True) for part in _chunk_list(indexes)]
+
+    def pack(self, units: list[_Unit]) -> bytes:
+        """Pack ``units`` for one pipelined write."""
+        return b"".join(pack(_encode(self.args(unit))) for unit in units)
+
+    def args(self, unit: _Unit) -> tuple[Any, ...]:
+        """Return the command of ``unit``."""
+        if unit.together and self.together is not None:
+            return self.together(unit.indexes)
+        return self.alone(unit.indexes[0])
+
+    def deliver(self, unit: _Unit, reply: Any) -> None:
+        """Hand the reply of ``unit`` to ``collect``, one value per key."""
+        if self.collect is not None:
+            self.collect(unit.indexes, reply if unit.together else [reply])
+
+
+class _Node:
+    """A node's share of a batch, on a connection taken from its pool."""
+
+    __slots__ = ("connection", "pool", "units", "unread")
+
+    def __init__(self, pool: Any, connection: Any, units: list[_Unit]) -> None:
+        self.pool = pool
+        self.connection = connection
+        self.units = units
+        self.unread = False
+        """Commands were sent whose replies are not all read: close the connection."""
+
+
+def _migrating(reply: ResponseError) -> bool:
+    """Whether ``reply`` says the slot is being migrated: ``ASK``, or ``TRYAGAIN``.
+
+    A multi-key command then fails while its keys are split between the two
+    nodes; each key alone is always served.
+    """
+    return isinstance(reply, TryAgainError) or (
+        isinstance(reply, AskError) and not isinstance(reply, MovedError)
+    )
+
+
+def _gave_up_migrating(exc: BaseException) -> bool:
+    """Whether RedisCluster gave up on a command after ``TRYAGAIN`` replies (``TTL exhausted``)."""
+    return isinstance(exc, (TryAgainError, ClusterError)) and not isinstance(exc, ClusterDownError)
+
+
+def _read_replies(connection: Any, count: int) -> list[Any]:
+    """Read ``count`` replies, error replies in place; fewer when the connection broke.
+
+    A broken connection is closed; the commands whose replies are missing must
+    be sent another way.
+    """
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
+        except _BROKEN:
+            connection.disconnect()
+            break
+    return replies
+
+
+def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> list[tuple[_Unit, bool]]:
+    """Deliver the good replies; return the commands to reroute (and whether key by key).
+
+    Raises the first error reply that no rerouting can fix, mapped.
+    """
+    rerouted: list[tuple[_Unit, bool]] = []
+    failure: ResponseError | None = None
+    for position, unit in enumerate(units):
+        if position >= len(replies):  # never answered: the connection broke
+            rerouted.append((unit, False))
+            continue
+        reply = replies[position]
+        if not isinstance(reply, ResponseError):
+            batch.deliver(unit, reply)
+        elif _migrating(reply):
+            rerouted.append((unit, True))
+        elif isinstance(reply, (*_REROUTE, NoScriptError)):
+            rerouted.append((unit, False))  # MOVED, CLUSTERDOWN, NOSCRIPT: RedisCluster will do
+        elif failure is None:
+            failure = reply
+    if failure is not None:
+        if batch.scripted and refuses_scripting(failure):
+            raise _ScriptsRefused from failure
+        raise map_error(failure, batch.name) from failure
+    return rerouted
 
 
 class _ScriptsRefused(Exception):
@@ -481,6 +582,8 @@ def _map(exc: BaseException, action: str) -> RedisDriverError:
         if isinstance(cause, (RedisError, OSError)):
             return map_error(cause, action)
         return RedisConnectionError(f"{action}: {exc}")
+    if type(exc) is ClusterError:  # RedisCluster's "TTL exhausted": redirected too often
+        return RedisConnectionError(f"{action}: the cluster kept redirecting the command ({exc})")
     return map_error(exc, action)
 
 
@@ -504,30 +607,5 @@ def _chunk_list(indexes: list[int]) -> list[list[int]]:
     return [indexes[start : start + BATCH_SIZE] for start in range(0, len(indexes), BATCH_SIZE)]
 
 
-def _commands(
-    command: Callable[[list[int]], Any], slot_keys: list[int], one_per_key: bool
-) -> list[tuple[Any, ...]]:
-    if one_per_key:
-        return list(command(slot_keys))
-    return [command(part) for part in _chunk_list(slot_keys)]
-
-
-def _deliver(
-    groups: list[_Group], replies: list[Any], collect: Callable[[list[int], Any], None]
-) -> None:
-    """Hand each chunk's reply to ``collect``; with one command per key, there is nothing to do."""
-    if collect is _ignore_reply:
-        return
-    position = 0
-    for _, slot_keys in groups:
-        for part in _chunk_list(slot_keys):
-            collect(part, replies[position])
-            position += 1
-
-
 def _encode(args: tuple[Any, ...]) -> list[bytes]:
     return [arg if isinstance(arg, bytes) else str(arg).encode() for arg in args]
-
-
-def _ignore_reply(slot_keys: list[int], reply: Any) -> None:
-    """Discard a reply whose content does not matter (``OK``, a count)."""
