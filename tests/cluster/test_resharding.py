@@ -23,6 +23,7 @@ import random
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,8 +59,9 @@ so the traffic's keys of a moving slot spend a while split between two nodes."""
 TTL = 600
 """Long enough that no key expires during a test: a missing key is a lost key."""
 MOVED_SLOTS = 2000
-CALL_BOUND = 10.0
-"""Seconds any one call may take: the driver's own bound with the default 5 s timeout."""
+KILLED_TIMEOUT_MS = 1000
+"""The ``timeout`` of the cache whose primary is killed: its calls fail within
+``(retries + 2) * timeout`` (see the cluster driver), plus a margin for a loaded machine."""
 
 
 # -- the traffic ----------------------------------------------------------------------
@@ -83,6 +85,7 @@ class Worker:
     errors: list[BaseException] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     slowest_moving: tuple[float, str] = (0.0, "")
+    slowest: float = 0.0
     writes: int = 0
 
     def run(self, c: PevensieCache, stop: threading.Event, moving: threading.Event) -> None:
@@ -157,6 +160,7 @@ class Worker:
         finally:
             self.calls += 1
             took = time.perf_counter() - started
+            self.slowest = max(self.slowest, took)
             if was_moving and took > self.slowest_moving[0]:
                 self.slowest_moving = (took, name)
         for key, expected in (writes or {}).items():
@@ -266,8 +270,9 @@ class Traffic:
 def traffic_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Traffic]]:
     started: list[Traffic] = []
 
-    def make(topology: LocalCluster, hot_slots: set[int]) -> Traffic:
-        c = cache.from_url(f"redis://127.0.0.1:{topology.port}/0?cluster=true").connect()
+    def make(topology: LocalCluster, hot_slots: set[int], options: str = "") -> Traffic:
+        url = f"redis://127.0.0.1:{topology.port}/0?cluster=true{options}"
+        c = cache.from_url(url).connect()
         rng = random.Random(request.node.name)
         workers = [Worker(n, key_groups(n, hot_slots, rng)) for n in range(THREADS)]
         traffic = Traffic(c, workers, store_ballast(topology, workers))
@@ -460,11 +465,11 @@ def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
 
 @pytest.mark.slow
 def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
-    traffic_factory: Callable[..., Traffic],
+    traffic_factory: Callable[..., Traffic], capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology = start_cluster(3, 0)  # no replica: the slots of the killed node stay down
     try:
-        traffic = traffic_factory(topology, set())
+        traffic = traffic_factory(topology, set(), f"&timeout={KILLED_TIMEOUT_MS}")
         victim = topology.primaries()[0]
         topology.kill(victim)
         time.sleep(3)  # past cluster-node-timeout: the cluster reports itself down
@@ -477,6 +482,17 @@ def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
             if not isinstance(error, RedisDriverError) or type(error) is RedisDriverError
         ]
         assert untyped == []
+        retries = 1  # the default
+        bound = (retries + 2) * KILLED_TIMEOUT_MS / 1000 + 2.0
+        slowest = max(worker.slowest for worker in traffic.workers)
+        assert slowest < bound
+        kinds = Counter(type(error).__name__ for error in errors)
+        with capsys.disabled():
+            print(
+                f"\n[primary killed] {traffic.calls} calls, {len(errors)} failed: "
+                + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+                + f"; slowest call {slowest * 1000:.0f} ms (bound {bound:.1f} s)"
+            )
     finally:
         topology.stop()
 
