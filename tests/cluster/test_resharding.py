@@ -498,9 +498,12 @@ def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
 
 
 @pytest.mark.parametrize("hash_tag", [False, True], ids=["default-layout", "cluster_hash_tag"])
-def test_a_batch_whose_keys_are_half_migrated_reads_and_writes_exactly_the_stored_values(
-    moving_cluster: LocalCluster, hash_tag: bool
+@pytest.mark.parametrize("to_new_primary", [False, True], ids=["to-a-primary", "to-a-new-primary"])
+def test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values(
+    moving_cluster: LocalCluster, hash_tag: bool, to_new_primary: bool
 ) -> None:
+    # A primary just added serves no slot: the cache meets it first through ASK,
+    # while it receives its first slot.
     c = cache.from_url(
         f"redis://127.0.0.1:{moving_cluster.port}/0?cluster=true&cluster_hash_tag={hash_tag}"
     ).connect()
@@ -516,19 +519,39 @@ def test_a_batch_whose_keys_are_half_migrated_reads_and_writes_exactly_the_store
         c.set_many("half", expected, ttl_seconds=TTL)
         ttl = dict.fromkeys(keys, True)
 
-        target = next(
-            node
-            for node in moving_cluster.primaries()
-            if slot not in slot_map(moving_cluster).get(node.port, [])
-        )
+        if to_new_primary:
+            target, _ = add_primary(moving_cluster)
+        else:
+            target = next(
+                node
+                for node in moving_cluster.primaries()
+                if slot not in slot_map(moving_cluster).get(node.port, [])
+            )
         migration = SlotMigration(moving_cluster, slot, target)
         migration.begin()
         migration.move([prefix + key for key in same_slot[::2]])  # every other key has moved
 
-        assert c.get_many("half", keys) == expected
         assert [c.get("half", key) for key in same_slot[:4]] == [
             expected[key] for key in same_slot[:4]
         ]
+        new_key = "new" if hash_tag else "{t}new"  # in the same slot, on neither node yet
+        singles = {
+            same_slot[0]: ("single write, moved key", None),
+            same_slot[1]: ("single write, key not moved", TTL),
+            new_key: ("a new key of the slot", None),
+        }
+        for key, (value, seconds) in singles.items():
+            c.set("half", key, value, ttl_seconds=seconds)
+            expected[key] = value
+            ttl[key] = seconds is not None
+        c.delete("half", same_slot[2])
+        del expected[same_slot[2]]
+        keys.append(new_key)
+        assert {key: c.get("half", key, None) for key in [*same_slot[:4], new_key]} == {
+            key: expected.get(key) for key in [*same_slot[:4], new_key]
+        }
+        assert c.get_many("half", keys) == expected
+
         written = {key: f"during {key}" for key in keys[::3]}
         c.set_many("half", written)
         expected.update(written)
@@ -541,9 +564,9 @@ def test_a_batch_whose_keys_are_half_migrated_reads_and_writes_exactly_the_store
         gone = keys[2::5]
         c.delete_many("half", gone)
         for key in gone:
-            del expected[key]
+            expected.pop(key, None)
         assert c.get_many("half", keys) == expected
-        back = {key: f"back {key}" for key in gone[:4]}  # written to keys absent on both nodes
+        back = {key: f"back {key}" for key in gone[:4]}  # keys absent from both nodes
         c.set_many("half", back)
         expected.update(back)
         ttl.update(dict.fromkeys(back, False))

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 
+from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.pool import CachePool, pool_options
 from pevensie_redis.testing import RedisServer
@@ -25,12 +26,12 @@ def test_a_connection_in_use_survives_disconnect_and_is_closed_when_released(
     pool.release(idle)
     try:
         pool.disconnect()
-        assert idle._sock is None  # idle: closed at once
+        assert not compat.is_connected(idle)  # idle: closed at once
         busy.send_command("PING")  # in use: still open, still in step
         assert busy.read_response() == b"PONG"
     finally:
         pool.release(busy)
-    assert busy._sock is None  # closed as it came back
+    assert not compat.is_connected(busy)  # closed as it came back
     again = pool.get_connection()
     try:
         again.send_command("PING")

@@ -19,9 +19,14 @@ and ``ASK`` redirects, refreshing the map after a failover. This driver adds:
 - batches that ride through resharding: while a slot is being migrated, a
   multi-key command whose keys are split between the two nodes is refused
   (``ASK``, then ``TRYAGAIN`` until the last key has moved, which can take
-  longer than RedisCluster's retries last). Such a slot group is sent key by
-  key instead, each key to the node that holds it, so a batch whose keys are
-  half migrated still reads and writes exactly the stored values.
+  longer than RedisCluster's retries last). Such a slot group is sent again
+  key by key, pipelined: to the slot's owner, then (``ASKING``) to the node
+  each missing key moved to. So a batch whose keys are half migrated still
+  reads and writes exactly the stored values, in two more round trips.
+- ``ASK`` followed here, for single keys: RedisCluster cannot follow an
+  ``ASK`` to a primary that serves no slot yet (one just added, receiving its
+  first slot), so the driver sends ``ASKING`` and the command itself, and
+  makes the new node known to RedisCluster.
 - the ``cluster_hash_tag`` option: keys become ``{resource_type}:key``, so
   every key of a resource type lives in one slot and a batch is one command.
 
@@ -38,7 +43,7 @@ promotion refreshes the slot map and succeeds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -89,6 +94,7 @@ _BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
 # RedisCluster knows what to do.
 _REROUTE = (AskError, TryAgainError, ClusterDownError, *_BROKEN)
 _FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 _Group = tuple[int, list[int]]  # (slot, indexes of the keys in that slot, in input order)
 
@@ -283,18 +289,28 @@ class RedisClusterDriver:
                 _raise_if_pool_exhausted(exc, command)
                 connection = None  # the node is unreachable: RedisCluster will sort it out
             if connection is not None:
+                redirect = None
                 try:
                     connection.send_packed_command((packed,))
                     return connection.read_response()
                 except _REROUTE as exc:
                     if isinstance(exc, _BROKEN):
                         connection.disconnect()
+                    elif _asks(exc):
+                        redirect = exc
                 except _FAILURES as exc:
                     if isinstance(exc, _BROKEN):
                         connection.disconnect()
                     raise map_error(exc, command) from exc
                 finally:
                     pool.release(connection)
+                if redirect is not None:
+                    # The key's slot is being migrated and the key is not here (yet).
+                    answers = self._ask(client, redirect, [packed], command)
+                    if answers and not isinstance(answers[0], ResponseError):
+                        return answers[0]
+                    if answers and not isinstance(answers[0], _REROUTE):
+                        raise map_error(answers[0], command) from answers[0]
         return self._routed(client, args, command)
 
     def _routed(self, client: RedisCluster, args: tuple[Any, ...], command: str) -> Any:
@@ -304,22 +320,76 @@ class RedisClusterDriver:
         except _FAILURES as exc:
             raise _map(exc, command) from exc
 
+    def _ask(
+        self, client: RedisCluster, redirect: AskError, packed: list[bytes], command: str
+    ) -> list[Any]:
+        """Send each packed command after ``ASKING`` to the node ``redirect`` names.
+
+        Returns the replies, error replies in place; fewer (or none) when that
+        node could not be reached or the connection broke. RedisCluster follows
+        ``ASK`` itself, but not to a primary so new that it serves no slot yet.
+        """
+        node = compat.learn_node(client, redirect.host, redirect.port)
+        pool = client.get_redis_connection(node).connection_pool
+        connection: Any
+        try:
+            connection = pool.get_connection()
+        except _FAILURES as exc:
+            _raise_if_pool_exhausted(exc, command)
+            return []
+        try:
+            connection.send_packed_command((b"".join(_ASKING + one for one in packed),))
+            # Each command's reply follows ASKING's OK.
+            return _read_replies(connection, 2 * len(packed))[1::2]
+        except _BROKEN:
+            connection.disconnect()
+            return []
+        except BaseException:
+            connection.disconnect()  # replies may be left unread: never reuse it as is
+            raise
+        finally:
+            pool.release(connection)
+
     def _scatter(self, batch: _Batch) -> None:
         """Run ``batch``: each node's commands pipelined on one connection, every node at once.
 
-        A command that meets a redirect, ``TRYAGAIN``, ``CLUSTERDOWN``, a
-        broken connection or a node that is gone is resent through
-        RedisCluster (:meth:`_reroute`); the replies of the others stand.
+        A slot group that meets ``ASK`` or ``TRYAGAIN`` (its slot is being
+        migrated) is sent again key by key, each key that is not on the slot's
+        owner any more after ``ASKING`` to the node it moved to. A command that
+        meets ``MOVED``, ``CLUSTERDOWN``, a broken connection or a node that is
+        gone is resent through RedisCluster (:meth:`_reroute`). The replies of
+        the others stand.
         """
         client = self._live()
+        groups = [(slot, batch.units(indexes)) for slot, indexes in _slot_groups(batch.fulls)]
+        outcome = self._pass(client, batch, groups)
+        if outcome.split:
+            alone = [
+                (key_slot(batch.fulls[unit.indexes[0]]), _one_by_one(unit))
+                for unit in outcome.split
+            ]
+            outcome.split = []
+            outcome.add(self._pass(client, batch, alone))
+        for redirect, units in outcome.asked.values():
+            answers = self._ask(
+                client, redirect, [batch.pack([unit]) for unit in units], batch.name
+            )
+            outcome.rerouted.extend(_settle(batch, units, answers).unsettled())
+        for unit in outcome.rerouted:
+            self._reroute(client, batch, unit)
+
+    def _pass(
+        self, client: RedisCluster, batch: _Batch, groups: list[tuple[int, list[_Unit]]]
+    ) -> _Outcome:
+        """Send ``groups`` (slot, commands) to the nodes the slot map names; deliver the replies."""
         by_node: dict[str, list[_Unit]] = {}
-        rerouted: list[tuple[_Unit, bool]] = []  # (command, whether to send it key by key)
-        for slot, indexes in _slot_groups(batch.fulls):
+        outcome = _Outcome()
+        for slot, units in groups:
             node = compat.node_of_slot(client, slot)
             if node is not None:
-                by_node.setdefault(node.name, []).extend(batch.units(indexes))
+                by_node.setdefault(node.name, []).extend(units)
             else:
-                rerouted.extend((unit, False) for unit in batch.units(indexes))
+                outcome.rerouted.extend(units)
         # Connections are taken in one global order (node name), so threads that
         # each hold some never wait on each other in a cycle.
         taken: list[_Node] = []
@@ -328,14 +398,14 @@ class RedisClusterDriver:
                 units = by_node[node_name]
                 node = compat.node_named(client, node_name)
                 if node is None:
-                    rerouted.extend((unit, False) for unit in units)
+                    outcome.rerouted.extend(units)
                     continue
                 pool = client.get_redis_connection(node).connection_pool
                 try:
                     connection = pool.get_connection()
                 except _FAILURES as exc:
                     _raise_if_pool_exhausted(exc, batch.name)
-                    rerouted.extend((unit, False) for unit in units)
+                    outcome.rerouted.extend(units)
                     continue
                 taken.append(_Node(pool, connection, units))
             # Send to every node first, then read: one round trip for the whole batch.
@@ -345,20 +415,19 @@ class RedisClusterDriver:
                     node_io.unread = True
                 except _BROKEN:
                     node_io.connection.disconnect()
-                    rerouted.extend((unit, False) for unit in node_io.units)
+                    outcome.rerouted.extend(node_io.units)
             for node_io in taken:
                 if node_io.unread:
-                    rerouted.extend(self._read_node(node_io, batch))
+                    outcome.add(self._read_node(node_io, batch))
         finally:
             for node_io in taken:
                 if node_io.unread:
                     node_io.connection.disconnect()  # replies left unread: never reuse it as is
                 node_io.pool.release(node_io.connection)
-        for unit, key_by_key in rerouted:
-            self._reroute(client, batch, unit, key_by_key)
+        return outcome
 
-    def _read_node(self, node_io: _Node, batch: _Batch) -> list[tuple[_Unit, bool]]:
-        """Read a node's replies and deliver them; return the commands to send another way."""
+    def _read_node(self, node_io: _Node, batch: _Batch) -> _Outcome:
+        """Read a node's replies and deliver them; return what must be sent another way."""
         connection, units = node_io.connection, node_io.units
         replies = _read_replies(connection, len(units))
         if batch.scripted and len(replies) == len(units):
@@ -387,16 +456,14 @@ class RedisClusterDriver:
             return []
         return _read_replies(connection, len(units))
 
-    def _reroute(self, client: RedisCluster, batch: _Batch, unit: _Unit, key_by_key: bool) -> None:
+    def _reroute(self, client: RedisCluster, batch: _Batch, unit: _Unit) -> None:
         """Send one command through RedisCluster, which follows its slot wherever it is.
 
-        A command for several keys of a slot that is being migrated (``ASK``,
-        ``TRYAGAIN``) is sent key by key instead: a single key is always
-        served, by the node that holds it (multi-key commands are refused while
-        some of their keys have moved and others not).
+        Should RedisCluster run out of retries on ``TRYAGAIN`` (the slot began
+        moving meanwhile), the keys go one by one: a single key is always served.
         """
         together = batch.together
-        if together is not None and unit.together and not key_by_key:
+        if together is not None and unit.together:
             args = together(unit.indexes)
             if args[0] == "EVALSHA":
                 # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
@@ -408,13 +475,12 @@ class RedisClusterDriver:
                     if batch.scripted and isinstance(exc, ResponseError) and refuses_scripting(exc):
                         raise _ScriptsRefused from exc
                     raise _map(exc, batch.name) from exc
-                # RedisCluster ran out of TRYAGAIN retries: key by key below
             else:
                 batch.deliver(unit, reply)
                 return
-        for index in unit.indexes:
-            single = _Unit([index], together=False)
-            batch.deliver(single, self._routed(client, batch.alone(index), batch.name))
+        for single in _one_by_one(unit):
+            reply = self._routed(client, batch.args(single), batch.name)
+            batch.deliver(single, reply)
 
 
 class _Unit(NamedTuple):
@@ -488,15 +554,54 @@ class _Node:
         """Commands were sent whose replies are not all read: close the connection."""
 
 
+class _Outcome:
+    """What a pass of a batch left to do: commands to send another way."""
+
+    __slots__ = ("asked", "rerouted", "split")
+
+    def __init__(self) -> None:
+        self.rerouted: list[_Unit] = []
+        """Through RedisCluster (MOVED, CLUSTERDOWN, a broken connection, a node gone)."""
+        self.split: list[_Unit] = []
+        """Multi-key commands for a slot being migrated: to send again key by key."""
+        self.asked: dict[str, tuple[AskError, list[_Unit]]] = {}
+        """Single-key commands an ``ASK`` sent elsewhere, by node: the redirect and the commands."""
+
+    def add(self, other: _Outcome) -> None:
+        """Take over what ``other`` left to do."""
+        self.rerouted.extend(other.rerouted)
+        self.split.extend(other.split)
+        for name, (redirect, units) in other.asked.items():
+            self.asked.setdefault(name, (redirect, []))[1].extend(units)
+
+    def unsettled(self) -> list[_Unit]:
+        """Every command left, as single-key commands where it was split."""
+        return [
+            *self.rerouted,
+            *(single for unit in self.split for single in _one_by_one(unit)),
+            *(unit for _, units in self.asked.values() for unit in units),
+        ]
+
+
+def _one_by_one(unit: _Unit) -> list[_Unit]:
+    """Return the single-key commands that do what ``unit`` does."""
+    if not unit.together:
+        return [unit]
+    return [_Unit([index], together=False) for index in unit.indexes]
+
+
+def _asks(reply: BaseException) -> TypeGuard[AskError]:
+    """Whether ``reply`` is an ``ASK`` redirect (``MOVED`` is an AskError too in redis-py)."""
+    return isinstance(reply, AskError) and not isinstance(reply, MovedError)
+
+
 def _migrating(reply: ResponseError) -> bool:
     """Whether ``reply`` says the slot is being migrated: ``ASK``, or ``TRYAGAIN``.
 
     A multi-key command then fails while its keys are split between the two
     nodes; each key alone is always served.
     """
-    return isinstance(reply, TryAgainError) or (
-        isinstance(reply, AskError) and not isinstance(reply, MovedError)
-    )
+    return isinstance(reply, TryAgainError) or _asks(reply)
 
 
 def _gave_up_migrating(exc: BaseException) -> bool:
@@ -522,31 +627,34 @@ def _read_replies(connection: Any, count: int) -> list[Any]:
     return replies
 
 
-def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> list[tuple[_Unit, bool]]:
-    """Deliver the good replies; return the commands to reroute (and whether key by key).
+def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> _Outcome:
+    """Deliver the good replies; return what must be sent another way.
 
-    Raises the first error reply that no rerouting can fix, mapped.
+    Raises the first error reply that no other way can fix, mapped.
     """
-    rerouted: list[tuple[_Unit, bool]] = []
+    outcome = _Outcome()
     failure: ResponseError | None = None
     for position, unit in enumerate(units):
         if position >= len(replies):  # never answered: the connection broke
-            rerouted.append((unit, False))
+            outcome.rerouted.append(unit)
             continue
         reply = replies[position]
         if not isinstance(reply, ResponseError):
             batch.deliver(unit, reply)
-        elif _migrating(reply):
-            rerouted.append((unit, True))
+        elif unit.together and _migrating(reply):
+            outcome.split.append(unit)
+        elif _asks(reply):
+            name = f"{reply.host}:{reply.port}"
+            outcome.asked.setdefault(name, (reply, []))[1].append(unit)
         elif isinstance(reply, (*_REROUTE, NoScriptError)):
-            rerouted.append((unit, False))  # MOVED, CLUSTERDOWN, NOSCRIPT: RedisCluster will do
+            outcome.rerouted.append(unit)  # MOVED, CLUSTERDOWN, NOSCRIPT: RedisCluster will do
         elif failure is None:
             failure = reply
     if failure is not None:
         if batch.scripted and refuses_scripting(failure):
             raise _ScriptsRefused from failure
         raise map_error(failure, batch.name) from failure
-    return rerouted
+    return outcome
 
 
 class _ScriptsRefused(Exception):

@@ -14,8 +14,11 @@ line (5.0, 5.3, 6.0, 6.4, 7.0, 7.4, 8.0, 8.1), with and without hiredis, by
   must reconnect after a topology change (7.0 and newer; absent before, where
   nothing marks connections).
 - ``RedisCluster.nodes_manager.slots_cache`` / ``nodes_cache``: the slot map
-  and the known nodes, read (never written) to route a key to its node (all
-  lines).
+  and the known nodes, read to route a key to its node (all lines). One write:
+  :func:`learn_node` adds a primary that an ``ASK`` redirect names but that
+  serves no slot yet (a primary just added to the cluster), under
+  ``nodes_manager._lock`` where the line has one, as redis-py's own ``MOVED``
+  handling (``NodesManager.move_slot``) adds a node it meets for the first time.
 - ``ConnectionPool._checkpid()`` / ``pool`` / ``pid``: the pool's fork check
   and its LIFO queue of slots, used by :class:`~pevensie_redis.pool.CachePool`
   (all lines).
@@ -25,15 +28,18 @@ Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from redis.backoff import NoBackoff
+from redis.cluster import PRIMARY, ClusterNode, get_node_name
 from redis.retry import Retry
 
 __all__ = [
     "connect_once",
     "epoch",
     "is_connected",
+    "learn_node",
     "node_named",
     "node_of_slot",
     "set_epoch",
@@ -91,3 +97,20 @@ def node_of_slot(client: Any, slot: int) -> Any:
 def node_named(client: Any, name: str) -> Any:
     """Return the node RedisCluster knows as ``host:port``, or ``None``."""
     return client.nodes_manager.nodes_cache.get(name)
+
+
+def learn_node(client: Any, host: str, port: int) -> Any:
+    """Return the node RedisCluster knows as ``host:port``, adding it as a primary if it is new.
+
+    RedisCluster follows ``MOVED`` to a node it has not met, but not ``ASK``:
+    while the first slot moves to a primary just added, that primary is in no
+    slot map yet. The next slot-map refresh drops it again until it serves a slot.
+    """
+    manager = client.nodes_manager
+    name = get_node_name(host, port)
+    with getattr(manager, "_lock", None) or contextlib.nullcontext():
+        node = manager.nodes_cache.get(name)
+        if node is None:
+            node = ClusterNode(host, port, PRIMARY)  # type: ignore[no-untyped-call]
+            manager.nodes_cache[name] = node
+    return node
