@@ -43,7 +43,7 @@ promotion refreshes the slot map and succeeds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, TypeGuard
 
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -97,6 +97,9 @@ _FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 _Group = tuple[int, list[int]]  # (slot, indexes of the keys in that slot, in input order)
+# One command of a batch: the indexes of the keys it carries (in input order), and whether
+# it is one multi-key command for all of them (else the single-key command of its one key).
+_Unit = tuple[list[int], bool]
 
 
 class RedisClusterDriver:
@@ -365,8 +368,7 @@ class RedisClusterDriver:
         outcome = self._pass(client, batch, groups)
         if outcome.split:
             alone = [
-                (key_slot(batch.fulls[unit.indexes[0]]), _one_by_one(unit))
-                for unit in outcome.split
+                (key_slot(batch.fulls[unit[0][0]]), _one_by_one(unit)) for unit in outcome.split
             ]
             outcome.split = []
             outcome.add(self._pass(client, batch, alone))
@@ -462,9 +464,9 @@ class RedisClusterDriver:
         Should RedisCluster run out of retries on ``TRYAGAIN`` (the slot began
         moving meanwhile), the keys go one by one: a single key is always served.
         """
-        together = batch.together
-        if together is not None and unit.together:
-            args = together(unit.indexes)
+        together, (indexes, is_together) = batch.together, unit
+        if together is not None and is_together:
+            args = together(indexes)
             if args[0] == "EVALSHA":
                 # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
                 args = ("EVAL", SET_EX_SCRIPT, *args[2:])
@@ -481,14 +483,6 @@ class RedisClusterDriver:
         for single in _one_by_one(unit):
             reply = self._routed(client, batch.args(single), batch.name)
             batch.deliver(single, reply)
-
-
-class _Unit(NamedTuple):
-    """One command of a batch: the keys (their indexes) it carries, in input order."""
-
-    indexes: list[int]
-    together: bool
-    """One multi-key command for every key, else the single-key command of the one key."""
 
 
 class _Batch:
@@ -522,23 +516,31 @@ class _Batch:
     def units(self, indexes: list[int]) -> list[_Unit]:
         """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
         if self.together is None or len(indexes) == 1:
-            return [_Unit([index], together=False) for index in indexes]
-        return [_Unit(part, together=True) for part in _chunk_list(indexes)]
+            return [([index], False) for index in indexes]
+        return [(part, True) for part in _chunk_list(indexes)]
 
     def pack(self, units: list[_Unit]) -> bytes:
         """Pack ``units`` for one pipelined write."""
-        return b"".join(pack(_encode(self.args(unit))) for unit in units)
+        together, alone = self.together, self.alone
+        if together is None:
+            return b"".join(pack(_encode(alone(indexes[0]))) for indexes, _ in units)
+        return b"".join(
+            pack(_encode(together(indexes) if is_together else alone(indexes[0])))
+            for indexes, is_together in units
+        )
 
     def args(self, unit: _Unit) -> tuple[Any, ...]:
         """Return the command of ``unit``."""
-        if unit.together and self.together is not None:
-            return self.together(unit.indexes)
-        return self.alone(unit.indexes[0])
+        indexes, is_together = unit
+        if is_together and self.together is not None:
+            return self.together(indexes)
+        return self.alone(indexes[0])
 
     def deliver(self, unit: _Unit, reply: Any) -> None:
         """Hand the reply of ``unit`` to ``collect``, one value per key."""
         if self.collect is not None:
-            self.collect(unit.indexes, reply if unit.together else [reply])
+            indexes, is_together = unit
+            self.collect(indexes, reply if is_together else [reply])
 
 
 class _Node:
@@ -585,9 +587,10 @@ class _Outcome:
 
 def _one_by_one(unit: _Unit) -> list[_Unit]:
     """Return the single-key commands that do what ``unit`` does."""
-    if not unit.together:
+    indexes, is_together = unit
+    if not is_together:
         return [unit]
-    return [_Unit([index], together=False) for index in unit.indexes]
+    return [([index], False) for index in indexes]
 
 
 def _asks(reply: BaseException) -> TypeGuard[AskError]:
@@ -634,14 +637,16 @@ def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> _Outcome:
     """
     outcome = _Outcome()
     failure: ResponseError | None = None
+    collect = batch.collect
     for position, unit in enumerate(units):
         if position >= len(replies):  # never answered: the connection broke
             outcome.rerouted.append(unit)
             continue
         reply = replies[position]
         if not isinstance(reply, ResponseError):
-            batch.deliver(unit, reply)
-        elif unit.together and _migrating(reply):
+            if collect is not None:
+                collect(unit[0], reply if unit[1] else [reply])
+        elif unit[1] and _migrating(reply):
             outcome.split.append(unit)
         elif _asks(reply):
             name = f"{reply.host}:{reply.port}"
