@@ -34,6 +34,7 @@ from pevensie_redis.testing.cluster import (
 )
 
 __all__ = [
+    "Change",
     "SlotMap",
     "SlotMigration",
     "add_primary",
@@ -139,6 +140,8 @@ def add_primary(cluster: LocalCluster, timeout: float = 30.0) -> tuple[NodeProce
     """Start a new empty node like the others and join it as a primary (``add-node``).
 
     The node serves no slot until a :func:`reshard` or :func:`rebalance`.
+    Plain clusters only (with or without a password): a TLS node's ports are
+    set differently.
     """
     template = cluster.nodes[0]
     index = len(cluster.nodes)
@@ -163,7 +166,7 @@ def add_primary(cluster: LocalCluster, timeout: float = 30.0) -> tuple[NodeProce
     cluster.nodes.append(node)  # from now on cluster.stop() kills it too
     start_nodes([node], timeout)
     change = _run_cli(
-        cluster, f"add-node {port}", "add-node", f"{HOST}:{port}", f"{HOST}:{cluster.port}"
+        cluster, f"add-node {port}", "add-node", f"{HOST}:{port}", _entry(cluster, node)
     )
     cluster.shards += 1
     wait_until_settled(cluster, timeout)
@@ -307,11 +310,13 @@ def _entry(cluster: LocalCluster, avoid: NodeProcess) -> str:
 
 
 def _settings_like(template: Path, port: int, bus_port: int, directory: Path) -> list[str]:
-    """The settings of ``template`` (a node's configuration file) for a node of its own."""
+    """Return the settings of ``template`` (a node's configuration file) for a new node."""
     own = {"port": str(port), "cluster-port": str(bus_port), "dir": str(directory)}
     lines = []
     for line in template.read_text().splitlines():
         name, _, value = line.partition(" ")
+        if name == "tls-port":
+            raise TopologyError("add_primary starts plain nodes only, not TLS ones")
         lines.append(f"{name} {own.get(name, value)}")
     return lines
 

@@ -377,13 +377,9 @@ def hot(topology: LocalCluster, port: int, count: int) -> set[int]:
 
 
 @pytest.fixture
-def moving_cluster() -> Iterator[LocalCluster]:
+def moving_cluster(fresh_cluster: LocalCluster) -> LocalCluster:
     """A 3-primary / 3-replica cluster of its own: these tests change its topology."""
-    topology = start_cluster(3, 1)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+    return fresh_cluster
 
 
 @pytest.fixture
