@@ -1,0 +1,583 @@
+"""Live resharding, rebalancing and node removal are invisible to a cluster cache's callers.
+
+Four threads share one cluster cache and run mixed single and batch traffic on
+keys of their own (set/get, set_many/get_many/delete_many, with and without a
+TTL) while the CLI moves thousands of slots between primaries, keys migrated
+one per ``MIGRATE`` so that slots stay half migrated for a while and clients
+meet ``ASK``, ``TRYAGAIN`` and ``MOVED``. Every call must succeed, every read
+must see the thread's own last write, and at the end every key must hold its
+last value, with its TTL when it was written with one.
+
+Keys come in groups that share a hash tag (one slot per group), so a batch has
+several keys per slot: the multi-key commands that a half-migrated slot
+refuses with ``TRYAGAIN``. Half of the groups sit in the slots that move.
+
+Each run prints what it met: the redirects and ``TRYAGAIN`` replies the nodes
+sent (their ``INFO errorstats``), the calls made and the slowest call while
+slots were moving (figures for RELIABILITY.md, not assertions).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+
+import pytest
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from resharding import (
+    Change,
+    SlotMigration,
+    add_primary,
+    delete_node,
+    drain_primary,
+    rebalance,
+    reshard,
+    slot_map,
+    wait_until_settled,
+)
+
+from pevensie_cache import cache
+from pevensie_cache.cache import PevensieCache
+from pevensie_redis import RedisDriverError
+from pevensie_redis.testing.cluster import LocalCluster, start_cluster
+
+RESOURCE = "rs"
+THREADS = 4
+GROUPS = 48
+"""Key groups per thread; half of them in the slots that move."""
+GROUP_SIZE = 4
+BALLAST = 30
+"""Keys per group that the traffic never touches: migrating a slot takes that many MIGRATEs,
+so the traffic's keys of a moving slot spend a while split between two nodes."""
+TTL = 600
+"""Long enough that no key expires during a test: a missing key is a lost key."""
+MOVED_SLOTS = 2000
+KILLED_TIMEOUT_MS = 1000
+"""The ``timeout`` of the cache whose primary is killed: its calls fail within
+``(retries + 2) * timeout`` (see the cluster driver), plus a margin for a loaded machine."""
+
+
+# -- the traffic ----------------------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    value: str
+    ttl: bool
+
+
+@dataclass
+class Worker:
+    """One thread's keys, what it last wrote to each, and what went wrong."""
+
+    index: int
+    groups: list[list[str]]
+    model: dict[str, Expected] = field(default_factory=dict)
+    calls: int = 0
+    failures: list[str] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    slowest_moving: tuple[float, str] = (0.0, "")
+    slowest: float = 0.0
+    writes: int = 0
+
+    def run(self, c: PevensieCache, stop: threading.Event, moving: threading.Event) -> None:
+        rng = random.Random(self.index)
+        keys = [key for group in self.groups for key in group]
+        while not stop.is_set():
+            step = rng.random()
+            ttl = TTL if rng.random() < 0.5 else None
+            if step < 0.25:
+                key = rng.choice(keys)
+                self._call(moving, "get", partial(self._check_get, c, key))
+            elif step < 0.45:
+                key = rng.choice(keys)
+                value = self._next_value()
+                self._call(
+                    moving,
+                    "set",
+                    partial(c.set, RESOURCE, key, value, ttl),
+                    {key: Expected(value, ttl is not None)},
+                )
+            elif step < 0.5:
+                key = rng.choice(keys)
+                self._call(moving, "delete", partial(c.delete, RESOURCE, key), {key: None})
+            elif step < 0.7:
+                batch = self._batch(rng)
+                self._call(moving, "get_many", partial(self._check_get_many, c, batch))
+            elif step < 0.9:
+                items = {key: self._next_value() for key in self._batch(rng)}
+                self._call(
+                    moving,
+                    "set_many",
+                    partial(c.set_many, RESOURCE, items, ttl),
+                    {key: Expected(value, ttl is not None) for key, value in items.items()},
+                )
+            else:
+                batch = self._batch(rng)[: rng.randint(1, 2 * GROUP_SIZE)]
+                self._call(
+                    moving,
+                    "delete_many",
+                    partial(c.delete_many, RESOURCE, batch),
+                    dict.fromkeys(batch),
+                )
+
+    def _next_value(self) -> str:
+        self.writes += 1
+        return f"w{self.index} write {self.writes}"
+
+    def _batch(self, rng: random.Random) -> list[str]:
+        """All keys of two to four groups: several keys in each of several slots."""
+        return [key for group in rng.sample(self.groups, rng.randint(2, 4)) for key in group]
+
+    def _call(
+        self,
+        moving: threading.Event,
+        name: str,
+        call: Callable[[], object],
+        writes: dict[str, Expected | None] | None = None,
+    ) -> None:
+        was_moving = moving.is_set()
+        started = time.perf_counter()
+        try:
+            call()
+        except Exception as exc:
+            self.failures.append(
+                f"{name}: {type(exc).__name__}: {exc} (cause {exc.__cause__!r})\n"
+                + "".join(traceback.format_exception(exc))
+            )
+            self.errors.append(exc)
+            for key in writes or ():
+                self.model.pop(key, None)  # unknown now: left out of the final check
+            return
+        finally:
+            self.calls += 1
+            took = time.perf_counter() - started
+            self.slowest = max(self.slowest, took)
+            if was_moving and took > self.slowest_moving[0]:
+                self.slowest_moving = (took, name)
+        for key, expected in (writes or {}).items():
+            if expected is None:
+                self.model[key] = Expected("", False)  # deleted: must read as absent
+            else:
+                self.model[key] = expected
+
+    def _expected(self, key: str) -> str | None:
+        expected = self.model.get(key)
+        return None if expected is None or not expected.value else expected.value
+
+    def _check_get(self, c: PevensieCache, key: str) -> None:
+        got = c.get(RESOURCE, key, None)
+        if key in self.model and got != self._expected(key):
+            self.stale.append(f"get {key!r}: {got!r}, last wrote {self._expected(key)!r}")
+
+    def _check_get_many(self, c: PevensieCache, batch: list[str]) -> None:
+        got = c.get_many(RESOURCE, batch)
+        for key in batch:
+            if key in self.model and got.get(key) != self._expected(key):
+                self.stale.append(
+                    f"get_many {key!r}: {got.get(key)!r}, last {self._expected(key)!r}"
+                )
+
+
+def key_groups(worker: int, hot_slots: set[int], rng: random.Random) -> list[list[str]]:
+    """``GROUPS`` groups of ``GROUP_SIZE`` keys, each group in one slot; half in ``hot_slots``."""
+    groups = []
+    attempt = 0
+    for number in range(GROUPS):
+        while True:
+            attempt += 1
+            tag = f"w{worker}g{number}-{attempt}"
+            if number % 2 or not hot_slots or key_slot(tag.encode()) in hot_slots:
+                break
+        groups.append([f"{{{tag}}}-{n}" for n in range(GROUP_SIZE)])
+    rng.shuffle(groups)
+    return groups
+
+
+def ballast(group: list[str]) -> dict[str, str]:
+    """The untouched keys that share ``group``'s slot, with their values."""
+    tag = group[0].rpartition("-")[0]
+    return {f"{tag}-ballast{n}": f"ballast {n} of {tag}" for n in range(BALLAST)}
+
+
+def store_ballast(topology: LocalCluster, workers: list[Worker]) -> dict[str, str]:
+    """Write every group's ballast with a plain cluster client; return it."""
+    every: dict[str, str] = {}
+    raw = RedisCluster(host="127.0.0.1", port=topology.port, decode_responses=True)
+    try:
+        for worker in workers:
+            for group in worker.groups:
+                keys = ballast(group)
+                raw.mset({f"{RESOURCE}:{key}": value for key, value in keys.items()})
+                every.update(keys)
+    finally:
+        raw.close()
+    return every
+
+
+@dataclass
+class Traffic:
+    """Four workers on one cache, started and stopped around topology changes."""
+
+    cache: PevensieCache
+    workers: list[Worker]
+    ballast: dict[str, str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    moving: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=worker.run, args=(self.cache, self.stop, self.moving), daemon=True
+            )
+            self.threads.append(thread)
+            thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in self.threads), "a worker hung"
+
+    def during(self, change: Callable[[], Change | list[Change]], changes: list[Change]) -> None:
+        """Run ``change`` with the workers told that slots are moving; add it to ``changes``."""
+        self.moving.set()
+        try:
+            done = change()
+        finally:
+            self.moving.clear()
+        changes.extend(done if isinstance(done, list) else [done])
+
+    @property
+    def calls(self) -> int:
+        return sum(worker.calls for worker in self.workers)
+
+    @property
+    def slowest_moving(self) -> tuple[float, str]:
+        return max(worker.slowest_moving for worker in self.workers)
+
+
+@pytest.fixture
+def traffic_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Traffic]]:
+    started: list[Traffic] = []
+
+    def make(topology: LocalCluster, hot_slots: set[int], options: str = "") -> Traffic:
+        url = f"redis://127.0.0.1:{topology.port}/0?cluster=true{options}"
+        c = cache.from_url(url).connect()
+        rng = random.Random(request.node.name)
+        workers = [Worker(n, key_groups(n, hot_slots, rng)) for n in range(THREADS)]
+        traffic = Traffic(c, workers, store_ballast(topology, workers))
+        started.append(traffic)
+        traffic.start()
+        time.sleep(0.5)  # every worker under way before the first slot moves
+        return traffic
+
+    yield make
+    for traffic in started:
+        traffic.stop.set()
+        for thread in traffic.threads:
+            thread.join(timeout=60)
+        traffic.cache.disconnect()
+
+
+# -- what the nodes saw ---------------------------------------------------------------
+
+REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def reset_error_stats(topology: LocalCluster) -> None:
+    for node in topology.live_nodes():
+        with node.client() as raw:
+            raw.config_resetstat()
+
+
+def error_stats(topology: LocalCluster) -> dict[str, int]:
+    """How many MOVED, ASK, TRYAGAIN and CLUSTERDOWN replies the live nodes sent."""
+    totals = dict.fromkeys(REDIRECTS, 0)
+    for node in topology.live_nodes():
+        with node.client() as raw:
+            stats = raw.info("errorstats")
+        for name in REDIRECTS:
+            totals[name] += int(stats.get(f"errorstat_{name}", {}).get("count", 0))
+    return totals
+
+
+def report(
+    capsys: pytest.CaptureFixture[str],
+    what: str,
+    changes: list[Change],
+    traffic: Traffic,
+    stats: dict[str, int],
+) -> None:
+    slowest, name = traffic.slowest_moving
+    moved = ", ".join(f"{change.what} in {change.seconds:.1f} s" for change in changes)
+    with capsys.disabled():
+        print(
+            f"\n[{what}] {moved}; {traffic.calls} calls, 0 failed; nodes replied "
+            + ", ".join(f"{count} {name_}" for name_, count in stats.items())
+            + f"; slowest call while slots moved: {slowest * 1000:.0f} ms ({name})"
+        )
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def assert_no_failure(traffic: Traffic) -> None:
+    failures = [failure for worker in traffic.workers for failure in worker.failures]
+    stale = [read for worker in traffic.workers for read in worker.stale]
+    assert failures == [], f"{len(failures)} failed calls, first: {failures[:5]}"
+    assert stale == [], f"{len(stale)} reads missed their own last write, first: {stale[:5]}"
+
+
+def assert_nothing_lost(topology: LocalCluster, traffic: Traffic) -> None:
+    """Every key holds its last value (with a TTL when written with one); nothing else is stored."""
+    expected = {
+        key: state
+        for worker in traffic.workers
+        for key, state in worker.model.items()
+        if state.value
+    }
+    every_key = [key for worker in traffic.workers for group in worker.groups for key in group]
+    stored = traffic.cache.get_many(RESOURCE, every_key)
+    assert stored == {key: state.value for key, state in expected.items()}
+    assert traffic.cache.get_many(RESOURCE, list(traffic.ballast)) == traffic.ballast
+
+    # Through a live primary: the first node may be the one removed.
+    raw = RedisCluster(host="127.0.0.1", port=topology.primaries()[0].port, decode_responses=True)
+    try:
+        assert topology.stored_keys() == {
+            f"{RESOURCE}:{key}" for key in [*expected, *traffic.ballast]
+        }
+        ttls = {key: raw.ttl(f"{RESOURCE}:{key}") for key in expected}
+    finally:
+        raw.close()
+    wrong_ttl = {
+        key: ttls[key]
+        for key, state in expected.items()
+        if (ttls[key] > 0) != state.ttl or (state.ttl and ttls[key] > TTL)
+    }
+    assert wrong_ttl == {}
+
+
+def hot(topology: LocalCluster, port: int, count: int) -> set[int]:
+    """The ``count`` lowest slots of the primary at ``port``: what ``reshard`` moves first."""
+    return set(slot_map(topology)[port][:count])
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moving_cluster(fresh_cluster: LocalCluster) -> LocalCluster:
+    """A 3-primary / 3-replica cluster of its own: these tests change its topology."""
+    return fresh_cluster
+
+
+@pytest.fixture
+def four_primary_cluster() -> Iterator[LocalCluster]:
+    """A 4-primary / 4-replica cluster of its own, for the test that removes a primary."""
+    topology = start_cluster(4, 1)
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.mark.slow
+def test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing(
+    moving_cluster: LocalCluster,
+    traffic_factory: Callable[..., Traffic],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first, second = moving_cluster.primaries()[:2]
+    traffic = traffic_factory(moving_cluster, hot(moving_cluster, first.port, MOVED_SLOTS))
+    reset_error_stats(moving_cluster)
+    changes: list[Change] = []
+    for source, target in ((first, second), (second, first), (first, second)):
+        traffic.during(partial(reshard, moving_cluster, source, target, MOVED_SLOTS), changes)
+        wait_until_settled(moving_cluster)
+        assert_no_failure(traffic)
+    stats = error_stats(moving_cluster)
+    traffic.finish()
+
+    assert_no_failure(traffic)
+    assert_nothing_lost(moving_cluster, traffic)
+    assert stats["ASK"] + stats["TRYAGAIN"] > 0, "the traffic never met a half-migrated slot"
+    report(capsys, "resharding", changes, traffic, stats)
+
+
+@pytest.mark.slow
+def test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing(
+    moving_cluster: LocalCluster,
+    traffic_factory: Callable[..., Traffic],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    traffic = traffic_factory(moving_cluster, set())
+    reset_error_stats(moving_cluster)
+    new, added = add_primary(moving_cluster)
+    changes = [added]
+    traffic.during(partial(rebalance, moving_cluster), changes)
+    wait_until_settled(moving_cluster)
+    stats = error_stats(moving_cluster)
+    traffic.finish()
+
+    assert len(slot_map(moving_cluster)[new.port]) == 16384 // 4
+    assert_no_failure(traffic)
+    assert_nothing_lost(moving_cluster, traffic)
+    report(capsys, "add a primary + rebalance", changes, traffic, stats)
+
+
+@pytest.mark.slow
+def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
+    four_primary_cluster: LocalCluster,
+    traffic_factory: Callable[..., Traffic],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    victim = four_primary_cluster.primaries()[0]
+    slots = slot_map(four_primary_cluster)[victim.port]
+    traffic = traffic_factory(four_primary_cluster, set(slots))
+    reset_error_stats(four_primary_cluster)
+    changes: list[Change] = []
+    traffic.during(partial(drain_primary, four_primary_cluster, victim), changes)
+    stats = error_stats(four_primary_cluster)  # before the victim, which sent most, is gone
+    traffic.during(partial(delete_node, four_primary_cluster, victim), changes)
+    traffic.finish()
+
+    assert victim.port not in slot_map(four_primary_cluster)
+    assert not victim.alive
+    assert_no_failure(traffic)
+    assert_nothing_lost(four_primary_cluster, traffic)
+    report(capsys, f"remove a primary ({len(slots)} slots)", changes, traffic, stats)
+
+
+@pytest.mark.slow
+def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
+    traffic_factory: Callable[..., Traffic], capsys: pytest.CaptureFixture[str]
+) -> None:
+    topology = start_cluster(3, 0)  # no replica: the slots of the killed node stay down
+    try:
+        traffic = traffic_factory(topology, set(), f"&timeout={KILLED_TIMEOUT_MS}")
+        victim = topology.primaries()[0]
+        topology.kill(victim)
+        time.sleep(3)  # past cluster-node-timeout: the cluster reports itself down
+        traffic.finish()
+        errors = [error for worker in traffic.workers for error in worker.errors]
+        assert errors, "killing a primary made no call fail"
+        untyped = [
+            repr(error)
+            for error in errors
+            if not isinstance(error, RedisDriverError) or type(error) is RedisDriverError
+        ]
+        assert untyped == []
+        retries = 1  # the default
+        bound = (retries + 2) * KILLED_TIMEOUT_MS / 1000 + 2.0
+        slowest = max(worker.slowest for worker in traffic.workers)
+        assert slowest < bound
+        kinds = Counter(type(error).__name__ for error in errors)
+        with capsys.disabled():
+            print(
+                f"\n[primary killed] {traffic.calls} calls, {len(errors)} failed: "
+                + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+                + f"; slowest call {slowest * 1000:.0f} ms (bound {bound:.1f} s)"
+            )
+    finally:
+        topology.stop()
+
+
+@pytest.mark.parametrize("hash_tag", [False, True], ids=["default-layout", "cluster_hash_tag"])
+@pytest.mark.parametrize("to_new_primary", [False, True], ids=["to-a-primary", "to-a-new-primary"])
+def test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values(
+    moving_cluster: LocalCluster, hash_tag: bool, to_new_primary: bool
+) -> None:
+    # A primary just added serves no slot: the cache meets it first through ASK,
+    # while it receives its first slot.
+    c = cache.from_url(
+        f"redis://127.0.0.1:{moving_cluster.port}/0?cluster=true&cluster_hash_tag={hash_tag}"
+    ).connect()
+    try:
+        prefix = "{half}:" if hash_tag else "half:"
+        # 40 keys in one slot (every key of the resource type with cluster_hash_tag),
+        # and without it 40 more spread over other slots.
+        same_slot = [f"k{n}" if hash_tag else f"{{t}}k{n}" for n in range(40)]
+        elsewhere = [] if hash_tag else [f"other{n}" for n in range(40)]
+        keys = same_slot + elsewhere
+        slot = key_slot((prefix + same_slot[0]).encode())
+        expected = {key: f"before {key}" for key in keys}
+        c.set_many("half", expected, ttl_seconds=TTL)
+        ttl = dict.fromkeys(keys, True)
+
+        if to_new_primary:
+            target, _ = add_primary(moving_cluster)
+        else:
+            target = next(
+                node
+                for node in moving_cluster.primaries()
+                if slot not in slot_map(moving_cluster).get(node.port, [])
+            )
+        migration = SlotMigration(moving_cluster, slot, target)
+        migration.begin()
+        migration.move([prefix + key for key in same_slot[::2]])  # every other key has moved
+
+        assert [c.get("half", key) for key in same_slot[:4]] == [
+            expected[key] for key in same_slot[:4]
+        ]
+        new_key = "new" if hash_tag else "{t}new"  # in the same slot, on neither node yet
+        singles = {
+            same_slot[0]: ("single write, moved key", None),
+            same_slot[1]: ("single write, key not moved", TTL),
+            new_key: ("a new key of the slot", None),
+        }
+        for key, (value, seconds) in singles.items():
+            c.set("half", key, value, ttl_seconds=seconds)
+            expected[key] = value
+            ttl[key] = seconds is not None
+        c.delete("half", same_slot[2])
+        del expected[same_slot[2]]
+        keys.append(new_key)
+        assert {key: c.get("half", key, None) for key in [*same_slot[:4], new_key]} == {
+            key: expected.get(key) for key in [*same_slot[:4], new_key]
+        }
+        assert c.get_many("half", keys) == expected
+
+        written = {key: f"during {key}" for key in keys[::3]}
+        c.set_many("half", written)
+        expected.update(written)
+        ttl.update(dict.fromkeys(written, False))
+        assert c.get_many("half", keys) == expected
+        written = {key: f"with ttl {key}" for key in keys[1::4]}
+        c.set_many("half", written, ttl_seconds=TTL)
+        expected.update(written)
+        ttl.update(dict.fromkeys(written, True))
+        gone = keys[2::5]
+        c.delete_many("half", gone)
+        for key in gone:
+            expected.pop(key, None)
+        assert c.get_many("half", keys) == expected
+        back = {key: f"back {key}" for key in gone[:4]}  # keys absent from both nodes
+        c.set_many("half", back)
+        expected.update(back)
+        ttl.update(dict.fromkeys(back, False))
+        assert c.get_many("half", keys) == expected
+
+        migration.finish()
+        assert c.get_many("half", keys) == expected
+        assert slot in slot_map(moving_cluster)[target.port]
+        raw = RedisCluster(host="127.0.0.1", port=moving_cluster.port, decode_responses=True)
+        try:
+            assert {key: raw.get(prefix + key) for key in expected} == expected
+            assert {key: raw.ttl(prefix + key) > 0 for key in expected} == {
+                key: ttl[key] for key in expected
+            }
+        finally:
+            raw.close()
+    finally:
+        c.disconnect()
