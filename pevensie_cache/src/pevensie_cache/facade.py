@@ -373,6 +373,8 @@ class PevensieCache:
         if not callable(loader):
             raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
         wait = _check_lock_times(lock_lease, lock_wait) if lock else 0.0
+        flights = self._flights
+        finished = flights.finished
         found = self.get(resource_type, key, None)
         if found is not None:
             return found
@@ -381,10 +383,11 @@ class PevensieCache:
             if lock:
                 return self._load_locked(resource_type, key, loader, ttl_seconds, lock_lease, wait)
             # A flight may have stored the value and ended between this caller's miss
-            # and its joining: look again, or the loader runs twice.
-            stored = self.get(resource_type, key, None)
-            if stored is not None:
-                return stored
+            # and its joining: then look again, or the loader runs twice.
+            if flights.finished != finished:
+                stored = self.get(resource_type, key, None)
+                if stored is not None:
+                    return stored
             return self._load(resource_type, key, loader, ttl_seconds)
 
         return self._flights.run((resource_type, key), load)

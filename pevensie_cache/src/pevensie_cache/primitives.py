@@ -71,6 +71,9 @@ class SingleFlight:
         """Start with nothing running."""
         self._lock = threading.Lock()
         self._running: dict[Hashable, _Run] = {}
+        self.finished = 0
+        """How many runs have ended (for any key): a caller that read it before
+        missing knows whether a run may have ended, and stored, since."""
 
     def run(self, key: Hashable, work: Callable[[], _T]) -> _T:
         """Return ``work()``, run once for all threads that ask for ``key`` meanwhile."""
@@ -93,4 +96,5 @@ class SingleFlight:
         finally:
             with self._lock:
                 del self._running[key]
+                self.finished += 1
             mine.done.set()

@@ -51,6 +51,9 @@ class SingleFlight:
     def __init__(self) -> None:
         """Start with nothing running."""
         self._running: dict[Hashable, asyncio.Future[Any]] = {}
+        self.finished = 0
+        """How many runs have ended (for any key): a caller that read it before
+        missing knows whether a run may have ended, and stored, since."""
 
     async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
         """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
@@ -81,3 +84,4 @@ class SingleFlight:
             return value
         finally:
             del self._running[key]
+            self.finished += 1
