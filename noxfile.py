@@ -35,14 +35,24 @@ def _install(session: nox.Session, *groups: str) -> None:
     session.install(*PACKAGES, *requirements)
 
 
+# Test processes for `tests` and `compat`: the tests mostly wait on servers, timeouts and
+# failovers, so four processes keep two cores busy. Each module (or class) runs whole in
+# one process (--dist loadscope), so a module's servers and fixtures are its own.
+WORKERS = ["-n", "4", "--dist", "loadscope"]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite against real servers the tests start themselves."""
-    _install(session, "test")
+    """Run the whole test suite against real servers the tests start themselves.
+
+    Four test processes (pytest-xdist); ``-- -n 0`` runs in one, and any other
+    arguments after ``--`` go to pytest (a file, ``-k``, ``-x``...).
+    """
+    _install(session, "test", "compat")
     # Small plugin distributions (a good one, a broken one, a duplicate) installed
     # for real, so plugin discovery is tested through genuine entry points.
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *WORKERS, *session.posargs)
 
 
 # The oldest and newest release of every supported redis-py major: exactly the range
@@ -112,8 +122,6 @@ COMPAT_DESELECT = [
     "test_the_check_command_masks_the_password_when_it_works_and_when_it_fails",
     "tests/reliability/test_secrets.py::test_the_demo_masks_the_password_of_the_configured_server",
 ]
-# Test processes per environment: the tests mostly wait on servers, timeouts and failovers.
-COMPAT_WORKERS = "4"
 
 
 # A fresh environment each time (uv makes it in seconds), so no run tests a stale build.
@@ -182,7 +190,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     session.run("python", ".ci/redis_py_parser.py", redis_py, parser)
     deselect = [arg for node in COMPAT_DESELECT for arg in ("--deselect", node)]
     selection = session.posargs or [*COMPAT_TESTS, "-m", "not slow", *deselect]
-    session.run("pytest", "-q", "-n", COMPAT_WORKERS, "--dist", "loadscope", *selection)
+    session.run("pytest", "-q", *WORKERS, *selection)
 
 
 # The framework releases `integrations` runs on: "lowest" is the lower bound of each
