@@ -148,7 +148,7 @@ class InvalidationListener:
             # A heartbeat of silence: the server must answer PING within one more.
             try:
                 await asyncio.wait_for(pipe.send(wire.pack([b"PING"])), self._heartbeat)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise RedisPyTimeoutError(
                     f"the invalidation channel did not answer PING within {self._heartbeat:g} s"
                 ) from None

@@ -283,7 +283,7 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
                 server_hostname=endpoint.server_hostname if endpoint.tls else None,
             )
         await asyncio.wait_for(connecting, endpoint.timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RedisPyTimeoutError(f"Timeout connecting to {endpoint.label}") from None
     except ssl.SSLError as exc:
         raise RedisPyConnectionError(f"Error connecting to {endpoint.label}: {exc}") from exc
