@@ -168,10 +168,21 @@ def test_the_ini_option_asks_for_the_header(tmp_path: Path, probes: Probes) -> N
     assert probes.engine.connections >= 1
 
 
+def _keep_chosen_binary(env: dict[str, str]) -> None:
+    """Pass on the server binary this run was told to use (CI's Redis 7 part), if any.
+
+    The child run then starts the same binary that ``find_server_binary()`` names here.
+    """
+    chosen = os.environ.get("PEVENSIE_TEST_REDIS_BINARY")
+    if chosen:
+        env["PEVENSIE_TEST_REDIS_BINARY"] = chosen
+
+
 def _run_with_header(tmp_path: Path, test_code: str, **env: str) -> str:
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("PEVENSIE_", "PYTEST_"))
     }
+    _keep_chosen_binary(environment)
     environment.update(env)
     result = run_pytest(
         tmp_path / "project",
@@ -198,7 +209,8 @@ def test_summary_names_the_servers_started_even_without_the_header(
     tmp_path: Path, probes: Probes
 ) -> None:
     env = {**probes.env, "PEVENSIE_TEST_PROVIDER": "binary"}
-    del env["PEVENSIE_TEST_REDIS_BINARY"]
+    del env["PEVENSIE_TEST_REDIS_BINARY"]  # the probes' fake binary
+    _keep_chosen_binary(env)
     env["PATH"] = os.environ.get("PATH", "")
     result = run_pytest(tmp_path / "project", FIXTURE_TEST, env)
     assert result.returncode == 0, result.stdout + result.stderr

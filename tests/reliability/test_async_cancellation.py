@@ -326,7 +326,9 @@ async def test_long_chaos_run_with_connections_killed_under_it(private_server: R
         print(report)
         assert run.wrong == [], report
         assert run.failures == [], report
-        assert sum(run.cancelled.values()) >= 15_000, report
+        # Enough cancellations to have met every await many times over; the run stops
+        # at 120 s, and a loaded CI machine (4 test processes on 2 cores) reached 9,000.
+        assert sum(run.cancelled.values()) >= 5_000, report
         assert run.reads >= 20_000, report
         assert kills >= 50, report
         await assert_in_step(c, private_server, name)
