@@ -1,9 +1,11 @@
-"""Helpers of the replica-read and least-privilege tests: both faces of a cache, replication.
+"""Helpers of the Cluster and Sentinel tests: both faces of a cache, replication.
 
 :func:`both_faces` connects a sync and an async cache to one URL and hands
 them out as :class:`Face` objects whose methods are all awaitable, so one
-test body drives both faces on the same topology. :func:`replicated` waits
-until a primary's replicas hold every write it took.
+test body drives both faces on the same topology; :func:`new_face` builds one
+face, by name, for tests parametrized over :data:`FACES` (each face on a
+topology of its own). :func:`replicated` waits until a primary's replicas hold
+every write it took.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from redis.crc import key_slot
 
 from pevensie_cache import cache
 from pevensie_redis.testing import ProcessServer
+
+FACES = ["sync", "async"]
+"""The faces a test parametrized with :func:`new_face` runs on."""
 
 
 class Face:
@@ -34,6 +39,24 @@ class Face:
             return await result if inspect.isawaitable(result) else result
 
         return call
+
+
+def new_face(name: str, url: str | None = None, **options: Any) -> Face:
+    """Return a cache of face ``name`` (``"sync"`` or ``"async"``), not connected yet.
+
+    Built by ``cache.from_url[_async](url, **options)``, or without a URL by
+    ``cache.new[_async](driver="redis", **options)``; ``await face.connect()``
+    connects it.
+    """
+    if name == "sync":
+        built = cache.from_url(url, **options) if url else cache.new(driver="redis", **options)
+    else:
+        built = (
+            cache.from_url_async(url, **options)
+            if url
+            else cache.new_async(driver="redis", **options)
+        )
+    return Face(name, built)
 
 
 @asynccontextmanager

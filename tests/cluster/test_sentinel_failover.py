@@ -3,15 +3,19 @@
 The old primary keeps running and accepting writes until the sentinels turn it
 into a replica, which they do some 10 s after naming the new primary. A cache
 that kept writing to it meanwhile would lose every such write when it resyncs
-from the new primary. The Sentinel pool asks the sentinels for the primary
-about once a second while it is used, so the same cache moves its writes to the
-new primary within :data:`WRITES_MOVE_BOUND` of the sentinels naming it, and no
-error (``READONLY`` included) reaches the caller after the naming. A write made
-in between went to the old primary and is lost, so its read-back may miss.
+from the new primary. On both faces the driver asks the sentinels for the
+primary about once a second while it is used (the sync face's pool, the async
+face's channel), so the same cache moves its writes to the new primary within
+:data:`WRITES_MOVE_BOUND` of the sentinels naming it, and no error (``READONLY``
+included) reaches the caller after the naming. A write made in between went to
+the old primary and is lost, so its read-back may miss.
+
+Each test runs on both faces, each on a topology of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -19,10 +23,9 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+from faces import FACES, Face, new_face
 
-from pevensie_cache import cache
-from pevensie_cache.cache import PevensieCache
-from pevensie_redis.pool import PRIMARY_CHECK_INTERVAL
+from pevensie_redis.primary_check import PRIMARY_CHECK_INTERVAL
 from pevensie_redis.testing import ProcessServer
 from pevensie_test_support import LocalSentinel
 from pevensie_test_support.nodes import wait_until
@@ -30,7 +33,7 @@ from pevensie_test_support.nodes import wait_until
 WRITES_MOVE_BOUND = PRIMARY_CHECK_INTERVAL + 2.0
 """Seconds after every sentinel names the new primary by which every write reaches it.
 
-The pool asks the sentinels at most :data:`PRIMARY_CHECK_INTERVAL` after its
+The driver asks the sentinels at most :data:`PRIMARY_CHECK_INTERVAL` after its
 last question; the rest is room for a loaded CI machine.
 """
 
@@ -54,36 +57,50 @@ class Call:
 
 
 class Writer:
-    """Writes ``loop:<index>`` then reads it back, in a thread, until stopped."""
+    """Writes ``loop:<index>`` then reads it back until stopped.
 
-    def __init__(self, c: PevensieCache) -> None:
-        self.cache = c
+    The sync face runs in a thread of its own, the async face in a task of the
+    test's event loop (whose own waits run in threads, never blocking it).
+    """
+
+    def __init__(self, face: Face) -> None:
+        self.face = face
         self.calls: list[Call] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="failover-writer", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    def __enter__(self) -> Writer:
-        self._thread.start()
+    async def __aenter__(self) -> Writer:
+        if self.face.name == "sync":
+            self._thread = threading.Thread(
+                target=lambda: asyncio.run(self._run()), name="failover-writer", daemon=True
+            )
+            self._thread.start()
+        else:
+            self._task = asyncio.create_task(self._run())
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=60)
-        assert not self._thread.is_alive(), "the writer hung"
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 60)
+            assert not self._thread.is_alive(), "the writer hung"
+        if self._task is not None:
+            await asyncio.wait_for(self._task, 60)
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         index = 0
         while not self._stop.is_set():
             index += 1
             started = time.monotonic()
             try:
-                self.cache.set("loop", str(index), f"value {index}")
-                value = self.cache.get("loop", str(index), None)
+                await self.face.set("loop", str(index), f"value {index}")
+                value = await self.face.get("loop", str(index), None)
             except Exception as exc:  # every error is recorded: none may reach the caller
                 self.calls.append(Call(index, started, time.monotonic(), error=exc))
             else:
                 self.calls.append(Call(index, started, time.monotonic(), read_back=value))
-            time.sleep(0.005)
+            await asyncio.sleep(0.005)
 
 
 def naming(topology: LocalSentinel) -> list[tuple[str, int] | None]:
@@ -106,23 +123,32 @@ def role(node: ProcessServer) -> str:
         return str(client.execute_command("ROLE")[0])
 
 
-def test_a_controlled_failover_moves_the_writes_to_the_new_primary_with_no_error(
-    fresh_sentinel: LocalSentinel, capsys: pytest.CaptureFixture[str]
+@pytest.fixture(params=FACES)
+def face_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def ask_for_failover(topology: LocalSentinel) -> None:
+    with topology.sentinel_nodes[0].client() as sentinel:
+        assert sentinel.execute_command("SENTINEL FAILOVER", topology.service_name)
+
+
+async def test_a_controlled_failover_moves_the_writes_to_the_new_primary_with_no_error(
+    fresh_sentinel: LocalSentinel, face_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology = fresh_sentinel
     # Default retries and timeout: what an application gets without tuning.
-    c = cache.new(
-        driver="redis", sentinels=topology.sentinels, service_name=topology.service_name
-    ).connect()
+    c = new_face(face_name, sentinels=topology.sentinels, service_name=topology.service_name)
+    await c.connect()
     try:
         old = topology.current_primary()
         new = topology.replica if old is topology.primary else topology.primary
-        with Writer(c) as writer:
+        async with Writer(c) as writer:
             # The loop runs against the old primary first; the failover then comes at a
-            # random point of the pool's check cycle, so runs measure the whole bound.
-            time.sleep(random.uniform(0.5, 0.5 + PRIMARY_CHECK_INTERVAL))
-            with topology.sentinel_nodes[0].client() as sentinel:
-                assert sentinel.execute_command("SENTINEL FAILOVER", topology.service_name)
+            # random point of the driver's check cycle, so runs measure the whole bound.
+            await asyncio.sleep(random.uniform(0.5, 0.5 + PRIMARY_CHECK_INTERVAL))
+            await asyncio.to_thread(ask_for_failover, topology)
             failover_at = time.monotonic()
             first_named_at: list[float] = []
 
@@ -132,12 +158,18 @@ def test_a_controlled_failover_moves_the_writes_to_the_new_primary_with_no_error
                     first_named_at.append(time.monotonic())
                 return all(name == new.address for name in names)
 
-            wait_until(all_name_the_new_primary, DEMOTION_BOUND, "every sentinel to name it")
+            await asyncio.to_thread(
+                wait_until, all_name_the_new_primary, DEMOTION_BOUND, "every sentinel to name it"
+            )
             named_at = time.monotonic()
             # The old primary stays up: the sentinels turn it into a replica later.
-            wait_until(lambda: role(old) == "slave", DEMOTION_BOUND, "the old primary's demotion")
+
+            def demoted() -> bool:
+                return role(old) == "slave"
+
+            await asyncio.to_thread(wait_until, demoted, DEMOTION_BOUND, "its demotion")
             demoted_at = time.monotonic()
-            time.sleep(1.0)  # and the loop goes on a while after the demotion
+            await asyncio.sleep(1.0)  # and the loop goes on a while after the demotion
         assert role(new) == "master"
 
         with new.client() as raw:
@@ -163,7 +195,7 @@ def test_a_controlled_failover_moves_the_writes_to_the_new_primary_with_no_error
         errors_before = sum(1 for call in writer.calls if call.error is not None)
         with capsys.disabled():
             print(
-                f"\n[controlled sentinel failover] named by one sentinel "
+                f"\n[controlled sentinel failover, {face_name} face] named by one sentinel "
                 f"{first_named_at[0] - failover_at:.2f} s, by all {named_at - failover_at:.2f} s "
                 f"after SENTINEL FAILOVER; old primary demoted after "
                 f"{demoted_at - failover_at:.2f} s; the last lost write ended "
@@ -171,29 +203,28 @@ def test_a_controlled_failover_moves_the_writes_to_the_new_primary_with_no_error
                 f"{errors_before} errors (all before the naming), {len(writer.calls)} calls"
             )
     finally:
-        c.disconnect()
+        await c.disconnect()
 
 
-def test_the_cache_keeps_serving_its_primary_when_no_sentinel_answers(
-    fresh_sentinel: LocalSentinel,
+async def test_the_cache_keeps_serving_its_primary_when_no_sentinel_answers(
+    fresh_sentinel: LocalSentinel, face_name: str
 ) -> None:
-    """The pool's periodic question to the sentinels fails quietly: the primary still serves."""
+    """The periodic question to the sentinels fails quietly: the primary still serves."""
     topology = fresh_sentinel
-    c = cache.new(
-        driver="redis", sentinels=topology.sentinels, service_name=topology.service_name
-    ).connect()
+    c = new_face(face_name, sentinels=topology.sentinels, service_name=topology.service_name)
+    await c.connect()
     try:
-        c.set("user", "1", "Ada")
+        await c.set("user", "1", "Ada")
         for node in topology.sentinel_nodes:
             node.kill()
         deadline = time.monotonic() + 3 * PRIMARY_CHECK_INTERVAL
         calls = 0
         while time.monotonic() < deadline:
-            c.set("loop", str(calls), "still served")
-            assert c.get("loop", str(calls)) == "still served"
+            await c.set("loop", str(calls), "still served")
+            assert await c.get("loop", str(calls)) == "still served"
             calls += 1
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
         assert calls > 10
-        assert c.get("user", "1") == "Ada"
+        assert await c.get("user", "1") == "Ada"
     finally:
-        c.disconnect()
+        await c.disconnect()

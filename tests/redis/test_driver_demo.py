@@ -40,6 +40,11 @@ def test_demo_with_pevensie_cache_url_masks_the_password(
     assert "demo-user:42" in out  # the key layout as the server sees it
     assert "near_cache_stats(): hits=" in out  # the near cache's step
     assert "enabled=True" in out
+    # The async face of the same URL: tasks sharing one cache, then disconnected.
+    assert "driver AsyncRedisDriver(" in out
+    assert "4 tasks at once, asyncio.gather of get_many" in out
+    assert "'4': 'Lucy'}" in out
+    assert "await disconnect() -> connected=False" in out
     assert "Demo finished" in out
     raw = server.client(password=PASSWORD)
     try:
@@ -64,6 +69,7 @@ def test_demo_with_a_config_file_picks_the_driver_by_name(
     assert result.returncode == 0, result.stderr
     assert f"[cache] table of {config}" in result.stdout
     assert "demo-batch:a" in result.stdout
+    assert "driver AsyncRedisDriver(" in result.stdout  # from_config_async of the same table
 
 
 def test_demo_reports_an_unreachable_server_and_exits_non_zero() -> None:

@@ -114,7 +114,12 @@ def test_the_redis_modules_import_each_other_only_downwards() -> None:
     """The layers of pevensie_redis: wire format, errors, connections, I/O, drivers, mode choice."""
     layers = [
         {"pevensie_redis.wire"},
-        {"pevensie_redis.config", "pevensie_redis.errors", "pevensie_redis.compat"},
+        {
+            "pevensie_redis.config",
+            "pevensie_redis.errors",
+            "pevensie_redis.compat",
+            "pevensie_redis.primary_check",
+        },
         {"pevensie_redis.resp"},
         {"pevensie_redis.pool", "pevensie_redis.pipe"},
         {"pevensie_redis.near", "pevensie_redis.replica_choice"},

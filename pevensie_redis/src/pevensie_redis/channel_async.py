@@ -16,7 +16,12 @@ the pipes, the more commands share each write and read.
 - health: a pipe idle for :data:`~pevensie_redis.pool.HEALTH_CHECK_INTERVAL`
   seconds is checked with ``PING`` before a command that is not idempotent;
 - Sentinel: each new pipe goes to the primary the sentinels name; a ``READONLY``
-  reply (the primary became a replica) retires that pipe and retries.
+  reply (the primary became a replica) retires that pipe and retries. While
+  the channel is used it asks the sentinels again about once a second
+  (:class:`~pevensie_redis.primary_check.PrimaryCheck`, in a task of its own:
+  no caller waits for it); when they name another server, the pipes to the
+  former one are retired, so writes leave a former primary that stays up
+  (``SENTINEL FAILOVER``) before it is turned into a replica.
 
 A channel is bound to the event loop it was opened on: using it from another
 loop raises :class:`~pevensie_cache.WrongEventLoop` at once instead of hanging.
@@ -42,6 +47,7 @@ from pevensie_redis.listener_async import InvalidationListener
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
 from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
+from pevensie_redis.primary_check import PrimaryCheck
 from pevensie_redis.sentinel import find_primary, find_replicas
 
 __all__ = [
@@ -89,6 +95,8 @@ class Channel:
         self._opening: asyncio.Future[Pipe] | None = None
         self._closed = False
         self._listener: InvalidationListener | None = None
+        self._primary_check = PrimaryCheck() if follows_primary else None
+        self._asking: asyncio.Task[None] | None = None
         self.near: NearStore | None = None
         """The near cache's store, when ``near_cache`` is on."""
 
@@ -118,6 +126,8 @@ class Channel:
         if self._listener is not None:
             await self._listener.stop()
         self._closed = True
+        if self._asking is not None:
+            self._asking.cancel()
         pipes, self._pipes = self._pipes + self._retired, []
         self._retired = []
         for pipe in pipes:
@@ -240,6 +250,10 @@ class Channel:
 
     def _ready(self) -> Pipe | None:
         """Return the least loaded open pipe, unless a new one should be opened first."""
+        check = self._primary_check
+        if check is not None and check.due():
+            self._asking = self._loop.create_task(self._ask_for_primary(check))
+            self._asking.add_done_callback(_consume)
         pipes = self._pipes
         if not pipes:
             return None
@@ -279,13 +293,28 @@ class Channel:
         if self._closed:
             pipe.close()
             raise RedisPyConnectionError("the channel was closed")
-        stale = [p for p in self._pipes if p.endpoint.label != endpoint.label]
+        self._retire_all_but(endpoint.label)
+        self._pipes.append(pipe)
+        return pipe
+
+    async def _ask_for_primary(self, check: PrimaryCheck) -> None:
+        """Ask the sentinels for the primary; retire the pipes to any other server."""
+        try:
+            primary = await self._resolve()
+        except _FAILURES:
+            return  # no sentinel answered: keep the primary we know
+        finally:
+            check.done()
+        if not self._closed:
+            self._retire_all_but(primary.label)
+
+    def _retire_all_but(self, label: str) -> None:
+        """Send no new command to a server other than ``label``; close idle retired pipes."""
+        stale = [p for p in self._pipes if p.endpoint.label != label]
         if stale:  # the primary moved: no new command goes to the old one
             self._pipes = [p for p in self._pipes if p not in stale]
             self._retired.extend(stale)
         self._retired = [p for p in self._retired if not _close_if_idle(p)]
-        self._pipes.append(pipe)
-        return pipe
 
     def _moved(self, pipe: Pipe) -> _PrimaryMoved:
         pipe.close()

@@ -13,12 +13,15 @@ The demo shows the installed drivers, then set, get, TTL expiry, delete, the
 batch operations, the key layout as the server sees it (``SCAN``, ``TYPE``,
 ``TTL`` through a raw redis-py client on the driver's own pool), and a second
 cache with the near cache on: a read served locally, another cache's write
-seen by it, and its statistics. It deletes its keys afterwards. URLs are
-always printed with the password masked.
+seen by it, and its statistics; last, the async face of the same configuration
+(``cache.from_url_async``, ``from_config_async`` or ``new_async``), with tasks
+sharing one cache under ``asyncio.gather``. It deletes its keys afterwards.
+URLs are always printed with the password masked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -26,7 +29,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from pevensie_cache import CacheMiss, ConfigError, PevensieCache, cache, mask_url
+from pevensie_cache import (
+    AsyncPevensieCache,
+    CacheMiss,
+    ConfigError,
+    PevensieCache,
+    cache,
+    mask_url,
+)
 from pevensie_cache.cache import ENV_VAR
 from pevensie_cache.config_file import load_config_file
 from pevensie_cache.listing import format_drivers
@@ -36,6 +46,10 @@ __all__ = ["load_config_file", "run_demo"]
 USER = "demo-user"
 SESSION = "demo-session"
 BATCH = "demo-batch"
+TASKS = "demo-tasks"
+
+NewAsyncCache = Callable[[], AsyncPevensieCache]
+"""Builds an async cache of the demo's configuration (not connected)."""
 
 
 def run_demo(config_path: str | None = None, out: TextIO = sys.stdout) -> int:
@@ -44,10 +58,10 @@ def run_demo(config_path: str | None = None, out: TextIO = sys.stdout) -> int:
     say("Installed cache drivers:")
     say(_indent(format_drivers(cache.drivers())))
     say("")
-    with _cache_from_configuration(config_path, say) as demo_cache:
+    with _cache_from_configuration(config_path, say) as (demo_cache, new_async_cache):
         say(f"Driver: {demo_cache.driver!r}")
         with demo_cache:
-            _walk_through(demo_cache, say)
+            _walk_through(demo_cache, new_async_cache, say)
     say("")
     say("Demo finished: every step behaved as documented.")
     return 0
@@ -56,11 +70,12 @@ def run_demo(config_path: str | None = None, out: TextIO = sys.stdout) -> int:
 @contextmanager
 def _cache_from_configuration(
     config_path: str | None, say: Callable[[str], None]
-) -> Iterator[PevensieCache]:
+) -> Iterator[tuple[PevensieCache, NewAsyncCache]]:
+    """Yield the sync cache, and how to build the async one, of one configuration."""
     url = os.environ.get(ENV_VAR)
     if url:
         say(f"Configuration: {ENV_VAR}={mask_url(url)}")
-        yield cache.from_url(url)
+        yield cache.from_url(url), lambda: cache.from_url_async(url)
         return
     if config_path is not None:
         table = load_config_file(config_path)
@@ -70,13 +85,17 @@ def _cache_from_configuration(
             if name != "password"
         }
         say(f"Configuration: [cache] table of {config_path}: {shown}")
-        yield cache.from_config(table)
+        yield cache.from_config(table), lambda: cache.from_config_async(table)
         return
     say(f"Configuration: neither {ENV_VAR} nor --config given; starting a local server.")
     server = _start_local_server()
     try:
         say(f"Started {server.provider} at {server.url} (pid {server.pid})")
-        yield cache.new(driver="redis", config=_config_for(server.url))
+        config = _config_for(server.url)
+        yield (
+            cache.new(driver="redis", config=config),
+            lambda: cache.new_async(driver="redis", config=config),
+        )
     finally:
         server.stop()
         say(f"Stopped the local server (pid {server.pid}).")
@@ -103,7 +122,9 @@ def _start_local_server() -> Any:
         raise ConfigError(f"cannot start a local server: {exc}; set {ENV_VAR} instead") from None
 
 
-def _walk_through(c: PevensieCache, say: Callable[[str], None]) -> None:
+def _walk_through(
+    c: PevensieCache, new_async_cache: NewAsyncCache, say: Callable[[str], None]
+) -> None:
     say("")
     say("1. set and get")
     c.set(USER, "42", "Lucy Pevensie")
@@ -147,6 +168,10 @@ def _walk_through(c: PevensieCache, say: Callable[[str], None]) -> None:
     say("")
     say("6. near cache: reads served from this process, kept coherent by the server")
     _show_near_cache(c, say)
+
+    say("")
+    say("7. the async face: the same configuration, for asyncio")
+    asyncio.run(_show_async_face(new_async_cache(), say))
 
     c.delete_many(USER, ["42", "7"])
     c.delete_many(BATCH, ["a", "b", "c"])
@@ -209,6 +234,28 @@ def _show_near_cache(c: PevensieCache, say: Callable[[str], None]) -> None:
             f"invalidations={s.invalidations} flushes={s.flushes} entries={s.entries} "
             f"enabled={s.enabled}"
         )
+
+
+async def _show_async_face(a: AsyncPevensieCache, say: Callable[[str], None]) -> None:
+    await a.connect()
+    try:
+        say(f"   await connect() -> connected={a.connected}, driver {a.driver!r}")
+        await a.set(TASKS, "1", "Peter Pevensie", ttl_seconds=60)
+        say(f"   await set({TASKS!r}, '1', 'Peter Pevensie', ttl_seconds=60)")
+        say(f"   await get({TASKS!r}, '1') -> {await a.get(TASKS, '1')!r}")
+        missing = await a.get(TASKS, "404", default=None)
+        say(f"   await get({TASKS!r}, '404', default=None) -> {missing!r}")
+        siblings = {"2": "Edmund", "3": "Susan", "4": "Lucy"}
+        await a.set_many(TASKS, siblings, ttl_seconds=60)
+        keys = ["1", *siblings]
+        results = await asyncio.gather(*(a.get_many(TASKS, keys) for _ in range(4)))
+        if any(result != results[0] for result in results):
+            raise AssertionError(f"concurrent tasks read different values: {results}")
+        say(f"   4 tasks at once, asyncio.gather of get_many({keys}) -> each {results[0]}")
+        await a.delete_many(TASKS, keys)
+    finally:
+        await a.disconnect()
+    say(f"   await disconnect() -> connected={a.connected}")
 
 
 def _text(value: bytes | str) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
 from collections import deque
 from typing import Any
 
@@ -46,10 +45,10 @@ from redis.sentinel import SentinelConnectionPool
 
 from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.primary_check import PrimaryCheck
 
 __all__ = [
     "HEALTH_CHECK_INTERVAL",
-    "PRIMARY_CHECK_INTERVAL",
     "CachePool",
     "ClusterNodePool",
     "PoolWaitTimeout",
@@ -59,9 +58,6 @@ __all__ = [
 
 HEALTH_CHECK_INTERVAL = 30
 """Seconds a pooled connection may sit idle before it PINGs the server before its next command."""
-
-PRIMARY_CHECK_INTERVAL = 1.0
-"""Seconds between two questions a used Sentinel pool asks the sentinels: which is the primary?"""
 
 
 class PoolWaitTimeout(RedisPyConnectionError):
@@ -217,35 +213,29 @@ class SentinelCachePool(SentinelConnectionPool, CachePool):
     A former primary that is still up keeps accepting writes until the
     sentinels turn it into a replica (some 10 s after they name the new
     primary), and drops them when it resyncs. So while the pool is used it
-    asks the sentinels for the primary every :data:`PRIMARY_CHECK_INTERVAL`
-    (one caller's checkout pays one round trip to a sentinel; the others do
-    not wait for it): when the answer changed, its connections move to the
-    new primary (idle ones at once, those in use as they come back). When no
-    sentinel answers, the pool keeps the primary it knows.
+    asks the sentinels for the primary about once a second
+    (:class:`~pevensie_redis.primary_check.PrimaryCheck`; one caller's
+    checkout pays one round trip to a sentinel, the others do not wait for
+    it): when the answer changed, its connections move to the new primary
+    (idle ones at once, those in use as they come back). When no sentinel
+    answers, the pool keeps the primary it knows.
     """
 
     def reset(self) -> None:
         """Start empty (at creation and in a forked child), the primary check included."""
         super().reset()  # type: ignore[no-untyped-call]
-        self._primary_asked_at = time.monotonic()
-        self._primary_check = threading.Lock()
+        self._primary_check = PrimaryCheck()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """Return a connection to the primary, asking the sentinels first when it is time."""
-        if time.monotonic() - self._primary_asked_at >= PRIMARY_CHECK_INTERVAL:
-            self._ask_for_primary()
+        if self._primary_check.due():
+            try:
+                compat.ask_for_primary(self)
+            except (RedisPyConnectionError, RedisPyTimeoutError):
+                pass  # no sentinel answered: keep the primary we know
+            finally:
+                self._primary_check.done()
         return super().get_connection(*args, **kwargs)
-
-    def _ask_for_primary(self) -> None:
-        if not self._primary_check.acquire(blocking=False):
-            return  # another caller is asking
-        try:
-            self._primary_asked_at = time.monotonic()
-            compat.ask_for_primary(self)
-        except (RedisPyConnectionError, RedisPyTimeoutError):
-            pass  # no sentinel answered: keep the primary we know
-        finally:
-            self._primary_check.release()
 
 
 def _check_idle(connection: Any) -> None:

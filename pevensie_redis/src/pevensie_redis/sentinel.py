@@ -5,12 +5,13 @@ sentinels where the primary of ``service_name`` is each time it opens a
 connection. After a failover the next command on a connection to the old
 primary fails (or gets ``READONLY``, the old primary being a replica now); the
 driver retries on a new connection, which lands on the primary the sentinels
-now name. The sync face's pool also asks the sentinels about once a second
-(:class:`~pevensie_redis.pool.SentinelCachePool`), so it leaves a former
-primary that stays up (``SENTINEL FAILOVER``) within about a second. So the
-same cache object follows a failover by itself; until the sentinels have
-promoted a replica (about ``down-after-milliseconds`` + 1-2 s), calls raise
-:class:`~pevensie_redis.RedisConnectionError`.
+now name. While used, both faces also ask the sentinels about once a second
+(:class:`~pevensie_redis.primary_check.PrimaryCheck`: the sync face's
+:class:`~pevensie_redis.pool.SentinelCachePool`, the async face's channel), so
+they leave a former primary that stays up (``SENTINEL FAILOVER``) within about
+a second. So the same cache object follows a failover by itself; until the
+sentinels have promoted a replica (about ``down-after-milliseconds`` + 1-2 s),
+calls raise :class:`~pevensie_redis.RedisConnectionError`.
 
 The sentinels are reached with the driver's timeouts (and TLS settings when
 ``tls`` is on) and their own credentials, ``sentinel_username`` and
