@@ -59,11 +59,11 @@ def test_the_readme_keeps_exactly_its_two_set_up_commands() -> None:
 
 def option_rows(table_name: str) -> dict[str, list[str]]:
     match = re.search(
-        rf"<!-- --8<-- \[start:{table_name}\] -->\n(.*?)<!-- --8<-- \[end:{table_name}\] -->",
+        rf"<!-- begin: {table_name} -->\n(.*?)<!-- end: {table_name} -->",
         README,
         re.S,
     )
-    assert match, f"the README marks its {table_name} table for the docs site"
+    assert match, f"the README marks its {table_name} table"
     rows = {}
     for line in match.group(1).splitlines()[2:]:
         cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
