@@ -132,3 +132,18 @@ def test_gleam_syntax_appears_only_in_coming_from_gleam() -> None:
     outside = README.replace(section(README, "Coming from Gleam"), "")
     assert "..default_config()" not in outside
     assert not re.search(r"\w+: \"[^\"]*\"\)", outside), "a Gleam-style labelled argument"
+
+
+def test_the_json_values_recipe_runs_and_stores_what_it_says() -> None:
+    from pevensie_cache import cache
+
+    body = re.search(r"^### JSON values\n(.*?)^### ", README, re.M | re.S)
+    assert body, "the README has a JSON values recipe"
+    code = re.search(r"```python\n(.*?)```", body.group(1), re.S)
+    assert code
+    c = cache.new().connect()
+    namespace = {"c": c}
+    exec(code.group(1), namespace)  # the recipe, as written
+    assert namespace["users"].get("42") == {"name": "Ada", "langs": ["en", "fr"]}
+    assert '\'{"name":"Ada","langs":["en","fr"]}\'' in code.group(1)
+    assert c.get("user", "42") == '{"name":"Ada","langs":["en","fr"]}'
