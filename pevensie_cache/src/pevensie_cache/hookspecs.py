@@ -18,7 +18,9 @@ __all__ = ["hookimpl", "hookspec", "register_cache_drivers"]
 PROJECT_NAME = "pevensie"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marks the hook specifications below (for this module only)."""
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin's ``register_cache_drivers`` function: ``@hookimpl``."""
 
 
 @hookspec

