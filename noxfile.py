@@ -76,6 +76,8 @@ COMPAT_TESTS = [
     "tests/cluster/test_cluster_driver.py",
     "tests/cluster/test_sentinel_driver.py",
     "tests/cluster/test_sentinel_failover.py",
+    "tests/cluster/test_sentinel_credentials.py",
+    "tests/cluster/test_replica_reads.py",
     "tests/reliability/test_pool.py",
     "tests/reliability/test_fork.py",
     "tests/reliability/test_server_faults.py",
@@ -113,6 +115,7 @@ COMPAT_DESELECT = [
             "tests/cluster/test_cluster_driver.py::TestClusterConformance",
             "tests/cluster/test_cluster_driver.py::TestAsyncClusterConformance",
             "tests/cluster/test_sentinel_driver.py::TestSentinelConformance",
+            "tests/cluster/test_sentinel_driver.py::TestAsyncSentinelConformance",
         )
         for case in SERVER_BOUND_CASES
     ),
@@ -150,11 +153,12 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     - single server (tests/redis): the whole conformance suite of the sync
       face, authentication, error mapping, Unix socket, TLS (client
       certificates included), the wire format and key layout;
-    - Cluster and Sentinel (tests/cluster): the conformance suites (Cluster:
-      both faces) without their server-bound cases (SERVER_BOUND_CASES: TTL
-      expiry waits, 64 MiB values, hypothesis text), and every driver test:
-      discovery, TLS, passwords, redirects, failovers, unresponsive nodes,
-      busy pools, and the controlled Sentinel failover;
+    - Cluster and Sentinel (tests/cluster): the conformance suites (both
+      faces) without their server-bound cases (SERVER_BOUND_CASES: TTL expiry
+      waits, 64 MiB values, hypothesis text), and every driver test of both
+      faces: discovery, TLS, passwords (sentinels' own included), redirects,
+      failovers, unresponsive nodes, busy pools, the controlled Sentinel
+      failover, and reads from replicas;
     - reliability (tests/reliability): pools, fork safety, server faults of
       both faces (timeouts, retries, reconnects, server errors) and secrets in
       errors.
@@ -165,15 +169,11 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     bad-input validation, plugin discovery, the async pipes' cancellation and
     concurrency tests), the conformance suites of the async single-server face
     and of the near cache, the hash-tag variants of the Cluster conformance
-    suites, and the slow soak tests. Not yet in the selection, as they came
-    after the matrix was last run whole: test_sentinel_credentials.py and
-    test_replica_reads.py in tests/cluster (both pass on redis-py 5.0.0).
-    ``-- ARGS`` replaces the selection.
+    suites, and the slow soak tests. ``-- ARGS`` replaces the selection.
 
-    Time: each environment is about 540 tests and 65-150 s of pytest; the
-    whole matrix used 16.5 CPU-minutes and took 25 minutes of wall time on a
-    2-core machine that other jobs kept at a load of 5-9 (the calmest
-    environments took 65 s of pytest, about 75 s in all).
+    Time: each environment is about 600 tests and 90-150 s of pytest, most of
+    it waiting (about half a core busy); CI runs the environments in four
+    concurrent streams (.ci/run).
     """
     hiredis = []
     if parser == "hiredis":
@@ -204,7 +204,7 @@ FRAMEWORKS = {
 }
 
 
-@nox.session
+@nox.session(venv_backend="uv|venv", reuse_venv=False)
 @nox.parametrize("frameworks", list(FRAMEWORKS))
 def integrations(session: nox.Session, frameworks: str) -> None:
     """The frameworks' own backend suites on the Django, Flask-Caching and dogpile.cache backends.
@@ -215,10 +215,11 @@ def integrations(session: nox.Session, frameworks: str) -> None:
     the Redis driver (a real server the tests start) and the memory driver,
     with tests/integrations' own tests of what the suites leave out.
     """
-    _install(session, "test")
-    session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks])
+    _install(session, "test", "compat")
+    # pip fetches the frameworks' sdists (tests/integrations/sources.py); uv's venvs lack it.
+    session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks], "pip")
     env = {"PEVENSIE_INTEGRATIONS": "1", "PEVENSIE_SDIST_CACHE": str(session.cache_dir / "sdists")}
-    session.run("pytest", "tests/integrations", *session.posargs, env=env)
+    session.run("pytest", *WORKERS, "tests/integrations", *session.posargs, env=env)
 
 
 # The lowest release of every dependency and extra of the two distributions that no other
