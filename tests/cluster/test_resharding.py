@@ -46,7 +46,7 @@ from resharding import (
 from pevensie_cache import cache
 from pevensie_cache.cache import PevensieCache
 from pevensie_redis import RedisDriverError
-from pevensie_redis.testing.cluster import LocalCluster, start_cluster
+from pevensie_test_support import LocalCluster, start_cluster
 
 RESOURCE = "rs"
 THREADS = 4
@@ -453,7 +453,7 @@ def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
     traffic.finish()
 
     assert victim.port not in slot_map(four_primary_cluster)
-    assert not victim.alive
+    assert not victim.is_running()
     assert_no_failure(traffic)
     assert_nothing_lost(four_primary_cluster, traffic)
     report(capsys, f"remove a primary ({len(slots)} slots)", changes, traffic, stats)
