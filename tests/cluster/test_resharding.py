@@ -50,6 +50,8 @@ from resharding import (
 from pevensie_cache import cache
 from pevensie_cache.cache import AsyncPevensieCache, PevensieCache
 from pevensie_redis import RedisDriverError
+from pevensie_redis.cluster_io_async import SharedCluster, cluster_options
+from pevensie_redis.config import RedisConfig
 from pevensie_test_support import LocalCluster, start_cluster
 
 T = TypeVar("T")
@@ -741,3 +743,38 @@ def test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values(
         }
     finally:
         raw.close()
+
+
+async def test_redis_clusters_own_refresh_closes_no_connection_another_task_is_using(
+    redis_cluster: LocalCluster,
+) -> None:
+    """RedisCluster refreshes its slot map by calling its own ``aclose()``: no call may fail.
+
+    It does so after every few ``MOVED`` and after ``CLUSTERDOWN``; redis-py's
+    own ``aclose()`` there disconnects the connections 8 tasks are using (their
+    calls fail with ``AttributeError`` or "Connection closed by server").
+    """
+    config = RedisConfig(host="127.0.0.1", port=redis_cluster.port)
+    client = SharedCluster(**cluster_options(config))
+    await client.initialize()
+    done = asyncio.Event()
+
+    async def user(n: int) -> None:
+        for i in range(40):
+            await client.execute_command("SET", f"refresh{n}", str(i))
+            assert await client.execute_command("GET", f"refresh{n}") == str(i).encode()
+
+    async def refresh() -> None:
+        while not done.is_set():
+            await client.aclose()
+            await asyncio.sleep(0.002)
+
+    refresher = asyncio.create_task(refresh())
+    try:
+        await asyncio.gather(*(user(n) for n in range(8)))
+    finally:
+        done.set()
+        await refresher
+        for n in range(8):
+            await client.execute_command("DEL", f"refresh{n}")
+        await client.shut()
