@@ -7,7 +7,7 @@ commands of the CLI that came with the server binary (``valkey-cli`` from the
 keys with ``MIGRATE`` in pipelines of ``pipeline`` keys, so a client meets
 ``ASK``, ``TRYAGAIN`` and then ``MOVED`` as slots change hands.
 
-The helpers work on a :class:`~pevensie_redis.testing.cluster.LocalCluster`
+The helpers work on a :class:`~pevensie_test_support.LocalCluster`
 through its public attributes; a node added here joins ``cluster.nodes`` (so
 ``cluster.stop()`` kills it by PID like the others) and ``cluster.shards``
 follows the number of primaries.
@@ -23,15 +23,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from pevensie_redis.testing.binaries import free_port
-from pevensie_redis.testing.cluster import (
-    HOST,
-    LocalCluster,
-    NodeProcess,
-    TopologyError,
-    start_nodes,
-    wait_until,
-)
+from pevensie_redis.testing import ProcessServer, TLSServer, free_port
+from pevensie_test_support import LocalCluster, TopologyError, wait_until
+from pevensie_test_support.nodes import HOST, new_node, start_nodes
 
 __all__ = [
     "Change",
@@ -57,7 +51,7 @@ SlotMap = dict[int, list[int]]
 
 def cluster_cli(cluster: LocalCluster) -> str:
     """Return the CLI that came with the cluster's server binary (next to it, else on PATH)."""
-    server = Path(cluster.nodes[0].argv[0])
+    server = Path(cluster.nodes[0].binary.path)
     for name in ("valkey-cli", "redis-cli"):
         candidate = server.parent / name
         if os.access(candidate, os.X_OK):
@@ -69,7 +63,7 @@ def cluster_cli(cluster: LocalCluster) -> str:
     raise TopologyError(f"no valkey-cli or redis-cli next to {server} or on PATH")
 
 
-def node_id(node: NodeProcess) -> str:
+def node_id(node: ProcessServer) -> str:
     """Return the cluster node id of ``node`` (``CLUSTER MYID``)."""
     with node.client() as client:
         return str(client.execute_command("CLUSTER MYID"))
@@ -94,8 +88,8 @@ class Change:
 
 def reshard(
     cluster: LocalCluster,
-    source: NodeProcess,
-    target: NodeProcess,
+    source: ProcessServer,
+    target: ProcessServer,
     slots: int,
     *,
     pipeline: int = 1,
@@ -136,7 +130,7 @@ def rebalance(cluster: LocalCluster, *, pipeline: int = 1) -> Change:
     )
 
 
-def add_primary(cluster: LocalCluster, timeout: float = 30.0) -> tuple[NodeProcess, Change]:
+def add_primary(cluster: LocalCluster, timeout: float = 30.0) -> tuple[ProcessServer, Change]:
     """Start a new empty node like the others and join it as a primary (``add-node``).
 
     The node serves no slot until a :func:`reshard` or :func:`rebalance`.
@@ -144,36 +138,38 @@ def add_primary(cluster: LocalCluster, timeout: float = 30.0) -> tuple[NodeProce
     set differently.
     """
     template = cluster.nodes[0]
-    index = len(cluster.nodes)
-    directory = Path(cluster.directory) / f"node{index}"
-    directory.mkdir()
-    port, bus_port = free_port(), free_port()
-    config = directory / "node.conf"
-    config.write_text(
-        "".join(
-            f"{line}\n"
-            for line in _settings_like(Path(template.argv[-1]), port, bus_port, directory)
-        )
-    )
-    node = NodeProcess(
-        f"node{index}",
-        port,
-        directory,
-        [template.argv[0], str(config)],
-        cluster.password,
-        client_options=dict(template.client_options),
+    if isinstance(template, TLSServer):
+        raise TopologyError("add_primary starts plain nodes only, not TLS ones")
+    bus_port = str(free_port())
+    node = new_node(
+        template.binary,
+        f"node{len(cluster.nodes)}",
+        Path(cluster.directory),
+        settings=[
+            (name, bus_port if name == "cluster-port" else value)
+            for name, value in template.extra_settings
+        ],
+        password=cluster.password,
+        cluster=True,
+        timeout=timeout,
     )
     cluster.nodes.append(node)  # from now on cluster.stop() kills it too
-    start_nodes([node], timeout)
+    start_nodes([node])
     change = _run_cli(
-        cluster, f"add-node {port}", "add-node", f"{HOST}:{port}", _entry(cluster, node)
+        cluster,
+        f"add-node {node.port}",
+        "add-node",
+        f"{HOST}:{node.port}",
+        _entry(cluster, node),
     )
     cluster.shards += 1
     wait_until_settled(cluster, timeout)
     return node, change
 
 
-def drain_primary(cluster: LocalCluster, victim: NodeProcess, *, pipeline: int = 1) -> list[Change]:
+def drain_primary(
+    cluster: LocalCluster, victim: ProcessServer, *, pipeline: int = 1
+) -> list[Change]:
     """Move every slot of ``victim`` to the other primaries, one ``reshard`` to each in turn.
 
     The emptied primary turns into a replica of the node that took its last
@@ -197,7 +193,7 @@ def drain_primary(cluster: LocalCluster, victim: NodeProcess, *, pipeline: int =
     return changes
 
 
-def delete_node(cluster: LocalCluster, victim: NodeProcess) -> Change:
+def delete_node(cluster: LocalCluster, victim: ProcessServer) -> Change:
     """Make the cluster forget ``victim`` (``del-node``, which also shuts it down), and stop it."""
     change = _run_cli(
         cluster, f"del-node {victim.port}", "del-node", _entry(cluster, victim), node_id(victim)
@@ -215,7 +211,7 @@ class SlotMigration:
     and gives the slot to ``target`` on every primary.
     """
 
-    def __init__(self, cluster: LocalCluster, slot: int, target: NodeProcess) -> None:
+    def __init__(self, cluster: LocalCluster, slot: int, target: ProcessServer) -> None:
         """Prepare to move ``slot`` from the primary that serves it to ``target``."""
         owner = next(port for port, slots in slot_map(cluster).items() if slot in slots)
         self.cluster = cluster
@@ -291,34 +287,22 @@ def _ownership(cluster_nodes: str) -> frozenset[tuple[str, str]]:
     return frozenset(owners)
 
 
-def _follows_another(node: NodeProcess, primary: NodeProcess) -> bool:
+def _follows_another(node: ProcessServer, primary: ProcessServer) -> bool:
     return _primary_port(node) != primary.port
 
 
-def _primary_port(node: NodeProcess) -> int | None:
+def _primary_port(node: ProcessServer) -> int | None:
     with node.client() as client:
         role = client.execute_command("ROLE")
     return int(role[2]) if role[0] == "slave" else None
 
 
-def _entry(cluster: LocalCluster, avoid: NodeProcess) -> str:
+def _entry(cluster: LocalCluster, avoid: ProcessServer) -> str:
     """Address of a live node other than ``avoid``, for the CLI to start from."""
     for node in cluster.live_nodes():
         if node is not avoid:
             return f"{HOST}:{node.port}"
     raise TopologyError("no other live node")
-
-
-def _settings_like(template: Path, port: int, bus_port: int, directory: Path) -> list[str]:
-    """Return the settings of ``template`` (a node's configuration file) for a new node."""
-    own = {"port": str(port), "cluster-port": str(bus_port), "dir": str(directory)}
-    lines = []
-    for line in template.read_text().splitlines():
-        name, _, value = line.partition(" ")
-        if name == "tls-port":
-            raise TopologyError("add_primary starts plain nodes only, not TLS ones")
-        lines.append(f"{name} {own.get(name, value)}")
-    return lines
 
 
 def _run_cli(cluster: LocalCluster, what: str, command: str, *args: str) -> Change:

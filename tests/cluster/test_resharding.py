@@ -1,16 +1,18 @@
 """Live resharding, rebalancing and node removal are invisible to a cluster cache's callers.
 
-Four threads share one cluster cache and run mixed single and batch traffic on
-keys of their own (set/get, set_many/get_many/delete_many, with and without a
-TTL) while the CLI moves thousands of slots between primaries, keys migrated
-one per ``MIGRATE`` so that slots stay half migrated for a while and clients
-meet ``ASK``, ``TRYAGAIN`` and ``MOVED``. Every call must succeed, every read
-must see the thread's own last write, and at the end every key must hold its
-last value, with its TTL when it was written with one.
+On each face in turn (a sync cache shared by 4 threads, an async cache shared
+by 32 asyncio tasks), workers run mixed single and batch traffic on keys of
+their own (set/get, set_many/get_many/delete_many, with and without a TTL)
+while the CLI moves slots between primaries, keys migrated one per
+``MIGRATE`` so that slots stay half migrated for a while and clients meet
+``ASK``, ``TRYAGAIN`` and ``MOVED``. Every call must succeed, every read must
+see the worker's own last write, and at the end every key must hold its last
+value, with its TTL when it was written with one, and nothing else be stored.
 
 Keys come in groups that share a hash tag (one slot per group), so a batch has
 several keys per slot: the multi-key commands that a half-migrated slot
-refuses with ``TRYAGAIN``. Half of the groups sit in the slots that move.
+refuses with ``TRYAGAIN``. The 192 groups (768 keys, 5,760 ballast keys) are
+shared out among a face's workers; half of them sit in the slots that move.
 
 Each run prints what it met: the redirects and ``TRYAGAIN`` replies the nodes
 sent (their ``INFO errorstats``), the calls made and the slowest call while
@@ -19,14 +21,16 @@ slots were moving (figures for RELIABILITY.md, not assertions).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 import pytest
 from redis.cluster import RedisCluster
@@ -44,21 +48,25 @@ from resharding import (
 )
 
 from pevensie_cache import cache
-from pevensie_cache.cache import PevensieCache
+from pevensie_cache.cache import AsyncPevensieCache, PevensieCache
 from pevensie_redis import RedisDriverError
-from pevensie_redis.testing.cluster import LocalCluster, start_cluster
+from pevensie_redis.cluster_io_async import SharedCluster, cluster_options
+from pevensie_redis.config import RedisConfig
+from pevensie_test_support import LocalCluster, start_cluster
+
+T = TypeVar("T")
 
 RESOURCE = "rs"
-THREADS = 4
-GROUPS = 48
-"""Key groups per thread; half of them in the slots that move."""
+GROUPS = 192
+"""Key groups in all, shared out among a face's workers; half of them in the slots that move."""
 GROUP_SIZE = 4
 BALLAST = 30
 """Keys per group that the traffic never touches: migrating a slot takes that many MIGRATEs,
 so the traffic's keys of a moving slot spend a while split between two nodes."""
 TTL = 600
 """Long enough that no key expires during a test: a missing key is a lost key."""
-MOVED_SLOTS = 2000
+MOVED_SLOTS = 500
+"""Slots per ``reshard``: moved there and back, 1,000 slot moves per face."""
 KILLED_TIMEOUT_MS = 1000
 """The ``timeout`` of the cache whose primary is killed: its calls fail within
 ``(retries + 2) * timeout`` (see the cluster driver), plus a margin for a loaded machine."""
@@ -74,8 +82,19 @@ class Expected:
 
 
 @dataclass
+class Op:
+    """One call a worker makes: the cache method, its arguments, what it writes or reads."""
+
+    method: str
+    args: tuple[Any, ...]
+    writes: dict[str, Expected | None] = field(default_factory=dict)
+    """Keys written (``None``: deleted): known only once the call succeeded."""
+    reads: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Worker:
-    """One thread's keys, what it last wrote to each, and what went wrong."""
+    """One thread's or task's keys, what it last wrote to each, and what went wrong."""
 
     index: int
     groups: list[list[str]]
@@ -89,45 +108,57 @@ class Worker:
     writes: int = 0
 
     def run(self, c: PevensieCache, stop: threading.Event, moving: threading.Event) -> None:
+        """Call ``c`` until ``stop`` is set (the sync face: one thread per worker)."""
         rng = random.Random(self.index)
-        keys = [key for group in self.groups for key in group]
         while not stop.is_set():
-            step = rng.random()
-            ttl = TTL if rng.random() < 0.5 else None
-            if step < 0.25:
-                key = rng.choice(keys)
-                self._call(moving, "get", partial(self._check_get, c, key))
-            elif step < 0.45:
-                key = rng.choice(keys)
-                value = self._next_value()
-                self._call(
-                    moving,
-                    "set",
-                    partial(c.set, RESOURCE, key, value, ttl),
-                    {key: Expected(value, ttl is not None)},
-                )
-            elif step < 0.5:
-                key = rng.choice(keys)
-                self._call(moving, "delete", partial(c.delete, RESOURCE, key), {key: None})
-            elif step < 0.7:
-                batch = self._batch(rng)
-                self._call(moving, "get_many", partial(self._check_get_many, c, batch))
-            elif step < 0.9:
-                items = {key: self._next_value() for key in self._batch(rng)}
-                self._call(
-                    moving,
-                    "set_many",
-                    partial(c.set_many, RESOURCE, items, ttl),
-                    {key: Expected(value, ttl is not None) for key, value in items.items()},
-                )
+            op = self._plan(rng)
+            was_moving, started = moving.is_set(), time.perf_counter()
+            try:
+                result = getattr(c, op.method)(*op.args)
+            except Exception as exc:
+                self._record(op, was_moving, started, error=exc)
             else:
-                batch = self._batch(rng)[: rng.randint(1, 2 * GROUP_SIZE)]
-                self._call(
-                    moving,
-                    "delete_many",
-                    partial(c.delete_many, RESOURCE, batch),
-                    dict.fromkeys(batch),
-                )
+                self._record(op, was_moving, started, result=result)
+
+    async def run_async(
+        self, c: AsyncPevensieCache, stop: threading.Event, moving: threading.Event
+    ) -> None:
+        """Call ``c`` until ``stop`` is set (the async face: one task per worker)."""
+        rng = random.Random(self.index)
+        while not stop.is_set():
+            op = self._plan(rng)
+            was_moving, started = moving.is_set(), time.perf_counter()
+            try:
+                result = await getattr(c, op.method)(*op.args)
+            except Exception as exc:
+                self._record(op, was_moving, started, error=exc)
+            else:
+                self._record(op, was_moving, started, result=result)
+
+    def _plan(self, rng: random.Random) -> Op:
+        """The next call: single and batch reads, writes (with and without TTL) and deletes."""
+        keys = [key for group in self.groups for key in group]
+        step = rng.random()
+        ttl = TTL if rng.random() < 0.5 else None
+        if step < 0.25:
+            key = rng.choice(keys)
+            return Op("get", (RESOURCE, key, None), reads=[key])
+        if step < 0.45:
+            key = rng.choice(keys)
+            value = self._next_value()
+            return Op("set", (RESOURCE, key, value, ttl), {key: Expected(value, ttl is not None)})
+        if step < 0.5:
+            key = rng.choice(keys)
+            return Op("delete", (RESOURCE, key), {key: None})
+        if step < 0.7:
+            batch = self._batch(rng)
+            return Op("get_many", (RESOURCE, batch), reads=batch)
+        if step < 0.9:
+            items = {key: self._next_value() for key in self._batch(rng)}
+            writes = {key: Expected(value, ttl is not None) for key, value in items.items()}
+            return Op("set_many", (RESOURCE, items, ttl), dict(writes))
+        batch = self._batch(rng)[: rng.randint(1, 2 * GROUP_SIZE)]
+        return Op("delete_many", (RESOURCE, batch), dict.fromkeys(batch))
 
     def _next_value(self) -> str:
         self.writes += 1
@@ -137,69 +168,59 @@ class Worker:
         """All keys of two to four groups: several keys in each of several slots."""
         return [key for group in rng.sample(self.groups, rng.randint(2, 4)) for key in group]
 
-    def _call(
+    def _record(
         self,
-        moving: threading.Event,
-        name: str,
-        call: Callable[[], object],
-        writes: dict[str, Expected | None] | None = None,
+        op: Op,
+        was_moving: bool,
+        started: float,
+        *,
+        result: Any = None,
+        error: Exception | None = None,
     ) -> None:
-        was_moving = moving.is_set()
-        started = time.perf_counter()
-        try:
-            call()
-        except Exception as exc:
+        took = time.perf_counter() - started
+        self.calls += 1
+        self.slowest = max(self.slowest, took)
+        if was_moving and took > self.slowest_moving[0]:
+            self.slowest_moving = (took, op.method)
+        if error is not None:
             self.failures.append(
-                f"{name}: {type(exc).__name__}: {exc} (cause {exc.__cause__!r})\n"
-                + "".join(traceback.format_exception(exc))
+                f"{op.method}: {type(error).__name__}: {error} (cause {error.__cause__!r})\n"
+                + "".join(traceback.format_exception(error))
             )
-            self.errors.append(exc)
-            for key in writes or ():
+            self.errors.append(error)
+            for key in op.writes:
                 self.model.pop(key, None)  # unknown now: left out of the final check
             return
-        finally:
-            self.calls += 1
-            took = time.perf_counter() - started
-            self.slowest = max(self.slowest, took)
-            if was_moving and took > self.slowest_moving[0]:
-                self.slowest_moving = (took, name)
-        for key, expected in (writes or {}).items():
-            if expected is None:
-                self.model[key] = Expected("", False)  # deleted: must read as absent
-            else:
-                self.model[key] = expected
+        got = result if op.method == "get_many" else {op.reads[0]: result} if op.reads else {}
+        for key in op.reads:
+            if key in self.model and got.get(key) != self._expected(key):
+                self.stale.append(
+                    f"{op.method} {key!r}: {got.get(key)!r}, last wrote {self._expected(key)!r}"
+                )
+        for key, expected in op.writes.items():
+            # Deleted: must read as absent.
+            self.model[key] = Expected("", False) if expected is None else expected
 
     def _expected(self, key: str) -> str | None:
         expected = self.model.get(key)
         return None if expected is None or not expected.value else expected.value
 
-    def _check_get(self, c: PevensieCache, key: str) -> None:
-        got = c.get(RESOURCE, key, None)
-        if key in self.model and got != self._expected(key):
-            self.stale.append(f"get {key!r}: {got!r}, last wrote {self._expected(key)!r}")
 
-    def _check_get_many(self, c: PevensieCache, batch: list[str]) -> None:
-        got = c.get_many(RESOURCE, batch)
-        for key in batch:
-            if key in self.model and got.get(key) != self._expected(key):
-                self.stale.append(
-                    f"get_many {key!r}: {got.get(key)!r}, last {self._expected(key)!r}"
-                )
-
-
-def key_groups(worker: int, hot_slots: set[int], rng: random.Random) -> list[list[str]]:
-    """``GROUPS`` groups of ``GROUP_SIZE`` keys, each group in one slot; half in ``hot_slots``."""
-    groups = []
+def key_groups(
+    worker: int, groups: int, hot_slots: set[int], rng: random.Random
+) -> list[list[str]]:
+    """``groups`` groups of ``GROUP_SIZE`` keys, each group in one slot; half in ``hot_slots``."""
+    found = []
     attempt = 0
-    for number in range(GROUPS):
+    for number in range(groups):
         while True:
             attempt += 1
             tag = f"w{worker}g{number}-{attempt}"
             if number % 2 or not hot_slots or key_slot(tag.encode()) in hot_slots:
                 break
-        groups.append([f"{{{tag}}}-{n}" for n in range(GROUP_SIZE)])
-    rng.shuffle(groups)
-    return groups
+        found.append([f"{{{tag}}}-{n}" for n in range(GROUP_SIZE)])
+    rng.shuffle(found)
+    return found
 
 
 def ballast(group: list[str]) -> dict[str, str]:
@@ -223,30 +244,159 @@ def store_ballast(topology: LocalCluster, workers: list[Worker]) -> dict[str, st
     return every
 
 
+# -- the two faces ----------------------------------------------------------------------
+
+
+class SyncFace:
+    """A :class:`PevensieCache` shared by 4 threads."""
+
+    name = "sync"
+    workers = 4
+
+    def __init__(self) -> None:
+        self.cache: PevensieCache | None = None
+        self.threads: list[threading.Thread] = []
+
+    def connect(self, url: str) -> PevensieCache:
+        """Connect the face's cache; return it (its calls block)."""
+        self.cache = cache.from_url(url).connect()
+        return self.cache
+
+    def start(self, workers: list[Worker], stop: threading.Event, moving: threading.Event) -> None:
+        """Start one thread per worker."""
+        for worker in workers:
+            thread = threading.Thread(target=worker.run, args=(self.cache, stop, moving))
+            thread.daemon = True
+            self.threads.append(thread)
+            thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait until every worker has stopped (``stop`` set); whether all did in time."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self.threads)
+
+    def close(self) -> None:
+        """Disconnect the cache."""
+        if self.cache is not None:
+            self.cache.disconnect()
+
+
+class AsyncFace:
+    """An :class:`AsyncPevensieCache` shared by 32 tasks, on an event loop of its own thread.
+
+    The test's thread changes the topology (blocking CLI runs) meanwhile; it
+    reaches the cache through :meth:`connect`'s blocking view.
+    """
+
+    name = "async"
+    workers = 32
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="async face")
+        self.thread.daemon = True
+        self.thread.start()
+        self.cache: AsyncPevensieCache | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def run(self, call: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
+        """Run ``call`` on the face's loop; wait for its result."""
+        return asyncio.run_coroutine_threadsafe(call, self.loop).result(timeout)
+
+    def connect(self, url: str) -> Blocking:
+        """Connect the face's cache; return a view of it whose calls block."""
+
+        async def connect() -> AsyncPevensieCache:
+            return await cache.from_url_async(url).connect()
+
+        self.cache = self.run(connect())
+        return Blocking(self)
+
+    def start(self, workers: list[Worker], stop: threading.Event, moving: threading.Event) -> None:
+        """Start one task per worker."""
+        assert self.cache is not None
+        c = self.cache
+
+        async def start() -> list[asyncio.Task[None]]:
+            return [asyncio.create_task(worker.run_async(c, stop, moving)) for worker in workers]
+
+        self.tasks = self.run(start())
+
+    def join(self, timeout: float) -> bool:
+        """Wait until every worker has stopped (``stop`` set); whether all did in time."""
+        if not self.tasks:
+            return True
+
+        async def join() -> bool:
+            done, pending = await asyncio.wait(self.tasks, timeout=timeout)
+            for task in done:
+                task.result()  # a worker's own bug, if any, surfaces here
+            return not pending
+
+        return self.run(join(), timeout + 10)
+
+    def close(self) -> None:
+        """Cancel any task left, disconnect the cache, stop the loop and its thread."""
+
+        async def close() -> None:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            if self.cache is not None:
+                await self.cache.disconnect()
+
+        try:
+            self.run(close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+class Blocking:
+    """The async face's cache seen from the test's thread: each method call blocks."""
+
+    def __init__(self, face: AsyncFace) -> None:
+        self._face = face
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        bound = getattr(self._face.cache, method)
+        return lambda *args, **kwargs: self._face.run(bound(*args, **kwargs))
+
+
+Face = SyncFace | AsyncFace
+
+
+@pytest.fixture(params=[SyncFace, AsyncFace], ids=["sync", "async"])
+def face(request: pytest.FixtureRequest) -> Iterator[Face]:
+    """Each face of a cluster cache in turn: 4 threads on the sync one, 32 tasks on the async."""
+    opened: Face = request.param()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 @dataclass
 class Traffic:
-    """Four workers on one cache, started and stopped around topology changes."""
+    """A face's workers on one cache, started and stopped around topology changes."""
 
-    cache: PevensieCache
+    face: Face
+    cache: Any
+    """The face's cache, its calls blocking (for the checks)."""
     workers: list[Worker]
     ballast: dict[str, str]
     stop: threading.Event = field(default_factory=threading.Event)
     moving: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        for worker in self.workers:
-            thread = threading.Thread(
-                target=worker.run, args=(self.cache, self.stop, self.moving), daemon=True
-            )
-            self.threads.append(thread)
-            thread.start()
+        self.face.start(self.workers, self.stop, self.moving)
 
     def finish(self) -> None:
         self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=60)
-        assert not any(thread.is_alive() for thread in self.threads), "a worker hung"
+        assert self.face.join(60), "a worker hung"
 
     def during(self, change: Callable[[], Change | list[Change]], changes: list[Change]) -> None:
         """Run ``change`` with the workers told that slots are moving; add it to ``changes``."""
@@ -267,15 +417,16 @@ class Traffic:
 
 
 @pytest.fixture
-def traffic_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Traffic]]:
+def traffic_factory(request: pytest.FixtureRequest, face: Face) -> Iterator[Callable[..., Traffic]]:
     started: list[Traffic] = []
 
     def make(topology: LocalCluster, hot_slots: set[int], options: str = "") -> Traffic:
         url = f"redis://127.0.0.1:{topology.port}/0?cluster=true{options}"
-        c = cache.from_url(url).connect()
+        c = face.connect(url)
         rng = random.Random(request.node.name)
-        workers = [Worker(n, key_groups(n, hot_slots, rng)) for n in range(THREADS)]
-        traffic = Traffic(c, workers, store_ballast(topology, workers))
+        share = GROUPS // face.workers
+        workers = [Worker(n, key_groups(n, share, hot_slots, rng)) for n in range(face.workers)]
+        traffic = Traffic(face, c, workers, store_ballast(topology, workers))
         started.append(traffic)
         traffic.start()
         time.sleep(0.5)  # every worker under way before the first slot moves
@@ -284,9 +435,7 @@ def traffic_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Tr
     yield make
     for traffic in started:
         traffic.stop.set()
-        for thread in traffic.threads:
-            thread.join(timeout=60)
-        traffic.cache.disconnect()
+        traffic.face.join(60)
 
 
 # -- what the nodes saw ---------------------------------------------------------------
@@ -322,7 +471,8 @@ def report(
     moved = ", ".join(f"{change.what} in {change.seconds:.1f} s" for change in changes)
     with capsys.disabled():
         print(
-            f"\n[{what}] {moved}; {traffic.calls} calls, 0 failed; nodes replied "
+            f"\n[{what}, {traffic.face.name} face, {traffic.face.workers} workers] {moved}; "
+            f"{traffic.calls} calls, 0 failed; nodes replied "
             + ", ".join(f"{count} {name_}" for name_, count in stats.items())
             + f"; slowest call while slots moved: {slowest * 1000:.0f} ms ({name})"
         )
@@ -377,15 +527,23 @@ def hot(topology: LocalCluster, port: int, count: int) -> set[int]:
 
 
 @pytest.fixture
-def moving_cluster(fresh_cluster: LocalCluster) -> LocalCluster:
-    """A 3-primary / 3-replica cluster of its own: these tests change its topology."""
-    return fresh_cluster
+def moving_cluster() -> Iterator[LocalCluster]:
+    """A 3-primary cluster of its own, without replicas: these tests change its topology.
+
+    Clients never talk to replicas here; on Valkey 8 each ``CLUSTER SETSLOT``
+    waits for the primary's replicas, which doubles the time a slot takes to move.
+    """
+    topology = start_cluster(3, 0)
+    try:
+        yield topology
+    finally:
+        topology.stop()
 
 
 @pytest.fixture
 def four_primary_cluster() -> Iterator[LocalCluster]:
-    """A 4-primary / 4-replica cluster of its own, for the test that removes a primary."""
-    topology = start_cluster(4, 1)
+    """A 4-primary cluster of its own, without replicas, for the test that removes a primary."""
+    topology = start_cluster(4, 0)
     try:
         yield topology
     finally:
@@ -398,11 +556,15 @@ def test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing(
     traffic_factory: Callable[..., Traffic],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """500 slots move from one primary to another and back: 1,000 slot moves per face.
+
+    Half of the key groups sit in those 500 slots (with their ballast, 3,264 keys).
+    """
     first, second = moving_cluster.primaries()[:2]
     traffic = traffic_factory(moving_cluster, hot(moving_cluster, first.port, MOVED_SLOTS))
     reset_error_stats(moving_cluster)
     changes: list[Change] = []
-    for source, target in ((first, second), (second, first), (first, second)):
+    for source, target in ((first, second), (second, first)):
         traffic.during(partial(reshard, moving_cluster, source, target, MOVED_SLOTS), changes)
         wait_until_settled(moving_cluster)
         assert_no_failure(traffic)
@@ -421,6 +583,7 @@ def test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_not
     traffic_factory: Callable[..., Traffic],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """A fourth primary joins and ``rebalance`` moves 4,096 slots to it, from the other three."""
     traffic = traffic_factory(moving_cluster, set())
     reset_error_stats(moving_cluster)
     new, added = add_primary(moving_cluster)
@@ -442,6 +605,7 @@ def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
     traffic_factory: Callable[..., Traffic],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """One of four primaries gives its 4,096 slots to the other three, then is deleted."""
     victim = four_primary_cluster.primaries()[0]
     slots = slot_map(four_primary_cluster)[victim.port]
     traffic = traffic_factory(four_primary_cluster, set(slots))
@@ -453,7 +617,7 @@ def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
     traffic.finish()
 
     assert victim.port not in slot_map(four_primary_cluster)
-    assert not victim.alive
+    assert not victim.is_running()
     assert_no_failure(traffic)
     assert_nothing_lost(four_primary_cluster, traffic)
     report(capsys, f"remove a primary ({len(slots)} slots)", changes, traffic, stats)
@@ -463,6 +627,7 @@ def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
 def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
     traffic_factory: Callable[..., Traffic], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A primary of a replica-less cluster killed: 3 s of calls on the face, some failing."""
     topology = start_cluster(3, 0)  # no replica: the slots of the killed node stay down
     try:
         traffic = traffic_factory(topology, set(), f"&timeout={KILLED_TIMEOUT_MS}")
@@ -485,7 +650,8 @@ def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
         kinds = Counter(type(error).__name__ for error in errors)
         with capsys.disabled():
             print(
-                f"\n[primary killed] {traffic.calls} calls, {len(errors)} failed: "
+                f"\n[primary killed, {traffic.face.name} face] {traffic.calls} calls, "
+                f"{len(errors)} failed: "
                 + ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
                 + f"; slowest call {slowest * 1000:.0f} ms (bound {bound:.1f} s)"
             )
@@ -496,88 +662,119 @@ def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
 @pytest.mark.parametrize("hash_tag", [False, True], ids=["default-layout", "cluster_hash_tag"])
 @pytest.mark.parametrize("to_new_primary", [False, True], ids=["to-a-primary", "to-a-new-primary"])
 def test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values(
-    moving_cluster: LocalCluster, hash_tag: bool, to_new_primary: bool
+    moving_cluster: LocalCluster, face: Face, hash_tag: bool, to_new_primary: bool
 ) -> None:
+    """40 keys of one slot, every other one moved, plus 40 keys elsewhere, through each face."""
     # A primary just added serves no slot: the cache meets it first through ASK,
     # while it receives its first slot.
-    c = cache.from_url(
+    c = face.connect(
         f"redis://127.0.0.1:{moving_cluster.port}/0?cluster=true&cluster_hash_tag={hash_tag}"
-    ).connect()
+    )
+    prefix = "{half}:" if hash_tag else "half:"
+    # 40 keys in one slot (every key of the resource type with cluster_hash_tag),
+    # and without it 40 more spread over other slots.
+    same_slot = [f"k{n}" if hash_tag else f"{{t}}k{n}" for n in range(40)]
+    elsewhere = [] if hash_tag else [f"other{n}" for n in range(40)]
+    keys = same_slot + elsewhere
+    slot = key_slot((prefix + same_slot[0]).encode())
+    expected = {key: f"before {key}" for key in keys}
+    c.set_many("half", expected, ttl_seconds=TTL)
+    ttl = dict.fromkeys(keys, True)
+
+    if to_new_primary:
+        target, _ = add_primary(moving_cluster)
+    else:
+        target = next(
+            node
+            for node in moving_cluster.primaries()
+            if slot not in slot_map(moving_cluster).get(node.port, [])
+        )
+    migration = SlotMigration(moving_cluster, slot, target)
+    migration.begin()
+    migration.move([prefix + key for key in same_slot[::2]])  # every other key has moved
+
+    assert [c.get("half", key) for key in same_slot[:4]] == [expected[key] for key in same_slot[:4]]
+    new_key = "new" if hash_tag else "{t}new"  # in the same slot, on neither node yet
+    singles = {
+        same_slot[0]: ("single write, moved key", None),
+        same_slot[1]: ("single write, key not moved", TTL),
+        new_key: ("a new key of the slot", None),
+    }
+    for key, (value, seconds) in singles.items():
+        c.set("half", key, value, ttl_seconds=seconds)
+        expected[key] = value
+        ttl[key] = seconds is not None
+    c.delete("half", same_slot[2])
+    del expected[same_slot[2]]
+    keys.append(new_key)
+    assert {key: c.get("half", key, None) for key in [*same_slot[:4], new_key]} == {
+        key: expected.get(key) for key in [*same_slot[:4], new_key]
+    }
+    assert c.get_many("half", keys) == expected
+
+    written = {key: f"during {key}" for key in keys[::3]}
+    c.set_many("half", written)
+    expected.update(written)
+    ttl.update(dict.fromkeys(written, False))
+    assert c.get_many("half", keys) == expected
+    written = {key: f"with ttl {key}" for key in keys[1::4]}
+    c.set_many("half", written, ttl_seconds=TTL)
+    expected.update(written)
+    ttl.update(dict.fromkeys(written, True))
+    gone = keys[2::5]
+    c.delete_many("half", gone)
+    for key in gone:
+        expected.pop(key, None)
+    assert c.get_many("half", keys) == expected
+    back = {key: f"back {key}" for key in gone[:4]}  # keys absent from both nodes
+    c.set_many("half", back)
+    expected.update(back)
+    ttl.update(dict.fromkeys(back, False))
+    assert c.get_many("half", keys) == expected
+
+    migration.finish()
+    assert c.get_many("half", keys) == expected
+    assert slot in slot_map(moving_cluster)[target.port]
+    raw = RedisCluster(host="127.0.0.1", port=moving_cluster.port, decode_responses=True)
     try:
-        prefix = "{half}:" if hash_tag else "half:"
-        # 40 keys in one slot (every key of the resource type with cluster_hash_tag),
-        # and without it 40 more spread over other slots.
-        same_slot = [f"k{n}" if hash_tag else f"{{t}}k{n}" for n in range(40)]
-        elsewhere = [] if hash_tag else [f"other{n}" for n in range(40)]
-        keys = same_slot + elsewhere
-        slot = key_slot((prefix + same_slot[0]).encode())
-        expected = {key: f"before {key}" for key in keys}
-        c.set_many("half", expected, ttl_seconds=TTL)
-        ttl = dict.fromkeys(keys, True)
-
-        if to_new_primary:
-            target, _ = add_primary(moving_cluster)
-        else:
-            target = next(
-                node
-                for node in moving_cluster.primaries()
-                if slot not in slot_map(moving_cluster).get(node.port, [])
-            )
-        migration = SlotMigration(moving_cluster, slot, target)
-        migration.begin()
-        migration.move([prefix + key for key in same_slot[::2]])  # every other key has moved
-
-        assert [c.get("half", key) for key in same_slot[:4]] == [
-            expected[key] for key in same_slot[:4]
-        ]
-        new_key = "new" if hash_tag else "{t}new"  # in the same slot, on neither node yet
-        singles = {
-            same_slot[0]: ("single write, moved key", None),
-            same_slot[1]: ("single write, key not moved", TTL),
-            new_key: ("a new key of the slot", None),
+        assert {key: raw.get(prefix + key) for key in expected} == expected
+        assert {key: raw.ttl(prefix + key) > 0 for key in expected} == {
+            key: ttl[key] for key in expected
         }
-        for key, (value, seconds) in singles.items():
-            c.set("half", key, value, ttl_seconds=seconds)
-            expected[key] = value
-            ttl[key] = seconds is not None
-        c.delete("half", same_slot[2])
-        del expected[same_slot[2]]
-        keys.append(new_key)
-        assert {key: c.get("half", key, None) for key in [*same_slot[:4], new_key]} == {
-            key: expected.get(key) for key in [*same_slot[:4], new_key]
-        }
-        assert c.get_many("half", keys) == expected
-
-        written = {key: f"during {key}" for key in keys[::3]}
-        c.set_many("half", written)
-        expected.update(written)
-        ttl.update(dict.fromkeys(written, False))
-        assert c.get_many("half", keys) == expected
-        written = {key: f"with ttl {key}" for key in keys[1::4]}
-        c.set_many("half", written, ttl_seconds=TTL)
-        expected.update(written)
-        ttl.update(dict.fromkeys(written, True))
-        gone = keys[2::5]
-        c.delete_many("half", gone)
-        for key in gone:
-            expected.pop(key, None)
-        assert c.get_many("half", keys) == expected
-        back = {key: f"back {key}" for key in gone[:4]}  # keys absent from both nodes
-        c.set_many("half", back)
-        expected.update(back)
-        ttl.update(dict.fromkeys(back, False))
-        assert c.get_many("half", keys) == expected
-
-        migration.finish()
-        assert c.get_many("half", keys) == expected
-        assert slot in slot_map(moving_cluster)[target.port]
-        raw = RedisCluster(host="127.0.0.1", port=moving_cluster.port, decode_responses=True)
-        try:
-            assert {key: raw.get(prefix + key) for key in expected} == expected
-            assert {key: raw.ttl(prefix + key) > 0 for key in expected} == {
-                key: ttl[key] for key in expected
-            }
-        finally:
-            raw.close()
     finally:
-        c.disconnect()
+        raw.close()
+
+
+async def test_redis_clusters_own_refresh_closes_no_connection_another_task_is_using(
+    redis_cluster: LocalCluster,
+) -> None:
+    """RedisCluster refreshes its slot map by calling its own ``aclose()``: no call may fail.
+
+    It does so after every few ``MOVED`` and after ``CLUSTERDOWN``; redis-py's
+    own ``aclose()`` there disconnects the connections 8 tasks are using (their
+    calls fail with ``AttributeError`` or "Connection closed by server").
+    """
+    config = RedisConfig(host="127.0.0.1", port=redis_cluster.port)
+    client = SharedCluster(**cluster_options(config))
+    await client.initialize()
+    done = asyncio.Event()
+
+    async def user(n: int) -> None:
+        for i in range(40):
+            await client.execute_command("SET", f"refresh{n}", str(i))
+            assert await client.execute_command("GET", f"refresh{n}") == str(i).encode()
+
+    async def refresh() -> None:
+        while not done.is_set():
+            await client.aclose()
+            await asyncio.sleep(0.002)
+
+    refresher = asyncio.create_task(refresh())
+    try:
+        await asyncio.gather(*(user(n) for n in range(8)))
+    finally:
+        done.set()
+        await refresher
+        for n in range(8):
+            await client.execute_command("DEL", f"refresh{n}")
+        await client.shut()

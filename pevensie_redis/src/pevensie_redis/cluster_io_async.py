@@ -7,7 +7,9 @@ commands the driver reroutes; the thin path sends to each node over that
 node's own multiplexed pipes (:class:`~pevensie_redis.channel_async.Channel`),
 so concurrent tasks share writes, and a cancelled task never desynchronises
 a connection. Reads to a replica (``read_from_replicas``) go over pipes of
-their own whose handshake ends with ``READONLY``.
+their own whose handshake ends with ``READONLY``. RedisCluster's own refresh
+of its slot map never closes a connection another task is using
+(:class:`SharedCluster`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
 from pevensie_redis.pipe import Endpoint
 
-__all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
+__all__ = ["BROKEN", "FAILURES", "ClusterIO", "SharedCluster", "cluster_options", "open_cluster"]
 
 BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
 """A connection broke (the sync twin's definition, for the shared logic)."""
@@ -40,10 +42,37 @@ _ASKING = wire.pack([b"ASKING"])
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
+class SharedCluster(RedisCluster):
+    """redis-py's async RedisCluster, shared by many tasks: its refresh closes no connection.
+
+    To refresh its slot map after ``CLUSTERDOWN`` and after every few
+    ``MOVED`` (``reinitialize_steps``), RedisCluster calls its own
+    ``aclose()``, which disconnects every connection of every node, those
+    that other tasks are in the middle of using too: their calls then fail
+    with "Connection closed by server", or with an ``AttributeError`` when
+    one was connecting (seen while resharding under 32 tasks). Here that call
+    only asks for the refresh; the refresh (``initialize()``) recycles the
+    connections lazily, each as its user gives it back. :meth:`shut` closes.
+    """
+
+    async def aclose(self) -> None:
+        """Refresh the slot map before the next command; close nothing (see the class)."""
+        self._initialize = True
+
+    async def close(self) -> None:
+        """Do what :meth:`aclose` does (redis-py 5.0.0 calls ``close()``)."""
+        self._initialize = True
+
+    async def shut(self) -> None:
+        """Close every connection of every node, for good."""
+        self._initialize = False  # a refresh still pending is moot: the base class closes then
+        await compat.close_async_cluster(super())
+
+
 class ClusterIO:
     """Commands to the nodes of one Redis Cluster, for the tasks of one event loop."""
 
-    def __init__(self, client: RedisCluster, config: RedisConfig) -> None:
+    def __init__(self, client: SharedCluster, config: RedisConfig) -> None:
         """Send through pipes to each node; ``client`` keeps the topology."""
         self.client = client
         self._config = config
@@ -122,7 +151,7 @@ class ClusterIO:
         self._channels, self._readonly = {}, {}
         for channel in channels:
             await channel.close()
-        await compat.close_async_cluster(self.client)
+        await self.client.shut()
 
     def _channel(self, node: str) -> Channel:
         channel = self._channels.get(node)
@@ -190,7 +219,7 @@ async def open_cluster(config: RedisConfig) -> ClusterIO:
 
     Raises redis-py's exceptions (and closes everything) when it cannot.
     """
-    client = RedisCluster(**cluster_options(config))
+    client = SharedCluster(**cluster_options(config))
     io = ClusterIO(client, config)
     try:
         await client.initialize()

@@ -180,9 +180,10 @@ class CachePool(BlockingConnectionPool):
         compat.check_fork(self)
         with self._handoff:
             self._epoch += 1
-            idle = compat.idle_connections(self)
-        for connection in idle:
-            connection.disconnect()
+            # Closed while the lock keeps them in the queue: once released, another
+            # thread could take one, reconnect it and be reading from it.
+            for connection in compat.idle_connections(self):
+                connection.disconnect()
 
     def disconnect_free_connections(self, *args: Any, **kwargs: Any) -> None:
         """Drop the idle connections (redis-py 7 and newer call it after a topology change)."""
