@@ -84,6 +84,8 @@ def test_operations_before_connect_raise_not_connected() -> None:
         c.get("user", "1")
     with pytest.raises(NotConnected):
         c.delete("user", "1")
+    with pytest.raises(NotConnected, match=r"get_or_set\(\) on a cache that is not connected"):
+        c.get_or_set("user", "1", lambda: "x")
 
 
 def test_context_manager_connects_and_disconnects() -> None:
@@ -145,6 +147,7 @@ def test_foreign_driver_exceptions_become_driver_errors_without_their_text() -> 
         lambda: c.get("a", "k"),
         lambda: c.delete("a", "k"),
         lambda: c.get_many("a", ["k"]),
+        lambda: c.get_or_set("a", "k", lambda: "v"),  # its lookup, before any load
     ):
         with pytest.raises(DriverError) as caught:
             call()

@@ -13,6 +13,7 @@ built in and nothing here ever unpickles: reading the cache cannot run code.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError, ConfigError
@@ -74,8 +75,22 @@ class JsonCodec:
 
     def decode(self, text: str) -> Any:
         """Return the value of JSON ``text``."""
+        # The common case, text this codec wrote (no surrounding whitespace): json's own
+        # scanner, without json.loads's layers. Anything else, errors included, is
+        # json.loads's to answer.
+        if type(text) is str:
+            try:
+                value, end = _scan(text, 0)
+            except Exception:  # noqa: S110 - json.loads below raises the error to show
+                pass
+            else:
+                if end == len(text):
+                    return value
         return json.loads(text)
 
+
+# What json.loads calls, configured alike (JSONDecoder sets it in __init__; typeshed omits it).
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 STR = StrCodec()
 """The ``"str"`` codec."""

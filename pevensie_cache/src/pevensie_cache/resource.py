@@ -210,15 +210,18 @@ class Resource:
         def load() -> str:
             return encode(key, call(loader))
 
-        text = self._cache.get_or_set(
-            self.resource_type,
-            key,
-            load,
-            ttl_seconds,
-            lock=lock,
-            lock_lease=lock_lease,
-            lock_wait=lock_wait,
-        )
+        if lock:
+            text = self._cache.get_or_set(
+                self.resource_type,
+                key,
+                load,
+                ttl_seconds,
+                lock=lock,
+                lock_lease=lock_lease,
+                lock_wait=lock_wait,
+            )
+        else:  # the lock times are not used (nor checked) without the lock
+            text = self._cache.get_or_set(self.resource_type, key, load, ttl_seconds)
         return self._decode(key, text)
 
     def cached(

@@ -213,15 +213,18 @@ class AsyncResource:
         async def load() -> str:
             return encode(key, await call(loader))
 
-        text = await self._cache.get_or_set(
-            self.resource_type,
-            key,
-            load,
-            ttl_seconds,
-            lock=lock,
-            lock_lease=lock_lease,
-            lock_wait=lock_wait,
-        )
+        if lock:
+            text = await self._cache.get_or_set(
+                self.resource_type,
+                key,
+                load,
+                ttl_seconds,
+                lock=lock,
+                lock_lease=lock_lease,
+                lock_wait=lock_wait,
+            )
+        else:  # the lock times are not used (nor checked) without the lock
+            text = await self._cache.get_or_set(self.resource_type, key, load, ttl_seconds)
         return self._decode(key, text)
 
     def cached(
