@@ -11,8 +11,9 @@ and holds its :class:`~pevensie_cache.telemetry.Recorder` as a class attribute
 has the same layout and the object's class can be swapped in place). Each
 method records around a call of the facade's own method (``super()``), so the
 facade's checks and behaviour are exactly those of an uninstrumented cache, and
-an uninstrumented cache runs the facade's code untouched: no flag, no hook,
-no branch on its hot path.
+an uninstrumented cache runs the facade's code untouched: no flag and no hook
+(``get_or_set`` has one class test, so that an instrumented cache's lookup is
+recorded as its ``get``).
 
 Operations and their outcomes: ``get`` hit or miss; ``get_or_set`` hit (the
 value was there) or miss (it was loaded, here or by a concurrent caller);
