@@ -154,7 +154,7 @@ def start_sentinel(
     sentinel_password: str | None = None,
     sentinel_user: tuple[str, str] | None = None,
     tls: TLSMaterial | None = None,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> LocalSentinel:
     """Start a primary, a replica and three sentinels monitoring them as ``service_name``.
 
