@@ -84,3 +84,16 @@ def test_drivers_command_lists_redis() -> None:
     assert result.returncode == 0
     assert "redis" in result.stdout
     assert "valkeys://" in result.stdout
+
+
+def test_demo_with_its_own_server_stops_everything_it_started_cleanly() -> None:
+    # What `nox -s demo` runs: no URL, so the demo starts a throwaway server and stops
+    # it at the end. Every cache is disconnected first, so no near-cache listener is
+    # left to see the server go (it would log "the invalidation channel is down").
+    result = _run(["demo"], {})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Stopped the local server" in result.stdout
+    assert "Demo finished" in result.stdout
+    assert "invalidation channel is down" not in output
+    assert "Traceback" not in output

@@ -220,7 +220,8 @@ def _show_near_cache(c: PevensieCache, say: Callable[[str], None]) -> None:
     except ConfigError as exc:
         say(f"   (this server cannot track keys: {exc})")
         return
-    with near:
+    # Not `with near:`: it is connected already, and `with` disconnects only what it connected.
+    try:
         stats = near.driver.near_cache_stats  # type: ignore[attr-defined]
         say("   a second cache with near_cache=True (one more connection: the listener)")
         first = near.get(USER, "42")
@@ -241,6 +242,8 @@ def _show_near_cache(c: PevensieCache, say: Callable[[str], None]) -> None:
             f"invalidations={s.invalidations} flushes={s.flushes} entries={s.entries} "
             f"enabled={s.enabled}"
         )
+    finally:
+        near.disconnect()
 
 
 async def _show_async_face(a: AsyncPevensieCache, say: Callable[[str], None]) -> None:
