@@ -172,7 +172,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     suites, and the slow soak tests. ``-- ARGS`` replaces the selection.
 
     Time: each environment is about 600 tests and 90-150 s of pytest, most of
-    it waiting (about half a core busy); CI runs the environments in four
+    it waiting (about half a core busy); CI runs the environments in three
     concurrent streams (.ci/run).
     """
     hiredis = []
