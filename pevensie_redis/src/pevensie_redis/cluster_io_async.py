@@ -21,7 +21,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis import compat, wire
@@ -142,8 +142,24 @@ class ClusterIO:
         return (await self.exchange(_name(host, port), paired, name))[1::2]
 
     async def routed(self, args: tuple[Any, ...]) -> Any:
-        """Run one command through RedisCluster (redirects, slot-map refresh, retries)."""
-        return await self.client.execute_command(*args)
+        """Run one command through RedisCluster (redirects, slot-map refresh, retries).
+
+        redis-py's async ``RedisCluster`` fails at once (``MaxConnectionsError``)
+        when every connection it may open to the node is busy, where the sync
+        face's pool waits for one: wait here too, polling with a growing pause,
+        until ``timeout`` has passed; then the error stands (``RedisPoolExhausted``).
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._config.timeout / 1000
+        pause = 0.001
+        while True:
+            try:
+                return await self.client.execute_command(*args)
+            except MaxConnectionsError:
+                if loop.time() + pause > give_up:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     async def close(self) -> None:
         """Close every node's pipes and RedisCluster's own connections."""
