@@ -79,9 +79,10 @@ def replicated(primary: ProcessServer) -> None:
     ``WAIT`` waits for the writes of its own connection: one write of ours
     first, after every other client's in the replication stream.
     """
-    with primary.client() as raw:
+    # WAIT's own limit (15 s, generous for a loaded CI machine) comes before the socket's.
+    with primary.client(socket_timeout=20) as raw:
         raw.set(own_key(raw, primary.port), "barrier")
-        assert raw.execute_command("WAIT", 1, 5000) >= 1
+        assert raw.execute_command("WAIT", 1, 15000) >= 1
 
 
 def own_key(raw: Any, port: int) -> str:
