@@ -429,8 +429,8 @@ def test_a_manual_failover_is_followed_through_moved_redirects(
         c.set("user", "42", "Ada")
         old = fresh_cluster.primary_for_key("user:42")
         new = fresh_cluster.replica_of(old)
-        with old.client() as raw:
-            assert raw.execute_command("WAIT", 1, 5000) >= 1
+        with old.client(socket_timeout=20) as raw:
+            assert raw.execute_command("WAIT", 1, 15000) >= 1
         with new.client() as raw:
             raw.execute_command("CLUSTER FAILOVER")
         wait_until(
@@ -463,8 +463,8 @@ def test_failover_keeps_serving_replicated_keys(
         victim = fresh_cluster.primary_for_key("user:42")
         replica = fresh_cluster.replica_of(victim)
         for primary in fresh_cluster.primaries():
-            with primary.client() as raw:  # every write reached a replica before the crash
-                assert raw.execute_command("WAIT", 1, 5000) >= 1
+            with primary.client(socket_timeout=20) as raw:  # every write reached a replica
+                assert raw.execute_command("WAIT", 1, 15000) >= 1
 
         fresh_cluster.kill(victim)
         killed_at = time.monotonic()

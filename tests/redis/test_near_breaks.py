@@ -208,9 +208,9 @@ def test_a_sentinel_failover_flushes_and_tracking_resumes_on_the_new_primary(
     face = open_face(kind, url)
     try:
         old = own_sentinel.current_primary()
-        with old.client() as raw:
+        with old.client(socket_timeout=20) as raw:
             flushes = cache_before(face, raw)
-            assert raw.execute_command("WAIT", 1, 5000) >= 1
+            assert raw.execute_command("WAIT", 1, 15000) >= 1
         own_sentinel.kill_primary()
         wait_for_the_flush(face, flushes, RESUMED)
         new = own_sentinel.wait_for_failover(old)
