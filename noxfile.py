@@ -172,7 +172,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     redis-py). ``-- ARGS`` replaces the selection.
 
     Time: each environment is about 600 tests and 90-150 s of pytest, most of
-    it waiting (about half a core busy); CI runs the environments in three
+    it waiting (about half a core busy); CI runs the environments in two
     concurrent streams (.ci/run).
     """
     hiredis = []
