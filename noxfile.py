@@ -32,9 +32,14 @@ PLUGIN_FIXTURES = sorted(str(p) for p in (ROOT / "tests" / "plugins").iterdir() 
 TEST_SUPPORT = "./tests/support"
 
 
-def _install(session: nox.Session, *groups: str) -> None:
+# The tools that judge the code, and what the type check sees, at pinned releases.
+CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
+PINNED = ["-c", str(CONSTRAINTS)]
+
+
+def _install(session: nox.Session, *groups: str, pinned: bool = False) -> None:
     requirements = [r for g in groups for r in nox.project.dependency_groups(PYPROJECT, g)]
-    session.install(*PACKAGES, *requirements)
+    session.install(*(PINNED if pinned else []), *PACKAGES, *requirements)
 
 
 # Test processes for `tests` and `compat`: the tests mostly wait on servers, timeouts and
@@ -309,7 +314,7 @@ def lowest(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff (lint and formatting), and the generated sync modules match their async sources."""
-    _install(session, "lint")
+    _install(session, "lint", pinned=True)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("python", ".ci/unasync.py", "--check")
@@ -318,7 +323,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site (MkDocs, Material, mkdocstrings) with warnings as errors."""
-    _install(session, "docs")
+    _install(session, "docs", pinned=True)
     session.run(
         "mkdocs",
         "build",
@@ -327,6 +332,33 @@ def docs(session: nox.Session) -> None:
         str(ROOT / "site"),
         env={"NO_MKDOCS_2_WARNING": "1"},
     )
+
+
+@nox.session(reuse_venv=False)
+def pins(session: nox.Session) -> None:
+    """Rewrite .ci/constraints.txt from fresh resolutions of lint's, docs' and typecheck's needs.
+
+    A normal commit then bumps the pins; nothing else moves them.
+    """
+    groups = ["lint", "docs", "typecheck", "test"]
+    requirements = [r for g in groups for r in nox.project.dependency_groups(PYPROJECT, g)]
+    session.install(
+        *PACKAGES,
+        *requirements,
+        TEST_SUPPORT,
+        "./pevensie_cache[django,flask,dogpile]",
+        *FRAMEWORKS["newest"],
+    )
+    frozen = session.run("python", "-m", "pip", "freeze", silent=True)
+    if not isinstance(frozen, str):  # nox returns None when it did not run (--install-only)
+        return
+    header = [line for line in CONSTRAINTS.read_text().splitlines() if line.startswith("#")]
+    pins = sorted(
+        (line for line in frozen.splitlines() if "==" in line and "pevensie" not in line.lower()),
+        key=str.lower,
+    )
+    CONSTRAINTS.write_text("\n".join([*header, *pins]) + "\n")
+    session.log(f"{len(pins)} pins written to {CONSTRAINTS.relative_to(ROOT)}")
 
 
 @nox.session
@@ -339,9 +371,11 @@ def generate(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Mypy --strict on both packages and the test-support package."""
-    _install(session, "typecheck", "test")
+    _install(session, "typecheck", "test", pinned=True)
     # The framework backends are checked against the newest frameworks they support.
-    session.install(TEST_SUPPORT, "./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS["newest"])
+    session.install(
+        *PINNED, TEST_SUPPORT, "./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS["newest"]
+    )
     session.run(
         "mypy",
         "--strict",

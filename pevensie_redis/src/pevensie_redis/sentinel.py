@@ -220,9 +220,7 @@ def sentinel_pool(config: RedisConfig) -> tuple[SentinelCachePool, ClearSentinel
     """Return a pool whose connections go to the primary the sentinels name, and the sentinels."""
     assert config.service_name is not None  # RedisConfig requires it with sentinels
     options, sentinel_kwargs = sentinel_options(config)
-    sentinel = ClearSentinel(  # type: ignore[no-untyped-call]
-        list(config.sentinels), sentinel_kwargs=sentinel_kwargs
-    )
+    sentinel = ClearSentinel(list(config.sentinels), sentinel_kwargs=sentinel_kwargs)
     return SentinelCachePool(config.service_name, sentinel, **options), sentinel  # type: ignore[no-untyped-call]
 
 
