@@ -33,10 +33,14 @@ class Reader(Protocol):
 
 
 class _Incomplete(Exception):
-    """The buffer ends inside a reply."""
+    """The buffer ends inside a reply.
+
+    Raised as a new instance each time, never a module-level one: raising the
+    same instance again chains every raise's frames onto its ``__traceback__``,
+    which kept each frame's locals (and every received buffer) alive.
+    """
 
 
-_INCOMPLETE = _Incomplete()
 _COMPACT_AT = 1 << 16
 
 
@@ -70,7 +74,7 @@ class Resp2Reader:
         buffer = self._buffer
         eol = buffer.find(b"\r\n", position)
         if eol < 0:
-            raise _INCOMPLETE
+            raise _Incomplete
         kind = buffer[position]
         after = eol + 2
         if kind == 36:  # $ bulk string
@@ -79,7 +83,7 @@ class Resp2Reader:
                 return None, after
             end = after + length
             if len(buffer) < end + 2:
-                raise _INCOMPLETE
+                raise _Incomplete
             return bytes(buffer[after:end]), end + 2
         if kind == 42:  # * array
             count = int(buffer[position + 1 : eol])
