@@ -33,7 +33,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
@@ -63,6 +63,16 @@ class Endpoint:
     """Seconds allowed to connect, and for each reply."""
 
 
+class _Transport(Protocol):
+    """What a pipe uses of its loop's stream transport."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
 class Pipe(asyncio.Protocol):
     """One Redis connection that many tasks of one event loop use at once."""
 
@@ -73,7 +83,7 @@ class Pipe(asyncio.Protocol):
         self._timeout = endpoint.timeout
         self._reader = make_reader()
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._transport: asyncio.Transport | None = None
+        self._transport: _Transport | None = None
         self._closed: BaseException | None = None
         self._out: list[bytes] = []
         self._flush_pending = False
@@ -104,8 +114,10 @@ class Pipe(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport of whatever loop runs (uvloop's TCPTransport is not an
+        # asyncio.Transport subclass): the pipe needs only write(), abort() and
+        # get_extra_info(), which every stream transport has.
+        self._transport = cast(_Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -200,7 +212,8 @@ class Pipe(asyncio.Protocol):
 
     def _write(self, data: bytes, idle: bool) -> None:
         transport = self._transport
-        assert transport is not None
+        if transport is None:  # send() before connection_made(): open_pipe() never does that
+            raise RedisPyConnectionError(f"{self.endpoint.label}: the pipe is not connected")
         if idle and not self._out:
             transport.write(data)  # nothing outstanding: no one to wait for, send now
             return
@@ -273,8 +286,8 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
         if endpoint.path is not None:
             connecting = loop.create_unix_connection(lambda: pipe, endpoint.path)
         else:
-            assert endpoint.host is not None
-            assert endpoint.port is not None
+            if endpoint.host is None or endpoint.port is None:
+                raise RedisPyConnectionError(f"{endpoint.label}: no host and port to connect to")
             connecting = loop.create_connection(
                 lambda: pipe,
                 endpoint.host,
