@@ -79,8 +79,8 @@ COMPAT_TESTS = [
     "tests/redis/test_wire.py",
     "tests/redis/test_layout.py",
     "tests/cluster/test_cluster_driver.py",
-    "tests/cluster/test_sentinel_driver.py",
-    "tests/cluster/test_sentinel_failover.py",
+    "tests/sentinel/test_sentinel_driver.py",
+    "tests/sentinel/test_sentinel_failover.py",
     "tests/reliability/test_pool.py",
     "tests/reliability/test_fork.py",
     "tests/reliability/test_server_faults.py",
@@ -117,13 +117,13 @@ COMPAT_DESELECT = [
         for suite in (
             "tests/cluster/test_cluster_driver.py::TestClusterConformance",
             "tests/cluster/test_cluster_driver.py::TestAsyncClusterConformance",
-            "tests/cluster/test_sentinel_driver.py::TestSentinelConformance",
-            "tests/cluster/test_sentinel_driver.py::TestAsyncSentinelConformance",
+            "tests/sentinel/test_sentinel_driver.py::TestSentinelConformance",
+            "tests/sentinel/test_sentinel_driver.py::TestAsyncSentinelConformance",
         )
         for case in SERVER_BOUND_CASES
     ),
     # The driver's own error handling when every sentinel is gone.
-    "tests/cluster/test_sentinel_failover.py::"
+    "tests/sentinel/test_sentinel_failover.py::"
     "test_the_cache_keeps_serving_its_primary_when_no_sentinel_answers",
     # The CLI and demo in subprocesses (their secrets handling is not redis-py's).
     "tests/reliability/test_secrets.py::"
@@ -156,7 +156,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     - single server (tests/redis): the whole conformance suite of the sync
       face, authentication, error mapping, Unix socket, TLS (client
       certificates included), the wire format and key layout;
-    - Cluster and Sentinel (tests/cluster): the conformance suites (both
+    - Cluster and Sentinel (tests/cluster, tests/sentinel): the conformance suites (both
       faces) without their server-bound cases (SERVER_BOUND_CASES: TTL expiry
       waits, 64 MiB values, hypothesis text), and every driver test of both
       faces: discovery, TLS, passwords, redirects, failovers, unresponsive

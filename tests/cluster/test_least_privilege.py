@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis
-from faces import Face, both_faces, replicated
 
 from pevensie_cache import cache
 from pevensie_redis import (
@@ -29,6 +28,7 @@ from pevensie_redis import (
 from pevensie_redis.acl import acl_rule, sentinel_acl_rule
 from pevensie_redis.testing import ProcessServer, RedisServer
 from pevensie_test_support import LocalCluster, LocalSentinel
+from pevensie_test_support.faces import Face, both_faces, replicated
 
 USER, SECRET = "app", "app-secret"
 OWN = ["user", "session"]

@@ -17,16 +17,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import faces
 import pytest
-from faces import replicated
 from redis.crc import key_slot
 
 from pevensie_cache import ConfigError, cache
 from pevensie_redis import RedisConfig
 from pevensie_redis.replica_choice import AVOID_SECONDS, CHECK_INTERVAL, ReplicaChoice
 from pevensie_redis.testing import ProcessServer
-from pevensie_test_support import LocalCluster, LocalSentinel, start_cluster, wait_until
+from pevensie_test_support import LocalCluster, LocalSentinel, faces, start_cluster, wait_until
+from pevensie_test_support.faces import replicated
 
 KEYS = [f"k{i}" for i in range(60)]
 READ_COMMANDS = ("get", "mget")

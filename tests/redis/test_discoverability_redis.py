@@ -1,7 +1,7 @@
-"""The first hour with the Redis package: a clean namespace, help that points to the options,
+"""Discoverability of the Redis package: a clean namespace, help that points to the options,
 the command line reading PEVENSIE_CACHE_URL, and a demo that says what to install.
 
-Each test pins one friction a new user met (issue 15, items 8 and 9).
+Each test pins one friction a new user met in their first hour (issue 15, items 8 and 9).
 """
 
 from __future__ import annotations

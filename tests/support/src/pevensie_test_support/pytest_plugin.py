@@ -1,8 +1,10 @@
-"""Fixtures for the Cluster and Sentinel suites: real multi-node topologies on loopback.
+"""pytest plugin (entry point ``pytest11``): the Cluster and Sentinel topologies as fixtures.
 
-The shared topologies are session-scoped (starting one takes about 2-3 s).
-Tests that kill a node get a fresh topology of their own, so a failover never
-leaks into another test. Every process is killed by PID at the end, pass or fail.
+Loaded wherever this package is installed, so ``tests/cluster``,
+``tests/sentinel`` and any other suite reach the same fixtures. The shared
+topologies are session-scoped (starting one takes about 2-3 s). Tests that
+kill a node get a fresh topology of their own, so a failover never leaks into
+another test. Every process is killed by PID at the end, pass or fail.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Every scenario of the Gleam driver's test suite, against a real server.
+"""The driver's basics on a real server: connect and disconnect, set, get, delete, TTLs.
 
-The Gleam suite ran against a server on port 6379; here the server comes from
-the ``pevensie_redis`` pytest plugin (container, bundled Valkey, or
+Connecting twice, disconnecting twice, reconnecting, pooled connections closed
+on disconnect, and the default configuration replaced field by field (the
+scenarios of the Gleam driver's suite). The server comes from the
+``pevensie_redis`` pytest plugin (container, bundled Valkey, or
 ``PEVENSIE_TEST_REDIS_URL``).
 """
 

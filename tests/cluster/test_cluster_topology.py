@@ -1,8 +1,8 @@
-"""The test topologies themselves: what the driver suites rely on really holds."""
+"""The test cluster itself: what the Cluster suites rely on really holds."""
 
 from __future__ import annotations
 
-from pevensie_test_support import LocalCluster, LocalSentinel
+from pevensie_test_support import LocalCluster
 
 
 def test_cluster_has_three_primaries_each_with_a_replica(redis_cluster: LocalCluster) -> None:
@@ -18,10 +18,3 @@ def test_cluster_has_three_primaries_each_with_a_replica(redis_cluster: LocalClu
 def test_cluster_spreads_slots_over_the_primaries(redis_cluster: LocalCluster) -> None:
     owners = {redis_cluster.primary_for_key(f"user:{i}").port for i in range(50)}
     assert len(owners) == 3
-
-
-def test_sentinels_know_the_primary_and_the_replica(redis_sentinel: LocalSentinel) -> None:
-    assert redis_sentinel.current_primary() is redis_sentinel.primary
-    with redis_sentinel.replica.client() as client:
-        assert client.execute_command("ROLE")[0] == "slave"
-    assert len(redis_sentinel.sentinels) == 3

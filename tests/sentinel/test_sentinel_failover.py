@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import pytest
 import redis
-from faces import FACES, Face, new_face
 
 from pevensie_redis.primary_check import PRIMARY_CHECK_INTERVAL
 from pevensie_redis.testing import ProcessServer
 from pevensie_test_support import LocalSentinel
+from pevensie_test_support.faces import FACES, Face, new_face
 from pevensie_test_support.nodes import wait_until
 
 WRITES_MOVE_BOUND = PRIMARY_CHECK_INTERVAL + 2.0

@@ -49,14 +49,13 @@ def new_face(name: str, url: str | None = None, **options: Any) -> Face:
     connects it.
     """
     if name == "sync":
-        built = cache.from_url(url, **options) if url else cache.new(driver="redis", **options)
-    else:
-        built = (
-            cache.from_url_async(url, **options)
-            if url
-            else cache.new_async(driver="redis", **options)
+        return Face(
+            name, cache.from_url(url, **options) if url else cache.new(driver="redis", **options)
         )
-    return Face(name, built)
+    return Face(
+        name,
+        cache.from_url_async(url, **options) if url else cache.new_async(driver="redis", **options),
+    )
 
 
 @asynccontextmanager

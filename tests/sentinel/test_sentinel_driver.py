@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import pytest_asyncio
-from faces import FACES, new_face
 
 from pevensie_cache import AsyncPevensieCache, cache
 from pevensie_cache.cache import PevensieCache
@@ -31,6 +30,7 @@ from pevensie_redis import (
 from pevensie_redis.testing.binaries import free_port
 from pevensie_redis.testing.tls import TLSMaterial
 from pevensie_test_support import LocalSentinel
+from pevensie_test_support.faces import FACES, new_face
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must write and read again after the primary dies.

@@ -1,6 +1,7 @@
-"""The first hour: errors that say what to do, forgiving names, and a with-block on a live cache.
+"""Discoverability: errors that say what to do, forgiving names, a clean public namespace.
 
-Each test pins one friction a new user met (issue 15).
+Also a with-block on a live cache. Each test pins one friction a new user met
+in their first hour (issue 15).
 """
 
 from __future__ import annotations
