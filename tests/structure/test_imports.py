@@ -111,16 +111,21 @@ def test_the_cycle_finder_finds_a_cycle_hidden_under_type_checking(tmp_path: Pat
 
 
 def test_the_redis_modules_import_each_other_only_downwards() -> None:
-    """The layers of pevensie_redis: wire format, errors, connections, I/O, drivers, mode choice."""
+    """The layers of pevensie_redis: protocol, errors, connections, I/O, drivers, mode choice."""
     layers = [
-        {"pevensie_redis.wire"},
+        {
+            "pevensie_redis.protocol",
+            "pevensie_redis.protocol.keys",
+            "pevensie_redis.protocol.commands",
+            "pevensie_redis.protocol.error_codes",
+        },
+        {"pevensie_redis.protocol.resp"},
         {
             "pevensie_redis.config",
             "pevensie_redis.errors",
             "pevensie_redis.compat",
             "pevensie_redis.primary_check",
         },
-        {"pevensie_redis.resp"},
         {"pevensie_redis.pool", "pevensie_redis.pipe"},
         {"pevensie_redis.near", "pevensie_redis.replica_choice"},
         {"pevensie_redis.listener", "pevensie_redis.listener_async", "pevensie_redis.sentinel"},

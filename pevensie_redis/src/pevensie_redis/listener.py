@@ -32,8 +32,9 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis import compat, wire
+from pevensie_redis import compat
 from pevensie_redis.near import NearStore
+from pevensie_redis.protocol.commands import INVALIDATION_CHANNEL, pack, pack_tracking
 
 __all__ = ["InvalidationListener"]
 
@@ -159,10 +160,10 @@ class InvalidationListener:
             self._connection = connection
         if self._stopping.is_set():
             return
-        connection.send_packed_command((wire.pack([b"CLIENT", b"ID"]),))
+        connection.send_packed_command((pack([b"CLIENT", b"ID"]),))
         client_id = int(connection.read_response())
         connection.send_packed_command(
-            (wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL]))
+            (pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
         )
         connection.read_response()  # OK (an error reply is raised: no tracking here)
         connection.read_response()  # ["subscribe", channel, 1]
@@ -179,7 +180,7 @@ class InvalidationListener:
                     raise RedisPyTimeoutError(
                         f"the invalidation channel did not answer PING within {self._heartbeat:g} s"
                     )
-                connection.send_packed_command((wire.pack([b"PING"]),))
+                connection.send_packed_command((pack([b"PING"]),))
                 pinged = True
                 continue
             message = connection.read_response()

@@ -19,9 +19,9 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis import wire
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Pipe
+from pevensie_redis.protocol.commands import INVALIDATION_CHANNEL, pack, pack_tracking
 
 __all__ = ["InvalidationListener"]
 
@@ -121,7 +121,7 @@ class InvalidationListener:
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
-        client_id = await pipe.send(wire.pack([b"CLIENT", b"ID"]))
+        client_id = await pipe.send(pack([b"CLIENT", b"ID"]))
         if isinstance(client_id, Exception):
             raise client_id
         # Set before subscribing: the first message can come in the same read as the
@@ -129,7 +129,7 @@ class InvalidationListener:
         pipe.on_push = self._apply
         pipe.on_close = self._woken.set
         replies = pipe.send_many(
-            [wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL])]
+            [pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL])]
         )
         for reply in [await future for future in replies]:
             if isinstance(reply, Exception):
@@ -147,7 +147,7 @@ class InvalidationListener:
                 continue  # a message arrived, or the pipe closed
             # A heartbeat of silence: the server must answer PING within one more.
             try:
-                await asyncio.wait_for(pipe.send(wire.pack([b"PING"])), self._heartbeat)
+                await asyncio.wait_for(pipe.send(pack([b"PING"])), self._heartbeat)
             except TimeoutError:
                 raise RedisPyTimeoutError(
                     f"the invalidation channel did not answer PING within {self._heartbeat:g} s"

@@ -34,7 +34,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from pevensie_redis import wire
 from pevensie_redis.channel import Channel, open_replica_channel, replica_finder
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -44,6 +43,7 @@ from pevensie_redis.errors import (
     first_error_reply,
     map_error,
 )
+from pevensie_redis.protocol.commands import ROLE, ROLE_REPLY, Shape, replica_in_sync
 from pevensie_redis.replica_choice import ReplicaChoice
 
 __all__ = ["ReplicaReads"]
@@ -85,7 +85,7 @@ class ReplicaReads:
         self.refresh()
         for name in self._names:
             try:
-                [role] = self._channels[name].pipeline([wire.ROLE], "ROLE")
+                [role] = self._channels[name].pipeline([ROLE], "ROLE", shapes=[ROLE_REPLY])
             except (RedisConnectionError, RedisTimeoutError):
                 continue
             if isinstance(role, Exception):
@@ -110,11 +110,11 @@ class ReplicaReads:
             if channel is not None:
                 channel.close()  # a read still on it fails over to the primary
 
-    def execute(self, packed: bytes, command: str) -> Any:
+    def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         """Send one read; an error reply (from the primary) is raised mapped."""
-        replies = self._from_replica((packed,), command)
+        replies = self._from_replica((packed,), command, (shape,))
         if replies is None:
-            return self._primary.execute(packed, command)
+            return self._primary.execute(packed, command, shape)
         return replies[0]
 
     def pipeline(
@@ -124,11 +124,14 @@ class ReplicaReads:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send reads in one round trip; error replies (from the primary) come back in place."""
-        replies = self._from_replica(commands, command)
+        replies = self._from_replica(commands, command, shapes)
         if replies is None:
-            return self._primary.pipeline(commands, command, idempotent=idempotent, fill=fill)
+            return self._primary.pipeline(
+                commands, command, idempotent=idempotent, fill=fill, shapes=shapes
+            )
         return replies
 
     def close(self) -> None:
@@ -138,8 +141,14 @@ class ReplicaReads:
         for channel in channels:
             channel.close()
 
-    def _from_replica(self, commands: Sequence[bytes], command: str) -> list[Any] | None:
-        """Return the replies of a replica in sync, or ``None``: ask the primary."""
+    def _from_replica(
+        self, commands: Sequence[bytes], command: str, shapes: Sequence[Shape | None] | None
+    ) -> list[Any] | None:
+        """Return the replies of a replica in sync, or ``None``: ask the primary.
+
+        A replica's reply without its command's shape is a protocol error (the
+        replica's connection is closed), and the primary is asked.
+        """
         choice = self._choice
         if choice.refresh_due():
             self.refresh()
@@ -151,13 +160,20 @@ class ReplicaReads:
             return None
         check = choice.check_due(name)
         try:
-            replies = channel.pipeline([wire.ROLE, *commands] if check else commands, command)
+            if check:
+                replies = channel.pipeline(
+                    [ROLE, *commands],
+                    command,
+                    shapes=None if shapes is None else [ROLE_REPLY, *shapes],
+                )
+            else:
+                replies = channel.pipeline(commands, command, shapes=shapes)
         except RedisDriverError:
             choice.avoid(name)
             return None
         if check:
             role = replies.pop(0)
-            if not wire.replica_in_sync(role):
+            if not replica_in_sync(role):
                 choice.avoid(name)
                 return None
         if first_error_reply(replies) is not None:
