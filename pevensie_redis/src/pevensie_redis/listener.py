@@ -30,11 +30,20 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis import compat
 from pevensie_redis.near import NearStore
-from pevensie_redis.protocol.commands import INVALIDATION_CHANNEL, pack, pack_tracking
+from pevensie_redis.protocol.commands import (
+    CLIENT_ID_REPLY,
+    INVALIDATION_CHANNEL,
+    OK_REPLY,
+    SUBSCRIBE_REPLY,
+    describe,
+    pack,
+    pack_tracking,
+)
 
 __all__ = ["InvalidationListener"]
 
@@ -161,12 +170,19 @@ class InvalidationListener:
         if self._stopping.is_set():
             return
         connection.send_packed_command((pack([b"CLIENT", b"ID"]),))
-        client_id = int(connection.read_response())
+        client_id = connection.read_response()
+        if not CLIENT_ID_REPLY(client_id):
+            raise InvalidResponse(f"CLIENT ID got {describe(client_id)} in reply")
         connection.send_packed_command(
             (pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
         )
-        connection.read_response()  # OK (an error reply is raised: no tracking here)
-        connection.read_response()  # ["subscribe", channel, 1]
+        tracking = connection.read_response()  # OK (an error reply is raised: no tracking here)
+        subscribed = connection.read_response()  # ["subscribe", channel, 1]
+        if not OK_REPLY(tracking) or not SUBSCRIBE_REPLY(subscribed):
+            raise InvalidResponse(
+                f"CLIENT TRACKING and SUBSCRIBE got {describe(tracking)} and "
+                f"{describe(subscribed)} in reply"
+            )
         self.server = compat.server_of(connection)
         self.failure = None
         self._store.enable()

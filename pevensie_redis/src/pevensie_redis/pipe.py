@@ -39,6 +39,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_redis.protocol.commands import OK_REPLY, describe
 from pevensie_redis.protocol.resp import make_reader
 
 __all__ = ["Endpoint", "Pipe", "open_pipe"]
@@ -309,6 +310,10 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
             for reply in [await future for future in futures]:
                 if isinstance(reply, Exception):
                     raise reply
+                if not OK_REPLY(reply):  # AUTH, SELECT, CLIENT SETNAME, READONLY
+                    raise InvalidResponse(
+                        f"{endpoint.label}: the handshake got {describe(reply)} in reply"
+                    )
         except BaseException:
             pipe.close()
             for future in futures:  # marks the errors not awaited as seen (asyncio logs others)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
-    "ARRAY_REPLY",
     "BATCH_SIZE",
     "CLIENT_ID_REPLY",
     "CLUSTER_SLOTS",
@@ -160,8 +159,6 @@ SCRIPT_LOAD_REPLY: Shape = _bulk
 """``SCRIPT LOAD``: the script's SHA1 digest."""
 ROLE_REPLY: Shape = _array
 """``ROLE``: a list whose first item names the role."""
-ARRAY_REPLY: Shape = _array
-"""``CLUSTER SLOTS`` and other replies that must be a list."""
 CLIENT_ID_REPLY: Shape = _integer
 """``CLIENT ID``: the connection's id."""
 SUBSCRIBE_REPLY: Shape = _subscribed
