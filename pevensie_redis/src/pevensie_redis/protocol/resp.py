@@ -174,11 +174,14 @@ def make_reader() -> Reader:
         import hiredis
     except ImportError:
         return Resp2Reader()
-    return _hiredis_reader(hiredis.Reader)(protocolError=InvalidResponse, replyError=error_reply)
+    reader: Reader = _hiredis_reader(hiredis.Reader)(
+        protocolError=InvalidResponse, replyError=error_reply
+    )
+    return reader
 
 
 @functools.cache
-def _hiredis_reader(base: type) -> Any:
+def _hiredis_reader(base: Any) -> Any:
     """``hiredis.Reader``, whose ``gets()`` raises ``InvalidResponse`` for an absurd array length.
 
     hiredis makes the list of an array as soon as its length arrives: an
@@ -187,7 +190,7 @@ def _hiredis_reader(base: type) -> Any:
     """
     gets = base.gets
 
-    class HiredisReader(base):  # type: ignore[misc,valid-type]
+    class HiredisReader(base):  # type: ignore[misc]
         __slots__ = ()
 
         def gets(self) -> Any:
