@@ -8,7 +8,6 @@ hangs or recurses on deep nesting.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -20,13 +19,12 @@ from redis.exceptions import AskError, InvalidResponse, MovedError, NoScriptErro
 from pevensie_redis.protocol.error_codes import error_reply
 from pevensie_redis.protocol.resp import MAX_DEPTH, Reader, Resp2Reader, make_reader
 
-HAVE_HIREDIS = importlib.util.find_spec("hiredis") is not None
+HAVE_HIREDIS = not isinstance(make_reader(), Resp2Reader)
+"""Whether hiredis is installed (and importable): then :func:`make_reader` returns its reader."""
 
 
 def _hiredis() -> Reader:
-    reader = make_reader()  # hiredis's, when installed
-    assert not isinstance(reader, Resp2Reader)
-    return reader
+    return make_reader()
 
 
 READERS: dict[str, Callable[[], Reader]] = {"python": Resp2Reader}
