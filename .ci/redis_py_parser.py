@@ -22,7 +22,7 @@ def main() -> int:
     import redis.connection
     import redis.utils
 
-    from pevensie_redis import wire
+    from pevensie_redis.protocol import commands as wire
 
     installed = importlib.util.find_spec("hiredis") is not None
     c_parser = bool(redis.utils.HIREDIS_AVAILABLE) and "Hiredis" in (

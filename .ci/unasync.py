@@ -5,7 +5,20 @@ The async module is the source; its sync twin is derived token by token:
 the names in ``NAMES`` are replaced (in code, strings and comments alike), and
 ``Awaitable[X]`` becomes ``X``. A line ending in ``# unasync: remove`` is
 dropped. The result is formatted with ruff and starts with a header naming its
-source.
+source and saying not to edit it.
+
+Docstrings must be true of the face they are read on:
+
+- the module docstring's opening paragraphs, up to the one that names
+  ``.ci/unasync.py`` (where the source says what it is the source of), are the
+  source's own; the twin opens with its ``INTROS`` entry instead, and the rest
+  of the docstring follows with the names replaced;
+- no other string or comment may name both an async name and its sync one
+  (``channel_async`` and ``channel``): replaced, it would name one thing twice.
+
+The generator stops with an error when its configuration no longer fits the
+sources: a name of ``NAMES`` that no source uses, a source without the intro
+paragraph, a twin without an ``INTROS`` entry, or a string naming both faces.
 
     python .ci/unasync.py           # write every sync twin
     python .ci/unasync.py --check   # exit 1 if a twin differs from what its source gives
@@ -21,6 +34,7 @@ import re
 import subprocess
 import sys
 import tokenize
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +52,48 @@ PAIRS = [
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
+INTROS = {
+    f"{CACHE}/facade.py": """\
+The cache object of the sync face: :class:`PevensieCache`.
+
+Generated from ``facade_async.py`` (:class:`AsyncPevensieCache`, the async
+face) by ``.ci/unasync.py``: the same logic without ``await``, for threads.""",
+    f"{CACHE}/resource.py": """\
+Resources and memoised functions of the sync face: values of any type through a codec.
+
+``cache.resource("user", codec="json")`` binds one resource type and a codec
+(:class:`Resource`); ``@cache.cached("report")`` memoises a function
+(:class:`CachedFunction`). Both sit on a cache's string operations.
+
+Generated from ``resource_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{CACHE}/instrumented.py": """\
+The instrumented sync cache: every operation timed and counted, then the cache's own code.
+
+Generated from ``instrumented_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{CACHE}/testing/conformance.py": """\
+The conformance suite of the sync face: the behaviour every driver must have.
+
+Generated from ``conformance_async.py`` (the async suite) by ``.ci/unasync.py``:
+one set of case definitions for both faces. Subclass :class:`CacheConformance`
+and override the ``cache_under_test`` fixture (and ``stored_keys`` when the
+store can list its keys); see :mod:`pevensie_cache.testing`.""",
+    f"{REDIS}/driver.py": """\
+The Redis driver for one server (or a primary found through Sentinel), sync face.
+
+Generated from ``driver_async.py`` (the async face) by ``.ci/unasync.py``: the
+same logic, over the sync channel (:mod:`~pevensie_redis.channel`).""",
+    f"{REDIS}/cluster.py": """\
+The Redis Cluster mode of the driver (``RedisConfig(cluster=True)``), sync face.
+
+Generated from ``cluster_async.py`` (the async face) by ``.ci/unasync.py``: the
+same logic, over the sync Cluster I/O (:mod:`~pevensie_redis.cluster_io`).""",
+    f"{REDIS}/replicas.py": """\
+Reads from the replicas the sentinels name (``read_from_replicas``), sync face.
+
+Generated from ``replicas_async.py`` (the async face) by ``.ci/unasync.py``.""",
+}
+"""The opening paragraphs of each twin's module docstring (see the module docstring)."""
+
 NAMES = {
     "AsyncPevensieCache": "PevensieCache",
     "InstrumentedAsyncPevensieCache": "InstrumentedPevensieCache",
@@ -52,24 +108,13 @@ NAMES = {
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
     "AsyncStringCache": "StringCache",
-    "AsyncIterator": "Iterator",
-    "AsyncGenerator": "Generator",
-    "AsyncIterable": "Iterable",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
-    "__aiter__": "__iter__",
-    "__anext__": "__next__",
-    "StopAsyncIteration": "StopIteration",
     "facade_async": "facade",
     "resource_async": "resource",
-    "instrumented_async": "instrumented",
     "primitives_async": "primitives",
-    "conformance_async": "conformance",
-    "driver_async": "driver",
     "channel_async": "channel",
-    "listener_async": "listener",
     "cluster_io_async": "cluster_io",
-    "cluster_async": "cluster",
     "replicas_async": "replicas",
     "pytest_asyncio": "pytest",
 }
@@ -79,8 +124,16 @@ REMOVE_MARK = "# unasync: remove"
 _WORDS = re.compile(r"\b(" + "|".join(map(re.escape, NAMES)) + r")\b")
 
 
-def unasync(source: str, origin: str) -> str:
-    """Return the sync twin of ``source`` (the text of the async module ``origin``)."""
+class StaleConfig(Exception):
+    """The configuration no longer fits the sources (see the module docstring)."""
+
+
+def unasync(source: str, origin: str, intro: str, used: set[str] | None = None) -> str:
+    """Return the sync twin of ``source`` (the text of the async module ``origin``).
+
+    ``intro`` opens the twin's module docstring; the names of ``NAMES`` that
+    were replaced are added to ``used``. Raises :class:`StaleConfig`.
+    """
     kept = [line for line in source.splitlines(keepends=True) if not _marked(line)]
     text = "".join(kept)
     offsets = [0]
@@ -90,8 +143,29 @@ def unasync(source: str, origin: str) -> str:
     def at(position: tuple[int, int]) -> int:
         return offsets[position[0] - 1] + position[1]
 
+    def replace_names(string: str) -> str:
+        both = [name for name in _WORDS.findall(string) if _has_word(string, NAMES[name])]
+        if both:
+            raise StaleConfig(
+                f"{origin}: a string or comment names both {both[0]!r} and {NAMES[both[0]]!r}, "
+                "which the twin would read as one name twice; rephrase it"
+            )
+        if used is not None:
+            used.update(_WORDS.findall(string))
+        return _WORDS.sub(lambda m: NAMES[m.group(1)], string)
+
     tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in absolute offsets
+    docstring = next((t for t in tokens if t.type not in _PREAMBLE), None)
+    if docstring is None or docstring.type != tokenize.STRING:
+        raise StaleConfig(f"{origin}: no module docstring to give the twin its intro")
+    edits.append(
+        (
+            at(docstring.start),
+            at(docstring.end),
+            _twin_docstring(docstring.string, origin, intro, replace_names),
+        )
+    )
     for index, token in enumerate(tokens):
         following = tokens[index + 1] if index + 1 < len(tokens) else None
         keyword = token.type == tokenize.NAME and (
@@ -102,6 +176,8 @@ def unasync(source: str, origin: str) -> str:
                 and following.string in ("def", "with", "for")
             )
         )
+        if token is docstring:
+            continue
         if keyword:
             # Drop the keyword and the blanks after it, up to the next token on its line.
             same_line = following is not None and following.start[0] == token.start[0]
@@ -113,16 +189,42 @@ def unasync(source: str, origin: str) -> str:
             edits.append((at(token.start), at(following.end), ""))
             edits.append((at(closing.start), at(closing.end), ""))
         elif token.type in (tokenize.NAME, tokenize.STRING, tokenize.COMMENT):
-            replaced = _WORDS.sub(lambda m: NAMES[m.group(1)], token.string)
+            replaced = replace_names(token.string)
             if replaced != token.string:
                 edits.append((at(token.start), at(token.end), replaced))
     for start, stop, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[stop:]
     header = (
-        f"# Generated from {Path(origin).name} by .ci/unasync.py: edit that file, "
-        "then run `nox -s generate`.\n"
+        f"# Code generated by .ci/unasync.py from {Path(origin).name}; DO NOT EDIT.\n"
+        f"# Edit {origin}, then run `nox -s generate`.\n"
     )
     return header + text
+
+
+_PREAMBLE = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENCODING)
+
+
+def _twin_docstring(
+    literal: str, origin: str, intro: str, replace_names: Callable[[str], str]
+) -> str:
+    """Return the twin's module docstring: ``intro``, then the source's after its own intro."""
+    quote = literal[:3]
+    if quote not in ('"""', "'''") or literal[-3:] != quote:
+        raise StaleConfig(f"{origin}: the module docstring is not a triple-quoted string")
+    paragraphs = literal[3:-3].split("\n\n")
+    ends = [n for n, paragraph in enumerate(paragraphs) if ".ci/unasync.py" in paragraph]
+    if not ends:
+        raise StaleConfig(
+            f"{origin}: no paragraph of its module docstring names .ci/unasync.py "
+            "(the source's own intro, which the twin's INTROS entry replaces)"
+        )
+    rest = "\n\n".join(paragraphs[ends[0] + 1 :]).strip("\n")
+    body = intro.strip("\n") + ("\n\n" + replace_names(rest) if rest else "")
+    return f"{quote}{body}\n{quote}"
+
+
+def _has_word(text: str, word: str) -> bool:
+    return re.search(r"\b" + re.escape(word) + r"\b", text) is not None
 
 
 def _matching_bracket(tokens: list[tokenize.TokenInfo], opening: int) -> tokenize.TokenInfo:
@@ -144,9 +246,26 @@ def _marked(line: str) -> bool:
 def generate(check: bool) -> int:
     """Write (or, with ``check``, compare) every sync twin; return the exit status."""
     stale: list[str] = []
-    for source_path, twin_path in PAIRS:
-        source = (ROOT / source_path).read_text(encoding="utf-8")
-        text = _format(unasync(source, source_path), ROOT / twin_path)
+    used: set[str] = set()
+    try:
+        missing = [twin for _, twin in PAIRS if twin not in INTROS]
+        if missing:
+            raise StaleConfig("no INTROS entry for " + ", ".join(missing))
+        texts = {}
+        for source_path, twin_path in PAIRS:
+            source = (ROOT / source_path).read_text(encoding="utf-8")
+            twin_text = unasync(source, source_path, INTROS[twin_path], used)
+            texts[twin_path] = _format(twin_text, ROOT / twin_path)
+        unused = sorted(set(NAMES) - used)
+        if unused:
+            raise StaleConfig("names in NAMES that no source uses: " + ", ".join(unused))
+        extra = sorted(set(INTROS) - {twin for _, twin in PAIRS})
+        if extra:
+            raise StaleConfig("INTROS entries for no twin: " + ", ".join(extra))
+    except StaleConfig as exc:
+        print(f"unasync: stale configuration: {exc}", file=sys.stderr)
+        return 2
+    for twin_path, text in texts.items():
         twin = ROOT / twin_path
         current = twin.read_text(encoding="utf-8") if twin.exists() else None
         if current == text:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pevensie_redis import wire
+from pevensie_redis.protocol import commands as wire
 
 keys = st.binary(max_size=300) | st.text(max_size=100).map(str.encode)
 values = st.binary(max_size=2000)

@@ -2,7 +2,11 @@
 module that imports it back.
 
 The imports are read from the source (``ast``), so ``if TYPE_CHECKING:`` blocks
-and imports inside functions count as much as those at the top.
+and imports inside functions count as much as those at the top. A package's
+``__init__`` counts as a module like any other: ``from pkg import name`` (a
+name ``__init__`` defines or re-exports) imports it, so a submodule doing that
+while ``__init__`` imports the submodule is a cycle; ``from pkg import sub``
+imports only the submodule ``sub``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
                 anchor = name.split(".")
                 anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            # ``from pkg import sub`` imports the submodule; ``from pkg import name`` imports
+            # ``pkg`` itself (its ``__init__``, where the name is defined or re-exported).
+            submodules = [f"{base}.{alias.name}" for alias in node.names]
+            targets = [sub for sub in submodules if sub in known]
+            if len(targets) < len(submodules):
+                targets.append(base)
         for target in targets:
             # The deepest known module the import names (``a.b.c`` -> ``a.b`` when only it exists).
             while target and target not in known:
@@ -67,9 +76,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[name] = 1
         path.append(name)
         for target in sorted(graph.get(name, ())):
-            # A package's __init__ importing its own submodules is how packages work.
-            if name == target.rpartition(".")[0] and name in graph:
-                continue
             if state.get(target) == 1:
                 return [*path[path.index(target) :], target]
             if target not in state:
@@ -110,17 +116,36 @@ def test_the_cycle_finder_finds_a_cycle_hidden_under_type_checking(tmp_path: Pat
     )
 
 
+def test_the_cycle_finder_finds_a_cycle_through_a_package_init(tmp_path: Path) -> None:
+    # __init__ -> observability -> telemetry -> __init__, as telemetry's version lookup was.
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from pkg.observability import instrument\nVERSION = 1\n")
+    (package / "observability.py").write_text("from pkg import telemetry\ninstrument = 1\n")
+    (package / "telemetry.py").write_text("def meter():\n    from pkg import VERSION\n")
+    graph = {module_name(package, path, "pkg"): path for path in package.rglob("*.py")}
+    edges = {name: imported_modules(path, name, set(graph)) for name, path in graph.items()}
+    cycle = find_cycle(edges)
+    assert cycle is not None
+    assert set(cycle) == {"pkg", "pkg.observability", "pkg.telemetry"}
+
+
 def test_the_redis_modules_import_each_other_only_downwards() -> None:
-    """The layers of pevensie_redis: wire format, errors, connections, I/O, drivers, mode choice."""
+    """The layers of pevensie_redis: protocol, errors, connections, I/O, drivers, mode choice."""
     layers = [
-        {"pevensie_redis.wire"},
+        {
+            "pevensie_redis.protocol",
+            "pevensie_redis.protocol.keys",
+            "pevensie_redis.protocol.commands",
+            "pevensie_redis.protocol.error_codes",
+        },
+        {"pevensie_redis.protocol.resp"},
         {
             "pevensie_redis.config",
             "pevensie_redis.errors",
             "pevensie_redis.compat",
             "pevensie_redis.primary_check",
         },
-        {"pevensie_redis.resp"},
         {"pevensie_redis.pool", "pevensie_redis.pipe"},
         {"pevensie_redis.near", "pevensie_redis.replica_choice"},
         {"pevensie_redis.listener", "pevensie_redis.listener_async", "pevensie_redis.sentinel"},

@@ -52,6 +52,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from pevensie_cache.errors import ConfigError
@@ -192,10 +193,8 @@ class Recorder:
             raise ConfigError(
                 "instrument() needs the OpenTelemetry API: pip install 'pevensie-cache[otel]'"
             ) from None
-        from pevensie_cache import __version__
-
         provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
-        meter = provider.get_meter(METER_NAME, __version__)
+        meter = provider.get_meter(METER_NAME, _release())
         self.system = system
         self.resource_types = resource_types
         self.operations = meter.create_counter(
@@ -222,7 +221,7 @@ class Recorder:
             )
         self.tracer: Any = None
         if tracer_provider is not None:
-            self.tracer = tracer_provider.get_tracer(METER_NAME, __version__)
+            self.tracer = tracer_provider.get_tracer(METER_NAME, _release())
         self._attributes: dict[tuple[str, str, str, str | None], dict[str, str]] = {}
 
     def start(self, operation: str, resource_type: object) -> Operation:
@@ -363,3 +362,15 @@ class Operation:
             context.detach(self._context_token)
         finally:
             span.end()
+
+
+def _release() -> str:
+    """Return the installed release of pevensie-cache, which names the meter and tracer.
+
+    Read from the distribution's metadata, not from ``pevensie_cache.__version__``:
+    the package imports this module, so importing the package back would close a cycle.
+    """
+    try:
+        return version("pevensie-cache")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"

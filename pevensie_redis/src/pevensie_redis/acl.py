@@ -56,8 +56,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pevensie_redis import wire
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.protocol.keys import scan_pattern
 
 __all__ = ["FEATURES", "acl_rule", "sentinel_acl_rule"]
 
@@ -110,9 +110,9 @@ def acl_rule(
         raise ValueError("acl_rule needs at least one resource type")
     keys: list[str] = []
     for resource_type in types:
-        prefix = f"{{{resource_type}}}:" if config.cluster_hash_tag else f"{resource_type}:"
-        pattern = wire.escape_glob(prefix)  # ACL key patterns are globs, as SCAN's
-        keys += [f"~{pattern}*", f"~:lock:{pattern}*"]
+        # ACL key patterns are globs, as SCAN's: every key of the type, and their locks.
+        pattern = scan_pattern(resource_type, hash_tag=config.cluster_hash_tag)
+        keys += [f"~{pattern}", f"~:lock:{pattern}"]
     features = ["connection"]
     if client_setinfo:
         features.append("client_setinfo")

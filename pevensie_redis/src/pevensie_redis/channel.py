@@ -31,18 +31,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, InvalidResponse, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
 
 from pevensie_cache import ConfigError
-from pevensie_redis import compat, wire
+from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener import InvalidationListener
-from pevensie_redis.near import NearStore
+from pevensie_redis.near import NearStore, heartbeat
 from pevensie_redis.pool import CachePool, pool_options
+from pevensie_redis.protocol.commands import Shape, describe
 from pevensie_redis.sentinel import ClearSentinel, sentinel_pool
 
 __all__ = [
@@ -114,8 +115,12 @@ class Channel:
         if self._sentinel is not None:
             self._sentinel.close()
 
-    def execute(self, packed: bytes, command: str) -> Any:
-        """Send one packed command and return its reply; an error reply is raised mapped."""
+    def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
+        """Send one packed command and return its reply; an error reply is raised mapped.
+
+        A reply that does not have ``shape`` closes the connection it came on
+        and raises :class:`~pevensie_redis.RedisProtocolError`.
+        """
         try:
             connection = self._acquire()
         except _FAILURES as exc:
@@ -125,9 +130,12 @@ class Channel:
             try:
                 # A sequence of buffers: send_packed_command iterates what it is given.
                 connection.send_packed_command((packed,))
-                return connection.read_response()
+                reply = connection.read_response()
             except _RETRYABLE as exc:
-                return self._retry(connection, lambda c: _send_read(c, packed), exc, True)
+                reply = self._retry(connection, lambda c: _send_read(c, packed), exc, True)
+            if shape is not None and not shape(reply):
+                raise _misshapen(connection, command, reply)
+            return reply
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
         finally:
@@ -140,6 +148,7 @@ class Channel:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send every command at once, then read every reply, in order.
 
@@ -147,6 +156,9 @@ class Channel:
         reply is read, so the connection stays in step. A command that is not
         ``idempotent`` is not sent twice. ``fill``: the replies fill the near
         cache, so they must come from the server its listener hears.
+        ``shapes`` (parallel to ``commands``, ``None`` for any): a reply
+        without its command's shape closes the connection and raises
+        :class:`~pevensie_redis.RedisProtocolError`.
         """
         if fill and self._listener is not None:
             self._listener.ensure_running()  # after a fork: the child listens on its own
@@ -157,9 +169,14 @@ class Channel:
         send = self._fill if fill and self._sentinel is not None else _pipeline
         try:
             try:
-                return send(connection, commands)
+                replies = send(connection, commands)
             except _RETRYABLE as exc:
-                return self._retry(connection, lambda c: send(c, commands), exc, idempotent)
+                replies = self._retry(connection, lambda c: send(c, commands), exc, idempotent)
+            if shapes is not None:
+                for reply, shape in zip(replies, shapes, strict=True):
+                    if shape is not None and not shape(reply) and not isinstance(reply, Exception):
+                        raise _misshapen(connection, command, reply)
+            return replies
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
         finally:
@@ -273,7 +290,7 @@ def _start_listener(pool: CachePool, near: NearStore, config: RedisConfig) -> In
         connection.connect()
         return connection
 
-    listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
+    listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
     # Bounded by the connect and read timeouts of the listener's own first attempt.
     if not listener.start(wait=2 * config.timeout_seconds + 1):
         listener.stop()
@@ -296,7 +313,7 @@ class _NotConnected:
     def close(self) -> None:
         pass
 
-    def execute(self, packed: bytes, command: str) -> Any:
+    def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         raise RedisConnectionError("the Redis driver is not connected")
 
     def pipeline(
@@ -306,12 +323,25 @@ class _NotConnected:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         raise RedisConnectionError("the Redis driver is not connected")
 
 
 not_connected_channel = _NotConnected()
 """Stands in for a channel while a driver is disconnected."""
+
+
+def _misshapen(connection: _Connection, command: str, reply: Any) -> InvalidResponse:
+    """Close ``connection``, whose reply to ``command`` is not of its shape; return the error.
+
+    Such a connection is out of step (or not talking to a Redis server): every
+    later reply on it would be wrong too. It reconnects when next used.
+    """
+    connection.disconnect()
+    return InvalidResponse(
+        f"{compat.server_of(connection)}: {command} got {describe(reply)} in reply"
+    )
 
 
 def _send_read(connection: _Connection, packed: bytes) -> Any:

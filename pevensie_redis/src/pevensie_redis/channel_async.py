@@ -35,19 +35,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
+from redis.exceptions import AuthenticationError, InvalidResponse, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_cache.errors import WrongEventLoop
-from pevensie_redis import wire
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener_async import InvalidationListener
-from pevensie_redis.near import NearStore
+from pevensie_redis.near import NearStore, heartbeat
 from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
 from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
 from pevensie_redis.primary_check import PrimaryCheck
+from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, pack_handshake
 from pevensie_redis.sentinel import find_primary, find_replicas
 
 __all__ = [
@@ -135,8 +135,12 @@ class Channel:
 
     # -- commands ----------------------------------------------------------------------
 
-    async def execute(self, packed: bytes, command: str) -> Any:
-        """Send one packed command and return its reply; an error reply is raised mapped."""
+    async def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
+        """Send one packed command and return its reply; an error reply is raised mapped.
+
+        A reply that does not have ``shape`` closes the pipe it came on and
+        raises :class:`~pevensie_redis.RedisProtocolError`.
+        """
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
@@ -145,8 +149,10 @@ class Channel:
                 reply = await pipe.send(packed)
                 if reply.__class__ is ReadOnlyError and self._follows_primary:
                     raise self._moved(pipe)
+                if shape is not None and not shape(reply) and not isinstance(reply, Exception):
+                    raise _misshapen(pipe, command, reply)
             except _RETRYABLE as exc:
-                reply = await self._retry(lambda p: _send(p, packed), exc, True)
+                reply = await self._retry(lambda p: _send(p, packed, command, shape), exc, True)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
         if isinstance(reply, Exception):
@@ -160,30 +166,37 @@ class Channel:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send every command at once, then read every reply, in order.
 
         Error replies come back in place as ``ResponseError`` instances. A
         command that is not ``idempotent`` is not sent twice. ``fill``: the
         replies fill the near cache, so they must come from the server its
-        listener hears.
+        listener hears. ``shapes`` (parallel to ``commands``, ``None`` for
+        any): a reply without its command's shape closes the pipe and raises
+        :class:`~pevensie_redis.RedisProtocolError`.
         """
         if fill and self._follows_primary:
-            return await self._fill(commands, command)
+            return await self._fill(commands, command, shapes)
         if asyncio.get_running_loop() is not self._loop:
             raise _wrong_loop()
         try:
             try:
                 pipe = self._ready() or await self._fresh()
                 if not idempotent and self._loop.time() - pipe.last_reply > HEALTH_CHECK_INTERVAL:
-                    await _send(pipe, wire.pack(["PING"]))
-                return await self._send_many(pipe, commands)
+                    await _send(pipe, PING, "PING", PING_REPLY)
+                return await self._send_many(pipe, commands, command, shapes)
             except _RETRYABLE as exc:
-                return await self._retry(lambda p: self._send_many(p, commands), exc, idempotent)
+                return await self._retry(
+                    lambda p: self._send_many(p, commands, command, shapes), exc, idempotent
+                )
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
 
-    async def _fill(self, commands: Sequence[bytes], command: str) -> list[Any]:
+    async def _fill(
+        self, commands: Sequence[bytes], command: str, shapes: Sequence[Shape | None] | None
+    ) -> list[Any]:
         """Run a near-cache read through Sentinel, and check it ran where the listener listens.
 
         After a failover the listener and this pipe may have followed the
@@ -193,7 +206,7 @@ class Channel:
         listener = self._listener
 
         async def attempt(pipe: Pipe) -> list[Any]:
-            replies = await self._send_many(pipe, commands)
+            replies = await self._send_many(pipe, commands, command, shapes)
             if listener is not None and listener.server != pipe.endpoint.label:
                 listener.moved()
             return replies
@@ -209,7 +222,13 @@ class Channel:
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
 
-    async def _send_many(self, pipe: Pipe, commands: Sequence[bytes]) -> list[Any]:
+    async def _send_many(
+        self,
+        pipe: Pipe,
+        commands: Sequence[bytes],
+        command: str,
+        shapes: Sequence[Shape | None] | None,
+    ) -> list[Any]:
         futures = pipe.send_many(commands)
         try:
             if pipe.load > SPREAD_AT:
@@ -221,6 +240,10 @@ class Channel:
             raise
         if self._follows_primary and any(reply.__class__ is ReadOnlyError for reply in replies):
             raise self._moved(pipe)
+        if shapes is not None:
+            for reply, shape in zip(replies, shapes, strict=True):
+                if shape is not None and not shape(reply) and not isinstance(reply, Exception):
+                    raise _misshapen(pipe, command, reply)
         return replies
 
     async def _retry(
@@ -338,8 +361,21 @@ def _consume(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def _send(pipe: Pipe, packed: bytes) -> Any:
-    return await pipe.send(packed)
+async def _send(pipe: Pipe, packed: bytes, command: str, shape: Shape | None) -> Any:
+    reply = await pipe.send(packed)
+    if shape is not None and not shape(reply) and not isinstance(reply, Exception):
+        raise _misshapen(pipe, command, reply)
+    return reply
+
+
+def _misshapen(pipe: Pipe, command: str, reply: Any) -> InvalidResponse:
+    """Close ``pipe``, whose reply to ``command`` is not of its shape; return the error to raise.
+
+    Such a pipe is out of step (or not talking to a Redis server): every later
+    reply on it would be wrong too.
+    """
+    pipe.close()
+    return InvalidResponse(f"{pipe.endpoint.label}: {command} got {describe(reply)} in reply")
 
 
 def _wrong_loop() -> WrongEventLoop:
@@ -355,7 +391,7 @@ class _NotConnected:
     pool = None
     near = None
 
-    async def execute(self, packed: bytes, command: str) -> Any:
+    async def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         raise RedisConnectionError("the Redis driver is not connected")
 
     async def pipeline(
@@ -365,6 +401,7 @@ class _NotConnected:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         raise RedisConnectionError("the Redis driver is not connected")
 
@@ -379,7 +416,7 @@ not_connected_channel = _NotConnected()
 def endpoint(config: RedisConfig, host: str | None = None, port: int | None = None) -> Endpoint:
     """Return the :class:`Endpoint` of the server ``config`` names (or of ``host:port``)."""
     handshake = tuple(
-        wire.pack_handshake(config.username, config.password, config.db, config.client_name)
+        pack_handshake(config.username, config.password, config.db, config.client_name)
     )
     if config.unix_socket_path is not None and host is None:
         return Endpoint(
@@ -438,7 +475,7 @@ async def open_channel(config: RedisConfig) -> Channel:
     )
     try:
         pipe = await channel._fresh()
-        reply = await _send(pipe, wire.pack(["PING"]))
+        reply = await _send(pipe, PING, "PING", PING_REPLY)
         if isinstance(reply, Exception):
             raise reply
         if config.near_cache:
@@ -496,7 +533,7 @@ async def _start_near_cache(
         return await open_pipe(await resolve())
 
     near = NearStore(config.near_cache_size)
-    listener = InvalidationListener(connect, near, heartbeat=wire.heartbeat(config.timeout_seconds))
+    listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
     channel.near, channel._listener = near, listener
     # Bounded by the connect and reply timeouts of the listener's own first attempt.
     if not await listener.start(wait=2 * config.timeout_seconds + 1):
@@ -515,9 +552,7 @@ def _sentinel_endpoint(config: RedisConfig, host: str, port: int) -> Endpoint:
     """Return a sentinel's endpoint: the driver's timeout and TLS, the sentinels' credentials."""
     plain = endpoint(config, host, port)
     handshake = tuple(
-        wire.pack_handshake(
-            config.sentinel_username, config.sentinel_password, 0, config.client_name
-        )
+        pack_handshake(config.sentinel_username, config.sentinel_password, 0, config.client_name)
     )
     return Endpoint(
         label=plain.label,

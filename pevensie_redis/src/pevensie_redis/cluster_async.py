@@ -74,7 +74,6 @@ from redis.exceptions import (
 
 from pevensie_cache import PevensieCacheError
 from pevensie_cache.driver import Progress
-from pevensie_redis import wire
 from pevensie_redis.cluster_io_async import BROKEN, FAILURES, ClusterIO, open_cluster
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -85,6 +84,25 @@ from pevensie_redis.errors import (
     map_error,
     refuses_scripting,
 )
+from pevensie_redis.protocol.commands import (
+    CLUSTER_SLOTS,
+    INCR_EX_SCRIPT,
+    RELEASE_LOCK_SCRIPT,
+    ROLE,
+    SET_EX_SCRIPT,
+    SET_EX_SCRIPT_SHA,
+    chunks,
+    pack,
+    pack_delete,
+    pack_get,
+    pack_scan,
+    pack_set,
+    pack_set_ex,
+    replica_in_sync,
+    replicas_by_slot,
+)
+from pevensie_redis.protocol.keys import key_maker, lock_key, scan_pattern
+from pevensie_redis.protocol.keys import prefix as key_prefix
 from pevensie_redis.replica_choice import ReplicaChoice
 
 __all__ = ["AsyncRedisClusterDriver"]
@@ -117,10 +135,12 @@ class AsyncRedisClusterDriver:
         self.config = config
         self._io: ClusterIO | None = None
         self._hash_tag = config.cluster_hash_tag
+        self._full = key_maker(hash_tag=config.cluster_hash_tag)
+        """The stored key of ``(resource_type, key)`` (hash-tagged with ``cluster_hash_tag``)."""
         self._scripting = True
         self._choice = ReplicaChoice() if config.read_from_replicas else None
         """How a read's replica is chosen, with ``read_from_replicas``."""
-        self._replicas = wire.replicas_by_slot(None)
+        self._replicas = replicas_by_slot(None)
         """For each slot, the replicas of its primary (``CLUSTER SLOTS``, asked now and then)."""
         self._read: Callable[[bytes, bytes, tuple[Any, ...], str], Awaitable[Any]] = (
             self._single if self._choice is None else self._single_from_replica
@@ -144,7 +164,7 @@ class AsyncRedisClusterDriver:
 
         ``<resource_type>:``, or ``{<resource_type>}:`` with ``cluster_hash_tag``.
         """
-        return f"{{{resource_type}}}:" if self._hash_tag else f"{resource_type}:"
+        return key_prefix(resource_type, hash_tag=self._hash_tag)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -179,50 +199,51 @@ class AsyncRedisClusterDriver:
 
     async def get(self, resource_type: str, key: str) -> str | None:
         """``GET`` on the key's node; ``None`` when absent or expired."""
-        full = (self.prefix(resource_type) + key).encode()
-        value = await self._read(full, wire.pack_get(full), ("GET", full), "GET")
+        full = self._full(resource_type, key)
+        value = await self._read(full, pack_get(full), ("GET", full), "GET")
         return None if value is None else decode_value(value, "GET")
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """One atomic ``SET`` (with ``EX`` for a TTL) on the key's node."""
-        full = (self.prefix(resource_type) + key).encode()
+        full = self._full(resource_type, key)
         data = value.encode()
         if ttl_seconds is None:
-            await self._single(full, wire.pack_set(full, data), ("SET", full, data), "SET")
+            await self._single(full, pack_set(full, data), ("SET", full, data), "SET")
         else:
-            packed = wire.pack_set_ex(full, data, ttl_seconds)
+            packed = pack_set_ex(full, data, ttl_seconds)
             await self._single(full, packed, ("SET", full, data, "EX", ttl_seconds), "SET")
 
     async def delete(self, resource_type: str, key: str) -> None:
         """``UNLINK`` on the key's node; an absent key is fine."""
-        full = (self.prefix(resource_type) + key).encode()
-        await self._single(full, wire.pack_delete(full), ("UNLINK", full), "UNLINK")
+        full = self._full(resource_type, key)
+        await self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK")
 
     # -- atomic operations and clear -------------------------------------------------
 
     async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
         """``SET ... NX [EX ttl]`` on the key's node: store only if absent."""
-        full = (self.prefix(resource_type) + key).encode()
+        full = self._full(resource_type, key)
         args: tuple[Any, ...] = ("SET", full, value.encode(), "NX")
         if ttl_seconds is not None:
             args += ("EX", ttl_seconds)
-        reply = await self._single(full, wire.pack(_encode(args)), args, "SET NX", once=True)
+        reply = await self._single(full, pack(_encode(args)), args, "SET NX", once=True)
         return reply is not None
 
     async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
         """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first.
 
-        With a TTL both run in one ``EVAL`` of :data:`~pevensie_redis.wire.INCR_EX_SCRIPT`,
-        where the server's clock stands still: as two commands, a key that expired
-        between them was recreated by ``INCRBY`` without a TTL. A server that
-        refuses scripts gets the two commands.
+        With a TTL both run in one ``EVAL`` of
+        :data:`~pevensie_redis.protocol.commands.INCR_EX_SCRIPT`, where the server's
+        clock stands still: as two commands, a key that expired between them was
+        recreated by ``INCRBY`` without a TTL. A server that refuses scripts gets
+        the two commands.
         """
-        full = (self.prefix(resource_type) + key).encode()
+        full = self._full(resource_type, key)
         if ttl_seconds is not None and self._scripting:
-            script = ("EVAL", wire.INCR_EX_SCRIPT, 1, full, delta, ttl_seconds)
+            script = ("EVAL", INCR_EX_SCRIPT, 1, full, delta, ttl_seconds)
             try:
                 counted: int = await self._single(
-                    full, wire.pack(_encode(script)), script, "EVAL", raw=True, once=True
+                    full, pack(_encode(script)), script, "EVAL", raw=True, once=True
                 )
                 return counted
             except RedisError as exc:
@@ -233,11 +254,11 @@ class AsyncRedisClusterDriver:
             if ttl_seconds is not None:
                 created = ("SET", full, b"0", "NX", "EX", ttl_seconds)
                 await self._single(
-                    full, wire.pack(_encode(created)), created, "SET NX", raw=True, once=True
+                    full, pack(_encode(created)), created, "SET NX", raw=True, once=True
                 )
             args = ("INCRBY", full, delta)
             result: int = await self._single(
-                full, wire.pack(_encode(args)), args, "INCRBY", raw=True, once=True
+                full, pack(_encode(args)), args, "INCRBY", raw=True, once=True
             )
         except RedisError as exc:
             raise counter_error(exc, "INCRBY") from exc
@@ -245,12 +266,12 @@ class AsyncRedisClusterDriver:
 
     async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
         """``EXPIRE`` on the key's node, or without a TTL ``EXISTS`` then ``PERSIST``."""
-        full = (self.prefix(resource_type) + key).encode()
+        full = self._full(resource_type, key)
         if ttl_seconds is not None:
             args: tuple[Any, ...] = ("EXPIRE", full, ttl_seconds)
-            return bool(await self._single(full, wire.pack(_encode(args)), args, "EXPIRE") == 1)
-        exists = await self._single(full, wire.pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS")
-        await self._single(full, wire.pack([b"PERSIST", full]), ("PERSIST", full), "PERSIST")
+            return bool(await self._single(full, pack(_encode(args)), args, "EXPIRE") == 1)
+        exists = await self._single(full, pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS")
+        await self._single(full, pack([b"PERSIST", full]), ("PERSIST", full), "PERSIST")
         return bool(exists == 1)
 
     async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
@@ -262,14 +283,14 @@ class AsyncRedisClusterDriver:
         through RedisCluster.
         """
         io = self._live()
-        pattern = wire.escape_glob(self.prefix(resource_type)) + "*"
+        pattern = scan_pattern(resource_type, hash_tag=self._hash_tag)
         deleted = 0
         failure: BaseException | None = None
         for node in io.primaries():
             cursor = b"0"
             pending: list[bytes] = []
             while True:
-                commands = [wire.pack_scan(cursor, pattern), *_unlinks(pending)]
+                commands = [pack_scan(cursor, pattern), *_unlinks(pending)]
                 replies = await io.exchange(node, commands, "SCAN")
                 if not replies or isinstance(replies[0], Exception):
                     # This primary failed: delete what it listed elsewhere, go on with the
@@ -301,32 +322,32 @@ class AsyncRedisClusterDriver:
         """``SET :lock:<prefix><key> token NX PX lease_ms`` on the lock key's node."""
         lock = self._lock_key(resource_type, key)
         args = ("SET", lock, token, "NX", "PX", lease_ms)
-        packed = wire.pack(_encode(args))
+        packed = pack(_encode(args))
         return await self._single(lock, packed, args, "SET NX PX", once=True) is not None
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Delete the lock only if ``token`` still holds it (``EVAL`` of the release script)."""
         lock = self._lock_key(resource_type, key)
         if self._scripting:
-            args = ("EVAL", wire.RELEASE_LOCK_SCRIPT, 1, lock, token)
+            args = ("EVAL", RELEASE_LOCK_SCRIPT, 1, lock, token)
             try:
-                await self._single(lock, wire.pack(_encode(args)), args, "EVAL", raw=True)
+                await self._single(lock, pack(_encode(args)), args, "EVAL", raw=True)
                 return
             except RedisError as exc:
                 if not refuses_scripting(exc):
                     raise _map(exc, "EVAL") from exc
                 self._scripting = False
-        held = await self._single(lock, wire.pack([b"GET", lock]), ("GET", lock), "GET")
+        held = await self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
         if held == token.encode():
-            await self._single(lock, wire.pack_delete(lock), ("UNLINK", lock), "UNLINK")
+            await self._single(lock, pack_delete(lock), ("UNLINK", lock), "UNLINK")
 
     # -- batch operations ------------------------------------------------------------
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """One ``MGET`` per slot, the slots of each node pipelined; misses are absent."""
         unique = list(dict.fromkeys(keys))
-        prefix = self.prefix(resource_type)
-        fulls = [(prefix + key).encode() for key in unique]
+        full = self._full
+        fulls = [full(resource_type, key) for key in unique]
         found: dict[str, str] = {}
 
         def collect(indexes: list[int], values: list[Any]) -> None:
@@ -353,8 +374,8 @@ class AsyncRedisClusterDriver:
 
         On a cluster that refuses scripts, a pipeline of ``SET ... EX`` per node instead.
         """
-        prefix = self.prefix(resource_type)
-        fulls = [(prefix + key).encode() for key in items]
+        full = self._full
+        fulls = [full(resource_type, key) for key in items]
         values = [value.encode() for value in items.values()]
 
         if ttl_seconds is None:
@@ -380,7 +401,7 @@ class AsyncRedisClusterDriver:
             def script(part: list[int]) -> tuple[Any, ...]:
                 return (
                     "EVALSHA",
-                    wire.SET_EX_SCRIPT_SHA,
+                    SET_EX_SCRIPT_SHA,
                     len(part),
                     *(fulls[i] for i in part),
                     ttl,
@@ -396,8 +417,8 @@ class AsyncRedisClusterDriver:
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per slot, the slots of each node pipelined; absent keys are fine."""
-        prefix = self.prefix(resource_type)
-        fulls = list(dict.fromkeys((prefix + key).encode() for key in keys))
+        full = self._full
+        fulls = list(dict.fromkeys(full(resource_type, key) for key in keys))
         await self._scatter(
             _Batch(
                 "UNLINK",
@@ -417,7 +438,7 @@ class AsyncRedisClusterDriver:
 
     def _lock_key(self, resource_type: str, key: str) -> bytes:
         """Return the lease lock's key: ``:lock:`` before the key (hash-tagged like it)."""
-        return b":lock:" + (self.prefix(resource_type) + key).encode()
+        return lock_key(resource_type, key, hash_tag=self._hash_tag)
 
     async def _single(
         self,
@@ -477,12 +498,12 @@ class AsyncRedisClusterDriver:
             check = choice.check_due(node)
             try:
                 replies = await io.exchange(
-                    node, [wire.ROLE, packed] if check else [packed], command, readonly=True
+                    node, [ROLE, packed] if check else [packed], command, readonly=True
                 )
             except RedisDriverError:
                 replies = []
             if check:
-                replies = replies[1:] if replies and wire.replica_in_sync(replies[0]) else []
+                replies = replies[1:] if replies and replica_in_sync(replies[0]) else []
             if replies and not isinstance(replies[0], Exception):
                 return replies[0]
             choice.avoid(node)
@@ -496,9 +517,9 @@ class AsyncRedisClusterDriver:
         a redirect, so it may not know of replicas that joined later.
         """
         for node in io.primaries():
-            replies = await io.exchange(node, [wire.CLUSTER_SLOTS], "CLUSTER SLOTS")
+            replies = await io.exchange(node, [CLUSTER_SLOTS], "CLUSTER SLOTS")
             if replies and not isinstance(replies[0], Exception):
-                self._replicas = wire.replicas_by_slot(replies[0])
+                self._replicas = replicas_by_slot(replies[0])
                 return
 
     async def _check_replicas(self, io: ClusterIO) -> None:
@@ -512,7 +533,7 @@ class AsyncRedisClusterDriver:
         self._choice.refresh_due()  # asked now: the next time is an interval away
         await self._refresh_replicas(io)
         for node in dict.fromkeys(name for names in self._replicas for name in names):
-            replies = await io.exchange(node, [wire.ROLE], "ROLE", readonly=True)
+            replies = await io.exchange(node, [ROLE], "ROLE", readonly=True)
             if replies and isinstance(replies[0], Exception):
                 raise map_error(replies[0], f"ROLE on the replica {node}") from replies[0]
 
@@ -599,7 +620,7 @@ class AsyncRedisClusterDriver:
                 outcome.rerouted.extend(units)
         checked = set() if choice is None else {n for n in readonly if choice.check_due(n)}
         packed = {
-            node: ([wire.ROLE] if node in checked else []) + [batch.pack([unit]) for unit in units]
+            node: ([ROLE] if node in checked else []) + [batch.pack([unit]) for unit in units]
             for node, units in by_node.items()
         }
         replies = await io.exchange_many(packed, batch.name, readonly=readonly)
@@ -626,7 +647,7 @@ class AsyncRedisClusterDriver:
             if missing:
                 # First use on this node, or its script cache was flushed: load it, resend.
                 io = self._live()
-                load = wire.pack([b"SCRIPT", b"LOAD", wire.SET_EX_SCRIPT])
+                load = pack([b"SCRIPT", b"LOAD", SET_EX_SCRIPT])
                 loaded = await io.exchange(node, [load], "SCRIPT LOAD")
                 if loaded and isinstance(loaded[0], Exception):
                     if refuses_scripting(loaded[0]):
@@ -653,7 +674,7 @@ class AsyncRedisClusterDriver:
             args = together(indexes)
             if args[0] == "EVALSHA":
                 # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
-                args = ("EVAL", wire.SET_EX_SCRIPT, *args[2:])
+                args = ("EVAL", SET_EX_SCRIPT, *args[2:])
             try:
                 reply = await self._live().routed(args)
             except FAILURES as exc:
@@ -704,15 +725,15 @@ class _Batch:
         """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
         if self.together is None or len(indexes) == 1:
             return [([index], False) for index in indexes]
-        return [(list(part), True) for part in wire.chunks(indexes)]
+        return [(list(part), True) for part in chunks(indexes)]
 
     def pack(self, units: list[_Unit]) -> bytes:
         """Pack ``units`` for one pipelined write."""
         together, alone = self.together, self.alone
         if together is None:
-            return b"".join(wire.pack(_encode(alone(indexes[0]))) for indexes, _ in units)
+            return b"".join(pack(_encode(alone(indexes[0]))) for indexes, _ in units)
         return b"".join(
-            wire.pack(_encode(together(indexes) if is_together else alone(indexes[0])))
+            pack(_encode(together(indexes) if is_together else alone(indexes[0])))
             for indexes, is_together in units
         )
 
@@ -795,7 +816,7 @@ def _settle_replica(
     link to its primary is not up answered nothing that may be used.
     """
     if checked:
-        if not replies or not wire.replica_in_sync(replies[0]):
+        if not replies or not replica_in_sync(replies[0]):
             return units
         replies = replies[1:]
     failed: list[_Unit] = []
@@ -873,7 +894,7 @@ def _slot_key_groups(keys: list[bytes]) -> list[list[bytes]]:
 
 def _unlinks(keys: list[bytes]) -> list[bytes]:
     """Pack one ``UNLINK`` per slot group of ``keys`` (CROSSSLOT is refused even on one node)."""
-    return [wire.pack([b"UNLINK", *group]) for group in _slot_key_groups(keys)]
+    return [pack([b"UNLINK", *group]) for group in _slot_key_groups(keys)]
 
 
 def _encode(args: tuple[Any, ...]) -> list[bytes]:

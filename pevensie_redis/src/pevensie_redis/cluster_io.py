@@ -32,7 +32,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
 
-from pevensie_redis import compat, wire
+from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
     RedisAuthenticationError,
@@ -41,6 +41,7 @@ from pevensie_redis.errors import (
     map_error,
 )
 from pevensie_redis.pool import ClusterNodePool, pool_options
+from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
 
@@ -51,7 +52,7 @@ file"), as after a topology refresh in another thread."""
 FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
 """Everything the cluster's I/O raises."""
 
-_ASKING = wire.pack([b"ASKING"])
+_ASKING = pack([b"ASKING"])
 
 
 class ClusterIO:
@@ -222,7 +223,7 @@ class ClusterIO:
 def _readonly_on_connect(connection: Any) -> None:
     """Run the usual handshake on a new connection to a replica, then ``READONLY``."""
     connection.on_connect()
-    connection.send_packed_command((wire.READONLY,), check_health=False)
+    connection.send_packed_command((READONLY,), check_health=False)
     reply = connection.read_response()
     if reply != b"OK":
         raise RedisPyConnectionError(f"READONLY was answered {reply!r}")

@@ -24,11 +24,12 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis import compat, wire
+from pevensie_redis import compat
 from pevensie_redis.channel_async import Channel, endpoint
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
 from pevensie_redis.pipe import Endpoint
+from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "SharedCluster", "cluster_options", "open_cluster"]
 
@@ -38,7 +39,7 @@ BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
 FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
 """Everything the cluster's I/O raises."""
 
-_ASKING = wire.pack([b"ASKING"])
+_ASKING = pack([b"ASKING"])
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
@@ -187,7 +188,7 @@ class ClusterIO:
         if channel is None:
             host, _, port = node.rpartition(":")
             plain = endpoint(self._config, host.strip("[]"), int(port))
-            fixed = dataclasses.replace(plain, handshake=(*plain.handshake, wire.READONLY))
+            fixed = dataclasses.replace(plain, handshake=(*plain.handshake, READONLY))
 
             async def resolve() -> Endpoint:
                 return fixed
@@ -239,7 +240,7 @@ async def open_cluster(config: RedisConfig) -> ClusterIO:
     io = ClusterIO(client, config)
     try:
         await client.initialize()
-        ping = wire.pack([b"PING"])
+        ping = pack([b"PING"])
         for node in io.primaries():
             replies = await io._channel(node).pipeline([ping], "PING")
             if replies and isinstance(replies[0], Exception):

@@ -79,17 +79,6 @@ Cluster:
   retries ``cluster_error_retry_attempts`` times (3 by default).
   :func:`cluster_retry` asks each release for the same thing.
 
-Errors:
-
-- The reply parser's ``parse_error`` and ``EXCEPTION_CLASSES``
-  (``redis._parsers.BaseParser``, and redis-py 5's ``redis.cluster.ClusterParser``,
-  which alone knows the Cluster codes there): the error codes (``OOM``,
-  ``NOSCRIPT``, ``MOVED``...) that redis-py strips from an error reply and
-  turns into an exception class. :func:`parse_error` does the same for the
-  async face's own reply reader. Releases from 7.2 on keep the stripped code
-  as ``status_code``; :func:`error_code` finds it for the older ones from the
-  exception's class.
-
 Attributes this module stores on redis-py objects carry a ``_pevensie_`` prefix.
 """
 
@@ -103,7 +92,6 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.cluster
-from redis._parsers.base import BaseParser
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import Connection
 from redis.retry import Retry
@@ -118,7 +106,6 @@ __all__ = [
     "connect_once",
     "connection_class",
     "epoch",
-    "error_code",
     "give_back",
     "idle_connections",
     "is_connected",
@@ -126,7 +113,6 @@ __all__ = [
     "node_named",
     "node_of_slot",
     "node_pool_factory",
-    "parse_error",
     "server_of",
     "set_epoch",
     "should_reconnect",
@@ -367,47 +353,3 @@ def cluster_retry(retries: int) -> dict[str, Any]:
     if "retry" in getattr(redis.cluster, "KWARGS_DISABLED_KEYS", ()):  # redis-py 6.0 and newer
         return {"retry": Retry(ExponentialBackoff(), retries)}
     return {"cluster_error_retry_attempts": retries}
-
-
-# -- errors --------------------------------------------------------------------------
-
-# redis-py 5 knows the Cluster error codes (MOVED, ASK, TRYAGAIN...) only in ClusterParser.
-_ERROR_PARSER: Any = getattr(redis.cluster, "ClusterParser", BaseParser)
-
-
-def parse_error(message: str) -> Exception:
-    """Return the redis-py exception for an error reply (``NOSCRIPT ...`` -> ``NoScriptError``)."""
-    error: Exception = _ERROR_PARSER.parse_error(message)
-    return error
-
-
-def error_code(exc: BaseException) -> str | None:
-    """Return the error code redis-py stripped from an error reply (``OOM``...), if any.
-
-    ``status_code`` where redis-py keeps it (7.2 and newer), else the code of
-    the exception's class in the reply parser's table.
-    """
-    code = getattr(exc, "status_code", None)
-    if code:
-        return str(code)
-    return _codes_by_class().get(type(exc))
-
-
-@functools.cache
-def _codes_by_class() -> dict[type, str]:
-    """Map each error-reply class the parser makes from exactly one error code to that code."""
-    from redis.exceptions import ResponseError
-
-    tables = [BaseParser.EXCEPTION_CLASSES]
-    cluster_parser = getattr(redis.cluster, "ClusterParser", None)  # redis-py 5
-    if cluster_parser is not None:
-        tables.append(cluster_parser.EXCEPTION_CLASSES)
-    codes: dict[type, set[str]] = {}
-    for table in tables:
-        made: Any
-        for code, made in table.items():
-            classes = made.values() if isinstance(made, dict) else [made]
-            for cls in classes:
-                if issubclass(cls, ResponseError):  # not AuthenticationError, ConnectionError
-                    codes.setdefault(cls, set()).add(code)
-    return {cls: next(iter(found)) for cls, found in codes.items() if len(found) == 1}

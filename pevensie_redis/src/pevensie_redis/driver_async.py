@@ -8,7 +8,7 @@ connections) or :mod:`~pevensie_redis.channel_async` (multiplexed pipes).
 Edit this file, then run ``nox -s generate``.
 
 Single ``get``/``set``/``delete`` calls skip redis-py's generic command layer:
-the command is packed once (:mod:`~pevensie_redis.wire`) and sent through the
+the command is packed once (:mod:`~pevensie_redis.protocol.commands`) and sent through the
 channel, which keeps that layer's guarantees (retries with backoff, health
 checks, timeouts, a broken connection closed before reuse).
 
@@ -31,7 +31,6 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from pevensie_cache.driver import Progress
-from pevensie_redis import wire
 from pevensie_redis.channel_async import Channel, not_connected_channel, open_channel
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -43,9 +42,45 @@ from pevensie_redis.errors import (
     refuses_scripting,
 )
 from pevensie_redis.near import MISS, NearStats, NearStore
+from pevensie_redis.protocol.commands import (
+    EXEC,
+    GET_REPLY,
+    INTEGER_REPLY,
+    MULTI,
+    MULTI_REPLY,
+    QUEUED_REPLY,
+    RELEASE_LOCK_SCRIPT,
+    RELEASE_LOCK_SCRIPT_SHA,
+    SCAN_REPLY,
+    SCRIPT_LOAD_REPLY,
+    SET_EX_SCRIPT,
+    SET_NX_REPLY,
+    SET_REPLY,
+    Shape,
+    chunks,
+    exec_reply,
+    mget_reply,
+    pack,
+    pack_delete,
+    pack_get,
+    pack_scan,
+    pack_set,
+    pack_set_ex,
+    pack_set_many_ex,
+    pack_set_nx,
+)
+from pevensie_redis.protocol.keys import full_key, lock_key, prefix, scan_pattern
 from pevensie_redis.replicas_async import AsyncReplicaReads
 
 __all__ = ["AsyncNearRedisDriver", "AsyncRedisDriver", "AsyncRedisSentinelDriver"]
+
+_TRANSACTION_SHAPES = (
+    MULTI_REPLY,
+    QUEUED_REPLY,
+    QUEUED_REPLY,
+    exec_reply(SET_NX_REPLY, INTEGER_REPLY),
+)
+"""``MULTI``, ``SET ... NX EX``, ``INCRBY``, ``EXEC``: the replies of ``incr`` with a TTL."""
 
 
 class AsyncRedisDriver:
@@ -105,29 +140,30 @@ class AsyncRedisDriver:
 
     async def get(self, resource_type: str, key: str) -> str | None:
         """``GET <resource_type>:<key>``; ``None`` when absent or expired."""
-        value = await self._read(wire.pack_get(f"{resource_type}:{key}".encode()), "GET")
+        value = await self._read(pack_get(full_key(resource_type, key)), "GET", GET_REPLY)
         return None if value is None else decode_value(value, "GET")
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """One atomic ``SET`` round trip: ``SET k v EX ttl``, or ``SET k v`` clearing any TTL."""
-        full = f"{resource_type}:{key}".encode()
+        full = full_key(resource_type, key)
         if ttl_seconds is None:
-            await self._execute(wire.pack_set(full, value.encode()), "SET")
+            await self._execute(pack_set(full, value.encode()), "SET", SET_REPLY)
         else:
-            await self._execute(wire.pack_set_ex(full, value.encode(), ttl_seconds), "SET")
+            await self._execute(pack_set_ex(full, value.encode(), ttl_seconds), "SET", SET_REPLY)
 
     async def delete(self, resource_type: str, key: str) -> None:
         """``UNLINK <resource_type>:<key>``; an absent key is fine."""
-        await self._execute(wire.pack_delete(f"{resource_type}:{key}".encode()), "UNLINK")
+        await self._execute(pack_delete(full_key(resource_type, key)), "UNLINK", INTEGER_REPLY)
 
     # -- batch operations ------------------------------------------------------------
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """One ``MGET`` per chunk of keys; misses are absent from the result."""
-        prefix = f"{resource_type}:"
-        parts = wire.chunks(keys)
+        parts = chunks(keys)
         replies = await self._reads.pipeline(
-            [wire.pack(["MGET", *[prefix + key for key in part]]) for part in parts], "MGET"
+            [pack(["MGET", *[full_key(resource_type, key) for key in part]]) for part in parts],
+            "MGET",
+            shapes=[mget_reply(len(part)) for part in parts],
         )
         error = first_error_reply(replies)
         if error is not None:
@@ -147,53 +183,56 @@ class AsyncRedisDriver:
         A server that refuses scripts (ACL, renamed commands) gets a pipeline of
         ``SET ... EX`` instead, from then on.
         """
-        prefix = f"{resource_type}:"
-        pairs = [((prefix + key).encode(), value.encode()) for key, value in items.items()]
+        pairs = [(full_key(resource_type, key), value.encode()) for key, value in items.items()]
         if ttl_seconds is None:
             commands = [
-                wire.pack(["MSET", *[part for pair in chunk for part in pair]])
-                for chunk in wire.chunks(pairs)
+                pack(["MSET", *[part for pair in chunk for part in pair]])
+                for chunk in chunks(pairs)
             ]
-            await self._pipeline(commands, "MSET")
+            await self._pipeline(commands, "MSET", shapes=[SET_REPLY] * len(commands))
             return
         if self._scripting:
             scripted = [
-                wire.pack_set_many_ex(
+                pack_set_many_ex(
                     [full for full, _ in chunk], [value for _, value in chunk], ttl_seconds
                 )
-                for chunk in wire.chunks(pairs)
+                for chunk in chunks(pairs)
             ]
-            replies = await self._channel.pipeline(scripted, "EVALSHA")
+            counted = [INTEGER_REPLY] * len(scripted)
+            replies = await self._channel.pipeline(scripted, "EVALSHA", shapes=counted)
             if any(isinstance(reply, NoScriptError) for reply in replies):
                 # First use on this server, or its script cache was flushed: load it once.
                 await self._pipeline(
-                    [wire.pack(["SCRIPT", "LOAD", wire.SET_EX_SCRIPT])], "SCRIPT LOAD"
+                    [pack(["SCRIPT", "LOAD", SET_EX_SCRIPT])],
+                    "SCRIPT LOAD",
+                    shapes=[SCRIPT_LOAD_REPLY],
                 )
-                replies = await self._channel.pipeline(scripted, "EVALSHA")
+                replies = await self._channel.pipeline(scripted, "EVALSHA", shapes=counted)
             error = first_error_reply(replies)
             if error is None:
                 return
             if not refuses_scripting(error):
                 raise map_error(error, "EVALSHA") from error
             self._scripting = False
-        commands = [wire.pack_set_ex(full, value, ttl_seconds) for full, value in pairs]
-        await self._pipeline(commands, "SET EX (pipeline)")
+        commands = [pack_set_ex(full, value, ttl_seconds) for full, value in pairs]
+        await self._pipeline(commands, "SET EX (pipeline)", shapes=[SET_REPLY] * len(commands))
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per chunk of keys; absent keys are fine."""
-        prefix = f"{resource_type}:"
-        full = [prefix + key for key in keys]
-        await self._pipeline(
-            [wire.pack(["UNLINK", *chunk]) for chunk in wire.chunks(full)], "UNLINK"
-        )
+        commands = [
+            pack(["UNLINK", *chunk]) for chunk in chunks([full_key(resource_type, k) for k in keys])
+        ]
+        await self._pipeline(commands, "UNLINK", shapes=[INTEGER_REPLY] * len(commands))
 
     # -- atomic operations and clear -------------------------------------------------
 
     async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
         """``SET ... NX [EX ttl]``: store only if absent, in one atomic command."""
-        full = f"{resource_type}:{key}".encode()
         [reply] = await self._pipeline(
-            [wire.pack_set_nx(full, value.encode(), ttl_seconds)], "SET NX", idempotent=False
+            [pack_set_nx(full_key(resource_type, key), value.encode(), ttl_seconds)],
+            "SET NX",
+            idempotent=False,
+            shapes=[SET_NX_REPLY],
         )
         return reply is not None
 
@@ -206,14 +245,19 @@ class AsyncRedisDriver:
         plain commands, a key that expired between them was recreated by
         ``INCRBY`` without a TTL, and a rate limiter's window never closed again.
         """
-        full = f"{resource_type}:{key}".encode()
-        incrby = wire.pack([b"INCRBY", full, b"%d" % delta])
+        full = full_key(resource_type, key)
+        incrby = pack([b"INCRBY", full, b"%d" % delta])
         if ttl_seconds is None:
-            replies = await self._channel.pipeline([incrby], "INCRBY", idempotent=False)
-        else:
-            create = wire.pack_set_nx(full, b"0", ttl_seconds)
             replies = await self._channel.pipeline(
-                [wire.MULTI, create, incrby, wire.EXEC], "INCRBY", idempotent=False
+                [incrby], "INCRBY", idempotent=False, shapes=[INTEGER_REPLY]
+            )
+        else:
+            create = pack_set_nx(full, b"0", ttl_seconds)
+            replies = await self._channel.pipeline(
+                [MULTI, create, incrby, EXEC],
+                "INCRBY",
+                idempotent=False,
+                shapes=_TRANSACTION_SHAPES,
             )
             error = first_error_reply(replies)  # MULTI refused, or EXECABORT
             if error is not None:
@@ -227,14 +271,16 @@ class AsyncRedisDriver:
 
     async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
         """``EXPIRE key ttl``, or without a TTL ``EXISTS`` and ``PERSIST`` in one round trip."""
-        full = f"{resource_type}:{key}".encode()
+        full = full_key(resource_type, key)
         if ttl_seconds is not None:
             [reply] = await self._pipeline(
-                [wire.pack([b"EXPIRE", full, b"%d" % ttl_seconds])], "EXPIRE"
+                [pack([b"EXPIRE", full, b"%d" % ttl_seconds])], "EXPIRE", shapes=[INTEGER_REPLY]
             )
             return bool(reply == 1)
         replies = await self._pipeline(
-            [wire.pack([b"EXISTS", full]), wire.pack([b"PERSIST", full])], "PERSIST"
+            [pack([b"EXISTS", full]), pack([b"PERSIST", full])],
+            "PERSIST",
+            shapes=[INTEGER_REPLY, INTEGER_REPLY],
         )
         return bool(replies[0] == 1)
 
@@ -243,17 +289,19 @@ class AsyncRedisDriver:
 
         The resource type's glob characters are escaped, so only its own keys
         match. The server is never blocked: each page is at most
-        :data:`~pevensie_redis.wire.SCAN_COUNT` keys.
+        :data:`~pevensie_redis.protocol.commands.SCAN_COUNT` keys.
         """
-        pattern = wire.escape_glob(resource_type) + ":*"
+        pattern = scan_pattern(resource_type)
         cursor = b"0"
         deleted = 0
         pending: list[bytes] = []
         while True:
-            commands = [wire.pack_scan(cursor, pattern)]
+            commands = [pack_scan(cursor, pattern)]
             if pending:
-                commands.append(wire.pack([b"UNLINK", *pending]))
-            replies = await self._pipeline(commands, "SCAN")
+                commands.append(pack([b"UNLINK", *pending]))
+            replies = await self._pipeline(
+                commands, "SCAN", shapes=[SCAN_REPLY, INTEGER_REPLY][: len(commands)]
+            )
             cursor, pending = replies[0]
             if len(replies) > 1:
                 deleted += replies[1]
@@ -262,7 +310,9 @@ class AsyncRedisDriver:
             if cursor == b"0":
                 break
         if pending:
-            [count] = await self._pipeline([wire.pack([b"UNLINK", *pending])], "UNLINK")
+            [count] = await self._pipeline(
+                [pack([b"UNLINK", *pending])], "UNLINK", shapes=[INTEGER_REPLY]
+            )
             deleted += count
             if on_progress is not None:
                 on_progress(deleted)
@@ -270,22 +320,24 @@ class AsyncRedisDriver:
 
     async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``SET :lock:<resource_type>:<key> token NX PX lease_ms``: take the lease if free."""
-        command = wire.pack(
-            [b"SET", wire.lock_key(resource_type, key), token, b"NX", b"PX", b"%d" % lease_ms]
+        command = pack(
+            [b"SET", lock_key(resource_type, key), token, b"NX", b"PX", b"%d" % lease_ms]
         )
-        [reply] = await self._pipeline([command], "SET NX PX", idempotent=False)
+        [reply] = await self._pipeline(
+            [command], "SET NX PX", idempotent=False, shapes=[SET_NX_REPLY]
+        )
         return reply is not None
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Delete the lock only if ``token`` still holds it (a script, so it is atomic)."""
-        lock = wire.lock_key(resource_type, key)
+        lock = lock_key(resource_type, key)
         if self._scripting:
-            command = wire.pack([b"EVALSHA", wire.RELEASE_LOCK_SCRIPT_SHA, b"1", lock, token])
-            [reply] = await self._channel.pipeline([command], "EVALSHA")
+            command = pack([b"EVALSHA", RELEASE_LOCK_SCRIPT_SHA, b"1", lock, token])
+            [reply] = await self._channel.pipeline([command], "EVALSHA", shapes=[INTEGER_REPLY])
             if isinstance(reply, NoScriptError):
-                load = wire.pack([b"SCRIPT", b"LOAD", wire.RELEASE_LOCK_SCRIPT])
-                await self._pipeline([load], "SCRIPT LOAD")
-                [reply] = await self._channel.pipeline([command], "EVALSHA")
+                load = pack([b"SCRIPT", b"LOAD", RELEASE_LOCK_SCRIPT])
+                await self._pipeline([load], "SCRIPT LOAD", shapes=[SCRIPT_LOAD_REPLY])
+                [reply] = await self._channel.pipeline([command], "EVALSHA", shapes=[INTEGER_REPLY])
             if not isinstance(reply, Exception):
                 return
             if not refuses_scripting(reply):
@@ -293,9 +345,9 @@ class AsyncRedisDriver:
             self._scripting = False
         # No scripts here: compare, then delete. Between the two, the lease may expire
         # and another caller take it; the lease bounds that window's harm.
-        [held] = await self._pipeline([wire.pack([b"GET", lock])], "GET")
+        [held] = await self._pipeline([pack_get(lock)], "GET", shapes=[GET_REPLY])
         if held == token.encode():
-            await self._pipeline([wire.pack([b"UNLINK", lock])], "UNLINK")
+            await self._pipeline([pack_delete(lock)], "UNLINK", shapes=[INTEGER_REPLY])
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -306,12 +358,16 @@ class AsyncRedisDriver:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send ``commands`` in one round trip; the first error reply is raised mapped.
 
-        ``fill``: the replies fill the near cache (see the channel's ``pipeline``).
+        ``fill``: the replies fill the near cache (see the channel's ``pipeline``);
+        ``shapes``: the shape of each command's reply (see the channel's ``pipeline``).
         """
-        replies = await self._channel.pipeline(commands, command, idempotent=idempotent, fill=fill)
+        replies = await self._channel.pipeline(
+            commands, command, idempotent=idempotent, fill=fill, shapes=shapes
+        )
         error = first_error_reply(replies)
         if error is not None:
             raise map_error(error, command) from error
@@ -389,7 +445,7 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
 
     async def get(self, resource_type: str, key: str) -> str | None:
         """Return the local entry when there is one; else ``GET`` and ``PTTL`` in one round trip."""
-        full = f"{resource_type}:{key}".encode()
+        full = full_key(resource_type, key)
         near = self._store()
         held = near.lookup(full)
         if held is not None:
@@ -397,7 +453,10 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         ticket = near.begin((full,))
         try:
             value, pttl = await self._pipeline(
-                [wire.pack_get(full), wire.pack([b"PTTL", full])], "GET", fill=True
+                [pack_get(full), pack([b"PTTL", full])],
+                "GET",
+                fill=True,
+                shapes=[GET_REPLY, INTEGER_REPLY],
             )
             text = None if value is None else decode_value(value, "GET")
         except BaseException:
@@ -408,12 +467,11 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """Return local entries where there are some; one ``MGET`` (with TTLs) for the rest."""
-        prefix = f"{resource_type}:"
         near = self._store()
         found: dict[str, str] = {}
         wanted: dict[bytes, str] = {}
         for key in keys:
-            full = (prefix + key).encode()
+            full = full_key(resource_type, key)
             held = near.lookup(full)
             if held is None:
                 wanted[full] = key
@@ -424,10 +482,11 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         fulls = list(wanted)
         ticket = near.begin(fulls)
         try:
-            parts = wire.chunks(fulls)
-            commands = [wire.pack([b"MGET", *part]) for part in parts]
-            commands += [wire.pack([b"PTTL", full]) for full in fulls]
-            replies = await self._pipeline(commands, "MGET", fill=True)
+            parts = chunks(fulls)
+            commands = [pack([b"MGET", *part]) for part in parts]
+            commands += [pack([b"PTTL", full]) for full in fulls]
+            shapes = [mget_reply(len(part)) for part in parts] + [INTEGER_REPLY] * len(fulls)
+            replies = await self._pipeline(commands, "MGET", fill=True, shapes=shapes)
             values = [value for values in replies[: len(parts)] for value in values]
             texts = [None if value is None else decode_value(value, "MGET") for value in values]
         except BaseException:
@@ -500,7 +559,7 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         finally:
             near = self._channel.near
             if near is not None:
-                near.forget_prefix(f"{resource_type}:".encode())
+                near.forget_prefix(prefix(resource_type).encode())
 
     def _store(self) -> NearStore:
         near: NearStore | None = self._channel.near
@@ -511,4 +570,4 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
     def _forget(self, resource_type: str, keys: Iterable[str]) -> None:
         near = self._channel.near
         if near is not None:
-            near.forget([f"{resource_type}:{key}".encode() for key in keys])
+            near.forget([full_key(resource_type, key) for key in keys])

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Iterable
 
 from pevensie_cache import DriverError
-from pevensie_redis.wire import NotText, decode_text
+from pevensie_redis.protocol.commands import NotText, decode_text
 
 __all__ = [
     "RedisAuthenticationError",
@@ -129,13 +129,9 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
 def _server_message(exc: BaseException) -> str:
     # redis-py strips a known error code (NOPERM, NOSCRIPT, OOM, ...) from the
     # message; put it back so the reply reads as sent.
-    from pevensie_redis import compat
+    from pevensie_redis.protocol.error_codes import server_message
 
-    code = compat.error_code(exc)
-    text = str(exc)
-    if code and not text.startswith(str(code)):
-        return f"{code} {text}"
-    return text
+    return server_message(exc)
 
 
 def _is_pool_wait(exc: BaseException) -> bool:

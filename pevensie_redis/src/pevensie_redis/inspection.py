@@ -18,7 +18,9 @@ from typing import Any
 from pevensie_cache import NotConnected, UnsupportedOperation
 from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
 from pevensie_redis.errors import map_error
-from pevensie_redis.wire import decode_text, escape_glob
+from pevensie_redis.protocol.commands import decode_text
+from pevensie_redis.protocol.keys import escape_glob
+from pevensie_redis.protocol.keys import prefix as key_prefix
 
 __all__ = ["RedisBaseline", "RedisInspector", "inspector_for_driver"]
 
@@ -136,8 +138,8 @@ class RedisInspector:
         return redis.Redis(connection_pool=pool)
 
     def _prefix(self, resource_type: str) -> str:
-        prefix = getattr(self._driver, "prefix", None)
-        return str(prefix(resource_type)) if callable(prefix) else f"{resource_type}:"
+        of_driver = getattr(self._driver, "prefix", None)
+        return str(of_driver(resource_type)) if callable(of_driver) else key_prefix(resource_type)
 
     def _each_node(self, action: str, ask: Any) -> list[dict[str, Any]]:
         """Ask every primary (one, unless a Cluster) and return the replies."""

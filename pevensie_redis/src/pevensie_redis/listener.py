@@ -30,10 +30,20 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis import compat, wire
+from pevensie_redis import compat
 from pevensie_redis.near import NearStore
+from pevensie_redis.protocol.commands import (
+    CLIENT_ID_REPLY,
+    INVALIDATION_CHANNEL,
+    OK_REPLY,
+    SUBSCRIBE_REPLY,
+    describe,
+    pack,
+    pack_tracking,
+)
 
 __all__ = ["InvalidationListener"]
 
@@ -159,13 +169,20 @@ class InvalidationListener:
             self._connection = connection
         if self._stopping.is_set():
             return
-        connection.send_packed_command((wire.pack([b"CLIENT", b"ID"]),))
-        client_id = int(connection.read_response())
+        connection.send_packed_command((pack([b"CLIENT", b"ID"]),))
+        client_id = connection.read_response()
+        if not CLIENT_ID_REPLY(client_id):
+            raise InvalidResponse(f"CLIENT ID got {describe(client_id)} in reply")
         connection.send_packed_command(
-            (wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL]))
+            (pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
         )
-        connection.read_response()  # OK (an error reply is raised: no tracking here)
-        connection.read_response()  # ["subscribe", channel, 1]
+        tracking = connection.read_response()  # OK (an error reply is raised: no tracking here)
+        subscribed = connection.read_response()  # ["subscribe", channel, 1]
+        if not OK_REPLY(tracking) or not SUBSCRIBE_REPLY(subscribed):
+            raise InvalidResponse(
+                f"CLIENT TRACKING and SUBSCRIBE got {describe(tracking)} and "
+                f"{describe(subscribed)} in reply"
+            )
         self.server = compat.server_of(connection)
         self.failure = None
         self._store.enable()
@@ -179,7 +196,7 @@ class InvalidationListener:
                     raise RedisPyTimeoutError(
                         f"the invalidation channel did not answer PING within {self._heartbeat:g} s"
                     )
-                connection.send_packed_command((wire.pack([b"PING"]),))
+                connection.send_packed_command((pack([b"PING"]),))
                 pinged = True
                 continue
             message = connection.read_response()

@@ -17,11 +17,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis import wire
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Pipe
+from pevensie_redis.protocol.commands import (
+    CLIENT_ID_REPLY,
+    INVALIDATION_CHANNEL,
+    OK_REPLY,
+    SUBSCRIBE_REPLY,
+    describe,
+    pack,
+    pack_tracking,
+)
 
 __all__ = ["InvalidationListener"]
 
@@ -121,19 +130,27 @@ class InvalidationListener:
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
-        client_id = await pipe.send(wire.pack([b"CLIENT", b"ID"]))
+        client_id = await pipe.send(pack([b"CLIENT", b"ID"]))
         if isinstance(client_id, Exception):
             raise client_id
+        if not CLIENT_ID_REPLY(client_id):
+            raise InvalidResponse(f"CLIENT ID got {describe(client_id)} in reply")
         # Set before subscribing: the first message can come in the same read as the
         # confirmation, and a pipe with no one to take it closes on an unexpected reply.
         pipe.on_push = self._apply
         pipe.on_close = self._woken.set
         replies = pipe.send_many(
-            [wire.pack_tracking(client_id), wire.pack([b"SUBSCRIBE", wire.INVALIDATION_CHANNEL])]
+            [pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL])]
         )
-        for reply in [await future for future in replies]:
+        tracking, subscribed = [await future for future in replies]
+        for reply in (tracking, subscribed):
             if isinstance(reply, Exception):
                 raise reply  # no tracking here (or not allowed)
+        if not OK_REPLY(tracking) or not SUBSCRIBE_REPLY(subscribed):
+            raise InvalidResponse(
+                f"CLIENT TRACKING and SUBSCRIBE got {describe(tracking)} and "
+                f"{describe(subscribed)} in reply"
+            )
         self.server = pipe.endpoint.label
         self.failure = None
         self._store.enable()
@@ -147,7 +164,7 @@ class InvalidationListener:
                 continue  # a message arrived, or the pipe closed
             # A heartbeat of silence: the server must answer PING within one more.
             try:
-                await asyncio.wait_for(pipe.send(wire.pack([b"PING"])), self._heartbeat)
+                await asyncio.wait_for(pipe.send(pack([b"PING"])), self._heartbeat)
             except TimeoutError:
                 raise RedisPyTimeoutError(
                     f"the invalidation channel did not answer PING within {self._heartbeat:g} s"

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MISS", "NearStats", "NearStore", "Ticket"]
+__all__ = ["MISS", "NearStats", "NearStore", "Ticket", "heartbeat"]
 
 MISS: Any = object()
 """A remembered miss: the key was absent on the server when read."""
@@ -257,3 +257,13 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def heartbeat(timeout: float) -> float:
+    """Return the near cache listener's heartbeat: a silent channel is checked this often.
+
+    After one heartbeat of silence the listener sends ``PING``; without an
+    answer one heartbeat later it gives the channel up (and the store is
+    emptied), so a silent break is noticed within about two heartbeats.
+    """
+    return min(1.0, timeout)

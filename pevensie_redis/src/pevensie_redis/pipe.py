@@ -22,7 +22,7 @@ head of the queue. That design gives:
 Errors are redis-py's exception classes (``ConnectionError``,
 ``TimeoutError``, ``AuthenticationError``, ...), so the driver maps them with
 :func:`~pevensie_redis.errors.map_error` exactly as on the sync face. Error
-replies are values (see :mod:`~pevensie_redis.resp`).
+replies are values (see :mod:`~pevensie_redis.protocol.resp`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis.resp import make_reader
+from pevensie_redis.protocol.commands import OK_REPLY, describe
+from pevensie_redis.protocol.resp import make_reader
 
 __all__ = ["Endpoint", "Pipe", "open_pipe"]
 
@@ -309,6 +310,10 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
             for reply in [await future for future in futures]:
                 if isinstance(reply, Exception):
                     raise reply
+                if not OK_REPLY(reply):  # AUTH, SELECT, CLIENT SETNAME, READONLY
+                    raise InvalidResponse(
+                        f"{endpoint.label}: the handshake got {describe(reply)} in reply"
+                    )
         except BaseException:
             pipe.close()
             for future in futures:  # marks the errors not awaited as seen (asyncio logs others)

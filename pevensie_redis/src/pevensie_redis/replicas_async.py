@@ -33,7 +33,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from pevensie_redis import wire
 from pevensie_redis.channel_async import Channel, open_replica_channel, replica_finder
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -43,6 +42,7 @@ from pevensie_redis.errors import (
     first_error_reply,
     map_error,
 )
+from pevensie_redis.protocol.commands import ROLE, ROLE_REPLY, Shape, replica_in_sync
 from pevensie_redis.replica_choice import ReplicaChoice
 
 __all__ = ["AsyncReplicaReads"]
@@ -84,7 +84,7 @@ class AsyncReplicaReads:
         await self.refresh()
         for name in self._names:
             try:
-                [role] = await self._channels[name].pipeline([wire.ROLE], "ROLE")
+                [role] = await self._channels[name].pipeline([ROLE], "ROLE", shapes=[ROLE_REPLY])
             except (RedisConnectionError, RedisTimeoutError):
                 continue
             if isinstance(role, Exception):
@@ -109,11 +109,11 @@ class AsyncReplicaReads:
             if channel is not None:
                 await channel.close()  # a read still on it fails over to the primary
 
-    async def execute(self, packed: bytes, command: str) -> Any:
+    async def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         """Send one read; an error reply (from the primary) is raised mapped."""
-        replies = await self._from_replica((packed,), command)
+        replies = await self._from_replica((packed,), command, (shape,))
         if replies is None:
-            return await self._primary.execute(packed, command)
+            return await self._primary.execute(packed, command, shape)
         return replies[0]
 
     async def pipeline(
@@ -123,11 +123,14 @@ class AsyncReplicaReads:
         *,
         idempotent: bool = True,
         fill: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send reads in one round trip; error replies (from the primary) come back in place."""
-        replies = await self._from_replica(commands, command)
+        replies = await self._from_replica(commands, command, shapes)
         if replies is None:
-            return await self._primary.pipeline(commands, command, idempotent=idempotent, fill=fill)
+            return await self._primary.pipeline(
+                commands, command, idempotent=idempotent, fill=fill, shapes=shapes
+            )
         return replies
 
     async def close(self) -> None:
@@ -137,8 +140,14 @@ class AsyncReplicaReads:
         for channel in channels:
             await channel.close()
 
-    async def _from_replica(self, commands: Sequence[bytes], command: str) -> list[Any] | None:
-        """Return the replies of a replica in sync, or ``None``: ask the primary."""
+    async def _from_replica(
+        self, commands: Sequence[bytes], command: str, shapes: Sequence[Shape | None] | None
+    ) -> list[Any] | None:
+        """Return the replies of a replica in sync, or ``None``: ask the primary.
+
+        A replica's reply without its command's shape is a protocol error (the
+        replica's connection is closed), and the primary is asked.
+        """
         choice = self._choice
         if choice.refresh_due():
             await self.refresh()
@@ -150,13 +159,20 @@ class AsyncReplicaReads:
             return None
         check = choice.check_due(name)
         try:
-            replies = await channel.pipeline([wire.ROLE, *commands] if check else commands, command)
+            if check:
+                replies = await channel.pipeline(
+                    [ROLE, *commands],
+                    command,
+                    shapes=None if shapes is None else [ROLE_REPLY, *shapes],
+                )
+            else:
+                replies = await channel.pipeline(commands, command, shapes=shapes)
         except RedisDriverError:
             choice.avoid(name)
             return None
         if check:
             role = replies.pop(0)
-            if not wire.replica_in_sync(role):
+            if not replica_in_sync(role):
                 choice.avoid(name)
                 return None
         if first_error_reply(replies) is not None:

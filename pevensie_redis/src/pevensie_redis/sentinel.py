@@ -49,10 +49,10 @@ from redis.sentinel import (
     SentinelManagedSSLConnection,
 )
 
-from pevensie_redis import wire
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.pipe import Endpoint, open_pipe
 from pevensie_redis.pool import SentinelCachePool, pool_options
+from pevensie_redis.protocol.commands import pack
 
 __all__ = [
     "ClearSentinel",
@@ -241,7 +241,7 @@ async def find_primary(sentinels: list[Endpoint], service_name: str) -> tuple[st
         try:
             pipe = await open_pipe(endpoint)
             try:
-                reply = await pipe.send(wire.pack(["SENTINEL", "MASTER", service_name]))
+                reply = await pipe.send(pack(["SENTINEL", "MASTER", service_name]))
             finally:
                 pipe.close()
         except AuthenticationError:
@@ -276,7 +276,7 @@ async def find_replicas(sentinels: list[Endpoint], service_name: str) -> list[tu
         try:
             pipe = await open_pipe(endpoint)
             try:
-                reply = await pipe.send(wire.pack(["SENTINEL", "REPLICAS", service_name]))
+                reply = await pipe.send(pack(["SENTINEL", "REPLICAS", service_name]))
             finally:
                 pipe.close()
         except RedisError as exc:

@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.CONFIG
     from pevensie_cache.cli.app import invoke
 
-    return invoke(args)
+    return invoke(args, PROG)

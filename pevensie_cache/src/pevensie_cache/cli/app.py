@@ -12,12 +12,10 @@ from pevensie_cache.cli.target import Redactor
 __all__ = ["invoke"]
 
 
-def invoke(args: list[str]) -> int:
-    """Parse ``args`` and run the command; usage errors exit 2, Ctrl-C 130."""
-    from pevensie_cache.cli import PROG
-
+def invoke(args: list[str], prog: str) -> int:
+    """Parse ``args`` and run the command named ``prog``; usage errors exit 2, Ctrl-C 130."""
     try:
-        result = app.main(args=args, prog_name=PROG, standalone_mode=False)
+        result = app.main(args=args, prog_name=prog, standalone_mode=False)
     except click.UsageError as exc:
         if "--json" in args:
             Output(True, Redactor()).error("usage", exc.format_message(), ExitCode.USAGE)

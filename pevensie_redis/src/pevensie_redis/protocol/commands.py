@@ -1,43 +1,64 @@
-"""The wire format: every command the driver sends, packed once, and how its replies read.
+"""Every command the driver sends, packed once, and the shape of the reply each one gets.
 
-This module does no I/O and imports neither redis-py nor any driver, so every
-driver (single server, Cluster, Sentinel) and every face (sync, async) packs
-and reads commands the same way. Each command's bytes are defined here and
-nowhere else.
+No I/O here, and no import of redis-py or of any driver, so every driver
+(single server, Cluster, Sentinel) and every face (sync, async) packs and
+reads commands the same way. Each command's bytes are defined here and
+nowhere else; keys come packed already (:mod:`~pevensie_redis.protocol.keys`).
 
 Packing a ``GET`` or ``SET`` costs one ``bytes`` formatting; redis-py's generic
-packer does far more work per call. Keys are ``<resource_type>:<key>`` in
-UTF-8, the layout the Gleam driver uses, so both can share a database.
+packer does far more work per call.
+
+Next to each command stands the shape of its reply (a :data:`Shape`: a
+predicate on a reply that is not an error reply), such as :data:`GET_REPLY`
+(a bulk string or nil) or :data:`SET_REPLY` (``OK``). A channel given a shape
+checks the reply against it: a reply of another shape means the connection
+is out of step or not talking to a Redis server, so the channel raises
+``RedisProtocolError`` and closes that connection. Error replies (exception
+instances) always pass: the driver interprets them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "BATCH_SIZE",
+    "CLIENT_ID_REPLY",
     "CLUSTER_SLOTS",
     "EXEC",
+    "GET_REPLY",
     "INCR_EX_SCRIPT",
+    "INTEGER_REPLY",
     "INVALIDATION_CHANNEL",
     "MULTI",
+    "MULTI_REPLY",
     "NOT_TEXT",
+    "OK_REPLY",
+    "PING",
+    "PING_REPLY",
+    "QUEUED_REPLY",
     "READONLY",
     "RELEASE_LOCK_SCRIPT",
     "RELEASE_LOCK_SCRIPT_SHA",
     "ROLE",
+    "ROLE_REPLY",
     "SCAN_COUNT",
+    "SCAN_REPLY",
+    "SCRIPT_LOAD_REPLY",
     "SET_EX_SCRIPT",
     "SET_EX_SCRIPT_SHA",
+    "SET_NX_REPLY",
+    "SET_REPLY",
+    "SUBSCRIBE_REPLY",
     "NotText",
+    "Shape",
     "chunks",
     "decode_text",
-    "escape_glob",
-    "full_key",
-    "heartbeat",
-    "lock_key",
+    "describe",
+    "exec_reply",
+    "mget_reply",
     "pack",
     "pack_delete",
     "pack_get",
@@ -54,8 +75,176 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+Shape = Callable[[Any], bool]
+"""A reply's expected shape: a predicate, true of every good reply to its command.
+
+It is asked only about replies that are not error replies (those are
+exception instances, which the driver interprets).
+"""
+
+# -- reply shapes ------------------------------------------------------------------------
+
+
+def _bulk_or_nil(reply: Any) -> bool:
+    return reply is None or reply.__class__ is bytes
+
+
+def _ok(reply: Any) -> bool:
+    return reply.__class__ is bytes and reply == b"OK"
+
+
+def _ok_or_nil(reply: Any) -> bool:
+    return reply is None or (reply.__class__ is bytes and reply == b"OK")
+
+
+def _integer(reply: Any) -> bool:
+    return reply.__class__ is int
+
+
+def _bulk(reply: Any) -> bool:
+    return reply.__class__ is bytes
+
+
+def _array(reply: Any) -> bool:
+    return reply.__class__ is list
+
+
+def _queued(reply: Any) -> bool:
+    return reply.__class__ is bytes and reply == b"QUEUED"
+
+
+def _pong(reply: Any) -> bool:
+    return reply.__class__ is bytes and reply == b"PONG"
+
+
+def _scan_page(reply: Any) -> bool:
+    return (
+        reply.__class__ is list
+        and len(reply) == 2
+        and reply[0].__class__ is bytes
+        and reply[1].__class__ is list
+        and all(key.__class__ is bytes for key in reply[1])
+    )
+
+
+def _subscribed(reply: Any) -> bool:
+    return (
+        reply.__class__ is list
+        and len(reply) == 3
+        and reply[0] == b"subscribe"
+        and reply[1].__class__ is bytes
+        and reply[2].__class__ is int
+    )
+
+
+GET_REPLY: Shape = _bulk_or_nil
+"""``GET``: the value, or nil."""
+SET_REPLY: Shape = _ok
+"""``SET`` (with or without ``EX``), ``MSET``: ``OK``."""
+SET_NX_REPLY: Shape = _ok_or_nil
+"""``SET ... NX`` (``add``, a lease lock): ``OK``, or nil when the key was there."""
+INTEGER_REPLY: Shape = _integer
+"""``UNLINK``, ``EXISTS``, ``EXPIRE``, ``PERSIST``, ``PTTL``, ``INCRBY``, and our scripts."""
+OK_REPLY: Shape = _ok
+"""``AUTH``, ``SELECT``, ``CLIENT SETNAME``, ``CLIENT TRACKING``, ``READONLY``, ``ASKING``."""
+MULTI_REPLY: Shape = _ok
+"""``MULTI``: ``OK``."""
+QUEUED_REPLY: Shape = _queued
+"""A command sent between ``MULTI`` and ``EXEC``: ``QUEUED``."""
+PING_REPLY: Shape = _pong
+"""``PING`` (outside pub/sub): ``PONG``."""
+SCAN_REPLY: Shape = _scan_page
+"""``SCAN``: the next cursor and a list of keys."""
+SCRIPT_LOAD_REPLY: Shape = _bulk
+"""``SCRIPT LOAD``: the script's SHA1 digest."""
+ROLE_REPLY: Shape = _array
+"""``ROLE``: a list whose first item names the role."""
+CLIENT_ID_REPLY: Shape = _integer
+"""``CLIENT ID``: the connection's id."""
+SUBSCRIBE_REPLY: Shape = _subscribed
+"""``SUBSCRIBE channel``: ``["subscribe", channel, count]``."""
+
+
+def mget_reply(count: int) -> Shape:
+    """``MGET`` of ``count`` keys: a list of exactly ``count`` values, each a bulk string or nil."""
+
+    def shape(reply: Any) -> bool:
+        return (
+            reply.__class__ is list
+            and len(reply) == count
+            and all(value is None or value.__class__ is bytes for value in reply)
+        )
+
+    return shape
+
+
+def exec_reply(*queued: Shape) -> Shape:
+    """``EXEC`` of the commands whose shapes are ``queued``: their replies, in order (or nil).
+
+    Each reply has its command's shape or is an error reply. Nil means the
+    transaction did not run (a ``WATCH``-ed key changed).
+    """
+
+    def shape(reply: Any) -> bool:
+        if reply is None:
+            return True
+        return (
+            reply.__class__ is list
+            and len(reply) == len(queued)
+            and all(
+                isinstance(item, Exception) or check(item)
+                for item, check in zip(reply, queued, strict=True)
+            )
+        )
+
+    return shape
+
+
+def describe(reply: Any) -> str:
+    """Say what kind of reply ``reply`` is, for an error message (never its content)."""
+    if reply is None:
+        return "nil"
+    if isinstance(reply, list):
+        return f"an array of {len(reply)}"
+    if isinstance(reply, int):
+        return "an integer"
+    if isinstance(reply, bytes):
+        return f"a string of {len(reply)} bytes"
+    return f"a {type(reply).__name__}"
+
+
+# -- values ------------------------------------------------------------------------------
+
 BATCH_SIZE = 1000
 """Keys per command in batch operations: big enough to amortise, small enough not to block."""
+
+NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
+"""The message of :class:`NotText`."""
+
+
+class NotText(Exception):
+    """A stored value is not UTF-8 text; drivers raise it as their own error type."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_TEXT)
+
+
+def decode_text(value: bytes) -> str:
+    """Decode a stored value; raise :class:`NotText` when it is not UTF-8."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise NotText from None
+
+
+def chunks(items: Sequence[_T], size: int = BATCH_SIZE) -> list[Sequence[_T]]:
+    """Split ``items`` into runs of at most ``size`` (one run when it fits, without copying)."""
+    if len(items) <= size:
+        return [items]
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+# -- commands ----------------------------------------------------------------------------
 
 SET_EX_SCRIPT = b"""\
 local ttl = ARGV[1]
@@ -94,21 +283,6 @@ Creates ``KEYS[1]`` as ``0`` with the TTL ``ARGV[2]`` only if absent, then adds
 between the two and come back without a TTL.
 """
 
-NOT_TEXT = "the stored value is not UTF-8 text (written by another client?)"
-"""The message of :class:`NotText`."""
-
-
-class NotText(Exception):
-    """A stored value is not UTF-8 text; drivers raise it as their own error type."""
-
-    def __init__(self) -> None:
-        super().__init__(NOT_TEXT)
-
-
-def full_key(resource_type: str, key: str) -> bytes:
-    """Return the stored key for ``(resource_type, key)``: ``<resource_type>:<key>`` in UTF-8."""
-    return f"{resource_type}:{key}".encode()
-
 
 def pack_get(key: bytes) -> bytes:
     """Pack ``GET key``."""
@@ -140,6 +314,9 @@ def pack_set_nx(key: bytes, value: bytes, ttl_seconds: int | None) -> bytes:
     return pack([b"SET", key, value, b"NX", b"EX", b"%d" % ttl_seconds])
 
 
+PING = b"*1\r\n$4\r\nPING\r\n"
+"""``PING``: a connection's check that the server answers (:data:`PING_REPLY`)."""
+
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 """``MULTI``: the commands up to :data:`EXEC` run as one, with the server's clock stopped.
 
@@ -157,16 +334,6 @@ SCAN_COUNT = 1000
 def pack_scan(cursor: bytes, pattern: str) -> bytes:
     """Pack ``SCAN cursor MATCH pattern COUNT`` :data:`SCAN_COUNT`."""
     return pack([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"%d" % SCAN_COUNT])
-
-
-def lock_key(resource_type: str, key: str) -> bytes:
-    """Return the key of the lease lock of ``(resource_type, key)``: ``:lock:<type>:<key>``.
-
-    It starts with ``:``, which no key written through the API can (a resource
-    type is never empty), so a lock can never collide with a cached value, and
-    ``clear`` (which matches ``<type>:*``) never deletes a lock.
-    """
-    return f":lock:{resource_type}:{key}".encode()
 
 
 INVALIDATION_CHANNEL = b"__redis__:invalidate"
@@ -197,21 +364,6 @@ def replica_in_sync(role: object) -> bool:
         and role[0] == b"slave"
         and role[3] == b"connected"
     )
-
-
-def heartbeat(timeout: float) -> float:
-    """Return the near cache listener's heartbeat: a silent channel is checked this often.
-
-    After one heartbeat of silence the listener sends ``PING``; without an
-    answer one heartbeat later it gives the channel up (and the store is
-    emptied), so a silent break is noticed within about two heartbeats.
-    """
-    return min(1.0, timeout)
-
-
-def escape_glob(text: str) -> str:
-    r"""Escape the glob characters of ``text`` (``*?[]\``) for a ``SCAN ... MATCH`` pattern."""
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 CLUSTER_SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
@@ -286,21 +438,6 @@ def pack_handshake(
     if client_name is not None:
         commands.append(pack(["CLIENT", "SETNAME", client_name]))
     return commands
-
-
-def decode_text(value: bytes) -> str:
-    """Decode a stored value; raise :class:`NotText` when it is not UTF-8."""
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise NotText from None
-
-
-def chunks(items: Sequence[_T], size: int = BATCH_SIZE) -> list[Sequence[_T]]:
-    """Split ``items`` into runs of at most ``size`` (one run when it fits, without copying)."""
-    if len(items) <= size:
-        return [items]
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _pack_in_python(args: Sequence[bytes | str]) -> bytes:
