@@ -32,6 +32,8 @@ from pevensie_cache.errors import (
     DriverConflict,
     DriverError,
     DriverNotFound,
+    DriverUnavailable,
+    LockNotHeld,
     LockTimeout,
     NotConnected,
     PevensieCacheError,
@@ -41,6 +43,8 @@ from pevensie_cache.errors import (
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.locks import CacheLock
+from pevensie_cache.locks_async import AsyncCacheLock
 from pevensie_cache.observability import instrument, uninstrument
 from pevensie_cache.registry import DriverInfo, Register
 from pevensie_cache.resource import CachedFunction, Resource
@@ -55,11 +59,13 @@ __all__ = [
     "ArgumentValueError",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncCacheLock",
     "AsyncCachedFunction",
     "AsyncPevensieCache",
     "AsyncResource",
     "BatchCacheDriver",
     "CacheDriver",
+    "CacheLock",
     "CacheMiss",
     "CachedFunction",
     "Codec",
@@ -70,6 +76,8 @@ __all__ = [
     "DriverError",
     "DriverInfo",
     "DriverNotFound",
+    "DriverUnavailable",
+    "LockNotHeld",
     "LockTimeout",
     "NotConnected",
     "PevensieCache",

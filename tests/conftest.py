@@ -1,0 +1,31 @@
+"""Until the Redis driver has the operations of issue 22 (exists, ttl, delete's answer,
+lock extend), its conformance runs mark the cases that need them as expected failures.
+
+Strict: the day the driver has them, these marks fail the run, and this file goes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_WAITING_FOR_THE_REDIS_DRIVER = {
+    "test_delete_says_whether_the_key_was_there",
+    "test_ttl_says_the_whole_seconds_left_none_or_a_miss",
+    "test_ttl_follows_touch",
+    "test_extend_keeps_a_lock_past_its_first_lease",
+    "test_extend_of_a_lock_no_longer_held_raises_lock_not_held",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        path = str(item.path)
+        if name in _WAITING_FOR_THE_REDIS_DRIVER and (
+            "/tests/redis/" in path or "/tests/cluster/" in path
+        ):
+            item.add_marker(
+                pytest.mark.xfail(
+                    reason="the Redis driver lacks it until issue 22 part G", strict=True
+                )
+            )
