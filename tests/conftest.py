@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 _WAITING_FOR_THE_REDIS_DRIVER = {
-    "test_delete_says_whether_the_key_was_there",
     "test_ttl_says_the_whole_seconds_left_none_or_a_miss",
     "test_ttl_follows_touch",
     "test_extend_keeps_a_lock_past_its_first_lease",

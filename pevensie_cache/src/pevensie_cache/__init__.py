@@ -19,6 +19,7 @@ from pevensie_cache.driver import (
     AsyncCacheDriver,
     BatchCacheDriver,
     CacheDriver,
+    DriverConfig,
 )
 from pevensie_cache.errors import (
     AlreadyConnected,
@@ -72,6 +73,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "CounterError",
+    "DriverConfig",
     "DriverConflict",
     "DriverError",
     "DriverInfo",

@@ -31,6 +31,7 @@ __all__ = [
     "AtomicCacheDriver",
     "BatchCacheDriver",
     "CacheDriver",
+    "DriverConfig",
     "KeyInfoCacheDriver",
     "LockingCacheDriver",
     "Progress",
@@ -241,6 +242,23 @@ class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
 
     async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the lock a new lease of ``lease_ms`` from now if ``token`` holds it; say whether."""
+
+
+@runtime_checkable
+class DriverConfig(Protocol):
+    """A driver's typed configuration, which ``cache.new(config)`` builds the driver from.
+
+    The typed path to a cache: a dataclass such as
+    :class:`pevensie_redis.RedisConfig` lists every option as a field, so a
+    type checker flags a misspelt one (``RedisConfig(prot=6379)``), where
+    ``cache.new(driver="redis", prot=6379)`` is only caught when it runs.
+    ``driver_name`` names the registered driver; its factories receive the
+    configuration object as their one argument.
+    """
+
+    @property
+    def driver_name(self) -> str:
+        """The registered name of the driver this configures (``"redis"``)."""
 
 
 @runtime_checkable

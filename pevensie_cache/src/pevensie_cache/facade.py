@@ -22,7 +22,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from pevensie_cache.building import check_driver_object
+from pevensie_cache.building import CACHE_OPTIONS, check_driver_object
 from pevensie_cache.codecs import Codec
 from pevensie_cache.driver import NO_EXPIRY, BatchCacheDriver, CacheDriver, Progress
 from pevensie_cache.errors import (
@@ -58,7 +58,6 @@ from pevensie_cache.validation import (
     check_delta,
     check_items,
     check_keys,
-    check_namespace,
     check_resource_type,
     check_ttl,
     check_value,
@@ -129,12 +128,8 @@ class PevensieCache(FaceGuard):
     ) -> None:
         """Wrap ``driver``; most code calls ``cache.new`` (``cache.new_async``) instead."""
         check_driver_object(driver, {}, FACE)
-        if namespace is not None:
-            check_namespace(namespace)
-        if not isinstance(fail_open, bool):
-            raise ArgumentTypeError(
-                f"fail_open must be True or False, not {type(fail_open).__name__}"
-            )
+        namespace = CACHE_OPTIONS["namespace"].check(namespace)
+        fail_open = CACHE_OPTIONS["fail_open"].check(fail_open)
         self._driver = driver
         self._namespace = namespace
         # What the operations call: the driver itself, or the layers the options ask for.
@@ -247,7 +242,7 @@ class PevensieCache(FaceGuard):
         # which raise the precise error (or accept, e.g. non-ASCII text).
         if not plain_write(resource_type, key, value, ttl_seconds):
             check_address_once(resource_type, key)
-            check_value(value)
+            check_value(value, resource_type)
             ttl_seconds = check_ttl(ttl_seconds)
         try:
             driver.set(resource_type, key, value, ttl_seconds)  # type: ignore[arg-type]
@@ -397,7 +392,7 @@ class PevensieCache(FaceGuard):
         driver = self._connected("add")
         if not plain_write(resource_type, key, value, ttl_seconds):
             check_address_once(resource_type, key)
-            check_value(value)
+            check_value(value, resource_type)
             ttl_seconds = check_ttl(ttl_seconds)
         added: bool = self._optional(driver, "add", resource_type, key, value, ttl_seconds)
         return added

@@ -38,7 +38,6 @@ __all__ = [
     "check_items",
     "check_key",
     "check_keys",
-    "check_namespace",
     "check_resource_type",
     "check_ttl",
     "check_value",
@@ -66,20 +65,6 @@ def check_resource_type(resource_type: object) -> None:
     _check_encodable("resource_type", resource_type)
 
 
-def check_namespace(namespace: object) -> None:
-    """Check a namespace: the rules of a resource type (it prefixes every resource type)."""
-    if not isinstance(namespace, str):
-        raise ArgumentTypeError(f"namespace must be a str, not {type(namespace).__name__}")
-    if not namespace:
-        raise ArgumentValueError("namespace must not be empty (use None for none)")
-    if ":" in namespace:
-        raise ArgumentValueError(
-            f"namespace must not contain ':' (got {namespace!r}); "
-            "keys are stored as <namespace>:<resource_type>:<key>"
-        )
-    _check_encodable("namespace", namespace)
-
-
 def check_key(key: object) -> None:
     """Check one key."""
     if type(key) is str and key:
@@ -99,24 +84,32 @@ def check_address(resource_type: object, key: object) -> None:
     check_key(key)
 
 
-def check_value(value: object) -> None:
-    """Check one value: any ``str``, the empty string included."""
+def check_value(value: object, resource_type: object = None) -> None:
+    """Check one value: any ``str``, the empty string included.
+
+    ``resource_type``, when known, makes the hint for a value of another type
+    show the exact call that stores it.
+    """
     if type(value) is str:
         if not value.isascii():
             _check_encodable("value", value)
         return
     if not isinstance(value, str):
-        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{_hint(value)}")
+        raise ArgumentTypeError(
+            f"value must be a str, not {type(value).__name__}{_hint(value, resource_type)}"
+        )
     _check_encodable("value", value)
 
 
-def _hint(value: object) -> str:
+def _hint(value: object, resource_type: object) -> str:
     """Say what to do with a value that is not a ``str``."""
     if isinstance(value, (bytes, bytearray)):
         return " (decode bytes first, e.g. value.decode())"
+    named = repr(resource_type) if isinstance(resource_type, str) else "resource_type"
     return (
-        "; values are strings: encode it first, or store it through a resource "
-        "with the JSON codec (cache.resource(resource_type, codec='json'))"
+        "; values are strings: store other values through a JSON resource of your "
+        f"cache object, c.resource({named}, codec='json').set(key, value) "
+        "(with c the cache you called), or encode it first"
     )
 
 

@@ -212,10 +212,10 @@ class RedisClusterDriver:
             packed = pack_set_ex(full, data, ttl_seconds)
             self._single(full, packed, ("SET", full, data, "EX", ttl_seconds), "SET")
 
-    def delete(self, resource_type: str, key: str) -> None:
-        """``UNLINK`` on the key's node; an absent key is fine."""
+    def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK`` on the key's node; whether it removed a key (an absent one is fine)."""
         full = self._full(resource_type, key)
-        self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK")
+        return bool(self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK"))
 
     # -- atomic operations and clear -------------------------------------------------
 

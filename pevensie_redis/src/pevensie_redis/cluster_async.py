@@ -213,10 +213,10 @@ class AsyncRedisClusterDriver:
             packed = pack_set_ex(full, data, ttl_seconds)
             await self._single(full, packed, ("SET", full, data, "EX", ttl_seconds), "SET")
 
-    async def delete(self, resource_type: str, key: str) -> None:
-        """``UNLINK`` on the key's node; an absent key is fine."""
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK`` on the key's node; whether it removed a key (an absent one is fine)."""
         full = self._full(resource_type, key)
-        await self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK")
+        return bool(await self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK"))
 
     # -- atomic operations and clear -------------------------------------------------
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from pevensie_cache import ConfigError, mask_url
@@ -68,6 +68,20 @@ SENTINEL_PORT = 26379
 
 def _address_rule(what: str, forbidden: str) -> Callable[[str], str]:
     def rule(host: str) -> str:
+        # host:port, or [v6]:port: the port has a field of its own.
+        if host.startswith("["):
+            name, _, rest = host[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, colon, port = host.rpartition(":")
+            if not colon or ":" in name:
+                port = ""  # no colon, or an IPv6 address
+        if port.isdigit():
+            where = "host=..., port=..." if what == "host" else "a (host, port) pair"
+            raise ConfigError(
+                f"{what} must not hold a port, got {host!r}: give the port on its own, "
+                f"as {where} ({name!r} and {port})"
+            )
         if any(ch.isspace() or ch in forbidden for ch in host):
             raise ConfigError(f"{what} must be a host name or IP address, got {host!r}")
         return host
@@ -152,6 +166,9 @@ class RedisConfig:
     text (``port="6379"``, ``timeout="2s"``). The ``repr`` shows
     ``password='***'``, never the password.
     """
+
+    driver_name: ClassVar[str] = "redis"
+    """The driver this configures: ``cache.new(RedisConfig(...))`` builds it."""
 
     host: str = Option(
         kind="str",
@@ -371,7 +388,18 @@ class RedisConfig:
         return f"{base}?{'&'.join(query)}" if query else base
 
 
-OPTIONS = OptionSet.from_dataclass(RedisConfig, owner="Redis")
+OPTIONS = OptionSet.from_dataclass(
+    RedisConfig,
+    owner="Redis",
+    hints={
+        "max_connections": "pool_size",
+        "socket_timeout": "timeout",
+        "socket_connect_timeout": "timeout",
+        "ssl": "tls",
+        "database": "db",
+        "url": "cache.from_url(url)",
+    },
+)
 """Every option of the Redis driver, built from the declarations of :class:`RedisConfig`."""
 OPTIONS.document(RedisConfig)
 
@@ -425,6 +453,18 @@ def _check_combinations(config: RedisConfig) -> None:
 
 # -- URL parsing -----------------------------------------------------------------------------
 
+_FRAGMENT = (
+    "a Redis URL takes no #fragment: {shown!r}; a '#' in a password must be "
+    "percent-encoded as %23 (urllib.parse.quote(password, safe=''))"
+)
+
+
+def _escapes(url: str) -> str:
+    """Name the percent-encoding of the characters of ``url`` that break its userinfo."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    found = [f"{ch!r} as %{ord(ch):02X}" for ch in "#/?@" if ch in userinfo]
+    return ": " + ", ".join(found) + "; urllib.parse.quote(password, safe='')" if found else ""
+
 
 def _split(
     url: str, shown: str, *, read_host_port: bool = True
@@ -442,7 +482,7 @@ def _split(
         return parts, parts.hostname, parts.port
     raise ConfigError(
         f"invalid Redis URL {shown!r}: its host or port cannot be read "
-        "(percent-encode special characters in the user name and password)"
+        f"(percent-encode special characters in the user name and password{_escapes(url)})"
     )
 
 
@@ -457,7 +497,7 @@ def _parse_url(url: str) -> dict[str, Any]:
         return _parse_sentinel_url(url, scheme, shown)
     parts, hostname, port = _split(url, shown)
     if parts.fragment:
-        raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
+        raise ConfigError(_FRAGMENT.format(shown=shown))
     fields: dict[str, Any] = {}
     if parts.username:
         fields["username"] = unquote(parts.username)
@@ -491,7 +531,7 @@ def _parse_url(url: str) -> dict[str, Any]:
 def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
     parts, _, _ = _split(url, shown, read_host_port=False)
     if parts.fragment:
-        raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
+        raise ConfigError(_FRAGMENT.format(shown=shown))
     userinfo, at, hosts = parts.netloc.rpartition("@")
     fields: dict[str, Any] = {}
     if at:

@@ -149,9 +149,10 @@ class RedisDriver:
         else:
             self._execute(pack_set_ex(full, value.encode(), ttl_seconds), "SET", SET_REPLY)
 
-    def delete(self, resource_type: str, key: str) -> None:
-        """``UNLINK <resource_type>:<key>``; an absent key is fine."""
-        self._execute(pack_delete(full_key(resource_type, key)), "UNLINK", INTEGER_REPLY)
+    def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK <resource_type>:<key>``; whether it removed a key (an absent one is fine)."""
+        packed = pack_delete(full_key(resource_type, key))
+        return bool(self._execute(packed, "UNLINK", INTEGER_REPLY))
 
     # -- batch operations ------------------------------------------------------------
 
@@ -503,10 +504,10 @@ class NearRedisDriver(RedisDriver):
         finally:
             self._forget(resource_type, (key,))
 
-    def delete(self, resource_type: str, key: str) -> None:
+    def delete(self, resource_type: str, key: str) -> bool:
         """``UNLINK``, then drop the key locally."""
         try:
-            super().delete(resource_type, key)
+            return super().delete(resource_type, key)
         finally:
             self._forget(resource_type, (key,))
 

@@ -151,9 +151,10 @@ class AsyncRedisDriver:
         else:
             await self._execute(pack_set_ex(full, value.encode(), ttl_seconds), "SET", SET_REPLY)
 
-    async def delete(self, resource_type: str, key: str) -> None:
-        """``UNLINK <resource_type>:<key>``; an absent key is fine."""
-        await self._execute(pack_delete(full_key(resource_type, key)), "UNLINK", INTEGER_REPLY)
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK <resource_type>:<key>``; whether it removed a key (an absent one is fine)."""
+        packed = pack_delete(full_key(resource_type, key))
+        return bool(await self._execute(packed, "UNLINK", INTEGER_REPLY))
 
     # -- batch operations ------------------------------------------------------------
 
@@ -507,10 +508,10 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         finally:
             self._forget(resource_type, (key,))
 
-    async def delete(self, resource_type: str, key: str) -> None:
+    async def delete(self, resource_type: str, key: str) -> bool:
         """``UNLINK``, then drop the key locally."""
         try:
-            await super().delete(resource_type, key)
+            return await super().delete(resource_type, key)
         finally:
             self._forget(resource_type, (key,))
 
