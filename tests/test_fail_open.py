@@ -43,14 +43,18 @@ class Switchable(MemoryDriver):
         super().__init__()
         self.down = False
         self.failure = failure
+        self.connects = 0
         for name in (
             "get", "set", "delete", "get_many", "set_many", "delete_many", "add", "incr",
             "touch", "clear", "exists", "ttl_ms", "acquire_lock", "release_lock", "extend_lock",
+            "connect",
         ):  # fmt: skip
             setattr(self, name, self._guarded(getattr(self, name)))
 
     def _guarded(self, operation: Any) -> Any:
         def call(*args: Any) -> Any:
+            if operation.__name__ == "connect":
+                self.connects += 1
             if self.down:
                 raise self.failure("connection refused by 127.0.0.1:1")
             return operation(*args)
@@ -235,3 +239,60 @@ def test_fail_open_must_be_a_bool() -> None:
         cache.new(fail_open="true")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="fail_open must be true or false"):
         cache.from_url("memory://?fail_open=maybe")
+
+
+def test_a_store_down_at_connect_is_served_open_and_connected_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pevensie_cache.layers as layers
+
+    monkeypatch.setattr(layers, "RECONNECT_EVERY", 0.2)
+    store = Switchable()
+    store.down = True
+    with caplog.at_level(logging.WARNING):
+        c = PevensieCache(store, fail_open=True).connect()  # no error: served open
+    assert c.connected
+    assert "fail_open: connect failed with Down" in caplog.text
+    assert c.get("user", "1", None) is None
+    c.set("user", "1", "x")
+    assert store.connects == 1  # nobody tried again before the interval
+    store.down = False
+    import time
+
+    time.sleep(0.3)
+    c.set("user", "1", "x")  # connects first, then writes
+    assert store.connects == 2
+    assert c.get("user", "1") == "x"
+    c.disconnect()
+
+
+def test_a_store_down_at_connect_still_raises_without_fail_open() -> None:
+    store = Switchable()
+    store.down = True
+    with pytest.raises(DriverUnavailable):
+        PevensieCache(store).connect()
+
+
+def test_disconnecting_a_cache_whose_store_never_answered_closes_nothing() -> None:
+    store = Switchable()
+    store.down = True
+    c = PevensieCache(store, fail_open=True).connect()
+    store.disconnect = lambda: (_ for _ in ()).throw(AssertionError("never connected"))  # type: ignore[method-assign]
+    c.disconnect()
+    assert not c.connected
+
+
+def test_the_redis_drivers_unavailability_errors_are_driver_unavailable() -> None:
+    from pevensie_redis import (
+        RedisAuthenticationError,
+        RedisConnectionError,
+        RedisPoolExhausted,
+        RedisProtocolError,
+        RedisServerError,
+        RedisTimeoutError,
+    )
+
+    for served in (RedisConnectionError, RedisProtocolError, RedisTimeoutError, RedisPoolExhausted):
+        assert issubclass(served, DriverUnavailable)
+    for raised in (RedisAuthenticationError, RedisServerError):
+        assert not issubclass(raised, DriverUnavailable)

@@ -37,7 +37,7 @@ from pevensie_cache.errors import (
     driver_failure,
 )
 from pevensie_cache.failures import FailureLog
-from pevensie_cache.layers import FailOpen, Namespaced
+from pevensie_cache.layers import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.locks import CacheLock, check_lock_seconds
 from pevensie_cache.primitives import (
     CONNECT_HINT,
@@ -139,7 +139,7 @@ class PevensieCache(FaceGuard):
         ops: Any = strict
         if fail_open:
             self._failures = FailureLog()
-            ops = FailOpen(strict, _reporter(self))
+            ops = FailOpen(strict, _reporter(self), driver.connect)
         self._ops: CacheDriver = ops
         # The same object, typed for its batch operations when the driver has them.
         self._batch: BatchCacheDriver | None = ops if isinstance(driver, BatchCacheDriver) else None
@@ -186,6 +186,15 @@ class PevensieCache(FaceGuard):
                 raise AlreadyConnected("the cache is already connected")
             try:
                 self._driver.connect()
+            except UNAVAILABLE as exc:
+                ops = self._ops
+                if not isinstance(ops, FailOpen):
+                    if isinstance(exc, PevensieCacheError):
+                        raise
+                    raise driver_failure(exc) from exc
+                # fail_open: connected all the same, serving misses until the store answers.
+                ops.offline(exc)
+                self._failed_open("connect", "", exc)
             except PevensieCacheError:
                 raise
             except Exception as exc:
@@ -199,6 +208,9 @@ class PevensieCache(FaceGuard):
             if self._live is None:
                 raise NotConnected(f"the cache is not connected: {CONNECT_HINT}")
             self._live = None
+            ops = self._ops
+            if isinstance(ops, FailOpen) and ops.is_offline:
+                return  # fail_open: the store was never reached, nothing to close
             try:
                 self._driver.disconnect()
             except PevensieCacheError:

@@ -48,6 +48,15 @@ class FailureLog:
         # A driver's own message names the server, never a password (a driver rule); a
         # foreign exception's text may hold one, so only its type is named.
         detail = f": {exc}" if isinstance(exc, DriverError) else ""
+        if operation == "connect":
+            logger.warning(
+                "fail_open: connect failed with %s%s; serving misses and no-ops until the "
+                "store answers (tried again at most every second, on use)%s",
+                type(exc).__name__,
+                detail,
+                more,
+            )
+            return
         logger.warning(
             "fail_open: %s on resource type %r failed with %s%s; served as %s%s",
             operation,

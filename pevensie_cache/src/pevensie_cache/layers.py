@@ -21,13 +21,15 @@ falls back or raises ``UnsupportedOperation`` exactly as for the bare driver.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pevensie_cache.driver import ABSENT, CacheDriver, Progress
 from pevensie_cache.errors import DriverUnavailable
+from pevensie_cache.primitives import Lock
 
-__all__ = ["OPTIONAL_OPERATIONS", "UNAVAILABLE", "FailOpen", "Namespaced"]
+__all__ = ["OPTIONAL_OPERATIONS", "RECONNECT_EVERY", "UNAVAILABLE", "FailOpen", "Namespaced"]
 
 OPTIONAL_OPERATIONS = (
     "get_many",
@@ -45,11 +47,15 @@ OPTIONAL_OPERATIONS = (
 )
 """The driver methods the facade looks for; a layer lacks those its driver lacks."""
 
-UNAVAILABLE: tuple[type[BaseException], ...] = (DriverUnavailable, ConnectionError, TimeoutError)
+UNAVAILABLE: tuple[type[Exception], ...] = (DriverUnavailable, ConnectionError, TimeoutError)
 """The failures ``fail_open`` serves as misses and no-ops."""
 
 Report = Callable[[str, str, BaseException], None]
 """Told ``(operation, resource_type, exception)`` of each failure served open."""
+
+RECONNECT_EVERY = 1.0
+"""Seconds between two tries to connect a ``fail_open`` cache whose store was down at
+``connect()``, at least; meanwhile every operation is served open at once."""
 
 
 def _lack_what_the_driver_lacks(layer: object, driver: object) -> None:
@@ -155,19 +161,58 @@ class FailOpen:
     stored, so a rate limiter lets the call through). Taking a
     ``get_or_set(..., lock=True)`` lease succeeds, so the caller loads its
     value rather than waiting. Each failure is told to ``report``.
+
+    A store that was down when the cache connected leaves the layer
+    :meth:`offline`: operations are served open at once, and one of them
+    tries ``connect`` again every :data:`RECONNECT_EVERY` seconds.
     """
 
-    def __init__(self, driver: Any, report: Report) -> None:
-        """Serve ``driver``'s unavailability open, telling ``report`` of each failure."""
+    def __init__(self, driver: Any, report: Report, connect: Callable[[], None]) -> None:
+        """Serve ``driver``'s unavailability open, telling ``report`` of each failure.
+
+        ``connect`` connects the store under the driver (for a store that was
+        down at ``connect()``).
+        """
         self.driver: Any = driver
         self._report = report
+        self._connect = connect
+        self.is_offline = False
+        """Whether the store is not connected yet (it was down at ``connect()``)."""
+        self._retry_at = 0.0
+        self._down: BaseException | None = None
+        self._connecting = Lock()
         _lack_what_the_driver_lacks(self, driver)
+
+    def offline(self, exc: BaseException) -> None:
+        """Note that the store could not be connected (``exc``); try again later, on use."""
+        self.is_offline = True
+        self._down = exc
+        self._retry_at = time.monotonic() + RECONNECT_EVERY
+
+    def _online(self, operation: str, resource_type: str) -> bool:
+        """Connect the store if due; return whether it is connected (else report, serve open)."""
+        if time.monotonic() >= self._retry_at and not self._connecting.locked():
+            with self._connecting:
+                if not self.is_offline:
+                    return True
+                try:
+                    self._connect()
+                except UNAVAILABLE as exc:
+                    self.offline(exc)
+                else:
+                    self.is_offline = False
+                    return True
+        if self._down is not None:
+            self._report(operation, resource_type, self._down)
+        return False
 
     def __repr__(self) -> str:
         return f"<FailOpen {self.driver!r}>"
 
     def get(self, resource_type: str, key: str) -> str | None:
         """``get``, a miss when the store is unavailable."""
+        if self.is_offline and not self._online("get", resource_type):
+            return None
         try:
             value: str | None = self.driver.get(resource_type, key)
         except UNAVAILABLE as exc:
@@ -177,6 +222,8 @@ class FailOpen:
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """``set``, nothing when the store is unavailable."""
+        if self.is_offline and not self._online("set", resource_type):
+            return
         try:
             self.driver.set(resource_type, key, value, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -184,6 +231,8 @@ class FailOpen:
 
     def delete(self, resource_type: str, key: str) -> bool:
         """``delete``, ``False`` when the store is unavailable."""
+        if self.is_offline and not self._online("delete", resource_type):
+            return False
         try:
             existed: bool = self.driver.delete(resource_type, key)
         except UNAVAILABLE as exc:
@@ -193,6 +242,8 @@ class FailOpen:
 
     def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """``get_many``, no hits when the store is unavailable."""
+        if self.is_offline and not self._online("get_many", resource_type):
+            return {}
         try:
             found: dict[str, str] = self.driver.get_many(resource_type, keys)
         except UNAVAILABLE as exc:
@@ -204,6 +255,8 @@ class FailOpen:
         self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
     ) -> None:
         """``set_many``, nothing when the store is unavailable."""
+        if self.is_offline and not self._online("set_many", resource_type):
+            return
         try:
             self.driver.set_many(resource_type, items, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -211,6 +264,8 @@ class FailOpen:
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """``delete_many``, nothing when the store is unavailable."""
+        if self.is_offline and not self._online("delete_many", resource_type):
+            return
         try:
             self.driver.delete_many(resource_type, keys)
         except UNAVAILABLE as exc:
@@ -218,6 +273,8 @@ class FailOpen:
 
     def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
         """``add``, ``False`` (nothing stored) when the store is unavailable."""
+        if self.is_offline and not self._online("add", resource_type):
+            return False
         try:
             added: bool = self.driver.add(resource_type, key, value, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -227,6 +284,8 @@ class FailOpen:
 
     def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
         """``incr``, ``delta`` (as for a new counter, nothing stored) when unavailable."""
+        if self.is_offline and not self._online("incr", resource_type):
+            return delta
         try:
             result: int = self.driver.incr(resource_type, key, delta, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -236,6 +295,8 @@ class FailOpen:
 
     def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
         """``touch``, ``False`` when the store is unavailable."""
+        if self.is_offline and not self._online("touch", resource_type):
+            return False
         try:
             touched: bool = self.driver.touch(resource_type, key, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -245,6 +306,8 @@ class FailOpen:
 
     def clear(self, resource_type: str, on_progress: Progress | None) -> int:
         """``clear``, 0 when the store is unavailable."""
+        if self.is_offline and not self._online("clear", resource_type):
+            return 0
         try:
             cleared: int = self.driver.clear(resource_type, on_progress)
         except UNAVAILABLE as exc:
@@ -254,6 +317,8 @@ class FailOpen:
 
     def exists(self, resource_type: str, key: str) -> bool:
         """``exists``, ``False`` when the store is unavailable."""
+        if self.is_offline and not self._online("exists", resource_type):
+            return False
         try:
             found: bool = self.driver.exists(resource_type, key)
         except UNAVAILABLE as exc:
@@ -263,6 +328,8 @@ class FailOpen:
 
     def ttl_ms(self, resource_type: str, key: str) -> int:
         """``ttl_ms``, absent when the store is unavailable."""
+        if self.is_offline and not self._online("ttl", resource_type):
+            return ABSENT
         try:
             left: int = self.driver.ttl_ms(resource_type, key)
         except UNAVAILABLE as exc:
@@ -272,6 +339,8 @@ class FailOpen:
 
     def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``acquire_lock``, taken (nothing held) when the store is unavailable."""
+        if self.is_offline and not self._online("acquire_lock", resource_type):
+            return True
         try:
             taken: bool = self.driver.acquire_lock(resource_type, key, token, lease_ms)
         except UNAVAILABLE as exc:
@@ -281,6 +350,8 @@ class FailOpen:
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """``release_lock``, nothing when the store is unavailable (the lease expires)."""
+        if self.is_offline and not self._online("release_lock", resource_type):
+            return
         try:
             self.driver.release_lock(resource_type, key, token)
         except UNAVAILABLE as exc:

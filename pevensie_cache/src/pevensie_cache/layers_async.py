@@ -20,13 +20,15 @@ falls back or raises ``UnsupportedOperation`` exactly as for the bare driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pevensie_cache.driver import ABSENT, AsyncCacheDriver, Progress
 from pevensie_cache.errors import DriverUnavailable
+from pevensie_cache.primitives_async import Lock
 
-__all__ = ["OPTIONAL_OPERATIONS", "UNAVAILABLE", "FailOpen", "Namespaced"]
+__all__ = ["OPTIONAL_OPERATIONS", "RECONNECT_EVERY", "UNAVAILABLE", "FailOpen", "Namespaced"]
 
 OPTIONAL_OPERATIONS = (
     "get_many",
@@ -44,11 +46,15 @@ OPTIONAL_OPERATIONS = (
 )
 """The driver methods the facade looks for; a layer lacks those its driver lacks."""
 
-UNAVAILABLE: tuple[type[BaseException], ...] = (DriverUnavailable, ConnectionError, TimeoutError)
+UNAVAILABLE: tuple[type[Exception], ...] = (DriverUnavailable, ConnectionError, TimeoutError)
 """The failures ``fail_open`` serves as misses and no-ops."""
 
 Report = Callable[[str, str, BaseException], None]
 """Told ``(operation, resource_type, exception)`` of each failure served open."""
+
+RECONNECT_EVERY = 1.0
+"""Seconds between two tries to connect a ``fail_open`` cache whose store was down at
+``connect()``, at least; meanwhile every operation is served open at once."""
 
 
 def _lack_what_the_driver_lacks(layer: object, driver: object) -> None:
@@ -158,19 +164,58 @@ class FailOpen:
     stored, so a rate limiter lets the call through). Taking a
     ``get_or_set(..., lock=True)`` lease succeeds, so the caller loads its
     value rather than waiting. Each failure is told to ``report``.
+
+    A store that was down when the cache connected leaves the layer
+    :meth:`offline`: operations are served open at once, and one of them
+    tries ``connect`` again every :data:`RECONNECT_EVERY` seconds.
     """
 
-    def __init__(self, driver: Any, report: Report) -> None:
-        """Serve ``driver``'s unavailability open, telling ``report`` of each failure."""
+    def __init__(self, driver: Any, report: Report, connect: Callable[[], Awaitable[None]]) -> None:
+        """Serve ``driver``'s unavailability open, telling ``report`` of each failure.
+
+        ``connect`` connects the store under the driver (for a store that was
+        down at ``connect()``).
+        """
         self.driver: Any = driver
         self._report = report
+        self._connect = connect
+        self.is_offline = False
+        """Whether the store is not connected yet (it was down at ``connect()``)."""
+        self._retry_at = 0.0
+        self._down: BaseException | None = None
+        self._connecting = Lock()
         _lack_what_the_driver_lacks(self, driver)
+
+    def offline(self, exc: BaseException) -> None:
+        """Note that the store could not be connected (``exc``); try again later, on use."""
+        self.is_offline = True
+        self._down = exc
+        self._retry_at = time.monotonic() + RECONNECT_EVERY
+
+    async def _online(self, operation: str, resource_type: str) -> bool:
+        """Connect the store if due; return whether it is connected (else report, serve open)."""
+        if time.monotonic() >= self._retry_at and not self._connecting.locked():
+            async with self._connecting:
+                if not self.is_offline:
+                    return True
+                try:
+                    await self._connect()
+                except UNAVAILABLE as exc:
+                    self.offline(exc)
+                else:
+                    self.is_offline = False
+                    return True
+        if self._down is not None:
+            self._report(operation, resource_type, self._down)
+        return False
 
     def __repr__(self) -> str:
         return f"<FailOpen {self.driver!r}>"
 
     async def get(self, resource_type: str, key: str) -> str | None:
         """``get``, a miss when the store is unavailable."""
+        if self.is_offline and not await self._online("get", resource_type):
+            return None
         try:
             value: str | None = await self.driver.get(resource_type, key)
         except UNAVAILABLE as exc:
@@ -180,6 +225,8 @@ class FailOpen:
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """``set``, nothing when the store is unavailable."""
+        if self.is_offline and not await self._online("set", resource_type):
+            return
         try:
             await self.driver.set(resource_type, key, value, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -187,6 +234,8 @@ class FailOpen:
 
     async def delete(self, resource_type: str, key: str) -> bool:
         """``delete``, ``False`` when the store is unavailable."""
+        if self.is_offline and not await self._online("delete", resource_type):
+            return False
         try:
             existed: bool = await self.driver.delete(resource_type, key)
         except UNAVAILABLE as exc:
@@ -196,6 +245,8 @@ class FailOpen:
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """``get_many``, no hits when the store is unavailable."""
+        if self.is_offline and not await self._online("get_many", resource_type):
+            return {}
         try:
             found: dict[str, str] = await self.driver.get_many(resource_type, keys)
         except UNAVAILABLE as exc:
@@ -207,6 +258,8 @@ class FailOpen:
         self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
     ) -> None:
         """``set_many``, nothing when the store is unavailable."""
+        if self.is_offline and not await self._online("set_many", resource_type):
+            return
         try:
             await self.driver.set_many(resource_type, items, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -214,6 +267,8 @@ class FailOpen:
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """``delete_many``, nothing when the store is unavailable."""
+        if self.is_offline and not await self._online("delete_many", resource_type):
+            return
         try:
             await self.driver.delete_many(resource_type, keys)
         except UNAVAILABLE as exc:
@@ -221,6 +276,8 @@ class FailOpen:
 
     async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
         """``add``, ``False`` (nothing stored) when the store is unavailable."""
+        if self.is_offline and not await self._online("add", resource_type):
+            return False
         try:
             added: bool = await self.driver.add(resource_type, key, value, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -230,6 +287,8 @@ class FailOpen:
 
     async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
         """``incr``, ``delta`` (as for a new counter, nothing stored) when unavailable."""
+        if self.is_offline and not await self._online("incr", resource_type):
+            return delta
         try:
             result: int = await self.driver.incr(resource_type, key, delta, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -239,6 +298,8 @@ class FailOpen:
 
     async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
         """``touch``, ``False`` when the store is unavailable."""
+        if self.is_offline and not await self._online("touch", resource_type):
+            return False
         try:
             touched: bool = await self.driver.touch(resource_type, key, ttl_seconds)
         except UNAVAILABLE as exc:
@@ -248,6 +309,8 @@ class FailOpen:
 
     async def clear(self, resource_type: str, on_progress: Progress | None) -> int:
         """``clear``, 0 when the store is unavailable."""
+        if self.is_offline and not await self._online("clear", resource_type):
+            return 0
         try:
             cleared: int = await self.driver.clear(resource_type, on_progress)
         except UNAVAILABLE as exc:
@@ -257,6 +320,8 @@ class FailOpen:
 
     async def exists(self, resource_type: str, key: str) -> bool:
         """``exists``, ``False`` when the store is unavailable."""
+        if self.is_offline and not await self._online("exists", resource_type):
+            return False
         try:
             found: bool = await self.driver.exists(resource_type, key)
         except UNAVAILABLE as exc:
@@ -266,6 +331,8 @@ class FailOpen:
 
     async def ttl_ms(self, resource_type: str, key: str) -> int:
         """``ttl_ms``, absent when the store is unavailable."""
+        if self.is_offline and not await self._online("ttl", resource_type):
+            return ABSENT
         try:
             left: int = await self.driver.ttl_ms(resource_type, key)
         except UNAVAILABLE as exc:
@@ -275,6 +342,8 @@ class FailOpen:
 
     async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``acquire_lock``, taken (nothing held) when the store is unavailable."""
+        if self.is_offline and not await self._online("acquire_lock", resource_type):
+            return True
         try:
             taken: bool = await self.driver.acquire_lock(resource_type, key, token, lease_ms)
         except UNAVAILABLE as exc:
@@ -284,6 +353,8 @@ class FailOpen:
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """``release_lock``, nothing when the store is unavailable (the lease expires)."""
+        if self.is_offline and not await self._online("release_lock", resource_type):
+            return
         try:
             await self.driver.release_lock(resource_type, key, token)
         except UNAVAILABLE as exc:

@@ -270,9 +270,10 @@ class Recorder:
         attributes = {
             ATTR_SYSTEM: self.system,
             ATTR_OPERATION: operation,
-            ATTR_RESOURCE_TYPE: self.resource_types.label(resource_type),
             ATTR_ERROR_TYPE: f"{kind.__module__}.{kind.__qualname__}",
         }
+        if resource_type:  # connect has none
+            attributes[ATTR_RESOURCE_TYPE] = self.resource_types.label(resource_type)
         self.fail_open.add(1, attributes)
 
     def _near_cache_observer(
