@@ -26,7 +26,7 @@ from pevensie_cache.driver import AsyncCacheDriver, CacheDriver, DriverConfig
 from pevensie_cache.errors import UnsupportedOperation
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
-from pevensie_cache.inspection import CacheInspector
+from pevensie_cache.inspection import CacheInspector, NamespacedInspector
 from pevensie_cache.plugins import get_registry as _get_registry
 from pevensie_cache.registry import DriverInfo
 from pevensie_cache.threaded import ThreadedAsyncDriver
@@ -206,15 +206,17 @@ def inspector(c: PevensieCache | AsyncPevensieCache | object) -> CacheInspector:
     """Return the inspector of a cache's driver (or of a driver): TTLs, keys, server facts.
 
     For operator tools such as the ``pevensie-cache`` command line; the
-    inspector works on a connected cache's sync face. A driver whose plugin
-    registered no inspector raises :class:`~pevensie_cache.UnsupportedOperation`.
+    inspector works on a connected cache's sync face, inside its namespace if
+    it has one. A driver whose plugin registered no inspector raises
+    :class:`~pevensie_cache.UnsupportedOperation`.
     """
     name, found = identify_driver(c)
     if found is None:
         raise UnsupportedOperation(
             f"the {name} driver offers no inspector (TTLs, key listings, server statistics)"
         )
-    return found
+    namespace = getattr(c, "namespace", None)
+    return found if namespace is None else NamespacedInspector(found, namespace)
 
 
 def identify_driver(
