@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from pevensie_cache import ConfigError, cache
-from pevensie_cache.options import DURATION_UNITS, Option, OptionSet
+from pevensie_cache.options import DURATION_UNITS, OptionSet
 from pevensie_redis import RedisConfig, default_config
+from pevensie_redis.config import _DECLARATIONS as DECLARATIONS
 from pevensie_redis.config import OPTIONS
 
 SECRET = "s3cr&t:p@ss/word"
@@ -24,7 +25,7 @@ SECRET_QUOTED = "s3cr%26t%3Ap%40ss%2Fword"
 def test_every_field_is_declared_once_with_everything_derived_from_it(
     field: dataclasses.Field[Any],
 ) -> None:
-    declared = next(v for v in field.metadata.values() if isinstance(v, Option))
+    declared = DECLARATIONS[field.name]
     spec = OPTIONS[field.name]
     assert spec.name == field.name
     assert dataclasses.replace(declared, name=field.name) == spec
@@ -50,10 +51,22 @@ def test_the_options_are_exactly_the_fields() -> None:
 def test_a_new_field_without_its_declaration_fails() -> None:
     @dataclasses.dataclass(frozen=True, repr=False)
     class Extended(RedisConfig):
-        near_cache_size: int = 1000
+        shiny: int = 1000
 
-    with pytest.raises(TypeError, match=r"Extended\.near_cache_size has no option declaration"):
-        OptionSet.from_dataclass(Extended, owner="Redis")
+    with pytest.raises(TypeError, match=r"Extended\.shiny has no option declaration"):
+        OptionSet.from_dataclass(Extended, owner="Redis", declarations=DECLARATIONS)
+    with pytest.raises(TypeError, match=r"RedisConfig has no field shiny"):
+        OptionSet.from_dataclass(
+            RedisConfig, owner="Redis", declarations={**DECLARATIONS, "shiny": OPTIONS["port"]}
+        )
+
+
+def test_the_signature_shows_plain_defaults() -> None:
+    import inspect
+
+    signature = str(inspect.signature(RedisConfig))
+    assert "host: 'str' = 'localhost', port: 'int' = 6379, timeout: 'int' = 5000" in signature
+    assert "Option" not in signature
 
 
 def test_string_mappings_build_the_same_config_as_typed_values() -> None:

@@ -62,8 +62,8 @@ CACHE_OPTIONS = OptionSet(
             optional=True,
             query=True,
             validate=_namespace_rule,
-            doc="Every key of the cache is stored as <namespace>:<resource_type>:<key>, and "
-            "clear stays inside it; the rules of a resource type apply.",
+            doc="Every key of the cache is stored as namespace:resource_type:key, and clear "
+            "stays inside it; the rules of a resource type apply.",
         ),
         Option(
             name="fail_open",

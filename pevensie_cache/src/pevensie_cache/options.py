@@ -473,24 +473,35 @@ class OptionSet:
 
     @classmethod
     def from_dataclass(
-        cls, datacls: type[Any], *, owner: str, hints: Mapping[str, str] | None = None
+        cls,
+        datacls: type[Any],
+        *,
+        owner: str,
+        declarations: Mapping[str, Option] | None = None,
+        hints: Mapping[str, str] | None = None,
     ) -> OptionSet:
-        """Build the set from a dataclass whose every field is declared with :meth:`Option.field`.
+        """Build the set from a dataclass whose every field has an option declaration.
 
-        A field without a declaration is a ``TypeError`` here, when the class's
-        module is imported.
+        A field is declared either in ``declarations`` (by field name: the
+        class keeps plain defaults, so its signature reads well) or with
+        :meth:`Option.field`. A field without a declaration, or a declaration
+        without a field, is a ``TypeError`` here, when the class's module is
+        imported.
         """
+        given = dict(declarations or {})
         specs: list[Option] = []
         defaults: dict[str, Any] = {}
         for spec in dataclasses.fields(datacls):
-            declared = spec.metadata.get(_METADATA_KEY)
+            declared = given.pop(spec.name, None) or spec.metadata.get(_METADATA_KEY)
             if not isinstance(declared, Option):
                 raise TypeError(
-                    f"{datacls.__name__}.{spec.name} has no option declaration: "
-                    "declare it as Option(kind=..., doc=..., query=...).field(default)"
+                    f"{datacls.__name__}.{spec.name} has no option declaration: declare it "
+                    "in declarations, or as Option(kind=..., doc=..., query=...).field(default)"
                 )
             specs.append(dataclasses.replace(declared, name=spec.name))
             defaults[spec.name] = spec.default
+        if given:
+            raise TypeError(f"{datacls.__name__} has no field {', '.join(sorted(given))}")
         return cls(specs, owner=owner, defaults=defaults, hints=hints)
 
     def __iter__(self) -> Iterator[Option]:
