@@ -15,6 +15,7 @@ _WAITING_FOR_THE_REDIS_DRIVER = {
     "test_extend_of_a_lock_no_longer_held_raises_lock_not_held",
     "test_ttl_says_seconds_left_none_forever_and_zero_when_absent",
     "test_lock_is_held_by_one_holder_at_a_time",
+    "test_every_python_block_of_the_readme_runs_as_written",
 }
 
 

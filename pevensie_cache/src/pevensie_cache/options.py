@@ -27,8 +27,8 @@ seconds).
 
 >>> timeout = Option(name="timeout", kind="duration", unit="ms", low=1, floor=100,
 ...                  query=True, doc="Milliseconds to wait for the server.")
->>> timeout.convert("2s"), timeout.convert("250 ms"), timeout.convert("500"), timeout.convert(750)
-(2000, 250, 500, 750)
+>>> [timeout.convert(given) for given in ("2s", "250 ms", "500", 750)]
+[2000, 250, 500, 750]
 
 A configuration dataclass declares each field with :meth:`Option.field` and
 builds its table with :meth:`OptionSet.from_dataclass`, which refuses a field

@@ -3,8 +3,10 @@
 >>> from pevensie_redis import RedisConfig
 >>> from pevensie_redis.acl import acl_rule
 >>> rule = acl_rule(["user", "session"], RedisConfig())
->>> rule.split()[:6]
-['resetkeys', '~user:*', '~:lock:user:*', '~session:*', '~:lock:session:*', 'resetchannels']
+>>> rule.split()[:4]
+['resetkeys', '~user:*', '~:lock:user:*', '~session:*']
+>>> rule.split()[4:6]
+['~:lock:session:*', 'resetchannels']
 >>> rule.split()[6:10]
 ['-@all', '+ping', '+client|setinfo', '+get']
 
