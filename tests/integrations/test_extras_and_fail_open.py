@@ -8,6 +8,7 @@ writes nothing); and errors about unknown options that list the backend's own.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -214,3 +215,35 @@ def _flask(**config: Any) -> Flask:
         **config,
     )
     return app
+
+
+def _blocks(path: str) -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / path).read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_the_readmes_django_settings_build_a_working_backend(pevensie_redis_url: str) -> None:
+    block = next(b for b in _blocks("README.md") if "CACHES = {" in b)
+    settings: dict[str, Any] = {}
+    exec(block, settings)
+    params = dict(settings["CACHES"]["default"])
+    location = params.pop("LOCATION")
+    assert location == "redis://localhost:6379/0"
+    made = DjangoBackend(pevensie_redis_url, params)
+    made.set("greeting", "hello", timeout=60)
+    assert made.get("greeting") == "hello"
+
+
+def test_the_flask_recipe_of_the_docs_runs_as_written(pevensie_redis_url: str) -> None:
+    block = next(b for b in _blocks("docs/guide/frameworks.md") if "Flask(__name__)" in b)
+    port = pevensie_redis_url.rsplit(":", 1)[1].split("/")[0]
+    namespace: dict[str, Any] = {"__name__": "recipe"}
+    exec(block.replace("6379", port), namespace)
+    client = namespace["app"].test_client()
+    first = client.get("/users/7")
+    assert first.status_code == 200
+    assert first.get_json() == {"id": "7", "name": "Ada"}
+    assert namespace["c"].get("user", "7") == '{"id":"7","name":"Ada"}'
+    namespace["c"].disconnect()
