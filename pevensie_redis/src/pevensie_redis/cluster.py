@@ -85,6 +85,7 @@ from pevensie_redis.errors import (
 )
 from pevensie_redis.protocol.commands import (
     CLUSTER_SLOTS,
+    EXTEND_LOCK_SCRIPT,
     INCR_EX_SCRIPT,
     RELEASE_LOCK_SCRIPT,
     ROLE,
@@ -271,6 +272,17 @@ class RedisClusterDriver:
         self._single(full, pack([b"PERSIST", full]), ("PERSIST", full), "PERSIST")
         return bool(exists == 1)
 
+    def exists(self, resource_type: str, key: str) -> bool:
+        """``EXISTS`` on the key's node."""
+        full = self._full(resource_type, key)
+        return bool(self._single(full, pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS") == 1)
+
+    def ttl_ms(self, resource_type: str, key: str) -> int:
+        """``PTTL`` on the key's node: -2 when absent, -1 without expiry, else ms left."""
+        full = self._full(resource_type, key)
+        left: int = self._single(full, pack([b"PTTL", full]), ("PTTL", full), "PTTL")
+        return left
+
     def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
         """Delete every ``<resource_type>:*`` key on every primary, page by page.
 
@@ -337,6 +349,24 @@ class RedisClusterDriver:
         held = self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
         if held == token.encode():
             self._single(lock, pack_delete(lock), ("UNLINK", lock), "UNLINK")
+
+    def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the lock a new lease if ``token`` holds it (``EVAL`` of the script)."""
+        lock = self._lock_key(resource_type, key)
+        if self._scripting:
+            args = ("EVAL", EXTEND_LOCK_SCRIPT, 1, lock, token, lease_ms)
+            try:
+                reply = self._single(lock, pack(_encode(args)), args, "EVAL", raw=True)
+                return bool(reply == 1)
+            except RedisError as exc:
+                if not refuses_scripting(exc):
+                    raise _map(exc, "EVAL") from exc
+                self._scripting = False
+        held = self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
+        if held != token.encode():
+            return False
+        expire: tuple[Any, ...] = ("PEXPIRE", lock, lease_ms)
+        return bool(self._single(lock, pack(_encode(expire)), expire, "PEXPIRE") == 1)
 
     # -- batch operations ------------------------------------------------------------
 
