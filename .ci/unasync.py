@@ -122,6 +122,7 @@ NAMES = {
     "AsyncStringCache": "StringCache",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "check_tls_async": "check_tls",
     "facade_async": "facade",
     "resource_async": "resource",
     "layers_async": "layers",

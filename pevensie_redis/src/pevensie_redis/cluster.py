@@ -104,6 +104,7 @@ from pevensie_redis.protocol.commands import (
 from pevensie_redis.protocol.keys import key_maker, lock_key, scan_pattern
 from pevensie_redis.protocol.keys import prefix as key_prefix
 from pevensie_redis.replica_choice import ReplicaChoice
+from pevensie_redis.tls_check import check_tls
 
 __all__ = ["RedisClusterDriver"]
 
@@ -172,8 +173,11 @@ class RedisClusterDriver:
         """Discover the cluster from the configured node and check every primary answers.
 
         Raises :class:`RedisConnectionError`, :class:`RedisTimeoutError` or
-        :class:`RedisAuthenticationError` (and closes everything) when it cannot.
+        :class:`RedisAuthenticationError` (and closes everything) when it cannot;
+        :class:`~pevensie_redis.RedisProtocolError` at once for a TLS configuration
+        whose node speaks plain Redis.
         """
+        check_tls(self.config)
         try:
             io = open_cluster(self.config)
         except PevensieCacheError:

@@ -71,6 +71,7 @@ from pevensie_redis.protocol.commands import (
 )
 from pevensie_redis.protocol.keys import full_key, lock_key, prefix, scan_pattern
 from pevensie_redis.replicas import ReplicaReads
+from pevensie_redis.tls_check import check_tls
 
 __all__ = ["NearRedisDriver", "RedisDriver", "RedisSentinelDriver"]
 
@@ -123,8 +124,10 @@ class RedisDriver:
         Raises :class:`~pevensie_redis.RedisConnectionError`,
         :class:`~pevensie_redis.RedisTimeoutError` or
         :class:`~pevensie_redis.RedisAuthenticationError` (and closes
-        everything) when it does not.
+        everything) when it does not; :class:`~pevensie_redis.RedisProtocolError`
+        at once for a TLS configuration whose server speaks plain Redis.
         """
+        check_tls(self.config)
         channel = open_channel(self.config)
         self._scripting = True
         self._channel = self._reads = channel

@@ -73,6 +73,7 @@ from pevensie_redis.protocol.commands import (
 )
 from pevensie_redis.protocol.keys import full_key, lock_key, prefix, scan_pattern
 from pevensie_redis.replicas_async import AsyncReplicaReads
+from pevensie_redis.tls_check import check_tls_async
 
 __all__ = ["AsyncNearRedisDriver", "AsyncRedisDriver", "AsyncRedisSentinelDriver"]
 
@@ -125,8 +126,10 @@ class AsyncRedisDriver:
         Raises :class:`~pevensie_redis.RedisConnectionError`,
         :class:`~pevensie_redis.RedisTimeoutError` or
         :class:`~pevensie_redis.RedisAuthenticationError` (and closes
-        everything) when it does not.
+        everything) when it does not; :class:`~pevensie_redis.RedisProtocolError`
+        at once for a TLS configuration whose server speaks plain Redis.
         """
+        await check_tls_async(self.config)
         channel = await open_channel(self.config)
         self._scripting = True
         self._channel = self._reads = channel
