@@ -33,19 +33,30 @@ def port() -> int:
     return free_port()
 
 
+def stop(process: subprocess.Popen[str], servers: list[psutil.Process]) -> None:
+    """Stop the command (SIGTERM, its clean way), then anything of it still alive, by PID."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for server in servers:  # its own process group: a killed command would orphan it
+        if server.is_running():
+            server.kill()
+
+
 @pytest.fixture
 def running(port: int) -> Iterator[subprocess.Popen[str]]:
     process = start(port)
+    servers: list[psutil.Process] = []
     try:
         wait_until_ready("127.0.0.1", port, timeout=30)
+        servers = psutil.Process(process.pid).children()
         yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        for child in psutil.Process().children(recursive=True):
-            if "valkey" in child.name() or "redis" in child.name():
-                child.kill()
+        stop(process, servers)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pevensie_redis.testing.binaries import free_port, wait_until_ready
@@ -41,12 +42,19 @@ def server_port() -> Iterator[int]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    servers: list[psutil.Process] = []
     try:
         wait_until_ready("127.0.0.1", port, timeout=30)
+        servers = psutil.Process(process.pid).children()
         yield port
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        try:
+            output, _ = process.communicate(timeout=30)
+        finally:
+            for server in servers:  # by PID, whatever became of the command
+                if server.is_running():
+                    server.kill()
         assert process.returncode == 0, output
 
 
