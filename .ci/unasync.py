@@ -45,6 +45,8 @@ PAIRS = [
     (f"{CACHE}/facade_async.py", f"{CACHE}/facade.py"),
     (f"{CACHE}/resource_async.py", f"{CACHE}/resource.py"),
     (f"{CACHE}/instrumented_async.py", f"{CACHE}/instrumented.py"),
+    (f"{CACHE}/layers_async.py", f"{CACHE}/layers.py"),
+    (f"{CACHE}/locks_async.py", f"{CACHE}/locks.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
     (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
@@ -70,6 +72,15 @@ Generated from ``resource_async.py`` (the async face) by ``.ci/unasync.py``.""",
 The instrumented sync cache: every operation timed and counted, then the cache's own code.
 
 Generated from ``instrumented_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{CACHE}/layers.py": """\
+What may sit between the sync facade and its driver: a namespace, and fail-open.
+
+Generated from ``layers_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{CACHE}/locks.py": """\
+Locks of the sync face: ``with c.lock("report", "monthly"):`` holds a lease lock.
+
+Generated from ``locks_async.py`` (:class:`AsyncCacheLock`, the async face) by
+``.ci/unasync.py``.""",
     f"{CACHE}/testing/conformance.py": """\
 The conformance suite of the sync face: the behaviour every driver must have.
 
@@ -107,11 +118,15 @@ NAMES = {
     "AsyncReplicaReads": "ReplicaReads",
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
+    "AsyncCacheLock": "CacheLock",
     "AsyncStringCache": "StringCache",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "check_tls_async": "check_tls",
     "facade_async": "facade",
     "resource_async": "resource",
+    "layers_async": "layers",
+    "locks_async": "locks",
     "primitives_async": "primitives",
     "channel_async": "channel",
     "cluster_io_async": "cluster_io",

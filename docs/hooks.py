@@ -4,12 +4,14 @@ The README, RELIABILITY.md, BENCHMARKS.md, CHANGELOG.md and CONTRIBUTING.md stay
 one source of what they say; a page of the site includes them with a marker line:
 
 - ``<!-- include: RELIABILITY.md -->``: the whole file, without its ``# title``;
-- ``<!-- include: README.md#Near cache -->``: the README section under that heading
-  (``##`` or ``###``), without the heading, its subheadings raised by one level.
+- ``<!-- include: BENCHMARKS.md#Near cache (issue 12) -->``: the section under that
+  heading (``##`` or ``###``), without the heading, its subheadings raised by one
+  level (a long file spread over several pages, each under 200 KB).
 
 Links in the included text are rewritten for the site: ``RELIABILITY.md`` to the page
-that includes it, ``#near-cache`` (a README heading) to the page holding that section,
-and any other repository path to the repository on GitHub.
+that includes it, a heading of a file included by section to the page holding that
+section, ``docs/guide/...`` to that page of the site, and any other repository path
+to the repository on GitHub.
 
 The docstrings are written for ``help()`` and doctest (reST-flavoured): a Markdown
 preprocessor added here turns their doctest examples into ``pycon`` code blocks and
@@ -27,6 +29,7 @@ from typing import Any
 from markdown import Markdown
 from markdown.extensions import Extension
 from markdown.preprocessors import Preprocessor
+from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 
 REPOSITORY = "https://github.com/Pevensie/pevensie-py"
@@ -38,8 +41,9 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 PROMPT = re.compile(r"^(\s*)>>> ")
 ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`~?([^`]+)`")
 
-# README anchor -> (docs page, anchor on that page or ""), filled by on_files.
-_README_ANCHORS: dict[str, tuple[str, str]] = {}
+# (repository file, anchor) -> (docs page, anchor on that page or ""), filled by on_files,
+# for the files pages include by section (README.md, BENCHMARKS.md).
+_SECTION_ANCHORS: dict[tuple[str, str], tuple[str, str]] = {}
 # Repository file -> the docs page including it whole.
 _WHOLE_FILES: dict[str, str] = {}
 
@@ -62,8 +66,12 @@ def _lines_outside_fences(lines: list[str]) -> list[bool]:
     return flags
 
 
-def readme_section(text: str, title: str) -> tuple[str, list[str]]:
-    """Return the body of the section headed ``title`` and the headings inside it."""
+def readme_section(text: str, title: str, *, raise_levels: bool = True) -> tuple[str, list[str]]:
+    """Return the body of the section headed ``title`` and the headings inside it.
+
+    Its subheadings are raised by one level, unless ``raise_levels`` is false (a page
+    that writes the section's own heading above the marker keeps them as they are).
+    """
     lines = text.splitlines()
     prose = _lines_outside_fences(lines)
     start = level = None
@@ -82,7 +90,8 @@ def readme_section(text: str, title: str) -> tuple[str, list[str]]:
             break
         if match:
             headings.append(match.group(2))
-            lines[i] = match.group(1)[1:] + " " + match.group(2)
+            if raise_levels:
+                lines[i] = match.group(1)[1:] + " " + match.group(2)
         body.append(lines[i])
     return "\n".join(body).strip() + "\n", headings
 
@@ -94,18 +103,18 @@ def whole_file(text: str) -> str:
 
 def on_files(files: Any, config: Any) -> Any:
     """Learn which page includes which file or README section, for the links."""
-    _README_ANCHORS.clear()
+    _SECTION_ANCHORS.clear()
     _WHOLE_FILES.clear()
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for file in files.documentation_pages():
         source = Path(file.abs_src_path).read_text(encoding="utf-8")
         for name, title in INCLUDE.findall(source):
             if not title:
                 _WHOLE_FILES[name] = file.src_uri
                 continue
-            _README_ANCHORS[slug(title)] = (file.src_uri, "")
-            for heading in readme_section(readme, title)[1]:
-                _README_ANCHORS[slug(heading)] = (file.src_uri, slug(heading))
+            text = (ROOT / name).read_text(encoding="utf-8")
+            _SECTION_ANCHORS[(name, slug(title))] = (file.src_uri, "")
+            for heading in readme_section(text, title)[1]:
+                _SECTION_ANCHORS[(name, slug(heading))] = (file.src_uri, slug(heading))
     return files
 
 
@@ -115,12 +124,14 @@ def _rewrite_link(target: str, source: str, page: str) -> str:
     path, _, anchor = target.partition("#")
     if not path:
         path = source
-    if path == "README.md" and anchor in _README_ANCHORS:
-        page_to, page_anchor = _README_ANCHORS[anchor]
+    if (path, anchor) in _SECTION_ANCHORS:
+        page_to, page_anchor = _SECTION_ANCHORS[(path, anchor)]
     elif path == "README.md" and not anchor:
         page_to, page_anchor = "index.md", ""
     elif path in _WHOLE_FILES:
         page_to, page_anchor = _WHOLE_FILES[path], anchor
+    elif path.startswith("docs/") and path.endswith(".md"):
+        page_to, page_anchor = path.removeprefix("docs/"), anchor  # a page of this site
     else:
         return f"{REPOSITORY}/blob/main/{path}" + (f"#{anchor}" if anchor else "")
     relative = posixpath.relpath(page_to, posixpath.dirname(page) or ".")
@@ -144,10 +155,50 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     def include(match: re.Match[str]) -> str:
         name, title = match.group(1), match.group(2)
         text = (ROOT / name).read_text(encoding="utf-8")
-        body = readme_section(text, title)[0] if title else whole_file(text)
+        before = markdown[: match.start()].rstrip().rpartition("\n")[2]
+        if title:
+            body = readme_section(text, title, raise_levels=not HEADING.match(before))[0]
+        else:
+            body = whole_file(text)
         return _rewrite_links(body, name, page.file.src_uri)
 
     return INCLUDE.sub(include, markdown)
+
+
+PAGE_LIMIT = 200 * 1024
+"""Bytes a built page may have at most: a reader's browser and a search index stay fast."""
+
+CODE_WIDTH = 88
+"""Characters a line of a code block may have at most: readable without scrolling at
+1280 px wide, both sidebars shown."""
+
+PRE = re.compile(r"<pre[^>]*>(.*?)</pre>", re.S)
+TAG = re.compile(r"<[^>]+>")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Fail the build on a code line wider than :data:`CODE_WIDTH`."""
+    import html as html_module
+
+    for block in PRE.findall(html):
+        for line in html_module.unescape(TAG.sub("", block)).splitlines():
+            if len(line) > CODE_WIDTH:
+                raise PluginError(
+                    f"{page.file.src_uri}: a code line of {len(line)} characters (at most "
+                    f"{CODE_WIDTH}, to be readable at 1280 px): {line.strip()[:60]}..."
+                )
+    return html
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    """Fail the build on a page above :data:`PAGE_LIMIT` bytes."""
+    size = len(output.encode("utf-8"))
+    if size > PAGE_LIMIT:
+        raise PluginError(
+            f"{page.file.src_uri}: {size // 1024} KB, above the {PAGE_LIMIT // 1024} KB a page "
+            "may have: split it"
+        )
+    return output
 
 
 class _DocstringMarkup(Preprocessor):

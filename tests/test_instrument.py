@@ -351,9 +351,11 @@ def test_without_opentelemetry_instrument_says_what_to_install() -> None:
 
 
 def test_the_readme_prometheus_example_serves_the_metrics(tmp_path: Path) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parent.parent / "docs" / "guide" / "cli-observability.md").read_text(
+        encoding="utf-8"
+    )
     match = re.search(r"<!-- prometheus-example -->\n```python\n(.*?)```", readme, re.DOTALL)
-    assert match, "the README's Prometheus example is marked <!-- prometheus-example -->"
+    assert match, "the docs' Prometheus example is marked <!-- prometheus-example -->"
     import socket
 
     with socket.socket() as probe:

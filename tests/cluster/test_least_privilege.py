@@ -101,6 +101,14 @@ async def every_operation(face: Face, resource_type: str, settle: Callable[[], N
     assert await face.incr(resource_type, f"n{tag}", 3, ttl_seconds=60) == 5
     assert await face.touch(resource_type, f"n{tag}", 60)
     assert await face.touch(resource_type, f"n{tag}")
+    assert await face.decr(resource_type, f"n{tag}") == 4
+    assert await face.exists(resource_type, f"n{tag}")
+    assert await face.ttl(resource_type, f"n{tag}") is None
+    lock = await face.lock(resource_type, f"job{tag}", ttl_seconds=10, wait_seconds=0)
+    for step in (lock.acquire, lambda: lock.extend(20), lock.release):
+        done = step()
+        if inspect.isawaitable(done):
+            await done
     assert await face.get_or_set(resource_type, f"lk{tag}", lambda: "loaded", lock=True) == (
         "loaded"
     )

@@ -171,7 +171,7 @@ def test_clear_20000_keys_with_glob_characters_shows_progress_and_the_total(
     _fill(c, 20_000)
     result = cli("clear", GLOB, "--yes", "-u", url)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"deleted 20000 keys of resource type {GLOB!r} at {masked(url)}\n")
+    assert result.stdout == (f"deleted 20,000 keys of resource type {GLOB!r} at {masked(url)}\n")
     progress = re.findall(r"clear tenant\[1\]\*\?: ([\d,]+) keys deleted", result.stderr)
     assert progress, result.stderr  # no terminal: progress as lines on stderr
     counts = [int(count.replace(",", "")) for count in progress]
@@ -256,7 +256,7 @@ def test_clear_on_a_terminal_draws_a_progress_bar_with_the_running_count(
     assert QUOTED not in screen
     assert "━" in screen  # rich's bar
     assert "20,000 keys deleted" in screen
-    assert f"deleted 20000 keys of resource type {GLOB!r}" in screen
+    assert f"deleted 20,000 keys of resource type {GLOB!r}" in screen
     _neighbours_intact(c)
 
 

@@ -6,13 +6,15 @@ No server is needed here.
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from pevensie_cache import ConfigError, cache
-from pevensie_cache.options import DURATION_UNITS, Option, OptionSet
-from pevensie_redis import RedisConfig
+from pevensie_cache.options import DURATION_UNITS, OptionSet
+from pevensie_redis import RedisConfig, default_config
+from pevensie_redis.config import _DECLARATIONS as DECLARATIONS
 from pevensie_redis.config import OPTIONS
 
 SECRET = "s3cr&t:p@ss/word"
@@ -23,7 +25,7 @@ SECRET_QUOTED = "s3cr%26t%3Ap%40ss%2Fword"
 def test_every_field_is_declared_once_with_everything_derived_from_it(
     field: dataclasses.Field[Any],
 ) -> None:
-    declared = next(v for v in field.metadata.values() if isinstance(v, Option))
+    declared = DECLARATIONS[field.name]
     spec = OPTIONS[field.name]
     assert spec.name == field.name
     assert dataclasses.replace(declared, name=field.name) == spec
@@ -49,10 +51,22 @@ def test_the_options_are_exactly_the_fields() -> None:
 def test_a_new_field_without_its_declaration_fails() -> None:
     @dataclasses.dataclass(frozen=True, repr=False)
     class Extended(RedisConfig):
-        near_cache_size: int = 1000
+        shiny: int = 1000
 
-    with pytest.raises(TypeError, match=r"Extended\.near_cache_size has no option declaration"):
-        OptionSet.from_dataclass(Extended, owner="Redis")
+    with pytest.raises(TypeError, match=r"Extended\.shiny has no option declaration"):
+        OptionSet.from_dataclass(Extended, owner="Redis", declarations=DECLARATIONS)
+    with pytest.raises(TypeError, match=r"RedisConfig has no field shiny"):
+        OptionSet.from_dataclass(
+            RedisConfig, owner="Redis", declarations={**DECLARATIONS, "shiny": OPTIONS["port"]}
+        )
+
+
+def test_the_signature_shows_plain_defaults() -> None:
+    import inspect
+
+    signature = str(inspect.signature(RedisConfig))
+    assert "host: 'str' = 'localhost', port: 'int' = 6379, timeout: 'int' = 5000" in signature
+    assert "Option" not in signature
 
 
 def test_string_mappings_build_the_same_config_as_typed_values() -> None:
@@ -149,11 +163,34 @@ def test_a_tiny_bare_url_timeout_is_an_error_naming_the_unit() -> None:
     assert RedisConfig.from_url("redis://h?timeout=5ms").timeout == 5
     with pytest.raises(ConfigError, match="timeout is in milliseconds"):
         cache.new(driver="redis", timeout=5)
-    assert RedisConfig(timeout=5).timeout == 5  # the typed constructor takes what it is given
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: RedisConfig(timeout=5),
+        lambda: dataclasses.replace(default_config(), timeout=5),
+    ],
+)
+def test_the_typed_constructor_refuses_a_tiny_bare_timeout_as_every_other_path_does(
+    build: Any,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build()
+    message = str(caught.value)
+    assert "timeout is in milliseconds: 5 ms is below the 100 ms minimum" in message
+    assert "as a typed value: 5000 for 5 seconds, or datetime.timedelta(milliseconds=5)" in message
+
+
+def test_a_tiny_timeout_with_its_unit_survives_replace() -> None:
+    config = RedisConfig(timeout=timedelta(milliseconds=50))  # type: ignore[arg-type]
+    assert config.timeout == 50
+    assert dataclasses.replace(config, host="other").timeout == 50
+    assert dataclasses.replace(RedisConfig.from_url("redis://h?timeout=50ms"), port=1).timeout == 50
 
 
 def test_display_url_writes_a_tiny_timeout_with_its_unit_so_it_reads_back() -> None:
-    config = RedisConfig(timeout=50)
+    config = RedisConfig.from_url("redis://localhost?timeout=50ms")
     assert config.display_url() == "redis://localhost:6379/0?timeout=50ms"
     assert RedisConfig.from_url(config.display_url()) == config
 

@@ -19,6 +19,7 @@ from pevensie_cache.driver import (
     AsyncCacheDriver,
     BatchCacheDriver,
     CacheDriver,
+    DriverConfig,
 )
 from pevensie_cache.errors import (
     AlreadyConnected,
@@ -32,6 +33,8 @@ from pevensie_cache.errors import (
     DriverConflict,
     DriverError,
     DriverNotFound,
+    DriverUnavailable,
+    LockNotHeld,
     LockTimeout,
     NotConnected,
     PevensieCacheError,
@@ -41,6 +44,8 @@ from pevensie_cache.errors import (
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
 from pevensie_cache.hookspecs import hookimpl
+from pevensie_cache.locks import CacheLock
+from pevensie_cache.locks_async import AsyncCacheLock
 from pevensie_cache.observability import instrument, uninstrument
 from pevensie_cache.registry import DriverInfo, Register
 from pevensie_cache.resource import CachedFunction, Resource
@@ -55,21 +60,26 @@ __all__ = [
     "ArgumentValueError",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncCacheLock",
     "AsyncCachedFunction",
     "AsyncPevensieCache",
     "AsyncResource",
     "BatchCacheDriver",
     "CacheDriver",
+    "CacheLock",
     "CacheMiss",
     "CachedFunction",
     "Codec",
     "CodecError",
     "ConfigError",
     "CounterError",
+    "DriverConfig",
     "DriverConflict",
     "DriverError",
     "DriverInfo",
     "DriverNotFound",
+    "DriverUnavailable",
+    "LockNotHeld",
     "LockTimeout",
     "NotConnected",
     "PevensieCache",

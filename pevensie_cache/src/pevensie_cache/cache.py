@@ -18,15 +18,15 @@ cache is not a database.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 from pevensie_cache import building as _building
 from pevensie_cache.building import ENV_VAR
-from pevensie_cache.driver import AsyncCacheDriver, CacheDriver
+from pevensie_cache.driver import AsyncCacheDriver, CacheDriver, DriverConfig
 from pevensie_cache.errors import UnsupportedOperation
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.facade_async import AsyncPevensieCache
-from pevensie_cache.inspection import CacheInspector
+from pevensie_cache.inspection import CacheInspector, NamespacedInspector
 from pevensie_cache.plugins import get_registry as _get_registry
 from pevensie_cache.registry import DriverInfo
 from pevensie_cache.threaded import ThreadedAsyncDriver
@@ -52,62 +52,113 @@ def __dir__() -> list[str]:
     return list(__all__)
 
 
-def new(driver: CacheDriver | str = "memory", **options: Any) -> PevensieCache:
+@overload
+def new(
+    driver: CacheDriver | DriverConfig,
+    *,
+    namespace: str | None = None,
+    fail_open: bool = False,
+) -> PevensieCache: ...
+
+
+@overload
+def new(
+    driver: str = "memory",
+    *,
+    namespace: str | None = None,
+    fail_open: bool = False,
+    **options: Any,
+) -> PevensieCache: ...
+
+
+def new(
+    driver: CacheDriver | DriverConfig | str = "memory",
+    *,
+    namespace: str | None = None,
+    fail_open: bool = False,
+    **options: Any,
+) -> PevensieCache:
     """Return a new, not yet connected cache.
 
-    ``driver`` is a driver object, or the registered name of a driver (see
-    :func:`drivers`); with a name, ``options`` go to that driver's factory
-    (the Redis driver's are the fields of ``pevensie_redis.RedisConfig``, the
+    ``driver`` is a driver's configuration object (the typed path:
+    ``cache.new(RedisConfig(host="cache.internal"))``, where a type checker
+    catches a misspelt option), a driver object, or the registered name of a
+    driver (see :func:`drivers`), whose ``options`` go to its factory (the
+    Redis driver's are the fields of ``pevensie_redis.RedisConfig``, the
     memory driver's ``max_entries``). The default is the built-in in-memory
-    driver.
+    driver. ``namespace`` and ``fail_open`` are the cache's own options (see
+    :class:`~pevensie_cache.PevensieCache`).
     """
-    if isinstance(driver, str):
-        return PevensieCache(_building.driver_from_name(driver, options, "sync"))
-    _building.check_driver_object(driver, options, "sync")
-    return PevensieCache(driver)
+    built = _build(driver, options, "sync")
+    return PevensieCache(built.driver, namespace=namespace, fail_open=fail_open)
 
 
-def new_async(driver: AsyncCacheDriver | str = "memory", **options: Any) -> AsyncPevensieCache:
+@overload
+def new_async(
+    driver: AsyncCacheDriver | DriverConfig,
+    *,
+    namespace: str | None = None,
+    fail_open: bool = False,
+) -> AsyncPevensieCache: ...
+
+
+@overload
+def new_async(
+    driver: str = "memory",
+    *,
+    namespace: str | None = None,
+    fail_open: bool = False,
+    **options: Any,
+) -> AsyncPevensieCache: ...
+
+
+def new_async(
+    driver: AsyncCacheDriver | DriverConfig | str = "memory",
+    *,
+    namespace: str | None = None,
+    fail_open: bool = False,
+    **options: Any,
+) -> AsyncPevensieCache:
     """Return a new, not yet connected async cache; the arguments are :func:`new`'s.
 
     A driver registered without a native async face runs in worker threads
     (``cache.drivers()`` says which); a driver object must be an async driver.
     """
-    if isinstance(driver, str):
-        return AsyncPevensieCache(_building.driver_from_name(driver, options, "async"))
-    _building.check_driver_object(driver, options, "async")
-    return AsyncPevensieCache(driver)
+    built = _build(driver, options, "async")
+    return AsyncPevensieCache(built.driver, namespace=namespace, fail_open=fail_open)
 
 
 def from_url(url: str, **options: Any) -> PevensieCache:
     """Return a new cache whose driver is picked by the URL scheme (``memory://``, ...).
 
     ``options`` go to the driver together with the URL and override what the
-    URL says.
+    URL says; the cache's own options (``namespace``, ``fail_open``) may be
+    query parameters too (``redis://host/0?namespace=app1&fail_open=true``).
     """
-    return PevensieCache(_building.driver_from_url(url, options, "sync"))
+    return _sync(_building.driver_from_url(url, options, "sync"))
 
 
 def from_url_async(url: str, **options: Any) -> AsyncPevensieCache:
     """Return a new async cache whose driver is picked by the URL scheme; see :func:`from_url`."""
-    return AsyncPevensieCache(_building.driver_from_url(url, options, "async"))
+    return _async(_building.driver_from_url(url, options, "async"))
 
 
 def from_config(config: Mapping[str, Any], *, prefix: str = "") -> PevensieCache:
     """Return a new cache from a mapping, as loaded from TOML, JSON, YAML or INI files.
 
     The mapping names the driver with ``driver`` (a registered name) or
-    ``url``; every other key is an option of the driver. Values may be text
-    (``"6379"``, ``"true"``, ``"2s"``): they are converted as URL query values
-    are. With ``prefix``, only keys that start with it are used, the prefix
-    removed (``{"cache.url": ...}`` with ``prefix="cache."``).
+    ``url``; every other key is an option of the driver, or of the cache
+    (``namespace``, ``fail_open``). Values may be text (``"6379"``,
+    ``"true"``, ``"2s"``): they are converted as URL query values are. With
+    ``prefix``, only keys that start with it are used, the prefix removed
+    (``{"cache.url": ...}`` with ``prefix="cache."``).
     """
-    return PevensieCache(_building.driver_from_config(config, prefix, "sync"))
+    return _sync(_building.driver_from_config(config, prefix, "sync"))
 
 
 def from_config_async(config: Mapping[str, Any], *, prefix: str = "") -> AsyncPevensieCache:
     """Return a new async cache from a mapping; see :func:`from_config`."""
-    return AsyncPevensieCache(_building.driver_from_config(config, prefix, "async"))
+    return _async(_building.driver_from_config(config, prefix, "async"))
 
 
 def from_env(var: str = ENV_VAR, *, default: str | None = None, **options: Any) -> PevensieCache:
@@ -116,14 +167,30 @@ def from_env(var: str = ENV_VAR, *, default: str | None = None, **options: Any) 
     ``default`` is used when the variable is unset or empty; without one that
     is a :class:`~pevensie_cache.ConfigError`.
     """
-    return PevensieCache(_building.driver_from_env(var, default, options, "sync"))
+    return _sync(_building.driver_from_env(var, default, options, "sync"))
 
 
 def from_env_async(
     var: str = ENV_VAR, *, default: str | None = None, **options: Any
 ) -> AsyncPevensieCache:
     """Return a new async cache from the URL in the environment variable ``var``."""
-    return AsyncPevensieCache(_building.driver_from_env(var, default, options, "async"))
+    return _async(_building.driver_from_env(var, default, options, "async"))
+
+
+def _build(driver: object, options: dict[str, Any], face: _building.Face) -> _building.Built:
+    if isinstance(driver, str):
+        return _building.driver_from_name(driver, options, face)
+    if isinstance(driver, DriverConfig):
+        return _building.driver_from_config_object(driver, options, face)
+    return _building.driver_from_object(driver, options, face)
+
+
+def _sync(built: _building.Built) -> PevensieCache:
+    return PevensieCache(built.driver, namespace=built.namespace, fail_open=built.fail_open)
+
+
+def _async(built: _building.Built) -> AsyncPevensieCache:
+    return AsyncPevensieCache(built.driver, namespace=built.namespace, fail_open=built.fail_open)
 
 
 def drivers() -> list[DriverInfo]:
@@ -139,15 +206,17 @@ def inspector(c: PevensieCache | AsyncPevensieCache | object) -> CacheInspector:
     """Return the inspector of a cache's driver (or of a driver): TTLs, keys, server facts.
 
     For operator tools such as the ``pevensie-cache`` command line; the
-    inspector works on a connected cache's sync face. A driver whose plugin
-    registered no inspector raises :class:`~pevensie_cache.UnsupportedOperation`.
+    inspector works on a connected cache's sync face, inside its namespace if
+    it has one. A driver whose plugin registered no inspector raises
+    :class:`~pevensie_cache.UnsupportedOperation`.
     """
     name, found = identify_driver(c)
     if found is None:
         raise UnsupportedOperation(
             f"the {name} driver offers no inspector (TTLs, key listings, server statistics)"
         )
-    return found
+    namespace = getattr(c, "namespace", None)
+    return found if namespace is None else NamespacedInspector(found, namespace)
 
 
 def identify_driver(

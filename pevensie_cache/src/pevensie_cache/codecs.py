@@ -14,21 +14,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError, ConfigError
 
 __all__ = ["JSON", "STR", "Codec", "JsonCodec", "StrCodec", "resolve_codec"]
 
 
-@runtime_checkable
-class Codec(Protocol):
-    """Turns values into strings for the cache, and strings read back into values."""
+_V = TypeVar("_V")
 
-    def encode(self, value: Any) -> str:
+
+@runtime_checkable
+class Codec(Protocol[_V]):
+    """Turns values into strings for the cache, and strings read back into values.
+
+    ``Codec[User]`` encodes and decodes ``User`` objects: a resource with it
+    is a ``Resource[User]``, whose ``get`` a type checker reads as ``User``.
+    """
+
+    def encode(self, value: _V) -> str:
         """Return the string to store for ``value`` (``TypeError``/``ValueError`` if it can't)."""
 
-    def decode(self, text: str) -> Any:
+    def decode(self, text: str) -> _V:
         """Return the value a stored string stands for; raise ``ValueError`` if it can't."""
 
 
@@ -98,10 +105,10 @@ STR = StrCodec()
 JSON = JsonCodec()
 """The ``"json"`` codec."""
 
-_NAMED: dict[str, Codec] = {"str": STR, "json": JSON}
+_NAMED: dict[str, Codec[Any]] = {"str": STR, "json": JSON}
 
 
-def resolve_codec(codec: str | Codec) -> Codec:
+def resolve_codec(codec: str | Codec[Any]) -> Codec[Any]:
     """Return the codec ``codec`` names (``"str"``, ``"json"``), or ``codec`` if it is one."""
     if isinstance(codec, str):
         found = _NAMED.get(codec)

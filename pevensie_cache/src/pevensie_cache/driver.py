@@ -13,15 +13,26 @@ from typing import Protocol, runtime_checkable
 Progress = Callable[[int], None]
 """Called by ``clear`` with the running count of deleted keys."""
 
+ABSENT = -2
+"""What ``ttl_ms`` returns for a key that is absent or expired (Redis ``PTTL``'s -2)."""
+
+NO_EXPIRY = -1
+"""What ``ttl_ms`` returns for a key stored without a TTL (Redis ``PTTL``'s -1)."""
+
 __all__ = [
+    "ABSENT",
+    "NO_EXPIRY",
     "AsyncAtomicCacheDriver",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
+    "AsyncKeyInfoCacheDriver",
     "AsyncLockingCacheDriver",
     "AsyncViewDriver",
     "AtomicCacheDriver",
     "BatchCacheDriver",
     "CacheDriver",
+    "DriverConfig",
+    "KeyInfoCacheDriver",
     "LockingCacheDriver",
     "Progress",
     "is_async_driver",
@@ -50,8 +61,8 @@ class CacheDriver(Protocol):
     def get(self, resource_type: str, key: str) -> str | None:
         """Return the stored value, or ``None`` when absent or expired."""
 
-    def delete(self, resource_type: str, key: str) -> None:
-        """Remove the value; an absent key is not an error."""
+    def delete(self, resource_type: str, key: str) -> bool:
+        """Remove the value; return whether there was one (an absent key is not an error)."""
 
 
 @runtime_checkable
@@ -101,14 +112,43 @@ class AtomicCacheDriver(CacheDriver, Protocol):
 
 
 @runtime_checkable
+class KeyInfoCacheDriver(CacheDriver, Protocol):
+    """A driver that says whether a key exists and how long it has left.
+
+    Each is optional on its own: without ``exists`` the facade answers with one
+    ``get``; without ``ttl_ms``, ``ttl()`` raises
+    :class:`~pevensie_cache.UnsupportedOperation`.
+    """
+
+    def exists(self, resource_type: str, key: str) -> bool:
+        """Return whether the key holds a value (absent and expired keys do not)."""
+
+    def ttl_ms(self, resource_type: str, key: str) -> int:
+        """Return the key's milliseconds left: :data:`ABSENT` (-2) or :data:`NO_EXPIRY` (-1).
+
+        As Redis ``PTTL`` answers: -2 when the key is absent or expired, -1 when
+        it has no TTL, else the milliseconds before it expires (0 or more).
+        """
+
+
+@runtime_checkable
 class LockingCacheDriver(CacheDriver, Protocol):
-    """A driver with lease locks, for ``get_or_set(..., lock=True)`` across processes."""
+    """A driver with lease locks: ``cache.lock(...)`` and ``get_or_set(..., lock=True)``.
+
+    The lock of ``(resource_type, key)`` is held by the caller whose ``token``
+    took it, for ``lease_ms`` at most; only that token releases or extends it.
+    ``extend_lock`` is optional on its own (``lock.extend()`` raises
+    :class:`~pevensie_cache.UnsupportedOperation` without it).
+    """
 
     def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Take the lock of the key for ``lease_ms`` if nobody holds it; return whether taken."""
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Release the lock of the key if ``token`` still holds it (never another holder's)."""
+
+    def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the lock a new lease of ``lease_ms`` from now if ``token`` holds it; say whether."""
 
 
 @runtime_checkable
@@ -132,8 +172,8 @@ class AsyncCacheDriver(Protocol):
     async def get(self, resource_type: str, key: str) -> str | None:
         """Return the stored value, or ``None`` when absent or expired."""
 
-    async def delete(self, resource_type: str, key: str) -> None:
-        """Remove the value; an absent key is not an error."""
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """Remove the value; return whether there was one (an absent key is not an error)."""
 
 
 @runtime_checkable
@@ -180,6 +220,17 @@ class AsyncAtomicCacheDriver(AsyncCacheDriver, Protocol):
 
 
 @runtime_checkable
+class AsyncKeyInfoCacheDriver(AsyncCacheDriver, Protocol):
+    """The async twin of :class:`KeyInfoCacheDriver`."""
+
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """Return whether the key holds a value (absent and expired keys do not)."""
+
+    async def ttl_ms(self, resource_type: str, key: str) -> int:
+        """Return the key's milliseconds left: :data:`ABSENT` (-2) or :data:`NO_EXPIRY` (-1)."""
+
+
+@runtime_checkable
 class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
     """The async twin of :class:`LockingCacheDriver`."""
 
@@ -188,6 +239,26 @@ class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Release the lock of the key if ``token`` still holds it (never another holder's)."""
+
+    async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the lock a new lease of ``lease_ms`` from now if ``token`` holds it; say whether."""
+
+
+@runtime_checkable
+class DriverConfig(Protocol):
+    """A driver's typed configuration, which ``cache.new(config)`` builds the driver from.
+
+    The typed path to a cache: a dataclass such as
+    :class:`pevensie_redis.RedisConfig` lists every option as a field, so a
+    type checker flags a misspelt one (``RedisConfig(prot=6379)``), where
+    ``cache.new(driver="redis", prot=6379)`` is only caught when it runs.
+    ``driver_name`` names the registered driver; its factories receive the
+    configuration object as their one argument.
+    """
+
+    @property
+    def driver_name(self) -> str:
+        """The registered name of the driver this configures (``"redis"``)."""
 
 
 @runtime_checkable

@@ -20,6 +20,8 @@ __all__ = [
     "DriverConflict",
     "DriverError",
     "DriverNotFound",
+    "DriverUnavailable",
+    "LockNotHeld",
     "LockTimeout",
     "NotConnected",
     "PevensieCacheError",
@@ -76,6 +78,16 @@ class DriverError(PevensieCacheError):
     """
 
 
+class DriverUnavailable(DriverError):
+    """The store could not be reached in time: refused or broken connection, timeout, full pool.
+
+    The failures ``fail_open=True`` turns into misses and no-ops. A driver
+    raises a subclass of it for them (the Redis driver's
+    ``RedisConnectionError``, ``RedisTimeoutError`` and ``RedisPoolExhausted``
+    are); any other failure, and every argument error, still raises.
+    """
+
+
 class WrongEventLoop(PevensieCacheError, RuntimeError):
     """An async cache was used from another event loop than the one it connected on.
 
@@ -112,7 +124,20 @@ class CodecError(PevensieCacheError, ValueError):
 
 
 class LockTimeout(PevensieCacheError, TimeoutError):
-    """``get_or_set(..., lock=True)`` waited its whole bound for another holder's value."""
+    """A lock was not taken within its wait bound.
+
+    ``cache.lock(...)`` waited ``wait_seconds`` while another holder kept the
+    lock, or ``get_or_set(..., lock=True)`` waited its whole ``lock_wait`` for
+    another holder's value.
+    """
+
+
+class LockNotHeld(PevensieCacheError, RuntimeError):
+    """``extend()`` was called on a lock this holder no longer holds.
+
+    Its lease ran out (another holder may have taken the lock since), or it was
+    released.
+    """
 
 
 class ArgumentError(PevensieCacheError):

@@ -16,13 +16,15 @@ import logging
 import math
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from pevensie_cache.building import check_driver_object
+from pevensie_cache.building import CACHE_OPTIONS, check_driver_object
 from pevensie_cache.codecs import Codec
-from pevensie_cache.driver import AsyncBatchCacheDriver, AsyncCacheDriver, Progress
+from pevensie_cache.driver import NO_EXPIRY, AsyncBatchCacheDriver, AsyncCacheDriver, Progress
 from pevensie_cache.errors import (
     AlreadyConnected,
     ArgumentTypeError,
@@ -34,9 +36,24 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     driver_failure,
 )
-from pevensie_cache.primitives_async import FACE, Lock, SingleFlight, call, sleep
+from pevensie_cache.failures import FailureLog
+from pevensie_cache.layers_async import UNAVAILABLE, FailOpen, Namespaced
+from pevensie_cache.locks_async import AsyncCacheLock, check_lock_seconds
+from pevensie_cache.primitives_async import (
+    CONNECT_HINT,
+    FACE,
+    FaceGuard,
+    Lock,
+    SingleFlight,
+    call,
+    sleep,
+    warn_if_in_event_loop,
+)
 from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
 from pevensie_cache.validation import (
+    INT64_MAX,
+    INT64_MIN,
+    Ttl,
     check_address_once,
     check_delta,
     check_items,
@@ -51,6 +68,7 @@ from pevensie_cache.validation import (
 __all__ = ["AsyncPevensieCache"]
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _Self = TypeVar("_Self", bound="AsyncPevensieCache")
@@ -69,23 +87,64 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-class AsyncPevensieCache:
+class AsyncPevensieCache(FaceGuard):
     """A cache over one driver. Build it with ``cache.new`` (``cache.new_async``) or friends.
 
     A new cache is not connected: call :meth:`connect` (or use it as a context
     manager) before any operation. It is safe to share between threads (tasks
     of one event loop, for the async face) when its driver is; every built-in
     driver is.
+
+    ``namespace`` puts every key of this cache under ``<namespace>:``: the
+    driver stores ``<namespace>:<resource_type>:<key>``, and ``clear`` stays
+    inside the namespace (the rules of a resource type apply to it).
+    ``fail_open=True`` serves the store's unavailability (connection
+    failures, timeouts, a full pool: :class:`~pevensie_cache.DriverUnavailable`)
+    as misses and no-ops, logged at WARNING at most every few seconds and
+    counted by :func:`~pevensie_cache.instrument`; bad input still raises,
+    and so do locks.
     """
 
-    __slots__ = ("_batch", "_driver", "_entered", "_flights", "_live", "_lock")
+    __slots__ = (
+        "__weakref__",
+        "_batch",
+        "_driver",
+        "_entered",
+        "_failures",
+        "_flights",
+        "_live",
+        "_lock",
+        "_namespace",
+        "_ops",
+        "_strict",
+    )
 
-    def __init__(self, driver: AsyncCacheDriver) -> None:
+    def __init__(
+        self,
+        driver: AsyncCacheDriver,
+        *,
+        namespace: str | None = None,
+        fail_open: bool = False,
+    ) -> None:
         """Wrap ``driver``; most code calls ``cache.new`` (``cache.new_async``) instead."""
         check_driver_object(driver, {}, FACE)
+        namespace = CACHE_OPTIONS["namespace"].check(namespace)
+        fail_open = CACHE_OPTIONS["fail_open"].check(fail_open)
         self._driver = driver
-        # The same object, typed for its batch operations when it has them.
-        self._batch = driver if isinstance(driver, AsyncBatchCacheDriver) else None
+        self._namespace = namespace
+        # What the operations call: the driver itself, or the layers the options ask for.
+        strict: Any = driver if namespace is None else Namespaced(driver, namespace)
+        self._strict: AsyncCacheDriver = strict  # locks: never served open
+        self._failures: FailureLog | None = None
+        ops: Any = strict
+        if fail_open:
+            self._failures = FailureLog()
+            ops = FailOpen(strict, _reporter(self), driver.connect)
+        self._ops: AsyncCacheDriver = ops
+        # The same object, typed for its batch operations when the driver has them.
+        self._batch: AsyncBatchCacheDriver | None = (
+            ops if isinstance(driver, AsyncBatchCacheDriver) else None
+        )
         self._live: AsyncCacheDriver | None = None
         self._lock = Lock()
         self._entered: list[bool] = []  # per `with`: whether it connected the cache
@@ -95,6 +154,16 @@ class AsyncPevensieCache:
     def driver(self) -> AsyncCacheDriver:
         """The driver this cache delegates to."""
         return self._driver
+
+    @property
+    def namespace(self) -> str | None:
+        """The namespace every key of this cache lives in, or ``None``."""
+        return self._namespace
+
+    @property
+    def fail_open(self) -> bool:
+        """Whether the store's unavailability is served as misses and no-ops."""
+        return self._failures is not None
 
     @property
     def connected(self) -> bool:
@@ -113,24 +182,37 @@ class AsyncPevensieCache:
         Raises :class:`~pevensie_cache.AlreadyConnected` when already connected,
         and a :class:`~pevensie_cache.DriverError` when the driver cannot connect.
         """
+        warn_if_in_event_loop("connect()", self._driver)
         async with self._lock:
             if self._live is not None:
                 raise AlreadyConnected("the cache is already connected")
             try:
                 await self._driver.connect()
+            except UNAVAILABLE as exc:
+                ops = self._ops
+                if not isinstance(ops, FailOpen):
+                    if isinstance(exc, PevensieCacheError):
+                        raise
+                    raise driver_failure(exc) from exc
+                # fail_open: connected all the same, serving misses until the store answers.
+                ops.offline(exc)
+                self._failed_open("connect", "", exc)
             except PevensieCacheError:
                 raise
             except Exception as exc:
                 raise driver_failure(exc) from exc
-            self._live = self._driver
+            self._live = self._ops
         return self
 
     async def disconnect(self) -> None:
         """Disconnect the driver; :class:`~pevensie_cache.NotConnected` when it is not connected."""
         async with self._lock:
             if self._live is None:
-                raise NotConnected("the cache is not connected")
+                raise NotConnected(f"the cache is not connected: {CONNECT_HINT}")
             self._live = None
+            ops = self._ops
+            if isinstance(ops, FailOpen) and ops.is_offline:
+                return  # fail_open: the store was never reached, nothing to close
             try:
                 await self._driver.disconnect()
             except PevensieCacheError:
@@ -160,25 +242,24 @@ class AsyncPevensieCache:
 
     # -- single operations (the hot path: one check, one driver call) ----------------
 
-    async def set(
-        self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None
-    ) -> None:
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: Ttl = None) -> None:
         """Store ``value`` under ``(resource_type, key)``.
 
         ``ttl_seconds=None`` stores it without expiry and clears any earlier TTL;
-        an ``int`` >= 1 makes it expire after that many seconds.
+        a whole number of seconds >= 1 (an ``int``, ``60.0``, or a
+        :class:`~datetime.timedelta`, rounded up) makes it expire after that long.
         """
         driver = self._live
         if driver is None:
-            raise NotConnected("set() on a cache that is not connected")
+            raise _not_connected("set")
         # The common case in one expression; anything unusual takes the full checks,
         # which raise the precise error (or accept, e.g. non-ASCII text).
         if not plain_write(resource_type, key, value, ttl_seconds):
             check_address_once(resource_type, key)
-            check_value(value)
-            check_ttl(ttl_seconds)
+            check_value(value, resource_type)
+            ttl_seconds = check_ttl(ttl_seconds)
         try:
-            await driver.set(resource_type, key, value, ttl_seconds)
+            await driver.set(resource_type, key, value, ttl_seconds)  # type: ignore[arg-type]
         except PevensieCacheError:
             raise
         except Exception as exc:
@@ -198,7 +279,7 @@ class AsyncPevensieCache:
         """
         driver = self._live
         if driver is None:
-            raise NotConnected("get() on a cache that is not connected")
+            raise _not_connected("get")
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
         try:
@@ -213,19 +294,50 @@ class AsyncPevensieCache:
             return default
         return value
 
-    async def delete(self, resource_type: str, key: str) -> None:
-        """Remove the value under ``(resource_type, key)``; an absent key is fine."""
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """Remove the value under ``(resource_type, key)``; return whether there was one."""
         driver = self._live
         if driver is None:
-            raise NotConnected("delete() on a cache that is not connected")
+            raise _not_connected("delete")
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
         try:
-            await driver.delete(resource_type, key)
+            return bool(await driver.delete(resource_type, key))
         except PevensieCacheError:
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
+
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """Return whether ``(resource_type, key)`` holds a value (expired values do not)."""
+        driver = self._connected("exists")
+        if not plain_address(resource_type, key):
+            check_address_once(resource_type, key)
+        method = getattr(driver, "exists", None)
+        try:
+            if method is None:  # a driver without it: one read says the same
+                return await driver.get(resource_type, key) is not None
+            return bool(await method(resource_type, key))
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            raise driver_failure(exc) from exc
+
+    async def ttl(self, resource_type: str, key: str) -> int | None:
+        """Return the whole seconds ``(resource_type, key)`` has left, rounded up.
+
+        ``None`` when the value has no expiry; :class:`~pevensie_cache.CacheMiss`
+        when there is no value (absent or expired).
+        """
+        driver = self._connected("ttl")
+        if not plain_address(resource_type, key):
+            check_address_once(resource_type, key)
+        left: int = await self._optional(driver, "ttl_ms", resource_type, key)
+        if left == NO_EXPIRY:
+            return None
+        if left < 0:
+            raise CacheMiss(resource_type, key)
+        return -(-left // 1000)
 
     # -- batch operations --------------------------------------------------------------
 
@@ -246,7 +358,7 @@ class AsyncPevensieCache:
             raise driver_failure(exc) from exc
 
     async def set_many(
-        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None = None
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: Ttl = None
     ) -> None:
         """Store every ``key -> value`` of ``items``, each as :meth:`set` would.
 
@@ -255,7 +367,7 @@ class AsyncPevensieCache:
         driver = self._connected("set_many")
         check_resource_type(resource_type)
         checked = check_items(items)
-        check_ttl(ttl_seconds)
+        ttl_seconds = check_ttl(ttl_seconds)
         if not checked:
             return
         try:
@@ -289,20 +401,18 @@ class AsyncPevensieCache:
 
     # -- atomic operations and clear --------------------------------------------------
 
-    async def add(
-        self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None
-    ) -> bool:
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: Ttl = None) -> bool:
         """Store ``value`` only if ``key`` is absent, atomically; return whether it was stored."""
         driver = self._connected("add")
         if not plain_write(resource_type, key, value, ttl_seconds):
             check_address_once(resource_type, key)
-            check_value(value)
-            check_ttl(ttl_seconds)
+            check_value(value, resource_type)
+            ttl_seconds = check_ttl(ttl_seconds)
         added: bool = await self._optional(driver, "add", resource_type, key, value, ttl_seconds)
         return added
 
     async def incr(
-        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: int | None = None
+        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: Ttl = None
     ) -> int:
         """Add ``delta`` to the counter under ``key`` atomically and return the new value.
 
@@ -317,16 +427,36 @@ class AsyncPevensieCache:
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
         check_delta(delta)
-        check_ttl(ttl_seconds)
+        ttl_seconds = check_ttl(ttl_seconds)
         result: int = await self._optional(driver, "incr", resource_type, key, delta, ttl_seconds)
         return result
 
-    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None = None) -> bool:
+    async def decr(
+        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: Ttl = None
+    ) -> int:
+        """Subtract ``delta`` from the counter under ``key`` atomically; return the new value.
+
+        The mirror of :meth:`incr`: an absent key counts as 0 (``decr`` of an
+        absent key gives ``-1``), ``ttl_seconds`` applies only when this call
+        creates the key, and a value that is not a 64-bit integer, or an
+        overflow, raises :class:`~pevensie_cache.CounterError` and changes nothing.
+        """
+        driver = self._connected("decr")
+        if not plain_address(resource_type, key):
+            check_address_once(resource_type, key)
+        check_delta(delta)
+        if not INT64_MIN <= -delta <= INT64_MAX:
+            raise ArgumentValueError(f"decr: delta must be at most {INT64_MAX}, got {delta}")
+        ttl_seconds = check_ttl(ttl_seconds)
+        result: int = await self._optional(driver, "incr", resource_type, key, -delta, ttl_seconds)
+        return result
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: Ttl = None) -> bool:
         """Set the TTL of ``key`` (``None`` clears it, as ``set`` does); ``False`` if absent."""
         driver = self._connected("touch")
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
-        check_ttl(ttl_seconds)
+        ttl_seconds = check_ttl(ttl_seconds)
         touched: bool = await self._optional(driver, "touch", resource_type, key, ttl_seconds)
         return touched
 
@@ -351,7 +481,7 @@ class AsyncPevensieCache:
         resource_type: str,
         key: str,
         loader: Callable[[], Any],
-        ttl_seconds: int | None = None,
+        ttl_seconds: Ttl = None,
         *,
         lock: bool = False,
         lock_lease: float = 10.0,
@@ -372,12 +502,12 @@ class AsyncPevensieCache:
         """
         driver = self._live
         if driver is None:
-            raise NotConnected("get_or_set() on a cache that is not connected")
+            raise _not_connected("get_or_set")
         # Checked once here; the lookup below calls the driver itself, as get() does.
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
         if ttl_seconds is not None and not (type(ttl_seconds) is int and ttl_seconds > 0):
-            check_ttl(ttl_seconds)
+            ttl_seconds = check_ttl(ttl_seconds)
         if not callable(loader):
             raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
         wait = _check_lock_times(lock_lease, lock_wait) if lock else 0.0
@@ -411,12 +541,23 @@ class AsyncPevensieCache:
 
         return await self._flights.run((resource_type, key), load)
 
-    def resource(self, resource_type: str, codec: str | Codec = "str") -> AsyncResource:
+    @overload
+    def resource(self, resource_type: str, codec: Literal["str"] = "str") -> AsyncResource[str]: ...
+
+    @overload
+    def resource(self, resource_type: str, codec: Literal["json"]) -> AsyncResource[Any]: ...
+
+    @overload
+    def resource(self, resource_type: str, codec: Codec[_V]) -> AsyncResource[_V]: ...
+
+    def resource(self, resource_type: str, codec: str | Codec[Any] = "str") -> AsyncResource[Any]:
         """Return the resource ``resource_type`` of this cache, with values through ``codec``.
 
         ``codec`` is ``"str"`` (values are ``str``, the default), ``"json"`` (any
         JSON value) or any object with ``encode(value) -> str`` and
-        ``decode(text)``.
+        ``decode(text)``. The resource is typed by its codec: a
+        ``Codec[User]`` gives an ``AsyncResource[User]``, whose ``get``
+        returns a ``User``.
         """
         check_resource_type(resource_type)
         return AsyncResource(self, resource_type, codec)
@@ -424,10 +565,10 @@ class AsyncPevensieCache:
     def cached(
         self,
         resource_type: str,
-        ttl_seconds: int | None = None,
+        ttl_seconds: Ttl = None,
         *,
         key: Callable[..., str] | None = None,
-        codec: str | Codec = "json",
+        codec: str | Codec[Any] = "json",
         lock: bool = False,
     ) -> Callable[[Callable[_P, Awaitable[_R]]], AsyncCachedFunction[_P, _R]]:
         """Memoise a function: results stored under ``resource_type`` for ``ttl_seconds``.
@@ -441,8 +582,10 @@ class AsyncPevensieCache:
         (``lock=True``: across processes too). The wrapper has
         ``.invalidate(*args, **kwargs)``.
         """
-        check_ttl(ttl_seconds)
-        return self.resource(resource_type, codec).cached(ttl_seconds, key=key, lock=lock)
+        ttl_seconds = check_ttl(ttl_seconds)
+        check_resource_type(resource_type)
+        resource: AsyncResource[Any] = AsyncResource(self, resource_type, codec)
+        return resource.cached(ttl_seconds, key=key, lock=lock)
 
     async def _load(
         self, resource_type: str, key: str, loader: Callable[[], Any], ttl_seconds: int | None
@@ -450,8 +593,9 @@ class AsyncPevensieCache:
         value = await call(loader)
         if type(value) is not str:
             raise ArgumentTypeError(
-                f"get_or_set: the loader returned {type(value).__name__}, not str "
-                "(use cache.resource(..., codec='json') to store other values)"
+                f"get_or_set: the loader returned {type(value).__name__}, not str; to cache "
+                f"other values, read through a JSON resource of this cache: "
+                f"c.resource({resource_type!r}, codec='json').get_or_set(key, loader)"
             )
         await self.set(resource_type, key, value, ttl_seconds)
         return value
@@ -496,6 +640,38 @@ class AsyncPevensieCache:
                 # The lease expires by itself; the caller's outcome matters more.
                 logger.warning("get_or_set: releasing the lock failed (%s); it will expire", exc)
 
+    # -- locks -------------------------------------------------------------------------
+
+    def lock(
+        self,
+        resource_type: str,
+        name: str,
+        ttl_seconds: float | timedelta = 10.0,
+        *,
+        wait_seconds: float | timedelta = 10.0,
+    ) -> AsyncCacheLock:
+        """Return the lock ``name`` of ``resource_type``: ``async with c.lock(...):`` holds it.
+
+        A lease lock on the server (distributed across processes and hosts on
+        Redis): entering takes it for ``ttl_seconds``, waiting up to
+        ``wait_seconds`` for another holder (``0``: one try), else raises
+        :class:`~pevensie_cache.LockTimeout`. Leaving releases it, only if this
+        holder still holds it (compare-and-delete: never another's). A holder
+        that needs longer calls ``extend(ttl_seconds)``; a crashed holder's
+        lease simply expires. It is the lock ``get_or_set(..., lock=True)``
+        takes for the key ``name``. Locks are never served open: with
+        ``fail_open=True`` an unreachable store still raises.
+        """
+        check_address_once(resource_type, name)
+        lease = check_lock_seconds("ttl_seconds", ttl_seconds, zero=False)
+        wait = check_lock_seconds("wait_seconds", wait_seconds, zero=True)
+        return AsyncCacheLock(self, resource_type, name, lease, wait)
+
+    async def _lock_call(self, operation: str, resource_type: str, *args: Any) -> Any:
+        """Call a lock operation of the driver (never served open), for :class:`AsyncCacheLock`."""
+        self._connected(operation)
+        return await self._optional(self._strict, operation, resource_type, *args)
+
     # -- lease locks -------------------------------------------------------------------
 
     async def acquire_lock(
@@ -537,7 +713,7 @@ class AsyncPevensieCache:
     def _connected(self, operation: str) -> AsyncCacheDriver:
         driver = self._live
         if driver is None:
-            raise NotConnected(f"{operation}() on a cache that is not connected")
+            raise _not_connected(operation)
         return driver
 
     async def _optional(self, driver: AsyncCacheDriver, operation: str, *args: Any) -> Any:
@@ -545,7 +721,7 @@ class AsyncPevensieCache:
         method = getattr(driver, operation, None)
         if method is None:
             raise UnsupportedOperation(
-                f"the {type(driver).__name__} driver does not implement {operation}()"
+                f"the {type(self._driver).__name__} driver does not implement {operation}()"
             )
         try:
             return await method(*args)
@@ -553,6 +729,27 @@ class AsyncPevensieCache:
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
+
+    def _failed_open(self, operation: str, resource_type: str, exc: BaseException) -> None:
+        """Note one failure served open: logged (rate-limited), counted when instrumented."""
+        if self._failures is not None:
+            self._failures.failed(operation, resource_type, exc)
+
+
+def _not_connected(operation: str) -> NotConnected:
+    return NotConnected(f"{operation}() on a cache that is not connected: {CONNECT_HINT}")
+
+
+def _reporter(cache: AsyncPevensieCache) -> Callable[[str, str, BaseException], None]:
+    """Return the fail-open callback of ``cache``, holding it weakly (no reference cycle)."""
+    ref = weakref.ref(cache)
+
+    def report(operation: str, resource_type: str, exc: BaseException) -> None:
+        found = ref()
+        if found is not None:
+            found._failed_open(operation, resource_type, exc)
+
+    return report
 
 
 def _check_token(token: object) -> None:

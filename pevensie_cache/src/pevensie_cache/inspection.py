@@ -27,6 +27,7 @@ __all__ = [
     "InspectorFactory",
     "KeySample",
     "KeyTtl",
+    "NamespacedInspector",
     "ServerInfo",
 ]
 
@@ -137,3 +138,36 @@ class CacheInspector(Protocol):
 
 InspectorFactory = Callable[[object], "CacheInspector | None"]
 """Registered with a driver: returns an inspector for one of the plugin's drivers, else ``None``."""
+
+
+class NamespacedInspector:
+    """A driver's inspector as a cache with a namespace sees it: its resource types inside it.
+
+    ``ttl`` and ``keys`` look at ``<namespace>:<resource_type>``; the server-wide
+    answers (``server_info``, ``sample``, ``baseline``) are the driver's own.
+    """
+
+    def __init__(self, inner: CacheInspector, namespace: str) -> None:
+        """Look through ``inner`` at the resource types of ``namespace``."""
+        self.inner = inner
+        self.prefix = namespace + ":"
+
+    def server_info(self) -> ServerInfo:
+        """Return the driver's answer."""
+        return self.inner.server_info()
+
+    def ttl(self, resource_type: str, key: str) -> KeyTtl:
+        """Return the TTL of ``key`` of ``resource_type`` in the namespace."""
+        return self.inner.ttl(self.prefix + resource_type, key)
+
+    def keys(self, resource_type: str, page_size: int) -> Iterator[list[str]]:
+        """Yield the keys of ``resource_type`` in the namespace."""
+        return self.inner.keys(self.prefix + resource_type, page_size)
+
+    def sample(self, limit: int) -> KeySample:
+        """Return the driver's answer (every key of the store, any namespace)."""
+        return self.inner.sample(limit)
+
+    def baseline(self) -> Baseline | None:
+        """Return the driver's answer."""
+        return self.inner.baseline()

@@ -85,15 +85,41 @@ class InstrumentedPevensieCache(PevensieCache):
             raise CacheMiss(resource_type, key)
         return default
 
-    def delete(self, resource_type: Any, *args: Any, **kwargs: Any) -> None:
+    def delete(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
         """Remove a value (see :meth:`PevensieCache.delete`); recorded as ``ok``."""
         op = self._recorder.start("delete", resource_type)
         try:
-            super().delete(resource_type, *args, **kwargs)
+            existed = super().delete(resource_type, *args, **kwargs)
         except BaseException as exc:
             op.fail(exc)
             raise
         op.finish(OK)
+        return existed
+
+    def exists(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
+        """Say whether a key exists (see :meth:`PevensieCache.exists`); ``hit`` or ``miss``."""
+        op = self._recorder.start("exists", resource_type)
+        try:
+            found = super().exists(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(HIT if found else MISS)
+        return found
+
+    def ttl(self, resource_type: Any, key: Any) -> int | None:
+        """Seconds left (see :meth:`PevensieCache.ttl`); ``hit``, or ``miss`` when absent."""
+        op = self._recorder.start("ttl", resource_type)
+        try:
+            left = super().ttl(resource_type, key)
+        except CacheMiss:
+            op.finish(MISS)
+            raise
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(HIT)
+        return left
 
     def get_many(self, resource_type: Any, keys: Any) -> dict[str, str]:
         """Read many keys (see :meth:`PevensieCache.get_many`); ``ok``, each key a lookup."""
@@ -153,6 +179,17 @@ class InstrumentedPevensieCache(PevensieCache):
         op.finish(OK)
         return result
 
+    def decr(self, resource_type: Any, *args: Any, **kwargs: Any) -> int:
+        """Subtract from a counter (see :meth:`PevensieCache.decr`); recorded as ``ok``."""
+        op = self._recorder.start("decr", resource_type)
+        try:
+            result = super().decr(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+        return result
+
     def touch(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
         """Touch (see :meth:`PevensieCache.touch`); ``hit`` if the key exists, or ``miss``."""
         op = self._recorder.start("touch", resource_type)
@@ -191,3 +228,8 @@ class InstrumentedPevensieCache(PevensieCache):
             FIRST_LOOKUP.reset(token)
         op.finish(HIT if first and first[0] else MISS)
         return value
+
+    def _failed_open(self, operation: str, resource_type: str, exc: BaseException) -> None:
+        """Log the failure served open (see the cache), and count it."""
+        super()._failed_open(operation, resource_type, exc)
+        self._recorder.failed_open(operation, resource_type, exc)

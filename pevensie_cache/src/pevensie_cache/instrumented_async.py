@@ -85,15 +85,41 @@ class InstrumentedAsyncPevensieCache(AsyncPevensieCache):
             raise CacheMiss(resource_type, key)
         return default
 
-    async def delete(self, resource_type: Any, *args: Any, **kwargs: Any) -> None:
+    async def delete(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
         """Remove a value (see :meth:`AsyncPevensieCache.delete`); recorded as ``ok``."""
         op = self._recorder.start("delete", resource_type)
         try:
-            await super().delete(resource_type, *args, **kwargs)
+            existed = await super().delete(resource_type, *args, **kwargs)
         except BaseException as exc:
             op.fail(exc)
             raise
         op.finish(OK)
+        return existed
+
+    async def exists(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
+        """Say whether a key exists (see :meth:`AsyncPevensieCache.exists`); ``hit`` or ``miss``."""
+        op = self._recorder.start("exists", resource_type)
+        try:
+            found = await super().exists(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(HIT if found else MISS)
+        return found
+
+    async def ttl(self, resource_type: Any, key: Any) -> int | None:
+        """Seconds left (see :meth:`AsyncPevensieCache.ttl`); ``hit``, or ``miss`` when absent."""
+        op = self._recorder.start("ttl", resource_type)
+        try:
+            left = await super().ttl(resource_type, key)
+        except CacheMiss:
+            op.finish(MISS)
+            raise
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(HIT)
+        return left
 
     async def get_many(self, resource_type: Any, keys: Any) -> dict[str, str]:
         """Read many keys (see :meth:`AsyncPevensieCache.get_many`); ``ok``, each key a lookup."""
@@ -153,6 +179,17 @@ class InstrumentedAsyncPevensieCache(AsyncPevensieCache):
         op.finish(OK)
         return result
 
+    async def decr(self, resource_type: Any, *args: Any, **kwargs: Any) -> int:
+        """Subtract from a counter (see :meth:`AsyncPevensieCache.decr`); recorded as ``ok``."""
+        op = self._recorder.start("decr", resource_type)
+        try:
+            result = await super().decr(resource_type, *args, **kwargs)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+        return result
+
     async def touch(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
         """Touch (see :meth:`AsyncPevensieCache.touch`); ``hit`` if the key exists, or ``miss``."""
         op = self._recorder.start("touch", resource_type)
@@ -191,3 +228,8 @@ class InstrumentedAsyncPevensieCache(AsyncPevensieCache):
             FIRST_LOOKUP.reset(token)
         op.finish(HIT if first and first[0] else MISS)
         return value
+
+    def _failed_open(self, operation: str, resource_type: str, exc: BaseException) -> None:
+        """Log the failure served open (see the cache), and count it."""
+        super()._failed_open(operation, resource_type, exc)
+        self._recorder.failed_open(operation, resource_type, exc)

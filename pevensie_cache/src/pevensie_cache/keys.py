@@ -4,18 +4,26 @@
 where the digest is the SHA-256 of the call's arguments written as canonical
 JSON (sorted keys, after binding them to the function's signature with its
 defaults, ``self``/``cls`` left out for methods). Only values with one stable
-textual form are accepted: ``str``, ``int``, ``float``, ``bool``, ``None``, and
-lists, tuples and dicts with ``str`` keys of them. Anything else (objects
-whose ``repr`` carries a memory address, sets with no stable order, bytes) is
-a ``TypeError`` unless the decorator is given ``key=``.
+textual form are accepted: ``str``, ``int``, ``float``, ``bool``, ``None``,
+:class:`~datetime.date`, :class:`~datetime.datetime`, :class:`~datetime.time`,
+:class:`~uuid.UUID`, :class:`~decimal.Decimal`, :class:`~enum.Enum` members,
+:class:`pathlib.PurePath` (and ``Path``), and lists, tuples, frozensets and
+dicts with ``str`` keys of them. Anything else (objects whose ``repr`` carries
+a memory address, mutable sets, bytes) is a ``TypeError`` unless the decorator
+is given ``key=``.
 
 The canonical JSON is what ``json.dumps(..., sort_keys=True,
 separators=(",", ":"), ensure_ascii=True)`` writes for the arguments, each
 container tagged so lists, tuples and dicts stay apart (``["l", [...]]``,
-``["t", [...]]``, ``["d", {...}]``). It is written here directly, byte for
-byte the same, and the binding is worked out once per function: a call that
-passes each parameter once, by position or by name, skips
-``inspect.Signature.bind``.
+``["t", [...]]``, ``["d", {...}]``). The other types are tagged pairs of their
+exact text: ``["date","2026-12-01"]``, ``["datetime", isoformat()]`` (so the
+UTC offset, or its absence, counts), ``["time", isoformat()]``,
+``["uuid","..."]`` (``str()``), ``["decimal","1.10"]`` (``str()``: ``1.10``
+and ``1.1`` are two keys), ``["enum","<module>.<qualname>","<member name>"]``,
+``["path", as_posix()]``, and a frozenset ``["fs",[...]]`` with its items'
+texts sorted. It is written here directly, byte for byte the same, and the
+binding is worked out once per function: a call that passes each parameter
+once, by position or by name, skips ``inspect.Signature.bind``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ import inspect
 import json.encoder
 import math
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
 from typing import Any
+from uuid import UUID
 
 from pevensie_cache.errors import ArgumentTypeError
 
@@ -179,7 +192,33 @@ def _text(value: Any, name: str) -> str:
             raise ArgumentTypeError(f"{name}: dict arguments need str keys to be keyed stably")
         items = {key: _text(item, name) for key, item in value.items()}
         return '["d",{' + ",".join([f"{_quote(key)}:{items[key]}" for key in sorted(items)]) + "}]"
+    if kind is frozenset:
+        return '["fs",[' + ",".join(sorted([_text(item, name) for item in value])) + "]]"
+    tagged = _tagged_text(value)
+    if tagged is not None:
+        return tagged
     raise ArgumentTypeError(
         f"{name}: an argument of type {kind.__name__} cannot be keyed stably across "
         "processes; pass key=... to the decorator to build the key yourself"
     )
+
+
+def _tagged_text(value: Any) -> str | None:
+    """Write a value of one of the tagged types (see the module docs), or return ``None``."""
+    if isinstance(value, Enum):
+        kind = type(value)
+        where = f"{kind.__module__}.{kind.__qualname__}"
+        return f'["enum",{_quote(where)},{_quote(value.name)}]'
+    if isinstance(value, datetime):  # before date: a datetime is a date
+        return f'["datetime",{_quote(value.isoformat())}]'
+    if isinstance(value, date):
+        return f'["date",{_quote(value.isoformat())}]'
+    if isinstance(value, time):
+        return f'["time",{_quote(value.isoformat())}]'
+    if isinstance(value, UUID):
+        return f'["uuid",{_quote(str(value))}]'
+    if isinstance(value, Decimal):
+        return f'["decimal",{_quote(str(value))}]'
+    if isinstance(value, PurePath):
+        return f'["path",{_quote(value.as_posix())}]'
+    return None

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from pevensie_cache.driver import Progress
+from pevensie_cache.driver import ABSENT, NO_EXPIRY, Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
 from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo
@@ -125,15 +125,31 @@ class MemoryDriver:
                     self._data.move_to_end(full_key)
         return entry[0]
 
-    def delete(self, resource_type: str, key: str) -> None:
-        """Remove a value; an absent key is fine."""
+    def delete(self, resource_type: str, key: str) -> bool:
+        """Remove a value; return whether a live one was there (an absent key is fine)."""
         if self.max_entries is None:
             # A pop is atomic on its own; every other removal tolerates a key already gone.
             # Bounded stores keep the lock: the LRU reordering in _put needs the key present.
-            self._data.pop(f"{resource_type}:{key}", None)
-            return
-        with self._lock:
-            self._data.pop(f"{resource_type}:{key}", None)
+            entry = self._data.pop(f"{resource_type}:{key}", None)
+        else:
+            with self._lock:
+                entry = self._data.pop(f"{resource_type}:{key}", None)
+        return entry is not None and entry[1] > _monotonic()
+
+    def exists(self, resource_type: str, key: str) -> bool:
+        """Return whether the key holds a live value."""
+        entry = self._data.get(f"{resource_type}:{key}")
+        return entry is not None and entry[1] > _monotonic()
+
+    def ttl_ms(self, resource_type: str, key: str) -> int:
+        """Return the key's milliseconds left, ``-1`` without expiry, ``-2`` when absent."""
+        entry = self._data.get(f"{resource_type}:{key}")
+        if entry is None:
+            return ABSENT
+        if entry[1] == _NEVER:
+            return NO_EXPIRY
+        left = entry[1] - _monotonic()
+        return ABSENT if left <= 0 else int(left * 1000)
 
     def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """Return the values found; misses are absent."""
@@ -242,6 +258,17 @@ class MemoryDriver:
             if held is not None and held[0] == token:
                 del self._locks[lock_key]
 
+    def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the key's lock a lease of ``lease_ms`` from now if ``token`` still holds it."""
+        lock_key = f"{resource_type}:{key}"
+        now = _monotonic()
+        with self._lock:
+            held = self._locks.get(lock_key)
+            if held is None or held[0] != token or held[1] <= now:
+                return False
+            self._locks[lock_key] = (token, now + lease_ms / 1000)
+            return True
+
     def async_view(self) -> AsyncMemoryDriver:
         """Return an async driver over this same store, usable from any event loop.
 
@@ -339,9 +366,17 @@ class AsyncMemoryDriver:
         """Return the value, or ``None`` when absent or expired."""
         return self.store.get(resource_type, key)
 
-    async def delete(self, resource_type: str, key: str) -> None:
-        """Remove a value; an absent key is fine."""
-        self.store.delete(resource_type, key)
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """Remove a value; return whether a live one was there."""
+        return self.store.delete(resource_type, key)
+
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """Return whether the key holds a live value."""
+        return self.store.exists(resource_type, key)
+
+    async def ttl_ms(self, resource_type: str, key: str) -> int:
+        """Return the key's milliseconds left, ``-1`` without expiry, ``-2`` when absent."""
+        return self.store.ttl_ms(resource_type, key)
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """Return the values found; misses are absent."""
@@ -380,6 +415,10 @@ class AsyncMemoryDriver:
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Release the key's lock if ``token`` holds it."""
         self.store.release_lock(resource_type, key, token)
+
+    async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the key's lock a new lease if ``token`` still holds it."""
+        return self.store.extend_lock(resource_type, key, token, lease_ms)
 
 
 class MemoryInspector:

@@ -27,8 +27,8 @@ seconds).
 
 >>> timeout = Option(name="timeout", kind="duration", unit="ms", low=1, floor=100,
 ...                  query=True, doc="Milliseconds to wait for the server.")
->>> timeout.convert("2s"), timeout.convert("250 ms"), timeout.convert("500"), timeout.convert(750)
-(2000, 250, 500, 750)
+>>> [timeout.convert(given) for given in ("2s", "250 ms", "500", 750)]
+[2000, 250, 500, 750]
 
 A configuration dataclass declares each field with :meth:`Option.field` and
 builds its table with :meth:`OptionSet.from_dataclass`, which refuses a field
@@ -42,7 +42,7 @@ import dataclasses
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
@@ -51,7 +51,7 @@ from urllib.parse import quote
 
 from pevensie_cache.errors import ConfigError
 
-__all__ = ["DURATION_UNITS", "Alias", "Kind", "Option", "OptionSet"]
+__all__ = ["DURATION_UNITS", "Alias", "Kind", "Option", "OptionSet", "UnknownOptionError"]
 
 Kind = Literal["int", "bool", "str", "duration", "custom"]
 """What an option holds: ``custom`` options convert text with their own ``parse``."""
@@ -73,6 +73,86 @@ _WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DURATION = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)", re.ASCII)
 _METADATA_KEY = "pevensie_cache.option"
 _T = TypeVar("_T")
+
+
+class UnknownOptionError(ConfigError):
+    """An option name nobody declares: the message suggests the likely one and lists the valid.
+
+    Whoever passes options on (the cache builders, the framework backends)
+    adds its own with :meth:`with_options`, so the message lists every option
+    the caller could have meant, and the suggestion looks among them all.
+    """
+
+    def __init__(
+        self,
+        unknown: Sequence[str],
+        *,
+        subject: str,
+        valid: Sequence[str],
+        candidates: Sequence[str] = (),
+        groups: Sequence[tuple[str, Sequence[str]]] = (),
+        where: str = "",
+        hints: Mapping[str, str] | None = None,
+    ) -> None:
+        """``subject`` is what was unknown (``Redis driver option``), ``valid`` its options.
+
+        ``candidates`` are the names "did you mean" looks among (default:
+        ``valid``); ``groups`` are other ``(label, names)`` accepted alongside;
+        ``hints`` map well-known foreign names to the option meant instead.
+        """
+        self.unknown = tuple(unknown)
+        self.subject = subject
+        self.valid = tuple(valid)
+        self.candidates = tuple(candidates or valid)
+        self.groups = tuple((label, tuple(names)) for label, names in groups)
+        self.where = where
+        self.hints = dict(hints or {})
+        super().__init__(self._message())
+
+    def with_options(self, label: str, names: Sequence[str]) -> UnknownOptionError:
+        """Return this error with ``names`` (``label`` options) accepted alongside.
+
+        A name among them is no longer unknown; if none is left, the returned
+        error's ``unknown`` is empty (the caller then has nothing to report).
+        """
+        return UnknownOptionError(
+            [name for name in self.unknown if name not in names],
+            subject=self.subject,
+            valid=self.valid,
+            candidates=self.candidates,
+            groups=[*self.groups, (label, names)],
+            where=self.where,
+            hints=self.hints,
+        )
+
+    def _message(self) -> str:
+        everything = [*self.candidates, *(name for _, names in self.groups for name in names)]
+        described = []
+        for name in self.unknown:
+            meant = self.hints.get(name)
+            if meant is None:
+                close = difflib.get_close_matches(name, everything, n=1)
+                meant = close[0] if close else None
+            described.append(f"{name!r} (did you mean {meant!r}?)" if meant else repr(name))
+        plural = "s" if len(self.unknown) > 1 else ""
+        others = "".join(f"; {label} options: {', '.join(names)}" for label, names in self.groups)
+        return (
+            f"unknown {self.subject}{plural} {', '.join(described)}{self.where}; "
+            f"valid options: {', '.join(self.valid)}{others}"
+        )
+
+
+class _WithUnit(int):
+    """A duration written with its unit (``"50ms"``, a timedelta): exempt from ``floor``.
+
+    It stays an ``int`` everywhere; the mark survives ``dataclasses.replace``, which
+    hands the stored value back to the class's checks.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
 
 
 @dataclass(frozen=True)
@@ -202,10 +282,18 @@ class Option:
 
         Strict: text is not converted (see :meth:`convert`). The returned value is
         the one to keep (``validate`` may normalise it, a list into a tuple, say).
+        A duration may also be a :class:`datetime.timedelta`; a bare number
+        below its ``floor`` is refused as it is by :meth:`convert`.
         """
         if value is None and self.optional:
             return None
-        if self.kind in ("int", "duration"):
+        if self.kind == "duration":
+            if isinstance(value, timedelta):
+                value = self._duration_from_value(value)
+            self._check_int(value)
+            if not isinstance(value, _WithUnit):
+                self._bare(value)
+        elif self.kind == "int":
             self._check_int(value)
         elif self.kind == "bool":
             if not isinstance(value, bool):
@@ -323,7 +411,7 @@ class Option:
             raise ConfigError(
                 f"{self.name} must be a whole number of {self.unit_words}, got {self._shown(given)}"
             )
-        return int(amount)
+        return _WithUnit(amount)
 
     def _bare(self, number: int) -> int:
         """Check a duration written without unit against ``floor``."""
@@ -332,10 +420,16 @@ class Option:
             return number  # below low: check() gives the bounds message
         unit, words = self.unit, self.unit_words
         seconds = f"{number}s for {number} seconds, or " if unit != "s" else ""
+        typed = ""
+        if unit == "ms":
+            typed = (
+                f" (as a typed value: {number * 1000} for {number} seconds, or "
+                f"datetime.timedelta(milliseconds={number}))"
+            )
         raise ConfigError(
             f"{self.name} is in {words}: {number} {unit} is below the {floor} {unit} minimum "
             f"for a number without unit; write {seconds}{number}{unit} if you mean "
-            f"{number} {words}"
+            f"{number} {words}{typed}"
         )
 
 
@@ -348,12 +442,16 @@ class OptionSet:
         *,
         owner: str,
         defaults: Mapping[str, Any] | None = None,
+        hints: Mapping[str, str] | None = None,
     ) -> None:
         """Gather ``options``; ``owner`` names the driver in messages (``"Redis"``).
 
-        ``defaults`` are the values a display URL leaves out.
+        ``defaults`` are the values a display URL leaves out; ``hints`` map
+        names other libraries use to the option meant (``max_connections`` to
+        ``pool_size``), for the message about an unknown name.
         """
         self.owner = owner
+        self.hints = dict(hints or {})
         self._options: dict[str, Option] = {}
         self._names: dict[str, tuple[Option, Alias | None]] = {}
         self._defaults = dict(defaults or {})
@@ -374,24 +472,37 @@ class OptionSet:
         self._names[name] = (spec, alias)
 
     @classmethod
-    def from_dataclass(cls, datacls: type[Any], *, owner: str) -> OptionSet:
-        """Build the set from a dataclass whose every field is declared with :meth:`Option.field`.
+    def from_dataclass(
+        cls,
+        datacls: type[Any],
+        *,
+        owner: str,
+        declarations: Mapping[str, Option] | None = None,
+        hints: Mapping[str, str] | None = None,
+    ) -> OptionSet:
+        """Build the set from a dataclass whose every field has an option declaration.
 
-        A field without a declaration is a ``TypeError`` here, when the class's
-        module is imported.
+        A field is declared either in ``declarations`` (by field name: the
+        class keeps plain defaults, so its signature reads well) or with
+        :meth:`Option.field`. A field without a declaration, or a declaration
+        without a field, is a ``TypeError`` here, when the class's module is
+        imported.
         """
+        given = dict(declarations or {})
         specs: list[Option] = []
         defaults: dict[str, Any] = {}
         for spec in dataclasses.fields(datacls):
-            declared = spec.metadata.get(_METADATA_KEY)
+            declared = given.pop(spec.name, None) or spec.metadata.get(_METADATA_KEY)
             if not isinstance(declared, Option):
                 raise TypeError(
-                    f"{datacls.__name__}.{spec.name} has no option declaration: "
-                    "declare it as Option(kind=..., doc=..., query=...).field(default)"
+                    f"{datacls.__name__}.{spec.name} has no option declaration: declare it "
+                    "in declarations, or as Option(kind=..., doc=..., query=...).field(default)"
                 )
             specs.append(dataclasses.replace(declared, name=spec.name))
             defaults[spec.name] = spec.default
-        return cls(specs, owner=owner, defaults=defaults)
+        if given:
+            raise TypeError(f"{datacls.__name__} has no field {', '.join(sorted(given))}")
+        return cls(specs, owner=owner, defaults=defaults, hints=hints)
 
     def __iter__(self) -> Iterator[Option]:
         return iter(self._options.values())
@@ -420,15 +531,14 @@ class OptionSet:
 
     def _unknown(
         self, names: list[str], what: str, candidates: list[str], valid: list[str], where: str = ""
-    ) -> ConfigError:
-        described = []
-        for name in names:
-            close = difflib.get_close_matches(name, candidates, n=1)
-            described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
-        plural = "s" if len(names) > 1 else ""
-        return ConfigError(
-            f"unknown {self.owner} {what}{plural} {', '.join(described)}{where}; "
-            f"valid options: {', '.join(valid)}"
+    ) -> UnknownOptionError:
+        return UnknownOptionError(
+            names,
+            subject=f"{self.owner} {what}",
+            valid=valid,
+            candidates=candidates,
+            where=where,
+            hints=self.hints,
         )
 
     # -- values ------------------------------------------------------------------------------

@@ -6,12 +6,26 @@ The same names as the async module, over threads, so code generated from an
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import warnings
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-__all__ = ["FACE", "Lock", "SingleFlight", "call", "run_concurrently", "sleep"]
+from pevensie_cache.driver import AsyncViewDriver
+
+__all__ = [
+    "CONNECT_HINT",
+    "FACE",
+    "FaceGuard",
+    "Lock",
+    "SingleFlight",
+    "call",
+    "run_concurrently",
+    "sleep",
+    "warn_if_in_event_loop",
+]
 
 _T = TypeVar("_T")
 
@@ -23,6 +37,50 @@ Lock = threading.Lock
 
 sleep = time.sleep
 """Wait ``seconds``, blocking this thread."""
+
+CONNECT_HINT = (
+    "connect it first (c = cache.new(...).connect()), or use it in a with block "
+    "(with cache.new(...) as c: ...)"
+)
+"""What a ``NotConnected`` message tells the caller to do, on this face."""
+
+
+class FaceGuard:
+    """Base of the sync face's objects: ``async with`` on one says to use ``with``."""
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # at run time only: a type checker still flags the mistake
+
+        async def __aenter__(self):
+            raise TypeError(
+                f"{type(self).__name__} belongs to the sync face: use `with`, not `async with` "
+                "(for an async cache, build it with cache.new_async() or cache.from_url_async())"
+            )
+
+        async def __aexit__(self, *exc_info):
+            return None
+
+
+def warn_if_in_event_loop(what: str, driver: object) -> None:
+    """Warn that ``what`` blocks: the sync face is being used inside a running event loop.
+
+    An in-process store (an :class:`~pevensie_cache.driver.AsyncViewDriver`,
+    the memory driver) never waits for I/O: no warning for it.
+    """
+    if isinstance(driver, AsyncViewDriver):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    warnings.warn(
+        f"{what} on a sync cache inside a running event loop: every call blocks the loop "
+        "(and every task on it) until the store answers; use the async face "
+        "(cache.new_async(), cache.from_url_async()) in async code",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def run_concurrently(calls: Sequence[Callable[[], _T]]) -> list[_T]:

@@ -10,9 +10,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-__all__ = ["FACE", "Lock", "SingleFlight", "call", "run_concurrently", "sleep"]
+__all__ = [
+    "CONNECT_HINT",
+    "FACE",
+    "FaceGuard",
+    "Lock",
+    "SingleFlight",
+    "call",
+    "run_concurrently",
+    "sleep",
+    "warn_if_in_event_loop",
+]
 
 _T = TypeVar("_T")
 
@@ -24,6 +34,33 @@ Lock = asyncio.Lock
 
 sleep = asyncio.sleep
 """Wait ``seconds`` without blocking the event loop."""
+
+CONNECT_HINT = (
+    "connect it first (c = await cache.new_async(...).connect()), or use it in an "
+    "async with block (async with cache.new_async(...) as c: ...)"
+)
+"""What a ``NotConnected`` message tells the caller to do, on this face."""
+
+
+class FaceGuard:
+    """Base of the async face's objects: ``with`` on one says to use ``async with``."""
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # at run time only: a type checker still flags the mistake
+
+        def __enter__(self):
+            raise TypeError(
+                f"{type(self).__name__} belongs to the async face: use `async with`, not `with` "
+                "(for a sync cache, build it with cache.new() or cache.from_url())"
+            )
+
+        def __exit__(self, *exc_info):
+            return None
+
+
+def warn_if_in_event_loop(what: str, driver: object) -> None:
+    """Nothing to warn about: the async face is made for event loops."""
 
 
 async def run_concurrently(calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:

@@ -18,6 +18,7 @@ from pevensie_cache.errors import DriverConflict, DriverNotFound
 from pevensie_cache.inspection import CacheInspector, InspectorFactory
 
 __all__ = [
+    "KNOWN_DRIVERS",
     "AsyncDriverFactory",
     "AsyncUrlDriverFactory",
     "DriverFactory",
@@ -42,6 +43,25 @@ AsyncDriverFactory = Callable[..., AsyncCacheDriver]
 
 AsyncUrlDriverFactory = Callable[..., AsyncCacheDriver]
 """Builds an async driver from a URL and keyword options."""
+
+KNOWN_DRIVERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "redis": (
+        "pevensie-redis",
+        (
+            "redis",
+            "rediss",
+            "unix",
+            "valkey",
+            "valkeys",
+            "redis+sentinel",
+            "rediss+sentinel",
+            "valkey+sentinel",
+            "valkeys+sentinel",
+        ),
+    ),
+}
+"""Drivers published apart from the core: name -> (distribution, URL schemes), so that a
+missing one's error says what to install."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
@@ -148,12 +168,38 @@ class Registry:
     def lookup(self, name: str) -> DriverSpec:
         """Return the driver registered as ``name`` (in any letter case), or raise a clear error."""
         key = name if name in self.by_name or name in self.conflicts else name.lower()
-        return self._find(key, self.by_name, f"no cache driver named {name!r}")
+        hint = self._name_hint(key) if key not in self.by_name else ""
+        return self._find(key, self.by_name, f"no cache driver named {name!r}", hint)
 
     def lookup_scheme(self, scheme: str) -> DriverSpec:
         """Return the driver registered for the URL scheme ``scheme``."""
         key = f"{scheme.lower()}://"
-        return self._find(key, self.by_scheme, f"no cache driver for URL scheme {key!r}")
+        hint = ""
+        if key not in self.by_scheme:
+            for driver, (distribution, schemes) in KNOWN_DRIVERS.items():
+                if key[:-3] in schemes:
+                    hint = (
+                        f": it is the {driver} driver's, not installed: pip install {distribution}"
+                    )
+        return self._find(key, self.by_scheme, f"no cache driver for URL scheme {key!r}", hint)
+
+    def _name_hint(self, name: str) -> str:
+        """Say what a driver name that is not registered probably meant."""
+        owner = self.by_scheme.get(f"{name}://")
+        if owner is not None:
+            return (
+                f": {name}:// is a URL scheme of the driver {owner.name!r}; "
+                f"use driver={owner.name!r} (or cache.from_url('{name}://...'))"
+            )
+        for driver, (distribution, schemes) in KNOWN_DRIVERS.items():
+            if name == driver or name in schemes:
+                use = (
+                    ""
+                    if name == driver
+                    else f"; {name}:// is a URL scheme of it: use driver={driver!r}"
+                )
+                return f": the {driver} driver is not installed: pip install {distribution}{use}"
+        return ""
 
     def identify(self, driver: object) -> tuple[str, CacheInspector | None] | None:
         """Return the registered name of ``driver``'s plugin and its inspector, if any knows it.
@@ -191,7 +237,9 @@ class Registry:
         )
         return sorted(infos, key=lambda info: (info.name, info.distribution or ""))
 
-    def _find(self, key: str, table: dict[str, DriverSpec], missing: str) -> DriverSpec:
+    def _find(
+        self, key: str, table: dict[str, DriverSpec], missing: str, hint: str = ""
+    ) -> DriverSpec:
         specs = self.conflicts.get(key)
         if specs is not None:
             raise DriverConflict(_conflict_message(key, specs))
@@ -207,7 +255,8 @@ class Registry:
                     key.lower().removesuffix(suffix), known, n=1, cutoff=0.6
                 )
             ]
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if close and not hint:
+                hint = f" (did you mean {close[0]!r}?)"
             raise DriverNotFound(f"{missing}{hint}.\n{self._inventory()}")
         return spec
 

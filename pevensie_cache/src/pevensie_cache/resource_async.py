@@ -26,12 +26,15 @@ from pevensie_cache.errors import (
 )
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives_async import FACE, call
+from pevensie_cache.validation import Ttl
 
 __all__ = ["AsyncCachedFunction", "AsyncResource", "AsyncStringCache"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _T = TypeVar("_T")
+_V = TypeVar("_V")
+_D = TypeVar("_D")
 
 
 class _Missing:
@@ -54,36 +57,43 @@ class AsyncStringCache(Protocol):
     async def get(self, resource_type: str, key: str, default: Any = ...) -> Any:
         """Return the stored string, or ``default`` (``CacheMiss`` without one)."""
 
-    async def set(
-        self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None
-    ) -> None:
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: Ttl = None) -> None:
         """Store a string."""
 
-    async def delete(self, resource_type: str, key: str) -> None:
-        """Remove a key."""
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """Remove a key; say whether it was there."""
+
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """Say whether a key holds a value."""
+
+    async def ttl(self, resource_type: str, key: str) -> int | None:
+        """Return the seconds a key has left."""
 
     async def get_many(self, resource_type: str, keys: Iterable[str]) -> dict[str, str]:
         """Return the strings found."""
 
     async def set_many(
-        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None = None
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: Ttl = None
     ) -> None:
         """Store strings."""
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """Remove keys."""
 
-    async def add(
-        self, resource_type: str, key: str, value: str, ttl_seconds: int | None = None
-    ) -> bool:
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: Ttl = None) -> bool:
         """Store a string only if the key is absent."""
 
     async def incr(
-        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: int | None = None
+        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: Ttl = None
     ) -> int:
         """Add to a counter."""
 
-    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None = None) -> bool:
+    async def decr(
+        self, resource_type: str, key: str, delta: int = 1, ttl_seconds: Ttl = None
+    ) -> int:
+        """Subtract from a counter."""
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: Ttl = None) -> bool:
         """Set or clear a TTL."""
 
     async def clear(self, resource_type: str, *, on_progress: Progress | None = None) -> int:
@@ -94,7 +104,7 @@ class AsyncStringCache(Protocol):
         resource_type: str,
         key: str,
         loader: Callable[[], Any],
-        ttl_seconds: int | None = None,
+        ttl_seconds: Ttl = None,
         *,
         lock: bool = False,
         lock_lease: float = ...,
@@ -103,29 +113,38 @@ class AsyncStringCache(Protocol):
         """Return the stored string, or load, store and return it once."""
 
 
-class AsyncResource:
-    """One resource type of a cache, with a codec: values of any type the codec handles.
+class AsyncResource(Generic[_V]):
+    """One resource type of a cache, with a codec: values of type ``_V`` through the codec.
 
     With the default ``"str"`` codec a resource is exactly the cache's own
-    string contract, bound to one resource type.
+    string contract, bound to one resource type (an ``AsyncResource[str]``);
+    with ``"json"`` it holds JSON values (``AsyncResource[Any]``); with a
+    ``Codec[User]`` it holds ``User`` objects, and a type checker knows that
+    ``get`` returns one.
     """
 
     __slots__ = ("_cache", "_codec", "_plain", "resource_type")
 
-    def __init__(self, cache: AsyncStringCache, resource_type: str, codec: str | Codec) -> None:
+    def __init__(self, cache: AsyncStringCache, resource_type: str, codec: str | Codec[_V]) -> None:
         """Bind ``resource_type`` of ``cache`` with ``codec`` (``"str"``, ``"json"`` or a codec)."""
         self._cache = cache
         self.resource_type = resource_type
-        self._codec = resolve_codec(codec)
+        self._codec: Codec[Any] = resolve_codec(codec)
         self._plain = self._codec is STR
 
     @property
-    def codec(self) -> Codec:
+    def codec(self) -> Codec[_V]:
         """The codec values go through."""
         return self._codec
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.resource_type!r} codec={self._codec!r}>"
+
+    @overload
+    async def get(self, key: str) -> _V: ...
+
+    @overload
+    async def get(self, key: str, default: _D) -> _V | _D: ...
 
     async def get(self, key: str, default: Any = _MISSING) -> Any:
         """Return the decoded value of ``key``; ``CacheMiss``, or ``default``, on a miss."""
@@ -140,25 +159,33 @@ class AsyncResource:
             return default
         return self._decode(key, text)
 
-    async def set(self, key: str, value: Any, ttl_seconds: int | None = None) -> None:
+    async def set(self, key: str, value: _V, ttl_seconds: Ttl = None) -> None:
         """Store ``value`` (encoded) under ``key``; a value the codec refuses writes nothing."""
         await self._cache.set(self.resource_type, key, self._encode(key, value), ttl_seconds)
 
-    async def delete(self, key: str) -> None:
-        """Remove ``key``; an absent key is fine."""
-        await self._cache.delete(self.resource_type, key)
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it held a value (an absent key is fine)."""
+        return await self._cache.delete(self.resource_type, key)
 
-    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+    async def exists(self, key: str) -> bool:
+        """Return whether ``key`` holds a value."""
+        return await self._cache.exists(self.resource_type, key)
+
+    async def ttl(self, key: str) -> int | None:
+        """Return the whole seconds ``key`` has left (``None``: no expiry; absent: CacheMiss)."""
+        return await self._cache.ttl(self.resource_type, key)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, _V]:
         """Return the decoded values found for ``keys``; misses are absent."""
         found = await self._cache.get_many(self.resource_type, keys)
         if self._plain:
-            return found
+            return found  # type: ignore[return-value]  # the str codec: _V is str
         return {key: self._decode(key, text) for key, text in found.items()}
 
-    async def set_many(self, items: Mapping[str, Any], ttl_seconds: int | None = None) -> None:
+    async def set_many(self, items: Mapping[str, _V], ttl_seconds: Ttl = None) -> None:
         """Store every item (encoded); one value the codec refuses writes nothing."""
         encode = self._encode
-        encoded = (
+        encoded: Mapping[str, Any] = (
             items if self._plain else {key: encode(key, value) for key, value in items.items()}
         )
         await self._cache.set_many(self.resource_type, encoded, ttl_seconds)
@@ -167,15 +194,19 @@ class AsyncResource:
         """Remove every key of ``keys``."""
         await self._cache.delete_many(self.resource_type, keys)
 
-    async def add(self, key: str, value: Any, ttl_seconds: int | None = None) -> bool:
+    async def add(self, key: str, value: _V, ttl_seconds: Ttl = None) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it stored."""
         return await self._cache.add(self.resource_type, key, self._encode(key, value), ttl_seconds)
 
-    async def incr(self, key: str, delta: int = 1, ttl_seconds: int | None = None) -> int:
+    async def incr(self, key: str, delta: int = 1, ttl_seconds: Ttl = None) -> int:
         """Add ``delta`` to the counter ``key`` (stored as decimal text, whatever the codec)."""
         return await self._cache.incr(self.resource_type, key, delta, ttl_seconds)
 
-    async def touch(self, key: str, ttl_seconds: int | None = None) -> bool:
+    async def decr(self, key: str, delta: int = 1, ttl_seconds: Ttl = None) -> int:
+        """Subtract ``delta`` from the counter ``key`` (stored as decimal text)."""
+        return await self._cache.decr(self.resource_type, key, delta, ttl_seconds)
+
+    async def touch(self, key: str, ttl_seconds: Ttl = None) -> bool:
         """Set (or clear) the TTL of ``key``; ``False`` when it is absent."""
         return await self._cache.touch(self.resource_type, key, ttl_seconds)
 
@@ -186,20 +217,20 @@ class AsyncResource:
     async def get_or_set(
         self,
         key: str,
-        loader: Callable[[], Any],
-        ttl_seconds: int | None = None,
+        loader: Callable[[], _V | Awaitable[_V]],
+        ttl_seconds: Ttl = None,
         *,
         lock: bool = False,
         lock_lease: float = 10.0,
         lock_wait: float | None = None,
-    ) -> Any:
+    ) -> _V:
         """Return the value of ``key``, or call ``loader()`` once, store its result and return it.
 
         See the cache's ``get_or_set``; the loaded value goes through the codec
         both ways, so a loaded value and a cached one have the same type.
         """
         if self._plain:
-            return await self._cache.get_or_set(
+            found: Any = await self._cache.get_or_set(
                 self.resource_type,
                 key,
                 loader,
@@ -208,6 +239,7 @@ class AsyncResource:
                 lock_lease=lock_lease,
                 lock_wait=lock_wait,
             )
+            return found  # type: ignore[no-any-return]
         encode = self._encode
 
         async def load() -> str:
@@ -229,7 +261,7 @@ class AsyncResource:
 
     def cached(
         self,
-        ttl_seconds: int | None = None,
+        ttl_seconds: Ttl = None,
         *,
         key: Callable[..., str] | None = None,
         lock: bool = False,
@@ -259,9 +291,9 @@ class AsyncResource:
             f"{self.resource_type!r}, key {key!r} ({type(exc).__name__}); nothing was written"
         )
 
-    def _decode(self, key: str, text: str) -> Any:
+    def _decode(self, key: str, text: str) -> _V:
         try:
-            return self._codec.decode(text)
+            value: _V = self._codec.decode(text)
         except Exception as exc:
             raise CodecError(
                 f"the value stored under resource type {self.resource_type!r}, key {key!r} "
@@ -270,6 +302,7 @@ class AsyncResource:
                 self.resource_type,
                 key,
             ) from None
+        return value
 
 
 class AsyncCachedFunction(Generic[_P, _R]):
@@ -289,8 +322,8 @@ class AsyncCachedFunction(Generic[_P, _R]):
     def __init__(
         self,
         function: Callable[_P, Awaitable[_R]],
-        resource: AsyncResource,
-        ttl_seconds: int | None,
+        resource: AsyncResource[Any],
+        ttl_seconds: Ttl,
         *,
         key: Callable[..., str] | None = None,
         lock: bool = False,

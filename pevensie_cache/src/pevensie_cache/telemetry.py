@@ -40,7 +40,10 @@ answered in this process, or ``miss``: sent to the server). A driver has a near
 cache when it offers ``near_cache_stats()`` returning an object with
 cumulative ``hits`` and ``misses`` (:class:`NearCacheStats`; the Redis
 driver's ``near_cache=True`` does): the counter reads it when the metrics are
-collected, so reads pay nothing for it. Spans, only with a tracer provider:
+collected, so reads pay nothing for it. A cache built with ``fail_open=True``
+counts each failure it served as a miss or no-op in
+``pevensie.cache.fail_open.errors`` (counter, attributes ``db.operation.name``,
+the resource type and ``error.type``). Spans, only with a tracer provider:
 one CLIENT span per operation named ``"<operation> <resource type>"``, status
 ERROR with the exception recorded on failure.
 """
@@ -69,6 +72,7 @@ __all__ = [
     "HIT",
     "METER_NAME",
     "METRIC_DURATION",
+    "METRIC_FAIL_OPEN",
     "METRIC_LOOKUPS",
     "METRIC_NEAR_CACHE_LOOKUPS",
     "METRIC_OPERATIONS",
@@ -93,6 +97,7 @@ METRIC_OPERATIONS = "pevensie.cache.operations"
 METRIC_DURATION = "pevensie.cache.operation.duration"
 METRIC_LOOKUPS = "pevensie.cache.lookups"
 METRIC_NEAR_CACHE_LOOKUPS = "pevensie.cache.near_cache.lookups"
+METRIC_FAIL_OPEN = "pevensie.cache.fail_open.errors"
 
 HIT = "hit"
 MISS = "miss"
@@ -209,6 +214,11 @@ class Recorder:
         self.lookups = meter.create_counter(
             METRIC_LOOKUPS, unit="{key}", description="Keys read, by outcome hit or miss."
         )
+        self.fail_open = meter.create_counter(
+            METRIC_FAIL_OPEN,
+            unit="{error}",
+            description="Store failures fail_open=True served as a miss or a no-op.",
+        )
         self.active = True
         """Whether it still reports (``uninstrument`` and a new ``instrument`` stop it)."""
         near_stats = _near_cache_stats_of(driver)
@@ -253,6 +263,18 @@ class Recorder:
             self.lookups.add(hits, self.attributes(operation, label, HIT))
         if misses:
             self.lookups.add(misses, self.attributes(operation, label, MISS))
+
+    def failed_open(self, operation: str, resource_type: object, exc: BaseException) -> None:
+        """Count one failure a ``fail_open`` cache served as a miss or a no-op."""
+        kind = type(exc)
+        attributes = {
+            ATTR_SYSTEM: self.system,
+            ATTR_OPERATION: operation,
+            ATTR_ERROR_TYPE: f"{kind.__module__}.{kind.__qualname__}",
+        }
+        if resource_type:  # connect has none
+            attributes[ATTR_RESOURCE_TYPE] = self.resource_types.label(resource_type)
+        self.fail_open.add(1, attributes)
 
     def _near_cache_observer(
         self, read: Callable[[], NearCacheStats | None]

@@ -48,9 +48,9 @@ class ThreadedAsyncDriver:
         """``get`` in a worker thread."""
         return await asyncio.to_thread(self.sync_driver.get, resource_type, key)
 
-    async def delete(self, resource_type: str, key: str) -> None:
+    async def delete(self, resource_type: str, key: str) -> bool:
         """``delete`` in a worker thread."""
-        await asyncio.to_thread(self.sync_driver.delete, resource_type, key)
+        return await asyncio.to_thread(self.sync_driver.delete, resource_type, key)
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """``get_many`` (or one ``get`` per key) in one worker-thread trip."""
@@ -86,6 +86,19 @@ class ThreadedAsyncDriver:
         cleared: int = await self._optional("clear", resource_type, on_progress)
         return cleared
 
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """``exists`` (or, without it, ``get``) in a worker thread."""
+        method = getattr(self.sync_driver, "exists", None)
+        if method is None:
+            found = await asyncio.to_thread(self.sync_driver.get, resource_type, key)
+            return found is not None
+        return bool(await asyncio.to_thread(method, resource_type, key))
+
+    async def ttl_ms(self, resource_type: str, key: str) -> int:
+        """``ttl_ms`` in a worker thread."""
+        left: int = await self._optional("ttl_ms", resource_type, key)
+        return left
+
     async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``acquire_lock`` in a worker thread."""
         taken: bool = await self._optional("acquire_lock", resource_type, key, token, lease_ms)
@@ -94,6 +107,11 @@ class ThreadedAsyncDriver:
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """``release_lock`` in a worker thread."""
         await self._optional("release_lock", resource_type, key, token)
+
+    async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``extend_lock`` in a worker thread."""
+        extended: bool = await self._optional("extend_lock", resource_type, key, token, lease_ms)
+        return extended
 
     async def _optional(self, operation: str, *args: Any) -> Any:
         method = getattr(self.sync_driver, operation, None)

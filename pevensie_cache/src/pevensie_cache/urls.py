@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Collection
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from pevensie_cache.errors import ConfigError
 
-__all__ = ["mask_url", "query_options", "url_scheme"]
+__all__ = ["mask_url", "query_options", "take_query_options", "url_scheme"]
 
 _SECRET_QUERY_KEYS = re.compile(
     r"(?i)(^|[?&;])((?:[a-z0-9_]*_)?(?:pass(?:word)?|pwd|secret|token|auth)=)[^&;#]*"
@@ -52,3 +53,33 @@ def query_options(url: str) -> dict[str, str]:
             raise ConfigError(f"URL parameter {name!r} is given twice in {mask_url(url)!r}")
         options[name] = value
     return options
+
+
+def take_query_options(url: str, names: Collection[str]) -> tuple[str, dict[str, str]]:
+    """Return ``url`` without the query parameters in ``names``, and their values.
+
+    For options that belong to the cache rather than to its driver
+    (``?namespace=app1``): the driver then sees only its own. The rest of
+    the URL is kept character for character; a URL naming none of ``names``
+    comes back unchanged. A parameter given twice is a :class:`ConfigError`.
+    """
+    hash_at = url.find("#")
+    query_at = url.find("?")
+    if query_at < 0 or (0 <= hash_at < query_at):
+        return url, {}
+    end = hash_at if hash_at > query_at else len(url)
+    kept: list[str] = []
+    taken: dict[str, str] = {}
+    for piece in url[query_at + 1 : end].split("&"):
+        name, _, value = piece.partition("=")
+        name = unquote_plus(name)
+        if name in names:
+            if name in taken:
+                raise ConfigError(f"URL parameter {name!r} is given twice in {mask_url(url)!r}")
+            taken[name] = unquote_plus(value)
+        else:
+            kept.append(piece)
+    if not taken:
+        return url, {}
+    query = "&".join(kept)
+    return url[:query_at] + (f"?{query}" if query else "") + url[end:], taken

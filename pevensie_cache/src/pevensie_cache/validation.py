@@ -4,16 +4,21 @@
   can never collide;
 - ``key``: a non-empty ``str`` (``:`` allowed);
 - ``value``: a ``str``;
-- ``ttl_seconds``: ``None`` or an ``int`` >= 1 (``bool`` is rejected);
+- ``ttl_seconds``: ``None`` or a whole number of seconds >= 1: an ``int``, a float
+  with no fraction (``60.0``), or a :class:`datetime.timedelta` (a fraction of a
+  second rounds up, as Django does); ``bool`` is rejected;
 - every string must be encodable as UTF-8 (no lone surrogates).
 
-Each check returns nothing and raises an :class:`~pevensie_cache.ArgumentError`
-before any driver is called, so a rejected call changes nothing.
+Each check raises an :class:`~pevensie_cache.ArgumentError` before any driver
+is called, so a rejected call changes nothing; :func:`check_ttl` returns the TTL
+as the ``int`` (or ``None``) drivers receive.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 
 from pevensie_cache.errors import (
     ArgumentError,
@@ -25,6 +30,7 @@ from pevensie_cache.errors import (
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "Ttl",
     "check_address",
     "check_address_once",
     "check_counter",
@@ -78,37 +84,75 @@ def check_address(resource_type: object, key: object) -> None:
     check_key(key)
 
 
-def check_value(value: object) -> None:
-    """Check one value: any ``str``, the empty string included."""
+def check_value(value: object, resource_type: object = None) -> None:
+    """Check one value: any ``str``, the empty string included.
+
+    ``resource_type``, when known, makes the hint for a value of another type
+    show the exact call that stores it.
+    """
     if type(value) is str:
         if not value.isascii():
             _check_encodable("value", value)
         return
     if not isinstance(value, str):
-        raise ArgumentTypeError(f"value must be a str, not {type(value).__name__}{_hint(value)}")
+        raise ArgumentTypeError(
+            f"value must be a str, not {type(value).__name__}{_hint(value, resource_type)}"
+        )
     _check_encodable("value", value)
 
 
-def _hint(value: object) -> str:
+def _hint(value: object, resource_type: object) -> str:
     """Say what to do with a value that is not a ``str``."""
     if isinstance(value, (bytes, bytearray)):
         return " (decode bytes first, e.g. value.decode())"
+    named = repr(resource_type) if isinstance(resource_type, str) else "resource_type"
     return (
-        "; values are strings: encode it first, or store it through a resource "
-        "with the JSON codec (cache.resource(resource_type, codec='json'))"
+        "; values are strings: store other values through a JSON resource of your "
+        f"cache object, c.resource({named}, codec='json').set(key, value) "
+        "(with c the cache you called), or encode it first"
     )
 
 
-def check_ttl(ttl_seconds: object) -> None:
-    """Check a TTL: ``None`` (no expiry) or a whole number of seconds >= 1."""
+Ttl = int | float | timedelta | None
+"""What ``ttl_seconds`` takes: whole seconds (``60``, ``60.0``, a timedelta rounded up) or None."""
+
+
+def check_ttl(ttl_seconds: object, name: str = "ttl_seconds") -> int | None:
+    """Check a TTL and return it as drivers get it: ``None`` (no expiry) or an ``int`` >= 1.
+
+    Accepted: ``None``, an ``int``, a float without fraction (``60.0``) and a
+    :class:`datetime.timedelta`, whose fraction of a second rounds up (as
+    Django's timeouts do). A float with a fraction is refused with a message
+    saying how to round it: the cache counts whole seconds.
+    """
     if ttl_seconds is None:
-        return
-    if not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool):
+        return None
+    kind = type(ttl_seconds)
+    if kind is int:
+        seconds: int = ttl_seconds  # type: ignore[assignment]
+    elif isinstance(ttl_seconds, timedelta):
+        micros = ttl_seconds // timedelta(microseconds=1)
+        seconds = -(-micros // 1_000_000)  # a fraction of a second rounds up
+    elif isinstance(ttl_seconds, float):
+        if not math.isfinite(ttl_seconds):
+            raise ArgumentValueError(f"{name} must be a whole number of seconds, got {ttl_seconds}")
+        if not ttl_seconds.is_integer():
+            up = math.ceil(ttl_seconds)
+            raise ArgumentValueError(
+                f"{name} is whole seconds, got {ttl_seconds}: round it yourself "
+                f"(math.ceil({ttl_seconds}) == {up} keeps it at least that long), "
+                "or pass a datetime.timedelta, which rounds up"
+            )
+        seconds = int(ttl_seconds)
+    elif isinstance(ttl_seconds, int) and not isinstance(ttl_seconds, bool):
+        seconds = int(ttl_seconds)
+    else:
         raise ArgumentTypeError(
-            f"ttl_seconds must be None or an int, not {type(ttl_seconds).__name__}"
+            f"{name} must be None, an int or a datetime.timedelta, not {kind.__name__}"
         )
-    if ttl_seconds < 1:
-        raise ArgumentValueError(f"ttl_seconds must be at least 1, got {ttl_seconds}")
+    if seconds < 1:
+        raise ArgumentValueError(f"{name} must be at least 1, got {ttl_seconds!r}")
+    return seconds
 
 
 INT64_MIN = -(2**63)

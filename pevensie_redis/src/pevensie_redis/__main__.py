@@ -1,8 +1,12 @@
-"""Command line: ``python -m pevensie_redis demo`` runs the demo; ``drivers`` lists drivers.
+"""Command line: ``python -m pevensie_redis demo``, ``server`` and ``drivers``.
+
+``demo`` runs the demo, ``server`` a local server, ``drivers`` lists the drivers.
 
 ``demo [--config path.toml]`` reads ``PEVENSIE_CACHE_URL`` first, then the
 ``[cache]`` table of the config file, and otherwise starts a throwaway local
-server (see :mod:`pevensie_redis.demo`).
+server (see :mod:`pevensie_redis.demo`). ``server [--port 6379] [--bind
+127.0.0.1]`` runs the bundled Valkey in the foreground until Ctrl-C (see
+:mod:`pevensie_redis.server`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="set, get, TTL expiry, delete and key layout, live")
     demo.add_argument("--config", metavar="PATH", help="a TOML file with a [cache] table")
     commands.add_parser("drivers", help="list the installed cache drivers")
+    server = commands.add_parser(
+        "server", help="run a local Valkey in the foreground (Ctrl-C stops it), for trying out"
+    )
+    server.add_argument("--port", type=int, default=6379, help="port to listen on (6379)")
+    server.add_argument("--bind", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     args = parser.parse_args(argv)
 
     if args.command == "drivers":
         print(format_drivers(cache.drivers()))
         return 0
+    if args.command == "server":
+        from pevensie_redis.server import run_server
+
+        return run_server(args.port, args.bind)
     from pevensie_redis.demo import run_demo
 
     try:

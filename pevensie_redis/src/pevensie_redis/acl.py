@@ -3,8 +3,10 @@
 >>> from pevensie_redis import RedisConfig
 >>> from pevensie_redis.acl import acl_rule
 >>> rule = acl_rule(["user", "session"], RedisConfig())
->>> rule.split()[:6]
-['resetkeys', '~user:*', '~:lock:user:*', '~session:*', '~:lock:session:*', 'resetchannels']
+>>> rule.split()[:4]
+['resetkeys', '~user:*', '~:lock:user:*', '~session:*']
+>>> rule.split()[4:6]
+['~:lock:session:*', 'resetchannels']
 >>> rule.split()[6:10]
 ['-@all', '+ping', '+client|setinfo', '+get']
 
@@ -28,13 +30,16 @@ What each command is for (:data:`FEATURES`):
   that runs ``SET`` (``SCRIPT LOAD`` the first time; a Cluster may send it as
   ``EVAL``). Without the scripting commands it falls back to ``SET ... EX``
   per key, so ``-@scripting`` users work too, at a round trip per slot;
-- ``add``: ``SET``; ``incr``: ``INCRBY``, with a TTL also ``SET`` in a
+- ``add``: ``SET``; ``incr``/``decr``: ``INCRBY``, with a TTL also ``SET`` in a
   ``MULTI``/``EXEC`` transaction (on a Cluster, one ``EVAL`` of a script
-  running both); ``touch``: ``EXPIRE``, ``EXISTS``, ``PERSIST``;
+  running both); ``touch``: ``EXPIRE``, ``EXISTS``, ``PERSIST``; ``exists``:
+  ``EXISTS``; ``ttl``: ``PTTL``;
 - ``clear``: ``SCAN`` (which lists key names without a key check) and ``UNLINK``;
-- locks (``get_or_set(lock=True)``, ``cached(lock=True)``): ``SET`` on
-  ``:lock:<type>:<key>``, released by a script (``EVALSHA``/``EVAL``, which
-  runs ``GET`` and ``DEL``) or without scripts ``GET`` then ``UNLINK``;
+- locks (``lock()``, ``get_or_set(lock=True)``, ``cached(lock=True)``): ``SET``
+  on ``:lock:<type>:<key>``, released by a script (``EVALSHA``/``EVAL``, which
+  runs ``GET`` and ``DEL``) or without scripts ``GET`` then ``UNLINK``, and
+  extended by one that runs ``GET`` and ``PEXPIRE`` (without scripts: ``GET``
+  then ``PEXPIRE``);
 - the near cache: ``CLIENT ID``, ``CLIENT TRACKING``, ``SUBSCRIBE`` to the
   channel ``__redis__:invalidate``, ``PTTL``;
 - a Cluster: ``CLUSTER SLOTS`` and ``COMMAND`` (redis-py's ``RedisCluster``
@@ -68,10 +73,10 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "db": ("select",),
     "single": ("get", "set", "unlink"),
     "batches": ("mget", "mset", "evalsha", "script|load"),
-    "atomic": ("incrby", "exists", "expire", "persist"),
+    "atomic": ("incrby", "exists", "expire", "persist", "pttl"),
     "transactions": ("multi", "exec"),
     "clear": ("scan",),
-    "locks": ("del",),
+    "locks": ("del", "pexpire"),
     "near_cache": ("client|id", "client|tracking", "subscribe", "pttl"),
     "cluster": ("cluster|slots", "command", "asking", "eval"),
     "replica_reads": ("role",),
@@ -79,9 +84,10 @@ FEATURES: dict[str, tuple[str, ...]] = {
 }
 """The commands each feature adds to the rule (those already added by another are not repeated).
 
-``locks`` adds ``DEL`` for the release script (``GET`` and ``UNLINK``, for the
-fallback, come with ``single``); ``cluster`` adds ``EVAL``, which the Cluster
-driver sends for the lock's release, ``incr`` with a TTL and where a node may
+``locks`` adds ``DEL`` for the release script and ``PEXPIRE`` for the extend
+script (``GET`` and ``UNLINK``, for the fallback, come with ``single``);
+``cluster`` adds ``EVAL``, which the Cluster driver sends for the lock's
+release and extension, ``incr`` with a TTL and where a node may
 not have the ``set_many`` script yet; ``transactions`` (``incr`` with a TTL)
 is for one server and Sentinel.
 """

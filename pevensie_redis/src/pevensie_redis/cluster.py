@@ -85,6 +85,7 @@ from pevensie_redis.errors import (
 )
 from pevensie_redis.protocol.commands import (
     CLUSTER_SLOTS,
+    EXTEND_LOCK_SCRIPT,
     INCR_EX_SCRIPT,
     RELEASE_LOCK_SCRIPT,
     ROLE,
@@ -103,6 +104,7 @@ from pevensie_redis.protocol.commands import (
 from pevensie_redis.protocol.keys import key_maker, lock_key, scan_pattern
 from pevensie_redis.protocol.keys import prefix as key_prefix
 from pevensie_redis.replica_choice import ReplicaChoice
+from pevensie_redis.tls_check import check_tls
 
 __all__ = ["RedisClusterDriver"]
 
@@ -171,8 +173,11 @@ class RedisClusterDriver:
         """Discover the cluster from the configured node and check every primary answers.
 
         Raises :class:`RedisConnectionError`, :class:`RedisTimeoutError` or
-        :class:`RedisAuthenticationError` (and closes everything) when it cannot.
+        :class:`RedisAuthenticationError` (and closes everything) when it cannot;
+        :class:`~pevensie_redis.RedisProtocolError` at once for a TLS configuration
+        whose node speaks plain Redis.
         """
+        check_tls(self.config)
         try:
             io = open_cluster(self.config)
         except PevensieCacheError:
@@ -212,10 +217,10 @@ class RedisClusterDriver:
             packed = pack_set_ex(full, data, ttl_seconds)
             self._single(full, packed, ("SET", full, data, "EX", ttl_seconds), "SET")
 
-    def delete(self, resource_type: str, key: str) -> None:
-        """``UNLINK`` on the key's node; an absent key is fine."""
+    def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK`` on the key's node; whether it removed a key (an absent one is fine)."""
         full = self._full(resource_type, key)
-        self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK")
+        return bool(self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK"))
 
     # -- atomic operations and clear -------------------------------------------------
 
@@ -270,6 +275,17 @@ class RedisClusterDriver:
         exists = self._single(full, pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS")
         self._single(full, pack([b"PERSIST", full]), ("PERSIST", full), "PERSIST")
         return bool(exists == 1)
+
+    def exists(self, resource_type: str, key: str) -> bool:
+        """``EXISTS`` on the key's node."""
+        full = self._full(resource_type, key)
+        return bool(self._single(full, pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS") == 1)
+
+    def ttl_ms(self, resource_type: str, key: str) -> int:
+        """``PTTL`` on the key's node: -2 when absent, -1 without expiry, else ms left."""
+        full = self._full(resource_type, key)
+        left: int = self._single(full, pack([b"PTTL", full]), ("PTTL", full), "PTTL")
+        return left
 
     def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
         """Delete every ``<resource_type>:*`` key on every primary, page by page.
@@ -337,6 +353,24 @@ class RedisClusterDriver:
         held = self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
         if held == token.encode():
             self._single(lock, pack_delete(lock), ("UNLINK", lock), "UNLINK")
+
+    def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the lock a new lease if ``token`` holds it (``EVAL`` of the script)."""
+        lock = self._lock_key(resource_type, key)
+        if self._scripting:
+            args = ("EVAL", EXTEND_LOCK_SCRIPT, 1, lock, token, lease_ms)
+            try:
+                reply = self._single(lock, pack(_encode(args)), args, "EVAL", raw=True)
+                return bool(reply == 1)
+            except RedisError as exc:
+                if not refuses_scripting(exc):
+                    raise _map(exc, "EVAL") from exc
+                self._scripting = False
+        held = self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
+        if held != token.encode():
+            return False
+        expire: tuple[Any, ...] = ("PEXPIRE", lock, lease_ms)
+        return bool(self._single(lock, pack(_encode(expire)), expire, "PEXPIRE") == 1)
 
     # -- batch operations ------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The Redis driver's configuration: a frozen dataclass, its defaults and URL parsing.
+"""The Redis driver's configuration: :class:`RedisConfig`, its defaults and its URLs.
 
 >>> from dataclasses import replace
 >>> from pevensie_redis import RedisConfig, default_config
@@ -7,34 +7,27 @@
 >>> RedisConfig.from_url("rediss://app:s3cret@cache.example.com:6380/2").display_url()
 'rediss://app:***@cache.example.com:6380/2'
 
-Each field of :class:`RedisConfig` is declared once, with its
-:class:`~pevensie_cache.options.Option` (kind, bounds, unit, secrecy, URL query
-name and aliases, doc). From :data:`OPTIONS`, built from those declarations,
-come the per-field checks of ``__post_init__``, the URL query parsing of
-:meth:`RedisConfig.from_url`, the conversion of keyword and mapping options
-(``cache.new(driver="redis", port="6379")``, ``cache.from_config``), the
-option names, the repr with the password masked, :meth:`RedisConfig.display_url`
-and the option reference appended to the class docstring. Rules that involve
-several fields live in :func:`_check_combinations` alone.
-
-To add a field, write it in :class:`RedisConfig` as
-``name: type = Option(kind=..., query=..., doc=...).field(default)``, plus
-``low``/``high`` for numbers, ``optional=True`` when ``None`` is allowed,
-``aliases`` and ``validate`` if needed; add a rule to
-:func:`_check_combinations` only if it depends on another field. Nothing else
-changes; a field without a declaration fails at import.
-
-This module does not import redis-py, so the plugin can list the driver without it.
-An invalid configuration raises :class:`~pevensie_cache.ConfigError` and never
-reaches a server.
+Every field converts the same way from keywords (``cache.new(driver="redis",
+port="6379")``), mappings (``cache.from_config``) and URL query parameters, and
+is checked when a configuration is made, ``dataclasses.replace`` included: an
+invalid configuration raises :class:`~pevensie_cache.ConfigError` and never
+reaches a server. This module does not import redis-py.
 """
+
+# For maintainers: each field is declared once, in _DECLARATIONS (kind, bounds, unit,
+# secrecy, URL query name and aliases, doc); OPTIONS is built from those declarations and
+# gives the checks of __post_init__, the URL parsing, the conversion of keyword and
+# mapping options, the option names, the masked repr, display_url and the option
+# reference appended to the class docstring. Rules that involve several fields live in
+# _check_combinations alone. To add a field: write it in RedisConfig with its default, and
+# its Option in _DECLARATIONS (a field without one fails at import).
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from pevensie_cache import ConfigError, mask_url
@@ -68,6 +61,20 @@ SENTINEL_PORT = 26379
 
 def _address_rule(what: str, forbidden: str) -> Callable[[str], str]:
     def rule(host: str) -> str:
+        # host:port, or [v6]:port: the port has a field of its own.
+        if host.startswith("["):
+            name, _, rest = host[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, colon, port = host.rpartition(":")
+            if not colon or ":" in name:
+                port = ""  # no colon, or an IPv6 address
+        if port.isdigit():
+            where = "host=..., port=..." if what == "host" else "a (host, port) pair"
+            raise ConfigError(
+                f"{what} must not hold a port, got {host!r}: give the port on its own, "
+                f"as {where} ({name!r} and {port})"
+            )
         if any(ch.isspace() or ch in forbidden for ch in host):
             raise ConfigError(f"{what} must be a host name or IP address, got {host!r}")
         return host
@@ -141,6 +148,157 @@ def _check_sentinels(value: object) -> tuple[tuple[str, int], ...]:
 # -- the configuration ---------------------------------------------------------------------
 
 
+_DECLARATIONS: dict[str, Option] = {
+    "host": Option(
+        kind="str",
+        query=False,
+        validate=_address_rule("host", "/?#@"),
+        doc="Host name or IP address of the server (ignored with unix_socket_path).",
+    ),
+    "port": Option(kind="int", low=1, high=65535, query=False, doc="TCP port of the server."),
+    "timeout": Option(
+        kind="duration",
+        unit="ms",
+        low=1,
+        floor=100,
+        query=True,
+        doc="Bounds connecting, each command, and the wait for a pooled connection; "
+        "a bare number is milliseconds, '2s' or '500ms' say their unit.",
+    ),
+    "pool_size": Option(
+        kind="int",
+        low=1,
+        query=True,
+        doc="Most connections open at once; callers beyond it wait up to timeout.",
+    ),
+    "username": Option(
+        kind="str",
+        optional=True,
+        query=False,
+        doc='ACL user name; alone, it authenticates as a nopass user (AUTH user "").',
+    ),
+    "password": Option(
+        kind="str",
+        optional=True,
+        secret=True,
+        query=False,
+        doc="Password; alone, it authenticates the default user (requirepass).",
+    ),
+    "db": Option(
+        kind="int",
+        low=0,
+        query=True,
+        display=False,  # a display URL puts it in the path
+        doc="Database number selected on every connection.",
+    ),
+    "tls": Option(kind="bool", query=False, doc="Connect with TLS (the rediss:// schemes)."),
+    "tls_ca_file": Option(
+        kind="str",
+        optional=True,
+        query=True,
+        aliases=("ssl_ca_certs",),
+        doc="PEM file of the CA certificates to trust; None trusts the system's CAs.",
+    ),
+    "tls_cert_file": Option(
+        kind="str",
+        optional=True,
+        query=True,
+        aliases=("ssl_certfile",),
+        doc="PEM client certificate, for servers that require one (tls-auth-clients).",
+    ),
+    "tls_key_file": Option(
+        kind="str",
+        optional=True,
+        query=True,
+        aliases=("ssl_keyfile",),
+        doc="PEM private key of tls_cert_file (omit when the certificate file holds it).",
+    ),
+    "tls_verify": Option(
+        kind="bool",
+        query=True,
+        aliases=(Alias("ssl_cert_reqs", _cert_reqs),),
+        doc="Verify the server's certificate and host name; turn off only for throwaway setups.",
+    ),
+    "unix_socket_path": Option(
+        kind="str",
+        optional=True,
+        query=False,
+        doc="Connect through this Unix domain socket instead of TCP (unix:// URLs).",
+    ),
+    "client_name": Option(
+        kind="str",
+        optional=True,
+        query=True,
+        validate=_client_name_rule,
+        doc="Name shown by CLIENT LIST for each connection.",
+    ),
+    "retries": Option(
+        kind="int",
+        low=0,
+        high=100,
+        query=True,
+        doc="Retries of a command after a connection error or timeout, with exponential backoff.",
+    ),
+    "cluster": Option(
+        kind="bool",
+        query=True,
+        doc="Talk to a Redis Cluster; host:port is any node, the others are discovered.",
+    ),
+    "cluster_hash_tag": Option(
+        kind="bool",
+        query=True,
+        doc="With cluster: store keys as {resource_type}:key, one slot per resource type.",
+    ),
+    "sentinels": Option(
+        kind="custom",
+        parse=_parse_sentinels,
+        validate=_check_sentinels,
+        query=False,
+        doc="(host, port) of each Sentinel, or 'host:port,host:port' as text; "
+        "the primary of service_name is asked of them.",
+    ),
+    "service_name": Option(
+        kind="str",
+        optional=True,
+        query=False,
+        doc="The name the sentinels monitor the primary under (sentinel monitor <name> ...).",
+    ),
+    "sentinel_username": Option(
+        kind="str",
+        optional=True,
+        query=True,
+        doc="ACL user name for the sentinels themselves (not the data nodes').",
+    ),
+    "sentinel_password": Option(
+        kind="str",
+        optional=True,
+        secret=True,
+        query=True,
+        doc="Password for the sentinels themselves (requirepass or ACL on the sentinels).",
+    ),
+    "read_from_replicas": Option(
+        kind="bool",
+        query=True,
+        doc="With cluster or sentinels: get and get_many may read from replicas (rotating, "
+        "the primary when none can answer); writes never do. Replication is asynchronous, "
+        "so such a read may return an older value (no read-your-writes).",
+    ),
+    "near_cache": Option(
+        kind="bool",
+        query=True,
+        doc="Keep recent reads in this process, kept coherent by the server's key tracking "
+        "(Redis 6+, Valkey; single server and Sentinel).",
+    ),
+    "near_cache_size": Option(
+        kind="int",
+        low=1,
+        query=True,
+        doc="With near_cache: the most entries kept in this process (least recently used out).",
+    ),
+}
+"""Each field of :class:`RedisConfig`, declared once: kind, bounds, unit, URL form, doc."""
+
+
 @dataclass(frozen=True, repr=False)
 class RedisConfig:
     """How to reach and talk to one Redis-compatible server (Redis, Valkey) or a cluster.
@@ -153,156 +311,33 @@ class RedisConfig:
     ``password='***'``, never the password.
     """
 
-    host: str = Option(
-        kind="str",
-        query=False,
-        validate=_address_rule("host", "/?#@"),
-        doc="Host name or IP address of the server (ignored with unix_socket_path).",
-    ).field("localhost")
-    port: int = Option(
-        kind="int", low=1, high=65535, query=False, doc="TCP port of the server."
-    ).field(6379)
-    timeout: int = Option(
-        kind="duration",
-        unit="ms",
-        low=1,
-        floor=100,
-        query=True,
-        doc="Bounds connecting, each command, and the wait for a pooled connection; "
-        "a bare number is milliseconds, '2s' or '500ms' say their unit.",
-    ).field(5000)
-    pool_size: int = Option(
-        kind="int",
-        low=1,
-        query=True,
-        doc="Most connections open at once; callers beyond it wait up to timeout.",
-    ).field(10)
-    username: str | None = Option(
-        kind="str",
-        optional=True,
-        query=False,
-        doc='ACL user name; alone, it authenticates as a nopass user (AUTH user "").',
-    ).field(None)
-    password: str | None = Option(
-        kind="str",
-        optional=True,
-        secret=True,
-        query=False,
-        doc="Password; alone, it authenticates the default user (requirepass).",
-    ).field(None)
-    db: int = Option(
-        kind="int",
-        low=0,
-        query=True,
-        display=False,  # a display URL puts it in the path
-        doc="Database number selected on every connection.",
-    ).field(0)
-    tls: bool = Option(
-        kind="bool", query=False, doc="Connect with TLS (the rediss:// schemes)."
-    ).field(False)
-    tls_ca_file: str | None = Option(
-        kind="str",
-        optional=True,
-        query=True,
-        aliases=("ssl_ca_certs",),
-        doc="PEM file of the CA certificates to trust; None trusts the system's CAs.",
-    ).field(None)
-    tls_cert_file: str | None = Option(
-        kind="str",
-        optional=True,
-        query=True,
-        aliases=("ssl_certfile",),
-        doc="PEM client certificate, for servers that require one (tls-auth-clients).",
-    ).field(None)
-    tls_key_file: str | None = Option(
-        kind="str",
-        optional=True,
-        query=True,
-        aliases=("ssl_keyfile",),
-        doc="PEM private key of tls_cert_file (omit when the certificate file holds it).",
-    ).field(None)
-    tls_verify: bool = Option(
-        kind="bool",
-        query=True,
-        aliases=(Alias("ssl_cert_reqs", _cert_reqs),),
-        doc="Verify the server's certificate and host name; turn off only for throwaway setups.",
-    ).field(True)
-    unix_socket_path: str | None = Option(
-        kind="str",
-        optional=True,
-        query=False,
-        doc="Connect through this Unix domain socket instead of TCP (unix:// URLs).",
-    ).field(None)
-    client_name: str | None = Option(
-        kind="str",
-        optional=True,
-        query=True,
-        validate=_client_name_rule,
-        doc="Name shown by CLIENT LIST for each connection.",
-    ).field(None)
-    retries: int = Option(
-        kind="int",
-        low=0,
-        high=100,
-        query=True,
-        doc="Retries of a command after a connection error or timeout, with exponential backoff.",
-    ).field(1)
-    cluster: bool = Option(
-        kind="bool",
-        query=True,
-        doc="Talk to a Redis Cluster; host:port is any node, the others are discovered.",
-    ).field(False)
-    cluster_hash_tag: bool = Option(
-        kind="bool",
-        query=True,
-        doc="With cluster: store keys as {resource_type}:key, one slot per resource type.",
-    ).field(False)
-    sentinels: tuple[tuple[str, int], ...] = Option(
-        kind="custom",
-        parse=_parse_sentinels,
-        validate=_check_sentinels,
-        query=False,
-        doc="(host, port) of each Sentinel, or 'host:port,host:port' as text; "
-        "the primary of service_name is asked of them.",
-    ).field(())
-    service_name: str | None = Option(
-        kind="str",
-        optional=True,
-        query=False,
-        doc="The name the sentinels monitor the primary under (sentinel monitor <name> ...).",
-    ).field(None)
-    sentinel_username: str | None = Option(
-        kind="str",
-        optional=True,
-        query=True,
-        doc="ACL user name for the sentinels themselves (not the data nodes').",
-    ).field(None)
-    sentinel_password: str | None = Option(
-        kind="str",
-        optional=True,
-        secret=True,
-        query=True,
-        doc="Password for the sentinels themselves (requirepass or ACL on the sentinels).",
-    ).field(None)
-    read_from_replicas: bool = Option(
-        kind="bool",
-        query=True,
-        doc="With cluster or sentinels: get and get_many may read from replicas (rotating, "
-        "the primary when none can answer); writes never do. Replication is asynchronous, "
-        "so such a read may return an older value (no read-your-writes).",
-    ).field(False)
-    near_cache: bool = Option(
-        kind="bool",
-        query=True,
-        doc="Keep recent reads in this process, kept coherent by the server's key tracking "
-        "(Redis 6+, Valkey; single server and Sentinel).",
-    ).field(False)
-    near_cache_size: int = Option(
-        kind="int",
-        low=1,
-        query=True,
-        doc="With near_cache: the most entries kept in this process (least recently used out).",
-    ).field(10_000)
+    driver_name: ClassVar[str] = "redis"
+    """The driver this configures: ``cache.new(RedisConfig(...))`` builds it."""
+
+    host: str = "localhost"
+    port: int = 6379
+    timeout: int = 5000
+    pool_size: int = 10
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_verify: bool = True
+    unix_socket_path: str | None = None
+    client_name: str | None = None
+    retries: int = 1
+    cluster: bool = False
+    cluster_hash_tag: bool = False
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    read_from_replicas: bool = False
+    near_cache: bool = False
+    near_cache_size: int = 10_000
 
     def __post_init__(self) -> None:
         OPTIONS.check_fields(self)
@@ -371,7 +406,19 @@ class RedisConfig:
         return f"{base}?{'&'.join(query)}" if query else base
 
 
-OPTIONS = OptionSet.from_dataclass(RedisConfig, owner="Redis")
+OPTIONS = OptionSet.from_dataclass(
+    RedisConfig,
+    owner="Redis",
+    declarations=_DECLARATIONS,
+    hints={
+        "max_connections": "pool_size",
+        "socket_timeout": "timeout",
+        "socket_connect_timeout": "timeout",
+        "ssl": "tls",
+        "database": "db",
+        "url": "cache.from_url(url)",
+    },
+)
 """Every option of the Redis driver, built from the declarations of :class:`RedisConfig`."""
 OPTIONS.document(RedisConfig)
 
@@ -425,6 +472,18 @@ def _check_combinations(config: RedisConfig) -> None:
 
 # -- URL parsing -----------------------------------------------------------------------------
 
+_FRAGMENT = (
+    "a Redis URL takes no #fragment: {shown!r}; a '#' in a password must be "
+    "percent-encoded as %23 (urllib.parse.quote(password, safe=''))"
+)
+
+
+def _escapes(url: str) -> str:
+    """Name the percent-encoding of the characters of ``url`` that break its userinfo."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    found = [f"{ch!r} as %{ord(ch):02X}" for ch in "#/?@" if ch in userinfo]
+    return ": " + ", ".join(found) + "; urllib.parse.quote(password, safe='')" if found else ""
+
 
 def _split(
     url: str, shown: str, *, read_host_port: bool = True
@@ -442,7 +501,7 @@ def _split(
         return parts, parts.hostname, parts.port
     raise ConfigError(
         f"invalid Redis URL {shown!r}: its host or port cannot be read "
-        "(percent-encode special characters in the user name and password)"
+        f"(percent-encode special characters in the user name and password{_escapes(url)})"
     )
 
 
@@ -457,7 +516,7 @@ def _parse_url(url: str) -> dict[str, Any]:
         return _parse_sentinel_url(url, scheme, shown)
     parts, hostname, port = _split(url, shown)
     if parts.fragment:
-        raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
+        raise ConfigError(_FRAGMENT.format(shown=shown))
     fields: dict[str, Any] = {}
     if parts.username:
         fields["username"] = unquote(parts.username)
@@ -491,7 +550,7 @@ def _parse_url(url: str) -> dict[str, Any]:
 def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
     parts, _, _ = _split(url, shown, read_host_port=False)
     if parts.fragment:
-        raise ConfigError(f"a Redis URL takes no #fragment: {shown!r}")
+        raise ConfigError(_FRAGMENT.format(shown=shown))
     userinfo, at, hosts = parts.netloc.rpartition("@")
     fields: dict[str, Any] = {}
     if at:

@@ -42,6 +42,8 @@ from pevensie_redis.errors import (
 from pevensie_redis.near import MISS, NearStats, NearStore
 from pevensie_redis.protocol.commands import (
     EXEC,
+    EXTEND_LOCK_SCRIPT,
+    EXTEND_LOCK_SCRIPT_SHA,
     GET_REPLY,
     INTEGER_REPLY,
     MULTI,
@@ -69,8 +71,12 @@ from pevensie_redis.protocol.commands import (
 )
 from pevensie_redis.protocol.keys import full_key, lock_key, prefix, scan_pattern
 from pevensie_redis.replicas import ReplicaReads
+from pevensie_redis.tls_check import check_tls
 
 __all__ = ["NearRedisDriver", "RedisDriver", "RedisSentinelDriver"]
+
+_NO_SCRIPTS: Any = object()
+"""What :meth:`RedisDriver._lock_script` returns where the server refuses scripts."""
 
 _TRANSACTION_SHAPES = (
     MULTI_REPLY,
@@ -118,8 +124,10 @@ class RedisDriver:
         Raises :class:`~pevensie_redis.RedisConnectionError`,
         :class:`~pevensie_redis.RedisTimeoutError` or
         :class:`~pevensie_redis.RedisAuthenticationError` (and closes
-        everything) when it does not.
+        everything) when it does not; :class:`~pevensie_redis.RedisProtocolError`
+        at once for a TLS configuration whose server speaks plain Redis.
         """
+        check_tls(self.config)
         channel = open_channel(self.config)
         self._scripting = True
         self._channel = self._reads = channel
@@ -149,9 +157,21 @@ class RedisDriver:
         else:
             self._execute(pack_set_ex(full, value.encode(), ttl_seconds), "SET", SET_REPLY)
 
-    def delete(self, resource_type: str, key: str) -> None:
-        """``UNLINK <resource_type>:<key>``; an absent key is fine."""
-        self._execute(pack_delete(full_key(resource_type, key)), "UNLINK", INTEGER_REPLY)
+    def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK <resource_type>:<key>``; whether it removed a key (an absent one is fine)."""
+        packed = pack_delete(full_key(resource_type, key))
+        return bool(self._execute(packed, "UNLINK", INTEGER_REPLY))
+
+    def exists(self, resource_type: str, key: str) -> bool:
+        """``EXISTS <resource_type>:<key>``."""
+        packed = pack([b"EXISTS", full_key(resource_type, key)])
+        return bool(self._execute(packed, "EXISTS", INTEGER_REPLY) == 1)
+
+    def ttl_ms(self, resource_type: str, key: str) -> int:
+        """``PTTL <resource_type>:<key>``: -2 when absent, -1 without expiry, else ms left."""
+        packed = pack([b"PTTL", full_key(resource_type, key)])
+        left: int = self._execute(packed, "PTTL", INTEGER_REPLY)
+        return left
 
     # -- batch operations ------------------------------------------------------------
 
@@ -327,23 +347,50 @@ class RedisDriver:
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Delete the lock only if ``token`` still holds it (a script, so it is atomic)."""
         lock = lock_key(resource_type, key)
-        if self._scripting:
-            command = pack([b"EVALSHA", RELEASE_LOCK_SCRIPT_SHA, b"1", lock, token])
-            [reply] = self._channel.pipeline([command], "EVALSHA", shapes=[INTEGER_REPLY])
-            if isinstance(reply, NoScriptError):
-                load = pack([b"SCRIPT", b"LOAD", RELEASE_LOCK_SCRIPT])
-                self._pipeline([load], "SCRIPT LOAD", shapes=[SCRIPT_LOAD_REPLY])
-                [reply] = self._channel.pipeline([command], "EVALSHA", shapes=[INTEGER_REPLY])
-            if not isinstance(reply, Exception):
-                return
-            if not refuses_scripting(reply):
-                raise map_error(reply, "EVALSHA") from reply
-            self._scripting = False
+        reply = self._lock_script(
+            RELEASE_LOCK_SCRIPT_SHA, RELEASE_LOCK_SCRIPT, lock, token.encode()
+        )
+        if reply is not _NO_SCRIPTS:
+            return
         # No scripts here: compare, then delete. Between the two, the lease may expire
         # and another caller take it; the lease bounds that window's harm.
         [held] = self._pipeline([pack_get(lock)], "GET", shapes=[GET_REPLY])
         if held == token.encode():
             self._pipeline([pack_delete(lock)], "UNLINK", shapes=[INTEGER_REPLY])
+
+    def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """Give the lock a lease of ``lease_ms`` from now if ``token`` holds it (a script)."""
+        lock = lock_key(resource_type, key)
+        reply = self._lock_script(
+            EXTEND_LOCK_SCRIPT_SHA, EXTEND_LOCK_SCRIPT, lock, token.encode(), b"%d" % lease_ms
+        )
+        if reply is not _NO_SCRIPTS:
+            return bool(reply == 1)
+        # No scripts here: compare, then expire (the same window as release_lock's).
+        [held] = self._pipeline([pack_get(lock)], "GET", shapes=[GET_REPLY])
+        if held != token.encode():
+            return False
+        [done] = self._pipeline(
+            [pack([b"PEXPIRE", lock, b"%d" % lease_ms])], "PEXPIRE", shapes=[INTEGER_REPLY]
+        )
+        return bool(done == 1)
+
+    def _lock_script(self, sha: str, script: bytes, lock: bytes, *args: bytes) -> Any:
+        """Run a lock script by its digest (loading it once); :data:`_NO_SCRIPTS` if refused."""
+        if not self._scripting:
+            return _NO_SCRIPTS
+        command = pack([b"EVALSHA", sha, b"1", lock, *args])
+        [reply] = self._channel.pipeline([command], "EVALSHA", shapes=[INTEGER_REPLY])
+        if isinstance(reply, NoScriptError):
+            load = pack([b"SCRIPT", b"LOAD", script])
+            self._pipeline([load], "SCRIPT LOAD", shapes=[SCRIPT_LOAD_REPLY])
+            [reply] = self._channel.pipeline([command], "EVALSHA", shapes=[INTEGER_REPLY])
+        if not isinstance(reply, Exception):
+            return reply
+        if not refuses_scripting(reply):
+            raise map_error(reply, "EVALSHA") from reply
+        self._scripting = False
+        return _NO_SCRIPTS
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -503,10 +550,10 @@ class NearRedisDriver(RedisDriver):
         finally:
             self._forget(resource_type, (key,))
 
-    def delete(self, resource_type: str, key: str) -> None:
+    def delete(self, resource_type: str, key: str) -> bool:
         """``UNLINK``, then drop the key locally."""
         try:
-            super().delete(resource_type, key)
+            return super().delete(resource_type, key)
         finally:
             self._forget(resource_type, (key,))
 

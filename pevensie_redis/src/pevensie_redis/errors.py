@@ -12,7 +12,7 @@ import queue
 import ssl
 from collections.abc import Iterable
 
-from pevensie_cache import DriverError
+from pevensie_cache import DriverError, DriverUnavailable
 from pevensie_redis.protocol.commands import NotText, decode_text
 
 __all__ = [
@@ -37,8 +37,11 @@ class RedisDriverError(DriverError):
     """Base class of every error the Redis driver raises."""
 
 
-class RedisConnectionError(RedisDriverError):
-    """The server could not be reached, or the connection broke (TLS failures included)."""
+class RedisConnectionError(RedisDriverError, DriverUnavailable):
+    """The server could not be reached, or the connection broke (TLS failures included).
+
+    A :class:`~pevensie_cache.DriverUnavailable`: ``fail_open=True`` serves it open.
+    """
 
 
 class RedisProtocolError(RedisConnectionError):
@@ -49,16 +52,22 @@ class RedisProtocolError(RedisConnectionError):
     """
 
 
-class RedisTimeoutError(RedisDriverError):
-    """Connecting or a command took longer than the configured ``timeout``."""
+class RedisTimeoutError(RedisDriverError, DriverUnavailable):
+    """Connecting or a command took longer than the configured ``timeout``.
+
+    A :class:`~pevensie_cache.DriverUnavailable`: ``fail_open=True`` serves it open.
+    """
 
 
 class RedisAuthenticationError(RedisDriverError):
     """The server refused the credentials, or wants credentials that were not given."""
 
 
-class RedisPoolExhausted(RedisDriverError):
-    """Every pooled connection stayed busy for ``timeout``: raise ``pool_size`` or wait less."""
+class RedisPoolExhausted(RedisDriverError, DriverUnavailable):
+    """Every pooled connection stayed busy for ``timeout``: raise ``pool_size`` or wait less.
+
+    A :class:`~pevensie_cache.DriverUnavailable`: ``fail_open=True`` serves it open.
+    """
 
 
 class RedisServerError(RedisDriverError):

@@ -8,11 +8,12 @@ work, and returns an :class:`~pevensie_cache.cli.exit_codes.ExitCode`;
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,8 +36,11 @@ CHECK_SAMPLES = 20
 
 
 def run(as_json: bool, body: Callable[[Output], int]) -> int:
-    """Run a command's ``body``; map its failures to their exit codes and messages."""
-    out = Output(as_json, Redactor())
+    """Run a command's ``body``; map its failures to their exit codes and messages.
+
+    ``--json`` counts before the command name too (``pevensie-cache --json get ...``).
+    """
+    out = Output(as_json or _json_before_the_command(), Redactor())
     try:
         return body(out)
     except CliFailure as failure:
@@ -49,6 +53,48 @@ def run(as_json: bool, body: Callable[[Output], int]) -> int:
     except KeyboardInterrupt:
         out.error("interrupted", "interrupted", ExitCode.INTERRUPTED)
         return ExitCode.INTERRUPTED
+
+
+def _json_before_the_command() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.find_root().params.get("as_json"))
+
+
+if TYPE_CHECKING:  # click 8.2 and later type ParamType by its value; 8.1 does not subscript
+    _IntParamType = click.ParamType[int]
+else:
+    _IntParamType = click.ParamType
+
+
+class TtlSeconds(_IntParamType):
+    """``--ttl``: whole seconds >= 1; a fraction is refused with the rounding to use."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """Return the TTL as an ``int``, or fail with a message that says how to fix it."""
+        if isinstance(value, int):
+            seconds = value
+        else:
+            text = str(value).strip()
+            try:
+                seconds = int(text)
+            except ValueError:
+                try:
+                    number = float(text)
+                except ValueError:
+                    self.fail(f"{value!r} is not a number of seconds", param, ctx)
+                if not number.is_integer():
+                    self.fail(
+                        f"{text} is not whole seconds; the cache counts whole seconds: "
+                        f"round it (--ttl {max(1, math.ceil(number))} keeps it at least that long)",
+                        param,
+                        ctx,
+                    )
+                seconds = int(number)
+        if seconds < 1:
+            self.fail(f"{seconds} is below 1 second; leave --ttl out for no expiry", param, ctx)
+        return seconds
 
 
 # -- shared options --------------------------------------------------------------------
@@ -110,7 +156,13 @@ def _in_command(action: str, work: Callable[[], Any]) -> Any:
     ),
 )
 @click.version_option(package_name="pevensie-cache", message="%(prog)s %(version)s")
-def app() -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document (scripts); also accepted after the command name.",
+)
+def app(as_json: bool) -> None:
     """Look inside a Pevensie cache: drivers, keys, TTLs, statistics, clear, benchmark.
 
     Commands that talk to a cache take its URL as URL or --url, or a --config
@@ -254,9 +306,9 @@ def get(
 @click.option(
     "--ttl",
     "ttl_seconds",
-    type=click.IntRange(min=1),
+    type=TtlSeconds(),
     metavar="SECONDS",
-    help="Expire after this many seconds (default: never).",
+    help="Expire after this many whole seconds (default: never).",
 )
 @_url
 @_config
@@ -270,10 +322,10 @@ def set_command(
     config_path: str | None,
     as_json: bool,
 ) -> int:
-    """Store VALUE under one key (VALUE - reads it from stdin)."""
+    """Store VALUE under one key (VALUE - reads it from stdin, without its final newline)."""
 
     def body(out: Output) -> int:
-        text = sys.stdin.read() if value == "-" else value
+        text = _without_final_newline(sys.stdin.read()) if value == "-" else value
         _checked(check_address, resource_type, key)
         with open_cache(_target(out, url, config_path)) as c:
             _in_command("set", lambda: c.set(resource_type, key, text, ttl_seconds))
@@ -282,7 +334,7 @@ def set_command(
                 {"ok": True, "resource_type": resource_type, "key": key, "ttl_seconds": ttl_seconds}
             )
         else:
-            expiry = f"expires in {ttl_seconds} s" if ttl_seconds else "no expiry"
+            expiry = f"expires in {ttl_seconds:,} s" if ttl_seconds else "no expiry"
             out.line(f"stored resource type {resource_type!r}, key {key!r} ({expiry})")
         return ExitCode.OK
 
@@ -436,7 +488,11 @@ def clear(
                 if not sys.stdin.isatty():
                     out.note("")  # the answer came from a pipe: nothing echoed it
                 if not confirmed:
-                    raise CliFailure(ExitCode.ABORTED, "not confirmed: nothing was deleted")
+                    raise CliFailure(
+                        ExitCode.ABORTED,
+                        "not confirmed: nothing was deleted (pass --yes to delete without "
+                        "being asked, as scripts and pipes must)",
+                    )
             with out.progress(f"clear {resource_type}", "keys deleted") as progress:
                 total = _in_command(
                     "clear", lambda: c.clear(resource_type, on_progress=progress.update)
@@ -447,7 +503,7 @@ def clear(
                 {"ok": True, "resource_type": resource_type, "target": shown, "deleted": total}
             )
         else:
-            out.line(f"deleted {total} keys of resource type {resource_type!r} at {shown}")
+            out.line(f"deleted {total:,} keys of resource type {resource_type!r} at {shown}")
         return ExitCode.OK
 
     return run(as_json, body)
@@ -615,8 +671,8 @@ def bench(
             )
             return ExitCode.OK
         out.table(
-            f"{shown}: {ops} calls of set and get, {max(ops // 10, 1)} batches of {batch}, "
-            f"{value_size}-byte values",
+            f"{shown}: {ops:,} calls of set and get, {max(ops // 10, 1):,} batches of {batch:,}, "
+            f"{value_size:,}-byte values",
             ["client", "operation", "calls/s", "keys/s", "p50 µs", "p95 µs", "p99 µs"],
             [
                 [
@@ -648,6 +704,13 @@ def _server_line(inspector: CacheInspector | None) -> str | None:
     except PevensieCacheError:
         return None
     return f"{info.server} {info.version or ''}".strip()
+
+
+def _without_final_newline(text: str) -> str:
+    """Drop one final line ending, as the shell's ``$(...)`` does: ``echo x |`` stores ``x``."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _ms(seconds: float) -> str:

@@ -5,7 +5,7 @@
 - A terminal (and ``rich`` installed, as the ``[cli]`` extra does): tables and
   progress bars drawn by rich.
 - Anything else (a pipe, a file, CI): plain aligned text, and progress as
-  occasional lines on stderr.
+  lines on stderr, at most one per 0.25 s and always the final count.
 
 Results go to stdout, progress and errors to stderr. Every line passes through
 the :class:`~pevensie_cache.cli.target.Redactor` first.
@@ -204,16 +204,23 @@ class Output:
                 bar.update(task, completed=reporter.done)
             return
         last = [0.0]
+        shown = [-1]
+
+        def line(done: int) -> None:
+            shown[0] = done
+            of = f" of {total:,}" if total is not None else ""
+            self.note(f"{label}: {done:,}{of} {unit}")
 
         def plain(done: int) -> None:
             now = time.monotonic()
             if now - last[0] >= PLAIN_PROGRESS_EVERY:
                 last[0] = now
-                of = f" of {total:,}" if total is not None else ""
-                self.note(f"{label}: {done:,}{of} {unit}")
+                line(done)
 
         reporter = Progress(plain)
         yield reporter
+        if reporter.done != shown[0]:
+            line(reporter.done)  # the final count, whenever the last line went out
 
 
 class Progress:

@@ -31,27 +31,46 @@ configured; any Pevensie URL works (Cluster, Sentinel, TLS, Unix sockets,
 next request, as Django's own does. Culling options (``MAX_ENTRIES``,
 ``CULL_FREQUENCY``) are rejected: the store bounds its size itself (Redis
 ``maxmemory``, ``memory://?max_entries=``).
+
+The django-redis extras people call work too: :meth:`PevensieCache.ttl`,
+:meth:`~PevensieCache.keys`, :meth:`~PevensieCache.iter_keys`,
+:meth:`~PevensieCache.delete_pattern` (glob patterns over this backend's keys,
+walked with ``SCAN``, never ``KEYS``) and :meth:`~PevensieCache.lock` (a
+server-side lease lock); ``OPTIONS["IGNORE_EXCEPTIONS"] = True`` is the
+cache's ``fail_open``: an unreachable server reads as a miss and writes
+nothing, logged at WARNING and counted by ``instrument()``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
 from typing import Any
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
+from django.utils.module_loading import import_string
 
+from pevensie_cache import cache as _cache
 from pevensie_cache.contrib.shared import SharedCache, shared_cache
 from pevensie_cache.contrib.values import dumps, loads
-from pevensie_cache.errors import ConfigError
+from pevensie_cache.errors import CacheMiss, ConfigError, LockNotHeld, LockTimeout
+from pevensie_cache.locks import CacheLock
+from pevensie_cache.options import UnknownOptionError
 from pevensie_cache.validation import check_resource_type
 
-__all__ = ["PevensieCache"]
+__all__ = ["DjangoLock", "PevensieCache"]
 
 DEFAULT_RESOURCE_TYPE = "django"
 """The resource type of a backend whose ``OPTIONS`` name none."""
 
 _CULLING = ("MAX_ENTRIES", "CULL_FREQUENCY")
+_OWN_OPTIONS = ("resource_type", "IGNORE_EXCEPTIONS")
+"""The backend's own OPTIONS; every other key goes to the driver (or the cache)."""
+DEFAULT_LOCK_TIMEOUT = 60.0
+"""Seconds a lock from :meth:`PevensieCache.lock` is held at most when ``timeout=None``."""
+_KEYS_PAGE = 1000
 _NOW = 0
 """The TTL of a timeout of 0 or less (see ``get_backend_timeout``): expire at once."""
 
@@ -72,7 +91,25 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
             )
         self.resource_type: str = options.pop("resource_type", DEFAULT_RESOURCE_TYPE)
         check_resource_type(self.resource_type)
-        self._shared: SharedCache = shared_cache(server, options, what="LOCATION")
+        ignore = options.pop("IGNORE_EXCEPTIONS", None)
+        if ignore is not None:
+            if not isinstance(ignore, bool):
+                raise ConfigError(
+                    f"OPTIONS IGNORE_EXCEPTIONS must be True or False, not {type(ignore).__name__}"
+                )
+            if "fail_open" in options and options["fail_open"] != ignore:
+                raise ConfigError("OPTIONS IGNORE_EXCEPTIONS and fail_open disagree: give one")
+            options["fail_open"] = ignore  # django-redis's name for the cache's fail_open
+        reverse = params.get("REVERSE_KEY_FUNCTION")
+        self._reverse_key: Callable[[str], str] = (
+            _reverse_default_key
+            if reverse is None
+            else (import_string(reverse) if isinstance(reverse, str) else reverse)
+        )
+        try:
+            self._shared: SharedCache = shared_cache(server, options, what="LOCATION")
+        except UnknownOptionError as exc:
+            raise exc.with_options("Django backend", _OWN_OPTIONS) from None
 
     def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> int | None:
         """Return the TTL a Django ``timeout`` means: ``None`` (forever), seconds, or 0 (now).
@@ -132,12 +169,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         return self._delete(self.make_and_validate_key(key, version=version))
 
     def _delete(self, key: str) -> bool:
-        c = self._shared.sync()
-        # Two calls: the driver's delete does not say whether the key existed.
-        if c.get(self.resource_type, key, None) is None:
-            return False
-        c.delete(self.resource_type, key)
-        return True
+        return self._shared.sync().delete(self.resource_type, key)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """Return the values found for ``keys`` in one batch; misses are left out."""
@@ -150,7 +182,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
     def has_key(self, key: Any, version: int | None = None) -> bool:
         """Return whether ``key`` holds a value."""
         key = self.make_and_validate_key(key, version=version)
-        return self._shared.sync().get(self.resource_type, key, None) is not None
+        return self._shared.sync().exists(self.resource_type, key)
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Add ``delta`` to the integer under ``key`` atomically; ``ValueError`` if absent."""
@@ -192,6 +224,106 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
     def clear(self) -> None:
         """Delete every key of this backend's resource type, and nothing else."""
         self._shared.sync().clear(self.resource_type)
+
+    # -- the django-redis extras ---------------------------------------------------------
+
+    def ttl(self, key: Any, version: int | None = None) -> int | None:
+        """Return the whole seconds ``key`` has left (django-redis's ``ttl``).
+
+        ``None`` when it never expires, ``0`` when it does not exist.
+        """
+        key = self.make_and_validate_key(key, version=version)
+        try:
+            return self._shared.sync().ttl(self.resource_type, key)
+        except CacheMiss:
+            return 0
+
+    def iter_keys(
+        self, search: str, itersize: int | None = None, version: int | None = None
+    ) -> Iterator[Any]:
+        """Yield the keys (as given to ``set``) matching the glob ``search`` (django-redis's).
+
+        ``*``, ``?`` and ``[...]`` match as in Redis patterns; the walk reads
+        ``itersize`` keys per page (``SCAN``, never ``KEYS``), so it never blocks
+        the server. A key written while the walk runs may or may not be seen.
+        """
+        pattern = self._pattern(search, version)
+        reverse = self._reverse_key
+        seen: set[str] = set()
+        inspector = _cache.inspector(self._shared.sync())
+        for page in inspector.keys(self.resource_type, itersize or _KEYS_PAGE):
+            for stored in page:
+                if stored not in seen and fnmatch.fnmatchcase(stored, pattern):
+                    seen.add(stored)
+                    yield reverse(stored)
+
+    def keys(self, search: str, version: int | None = None) -> list[Any]:
+        """Return the keys (as given to ``set``) matching the glob ``search`` (django-redis's)."""
+        return list(self.iter_keys(search, version=version))
+
+    def delete_pattern(
+        self,
+        pattern: str,
+        version: int | None = None,
+        prefix: str | None = None,
+        itersize: int | None = None,
+    ) -> int:
+        """Delete every key matching the glob ``pattern``; return how many (django-redis's).
+
+        ``prefix`` replaces the backend's ``KEY_PREFIX`` for this call.
+        """
+        full = self._pattern(pattern, version, prefix)
+        c = self._shared.sync()
+        inspector = _cache.inspector(c)
+        found: dict[str, None] = {}  # in order, each once
+        deleted = 0
+        for page in inspector.keys(self.resource_type, itersize or _KEYS_PAGE):
+            found.update((stored, None) for stored in page if fnmatch.fnmatchcase(stored, full))
+            if len(found) >= _KEYS_PAGE:
+                c.delete_many(self.resource_type, list(found))
+                deleted += len(found)
+                found.clear()
+        if found:
+            c.delete_many(self.resource_type, list(found))
+        return deleted + len(found)
+
+    def _pattern(self, search: str, version: int | None, prefix: str | None = None) -> str:
+        """Return the glob for ``search``, Django's key prefix and version taken literally."""
+        prefix = self.key_prefix if prefix is None else prefix
+        version = self.version if version is None else version
+        if self.key_func is not default_key_func:
+            return str(self.key_func(search, prefix, version))
+        literal = default_key_func("", prefix, version)
+        return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in literal) + search
+
+    def lock(
+        self,
+        key: Any,
+        version: int | None = None,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> DjangoLock:
+        """Return the server-side lock ``key`` (django-redis's ``lock``): ``with cache.lock(k):``.
+
+        ``timeout`` is the lease in seconds (``None``: :data:`DEFAULT_LOCK_TIMEOUT`;
+        a crashed holder's lock expires after it); ``blocking=False`` tries
+        once, ``blocking_timeout`` bounds the wait (``None``: wait as long as
+        it takes). ``sleep`` and ``thread_local`` are accepted for
+        django-redis's signature: waits poll at 5 ms doubling to 100 ms, and a
+        lock object belongs to the holder that took it.
+        """
+        name = self.make_and_validate_key(key, version=version)
+        return DjangoLock(
+            self._shared.sync(),
+            self.resource_type,
+            name,
+            DEFAULT_LOCK_TIMEOUT if timeout is None else timeout,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
+        )
 
     # -- async face: the same steps, awaited on the driver's native async face ------
 
@@ -244,10 +376,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
 
     async def _adelete(self, key: str) -> bool:
         c = await self._shared.async_cache()
-        if await c.get(self.resource_type, key, None) is None:
-            return False
-        await c.delete(self.resource_type, key)
-        return True
+        return await c.delete(self.resource_type, key)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """Async :meth:`get_many`."""
@@ -262,7 +391,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         """Async :meth:`has_key`."""
         key = self.make_and_validate_key(key, version=version)
         c = await self._shared.async_cache()
-        return await c.get(self.resource_type, key, None) is not None
+        return await c.exists(self.resource_type, key)
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Async :meth:`incr`."""
@@ -304,3 +433,107 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         """Async :meth:`clear`."""
         c = await self._shared.async_cache()
         await c.clear(self.resource_type)
+
+
+def _reverse_default_key(stored: str) -> str:
+    """Django's default key function's inverse: ``<prefix>:<version>:<key>`` -> ``<key>``."""
+    return stored.split(":", 2)[2] if stored.count(":") >= 2 else stored
+
+
+class DjangoLock:
+    """A lease lock in django-redis's shape: ``acquire()`` returns whether it took the lock.
+
+    Over :class:`~pevensie_cache.CacheLock` (the cache's own lock, released only
+    by its holder); ``with`` raises :class:`~pevensie_cache.LockTimeout` when
+    the lock stayed taken for the whole wait.
+    """
+
+    _FOREVER = float(2**31)  # "wait as long as it takes", as a finite bound
+
+    def __init__(
+        self,
+        c: Any,
+        resource_type: str,
+        name: str,
+        lease: float,
+        *,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> None:
+        """Bind the lock ``name`` of ``resource_type`` in the connected cache ``c``."""
+        self._cache = c
+        self._resource_type = resource_type
+        self._name = name
+        self._lease = lease
+        self._blocking = blocking
+        self._blocking_timeout = blocking_timeout
+        self._held: CacheLock | None = None
+
+    def __repr__(self) -> str:
+        return f"<DjangoLock {self._name!r} {'held' if self._held else 'not held'}>"
+
+    def acquire(self, blocking: bool | None = None, blocking_timeout: float | None = None) -> bool:
+        """Take the lock; return whether it was taken.
+
+        ``False`` after the wait, or at once without ``blocking``.
+        """
+        blocking = self._blocking if blocking is None else blocking
+        bound = self._blocking_timeout if blocking_timeout is None else blocking_timeout
+        wait = 0.0 if not blocking else (self._FOREVER if bound is None else bound)
+        lock = self._cache.lock(
+            self._resource_type, self._name, ttl_seconds=self._lease, wait_seconds=wait
+        )
+        try:
+            lock.acquire()
+        except LockTimeout:
+            return False
+        self._held = lock
+        return True
+
+    def release(self) -> None:
+        """Release the lock if this object still holds it (compare-and-delete)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
+
+    def extend(self, additional_time: float, replace_ttl: bool = True) -> bool:
+        """Hold the lock ``additional_time`` seconds from now: a new lease.
+
+        ``replace_ttl`` is accepted for django-redis's signature; a lock lost
+        meanwhile raises :class:`~pevensie_cache.LockNotHeld`.
+        """
+        if self._held is None:
+            raise LockNotHeld(f"extend(): the lock {self._name!r} is not held by this object")
+        self._held.extend(additional_time)
+        return True
+
+    def owned(self) -> bool:
+        """Whether this object holds the lock (as far as it knows: a lease may lapse)."""
+        return self._held is not None
+
+    def locked(self) -> bool:
+        """Whether anyone holds the lock (a probe: take it and give it back at once)."""
+        if self._held is not None:
+            return True
+        probe = self._cache.lock(self._resource_type, self._name, wait_seconds=0)
+        try:
+            probe.acquire()
+        except LockTimeout:
+            return True
+        probe.release()
+        return False
+
+    def __enter__(self) -> DjangoLock:
+        """Take the lock, waiting as configured; ``LockTimeout`` if it stayed taken."""
+        if not self.acquire():
+            raise LockTimeout(f"the lock {self._name!r} stayed taken for the whole wait")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release the lock."""
+        self.release()

@@ -10,7 +10,11 @@ Registered through dogpile's ``dogpile.cache`` entry points as ``"pevensie"``:
         arguments={"url": "redis://localhost:6379/0"},  # any Pevensie URL
     )
 
-Arguments: ``url`` (required); ``resource_type`` (default ``"dogpile"``);
+Arguments: ``url`` (required); ``fail_open`` (default ``False``): an
+unreachable server reads as ``NO_VALUE`` (dogpile then creates the value)
+and writes nothing, logged at WARNING and counted by ``instrument()``, so a
+region keeps serving its creator's values through an outage;
+``resource_type`` (default ``"dogpile"``);
 ``ttl_seconds``, a server-side TTL for every entry (default none: dogpile's
 own ``expiration_time`` decides freshness; a TTL above it lets expired values
 be served while one creator regenerates); ``distributed_lock`` (default
@@ -41,6 +45,7 @@ from dogpile.cache.api import NO_VALUE, BytesBackend, CacheMutex, SerializedRetu
 from pevensie_cache.contrib.shared import SharedCache, shared_cache
 from pevensie_cache.contrib.values import bytes_to_text, text_to_bytes
 from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError
+from pevensie_cache.options import UnknownOptionError
 from pevensie_cache.validation import check_resource_type, check_ttl
 
 __all__ = ["LeaseMutex", "PevensieBackend"]
@@ -50,6 +55,16 @@ DEFAULT_RESOURCE_TYPE = "dogpile"
 
 DEFAULT_LOCK_LEASE = 30.0
 """Seconds a dogpile lock is held at most, unless released first."""
+
+_OWN_ARGUMENTS = (
+    "url",
+    "resource_type",
+    "ttl_seconds",
+    "distributed_lock",
+    "lock_lease",
+    "lock_wait",
+)
+"""The backend's own arguments; every other one goes to the driver (or the cache)."""
 
 _POLL_FIRST = 0.005
 _POLL_MAX = 0.1
@@ -76,7 +91,10 @@ class PevensieBackend(BytesBackend):
         self.lock_wait: float = (
             2 * self.lock_lease if wait is None else _positive("lock_wait", wait)
         )
-        self._shared: SharedCache = shared_cache(url, options, what='arguments["url"]')
+        try:
+            self._shared: SharedCache = shared_cache(url, options, what='arguments["url"]')
+        except UnknownOptionError as exc:
+            raise exc.with_options("dogpile backend", _OWN_ARGUMENTS) from None
 
     def get_mutex(self, key: str) -> CacheMutex | None:
         """Return the lease lock of ``key``.

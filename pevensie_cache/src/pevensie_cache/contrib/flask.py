@@ -24,6 +24,13 @@ What differs from Flask-Caching's ``RedisCache``: ``clear()`` deletes this
 backend's resource type (every key prefix in it), never the whole database;
 retries, timeouts, Cluster, Sentinel, TLS and ``memory://`` come from the
 Pevensie driver.
+
+Fail-open: Flask-Caching's decorators already swallow (and log) a backend's
+errors outside debug mode; ``app.config["CACHE_PEVENSIE_FAIL_OPEN"] = True``
+(or ``fail_open`` in ``CACHE_OPTIONS``) makes every call do so, direct
+``cache.get``/``cache.set`` and debug mode included: an unreachable server
+reads as a miss and writes nothing, logged at WARNING (at most every 10 s) and
+counted by ``instrument()``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from flask_caching.backends.base import BaseCache
 from pevensie_cache.contrib.shared import SharedCache, shared_cache
 from pevensie_cache.contrib.values import dumps, loads
 from pevensie_cache.errors import ArgumentTypeError
+from pevensie_cache.options import UnknownOptionError
 from pevensie_cache.validation import check_resource_type
 
 if TYPE_CHECKING:
@@ -46,6 +54,12 @@ __all__ = ["PevensieCache"]
 
 URL_SETTING = "CACHE_PEVENSIE_URL"
 """The Flask config key of the Pevensie URL."""
+
+FAIL_OPEN_SETTING = "CACHE_PEVENSIE_FAIL_OPEN"
+"""The Flask config key of the cache's ``fail_open`` (default ``False``)."""
+
+_OWN_OPTIONS = ("resource_type", "key_prefix", "default_timeout", "ignore_delete_many_errors")
+"""The backend's own options; every other one goes to the driver (or the cache)."""
 
 DEFAULT_RESOURCE_TYPE = "flask"
 """The resource type of a backend whose ``CACHE_OPTIONS`` name none."""
@@ -81,13 +95,18 @@ class PevensieCache(BaseCache):
             raise ArgumentTypeError(f"key_prefix must be a str, not {type(key_prefix).__name__}")
         self.resource_type = resource_type
         self.key_prefix = key_prefix
-        self._shared: SharedCache = shared_cache(url, options, what=URL_SETTING)
+        try:
+            self._shared: SharedCache = shared_cache(url, options, what=URL_SETTING)
+        except UnknownOptionError as exc:
+            raise exc.with_options("Flask-Caching backend", _OWN_OPTIONS) from None
 
     @classmethod
     def factory(
         cls, app: Flask, config: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
     ) -> PevensieCache:
         """Build the backend from the Flask config (Flask-Caching calls this)."""
+        if config.get(FAIL_OPEN_SETTING) is not None:
+            kwargs = {"fail_open": config[FAIL_OPEN_SETTING], **kwargs}
         return cls(
             config.get(URL_SETTING),  # type: ignore[arg-type]  # checked by shared_cache
             *args,
@@ -160,12 +179,7 @@ class PevensieCache(BaseCache):
 
     def delete(self, key: str) -> bool:
         """Delete ``key``; return whether it held a value."""
-        c = self._shared.sync()
-        # Two calls: the driver's delete does not say whether the key existed.
-        if c.get(self.resource_type, self.key_prefix + key, None) is None:
-            return False
-        c.delete(self.resource_type, self.key_prefix + key)
-        return True
+        return self._shared.sync().delete(self.resource_type, self.key_prefix + key)
 
     def delete_many(self, *keys: str) -> list[Any]:
         """Delete ``keys`` in one batch; return them (an absent key counts as deleted)."""
@@ -176,8 +190,7 @@ class PevensieCache(BaseCache):
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds a value."""
-        found = self._shared.sync().get(self.resource_type, self.key_prefix + key, None)
-        return found is not None
+        return self._shared.sync().exists(self.resource_type, self.key_prefix + key)
 
     def clear(self) -> bool:
         """Delete every key of this backend's resource type, and nothing else."""

@@ -7,6 +7,7 @@ and the async one (:class:`~pevensie_cache.testing.AsyncCacheConformance`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -18,6 +19,7 @@ __all__ = [
     "BAD_ADDRESSES",
     "BAD_TTLS",
     "BAD_VALUES",
+    "OPTIONAL_OPERATIONS",
     "PROPERTY_SETTINGS",
     "TTL_WAIT",
     "StoredKeys",
@@ -62,12 +64,23 @@ BAD_TTLS: list[tuple[Any, type[ArgumentError]]] = [
     (0, ArgumentValueError),
     (-1, ArgumentValueError),
     (True, ArgumentTypeError),
-    (1.5, ArgumentTypeError),
+    (1.5, ArgumentValueError),
+    (0.0, ArgumentValueError),
+    (float("nan"), ArgumentValueError),
+    (timedelta(0), ArgumentValueError),
+    (timedelta(seconds=-5), ArgumentValueError),
     ("10", ArgumentTypeError),
 ]
-"""``(ttl_seconds, error)`` pairs every driver must reject."""
+"""``(ttl_seconds, error)`` pairs every driver must reject (the facade does, for all)."""
 
-TTL_WAIT = 1.1  # the Gleam suite's wait after a 1 s TTL
+OPTIONAL_OPERATIONS = frozenset({"add", "incr", "touch", "clear", "ttl", "lock", "extend"})
+"""What a conformance subclass may declare in ``unsupported``: the optional driver
+operations (``incr`` covers ``decr``; ``lock`` is ``acquire_lock`` and ``release_lock``;
+``extend`` is ``extend_lock``; ``ttl`` is ``ttl_ms``)."""
+
+TTL_WAIT = 1.1
+"""Seconds the suite waits after a 1 s TTL (the Gleam suite's wait): expiry must land
+within about 100 ms of the TTL."""
 text = st.text(min_size=1, max_size=300)  # hypothesis text excludes lone surrogates
 _no_surrogates = st.characters(exclude_categories=["Cs"])
 # Pieces that break naive protocol code: NUL, CR/LF, RESP framing, emoji, bidi controls.

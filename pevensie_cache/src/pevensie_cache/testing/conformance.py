@@ -11,6 +11,7 @@ store can list its keys); see :mod:`pevensie_cache.testing`.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -25,7 +26,10 @@ from pevensie_cache.errors import (
     CacheMiss,
     CodecError,
     CounterError,
+    LockNotHeld,
+    LockTimeout,
     NotConnected,
+    UnsupportedOperation,
 )
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.primitives import FACE, run_concurrently, sleep
@@ -33,6 +37,7 @@ from pevensie_cache.testing.cases import (
     BAD_ADDRESSES,
     BAD_TTLS,
     BAD_VALUES,
+    OPTIONAL_OPERATIONS,
     PROPERTY_SETTINGS,
     TTL_WAIT,
     StoredKeys,
@@ -58,7 +63,10 @@ class CacheConformance:
     then proves that a rejected call wrote nothing); a store that cannot sets
     ``observable_layout = False``. A store with smaller limits than the
     defaults declares them in the class attributes below; the built-in
-    drivers run every case at full size.
+    drivers run every case at full size. A driver without some optional
+    operations names them in ``unsupported``: the cases that need them are
+    skipped, and one case checks that each really raises
+    :class:`~pevensie_cache.UnsupportedOperation`.
     """
 
     max_value_bytes: ClassVar[int | None] = None
@@ -67,6 +75,9 @@ class CacheConformance:
     """The longest stored key (``<resource_type>:<key>``) in UTF-8 bytes; ``None``: no limit."""
     observable_layout: ClassVar[bool] = True
     """Whether ``stored_keys`` lists the stored keys (as ``<resource_type>:<key>``)."""
+    unsupported: ClassVar[frozenset[str]] = frozenset()
+    """Optional operations the driver lacks, among ``add``, ``incr``, ``touch``, ``clear``,
+    ``ttl``, ``lock`` and ``extend`` (see ``OPTIONAL_OPERATIONS``)."""
 
     @pytest.fixture
     def cache_under_test(self) -> PevensieCache:
@@ -91,6 +102,18 @@ class CacheConformance:
 
     def _size(self, wanted: int) -> int:
         return wanted if self.max_value_bytes is None else min(wanted, self.max_value_bytes)
+
+    def _needs(self, *operations: str) -> None:
+        """Skip the case when the driver declares one of ``operations`` unsupported."""
+        unknown = set(self.unsupported) - OPTIONAL_OPERATIONS
+        if unknown:
+            raise ValueError(
+                f"unsupported names {sorted(unknown)}: the optional operations are "
+                f"{sorted(OPTIONAL_OPERATIONS)}"
+            )
+        lacking = sorted(set(operations) & self.unsupported)
+        if lacking:
+            pytest.skip(f"the driver declares {', '.join(lacking)} unsupported")
 
     # -- the Gleam suite --------------------------------------------------------------
 
@@ -465,17 +488,21 @@ class CacheConformance:
     # -- add, incr, touch, clear ----------------------------------------------------------
 
     def test_add_stores_only_when_absent(self, cache_under_test: PevensieCache) -> None:
+        self._needs("add")
         assert cache_under_test.add("user", "1", "first") is True
         assert cache_under_test.add("user", "1", "second") is False
         assert cache_under_test.get("user", "1") == "first"
 
     def test_add_after_expiry_stores_again(self, cache_under_test: PevensieCache) -> None:
+        self._needs("add")
         assert cache_under_test.add("lease", "1", "a", ttl_seconds=1) is True
         sleep(TTL_WAIT)
         assert cache_under_test.add("lease", "1", "b") is True
         assert cache_under_test.get("lease", "1") == "b"
 
     def test_concurrent_adds_store_exactly_once(self, cache_under_test: PevensieCache) -> None:
+        self._needs("add")
+
         def attempt(n: int) -> bool:
             return cache_under_test.add("race", "one", f"caller {n}")
 
@@ -487,6 +514,7 @@ class CacheConformance:
     def test_incr_counts_from_zero_and_stores_decimal_text(
         self, cache_under_test: PevensieCache
     ) -> None:
+        self._needs("incr")
         assert cache_under_test.incr("hits", "page") == 1
         assert cache_under_test.incr("hits", "page", 5) == 6
         assert cache_under_test.incr("hits", "page", -10) == -4
@@ -497,6 +525,7 @@ class CacheConformance:
     def test_incr_ttl_applies_only_when_it_creates_the_key(
         self, cache_under_test: PevensieCache
     ) -> None:
+        self._needs("incr")
         assert cache_under_test.incr("window", "created", ttl_seconds=1) == 1
         assert cache_under_test.incr("window", "created", ttl_seconds=100) == 2
         cache_under_test.set("window", "kept", "10")
@@ -509,6 +538,7 @@ class CacheConformance:
     def test_incr_of_a_value_that_is_no_integer_fails_and_changes_nothing(
         self, cache_under_test: PevensieCache, stored: str
     ) -> None:
+        self._needs("incr")
         cache_under_test.set("hits", "odd", stored)
         with pytest.raises(CounterError) as caught:
             cache_under_test.incr("hits", "odd")
@@ -518,6 +548,7 @@ class CacheConformance:
     def test_incr_that_would_overflow_fails_and_changes_nothing(
         self, cache_under_test: PevensieCache
     ) -> None:
+        self._needs("incr")
         cache_under_test.set("hits", "big", str(2**63 - 1))
         with pytest.raises(CounterError):
             cache_under_test.incr("hits", "big")
@@ -545,6 +576,8 @@ class CacheConformance:
         assert cache_under_test.get("hits", "page", default=None) is None
 
     def test_concurrent_incrs_sum_exactly(self, cache_under_test: PevensieCache) -> None:
+        self._needs("incr")
+
         def bump(_: int) -> None:
             for _ in range(100):
                 cache_under_test.incr("hits", "shared")
@@ -555,6 +588,7 @@ class CacheConformance:
     def test_touch_sets_and_clears_a_ttl_and_reports_absent_keys(
         self, cache_under_test: PevensieCache
     ) -> None:
+        self._needs("touch")
         assert cache_under_test.touch("session", "absent", 10) is False
         cache_under_test.set("session", "short", "x")
         cache_under_test.set("session", "kept", "y", ttl_seconds=1)
@@ -571,6 +605,7 @@ class CacheConformance:
     def test_clear_deletes_exactly_its_resource_type(
         self, cache_under_test: PevensieCache, stored_keys: StoredKeys, resource_type: str
     ) -> None:
+        self._needs("clear")
         neighbours = ["users", "use", "aXb", "q!", "s", "back", "xa"]
         for other in neighbours:
             cache_under_test.set_many(other, {f"k{i}": "kept" for i in range(3)})
@@ -590,6 +625,242 @@ class CacheConformance:
         if self.observable_layout:
             assert not {key for key in stored_keys() if key.startswith(resource_type + ":")}
         assert cache_under_test.clear(resource_type) == 0
+
+    # -- delete's answer, exists, ttl, decr, TTL forms ---------------------------------------
+
+    def test_delete_says_whether_the_key_was_there(self, cache_under_test: PevensieCache) -> None:
+        cache_under_test.set("user", "1", "Ada")
+        cache_under_test.set("user", "empty", "")
+        assert cache_under_test.delete("user", "1") is True
+        assert cache_under_test.delete("user", "1") is False
+        assert cache_under_test.delete("user", "never-set") is False
+        assert cache_under_test.delete("user", "empty") is True
+
+    def test_delete_of_an_expired_key_says_it_was_not_there(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        cache_under_test.set("session", "s1", "x", ttl_seconds=1)
+        sleep(TTL_WAIT)
+        assert cache_under_test.delete("session", "s1") is False
+
+    def test_exists_follows_set_delete_and_expiry(self, cache_under_test: PevensieCache) -> None:
+        assert cache_under_test.exists("user", "1") is False
+        cache_under_test.set("user", "1", "Ada")
+        cache_under_test.set("user", "empty", "")
+        cache_under_test.set("session", "s1", "x", ttl_seconds=1)
+        assert cache_under_test.exists("user", "1") is True
+        assert cache_under_test.exists("user", "empty") is True
+        assert cache_under_test.exists("team", "1") is False
+        cache_under_test.delete("user", "1")
+        assert cache_under_test.exists("user", "1") is False
+        sleep(TTL_WAIT)
+        assert cache_under_test.exists("session", "s1") is False
+
+    def test_ttl_says_the_whole_seconds_left_none_or_a_miss(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        self._needs("ttl")
+        cache_under_test.set("session", "long", "x", ttl_seconds=300)
+        cache_under_test.set("session", "forever", "x")
+        cache_under_test.set("session", "short", "x", ttl_seconds=1)
+        left = cache_under_test.ttl("session", "long")
+        assert type(left) is int
+        assert 298 <= left <= 300  # whole seconds, rounded up
+        assert cache_under_test.ttl("session", "forever") is None
+        with pytest.raises(CacheMiss) as caught:
+            cache_under_test.ttl("session", "absent")
+        assert (caught.value.resource_type, caught.value.key) == ("session", "absent")
+        sleep(TTL_WAIT)
+        with pytest.raises(CacheMiss):
+            cache_under_test.ttl("session", "short")
+
+    def test_ttl_follows_touch(self, cache_under_test: PevensieCache) -> None:
+        self._needs("ttl", "touch")
+        cache_under_test.set("session", "s1", "x")
+        assert cache_under_test.touch("session", "s1", 60) is True
+        assert 59 <= (cache_under_test.ttl("session", "s1") or 0) <= 60
+        assert cache_under_test.touch("session", "s1") is True
+        assert cache_under_test.ttl("session", "s1") is None
+
+    def test_decr_mirrors_incr(self, cache_under_test: PevensieCache) -> None:
+        self._needs("incr")
+        assert cache_under_test.decr("hits", "down") == -1
+        assert cache_under_test.decr("hits", "down", 5) == -6
+        assert cache_under_test.incr("hits", "down", 10) == 4
+        assert cache_under_test.get("hits", "down") == "4"
+        assert cache_under_test.decr("window", "made", ttl_seconds=1) == -1
+        assert cache_under_test.decr("window", "made", ttl_seconds=100) == -2
+        cache_under_test.set("hits", "odd", "abc")
+        with pytest.raises(CounterError):
+            cache_under_test.decr("hits", "odd")
+        cache_under_test.set("hits", "low", str(-(2**63)))
+        with pytest.raises(CounterError):
+            cache_under_test.decr("hits", "low")
+        with pytest.raises(ArgumentValueError):
+            cache_under_test.decr("hits", "down", -(2**63))  # -delta would overflow
+        assert cache_under_test.get("hits", "odd") == "abc"
+        assert cache_under_test.get("hits", "low") == str(-(2**63))
+        sleep(TTL_WAIT)
+        assert cache_under_test.get("window", "made", default=None) is None
+
+    def test_whole_float_and_timedelta_ttls_expire_like_int_ones(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        cache_under_test.set("session", "float", "x", ttl_seconds=1.0)
+        cache_under_test.set("session", "delta", "x", ttl_seconds=timedelta(milliseconds=300))
+        cache_under_test.set_many("session", {"many": "x"}, ttl_seconds=timedelta(seconds=1))
+        cache_under_test.set("session", "long", "x", ttl_seconds=timedelta(minutes=10))
+        sleep(0.5)
+        # 300 ms rounds up to a whole second: still there.
+        assert cache_under_test.get("session", "delta") == "x"
+        sleep(TTL_WAIT - 0.5)
+        assert cache_under_test.get_many("session", ["float", "delta", "many", "long"]) == {
+            "long": "x"
+        }
+
+    # -- locks ----------------------------------------------------------------------------
+
+    def test_a_lock_excludes_another_holder_until_released(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        self._needs("lock")
+        first = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        second = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        other = cache_under_test.lock("job", "hourly", ttl_seconds=10, wait_seconds=0)
+        with first as held:
+            assert held is first
+            assert first.held
+            with pytest.raises(LockTimeout):
+                second.acquire()
+            assert not second.held
+            with other:  # another name is another lock
+                assert other.held
+        assert (first.held, other.held) == (False, False)
+        with second:
+            assert second.held
+
+    def test_a_waiting_lock_is_taken_once_the_holder_releases(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        self._needs("lock")
+        holder = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        holder.acquire()
+
+        def release_soon() -> str:
+            sleep(0.3)
+            holder.release()
+            return "released"
+
+        def wait_for_it() -> str:
+            with cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=10):
+                return "taken"
+
+        assert run_concurrently([release_soon, wait_for_it]) == ["released", "taken"]
+
+    def test_a_lock_gives_up_after_wait_seconds(self, cache_under_test: PevensieCache) -> None:
+        self._needs("lock")
+        holder = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        holder.acquire()
+        waiter = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0.3)
+        with pytest.raises(LockTimeout) as caught:
+            waiter.acquire()
+        assert isinstance(caught.value, TimeoutError)
+        assert "'nightly'" in str(caught.value)
+        holder.release()
+
+    def test_a_lock_is_released_only_by_its_holder(self, cache_under_test: PevensieCache) -> None:
+        self._needs("lock")
+        first = cache_under_test.lock("job", "nightly", ttl_seconds=0.3, wait_seconds=0)
+        first.acquire()
+        sleep(0.6)  # the first holder's lease ran out
+        second = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        second.acquire()
+        first.release()  # its token no longer holds the lock: nothing happens
+        third = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        with pytest.raises(LockTimeout):
+            third.acquire()
+        second.release()
+        third.acquire()
+        third.release()
+
+    def test_extend_keeps_a_lock_past_its_first_lease(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        self._needs("lock", "extend")
+        holder = cache_under_test.lock("job", "nightly", ttl_seconds=0.5, wait_seconds=0)
+        holder.acquire()
+        holder.extend(10)
+        sleep(0.8)
+        rival = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        with pytest.raises(LockTimeout):
+            rival.acquire()
+        holder.extend(timedelta(milliseconds=300))  # shorter works too
+        sleep(0.6)
+        rival.acquire()
+        rival.release()
+
+    def test_extend_of_a_lock_no_longer_held_raises_lock_not_held(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        self._needs("lock", "extend")
+        holder = cache_under_test.lock("job", "nightly", ttl_seconds=0.3, wait_seconds=0)
+        holder.acquire()
+        sleep(0.6)
+        rival = cache_under_test.lock("job", "nightly", ttl_seconds=10, wait_seconds=0)
+        rival.acquire()
+        with pytest.raises(LockNotHeld):
+            holder.extend(10)
+        assert not holder.held
+        with pytest.raises(LockTimeout):  # the rival still holds it
+            cache_under_test.lock("job", "nightly", wait_seconds=0).acquire()
+        rival.release()
+        with pytest.raises(LockNotHeld):
+            rival.extend(10)
+
+    @pytest.mark.parametrize(
+        ("arguments", "error"),
+        [
+            ({"resource_type": "a:b"}, ArgumentValueError),
+            ({"name": ""}, ArgumentValueError),
+            ({"ttl_seconds": 0}, ArgumentValueError),
+            ({"ttl_seconds": "10"}, ArgumentTypeError),
+            ({"wait_seconds": -1}, ArgumentValueError),
+            ({"wait_seconds": float("inf")}, ArgumentValueError),
+        ],
+    )
+    def test_a_bad_lock_argument_is_rejected(
+        self, cache_under_test: PevensieCache, arguments: dict[str, Any], error: type
+    ) -> None:
+        call: dict[str, Any] = {"resource_type": "job", "name": "nightly", **arguments}
+        with pytest.raises(error):
+            cache_under_test.lock(**call)
+
+    def test_the_operations_declared_unsupported_raise_unsupported_operation(
+        self, cache_under_test: PevensieCache
+    ) -> None:
+        self._needs()  # checks the declared names
+        if not self.unsupported:
+            pytest.skip("the driver declares no optional operation unsupported")
+        c = cache_under_test
+        calls: dict[str, Any] = {
+            "add": lambda: c.add("rt", "k", "v"),
+            "incr": lambda: c.incr("rt", "k"),
+            "touch": lambda: c.touch("rt", "k", 10),
+            "clear": lambda: c.clear("rt"),
+            "ttl": lambda: c.ttl("rt", "k"),
+            "lock": lambda: c.lock("rt", "k", wait_seconds=0).acquire(),
+        }
+        for operation in sorted(self.unsupported - {"extend"}):
+            with pytest.raises(UnsupportedOperation):
+                calls[operation]()
+        if "extend" in self.unsupported and "lock" not in self.unsupported:
+            held = c.lock("rt", "k", wait_seconds=0)
+            held.acquire()
+            try:
+                with pytest.raises(UnsupportedOperation):
+                    held.extend(10)
+            finally:
+                held.release()
 
     # -- cache-aside --------------------------------------------------------------------
 
@@ -629,6 +900,8 @@ class CacheConformance:
     def test_concurrent_get_or_set_runs_the_loader_once(
         self, cache_under_test: PevensieCache, lock: bool
     ) -> None:
+        if lock:
+            self._needs("lock")
         calls: list[int] = []
 
         def loader() -> str:
@@ -666,6 +939,7 @@ class CacheConformance:
     # -- resources and codecs -----------------------------------------------------------
 
     def test_a_json_resource_round_trips_values(self, cache_under_test: PevensieCache) -> None:
+        self._needs("add")
         users = cache_under_test.resource("user", codec="json")
         users.set("42", {"name": "Ada", "langs": ["en", "fr"], "age": 36}, ttl_seconds=60)
         assert users.get("42") == {"name": "Ada", "langs": ["en", "fr"], "age": 36}
@@ -685,7 +959,7 @@ class CacheConformance:
         with pytest.raises(CacheMiss):
             names.get("2")
         with pytest.raises(ArgumentTypeError):
-            names.set("2", 42)
+            names.set("2", 42)  # type: ignore[arg-type]
 
     def test_a_value_the_codec_cannot_encode_writes_nothing(
         self, cache_under_test: PevensieCache

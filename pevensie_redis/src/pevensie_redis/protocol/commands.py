@@ -28,6 +28,8 @@ __all__ = [
     "CLIENT_ID_REPLY",
     "CLUSTER_SLOTS",
     "EXEC",
+    "EXTEND_LOCK_SCRIPT",
+    "EXTEND_LOCK_SCRIPT_SHA",
     "GET_REPLY",
     "INCR_EX_SCRIPT",
     "INTEGER_REPLY",
@@ -271,6 +273,17 @@ return 0
 
 RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
+
+EXTEND_LOCK_SCRIPT = b"""\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+"""Gives a lease lock a new lease only if its token is the caller's (compare-and-expire)."""
+
+EXTEND_LOCK_SCRIPT_SHA = hashlib.sha1(EXTEND_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
+"""The SHA1 digest of :data:`EXTEND_LOCK_SCRIPT`."""
 
 INCR_EX_SCRIPT = b"""\
 redis.call('SET', KEYS[1], '0', 'NX', 'EX', ARGV[2])

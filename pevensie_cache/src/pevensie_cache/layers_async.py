@@ -1,0 +1,361 @@
+"""What may sit between the async facade and its driver: a namespace, and fail-open.
+
+This module is the source of the sync face's too: ``layers.py`` is generated
+from it by ``.ci/unasync.py``. Edit this file, then run ``nox -s generate``.
+
+A cache built with ``namespace="app1"`` hands its driver the resource type
+``app1:<resource_type>``, so every driver stores ``app1:<resource_type>:<key>``
+with nothing new to implement, ``clear`` stays inside the namespace, and on a
+Redis Cluster with ``cluster_hash_tag`` a resource type's keys still share one
+slot (``{app1:user}:42``). A cache built with ``fail_open=True`` turns the
+driver's :class:`~pevensie_cache.DriverUnavailable` failures (and Python's
+``ConnectionError`` and ``TimeoutError`` from a third-party driver) into misses
+and no-ops, reported to a callback.
+
+A cache without either option calls its driver directly: these layers cost
+nothing unless asked for. A layer keeps the optional operations of the driver
+under it, and lacks (holds ``None`` for) those the driver lacks, so the facade
+falls back or raises ``UnsupportedOperation`` exactly as for the bare driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from pevensie_cache.driver import ABSENT, AsyncCacheDriver, Progress
+from pevensie_cache.errors import DriverUnavailable
+from pevensie_cache.primitives_async import Lock
+
+__all__ = ["OPTIONAL_OPERATIONS", "RECONNECT_EVERY", "UNAVAILABLE", "FailOpen", "Namespaced"]
+
+OPTIONAL_OPERATIONS = (
+    "get_many",
+    "set_many",
+    "delete_many",
+    "add",
+    "incr",
+    "touch",
+    "clear",
+    "exists",
+    "ttl_ms",
+    "acquire_lock",
+    "release_lock",
+    "extend_lock",
+)
+"""The driver methods the facade looks for; a layer lacks those its driver lacks."""
+
+UNAVAILABLE: tuple[type[Exception], ...] = (DriverUnavailable, ConnectionError, TimeoutError)
+"""The failures ``fail_open`` serves as misses and no-ops."""
+
+Report = Callable[[str, str, BaseException], None]
+"""Told ``(operation, resource_type, exception)`` of each failure served open."""
+
+RECONNECT_EVERY = 1.0
+"""Seconds between two tries to connect a ``fail_open`` cache whose store was down at
+``connect()``, at least; meanwhile every operation is served open at once."""
+
+
+def _lack_what_the_driver_lacks(layer: object, driver: object) -> None:
+    for name in OPTIONAL_OPERATIONS:
+        if getattr(driver, name, None) is None:
+            setattr(layer, name, None)
+
+
+class Namespaced:
+    """The driver under a namespace: each resource type goes down as ``<namespace>:<type>``."""
+
+    def __init__(self, driver: AsyncCacheDriver, namespace: str) -> None:
+        """Prefix every resource type handed to ``driver`` with ``namespace`` and ``:``."""
+        self.driver: Any = driver
+        self.prefix = namespace + ":"
+        _lack_what_the_driver_lacks(self, driver)
+
+    def __repr__(self) -> str:
+        return f"<Namespaced {self.prefix[:-1]!r} {self.driver!r}>"
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """``get`` in the namespace."""
+        value: str | None = await self.driver.get(self.prefix + resource_type, key)
+        return value
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """``set`` in the namespace."""
+        await self.driver.set(self.prefix + resource_type, key, value, ttl_seconds)
+
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """``delete`` in the namespace."""
+        existed: bool = await self.driver.delete(self.prefix + resource_type, key)
+        return existed
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """``get_many`` in the namespace."""
+        found: dict[str, str] = await self.driver.get_many(self.prefix + resource_type, keys)
+        return found
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """``set_many`` in the namespace."""
+        await self.driver.set_many(self.prefix + resource_type, items, ttl_seconds)
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """``delete_many`` in the namespace."""
+        await self.driver.delete_many(self.prefix + resource_type, keys)
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``add`` in the namespace."""
+        added: bool = await self.driver.add(self.prefix + resource_type, key, value, ttl_seconds)
+        return added
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``incr`` in the namespace."""
+        result: int = await self.driver.incr(self.prefix + resource_type, key, delta, ttl_seconds)
+        return result
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``touch`` in the namespace."""
+        touched: bool = await self.driver.touch(self.prefix + resource_type, key, ttl_seconds)
+        return touched
+
+    async def clear(self, resource_type: str, on_progress: Progress | None) -> int:
+        """``clear`` of the resource type in the namespace, and nothing outside it."""
+        cleared: int = await self.driver.clear(self.prefix + resource_type, on_progress)
+        return cleared
+
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """``exists`` in the namespace."""
+        found: bool = await self.driver.exists(self.prefix + resource_type, key)
+        return found
+
+    async def ttl_ms(self, resource_type: str, key: str) -> int:
+        """``ttl_ms`` in the namespace."""
+        left: int = await self.driver.ttl_ms(self.prefix + resource_type, key)
+        return left
+
+    async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``acquire_lock`` in the namespace."""
+        taken: bool = await self.driver.acquire_lock(
+            self.prefix + resource_type, key, token, lease_ms
+        )
+        return taken
+
+    async def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """``release_lock`` in the namespace."""
+        await self.driver.release_lock(self.prefix + resource_type, key, token)
+
+    async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``extend_lock`` in the namespace."""
+        extended: bool = await self.driver.extend_lock(
+            self.prefix + resource_type, key, token, lease_ms
+        )
+        return extended
+
+
+class FailOpen:
+    """The driver with its unavailability served open: reads miss, writes do nothing.
+
+    What each operation returns when the store cannot be reached: ``get`` a
+    miss, ``get_many`` no hits, ``exists`` ``False``, ``ttl_ms`` absent (so
+    ``ttl()`` raises ``CacheMiss``); ``set``, ``set_many`` and ``delete_many``
+    nothing, ``delete``, ``add`` and ``touch`` ``False``, ``clear`` 0,
+    ``incr`` the delta (as for a counter this call created; nothing is
+    stored, so a rate limiter lets the call through). Taking a
+    ``get_or_set(..., lock=True)`` lease succeeds, so the caller loads its
+    value rather than waiting. Each failure is told to ``report``.
+
+    A store that was down when the cache connected leaves the layer
+    :meth:`offline`: operations are served open at once, and one of them
+    tries ``connect`` again every :data:`RECONNECT_EVERY` seconds.
+    """
+
+    def __init__(self, driver: Any, report: Report, connect: Callable[[], Awaitable[None]]) -> None:
+        """Serve ``driver``'s unavailability open, telling ``report`` of each failure.
+
+        ``connect`` connects the store under the driver (for a store that was
+        down at ``connect()``).
+        """
+        self.driver: Any = driver
+        self._report = report
+        self._connect = connect
+        self.is_offline = False
+        """Whether the store is not connected yet (it was down at ``connect()``)."""
+        self._retry_at = 0.0
+        self._down: BaseException | None = None
+        self._connecting = Lock()
+        _lack_what_the_driver_lacks(self, driver)
+
+    def offline(self, exc: BaseException) -> None:
+        """Note that the store could not be connected (``exc``); try again later, on use."""
+        self.is_offline = True
+        self._down = exc
+        self._retry_at = time.monotonic() + RECONNECT_EVERY
+
+    async def _online(self, operation: str, resource_type: str) -> bool:
+        """Connect the store if due; return whether it is connected (else report, serve open)."""
+        if time.monotonic() >= self._retry_at and not self._connecting.locked():
+            async with self._connecting:
+                if not self.is_offline:
+                    return True
+                try:
+                    await self._connect()
+                except UNAVAILABLE as exc:
+                    self.offline(exc)
+                else:
+                    self.is_offline = False
+                    return True
+        if self._down is not None:
+            self._report(operation, resource_type, self._down)
+        return False
+
+    def __repr__(self) -> str:
+        return f"<FailOpen {self.driver!r}>"
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """``get``, a miss when the store is unavailable."""
+        if self.is_offline and not await self._online("get", resource_type):
+            return None
+        try:
+            value: str | None = await self.driver.get(resource_type, key)
+        except UNAVAILABLE as exc:
+            self._report("get", resource_type, exc)
+            return None
+        return value
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """``set``, nothing when the store is unavailable."""
+        if self.is_offline and not await self._online("set", resource_type):
+            return
+        try:
+            await self.driver.set(resource_type, key, value, ttl_seconds)
+        except UNAVAILABLE as exc:
+            self._report("set", resource_type, exc)
+
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """``delete``, ``False`` when the store is unavailable."""
+        if self.is_offline and not await self._online("delete", resource_type):
+            return False
+        try:
+            existed: bool = await self.driver.delete(resource_type, key)
+        except UNAVAILABLE as exc:
+            self._report("delete", resource_type, exc)
+            return False
+        return existed
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """``get_many``, no hits when the store is unavailable."""
+        if self.is_offline and not await self._online("get_many", resource_type):
+            return {}
+        try:
+            found: dict[str, str] = await self.driver.get_many(resource_type, keys)
+        except UNAVAILABLE as exc:
+            self._report("get_many", resource_type, exc)
+            return {}
+        return found
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """``set_many``, nothing when the store is unavailable."""
+        if self.is_offline and not await self._online("set_many", resource_type):
+            return
+        try:
+            await self.driver.set_many(resource_type, items, ttl_seconds)
+        except UNAVAILABLE as exc:
+            self._report("set_many", resource_type, exc)
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """``delete_many``, nothing when the store is unavailable."""
+        if self.is_offline and not await self._online("delete_many", resource_type):
+            return
+        try:
+            await self.driver.delete_many(resource_type, keys)
+        except UNAVAILABLE as exc:
+            self._report("delete_many", resource_type, exc)
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``add``, ``False`` (nothing stored) when the store is unavailable."""
+        if self.is_offline and not await self._online("add", resource_type):
+            return False
+        try:
+            added: bool = await self.driver.add(resource_type, key, value, ttl_seconds)
+        except UNAVAILABLE as exc:
+            self._report("add", resource_type, exc)
+            return False
+        return added
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``incr``, ``delta`` (as for a new counter, nothing stored) when unavailable."""
+        if self.is_offline and not await self._online("incr", resource_type):
+            return delta
+        try:
+            result: int = await self.driver.incr(resource_type, key, delta, ttl_seconds)
+        except UNAVAILABLE as exc:
+            self._report("incr", resource_type, exc)
+            return delta
+        return result
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``touch``, ``False`` when the store is unavailable."""
+        if self.is_offline and not await self._online("touch", resource_type):
+            return False
+        try:
+            touched: bool = await self.driver.touch(resource_type, key, ttl_seconds)
+        except UNAVAILABLE as exc:
+            self._report("touch", resource_type, exc)
+            return False
+        return touched
+
+    async def clear(self, resource_type: str, on_progress: Progress | None) -> int:
+        """``clear``, 0 when the store is unavailable."""
+        if self.is_offline and not await self._online("clear", resource_type):
+            return 0
+        try:
+            cleared: int = await self.driver.clear(resource_type, on_progress)
+        except UNAVAILABLE as exc:
+            self._report("clear", resource_type, exc)
+            return 0
+        return cleared
+
+    async def exists(self, resource_type: str, key: str) -> bool:
+        """``exists``, ``False`` when the store is unavailable."""
+        if self.is_offline and not await self._online("exists", resource_type):
+            return False
+        try:
+            found: bool = await self.driver.exists(resource_type, key)
+        except UNAVAILABLE as exc:
+            self._report("exists", resource_type, exc)
+            return False
+        return found
+
+    async def ttl_ms(self, resource_type: str, key: str) -> int:
+        """``ttl_ms``, absent when the store is unavailable."""
+        if self.is_offline and not await self._online("ttl", resource_type):
+            return ABSENT
+        try:
+            left: int = await self.driver.ttl_ms(resource_type, key)
+        except UNAVAILABLE as exc:
+            self._report("ttl", resource_type, exc)
+            return ABSENT
+        return left
+
+    async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
+        """``acquire_lock``, taken (nothing held) when the store is unavailable."""
+        if self.is_offline and not await self._online("acquire_lock", resource_type):
+            return True
+        try:
+            taken: bool = await self.driver.acquire_lock(resource_type, key, token, lease_ms)
+        except UNAVAILABLE as exc:
+            self._report("acquire_lock", resource_type, exc)
+            return True
+        return taken
+
+    async def release_lock(self, resource_type: str, key: str, token: str) -> None:
+        """``release_lock``, nothing when the store is unavailable (the lease expires)."""
+        if self.is_offline and not await self._online("release_lock", resource_type):
+            return
+        try:
+            await self.driver.release_lock(resource_type, key, token)
+        except UNAVAILABLE as exc:
+            self._report("release_lock", resource_type, exc)

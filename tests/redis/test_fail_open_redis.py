@@ -1,0 +1,108 @@
+"""fail_open=True against a real server that dies, stalls and comes back, on both faces.
+
+A killed server reads as misses and takes writes as no-ops, a paused one the
+same after ``timeout``; when it is back the same cache serves again; a cache
+built while the server is down connects all the same and finds it later.
+Authentication errors still raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pevensie_cache import cache
+from pevensie_redis import RedisAuthenticationError
+from pevensie_redis.testing.servers import RedisServer
+
+
+@pytest.fixture
+def server(pevensie_redis_server_factory: Callable[..., RedisServer]) -> Iterator[RedisServer]:
+    made = pevensie_redis_server_factory()
+    yield made
+    made.ensure_running()
+
+
+def url_of(server: RedisServer) -> str:
+    return f"redis://127.0.0.1:{server.port}/0?fail_open=true&timeout=300ms&retries=0"
+
+
+def test_a_killed_server_reads_as_misses_then_serves_again(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with cache.from_url(url_of(server)) as c:
+        c.set("user", "1", "Ada")
+        server.kill()
+        with caplog.at_level(logging.WARNING):
+            assert c.get("user", "1", "fallback") == "fallback"
+            c.set("user", "2", "lost")
+            assert c.get_many("user", ["1", "2"]) == {}
+            assert c.incr("rate", "ip") == 1
+            assert c.get_or_set("page", "home", lambda: "rendered") == "rendered"
+        assert "failed with RedisConnectionError" in caplog.text
+        server.restart()  # the data is gone with the process; the cache serves again
+        deadline = time.monotonic() + 10
+        while True:
+            c.set("user", "3", "back")
+            if c.get("user", "3", None) == "back":
+                break
+            assert time.monotonic() < deadline, "the cache did not serve again"
+            time.sleep(0.1)
+
+
+def test_a_paused_server_reads_as_misses_after_the_timeout(server: RedisServer) -> None:
+    with cache.from_url(url_of(server)) as c:
+        c.set("user", "1", "Ada")
+        server.pause()
+        try:
+            began = time.monotonic()
+            assert c.get("user", "1", None) is None
+            assert time.monotonic() - began < 5  # bounded by the timeout (300 ms), not hung
+        finally:
+            server.resume()
+        assert c.get("user", "1") == "Ada"
+
+
+def test_a_server_down_at_connect_is_found_once_it_is_up(server: RedisServer) -> None:
+    server.kill()
+    c = cache.from_url(url_of(server)).connect()  # no error: served open
+    assert c.get("user", "1", None) is None
+    server.restart()
+    deadline = time.monotonic() + 10
+    while c.get("user", "1", None) is None:
+        c.set("user", "1", "Ada")
+        assert time.monotonic() < deadline, "the cache never connected"
+        time.sleep(0.2)
+    assert c.get("user", "1") == "Ada"
+    c.disconnect()
+
+
+def test_the_async_face_fails_open_too(server: RedisServer) -> None:
+    async def main() -> None:
+        async with cache.from_url_async(url_of(server)) as c:
+            await c.set("user", "1", "Ada")
+            server.kill()
+            assert await c.get("user", "1", "fallback") == "fallback"
+            await c.set("user", "1", "lost")
+            assert await c.exists("user", "1") is False
+            server.restart()
+            deadline = time.monotonic() + 10
+            while (await c.get("user", "9", None)) is None:
+                await c.set("user", "9", "back")
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+
+
+def test_wrong_credentials_still_raise(
+    pevensie_redis_server_factory: Callable[..., RedisServer],
+) -> None:
+    guarded = pevensie_redis_server_factory(["--requirepass", "right-one"])
+    url = f"redis://:wrong-one@127.0.0.1:{guarded.port}/0?fail_open=true"
+    with pytest.raises(RedisAuthenticationError):
+        cache.from_url(url).connect()

@@ -1,0 +1,87 @@
+"""``python -m pevensie_redis server``: the one command the quick start needs for a server.
+
+It runs the bundled Valkey in the foreground, serves the cache at once, and
+stops cleanly (exit 0, no server left behind) on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from pevensie_cache import cache
+from pevensie_redis.testing.binaries import free_port, wait_until_ready
+
+
+def start(port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pevensie_redis", "server", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def stop(process: subprocess.Popen[str], servers: list[psutil.Process]) -> None:
+    """Stop the command (SIGTERM, its clean way), then anything of it still alive, by PID."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for server in servers:  # its own process group: a killed command would orphan it
+        if server.is_running():
+            server.kill()
+
+
+@pytest.fixture
+def running(port: int) -> Iterator[subprocess.Popen[str]]:
+    process = start(port)
+    servers: list[psutil.Process] = []
+    try:
+        wait_until_ready("127.0.0.1", port, timeout=30)
+        servers = psutil.Process(process.pid).children()
+        yield process
+    finally:
+        stop(process, servers)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_server_serves_then_stops_cleanly(
+    running: subprocess.Popen[str], port: int, stop: signal.Signals
+) -> None:
+    server = [p for p in psutil.Process(running.pid).children() if p.is_running()]
+    assert len(server) == 1
+    with cache.from_url(f"redis://127.0.0.1:{port}/0") as c:
+        c.set("user", "42", "Ada", ttl_seconds=60)
+        assert c.get("user", "42") == "Ada"
+    running.send_signal(stop)
+    output, _ = running.communicate(timeout=30)
+    assert running.returncode == 0, output
+    assert f"on 127.0.0.1:{port}" in output
+    assert output.rstrip().endswith("server: stopped")
+    deadline = time.monotonic() + 10
+    while server[0].is_running() and server[0].status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the server outlived its command"
+        time.sleep(0.05)
+
+
+def test_a_port_in_use_is_reported_at_once(running: subprocess.Popen[str], port: int) -> None:
+    second = start(port)
+    output, _ = second.communicate(timeout=30)
+    assert second.returncode == 1
+    assert f"127.0.0.1:{port} is in use already" in output
+    assert f"--port {port + 1}" in output
