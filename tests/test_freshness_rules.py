@@ -19,11 +19,13 @@ from pevensie_test_echo.driver import EchoDriver
 from pevensie_cache import (
     ArgumentTypeError,
     ArgumentValueError,
+    PevensieCache,
     ThreadedAsyncDriver,
     UnsupportedOperation,
     cache,
 )
 from pevensie_cache.envelope import is_envelope, pack, pack_tags, unpack, unpack_tags
+from pevensie_cache.memory import MemoryDriver
 from pevensie_cache.primitives import BACKGROUND_LIMIT, BACKGROUND_THREADS
 
 TEXT = st.text(st.characters(blacklist_categories=["Cs"]))  # what a value may hold
@@ -205,3 +207,18 @@ def test_a_json_resource_with_freshness_and_tags_returns_values_of_its_type() ->
         assert users.get_many(["1", "2", "3"]) == {"1": {"n": 1}, "2": [1, 2]}
         c.invalidate_tags("user:1")
         assert users.get_many(["1", "2"]) == {"2": [1, 2]}
+
+
+def test_tags_live_in_the_cache_s_namespace() -> None:
+    shared = MemoryDriver()
+    first, second = PevensieCache(shared, namespace="a"), PevensieCache(shared, namespace="b")
+    with first, second:
+        first.set("page", "home", "a's", 60, tags=["site"])
+        second.set("page", "home", "b's", 60, tags=["site"])
+        assert first.get_or_set("page", "p", lambda: "a", 60, stale_seconds=5, tags=["site"])
+        first.invalidate_tags("site")
+        assert first.get("page", "home", None) is None
+        assert first.get("page", "p", None) is None
+        assert second.get("page", "home") == "b's"  # another namespace, another counter
+        stored = shared.keys()  # the store's own listing, not a dict
+        assert all(key.startswith(("a:", "b:")) for key in stored)

@@ -20,7 +20,15 @@ from typing import Any
 import pytest
 from aside_support import Target
 
-from pevensie_cache import AsyncPevensieCache, PevensieCache, cache, lease, lease_async
+from pevensie_cache import (
+    AsyncPevensieCache,
+    PevensieCache,
+    cache,
+    lease,
+    lease_async,
+    locks,
+    locks_async,
+)
 from pevensie_cache.memory import MemoryDriver
 
 ROUNDS = 5
@@ -199,3 +207,47 @@ def test_a_lease_is_released_only_by_its_holder(store: Target) -> None:
         assert other.acquire_lock("page", "home", "another-token", 10) is False
         holder.release_lock("page", "home", "holder-token")
         assert other.acquire_lock("page", "home", "another-token", 10) is True
+
+
+@pytest.fixture
+def slow_lock_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``c.lock()`` waiters poll every 30 s at most and at first: anything faster is a wake-up."""
+    for module in (locks, locks_async):
+        monkeypatch.setattr(module, "POLL_MAX", 30.0)
+        monkeypatch.setattr(module, "POLL_FIRST", 30.0)
+
+
+@pytest.mark.usefixtures("slow_lock_polls")
+def test_a_thread_waiting_in_lock_is_woken_by_the_holders_release(store: Target) -> None:
+    with sync_pair(store) as (holder, waiter):
+        took: list[float] = []
+        with holder.lock("report", "monthly", ttl_seconds=30):
+
+            def wait() -> None:
+                with waiter.lock("report", "monthly", ttl_seconds=30, wait_seconds=20):
+                    took.append(time.perf_counter())
+
+            waiting = threading.Thread(target=wait)
+            waiting.start()
+            time.sleep(0.2)  # the waiter's first try failed; it waits
+            released_from = time.perf_counter()
+        waiting.join(30)
+        [at] = took
+        assert at - released_from < 5.0  # far below the 30 s poll
+
+
+@pytest.mark.usefixtures("slow_lock_polls")
+async def test_a_task_waiting_in_lock_is_woken_by_the_holders_release(store: Target) -> None:
+    holder, waiter = await _async_pair(store)
+    async with holder, waiter:
+        async with holder.lock("report", "monthly", ttl_seconds=30):
+
+            async def wait() -> float:
+                async with waiter.lock("report", "monthly", ttl_seconds=30, wait_seconds=20):
+                    return time.perf_counter()
+
+            waiting = asyncio.create_task(wait())
+            await asyncio.sleep(0.2)
+            released_from = time.perf_counter()
+        at = await asyncio.wait_for(waiting, 30)
+        assert at - released_from < 5.0
