@@ -104,6 +104,9 @@ _TRANSACTION_SHAPES = (
 )
 """``MULTI``, ``SET ... NX EX``, ``INCRBY``, ``EXEC``: the replies of ``incr`` with a TTL."""
 
+_MGET2_REPLY = mget_reply(2)
+"""The reply of ``get_across``'s usual ``MGET``: an entry and one tag's counter."""
+
 
 class RedisDriver:
     """A Pevensie Cache driver for one Redis-compatible server; see :class:`RedisConfig`.
@@ -211,10 +214,12 @@ class RedisDriver:
         if len(addresses) == 2:  # an entry and one tag's counter: packed without a list
             (first_type, first_key), (second_type, second_key) = addresses
             packed = pack_mget2(full_key(first_type, first_key), full_key(second_type, second_key))
+            shape = _MGET2_REPLY
         else:
             packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
+            shape = mget_reply(len(addresses))
         found: list[str | None] = []
-        for value in self._read(packed, "MGET", mget_reply(len(addresses))):
+        for value in self._read(packed, "MGET", shape):
             if value is None:
                 found.append(None)
             elif value[:1] == b"\xff":  # an envelope: found out without an exception
