@@ -81,12 +81,10 @@ Opened = tuple[str, int | None, str, Pairs]
 """What :func:`open_envelope` returns: value, expiry (ms, or ``None``), compute (ms, as
 text: parsed only when needed), tags with their versions."""
 
-_OPENED: dict[str, Opened] = {}
-"""Envelopes read lately, opened: a hot entry is parsed once, not on every hit."""
 OPENED_MAX = 1024
-"""Envelopes kept opened, at most (the dict is emptied when full)."""
+"""Envelopes a memo of :func:`open_envelope` keeps opened, at most (emptied when full)."""
 OPENED_TEXT_MAX = 512
-"""Longer envelopes are not kept: the memo holds at most OPENED_MAX times this."""
+"""Longer envelopes are not kept: a memo holds at most OPENED_MAX times this."""
 
 
 def is_envelope(text: str) -> bool:
@@ -100,15 +98,19 @@ def pack(value: str, expiry: float | None, compute: float, tags: str = "") -> st
     return f"{_HEAD}{stamp},{round(compute * 1000)},{len(tags)}:{tags}{value}"
 
 
-def open_envelope(text: str, resource_type: str, key: str) -> Opened:
+def open_envelope(
+    text: str, resource_type: str, key: str, memo: dict[str, Opened] | None = None
+) -> Opened:
     """Return the parts of the envelope ``text`` as stored; a malformed one is a DriverError.
 
-    Pure, and remembered for short envelopes (:data:`OPENED_MAX`): the same text
-    read again costs a dictionary lookup.
+    Pure; with ``memo`` (a cache's own dict), short envelopes are remembered
+    there (:data:`OPENED_MAX` of them), so a hot entry read again costs a
+    dictionary lookup, not a parse.
     """
-    opened = _OPENED.get(text)
-    if opened is not None:
-        return opened
+    if memo is not None:
+        opened = memo.get(text)
+        if opened is not None:
+            return opened
     try:
         if text[1] != "1":
             raise ValueError
@@ -127,10 +129,10 @@ def open_envelope(text: str, resource_type: str, key: str) -> Opened:
             f"the entry under resource type {resource_type!r}, key {key!r} starts like an "
             "envelope but is not one: it was not written by pevensie-cache"
         ) from None
-    if len(text) <= OPENED_TEXT_MAX:
-        if len(_OPENED) >= OPENED_MAX:
-            _OPENED.clear()
-        _OPENED[text] = opened
+    if memo is not None and len(text) <= OPENED_TEXT_MAX:
+        if len(memo) >= OPENED_MAX:
+            memo.clear()
+        memo[text] = opened
     return opened
 
 

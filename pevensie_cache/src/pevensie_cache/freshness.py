@@ -44,6 +44,7 @@ from typing import Any, NamedTuple, Protocol
 from pevensie_cache.driver import CacheDriver
 from pevensie_cache.envelope import (
     ENVELOPE_MARK,
+    Opened,
     Pairs,
     is_envelope,
     open_envelope,
@@ -179,13 +180,14 @@ class FreshHost(Protocol):
 class Freshness:
     """The freshness and tag logic of one cache, with its background refreshes."""
 
-    __slots__ = ("_across", "_background", "envelopes")
+    __slots__ = ("_across", "_background", "_opened", "envelopes")
 
     def __init__(self, driver: object) -> None:
         """Prepare for ``driver``: envelopes are used only if it stores them."""
         self.envelopes = bool(getattr(driver, "stores_envelopes", False))
         self._across: Callable[..., Any] | None = getattr(driver, "get_across", None)
         self._background = Background()
+        self._opened: dict[str, Opened] = {}  # envelopes read lately, opened (see open_envelope)
 
     @property
     def background(self) -> Background:
@@ -228,7 +230,7 @@ class Freshness:
         tags = options[3]
         text, current = self._read(driver, resource_type, key, tags)
         if text is not None:
-            judged = _judge(resource_type, key, text, current, options)
+            judged = _judge(resource_type, key, text, current, options, self._opened)
             if type(judged) is _Unsure:  # tags other than this call's: read them, then judge
                 found = self._judge(driver, resource_type, key, text, current, options)
             else:
@@ -298,7 +300,7 @@ class Freshness:
         invalidated, or without one of its tags). ``EARLY``: a hit that should
         be refreshed in the background, before it expires.
         """
-        found = _judge(resource_type, key, text, current, options)
+        found = _judge(resource_type, key, text, current, options, self._opened)
         if not isinstance(found, _Unsure):
             return found
         value, expiry, compute, recorded = found
@@ -530,7 +532,7 @@ class Freshness:
         Not servable: past its TTL (a plain read never serves a stale value), or
         carrying a tag invalidated since it was written.
         """
-        value, expiry, _, recorded = open_envelope(text, resource_type, key)
+        value, expiry, _, recorded = open_envelope(text, resource_type, key, self._opened)
         if expiry is not None and time.time() * 1000 >= expiry:
             return None
         if recorded and not self._tags_valid(driver, recorded, {}, ()):
@@ -552,7 +554,7 @@ class Freshness:
             if not is_envelope(text):
                 opened[key] = text
                 continue
-            value, expiry, _, recorded = open_envelope(text, resource_type, key)
+            value, expiry, _, recorded = open_envelope(text, resource_type, key, self._opened)
             if expiry is not None and now >= expiry:
                 continue
             if not recorded:
@@ -603,6 +605,7 @@ def _judge(
     text: str,
     current: dict[str, str | None],
     options: FreshnessOptions,
+    memo: dict[str, Opened],
 ) -> tuple[str, str] | _Unsure | None:
     """Judge ``text`` as :meth:`Freshness._judge` does, without reading anything.
 
@@ -614,7 +617,7 @@ def _judge(
     if text.isascii() or text[:1] != ENVELOPE_MARK:
         # A plain value (written without options) has no tags: a caller with tags reloads it.
         return None if tags else (text, HIT)
-    opened = open_envelope(text, resource_type, key)
+    opened = open_envelope(text, resource_type, key, memo)
     recorded = opened[3]
     if (recorded or tags) and recorded != (
         ((tags[0], current[tags[0]]),) if len(tags) == 1 else _pairs(tags, current)
