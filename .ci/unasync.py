@@ -47,6 +47,8 @@ PAIRS = [
     (f"{CACHE}/instrumented_async.py", f"{CACHE}/instrumented.py"),
     (f"{CACHE}/layers_async.py", f"{CACHE}/layers.py"),
     (f"{CACHE}/locks_async.py", f"{CACHE}/locks.py"),
+    (f"{CACHE}/freshness_async.py", f"{CACHE}/freshness.py"),
+    (f"{CACHE}/lease_async.py", f"{CACHE}/lease.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
     (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
@@ -81,6 +83,15 @@ Locks of the sync face: ``with c.lock("report", "monthly"):`` holds a lease lock
 
 Generated from ``locks_async.py`` (:class:`AsyncCacheLock`, the async face) by
 ``.ci/unasync.py``.""",
+    f"{CACHE}/freshness.py": """\
+Freshness controls and tags for cache-aside, sync face.
+
+Generated from ``freshness_async.py`` (the async face) by ``.ci/unasync.py``:
+background refreshes run in a small pool of threads.""",
+    f"{CACHE}/lease.py": """\
+Loading under a lease lock, sync face: one loader across processes, waiters woken on release.
+
+Generated from ``lease_async.py`` (the async face) by ``.ci/unasync.py``.""",
     f"{CACHE}/testing/conformance.py": """\
 The conformance suite of the sync face: the behaviour every driver must have.
 
@@ -120,6 +131,9 @@ NAMES = {
     "AsyncCachedFunction": "CachedFunction",
     "AsyncCacheLock": "CacheLock",
     "AsyncStringCache": "StringCache",
+    "AsyncFreshness": "Freshness",
+    "AsyncFreshHost": "FreshHost",
+    "AsyncLeaseHost": "LeaseHost",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "check_tls_async": "check_tls",
@@ -127,8 +141,11 @@ NAMES = {
     "resource_async": "resource",
     "layers_async": "layers",
     "locks_async": "locks",
+    "freshness_async": "freshness",
+    "lease_async": "lease",
     "primitives_async": "primitives",
     "channel_async": "channel",
+    "lock_releases_async": "lock_releases",
     "cluster_io_async": "cluster_io",
     "replicas_async": "replicas",
     "pytest_asyncio": "pytest",

@@ -73,6 +73,10 @@ class Counter:
         self.calls = 0
 
 
+FRESH = "get_or_set, stale_seconds + a tag"
+"""The issue 24 row: the hit path with ``stale_seconds=60`` and ``tags=[f"user:{i}"]``."""
+
+
 @dataclass
 class Row:
     """One (workload, contender) pair: ``run(inputs)`` makes one call per input.
@@ -142,6 +146,16 @@ def ours_aside_rows(workload: str, cache: PevensieCache) -> list[Row]:
     counter = Counter()
     cached = cache.cached(RT + "3", ASIDE_TTL)(_loader(counter))
     rows.append(_sync_row(workload, "@cached (json)", cached, counter))
+
+    counter = Counter()
+    load4 = _loader(counter)
+
+    def fresh(i: int) -> str:
+        return get_or_set(
+            RT + "4", str(i), lambda: load4(i), ASIDE_TTL, stale_seconds=60, tags=[f"user:{i}"]
+        )
+
+    rows.append(_sync_row(workload, FRESH, fresh, counter))
     return rows
 
 
@@ -232,6 +246,16 @@ def ours_async_aside_rows(workload: str, cache: AsyncPevensieCache) -> list[Row]
     counter = Counter()
     cached = cache.cached(RT + "3", ASIDE_TTL)(_async_loader(counter))
     rows.append(_async_row(workload, "@cached (json)", cached, counter))
+
+    counter = Counter()
+    load4 = _async_loader(counter)
+
+    async def fresh(i: int) -> str:
+        return await get_or_set(
+            RT + "4", str(i), lambda: load4(i), ASIDE_TTL, stale_seconds=60, tags=[f"user:{i}"]
+        )
+
+    rows.append(_async_row(workload, FRESH, fresh, counter))
     return rows
 
 

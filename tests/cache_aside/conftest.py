@@ -67,3 +67,11 @@ def target(request: pytest.FixtureRequest) -> Target:
 def calls_file(tmp_path: Any) -> Any:
     """The file the worker processes record their loader calls in."""
     return tmp_path / "calls.jsonl"
+
+
+@pytest.fixture(params=["memory", "server", "cluster"])
+def store(request: pytest.FixtureRequest) -> Target:
+    """The test runs on the memory driver, then on one server, then on a cluster."""
+    if request.param == "memory":
+        return Target("memory", "memory://")
+    return request.getfixturevalue(f"{request.param}_target")  # type: ignore[no-any-return]

@@ -116,6 +116,22 @@ async def every_operation(face: Face, resource_type: str, settle: Callable[[], N
     assert await face.get_or_set(resource_type, f"lk{tag}", lambda: "again", lock=True) == (
         "loaded"
     )
+    # A waiter on a lease held elsewhere subscribes to the releases; this one expires.
+    assert await face.acquire_lock(resource_type, f"w{tag}", "elsewhere", 0.3)
+    assert await face.get_or_set(resource_type, f"w{tag}", lambda: "w", lock=True) == "w"
+    # Tags and freshness options: the tag counters, and envelopes.
+    await face.set(resource_type, f"tg{tag}", "t", 600, tags=[f"tag-{tag}"])
+    assert (
+        await face.get_or_set(
+            resource_type, f"fr{tag}", lambda: "f", 600, stale_seconds=60, tags=[f"tag-{tag}"]
+        )
+        == "f"
+    )
+    settle()
+    assert await face.get(resource_type, f"tg{tag}") == "t"
+    await face.invalidate_tags(f"tag-{tag}")
+    settle()
+    assert await face.get_many(resource_type, [f"tg{tag}", f"fr{tag}"]) == {}
     resource = face.cache.resource(resource_type, codec="json")
     result = resource.set(f"j{tag}", {"a": [1, 2]})
     if inspect.isawaitable(result):
@@ -288,17 +304,23 @@ async def test_through_sentinel(redis_sentinel: LocalSentinel, query: str) -> No
 
 def test_the_rules_name_each_feature_s_commands() -> None:
     plain = acl_rule(["user"])
-    assert plain.startswith("resetkeys ~user:* ~:lock:user:* resetchannels -@all +ping")
+    assert plain.startswith(
+        "resetkeys ~user:* ~:lock:user:* ~:tag:* resetchannels &__pevensie__:lock-released "
+        "-@all +ping"
+    )
     assert not {"+readonly", "+role", "+cluster|slots", "+client|tracking"} & set(plain.split())
-    assert not any(word.startswith("&") for word in plain.split())
+    assert {"+publish", "+subscribe"} <= set(plain.split())  # lease releases wake waiters
+    assert [word for word in plain.split() if word.startswith("&")] == [
+        "&__pevensie__:lock-released"
+    ]
     tagged = acl_rule(["user"], RedisConfig(cluster=True, cluster_hash_tag=True))
-    assert "~{user}:* ~:lock:{user}:*" in tagged
+    assert "~{user}:* ~:lock:{user}:* ~{}:tag:*" in tagged
     assert "+cluster|slots" in tagged.split()
     replicas = acl_rule(["user"], RedisConfig(cluster=True, read_from_replicas=True))
     assert {"+readonly", "+role"} <= set(replicas.split())
     near = acl_rule(["user"], RedisConfig(near_cache=True))
     assert {"&__redis__:invalidate", "+client|tracking", "+subscribe"} <= set(near.split())
-    assert acl_rule(["a*b"]).startswith(r"resetkeys ~a\*b:* ~:lock:a\*b:*")
+    assert acl_rule(["a*b"]).startswith(r"resetkeys ~a\*b:* ~:lock:a\*b:* ~:tag:*")
     assert "+client|setname" in sentinel_acl_rule(RedisConfig(client_name="app"))
     assert "+client|setinfo" not in acl_rule(["user"], client_setinfo=False)
     assert "+client|setinfo" not in sentinel_acl_rule(client_setinfo=False)

@@ -148,7 +148,13 @@ def test_the_redis_modules_import_each_other_only_downwards() -> None:
         },
         {"pevensie_redis.pool", "pevensie_redis.pipe"},
         {"pevensie_redis.near", "pevensie_redis.replica_choice"},
-        {"pevensie_redis.listener", "pevensie_redis.listener_async", "pevensie_redis.sentinel"},
+        {
+            "pevensie_redis.listener",
+            "pevensie_redis.listener_async",
+            "pevensie_redis.lock_releases",
+            "pevensie_redis.lock_releases_async",
+            "pevensie_redis.sentinel",
+        },
         {"pevensie_redis.channel", "pevensie_redis.channel_async"},
         {
             "pevensie_redis.cluster_io",

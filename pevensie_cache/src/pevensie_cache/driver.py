@@ -3,6 +3,20 @@
 A driver is any object with these methods; it need not inherit from anything.
 The facade validates every argument and tracks the connected state before it
 calls a driver, so a driver receives only valid input on a connected cache.
+
+Two things besides the application's own data reach a driver through these
+operations, and a driver stores them like any other:
+
+- the tag counters (:mod:`pevensie_cache.tags`): under the resource type
+  ``""``, which no API call can name, read with ``get_many`` and written with
+  ``add`` and ``incr``;
+- envelopes (:mod:`pevensie_cache.envelope`): values that start with U+DCFF,
+  a lone surrogate no application value can hold, written with ``set`` for
+  entries with freshness options or tags. Only a driver whose
+  ``stores_envelopes`` attribute is true gets them: it must return such a
+  value exactly as it was given (the Redis driver stores the mark as the byte
+  ``0xFF``). On other drivers those options raise
+  :class:`~pevensie_cache.UnsupportedOperation`.
 """
 
 from __future__ import annotations
@@ -22,19 +36,25 @@ NO_EXPIRY = -1
 __all__ = [
     "ABSENT",
     "NO_EXPIRY",
+    "AcrossCacheDriver",
+    "AsyncAcrossCacheDriver",
     "AsyncAtomicCacheDriver",
     "AsyncBatchCacheDriver",
     "AsyncCacheDriver",
     "AsyncKeyInfoCacheDriver",
+    "AsyncLockWatch",
     "AsyncLockingCacheDriver",
     "AsyncViewDriver",
+    "AsyncWatchingCacheDriver",
     "AtomicCacheDriver",
     "BatchCacheDriver",
     "CacheDriver",
     "DriverConfig",
     "KeyInfoCacheDriver",
+    "LockWatch",
     "LockingCacheDriver",
     "Progress",
+    "WatchingCacheDriver",
     "is_async_driver",
 ]
 
@@ -152,6 +172,47 @@ class LockingCacheDriver(CacheDriver, Protocol):
 
 
 @runtime_checkable
+class AcrossCacheDriver(CacheDriver, Protocol):
+    """A driver that reads keys of several resource types in one go (one round trip).
+
+    Optional: without it, the facade reads an entry and its tags' counters
+    with ``get`` and ``get_many``, one after the other.
+    """
+
+    def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Return the value of each ``(resource_type, key)``, in order; ``None`` for a miss."""
+
+
+class LockWatch(Protocol):
+    """Wakes a waiter when a lease lock is released (see :class:`WatchingCacheDriver`)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a release; return whether one was seen.
+
+        It may return early without a release; the caller then looks again.
+        """
+
+    def close(self) -> None:
+        """Stop watching."""
+
+
+@runtime_checkable
+class WatchingCacheDriver(LockingCacheDriver, Protocol):
+    """A driver that tells lease waiters when a lock is released, so they need not poll.
+
+    Optional: without it, waiters poll (every 5 ms at first, 100 ms at most).
+    """
+
+    def watch_lock(self, resource_type: str, key: str) -> LockWatch | None:
+        """Start watching the lock of the key: a release after this returns wakes ``wait``.
+
+        Returns ``None`` when it cannot watch now (the caller polls instead).
+        A lease that expires without a release wakes nobody: waiters keep
+        polling at a slower pace, for that case.
+        """
+
+
+@runtime_checkable
 class AsyncCacheDriver(Protocol):
     """The five operations every asynchronous driver provides, as coroutines.
 
@@ -259,6 +320,32 @@ class DriverConfig(Protocol):
     @property
     def driver_name(self) -> str:
         """The registered name of the driver this configures (``"redis"``)."""
+
+
+@runtime_checkable
+class AsyncAcrossCacheDriver(AsyncCacheDriver, Protocol):
+    """The async twin of :class:`AcrossCacheDriver`."""
+
+    async def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Return the value of each ``(resource_type, key)``, in order; ``None`` for a miss."""
+
+
+class AsyncLockWatch(Protocol):
+    """The async twin of :class:`LockWatch`."""
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a release; return whether one was seen."""
+
+    def close(self) -> None:
+        """Stop watching."""
+
+
+@runtime_checkable
+class AsyncWatchingCacheDriver(AsyncLockingCacheDriver, Protocol):
+    """The async twin of :class:`WatchingCacheDriver`."""
+
+    async def watch_lock(self, resource_type: str, key: str) -> AsyncLockWatch | None:
+        """Start watching the lock of the key (see :meth:`WatchingCacheDriver.watch_lock`)."""
 
 
 @runtime_checkable

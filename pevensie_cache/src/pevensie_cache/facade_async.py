@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -25,19 +23,21 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 from pevensie_cache.building import CACHE_OPTIONS, check_driver_object
 from pevensie_cache.codecs import Codec
 from pevensie_cache.driver import NO_EXPIRY, AsyncBatchCacheDriver, AsyncCacheDriver, Progress
+from pevensie_cache.envelope import ENVELOPE_MARK
 from pevensie_cache.errors import (
     AlreadyConnected,
     ArgumentTypeError,
     ArgumentValueError,
     CacheMiss,
-    LockTimeout,
     NotConnected,
     PevensieCacheError,
     UnsupportedOperation,
     driver_failure,
 )
 from pevensie_cache.failures import FailureLog
+from pevensie_cache.freshness_async import AsyncFreshness, check_freshness
 from pevensie_cache.layers_async import UNAVAILABLE, FailOpen, Namespaced
+from pevensie_cache.lease_async import load_under_lease, watch_lock
 from pevensie_cache.locks_async import AsyncCacheLock, check_lock_seconds
 from pevensie_cache.primitives_async import (
     CONNECT_HINT,
@@ -46,7 +46,6 @@ from pevensie_cache.primitives_async import (
     Lock,
     SingleFlight,
     call,
-    sleep,
     warn_if_in_event_loop,
 )
 from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
@@ -74,9 +73,6 @@ _R = TypeVar("_R")
 _Self = TypeVar("_Self", bound="AsyncPevensieCache")
 
 logger = logging.getLogger("pevensie_cache")
-
-LOCK_POLL_MAX = 0.1
-"""Seconds between two looks at the value while another holder has the lock, at most."""
 
 
 class _Missing:
@@ -112,6 +108,7 @@ class AsyncPevensieCache(FaceGuard):
         "_entered",
         "_failures",
         "_flights",
+        "_fresh",
         "_live",
         "_lock",
         "_namespace",
@@ -149,6 +146,7 @@ class AsyncPevensieCache(FaceGuard):
         self._lock = Lock()
         self._entered: list[bool] = []  # per `with`: whether it connected the cache
         self._flights = SingleFlight()
+        self._fresh = AsyncFreshness(ops)  # freshness options, tags, background refreshes
 
     @property
     def driver(self) -> AsyncCacheDriver:
@@ -210,6 +208,7 @@ class AsyncPevensieCache(FaceGuard):
             if self._live is None:
                 raise NotConnected(f"the cache is not connected: {CONNECT_HINT}")
             self._live = None
+            await self._fresh.close()  # background refreshes end before the driver closes
             ops = self._ops
             if isinstance(ops, FailOpen) and ops.is_offline:
                 return  # fail_open: the store was never reached, nothing to close
@@ -242,12 +241,22 @@ class AsyncPevensieCache(FaceGuard):
 
     # -- single operations (the hot path: one check, one driver call) ----------------
 
-    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: Ttl = None) -> None:
+    async def set(
+        self,
+        resource_type: str,
+        key: str,
+        value: str,
+        ttl_seconds: Ttl = None,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> None:
         """Store ``value`` under ``(resource_type, key)``.
 
         ``ttl_seconds=None`` stores it without expiry and clears any earlier TTL;
         a whole number of seconds >= 1 (an ``int``, ``60.0``, or a
         :class:`~datetime.timedelta`, rounded up) makes it expire after that long.
+        With ``tags`` (non-empty strings, ``"user:42"``), :meth:`invalidate_tags`
+        of any of them makes this entry a miss.
         """
         driver = self._live
         if driver is None:
@@ -258,6 +267,17 @@ class AsyncPevensieCache(FaceGuard):
             check_address_once(resource_type, key)
             check_value(value, resource_type)
             ttl_seconds = check_ttl(ttl_seconds)
+        if tags is not None:
+            await self._fresh.set_tagged(
+                self,
+                driver,
+                resource_type,
+                key,
+                value,
+                ttl_seconds,  # type: ignore[arg-type]
+                tags,
+            )
+            return
         try:
             await driver.set(resource_type, key, value, ttl_seconds)  # type: ignore[arg-type]
         except PevensieCacheError:
@@ -288,6 +308,9 @@ class AsyncPevensieCache(FaceGuard):
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
+        if value is not None and not value.isascii() and value[:1] == ENVELOPE_MARK:
+            # An entry written with freshness options or tags: its value, or a miss.
+            value = await self._fresh.open(self, driver, resource_type, key, value)
         if value is None:
             if default is _MISSING:
                 raise CacheMiss(resource_type, key)
@@ -350,12 +373,17 @@ class AsyncPevensieCache(FaceGuard):
             return {}
         try:
             if self._batch is not None:
-                return await self._batch.get_many(resource_type, checked)
-            return await _get_each(driver, resource_type, checked)
+                found = await self._batch.get_many(resource_type, checked)
+            else:
+                found = await _get_each(driver, resource_type, checked)
         except PevensieCacheError:
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
+        if found and not all(map(str.isascii, found.values())):
+            # Some may be entries written with freshness options or tags: their values, or misses.
+            found = await self._fresh.open_many(self, driver, resource_type, found)
+        return found
 
     async def set_many(
         self, resource_type: str, items: Mapping[str, str], ttl_seconds: Ttl = None
@@ -486,6 +514,10 @@ class AsyncPevensieCache(FaceGuard):
         lock: bool = False,
         lock_lease: float = 10.0,
         lock_wait: float | None = None,
+        stale_seconds: int | None = None,
+        early_recompute: bool | float = False,
+        stale_on_error: bool = False,
+        tags: Iterable[str] | None = None,
     ) -> str:
         """Return the value under ``key``, or call ``loader()`` once, store and return its result.
 
@@ -499,6 +531,15 @@ class AsyncPevensieCache(FaceGuard):
         and a waiter takes over. When the loader raises, nothing is stored.
         ``loader`` returns a ``str`` (use a resource for other values); on the
         async face it may be an ``async def``.
+
+        Freshness (see :mod:`pevensie_cache.freshness_async`):
+        ``stale_seconds=N`` keeps the value N seconds past ``ttl_seconds``; a
+        read then returns it at once and one caller refreshes it in the
+        background. ``early_recompute=True`` (or a float beta) refreshes a hit
+        in the background before expiry, more likely as expiry nears and the
+        slower the loader. ``stale_on_error=True`` keeps serving the stale value
+        when that refresh fails (logged, and counted by ``instrument()``).
+        ``tags``: :meth:`invalidate_tags` of any of them makes the entry a miss.
         """
         driver = self._live
         if driver is None:
@@ -511,6 +552,32 @@ class AsyncPevensieCache(FaceGuard):
         if not callable(loader):
             raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
         wait = _check_lock_times(lock_lease, lock_wait) if lock else 0.0
+        if (
+            stale_seconds is not None
+            or early_recompute is not False
+            or stale_on_error is not False
+            or tags is not None
+        ):
+            options = check_freshness(
+                ttl_seconds,
+                stale_seconds,
+                early_recompute,
+                stale_on_error,
+                tags,
+            )
+            return await self._fresh.get_or_set(
+                self,
+                driver,
+                resource_type,
+                key,
+                loader,
+                ttl_seconds,
+                options,
+                lock,
+                lock_lease,
+                wait,
+                type(self) is not AsyncPevensieCache,
+            )
         flights = self._flights
         finished = flights.finished
         if type(self) is AsyncPevensieCache:
@@ -520,6 +587,8 @@ class AsyncPevensieCache(FaceGuard):
                 raise
             except Exception as exc:
                 raise driver_failure(exc) from exc
+            if found is not None and not found.isascii() and found[:1] == ENVELOPE_MARK:
+                found = await self._fresh.open(self, driver, resource_type, key, found)
         else:
             # A subclass (the instrumented cache) sees the lookup as its own get().
             found = await self.get(resource_type, key, None)
@@ -570,6 +639,10 @@ class AsyncPevensieCache(FaceGuard):
         key: Callable[..., str] | None = None,
         codec: str | Codec[Any] = "json",
         lock: bool = False,
+        stale_seconds: int | None = None,
+        early_recompute: bool | float = False,
+        stale_on_error: bool = False,
+        tags: Callable[..., Iterable[str]] | None = None,
     ) -> Callable[[Callable[_P, Awaitable[_R]]], AsyncCachedFunction[_P, _R]]:
         """Memoise a function: results stored under ``resource_type`` for ``ttl_seconds``.
 
@@ -580,12 +653,23 @@ class AsyncPevensieCache(FaceGuard):
         key) is given. Results go through ``codec`` (JSON by default).
         Concurrent calls with the same arguments run the function once
         (``lock=True``: across processes too). The wrapper has
-        ``.invalidate(*args, **kwargs)``.
+        ``.invalidate(*args, **kwargs)``. ``stale_seconds``,
+        ``early_recompute`` and ``stale_on_error`` are :meth:`get_or_set`'s;
+        ``tags`` is a callable taking the function's arguments and returning
+        the call's tags.
         """
         ttl_seconds = check_ttl(ttl_seconds)
         check_resource_type(resource_type)
         resource: AsyncResource[Any] = AsyncResource(self, resource_type, codec)
-        return resource.cached(ttl_seconds, key=key, lock=lock)
+        return resource.cached(
+            ttl_seconds,
+            key=key,
+            lock=lock,
+            stale_seconds=stale_seconds,
+            early_recompute=early_recompute,
+            stale_on_error=stale_on_error,
+            tags=tags,
+        )
 
     async def _load(
         self, resource_type: str, key: str, loader: Callable[[], Any], ttl_seconds: int | None
@@ -611,34 +695,35 @@ class AsyncPevensieCache(FaceGuard):
     ) -> str:
         """Load under the key's lease lock, or return the value another holder stored."""
         driver = self._connected("get_or_set")
-        token = secrets.token_hex(16)
-        lease_ms = max(1, math.ceil(lease * 1000))
-        deadline = time.monotonic() + wait
-        pause = 0.005
-        while not await self._optional(driver, "acquire_lock", resource_type, key, token, lease_ms):
-            found = await self.get(resource_type, key, None)
-            if found is not None:
-                return found
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockTimeout(
-                    f"get_or_set waited {wait:g} s for the value of resource type "
-                    f"{resource_type!r}, key {key!r}, loaded under another holder's lock"
-                )
-            await sleep(min(pause, left))
-            pause = min(pause * 2, LOCK_POLL_MAX)
-        try:
-            # The previous holder may have stored the value just before releasing.
-            found = await self.get(resource_type, key, None)
-            if found is not None:
-                return found
+
+        async def lookup() -> str | None:
+            found: str | None = await self.get(resource_type, key, None)
+            return found
+
+        async def load() -> str:
             return await self._load(resource_type, key, loader, ttl_seconds)
-        finally:
-            try:
-                await self._optional(driver, "release_lock", resource_type, key, token)
-            except PevensieCacheError as exc:
-                # The lease expires by itself; the caller's outcome matters more.
-                logger.warning("get_or_set: releasing the lock failed (%s); it will expire", exc)
+
+        return await load_under_lease(self, driver, resource_type, key, lease, wait, lookup, load)
+
+    # -- tags ----------------------------------------------------------------------------
+
+    async def invalidate_tags(self, *tags: str) -> None:
+        """Make every entry written with any of ``tags`` a miss, wherever it is stored.
+
+        One counter increment per tag, however many entries carry it (see
+        :mod:`pevensie_cache.tags`); the entries themselves stay until they
+        expire or are overwritten, and no read serves them.
+        """
+        driver = self._connected("invalidate_tags")
+        await self._fresh.invalidate_tags(self, driver, tags)
+
+    # -- what an instrumented cache records (nothing here) ------------------------------------
+
+    def _fresh_lookup(self, resource_type: str, outcome: str) -> None:
+        """Note the outcome of a freshness lookup: ``hit``, ``stale`` or ``miss``."""
+
+    def _refreshed(self, resource_type: str, trigger: str, error: BaseException | None) -> None:
+        """Note the end of a background refresh (``error``: what its loader raised)."""
 
     # -- locks -------------------------------------------------------------------------
 
@@ -671,6 +756,10 @@ class AsyncPevensieCache(FaceGuard):
         """Call a lock operation of the driver (never served open), for :class:`AsyncCacheLock`."""
         self._connected(operation)
         return await self._optional(self._strict, operation, resource_type, *args)
+
+    async def _lock_watch(self, resource_type: str, name: str) -> Any:
+        """Watch a lock's release where the driver can, for :class:`AsyncCacheLock`."""
+        return await watch_lock(self._strict, resource_type, name)
 
     # -- lease locks -------------------------------------------------------------------
 

@@ -20,7 +20,10 @@ value was there) or miss (it was loaded, here or by a concurrent caller);
 ``touch`` hit (the key existed) or miss; ``add`` ok (stored) or hit (the key
 was there, nothing stored); every other operation ok; any exception error
 (except the ``CacheMiss`` of a ``get``, a miss). A ``get_or_set`` also records
-the ``get`` and ``set`` it makes, as they are real calls.
+the ``get`` and ``set`` it makes, as they are real calls; one with freshness
+options or tags reads and writes through the driver itself, and records its
+lookup (``hit``, ``miss``; a stale value served is a ``hit`` and a stale read),
+and its background refreshes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, ClassVar
 
 from pevensie_cache.errors import CacheMiss
 from pevensie_cache.facade_async import AsyncPevensieCache
+from pevensie_cache.freshness_async import STALE
 from pevensie_cache.telemetry import FIRST_LOOKUP, HIT, MISS, OK, Recorder
 
 __all__ = ["InstrumentedAsyncPevensieCache"]
@@ -233,3 +237,28 @@ class InstrumentedAsyncPevensieCache(AsyncPevensieCache):
         """Log the failure served open (see the cache), and count it."""
         super()._failed_open(operation, resource_type, exc)
         self._recorder.failed_open(operation, resource_type, exc)
+
+    async def invalidate_tags(self, *tags: Any) -> None:
+        """Invalidate tags (see :meth:`AsyncPevensieCache.invalidate_tags`); recorded as ``ok``."""
+        op = self._recorder.start("invalidate_tags", None)
+        try:
+            await super().invalidate_tags(*tags)
+        except BaseException as exc:
+            op.fail(exc)
+            raise
+        op.finish(OK)
+
+    def _fresh_lookup(self, resource_type: str, outcome: str) -> None:
+        recorder = self._recorder
+        label = recorder.resource_types.label(resource_type)
+        hit = outcome != MISS
+        recorder.looked_up("get_or_set", label, 1 if hit else 0, 0 if hit else 1)
+        if outcome == STALE:
+            recorder.stale_reads.add(1, recorder.attributes("get_or_set", label, HIT))
+        first = FIRST_LOOKUP.get()
+        if first is not None and not first:
+            first.append(hit)
+
+    def _refreshed(self, resource_type: str, trigger: str, error: BaseException | None) -> None:
+        recorder = self._recorder
+        recorder.refreshed(recorder.resource_types.label(resource_type), trigger, error)

@@ -43,6 +43,8 @@ OPTIONAL_OPERATIONS = (
     "acquire_lock",
     "release_lock",
     "extend_lock",
+    "get_across",
+    "watch_lock",
 )
 """The driver methods the facade looks for; a layer lacks those its driver lacks."""
 
@@ -57,10 +59,12 @@ RECONNECT_EVERY = 1.0
 ``connect()``, at least; meanwhile every operation is served open at once."""
 
 
-def _lack_what_the_driver_lacks(layer: object, driver: object) -> None:
+def _lack_what_the_driver_lacks(layer: Any, driver: object) -> None:
     for name in OPTIONAL_OPERATIONS:
         if getattr(driver, name, None) is None:
             setattr(layer, name, None)
+    # Envelopes pass through a layer untouched: it stores them if its driver does.
+    layer.stores_envelopes = bool(getattr(driver, "stores_envelopes", False))
 
 
 class Namespaced:
@@ -151,6 +155,18 @@ class Namespaced:
             self.prefix + resource_type, key, token, lease_ms
         )
         return extended
+
+    async def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """``get_across`` in the namespace."""
+        prefix = self.prefix
+        found: list[str | None] = await self.driver.get_across(
+            [(prefix + resource_type, key) for resource_type, key in addresses]
+        )
+        return found
+
+    async def watch_lock(self, resource_type: str, key: str) -> Any:
+        """``watch_lock`` in the namespace."""
+        return await self.driver.watch_lock(self.prefix + resource_type, key)
 
 
 class FailOpen:
@@ -359,3 +375,23 @@ class FailOpen:
             await self.driver.release_lock(resource_type, key, token)
         except UNAVAILABLE as exc:
             self._report("release_lock", resource_type, exc)
+
+    async def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """``get_across``, all misses when the store is unavailable."""
+        if self.is_offline and not await self._online("get", addresses[0][0]):
+            return [None] * len(addresses)
+        try:
+            found: list[str | None] = await self.driver.get_across(addresses)
+        except UNAVAILABLE as exc:
+            self._report("get", addresses[0][0], exc)
+            return [None] * len(addresses)
+        return found
+
+    async def watch_lock(self, resource_type: str, key: str) -> Any:
+        """``watch_lock``, nothing to watch (the waiter polls) when the store is unavailable."""
+        if self.is_offline:
+            return None
+        try:
+            return await self.driver.watch_lock(resource_type, key)
+        except UNAVAILABLE:
+            return None

@@ -8,7 +8,8 @@ The lock is the driver's lease lock (on Redis a key ``:lock:<type>:<name>``
 set with ``NX PX``, so it excludes other processes and hosts): taken with a
 random token, released only by that token (compare-and-delete), extended
 only by it (compare-and-expire). A holder that crashes leaves a lease that
-simply expires.
+simply expires. A caller waiting for it is woken by the holder's release
+where the driver can tell (its ``watch_lock``), and polls otherwise.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class LockCalls(Protocol):
 
     async def _lock_call(self, operation: str, resource_type: str, *args: Any) -> Any:
         """Call the driver's ``operation`` (``acquire_lock``, ``release_lock``, ``extend_lock``)."""
+
+    async def _lock_watch(self, resource_type: str, name: str) -> Any:
+        """Watch the lock's release where the driver can (``None``: poll)."""
 
 
 def check_lock_seconds(name: str, value: object, *, zero: bool) -> float:
@@ -118,17 +122,26 @@ class AsyncCacheLock(FaceGuard):
         lease_ms = _milliseconds(self._lease)
         deadline = time.monotonic() + self._wait
         pause = POLL_FIRST
-        while not await self._cache._lock_call(
-            "acquire_lock", self.resource_type, self.name, token, lease_ms
-        ):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockTimeout(
-                    f"the lock {self.name!r} of resource type {self.resource_type!r} stayed "
-                    f"with another holder for {self._wait:g} s (wait_seconds)"
-                )
-            await sleep(min(pause, left))
-            pause = min(pause * 2, POLL_MAX)
+        # Watched before the first try: a release after it wakes this waiter at once.
+        watch = await self._cache._lock_watch(self.resource_type, self.name) if self._wait else None
+        try:
+            while not await self._cache._lock_call(
+                "acquire_lock", self.resource_type, self.name, token, lease_ms
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LockTimeout(
+                        f"the lock {self.name!r} of resource type {self.resource_type!r} stayed "
+                        f"with another holder for {self._wait:g} s (wait_seconds)"
+                    )
+                if watch is not None:
+                    await watch.wait(min(POLL_MAX, left))
+                else:
+                    await sleep(min(pause, left))
+                    pause = min(pause * 2, POLL_MAX)
+        finally:
+            if watch is not None:
+                watch.close()
         self._token = token
 
     async def release(self) -> None:

@@ -7,6 +7,10 @@ least-recently-used eviction. Expired entries are dropped when read and swept
 in the background of writes, so memory does not grow with entries never read
 again.
 
+Lease locks wake their waiters in this process when they are released
+(``watch_lock``), and the store keeps the facade's envelopes as they are
+(``stores_envelopes``): both faces of a store share them.
+
 Its one option, ``max_entries``, is declared once in :data:`OPTIONS` and
 converted by the shared rule of :mod:`pevensie_cache.options`, so
 ``memory://?max_entries=1000``, ``{"max_entries": "1000"}`` and
@@ -15,12 +19,14 @@ converted by the shared rule of :mod:`pevensie_cache.options`, so
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pevensie_cache.driver import ABSENT, NO_EXPIRY, Progress
 from pevensie_cache.errors import ConfigError
@@ -34,8 +40,10 @@ from pevensie_cache.validation import check_counter, parse_counter
 __all__ = [
     "OPTIONS",
     "AsyncMemoryDriver",
+    "AsyncMemoryLockWatch",
     "MemoryDriver",
     "MemoryInspector",
+    "MemoryLockWatch",
     "from_url",
     "from_url_async",
     "inspector_for_driver",
@@ -62,8 +70,15 @@ _monotonic = time.monotonic  # bound once: the write path calls it on every set
 _heappush = heapq.heappush
 
 
+class _Wakeable(Protocol):
+    def wake(self) -> None: ...
+
+
 class MemoryDriver:
     """A thread-safe in-process store of strings with TTLs and optional LRU eviction."""
+
+    stores_envelopes = True
+    """Values are kept as the ``str`` they are, so the facade's envelopes come back intact."""
 
     def __init__(self, max_entries: int | None = None) -> None:
         """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
@@ -73,6 +88,7 @@ class MemoryDriver:
         self._lock = threading.Lock()
         self._locks: dict[str, tuple[str, float]] = {}  # lease locks: key -> (token, deadline)
         self._lock_floor = 0
+        self._watchers: dict[str, set[_Wakeable]] = {}  # lock key -> who waits for its release
 
     def __repr__(self) -> str:
         return f"MemoryDriver(max_entries={self.max_entries!r})"
@@ -124,6 +140,26 @@ class MemoryDriver:
                 if full_key in self._data:
                     self._data.move_to_end(full_key)
         return entry[0]
+
+    def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Return the value of each ``(resource_type, key)`` (``None``: a miss), in order."""
+        data = self._data
+        found: list[str | None] = []
+        now = 0.0
+        for resource_type, key in addresses:
+            entry = data.get(f"{resource_type}:{key}")
+            if entry is not None and entry[1] != _NEVER:
+                now = now or _monotonic()
+                if entry[1] <= now:  # expired: a miss (get() or the sweep drops it)
+                    entry = None
+            found.append(None if entry is None else entry[0])
+        if self.max_entries is not None:
+            with self._lock:
+                for resource_type, key in addresses:
+                    full_key = f"{resource_type}:{key}"
+                    if full_key in data:
+                        data.move_to_end(full_key)
+        return found
 
     def delete(self, resource_type: str, key: str) -> bool:
         """Remove a value; return whether a live one was there (an absent key is fine)."""
@@ -251,12 +287,34 @@ class MemoryDriver:
             return True
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
-        """Release the key's lock if ``token`` holds it."""
+        """Release the key's lock if ``token`` holds it, and wake whoever watches it."""
         lock_key = f"{resource_type}:{key}"
         with self._lock:
             held = self._locks.get(lock_key)
-            if held is not None and held[0] == token:
-                del self._locks[lock_key]
+            if held is None or held[0] != token:
+                return
+            del self._locks[lock_key]
+            watchers = list(self._watchers.get(lock_key, ()))
+        for watcher in watchers:
+            watcher.wake()
+
+    def watch_lock(self, resource_type: str, key: str) -> MemoryLockWatch:
+        """Watch the key's lock: its release by the holder wakes :meth:`MemoryLockWatch.wait`."""
+        watch = MemoryLockWatch(self, f"{resource_type}:{key}")
+        self._watch(watch._lock_key, watch)
+        return watch
+
+    def _watch(self, lock_key: str, watcher: _Wakeable) -> None:
+        with self._lock:
+            self._watchers.setdefault(lock_key, set()).add(watcher)
+
+    def _unwatch(self, lock_key: str, watcher: _Wakeable) -> None:
+        with self._lock:
+            watchers = self._watchers.get(lock_key)
+            if watchers is not None:
+                watchers.discard(watcher)
+                if not watchers:
+                    del self._watchers[lock_key]
 
     def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the key's lock a lease of ``lease_ms`` from now if ``token`` still holds it."""
@@ -324,6 +382,64 @@ class MemoryDriver:
             heapq.heapify(self._deadlines)
 
 
+class MemoryLockWatch:
+    """Wakes a thread waiting for a lease lock of a memory store when its holder releases it."""
+
+    def __init__(self, store: MemoryDriver, lock_key: str) -> None:
+        """Watch ``lock_key`` of ``store`` (:meth:`MemoryDriver.watch_lock` registers it)."""
+        self._store = store
+        self._lock_key = lock_key
+        self._released = threading.Event()
+
+    def wake(self) -> None:
+        """Note a release (called by the store, from the releasing thread)."""
+        self._released.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a release; return whether one came."""
+        released = self._released.wait(timeout)
+        self._released.clear()
+        return released
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._store._unwatch(self._lock_key, self)
+
+
+class AsyncMemoryLockWatch:
+    """Wakes a task waiting for a lease lock of a memory store when its holder releases it.
+
+    The release may come from any thread (a sync face of the same store): the
+    wake-up is handed to this watch's event loop.
+    """
+
+    def __init__(self, store: MemoryDriver, lock_key: str) -> None:
+        """Watch ``lock_key`` of ``store`` from the running event loop."""
+        self._store = store
+        self._lock_key = lock_key
+        self._loop = asyncio.get_running_loop()
+        self._released = asyncio.Event()
+
+    def wake(self) -> None:
+        """Note a release (called by the store, from the releasing thread)."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._released.set)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a release; return whether one came."""
+        try:
+            await asyncio.wait_for(self._released.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._released.clear()
+        return True
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._store._unwatch(self._lock_key, self)
+
+
 class AsyncMemoryDriver:
     """The memory driver's async face: the same store, whose operations never block.
 
@@ -343,6 +459,9 @@ class AsyncMemoryDriver:
             raise ConfigError("max_entries belongs to the store; a view of a store takes none")
         self._owns_store = store is None
         self.store = MemoryDriver(max_entries=max_entries) if store is None else store
+
+    stores_envelopes = True
+    """The store keeps the facade's envelopes as they are (see :class:`MemoryDriver`)."""
 
     def __repr__(self) -> str:
         view = "" if self._owns_store else ", view"
@@ -382,6 +501,10 @@ class AsyncMemoryDriver:
         """Return the values found; misses are absent."""
         return self.store.get_many(resource_type, keys)
 
+    async def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Return the value of each ``(resource_type, key)`` (``None``: a miss), in order."""
+        return self.store.get_across(addresses)
+
     async def set_many(
         self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
     ) -> None:
@@ -413,12 +536,18 @@ class AsyncMemoryDriver:
         return self.store.acquire_lock(resource_type, key, token, lease_ms)
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
-        """Release the key's lock if ``token`` holds it."""
+        """Release the key's lock if ``token`` holds it, and wake whoever watches it."""
         self.store.release_lock(resource_type, key, token)
 
     async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the key's lock a new lease if ``token`` still holds it."""
         return self.store.extend_lock(resource_type, key, token, lease_ms)
+
+    async def watch_lock(self, resource_type: str, key: str) -> AsyncMemoryLockWatch:
+        """Watch the key's lock: its release wakes :meth:`AsyncMemoryLockWatch.wait`."""
+        watch = AsyncMemoryLockWatch(self.store, f"{resource_type}:{key}")
+        self.store._watch(watch._lock_key, watch)
+        return watch
 
 
 class MemoryInspector:

@@ -7,10 +7,14 @@ The same names as the async module, over threads, so code generated from an
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pevensie_cache.driver import AsyncViewDriver
@@ -18,6 +22,7 @@ from pevensie_cache.driver import AsyncViewDriver
 __all__ = [
     "CONNECT_HINT",
     "FACE",
+    "Background",
     "FaceGuard",
     "Lock",
     "SingleFlight",
@@ -28,6 +33,13 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("pevensie_cache")
+
+BACKGROUND_THREADS = 4
+"""Threads a cache runs its background work in, at most (started when first needed)."""
+BACKGROUND_LIMIT = 64
+"""Background runs (queued and running) a cache keeps at once, at most."""
 
 FACE: Literal["sync"] = "sync"
 """Which face of the cache this module serves."""
@@ -156,3 +168,72 @@ class SingleFlight:
                 del self._running[key]
                 self.finished += 1
             mine.done.set()
+
+
+class Background:
+    """Work that runs after its caller has returned: at most one run per key, a bounded number.
+
+    :meth:`start` queues ``work()`` for a small pool of threads (at most
+    :data:`BACKGROUND_THREADS`, started when first needed) unless a run for
+    that key is queued or running, or :data:`BACKGROUND_LIMIT` runs are. So
+    threads and memory stay bounded whatever the traffic. :meth:`close`
+    drops the queued runs, waits for the running ones (a thread cannot be
+    interrupted) and stops the threads; a later :meth:`start` starts them again.
+    """
+
+    def __init__(self, limit: int = BACKGROUND_LIMIT, threads: int = BACKGROUND_THREADS) -> None:
+        """Start with nothing running; ``limit`` bounds the runs, ``threads`` the threads."""
+        self._limit = limit
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._keys: dict[Hashable, Future[None]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self.finished = 0
+        """How many runs have ended: a caller that read it before its lookup knows
+        whether a run may have stored a newer value since."""
+
+    def start(self, key: Hashable, work: Callable[[], None]) -> bool:
+        """Queue ``work()`` unless ``key`` is queued or running, or the bound is reached."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's threads are not here
+                self._pid, self._pool, self._keys = os.getpid(), None, {}
+            if key in self._keys or len(self._keys) >= self._limit:
+                return False
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._threads, "pevensie-background")
+            future = self._pool.submit(work)
+            self._keys[key] = future
+        future.add_done_callback(lambda done: self._ended(key, done))
+        return True
+
+    def running(self) -> int:
+        """Return how many runs are queued or running."""
+        return len(self._keys)
+
+    def idle(self) -> None:
+        """Wait until every run queued so far has ended."""
+        while True:
+            with self._lock:
+                futures = list(self._keys.values())
+            if not futures:
+                return
+            for future in futures:
+                with contextlib.suppress(BaseException):  # _ended logs it; this only waits
+                    future.result()
+
+    def close(self) -> None:
+        """Drop the queued runs, wait for the running ones, and stop the threads."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ended(self, key: Hashable, future: Future[None]) -> None:
+        with self._lock:
+            if self._keys.get(key) is future:
+                del self._keys[key]
+            self.finished += 1
+        if not future.cancelled() and future.exception() is not None:
+            # The work handles its own failures; this is a bug, not a loader's error.
+            logger.error("a background refresh failed unexpectedly", exc_info=future.exception())

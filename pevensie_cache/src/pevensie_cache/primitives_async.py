@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 __all__ = [
     "CONNECT_HINT",
     "FACE",
+    "Background",
     "FaceGuard",
     "Lock",
     "SingleFlight",
@@ -25,6 +27,11 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("pevensie_cache")
+
+BACKGROUND_LIMIT = 64
+"""Background runs (tasks, or queued and running thread jobs) a cache keeps at once, at most."""
 
 FACE: Literal["async"] = "async"
 """Which face of the cache this module serves."""
@@ -122,3 +129,56 @@ class SingleFlight:
         finally:
             del self._running[key]
             self.finished += 1
+
+
+class Background:
+    """Work that runs after its caller has returned: at most one run per key, a bounded number.
+
+    :meth:`start` begins ``work()`` as a task of the running event loop unless
+    a run for that key is still going, or :data:`BACKGROUND_LIMIT` runs are; the
+    tasks are kept referenced until they end. :meth:`close` cancels every run
+    and waits for them to end (the cache calls it at ``disconnect``).
+    """
+
+    def __init__(self, limit: int = BACKGROUND_LIMIT) -> None:
+        """Start with nothing running; ``limit`` bounds the runs at once."""
+        self._limit = limit
+        self._tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self.finished = 0
+        """How many runs have ended: a caller that read it before its lookup knows
+        whether a run may have stored a newer value since."""
+
+    def start(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``work()`` in the background unless ``key`` runs already or the bound is reached."""
+        tasks = self._tasks
+        if key in tasks or len(tasks) >= self._limit:
+            return False
+        task = asyncio.get_running_loop().create_task(work())
+        tasks[key] = task
+        task.add_done_callback(lambda done: self._ended(key, done))
+        return True
+
+    def running(self) -> int:
+        """Return how many runs have not ended."""
+        return len(self._tasks)
+
+    async def idle(self) -> None:
+        """Wait until every run started so far has ended."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel every run, and wait until they have ended."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _ended(self, key: Hashable, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        self.finished += 1
+        if not task.cancelled() and task.exception() is not None:
+            # The work handles its own failures; this is a bug, not a loader's error.
+            logger.error("a background refresh failed unexpectedly", exc_info=task.exception())

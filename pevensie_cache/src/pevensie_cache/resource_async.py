@@ -24,9 +24,10 @@ from pevensie_cache.errors import (
     CodecError,
     PevensieCacheError,
 )
+from pevensie_cache.freshness_async import check_freshness
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives_async import FACE, call
-from pevensie_cache.validation import Ttl
+from pevensie_cache.validation import Ttl, check_ttl
 
 __all__ = ["AsyncCachedFunction", "AsyncResource", "AsyncStringCache"]
 
@@ -57,7 +58,15 @@ class AsyncStringCache(Protocol):
     async def get(self, resource_type: str, key: str, default: Any = ...) -> Any:
         """Return the stored string, or ``default`` (``CacheMiss`` without one)."""
 
-    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: Ttl = None) -> None:
+    async def set(
+        self,
+        resource_type: str,
+        key: str,
+        value: str,
+        ttl_seconds: Ttl = None,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> None:
         """Store a string."""
 
     async def delete(self, resource_type: str, key: str) -> bool:
@@ -109,6 +118,10 @@ class AsyncStringCache(Protocol):
         lock: bool = False,
         lock_lease: float = ...,
         lock_wait: float | None = None,
+        stale_seconds: int | None = None,
+        early_recompute: bool | float = False,
+        stale_on_error: bool = False,
+        tags: Iterable[str] | None = None,
     ) -> str:
         """Return the stored string, or load, store and return it once."""
 
@@ -159,9 +172,23 @@ class AsyncResource(Generic[_V]):
             return default
         return self._decode(key, text)
 
-    async def set(self, key: str, value: _V, ttl_seconds: Ttl = None) -> None:
-        """Store ``value`` (encoded) under ``key``; a value the codec refuses writes nothing."""
-        await self._cache.set(self.resource_type, key, self._encode(key, value), ttl_seconds)
+    async def set(
+        self,
+        key: str,
+        value: _V,
+        ttl_seconds: Ttl = None,
+        *,
+        tags: Iterable[str] | None = None,
+    ) -> None:
+        """Store ``value`` (encoded) under ``key``; a value the codec refuses writes nothing.
+
+        With ``tags``, the cache's ``invalidate_tags`` of any of them makes it a miss.
+        """
+        encoded = self._encode(key, value)
+        if tags is None:
+            await self._cache.set(self.resource_type, key, encoded, ttl_seconds)
+        else:
+            await self._cache.set(self.resource_type, key, encoded, ttl_seconds, tags=tags)
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it held a value (an absent key is fine)."""
@@ -223,12 +250,35 @@ class AsyncResource(Generic[_V]):
         lock: bool = False,
         lock_lease: float = 10.0,
         lock_wait: float | None = None,
+        stale_seconds: int | None = None,
+        early_recompute: bool | float = False,
+        stale_on_error: bool = False,
+        tags: Iterable[str] | None = None,
     ) -> _V:
         """Return the value of ``key``, or call ``loader()`` once, store its result and return it.
 
-        See the cache's ``get_or_set``; the loaded value goes through the codec
-        both ways, so a loaded value and a cached one have the same type.
+        See the cache's ``get_or_set`` (its lock, freshness and tag options
+        too); the loaded value goes through the codec both ways, so a loaded
+        value and a cached one have the same type.
         """
+        if (
+            stale_seconds is not None
+            or early_recompute is not False
+            or stale_on_error is not False
+            or tags is not None
+        ):
+            return await self._fresh(
+                key,
+                loader,
+                ttl_seconds,
+                lock,
+                lock_lease,
+                lock_wait,
+                stale_seconds,
+                early_recompute,
+                stale_on_error,
+                tags,
+            )
         if self._plain:
             found: Any = await self._cache.get_or_set(
                 self.resource_type,
@@ -259,17 +309,73 @@ class AsyncResource(Generic[_V]):
             text = await self._cache.get_or_set(self.resource_type, key, load, ttl_seconds)
         return self._decode(key, text)
 
+    async def _fresh(
+        self,
+        key: str,
+        loader: Callable[[], _V | Awaitable[_V]],
+        ttl_seconds: Ttl,
+        lock: bool,
+        lock_lease: float,
+        lock_wait: float | None,
+        stale_seconds: int | None,
+        early_recompute: bool | float,
+        stale_on_error: bool,
+        tags: Iterable[str] | None,
+    ) -> _V:
+        """``get_or_set`` with freshness options or tags: the same, through the cache's own."""
+        if self._plain:
+            load: Callable[[], Any] = loader
+        else:
+            encode = self._encode
+
+            async def load() -> str:
+                return encode(key, await call(loader))
+
+        text = await self._cache.get_or_set(
+            self.resource_type,
+            key,
+            load,
+            ttl_seconds,
+            lock=lock,
+            lock_lease=lock_lease,
+            lock_wait=lock_wait,
+            stale_seconds=stale_seconds,
+            early_recompute=early_recompute,
+            stale_on_error=stale_on_error,
+            tags=tags,
+        )
+        return text if self._plain else self._decode(key, text)  # type: ignore[return-value]
+
     def cached(
         self,
         ttl_seconds: Ttl = None,
         *,
         key: Callable[..., str] | None = None,
         lock: bool = False,
+        stale_seconds: int | None = None,
+        early_recompute: bool | float = False,
+        stale_on_error: bool = False,
+        tags: Callable[..., Iterable[str]] | None = None,
     ) -> Callable[[Callable[_P, Awaitable[_R]]], AsyncCachedFunction[_P, _R]]:
         """Memoise a function in this resource type (see :class:`AsyncCachedFunction`)."""
+        if tags is not None and not callable(tags):
+            raise ArgumentTypeError(
+                "tags of a cached function must be a callable taking its arguments and "
+                f"returning the call's tags, not {type(tags).__name__}"
+            )
 
         def decorate(function: Callable[_P, Awaitable[_R]]) -> AsyncCachedFunction[_P, _R]:
-            return AsyncCachedFunction(function, self, ttl_seconds, key=key, lock=lock)
+            return AsyncCachedFunction(
+                function,
+                self,
+                ttl_seconds,
+                key=key,
+                lock=lock,
+                stale_seconds=stale_seconds,
+                early_recompute=early_recompute,
+                stale_on_error=stale_on_error,
+                tags=tags,
+            )
 
         return decorate
 
@@ -312,7 +418,9 @@ class AsyncCachedFunction(Generic[_P, _R]):
     and its arguments (see :mod:`pevensie_cache.keys`), or given by ``key=``.
     Concurrent calls with the same arguments run the function once
     (``lock=True``: once across processes too). ``invalidate(*args,
-    **kwargs)`` forgets one call's result.
+    **kwargs)`` forgets one call's result. ``stale_seconds``,
+    ``early_recompute``, ``stale_on_error`` are those of ``get_or_set``;
+    ``tags(*args, **kwargs)`` returns a call's tags.
     """
 
     __name__: str
@@ -327,6 +435,10 @@ class AsyncCachedFunction(Generic[_P, _R]):
         *,
         key: Callable[..., str] | None = None,
         lock: bool = False,
+        stale_seconds: int | None = None,
+        early_recompute: bool | float = False,
+        stale_on_error: bool = False,
+        tags: Callable[..., Iterable[str]] | None = None,
     ) -> None:
         """Wrap ``function``, storing results in ``resource`` (see ``cache.cached``)."""
         face: str = FACE
@@ -337,15 +449,41 @@ class AsyncCachedFunction(Generic[_P, _R]):
                 f"{function_name(function)}: this cache memoises {want}; "
                 f"use a cache from {other} for the other kind"
             )
+        check_freshness(
+            check_ttl(ttl_seconds), stale_seconds, early_recompute, stale_on_error, None
+        )
         functools.update_wrapper(self, function)
         self._function = function
         self._resource = resource
         self._ttl = ttl_seconds
         self._lock = lock
         self._key = KeyMaker(function, key)
+        self._fresh = (
+            stale_seconds is not None
+            or early_recompute is not False
+            or stale_on_error is not False
+            or tags is not None
+        )
+        self._stale_seconds = stale_seconds
+        self._early_recompute = early_recompute
+        self._stale_on_error = stale_on_error
+        self._tags = tags
 
     async def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Return the cached result for these arguments, or run the function once and store it."""
+        if self._fresh:
+            tags = self._tags
+            fresh: _R = await self._resource.get_or_set(
+                self._key(*args, **kwargs),
+                lambda: self._function(*args, **kwargs),
+                self._ttl,
+                lock=self._lock,
+                stale_seconds=self._stale_seconds,
+                early_recompute=self._early_recompute,
+                stale_on_error=self._stale_on_error,
+                tags=None if tags is None else tags(*args, **kwargs),
+            )
+            return fresh
         result: _R = await self._resource.get_or_set(
             self._key(*args, **kwargs),
             lambda: self._function(*args, **kwargs),

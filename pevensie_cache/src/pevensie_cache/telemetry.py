@@ -43,7 +43,18 @@ driver's ``near_cache=True`` does): the counter reads it when the metrics are
 collected, so reads pay nothing for it. A cache built with ``fail_open=True``
 counts each failure it served as a miss or no-op in
 ``pevensie.cache.fail_open.errors`` (counter, attributes ``db.operation.name``,
-the resource type and ``error.type``). Spans, only with a tracer provider:
+the resource type and ``error.type``).
+
+For ``get_or_set`` with freshness options (see
+:mod:`pevensie_cache.freshness_async`): ``pevensie.cache.stale_reads``
+(counter, ``{key}``: lookups answered with a value past its TTL, inside its
+stale window; they also count as ``hit`` lookups) and
+``pevensie.cache.refreshes`` (counter, ``{refresh}``: background refreshes by
+``pevensie.cache.refresh.trigger``, ``stale`` or ``early``, and outcome
+``ok`` or ``error``, with ``error.type`` the loader's exception: a refresh
+that failed while ``stale_on_error`` kept the stale value served).
+
+Spans, only with a tracer provider:
 one CLIENT span per operation named ``"<operation> <resource type>"``, status
 ERROR with the exception recorded on failure.
 """
@@ -66,6 +77,7 @@ __all__ = [
     "ATTR_OUTCOME",
     "ATTR_RESOURCE_TYPE",
     "ATTR_SYSTEM",
+    "ATTR_TRIGGER",
     "DURATION_BUCKETS",
     "ERROR",
     "FIRST_LOOKUP",
@@ -76,6 +88,8 @@ __all__ = [
     "METRIC_LOOKUPS",
     "METRIC_NEAR_CACHE_LOOKUPS",
     "METRIC_OPERATIONS",
+    "METRIC_REFRESHES",
+    "METRIC_STALE_READS",
     "MISS",
     "OK",
     "OTHER",
@@ -90,6 +104,7 @@ ATTR_OPERATION = "db.operation.name"
 ATTR_ERROR_TYPE = "error.type"
 ATTR_RESOURCE_TYPE = "pevensie.cache.resource_type"
 ATTR_OUTCOME = "pevensie.cache.outcome"
+ATTR_TRIGGER = "pevensie.cache.refresh.trigger"
 
 METER_NAME = "pevensie_cache"
 """The instrumentation scope of the meter and the tracer."""
@@ -98,6 +113,8 @@ METRIC_DURATION = "pevensie.cache.operation.duration"
 METRIC_LOOKUPS = "pevensie.cache.lookups"
 METRIC_NEAR_CACHE_LOOKUPS = "pevensie.cache.near_cache.lookups"
 METRIC_FAIL_OPEN = "pevensie.cache.fail_open.errors"
+METRIC_REFRESHES = "pevensie.cache.refreshes"
+METRIC_STALE_READS = "pevensie.cache.stale_reads"
 
 HIT = "hit"
 MISS = "miss"
@@ -219,6 +236,16 @@ class Recorder:
             unit="{error}",
             description="Store failures fail_open=True served as a miss or a no-op.",
         )
+        self.stale_reads = meter.create_counter(
+            METRIC_STALE_READS,
+            unit="{key}",
+            description="Lookups answered with a stale value, refreshed in the background.",
+        )
+        self.refreshes = meter.create_counter(
+            METRIC_REFRESHES,
+            unit="{refresh}",
+            description="Background refreshes of cache-aside entries, by trigger and outcome.",
+        )
         self.active = True
         """Whether it still reports (``uninstrument`` and a new ``instrument`` stop it)."""
         near_stats = _near_cache_stats_of(driver)
@@ -256,6 +283,17 @@ class Recorder:
             if len(self._attributes) < 4096:  # bounded; errors' types are few
                 self._attributes[key] = found
         return found
+
+    def refreshed(self, label: str, trigger: str, error: BaseException | None) -> None:
+        """Count one background refresh of ``trigger`` (``stale``, ``early``) and its outcome."""
+        attributes = {ATTR_SYSTEM: self.system, ATTR_RESOURCE_TYPE: label, ATTR_TRIGGER: trigger}
+        if error is None:
+            attributes[ATTR_OUTCOME] = OK
+        else:
+            kind = type(error)
+            attributes[ATTR_OUTCOME] = ERROR
+            attributes[ATTR_ERROR_TYPE] = f"{kind.__module__}.{kind.__qualname__}"
+        self.refreshes.add(1, attributes)
 
     def looked_up(self, operation: str, label: str, hits: int, misses: int) -> None:
         """Count keys read by ``operation``: ``hits`` found, ``misses`` not."""

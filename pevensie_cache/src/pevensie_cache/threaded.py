@@ -32,6 +32,11 @@ class ThreadedAsyncDriver:
     def __repr__(self) -> str:
         return f"ThreadedAsyncDriver({self.sync_driver!r})"
 
+    @property
+    def stores_envelopes(self) -> bool:
+        """Whether the sync driver keeps the facade's envelopes (:mod:`pevensie_cache.driver`)."""
+        return bool(getattr(self.sync_driver, "stores_envelopes", False))
+
     async def connect(self) -> None:
         """Connect the sync driver in a worker thread."""
         await asyncio.to_thread(self.sync_driver.connect)

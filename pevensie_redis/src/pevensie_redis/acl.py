@@ -3,12 +3,10 @@
 >>> from pevensie_redis import RedisConfig
 >>> from pevensie_redis.acl import acl_rule
 >>> rule = acl_rule(["user", "session"], RedisConfig())
->>> rule.split()[:4]
-['resetkeys', '~user:*', '~:lock:user:*', '~session:*']
->>> rule.split()[4:6]
-['~:lock:session:*', 'resetchannels']
->>> rule.split()[6:10]
-['-@all', '+ping', '+client|setinfo', '+get']
+>>> rule.split()[:5]
+['resetkeys', '~user:*', '~:lock:user:*', '~session:*', '~:lock:session:*']
+>>> rule.split()[5:10]
+['~:tag:*', 'resetchannels', '&__pevensie__:lock-released', '-@all', '+ping']
 
 Give it to ``ACL SETUSER <name> on ><password> <rule>`` (or a ``user`` line of an
 ACL file) on every data node: ACL users are not replicated, so replicas and
@@ -39,7 +37,13 @@ What each command is for (:data:`FEATURES`):
   on ``:lock:<type>:<key>``, released by a script (``EVALSHA``/``EVAL``, which
   runs ``GET`` and ``DEL``) or without scripts ``GET`` then ``UNLINK``, and
   extended by one that runs ``GET`` and ``PEXPIRE`` (without scripts: ``GET``
-  then ``PEXPIRE``);
+  then ``PEXPIRE``); the release is published (``PUBLISH`` from the script) on
+  the channel ``__pevensie__:lock-released``, to which waiting callers
+  ``SUBSCRIBE`` (one connection per cache), so they are woken rather than
+  polling;
+- tags (``tags=[...]``, ``invalidate_tags``): the counters ``:tag:<tag>``
+  (``{}:tag:<tag>`` with ``cluster_hash_tag``), shared by every resource type:
+  ``MGET``, ``SET``, ``INCRBY``;
 - the near cache: ``CLIENT ID``, ``CLIENT TRACKING``, ``SUBSCRIBE`` to the
   channel ``__redis__:invalidate``, ``PTTL``;
 - a Cluster: ``CLUSTER SLOTS`` and ``COMMAND`` (redis-py's ``RedisCluster``
@@ -49,7 +53,8 @@ What each command is for (:data:`FEATURES`):
   ``READONLY``.
 
 Keys are ``~<type>:*`` and ``~:lock:<type>:*`` per resource type
-(``~{<type>}:*`` and ``~:lock:{<type>}:*`` with ``cluster_hash_tag``).
+(``~{<type>}:*`` and ``~:lock:{<type>}:*`` with ``cluster_hash_tag``), and
+``~:tag:*`` (``~{}:tag:*``) for the tag counters.
 
 The sentinels, when they require authentication, need their own user
 (``sentinel_username``): ``-@all +sentinel|masters +sentinel|master
@@ -62,6 +67,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.protocol.commands import LOCK_RELEASED_CHANNEL as _RELEASED
 from pevensie_redis.protocol.keys import scan_pattern
 
 __all__ = ["FEATURES", "acl_rule", "sentinel_acl_rule"]
@@ -76,7 +82,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "atomic": ("incrby", "exists", "expire", "persist", "pttl"),
     "transactions": ("multi", "exec"),
     "clear": ("scan",),
-    "locks": ("del", "pexpire"),
+    "locks": ("del", "pexpire", "publish", "subscribe"),
     "near_cache": ("client|id", "client|tracking", "subscribe", "pttl"),
     "cluster": ("cluster|slots", "command", "asking", "eval"),
     "replica_reads": ("role",),
@@ -84,16 +90,20 @@ FEATURES: dict[str, tuple[str, ...]] = {
 }
 """The commands each feature adds to the rule (those already added by another are not repeated).
 
-``locks`` adds ``DEL`` for the release script and ``PEXPIRE`` for the extend
-script (``GET`` and ``UNLINK``, for the fallback, come with ``single``);
-``cluster`` adds ``EVAL``, which the Cluster driver sends for the lock's
-release and extension, ``incr`` with a TTL and where a node may
+``locks`` adds ``DEL`` for the release script, ``PEXPIRE`` for the extend
+script, ``PUBLISH`` (the release script's, to wake the waiters) and
+``SUBSCRIBE`` (the waiters') (``GET`` and ``UNLINK``, for the fallback, come
+with ``single``); ``cluster`` adds ``EVAL``, which the Cluster driver sends for
+the lock's release and extension, ``incr`` with a TTL and where a node may
 not have the ``set_many`` script yet; ``transactions`` (``incr`` with a TTL)
 is for one server and Sentinel.
 """
 
 INVALIDATION_CHANNEL = "__redis__:invalidate"
 """The near cache's channel (``&__redis__:invalidate``)."""
+
+LOCK_RELEASED_CHANNEL = _RELEASED.decode()
+"""The channel lease releases are published on (``&__pevensie__:lock-released``)."""
 
 
 def acl_rule(
@@ -105,10 +115,10 @@ def acl_rule(
     """Return the ACL rule for a user of ``resource_types`` with the features ``config`` turns on.
 
     Keys, channels and commands, each reset first, so the rule replaces what
-    the user had: ``resetkeys ~<type>:* ~:lock:<type>:* ... resetchannels
-    [&__redis__:invalidate] -@all +<command> ...``. ``client_setinfo=False``
-    for servers without ``CLIENT SETINFO`` (Redis 7.0 and 7.1), which refuse a
-    rule that names it.
+    the user had: ``resetkeys ~<type>:* ~:lock:<type>:* ... ~:tag:*
+    resetchannels &__pevensie__:lock-released [&__redis__:invalidate] -@all
+    +<command> ...``. ``client_setinfo=False`` for servers without ``CLIENT
+    SETINFO`` (Redis 7.0 and 7.1), which refuse a rule that names it.
     """
     config = RedisConfig() if config is None else config
     types = list(dict.fromkeys(resource_types))
@@ -119,6 +129,7 @@ def acl_rule(
         # ACL key patterns are globs, as SCAN's: every key of the type, and their locks.
         pattern = scan_pattern(resource_type, hash_tag=config.cluster_hash_tag)
         keys += [f"~{pattern}", f"~:lock:{pattern}"]
+    keys.append("~{}:tag:*" if config.cluster_hash_tag else "~:tag:*")
     features = ["connection"]
     if client_setinfo:
         features.append("client_setinfo")
@@ -138,7 +149,9 @@ def acl_rule(
         if config.cluster:
             features.append("cluster_replica_reads")
     commands = dict.fromkeys(command for name in features for command in FEATURES[name])
-    channels = [f"&{INVALIDATION_CHANNEL}"] if config.near_cache else []
+    channels = [f"&{LOCK_RELEASED_CHANNEL}"]
+    if config.near_cache:
+        channels.append(f"&{INVALIDATION_CHANNEL}")
     return " ".join(
         ["resetkeys", *keys, "resetchannels", *channels, "-@all", *(f"+{c}" for c in commands)]
     )

@@ -41,6 +41,7 @@ from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener import InvalidationListener
+from pevensie_redis.lock_releases import LockReleases
 from pevensie_redis.near import NearStore, heartbeat
 from pevensie_redis.pool import CachePool, pool_options
 from pevensie_redis.protocol.commands import Shape, describe
@@ -50,6 +51,7 @@ __all__ = [
     "Channel",
     "not_connected_channel",
     "open_channel",
+    "open_lock_releases",
     "open_replica_channel",
     "replica_finder",
 ]
@@ -256,6 +258,21 @@ def open_channel(config: RedisConfig) -> Channel:
     finally:
         probe.disconnect()
     return Channel(pool, config.retries, sentinel, listener, near)
+
+
+def open_lock_releases(config: RedisConfig, channel: Channel) -> LockReleases:
+    """Return the lease waiters' subscriber for ``channel``'s server (it connects when asked).
+
+    Its connection goes where the pool's would (through Sentinel: the primary).
+    """
+    pool = channel.pool
+
+    def connect() -> Any:
+        connection = pool.connection_class(**pool.connection_kwargs)
+        connection.connect()
+        return connection
+
+    return LockReleases(connect, heartbeat=heartbeat(config.timeout_seconds))
 
 
 def open_replica_channel(config: RedisConfig, host: str, port: int) -> Channel:

@@ -43,6 +43,7 @@ from pevensie_cache.errors import WrongEventLoop
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener_async import InvalidationListener
+from pevensie_redis.lock_releases_async import LockReleases
 from pevensie_redis.near import NearStore, heartbeat
 from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
 from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
@@ -56,6 +57,7 @@ __all__ = [
     "endpoint",
     "not_connected_channel",
     "open_channel",
+    "open_lock_releases",
     "open_replica_channel",
     "replica_finder",
 ]
@@ -489,6 +491,18 @@ async def open_channel(config: RedisConfig) -> Channel:
         await channel.close()
         raise
     return channel
+
+
+def open_lock_releases(config: RedisConfig, channel: Channel) -> LockReleases:
+    """Return the lease waiters' subscriber for ``channel``'s server (it connects when asked).
+
+    Its pipe goes where the channel's would (through Sentinel: the primary).
+    """
+
+    async def connect() -> Pipe:
+        return await open_pipe(await channel._resolve())
+
+    return LockReleases(connect, heartbeat=heartbeat(config.timeout_seconds))
 
 
 def open_replica_channel(config: RedisConfig, host: str, port: int) -> Channel:

@@ -56,6 +56,7 @@ promotion refreshes the slot map and succeeds.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -83,15 +84,18 @@ from pevensie_redis.errors import (
     map_error,
     refuses_scripting,
 )
+from pevensie_redis.lock_releases import LockReleases, LockWatch
 from pevensie_redis.protocol.commands import (
     CLUSTER_SLOTS,
     EXTEND_LOCK_SCRIPT,
     INCR_EX_SCRIPT,
+    LOCK_RELEASED_CHANNEL,
     RELEASE_LOCK_SCRIPT,
     ROLE,
     SET_EX_SCRIPT,
     SET_EX_SCRIPT_SHA,
     chunks,
+    encode_envelope,
     pack,
     pack_delete,
     pack_get,
@@ -127,6 +131,9 @@ class RedisClusterDriver:
     at ``connect()``.
     """
 
+    stores_envelopes = True
+    """The cache's envelopes are stored with their mark as the byte ``0xFF`` (as on one server)."""
+
     def __init__(self, config: RedisConfig) -> None:
         """Prepare a driver for ``config`` (with ``cluster=True``); nothing connects yet."""
         if not isinstance(config, RedisConfig):
@@ -135,6 +142,7 @@ class RedisClusterDriver:
             raise ValueError(f"{type(self).__name__} needs a RedisConfig with cluster=True")
         self.config = config
         self._io: ClusterIO | None = None
+        self._releases: LockReleases | None = None
         self._hash_tag = config.cluster_hash_tag
         self._full = key_maker(hash_tag=config.cluster_hash_tag)
         """The stored key of ``(resource_type, key)`` (hash-tagged with ``cluster_hash_tag``)."""
@@ -192,10 +200,14 @@ class RedisClusterDriver:
                 raise
         self._scripting = True
         self._io = io
+        self._releases = io.lock_releases()
 
     def disconnect(self) -> None:
         """Close the connections to every node."""
         io, self._io = self._io, None
+        releases, self._releases = self._releases, None
+        if releases is not None:
+            releases.stop()
         if io is not None:
             io.close()
 
@@ -210,7 +222,10 @@ class RedisClusterDriver:
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """One atomic ``SET`` (with ``EX`` for a TTL) on the key's node."""
         full = self._full(resource_type, key)
-        data = value.encode()
+        try:
+            data = value.encode()
+        except UnicodeEncodeError:
+            data = encode_envelope(value)
         if ttl_seconds is None:
             self._single(full, pack_set(full, data), ("SET", full, data), "SET")
         else:
@@ -339,10 +354,13 @@ class RedisClusterDriver:
         return self._single(lock, packed, args, "SET NX PX", once=True) is not None
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
-        """Delete the lock only if ``token`` still holds it (``EVAL`` of the release script)."""
+        """Delete the lock only if ``token`` still holds it (``EVAL`` of the release script).
+
+        The script then publishes the release, which wakes the waiters.
+        """
         lock = self._lock_key(resource_type, key)
         if self._scripting:
-            args = ("EVAL", RELEASE_LOCK_SCRIPT, 1, lock, token)
+            args = ("EVAL", RELEASE_LOCK_SCRIPT, 1, lock, token, LOCK_RELEASED_CHANNEL)
             try:
                 self._single(lock, pack(_encode(args)), args, "EVAL", raw=True)
                 return
@@ -353,6 +371,21 @@ class RedisClusterDriver:
         held = self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
         if held == token.encode():
             self._single(lock, pack_delete(lock), ("UNLINK", lock), "UNLINK")
+            publish = ("PUBLISH", LOCK_RELEASED_CHANNEL, lock)
+            # It only wakes the waiters: refused (an ACL), they poll.
+            with contextlib.suppress(RedisDriverError):
+                self._single(lock, pack(_encode(publish)), publish, "PUBLISH")
+
+    def watch_lock(self, resource_type: str, key: str) -> LockWatch | None:
+        """Watch the key's lease: its release wakes ``wait``; ``None`` while releases can't reach.
+
+        One subscriber connection per driver, on one primary (a release
+        published on any node reaches them all); waiters poll while it is down.
+        """
+        releases = self._releases
+        if releases is None:
+            return None
+        return releases.watch(self._lock_key(resource_type, key), self.config.timeout_seconds)
 
     def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the lock a new lease if ``token`` holds it (``EVAL`` of the script)."""

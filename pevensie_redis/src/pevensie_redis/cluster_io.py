@@ -21,6 +21,7 @@ every rerouted command, never do.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -40,7 +41,9 @@ from pevensie_redis.errors import (
     RedisPoolExhausted,
     map_error,
 )
-from pevensie_redis.pool import ClusterNodePool, pool_options
+from pevensie_redis.lock_releases import LockReleases
+from pevensie_redis.near import heartbeat
+from pevensie_redis.pool import CachePool, ClusterNodePool, pool_options
 from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
@@ -174,6 +177,24 @@ class ClusterIO:
         Raises redis-py's exceptions as they are, for the driver to read.
         """
         return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def lock_releases(self) -> LockReleases:
+        """Return the lease waiters' subscriber: on one primary, the next one at each reconnect.
+
+        A release published on any node reaches every node (classic pub/sub).
+        """
+        turn = itertools.count()
+
+        def connect() -> Any:
+            primaries = self.primaries()
+            host, _, port = primaries[next(turn) % len(primaries)].rpartition(":")
+            options = pool_options(self._config)
+            options.update(host=host.strip("[]"), port=int(port), max_connections=1)
+            # A pool of one, for its public way to a connected connection; the
+            # subscription owns that connection (and disconnects it) from then on.
+            return CachePool(**options).get_connection()
+
+        return LockReleases(connect, heartbeat=heartbeat(self._config.timeout_seconds))
 
     def close(self) -> None:
         """Close every node's connections (those in use as their call ends)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -28,7 +29,9 @@ from pevensie_redis import compat
 from pevensie_redis.channel_async import Channel, endpoint
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
-from pevensie_redis.pipe import Endpoint
+from pevensie_redis.lock_releases_async import LockReleases
+from pevensie_redis.near import heartbeat
+from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
 from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "SharedCluster", "cluster_options", "open_cluster"]
@@ -161,6 +164,20 @@ class ClusterIO:
                     raise
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.05)
+
+    def lock_releases(self) -> LockReleases:
+        """Return the lease waiters' subscriber: on one primary, the next one at each reconnect.
+
+        A release published on any node reaches every node (classic pub/sub).
+        """
+        turn = itertools.count()
+
+        async def connect() -> Pipe:
+            primaries = self.primaries()
+            host, _, port = primaries[next(turn) % len(primaries)].rpartition(":")
+            return await open_pipe(endpoint(self._config, host.strip("[]"), int(port)))
+
+        return LockReleases(connect, heartbeat=heartbeat(self._config.timeout_seconds))
 
     async def close(self) -> None:
         """Close every node's pipes and RedisCluster's own connections."""

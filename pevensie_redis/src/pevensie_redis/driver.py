@@ -15,6 +15,13 @@ Batch operations send one multi-key command per chunk of keys: ``MGET``,
 cached script that sets every key with ``EX`` (a pipeline of ``SET ... EX`` on
 a server that refuses scripts).
 
+Entries written with the cache's freshness options or tags (envelopes) are
+stored with their mark as the byte ``0xFF`` (``stores_envelopes``); a
+``get_or_set`` with tags reads the entry and its tags' counters in one
+``MGET`` (``get_across``). A lease's release is published, and waiters are
+woken through one subscriber connection per driver
+(:mod:`~pevensie_redis.lock_releases`), opened when a waiter first waits.
+
 Reads (``get``, ``get_many``) go through ``_reads``, which is the channel
 itself, or with Sentinel and ``read_from_replicas`` the replicas
 (:mod:`~pevensie_redis.replicas`); it is bound at ``connect()``, so the
@@ -29,7 +36,12 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from pevensie_cache.driver import Progress
-from pevensie_redis.channel import Channel, not_connected_channel, open_channel
+from pevensie_redis.channel import (
+    Channel,
+    not_connected_channel,
+    open_channel,
+    open_lock_releases,
+)
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
     RedisConnectionError,
@@ -39,6 +51,7 @@ from pevensie_redis.errors import (
     map_error,
     refuses_scripting,
 )
+from pevensie_redis.lock_releases import LockReleases, LockWatch
 from pevensie_redis.near import MISS, NearStats, NearStore
 from pevensie_redis.protocol.commands import (
     EXEC,
@@ -46,6 +59,7 @@ from pevensie_redis.protocol.commands import (
     EXTEND_LOCK_SCRIPT_SHA,
     GET_REPLY,
     INTEGER_REPLY,
+    LOCK_RELEASED_CHANNEL,
     MULTI,
     MULTI_REPLY,
     QUEUED_REPLY,
@@ -56,13 +70,17 @@ from pevensie_redis.protocol.commands import (
     SET_EX_SCRIPT,
     SET_NX_REPLY,
     SET_REPLY,
+    NotText,
     Shape,
     chunks,
+    decode_envelope,
+    encode_envelope,
     exec_reply,
     mget_reply,
     pack,
     pack_delete,
     pack_get,
+    pack_mget2,
     pack_scan,
     pack_set,
     pack_set_ex,
@@ -86,6 +104,9 @@ _TRANSACTION_SHAPES = (
 )
 """``MULTI``, ``SET ... NX EX``, ``INCRBY``, ``EXEC``: the replies of ``incr`` with a TTL."""
 
+_MGET2_REPLY = mget_reply(2)
+"""The reply of ``get_across``'s usual ``MGET``: an entry and one tag's counter."""
+
 
 class RedisDriver:
     """A Pevensie Cache driver for one Redis-compatible server; see :class:`RedisConfig`.
@@ -96,11 +117,15 @@ class RedisDriver:
     ``cache.new(driver=...)``, or let ``cache.new(driver="redis", ...)`` do both.
     """
 
+    stores_envelopes = True
+    """The cache's envelopes are stored with their mark as the byte ``0xFF`` (see the module)."""
+
     def __init__(self, config: RedisConfig) -> None:
         """Prepare a driver for ``config``; nothing connects before ``connect()``."""
         if not isinstance(config, RedisConfig):
             raise TypeError(f"config must be a RedisConfig, not {type(config).__name__}")
         self.config = config
+        self._releases: LockReleases | None = None
         self._channel: Channel | Any = not_connected_channel
         self._execute = self._channel.execute
         self._reads: Channel | ReplicaReads | Any = not_connected_channel
@@ -132,12 +157,16 @@ class RedisDriver:
         self._scripting = True
         self._channel = self._reads = channel
         self._execute = self._read = channel.execute
+        self._releases = open_lock_releases(self.config, channel)
 
     def disconnect(self) -> None:
         """Close every connection (those in use as soon as their call ends)."""
         channel, reads = self._channel, self._reads
         self._channel = self._reads = not_connected_channel
         self._execute = self._read = not_connected_channel.execute
+        releases, self._releases = self._releases, None
+        if releases is not None:
+            releases.stop()
         if reads is not channel:
             reads.close()
         channel.close()
@@ -152,10 +181,14 @@ class RedisDriver:
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """One atomic ``SET`` round trip: ``SET k v EX ttl``, or ``SET k v`` clearing any TTL."""
         full = full_key(resource_type, key)
+        try:
+            data = value.encode()
+        except UnicodeEncodeError:
+            data = encode_envelope(value)
         if ttl_seconds is None:
-            self._execute(pack_set(full, value.encode()), "SET", SET_REPLY)
+            self._execute(pack_set(full, data), "SET", SET_REPLY)
         else:
-            self._execute(pack_set_ex(full, value.encode(), ttl_seconds), "SET", SET_REPLY)
+            self._execute(pack_set_ex(full, data, ttl_seconds), "SET", SET_REPLY)
 
     def delete(self, resource_type: str, key: str) -> bool:
         """``UNLINK <resource_type>:<key>``; whether it removed a key (an absent one is fine)."""
@@ -172,6 +205,34 @@ class RedisDriver:
         packed = pack([b"PTTL", full_key(resource_type, key)])
         left: int = self._execute(packed, "PTTL", INTEGER_REPLY)
         return left
+
+    def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """One ``MGET`` of keys of any resource types; ``None`` for a miss, in order.
+
+        ``get_or_set`` with a tag reads its entry and the tag's counter so, on every hit.
+        """
+        if len(addresses) == 2:  # an entry and one tag's counter: packed without a list
+            (first_type, first_key), (second_type, second_key) = addresses
+            packed = pack_mget2(full_key(first_type, first_key), full_key(second_type, second_key))
+            shape = _MGET2_REPLY
+        else:
+            packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
+            shape = mget_reply(len(addresses))
+        found: list[str | None] = []
+        for value in self._read(packed, "MGET", shape):
+            if value is None:
+                found.append(None)
+            elif value[:1] == b"\xff":  # an envelope: found out without an exception
+                try:
+                    found.append(decode_envelope(value))
+                except NotText:
+                    found.append(decode_value(value, "MGET"))  # not text: its error
+            else:
+                try:
+                    found.append(value.decode())
+                except UnicodeDecodeError:
+                    found.append(decode_value(value, "MGET"))  # not text: its error
+        return found
 
     # -- batch operations ------------------------------------------------------------
 
@@ -345,10 +406,18 @@ class RedisDriver:
         return reply is not None
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
-        """Delete the lock only if ``token`` still holds it (a script, so it is atomic)."""
+        """Delete the lock only if ``token`` still holds it (a script, so it is atomic).
+
+        The script then publishes the release, which wakes the waiters (see
+        :meth:`watch_lock`).
+        """
         lock = lock_key(resource_type, key)
         reply = self._lock_script(
-            RELEASE_LOCK_SCRIPT_SHA, RELEASE_LOCK_SCRIPT, lock, token.encode()
+            RELEASE_LOCK_SCRIPT_SHA,
+            RELEASE_LOCK_SCRIPT,
+            lock,
+            token.encode(),
+            LOCK_RELEASED_CHANNEL,
         )
         if reply is not _NO_SCRIPTS:
             return
@@ -357,6 +426,23 @@ class RedisDriver:
         [held] = self._pipeline([pack_get(lock)], "GET", shapes=[GET_REPLY])
         if held == token.encode():
             self._pipeline([pack_delete(lock)], "UNLINK", shapes=[INTEGER_REPLY])
+            # It only wakes the waiters: refused (an ACL), they poll.
+            self._channel.pipeline(
+                [pack([b"PUBLISH", LOCK_RELEASED_CHANNEL, lock])],
+                "PUBLISH",
+                shapes=[INTEGER_REPLY],
+            )
+
+    def watch_lock(self, resource_type: str, key: str) -> LockWatch | None:
+        """Watch the key's lease: its release wakes ``wait``; ``None`` while releases can't reach.
+
+        The first call subscribes this driver's one listening connection (within
+        the timeout); until it is subscribed, or while it is down, waiters poll.
+        """
+        releases = self._releases
+        if releases is None:
+            return None
+        return releases.watch(lock_key(resource_type, key), self.config.timeout_seconds)
 
     def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the lock a lease of ``lease_ms`` from now if ``token`` holds it (a script)."""
@@ -540,6 +626,10 @@ class NearRedisDriver(RedisDriver):
             if text is not None:
                 found[wanted[full]] = text
         return found
+
+    def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Each address as :meth:`get` reads it: from this process where it can."""
+        return [self.get(resource_type, key) for resource_type, key in addresses]
 
     # -- writes: each drops its keys from the local store as it completes ------------------
 

@@ -34,6 +34,7 @@ __all__ = [
     "INCR_EX_SCRIPT",
     "INTEGER_REPLY",
     "INVALIDATION_CHANNEL",
+    "LOCK_RELEASED_CHANNEL",
     "MULTI",
     "MULTI_REPLY",
     "NOT_TEXT",
@@ -57,14 +58,17 @@ __all__ = [
     "NotText",
     "Shape",
     "chunks",
+    "decode_envelope",
     "decode_text",
     "describe",
+    "encode_envelope",
     "exec_reply",
     "mget_reply",
     "pack",
     "pack_delete",
     "pack_get",
     "pack_handshake",
+    "pack_mget2",
     "pack_scan",
     "pack_set",
     "pack_set_ex",
@@ -232,11 +236,48 @@ class NotText(Exception):
 
 
 def decode_text(value: bytes) -> str:
-    """Decode a stored value; raise :class:`NotText` when it is not UTF-8."""
+    """Decode a stored value; raise :class:`NotText` when it is not UTF-8 (nor an envelope).
+
+    An envelope (:mod:`pevensie_cache.envelope`) is stored with its mark, the
+    lone surrogate U+DCFF, as the byte ``0xFF``, which UTF-8 never uses: it
+    decodes back to the mark, and the rest must be UTF-8.
+    """
     try:
         return value.decode()
     except UnicodeDecodeError:
-        raise NotText from None
+        return decode_envelope(value)
+
+
+def decode_envelope(value: bytes) -> str:
+    """Decode a stored envelope (its first byte ``0xFF``); :class:`NotText` if it is not one.
+
+    The byte ``0xFF`` becomes the lone surrogate U+DCFF (the ``surrogateescape``
+    mapping), and the rest must be UTF-8; whether the text is a well-formed
+    envelope is the cache's to judge (:mod:`pevensie_cache.envelope`).
+    """
+    if value[:1] == _ENVELOPE_BYTE:
+        try:
+            return _ENVELOPE_TEXT + value[1:].decode()
+        except UnicodeDecodeError:
+            pass
+    raise NotText from None
+
+
+def encode_envelope(text: str) -> bytes:
+    """Encode an envelope: its mark U+DCFF as the byte ``0xFF``, the rest as UTF-8.
+
+    Called where ``text.encode()`` refused a value: only an envelope's mark
+    gets there, since every value is checked to be UTF-8 text first.
+    """
+    if text[:1] != _ENVELOPE_TEXT:
+        raise UnicodeEncodeError("utf-8", text, 0, 1, "not text, nor an envelope")
+    return _ENVELOPE_BYTE + text[1:].encode()
+
+
+_ENVELOPE_BYTE = b"\xff"
+"""The first byte of a stored envelope, which UTF-8 never uses."""
+_ENVELOPE_TEXT = _ENVELOPE_BYTE.decode("utf-8", "surrogateescape")
+"""What it stands for in the cache's text: the lone surrogate U+DCFF, its envelopes' mark."""
 
 
 def chunks(items: Sequence[_T], size: int = BATCH_SIZE) -> list[Sequence[_T]]:
@@ -265,11 +306,21 @@ SET_EX_SCRIPT_SHA = hashlib.sha1(SET_EX_SCRIPT, usedforsecurity=False).hexdigest
 
 RELEASE_LOCK_SCRIPT = b"""\
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  pcall(redis.call, 'PUBLISH', ARGV[2], KEYS[1])
+  return 1
 end
 return 0
 """
-"""Deletes a lease lock only if its token is the caller's: an owner never frees another's lock."""
+"""Deletes a lease lock only if its token is the caller's: an owner never frees another's lock.
+
+Then it publishes the lock key on ``ARGV[2]`` (:data:`LOCK_RELEASED_CHANNEL`),
+which wakes the waiters subscribed there; a user whose ACL refuses
+``PUBLISH`` still releases (the waiters poll).
+"""
+
+LOCK_RELEASED_CHANNEL = b"__pevensie__:lock-released"
+"""The channel a lease's release is published on, the lock key as the message."""
 
 RELEASE_LOCK_SCRIPT_SHA = hashlib.sha1(RELEASE_LOCK_SCRIPT, usedforsecurity=False).hexdigest()
 """The SHA1 digest of :data:`RELEASE_LOCK_SCRIPT`."""
@@ -300,6 +351,16 @@ between the two and come back without a TTL.
 def pack_get(key: bytes) -> bytes:
     """Pack ``GET key``."""
     return b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(key), key)
+
+
+def pack_mget2(first: bytes, second: bytes) -> bytes:
+    """Pack ``MGET first second``."""
+    return b"*3\r\n$4\r\nMGET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+        len(first),
+        first,
+        len(second),
+        second,
+    )
 
 
 def pack_set(key: bytes, value: bytes) -> bytes:

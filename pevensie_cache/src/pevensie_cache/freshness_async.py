@@ -1,0 +1,722 @@
+"""Freshness controls and tags for cache-aside, async face.
+
+This module is the source of the sync face's too: ``freshness.py`` is
+generated from it by ``.ci/unasync.py``. Edit this file, then run
+``nox -s generate``.
+
+What it adds to ``get_or_set`` (and so to resources and ``@cached``):
+
+- ``stale_seconds=N``: the entry is kept ``N`` seconds past ``ttl_seconds``
+  (server TTL ``ttl + N``). A read in that window returns the old value at
+  once, and one caller per key refreshes it in the background: one per process
+  (:class:`~pevensie_cache.primitives_async.Background` runs one refresh per
+  key), one across processes (the refresh takes the key's lease lock, and
+  does nothing if another process holds it; it reads the entry again first, so
+  a refresh that another one overtook calls no loader).
+- ``early_recompute=True`` (or a float ``beta``): probabilistic early
+  expiration (XFetch): a hit refreshes the entry in the background, before it
+  expires, with probability ``exp(-left / (compute * beta))``, where ``left``
+  is the time until expiry and ``compute`` the loader's measured time. Hits
+  never wait for it.
+- ``stale_on_error=True``: a background refresh whose loader raises keeps the
+  stale value servable (the rest of its window) and logs and counts the error;
+  without it, the failed refresh deletes the stale entry, so the next read
+  loads in the foreground and its caller gets the loader's error, as without
+  these options.
+- ``tags=[...]``: see :mod:`pevensie_cache.tags`.
+
+An entry written with any of these is an envelope (:mod:`pevensie_cache.envelope`);
+a plain ``get`` (``get_many``, a resource's, a framework backend's) returns its
+value while it is neither past ``ttl_seconds`` nor invalidated by a tag, and a
+miss otherwise. Entries written without them are untouched by all of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from pevensie_cache.driver import AsyncCacheDriver
+from pevensie_cache.envelope import (
+    ENVELOPE_MARK,
+    Opened,
+    Pairs,
+    is_envelope,
+    open_envelope,
+    pack,
+    pack_tags,
+)
+from pevensie_cache.errors import (
+    ArgumentTypeError,
+    ArgumentValueError,
+    PevensieCacheError,
+    UnsupportedOperation,
+    driver_failure,
+)
+from pevensie_cache.lease_async import load_under_lease, release, try_lease
+from pevensie_cache.primitives_async import Background, SingleFlight, call
+from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
+
+__all__ = [
+    "EARLY",
+    "HIT",
+    "MISS",
+    "STALE",
+    "AsyncFreshHost",
+    "AsyncFreshness",
+    "FreshnessOptions",
+    "check_freshness",
+]
+
+logger = logging.getLogger("pevensie_cache")
+
+HIT = "hit"
+"""A lookup that found a fresh value."""
+STALE = "stale"
+"""A lookup answered with a value past its TTL, inside its stale window (refreshed behind)."""
+MISS = "miss"
+"""A lookup that found nothing servable."""
+EARLY = "early"
+"""The trigger of a refresh before expiry (early recomputation)."""
+
+
+class FreshnessOptions(NamedTuple):
+    """The checked freshness options of one call."""
+
+    stale: int
+    """Seconds a value stays servable past its TTL (0: none)."""
+    beta: float
+    """The early-recomputation factor (0: none)."""
+    on_error: bool
+    """Whether a failed refresh keeps the stale value servable."""
+    tags: tuple[str, ...]
+    """The entry's tags."""
+
+
+def check_freshness(
+    ttl_seconds: int | None,
+    stale_seconds: object,
+    early_recompute: object,
+    stale_on_error: object,
+    tags: object,
+) -> FreshnessOptions:
+    """Check the freshness options of a ``get_or_set``; return them, or raise an argument error."""
+    # The usual call first, in one test: this runs on every hit.
+    if (
+        type(stale_seconds) is int
+        and stale_seconds > 0
+        and early_recompute is False
+        and stale_on_error is False
+        and ttl_seconds is not None
+    ):
+        if tags is None:
+            return _new(FreshnessOptions, (stale_seconds, 0.0, False, ()))
+        if type(tags) is list and len(tags) == 1:  # one tag, as check_tags would accept it
+            tag = tags[0]
+            if type(tag) is str and tag and tag.isascii():
+                return _new(FreshnessOptions, (stale_seconds, 0.0, False, (tag,)))
+        return _new(FreshnessOptions, (stale_seconds, 0.0, False, check_tags(tags)))
+    if type(stale_seconds) is int and stale_seconds > 0:
+        stale = stale_seconds
+    elif stale_seconds is None:
+        stale = 0
+    elif not isinstance(stale_seconds, int) or isinstance(stale_seconds, bool):
+        raise ArgumentTypeError(
+            f"stale_seconds must be None or an int, not {type(stale_seconds).__name__}"
+        )
+    else:
+        raise ArgumentValueError(f"stale_seconds must be at least 1, got {stale_seconds}")
+    if early_recompute is False or early_recompute is None:
+        beta = 0.0
+    elif early_recompute is True:
+        beta = 1.0
+    elif isinstance(early_recompute, (int, float)) and not isinstance(early_recompute, bool):
+        beta = float(early_recompute)
+        if not 0 < beta < math.inf:
+            raise ArgumentValueError(
+                f"early_recompute must be True or a positive beta, got {early_recompute}"
+            )
+    else:
+        raise ArgumentTypeError(
+            f"early_recompute must be a bool or a float beta, not {type(early_recompute).__name__}"
+        )
+    if stale_on_error is not False and stale_on_error is not True:
+        raise ArgumentTypeError(
+            f"stale_on_error must be a bool, not {type(stale_on_error).__name__}"
+        )
+    if ttl_seconds is None and (stale or beta):
+        raise ArgumentValueError(
+            "stale_seconds and early_recompute need ttl_seconds: an entry without one never "
+            "goes stale"
+        )
+    if stale_on_error and not stale:
+        raise ArgumentValueError(
+            "stale_on_error needs stale_seconds: the window in which a stale value may be served"
+        )
+    checked = () if tags is None else check_tags(tags)
+    return _new(FreshnessOptions, (stale, beta, stale_on_error, checked))
+
+
+_new = tuple.__new__  # builds the options from their parts without the NamedTuple's Python call
+
+
+class AsyncFreshHost(Protocol):
+    """What this module needs of the cache (``AsyncPevensieCache`` has it)."""
+
+    _flights: SingleFlight
+
+    async def _optional(self, driver: AsyncCacheDriver, operation: str, *args: Any) -> Any: ...
+
+    def _fresh_lookup(self, resource_type: str, outcome: str) -> None: ...
+
+    def _refreshed(self, resource_type: str, trigger: str, error: BaseException | None) -> None: ...
+
+
+class AsyncFreshness:
+    """The freshness and tag logic of one cache, with its background refreshes."""
+
+    __slots__ = ("_across", "_background", "_opened", "envelopes")
+
+    def __init__(self, driver: object) -> None:
+        """Prepare for ``driver``: envelopes are used only if it stores them."""
+        self.envelopes = bool(getattr(driver, "stores_envelopes", False))
+        self._across: Callable[..., Any] | None = getattr(driver, "get_across", None)
+        self._background = Background()
+        self._opened: dict[str, Opened] = {}  # envelopes read lately, opened (see open_envelope)
+
+    @property
+    def background(self) -> Background:
+        """The background refreshes of this cache (tests wait on it)."""
+        return self._background
+
+    async def close(self) -> None:
+        """Stop the background refreshes (cancel or wait for them): the cache disconnects."""
+        await self._background.close()
+
+    def _need_envelopes(self, driver: AsyncCacheDriver, what: str) -> None:
+        if not self.envelopes:
+            raise UnsupportedOperation(
+                f"the {type(driver).__name__} driver cannot store {what} "
+                "(it does not declare stores_envelopes)"
+            )
+
+    # -- get_or_set ----------------------------------------------------------------------
+
+    async def get_or_set(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None,
+        options: FreshnessOptions,
+        lock: bool,
+        lease: float,
+        wait: float,
+        observed: bool,
+    ) -> str:
+        """``get_or_set`` with freshness options (already checked, as the address and loader).
+
+        ``observed``: the cache records its lookups (an instrumented cache).
+        """
+        if not self.envelopes:
+            self._need_envelopes(driver, "entries with freshness options or tags")
+        tags = options[3]
+        text, current = await self._read(driver, resource_type, key, tags)
+        if text is not None:
+            judged = _judge(resource_type, key, text, current, options, self._opened)
+            if type(judged) is _Unsure:  # tags other than this call's: read them, then judge
+                found = await self._judge(driver, resource_type, key, text, current, options)
+            else:
+                found = judged  # type: ignore[assignment]
+            if found is not None:
+                value, state = found
+                if state is not HIT:
+                    self._start(
+                        cache,
+                        driver,
+                        resource_type,
+                        key,
+                        loader,
+                        ttl_seconds,
+                        options,
+                        lease,
+                        state,
+                        text,
+                    )
+                if observed:
+                    cache._fresh_lookup(resource_type, STALE if state is STALE else HIT)
+                return value
+        if observed:
+            cache._fresh_lookup(resource_type, MISS)
+        flights = cache._flights
+        finished = flights.finished
+
+        async def lookup() -> str | None:
+            stored, now = await self._read(driver, resource_type, key, tags)
+            if stored is None:
+                return None
+            found = await self._judge(driver, resource_type, key, stored, now, options)
+            return None if found is None else found[0]
+
+        async def store() -> str:
+            return await self._load(
+                cache, driver, resource_type, key, loader, ttl_seconds, options, current
+            )
+
+        async def load() -> str:
+            # A flight may have stored the value and ended between this caller's miss
+            # and its joining: then look again, or the loader runs twice.
+            if flights.finished != finished:
+                stored = await lookup()
+                if stored is not None:
+                    return stored
+            if lock:
+                return await load_under_lease(
+                    cache, driver, resource_type, key, lease, wait, lookup, store
+                )
+            return await store()
+
+        return await flights.run((resource_type, key), load)
+
+    async def _judge(
+        self,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        text: str,
+        current: dict[str, str | None],
+        options: FreshnessOptions,
+    ) -> tuple[str, str] | None:
+        """Return the value in ``text`` and how servable it is (``HIT``, ``STALE``, ``EARLY``).
+
+        ``None``: not servable to a caller with ``options`` (expired for it, or
+        invalidated, or without one of its tags). ``EARLY``: a hit that should
+        be refreshed in the background, before it expires.
+        """
+        found = _judge(resource_type, key, text, current, options, self._opened)
+        if not isinstance(found, _Unsure):
+            return found
+        value, expiry, compute, recorded = found
+        if not await self._tags_valid(driver, recorded, current, options[3]):
+            return None
+        return _timed(value, expiry, compute, options)
+
+    async def _load(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None,
+        options: FreshnessOptions,
+        current: Mapping[str, str | None],
+    ) -> str:
+        """Call the loader, store its value in an envelope, and return it."""
+        # The versions are read before the loader runs: a tag invalidated while it
+        # runs leaves the entry it writes a miss, as its value may predate the change.
+        versions = await self._versions(cache, driver, options.tags, current)
+        began = time.perf_counter()
+        value = await call(loader)
+        compute = time.perf_counter() - began
+        if type(value) is not str:
+            raise ArgumentTypeError(
+                f"get_or_set: the loader returned {type(value).__name__}, not str "
+                "(use cache.resource(..., codec='json') to store other values)"
+            )
+        await self._write(
+            driver, resource_type, key, value, ttl_seconds, options, compute, versions
+        )
+        return value
+
+    async def _write(
+        self,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        value: str,
+        ttl_seconds: int | None,
+        options: FreshnessOptions,
+        compute: float,
+        versions: Sequence[str],
+    ) -> None:
+        if not value.isascii():
+            _check_text(value)
+        timed = ttl_seconds is not None and bool(options.stale or options.beta)
+        expiry = time.time() + ttl_seconds if timed and ttl_seconds is not None else None
+        server_ttl = None if ttl_seconds is None else ttl_seconds + options.stale
+        text = pack(value, expiry, compute, pack_tags(options.tags, versions))
+        try:
+            await driver.set(resource_type, key, text, server_ttl)
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            raise driver_failure(exc) from exc
+
+    # -- background refresh -----------------------------------------------------------------
+
+    def _start(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None,
+        options: FreshnessOptions,
+        lease: float,
+        trigger: str,
+        seen: str,
+    ) -> None:
+        """Refresh the entry in the background, unless this process already does."""
+
+        async def refresh() -> None:
+            await self._run_refresh(
+                cache,
+                driver,
+                resource_type,
+                key,
+                loader,
+                ttl_seconds,
+                options,
+                lease,
+                trigger,
+                seen,
+            )
+
+        self._background.start((resource_type, key), refresh)
+
+    async def _run_refresh(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None,
+        options: FreshnessOptions,
+        lease: float,
+        trigger: str,
+        seen: str,
+    ) -> None:
+        try:
+            token = await try_lease(cache, driver, resource_type, key, lease)
+        except PevensieCacheError as exc:
+            _log_refresh(resource_type, key, trigger, exc, "could not take the lease")
+            cache._refreshed(resource_type, trigger, exc)
+            return
+        if token is None:
+            return  # another process holds the lease: it refreshes
+        try:
+            text, current = await self._read(driver, resource_type, key, options.tags)
+            if text != seen:
+                return  # stored (or deleted) since this caller read it: nothing to do
+            await self._load(
+                cache, driver, resource_type, key, loader, ttl_seconds, options, current
+            )
+        except Exception as exc:
+            cache._refreshed(resource_type, trigger, exc)
+            if trigger == STALE and not options.on_error:
+                _log_refresh(resource_type, key, trigger, exc, "dropped the stale value")
+                await self._drop(cache, driver, resource_type, key)
+            else:
+                _log_refresh(resource_type, key, trigger, exc, "still serving the old value")
+            return
+        finally:
+            await release(cache, driver, resource_type, key, token)
+        cache._refreshed(resource_type, trigger, None)
+
+    async def _drop(
+        self, cache: AsyncFreshHost, driver: AsyncCacheDriver, resource_type: str, key: str
+    ) -> None:
+        try:
+            await cache._optional(driver, "delete", resource_type, key)
+        except PevensieCacheError as exc:
+            logger.warning("deleting the stale value failed (%s); it expires", exc)
+
+    # -- reads of entries and tag counters ----------------------------------------------------
+
+    async def _read(
+        self, driver: AsyncCacheDriver, resource_type: str, key: str, tags: tuple[str, ...]
+    ) -> tuple[str | None, dict[str, str | None]]:
+        """Read the entry and, with ``tags``, their counters (in one go where the driver can)."""
+        try:
+            if not tags:
+                return await driver.get(resource_type, key), _NO_COUNTERS
+            across = self._across
+            if across is not None:
+                if len(tags) == 1:
+                    tag = tags[0]
+                    text, version = await across([(resource_type, key), (COUNTERS, _TAG + tag)])
+                    return text, {tag: version}
+                values = await across(
+                    [(resource_type, key), *[(COUNTERS, counter_key(tag)) for tag in tags]]
+                )
+                return values[0], dict(zip(tags, values[1:], strict=True))
+            counters = [counter_key(tag) for tag in tags]
+            text = await driver.get(resource_type, key)
+            found = await _get_many(driver, COUNTERS, counters)
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            raise driver_failure(exc) from exc
+        return text, {tag: found.get(counter) for tag, counter in zip(tags, counters, strict=True)}
+
+    async def _counters(
+        self, driver: AsyncCacheDriver, tags: Sequence[str]
+    ) -> dict[str, str | None]:
+        """Return the current version of each tag (``None``: its counter is absent)."""
+        counters = [counter_key(tag) for tag in tags]
+        try:
+            found = await _get_many(driver, COUNTERS, counters)
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            raise driver_failure(exc) from exc
+        return {tag: found.get(counter) for tag, counter in zip(tags, counters, strict=True)}
+
+    async def _tags_valid(
+        self,
+        driver: AsyncCacheDriver,
+        recorded: Pairs,
+        current: dict[str, str | None],
+        wanted: tuple[str, ...],
+    ) -> bool:
+        """Whether an entry's recorded tags are all current and include every ``wanted`` one.
+
+        ``current`` holds the versions already read; the others are read here.
+        """
+        versions = dict(recorded)
+        if any(tag not in versions for tag in wanted):
+            return False
+        missing = [tag for tag in versions if tag not in current]
+        if missing:
+            current = {**current, **await self._counters(driver, missing)}
+        return all(current.get(tag) == version for tag, version in versions.items())
+
+    async def _versions(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        tags: tuple[str, ...],
+        known: Mapping[str, str | None],
+    ) -> list[str]:
+        """Return the current version of each tag, creating the counters that are absent."""
+        if not tags:
+            return []
+        versions = dict(known)
+        unknown = [tag for tag in tags if tag not in versions]
+        if unknown:
+            versions.update(await self._counters(driver, unknown))
+        for tag in tags:
+            if versions.get(tag) is None:
+                first = first_version()
+                if await cache._optional(driver, "add", COUNTERS, counter_key(tag), first, None):
+                    versions[tag] = first
+                else:  # another writer created it first
+                    versions[tag] = (await self._counters(driver, [tag]))[tag]
+        # A counter that vanished again at once is recorded as "", which never matches.
+        return [versions.get(tag) or "" for tag in tags]
+
+    # -- plain reads of envelopes, tagged writes, invalidation -------------------------------
+
+    async def open(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        text: str,
+    ) -> str | None:
+        """Return the value of an envelope a plain ``get`` read, or ``None`` if it is not servable.
+
+        Not servable: past its TTL (a plain read never serves a stale value), or
+        carrying a tag invalidated since it was written.
+        """
+        value, expiry, _, recorded = open_envelope(text, resource_type, key, self._opened)
+        if expiry is not None and time.time() * 1000 >= expiry:
+            return None
+        if recorded and not await self._tags_valid(driver, recorded, {}, ()):
+            return None
+        return value
+
+    async def open_many(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        found: dict[str, str],
+    ) -> dict[str, str]:
+        """:meth:`open` for the result of a ``get_many``: one read of every tag counter involved."""
+        now = time.time() * 1000
+        opened: dict[str, str] = {}
+        tagged: dict[str, tuple[str, dict[str, str]]] = {}
+        for key, text in found.items():
+            if not is_envelope(text):
+                opened[key] = text
+                continue
+            value, expiry, _, recorded = open_envelope(text, resource_type, key, self._opened)
+            if expiry is not None and now >= expiry:
+                continue
+            if not recorded:
+                opened[key] = value
+                continue
+            tagged[key] = (value, dict(recorded))
+        if tagged:
+            wanted = list(dict.fromkeys(tag for _, versions in tagged.values() for tag in versions))
+            current = await self._counters(driver, wanted)
+            for key, (value, versions) in tagged.items():
+                if all(current.get(tag) == version for tag, version in versions.items()):
+                    opened[key] = value
+        return {key: opened[key] for key in found if key in opened}
+
+    async def set_tagged(
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        value: str,
+        ttl_seconds: int | None,
+        tags: object,
+    ) -> None:
+        """``set`` with tags (address, value and TTL already checked)."""
+        checked = check_tags(tags)
+        self._need_envelopes(driver, "tagged entries")
+        options = FreshnessOptions(0, 0.0, False, checked)
+        versions = await self._versions(cache, driver, checked, {})
+        await self._write(driver, resource_type, key, value, ttl_seconds, options, 0.0, versions)
+
+    async def invalidate_tags(
+        self, cache: AsyncFreshHost, driver: AsyncCacheDriver, tags: tuple[str, ...]
+    ) -> None:
+        """Increment each tag's counter: every entry that recorded an older version is a miss."""
+        checked = check_tags(tags)
+        for tag in checked:
+            await cache._optional(driver, "incr", COUNTERS, counter_key(tag), 1, None)
+
+
+class _Unsure(tuple[str, int | None, str, Pairs]):
+    """An envelope :func:`_judge` could not judge alone: its tags need reading."""
+
+    __slots__ = ()
+
+
+def _judge(
+    resource_type: str,
+    key: str,
+    text: str,
+    current: dict[str, str | None],
+    options: FreshnessOptions,
+    memo: dict[str, Opened],
+) -> tuple[str, str] | _Unsure | None:
+    """Judge ``text`` as :meth:`AsyncFreshness._judge` does, without reading anything.
+
+    The usual entry, written by this same call with its tags, is judged here;
+    one whose tags differ from the caller's comes back :class:`_Unsure`
+    (its opened parts), for the counters it names to be read.
+    """
+    tags = options[3]
+    if text.isascii() or text[:1] != ENVELOPE_MARK:
+        # A plain value (written without options) has no tags: a caller with tags reloads it.
+        return None if tags else (text, HIT)
+    opened = open_envelope(text, resource_type, key, memo)
+    recorded = opened[3]
+    if (recorded or tags) and recorded != (
+        ((tags[0], current[tags[0]]),) if len(tags) == 1 else _pairs(tags, current)
+    ):
+        return _Unsure(opened)
+    return _timed(opened[0], opened[1], opened[2], options)
+
+
+def _timed(
+    value: str, expiry: int | None, compute: str, options: FreshnessOptions
+) -> tuple[str, str] | None:
+    """How servable an entry with this expiry is now: ``HIT``, ``EARLY``, ``STALE``, or not."""
+    if expiry is None:
+        return value, HIT
+    now = time.time() * 1000
+    if now < expiry:
+        if options[1] and _early(now, expiry, compute, options[1]):
+            return value, EARLY
+        return value, HIT
+    if now < expiry + 1000 * options[0]:
+        return value, STALE
+    return None
+
+
+_TAG = counter_key("")
+"""What every tag counter's key starts with (``counter_key(tag)`` is ``_TAG + tag``)."""
+
+_NO_COUNTERS: dict[str, str | None] = {}
+"""The counters read for a caller without tags (never written to)."""
+
+
+def _pairs(
+    tags: tuple[str, ...], current: Mapping[str, str | None]
+) -> tuple[tuple[str, str | None], ...]:
+    """Return the tags with their current versions (``None``: absent), in order."""
+    return tuple([(tag, current.get(tag)) for tag in tags])
+
+
+def _early(now: float, expiry: int, compute: str, beta: float) -> bool:
+    """XFetch: whether to recompute now, with a chance that grows as ``expiry`` nears.
+
+    True with probability ``exp(-(expiry - now) / (compute * beta))`` (times
+    in milliseconds): it grows as expiry nears, and the slower the loader the
+    sooner it starts.
+    """
+    try:
+        took = int(compute)
+    except ValueError:
+        return False  # not ours to judge: the entry is served as it is
+    if took <= 0:
+        return False
+    # -log(u) for u uniform in (0, 1] is an exponential draw of mean 1.
+    return now - took * beta * math.log(1.0 - random.random()) >= expiry  # noqa: S311
+
+
+def _check_text(value: str) -> None:
+    """Refuse a loaded value that ``set`` would refuse: text with a lone surrogate."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ArgumentValueError(
+            f"get_or_set: the loader returned text that cannot be encoded as UTF-8 "
+            f"(position {exc.start}: lone surrogate?)"
+        ) from None
+
+
+def _log_refresh(
+    resource_type: str, key: str, trigger: str, exc: BaseException, outcome: str
+) -> None:
+    # Only the exception's type: its text may hold a secret (a loader's connection URL).
+    logger.warning(
+        "get_or_set: the %s refresh of resource type %r, key %r failed with %s; %s",
+        "background" if trigger == STALE else "early",
+        resource_type,
+        key,
+        type(exc).__name__,
+        outcome,
+    )
+
+
+async def _get_many(
+    driver: AsyncCacheDriver, resource_type: str, keys: Sequence[str]
+) -> dict[str, str]:
+    get_many = getattr(driver, "get_many", None)
+    if get_many is not None:
+        found: dict[str, str] = await get_many(resource_type, keys)
+        return found
+    found = {}
+    for key in keys:
+        value = await driver.get(resource_type, key)
+        if value is not None:
+            found[key] = value
+    return found
