@@ -27,8 +27,8 @@ from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from pevensie_redis import compat
 from pevensie_redis.channel_async import Channel, endpoint
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
-from pevensie_redis.pipe import Endpoint
 from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "SharedCluster", "cluster_options", "open_cluster"]
