@@ -52,7 +52,6 @@ from pevensie_redis.pipe_core import (
     closed_error,
     copy_error,
     interrupted,
-    not_sent,
 )
 from pevensie_redis.protocol.commands import OK_REPLY, PING, PING_REPLY, describe
 
@@ -73,7 +72,6 @@ class _Slot:
         "outcome",
         "reading",
         "state",
-        "unsent",
         "waited",
         "woken",
     )
@@ -92,8 +90,6 @@ class _Slot:
         """Its caller is gone (interrupted): the reply will be read and dropped."""
         self.waited = waited
         """A caller waits on this slot (in a batch, only the last one is waited on)."""
-        self.unsent = False
-        """Its bytes wait in the pipe's outgoing queue, not yet taken for writing."""
 
 
 class Pipe(PipeCore[_Slot]):
@@ -107,8 +103,8 @@ class Pipe(PipeCore[_Slot]):
         # Looked up now, not at import: gevent may have patched threading since.
         self._lock = threading.Lock()
         self._new_lock: Callable[[], Any] = threading.Lock
-        self._out: list[bytes] = []
-        self._unsent: list[_Slot] = []
+        self._queued: list[tuple[bytes, Sequence[_Slot]]] = []
+        """Commands offered and not yet taken for writing, each with its slots."""
         self._writer: object | None = None
         """Whose call holds the writer role (its slots), if any."""
         self._leader: _Slot | None = None
@@ -191,45 +187,59 @@ class Pipe(PipeCore[_Slot]):
         (and the pipe stays open) or refused as never sent.
         """
         with self._lock:
-            if not self._waiting and self._writer is None:
+            if not self._waiting and not self._queued and self._writer is None:
                 self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was closed"))
             return self._closed is not None
 
     def _enqueue(self, data: bytes, slots: Sequence[_Slot]) -> None:
-        """Queue ``slots`` and their bytes; write them unless another thread is writing.
+        """Offer a command's bytes with its slots; write them unless another caller will.
 
-        The bytes are queued before the slots: an interruption in between leaves
-        a reply nobody waits for (the pipe then closes), never a slot whose
-        reply would be another command's.
+        The bytes and the slots go into the queue as one entry (one ``append``):
+        an exception raised into the caller (a signal handler's) can land before
+        or after it, never between, so no reply is ever matched to another
+        command. Whoever writes moves the entries into the waiting line and
+        onto the wire together.
         """
         lock = self._lock
+        entry = (data, slots)
         try:
             with lock:
                 if self._closed is not None:
                     raise closed_error(self._closed)
-                if not self._waiting and self._stream.idle_readable() and self._dead():
+                if (
+                    not self._waiting
+                    and not self._queued
+                    and self._stream.idle_readable()
+                    and self._dead()
+                ):
                     raise closed_error(self._closed or RedisPyConnectionError())
-                out = self._out
-                out.append(data)
-                self._waiting.extend(slots)
-                if self._writer is not None:
-                    for slot in slots:
-                        slot.unsent = True
-                    self._unsent.extend(slots)
+                self._queued.append(entry)
+                if self._writer is not None or self._leader is not None:
+                    # Another caller writes, or reads (and then writes what was queued
+                    # meanwhile before it waits again): the commands of concurrent
+                    # callers go out together, as on the async face.
                     return
                 self._writer = slots
-                self._out = []
-                if self._unsent:
-                    for slot in self._unsent:
-                        slot.unsent = False
-                    self._unsent = []
-            self._send(out[0] if len(out) == 1 else b"".join(out))
+                out = self._take()
+            self._send(out)
             self._write(slots)
         except BaseException as exc:
-            self._enqueue_failed(slots, exc)
+            self._enqueue_failed(entry, exc)
             if isinstance(exc, OSError):
                 raise _broken(self.endpoint, "writing to", exc) from exc
             raise
+
+    def _take(self) -> bytes:
+        """Move the queued commands into the waiting line; return their bytes (lock held)."""
+        queued, self._queued = self._queued, []
+        waiting = self._waiting
+        if len(queued) == 1:
+            data, slots = queued[0]
+            waiting.extend(slots)
+            return data
+        for _, slots in queued:
+            waiting.extend(slots)
+        return b"".join([data for data, _ in queued])
 
     def _write(self, owner: object) -> None:
         """Write what other callers queued meanwhile, then give the writer role up."""
@@ -237,25 +247,26 @@ class Pipe(PipeCore[_Slot]):
         send = self._send
         while True:
             with lock:
-                out = self._out
-                if not out or self._closed is not None:
+                if not self._queued or self._closed is not None:
                     self._writer = None
                     self._roles_released()
                     return
-                self._out = []
-                for slot in self._unsent:
-                    slot.unsent = False
-                self._unsent = []
-            send(out[0] if len(out) == 1 else b"".join(out))
+                out = self._take()
+            send(out)
 
-    def _enqueue_failed(self, slots: Sequence[_Slot], exc: BaseException) -> None:
+    def _enqueue_failed(self, entry: tuple[bytes, Sequence[_Slot]], exc: BaseException) -> None:
+        slots = entry[1]
         with self._lock:
             for slot in slots:
                 slot.left = True
-            if self._writer is slots:  # half a command may be on the wire
-                self._writer = None
-            elif self._writer is not None or self._closed is not None:
-                return  # the writer sends what this caller queued; its replies are dropped
+            if self._writer is not slots:
+                queued = self._queued
+                for index, waiting in enumerate(queued):
+                    if waiting is entry:  # not taken yet: withdrawn, nothing was sent
+                        del queued[index]
+                        break
+                return  # else not queued at all, or taken whole: its replies are dropped
+            self._writer = None  # half a command may be on the wire
             self._abort(
                 _broken(self.endpoint, "writing to", exc)
                 if isinstance(exc, OSError)
@@ -312,6 +323,8 @@ class Pipe(PipeCore[_Slot]):
         waiting = self._waiting
         wait_readable = self._stream.wait_readable
         while not slot.state:
+            if self._queued and self._writer is None and not self._flush(slot):
+                return
             try:
                 oldest = waiting[0].deadline
             except IndexError:  # aborted meanwhile
@@ -323,6 +336,34 @@ class Pipe(PipeCore[_Slot]):
                 return
             if wait_readable(remaining):
                 self._read_once(slot)
+
+    def _flush(self, slot: _Slot) -> bool:
+        """Write, as the leader, what callers queued while it read; ``False`` if that failed."""
+        with self._lock:
+            if self._writer is not None or not self._queued or self._closed is not None:
+                return self._closed is None
+            self._writer = slot
+            out = self._take()
+        try:
+            self._send(out)
+            self._write(slot)
+        except OSError as exc:
+            with self._lock:
+                if self._writer is slot:
+                    self._writer = None
+                self._abort(_broken(self.endpoint, "writing to", exc))
+            return False
+        except BaseException:
+            with self._lock:  # half a command may be on the wire
+                if self._writer is slot:
+                    self._writer = None
+                self._abort(
+                    interrupted(
+                        RedisPyConnectionError(f"{self.endpoint.label}: a write was interrupted")
+                    )
+                )
+            raise
+        return True
 
     def _read_once(self, slot: _Slot) -> None:
         """Read what the socket holds and hand out the replies it completes (as the leader)."""
@@ -418,18 +459,25 @@ class Pipe(PipeCore[_Slot]):
             waiter.lock.release()
 
     def _fail(self, waiter: _Slot, error: BaseException) -> None:
-        failure = copy_error(error)
-        waiter.outcome = not_sent(failure) if waiter.unsent else failure
+        waiter.outcome = copy_error(error)
         waiter.state = _FAILED
         if waiter.lock is not None and not waiter.woken:
             waiter.woken = True
             waiter.lock.release()
 
     def _shut(self) -> None:
+        queued, self._queued = self._queued, []
+        error = self._closed or RedisPyConnectionError(f"{self.endpoint.label}: closed")
+        for _, slots in queued:  # never written: each may be sent elsewhere, at once
+            for slot in slots:
+                self._fail(slot, closed_error(error))
         with contextlib.suppress(OSError):
             # Wakes a thread blocked in recv(); close() alone would not.
             self._sock.shutdown(socket.SHUT_RDWR)
         self._roles_released()
+
+    def _idle(self) -> bool:
+        return not self._waiting and not self._queued and self._writer is None
 
     def _roles_released(self) -> None:
         """Close the socket of a closed pipe once no thread is inside recv() or sendall().
@@ -444,8 +492,6 @@ class Pipe(PipeCore[_Slot]):
             and not self._socket_closed
         ):
             self._socket_closed = True
-            self._out = []
-            self._unsent = []
             self._sock.close()
 
     def forget(self) -> None:

@@ -39,7 +39,7 @@ from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis.endpoint import Endpoint
-from pevensie_redis.pipe_core import PipeCore, closed_error, copy_error
+from pevensie_redis.pipe_core import PipeCore, closed_error, copy_error, interrupted
 from pevensie_redis.protocol.commands import OK_REPLY, PING, PING_REPLY, describe
 
 __all__ = ["Pipe", "open_pipe"]
@@ -124,11 +124,13 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
             raise closed_error(self._closed)
         future = self._loop.create_future()
         deadline = self._loop.time() + (self._timeout if timeout is None else timeout)
-        # The bytes first, then the waiter: an exception raised in between (by a signal
-        # handler) leaves a reply nobody waits for (the pipe then closes), never a waiter
-        # that would take the next command's reply.
-        self._write(packed, not self._waiting)
-        self._waiting.append((future, deadline))
+        idle = not self._waiting
+        try:
+            self._waiting.append((future, deadline))
+            self._write(packed, idle)
+        except BaseException:
+            self._interrupted()
+            raise
         timer = self._timer
         if timer is None:
             self._timer = self._loop.call_at(deadline, self._expire)
@@ -144,8 +146,13 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         loop = self._loop
         deadline = loop.time() + self._timeout
         futures = [loop.create_future() for _ in commands]
-        self._write(b"".join(commands), not self._waiting)  # the bytes first: see call()
-        self._waiting.extend([(future, deadline) for future in futures])
+        idle = not self._waiting
+        try:
+            self._waiting.extend([(future, deadline) for future in futures])
+            self._write(b"".join(commands), idle)
+        except BaseException:
+            self._interrupted()
+            raise
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
         return futures
@@ -188,6 +195,16 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
     def close(self) -> None:
         """Close the connection; commands still waiting fail with ``ConnectionError``."""
         self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was closed"))
+
+    def _interrupted(self) -> None:
+        """Close the pipe: an exception (a signal handler's) came between a waiter and its bytes.
+
+        Queued without its bytes, a waiter would take the next command's reply;
+        its bytes without it, the next command would take its reply.
+        """
+        self._abort(
+            interrupted(RedisPyConnectionError(f"{self.endpoint.label}: a write was interrupted"))
+        )
 
     def close_if_idle(self) -> bool:
         """Close the connection if no command waits for its reply; return whether it is closed."""

@@ -120,6 +120,10 @@ class PipeCore(Generic[_W]):
         """Close the connection itself (called once, by :meth:`_abort`)."""
         raise NotImplementedError
 
+    def _idle(self) -> bool:
+        """Whether no command is in flight or offered (a retired pipe then closes)."""
+        return not self._waiting
+
     # -- shared --------------------------------------------------------------------------
 
     def _received(self, data: bytes) -> bool:
@@ -159,7 +163,7 @@ class PipeCore(Generic[_W]):
         if delivered:
             self._partial = 0
             self.last_reply = time.monotonic()
-            if self.retired and not waiting:
+            if self.retired and self._idle():
                 self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was retired"))
                 return False
         else:
@@ -219,7 +223,7 @@ class PipeCore(Generic[_W]):
             self._abort(RedisPyConnectionError(f"{self.endpoint.label}: unexpected reply"))
             return b""
         self._deliver(self._waiting.popleft(), value)
-        if self.retired and not self._waiting:
+        if self.retired and self._idle():
             self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was retired"))
             return b""
         return rest

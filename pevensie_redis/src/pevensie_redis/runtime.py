@@ -19,6 +19,7 @@ whose Python-level code an interruption can leave half done).
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from collections.abc import Callable
@@ -83,14 +84,17 @@ class Flight(Generic[_T]):
     __slots__ = ("_done", "_error", "_result")
 
     def __init__(self, work: Callable[[], _T], name: str | None = None) -> None:
-        """Start running ``work()`` in a daemon thread."""
+        """Start running ``work()`` in a thread of its own (named ``name``, if given)."""
         self._done = Signal()
         self._result: _T | None = None
         self._error: BaseException | None = None
-        thread = threading.Thread(
-            target=self._run, args=(work,), name=name or "pevensie-redis-background", daemon=True
-        )
-        thread.start()
+        if name is None:
+            # Not threading.Thread: its start() waits on an Event, whose Python-level
+            # code an exception raised into the caller (a signal handler's) can leave
+            # broken. A bare thread starts with no wait at all.
+            _thread.start_new_thread(self._run, (work,))
+        else:  # a thread that lives long and is listed by name
+            threading.Thread(target=self._run, args=(work,), name=name, daemon=True).start()
 
     def _run(self, work: Callable[[], _T]) -> None:
         try:
