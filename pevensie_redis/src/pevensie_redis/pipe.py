@@ -33,6 +33,7 @@ read while another writes, which one ``ssl.SSLSocket`` does not allow.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import select
 import socket
@@ -390,7 +391,11 @@ class Pipe(PipeCore[_Slot]):
         if self._closed is not None:
             self._roles_released()
             return
-        for slot in self._waiting:
+        for slot in itertools.chain(
+            self._waiting, (slot for _, slots in self._queued for slot in slots)
+        ):
+            # A parked caller, whose command may still wait in the queue: as the leader
+            # it writes what is queued before it waits for replies.
             if slot.waited and not slot.left and not slot.woken and slot.lock is not None:
                 self._leader = slot
                 slot.woken = True
