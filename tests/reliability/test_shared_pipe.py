@@ -49,3 +49,48 @@ def test_bursts_of_threads_on_one_pipe_are_answered_and_never_close_it_as_stalle
             assert channel.pipes == [pipe]
     finally:
         c.disconnect()
+
+
+def test_a_reply_left_unread_by_an_interrupted_caller_is_no_stall_for_the_next_one(
+    private_server: RedisServer,
+) -> None:
+    """Interrupted while it waited to read, a caller leaves its reply to whoever reads next.
+
+    Its reply arrives when nobody reads; long after its deadline, the next
+    caller reads it (and drops it) instead of taking the pipe for stalled.
+    """
+    import signal
+    import time
+
+    import pytest
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs setitimer")
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    timeout_ms = 500
+    c = connect_cache(private_server, timeout=timeout_ms, retries=0)
+    previous = signal.signal(signal.SIGALRM, stop)
+    try:
+        c.set("left", "1", "one")
+        channel: Any = c.driver._channel  # type: ignore[attr-defined]
+        [pipe] = channel.pipes
+        private_server.pause()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(Stop):
+                c.driver.get("left", "1")  # type: ignore[attr-defined]
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            private_server.resume()
+        time.sleep(timeout_ms / 1000 + 0.3)  # its reply came meanwhile; its deadline passed
+        assert c.get("left", "1") == "one"
+        assert not pipe.closed
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        c.disconnect()

@@ -306,8 +306,8 @@ class Pipe(PipeCore[_Slot]):
                 if remaining > 0 and parked.acquire(True, remaining):
                     continue  # replied, failed or handed the reader role: see above
                 with lock:
-                    if slot.state or self._leader is slot:
-                        continue
+                    if slot.state or self._leader in (slot, None):
+                        continue  # replied, or reading is up to this caller (see above)
                     self._abort(self._stalled())
                     return
         except BaseException:
@@ -332,6 +332,9 @@ class Pipe(PipeCore[_Slot]):
                 oldest = slot.deadline
             remaining = oldest - _monotonic()
             if remaining <= 0:
+                if wait_readable(0):  # the replies came, and nobody read them yet
+                    self._read_once(slot)
+                    continue
                 with self._lock:
                     self._abort(self._stalled())
                 return
