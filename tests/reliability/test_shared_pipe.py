@@ -32,14 +32,16 @@ def test_bursts_of_threads_on_one_pipe_are_answered_and_never_close_it_as_stalle
             outcomes: list[Any] = [None] * THREADS
             start = threading.Barrier(THREADS)
 
-            def run(n: int) -> None:
+            def run(n: int, start: threading.Barrier, outcomes: list[Any]) -> None:
                 start.wait()
                 try:
                     outcomes[n] = [c.get("burst", str(n)) for _ in range(5)]
                 except Exception as exc:
                     outcomes[n] = exc
 
-            threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
+            threads = [
+                threading.Thread(target=run, args=(n, start, outcomes)) for n in range(THREADS)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
