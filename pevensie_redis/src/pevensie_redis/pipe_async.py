@@ -128,15 +128,15 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         try:
             self._waiting.append((future, deadline))
             self._write(packed, idle)
+            timer = self._timer
+            if timer is None:
+                self._timer = self._loop.call_at(deadline, self._expire)
+            elif timeout is not None and timer.when() > deadline:
+                timer.cancel()
+                self._timer = self._loop.call_at(deadline, self._expire)
         except BaseException:
-            self._interrupted()
+            self._interrupted()  # half queued, or no timer watching it
             raise
-        timer = self._timer
-        if timer is None:
-            self._timer = self._loop.call_at(deadline, self._expire)
-        elif timeout is not None and timer.when() > deadline:
-            timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._expire)
         return future
 
     def send_many(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
@@ -150,11 +150,11 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         try:
             self._waiting.extend([(future, deadline) for future in futures])
             self._write(b"".join(commands), idle)
+            if self._timer is None:
+                self._timer = loop.call_at(deadline, self._expire)
         except BaseException:
-            self._interrupted()
+            self._interrupted()  # half queued, or no timer watching them
             raise
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._expire)
         return futures
 
     async def call_many(self, commands: Sequence[bytes]) -> list[Any]:
