@@ -260,12 +260,13 @@ def run_storm(script: str, server: RedisServer, seconds: float) -> dict[str, Any
 
 def check(result: dict[str, Any], interrupts: str) -> None:
     counts = result["counts"]
-    assert result["foreign"] == []  # the exception raised into a call, and nothing else
-    assert result["wrong"] == []  # never another key's value
-    assert counts[interrupts] > 0  # the storm did interrupt calls
-    assert result["slowest"] < hang_bound(TIMEOUT_MS, RETRIES)  # no call waited past its bound
-    assert result["after_wrong"] == []  # the same cache answers every key correctly
-    assert result["after_took"] < hang_bound(TIMEOUT_MS, RETRIES) * len(counts)
+    # The exception raised into a call, and nothing else; never another key's value.
+    assert result["foreign"] == [], result
+    assert result["wrong"] == [], result
+    assert counts[interrupts] > 0, result  # the storm did interrupt calls
+    assert result["slowest"] < hang_bound(TIMEOUT_MS, RETRIES), result  # none past its bound
+    assert result["after_wrong"] == [], result  # the same cache answers every key correctly
+    assert result["after_took"] < hang_bound(TIMEOUT_MS, RETRIES) * len(counts), result
 
 
 def test_a_gevent_timeout_storm_on_a_small_pool_leaves_the_cache_answering_correctly(
