@@ -398,7 +398,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The side-by-side benchmark, then its cluster, async, cache-aside and near-cache rows.
+    """The side-by-side benchmark, then its cluster, async, cache-aside, near and large rows.
 
     ``-- --quick``: the CI smoke run.
     """
@@ -410,6 +410,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/async_bench.py", *quick)
     session.run("python", "benchmarks/cache_aside_bench.py", *quick)
     session.run("python", "benchmarks/near_bench.py", *quick)
+    session.run("python", "benchmarks/large_bench.py", *(["--seconds", "0.3"] if quick else []))
 
 
 @nox.session

@@ -53,6 +53,11 @@ PAIRS = [
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
     (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
     (f"{REDIS}/replicas_async.py", f"{REDIS}/replicas.py"),
+    (f"{REDIS}/channel_async.py", f"{REDIS}/channel.py"),
+    (f"{REDIS}/listener_async.py", f"{REDIS}/listener.py"),
+    (f"{REDIS}/sentinel_async.py", f"{REDIS}/sentinel.py"),
+    (f"{REDIS}/direct_async.py", f"{REDIS}/direct.py"),
+    (f"{REDIS}/lock_releases_async.py", f"{REDIS}/lock_releases.py"),
 ]
 """``(async source, sync twin)`` paths, relative to the repository root."""
 
@@ -110,9 +115,34 @@ The Redis Cluster mode of the driver (``RedisConfig(cluster=True)``), sync face.
 Generated from ``cluster_async.py`` (the async face) by ``.ci/unasync.py``: the
 same logic, over the sync Cluster I/O (:mod:`~pevensie_redis.cluster_io`).""",
     f"{REDIS}/replicas.py": """\
-Reads from the replicas the sentinels name (``read_from_replicas``), sync face.
+Reads from replicas (``read_from_replicas``), sync face: a layer over a locator naming them.
 
 Generated from ``replicas_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{REDIS}/channel.py": """\
+The driver's I/O, sync face: commands to one server over a few pipes that threads share.
+
+Generated from ``channel_async.py`` (the async face) by ``.ci/unasync.py``: the
+same logic over the sync pipes (:class:`~pevensie_redis.pipe.Pipe`, a socket
+many threads share), with background work (opening a pipe, asking the
+sentinels) in short-lived threads (:mod:`~pevensie_redis.runtime`).""",
+    f"{REDIS}/listener.py": """\
+The near cache's invalidation channel, sync face: a dedicated pipe watched by a daemon thread.
+
+Generated from ``listener_async.py`` (the async face, where a task listens) by
+``.ci/unasync.py``.""",
+    f"{REDIS}/sentinel.py": """\
+The Sentinel mode's locator, sync face: where the primary (and the replicas) of a service are.
+
+Generated from ``sentinel_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{REDIS}/direct.py": """\
+The single-server mode's locator, sync face: always the server the configuration names.
+
+Generated from ``direct_async.py`` (the async face) by ``.ci/unasync.py``.""",
+    f"{REDIS}/lock_releases.py": """\
+Lease waiters woken by the holder's release, sync face: one subscriber pipe per driver.
+
+Generated from ``lock_releases_async.py`` (the async face, where a task
+subscribes) by ``.ci/unasync.py``: the subscriber is a daemon thread.""",
 }
 """The opening paragraphs of each twin's module docstring (see the module docstring)."""
 
@@ -145,9 +175,14 @@ NAMES = {
     "lease_async": "lease",
     "primitives_async": "primitives",
     "channel_async": "channel",
+    "listener_async": "listener",
     "lock_releases_async": "lock_releases",
     "cluster_io_async": "cluster_io",
     "replicas_async": "replicas",
+    "runtime_async": "runtime",
+    "pipe_async": "pipe",
+    "sentinel_async": "sentinel",
+    "direct_async": "direct",
     "pytest_asyncio": "pytest",
 }
 """Names replaced wherever they stand as a whole word."""

@@ -124,7 +124,30 @@ def _redis_py_class(pool: redis.ConnectionPool) -> type[redis.ConnectionPool]:
 
 
 def pool_shape_of(driver: object) -> PoolShape | None:
-    """Find the redis-py pool inside a driver object, to give raw redis-py the same one."""
+    """Give raw redis-py the pool settings of our driver.
+
+    Our driver has no redis-py pool (its connections are its own): raw
+    redis-py then gets a ``BlockingConnectionPool`` of ``pool_size`` with the
+    driver's timeouts, keepalive and health-check interval. A driver holding a
+    redis-py pool (the sync Cluster driver's nodes) gives that pool's shape.
+    """
+    config = getattr(driver, "config", None)
+    if config is not None and hasattr(config, "pool_size") and not config.cluster:
+        from redis.connection import DefaultParser
+
+        seconds = config.timeout_seconds
+        return PoolShape(
+            redis.BlockingConnectionPool,
+            DefaultParser,
+            config.pool_size,
+            "our driver's pool_size and settings (its connections are its own)",
+            {
+                "socket_timeout": seconds,
+                "socket_connect_timeout": seconds,
+                "socket_keepalive": True,
+                "health_check_interval": 30,
+            },
+        )
     seen: set[int] = set()
     todo: list[object] = [driver]
     while todo:

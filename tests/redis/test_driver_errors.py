@@ -144,8 +144,8 @@ def test_a_driver_used_without_connect_says_so() -> None:
 def test_map_error_sorts_redis_py_exceptions() -> None:
     from redis import exceptions as rx
 
+    from pevensie_redis.channel import PoolWaitTimeout
     from pevensie_redis.errors import map_error
-    from pevensie_redis.pool import PoolWaitTimeout
 
     assert isinstance(map_error(rx.TimeoutError("Timeout reading"), "GET"), RedisTimeoutError)
     assert isinstance(map_error(rx.ConnectionError("refused"), "GET"), RedisConnectionError)

@@ -1,79 +1,99 @@
-"""A pool told to drop its connections never closes one that another thread is using."""
+"""Dropping connections never closes one under its user; idle ones close at once.
+
+A driver drops its connections when it disconnects, and when the primary moves
+(Sentinel: the channel retires the pipes to the former primary). A pipe that
+still carries a command is closed only once its last reply has come; an idle
+one is closed at once.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from typing import Any
 
-from pevensie_redis import compat
-from pevensie_redis.config import RedisConfig
-from pevensie_redis.pool import CachePool, pool_options
+from pevensie_cache import PevensieCache, cache
 from pevensie_redis.testing import RedisServer
 
 
-def make_pool(server: RedisServer, size: int) -> CachePool:
-    config = RedisConfig(host=server.host, port=server.port, pool_size=size)
-    return CachePool(**pool_options(config))
+def channel_of(c: PevensieCache) -> Any:
+    return c.driver._channel  # type: ignore[attr-defined]
 
 
-def test_a_connection_in_use_survives_disconnect_and_is_closed_when_released(
+def two_pipes(c: PevensieCache) -> list[Any]:
+    """Make the channel hold two idle shared pipes (lent out together, then given back)."""
+    pool = c.driver.connection_pool  # type: ignore[attr-defined]
+    lent = [pool.get_connection(), pool.get_connection()]
+    for connection in lent:
+        pool.release(connection)
+    pipes = channel_of(c).pipes
+    assert len(pipes) == 2
+    return list(pipes)
+
+
+def test_a_connection_in_use_survives_disconnect_and_is_closed_when_its_reply_came(
+    pevensie_redis_server_factory: Any,
+) -> None:
+    server: RedisServer = pevensie_redis_server_factory()
+    c = cache.new(driver="redis", host=server.host, port=server.port, pool_size=2).connect()
+    c.set("user", "1", "Ada")
+    idle, busy = two_pipes(c)
+    outcome: list[object] = []
+    server.pause()
+    try:
+        reader = threading.Thread(target=lambda: outcome.append(c.get("user", "1")))
+        reader.start()
+        deadline = time.monotonic() + 5
+        while not (idle.load or busy.load) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if idle.load:  # the read went to the other pipe: name them by what they do
+            idle, busy = busy, idle
+        assert busy.load == 1
+        c.disconnect()
+        assert idle.closed  # idle: closed at once
+        assert not busy.closed  # in use: still open, still in step
+    finally:
+        server.resume()
+    reader.join(timeout=10)
+    assert outcome == ["Ada"]  # its reply came: nothing was closed under it
+    assert busy.closed  # closed once its last reply had come
+
+
+def test_drops_racing_with_use_never_close_a_connection_under_its_user(
     pevensie_redis_server: RedisServer,
 ) -> None:
-    pool = make_pool(pevensie_redis_server, 2)
-    idle = pool.get_connection()
-    busy = pool.get_connection()
-    pool.release(idle)
-    try:
-        pool.disconnect()
-        assert not compat.is_connected(idle)  # idle: closed at once
-        busy.send_command("PING")  # in use: still open, still in step
-        assert busy.read_response() == b"PONG"
-    finally:
-        pool.release(busy)
-    assert not compat.is_connected(busy)  # closed as it came back
-    again = pool.get_connection()
-    try:
-        again.send_command("PING")
-        assert again.read_response() == b"PONG"
-    finally:
-        pool.release(again)
-        pool.disconnect()
-
-
-def test_drops_racing_with_checkouts_never_close_a_connection_under_its_user(
-    pevensie_redis_server: RedisServer,
-) -> None:
-    # What a Cluster slot-map refresh does to every node's pool while other threads
-    # take, use and return its connections.
-    pool = make_pool(pevensie_redis_server, 16)
+    # What a Sentinel failover does to the channel's pipes (the primary moves, and back)
+    # while other threads send commands through them.
+    c = cache.new(
+        driver="redis",
+        host=pevensie_redis_server.host,
+        port=pevensie_redis_server.port,
+        pool_size=16,
+        retries=0,
+    ).connect()
+    channel = channel_of(c)
     stop = threading.Event()
     failures: list[str] = []
     rounds = [0]
 
-    def user() -> None:
+    def user(n: int) -> None:
         while not stop.is_set():
             try:
-                connection = pool.get_connection()  # (re)connects a dropped connection
-            except Exception as exc:
-                failures.append(f"checkout: {exc!r}")
-                continue
-            try:
-                connection.send_command("PING")
-                if connection.read_response() != b"PONG":
+                c.set("drop", str(n), str(rounds[0]))
+                if c.get("drop", str(n)) is None:
                     failures.append("a reply crossed")
             except Exception as exc:
                 failures.append(f"in use: {exc!r}")
-                connection.disconnect()
-            finally:
-                pool.release(connection)
             rounds[0] += 1
 
     def dropper() -> None:
         while not stop.is_set():
-            pool.disconnect_free_connections()
+            with channel._lock:
+                channel._retire_all_but("elsewhere:6379")
+            time.sleep(0.001)
 
-    threads = [threading.Thread(target=user) for _ in range(8)]
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(8)]
     threads.append(threading.Thread(target=dropper))
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)  # threads interleave often: races show within seconds
@@ -86,6 +106,6 @@ def test_drops_racing_with_checkouts_never_close_a_connection_under_its_user(
         for thread in threads:
             thread.join(timeout=30)
         sys.setswitchinterval(switch)
-        pool.disconnect()
+        c.disconnect()
     assert rounds[0] > 100
     assert failures == []

@@ -38,7 +38,7 @@ from reliability_support import (
 from pevensie_cache import AsyncPevensieCache, cache
 from pevensie_redis import AsyncRedisDriver, RedisConnectionError, RedisTimeoutError
 from pevensie_redis.channel_async import Channel
-from pevensie_redis.pipe import Pipe
+from pevensie_redis.pipe_async import Pipe
 from pevensie_redis.protocol import commands as wire
 from pevensie_redis.testing import RedisServer
 

@@ -28,8 +28,9 @@ def connection_identity(c: PevensieCache) -> dict[str, Any]:
     try:
         connection.send_command("CLIENT", "ID")
         client_id = int(connection.read_response())
-        host, port = connection._sock.getsockname()[:2]
-        return {"id": client_id, "laddr": f"{host}:{port}", "fd": connection._sock.fileno()}
+        sock = connection.pipe.socket
+        host, port = sock.getsockname()[:2]
+        return {"id": client_id, "laddr": f"{host}:{port}", "fd": sock.fileno()}
     finally:
         pool.release(connection)
 

@@ -1,7 +1,8 @@
 """The connection pool is bounded: a caller waits at most ``timeout`` for a connection.
 
-When every connection is busy the caller gets :class:`RedisPoolExhausted`,
-never a hang, and the pool never opens more than ``pool_size`` connections.
+When every connection is lent out (``connection_pool.get_connection()``) the
+caller gets :class:`RedisPoolExhausted`, never a hang, and the driver never
+opens more than ``pool_size`` connections.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def test_callers_beyond_the_pool_get_pool_exhausted_while_a_stalled_server_holds
     c.set("user", "1", "Ada")
     outcomes: dict[str, BaseException | str] = {}
     lock = threading.Lock()
+    waiter_done = threading.Event()
+    pool = pool_of(c)
+    # Every connection lent out, each to a holder that waits on the stalled server.
+    held = [pool.get_connection(), pool.get_connection()]
 
     def call(label: str) -> None:
         try:
@@ -78,15 +83,27 @@ def test_callers_beyond_the_pool_get_pool_exhausted_while_a_stalled_server_holds
         with lock:
             outcomes[label] = result
 
+    def hold(label: str, connection: Any) -> None:
+        try:
+            connection.send_command("GET", "user:1")
+            result: BaseException | str = connection.read_response()
+        except Exception as exc:
+            result = exc
+        with lock:
+            outcomes[label] = result
+        waiter_done.wait(hang_bound(timeout_ms, 1))  # held until the waiter has its answer
+        pool.release(connection)
+
     private_server.pause()
     try:
-        holders = [threading.Thread(target=call, args=(f"holder{i}",)) for i in range(2)]
+        holders = [threading.Thread(target=hold, args=(f"holder{i}", held[i])) for i in range(2)]
         for thread in holders:
             thread.start()
         time.sleep(0.15)  # both holders are now waiting on the stalled server
         start = time.monotonic()
         call("waiter")
         waited = time.monotonic() - start
+        waiter_done.set()
         for thread in holders:
             thread.join(timeout=hang_bound(timeout_ms, 1))
         assert not any(thread.is_alive() for thread in holders)
@@ -150,29 +167,27 @@ def test_the_pool_never_opens_more_than_pool_size_connections_under_load(
 def test_a_connection_the_pool_no_longer_owns_is_closed_when_it_comes_back(
     private_server: RedisServer,
 ) -> None:
-    """release() asks owns_connection(), as a subclass defines it (Sentinel: the primary)."""
-    from pevensie_redis import RedisConfig
-    from pevensie_redis.pool import CachePool, pool_options
-
-    disowned: set[int] = set()
-
-    class DisowningPool(CachePool):
-        def owns_connection(self, connection: Any) -> bool:
-            return id(connection) not in disowned and super().owns_connection(connection)
-
-    config = RedisConfig(host=private_server.host, port=private_server.port, pool_size=1)
-    pool = DisowningPool(**pool_options(config))
+    """release() closes a connection to a server no longer the one (Sentinel: the primary)."""
+    c = connect_cache(private_server, pool_size=1)
+    pool = pool_of(c)
     try:
         first = pool.get_connection()
         pool.release(first)
         assert pool.get_connection() is first  # owned: kept open and handed out again
-        disowned.add(id(first))
+        disown(c, first)
         pool.release(first)
-        assert first._sock is None  # closed, never handed out again
+        assert first.closed  # closed, never handed out again
         second = pool.get_connection()
         assert second is not first
         second.send_command("PING")
         assert second.read_response() == b"PONG"
         pool.release(second)
     finally:
-        pool.disconnect()
+        c.disconnect()
+
+
+def disown(c: PevensieCache, connection: Any) -> None:
+    """Make the driver's channel follow another server than ``connection``'s (a failover)."""
+    channel = c.driver._channel  # type: ignore[attr-defined]
+    with channel._lock:
+        channel._retire_all_but("elsewhere:6379")

@@ -37,11 +37,9 @@ import pevensie_redis
 ROOT = Path(pevensie_redis.__file__).parent
 
 STILL_USING_INTERNALS = {
-    "compat",  # goes away with the one connection design
-    "pool",  # redis-py's BlockingConnectionPool internals (sync face)
-    "sentinel",  # redis.sentinel's pool internals
+    "compat",  # what is left serves the sync Cluster face and errors.py's error codes
+    "pool",  # redis-py's BlockingConnectionPool internals (the sync Cluster face's node pools)
     "cluster_io_async",  # RedisCluster's refresh flag
-    "channel",  # redis-py connections' internals (sync face)
 }
 """Modules allowed redis-py internals for now. This set must shrink to empty."""
 

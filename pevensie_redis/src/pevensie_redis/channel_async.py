@@ -1,81 +1,136 @@
-"""The async driver's I/O: commands to one server over a few multiplexed pipes.
+"""The driver's I/O, async face: commands to one server over a few multiplexed pipes.
 
-The twin of :mod:`~pevensie_redis.channel` (same names, same guarantees), for
-one event loop. A :class:`Channel` keeps up to ``pool_size``
-:class:`~pevensie_redis.pipe.Pipe` connections; each carries the commands of
-many tasks at once, so no task ever waits for a free connection. A new pipe
-is opened only when every open one has many commands outstanding: the fewer
-the pipes, the more commands share each write and read.
+This module is the source of the sync face too: ``channel.py`` is generated
+from it by ``.ci/unasync.py`` (the pipes are then
+:class:`~pevensie_redis.pipe.Pipe`, shared by threads, and background work
+runs in short-lived threads: :mod:`~pevensie_redis.runtime`). Edit this
+file, then run ``nox -s generate``.
 
-- retries: a connection error or timeout closes the pipe; the command is sent
-  again on a fresh pipe after an exponential backoff, up to ``retries`` times
-  (a command that is not idempotent only when it cannot have reached the
-  server);
-- timeouts: connecting, and each reply, are bounded by ``timeout``; a server
-  that stalls fails every command waiting on that pipe;
-- health: a pipe idle for :data:`~pevensie_redis.pool.HEALTH_CHECK_INTERVAL`
-  seconds is checked with ``PING`` before a command that is not idempotent;
-- Sentinel: each new pipe goes to the primary the sentinels name; a ``READONLY``
-  reply (the primary became a replica) retires that pipe and retries. While
-  the channel is used it asks the sentinels again about once a second
-  (:class:`~pevensie_redis.primary_check.PrimaryCheck`, in a task of its own:
-  no caller waits for it); when they name another server, the pipes to the
-  former one are retired, so writes leave a former primary that stays up
-  (``SENTINEL FAILOVER``) before it is turned into a replica.
+One set of rules for both faces:
 
-A channel is bound to the event loop it was opened on: using it from another
-loop raises :class:`~pevensie_cache.WrongEventLoop` at once instead of hanging.
+- **pipes**: a :class:`Channel` keeps up to ``pool_size`` pipes to the server
+  its locator names; each carries the commands of many callers at once, so no
+  caller waits for a free connection. A new pipe is opened, in the background,
+  only when every open one has :data:`SPREAD_AT` commands outstanding, or is
+  receiving a large reply: the fewer the pipes, the more commands share each
+  write and read;
+- **large traffic**: a command carrying more than
+  :data:`~pevensie_redis.pipe_core.LARGE_REPLY` bytes, or a read whose reply
+  was that large not long ago (a small memory of such reads), goes to a pipe
+  of its own (while ``pool_size`` allows), so small commands never queue
+  behind a transfer of megabytes;
+- **retries**: a connection error or timeout closes the pipe; the command is
+  sent again on a fresh pipe after an exponential backoff
+  (:func:`backoff`), up to ``retries`` times (a command that is not idempotent
+  only when it cannot have reached the server);
+- **timeouts**: connecting, and each reply, are bounded by ``timeout``; a
+  server that stalls fails every command waiting on that pipe;
+- **health**: a pipe idle for :data:`HEALTH_CHECK_INTERVAL` seconds is checked
+  with ``PING`` before a command that is not idempotent;
+- **a moving primary** (Sentinel, ``follows_primary``): each new pipe goes to
+  the primary the locator names; a ``READONLY`` reply (the primary became a
+  replica) retires that pipe and retries. While the channel is used it asks
+  the locator again about once a second
+  (:class:`~pevensie_redis.primary_check.PrimaryCheck`, in the background: no
+  caller waits for it); when it names another server, the pipes to the former
+  one are retired (closed once their last command has its reply);
+- **fork safety**: in a forked child the parent's pipes are dropped, their
+  sockets left alone (the parent still uses them), and the child opens its own;
+- **exclusive connections**: :attr:`Channel.pool` lends a pipe to one caller
+  for commands of its own (:class:`Leases`), counted in ``pool_size``.
+
+On the async face a channel is bound to the event loop it was opened on:
+using it from another loop raises :class:`~pevensie_cache.WrongEventLoop` at
+once instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import AuthenticationError, InvalidResponse, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_cache.errors import WrongEventLoop
+from pevensie_redis import runtime_async
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
-from pevensie_redis.listener_async import InvalidationListener
-from pevensie_redis.lock_releases_async import LockReleases
-from pevensie_redis.near import NearStore, heartbeat
-from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
-from pevensie_redis.pool import HEALTH_CHECK_INTERVAL
+from pevensie_redis.endpoint import Endpoint, endpoint
+from pevensie_redis.errors import RedisConnectionError, map_error
+from pevensie_redis.near import NearStore
+from pevensie_redis.pipe_async import Pipe, open_pipe
+from pevensie_redis.pipe_core import LARGE_REPLY, not_sent
 from pevensie_redis.primary_check import PrimaryCheck
-from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, pack_handshake
-from pevensie_redis.sentinel import find_primary, find_replicas
+from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, pack
 
 __all__ = [
+    "HEALTH_CHECK_INTERVAL",
     "SPREAD_AT",
     "Channel",
+    "Lease",
+    "Leases",
+    "PoolWaitTimeout",
+    "backoff",
     "endpoint",
     "not_connected_channel",
     "open_channel",
-    "open_lock_releases",
-    "open_replica_channel",
-    "replica_finder",
 ]
 
 SPREAD_AT = 32
 """Commands outstanding on every open pipe before another pipe is opened (up to ``pool_size``)."""
 
+HEALTH_CHECK_INTERVAL = 30
+"""Seconds a pipe may sit idle before a command that is not idempotent PINGs first."""
+
+LARGE_READS = 64
+"""How many reads with a large reply the channel remembers, to send them to the large pipe."""
+
 _T = TypeVar("_T")
 _RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
 _FAILURES = (RedisError, OSError)
+_FREE_RETRIES = 3
+
+
+class PoolWaitTimeout(RedisPyConnectionError):
+    """Every connection was lent out (:class:`Leases`) for the whole ``timeout``."""
+
+    pool_wait = True
+    """Marks the error for :func:`~pevensie_redis.errors.map_error` (a pool wait, not a fault)."""
 
 
 class _PrimaryMoved(RedisPyConnectionError):
     """A ``READONLY`` reply through Sentinel: the pipe's server is no longer the primary."""
 
 
+class Listening(Protocol):
+    """What the channel knows of the near cache's invalidation listener."""
+
+    server: str | None
+
+    def moved(self) -> None:
+        """Listen again from scratch: a read ran on another server than the one listened to."""
+
+    def ensure_running(self) -> None:
+        """Start listening unless it listens (in a forked child, it does not)."""
+
+    async def stop(self) -> None:
+        """Stop listening."""
+
+
+def backoff(failures: int) -> float:
+    """Return the seconds before retry number ``failures`` (8 ms doubling, 512 ms at most)."""
+    return float(min(0.512, 0.008 * 2**failures))
+
+
 class Channel:
-    """Commands to one server over multiplexed pipes, for the tasks of one event loop."""
+    """Commands to one server over multiplexed pipes, for many callers at once."""
 
     def __init__(
         self,
@@ -84,56 +139,68 @@ class Channel:
         retries: int,
         *,
         follows_primary: bool = False,
+        timeout: float | None = None,
     ) -> None:
-        """Open pipes to what ``resolve()`` names, at most ``pool_size`` of them."""
+        """Open pipes to what ``resolve()`` names, at most ``pool_size`` of them.
+
+        ``timeout``: how long a caller waits for a connection while every one
+        is lent out (default: the endpoint's timeout, once known).
+        """
         self._resolve = resolve
         self._pool_size = pool_size
         self._retries = retries
         self._follows_primary = follows_primary
-        self._backoff = ExponentialBackoff()
-        self._loop = asyncio.get_running_loop()
+        self._wait_timeout = timeout
+        self._loop = asyncio.get_running_loop()  # unasync: remove
+        self._lock = threading.Lock()
         self._pipes: list[Pipe] = []
+        self._bulk: Pipe | None = None
         self._retired: list[Pipe] = []
-        self._opening: asyncio.Future[Pipe] | None = None
+        self._lent: list[Pipe | None] = []
+        """Pipes lent out (``None`` while one is opening for a borrower)."""
+        self._opening: runtime_async.Flight[Pipe] | None = None
+        self._opening_bulk: runtime_async.Flight[Pipe] | None = None
+        self._asking: runtime_async.Flight[None] | None = None
         self._closed = False
-        self._listener: InvalidationListener | None = None
+        self._primary: str | None = None
+        """The server the last pipe opened to (``host:port``)."""
+        self._large: OrderedDict[bytes, None] = OrderedDict()
         self._primary_check = PrimaryCheck() if follows_primary else None
-        self._asking: asyncio.Task[None] | None = None
+        self.listener: Listening | None = None
+        """The near cache's invalidation listener, when ``near_cache`` is on."""
         self.near: NearStore | None = None
         """The near cache's store, when ``near_cache`` is on."""
-
-    pool = None
-    """No redis-py pool: the async face has its own pipes."""
+        self.pool = Leases(self)
+        """Connections lent to one caller at a time, for commands of its own."""
+        _CHANNELS.add(self)
 
     @property
     def pipes(self) -> list[Pipe]:
-        """The open pipes (for tests and statistics)."""
+        """The open shared pipes (for tests and statistics)."""
         return list(self._pipes)
 
     async def close(self) -> None:
-        """Close every pipe; commands still waiting fail with a connection error.
+        """Close the channel: idle pipes now, the others once their last reply has come.
 
-        Called from another event loop, it leaves the closing to the channel's
-        own loop (transports and tasks are not thread-safe); when that loop has
-        already ended, nothing can close them through it, and their sockets are
-        released with the transports.
+        Commands already sent get their replies (or fail with the pipe's
+        timeout); new commands fail with a connection error.
         """
-        if asyncio.get_running_loop() is not self._loop:
-            closing = self.close()
-            try:
-                asyncio.run_coroutine_threadsafe(closing, self._loop)
-            except RuntimeError:  # that loop is closed
-                closing.close()
-            return
-        if self._listener is not None:
-            await self._listener.stop()
-        self._closed = True
-        if self._asking is not None:
-            self._asking.cancel()
-        pipes, self._pipes = self._pipes + self._retired, []
-        self._retired = []
-        for pipe in pipes:
-            pipe.close()
+        if asyncio.get_running_loop() is not self._loop:  # unasync: remove
+            closing = self.close()  # unasync: remove
+            try:  # unasync: remove
+                asyncio.run_coroutine_threadsafe(closing, self._loop)  # unasync: remove
+            except RuntimeError:  # that loop is closed  # unasync: remove
+                closing.close()  # unasync: remove
+            return  # unasync: remove
+        if self.listener is not None:
+            await self.listener.stop()
+        with self._lock:
+            self._closed = True
+            pipes = [*self._pipes, *self._retired, *([self._bulk] if self._bulk else [])]
+            self._pipes, self._bulk = [], None
+            self._retired = [pipe for pipe in pipes if not _close_if_idle(pipe)]
+            for pipe in self._retired:
+                pipe.retired = True
 
     # -- commands ----------------------------------------------------------------------
 
@@ -143,12 +210,15 @@ class Channel:
         A reply that does not have ``shape`` closes the pipe it came on and
         raises :class:`~pevensie_redis.RedisProtocolError`.
         """
-        if asyncio.get_running_loop() is not self._loop:
-            raise _wrong_loop()
+        if asyncio.get_running_loop() is not self._loop:  # unasync: remove
+            raise _wrong_loop()  # unasync: remove
         try:
             try:  # opening a pipe is part of the attempt: a failed connect is retried too
-                pipe = self._ready() or await self._fresh()
-                reply = await pipe.send(packed)
+                if len(packed) > LARGE_REPLY or (self._large and packed in self._large):
+                    pipe = await self._large_lane()
+                else:
+                    pipe = self._ready() or await self._fresh()
+                reply = await pipe.call(packed)
                 if reply.__class__ is ReadOnlyError and self._follows_primary:
                     raise self._moved(pipe)
                 if shape is not None and not shape(reply) and not isinstance(reply, Exception):
@@ -159,6 +229,8 @@ class Channel:
             raise map_error(exc, command) from exc
         if isinstance(reply, Exception):
             raise map_error(reply, command) from reply
+        if reply.__class__ is bytes and len(reply) > LARGE_REPLY:
+            self._remember_large(packed)
         return reply
 
     async def pipeline(
@@ -179,48 +251,26 @@ class Channel:
         any): a reply without its command's shape closes the pipe and raises
         :class:`~pevensie_redis.RedisProtocolError`.
         """
-        if fill and self._follows_primary:
-            return await self._fill(commands, command, shapes)
-        if asyncio.get_running_loop() is not self._loop:
-            raise _wrong_loop()
+        if asyncio.get_running_loop() is not self._loop:  # unasync: remove
+            raise _wrong_loop()  # unasync: remove
+        listener = self.listener if fill and self._follows_primary else None
         try:
             try:
-                pipe = self._ready() or await self._fresh()
-                if not idempotent and self._loop.time() - pipe.last_reply > HEALTH_CHECK_INTERVAL:
-                    await _send(pipe, PING, "PING", PING_REPLY)
-                return await self._send_many(pipe, commands, command, shapes)
+                if (self._large and commands[0] in self._large) or sum(
+                    map(len, commands)
+                ) > LARGE_REPLY:
+                    pipe = await self._large_lane()
+                else:
+                    pipe = self._ready() or await self._fresh()
+                if not idempotent and time.monotonic() - pipe.last_reply > HEALTH_CHECK_INTERVAL:
+                    await self._check_health(pipe)
+                return await self._send_many(pipe, commands, command, shapes, listener)
             except _RETRYABLE as exc:
                 return await self._retry(
-                    lambda p: self._send_many(p, commands, command, shapes), exc, idempotent
+                    lambda p: self._send_many(p, commands, command, shapes, listener),
+                    exc,
+                    idempotent,
                 )
-        except _FAILURES as exc:
-            raise map_error(exc, command) from exc
-
-    async def _fill(
-        self, commands: Sequence[bytes], command: str, shapes: Sequence[Shape | None] | None
-    ) -> list[Any]:
-        """Run a near-cache read through Sentinel, and check it ran where the listener listens.
-
-        After a failover the listener and this pipe may have followed the
-        primary at different moments: invalidations from one server say nothing
-        of the other's values, so the read is not kept, and the listener moves.
-        """
-        listener = self._listener
-
-        async def attempt(pipe: Pipe) -> list[Any]:
-            replies = await self._send_many(pipe, commands, command, shapes)
-            if listener is not None and listener.server != pipe.endpoint.label:
-                listener.moved()
-            return replies
-
-        if asyncio.get_running_loop() is not self._loop:
-            raise _wrong_loop()
-        try:
-            try:
-                pipe = self._ready() or await self._fresh()
-                return await attempt(pipe)
-            except _RETRYABLE as exc:
-                return await self._retry(attempt, exc, True)
         except _FAILURES as exc:
             raise map_error(exc, command) from exc
 
@@ -230,114 +280,227 @@ class Channel:
         commands: Sequence[bytes],
         command: str,
         shapes: Sequence[Shape | None] | None,
+        listener: Listening | None,
     ) -> list[Any]:
-        futures = pipe.send_many(commands)
-        try:
-            if pipe.load > SPREAD_AT:
-                await pipe.drained()
-            replies = [await future for future in futures]
-        except BaseException:
-            for future in futures:  # a cancelled caller: drop the replies it will not read
-                future.cancel()
-            raise
+        replies = await pipe.call_many(commands)
         if self._follows_primary and any(reply.__class__ is ReadOnlyError for reply in replies):
             raise self._moved(pipe)
         if shapes is not None:
             for reply, shape in zip(replies, shapes, strict=True):
                 if shape is not None and not shape(reply) and not isinstance(reply, Exception):
                     raise _misshapen(pipe, command, reply)
+        if listener is not None and listener.server != pipe.endpoint.label:
+            # After a failover the listener and this pipe may have followed the primary
+            # at different moments: invalidations from one server say nothing of the
+            # other's values, so the read is not kept, and the listener moves.
+            listener.moved()
+        for sent, reply in zip(commands, replies, strict=True):
+            if reply.__class__ is bytes and len(reply) > LARGE_REPLY:
+                self._remember_large(sent)
         return replies
+
+    async def _check_health(self, pipe: Pipe) -> None:
+        try:
+            await _send(pipe, PING, "PING", PING_REPLY)
+        except _RETRYABLE as exc:
+            not_sent(exc)  # the command itself was not sent
+            raise
 
     async def _retry(
         self, attempt: Callable[[Pipe], Awaitable[_T]], error: Exception, idempotent: bool
     ) -> _T:
         """Retry after ``error`` on a fresh pipe, with backoff, up to ``retries`` times."""
-        failures = 1
+        failures = 0
+        free = 0
         while True:
-            # READONLY (the primary moved), or a pipe that failed to open: the command did not run.
+            # READONLY (the primary moved), or a pipe that failed to open, or bytes
+            # never written: the command did not run.
             unsent = isinstance(error, _PrimaryMoved) or getattr(error, "pevensie_not_sent", False)
-            if (
-                failures > self._retries
-                or (not idempotent and not unsent)
-                or isinstance(error, AuthenticationError)
-            ):
+            if not idempotent and not unsent:
                 raise error
-            delay = self._backoff.compute(failures)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if free < _FREE_RETRIES and (
+                getattr(error, "pevensie_closed_pipe", False)
+                or getattr(error, "pevensie_interrupted", False)
+            ):
+                # Not the server's doing: the pipe closed before it took the command, or
+                # another caller's interruption closed it. Another pipe takes the
+                # command at once, whatever the retries (a few times at most).
+                free += 1
+            else:
+                failures += 1
+                if failures > self._retries or isinstance(error, AuthenticationError):
+                    raise error
+                delay = backoff(failures)
+                if delay > 0:
+                    await runtime_async.sleep(delay)
             try:
                 return await attempt(await self._fresh())
             except _RETRYABLE as exc:
                 error = exc
-                failures += 1
+
+    def _remember_large(self, packed: bytes) -> None:
+        large = self._large
+        with self._lock:
+            large[packed] = None
+            large.move_to_end(packed)
+            while len(large) > LARGE_READS:
+                large.popitem(last=False)
 
     # -- pipes -------------------------------------------------------------------------
 
     def _ready(self) -> Pipe | None:
-        """Return the least loaded open pipe, unless a new one should be opened first."""
+        """Return the pipe for a command now, or ``None`` when one must be opened first."""
         check = self._primary_check
         if check is not None and check.due():
-            self._asking = self._loop.create_task(self._ask_for_primary(check))
-            self._asking.add_done_callback(_consume)
+            self._asking = runtime_async.start(lambda: self._ask_for_primary(check))
         pipes = self._pipes
         if not pipes:
             return None
         pipe = pipes[0] if len(pipes) == 1 else min(pipes, key=_load)
-        if pipe.closed:
-            return None
-        if pipe.load < SPREAD_AT or len(pipes) >= self._pool_size:
+        if pipe.load < SPREAD_AT and not pipe.receiving_large and not pipe.closed:
             return pipe
+        return self._spread()
+
+    def _spread(self) -> Pipe | None:
+        """Pick a pipe the slow way: drop closed pipes, open another if due (for :meth:`_ready`)."""
+        with self._lock:
+            if any(pipe.closed for pipe in self._pipes):
+                self._pipes = [pipe for pipe in self._pipes if not pipe.closed]
+            usable = [pipe for pipe in self._pipes if not pipe.receiving_large]
+            best = min(usable, key=_load) if usable else None
+            room = self._room()
+            if room and (best is None or best.load >= SPREAD_AT):
+                self._start_opening()
+            if best is not None:
+                return best
+            if room or self._opening is not None or not self._pipes:
+                return None
+            return min(self._pipes, key=_load)  # every pipe busy with a large reply: queue
+
+    def _room(self) -> bool:
+        """Whether another pipe may be opened (the channel's lock is held)."""
+        opened = len(self._pipes) + len(self._lent) + (self._bulk is not None)
+        return opened + (self._opening is not None) < self._pool_size
+
+    def _start_opening(self) -> runtime_async.Flight[Pipe]:
+        """Start opening a shared pipe, unless one is opening already (the lock is held)."""
         if self._opening is None:
-            self._opening = self._loop.create_task(self._open())
-            self._opening.add_done_callback(_consume)
-        return pipe
+            self._opening = runtime_async.start(self._open)
+        return self._opening
 
     async def _fresh(self) -> Pipe:
         """Return an open pipe, opening one when none is usable (callers share one opening)."""
-        self._pipes = [pipe for pipe in self._pipes if not pipe.closed]
-        pipe = self._ready()
-        if pipe is not None:
-            return pipe
-        if self._closed:
-            raise RedisPyConnectionError("the channel was closed")
-        if self._opening is None:
-            self._opening = self._loop.create_task(self._open())
-            self._opening.add_done_callback(_consume)
-        return await asyncio.shield(self._opening)
+        deadline: float | None = None
+        while True:
+            pipe = self._ready()
+            if pipe is not None:
+                return pipe
+            with self._lock:
+                if self._closed:
+                    raise RedisPyConnectionError("the channel was closed")
+                if self._opening is None and not self._room() and self._lent:
+                    flight = None  # every connection is lent out: wait for one to come back
+                else:
+                    flight = self._start_opening()
+            if flight is not None:
+                return await runtime_async.join(flight)
+            deadline = deadline or time.monotonic() + (self._wait_timeout or 5.0)
+            if time.monotonic() >= deadline:
+                raise PoolWaitTimeout(
+                    f"no connection became free within {self._wait_timeout or 5.0:g} s"
+                )
+            await runtime_async.sleep(0.005)
 
     async def _open(self) -> Pipe:
         try:
             endpoint = await self._resolve()
+            if self._wait_timeout is None:
+                self._wait_timeout = endpoint.timeout
             pipe = await open_pipe(endpoint)
         except _RETRYABLE as exc:
             # Nothing reached the server: even a command that must run once may be retried.
-            setattr(exc, "pevensie_not_sent", True)  # noqa: B010
+            not_sent(exc)
+            with self._lock:
+                self._opening = None
             raise
-        finally:
+        except BaseException:
+            with self._lock:
+                self._opening = None
+            raise
+        with self._lock:
             self._opening = None
-        if self._closed:
-            pipe.close()
-            raise RedisPyConnectionError("the channel was closed")
-        self._retire_all_but(endpoint.label)
-        self._pipes.append(pipe)
+            if self._closed:
+                pipe.close()
+                raise RedisPyConnectionError("the channel was closed")
+            self._retire_all_but(endpoint.label)
+            self._pipes = [*self._pipes, pipe]
+        return pipe
+
+    async def _large_lane(self) -> Pipe:
+        """Return the pipe for large traffic, opening it when ``pool_size`` leaves room."""
+        bulk = self._bulk
+        if bulk is not None and not bulk.closed:
+            return bulk
+        with self._lock:
+            flight = self._opening_bulk
+            if flight is None:
+                if self._bulk is not None and self._bulk.closed:
+                    self._bulk = None
+                if self._pool_size < 2 or not self._room():
+                    flight = None
+                else:
+                    flight = self._opening_bulk = runtime_async.start(self._open_bulk)
+        if flight is None:
+            return self._ready() or await self._fresh()
+        return await runtime_async.join(flight)
+
+    async def _open_bulk(self) -> Pipe:
+        try:
+            endpoint = await self._resolve()
+            pipe = await open_pipe(endpoint, bulk=True)
+        except _RETRYABLE as exc:
+            not_sent(exc)
+            with self._lock:
+                self._opening_bulk = None
+            raise
+        except BaseException:
+            with self._lock:
+                self._opening_bulk = None
+            raise
+        with self._lock:
+            self._opening_bulk = None
+            if self._closed:
+                pipe.close()
+                raise RedisPyConnectionError("the channel was closed")
+            self._bulk = pipe
         return pipe
 
     async def _ask_for_primary(self, check: PrimaryCheck) -> None:
-        """Ask the sentinels for the primary; retire the pipes to any other server."""
+        """Ask the locator for the primary; retire the pipes to any other server."""
         try:
             primary = await self._resolve()
         except _FAILURES:
             return  # no sentinel answered: keep the primary we know
         finally:
             check.done()
-        if not self._closed:
-            self._retire_all_but(primary.label)
+        with self._lock:
+            if not self._closed:
+                self._retire_all_but(primary.label)
 
     def _retire_all_but(self, label: str) -> None:
-        """Send no new command to a server other than ``label``; close idle retired pipes."""
+        """Send no new command to a server other than ``label`` (the channel's lock is held).
+
+        Retired pipes close once their last command has its reply.
+        """
+        self._primary = label  # a lent pipe to another server is closed when given back
         stale = [p for p in self._pipes if p.endpoint.label != label]
+        if self._bulk is not None and self._bulk.endpoint.label != label:
+            stale.append(self._bulk)
+            self._bulk = None
         if stale:  # the primary moved: no new command goes to the old one
             self._pipes = [p for p in self._pipes if p not in stale]
+            for pipe in stale:
+                pipe.retired = True
             self._retired.extend(stale)
         self._retired = [p for p in self._retired if not _close_if_idle(p)]
 
@@ -345,26 +508,178 @@ class Channel:
         pipe.close()
         return _PrimaryMoved(f"{pipe.endpoint.label} is no longer the primary (READONLY)")
 
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's pipes (never closing their sockets)."""
+        self._lock = threading.Lock()
+        for pipe in [*self._pipes, *self._retired, *([self._bulk] if self._bulk else [])]:
+            pipe.forget()
+        self._pipes, self._retired, self._bulk = [], [], None
+        self._opening = self._opening_bulk = self._asking = None
+        self._lent = []
+        self.pool = Leases(self)
+
+    # -- lending -----------------------------------------------------------------------
+
+    async def _lend(self) -> Pipe:
+        """Take a pipe out of the shared ones for one caller (see :class:`Leases`)."""
+        deadline: float | None = None
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise RedisPyConnectionError("the channel was closed")
+                idle = [pipe for pipe in self._pipes if not pipe.load and not pipe.closed]
+                if idle:
+                    self._pipes = [pipe for pipe in self._pipes if pipe is not idle[0]]
+                    self._lent.append(idle[0])
+                    return idle[0]
+                opening = self._room()
+                if opening:
+                    self._lent.append(None)
+            if opening:
+                pipe = None
+                try:
+                    endpoint = await self._resolve()
+                    if self._wait_timeout is None:
+                        self._wait_timeout = endpoint.timeout
+                    pipe = await open_pipe(endpoint)
+                    return pipe
+                finally:
+                    with self._lock:
+                        self._lent.remove(None)
+                        if pipe is not None:
+                            self._lent.append(pipe)
+            deadline = deadline or time.monotonic() + (self._wait_timeout or 5.0)
+            if time.monotonic() >= deadline:
+                raise PoolWaitTimeout(
+                    f"no connection became free within {self._wait_timeout or 5.0:g} s"
+                )
+            await runtime_async.sleep(0.005)
+
+    def _give_back(self, pipe: Pipe) -> None:
+        """Take back a lent pipe: shared again, or closed if its server is no longer the one."""
+        with self._lock:
+            if pipe in self._lent:
+                self._lent.remove(pipe)
+            if (
+                self._closed
+                or pipe.closed
+                or pipe.load
+                or pipe.endpoint.label != (self._primary or pipe.endpoint.label)
+            ):
+                pipe.close()
+                return
+            if len(self._pipes) >= self._pool_size:
+                pipe.close()
+                return
+            self._pipes = [*self._pipes, pipe]
+
+
+class Leases:
+    """A channel's connections lent to one caller at a time (a driver's ``connection_pool``).
+
+    :meth:`get_connection` takes a connection of the channel's for the
+    caller's exclusive use: an idle shared pipe, or a new one while
+    ``pool_size`` allows. While every connection is lent out, callers (of the
+    cache too) wait up to ``timeout`` for one to come back, then get
+    :class:`~pevensie_redis.RedisPoolExhausted`. :meth:`release` gives it back;
+    a connection to a server that is no longer the one the channel uses (a
+    former primary) is closed instead.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        """Lend the connections of ``channel``."""
+        self._channel = channel
+
+    def __repr__(self) -> str:
+        channel = self._channel
+        where = channel._pipes[0].endpoint.label if channel._pipes else "not connected yet"
+        return f"<Leases {where}: {len(channel._lent)} lent of {channel._pool_size}>"
+
+    def endpoint(self) -> Endpoint:
+        """Return where the channel's connections go now (the primary, through Sentinel)."""
+        pipes = self._channel._pipes
+        if not pipes:
+            raise RedisConnectionError("the channel has no open connection")
+        return pipes[-1].endpoint
+
+    async def get_connection(self) -> Lease:
+        """Borrow a connection; :class:`~pevensie_redis.RedisPoolExhausted` after ``timeout``."""
+        try:
+            pipe = await self._channel._lend()
+        except _FAILURES as exc:
+            raise map_error(exc, "taking a connection") from exc
+        lease = pipe.lease  # one per pipe: a connection lent again is the same object
+        if not isinstance(lease, Lease):
+            lease = pipe.lease = Lease(pipe)
+        lease._pipe = pipe
+        return lease
+
+    def release(self, connection: Lease) -> None:
+        """Give ``connection`` back (a second release does nothing)."""
+        pipe, connection._pipe = connection._pipe, None
+        connection._pending, connection._replies = [], []
+        if pipe is not None:
+            self._channel._give_back(pipe)
+
+
+class Lease:
+    """One connection lent by :class:`Leases`: send commands, read their replies in order.
+
+    Errors are the driver's (an error reply is raised as
+    :class:`~pevensie_redis.RedisServerError`).
+    """
+
+    def __init__(self, pipe: Pipe) -> None:
+        """Use ``pipe`` alone."""
+        self._pipe: Pipe | None = pipe
+        self._last = pipe
+        self._pending: list[bytes] = []
+        self._replies: list[Any] = []
+
+    def __repr__(self) -> str:
+        pipe = self._pipe
+        return f"<Lease {'released' if pipe is None else pipe.endpoint.label}>"
+
+    @property
+    def pipe(self) -> Pipe:
+        """The lent pipe (raises :class:`~pevensie_redis.RedisConnectionError` once released)."""
+        if self._pipe is None:
+            raise RedisConnectionError("this connection was released")
+        return self._pipe
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (a released one is closed once the pool closed it)."""
+        return self._last.closed
+
+    def send_command(self, *args: bytes | str | int | float) -> None:
+        """Queue one command; :meth:`read_response` sends what is queued and reads."""
+        self._pending.append(
+            pack([arg if isinstance(arg, (bytes, str)) else str(arg) for arg in args])
+        )
+
+    async def read_response(self) -> Any:
+        """Return the reply to the oldest command sent and not read yet."""
+        if not self._replies:
+            pending, self._pending = self._pending, []
+            if not pending:
+                raise RedisConnectionError("no command is waiting for its reply")
+            try:
+                self._replies = list(reversed(await self.pipe.call_many(pending)))
+            except _FAILURES as exc:
+                raise map_error(exc, "a lent connection") from exc
+        reply = self._replies.pop()
+        if isinstance(reply, Exception):
+            raise map_error(reply, "a lent connection") from reply
+        return reply
+
 
 def _load(pipe: Pipe) -> int:
     return pipe.load
 
 
-def _close_if_idle(pipe: Pipe) -> bool:
-    if pipe.load == 0 or pipe.closed:
-        pipe.close()
-        return True
-    return False
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    """Retrieve a finished opening's error, so asyncio does not report it as never retrieved."""
-    if not task.cancelled():
-        task.exception()
-
-
 async def _send(pipe: Pipe, packed: bytes, command: str, shape: Shape | None) -> Any:
-    reply = await pipe.send(packed)
+    reply = await pipe.call(packed)
     if shape is not None and not shape(reply) and not isinstance(reply, Exception):
         raise _misshapen(pipe, command, reply)
     return reply
@@ -380,6 +695,10 @@ def _misshapen(pipe: Pipe, command: str, reply: Any) -> InvalidResponse:
     return InvalidResponse(f"{pipe.endpoint.label}: {command} got {describe(reply)} in reply")
 
 
+def _close_if_idle(pipe: Pipe) -> bool:
+    return pipe.close_if_idle()
+
+
 def _wrong_loop() -> WrongEventLoop:
     return WrongEventLoop(
         "this cache was connected on another event loop: connect a cache in each loop "
@@ -392,6 +711,7 @@ class _NotConnected:
 
     pool = None
     near = None
+    listener = None
 
     async def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         raise RedisConnectionError("the Redis driver is not connected")
@@ -415,165 +735,43 @@ not_connected_channel = _NotConnected()
 """Stands in for a channel while a driver is disconnected."""
 
 
-def endpoint(config: RedisConfig, host: str | None = None, port: int | None = None) -> Endpoint:
-    """Return the :class:`Endpoint` of the server ``config`` names (or of ``host:port``)."""
-    handshake = tuple(
-        pack_handshake(config.username, config.password, config.db, config.client_name)
-    )
-    if config.unix_socket_path is not None and host is None:
-        return Endpoint(
-            label=config.unix_socket_path,
-            path=config.unix_socket_path,
-            handshake=handshake,
-            timeout=config.timeout_seconds,
-        )
-    host = config.host if host is None else host
-    port = config.port if port is None else port
-    return Endpoint(
-        label=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        host=host,
-        port=port,
-        tls=tls_context(config) if config.tls else None,
-        server_hostname=host if config.tls and config.tls_verify else None,
-        handshake=handshake,
-        timeout=config.timeout_seconds,
-    )
-
-
-def tls_context(config: RedisConfig) -> ssl.SSLContext:
-    """Return the TLS settings of ``config`` as an ``ssl.SSLContext`` (verifying by default)."""
-    context = ssl.create_default_context(cafile=config.tls_ca_file)
-    if config.tls_cert_file is not None:
-        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    if not config.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-async def open_channel(config: RedisConfig) -> Channel:
-    """Open the first pipe to the server ``config`` names (through the sentinels, if any).
+async def open_channel(
+    resolve: Callable[[], Awaitable[Endpoint]],
+    config: RedisConfig,
+    *,
+    follows_primary: bool = False,
+) -> Channel:
+    """Open the first pipe to the server ``resolve()`` names (it answered its handshake).
 
     Raises the driver's errors when it cannot: one connection attempt, without
     retries, so a dead server fails within the timeout.
     """
-    if config.sentinels:
-        assert config.service_name is not None  # RedisConfig requires it with sentinels
-        service = config.service_name
-        sentinels = _sentinel_endpoints(config)
-
-        async def resolve() -> Endpoint:
-            host, port = await find_primary(sentinels, service)
-            return endpoint(config, host, port)
-
-    else:
-        fixed = endpoint(config)
-
-        async def resolve() -> Endpoint:
-            return fixed
-
     channel = Channel(
-        resolve, config.pool_size, config.retries, follows_primary=bool(config.sentinels)
+        resolve,
+        config.pool_size,
+        config.retries,
+        follows_primary=follows_primary,
+        timeout=config.timeout_seconds,
     )
     try:
-        pipe = await channel._fresh()
-        reply = await _send(pipe, PING, "PING", PING_REPLY)
-        if isinstance(reply, Exception):
-            raise reply
-        if config.near_cache:
-            await _start_near_cache(channel, resolve, config)
+        await channel._fresh()  # a new pipe has had its handshake answered (or a PING)
     except _FAILURES as exc:
         await channel.close()
         raise map_error(exc, f"connecting to {config.display_url()}") from exc
     except BaseException:
-        # A ConfigError (the server refuses the near cache), or cancelled: the pipe
-        # still opening (shielded) is closed as soon as it opens.
+        # Cancelled or interrupted: the pipe still opening is closed as soon as it opens.
         await channel.close()
         raise
     return channel
 
 
-def open_lock_releases(config: RedisConfig, channel: Channel) -> LockReleases:
-    """Return the lease waiters' subscriber for ``channel``'s server (it connects when asked).
-
-    Its pipe goes where the channel's would (through Sentinel: the primary).
-    """
-
-    async def connect() -> Pipe:
-        return await open_pipe(await channel._resolve())
-
-    return LockReleases(connect, heartbeat=heartbeat(config.timeout_seconds))
+_CHANNELS: weakref.WeakSet[Channel] = weakref.WeakSet()
 
 
-def open_replica_channel(config: RedisConfig, host: str, port: int) -> Channel:
-    """Return a channel to the replica at ``host:port`` (it connects on first use).
-
-    The data nodes' credentials and TLS settings; no retries: a read that
-    fails on a replica goes to the primary instead.
-    """
-    fixed = endpoint(config, host, port)
-
-    async def resolve() -> Endpoint:
-        return fixed
-
-    return Channel(resolve, config.pool_size, 0)
+def _after_fork_in_child() -> None:
+    for channel in list(_CHANNELS):
+        channel._forked()
 
 
-def replica_finder(
-    config: RedisConfig, channel: Channel
-) -> Callable[[], Awaitable[list[tuple[str, int]]]]:
-    """Return how to ask the sentinels which replicas of the service to read from.
-
-    ``channel`` is the primary's (the sync twin asks through its sentinels; here
-    each question opens its own pipe to a sentinel).
-    """
-    service = config.service_name
-    if not config.sentinels or service is None:
-        raise ValueError("replica_finder needs a configuration with sentinels")
-    sentinels = _sentinel_endpoints(config)
-
-    async def find() -> list[tuple[str, int]]:
-        return await find_replicas(sentinels, service)
-
-    return find
-
-
-async def _start_near_cache(
-    channel: Channel, resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
-) -> None:
-    """Start the near cache's listener (key tracking needs Redis 6+ or Valkey)."""
-
-    async def connect() -> Pipe:
-        return await open_pipe(await resolve())
-
-    near = NearStore(config.near_cache_size)
-    listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
-    channel.near, channel._listener = near, listener
-    # Bounded by the connect and reply timeouts of the listener's own first attempt.
-    if not await listener.start(wait=2 * config.timeout_seconds + 1):
-        failure = listener.failure or RedisPyTimeoutError("the invalidation channel did not start")
-        refused = near_cache_refused(failure)
-        if refused is not None:
-            raise refused from failure
-        raise failure
-
-
-def _sentinel_endpoints(config: RedisConfig) -> list[Endpoint]:
-    return [_sentinel_endpoint(config, host, port) for host, port in config.sentinels]
-
-
-def _sentinel_endpoint(config: RedisConfig, host: str, port: int) -> Endpoint:
-    """Return a sentinel's endpoint: the driver's timeout and TLS, the sentinels' credentials."""
-    plain = endpoint(config, host, port)
-    handshake = tuple(
-        pack_handshake(config.sentinel_username, config.sentinel_password, 0, config.client_name)
-    )
-    return Endpoint(
-        label=plain.label,
-        host=host,
-        port=port,
-        tls=plain.tls,
-        server_hostname=plain.server_hostname,
-        handshake=handshake,
-        timeout=plain.timeout,
-    )
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -35,15 +35,15 @@ from redis.retry import Retry
 
 from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint, endpoint
 from pevensie_redis.errors import (
     RedisAuthenticationError,
     RedisDriverError,
     RedisPoolExhausted,
     map_error,
 )
-from pevensie_redis.lock_releases import LockReleases
-from pevensie_redis.near import heartbeat
-from pevensie_redis.pool import CachePool, ClusterNodePool, pool_options
+from pevensie_redis.lock_releases import LockReleases, open_lock_releases
+from pevensie_redis.pool import ClusterNodePool, pool_options
 from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
@@ -185,16 +185,12 @@ class ClusterIO:
         """
         turn = itertools.count()
 
-        def connect() -> Any:
+        def resolve() -> Endpoint:
             primaries = self.primaries()
             host, _, port = primaries[next(turn) % len(primaries)].rpartition(":")
-            options = pool_options(self._config)
-            options.update(host=host.strip("[]"), port=int(port), max_connections=1)
-            # A pool of one, for its public way to a connected connection; the
-            # subscription owns that connection (and disconnects it) from then on.
-            return CachePool(**options).get_connection()
+            return endpoint(self._config, host.strip("[]"), int(port))
 
-        return LockReleases(connect, heartbeat=heartbeat(self._config.timeout_seconds))
+        return open_lock_releases(resolve, self._config)
 
     def close(self) -> None:
         """Close every node's connections (those in use as their call ends)."""

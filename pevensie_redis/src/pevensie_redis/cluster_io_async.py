@@ -28,10 +28,9 @@ from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from pevensie_redis import compat
 from pevensie_redis.channel_async import Channel, endpoint
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
-from pevensie_redis.lock_releases_async import LockReleases
-from pevensie_redis.near import heartbeat
-from pevensie_redis.pipe import Endpoint, Pipe, open_pipe
+from pevensie_redis.lock_releases_async import LockReleases, open_lock_releases
 from pevensie_redis.protocol.commands import READONLY, pack
 
 __all__ = ["BROKEN", "FAILURES", "ClusterIO", "SharedCluster", "cluster_options", "open_cluster"]
@@ -172,12 +171,12 @@ class ClusterIO:
         """
         turn = itertools.count()
 
-        async def connect() -> Pipe:
+        async def resolve() -> Endpoint:
             primaries = self.primaries()
             host, _, port = primaries[next(turn) % len(primaries)].rpartition(":")
-            return await open_pipe(endpoint(self._config, host.strip("[]"), int(port)))
+            return endpoint(self._config, host.strip("[]"), int(port))
 
-        return LockReleases(connect, heartbeat=heartbeat(self._config.timeout_seconds))
+        return open_lock_releases(resolve, self._config)
 
     async def close(self) -> None:
         """Close every node's pipes and RedisCluster's own connections."""

@@ -1,7 +1,13 @@
 """Every use of redis-py's internals, in one place, with what each relies on.
 
-The driver builds on redis-py's public classes (connections, pools, ``Retry``,
-``RedisCluster``, ``Sentinel``) and reaches past their public API only here.
+What is left here serves the Cluster driver alone (the sync face's node pools,
+:mod:`~pevensie_redis.pool`, and redis-py's ``RedisCluster``): the single-server
+and Sentinel drivers have connections of their own on both faces and use
+nothing of redis-py but its exception classes. It goes with the Cluster
+driver's own slot map and router.
+
+The Cluster driver builds on redis-py's public classes (connections, pools,
+``Retry``, ``RedisCluster``) and reaches past their public API only here.
 The supported range is redis-py 5.0 to 8.x (``redis>=5.0,<9``). Each entry
 below names what it relies on and where releases differ; every entry was
 checked against 5.0.0, 5.3.1, 6.0.0, 6.4.0, 7.0.0, 7.4.1, 8.0.0 and 8.1.0,
@@ -33,9 +39,6 @@ Connections:
 - ``Connection.should_reconnect()``: the mark RedisCluster (7.2 and newer)
   sets on connections that must reconnect after a topology change (the method
   exists from 7.0; before, nothing marks connections).
-- ``Connection.host``/``port``/``path`` and ``Connection._sock``: where the near
-  cache's listener is connected, and its socket, shut down to stop it from
-  another thread (all releases).
 
 Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
 
@@ -47,13 +50,8 @@ Pools (:class:`~pevensie_redis.pool.CachePool` is a ``BlockingConnectionPool``):
   ``reset()`` (all releases; 8.1's ``reset()`` and ``__del__`` read its
   ``queue`` too).
 - ``disconnect(inuse_connections=...)``: how redis-py asks a pool to drop its
-  connections: Sentinel's pool proxy after the primary's address changed (all
-  releases), RedisCluster's ``disconnect_free_connections()`` after a
+  connections: RedisCluster's ``disconnect_free_connections()`` after a
   topology change (7.2 and newer).
-- ``SentinelConnectionPool.master_address`` / ``get_master_address()`` /
-  ``owns_connection()``: the primary the pool last connected to, asking the
-  sentinels again (which drops the idle connections when the answer changed),
-  and whether a connection still points at that primary (all releases).
 
 Cluster:
 
@@ -86,7 +84,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,7 +94,6 @@ from redis.connection import Connection
 from redis.retry import Retry
 
 __all__ = [
-    "ask_for_primary",
     "async_cluster_retries",
     "check_fork",
     "close_async_cluster",
@@ -113,10 +109,8 @@ __all__ = [
     "node_named",
     "node_of_slot",
     "node_pool_factory",
-    "server_of",
     "set_epoch",
     "should_reconnect",
-    "shutdown",
     "take_free",
 ]
 
@@ -216,29 +210,6 @@ def set_epoch(connection: Any, value: int) -> None:
     connection._pevensie_epoch = value
 
 
-def server_of(connection: Any) -> str:
-    """Return the server ``connection`` talks to: ``host:port`` or the Unix socket's path.
-
-    ``Connection.host``/``port`` (``UnixDomainSocketConnection.path``); for a
-    Sentinel-managed connection, the primary it connected to (all lines).
-    """
-    path = getattr(connection, "path", None)
-    return str(path) if path else f"{connection.host}:{connection.port}"
-
-
-def shutdown(connection: Any) -> None:
-    """Shut ``connection``'s socket down (``Connection._sock``) from any thread.
-
-    The thread reading it sees the connection closed and fails; unlike
-    ``disconnect()``, the connection is not reset under that thread's feet.
-    """
-    sock = connection._sock
-    if sock is not None:
-        with contextlib.suppress(OSError):  # closed already
-            # The plain socket's method, also for TLS: the reader gets an EOF it reports.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
 # -- pools ---------------------------------------------------------------------------
 
 
@@ -263,19 +234,6 @@ def give_back(pool: Any, connection: Any) -> None:
 def idle_connections(pool: Any) -> list[Any]:
     """Return the connections sitting idle in ``pool`` (a snapshot; slots stay where they are)."""
     return [connection for connection in pool.pool.queue if connection is not None]
-
-
-def ask_for_primary(pool: Any) -> None:
-    """Ask the sentinels of a Sentinel ``pool`` for the primary again, if it connected before.
-
-    When the answer changed, redis-py's pool drops its idle connections
-    (``disconnect(inuse_connections=False)``) and ``owns_connection`` disowns
-    those still pointing at the former primary. Raises redis-py's
-    ``ConnectionError`` (``MasterNotFoundError``) or ``TimeoutError`` when no
-    sentinel names a primary.
-    """
-    if pool.master_address is not None:  # else the next connect asks anyway
-        pool.get_master_address()
 
 
 # -- cluster -------------------------------------------------------------------------

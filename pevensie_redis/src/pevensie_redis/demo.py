@@ -194,14 +194,26 @@ def _show_layout(c: PevensieCache, say: Callable[[str], None]) -> None:
     if pool is None:
         say(f"   (the {type(driver).__name__} is not a Redis server; nothing to show)")
         return
-    import redis
+    connection = pool.get_connection()  # one of the driver's connections, lent to us
 
-    raw = redis.Redis(connection_pool=pool)
-    say(f"   {'key':<22} {'type':<8} TTL (s)")
-    for key in sorted(raw.scan_iter(match="demo-*", count=1000)):
-        ttl = raw.ttl(key)
-        shown_ttl = "none" if ttl == -1 else str(ttl)
-        say(f"   {_text(key):<22} {_text(raw.type(key)):<8} {shown_ttl}")
+    def ask(*args: str | bytes) -> Any:
+        connection.send_command(*args)
+        return connection.read_response()
+
+    try:
+        say(f"   {'key':<22} {'type':<8} TTL (s)")
+        cursor, keys = b"0", []
+        while True:
+            cursor, page = ask("SCAN", cursor, "MATCH", "demo-*", "COUNT", "1000")
+            keys += page
+            if cursor == b"0":
+                break
+        for key in sorted(keys):
+            ttl = ask("TTL", key)
+            shown_ttl = "none" if ttl == -1 else str(ttl)
+            say(f"   {_text(key):<22} {_text(ask('TYPE', key)):<8} {shown_ttl}")
+    finally:
+        pool.release(connection)
     say("   Keys are <resource_type>:<key>, as the Gleam driver stores them.")
 
 

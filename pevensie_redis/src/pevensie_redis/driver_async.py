@@ -2,15 +2,18 @@
 
 This module is the source of the sync driver too: ``driver.py``
 (:class:`~pevensie_redis.RedisDriver`) is generated from it by
-``.ci/unasync.py``. What differs between the faces is only the channel the
-commands travel through: :mod:`~pevensie_redis.channel` (a pool of redis-py
-connections) or :mod:`~pevensie_redis.channel_async` (multiplexed pipes).
-Edit this file, then run ``nox -s generate``.
+``.ci/unasync.py``. Edit this file, then run ``nox -s generate``.
 
-Single ``get``/``set``/``delete`` calls skip redis-py's generic command layer:
-the command is packed once (:mod:`~pevensie_redis.protocol.commands`) and sent through the
-channel, which keeps that layer's guarantees (retries with backoff, health
-checks, timeouts, a broken connection closed before reuse).
+A driver is composed at ``connect()``: a locator says where the server is
+(:class:`~pevensie_redis.direct.Direct`, or
+:class:`~pevensie_redis.sentinel.Sentinels` with ``sentinels``), one channel
+carries the commands there (:mod:`~pevensie_redis.channel`: retries, timeouts,
+health checks, following a moving primary), and layers go on top: the replica
+reads (:mod:`~pevensie_redis.replicas`, with ``read_from_replicas``) and the
+near cache (:class:`AsyncNearRedisDriver`, with ``near_cache``).
+
+Single ``get``/``set``/``delete`` calls are packed once
+(:mod:`~pevensie_redis.protocol.commands`) and sent through the channel.
 
 Batch operations send one multi-key command per chunk of keys: ``MGET``,
 ``MSET``, ``UNLINK``, and for ``set_many`` with a TTL one ``EVALSHA`` of a
@@ -25,9 +28,8 @@ woken through one subscriber connection per driver
 (:mod:`~pevensie_redis.lock_releases`), opened when a waiter first waits.
 
 Reads (``get``, ``get_many``) go through ``_reads``, which is the channel
-itself, or with Sentinel and ``read_from_replicas`` the replicas
-(:mod:`~pevensie_redis.replicas`); it is bound at ``connect()``, so the
-plain hot path makes no choice per call.
+itself, or with ``read_from_replicas`` the replicas; it is bound at
+``connect()``, so the plain hot path makes no choice per call.
 """
 
 from __future__ import annotations
@@ -35,16 +37,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from pevensie_cache.driver import Progress
-from pevensie_redis.channel_async import (
-    Channel,
-    not_connected_channel,
-    open_channel,
-    open_lock_releases,
-)
+from pevensie_redis.channel_async import Channel, Leases, not_connected_channel, open_channel
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.direct_async import Direct
 from pevensie_redis.errors import (
     RedisConnectionError,
     counter_error,
@@ -53,7 +51,8 @@ from pevensie_redis.errors import (
     map_error,
     refuses_scripting,
 )
-from pevensie_redis.lock_releases_async import LockReleases, LockWatch
+from pevensie_redis.listener_async import start_near_cache
+from pevensie_redis.lock_releases_async import LockReleases, LockWatch, open_lock_releases
 from pevensie_redis.near import MISS, NearStats, NearStore
 from pevensie_redis.protocol.commands import (
     EXEC,
@@ -91,6 +90,7 @@ from pevensie_redis.protocol.commands import (
 )
 from pevensie_redis.protocol.keys import full_key, lock_key, prefix, scan_pattern
 from pevensie_redis.replicas_async import AsyncReplicaReads
+from pevensie_redis.sentinel_async import Sentinels
 from pevensie_redis.tls_check import check_tls_async
 
 __all__ = ["AsyncNearRedisDriver", "AsyncRedisDriver", "AsyncRedisSentinelDriver"]
@@ -127,6 +127,7 @@ class AsyncRedisDriver:
         if not isinstance(config, RedisConfig):
             raise TypeError(f"config must be a RedisConfig, not {type(config).__name__}")
         self.config = config
+        self._locator: Direct | Sentinels | None = None
         self._releases: LockReleases | None = None
         self._channel: Channel | Any = not_connected_channel
         self._execute = self._channel.execute
@@ -139,14 +140,30 @@ class AsyncRedisDriver:
         return f"{type(self).__name__}({self.config.display_url()!r})"
 
     @property
-    def connection_pool(self) -> Any:
-        """The live redis-py pool of the sync face while connected, else ``None``."""
-        return self._channel.pool
+    def connection_pool(self) -> Leases | None:
+        """Connections lent for commands of your own, while connected (else ``None``).
+
+        ``get_connection()`` borrows one of the driver's ``pool_size``
+        connections for the caller alone (``send_command(...)``, then
+        ``read_response()``); ``release(connection)`` gives it back. While
+        every connection is lent out, the cache's own calls wait up to
+        ``timeout`` for one, then raise
+        :class:`~pevensie_redis.RedisPoolExhausted`. See
+        :class:`~pevensie_redis.channel.Leases`.
+        """
+        pool: Leases | None = self._channel.pool
+        return pool
+
+    @property
+    def replica_reads(self) -> AsyncReplicaReads | None:
+        """Where reads go with ``read_from_replicas`` while connected, else ``None``."""
+        reads = self._reads
+        return reads if isinstance(reads, AsyncReplicaReads) else None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection pool, and check the server answers PING with these credentials.
+        """Connect, and check the server answers PING with these credentials.
 
         Raises :class:`~pevensie_redis.RedisConnectionError`,
         :class:`~pevensie_redis.RedisTimeoutError` or
@@ -155,23 +172,50 @@ class AsyncRedisDriver:
         at once for a TLS configuration whose server speaks plain Redis.
         """
         await check_tls_async(self.config)
-        channel = await open_channel(self.config)
+        config = self.config
+        locator = Sentinels(config) if config.sentinels else Direct(config)
+        channel: Channel | None = None
+        reads: Channel | AsyncReplicaReads | None = None
+        try:
+            channel = await open_channel(
+                locator.primary, config, follows_primary=isinstance(locator, Sentinels)
+            )
+            await self._layer(channel, locator)
+            reads = channel
+            if config.read_from_replicas and isinstance(locator, Sentinels):
+                reads = AsyncReplicaReads(channel, locator, config)
+                await reads.start()
+        except BaseException:
+            if reads is not None and reads is not channel:
+                await reads.close()
+            if channel is not None:
+                await channel.close()
+            await locator.close()
+            raise
         self._scripting = True
-        self._channel = self._reads = channel
-        self._execute = self._read = channel.execute
-        self._releases = open_lock_releases(self.config, channel)
+        self._locator = locator
+        self._channel, self._reads = channel, reads
+        self._execute, self._read = channel.execute, reads.execute
+        # Its pipe goes where the channel's do (through Sentinel: the primary, asked anew).
+        self._releases = open_lock_releases(locator.primary, config)
+
+    async def _layer(self, channel: Channel, locator: Direct | Sentinels) -> None:
+        """Put this driver's layers over ``channel`` (none here; the near cache's, below)."""
 
     async def disconnect(self) -> None:
         """Close every connection (those in use as soon as their call ends)."""
-        channel, reads = self._channel, self._reads
+        channel, reads, locator = self._channel, self._reads, self._locator
         self._channel = self._reads = not_connected_channel
         self._execute = self._read = not_connected_channel.execute
+        self._locator = None
         releases, self._releases = self._releases, None
         if releases is not None:
             await releases.stop()
         if reads is not channel:
             await reads.close()
         await channel.close()
+        if locator is not None:
+            await locator.close()
 
     # -- single operations: the hot path ---------------------------------------------
 
@@ -523,31 +567,6 @@ class AsyncRedisSentinelDriver(AsyncRedisDriver):
         if not config.sentinels or config.service_name is None:
             raise ValueError(f"{type(self).__name__} needs a RedisConfig with sentinels")
 
-    @property
-    def replica_reads(self) -> AsyncReplicaReads | None:
-        """Where reads go with ``read_from_replicas`` while connected, else ``None``."""
-        reads = self._reads
-        return reads if isinstance(reads, AsyncReplicaReads) else None
-
-    async def connect(self) -> None:
-        """Connect to the primary; with ``read_from_replicas``, find the replicas too.
-
-        A replica that refuses this client (credentials, or ``ROLE``) makes
-        ``connect()`` fail with the driver's error; one that does not answer
-        is read from once it does.
-        """
-        await super().connect()
-        if not self.config.read_from_replicas:
-            return
-        reads = AsyncReplicaReads(self._channel, self.config)
-        try:
-            await reads.start()
-        except BaseException:
-            await reads.close()
-            await self.disconnect()
-            raise
-        self._reads, self._read = reads, reads.execute
-
 
 class AsyncNearRedisDriver(AsyncRedisDriver):
     """The driver with a near cache (``near_cache=True``): reads served from this process.
@@ -561,6 +580,13 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
     emptied and reads go to the server until tracking is back (see
     :mod:`~pevensie_redis.near`). Single server and Sentinel; Cluster is a
     configuration error for now.
+
+    With ``read_from_replicas`` too (Sentinel), the two layers split the reads:
+    what fills the store is read from the primary, the server the listener
+    hears (a replica's value may be older than an invalidation already
+    heard, and would then be kept until the next write); the reads the store
+    does not keep (while it is off: before tracking is up, after the channel
+    broke) go to the replicas.
     """
 
     def __init__(self, config: RedisConfig) -> None:
@@ -568,6 +594,13 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         super().__init__(config)
         if not config.near_cache:
             raise ValueError(f"{type(self).__name__} needs a RedisConfig with near_cache=True")
+
+    async def _layer(self, channel: Channel, locator: Direct | Sentinels) -> None:
+        """Start the near cache over ``channel``: its store, and the listener keeping it."""
+        try:
+            channel.near, channel.listener = await start_near_cache(locator.primary, self.config)
+        except (RedisError, OSError) as exc:
+            raise map_error(exc, f"connecting to {self.config.display_url()}") from exc
 
     def near_cache_stats(self) -> NearStats | None:
         """Return the near cache's counters (hits, misses, invalidations, ...), while connected."""
@@ -584,6 +617,8 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         if held is not None:
             return None if held is MISS else held
         ticket = near.begin((full,))
+        if ticket is None and self._reads is not self._channel:
+            return await super().get(resource_type, key)  # not kept: the replicas may answer
         try:
             value, pttl = await self._pipeline(
                 [pack_get(full), pack([b"PTTL", full])],
@@ -614,6 +649,9 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
             return found
         fulls = list(wanted)
         ticket = near.begin(fulls)
+        if ticket is None and self._reads is not self._channel:  # not kept: replicas may answer
+            found.update(await super().get_many(resource_type, list(wanted.values())))
+            return found
         try:
             parts = chunks(fulls)
             commands = [pack([b"MGET", *part]) for part in parts]
@@ -699,9 +737,13 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
                 near.forget_prefix(prefix(resource_type).encode())
 
     def _store(self) -> NearStore:
-        near: NearStore | None = self._channel.near
+        channel = self._channel
+        near: NearStore | None = channel.near
         if near is None:
             raise RedisConnectionError("the Redis driver is not connected")
+        listener = channel.listener
+        if listener is not None:
+            listener.ensure_running()  # after a fork: the child listens on its own
         return near
 
     def _forget(self, resource_type: str, keys: Iterable[str]) -> None:

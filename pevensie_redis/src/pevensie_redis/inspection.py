@@ -3,11 +3,12 @@
 Registered with the driver (see :mod:`pevensie_redis.plugin`) and found by
 ``cache.inspector(c)``; the ``pevensie-cache`` command line uses it for
 ``ttl``, ``keys``, ``stats``, ``check`` and ``bench --compare``. It talks to
-the server through a redis-py client on the driver's own connections (the
-pool of a single server or Sentinel primary, or the ``RedisCluster`` client),
-so it needs the driver connected, and on the sync face. Key listings use
-``SCAN`` pages with the resource type's glob characters escaped: never
-``KEYS``, so the server is never blocked.
+the server through the driver's own connections (a connection lent by the
+driver's ``connection_pool`` for a single server or Sentinel primary, or the
+``RedisCluster`` client), so it needs the driver connected, and on the sync
+face. Key listings use ``SCAN`` pages with the resource type's glob characters
+escaped: never ``KEYS``, so the server is never blocked. The ``bench
+--compare`` baseline is a redis-py client of its own to the same server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from pevensie_cache import NotConnected, UnsupportedOperation
 from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
-from pevensie_redis.errors import map_error
+from pevensie_redis.errors import RedisDriverError, map_error
 from pevensie_redis.protocol.commands import decode_text
 from pevensie_redis.protocol.keys import escape_glob
 from pevensie_redis.protocol.keys import prefix as key_prefix
@@ -47,7 +48,7 @@ class RedisInspector:
 
     def server_info(self) -> ServerInfo:
         """``INFO server``, ``memory`` and ``stats`` and ``DBSIZE``; summed over a Cluster."""
-        replies = self._each_node("INFO", lambda client: _info_of(client))
+        replies = self._each_node("INFO", _info_of)
         first = replies[0]
         name = "valkey" if "valkey_version" in first else str(first.get("server_name", "redis"))
         version = first.get("valkey_version") or first.get("redis_version")
@@ -65,9 +66,11 @@ class RedisInspector:
     def ttl(self, resource_type: str, key: str) -> KeyTtl:
         """``PTTL`` of the stored key: absent, without expiry, or the seconds left."""
         full = self._prefix(resource_type) + key
-        client = self._client()
+        cluster = self._cluster()
         try:
-            millis = int(client.pttl(full))
+            millis = int(cluster.pttl(full) if cluster is not None else self._ask("PTTL", full))
+        except RedisDriverError:
+            raise
         except Exception as exc:
             raise map_error(exc, "PTTL") from exc
         if millis == -2:
@@ -104,10 +107,36 @@ class RedisInspector:
         return KeySample(sampled=sampled, total=total, by_resource_type=counts, foreign=foreign)
 
     def baseline(self) -> RedisBaseline | None:
-        """redis-py on the driver's own pool; ``None`` for a Cluster (its client routes itself)."""
+        """redis-py on the driver's server; ``None`` for a Cluster (its client routes itself)."""
         if self._cluster() is not None:
             return None
-        return RedisBaseline(self._client())
+        pool = self._pool()
+        import redis
+
+        config = self._driver.config
+        where = pool.endpoint()
+        options: dict[str, Any] = {
+            "db": config.db,
+            "username": config.username,
+            "password": config.password,
+            "socket_timeout": config.timeout_seconds,
+            "socket_connect_timeout": config.timeout_seconds,
+            "protocol": 2,
+        }
+        if where.path is not None:
+            options["unix_socket_path"] = where.path
+        else:
+            options.update(host=where.host, port=where.port)
+        if config.tls:
+            options.update(
+                ssl=True,
+                ssl_ca_certs=config.tls_ca_file,
+                ssl_certfile=config.tls_cert_file,
+                ssl_keyfile=config.tls_key_file,
+                ssl_cert_reqs="required" if config.tls_verify else "none",
+                ssl_check_hostname=config.tls_verify,
+            )
+        return RedisBaseline(redis.Redis(**options))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -121,21 +150,26 @@ class RedisInspector:
             return client
         return None
 
-    def _client(self) -> Any:
-        cluster = self._cluster()
-        if cluster is not None:
-            return cluster
+    def _pool(self) -> Any:
         if not hasattr(self._driver, "connection_pool"):
             raise UnsupportedOperation(f"cannot inspect a {type(self._driver).__name__}")
         pool = self._driver.connection_pool
-        if pool is None:
+        if pool is None or not hasattr(pool, "endpoint"):
             raise UnsupportedOperation(
                 "the Redis inspector needs a connected cache on the sync face "
                 "(cache.from_url(...), not cache.from_url_async(...))"
             )
-        import redis
+        return pool
 
-        return redis.Redis(connection_pool=pool)
+    def _ask(self, *args: str | bytes | int) -> Any:
+        """Send one command over a connection lent by the driver; return its reply."""
+        pool = self._pool()
+        connection = pool.get_connection()
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        finally:
+            pool.release(connection)
 
     def _prefix(self, resource_type: str) -> str:
         of_driver = getattr(self._driver, "prefix", None)
@@ -146,11 +180,13 @@ class RedisInspector:
         cluster = self._cluster()
         try:
             if cluster is None:
-                return [ask(self._client())]
+                return [ask(self)]
             return [
                 ask(cluster.get_redis_connection(node))
                 for node in cluster.get_primaries()  # no stubs in redis-py
             ]
+        except RedisDriverError:
+            raise
         except Exception as exc:
             raise map_error(exc, action) from exc
 
@@ -167,14 +203,18 @@ class RedisInspector:
                 if page:
                     yield page
                 return
-            client = self._client()
-            cursor: int = 0
+            cursor = b"0"
             while True:
-                cursor, names = client.scan(cursor=cursor, match=pattern, count=count)
+                args: list[str | bytes | int] = ["SCAN", cursor]
+                if pattern is not None:
+                    args += ["MATCH", pattern]
+                cursor, names = self._ask(*args, "COUNT", count)
                 if names:
                     yield [decode_text(name) for name in names]
-                if int(cursor) == 0:
+                if cursor == b"0":
                     return
+        except RedisDriverError:
+            raise
         except Exception as exc:
             raise map_error(exc, "SCAN") from exc
 
@@ -209,11 +249,32 @@ class RedisBaseline:
         return [None if value is None else decode_text(value) for value in self._client.mget(keys)]
 
 
-def _info_of(client: Any) -> dict[str, Any]:
+def _info_of(node: Any) -> dict[str, Any]:
+    """``INFO server``, ``memory`` and ``stats`` and ``DBSIZE`` of one node.
+
+    ``node``: a redis-py client (a Cluster node), or the inspector itself (its
+    driver's lent connections).
+    """
     info: dict[str, Any] = {}
+    if isinstance(node, RedisInspector):
+        for section in ("server", "memory", "stats"):
+            info.update(_parse_info(node._ask("INFO", section)))
+        info["dbsize"] = int(node._ask("DBSIZE"))
+        return info
     for section in ("server", "memory", "stats"):
-        info.update(client.info(section))
-    info["dbsize"] = int(client.dbsize())
+        info.update(node.info(section))
+    info["dbsize"] = int(node.dbsize())
+    return info
+
+
+def _parse_info(reply: bytes) -> dict[str, Any]:
+    """Read an ``INFO`` reply: ``name:value`` lines (integers as ``int``), comments skipped."""
+    info: dict[str, Any] = {}
+    for line in decode_text(reply).splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition(":")
+        info[name] = int(value) if value.lstrip("-").isdigit() else value
     return info
 
 

@@ -1,18 +1,35 @@
-"""The near cache's invalidation channel, async face: a task on a dedicated pipe.
+"""The near cache's invalidation channel: a dedicated pipe, watched in the background.
 
-The twin of :mod:`~pevensie_redis.listener` (read it for the protocol): the
-connection is a :class:`~pevensie_redis.pipe.Pipe` whose pushed messages go
-to the :class:`~pevensie_redis.near.NearStore`, watched by a ``PING`` after
-``heartbeat`` seconds of silence that must be answered within one more
-heartbeat; when the pipe closes or goes silent, the store is emptied and
-disabled at once, until the task is listening again.
+This module is the source of the sync face too: ``listener.py`` is generated
+from it by ``.ci/unasync.py`` (the listener is then a daemon thread rather
+than a task). Edit this file, then run ``nox -s generate``.
+
+The server tells a client which keys have changed (``CLIENT TRACKING``). The
+listener asks for it in broadcast mode, redirected to itself: with RESP2, which
+both Valkey 8.1 and Redis 6/7 speak, the messages then arrive on its own pipe
+once it has subscribed to ``__redis__:invalidate``, naming every key changed
+on the server (by a write, an expiry, an eviction). Nothing is tracked per
+data connection, so a data connection that dies, is killed or reconnects
+leaves no key unwatched. :class:`InvalidationListener` keeps that pipe: it
+drops the keys each message names from the
+:class:`~pevensie_redis.near.NearStore`, and empties the whole store for a
+``FLUSHDB``/``FLUSHALL`` (a message without keys).
+
+It also watches the pipe: with no message for ``heartbeat`` seconds it sends
+``PING``, and gives the pipe up when no answer comes within one more
+heartbeat. When the pipe breaks (closed, killed, server restarted, failover,
+network timeout), the store is emptied and disabled at once: reads go to the
+server until the listener is listening again. In a forked child the store
+starts disabled and the next near-cache read starts a listener of the child's
+own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,25 +37,33 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis.near import NearStore
-from pevensie_redis.pipe import Pipe
+from pevensie_redis import runtime_async
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint
+from pevensie_redis.errors import near_cache_refused
+from pevensie_redis.near import NearStore, heartbeat
+from pevensie_redis.pipe_async import Pipe, open_pipe
 from pevensie_redis.protocol.commands import (
     CLIENT_ID_REPLY,
     INVALIDATION_CHANNEL,
     OK_REPLY,
+    PING,
     SUBSCRIBE_REPLY,
     describe,
     pack,
     pack_tracking,
 )
 
-__all__ = ["InvalidationListener"]
+__all__ = ["LISTENER_NAME", "InvalidationListener", "start_near_cache"]
+
+LISTENER_NAME = "pevensie-near-cache-invalidations"
+"""The name of the listener's thread (sync face) or task (async face)."""
 
 logger = logging.getLogger("pevensie_redis.near_cache")
 
 
 class InvalidationListener:
-    """A task that applies the server's invalidations to a :class:`NearStore`."""
+    """Applies the server's invalidations to a :class:`NearStore`, in the background."""
 
     def __init__(
         self,
@@ -53,58 +78,57 @@ class InvalidationListener:
         self._store = store
         self._heartbeat = heartbeat
         self._retry_delay = retry_delay
-        self._attempted = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._attempted = runtime_async.Signal()
+        self._lock = threading.Lock()
+        self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
-        self._woken = asyncio.Event()
         self._stopping = False
         self.server: str | None = None
         """The server (its endpoint's label) listened to, while listening."""
         self.failure: BaseException | None = None
         """Why the channel last broke, or could not be set up; ``None`` while it works."""
+        _LISTENERS.add(self)
 
     async def start(self, wait: float) -> bool:
-        """Start the task; return whether it is listening after its first attempt.
+        """Start listening; return whether it listens after its first attempt.
 
         Waits at most ``wait`` seconds for that attempt; when it fails,
-        :attr:`failure` says why (and the task keeps trying until stopped).
+        :attr:`failure` says why (and the listener keeps trying until stopped).
         """
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        attempted = asyncio.ensure_future(self._attempted.wait())
-        try:  # not wait_for: it can lose the caller's cancellation (Python < 3.12)
-            await asyncio.wait({attempted}, timeout=wait)
-        finally:
-            attempted.cancel()
+        self.ensure_running()
+        await self._attempted.wait(wait)
         return self.server is not None
 
-    async def stop(self) -> None:
-        """Stop listening: close the pipe, end the task, and wait (bounded) until it has.
+    def ensure_running(self) -> None:
+        """Start the listener unless it runs (again in a forked child, where it does not)."""
+        task = self._task
+        if task is None or task.done():
+            with self._lock:
+                task = self._task
+                if (task is None or task.done()) and not self._stopping:
+                    self._task = runtime_async.start(self._run, LISTENER_NAME)
 
-        Python before 3.12 can lose a cancellation inside ``asyncio.wait_for``
-        when the awaited event fires at the same moment (a message arriving),
-        so the task also checks a flag at every turn; the wait is bounded all
-        the same, and a cancellation of ``stop()`` itself is not swallowed.
-        """
+    async def stop(self) -> None:
+        """Stop listening: close the pipe, and wait (bounded) until the listener has ended."""
         self._stopping = True
         task, self._task = self._task, None
-        if self._pipe is not None:
-            self._pipe.close()  # wakes the task (Pipe.on_close)
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.close()  # wakes the listener
         if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a failure while stopping is not news
+            await runtime_async.finish(task, 5)
 
     def moved(self) -> None:
         """Listen again, from scratch: a read ran on another server than this one listens to.
 
         The store is emptied and disabled at once (that read is not kept), and
-        the pipe is closed, so the task connects again to the server the
+        the pipe is closed, so the listener connects again to the server the
         configuration names now (through Sentinel: the primary).
         """
         self._store.flush(disable=True)
-        if self._pipe is not None:
-            self._pipe.close()
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.close()
 
     async def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
@@ -126,11 +150,13 @@ class InvalidationListener:
                     pipe.close()
                 self._attempted.set()
             if not self._stopping:
-                await asyncio.sleep(self._retry_delay)
+                await runtime_async.sleep(self._retry_delay)
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
-        client_id = await pipe.send(pack([b"CLIENT", b"ID"]))
+        if self._stopping:
+            return
+        client_id = await pipe.call(pack([b"CLIENT", b"ID"]))
         if isinstance(client_id, Exception):
             raise client_id
         if not CLIENT_ID_REPLY(client_id):
@@ -138,11 +164,9 @@ class InvalidationListener:
         # Set before subscribing: the first message can come in the same read as the
         # confirmation, and a pipe with no one to take it closes on an unexpected reply.
         pipe.on_push = self._apply
-        pipe.on_close = self._woken.set
-        replies = pipe.send_many(
+        tracking, subscribed = await pipe.call_many(
             [pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL])]
         )
-        tracking, subscribed = [await future for future in replies]
         for reply in (tracking, subscribed):
             if isinstance(reply, Exception):
                 raise reply  # no tracking here (or not allowed)
@@ -158,21 +182,75 @@ class InvalidationListener:
             logger.info("near cache: listening for invalidations again")
         self._attempted.set()
         while not pipe.closed and not self._stopping:
-            self._woken.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), self._heartbeat)
+            if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
             # A heartbeat of silence: the server must answer PING within one more.
             try:
-                await asyncio.wait_for(pipe.send(pack([b"PING"])), self._heartbeat)
-            except TimeoutError:
+                await pipe.call(PING, self._heartbeat)
+            except RedisPyTimeoutError:
                 raise RedisPyTimeoutError(
                     f"the invalidation channel did not answer PING within {self._heartbeat:g} s"
                 ) from None
         raise RedisPyConnectionError(f"the invalidation channel to {pipe.endpoint.label} closed")
 
     def _apply(self, message: Any) -> None:
-        self._woken.set()
-        if isinstance(message, list) and len(message) >= 3 and message[0] == b"message":
-            keys = message[2]
-            self._store.invalidate(None if keys is None else list(keys))
+        keys = message[2]  # ["message", channel, keys]: a pushed message (pipe_core.pushed)
+        self._store.invalidate(None if keys is None else list(keys))
+
+    def _forked(self) -> None:
+        """In a child process: nothing runs; the next near-cache read starts a listener here.
+
+        The parent's pipe is forgotten, never closed (shutting its socket down
+        would cut the parent's channel too).
+        """
+        self._lock = threading.Lock()
+        self._attempted = runtime_async.Signal()
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.forget()
+        self._task = None
+        self.server = None
+
+
+async def start_near_cache(
+    resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
+) -> tuple[NearStore, InvalidationListener]:
+    """Start the near cache's store and listener (key tracking needs Redis 6+ or Valkey).
+
+    The listener listens to the server ``resolve()`` names. Raises a
+    :class:`~pevensie_cache.ConfigError` when the server refuses key
+    tracking, else redis-py's error, when it is not listening within about
+    twice the timeout (and then stops it).
+    """
+
+    async def connect() -> Pipe:
+        return await open_pipe(await resolve())
+
+    near = NearStore(config.near_cache_size)
+    listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
+    try:
+        # Bounded by the connect and reply timeouts of the listener's own first attempt.
+        listening = await listener.start(wait=2 * config.timeout_seconds + 1)
+    except BaseException:
+        await listener.stop()
+        raise
+    if not listening:
+        await listener.stop()
+        failure = listener.failure or RedisPyTimeoutError("the invalidation channel did not start")
+        refused = near_cache_refused(failure)
+        if refused is not None:
+            raise refused from failure
+        raise failure
+    return near, listener
+
+
+_LISTENERS: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for listener in list(_LISTENERS):
+        listener._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,15 +1,42 @@
-"""Lease waiters woken by the holder's release, async face: one subscriber pipe per driver.
+"""Lease waiters woken by the holder's release: one subscriber pipe per driver.
 
-The twin of :mod:`~pevensie_redis.lock_releases` (read it for the design):
-the subscription runs in a task on a pipe of its own, opened the first time a
-waiter asks for it; the pipe's pushed messages wake the waiters of the lock
-they name.
+This module is the source of the sync face too: ``lock_releases.py`` is
+generated from it by ``.ci/unasync.py`` (the subscriber is then a daemon
+thread rather than a task). Edit this file, then run ``nox -s generate``.
+
+A caller of ``get_or_set(..., lock=True)`` that finds the key's lease taken
+waits for the holder's value. The holder releases the lease with a script that
+deletes the lock key only if it still holds the holder's token and then
+``PUBLISH``-es the lock key on
+:data:`~pevensie_redis.protocol.commands.LOCK_RELEASED_CHANNEL` (one fixed
+channel, the key as the message). :class:`LockReleases` is a driver's one
+subscriber: a pipe of its own, opened the first time a waiter asks for it (a
+cache whose waiters never wait opens none), whatever the number of waiters;
+each message wakes the waiters of the lock it names.
+
+- A waiter registers its :class:`LockWatch` before it tries the lock again, so
+  a release that follows its failed attempt always reaches it.
+- On a Cluster, ``PUBLISH`` reaches every node (classic pub/sub, broadcast on
+  the cluster bus), so subscribing on any one node hears every release
+  (``SPUBLISH`` would need Redis 7.0 and a subscription per shard). Through
+  Sentinel the subscription follows the primary: each new pipe goes where the
+  locator says the primary is, and a failover breaks the old one.
+- While the subscription is down (not yet up, broken, refused by an ACL
+  without the channel) waiters poll, as they do on a driver without this: the
+  lease code looks again at most every 100 ms, which also covers a lease that
+  expires without a release (a crashed holder).
+- A silent pipe is checked with ``PING`` after a heartbeat, as the near
+  cache's invalidation channel does (:mod:`~pevensie_redis.listener_async`).
+- In a forked child nothing runs and the parent's pipe is forgotten (never
+  closed); the child's first waiter starts a subscriber of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,15 +44,23 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis.pipe import Pipe
+from pevensie_redis import runtime_async
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint
+from pevensie_redis.near import heartbeat
+from pevensie_redis.pipe_async import Pipe, open_pipe
 from pevensie_redis.protocol.commands import (
     LOCK_RELEASED_CHANNEL,
+    PING,
     SUBSCRIBE_REPLY,
     describe,
     pack,
 )
 
-__all__ = ["LockReleases", "LockWatch"]
+__all__ = ["SUBSCRIBER_NAME", "LockReleases", "LockWatch", "open_lock_releases"]
+
+SUBSCRIBER_NAME = "pevensie-lock-releases"
+"""The name of the subscriber's thread (sync face) or task (async face)."""
 
 logger = logging.getLogger("pevensie_redis.locks")
 
@@ -37,7 +72,7 @@ class LockWatch:
         """Watch ``lock_key`` through ``owner`` (:meth:`LockReleases.watch` registers it)."""
         self._owner = owner
         self.lock_key = lock_key
-        self._released = asyncio.Event()
+        self._released = runtime_async.Signal()
 
     def wake(self) -> None:
         """Note a release (or a broken subscription: the waiter then looks again at once)."""
@@ -45,13 +80,9 @@ class LockWatch:
 
     async def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a release; return whether one came."""
-        released = asyncio.ensure_future(self._released.wait())
-        try:  # not wait_for: it can lose the caller's cancellation (Python < 3.12)
-            done, _ = await asyncio.wait({released}, timeout=timeout)
-        finally:
-            released.cancel()
-            self._released.clear()
-        return bool(done)
+        released = await self._released.wait(timeout)
+        self._released.clear()
+        return released
 
     def close(self) -> None:
         """Stop watching."""
@@ -59,7 +90,7 @@ class LockWatch:
 
 
 class LockReleases:
-    """A task subscribed to the lock-release channel, waking the waiters of each lock released."""
+    """A subscriber to the lock-release channel, waking the waiters of each lock released."""
 
     def __init__(
         self,
@@ -72,14 +103,15 @@ class LockReleases:
         self._connect = connect
         self._heartbeat = heartbeat
         self._retry_delay = retry_delay
+        self._lock = threading.Lock()
         self._watchers: dict[bytes, set[LockWatch]] = {}
-        self._subscribed = asyncio.Event()
-        self._woken = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._subscribed = runtime_async.Signal()
+        self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
         self._stopping = False
         self.failure: BaseException | None = None
         """Why the subscription last broke, or could not be made; ``None`` while it works."""
+        _SUBSCRIBERS.add(self)
 
     @property
     def subscribed(self) -> bool:
@@ -90,44 +122,43 @@ class LockReleases:
         """Watch ``lock_key``; ``None`` if the subscription is not up within ``wait`` seconds."""
         if self._stopping:
             return None
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        if not self._subscribed.is_set():
-            subscribed = asyncio.ensure_future(self._subscribed.wait())
-            try:
-                await asyncio.wait({subscribed}, timeout=wait)
-            finally:
-                subscribed.cancel()
-            if not self._subscribed.is_set():
-                return None
+        task = self._task
+        if task is None or task.done():
+            with self._lock:
+                task = self._task
+                if (task is None or task.done()) and not self._stopping:
+                    self._task = runtime_async.start(self._run, SUBSCRIBER_NAME)
+        if not await self._subscribed.wait(wait):
+            return None
         watch = LockWatch(self, lock_key)
-        self._watchers.setdefault(lock_key, set()).add(watch)
+        with self._lock:
+            self._watchers.setdefault(lock_key, set()).add(watch)
         return watch
 
     async def stop(self) -> None:
-        """Stop: close the pipe, end the task (bounded wait), wake every waiter."""
+        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter."""
         self._stopping = True
         task, self._task = self._task, None
-        if self._pipe is not None:
-            self._pipe.close()
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.close()  # wakes the subscriber
         if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: a failure while stopping is not news
+            await runtime_async.finish(task, 5)
         self._wake_all()
 
     def _forget(self, watch: LockWatch) -> None:
-        watchers = self._watchers.get(watch.lock_key)
-        if watchers is not None:
-            watchers.discard(watch)
-            if not watchers:
-                del self._watchers[watch.lock_key]
+        with self._lock:
+            watchers = self._watchers.get(watch.lock_key)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watchers[watch.lock_key]
 
     def _wake_all(self) -> None:
-        for watchers in list(self._watchers.values()):
-            for watch in list(watchers):
-                watch.wake()
+        with self._lock:
+            watches = [watch for watchers in self._watchers.values() for watch in watchers]
+        for watch in watches:
+            watch.wake()
 
     async def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
@@ -147,14 +178,16 @@ class LockReleases:
                     pipe.close()
                 self._wake_all()  # no release reaches them now: they look again, then poll
             if not self._stopping:
-                await asyncio.sleep(self._retry_delay)
+                await runtime_async.sleep(self._retry_delay)
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
-        # Set before subscribing: the first message can come in the same read as the confirmation.
+        if self._stopping:
+            return
+        # Set before subscribing: the first message can come in the same read as the
+        # confirmation, and a pipe with no one to take it closes on an unexpected reply.
         pipe.on_push = self._apply
-        pipe.on_close = self._woken.set
-        reply = await pipe.send(pack([b"SUBSCRIBE", LOCK_RELEASED_CHANNEL]))
+        reply = await pipe.call(pack([b"SUBSCRIBE", LOCK_RELEASED_CHANNEL]))
         if isinstance(reply, Exception):
             raise reply  # not allowed (ACL channels), or not a Redis that has pub/sub
         if not SUBSCRIBE_REPLY(reply):
@@ -162,25 +195,62 @@ class LockReleases:
         self.failure = None
         self._subscribed.set()
         while not pipe.closed and not self._stopping:
-            self._woken.clear()
-            waking = asyncio.ensure_future(self._woken.wait())
-            try:
-                done, _ = await asyncio.wait({waking}, timeout=self._heartbeat)
-            finally:
-                waking.cancel()
-            if done:
+            if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
             # A heartbeat of silence: the server must answer PING within one more.
             try:
-                await asyncio.wait_for(pipe.send(pack([b"PING"])), self._heartbeat)
-            except TimeoutError:
+                await pipe.call(PING, self._heartbeat)
+            except RedisPyTimeoutError:
                 raise RedisPyTimeoutError(
                     f"the lock-release channel did not answer PING within {self._heartbeat:g} s"
                 ) from None
         raise RedisPyConnectionError(f"the lock-release channel to {pipe.endpoint.label} closed")
 
     def _apply(self, message: Any) -> None:
-        self._woken.set()
+        # ["message", channel, lock key]: a pushed message (pipe_core.pushed)
         if message[1] == LOCK_RELEASED_CHANNEL:
-            for watch in list(self._watchers.get(message[2], ())):
+            with self._lock:
+                watches = list(self._watchers.get(message[2], ()))
+            for watch in watches:
                 watch.wake()
+
+    def _forked(self) -> None:
+        """In a child process: nothing runs; the child's first waiter starts a subscriber.
+
+        The parent's pipe is forgotten, never closed (shutting its socket down
+        would cut the parent's subscription too).
+        """
+        self._lock = threading.Lock()
+        self._subscribed = runtime_async.Signal()
+        self._watchers = {}
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.forget()
+        self._task = None
+
+
+def open_lock_releases(
+    resolve: Callable[[], Awaitable[Endpoint]], config: RedisConfig
+) -> LockReleases:
+    """Return the lease waiters' subscriber; it connects when a waiter first waits.
+
+    Each of its pipes goes to the server ``resolve()`` names then (through
+    Sentinel: the primary).
+    """
+
+    async def connect() -> Pipe:
+        return await open_pipe(await resolve())
+
+    return LockReleases(connect, heartbeat=heartbeat(config.timeout_seconds))
+
+
+_SUBSCRIBERS: weakref.WeakSet[LockReleases] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for releases in list(_SUBSCRIBERS):
+        releases._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,6 +1,25 @@
 """The mode choice: which driver a :class:`~pevensie_redis.RedisConfig` asks for, on either face.
 
-Above the drivers (single server, Sentinel, Cluster), which know nothing of
+A mode is composed, not flagged:
+
+- **where to connect** is a locator handed to the one channel design
+  (:mod:`~pevensie_redis.channel`): :class:`~pevensie_redis.direct.Direct`
+  (``host``/``port`` or ``unix_socket_path``),
+  :class:`~pevensie_redis.sentinel.Sentinels` (``sentinels``), or the Cluster
+  driver's slot map (``cluster``);
+- **layers** go over it: replica reads (:mod:`~pevensie_redis.replicas`, with
+  ``read_from_replicas``: any locator that names replicas, and the Cluster's
+  own per-slot choice) and the near cache (``near_cache``: its store and
+  listener, :class:`~pevensie_redis.driver.NearRedisDriver`). With both, the
+  near cache is filled from the primary and the reads it does not keep go to
+  the replicas.
+
+A combination that is not supported is a :class:`~pevensie_cache.ConfigError`
+saying why, raised when the configuration is made (``RedisConfig``): the near
+cache over Cluster, replica reads without a locator that names replicas,
+Cluster with Sentinel. No combination wins silently.
+
+Above the drivers (single server and Sentinel, Cluster), which know nothing of
 each other; each mode's module is imported only when it is asked for.
 """
 

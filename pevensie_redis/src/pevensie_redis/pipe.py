@@ -1,302 +1,742 @@
-"""The async face's connection: one socket shared by many tasks, replies routed in order.
+"""The sync face's connection: one socket shared by many threads, replies routed in order.
 
-A :class:`Pipe` is an :class:`asyncio.Protocol`. A caller's command is written
-and its reply's future queued in one synchronous step, with no ``await`` in
-between, so the order of the queue is the order of the bytes on the wire;
-:meth:`Pipe.data_received` hands each complete reply to the future at the
-head of the queue. That design gives:
+The twin of :mod:`~pevensie_redis.pipe_async` over the same core
+(:mod:`~pevensie_redis.pipe_core`: waiters in wire order, pushes, failure,
+large replies), for threads, and for greenlets under gevent's monkey-patching.
 
-- **cancellation safety**: a task cancelled while it waits (by
-  ``asyncio.timeout``, ``wait_for``, a task group) only drops its future; the
-  reply meant for it is still read off the socket and thrown away, so no other
-  caller ever receives it (the failure behind redis-py's CVE-2023-28858/28859
-  cannot happen here);
-- **automatic pipelining**: while replies are outstanding, the commands of
-  concurrent tasks are gathered and written together on the next turn of the
-  event loop, so many tasks share one write and one read;
-- **bounded waits**: one timer per pipe watches the oldest outstanding
-  command; when it has waited ``timeout`` seconds the server is considered
-  stalled, the connection is closed and every outstanding command fails with
-  a timeout (a stalled server answers none of them).
+- **shared, pipelined**: a caller queues its waiter (a *slot*) and its bytes in
+  one step under the pipe's lock; the thread holding the *writer* role writes
+  them, with those of every caller that queued meanwhile, in one ``sendall``;
+- **leader/follower reading**: no thread of its own reads the socket. The first
+  waiting caller takes the *reader* role and reads replies, handing each one to
+  its slot (and waking that slot's thread), until its own reply has come; then
+  it hands the role to the next waiting thread. Replies from one ``recv`` go
+  to many callers;
+- **bounded waits**: a caller never waits past its deadline (``timeout`` after
+  it sent); a reader or a follower that finds the oldest command overdue
+  closes the pipe ("stalled server"), failing every waiter;
+- **interruption**: an exception raised into a waiting caller from outside
+  (``gevent.Timeout``, ``KeyboardInterrupt``, a signal handler's exception)
+  propagates unchanged. A follower that leaves abandons its slot: its reply is
+  read and dropped. A caller interrupted while it held the reader or writer
+  role may have lost bytes between ``recv`` and the reader, or sent half a
+  command: the pipe is closed, and the other waiters' commands fail with a
+  connection error, marked as never sent when their bytes had not been taken
+  for writing (the channel retries those, and idempotent ones);
+- only C-level locks (``threading.Lock``), never ``Condition``, ``Event`` or
+  ``Queue``, whose Python-level code an interruption can leave half done.
 
-Errors are redis-py's exception classes (``ConnectionError``,
-``TimeoutError``, ``AuthenticationError``, ...), so the driver maps them with
-:func:`~pevensie_redis.errors.map_error` exactly as on the sync face. Error
-replies are values (see :mod:`~pevensie_redis.protocol.resp`).
+TLS runs over memory buffers (:class:`ssl.SSLObject`), so that a thread may
+read while another writes, which one ``ssl.SSLSocket`` does not allow.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import itertools
+import math
+import select
 import socket
 import ssl
-from collections import deque
+import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
-from pevensie_redis.protocol.commands import OK_REPLY, describe
-from pevensie_redis.protocol.resp import make_reader
+from pevensie_redis.endpoint import Endpoint
+from pevensie_redis.pipe_core import (
+    PipeCore,
+    closed_error,
+    copy_error,
+    interrupted,
+)
+from pevensie_redis.protocol.commands import OK_REPLY, PING, PING_REPLY, describe
 
-__all__ = ["Endpoint", "Pipe", "open_pipe"]
+__all__ = ["Pipe", "open_pipe"]
 
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and how to open a pipe: the address, TLS, the handshake commands and the timeout."""
-
-    label: str
-    """``host:port`` or the socket path, for messages (never credentials)."""
-    host: str | None = None
-    port: int | None = None
-    path: str | None = None
-    """A Unix socket instead of ``host``/``port``."""
-    tls: ssl.SSLContext | None = field(default=None, repr=False)
-    server_hostname: str | None = None
-    """The name the server's certificate must carry (``None``: not checked)."""
-    handshake: tuple[bytes, ...] = field(default=(), repr=False)
-    """Packed commands sent first on every new pipe (``AUTH``, ``SELECT``, ``CLIENT SETNAME``)."""
-    timeout: float = 5.0
-    """Seconds allowed to connect, and for each reply."""
+_RECV_SIZE = 65536
+_PENDING, _REPLIED, _FAILED = 0, 1, 2
+_monotonic = time.monotonic
 
 
-class _Transport(Protocol):
-    """What a pipe uses of its loop's stream transport."""
+class _Slot:
+    """One caller's place in the queue: its reply or error, and how to wake its thread."""
 
-    def write(self, data: bytes) -> None: ...
+    __slots__ = (
+        "deadline",
+        "left",
+        "lock",
+        "outcome",
+        "reading",
+        "state",
+        "waited",
+        "woken",
+    )
 
-    def abort(self) -> None: ...
+    def __init__(self, deadline: float, waited: bool = True) -> None:
+        self.deadline = deadline
+        self.state = _PENDING
+        self.outcome: Any = None
+        """The reply, or (failed) the error to raise."""
+        self.lock: Any = None
+        """Made (locked) when the caller parks; released once to wake it."""
+        self.woken = False
+        self.reading = False
+        """Its caller is reading the socket as the leader."""
+        self.left = False
+        """Its caller is gone (interrupted): the reply will be read and dropped."""
+        self.waited = waited
+        """A caller waits on this slot (in a batch, only the last one is waited on)."""
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
+class Pipe(PipeCore[_Slot]):
+    """One Redis connection that many threads use at once."""
 
-class Pipe(asyncio.Protocol):
-    """One Redis connection that many tasks of one event loop use at once."""
-
-    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
-        """Prepare a pipe to ``endpoint`` (use :func:`open_pipe`, which also connects it)."""
-        self.endpoint = endpoint
-        self._loop = loop
-        self._timeout = endpoint.timeout
-        self._reader = make_reader()
-        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._transport: _Transport | None = None
-        self._closed: BaseException | None = None
-        self._out: list[bytes] = []
-        self._flush_pending = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._paused = False
-        self._drain: asyncio.Future[None] | None = None
-        self.last_reply = loop.time()
-        """The event-loop time the last reply arrived (or the pipe opened)."""
-        self.on_push: Callable[[Any], None] | None = None
-        """Receives pushed pub/sub messages (``["message", ...]``), on a subscribed pipe."""
-        self.on_close: Callable[[], None] | None = None
-        """Called once when the pipe closes, for whoever waits for pushes rather than replies."""
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._waiting)} waiting"
-        return f"<Pipe {self.endpoint.label} {state}>"
-
-    @property
-    def load(self) -> int:
-        """How many commands wait for their reply."""
-        return len(self._waiting)
+    def __init__(self, endpoint: Endpoint, stream: _Stream, *, bulk: bool = False) -> None:
+        """Use the connected ``stream`` (use :func:`open_pipe`, which also connects it)."""
+        super().__init__(endpoint, bulk=bulk)
+        self._stream = stream
+        self._sock = stream.sock
+        # Looked up now, not at import: gevent may have patched threading since.
+        self._lock = threading.Lock()
+        self._new_lock: Callable[[], Any] = threading.Lock
+        self._queued: list[tuple[bytes, Sequence[_Slot]]] = []
+        """Commands offered and not yet taken for writing, each with its slots."""
+        self._writer: object | None = None
+        """Whose call holds the writer role (its slots), if any."""
+        self._leader: _Slot | None = None
+        """Whose slot holds the reader role, if any."""
+        self._socket_closed = False
+        self._send = stream.sendall
 
     @property
-    def closed(self) -> bool:
-        """Whether the pipe can no longer be used."""
-        return self._closed is not None
-
-    # -- asyncio.Protocol --------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
-        # A stream transport of whatever loop runs (uvloop's TCPTransport is not an
-        # asyncio.Transport subclass): the pipe needs only write(), abort() and
-        # get_extra_info(), which every stream transport has.
-        self._transport = cast(_Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-
-    def data_received(self, data: bytes) -> None:  # noqa: D102
-        reader = self._reader
-        waiting = self._waiting
-        reader.feed(data)
-        try:
-            reply = reader.gets()
-            while reply is not False:
-                if self.on_push is not None and _pushed(reply):
-                    self.on_push(reply)
-                    reply = reader.gets()
-                    continue
-                if not waiting:
-                    self._abort(RedisPyConnectionError(f"{self.endpoint.label}: unexpected reply"))
-                    return
-                future = waiting.popleft()[0]
-                if not future.done():
-                    future.set_result(reply)
-                reply = reader.gets()
-        except (InvalidResponse, ValueError) as exc:
-            # Not the Redis protocol: whatever listens there is not a Redis server.
-            self._abort(InvalidResponse(f"{self.endpoint.label}: protocol error: {exc}"))
-            return
-        self.last_reply = self._loop.time()
-
-    def eof_received(self) -> bool | None:  # noqa: D102
-        return False  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
-        self._abort(
-            RedisPyConnectionError(f"Connection closed by server ({self.endpoint.label})")
-            if exc is None
-            else RedisPyConnectionError(f"Error while talking to {self.endpoint.label}: {exc}")
-        )
-
-    def pause_writing(self) -> None:  # noqa: D102
-        self._paused = True
-
-    def resume_writing(self) -> None:  # noqa: D102
-        self._paused = False
-        drain, self._drain = self._drain, None
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+    def socket(self) -> socket.socket:
+        """The connected socket (for tests and inspection: never read or write it directly)."""
+        return self._sock
 
     # -- sending -----------------------------------------------------------------------
 
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
-        """Write one packed command; return the future of its reply (an error reply is a value).
+    def call(self, packed: bytes, timeout: float | None = None) -> Any:
+        """Send one packed command and return its reply (an error reply is a value).
 
-        Raises redis-py's ``ConnectionError`` at once if the pipe is closed.
+        Raises redis-py's ``ConnectionError`` or ``TimeoutError`` when the pipe
+        fails (it is then closed); an exception raised into the caller from
+        outside propagates unchanged. ``timeout``: seconds for this reply
+        instead of the pipe's (shorter; on a pipe where it is the only
+        command, as the listener's ``PING``).
         """
-        if self._closed is not None:
-            raise _copy(self._closed)
-        future = self._loop.create_future()
-        idle = not self._waiting
-        deadline = self._loop.time() + self._timeout
-        self._waiting.append((future, deadline))
-        self._write(packed, idle)
-        if self._timer is None:
-            self._timer = self._loop.call_at(deadline, self._expire)
-        return future
+        slot = _Slot(_monotonic() + (self._timeout if timeout is None else timeout))
+        self._enqueue(packed, (slot,))
+        self._wait(slot)
+        if slot.state == _REPLIED:
+            return slot.outcome
+        raise slot.outcome
 
-    def send_many(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
-        """Write several packed commands at once; return their replies' futures, in order."""
-        if self._closed is not None:
-            raise _copy(self._closed)
-        loop = self._loop
-        idle = not self._waiting
-        deadline = loop.time() + self._timeout
-        futures = [loop.create_future() for _ in commands]
-        self._waiting.extend((future, deadline) for future in futures)
-        self._write(b"".join(commands), idle)
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._expire)
-        return futures
+    def call_many(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send several packed commands at once and return their replies, in order."""
+        deadline = _monotonic() + self._timeout
+        slots = [_Slot(deadline, False) for _ in commands]
+        last = slots[-1]
+        last.waited = True
+        self._enqueue(commands[0] if len(commands) == 1 else b"".join(commands), slots)
+        self._wait(last)
+        for slot in slots:
+            if slot.state != _REPLIED:
+                raise slot.outcome
+        return [slot.outcome for slot in slots]
 
-    async def drained(self) -> None:
-        """Wait while the socket's write buffer is over its high-water mark."""
-        if self._paused and self._closed is None:
-            if self._drain is None:
-                self._drain = self._loop.create_future()
-            # Shielded: many tasks wait on this one future, and cancelling one of them
-            # must not cancel it for the others.
-            await asyncio.shield(self._drain)
+    def listen(self, timeout: float) -> bool:
+        """Read for up to ``timeout`` seconds: pushed messages go to :attr:`on_push`.
+
+        Returns whether anything arrived (or the pipe closed); for a pipe that
+        receives pushes and has no other reader (the near cache's listener).
+        """
+        lock = self._lock
+        reader = _Slot(0.0)  # holds the reader role; never queued
+        with lock:
+            if self._closed is not None:
+                return True
+            if self._leader is not None:
+                return False
+            self._leader = reader
+        try:
+            arrived = self._stream.wait_readable(timeout)
+            if arrived:
+                self._read_once(reader)
+            with lock:
+                if self._leader is reader:
+                    self._leader = None
+                    self._hand_on()
+        except BaseException:
+            self._left(reader)
+            raise
+        return arrived
 
     def close(self) -> None:
         """Close the connection; commands still waiting fail with ``ConnectionError``."""
-        self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was closed"))
+        with self._lock:
+            self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was closed"))
 
-    def _write(self, data: bytes, idle: bool) -> None:
-        transport = self._transport
-        if transport is None:  # send() before connection_made(): open_pipe() never does that
-            raise RedisPyConnectionError(f"{self.endpoint.label}: the pipe is not connected")
-        if idle and not self._out:
-            transport.write(data)  # nothing outstanding: no one to wait for, send now
-            return
-        self._out.append(data)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
+    def close_if_idle(self) -> bool:
+        """Close the connection if no command waits for its reply; return whether it is closed.
 
-    def _flush(self) -> None:
-        self._flush_pending = False
-        out, self._out = self._out, []
-        if out and self._transport is not None and self._closed is None:
-            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        Atomic: a command offered at the same moment is either taken first
+        (and the pipe stays open) or refused as never sent.
+        """
+        with self._lock:
+            if not self._waiting and not self._queued and self._writer is None:
+                self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was closed"))
+            return self._closed is not None
 
-    # -- failure -----------------------------------------------------------------------
+    def _enqueue(self, data: bytes, slots: Sequence[_Slot]) -> None:
+        """Offer a command's bytes with its slots; write them unless another caller will.
 
-    def _expire(self) -> None:
-        self._timer = None
-        if not self._waiting or self._closed is not None:
-            return
-        deadline = self._waiting[0][1]
-        if deadline <= self._loop.time():
+        The bytes and the slots go into the queue as one entry (one ``append``):
+        an exception raised into the caller (a signal handler's) can land before
+        or after it, never between, so no reply is ever matched to another
+        command. Whoever writes moves the entries into the waiting line and
+        onto the wire together.
+        """
+        lock = self._lock
+        entry = (data, slots)
+        try:
+            with lock:
+                if self._closed is not None:
+                    raise closed_error(self._closed)
+                if (
+                    not self._waiting
+                    and not self._queued
+                    and self._stream.idle_readable()
+                    and self._dead()
+                ):
+                    raise closed_error(self._closed or RedisPyConnectionError())
+                self._queued.append(entry)
+                if self._writer is not None or self._leader is not None:
+                    # Another caller writes, or reads (and then writes what was queued
+                    # meanwhile before it waits again): the commands of concurrent
+                    # callers go out together, as on the async face.
+                    return
+                self._writer = slots
+                out = self._take()
+            self._send(out)
+            self._write(slots)
+        except BaseException as exc:
+            self._enqueue_failed(entry, exc)
+            if isinstance(exc, OSError):
+                raise _broken(self.endpoint, "writing to", exc) from exc
+            raise
+
+    def _take(self) -> bytes:
+        """Move the queued commands into the waiting line; return their bytes (lock held)."""
+        queued, self._queued = self._queued, []
+        waiting = self._waiting
+        if len(queued) == 1:
+            data, slots = queued[0]
+            waiting.extend(slots)
+            return data
+        for _, slots in queued:
+            waiting.extend(slots)
+        return b"".join([data for data, _ in queued])
+
+    def _write(self, owner: object) -> None:
+        """Write what other callers queued meanwhile, then give the writer role up."""
+        lock = self._lock
+        send = self._send
+        while True:
+            with lock:
+                if not self._queued or self._closed is not None:
+                    self._writer = None
+                    self._roles_released()
+                    return
+                out = self._take()
+            send(out)
+
+    def _enqueue_failed(self, entry: tuple[bytes, Sequence[_Slot]], exc: BaseException) -> None:
+        slots = entry[1]
+        with self._lock:
+            for slot in slots:
+                slot.left = True
+            if self._writer is not slots:
+                queued = self._queued
+                for index, waiting in enumerate(queued):
+                    if waiting is entry:  # not taken yet: withdrawn, nothing was sent
+                        del queued[index]
+                        break
+                return  # else not queued at all, or taken whole: its replies are dropped
+            self._writer = None  # half a command may be on the wire
             self._abort(
-                RedisPyTimeoutError(
-                    f"Timeout reading from {self.endpoint.label} "
-                    f"(no reply within {self._timeout:g} s)"
+                _broken(self.endpoint, "writing to", exc)
+                if isinstance(exc, OSError)
+                else interrupted(
+                    RedisPyConnectionError(f"{self.endpoint.label}: a write was interrupted")
                 )
             )
-        else:
-            self._timer = self._loop.call_at(deadline, self._expire)
+            self._roles_released()
 
-    def _abort(self, error: BaseException) -> None:
-        if self._closed is None:
-            self._closed = error
-            if self._transport is not None:
-                self._transport.abort()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self.on_close is not None:
-                self.on_close()
-        waiting, self._waiting = self._waiting, deque()
-        for future, _ in waiting:
-            if not future.done():
-                future.set_exception(_copy(error))
-        drain, self._drain = self._drain, None
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+    # -- waiting and reading -----------------------------------------------------------
+
+    def _wait(self, slot: _Slot) -> None:
+        """Return once ``slot`` has its reply or has failed, reading as the leader when due."""
+        lock = self._lock
+        try:
+            while True:
+                with lock:
+                    if slot.state:
+                        return
+                    leader = self._leader
+                    if leader is None:
+                        self._leader = leader = slot
+                    elif leader is not slot:
+                        parked = slot.lock
+                        if parked is None:
+                            parked = slot.lock = self._new_lock()
+                            parked.acquire()
+                if leader is slot:
+                    self._read_until(slot)
+                    with lock:
+                        if self._leader is slot:
+                            self._leader = None
+                            self._hand_on()
+                    return
+                remaining = slot.deadline - _monotonic()
+                if remaining > 0 and parked.acquire(True, remaining):
+                    continue  # replied, failed or handed the reader role: see above
+                with lock:
+                    if slot.state or self._leader in (slot, None):
+                        continue  # replied, or reading is up to this caller (see above)
+                    self._abort(self._stalled())
+                    return
+        except BaseException:
+            self._left(slot)
+            raise
+
+    def _read_until(self, slot: _Slot) -> None:
+        """Read replies as the leader until ``slot`` has its reply or the pipe failed.
+
+        The wait for bytes (``poll``) can be interrupted at no cost: nothing was
+        read. Only from ``recv`` until the bytes are fed to the reader could an
+        interruption lose some (``slot.reading``): the pipe is then closed.
+        """
+        waiting = self._waiting
+        wait_readable = self._stream.wait_readable
+        while not slot.state:
+            if self._queued and self._writer is None and not self._flush(slot):
+                return
+            try:
+                oldest = waiting[0].deadline
+            except IndexError:  # aborted meanwhile
+                oldest = slot.deadline
+            remaining = oldest - _monotonic()
+            if remaining <= 0:
+                if wait_readable(0):  # the replies came, and nobody read them yet
+                    self._read_once(slot)
+                    continue
+                with self._lock:
+                    self._abort(self._stalled())
+                return
+            if wait_readable(remaining):
+                self._read_once(slot)
+
+    def _flush(self, slot: _Slot) -> bool:
+        """Write, as the leader, what callers queued while it read; ``False`` if that failed."""
+        with self._lock:
+            if self._writer is not None or not self._queued or self._closed is not None:
+                return self._closed is None
+            self._writer = slot
+            out = self._take()
+        try:
+            self._send(out)
+            self._write(slot)
+        except OSError as exc:
+            with self._lock:
+                if self._writer is slot:
+                    self._writer = None
+                self._abort(_broken(self.endpoint, "writing to", exc))
+            return False
+        except BaseException:
+            with self._lock:  # half a command may be on the wire
+                if self._writer is slot:
+                    self._writer = None
+                self._abort(
+                    interrupted(
+                        RedisPyConnectionError(f"{self.endpoint.label}: a write was interrupted")
+                    )
+                )
+            raise
+        return True
+
+    def _read_once(self, slot: _Slot) -> None:
+        """Read what the socket holds and hand out the replies it completes (as the leader)."""
+        slot.reading = True
+        try:
+            data = self._stream.recv()
+        except EOFError:
+            with self._lock:
+                self._abort(
+                    RedisPyConnectionError(f"Connection closed by server ({self.endpoint.label})")
+                )
+            return
+        except (OSError, ValueError) as exc:  # ValueError: the socket was closed under us
+            with self._lock:
+                self._abort(_broken(self.endpoint, "reading from", exc))
+            return
+        if data:
+            with self._lock:
+                self._received(data)
+        slot.reading = False
+
+    def _hand_on(self) -> None:
+        """Give the reader role to a parked caller (the pipe's lock is held)."""
+        if self._closed is not None:
+            self._roles_released()
+            return
+        for slot in itertools.chain(
+            self._waiting, (slot for _, slots in self._queued for slot in slots)
+        ):
+            # A parked caller, whose command may still wait in the queue: as the leader
+            # it writes what is queued before it waits for replies.
+            if slot.waited and not slot.left and not slot.woken and slot.lock is not None:
+                self._leader = slot
+                slot.woken = True
+                slot.lock.release()
+                return
+
+    def _left(self, slot: _Slot) -> None:
+        """Abandon ``slot``, whose caller was interrupted: drop its reply, pass on its role."""
+        with self._lock:
+            slot.left = True
+            if self._leader is not slot:
+                return
+            self._leader = None
+            if slot.reading:
+                # Bytes may have been read and not fed to the reader: the rest of the
+                # stream cannot be matched to its callers.
+                self._abort(
+                    interrupted(
+                        RedisPyConnectionError(f"{self.endpoint.label}: a read was interrupted")
+                    )
+                )
+                self._roles_released()
+            else:
+                self._hand_on()
+
+    def _dead(self) -> bool:
+        """Whether an idle pipe whose socket is readable was closed (the lock is held).
+
+        Nothing is owed by an idle server: an end of stream means it closed the
+        connection (killed, restarted, an idle timeout), other bytes that it
+        broke the protocol (on TLS they may be the session's own messages).
+        """
+        try:
+            peeked = self._sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError) as exc:
+            self._abort(_broken(self.endpoint, "reading from", exc))
+            return True
+        if peeked and isinstance(self._stream, _TlsStream):
+            return False
+        self._abort(
+            RedisPyConnectionError(
+                f"{self.endpoint.label}: "
+                + (
+                    "closed by the server while idle"
+                    if not peeked
+                    else "unexpected data while idle"
+                )
+            )
+        )
+        return True
+
+    def _stalled(self) -> BaseException:
+        return RedisPyTimeoutError(
+            f"Timeout reading from {self.endpoint.label} (no reply within {self._timeout:g} s)"
+        )
+
+    # -- the core's hooks (the pipe's lock is held) -----------------------------------------
+
+    def _deliver(self, waiter: _Slot, reply: Any) -> None:
+        waiter.outcome = reply
+        waiter.state = _REPLIED
+        if waiter.lock is not None and not waiter.woken:
+            waiter.woken = True
+            waiter.lock.release()
+
+    def _fail(self, waiter: _Slot, error: BaseException) -> None:
+        waiter.outcome = copy_error(error)
+        waiter.state = _FAILED
+        if waiter.lock is not None and not waiter.woken:
+            waiter.woken = True
+            waiter.lock.release()
+
+    def _shut(self) -> None:
+        queued, self._queued = self._queued, []
+        error = self._closed or RedisPyConnectionError(f"{self.endpoint.label}: closed")
+        for _, slots in queued:  # never written: each may be sent elsewhere, at once
+            for slot in slots:
+                self._fail(slot, closed_error(error))
+        with contextlib.suppress(OSError):
+            # Wakes a thread blocked in recv(); close() alone would not.
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._roles_released()
+
+    def _idle(self) -> bool:
+        return not self._waiting and not self._queued and self._writer is None
+
+    def _roles_released(self) -> None:
+        """Close the socket of a closed pipe once no thread is inside recv() or sendall().
+
+        Closing a descriptor another thread is about to use could hand that
+        thread a new socket's number.
+        """
+        if (
+            self._closed is not None
+            and self._leader is None
+            and self._writer is None
+            and not self._socket_closed
+        ):
+            self._socket_closed = True
+            self._sock.close()
+
+    def forget(self) -> None:
+        """Drop this pipe in a forked child: its socket is the parent's, left untouched."""
+        super().forget()
+        self._socket_closed = True
 
 
-def _pushed(reply: Any) -> bool:
-    """Return whether ``reply`` is a pub/sub message rather than the answer to a command."""
-    return type(reply) is list and len(reply) == 3 and reply[0] == b"message"
+class _Stream:
+    """A connected socket, non-blocking, whose waits are ``poll`` calls with a timeout.
+
+    Under gevent's monkey-patching ``select.poll`` is gevent's: a wait lets
+    other greenlets run, and a ``gevent.Timeout`` raised into it has read nothing.
+    """
+
+    __slots__ = ("_idle", "_readable", "_timeout", "_writable", "sock")
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._timeout = timeout
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(sock, select.POLLOUT)
+        self._idle = select.poll()  # a third: two threads must never poll one object at once
+        self._idle.register(sock, select.POLLIN)
+
+    def wait_readable(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for bytes (or the end of the stream); say whether any came."""
+        return bool(self._readable.poll(math.ceil(seconds * 1000)))
+
+    def idle_readable(self) -> bool:
+        """Whether the socket has bytes (or the end of the stream) waiting, without waiting."""
+        return bool(self._idle.poll(0))
+
+    def recv(self) -> bytes:
+        """Return the bytes waiting (``b""``: none yet); raise ``EOFError`` at the end."""
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise EOFError
+        return data
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        """Send every byte of ``data``, waiting (up to the timeout) while the socket is full."""
+        sock = self.sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)
+        deadline = _monotonic() + self._timeout
+        while sent < len(view):
+            remaining = deadline - _monotonic()
+            if remaining <= 0 or not self._writable.poll(math.ceil(remaining * 1000)):
+                raise TimeoutError("the socket stayed full")
+            with contextlib.suppress(BlockingIOError):
+                sent += sock.send(view[sent:])
 
 
-def _copy(error: BaseException) -> BaseException:
-    """Return a fresh exception like ``error``: each waiting task gets its own traceback."""
-    return type(error)(*error.args)
+class _TlsStream(_Stream):
+    """TLS over a plain socket through memory buffers: one thread reads while another writes.
+
+    The ``SSLObject`` is used under one lock; the encrypted bytes are sent
+    under another, in the order they were made.
+    """
+
+    __slots__ = ("_in", "_out", "_send_lock", "_ssl", "_ssl_lock")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        timeout: float,
+        tls: ssl.SSLObject,
+        tls_in: ssl.MemoryBIO,
+        tls_out: ssl.MemoryBIO,
+    ) -> None:
+        super().__init__(sock, timeout)
+        self._ssl = tls
+        self._in = tls_in
+        self._out = tls_out
+        self._ssl_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        """Encrypt ``data`` and send it, after whatever was encrypted before."""
+        with self._send_lock:
+            with self._ssl_lock:
+                self._ssl.write(data)
+                encrypted = self._out.read()
+            super().sendall(encrypted)
+
+    def recv(self) -> bytes:
+        """Return the plaintext the waiting bytes complete (``b""``: none yet)."""
+        try:
+            raw = self.sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return b""
+        if not raw:
+            raise EOFError
+        chunks = []
+        with self._ssl_lock:
+            self._in.write(raw)
+            while True:  # all of it: what stays in the buffers wakes no poll()
+                try:
+                    chunk = self._ssl.read(_RECV_SIZE)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    raise EOFError from None
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            owed = self._out.pending
+        if owed:  # the TLS layer has something to say (a key update): in order
+            with self._send_lock:
+                with self._ssl_lock:
+                    encrypted = self._out.read()
+                _Stream.sendall(self, encrypted)
+        return b"".join(chunks)
 
 
-async def open_pipe(endpoint: Endpoint) -> Pipe:
+def _broken(endpoint: Endpoint, doing: str, exc: BaseException) -> BaseException:
+    if isinstance(exc, TimeoutError):
+        return RedisPyTimeoutError(f"Timeout {doing} {endpoint.label}")
+    detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return RedisPyConnectionError(f"Error while {doing} {endpoint.label}: {detail}")
+
+
+def open_pipe(endpoint: Endpoint, *, bulk: bool = False) -> Pipe:
     """Connect a :class:`Pipe` to ``endpoint`` and run its handshake, within the timeout.
+
+    ``bulk``: a pipe for large traffic (see :class:`~pevensie_redis.pipe_core.PipeCore`).
 
     Raises redis-py's ``TimeoutError``, ``ConnectionError`` or, from the
     handshake, ``AuthenticationError`` (or another error reply's class).
     """
-    loop = asyncio.get_running_loop()
-    pipe = Pipe(endpoint, loop)
+    sock = _connect(endpoint)
+    try:
+        if endpoint.tls is not None:
+            tls_in, tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = endpoint.tls.wrap_bio(tls_in, tls_out, server_hostname=endpoint.server_hostname)
+            _handshake_tls(sock, tls, tls_in, tls_out, endpoint)
+            stream: _Stream = _TlsStream(sock, endpoint.timeout, tls, tls_in, tls_out)
+        else:
+            stream = _Stream(sock, endpoint.timeout)
+        pipe = Pipe(endpoint, stream, bulk=bulk)
+    except BaseException:
+        sock.close()
+        raise
+    # A new pipe answers before it carries a command: a server that accepts connections
+    # but does not answer (stalled, paused) never receives a command it might run later.
+    try:
+        if endpoint.handshake:
+            for reply in pipe.call_many(endpoint.handshake):
+                if isinstance(reply, Exception):
+                    raise reply
+                if not OK_REPLY(reply):  # AUTH, SELECT, CLIENT SETNAME, READONLY
+                    raise InvalidResponse(
+                        f"{endpoint.label}: the handshake got {describe(reply)} in reply"
+                    )
+        else:
+            reply = pipe.call(PING)
+            if isinstance(reply, Exception):
+                raise reply
+            if not PING_REPLY(reply):
+                raise InvalidResponse(f"{endpoint.label}: PING got {describe(reply)} in reply")
+    except BaseException:
+        pipe.close()
+        raise
+    return pipe
+
+
+def _connect(endpoint: Endpoint) -> socket.socket:
     try:
         if endpoint.path is not None:
-            connecting = loop.create_unix_connection(lambda: pipe, endpoint.path)
-        else:
-            if endpoint.host is None or endpoint.port is None:
-                raise RedisPyConnectionError(f"{endpoint.label}: no host and port to connect to")
-            connecting = loop.create_connection(
-                lambda: pipe,
-                endpoint.host,
-                endpoint.port,
-                ssl=endpoint.tls,
-                server_hostname=endpoint.server_hostname if endpoint.tls else None,
-            )
-        await asyncio.wait_for(connecting, endpoint.timeout)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(endpoint.timeout)
+                sock.connect(endpoint.path)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        if endpoint.host is None or endpoint.port is None:
+            raise RedisPyConnectionError(f"{endpoint.label}: no host and port to connect to")
+        sock = socket.create_connection((endpoint.host, endpoint.port), endpoint.timeout)
+    except TimeoutError:
+        raise RedisPyTimeoutError(f"Timeout connecting to {endpoint.label}") from None
+    except OSError as exc:
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        raise RedisPyConnectionError(f"Error connecting to {endpoint.label}: {detail}") from exc
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError:
+        pass
+    return sock
+
+
+def _handshake_tls(
+    sock: socket.socket,
+    tls: ssl.SSLObject,
+    tls_in: ssl.MemoryBIO,
+    tls_out: ssl.MemoryBIO,
+    endpoint: Endpoint,
+) -> None:
+    """Run the TLS handshake over ``sock`` within the endpoint's timeout."""
+    deadline = _monotonic() + endpoint.timeout
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            else:
+                if tls_out.pending:
+                    sock.sendall(tls_out.read())
+                return
+            if tls_out.pending:
+                sock.sendall(tls_out.read())
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            data = sock.recv(_RECV_SIZE)
+            if not data:
+                raise RedisPyConnectionError(
+                    f"Error connecting to {endpoint.label}: the server closed the connection "
+                    "during the TLS handshake"
+                )
+            tls_in.write(data)
     except TimeoutError:
         raise RedisPyTimeoutError(f"Timeout connecting to {endpoint.label}") from None
     except ssl.SSLError as exc:
@@ -304,19 +744,3 @@ async def open_pipe(endpoint: Endpoint) -> Pipe:
     except OSError as exc:
         detail = exc.strerror or str(exc) or type(exc).__name__
         raise RedisPyConnectionError(f"Error connecting to {endpoint.label}: {detail}") from exc
-    if endpoint.handshake:
-        futures = pipe.send_many(endpoint.handshake)
-        try:
-            for reply in [await future for future in futures]:
-                if isinstance(reply, Exception):
-                    raise reply
-                if not OK_REPLY(reply):  # AUTH, SELECT, CLIENT SETNAME, READONLY
-                    raise InvalidResponse(
-                        f"{endpoint.label}: the handshake got {describe(reply)} in reply"
-                    )
-        except BaseException:
-            pipe.close()
-            for future in futures:  # marks the errors not awaited as seen (asyncio logs others)
-                future.cancel()
-            raise
-    return pipe

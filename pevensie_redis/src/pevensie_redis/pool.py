@@ -1,4 +1,8 @@
-"""The sync driver's pools: redis-py's ``BlockingConnectionPool`` with a lean, fair checkout.
+"""The sync Cluster driver's node pools: redis-py's ``BlockingConnectionPool``, lean and fair.
+
+Only the sync Cluster face (:mod:`~pevensie_redis.cluster_io`) still uses
+these pools, until its I/O moves onto the channels (:mod:`~pevensie_redis.channel`)
+that the single-server and Sentinel drivers use on both faces.
 
 redis-py's ``get_connection``/``release`` pair costs about a third of a local
 GET round trip, mostly in bookkeeping for its optional OpenTelemetry metrics
@@ -41,18 +45,15 @@ from redis.connection import (
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
 from pevensie_redis import compat
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.primary_check import PrimaryCheck
 
 __all__ = [
     "HEALTH_CHECK_INTERVAL",
     "CachePool",
     "ClusterNodePool",
     "PoolWaitTimeout",
-    "SentinelCachePool",
     "pool_options",
 ]
 
@@ -200,43 +201,6 @@ class ClusterNodePool(CachePool):
     A connection RedisCluster marked for reconnection (after a topology
     change, redis-py 7 and newer) is closed when it comes back.
     """
-
-
-class SentinelCachePool(SentinelConnectionPool, CachePool):
-    """The driver's lean, fair blocking pool, with connections that find the primary via Sentinel.
-
-    Checkout and release are :class:`CachePool`'s (a caller waits up to
-    ``timeout`` for one of ``pool_size`` connections); where to connect, and
-    whether a connection still points at the primary (``owns_connection``),
-    are redis-py's ``SentinelConnectionPool``'s. After a failover, connections
-    to the former primary are closed as they come back.
-
-    A former primary that is still up keeps accepting writes until the
-    sentinels turn it into a replica (some 10 s after they name the new
-    primary), and drops them when it resyncs. So while the pool is used it
-    asks the sentinels for the primary about once a second
-    (:class:`~pevensie_redis.primary_check.PrimaryCheck`; one caller's
-    checkout pays one round trip to a sentinel, the others do not wait for
-    it): when the answer changed, its connections move to the new primary
-    (idle ones at once, those in use as they come back). When no sentinel
-    answers, the pool keeps the primary it knows.
-    """
-
-    def reset(self) -> None:
-        """Start empty (at creation and in a forked child), the primary check included."""
-        super().reset()  # type: ignore[no-untyped-call]
-        self._primary_check = PrimaryCheck()
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """Return a connection to the primary, asking the sentinels first when it is time."""
-        if self._primary_check.due():
-            try:
-                compat.ask_for_primary(self)
-            except (RedisPyConnectionError, RedisPyTimeoutError):
-                pass  # no sentinel answered: keep the primary we know
-            finally:
-                self._primary_check.done()
-        return super().get_connection(*args, **kwargs)
 
 
 def _check_idle(connection: Any) -> None:

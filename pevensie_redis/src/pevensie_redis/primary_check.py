@@ -1,10 +1,9 @@
 """When a Sentinel driver in use asks the sentinels again which server is the primary.
 
 No I/O happens here; both faces ask on the same schedule with one
-:class:`PrimaryCheck`: the sync face's pool
-(:class:`~pevensie_redis.pool.SentinelCachePool`) through redis-py's
-``Sentinel``, the async face's channel (:mod:`~pevensie_redis.channel_async`)
-with its own pipes.
+:class:`PrimaryCheck`, from the one channel design
+(:mod:`~pevensie_redis.channel`), which asks the Sentinel locator
+(:class:`~pevensie_redis.sentinel.Sentinels`) in the background.
 
 A controlled failover (``SENTINEL FAILOVER``) closes no connection: the former
 primary stays up and keeps taking writes until the sentinels turn it into a

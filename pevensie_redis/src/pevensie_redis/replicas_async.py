@@ -1,19 +1,22 @@
-"""Reads from the replicas the sentinels name (``read_from_replicas``), async face.
+"""Reads from replicas (``read_from_replicas``): a layer over any locator that names them.
 
 This module is the source of the sync face too: ``replicas.py``
 (:class:`~pevensie_redis.replicas.ReplicaReads`) is generated from it by
 ``.ci/unasync.py``. Edit this file, then run ``nox -s generate``.
 
-The Sentinel driver sends its reads (``get``, ``get_many``) through an
+The driver sends its reads (``get``, ``get_many``) through an
 :class:`AsyncReplicaReads` instead of its primary's channel; every other
 command (every write) goes to the primary as before. Bound at ``connect()``,
-so a driver without replica reads pays nothing for them.
+so a driver without replica reads pays nothing for them. The replicas come
+from the locator (:class:`~pevensie_redis.sentinel.Sentinels` today: the
+Cluster driver chooses a slot's replica its own way, with the same
+:class:`~pevensie_redis.replica_choice.ReplicaChoice`).
 
-- the sentinels are asked which replicas there are at ``connect()`` and every
+- the locator is asked which replicas there are at ``connect()`` and every
   :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds after, by the
   read that finds the list due (the others keep using the old list); a
-  replica they flag down or whose link to the primary is not ``ok`` is left
-  out (:func:`~pevensie_redis.sentinel.replicas_of`);
+  replica the sentinels flag down or whose link to the primary is not ``ok``
+  is left out (:func:`~pevensie_redis.sentinel.replicas_of`);
 - each read goes to the next replica in turn, over that replica's own channel
   (no retries there), now and then with a ``ROLE`` check in the same round
   trip (:class:`~pevensie_redis.replica_choice.ReplicaChoice`);
@@ -28,13 +31,14 @@ than the primary holds, even one this process has just overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from pevensie_redis.channel_async import Channel, open_replica_channel, replica_finder
+from pevensie_redis.channel_async import Channel
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint, endpoint, label
 from pevensie_redis.errors import (
     RedisConnectionError,
     RedisDriverError,
@@ -45,20 +49,27 @@ from pevensie_redis.errors import (
 from pevensie_redis.protocol.commands import ROLE, ROLE_REPLY, Shape, replica_in_sync
 from pevensie_redis.replica_choice import ReplicaChoice
 
-__all__ = ["AsyncReplicaReads"]
+__all__ = ["AsyncReplicaReads", "ReplicaSource"]
+
+
+class ReplicaSource(Protocol):
+    """A locator that can name the replicas to read from."""
+
+    def replicas(self) -> Awaitable[list[tuple[str, int]]]:
+        """Return the replicas' ``(host, port)``; raise redis-py's errors when it cannot."""
 
 
 class AsyncReplicaReads:
-    """Reads spread over a Sentinel service's replicas; the primary when none can answer.
+    """Reads spread over the replicas a locator names; the primary when none can answer.
 
     The same ``execute``/``pipeline`` as the primary's channel, for reads only.
     """
 
-    def __init__(self, primary: Channel, config: RedisConfig) -> None:
-        """Read through the replicas of ``config``'s service, falling back to ``primary``."""
+    def __init__(self, primary: Channel, locator: ReplicaSource, config: RedisConfig) -> None:
+        """Read through the replicas ``locator`` names, falling back to ``primary``."""
         self._primary = primary
         self._config = config
-        self._discover = replica_finder(config, primary)
+        self._discover = locator.replicas
         self._channels: dict[str, Channel] = {}
         self._names: list[str] = []
         self._choice = ReplicaChoice()
@@ -98,9 +109,9 @@ class AsyncReplicaReads:
             return
         names: list[str] = []
         for host, port in addresses:
-            name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            name = label(host, port)
             if name not in self._channels:
-                self._channels[name] = open_replica_channel(self._config, host, port)
+                self._channels[name] = _replica_channel(self._config, host, port)
             names.append(name)
         self._names = names
         gone = [name for name in self._channels if name not in names]
@@ -179,3 +190,17 @@ class AsyncReplicaReads:
             choice.avoid(name)
             return None
         return replies
+
+
+def _replica_channel(config: RedisConfig, host: str, port: int) -> Channel:
+    """Return a channel to the replica at ``host:port`` (it connects on first use).
+
+    The data nodes' credentials and TLS settings; no retries: a read that
+    fails on a replica goes to the primary instead.
+    """
+    fixed = endpoint(config, host, port)
+
+    async def resolve() -> Endpoint:
+        return fixed
+
+    return Channel(resolve, config.pool_size, 0, timeout=config.timeout_seconds)

@@ -74,6 +74,10 @@ class Resp2Reader:
         """Add received bytes."""
         self._buffer += data
 
+    def has_data(self) -> bool:
+        """Whether bytes of a reply not complete yet are held (``False``: at a reply boundary)."""
+        return self._position < len(self._buffer)
+
     def gets(self) -> Any:
         """Return the next complete reply, or ``False`` when none is complete yet.
 

@@ -1,0 +1,223 @@
+"""The Sentinel mode's locator: where the primary (and the replicas) of a service are.
+
+This module is the source of the sync face too: ``sentinel.py`` is generated
+from it by ``.ci/unasync.py``. Edit this file, then run ``nox -s generate``.
+
+With ``RedisConfig(sentinels=..., service_name=...)`` the driver's channel
+asks :class:`Sentinels` where the primary of ``service_name`` is each time it
+opens a connection (``SENTINEL MASTER``, asked of the sentinels in turn; the
+one that answered is asked first next time), and while it is used about once
+a second (:class:`~pevensie_redis.primary_check.PrimaryCheck`), so it leaves
+a former primary that stays up (``SENTINEL FAILOVER``) within about a second.
+After a failover the next command on a connection to the old primary fails
+(or gets ``READONLY``, the old primary being a replica now), and the channel
+retries on a new connection, which lands on the primary the sentinels now
+name. Until the sentinels have promoted a replica (about
+``down-after-milliseconds`` + 1-2 s), calls raise
+:class:`~pevensie_redis.RedisConnectionError`.
+
+The sentinels are reached over pipes of their own (kept open between
+questions), with the driver's timeout (and TLS settings when ``tls`` is on)
+and their own credentials, ``sentinel_username`` and ``sentinel_password``
+(``username``/``password`` are the data nodes'). Wrong sentinel credentials
+are a :class:`~pevensie_redis.RedisAuthenticationError` that says it was the
+sentinels.
+
+With ``read_from_replicas``, :meth:`Sentinels.replicas` names the replicas
+(``SENTINEL REPLICAS``): only those the sentinels do not flag ``s_down``,
+``o_down`` or ``disconnected`` and whose ``master-link-status`` is ``ok``
+(:func:`replicas_of`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
+
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import Endpoint, endpoint, sentinel_endpoint
+from pevensie_redis.pipe_async import Pipe, open_pipe
+from pevensie_redis.protocol.commands import pack
+
+__all__ = ["NoPrimary", "Sentinels", "primary_of", "replicas_of"]
+
+_DOWN = frozenset({"s_down", "o_down", "disconnected"})
+
+
+class NoPrimary(RedisPyConnectionError):
+    """No sentinel named a primary for the service (each sentinel's problem in the message)."""
+
+
+class Sentinels:
+    """Asks the sentinels of ``config`` where the primary and the replicas of its service are."""
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare to ask the sentinels ``config`` names (nothing connects yet)."""
+        if not config.sentinels or config.service_name is None:
+            raise ValueError("Sentinels needs a RedisConfig with sentinels and service_name")
+        self._config = config
+        self._service = config.service_name
+        self._sentinels = [sentinel_endpoint(config, host, port) for host, port in config.sentinels]
+        self._pipes: dict[str, Pipe] = {}
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._primary: Endpoint | None = None
+
+    def __repr__(self) -> str:
+        where = ", ".join(sentinel.label for sentinel in self._sentinels)
+        return f"<Sentinels {where} of {self._service!r}>"
+
+    async def primary(self) -> Endpoint:
+        """Return the endpoint of the primary the first healthy sentinel names.
+
+        Raises :class:`NoPrimary` (a redis-py ``ConnectionError``) naming each
+        sentinel's problem, or ``AuthenticationError`` when every sentinel
+        refused the sentinel credentials.
+        """
+        problems: list[str] = []
+        refused = 0
+        last_error: BaseException | None = None
+        for sentinel in list(self._sentinels):
+            try:
+                reply = await self._ask(sentinel, pack(["SENTINEL", "MASTER", self._service]))
+            except AuthenticationError:
+                problems.append(f"{sentinel.label}: refused the sentinel credentials")
+                refused += 1
+                continue
+            except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
+                problems.append(f"{sentinel.label}: {exc}")
+                last_error = exc
+                continue
+            if isinstance(reply, AuthenticationError):
+                problems.append(f"{sentinel.label}: refused the sentinel credentials")
+                refused += 1
+                continue
+            state = None if isinstance(reply, Exception) else _pairs(reply)
+            found = primary_of(state, self._service)
+            if isinstance(found, str):
+                problems.append(f"{sentinel.label}: {found}")
+                continue
+            self._first(sentinel)
+            return self._endpoint(*found)
+        raise _no_primary(self._service, problems, refused) from last_error
+
+    async def replicas(self) -> list[tuple[str, int]]:
+        """Return the replicas of the service fit to read from, as the first sentinel says.
+
+        Raises redis-py's ``ConnectionError`` when no sentinel answers.
+        """
+        problems: list[str] = []
+        for sentinel in list(self._sentinels):
+            try:
+                reply = await self._ask(sentinel, pack(["SENTINEL", "REPLICAS", self._service]))
+            except RedisError as exc:
+                problems.append(f"{sentinel.label}: {exc}")
+                continue
+            if isinstance(reply, Exception):
+                problems.append(f"{sentinel.label}: {reply}")
+                continue
+            return replicas_of(reply)
+        raise RedisPyConnectionError(
+            f"no sentinel listed the replicas of {self._service!r} ({'; '.join(problems)})"
+        )
+
+    async def close(self) -> None:
+        """Close the pipes to the sentinels."""
+        with self._lock:
+            pipes, self._pipes = list(self._pipes.values()), {}
+        if os.getpid() == self._pid:  # a forked child leaves the parent's sockets alone
+            for pipe in pipes:
+                pipe.close()
+
+    async def _ask(self, sentinel: Endpoint, packed: bytes) -> Any:
+        """Send one command to ``sentinel`` over its pipe (opened, or opened again, as needed)."""
+        with self._lock:
+            if os.getpid() != self._pid:  # forked: the parent's pipes are the parent's
+                self._pid, self._pipes = os.getpid(), {}
+            pipe = self._pipes.get(sentinel.label)
+        if pipe is None or pipe.closed:
+            pipe = await open_pipe(sentinel)
+            with self._lock:
+                replaced, self._pipes[sentinel.label] = self._pipes.get(sentinel.label), pipe
+            if replaced is not None and replaced is not pipe:
+                replaced.close()
+        try:
+            return await pipe.call(packed)
+        except BaseException:
+            pipe.close()
+            raise
+
+    def _first(self, sentinel: Endpoint) -> None:
+        """Ask ``sentinel`` first next time (it answered)."""
+        with self._lock:
+            sentinels = self._sentinels
+            if sentinels[0] is not sentinel and sentinel in sentinels:
+                index = sentinels.index(sentinel)
+                sentinels[0], sentinels[index] = sentinel, sentinels[0]
+
+    def _endpoint(self, host: str, port: int) -> Endpoint:
+        known = self._primary
+        if known is None or (known.host, known.port) != (host, port):
+            known = self._primary = endpoint(self._config, host, port)
+        return known
+
+
+def primary_of(state: Mapping[str, Any] | None, service_name: str) -> tuple[str, int] | str:
+    """Read one sentinel's state of ``service_name``: the primary's address, or what is wrong."""
+    if not state:
+        return f"does not monitor {service_name!r}"
+    flags = set(_text(state.get("flags", "")).split(","))
+    if "master" not in flags or flags & _DOWN:
+        return "reports the primary down"
+    return _text(state["ip"]), int(state["port"])
+
+
+def replicas_of(reply: Any) -> list[tuple[str, int]]:
+    """Read one sentinel's ``SENTINEL REPLICAS`` reply: the replicas fit to read from.
+
+    A replica flagged ``s_down``, ``o_down`` or ``disconnected``, or whose link
+    to the primary is not ``ok`` (cut, or still syncing), is left out.
+    """
+    found: list[tuple[str, int]] = []
+    for item in reply or ():
+        state = _pairs(item)
+        flags = set(state.get("flags", "").split(","))
+        if flags & _DOWN or state.get("master-link-status") != "ok":
+            continue
+        if state.get("ip") and state.get("port", "").isdigit():
+            found.append((state["ip"], int(state["port"])))
+    return found
+
+
+def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exception:
+    """Return the error when no sentinel named a primary (the credentials, when all refused)."""
+    if refused and refused == len(problems):
+        return AuthenticationError(
+            "every sentinel refused the sentinel credentials (sentinel_username / "
+            "sentinel_password; the data nodes' username / password are separate)"
+        )
+    return NoPrimary(f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(reply: Any) -> dict[str, Any]:
+    """Read one instance's state: a flat list of names and values (RESP2), or a map (RESP3)."""
+    if isinstance(reply, Mapping):
+        return {_text(name): _flat(value) for name, value in reply.items()}
+    items = [_text(item) for item in reply or ()]
+    return dict(zip(items[::2], items[1::2], strict=False))
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, (set, frozenset, list, tuple)):
+        return ",".join(sorted(_text(item) for item in value))
+    return _text(value)
