@@ -25,6 +25,7 @@ from pevensie_redis import (
     RedisTimeoutError,
 )
 from pevensie_redis.cluster import RedisClusterDriver
+from pevensie_redis.protocol.slots import key_slot
 from pevensie_redis.testing import TLSMaterial
 from pevensie_test_support import LocalCluster, wait_until
 
@@ -348,9 +349,11 @@ def test_a_busy_node_pool_is_pool_exhausted(redis_cluster: LocalCluster) -> None
     try:
         driver = c.driver
         assert isinstance(driver, RedisClusterDriver)
-        assert driver.client is not None
-        node = driver.client.get_node_from_key("user:42")
-        pool = driver.client.get_redis_connection(node).connection_pool
+        router = driver.router
+        assert router is not None
+        node = router.node_of(key_slot(b"user:42"))
+        assert node is not None
+        pool = router.channel(node).pool
         held = pool.get_connection()  # the node's only connection, taken by someone else
         try:
             with pytest.raises(RedisPoolExhausted):

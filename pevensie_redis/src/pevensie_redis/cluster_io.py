@@ -1,78 +1,325 @@
-"""The sync Cluster driver's I/O: commands to one node, to many at once, or via RedisCluster.
+"""The sync Cluster router: the slot map, a channel per node, and the cluster's redirects followed.
 
-The twin of :mod:`~pevensie_redis.cluster_io_async` (the same names, over
-multiplexed pipes). The Cluster driver's logic (``cluster_async.py``, and
-``cluster.py`` generated from it) sees only :func:`open_cluster` and a
-:class:`ClusterIO`; it never touches a connection.
+The twin of :mod:`~pevensie_redis.cluster_io_async` (the same names and rules,
+for threads), written by hand until the sync channel is generated from the
+async one; then this module is generated too. The Cluster driver
+(``cluster.py``, generated from ``cluster_async.py``) sends through a
+:class:`ClusterIO` and never touches a connection. The router keeps its own
+slot map (:class:`~pevensie_redis.protocol.slots.SlotMap`, from ``CLUSTER
+SLOTS``) and one :class:`~pevensie_redis.channel.Channel` per node (a pool
+of connections; a second one, whose connections send ``READONLY`` after the
+handshake, per replica that serves reads). :meth:`ClusterIO.execute` sends
+one command to the node that serves its slot and follows the cluster:
 
-redis-py's :class:`~redis.cluster.RedisCluster` owns the topology (the slot
-map, the known nodes, following ``MOVED`` and refreshing after a failover);
-each node's connections come from a :class:`~pevensie_redis.pool.ClusterNodePool`.
-Replies come back as values, error replies in place; a node that cannot be
-reached, or a connection that breaks, leaves the replies it owes missing
-(a shorter list): the driver then sends those commands another way.
+==============================  ===================================================
+what happens                    what the router does
+==============================  ===================================================
+``MOVED slot host:port``        the slot is that node's now: the map says so at once,
+                                a refresh of the whole map is started (in the
+                                background), the command goes there
+``ASK slot host:port``          ``ASKING`` and the command to that node, once (also a
+                                primary that serves no slot yet); the map is unchanged
+``TRYAGAIN``                    back off, send again
+``CLUSTERDOWN``                 refresh the map, back off, send again
+a node that does not answer     refresh the map (asking the other nodes first), back
+(connection error, timeout)     off, send again; a command that must run once only
+                                if it cannot have been sent
+a slot no node serves           refresh the map, back off, look again
+==============================  ===================================================
 
-With ``read_from_replicas``, reads to a replica travel on connections of the
-driver's own (a :class:`~pevensie_redis.pool.ClusterNodePool` per replica,
-one connect attempt) that send ``READONLY`` after the handshake, so a
-replica serves its primary's slots; RedisCluster's connections, which carry
-every rerouted command, never do.
+Bounds: ``MOVED`` and ``ASK`` together at most :data:`MAX_REDIRECTS` times
+per call (then :class:`~pevensie_redis.RedisConnectionError`); ``TRYAGAIN``,
+``CLUSTERDOWN``, failed nodes and unserved slots together at most ``retries``
+times (then the last error, typed). Each attempt waits at most ``timeout``
+to connect and ``timeout`` for its reply; each back-off is at most
+:data:`BACKOFF_CAP` seconds; a refresh asks one node after another and starts
+no new question after ``timeout`` has passed. Refreshes are single-flighted:
+callers that need one while another is under way wait for that one. The
+refresh a ``MOVED`` starts runs in the thread that met it, before it sends
+the command again, unless another thread is refreshing already.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Any
 
-from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisPyTimeoutError
-from redis.retry import Retry
+from redis.exceptions import InvalidResponse
 
-from pevensie_redis import compat
+from pevensie_redis.channel import Channel
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
-    RedisAuthenticationError,
+    RedisConnectionError,
     RedisDriverError,
-    RedisPoolExhausted,
+    RedisTimeoutError,
     map_error,
 )
-from pevensie_redis.pool import ClusterNodePool, pool_options
-from pevensie_redis.protocol.commands import READONLY, pack
+from pevensie_redis.pool import CachePool, pool_options
+from pevensie_redis.protocol.commands import ASKING, CLUSTER_SLOTS, PING, READONLY
+from pevensie_redis.protocol.slots import (
+    ASK,
+    CLUSTERDOWN,
+    MOVED,
+    Redirect,
+    SlotMap,
+    cluster_error,
+    node_name,
+    parse_cluster_slots,
+    redirect_of,
+)
 
-__all__ = ["BROKEN", "FAILURES", "ClusterIO", "cluster_options", "open_cluster"]
+__all__ = [
+    "BACKOFF_CAP",
+    "MAX_REDIRECTS",
+    "SUSPECT_SECONDS",
+    "UNREACHABLE",
+    "ClusterIO",
+    "backoff",
+    "open_cluster",
+]
 
-BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
-"""A connection broke; ValueError is a socket closed under a read ("I/O operation on closed
-file"), as after a topology refresh in another thread."""
+MAX_REDIRECTS = 16
+"""``MOVED`` and ``ASK`` replies one call follows before it gives up (a cluster in a loop)."""
 
-FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
-"""Everything the cluster's I/O raises."""
+BACKOFF_CAP = 0.25
+"""The longest pause, in seconds, between two attempts of a call."""
 
-_ASKING = pack([b"ASKING"])
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+"""What a node's channel raises when the node cannot be reached or did not answer in time."""
+
+_ASKING = ASKING
+_PING = PING
+SUSPECT_SECONDS = 5.0
+"""Seconds a node that failed to answer is asked for the slot map only after the others."""
+
+_REFRESH_SOON_INTERVAL = 0.1
+"""Seconds after a refresh during which a ``MOVED`` starts no new one (it fixed its own slot)."""
+
+
+def backoff(failures: int) -> float:
+    """Return the pause before the next attempt after ``failures`` failed ones (exponential)."""
+    return min(BACKOFF_CAP, 0.01 * 2.0 ** (failures - 1))
 
 
 class ClusterIO:
-    """Commands to the nodes of one Redis Cluster; thread-safe."""
+    """The nodes of one Redis Cluster and the map of their slots; thread-safe."""
 
-    def __init__(self, client: RedisCluster, config: RedisConfig) -> None:
-        """Send through ``client``'s node pools; ``client`` keeps the topology."""
-        self.client = client
+    def __init__(self, config: RedisConfig) -> None:
+        """Route for ``config`` (any node of the cluster); :meth:`discover` fills the map."""
         self._config = config
-        self._readonly: dict[str, ClusterNodePool] = {}
-        self._readonly_lock = threading.Lock()
+        self._retries = config.retries
+        self._timeout = config.timeout_seconds
+        self._seed = node_name(config.host, config.port)
+        self._map = SlotMap.empty()
+        self._map.learn(config.host, config.port)
+        self._channels: dict[str, Channel] = {}
+        self._readonly: dict[str, Channel] = {}
+        self._refreshing = threading.Lock()
+        self._generation = 0
+        self._refreshed_at = 0.0
+        self._failed: dict[str, float] = {}
+        """When each node last failed to answer (by name)."""
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<ClusterIO {self._seed} {self._map!r}>"
+
+    # -- the slot map ------------------------------------------------------------------
+
+    @property
+    def slot_map(self) -> SlotMap:
+        """The slot map as the router knows it now (replaced whole by each refresh)."""
+        return self._map
+
+    @property
+    def generation(self) -> int:
+        """How many refreshes have ended: a caller that saw one number needs no refresh after it."""
+        return self._generation
 
     def node_of(self, slot: int) -> str | None:
         """Return the name (``host:port``) of the primary that serves ``slot``, if known."""
-        node = compat.node_of_slot(self.client, slot)
-        return None if node is None else str(node.name)
+        return self._map.primaries[slot]
 
     def primaries(self) -> list[str]:
         """Return the names of the primaries, as the slot map knows them."""
-        return [str(node.name) for node in self.client.get_primaries()]  # type: ignore[no-untyped-call]
+        return self._map.primary_names()
+
+    def replicas_of(self, slot: int) -> tuple[str, ...]:
+        """Return the names of the replicas of ``slot``'s primary (synced, not failed)."""
+        return self._map.replicas[slot]
+
+    def moved(self, redirect: Redirect, node: str) -> str:
+        """Record a ``MOVED`` that ``node`` replied, start a refresh; return the new owner."""
+        host = redirect.host or self._map.address(node)[0]
+        owner = self._map.assign(redirect.slot, host, redirect.port)
+        self._refresh_soon()
+        return owner
+
+    def asked(self, redirect: Redirect, node: str) -> str:
+        """Return the name of the node an ``ASK`` that ``node`` replied sends the command to."""
+        return self._map.learn(redirect.host or self._map.address(node)[0], redirect.port)
+
+    def discover(self) -> None:
+        """Read the slot map from the configured node; raise the driver's error when it cannot."""
+        action = f"connecting to {self._config.display_url()}"
+        replies = self._channel(self._seed).pipeline([CLUSTER_SLOTS], action)
+        reply = replies[0]
+        if isinstance(reply, Exception):
+            if "cluster support disabled" in str(reply):
+                raise RedisConnectionError(
+                    f"{action}: {self._seed} is not a Redis Cluster node ({reply}); "
+                    "leave cluster off for a single server"
+                ) from reply
+            raise map_error(reply, action) from reply
+        host = self._map.address(self._seed)[0]
+        try:
+            fresh = parse_cluster_slots(reply, host)
+        except InvalidResponse as exc:
+            raise map_error(exc, action) from exc
+        if not fresh.covered():
+            raise RedisConnectionError(f"{action}: no node of the cluster serves a slot yet")
+        fresh.learn(*self._map.address(self._seed))
+        self._map = fresh
+        self._generation += 1
+
+    def refresh(self, seen: int | None = None, *, avoid: str | None = None) -> bool:
+        """Read the slot map again, unless a refresh ended after the caller saw ``seen``.
+
+        ``seen`` is :attr:`generation` as the caller last saw it (``None``:
+        now, so the caller waits for any refresh under way and then makes its
+        own). The nodes are asked one after another, ``avoid`` (one that just
+        failed) last, until one answers or ``timeout`` has passed; the map is
+        kept when none does. Return whether a map was read.
+        """
+        seen = self._generation if seen is None else seen
+        with self._refreshing:
+            if self._generation != seen:
+                return True
+            fresh = self._read_map(avoid)
+            if fresh is not None:
+                self._map = fresh
+            self._generation += 1
+            self._refreshed_at = time.monotonic()
+            return fresh is not None
+
+    def _read_map(self, avoid: str | None) -> SlotMap | None:
+        deadline = time.monotonic() + self._timeout
+        known = self._map
+        candidates = known.node_names()
+        if self._seed not in candidates:
+            candidates.append(self._seed)
+        # Nodes that failed a moment ago last (a stalled one costs a whole timeout).
+        now = time.monotonic()
+        failed = self._failed
+        candidates.sort(
+            key=lambda n: (n == avoid, now - failed.get(n, -SUSPECT_SECONDS) < SUSPECT_SECONDS)
+        )
+        for node in candidates:
+            if self._closed or time.monotonic() > deadline:
+                return None
+            try:
+                replies = self.exchange(node, [CLUSTER_SLOTS], "CLUSTER SLOTS")
+            except RedisDriverError:
+                continue  # refused us (credentials, ACL): another node may not
+            if not replies or isinstance(replies[0], Exception):
+                continue
+            try:
+                fresh = parse_cluster_slots(replies[0], known.address(node)[0])
+            except InvalidResponse:
+                continue
+            if fresh.covered():  # a node that joined a moment ago may know no slot yet
+                for name in known.addresses.keys() - fresh.addresses.keys():
+                    fresh.learn(*known.addresses[name])  # a new primary met through ASK
+                return fresh
+        return None
+
+    def _refresh_soon(self) -> None:
+        """Refresh now, unless a refresh is under way or has just ended."""
+        if self._closed or self._refreshing.locked():
+            return
+        if time.monotonic() - self._refreshed_at < _REFRESH_SOON_INTERVAL:
+            return
+        self.refresh(self._generation)
+
+    # -- commands ----------------------------------------------------------------------
+
+    def execute(self, slot: int, packed: bytes, name: str, *, once: bool = False) -> Any:
+        """Send one command for ``slot`` where the cluster serves it; return its reply.
+
+        An error reply other than the cluster's own comes back as a value (a
+        redis-py exception instance); so does a ``TRYAGAIN`` or
+        ``CLUSTERDOWN`` still replied after ``retries`` more attempts. A
+        command that must run ``once`` (not idempotent) is sent again after a
+        failed node only when it cannot have been sent. Raises the driver's
+        errors for nodes that cannot be reached (after ``retries`` more
+        attempts) and for a cluster that keeps redirecting.
+        """
+        failures = hops = 0
+        asking: str | None = None
+        seen = self._generation
+        while True:
+            node = asking or self._map.primaries[slot]
+            if node is None:
+                failures += 1
+                if failures > self._retries:
+                    raise RedisConnectionError(f"{name}: no node of the cluster serves slot {slot}")
+                self.refresh(seen)
+                seen = self._generation
+                time.sleep(backoff(failures))
+                continue
+            try:
+                if asking is None:
+                    replies = self._channel(node).pipeline([packed], name, idempotent=not once)
+                else:
+                    replies = self._channel(node).pipeline(
+                        [_ASKING, packed], name, idempotent=not once
+                    )
+            except UNREACHABLE as exc:
+                self._failed[node] = time.monotonic()
+                failures += 1
+                if failures > self._retries or (once and not _unsent(exc)):
+                    raise
+                asking = None
+                self.refresh(seen, avoid=node)
+                seen = self._generation
+                time.sleep(backoff(failures))
+                continue
+            reply = replies[-1]
+            if not isinstance(reply, Exception):
+                return reply
+            kind = cluster_error(reply)
+            if kind is None:
+                return reply
+            asking = None
+            if kind in (MOVED, ASK):
+                redirect = redirect_of(reply)
+                if redirect is None:
+                    return reply
+                hops += 1
+                if hops > MAX_REDIRECTS:
+                    raise RedisConnectionError(
+                        f"{name}: the cluster kept redirecting the command ({hops - 1} redirects)"
+                    ) from reply
+                if redirect.ask:
+                    asking = self.asked(redirect, node)
+                else:
+                    self.moved(redirect, node)
+                continue
+            failures += 1  # TRYAGAIN, CLUSTERDOWN
+            if failures > self._retries:
+                return reply
+            if kind == CLUSTERDOWN:
+                self.refresh(seen)
+                seen = self._generation
+            time.sleep(backoff(failures))
+
+    def back_off(self, failures: int) -> None:
+        """Pause before the next attempt of a call after ``failures`` failed ones."""
+        time.sleep(backoff(failures))
 
     def exchange(
         self,
@@ -83,141 +330,94 @@ class ClusterIO:
         idempotent: bool = True,
         readonly: bool = False,
     ) -> list[Any]:
-        """Send ``commands`` to ``node`` on one connection; return the replies read.
+        """Send ``commands`` to ``node``; return the replies (none if it cannot be reached).
 
-        Fewer replies than commands (none when the node is unknown or does not
-        answer) means the rest must go another way. Commands that are not
-        ``idempotent`` are never left to go another way once sent: a connection
-        that breaks after sending them is an error. A pool with no free
-        connection within the timeout raises
-        :class:`~pevensie_redis.RedisPoolExhausted`, a node that refuses the
-        credentials (or ``READONLY``) the driver's authentication error.
-        ``readonly``: on a ``READONLY`` connection (reads from a replica).
+        Error replies come back in place. Commands that are not ``idempotent``
+        are never left to go another way once they may have been sent: the
+        connection error is raised. ``readonly``: over ``READONLY`` pipes
+        (reads from a replica).
         """
-        taken = self._take(node, name, readonly)
-        if taken is None:
-            return []
-        pool, connection = taken
-        unread = True
+        channel = self._readonly_channel(node) if readonly else self._channel(node)
         try:
-            connection.send_packed_command((b"".join(commands),))
-            replies = _read(connection, len(commands), raise_broken=not idempotent)
-            unread = False
-            return replies
-        except BROKEN as exc:
-            if not idempotent:
-                raise map_error(exc, name) from exc
-            return []
-        finally:
-            if unread:
-                connection.disconnect()  # replies may be left unread: never reuse it as is
-            pool.release(connection)
+            return channel.pipeline(commands, name, idempotent=idempotent)
+        except UNREACHABLE as exc:
+            self._failed[node] = time.monotonic()
+            if not idempotent and not _unsent(exc):
+                raise
+            return []  # the caller goes another way
 
     def exchange_many(
         self, by_node: dict[str, list[bytes]], name: str, *, readonly: Collection[str] = ()
-    ) -> dict[str, list[Any]]:
-        """Send each node its commands, every node at once; return each node's replies read.
+    ) -> dict[str, list[Any] | RedisDriverError]:
+        """Send each node its commands, one node after the other; return each node's replies.
 
-        The nodes in ``readonly`` (replicas) are sent to on ``READONLY``
-        connections; one that fails in any way answers nothing.
+        A node that cannot be reached answers with the driver's error instead
+        of a list; a node in ``readonly`` (a replica, over ``READONLY`` pipes)
+        also with any other error of the driver (the caller asks the primary).
         """
-        taken: list[tuple[str, Any, Any]] = []
-        replies: dict[str, list[Any]] = {}
-        sent: set[str] = set()
+        return {
+            node: self._attempt(node, commands, name, node in readonly)
+            for node, commands in by_node.items()
+        }
+
+    def _attempt(
+        self, node: str, commands: list[bytes], name: str, readonly: bool
+    ) -> list[Any] | RedisDriverError:
+        channel = self._readonly_channel(node) if readonly else self._channel(node)
         try:
-            # Connections are taken in one global order (node name), so threads that
-            # each hold some never wait on each other in a cycle.
-            for node in sorted(by_node):
-                if node in readonly:
-                    try:
-                        grip = self._take(node, name, True)
-                    except RedisDriverError:
-                        grip = None  # the driver asks the primary instead
-                else:
-                    grip = self._take(node, name)
-                if grip is None:
-                    replies[node] = []
-                else:
-                    taken.append((node, *grip))
-            # Send to every node first, then read: one round trip for the whole batch.
-            for node, _, connection in taken:
-                try:
-                    connection.send_packed_command((b"".join(by_node[node]),))
-                    sent.add(node)
-                except BROKEN:
-                    connection.disconnect()
-                    replies[node] = []
-            for node, _, connection in taken:
-                if node in sent:
-                    replies[node] = _read(connection, len(by_node[node]))
-                    sent.discard(node)
-        finally:
-            for node, pool, connection in taken:
-                if node in sent:
-                    connection.disconnect()  # replies left unread: never reuse it as is
-                pool.release(connection)
-        return replies
+            return channel.pipeline(commands, name)
+        except UNREACHABLE as exc:
+            self._failed[node] = time.monotonic()
+            return exc
+        except RedisDriverError as exc:
+            if readonly:
+                return exc
+            raise
 
-    def ask(self, host: str, port: int, commands: Sequence[bytes], name: str) -> list[Any]:
-        """Send each command after ``ASKING`` to ``host:port``; return the commands' replies.
-
-        RedisCluster follows ``ASK`` itself, but not to a primary so new that it
-        serves no slot yet: that node is made known to it here.
-        """
-        node = compat.learn_node(self.client, host, port)
+    def ask(self, node: str, commands: Sequence[bytes], name: str) -> list[Any]:
+        """Send each command after ``ASKING`` to ``node``; return the commands' replies."""
         paired = [part for command in commands for part in (_ASKING, command)]
-        return self.exchange(str(node.name), paired, name)[1::2]
-
-    def routed(self, args: tuple[Any, ...]) -> Any:
-        """Run one command through RedisCluster (redirects, slot-map refresh, retries).
-
-        Raises redis-py's exceptions as they are, for the driver to read.
-        """
-        return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return (self.exchange(node, paired, name))[1::2]
 
     def close(self) -> None:
-        """Close every node's connections (those in use as their call ends)."""
-        with self._readonly_lock:
-            pools, self._readonly = list(self._readonly.values()), {}
-        for pool in pools:
-            pool.disconnect()
-        self.client.close()
+        """Close every node's channels; the router sends nothing after."""
+        self._closed = True
+        channels = [*self._channels.values(), *self._readonly.values()]
+        self._channels, self._readonly = {}, {}
+        for channel in channels:
+            channel.close()
 
-    def _take(self, node: str, name: str, readonly: bool = False) -> tuple[Any, Any] | None:
+    # -- channels ----------------------------------------------------------------------
+
+    def channel(self, node: str, *, readonly: bool = False) -> Channel:
+        """Return the channel to ``node`` (``readonly``: its ``READONLY`` one); opens it if new."""
+        return self._readonly_channel(node) if readonly else self._channel(node)
+
+    def _channel(self, node: str) -> Channel:
+        channel = self._channels.get(node)
+        if channel is None:
+            channel = self._open_channel(node, self._channels, readonly=False)
+        return channel
+
+    def _readonly_channel(self, node: str) -> Channel:
+        channel = self._readonly.get(node)
+        if channel is None:
+            channel = self._open_channel(node, self._readonly, readonly=True)
+        return channel
+
+    def _open_channel(self, node: str, channels: dict[str, Channel], *, readonly: bool) -> Channel:
+        if self._closed:
+            raise RedisConnectionError("the Redis Cluster driver is not connected")
+        host, port = self._map.address(node)
+        # No retries in the channel: the router retries, after refreshing the map.
+        options = pool_options(replace(self._config, host=host, port=port, retries=0))
         if readonly:
-            pool: Any = self._readonly_pool(node)
-        else:
-            known = compat.node_named(self.client, node)
-            if known is None:
-                return None
-            pool = self.client.get_redis_connection(known).connection_pool
-        try:
-            return pool, pool.get_connection()
-        except FAILURES as exc:
-            mapped = map_error(exc, name)
-            if isinstance(mapped, RedisPoolExhausted) or (
-                readonly and isinstance(mapped, RedisAuthenticationError)
-            ):
-                raise mapped from exc  # retrying elsewhere cannot help
-            return None  # the node is unreachable: the driver goes another way
-
-    def _readonly_pool(self, node: str) -> ClusterNodePool:
-        """Return the pool of ``READONLY`` connections to ``node`` (made on first use)."""
-        pool = self._readonly.get(node)
-        if pool is None:
-            with self._readonly_lock:
-                pool = self._readonly.get(node)
-                if pool is None:
-                    host, _, port = node.rpartition(":")
-                    options = pool_options(self._config)
-                    options.update(
-                        host=host.strip("[]"),
-                        port=int(port),
-                        retry=Retry(NoBackoff(), 0),
-                        redis_connect_func=_readonly_on_connect,
-                    )
-                    pool = self._readonly[node] = ClusterNodePool(**options)
-        return pool
+            options["redis_connect_func"] = _readonly_on_connect
+        channel = Channel(CachePool(**options), 0)
+        kept = channels.setdefault(node, channel)
+        if kept is not channel:
+            channel.close()  # another thread opened one first
+        return kept
 
 
 def _readonly_on_connect(connection: Any) -> None:
@@ -229,55 +429,25 @@ def _readonly_on_connect(connection: Any) -> None:
         raise RedisPyConnectionError(f"READONLY was answered {reply!r}")
 
 
-def _read(connection: Any, count: int, *, raise_broken: bool = False) -> list[Any]:
-    """Read ``count`` replies, error replies in place; fewer when the connection broke."""
-    replies: list[Any] = []
-    for _ in range(count):
-        try:
-            replies.append(connection.read_response())
-        except ResponseError as exc:
-            replies.append(exc)
-        except BROKEN:
-            connection.disconnect()
-            if raise_broken:
-                raise
-            break
-    return replies
-
-
-def cluster_options(config: RedisConfig) -> dict[str, Any]:
-    """Return the keyword arguments of redis-py's ``RedisCluster`` for ``config``.
-
-    Each node's pool is a :class:`ClusterNodePool` of ``pool_size``
-    connections with the driver's timeouts, credentials and TLS settings;
-    retries of a failed command (after refreshing the slot map) are ``retries``.
-    """
-    options = pool_options(config)
-    for name in ("db", "retry", "retry_on_error", "health_check_interval", "host", "port"):
-        options.pop(name, None)
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    scheme = "rediss" if config.tls else "redis"
-    # The URL form makes RedisCluster build each node's pool from connection_pool_class;
-    # the options so far are the node pools' own.
-    options["connection_pool_class"] = compat.node_pool_factory(ClusterNodePool, options)
-    options["url"] = f"{scheme}://{host}:{config.port}"
-    options["startup_nodes"] = [ClusterNode(config.host, config.port)]  # type: ignore[no-untyped-call]
-    options.update(compat.cluster_retry(config.retries))
-    # A cache serves the slots it can reach rather than refusing everything.
-    options["require_full_coverage"] = False
-    return options
+def _unsent(exc: BaseException) -> bool:
+    """Whether a channel's error says the command cannot have reached the server."""
+    return bool(getattr(exc.__cause__, "pevensie_not_sent", False))
 
 
 def open_cluster(config: RedisConfig) -> ClusterIO:
-    """Discover the cluster from the configured node and check every primary answers PING.
+    """Discover the cluster from the configured node and check every primary answers ``PING``.
 
-    Raises redis-py's exceptions (and closes everything) when it cannot.
+    Raises the driver's errors (and closes everything) when it cannot.
     """
-    client = RedisCluster(**cluster_options(config))
+    io = ClusterIO(config)
     try:
-        for node in client.get_primaries():  # type: ignore[no-untyped-call]
-            client.get_redis_connection(node).ping()
+        io.discover()
+        action = f"connecting to {config.display_url()}"
+        for node in io.primaries():
+            replies = io._channel(node).pipeline([_PING], action)
+            if isinstance(replies[0], Exception):
+                raise map_error(replies[0], f"{action} (PING {node})") from replies[0]
     except BaseException:
-        client.close()
+        io.close()
         raise
-    return ClusterIO(client, config)
+    return io

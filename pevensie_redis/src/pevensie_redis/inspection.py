@@ -3,9 +3,10 @@
 Registered with the driver (see :mod:`pevensie_redis.plugin`) and found by
 ``cache.inspector(c)``; the ``pevensie-cache`` command line uses it for
 ``ttl``, ``keys``, ``stats``, ``check`` and ``bench --compare``. It talks to
-the server through a redis-py client on the driver's own connections (the
-pool of a single server or Sentinel primary, or the ``RedisCluster`` client),
-so it needs the driver connected, and on the sync face. Key listings use
+the server through the driver's own connections (a redis-py client on the
+pool of a single server or Sentinel primary; on a Cluster, the driver's
+router, :attr:`~pevensie_redis.RedisClusterDriver.router`), so it needs the
+driver connected, and on the sync face. Key listings use
 ``SCAN`` pages with the resource type's glob characters escaped: never
 ``KEYS``, so the server is never blocked.
 """
@@ -17,10 +18,11 @@ from typing import Any
 
 from pevensie_cache import NotConnected, UnsupportedOperation
 from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
-from pevensie_redis.errors import map_error
-from pevensie_redis.protocol.commands import decode_text
+from pevensie_redis.errors import RedisConnectionError, RedisDriverError, map_error
+from pevensie_redis.protocol.commands import decode_text, pack
 from pevensie_redis.protocol.keys import escape_glob
 from pevensie_redis.protocol.keys import prefix as key_prefix
+from pevensie_redis.protocol.slots import key_slot
 
 __all__ = ["RedisBaseline", "RedisInspector", "inspector_for_driver"]
 
@@ -65,9 +67,18 @@ class RedisInspector:
     def ttl(self, resource_type: str, key: str) -> KeyTtl:
         """``PTTL`` of the stored key: absent, without expiry, or the seconds left."""
         full = self._prefix(resource_type) + key
-        client = self._client()
+        router = self._cluster()
         try:
-            millis = int(client.pttl(full))
+            if router is not None:
+                data = full.encode()
+                reply = router.execute(key_slot(data), pack([b"PTTL", data]), "PTTL")
+                if isinstance(reply, Exception):
+                    raise reply
+                millis = int(reply)
+            else:
+                millis = int(self._client().pttl(full))
+        except RedisDriverError:
+            raise
         except Exception as exc:
             raise map_error(exc, "PTTL") from exc
         if millis == -2:
@@ -112,19 +123,17 @@ class RedisInspector:
     # -- helpers -----------------------------------------------------------------------
 
     def _cluster(self) -> Any:
+        """Return the Cluster driver's router, or ``None`` for a driver of another mode."""
         from pevensie_redis.cluster import RedisClusterDriver
 
         if isinstance(self._driver, RedisClusterDriver):
-            client = self._driver.client
-            if client is None:
+            router = self._driver.router
+            if router is None:
                 raise NotConnected("the cache is not connected")
-            return client
+            return router
         return None
 
     def _client(self) -> Any:
-        cluster = self._cluster()
-        if cluster is not None:
-            return cluster
         if not hasattr(self._driver, "connection_pool"):
             raise UnsupportedOperation(f"cannot inspect a {type(self._driver).__name__}")
         pool = self._driver.connection_pool
@@ -143,27 +152,27 @@ class RedisInspector:
 
     def _each_node(self, action: str, ask: Any) -> list[dict[str, Any]]:
         """Ask every primary (one, unless a Cluster) and return the replies."""
-        cluster = self._cluster()
+        router = self._cluster()
         try:
-            if cluster is None:
+            if router is None:
                 return [ask(self._client())]
-            return [
-                ask(cluster.get_redis_connection(node))
-                for node in cluster.get_primaries()  # no stubs in redis-py
-            ]
+            return [_node_info(router, node) for node in router.primaries()]
+        except RedisDriverError:
+            raise
         except Exception as exc:
             raise map_error(exc, action) from exc
 
     def _scan(self, pattern: str | None, count: int) -> Iterator[list[str]]:
-        cluster = self._cluster()
+        router = self._cluster()
         try:
-            if cluster is not None:
+            if router is not None:
                 page: list[str] = []
-                for name in cluster.scan_iter(match=pattern, count=count):
-                    page.append(decode_text(name))
-                    if len(page) >= count:
-                        yield page
-                        page = []
+                for node in router.primaries():
+                    for name in _scan_node(router, node, pattern, count):
+                        page.append(decode_text(name))
+                        if len(page) >= count:
+                            yield page
+                            page = []
                 if page:
                     yield page
                 return
@@ -175,6 +184,8 @@ class RedisInspector:
                     yield [decode_text(name) for name in names]
                 if int(cursor) == 0:
                     return
+        except RedisDriverError:
+            raise
         except Exception as exc:
             raise map_error(exc, "SCAN") from exc
 
@@ -215,6 +226,55 @@ def _info_of(client: Any) -> dict[str, Any]:
         info.update(client.info(section))
     info["dbsize"] = int(client.dbsize())
     return info
+
+
+_INFO = [pack([b"INFO", section]) for section in (b"server", b"memory", b"stats")]
+_DBSIZE = pack([b"DBSIZE"])
+
+
+def _node_info(router: Any, node: str) -> dict[str, Any]:
+    """``INFO server``, ``memory`` and ``stats`` and ``DBSIZE`` of one Cluster node."""
+    replies = router.exchange(node, [*_INFO, _DBSIZE], "INFO")
+    if len(replies) != len(_INFO) + 1:
+        raise RedisConnectionError(f"INFO: {node} did not answer")
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    info: dict[str, Any] = {}
+    for text in replies[:-1]:
+        info.update(_parse_info(text))
+    info["dbsize"] = int(replies[-1])
+    return info
+
+
+def _parse_info(text: bytes) -> dict[str, Any]:
+    """Read an ``INFO`` reply: ``name:value`` lines, integers as ``int``, the rest as text."""
+    info: dict[str, Any] = {}
+    for line in decode_text(text).splitlines():
+        name, colon, value = line.partition(":")
+        if not colon or line.startswith("#"):
+            continue
+        try:
+            info[name] = int(value)
+        except ValueError:
+            info[name] = value
+    return info
+
+
+def _scan_node(router: Any, node: str, pattern: str | None, count: int) -> Iterator[bytes]:
+    """Every key name ``SCAN`` lists on one Cluster node."""
+    cursor = b"0"
+    while True:
+        command = [b"SCAN", cursor, *([b"MATCH", pattern.encode()] if pattern is not None else [])]
+        replies = router.exchange(node, [pack([*command, b"COUNT", b"%d" % count])], "SCAN")
+        if not replies:
+            raise RedisConnectionError(f"SCAN: {node} did not answer")
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        cursor, names = replies[0]
+        yield from names
+        if cursor == b"0":
+            return
 
 
 def _total(replies: list[dict[str, Any]], name: str) -> int | None:
