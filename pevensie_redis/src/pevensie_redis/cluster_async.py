@@ -2,7 +2,7 @@
 
 This module is the source of the sync face too: ``cluster.py``
 (:class:`~pevensie_redis.RedisClusterDriver`) is generated from it by
-``.ci/unasync.py``; only the router differs
+``.ci/unasync.py``, each sending through the router of its face
 (:mod:`~pevensie_redis.cluster_io_async` here, :mod:`~pevensie_redis.cluster_io`
 there). Edit this file, then run ``nox -s generate``.
 

@@ -116,7 +116,7 @@ class ClusterIO:
         self._generation = 0
         self._refreshed_at = 0.0
         self._failed: dict[str, float] = {}
-        """When each node last failed to answer (by name)."""
+        """When each node that failed to answer did so last (by name), until it answers again."""
         self._background: asyncio.Task[bool] | None = None
         self._closed = False
 
@@ -266,17 +266,10 @@ class ClusterIO:
                 seen = self._generation
                 await asyncio.sleep(backoff(failures))
                 continue
+            commands = [packed] if asking is None else [_ASKING, packed]
             try:
-                if asking is None:
-                    replies = await self._channel(node).pipeline(
-                        [packed], name, idempotent=not once
-                    )
-                else:
-                    replies = await self._channel(node).pipeline(
-                        [_ASKING, packed], name, idempotent=not once
-                    )
+                replies = await self._send(node, commands, name, idempotent=not once)
             except UNREACHABLE as exc:
-                self._failed[node] = time.monotonic()
                 failures += 1
                 if failures > self._retries or (once and not _unsent(exc)):
                     raise
@@ -334,11 +327,9 @@ class ClusterIO:
         connection error is raised. ``readonly``: over ``READONLY`` pipes
         (reads from a replica).
         """
-        channel = self._readonly_channel(node) if readonly else self._channel(node)
         try:
-            return await channel.pipeline(commands, name, idempotent=idempotent)
+            return await self._send(node, commands, name, idempotent=idempotent, readonly=readonly)
         except UNREACHABLE as exc:
-            self._failed[node] = time.monotonic()
             if not idempotent and not _unsent(exc):
                 raise
             return []  # the caller goes another way
@@ -361,15 +352,44 @@ class ClusterIO:
     async def _attempt(
         self, node: str, commands: list[bytes], name: str, readonly: bool
     ) -> list[Any] | RedisDriverError:
-        channel = self._readonly_channel(node) if readonly else self._channel(node)
         try:
-            return await channel.pipeline(commands, name)
+            return await self._send(node, commands, name, readonly=readonly)
         except UNREACHABLE as exc:
-            self._failed[node] = time.monotonic()
             return exc
         except RedisDriverError as exc:
             if readonly:
                 return exc
+            raise
+
+    async def _send(
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        *,
+        idempotent: bool = True,
+        readonly: bool = False,
+    ) -> list[Any]:
+        """Send ``commands`` to ``node`` in one write; return the replies, error replies in place.
+
+        A node that failed to answer is sent nothing more until it answers a
+        ``PING`` again (alone, within ``timeout``): a command written to a
+        stalled server would be run when it wakes up, after its caller was
+        told it failed. Raises :data:`UNREACHABLE` errors (marked as never sent
+        when the ``PING`` failed).
+        """
+        channel = self._readonly_channel(node) if readonly else self._channel(node)
+        try:
+            if node in self._failed:
+                try:
+                    await channel.pipeline([_PING], "PING")
+                except UNREACHABLE as exc:
+                    setattr(exc, "pevensie_not_sent", True)  # noqa: B010
+                    raise
+                self._failed.pop(node, None)
+            return await channel.pipeline(commands, name, idempotent=idempotent)
+        except UNREACHABLE:
+            self._failed[node] = time.monotonic()
             raise
 
     async def ask(self, node: str, commands: Sequence[bytes], name: str) -> list[Any]:
@@ -422,7 +442,10 @@ class ClusterIO:
 
 def _unsent(exc: BaseException) -> bool:
     """Whether a channel's error says the command cannot have reached the server."""
-    return bool(getattr(exc.__cause__, "pevensie_not_sent", False))
+    return bool(
+        getattr(exc, "pevensie_not_sent", False)
+        or getattr(exc.__cause__, "pevensie_not_sent", False)
+    )
 
 
 async def open_cluster(config: RedisConfig) -> ClusterIO:
