@@ -74,11 +74,20 @@ from pevensie_redis.errors import (
 )
 from pevensie_redis.protocol.commands import (
     EXTEND_LOCK_SCRIPT,
+    GET_REPLY,
     INCR_EX_SCRIPT,
+    INTEGER_REPLY,
     RELEASE_LOCK_SCRIPT,
     ROLE,
+    ROLE_REPLY,
+    SCAN_REPLY,
+    SCRIPT_LOAD_REPLY,
     SET_EX_SCRIPT,
+    SET_NX_REPLY,
+    SET_REPLY,
+    Shape,
     chunks,
+    mget_reply,
     pack,
     pack_delete,
     pack_get,
@@ -207,12 +216,12 @@ class AsyncRedisClusterDriver:
             packed = pack_set(full, value.encode())
         else:
             packed = pack_set_ex(full, value.encode(), ttl_seconds)
-        await self._single(key_slot(full), packed, "SET")
+        await self._single(key_slot(full), packed, "SET", SET_REPLY)
 
     async def delete(self, resource_type: str, key: str) -> bool:
         """``UNLINK`` on the key's node; whether it removed a key (an absent one is fine)."""
         full = self._full(resource_type, key)
-        return bool(await self._single(key_slot(full), pack_delete(full), "UNLINK"))
+        return bool(await self._single(key_slot(full), pack_delete(full), "UNLINK", INTEGER_REPLY))
 
     # -- atomic operations and clear -------------------------------------------------
 
@@ -220,7 +229,8 @@ class AsyncRedisClusterDriver:
         """``SET ... NX [EX ttl]`` on the key's node: store only if absent."""
         full = self._full(resource_type, key)
         packed = pack_set_nx(full, value.encode(), ttl_seconds)
-        return await self._single(key_slot(full), packed, "SET NX", once=True) is not None
+        reply = await self._single(key_slot(full), packed, "SET NX", SET_NX_REPLY, once=True)
+        return reply is not None
 
     async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
         """``INCRBY`` on the key's node; with a TTL, ``SET key 0 NX EX ttl`` first.
@@ -237,7 +247,7 @@ class AsyncRedisClusterDriver:
             script = [INCR_EX_SCRIPT, b"1", full, b"%d" % delta, b"%d" % ttl_seconds]
             try:
                 counted: int = await self._single(
-                    slot, pack([b"EVAL", *script]), "EVAL", raw=True, once=True
+                    slot, pack([b"EVAL", *script]), "EVAL", INTEGER_REPLY, raw=True, once=True
                 )
                 return counted
             except RedisError as exc:
@@ -247,9 +257,11 @@ class AsyncRedisClusterDriver:
         try:
             if ttl_seconds is not None:
                 created = pack_set_nx(full, b"0", ttl_seconds)
-                await self._single(slot, created, "SET NX", raw=True, once=True)
+                await self._single(slot, created, "SET NX", SET_NX_REPLY, raw=True, once=True)
             packed = pack([b"INCRBY", full, b"%d" % delta])
-            result: int = await self._single(slot, packed, "INCRBY", raw=True, once=True)
+            result: int = await self._single(
+                slot, packed, "INCRBY", INTEGER_REPLY, raw=True, once=True
+            )
         except RedisError as exc:
             raise counter_error(exc, "INCRBY") from exc
         return result
@@ -260,22 +272,22 @@ class AsyncRedisClusterDriver:
         slot = key_slot(full)
         if ttl_seconds is not None:
             packed = pack([b"EXPIRE", full, b"%d" % ttl_seconds])
-            return bool(await self._single(slot, packed, "EXPIRE") == 1)
-        exists = await self._single(slot, pack([b"EXISTS", full]), "EXISTS")
-        await self._single(slot, pack([b"PERSIST", full]), "PERSIST")
+            return bool(await self._single(slot, packed, "EXPIRE", INTEGER_REPLY) == 1)
+        exists = await self._single(slot, pack([b"EXISTS", full]), "EXISTS", INTEGER_REPLY)
+        await self._single(slot, pack([b"PERSIST", full]), "PERSIST", INTEGER_REPLY)
         return bool(exists == 1)
 
     async def exists(self, resource_type: str, key: str) -> bool:
         """``EXISTS`` on the key's node."""
         full = self._full(resource_type, key)
         packed = pack([b"EXISTS", full])
-        return bool(await self._single(key_slot(full), packed, "EXISTS") == 1)
+        return bool(await self._single(key_slot(full), packed, "EXISTS", INTEGER_REPLY) == 1)
 
     async def ttl_ms(self, resource_type: str, key: str) -> int:
         """``PTTL`` on the key's node: -2 when absent, -1 without expiry, else ms left."""
         full = self._full(resource_type, key)
         packed = pack([b"PTTL", full])
-        left: int = await self._single(key_slot(full), packed, "PTTL")
+        left: int = await self._single(key_slot(full), packed, "PTTL", INTEGER_REPLY)
         return left
 
     async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
@@ -295,7 +307,8 @@ class AsyncRedisClusterDriver:
             pending: list[bytes] = []
             while True:
                 commands = [pack_scan(cursor, pattern), *_unlinks(pending)]
-                replies = await io.exchange(node, commands, "SCAN")
+                shapes = [SCAN_REPLY, *[INTEGER_REPLY] * (len(commands) - 1)]
+                replies = await io.exchange(node, commands, "SCAN", shapes=shapes)
                 if not replies or isinstance(replies[0], Exception):
                     # This primary failed: delete what it listed elsewhere, go on with the
                     # others, and say so at the end (its other keys are not cleared).
@@ -311,7 +324,7 @@ class AsyncRedisClusterDriver:
                 if cursor == b"0":
                     if pending:
                         deleted += await self._count_unlinked(
-                            pending, await io.exchange(node, _unlinks(pending), "UNLINK")
+                            pending, await self._unlink_on(io, node, pending)
                         )
                         if on_progress is not None:
                             on_progress(deleted)
@@ -326,7 +339,8 @@ class AsyncRedisClusterDriver:
         """``SET :lock:<prefix><key> token NX PX lease_ms`` on the lock key's node."""
         lock = self._lock_key(resource_type, key)
         packed = pack([b"SET", lock, token.encode(), b"NX", b"PX", b"%d" % lease_ms])
-        return await self._single(key_slot(lock), packed, "SET NX PX", once=True) is not None
+        reply = await self._single(key_slot(lock), packed, "SET NX PX", SET_NX_REPLY, once=True)
+        return reply is not None
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Delete the lock only if ``token`` still holds it (``EVAL`` of the release script)."""
@@ -335,15 +349,15 @@ class AsyncRedisClusterDriver:
         if self._scripting:
             packed = pack([b"EVAL", RELEASE_LOCK_SCRIPT, b"1", lock, token.encode()])
             try:
-                await self._single(slot, packed, "EVAL", raw=True)
+                await self._single(slot, packed, "EVAL", INTEGER_REPLY, raw=True)
                 return
             except RedisError as exc:
                 if not refuses_scripting(exc):
                     raise map_error(exc, "EVAL") from exc
                 self._scripting = False
-        held = await self._single(slot, pack([b"GET", lock]), "GET")
+        held = await self._single(slot, pack_get(lock), "GET", GET_REPLY)
         if held == token.encode():
-            await self._single(slot, pack_delete(lock), "UNLINK")
+            await self._single(slot, pack_delete(lock), "UNLINK", INTEGER_REPLY)
 
     async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the lock a new lease if ``token`` holds it (``EVAL`` of the script)."""
@@ -352,17 +366,19 @@ class AsyncRedisClusterDriver:
         if self._scripting:
             script = [EXTEND_LOCK_SCRIPT, b"1", lock, token.encode(), b"%d" % lease_ms]
             try:
-                reply = await self._single(slot, pack([b"EVAL", *script]), "EVAL", raw=True)
+                reply = await self._single(
+                    slot, pack([b"EVAL", *script]), "EVAL", INTEGER_REPLY, raw=True
+                )
                 return bool(reply == 1)
             except RedisError as exc:
                 if not refuses_scripting(exc):
                     raise map_error(exc, "EVAL") from exc
                 self._scripting = False
-        held = await self._single(slot, pack_get(lock), "GET")
+        held = await self._single(slot, pack_get(lock), "GET", GET_REPLY)
         if held != token.encode():
             return False
         expire = pack([b"PEXPIRE", lock, b"%d" % lease_ms])
-        return bool(await self._single(slot, expire, "PEXPIRE") == 1)
+        return bool(await self._single(slot, expire, "PEXPIRE", INTEGER_REPLY) == 1)
 
     # -- batch operations ------------------------------------------------------------
 
@@ -384,6 +400,7 @@ class AsyncRedisClusterDriver:
                 fulls,
                 together=lambda part: pack([b"MGET", *(fulls[i] for i in part)]),
                 alone=lambda i: pack_get(fulls[i]),
+                shapes=(mget_reply, GET_REPLY),
                 collect=collect,
                 read=True,
             )
@@ -410,6 +427,7 @@ class AsyncRedisClusterDriver:
                         [b"MSET", *(item for i in part for item in (fulls[i], values[i]))]
                     ),
                     alone=lambda i: pack_set(fulls[i], values[i]),
+                    shapes=(_always(SET_REPLY), SET_REPLY),
                 )
             )
             return
@@ -425,11 +443,14 @@ class AsyncRedisClusterDriver:
                 )
 
             try:
-                await self._scatter(_Batch("EVALSHA", fulls, script, alone, scripted=True))
+                shapes = (_always(INTEGER_REPLY), SET_REPLY)
+                await self._scatter(
+                    _Batch("EVALSHA", fulls, script, alone, shapes=shapes, scripted=True)
+                )
                 return
             except _ScriptsRefused:
                 self._scripting = False
-        await self._scatter(_Batch("SET EX", fulls, None, alone))
+        await self._scatter(_Batch("SET EX", fulls, None, alone, shapes=(None, SET_REPLY)))
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per slot, the slots of each node pipelined; absent keys are fine."""
@@ -441,6 +462,7 @@ class AsyncRedisClusterDriver:
                 fulls,
                 together=lambda part: pack([b"UNLINK", *(fulls[i] for i in part)]),
                 alone=lambda i: pack_delete(fulls[i]),
+                shapes=(_always(INTEGER_REPLY), INTEGER_REPLY),
             )
         )
 
@@ -457,15 +479,23 @@ class AsyncRedisClusterDriver:
         return lock_key(resource_type, key, hash_tag=self._hash_tag)
 
     async def _single(
-        self, slot: int, packed: bytes, command: str, *, raw: bool = False, once: bool = False
+        self,
+        slot: int,
+        packed: bytes,
+        command: str,
+        shape: Shape,
+        *,
+        raw: bool = False,
+        once: bool = False,
     ) -> Any:
         """Send ``packed`` to the node serving ``slot``, following the cluster; return the reply.
 
         An error reply is raised mapped, or as redis-py's with ``raw`` (for
         the caller to read). A command that must run ``once`` is sent again
         only when it cannot have run (a redirect, a connection never made).
+        A reply without ``shape`` raises :class:`~pevensie_redis.RedisProtocolError`.
         """
-        reply = await self._live().execute(slot, packed, command, once=once)
+        reply = await self._live().execute(slot, packed, command, once=once, shape=shape)
         if isinstance(reply, Exception):
             if raw:
                 raise reply
@@ -474,7 +504,7 @@ class AsyncRedisClusterDriver:
 
     async def _get(self, full: bytes, packed: bytes, command: str) -> Any:
         """Read ``full`` from the primary serving it."""
-        return await self._single(key_slot(full), packed, command)
+        return await self._single(key_slot(full), packed, command, GET_REPLY)
 
     async def _get_from_replica(self, full: bytes, packed: bytes, command: str) -> Any:
         """Read ``full`` from a replica of its primary; on any trouble, at once from the primary.
@@ -495,7 +525,11 @@ class AsyncRedisClusterDriver:
             check = choice.check_due(node)
             try:
                 replies = await io.exchange(
-                    node, [ROLE, packed] if check else [packed], command, readonly=True
+                    node,
+                    [ROLE, packed] if check else [packed],
+                    command,
+                    readonly=True,
+                    shapes=[ROLE_REPLY, GET_REPLY] if check else [GET_REPLY],
                 )
             except RedisDriverError:
                 replies = []
@@ -504,7 +538,7 @@ class AsyncRedisClusterDriver:
             if replies and not isinstance(replies[0], Exception):
                 return replies[0]
             choice.avoid(node)
-        return await self._single(slot, packed, command)
+        return await self._single(slot, packed, command, GET_REPLY)
 
     async def _check_replicas(self, io: ClusterIO) -> None:
         """Check that each replica accepts this client's reads.
@@ -517,7 +551,7 @@ class AsyncRedisClusterDriver:
             self._choice.refresh_due()  # the map was read now: the next time is an interval away
         replicas = dict.fromkeys(name for names in io.slot_map.replicas for name in names)
         for node in replicas:
-            replies = await io.exchange(node, [ROLE], "ROLE", readonly=True)
+            replies = await io.exchange(node, [ROLE], "ROLE", readonly=True, shapes=[ROLE_REPLY])
             if replies and isinstance(replies[0], Exception):
                 raise map_error(replies[0], f"ROLE on the replica {node}") from replies[0]
 
@@ -536,8 +570,14 @@ class AsyncRedisClusterDriver:
     async def _unlink_routed(self, keys: list[bytes]) -> int:
         deleted = 0
         for key in keys:
-            deleted += int(await self._single(key_slot(key), pack_delete(key), "UNLINK"))
+            reply = await self._single(key_slot(key), pack_delete(key), "UNLINK", INTEGER_REPLY)
+            deleted += int(reply)
         return deleted
+
+    async def _unlink_on(self, io: ClusterIO, node: str, keys: list[bytes]) -> list[Any]:
+        """``UNLINK`` ``keys`` on ``node``, one command per slot group; return the replies."""
+        unlinks = _unlinks(keys)
+        return await io.exchange(node, unlinks, "UNLINK", shapes=[INTEGER_REPLY] * len(unlinks))
 
     async def _scatter(self, batch: _Batch) -> None:
         """Run ``batch``: each node's commands pipelined, every node at once, pass after pass.
@@ -564,7 +604,12 @@ class AsyncRedisClusterDriver:
             replicas = False
             asked, outcome.asked = outcome.asked, {}
             for node, sent in asked.items():
-                answers = await io.ask(node, [batch.pack(unit) for unit in sent], batch.name)
+                answers = await io.ask(
+                    node,
+                    [batch.pack(unit) for unit in sent],
+                    batch.name,
+                    [batch.shape(unit) for unit in sent],
+                )
                 outcome.add(self._settle(batch, node, sent, answers))
             # An ASK after ASKING: the next pass starts again from the slot's owner.
             outcome.moved += [unit for again in outcome.asked.values() for unit in again]
@@ -625,7 +670,11 @@ class AsyncRedisClusterDriver:
             node: ([ROLE] if node in checked else []) + [batch.pack(unit) for unit in units]
             for node, units in by_node.items()
         }
-        answers = await io.exchange_many(packed, batch.name, readonly=readonly)
+        shapes = {
+            node: ([ROLE_REPLY] if node in checked else []) + [batch.shape(unit) for unit in units]
+            for node, units in by_node.items()
+        }
+        answers = await io.exchange_many(packed, batch.name, readonly=readonly, shapes=shapes)
         again: list[_Unit] = []
         for node, node_units in by_node.items():
             replies = answers[node]
@@ -653,7 +702,8 @@ class AsyncRedisClusterDriver:
                 io = self._live()
                 load = pack([b"SCRIPT", b"LOAD", SET_EX_SCRIPT])
                 resend = [batch.pack(units[n]) for n in missing]
-                again = await io.exchange(node, [load, *resend], batch.name)
+                shapes = [SCRIPT_LOAD_REPLY, *(batch.shape(units[n]) for n in missing)]
+                again = await io.exchange(node, [load, *resend], batch.name, shapes=shapes)
                 if again and isinstance(again[0], Exception):
                     if refuses_scripting(again[0]):
                         raise _ScriptsRefused from again[0]
@@ -703,7 +753,18 @@ class AsyncRedisClusterDriver:
 class _Batch:
     """One batch operation: its keys, and how to ask for them together or one at a time."""
 
-    __slots__ = ("alone", "collect", "fulls", "name", "read", "scripted", "slot_of", "together")
+    __slots__ = (
+        "alone",
+        "alone_shape",
+        "collect",
+        "fulls",
+        "name",
+        "read",
+        "scripted",
+        "slot_of",
+        "together",
+        "together_shape",
+    )
 
     def __init__(
         self,
@@ -713,6 +774,7 @@ class _Batch:
         alone: Callable[[int], bytes],
         collect: Callable[[list[int], list[Any]], None] | None = None,
         *,
+        shapes: tuple[Callable[[int], Shape] | None, Shape],
         scripted: bool = False,
         read: bool = False,
     ) -> None:
@@ -724,6 +786,8 @@ class _Batch:
         """Packs one command for up to ``BATCH_SIZE`` keys of one slot (``None``: key by key)."""
         self.alone = alone
         """Packs the command for one key."""
+        self.together_shape, self.alone_shape = shapes
+        """The shape of ``together``'s reply for a number of keys, and of ``alone``'s."""
         self.collect = collect
         """Takes the replies, one value per key (``indexes``, ``values``); ``None``: ignored."""
         self.scripted = scripted
@@ -753,6 +817,13 @@ class _Batch:
         if is_together and self.together is not None:
             return self.together(indexes)
         return self.alone(indexes[0])
+
+    def shape(self, unit: _Unit) -> Shape:
+        """Return the shape of the reply to ``unit``'s command."""
+        indexes, is_together = unit
+        if is_together and self.together_shape is not None:
+            return self.together_shape(len(indexes))
+        return self.alone_shape
 
 
 class _Outcome:
@@ -822,6 +893,15 @@ def _settle_replica(
             reply = replies[position]
             batch.collect(unit[0], reply if unit[1] else [reply])
     return failed
+
+
+def _always(shape: Shape) -> Callable[[int], Shape]:
+    """Return ``shape`` whatever the number of keys (a batch command's reply of one shape)."""
+
+    def shape_of(count: int) -> Shape:
+        return shape
+
+    return shape_of
 
 
 class _ScriptsRefused(Exception):

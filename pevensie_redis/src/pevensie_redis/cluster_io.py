@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -59,7 +59,15 @@ from pevensie_redis.errors import (
     map_error,
 )
 from pevensie_redis.pool import CachePool, pool_options
-from pevensie_redis.protocol.commands import ASKING, CLUSTER_SLOTS, PING, READONLY
+from pevensie_redis.protocol.commands import (
+    ASKING,
+    CLUSTER_SLOTS,
+    OK_REPLY,
+    PING,
+    PING_REPLY,
+    READONLY,
+    Shape,
+)
 from pevensie_redis.protocol.slots import (
     ASK,
     CLUSTERDOWN,
@@ -247,7 +255,9 @@ class ClusterIO:
 
     # -- commands ----------------------------------------------------------------------
 
-    def execute(self, slot: int, packed: bytes, name: str, *, once: bool = False) -> Any:
+    def execute(
+        self, slot: int, packed: bytes, name: str, *, once: bool = False, shape: Shape | None = None
+    ) -> Any:
         """Send one command for ``slot`` where the cluster serves it; return its reply.
 
         An error reply other than the cluster's own comes back as a value (a
@@ -256,7 +266,8 @@ class ClusterIO:
         command that must run ``once`` (not idempotent) is sent again after a
         failed node only when it cannot have been sent. Raises the driver's
         errors for nodes that cannot be reached (after ``retries`` more
-        attempts) and for a cluster that keeps redirecting.
+        attempts) and for a cluster that keeps redirecting. ``shape``: the
+        shape of the command's reply (see the channel's ``pipeline``).
         """
         failures = hops = 0
         asking: str | None = None
@@ -271,9 +282,12 @@ class ClusterIO:
                 seen = self._generation
                 time.sleep(backoff(failures))
                 continue
-            commands = [packed] if asking is None else [_ASKING, packed]
+            if asking is None:
+                commands, shapes = [packed], [shape]
+            else:
+                commands, shapes = [_ASKING, packed], [OK_REPLY, shape]
             try:
-                replies = self._send(node, commands, name, idempotent=not once)
+                replies = self._send(node, commands, name, idempotent=not once, shapes=shapes)
             except UNREACHABLE as exc:
                 failures += 1
                 if failures > self._retries or (once and not _unsent(exc)):
@@ -324,40 +338,55 @@ class ClusterIO:
         *,
         idempotent: bool = True,
         readonly: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send ``commands`` to ``node``; return the replies (none if it cannot be reached).
 
         Error replies come back in place. Commands that are not ``idempotent``
         are never left to go another way once they may have been sent: the
         connection error is raised. ``readonly``: over ``READONLY`` pipes
-        (reads from a replica).
+        (reads from a replica). ``shapes``: the shape of each reply.
         """
         try:
-            return self._send(node, commands, name, idempotent=idempotent, readonly=readonly)
+            return self._send(
+                node, commands, name, idempotent=idempotent, readonly=readonly, shapes=shapes
+            )
         except UNREACHABLE as exc:
             if not idempotent and not _unsent(exc):
                 raise
             return []  # the caller goes another way
 
     def exchange_many(
-        self, by_node: dict[str, list[bytes]], name: str, *, readonly: Collection[str] = ()
+        self,
+        by_node: dict[str, list[bytes]],
+        name: str,
+        *,
+        readonly: Collection[str] = (),
+        shapes: Mapping[str, Sequence[Shape | None]] | None = None,
     ) -> dict[str, list[Any] | RedisDriverError]:
         """Send each node its commands, one node after the other; return each node's replies.
 
         A node that cannot be reached answers with the driver's error instead
         of a list; a node in ``readonly`` (a replica, over ``READONLY`` pipes)
         also with any other error of the driver (the caller asks the primary).
+        ``shapes``: the shape of each node's replies.
         """
         return {
-            node: self._attempt(node, commands, name, node in readonly)
+            node: self._attempt(node, commands, name, node in readonly, shapes)
             for node, commands in by_node.items()
         }
 
     def _attempt(
-        self, node: str, commands: list[bytes], name: str, readonly: bool
+        self,
+        node: str,
+        commands: list[bytes],
+        name: str,
+        readonly: bool,
+        shapes: Mapping[str, Sequence[Shape | None]] | None,
     ) -> list[Any] | RedisDriverError:
         try:
-            return self._send(node, commands, name, readonly=readonly)
+            shaped = None if shapes is None else shapes.get(node)
+            return self._send(node, commands, name, readonly=readonly, shapes=shaped)
         except UNREACHABLE as exc:
             return exc
         except RedisDriverError as exc:
@@ -373,6 +402,7 @@ class ClusterIO:
         *,
         idempotent: bool = True,
         readonly: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send ``commands`` to ``node`` in one write; return the replies, error replies in place.
 
@@ -386,20 +416,29 @@ class ClusterIO:
         try:
             if node in self._failed:
                 try:
-                    channel.pipeline([_PING], "PING")
+                    channel.pipeline([_PING], "PING", shapes=[PING_REPLY])
                 except UNREACHABLE as exc:
                     setattr(exc, "pevensie_not_sent", True)  # noqa: B010
                     raise
                 self._failed.pop(node, None)
-            return channel.pipeline(commands, name, idempotent=idempotent)
+            return channel.pipeline(commands, name, idempotent=idempotent, shapes=shapes)
         except UNREACHABLE:
             self._failed[node] = time.monotonic()
             raise
 
-    def ask(self, node: str, commands: Sequence[bytes], name: str) -> list[Any]:
+    def ask(
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        shapes: Sequence[Shape | None] | None = None,
+    ) -> list[Any]:
         """Send each command after ``ASKING`` to ``node``; return the commands' replies."""
         paired = [part for command in commands for part in (_ASKING, command)]
-        return (self.exchange(node, paired, name))[1::2]
+        paired_shapes = (
+            None if shapes is None else [part for shape in shapes for part in (OK_REPLY, shape)]
+        )
+        return (self.exchange(node, paired, name, shapes=paired_shapes))[1::2]
 
     def close(self) -> None:
         """Close every node's channels; the router sends nothing after."""
@@ -469,7 +508,7 @@ def open_cluster(config: RedisConfig) -> ClusterIO:
         io.discover()
         action = f"connecting to {config.display_url()}"
         for node in io.primaries():
-            replies = io._channel(node).pipeline([_PING], action)
+            replies = io._channel(node).pipeline([_PING], action, shapes=[PING_REPLY])
             if isinstance(replies[0], Exception):
                 raise map_error(replies[0], f"{action} (PING {node})") from replies[0]
     except BaseException:

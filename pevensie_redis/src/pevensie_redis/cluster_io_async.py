@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -53,7 +53,15 @@ from pevensie_redis.errors import (
     map_error,
 )
 from pevensie_redis.pipe import Endpoint
-from pevensie_redis.protocol.commands import ASKING, CLUSTER_SLOTS, PING, READONLY
+from pevensie_redis.protocol.commands import (
+    ASKING,
+    CLUSTER_SLOTS,
+    OK_REPLY,
+    PING,
+    PING_REPLY,
+    READONLY,
+    Shape,
+)
 from pevensie_redis.protocol.slots import (
     ASK,
     CLUSTERDOWN,
@@ -242,7 +250,9 @@ class ClusterIO:
 
     # -- commands ----------------------------------------------------------------------
 
-    async def execute(self, slot: int, packed: bytes, name: str, *, once: bool = False) -> Any:
+    async def execute(
+        self, slot: int, packed: bytes, name: str, *, once: bool = False, shape: Shape | None = None
+    ) -> Any:
         """Send one command for ``slot`` where the cluster serves it; return its reply.
 
         An error reply other than the cluster's own comes back as a value (a
@@ -251,7 +261,8 @@ class ClusterIO:
         command that must run ``once`` (not idempotent) is sent again after a
         failed node only when it cannot have been sent. Raises the driver's
         errors for nodes that cannot be reached (after ``retries`` more
-        attempts) and for a cluster that keeps redirecting.
+        attempts) and for a cluster that keeps redirecting. ``shape``: the
+        shape of the command's reply (see the channel's ``pipeline``).
         """
         failures = hops = 0
         asking: str | None = None
@@ -266,9 +277,12 @@ class ClusterIO:
                 seen = self._generation
                 await asyncio.sleep(backoff(failures))
                 continue
-            commands = [packed] if asking is None else [_ASKING, packed]
+            if asking is None:
+                commands, shapes = [packed], [shape]
+            else:
+                commands, shapes = [_ASKING, packed], [OK_REPLY, shape]
             try:
-                replies = await self._send(node, commands, name, idempotent=not once)
+                replies = await self._send(node, commands, name, idempotent=not once, shapes=shapes)
             except UNREACHABLE as exc:
                 failures += 1
                 if failures > self._retries or (once and not _unsent(exc)):
@@ -319,41 +333,56 @@ class ClusterIO:
         *,
         idempotent: bool = True,
         readonly: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send ``commands`` to ``node``; return the replies (none if it cannot be reached).
 
         Error replies come back in place. Commands that are not ``idempotent``
         are never left to go another way once they may have been sent: the
         connection error is raised. ``readonly``: over ``READONLY`` pipes
-        (reads from a replica).
+        (reads from a replica). ``shapes``: the shape of each reply.
         """
         try:
-            return await self._send(node, commands, name, idempotent=idempotent, readonly=readonly)
+            return await self._send(
+                node, commands, name, idempotent=idempotent, readonly=readonly, shapes=shapes
+            )
         except UNREACHABLE as exc:
             if not idempotent and not _unsent(exc):
                 raise
             return []  # the caller goes another way
 
     async def exchange_many(
-        self, by_node: dict[str, list[bytes]], name: str, *, readonly: Collection[str] = ()
+        self,
+        by_node: dict[str, list[bytes]],
+        name: str,
+        *,
+        readonly: Collection[str] = (),
+        shapes: Mapping[str, Sequence[Shape | None]] | None = None,
     ) -> dict[str, list[Any] | RedisDriverError]:
         """Send each node its commands, every node at once; return each node's replies.
 
         A node that cannot be reached answers with the driver's error instead
         of a list; a node in ``readonly`` (a replica, over ``READONLY`` pipes)
         also with any other error of the driver (the caller asks the primary).
+        ``shapes``: the shape of each node's replies.
         """
         nodes = list(by_node)
         answers = await asyncio.gather(
-            *(self._attempt(node, by_node[node], name, node in readonly) for node in nodes)
+            *(self._attempt(node, by_node[node], name, node in readonly, shapes) for node in nodes)
         )
         return dict(zip(nodes, answers, strict=True))
 
     async def _attempt(
-        self, node: str, commands: list[bytes], name: str, readonly: bool
+        self,
+        node: str,
+        commands: list[bytes],
+        name: str,
+        readonly: bool,
+        shapes: Mapping[str, Sequence[Shape | None]] | None,
     ) -> list[Any] | RedisDriverError:
         try:
-            return await self._send(node, commands, name, readonly=readonly)
+            shaped = None if shapes is None else shapes.get(node)
+            return await self._send(node, commands, name, readonly=readonly, shapes=shaped)
         except UNREACHABLE as exc:
             return exc
         except RedisDriverError as exc:
@@ -369,6 +398,7 @@ class ClusterIO:
         *,
         idempotent: bool = True,
         readonly: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
         """Send ``commands`` to ``node`` in one write; return the replies, error replies in place.
 
@@ -382,20 +412,29 @@ class ClusterIO:
         try:
             if node in self._failed:
                 try:
-                    await channel.pipeline([_PING], "PING")
+                    await channel.pipeline([_PING], "PING", shapes=[PING_REPLY])
                 except UNREACHABLE as exc:
                     setattr(exc, "pevensie_not_sent", True)  # noqa: B010
                     raise
                 self._failed.pop(node, None)
-            return await channel.pipeline(commands, name, idempotent=idempotent)
+            return await channel.pipeline(commands, name, idempotent=idempotent, shapes=shapes)
         except UNREACHABLE:
             self._failed[node] = time.monotonic()
             raise
 
-    async def ask(self, node: str, commands: Sequence[bytes], name: str) -> list[Any]:
+    async def ask(
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        shapes: Sequence[Shape | None] | None = None,
+    ) -> list[Any]:
         """Send each command after ``ASKING`` to ``node``; return the commands' replies."""
         paired = [part for command in commands for part in (_ASKING, command)]
-        return (await self.exchange(node, paired, name))[1::2]
+        paired_shapes = (
+            None if shapes is None else [part for shape in shapes for part in (OK_REPLY, shape)]
+        )
+        return (await self.exchange(node, paired, name, shapes=paired_shapes))[1::2]
 
     async def close(self) -> None:
         """Close every node's channels; the router sends nothing after."""
@@ -458,7 +497,7 @@ async def open_cluster(config: RedisConfig) -> ClusterIO:
         await io.discover()
         action = f"connecting to {config.display_url()}"
         for node in io.primaries():
-            replies = await io._channel(node).pipeline([_PING], action)
+            replies = await io._channel(node).pipeline([_PING], action, shapes=[PING_REPLY])
             if isinstance(replies[0], Exception):
                 raise map_error(replies[0], f"{action} (PING {node})") from replies[0]
     except BaseException:
