@@ -52,7 +52,7 @@ from pevensie_cache.cache import AsyncPevensieCache, PevensieCache
 from pevensie_redis import RedisDriverError
 from pevensie_redis.cluster_io_async import open_cluster
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.wire import pack
+from pevensie_redis.protocol.commands import pack
 from pevensie_test_support import LocalCluster, start_cluster
 
 T = TypeVar("T")
