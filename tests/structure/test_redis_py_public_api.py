@@ -40,7 +40,6 @@ STILL_USING_INTERNALS = {
     "compat",  # goes away with the one connection design
     "pool",  # redis-py's BlockingConnectionPool internals (sync face)
     "sentinel",  # redis.sentinel's pool internals
-    "cluster_io_async",  # RedisCluster's refresh flag
     "channel",  # redis-py connections' internals (sync face)
 }
 """Modules allowed redis-py internals for now. This set must shrink to empty."""
