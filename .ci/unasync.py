@@ -51,6 +51,7 @@ PAIRS = [
     (f"{CACHE}/lease_async.py", f"{CACHE}/lease.py"),
     (f"{CACHE}/testing/conformance_async.py", f"{CACHE}/testing/conformance.py"),
     (f"{REDIS}/driver_async.py", f"{REDIS}/driver.py"),
+    (f"{REDIS}/cluster_io_async.py", f"{REDIS}/cluster_io.py"),
     (f"{REDIS}/cluster_async.py", f"{REDIS}/cluster.py"),
     (f"{REDIS}/replicas_async.py", f"{REDIS}/replicas.py"),
     (f"{REDIS}/channel_async.py", f"{REDIS}/channel.py"),
@@ -114,6 +115,14 @@ The Redis Cluster mode of the driver (``RedisConfig(cluster=True)``), sync face.
 
 Generated from ``cluster_async.py`` (the async face) by ``.ci/unasync.py``: the
 same logic, over the sync Cluster I/O (:mod:`~pevensie_redis.cluster_io`).""",
+    f"{REDIS}/cluster_io.py": """\
+The Cluster router, sync face: the slot map, a channel per node, the redirects followed.
+
+Generated from ``cluster_io_async.py`` (the async face) by ``.ci/unasync.py``:
+the same logic over the sync channels (:mod:`~pevensie_redis.channel`); a
+refresh a ``MOVED`` starts runs in a thread of its own
+(:mod:`~pevensie_redis.runtime`), and a batch's nodes are sent their commands
+one after the other.""",
     f"{REDIS}/replicas.py": """\
 Reads from replicas (``read_from_replicas``), sync face: a layer over a locator naming them.
 

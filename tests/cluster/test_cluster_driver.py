@@ -22,11 +22,14 @@ from pevensie_redis import (
     RedisConnectionError,
     RedisDriverError,
     RedisPoolExhausted,
+    RedisServerError,
     RedisTimeoutError,
 )
 from pevensie_redis.cluster import RedisClusterDriver
+from pevensie_redis.protocol.slots import key_slot
 from pevensie_redis.testing import TLSMaterial
-from pevensie_test_support import LocalCluster, wait_until
+from pevensie_test_support import LocalCluster, start_cluster, wait_until
+from pevensie_test_support.faces import FACES, new_face
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must serve again after a primary dies.
@@ -348,9 +351,11 @@ def test_a_busy_node_pool_is_pool_exhausted(redis_cluster: LocalCluster) -> None
     try:
         driver = c.driver
         assert isinstance(driver, RedisClusterDriver)
-        assert driver.client is not None
-        node = driver.client.get_node_from_key("user:42")
-        pool = driver.client.get_redis_connection(node).connection_pool
+        router = driver.router
+        assert router is not None
+        node = router.node_of(key_slot(b"user:42"))
+        assert node is not None
+        pool = router.channel(node).pool
         held = pool.get_connection()  # the node's only connection, taken by someone else
         try:
             with pytest.raises(RedisPoolExhausted):
@@ -492,3 +497,39 @@ def test_failover_keeps_serving_replicated_keys(
             )
     finally:
         c.disconnect()
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_slot_no_node_serves_fails_typed_and_is_served_once_assigned(face: str) -> None:
+    """Every node forgets one slot (``CLUSTER DELSLOTS``): calls for it fail typed, in bounds.
+
+    The driver's slot map still names the owner, which now answers
+    ``CLUSTERDOWN``; once the map is read again the slot has no node. When
+    the owner takes the slot back (``CLUSTER ADDSLOTS``), the same cache
+    serves it again, without reconnecting.
+    """
+    topology = start_cluster(3, 0)
+    c = new_face(face, cluster_url(topology, timeout="500"))
+    try:
+        await c.connect()
+        await c.set("user", "42", "Ada")
+        slot = key_slot(b"user:42")
+        owner = topology.primary_for_key("user:42")
+        for node in topology.primaries():
+            with node.client() as raw:
+                raw.execute_command("CLUSTER", "DELSLOTS", slot)
+        retries, timeout = 1, 0.5
+        bound = (retries + 1) * 2 * timeout + 2.0
+        for call in (lambda: c.get("user", "42"), lambda: c.get_many("user", ["42", "43"])):
+            started = time.monotonic()
+            with pytest.raises((RedisConnectionError, RedisServerError)):
+                await call()
+            assert time.monotonic() - started < bound
+        with owner.client() as raw:
+            raw.execute_command("CLUSTER", "ADDSLOTS", slot)
+        topology.wait_until_ok()
+        assert await c.get("user", "42") == "Ada"
+        assert await c.get_many("user", ["42", "43"]) == {"42": "Ada"}
+    finally:
+        await c.disconnect()
+        topology.stop()

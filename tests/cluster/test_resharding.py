@@ -50,8 +50,9 @@ from resharding import (
 from pevensie_cache import cache
 from pevensie_cache.cache import AsyncPevensieCache, PevensieCache
 from pevensie_redis import RedisDriverError
-from pevensie_redis.cluster_io_async import SharedCluster, cluster_options
+from pevensie_redis.cluster_io_async import open_cluster
 from pevensie_redis.config import RedisConfig
+from pevensie_redis.protocol.commands import pack
 from pevensie_test_support import LocalCluster, start_cluster
 
 T = TypeVar("T")
@@ -745,28 +746,29 @@ def test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values(
         raw.close()
 
 
-async def test_redis_clusters_own_refresh_closes_no_connection_another_task_is_using(
+async def test_a_slot_map_refresh_closes_no_connection_another_task_is_using(
     redis_cluster: LocalCluster,
 ) -> None:
-    """RedisCluster refreshes its slot map by calling its own ``aclose()``: no call may fail.
+    """The router reads its slot map again after ``MOVED``, ``CLUSTERDOWN`` and a failed node:
+    no call of the 8 tasks using it meanwhile may fail.
 
-    It does so after every few ``MOVED`` and after ``CLUSTERDOWN``; redis-py's
-    own ``aclose()`` there disconnects the connections 8 tasks are using (their
-    calls fail with ``AttributeError`` or "Connection closed by server").
+    (redis-py's async RedisCluster refreshed by calling its own ``aclose()``,
+    which disconnected the connections other tasks were using.)
     """
-    config = RedisConfig(host="127.0.0.1", port=redis_cluster.port)
-    client = SharedCluster(**cluster_options(config))
-    await client.initialize()
+    config = RedisConfig(host="127.0.0.1", port=redis_cluster.port, cluster=True)
+    router = await open_cluster(config)
     done = asyncio.Event()
 
     async def user(n: int) -> None:
+        key = f"refresh{n}".encode()
+        slot = key_slot(key)
         for i in range(40):
-            await client.execute_command("SET", f"refresh{n}", str(i))
-            assert await client.execute_command("GET", f"refresh{n}") == str(i).encode()
+            await router.execute(slot, pack([b"SET", key, str(i).encode()]), "SET")
+            assert await router.execute(slot, pack([b"GET", key]), "GET") == str(i).encode()
 
     async def refresh() -> None:
         while not done.is_set():
-            await client.aclose()
+            await router.refresh()
             await asyncio.sleep(0.002)
 
     refresher = asyncio.create_task(refresh())
@@ -776,5 +778,6 @@ async def test_redis_clusters_own_refresh_closes_no_connection_another_task_is_u
         done.set()
         await refresher
         for n in range(8):
-            await client.execute_command("DEL", f"refresh{n}")
-        await client.shut()
+            key = f"refresh{n}".encode()
+            await router.execute(key_slot(key), pack([b"DEL", key]), "DEL")
+        await router.close()

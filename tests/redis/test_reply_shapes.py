@@ -179,3 +179,51 @@ async def test_a_reply_of_the_wrong_shape_is_a_protocol_error_on_the_async_face(
         assert await c.get("user", "2") == "fresh"
     finally:
         await c.disconnect()
+
+
+class OddClusterNode(OddServer):
+    """An :class:`OddServer` that says it is the one node of a Redis Cluster (every slot)."""
+
+    def answer(self, connection: int, args: list[bytes]) -> bytes:
+        if [arg.upper() for arg in args[:2]] == [b"CLUSTER", b"SLOTS"]:
+            node = b"*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$2\r\nid\r\n" % self.port
+            return b"*1\r\n*3\r\n:0\r\n:16383\r\n" + node
+        return super().answer(connection, args)
+
+
+@pytest.fixture
+def odd_cluster_node() -> Iterator[OddServer]:
+    server = OddClusterNode()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(("operation", "command", "reply"), CASES, ids=IDS)
+@pytest.mark.parametrize("face", ["sync", "async"])
+async def test_a_cluster_node_s_reply_of_the_wrong_shape_is_a_protocol_error(
+    odd_cluster_node: OddServer, face: str, operation: str, command: bytes, reply: bytes
+) -> None:
+    url = _url(odd_cluster_node) + "&cluster=true"
+    c: Any = (
+        cache.from_url(url).connect()
+        if face == "sync"
+        else await cache.from_url_async(url).connect()
+    )
+
+    async def run(result: Any) -> Any:
+        return await result if face == "async" else result
+
+    try:
+        odd_cluster_node.planted[command] = [reply]
+        with pytest.raises(RedisProtocolError):
+            await run(_call(c, operation))
+        closed = await asyncio.to_thread(odd_cluster_node.odd_closed.wait, 5)
+        _the_odd_connection_was_dropped(odd_cluster_node, closed)
+        await run(c.set("user", "2", "fresh"))
+        assert await run(c.get("user", "2")) == "fresh"
+    finally:
+        await run(c.disconnect())

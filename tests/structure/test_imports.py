@@ -138,6 +138,7 @@ def test_the_redis_modules_import_each_other_only_downwards() -> None:
             "pevensie_redis.protocol.keys",
             "pevensie_redis.protocol.commands",
             "pevensie_redis.protocol.error_codes",
+            "pevensie_redis.protocol.slots",
         },
         {"pevensie_redis.protocol.resp"},
         {

@@ -37,9 +37,8 @@ import pevensie_redis
 ROOT = Path(pevensie_redis.__file__).parent
 
 STILL_USING_INTERNALS = {
-    "compat",  # what is left serves the sync Cluster face and errors.py's error codes
-    "pool",  # redis-py's BlockingConnectionPool internals (the sync Cluster face's node pools)
-    "cluster_io_async",  # RedisCluster's refresh flag
+    "compat",  # nothing uses it but pool.py; both go
+    "pool",  # redis-py's BlockingConnectionPool internals; nothing uses it any more
 }
 """Modules allowed redis-py internals for now. This set must shrink to empty."""
 

@@ -46,9 +46,8 @@ What each command is for (:data:`FEATURES`):
   ``MGET``, ``SET``, ``INCRBY``;
 - the near cache: ``CLIENT ID``, ``CLIENT TRACKING``, ``SUBSCRIBE`` to the
   channel ``__redis__:invalidate``, ``PTTL``;
-- a Cluster: ``CLUSTER SLOTS`` and ``COMMAND`` (redis-py's ``RedisCluster``
-  reads the slot map and the command table), ``ASKING`` (keys being
-  migrated);
+- a Cluster: ``CLUSTER SLOTS`` (the driver reads the slot map), ``ASKING``
+  (keys being migrated);
 - replica reads: ``ROLE`` (the replica's link check) and on a Cluster
   ``READONLY``.
 
@@ -84,7 +83,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "clear": ("scan",),
     "locks": ("del", "pexpire", "publish", "subscribe"),
     "near_cache": ("client|id", "client|tracking", "subscribe", "pttl"),
-    "cluster": ("cluster|slots", "command", "asking", "eval"),
+    "cluster": ("cluster|slots", "asking", "eval"),
     "replica_reads": ("role",),
     "cluster_replica_reads": ("readonly",),
 }

@@ -2,36 +2,35 @@
 
 This module is the source of the sync face too: ``cluster.py``
 (:class:`~pevensie_redis.RedisClusterDriver`) is generated from it by
-``.ci/unasync.py``; only the I/O differs (:mod:`~pevensie_redis.cluster_io`,
-redis-py connection pools, or :mod:`~pevensie_redis.cluster_io_async`,
-multiplexed pipes). Edit this file, then run ``nox -s generate``.
+``.ci/unasync.py``, each sending through the router of its face
+(:mod:`~pevensie_redis.cluster_io_async` here, :mod:`~pevensie_redis.cluster_io`
+there). Edit this file, then run ``nox -s generate``.
 
-redis-py's ``RedisCluster`` owns the topology: it discovers every node from
-the one configured, keeps the slot map, and follows ``MOVED`` and ``ASK``
-redirects, refreshing the map after a failover. This driver adds:
+The router keeps the topology: it discovers every node from the one
+configured, keeps the slot map (from ``CLUSTER SLOTS``) and follows
+``MOVED``, ``ASK``, ``TRYAGAIN`` and ``CLUSTERDOWN``, refreshing the map after
+a failover (its module docstring has the rules and their bounds). This driver
+adds:
 
-- a thin path for single-key operations: the key's slot picks the node from
-  the slot map, and a pre-packed command goes straight to that node. Anything
-  unusual (a redirect, a broken connection, a node that is gone,
-  ``CLUSTERDOWN``) hands the command to ``RedisCluster``, which redirects,
-  refreshes the slot map and retries; so the thin path keeps every guarantee
-  of the full one.
+- single-key operations: the key's slot picks the node from the slot map and
+  the command, packed once, goes straight to that node's channel; anything
+  unusual is the router's to follow, within its bounds.
 - batch operations that never meet ``CROSSSLOT``: keys are grouped by slot,
   each slot group becomes one ``MGET``/``MSET``/``UNLINK`` (or one ``EVALSHA``
   of the ``SET ... EX`` script for ``set_many`` with a TTL), and the groups of
-  each node are pipelined, every node at once. A slot group whose command
-  meets a redirect, ``CLUSTERDOWN`` or a broken connection is resent through
-  ``RedisCluster``; the replies of the other groups stand.
+  each node are pipelined, every node at once. What a pass leaves undone is
+  sent again in the next pass: after ``MOVED`` to the slot's new owner, after
+  ``CLUSTERDOWN`` or a node that did not answer once the slot map has been
+  read again (the router's bounds apply to the batch as a whole); the replies
+  of the other groups stand.
 - batches that ride through resharding: while a slot is being migrated, a
   multi-key command whose keys are split between the two nodes is refused
-  (``ASK``, then ``TRYAGAIN`` until the last key has moved, which can take
-  longer than RedisCluster's retries last). Such a slot group is sent again
-  key by key, pipelined: to the slot's owner, then (``ASKING``) to the node
-  each missing key moved to. So a batch whose keys are half migrated still
-  reads and writes exactly the stored values, in two more round trips.
-- ``ASK`` followed here for single keys, also to a primary that serves no
-  slot yet (one just added, receiving its first slot), which RedisCluster
-  cannot follow itself.
+  (``ASK``, or ``TRYAGAIN`` until the last key has moved). Such a slot group
+  is sent again key by key, pipelined: to the slot's owner, then
+  (``ASKING``) to the node each missing key moved to. So a batch whose keys
+  are half migrated still reads and writes exactly the stored values, in two
+  more round trips. ``ASK`` is followed to a primary that serves no slot yet
+  too (one just added, receiving its first slot).
 - ``clear`` on every primary: ``SCAN`` pages, each page's keys deleted by slot
   (``UNLINK`` per slot group, pipelined with the next ``SCAN``).
 - the ``cluster_hash_tag`` option: keys become ``{resource_type}:key``, so
@@ -43,39 +42,28 @@ redirects, refreshing the map after a failover. This driver adds:
   or meets a replica whose link to its primary is down, goes to the primary
   at once by the usual path. Writes never go to a replica. The read path is
   bound when the driver is built, so without the option nothing is chosen
-  per call.
+  per call. Which replicas each slot has comes with the slot map, read again
+  every :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds.
 
-Every node gets ``pool_size`` connections with the driver's timeouts,
+Each node gets up to ``pool_size`` connections with the driver's timeouts,
 credentials and TLS settings. A call to a node that does not answer fails
-with :class:`~pevensie_redis.RedisTimeoutError` after at most
-``(retries + 2) * timeout`` (the thin path's attempt, then RedisCluster's).
-While a dead primary's replica is being promoted (about
-``cluster-node-timeout`` + 1-2 s), calls for its slots raise
-:class:`~pevensie_redis.RedisConnectionError`; the first call after the
-promotion refreshes the slot map and succeeds.
+with :class:`~pevensie_redis.RedisTimeoutError` after ``retries + 1``
+attempts, each bounded by ``timeout`` (see the router). While a dead
+primary's replica is being promoted (about ``cluster-node-timeout`` + 1-2 s),
+calls for its slots raise :class:`~pevensie_redis.RedisConnectionError`; the
+first call after the promotion reads the new slot map and succeeds.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeGuard
+from typing import Any
 
-from redis.crc import key_slot
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    ClusterError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    TryAgainError,
-)
+from redis.exceptions import NoScriptError, RedisError
 
-from pevensie_cache import PevensieCacheError
 from pevensie_cache.driver import Progress
-from pevensie_redis.cluster_io_async import BROKEN, FAILURES, ClusterIO, open_cluster
+from pevensie_redis.cluster_io_async import MAX_REDIRECTS, ClusterIO, open_cluster
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
     RedisConnectionError,
@@ -87,37 +75,49 @@ from pevensie_redis.errors import (
 )
 from pevensie_redis.lock_releases_async import LockReleases, LockWatch
 from pevensie_redis.protocol.commands import (
-    CLUSTER_SLOTS,
     EXTEND_LOCK_SCRIPT,
+    GET_REPLY,
     INCR_EX_SCRIPT,
+    INTEGER_REPLY,
     LOCK_RELEASED_CHANNEL,
     RELEASE_LOCK_SCRIPT,
     ROLE,
+    ROLE_REPLY,
+    SCAN_REPLY,
+    SCRIPT_LOAD_REPLY,
     SET_EX_SCRIPT,
-    SET_EX_SCRIPT_SHA,
+    SET_NX_REPLY,
+    SET_REPLY,
+    Shape,
     chunks,
     encode_envelope,
+    mget_reply,
     pack,
     pack_delete,
     pack_get,
     pack_scan,
     pack_set,
     pack_set_ex,
+    pack_set_many_ex,
+    pack_set_nx,
     replica_in_sync,
-    replicas_by_slot,
 )
 from pevensie_redis.protocol.keys import key_maker, lock_key, scan_pattern
 from pevensie_redis.protocol.keys import prefix as key_prefix
+from pevensie_redis.protocol.slots import (
+    ASK,
+    CLUSTERDOWN,
+    MOVED,
+    TRYAGAIN,
+    cluster_error,
+    key_slot,
+    redirect_of,
+)
 from pevensie_redis.replica_choice import ReplicaChoice
 from pevensie_redis.tls_check import check_tls_async
 
 __all__ = ["AsyncRedisClusterDriver"]
 
-# A node answered for a slot it no longer serves (MOVED is an AskError), or is gone:
-# RedisCluster knows what to do.
-_REROUTE = (AskError, TryAgainError, ClusterDownError, *BROKEN)
-
-_Group = tuple[int, list[int]]  # (slot, indexes of the keys in that slot, in input order)
 # One command of a batch: the indexes of the keys it carries (in input order), and whether
 # it is one multi-key command for all of them (else the single-key command of its one key).
 # A plain tuple, not a NamedTuple: on a 100-key batch the attribute access cost about 10%.
@@ -150,19 +150,25 @@ class AsyncRedisClusterDriver:
         self._scripting = True
         self._choice = ReplicaChoice() if config.read_from_replicas else None
         """How a read's replica is chosen, with ``read_from_replicas``."""
-        self._replicas = replicas_by_slot(None)
-        """For each slot, the replicas of its primary (``CLUSTER SLOTS``, asked now and then)."""
-        self._read: Callable[[bytes, bytes, tuple[Any, ...], str], Awaitable[Any]] = (
-            self._single if self._choice is None else self._single_from_replica
+        self._read: Callable[[bytes, bytes, str], Awaitable[Any]] = (
+            self._get if self._choice is None else self._get_from_replica
         )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.display_url()!r})"
 
     @property
-    def client(self) -> Any:
-        """The live redis-py ``RedisCluster`` while connected, else ``None``."""
-        return None if self._io is None else self._io.client
+    def router(self) -> ClusterIO | None:
+        """The router while connected (slot map, nodes, redirects followed), else ``None``.
+
+        For tools that talk to the nodes themselves (the inspector, tests):
+        :meth:`~pevensie_redis.cluster_io_async.ClusterIO.primaries`,
+        :meth:`~pevensie_redis.cluster_io_async.ClusterIO.execute` (one
+        command, routed by slot) and
+        :meth:`~pevensie_redis.cluster_io_async.ClusterIO.exchange` (commands
+        to one node).
+        """
+        return self._io
 
     @property
     def replica_choice(self) -> ReplicaChoice | None:
@@ -187,12 +193,7 @@ class AsyncRedisClusterDriver:
         whose node speaks plain Redis.
         """
         await check_tls_async(self.config)
-        try:
-            io = await open_cluster(self.config)
-        except PevensieCacheError:
-            raise
-        except FAILURES as exc:
-            raise _map(exc, f"connecting to {self.config.display_url()}") from exc
+        io = await open_cluster(self.config)
         if self._choice is not None:
             try:
                 await self._check_replicas(io)
@@ -217,7 +218,7 @@ class AsyncRedisClusterDriver:
     async def get(self, resource_type: str, key: str) -> str | None:
         """``GET`` on the key's node; ``None`` when absent or expired."""
         full = self._full(resource_type, key)
-        value = await self._read(full, pack_get(full), ("GET", full), "GET")
+        value = await self._read(full, pack_get(full), "GET")
         return None if value is None else decode_value(value, "GET")
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
@@ -228,25 +229,23 @@ class AsyncRedisClusterDriver:
         except UnicodeEncodeError:
             data = encode_envelope(value)
         if ttl_seconds is None:
-            await self._single(full, pack_set(full, data), ("SET", full, data), "SET")
+            packed = pack_set(full, data)
         else:
             packed = pack_set_ex(full, data, ttl_seconds)
-            await self._single(full, packed, ("SET", full, data, "EX", ttl_seconds), "SET")
+        await self._single(key_slot(full), packed, "SET", SET_REPLY)
 
     async def delete(self, resource_type: str, key: str) -> bool:
         """``UNLINK`` on the key's node; whether it removed a key (an absent one is fine)."""
         full = self._full(resource_type, key)
-        return bool(await self._single(full, pack_delete(full), ("UNLINK", full), "UNLINK"))
+        return bool(await self._single(key_slot(full), pack_delete(full), "UNLINK", INTEGER_REPLY))
 
     # -- atomic operations and clear -------------------------------------------------
 
     async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
         """``SET ... NX [EX ttl]`` on the key's node: store only if absent."""
         full = self._full(resource_type, key)
-        args: tuple[Any, ...] = ("SET", full, value.encode(), "NX")
-        if ttl_seconds is not None:
-            args += ("EX", ttl_seconds)
-        reply = await self._single(full, pack(_encode(args)), args, "SET NX", once=True)
+        packed = pack_set_nx(full, value.encode(), ttl_seconds)
+        reply = await self._single(key_slot(full), packed, "SET NX", SET_NX_REPLY, once=True)
         return reply is not None
 
     async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
@@ -259,11 +258,12 @@ class AsyncRedisClusterDriver:
         the two commands.
         """
         full = self._full(resource_type, key)
+        slot = key_slot(full)
         if ttl_seconds is not None and self._scripting:
-            script = ("EVAL", INCR_EX_SCRIPT, 1, full, delta, ttl_seconds)
+            script = [INCR_EX_SCRIPT, b"1", full, b"%d" % delta, b"%d" % ttl_seconds]
             try:
                 counted: int = await self._single(
-                    full, pack(_encode(script)), script, "EVAL", raw=True, once=True
+                    slot, pack([b"EVAL", *script]), "EVAL", INTEGER_REPLY, raw=True, once=True
                 )
                 return counted
             except RedisError as exc:
@@ -272,13 +272,11 @@ class AsyncRedisClusterDriver:
                 self._scripting = False
         try:
             if ttl_seconds is not None:
-                created = ("SET", full, b"0", "NX", "EX", ttl_seconds)
-                await self._single(
-                    full, pack(_encode(created)), created, "SET NX", raw=True, once=True
-                )
-            args = ("INCRBY", full, delta)
+                created = pack_set_nx(full, b"0", ttl_seconds)
+                await self._single(slot, created, "SET NX", SET_NX_REPLY, raw=True, once=True)
+            packed = pack([b"INCRBY", full, b"%d" % delta])
             result: int = await self._single(
-                full, pack(_encode(args)), args, "INCRBY", raw=True, once=True
+                slot, packed, "INCRBY", INTEGER_REPLY, raw=True, once=True
             )
         except RedisError as exc:
             raise counter_error(exc, "INCRBY") from exc
@@ -287,24 +285,25 @@ class AsyncRedisClusterDriver:
     async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
         """``EXPIRE`` on the key's node, or without a TTL ``EXISTS`` then ``PERSIST``."""
         full = self._full(resource_type, key)
+        slot = key_slot(full)
         if ttl_seconds is not None:
-            args: tuple[Any, ...] = ("EXPIRE", full, ttl_seconds)
-            return bool(await self._single(full, pack(_encode(args)), args, "EXPIRE") == 1)
-        exists = await self._single(full, pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS")
-        await self._single(full, pack([b"PERSIST", full]), ("PERSIST", full), "PERSIST")
+            packed = pack([b"EXPIRE", full, b"%d" % ttl_seconds])
+            return bool(await self._single(slot, packed, "EXPIRE", INTEGER_REPLY) == 1)
+        exists = await self._single(slot, pack([b"EXISTS", full]), "EXISTS", INTEGER_REPLY)
+        await self._single(slot, pack([b"PERSIST", full]), "PERSIST", INTEGER_REPLY)
         return bool(exists == 1)
 
     async def exists(self, resource_type: str, key: str) -> bool:
         """``EXISTS`` on the key's node."""
         full = self._full(resource_type, key)
-        return bool(
-            await self._single(full, pack([b"EXISTS", full]), ("EXISTS", full), "EXISTS") == 1
-        )
+        packed = pack([b"EXISTS", full])
+        return bool(await self._single(key_slot(full), packed, "EXISTS", INTEGER_REPLY) == 1)
 
     async def ttl_ms(self, resource_type: str, key: str) -> int:
         """``PTTL`` on the key's node: -2 when absent, -1 without expiry, else ms left."""
         full = self._full(resource_type, key)
-        left: int = await self._single(full, pack([b"PTTL", full]), ("PTTL", full), "PTTL")
+        packed = pack([b"PTTL", full])
+        left: int = await self._single(key_slot(full), packed, "PTTL", INTEGER_REPLY)
         return left
 
     async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
@@ -313,7 +312,7 @@ class AsyncRedisClusterDriver:
         The resource type's glob characters are escaped, so only its own keys
         match; each page's keys are deleted per slot (``UNLINK``), pipelined
         with the next ``SCAN``, and a key that moved meanwhile is deleted
-        through RedisCluster.
+        where it is now.
         """
         io = self._live()
         pattern = scan_pattern(resource_type, hash_tag=self._hash_tag)
@@ -324,7 +323,8 @@ class AsyncRedisClusterDriver:
             pending: list[bytes] = []
             while True:
                 commands = [pack_scan(cursor, pattern), *_unlinks(pending)]
-                replies = await io.exchange(node, commands, "SCAN")
+                shapes = [SCAN_REPLY, *[INTEGER_REPLY] * (len(commands) - 1)]
+                replies = await io.exchange(node, commands, "SCAN", shapes=shapes)
                 if not replies or isinstance(replies[0], Exception):
                     # This primary failed: delete what it listed elsewhere, go on with the
                     # others, and say so at the end (its other keys are not cleared).
@@ -340,7 +340,7 @@ class AsyncRedisClusterDriver:
                 if cursor == b"0":
                     if pending:
                         deleted += await self._count_unlinked(
-                            pending, await io.exchange(node, _unlinks(pending), "UNLINK")
+                            pending, await self._unlink_on(io, node, pending)
                         )
                         if on_progress is not None:
                             on_progress(deleted)
@@ -354,9 +354,9 @@ class AsyncRedisClusterDriver:
     async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``SET :lock:<prefix><key> token NX PX lease_ms`` on the lock key's node."""
         lock = self._lock_key(resource_type, key)
-        args = ("SET", lock, token, "NX", "PX", lease_ms)
-        packed = pack(_encode(args))
-        return await self._single(lock, packed, args, "SET NX PX", once=True) is not None
+        packed = pack([b"SET", lock, token.encode(), b"NX", b"PX", b"%d" % lease_ms])
+        reply = await self._single(key_slot(lock), packed, "SET NX PX", SET_NX_REPLY, once=True)
+        return reply is not None
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """Delete the lock only if ``token`` still holds it (``EVAL`` of the release script).
@@ -364,22 +364,25 @@ class AsyncRedisClusterDriver:
         The script then publishes the release, which wakes the waiters.
         """
         lock = self._lock_key(resource_type, key)
+        slot = key_slot(lock)
         if self._scripting:
-            args = ("EVAL", RELEASE_LOCK_SCRIPT, 1, lock, token, LOCK_RELEASED_CHANNEL)
+            packed = pack(
+                [b"EVAL", RELEASE_LOCK_SCRIPT, b"1", lock, token.encode(), LOCK_RELEASED_CHANNEL]
+            )
             try:
-                await self._single(lock, pack(_encode(args)), args, "EVAL", raw=True)
+                await self._single(slot, packed, "EVAL", INTEGER_REPLY, raw=True)
                 return
             except RedisError as exc:
                 if not refuses_scripting(exc):
-                    raise _map(exc, "EVAL") from exc
+                    raise map_error(exc, "EVAL") from exc
                 self._scripting = False
-        held = await self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
+        held = await self._single(slot, pack_get(lock), "GET", GET_REPLY)
         if held == token.encode():
-            await self._single(lock, pack_delete(lock), ("UNLINK", lock), "UNLINK")
-            publish = ("PUBLISH", LOCK_RELEASED_CHANNEL, lock)
+            await self._single(slot, pack_delete(lock), "UNLINK", INTEGER_REPLY)
+            publish = pack([b"PUBLISH", LOCK_RELEASED_CHANNEL, lock])
             # It only wakes the waiters: refused (an ACL), they poll.
             with contextlib.suppress(RedisDriverError):
-                await self._single(lock, pack(_encode(publish)), publish, "PUBLISH")
+                await self._single(slot, publish, "PUBLISH", INTEGER_REPLY)
 
     async def watch_lock(self, resource_type: str, key: str) -> LockWatch | None:
         """Watch the key's lease: its release wakes ``wait``; ``None`` while releases can't reach.
@@ -395,20 +398,23 @@ class AsyncRedisClusterDriver:
     async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the lock a new lease if ``token`` holds it (``EVAL`` of the script)."""
         lock = self._lock_key(resource_type, key)
+        slot = key_slot(lock)
         if self._scripting:
-            args = ("EVAL", EXTEND_LOCK_SCRIPT, 1, lock, token, lease_ms)
+            script = [EXTEND_LOCK_SCRIPT, b"1", lock, token.encode(), b"%d" % lease_ms]
             try:
-                reply = await self._single(lock, pack(_encode(args)), args, "EVAL", raw=True)
+                reply = await self._single(
+                    slot, pack([b"EVAL", *script]), "EVAL", INTEGER_REPLY, raw=True
+                )
                 return bool(reply == 1)
             except RedisError as exc:
                 if not refuses_scripting(exc):
-                    raise _map(exc, "EVAL") from exc
+                    raise map_error(exc, "EVAL") from exc
                 self._scripting = False
-        held = await self._single(lock, pack([b"GET", lock]), ("GET", lock), "GET")
+        held = await self._single(slot, pack_get(lock), "GET", GET_REPLY)
         if held != token.encode():
             return False
-        expire: tuple[Any, ...] = ("PEXPIRE", lock, lease_ms)
-        return bool(await self._single(lock, pack(_encode(expire)), expire, "PEXPIRE") == 1)
+        expire = pack([b"PEXPIRE", lock, b"%d" % lease_ms])
+        return bool(await self._single(slot, expire, "PEXPIRE", INTEGER_REPLY) == 1)
 
     # -- batch operations ------------------------------------------------------------
 
@@ -428,8 +434,9 @@ class AsyncRedisClusterDriver:
             _Batch(
                 "MGET",
                 fulls,
-                together=lambda part: ("MGET", *(fulls[i] for i in part)),
-                alone=lambda i: ("GET", fulls[i]),
+                together=lambda part: pack([b"MGET", *(fulls[i] for i in part)]),
+                alone=lambda i: pack_get(fulls[i]),
+                shapes=(mget_reply, GET_REPLY),
                 collect=collect,
                 read=True,
             )
@@ -452,37 +459,34 @@ class AsyncRedisClusterDriver:
                 _Batch(
                     "MSET",
                     fulls,
-                    together=lambda part: (
-                        "MSET",
-                        *(item for i in part for item in (fulls[i], values[i])),
+                    together=lambda part: pack(
+                        [b"MSET", *(item for i in part for item in (fulls[i], values[i]))]
                     ),
-                    alone=lambda i: ("SET", fulls[i], values[i]),
+                    alone=lambda i: pack_set(fulls[i], values[i]),
+                    shapes=(_always(SET_REPLY), SET_REPLY),
                 )
             )
             return
-        ttl = b"%d" % ttl_seconds
 
-        def alone(i: int) -> tuple[Any, ...]:
-            return ("SET", fulls[i], values[i], "EX", ttl)
+        def alone(i: int) -> bytes:
+            return pack_set_ex(fulls[i], values[i], ttl_seconds)
 
         if self._scripting:
 
-            def script(part: list[int]) -> tuple[Any, ...]:
-                return (
-                    "EVALSHA",
-                    SET_EX_SCRIPT_SHA,
-                    len(part),
-                    *(fulls[i] for i in part),
-                    ttl,
-                    *(values[i] for i in part),
+            def script(part: list[int]) -> bytes:
+                return pack_set_many_ex(
+                    [fulls[i] for i in part], [values[i] for i in part], ttl_seconds
                 )
 
             try:
-                await self._scatter(_Batch("EVALSHA", fulls, script, alone, scripted=True))
+                shapes = (_always(INTEGER_REPLY), SET_REPLY)
+                await self._scatter(
+                    _Batch("EVALSHA", fulls, script, alone, shapes=shapes, scripted=True)
+                )
                 return
             except _ScriptsRefused:
                 self._scripting = False
-        await self._scatter(_Batch("SET EX", fulls, None, alone))
+        await self._scatter(_Batch("SET EX", fulls, None, alone, shapes=(None, SET_REPLY)))
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per slot, the slots of each node pipelined; absent keys are fine."""
@@ -492,8 +496,9 @@ class AsyncRedisClusterDriver:
             _Batch(
                 "UNLINK",
                 fulls,
-                together=lambda part: ("UNLINK", *(fulls[i] for i in part)),
-                alone=lambda i: ("UNLINK", fulls[i]),
+                together=lambda part: pack([b"UNLINK", *(fulls[i] for i in part)]),
+                alone=lambda i: pack_delete(fulls[i]),
+                shapes=(_always(INTEGER_REPLY), INTEGER_REPLY),
             )
         )
 
@@ -511,47 +516,34 @@ class AsyncRedisClusterDriver:
 
     async def _single(
         self,
-        full: bytes,
+        slot: int,
         packed: bytes,
-        args: tuple[Any, ...],
         command: str,
+        shape: Shape,
         *,
         raw: bool = False,
         once: bool = False,
     ) -> Any:
-        """Send ``packed`` to the node serving ``full``; on trouble, let RedisCluster do it.
+        """Send ``packed`` to the node serving ``slot``, following the cluster; return the reply.
 
-        An error reply that no reroute can fix is raised mapped, or as
-        redis-py's with ``raw`` (for the caller to read). A command that must
-        run ``once`` (not idempotent) is rerouted only after a reply that says
-        it did not run (a redirect); a connection that broke after the command
-        was sent is an error.
+        An error reply is raised mapped, or as redis-py's with ``raw`` (for
+        the caller to read). A command that must run ``once`` is sent again
+        only when it cannot have run (a redirect, a connection never made).
+        A reply without ``shape`` raises :class:`~pevensie_redis.RedisProtocolError`.
         """
-        io = self._live()
-        node = io.node_of(key_slot(full))
-        if node is not None:
-            replies = await io.exchange(node, [packed], command, idempotent=not once)
-            if replies:
-                reply = replies[0]
-                if not isinstance(reply, Exception):
-                    return reply
-                if _asks(reply):
-                    # The key's slot is being migrated and the key is not here (yet).
-                    answers = await io.ask(reply.host, reply.port, [packed], command)
-                    if answers and not isinstance(answers[0], Exception):
-                        return answers[0]
-                    settled = answers and not isinstance(answers[0], _REROUTE)
-                    reply = answers[0] if settled else None
-                if reply is not None and not isinstance(reply, _REROUTE):
-                    if raw:
-                        raise reply
-                    raise map_error(reply, command) from reply
-        return await self._routed(args, command, raw=raw)
+        reply = await self._live().execute(slot, packed, command, once=once, shape=shape)
+        if isinstance(reply, Exception):
+            if raw:
+                raise reply
+            raise map_error(reply, command) from reply
+        return reply
 
-    async def _single_from_replica(
-        self, full: bytes, packed: bytes, args: tuple[Any, ...], command: str
-    ) -> Any:
-        """Read ``full`` from a replica of its primary; on any trouble, at once as :meth:`_single`.
+    async def _get(self, full: bytes, packed: bytes, command: str) -> Any:
+        """Read ``full`` from the primary serving it."""
+        return await self._single(key_slot(full), packed, command, GET_REPLY)
+
+    async def _get_from_replica(self, full: bytes, packed: bytes, command: str) -> Any:
+        """Read ``full`` from a replica of its primary; on any trouble, at once from the primary.
 
         The replica's answer is used only if it came without an error (and,
         when this read carries the replica's ``ROLE`` check, with its link to
@@ -559,15 +551,21 @@ class AsyncRedisClusterDriver:
         """
         io = self._live()
         choice = self._choice
-        assert choice is not None
+        if choice is None:
+            raise RuntimeError("replica reads without read_from_replicas")
         if choice.refresh_due():
-            await self._refresh_replicas(io)
-        node = choice.pick(self._replicas[key_slot(full)])
+            await io.refresh()
+        slot = key_slot(full)
+        node = choice.pick(io.replicas_of(slot))
         if node is not None:
             check = choice.check_due(node)
             try:
                 replies = await io.exchange(
-                    node, [ROLE, packed] if check else [packed], command, readonly=True
+                    node,
+                    [ROLE, packed] if check else [packed],
+                    command,
+                    readonly=True,
+                    shapes=[ROLE_REPLY, GET_REPLY] if check else [GET_REPLY],
                 )
             except RedisDriverError:
                 replies = []
@@ -576,47 +574,25 @@ class AsyncRedisClusterDriver:
             if replies and not isinstance(replies[0], Exception):
                 return replies[0]
             choice.avoid(node)
-        return await self._single(full, packed, args, command)
-
-    async def _refresh_replicas(self, io: ClusterIO) -> None:
-        """Ask a primary which replicas serve each slot; keep the old table if none answers.
-
-        The server lists a replica once it has synced, and leaves out one it
-        considers failed; RedisCluster's own slot map is refreshed only after
-        a redirect, so it may not know of replicas that joined later.
-        """
-        for node in io.primaries():
-            replies = await io.exchange(node, [CLUSTER_SLOTS], "CLUSTER SLOTS")
-            if replies and not isinstance(replies[0], Exception):
-                self._replicas = replicas_by_slot(replies[0])
-                return
+        return await self._single(slot, packed, command, GET_REPLY)
 
     async def _check_replicas(self, io: ClusterIO) -> None:
-        """List the replicas, and check each accepts this client's reads.
+        """Check that each replica accepts this client's reads.
 
         A replica that refuses the credentials, ``READONLY`` or ``ROLE`` raises
         the driver's error (the user or its ACL is missing there); one that
         does not answer is read from once it does.
         """
-        assert self._choice is not None
-        self._choice.refresh_due()  # asked now: the next time is an interval away
-        await self._refresh_replicas(io)
-        for node in dict.fromkeys(name for names in self._replicas for name in names):
-            replies = await io.exchange(node, [ROLE], "ROLE", readonly=True)
+        if self._choice is not None:
+            self._choice.refresh_due()  # the map was read now: the next time is an interval away
+        replicas = dict.fromkeys(name for names in io.slot_map.replicas for name in names)
+        for node in replicas:
+            replies = await io.exchange(node, [ROLE], "ROLE", readonly=True, shapes=[ROLE_REPLY])
             if replies and isinstance(replies[0], Exception):
                 raise map_error(replies[0], f"ROLE on the replica {node}") from replies[0]
 
-    async def _routed(self, args: tuple[Any, ...], command: str, *, raw: bool = False) -> Any:
-        """Run one command through RedisCluster: redirects, slot map refresh and retries."""
-        try:
-            return await self._live().routed(args)
-        except FAILURES as exc:
-            if raw and isinstance(exc, RedisError) and not isinstance(exc, BROKEN):
-                raise
-            raise _map(exc, command) from exc
-
     async def _count_unlinked(self, keys: list[bytes], replies: list[Any]) -> int:
-        """Add up the ``UNLINK`` replies of ``keys``' slot groups; reroute what failed."""
+        """Add up the ``UNLINK`` replies of ``keys``' slot groups; send again what failed."""
         groups = _slot_key_groups(keys)
         deleted = 0
         for position, group in enumerate(groups):
@@ -630,40 +606,73 @@ class AsyncRedisClusterDriver:
     async def _unlink_routed(self, keys: list[bytes]) -> int:
         deleted = 0
         for key in keys:
-            deleted += int(await self._routed(("UNLINK", key), "UNLINK"))
+            reply = await self._single(key_slot(key), pack_delete(key), "UNLINK", INTEGER_REPLY)
+            deleted += int(reply)
         return deleted
 
+    async def _unlink_on(self, io: ClusterIO, node: str, keys: list[bytes]) -> list[Any]:
+        """``UNLINK`` ``keys`` on ``node``, one command per slot group; return the replies."""
+        unlinks = _unlinks(keys)
+        return await io.exchange(node, unlinks, "UNLINK", shapes=[INTEGER_REPLY] * len(unlinks))
+
     async def _scatter(self, batch: _Batch) -> None:
-        """Run ``batch``: each node's commands pipelined, every node at once.
+        """Run ``batch``: each node's commands pipelined, every node at once, pass after pass.
 
-        A slot group that meets ``ASK`` or ``TRYAGAIN`` (its slot is being
-        migrated) is sent again key by key, each key that is not on the slot's
-        owner any more after ``ASKING`` to the node it moved to. A command that
-        meets ``MOVED``, ``CLUSTERDOWN``, a broken connection or a node that is
-        gone is resent through RedisCluster (:meth:`_reroute`). The replies of
-        the others stand.
+        A pass sends every command left to the node the slot map names (with
+        ``read_from_replicas``, the first pass of a read to replicas). What it
+        leaves undone goes into the next pass: a slot group that met ``ASK``
+        or ``TRYAGAIN`` (its slot is being migrated) key by key; a key that met
+        ``ASK`` after ``ASKING`` to the node it moved to, in the same pass; a
+        command that met ``MOVED`` to the slot's new owner; one whose node did
+        not answer, or that met ``CLUSTERDOWN``, once the slot map has been
+        read again, after a back-off. The router's bounds hold for the batch
+        as a whole: :data:`~pevensie_redis.cluster_io_async.MAX_REDIRECTS`
+        passes after redirects, ``retries`` passes after failures (then the
+        failure is raised).
         """
-        groups = [(slot, batch.units(indexes)) for slot, indexes in _slot_groups(batch.fulls)]
-        outcome = await self._pass(batch, groups, replicas=batch.read)
-        if outcome.split:
-            alone = [
-                (key_slot(batch.fulls[unit[0][0]]), _one_by_one(unit)) for unit in outcome.split
-            ]
-            outcome.split = []
-            outcome.add(await self._pass(batch, alone))
         io = self._live()
-        for redirect, units in outcome.asked.values():
-            answers = await io.ask(
-                redirect.host, redirect.port, [batch.pack([unit]) for unit in units], batch.name
-            )
-            outcome.rerouted.extend(_settle(batch, units, answers).unsettled())
-        for unit in outcome.rerouted:
-            await self._reroute(batch, unit)
+        units = [unit for indexes in batch.slot_groups() for unit in batch.units(indexes)]
+        failures = redirects = 0
+        replicas = batch.read
+        while units:
+            seen = io.generation
+            outcome = await self._pass(batch, units, replicas=replicas)
+            replicas = False
+            asked, outcome.asked = outcome.asked, {}
+            for node, sent in asked.items():
+                answers = await io.ask(
+                    node,
+                    [batch.pack(unit) for unit in sent],
+                    batch.name,
+                    [batch.shape(unit) for unit in sent],
+                )
+                outcome.add(self._settle(batch, node, sent, answers))
+            # An ASK after ASKING: the next pass starts again from the slot's owner.
+            outcome.moved += [unit for again in outcome.asked.values() for unit in again]
+            units = [
+                *outcome.moved,
+                *outcome.failed,
+                *(single for unit in outcome.split for single in _one_by_one(unit)),
+            ]
+            if outcome.moved or asked:
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise RedisConnectionError(
+                        f"{batch.name}: the cluster kept redirecting the commands "
+                        f"({redirects - 1} passes)"
+                    )
+            if outcome.failed:
+                failures += 1
+                if failures > self.config.retries:
+                    error = outcome.error or RedisConnectionError("the cluster did not answer")
+                    if isinstance(error, RedisDriverError):
+                        raise error
+                    raise map_error(error, batch.name) from error
+                await io.refresh(seen, avoid=outcome.avoid)
+                await io.back_off(failures)
 
-    async def _pass(
-        self, batch: _Batch, groups: list[tuple[int, list[_Unit]]], *, replicas: bool = False
-    ) -> _Outcome:
-        """Send ``groups`` (slot, commands) to the nodes the slot map names; deliver the replies.
+    async def _pass(self, batch: _Batch, units: list[_Unit], *, replicas: bool = False) -> _Outcome:
+        """Send ``units`` to the nodes the slot map names; deliver the replies; return the rest.
 
         ``replicas`` (a read, with ``read_from_replicas``): each slot's commands
         go to a replica of its primary where there is one to use; what a
@@ -673,105 +682,135 @@ class AsyncRedisClusterDriver:
         io = self._live()
         choice = self._choice if replicas else None
         if choice is not None and choice.refresh_due():
-            await self._refresh_replicas(io)
+            await io.refresh()
+        slot_of = batch.slot_of
+        primaries = io.slot_map.primaries
         by_node: dict[str, list[_Unit]] = {}
         readonly: set[str] = set()
         outcome = _Outcome()
-        for slot, units in groups:
-            node = None if choice is None else choice.pick(self._replicas[slot])
+        for unit in units:
+            slot = slot_of[unit[0][0]]
+            node = None if choice is None else choice.pick(io.replicas_of(slot))
             if node is not None:
                 readonly.add(node)
             else:
-                node = io.node_of(slot)
+                node = primaries[slot]
             if node is not None:
-                by_node.setdefault(node, []).extend(units)
+                by_node.setdefault(node, []).append(unit)
             else:
-                outcome.rerouted.extend(units)
+                outcome.fail(
+                    [unit], RedisConnectionError(f"{batch.name}: no node serves slot {slot}"), None
+                )
         checked = set() if choice is None else {n for n in readonly if choice.check_due(n)}
         packed = {
-            node: ([ROLE] if node in checked else []) + [batch.pack([unit]) for unit in units]
+            node: ([ROLE] if node in checked else []) + [batch.pack(unit) for unit in units]
             for node, units in by_node.items()
         }
-        replies = await io.exchange_many(packed, batch.name, readonly=readonly)
-        again: list[tuple[int, list[_Unit]]] = []
-        for node, units in by_node.items():
+        shapes = {
+            node: ([ROLE_REPLY] if node in checked else []) + [batch.shape(unit) for unit in units]
+            for node, units in by_node.items()
+        }
+        answers = await io.exchange_many(packed, batch.name, readonly=readonly, shapes=shapes)
+        again: list[_Unit] = []
+        for node, node_units in by_node.items():
+            replies = answers[node]
             if node in readonly:
-                assert choice is not None
-                failed = _settle_replica(batch, units, replies[node], checked=node in checked)
-                if failed:
+                failed = _settle_replica(batch, node_units, replies, checked=node in checked)
+                if failed and choice is not None:
                     choice.avoid(node)
-                    again += [(key_slot(batch.fulls[u[0][0]]), [u]) for u in failed]
+                    again += failed
+            elif isinstance(replies, RedisDriverError):
+                outcome.fail(node_units, replies, node)
             else:
-                outcome.add(await self._settle_node(node, units, replies[node], batch))
+                outcome.add(await self._settle_node(batch, node, node_units, replies))
         if again:
             outcome.add(await self._pass(batch, again))
         return outcome
 
     async def _settle_node(
-        self, node: str, units: list[_Unit], replies: list[Any], batch: _Batch
+        self, batch: _Batch, node: str, units: list[_Unit], replies: list[Any]
     ) -> _Outcome:
         """Deliver a node's replies; first load the script where the node lacked it."""
-        if batch.scripted and len(replies) == len(units):
+        if batch.scripted:
             missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 # First use on this node, or its script cache was flushed: load it, resend.
                 io = self._live()
                 load = pack([b"SCRIPT", b"LOAD", SET_EX_SCRIPT])
-                loaded = await io.exchange(node, [load], "SCRIPT LOAD")
-                if loaded and isinstance(loaded[0], Exception):
-                    if refuses_scripting(loaded[0]):
-                        raise _ScriptsRefused from loaded[0]
-                    raise map_error(loaded[0], "SCRIPT LOAD") from loaded[0]
-                again: list[Any] = []
-                if loaded:
-                    resend = [batch.pack([units[n]]) for n in missing]
-                    again = await io.exchange(node, resend, batch.name)
-                for n, reply in zip(missing, again, strict=False):
+                resend = [batch.pack(units[n]) for n in missing]
+                shapes = [SCRIPT_LOAD_REPLY, *(batch.shape(units[n]) for n in missing)]
+                again = await io.exchange(node, [load, *resend], batch.name, shapes=shapes)
+                if again and isinstance(again[0], Exception):
+                    if refuses_scripting(again[0]):
+                        raise _ScriptsRefused from again[0]
+                    raise map_error(again[0], "SCRIPT LOAD") from again[0]
+                for n, reply in zip(missing, again[1:], strict=False):
                     replies[n] = reply
-                if len(again) < len(missing):  # the connection broke: the rest goes around
-                    replies = replies[: missing[len(again)]]
-        return _settle(batch, units, replies)
+        return self._settle(batch, node, units, replies)
 
-    async def _reroute(self, batch: _Batch, unit: _Unit) -> None:
-        """Send one command through RedisCluster, which follows its slot wherever it is.
+    def _settle(self, batch: _Batch, node: str, units: list[_Unit], replies: list[Any]) -> _Outcome:
+        """Deliver ``node``'s good replies; return what must be sent again.
 
-        Should RedisCluster run out of retries on ``TRYAGAIN`` (the slot began
-        moving meanwhile), the keys go one by one: a single key is always served.
+        Raises the first error reply that no other attempt can fix, mapped.
         """
-        together, (indexes, is_together) = batch.together, unit
-        if together is not None and is_together:
-            args = together(indexes)
-            if args[0] == "EVALSHA":
-                # EVAL carries the script itself: no NOSCRIPT on a node met for the first time.
-                args = ("EVAL", SET_EX_SCRIPT, *args[2:])
-            try:
-                reply = await self._live().routed(args)
-            except FAILURES as exc:
-                if not _gave_up_migrating(exc):
-                    if batch.scripted and isinstance(exc, RedisError) and refuses_scripting(exc):
-                        raise _ScriptsRefused from exc
-                    raise _map(exc, batch.name) from exc
-            else:
-                batch.deliver(unit, reply)
-                return
-        for single in _one_by_one(unit):
-            reply = await self._routed(batch.args(single), batch.name)
-            batch.deliver(single, reply)
+        io = self._live()
+        outcome = _Outcome()
+        failure: Exception | None = None
+        collect = batch.collect
+        for position, unit in enumerate(units):
+            if position >= len(replies):  # never answered: the node did not answer
+                outcome.fail([unit], RedisConnectionError(f"{node} did not answer"), node)
+                continue
+            reply = replies[position]
+            if not isinstance(reply, Exception):
+                if collect is not None:
+                    collect(unit[0], reply if unit[1] else [reply])
+                continue
+            kind = cluster_error(reply)
+            redirect = redirect_of(reply) if kind in (MOVED, ASK) else None
+            if unit[1] and kind in (TRYAGAIN, ASK):
+                outcome.split.append(unit)  # its keys are split between two nodes
+            elif redirect is not None and redirect.ask:
+                outcome.asked.setdefault(io.asked(redirect, node), []).append(unit)
+            elif redirect is not None:
+                io.moved(redirect, node)
+                outcome.moved.append(unit)
+            elif kind in (TRYAGAIN, CLUSTERDOWN) or isinstance(reply, NoScriptError):
+                outcome.fail([unit], reply, None)
+            elif failure is None:
+                failure = reply
+        if failure is not None:
+            if batch.scripted and refuses_scripting(failure):
+                raise _ScriptsRefused from failure
+            raise map_error(failure, batch.name) from failure
+        return outcome
 
 
 class _Batch:
     """One batch operation: its keys, and how to ask for them together or one at a time."""
 
-    __slots__ = ("alone", "collect", "fulls", "name", "read", "scripted", "together")
+    __slots__ = (
+        "alone",
+        "alone_shape",
+        "collect",
+        "fulls",
+        "name",
+        "read",
+        "scripted",
+        "slot_of",
+        "together",
+        "together_shape",
+    )
 
     def __init__(
         self,
         name: str,
         fulls: list[bytes],
-        together: Callable[[list[int]], tuple[Any, ...]] | None,
-        alone: Callable[[int], tuple[Any, ...]],
+        together: Callable[[list[int]], bytes] | None,
+        alone: Callable[[int], bytes],
         collect: Callable[[list[int], list[Any]], None] | None = None,
         *,
+        shapes: tuple[Callable[[int], Shape] | None, Shape],
         scripted: bool = False,
         read: bool = False,
     ) -> None:
@@ -780,15 +819,27 @@ class _Batch:
         self.fulls = fulls
         """The full keys, each once."""
         self.together = together
-        """One command for up to ``BATCH_SIZE`` keys of one slot; ``None``: key by key only."""
+        """Packs one command for up to ``BATCH_SIZE`` keys of one slot (``None``: key by key)."""
         self.alone = alone
-        """The command for one key."""
+        """Packs the command for one key."""
+        self.together_shape, self.alone_shape = shapes
+        """The shape of ``together``'s reply for a number of keys, and of ``alone``'s."""
         self.collect = collect
         """Takes the replies, one value per key (``indexes``, ``values``); ``None``: ignored."""
         self.scripted = scripted
         """``together`` is ``EVALSHA`` of the ``SET ... EX`` script."""
         self.read = read
         """Reads only: with ``read_from_replicas``, they may go to replicas."""
+        self.slot_of: list[int] = []
+        """The slot of each key (filled by :meth:`slot_groups`)."""
+
+    def slot_groups(self) -> list[list[int]]:
+        """Return the indexes of the keys, grouped by slot; note each key's slot."""
+        self.slot_of = slots = [key_slot(full) for full in self.fulls]
+        groups: dict[int, list[int]] = {}
+        for index, slot in enumerate(slots):
+            groups.setdefault(slot, []).append(index)
+        return list(groups.values())
 
     def units(self, indexes: list[int]) -> list[_Unit]:
         """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
@@ -796,57 +847,56 @@ class _Batch:
             return [([index], False) for index in indexes]
         return [(list(part), True) for part in chunks(indexes)]
 
-    def pack(self, units: list[_Unit]) -> bytes:
-        """Pack ``units`` for one pipelined write."""
-        together, alone = self.together, self.alone
-        if together is None:
-            return b"".join(pack(_encode(alone(indexes[0]))) for indexes, _ in units)
-        return b"".join(
-            pack(_encode(together(indexes) if is_together else alone(indexes[0])))
-            for indexes, is_together in units
-        )
-
-    def args(self, unit: _Unit) -> tuple[Any, ...]:
-        """Return the command of ``unit``."""
+    def pack(self, unit: _Unit) -> bytes:
+        """Pack the command of ``unit``."""
         indexes, is_together = unit
         if is_together and self.together is not None:
             return self.together(indexes)
         return self.alone(indexes[0])
 
-    def deliver(self, unit: _Unit, reply: Any) -> None:
-        """Hand the reply of ``unit`` to ``collect``, one value per key."""
-        if self.collect is not None:
-            indexes, is_together = unit
-            self.collect(indexes, reply if is_together else [reply])
+    def shape(self, unit: _Unit) -> Shape:
+        """Return the shape of the reply to ``unit``'s command."""
+        indexes, is_together = unit
+        if is_together and self.together_shape is not None:
+            return self.together_shape(len(indexes))
+        return self.alone_shape
 
 
 class _Outcome:
-    """What a pass of a batch left to do: commands to send another way."""
+    """What a pass of a batch left to do: commands to send again, and how."""
 
-    __slots__ = ("asked", "rerouted", "split")
+    __slots__ = ("asked", "avoid", "error", "failed", "moved", "split")
 
     def __init__(self) -> None:
-        self.rerouted: list[_Unit] = []
-        """Through RedisCluster (MOVED, CLUSTERDOWN, a broken connection, a node gone)."""
+        self.moved: list[_Unit] = []
+        """Commands whose slot moved (the slot map says where to now)."""
+        self.failed: list[_Unit] = []
+        """Commands whose node did not answer, or that met ``CLUSTERDOWN``: after a refresh."""
         self.split: list[_Unit] = []
         """Multi-key commands for a slot being migrated: to send again key by key."""
-        self.asked: dict[str, tuple[AskError, list[_Unit]]] = {}
-        """Single-key commands an ``ASK`` sent elsewhere, by node: the redirect and the commands."""
+        self.asked: dict[str, list[_Unit]] = {}
+        """Single-key commands an ``ASK`` sent elsewhere, by the node to ask."""
+        self.error: BaseException | None = None
+        """Why the first of :attr:`failed` failed (raised when no attempt is left)."""
+        self.avoid: str | None = None
+        """A node that did not answer: asked last for the slot map."""
+
+    def fail(self, units: list[_Unit], error: BaseException, node: str | None) -> None:
+        """Note ``units`` as failed with ``error`` (``node``: the node that did not answer)."""
+        if not self.failed:
+            self.error = error
+        self.failed.extend(units)
+        if node is not None:
+            self.avoid = node
 
     def add(self, other: _Outcome) -> None:
         """Take over what ``other`` left to do."""
-        self.rerouted.extend(other.rerouted)
+        if other.failed and other.error is not None:
+            self.fail(other.failed, other.error, other.avoid)
+        self.moved.extend(other.moved)
         self.split.extend(other.split)
-        for name, (redirect, units) in other.asked.items():
-            self.asked.setdefault(name, (redirect, []))[1].extend(units)
-
-    def unsettled(self) -> list[_Unit]:
-        """Every command left, as single-key commands where it was split."""
-        return [
-            *self.rerouted,
-            *(single for unit in self.split for single in _one_by_one(unit)),
-            *(unit for _, units in self.asked.values() for unit in units),
-        ]
+        for name, units in other.asked.items():
+            self.asked.setdefault(name, []).extend(units)
 
 
 def _one_by_one(unit: _Unit) -> list[_Unit]:
@@ -857,100 +907,41 @@ def _one_by_one(unit: _Unit) -> list[_Unit]:
     return [([index], False) for index in indexes]
 
 
-def _asks(reply: BaseException) -> TypeGuard[AskError]:
-    """Whether ``reply`` is an ``ASK`` redirect (``MOVED`` is an AskError too in redis-py)."""
-    return isinstance(reply, AskError) and not isinstance(reply, MovedError)
-
-
-def _migrating(reply: BaseException) -> bool:
-    """Whether ``reply`` says the slot is being migrated: ``ASK``, or ``TRYAGAIN``.
-
-    A multi-key command then fails while its keys are split between the two
-    nodes; each key alone is always served.
-    """
-    return isinstance(reply, TryAgainError) or _asks(reply)
-
-
-def _gave_up_migrating(exc: BaseException) -> bool:
-    """Whether RedisCluster gave up on a command after ``TRYAGAIN`` replies (``TTL exhausted``)."""
-    return isinstance(exc, (TryAgainError, ClusterError)) and not isinstance(exc, ClusterDownError)
-
-
 def _settle_replica(
-    batch: _Batch, units: list[_Unit], replies: list[Any], *, checked: bool
+    batch: _Batch, units: list[_Unit], replies: list[Any] | RedisDriverError, *, checked: bool
 ) -> list[_Unit]:
     """Deliver a replica's good replies; return the commands to send to the primaries.
 
     ``checked``: the first reply is the replica's ``ROLE``; a replica whose
     link to its primary is not up answered nothing that may be used.
     """
+    if isinstance(replies, RedisDriverError):
+        return units
     if checked:
         if not replies or not replica_in_sync(replies[0]):
             return units
         replies = replies[1:]
     failed: list[_Unit] = []
     for position, unit in enumerate(units):
-        reply = replies[position] if position < len(replies) else None
-        if position >= len(replies) or isinstance(reply, Exception):
+        if position >= len(replies) or isinstance(replies[position], Exception):
             failed.append(unit)  # not answered (the connection broke), or an error reply
-        else:
-            batch.deliver(unit, reply)
+        elif batch.collect is not None:
+            reply = replies[position]
+            batch.collect(unit[0], reply if unit[1] else [reply])
     return failed
 
 
-def _settle(batch: _Batch, units: list[_Unit], replies: list[Any]) -> _Outcome:
-    """Deliver the good replies; return what must be sent another way.
+def _always(shape: Shape) -> Callable[[int], Shape]:
+    """Return ``shape`` whatever the number of keys (a batch command's reply of one shape)."""
 
-    Raises the first error reply that no other way can fix, mapped.
-    """
-    outcome = _Outcome()
-    failure: Exception | None = None
-    collect = batch.collect
-    for position, unit in enumerate(units):
-        if position >= len(replies):  # never answered: the connection broke
-            outcome.rerouted.append(unit)
-            continue
-        reply = replies[position]
-        if not isinstance(reply, Exception):
-            if collect is not None:
-                collect(unit[0], reply if unit[1] else [reply])
-        elif unit[1] and _migrating(reply):
-            outcome.split.append(unit)
-        elif _asks(reply):
-            name = f"{reply.host}:{reply.port}"
-            outcome.asked.setdefault(name, (reply, []))[1].append(unit)
-        elif isinstance(reply, (*_REROUTE, NoScriptError)):
-            outcome.rerouted.append(unit)  # MOVED, CLUSTERDOWN, NOSCRIPT: RedisCluster will do
-        elif failure is None:
-            failure = reply
-    if failure is not None:
-        if batch.scripted and refuses_scripting(failure):
-            raise _ScriptsRefused from failure
-        raise map_error(failure, batch.name) from failure
-    return outcome
+    def shape_of(count: int) -> Shape:
+        return shape
+
+    return shape_of
 
 
 class _ScriptsRefused(Exception):
     """The cluster refuses scripts (ACL, renamed or disabled commands)."""
-
-
-def _map(exc: BaseException, action: str) -> RedisDriverError:
-    """Map redis-py errors, including RedisCluster's own, which is not a RedisError."""
-    if isinstance(exc, RedisClusterException) and not isinstance(exc, RedisError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, (RedisError, OSError)):
-            return map_error(cause, action)
-        return RedisConnectionError(f"{action}: {exc}")
-    if type(exc) is ClusterError:  # RedisCluster's "TTL exhausted": redirected too often
-        return RedisConnectionError(f"{action}: the cluster kept redirecting the command ({exc})")
-    return map_error(exc, action)
-
-
-def _slot_groups(fulls: list[bytes]) -> list[_Group]:
-    groups: dict[int, list[int]] = {}
-    for index, full in enumerate(fulls):
-        groups.setdefault(key_slot(full), []).append(index)
-    return list(groups.items())
 
 
 def _slot_key_groups(keys: list[bytes]) -> list[list[bytes]]:
@@ -964,7 +955,3 @@ def _slot_key_groups(keys: list[bytes]) -> list[list[bytes]]:
 def _unlinks(keys: list[bytes]) -> list[bytes]:
     """Pack one ``UNLINK`` per slot group of ``keys`` (CROSSSLOT is refused even on one node)."""
     return [pack([b"UNLINK", *group]) for group in _slot_key_groups(keys)]
-
-
-def _encode(args: tuple[Any, ...]) -> list[bytes]:
-    return [arg if isinstance(arg, bytes) else str(arg).encode() for arg in args]

@@ -1,95 +1,350 @@
-"""The async Cluster driver's I/O: commands to one node, to many at once, or via RedisCluster.
+"""The Cluster router, async face: the slot map, a channel per node, the redirects followed.
 
-The twin of :mod:`~pevensie_redis.cluster_io` (read it for the contract).
-redis-py's :class:`redis.asyncio.cluster.RedisCluster` keeps the topology (the
-slot map, following ``MOVED``, refreshing after a failover) and carries the
-commands the driver reroutes; the thin path sends to each node over that
-node's own multiplexed pipes (:class:`~pevensie_redis.channel_async.Channel`),
-so concurrent tasks share writes, and a cancelled task never desynchronises
-a connection. Reads to a replica (``read_from_replicas``) go over pipes of
-their own whose handshake ends with ``READONLY``. RedisCluster's own refresh
-of its slot map never closes a connection another task is using
-(:class:`SharedCluster`).
+This module is the source of the sync face too: ``cluster_io.py`` is
+generated from it by ``.ci/unasync.py`` (over the sync channels, with the
+background refresh in a thread of its own: :mod:`~pevensie_redis.runtime`).
+Edit this file, then run ``nox -s generate``.
+
+The Cluster driver (``cluster_async.py``, and ``cluster.py`` generated from
+it) sends through a :class:`ClusterIO` and never touches a connection. The
+router keeps its own slot map (:class:`~pevensie_redis.protocol.slots.SlotMap`,
+from ``CLUSTER SLOTS``) and one :class:`~pevensie_redis.channel_async.Channel`
+per node (multiplexed pipes; a second one, whose handshake ends with
+``READONLY``, per replica that serves reads). :meth:`ClusterIO.execute` sends
+one command to the node that serves its slot and follows the cluster:
+
+==============================  ===================================================
+what happens                    what the router does
+==============================  ===================================================
+``MOVED slot host:port``        the slot is that node's now: the map says so at once,
+                                a refresh of the whole map is started (in the
+                                background), the command goes there
+``ASK slot host:port``          ``ASKING`` and the command to that node, once (also a
+                                primary that serves no slot yet); the map is unchanged
+``TRYAGAIN``                    back off, send again
+``CLUSTERDOWN``                 refresh the map, back off, send again
+a node that does not answer     refresh the map (asking the other nodes first), back
+(connection error, timeout)     off, send again; a command that must run once only
+                                if it cannot have been sent
+a slot no node serves           refresh the map, back off, look again
+==============================  ===================================================
+
+Bounds: ``MOVED`` and ``ASK`` together at most :data:`MAX_REDIRECTS` times
+per call (then :class:`~pevensie_redis.RedisConnectionError`); ``TRYAGAIN``,
+``CLUSTERDOWN``, failed nodes and unserved slots together at most ``retries``
+times (then the last error, typed). Each attempt waits at most ``timeout``
+to connect and ``timeout`` for its reply; each back-off is at most
+:data:`BACKOFF_CAP` seconds; a refresh asks one node after another and starts
+no new question after ``timeout`` has passed. Refreshes are single-flighted:
+callers that need one while another is under way wait for that one, and a
+caller interrupted while it waits leaves the refresh running for the others.
+
+Lease waiters get a subscriber of their own (:meth:`ClusterIO.lock_releases`)
+on one primary: a release published on any node reaches every node.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
-from collections.abc import Collection, Sequence
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
-from redis.exceptions import TimeoutError as RedisPyTimeoutError
+from redis.exceptions import InvalidResponse
 
-from pevensie_redis import compat
-from pevensie_redis.channel_async import Channel, endpoint
+from pevensie_redis import runtime_async
+from pevensie_redis.channel_async import Channel
 from pevensie_redis.config import RedisConfig
-from pevensie_redis.endpoint import Endpoint
-from pevensie_redis.errors import RedisConnectionError, RedisDriverError, RedisTimeoutError
+from pevensie_redis.endpoint import Endpoint, endpoint
+from pevensie_redis.errors import (
+    RedisConnectionError,
+    RedisDriverError,
+    RedisTimeoutError,
+    map_error,
+)
 from pevensie_redis.lock_releases_async import LockReleases, open_lock_releases
-from pevensie_redis.protocol.commands import READONLY, pack
+from pevensie_redis.pipe_core import not_sent
+from pevensie_redis.protocol.commands import (
+    ASKING,
+    CLUSTER_SLOTS,
+    OK_REPLY,
+    PING,
+    PING_REPLY,
+    READONLY,
+    Shape,
+)
+from pevensie_redis.protocol.slots import (
+    ASK,
+    CLUSTERDOWN,
+    MOVED,
+    Redirect,
+    SlotMap,
+    cluster_error,
+    node_name,
+    parse_cluster_slots,
+    redirect_of,
+)
 
-__all__ = ["BROKEN", "FAILURES", "ClusterIO", "SharedCluster", "cluster_options", "open_cluster"]
+__all__ = [
+    "BACKOFF_CAP",
+    "MAX_REDIRECTS",
+    "SUSPECT_SECONDS",
+    "UNREACHABLE",
+    "ClusterIO",
+    "backoff",
+    "open_cluster",
+]
 
-BROKEN = (RedisPyConnectionError, RedisPyTimeoutError, OSError, ValueError)
-"""A connection broke (the sync twin's definition, for the shared logic)."""
+MAX_REDIRECTS = 16
+"""``MOVED`` and ``ASK`` replies one call follows before it gives up (a cluster in a loop)."""
 
-FAILURES = (RedisError, RedisClusterException, OSError, ValueError)
-"""Everything the cluster's I/O raises."""
+BACKOFF_CAP = 0.25
+"""The longest pause, in seconds, between two attempts of a call."""
 
-_ASKING = pack([b"ASKING"])
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+"""What a node's channel raises when the node cannot be reached or did not answer in time."""
+
+_ASKING = ASKING
+_PING = PING
+SUSPECT_SECONDS = 5.0
+"""Seconds a node that failed to answer is asked for the slot map only after the others."""
+
+_REFRESH_SOON_INTERVAL = 0.1
+"""Seconds after a refresh during which a ``MOVED`` starts no new one (it fixed its own slot)."""
 
 
-class SharedCluster(RedisCluster):
-    """redis-py's async RedisCluster, shared by many tasks: its refresh closes no connection.
-
-    To refresh its slot map after ``CLUSTERDOWN`` and after every few
-    ``MOVED`` (``reinitialize_steps``), RedisCluster calls its own
-    ``aclose()``, which disconnects every connection of every node, those
-    that other tasks are in the middle of using too: their calls then fail
-    with "Connection closed by server", or with an ``AttributeError`` when
-    one was connecting (seen while resharding under 32 tasks). Here that call
-    only asks for the refresh; the refresh (``initialize()``) recycles the
-    connections lazily, each as its user gives it back. :meth:`shut` closes.
-    """
-
-    async def aclose(self) -> None:
-        """Refresh the slot map before the next command; close nothing (see the class)."""
-        self._initialize = True
-
-    async def close(self) -> None:
-        """Do what :meth:`aclose` does (redis-py 5.0.0 calls ``close()``)."""
-        self._initialize = True
-
-    async def shut(self) -> None:
-        """Close every connection of every node, for good."""
-        self._initialize = False  # a refresh still pending is moot: the base class closes then
-        await compat.close_async_cluster(super())
+def backoff(failures: int) -> float:
+    """Return the pause before the next attempt after ``failures`` failed ones (exponential)."""
+    return min(BACKOFF_CAP, 0.01 * 2.0 ** (failures - 1))
 
 
 class ClusterIO:
-    """Commands to the nodes of one Redis Cluster, for the tasks of one event loop."""
+    """The nodes of one Redis Cluster and their slot map, for any number of callers at once."""
 
-    def __init__(self, client: SharedCluster, config: RedisConfig) -> None:
-        """Send through pipes to each node; ``client`` keeps the topology."""
-        self.client = client
+    def __init__(self, config: RedisConfig) -> None:
+        """Route for ``config`` (any node of the cluster); :meth:`discover` fills the map."""
         self._config = config
+        self._retries = config.retries
+        self._timeout = config.timeout_seconds
+        self._seed = node_name(config.host, config.port)
+        self._map = SlotMap.empty()
+        self._map.learn(config.host, config.port)
         self._channels: dict[str, Channel] = {}
         self._readonly: dict[str, Channel] = {}
+        self._lock = threading.Lock()
+        self._refreshing: runtime_async.Flight[bool] | None = None
+        """The refresh under way (or the last one)."""
+        self._generation = 0
+        self._refreshed_at = 0.0
+        self._failed: dict[str, float] = {}
+        """When each node that failed to answer did so last (by name), until it answers again."""
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<ClusterIO {self._seed} {self._map!r}>"
+
+    # -- the slot map ------------------------------------------------------------------
+
+    @property
+    def slot_map(self) -> SlotMap:
+        """The slot map as the router knows it now (replaced whole by each refresh)."""
+        return self._map
+
+    @property
+    def generation(self) -> int:
+        """How many refreshes have ended: a caller that saw one number needs no refresh after it."""
+        return self._generation
 
     def node_of(self, slot: int) -> str | None:
         """Return the name (``host:port``) of the primary that serves ``slot``, if known."""
-        node = compat.node_of_slot(self.client, slot)
-        return None if node is None else str(node.name)
+        return self._map.primaries[slot]
 
     def primaries(self) -> list[str]:
         """Return the names of the primaries, as the slot map knows them."""
-        return [str(node.name) for node in self.client.get_primaries()]
+        return self._map.primary_names()
+
+    def replicas_of(self, slot: int) -> tuple[str, ...]:
+        """Return the names of the replicas of ``slot``'s primary (synced, not failed)."""
+        return self._map.replicas[slot]
+
+    def moved(self, redirect: Redirect, node: str) -> str:
+        """Record a ``MOVED`` that ``node`` replied, start a refresh; return the new owner."""
+        host = redirect.host or self._map.address(node)[0]
+        owner = self._map.assign(redirect.slot, host, redirect.port)
+        self._refresh_soon()
+        return owner
+
+    def asked(self, redirect: Redirect, node: str) -> str:
+        """Return the name of the node an ``ASK`` that ``node`` replied sends the command to."""
+        return self._map.learn(redirect.host or self._map.address(node)[0], redirect.port)
+
+    async def discover(self) -> None:
+        """Read the slot map from the configured node; raise the driver's error when it cannot."""
+        action = f"connecting to {self._config.display_url()}"
+        replies = await self._channel(self._seed).pipeline([CLUSTER_SLOTS], action)
+        reply = replies[0]
+        if isinstance(reply, Exception):
+            if "cluster support disabled" in str(reply):
+                raise RedisConnectionError(
+                    f"{action}: {self._seed} is not a Redis Cluster node ({reply}); "
+                    "leave cluster off for a single server"
+                ) from reply
+            raise map_error(reply, action) from reply
+        host = self._map.address(self._seed)[0]
+        try:
+            fresh = parse_cluster_slots(reply, host)
+        except InvalidResponse as exc:
+            raise map_error(exc, action) from exc
+        if not fresh.covered():
+            raise RedisConnectionError(f"{action}: no node of the cluster serves a slot yet")
+        fresh.learn(*self._map.address(self._seed))
+        self._map = fresh
+        self._generation += 1
+
+    async def refresh(self, seen: int | None = None, *, avoid: str | None = None) -> bool:
+        """Read the slot map again, unless a refresh ended after the caller saw ``seen``.
+
+        ``seen`` is :attr:`generation` as the caller last saw it (``None``:
+        now). A refresh under way is joined, not repeated. The nodes are asked
+        one after another, ``avoid`` (one that just failed) and those that
+        failed lately last, until one answers or ``timeout`` has passed; the
+        map is kept when none does. Return whether a map was read.
+        """
+        with self._lock:
+            if seen is not None and self._generation != seen:
+                return True
+            flight = self._refreshing
+            if flight is None or flight.done():
+                flight = self._refreshing = runtime_async.start(lambda: self._refresh_now(avoid))
+        return await runtime_async.join(flight)
+
+    async def _refresh_now(self, avoid: str | None) -> bool:
+        fresh = await self._read_map(avoid)
+        if fresh is not None:
+            self._map = fresh
+        self._generation += 1
+        self._refreshed_at = time.monotonic()
+        return fresh is not None
+
+    async def _read_map(self, avoid: str | None) -> SlotMap | None:
+        deadline = time.monotonic() + self._timeout
+        known = self._map
+        candidates = known.node_names()
+        if self._seed not in candidates:
+            candidates.append(self._seed)
+        # Nodes that failed a moment ago last (a stalled one costs a whole timeout).
+        now = time.monotonic()
+        failed = self._failed
+        candidates.sort(
+            key=lambda n: (n == avoid, now - failed.get(n, -SUSPECT_SECONDS) < SUSPECT_SECONDS)
+        )
+        for node in candidates:
+            if self._closed or time.monotonic() > deadline:
+                return None
+            try:
+                replies = await self.exchange(node, [CLUSTER_SLOTS], "CLUSTER SLOTS")
+            except RedisDriverError:
+                continue  # refused us (credentials, ACL): another node may not
+            if not replies or isinstance(replies[0], Exception):
+                continue
+            try:
+                fresh = parse_cluster_slots(replies[0], known.address(node)[0])
+            except InvalidResponse:
+                continue
+            if fresh.covered():  # a node that joined a moment ago may know no slot yet
+                for name in known.addresses.keys() - fresh.addresses.keys():
+                    fresh.learn(*known.addresses[name])  # a new primary met through ASK
+                return fresh
+        return None
+
+    def _refresh_soon(self) -> None:
+        """Start a refresh in the background, unless one is under way or has just ended."""
+        with self._lock:
+            if self._closed or (self._refreshing is not None and not self._refreshing.done()):
+                return
+            if time.monotonic() - self._refreshed_at < _REFRESH_SOON_INTERVAL:
+                return
+            self._refreshing = runtime_async.start(lambda: self._refresh_now(None))
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def execute(
+        self, slot: int, packed: bytes, name: str, *, once: bool = False, shape: Shape | None = None
+    ) -> Any:
+        """Send one command for ``slot`` where the cluster serves it; return its reply.
+
+        An error reply other than the cluster's own comes back as a value (a
+        redis-py exception instance); so does a ``TRYAGAIN`` or
+        ``CLUSTERDOWN`` still replied after ``retries`` more attempts. A
+        command that must run ``once`` (not idempotent) is sent again after a
+        failed node only when it cannot have been sent. Raises the driver's
+        errors for nodes that cannot be reached (after ``retries`` more
+        attempts) and for a cluster that keeps redirecting. ``shape``: the
+        shape of the command's reply (see the channel's ``pipeline``).
+        """
+        failures = hops = 0
+        asking: str | None = None
+        seen = self._generation
+        while True:
+            node = asking or self._map.primaries[slot]
+            if node is None:
+                failures += 1
+                if failures > self._retries:
+                    raise RedisConnectionError(f"{name}: no node of the cluster serves slot {slot}")
+                await self.refresh(seen)
+                seen = self._generation
+                await runtime_async.sleep(backoff(failures))
+                continue
+            if asking is None:
+                commands, shapes = [packed], [shape]
+            else:
+                commands, shapes = [_ASKING, packed], [OK_REPLY, shape]
+            try:
+                replies = await self._send(node, commands, name, idempotent=not once, shapes=shapes)
+            except UNREACHABLE as exc:
+                failures += 1
+                if failures > self._retries or (once and not _unsent(exc)):
+                    raise
+                asking = None
+                await self.refresh(seen, avoid=node)
+                seen = self._generation
+                await runtime_async.sleep(backoff(failures))
+                continue
+            reply = replies[-1]
+            if not isinstance(reply, Exception):
+                return reply
+            kind = cluster_error(reply)
+            if kind is None:
+                return reply
+            asking = None
+            if kind in (MOVED, ASK):
+                redirect = redirect_of(reply)
+                if redirect is None:
+                    return reply
+                hops += 1
+                if hops > MAX_REDIRECTS:
+                    raise RedisConnectionError(
+                        f"{name}: the cluster kept redirecting the command ({hops - 1} redirects)"
+                    ) from reply
+                if redirect.ask:
+                    asking = self.asked(redirect, node)
+                else:
+                    self.moved(redirect, node)
+                continue
+            failures += 1  # TRYAGAIN, CLUSTERDOWN
+            if failures > self._retries:
+                return reply
+            if kind == CLUSTERDOWN:
+                await self.refresh(seen)
+                seen = self._generation
+            await runtime_async.sleep(backoff(failures))
+
+    async def back_off(self, failures: int) -> None:
+        """Pause before the next attempt of a call after ``failures`` failed ones."""
+        await runtime_async.sleep(backoff(failures))
 
     async def exchange(
         self,
@@ -99,70 +354,110 @@ class ClusterIO:
         *,
         idempotent: bool = True,
         readonly: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
     ) -> list[Any]:
-        """Send ``commands`` to ``node`` over its pipes; return the replies (none if unreachable).
+        """Send ``commands`` to ``node``; return the replies (none if it cannot be reached).
 
-        Commands that are not ``idempotent`` are never left to go another way
-        once they may have been sent: the connection error is raised.
-        ``readonly``: over ``READONLY`` pipes (reads from a replica).
+        Error replies come back in place. Commands that are not ``idempotent``
+        are never left to go another way once they may have been sent: the
+        connection error is raised. ``readonly``: over ``READONLY`` pipes
+        (reads from a replica). ``shapes``: the shape of each reply.
+        """
+        try:
+            return await self._send(
+                node, commands, name, idempotent=idempotent, readonly=readonly, shapes=shapes
+            )
+        except UNREACHABLE as exc:
+            if not idempotent and not _unsent(exc):
+                raise
+            return []  # the caller goes another way
+
+    async def exchange_many(
+        self,
+        by_node: dict[str, list[bytes]],
+        name: str,
+        *,
+        readonly: Collection[str] = (),
+        shapes: Mapping[str, Sequence[Shape | None]] | None = None,
+    ) -> dict[str, list[Any] | RedisDriverError]:
+        """Send each node its commands; return each node's replies.
+
+        Every node at once on the async face, one node after the other on the
+        sync face. A node that cannot be reached answers with the driver's
+        error instead of a list; a node in ``readonly`` (a replica, over
+        ``READONLY`` pipes) also with any other error of the driver (the
+        caller asks the primary). ``shapes``: the shape of each node's replies.
+        """
+        nodes = list(by_node)
+        answers: list[Any] = [
+            self._attempt(node, by_node[node], name, node in readonly, shapes) for node in nodes
+        ]
+        answers = await asyncio.gather(*answers)  # unasync: remove
+        return dict(zip(nodes, answers, strict=True))
+
+    async def _attempt(
+        self,
+        node: str,
+        commands: list[bytes],
+        name: str,
+        readonly: bool,
+        shapes: Mapping[str, Sequence[Shape | None]] | None,
+    ) -> list[Any] | RedisDriverError:
+        try:
+            shaped = None if shapes is None else shapes.get(node)
+            return await self._send(node, commands, name, readonly=readonly, shapes=shaped)
+        except UNREACHABLE as exc:
+            return exc
+        except RedisDriverError as exc:
+            if readonly:
+                return exc
+            raise
+
+    async def _send(
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        *,
+        idempotent: bool = True,
+        readonly: bool = False,
+        shapes: Sequence[Shape | None] | None = None,
+    ) -> list[Any]:
+        """Send ``commands`` to ``node`` in one write; return the replies, error replies in place.
+
+        A node that failed to answer is sent nothing more until it answers a
+        ``PING`` again (alone, within ``timeout``): a command written to a
+        stalled server would be run when it wakes up, after its caller was
+        told it failed. Raises :data:`UNREACHABLE` errors (marked as never sent
+        when the ``PING`` failed).
         """
         channel = self._readonly_channel(node) if readonly else self._channel(node)
         try:
-            return await channel.pipeline(commands, name, idempotent=idempotent)
-        except _UNREACHABLE:
-            if not idempotent:
-                raise
-            return []  # the driver goes another way
-
-    async def exchange_many(
-        self, by_node: dict[str, list[bytes]], name: str, *, readonly: Collection[str] = ()
-    ) -> dict[str, list[Any]]:
-        """Send each node its commands, every node at once; return each node's replies.
-
-        The nodes in ``readonly`` (replicas) are sent to over ``READONLY``
-        pipes; one that fails in any way answers nothing.
-        """
-        nodes = list(by_node)
-        replies = await asyncio.gather(
-            *(
-                self._from_replica(n, by_node[n], name)
-                if n in readonly
-                else self.exchange(n, by_node[n], name)
-                for n in nodes
-            )
-        )
-        return dict(zip(nodes, replies, strict=True))
-
-    async def _from_replica(self, node: str, commands: list[bytes], name: str) -> list[Any]:
-        try:
-            return await self.exchange(node, commands, name, readonly=True)
-        except RedisDriverError:
-            return []  # the driver asks the primary instead
-
-    async def ask(self, host: str, port: int, commands: Sequence[bytes], name: str) -> list[Any]:
-        """Send each command after ``ASKING`` to ``host:port``; return the commands' replies."""
-        paired = [part for command in commands for part in (_ASKING, command)]
-        return (await self.exchange(_name(host, port), paired, name))[1::2]
-
-    async def routed(self, args: tuple[Any, ...]) -> Any:
-        """Run one command through RedisCluster (redirects, slot-map refresh, retries).
-
-        redis-py's async ``RedisCluster`` fails at once (``MaxConnectionsError``)
-        when every connection it may open to the node is busy, where the sync
-        face's pool waits for one: wait here too, polling with a growing pause,
-        until ``timeout`` has passed; then the error stands (``RedisPoolExhausted``).
-        """
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._config.timeout / 1000
-        pause = 0.001
-        while True:
-            try:
-                return await self.client.execute_command(*args)
-            except MaxConnectionsError:
-                if loop.time() + pause > give_up:
+            if node in self._failed:
+                try:
+                    await channel.pipeline([_PING], "PING", shapes=[PING_REPLY])
+                except UNREACHABLE as exc:
+                    not_sent(exc)
                     raise
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
+                self._failed.pop(node, None)
+            return await channel.pipeline(commands, name, idempotent=idempotent, shapes=shapes)
+        except UNREACHABLE:
+            self._failed[node] = time.monotonic()
+            raise
+
+    async def ask(
+        self,
+        node: str,
+        commands: Sequence[bytes],
+        name: str,
+        shapes: Sequence[Shape | None] | None = None,
+    ) -> list[Any]:
+        """Send each command after ``ASKING`` to ``node``; return the commands' replies."""
+        paired = [part for command in commands for part in (_ASKING, command)]
+        paired_shapes = (
+            None if shapes is None else [part for shape in shapes for part in (OK_REPLY, shape)]
+        )
+        return (await self.exchange(node, paired, name, shapes=paired_shapes))[1::2]
 
     def lock_releases(self) -> LockReleases:
         """Return the lease waiters' subscriber: on one primary, the next one at each reconnect.
@@ -173,94 +468,80 @@ class ClusterIO:
 
         async def resolve() -> Endpoint:
             primaries = self.primaries()
-            host, _, port = primaries[next(turn) % len(primaries)].rpartition(":")
-            return endpoint(self._config, host.strip("[]"), int(port))
+            host, port = self._map.address(primaries[next(turn) % len(primaries)])
+            return endpoint(self._config, host, port)
 
         return open_lock_releases(resolve, self._config)
 
     async def close(self) -> None:
-        """Close every node's pipes and RedisCluster's own connections."""
+        """Close every node's channels; the router sends nothing after.
+
+        A refresh under way is given up to ``timeout`` to end (its questions
+        fail as their channels close).
+        """
+        with self._lock:
+            self._closed = True
+            flight = self._refreshing
         channels = [*self._channels.values(), *self._readonly.values()]
         self._channels, self._readonly = {}, {}
         for channel in channels:
             await channel.close()
-        await self.client.shut()
+        if flight is not None and not flight.done():
+            await runtime_async.finish(flight, self._timeout)
+
+    # -- channels ----------------------------------------------------------------------
+
+    def channel(self, node: str, *, readonly: bool = False) -> Channel:
+        """Return the channel to ``node`` (``readonly``: its ``READONLY`` one); opens it if new."""
+        return self._readonly_channel(node) if readonly else self._channel(node)
 
     def _channel(self, node: str) -> Channel:
         channel = self._channels.get(node)
         if channel is None:
-            host, _, port = node.rpartition(":")
-            fixed = endpoint(self._config, host.strip("[]"), int(port))
-
-            async def resolve() -> Endpoint:
-                return fixed
-
-            # No retries here: a node that fails is the driver's cue to reroute.
-            channel = self._channels[node] = Channel(resolve, self._config.pool_size, 0)
+            channel = self._open_channel(node, self._channels, readonly=False)
         return channel
 
     def _readonly_channel(self, node: str) -> Channel:
         channel = self._readonly.get(node)
         if channel is None:
-            host, _, port = node.rpartition(":")
-            plain = endpoint(self._config, host.strip("[]"), int(port))
-            fixed = dataclasses.replace(plain, handshake=(*plain.handshake, READONLY))
-
-            async def resolve() -> Endpoint:
-                return fixed
-
-            channel = self._readonly[node] = Channel(resolve, self._config.pool_size, 0)
+            channel = self._open_channel(node, self._readonly, readonly=True)
         return channel
 
+    def _open_channel(self, node: str, channels: dict[str, Channel], *, readonly: bool) -> Channel:
+        if self._closed:
+            raise RedisConnectionError("the Redis Cluster driver is not connected")
+        host, port = self._map.address(node)
+        plain = endpoint(self._config, host, port)
+        fixed = replace(plain, handshake=(*plain.handshake, READONLY)) if readonly else plain
 
-def _name(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        async def resolve() -> Endpoint:
+            return fixed
+
+        # No retries in the channel: the router retries, after refreshing the map.
+        return channels.setdefault(node, Channel(resolve, self._config.pool_size, 0))
 
 
-def cluster_options(config: RedisConfig) -> dict[str, Any]:
-    """Return the keyword arguments of redis-py's async ``RedisCluster`` for ``config``."""
-    seconds = config.timeout_seconds
-    options: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "username": config.username,
-        "password": config.password,
-        "client_name": config.client_name,
-        "socket_timeout": seconds,
-        "socket_connect_timeout": seconds,
-        "socket_keepalive": True,
-        "max_connections": config.pool_size,
-        "require_full_coverage": False,
-        "decode_responses": False,
-        "protocol": 2,
-    }
-    if config.tls:
-        options.update(
-            ssl=True,
-            ssl_ca_certs=config.tls_ca_file,
-            ssl_certfile=config.tls_cert_file,
-            ssl_keyfile=config.tls_key_file,
-            ssl_cert_reqs="required" if config.tls_verify else "none",
-            ssl_check_hostname=config.tls_verify,
-        )
-    options.update(compat.async_cluster_retries(config.retries))
-    return options
+def _unsent(exc: BaseException) -> bool:
+    """Whether a channel's error says the command cannot have reached the server."""
+    return bool(
+        getattr(exc, "pevensie_not_sent", False)
+        or getattr(exc.__cause__, "pevensie_not_sent", False)
+    )
 
 
 async def open_cluster(config: RedisConfig) -> ClusterIO:
-    """Discover the cluster from the configured node and check every primary answers PING.
+    """Discover the cluster from the configured node and check every primary answers ``PING``.
 
-    Raises redis-py's exceptions (and closes everything) when it cannot.
+    Raises the driver's errors (and closes everything) when it cannot.
     """
-    client = SharedCluster(**cluster_options(config))
-    io = ClusterIO(client, config)
+    io = ClusterIO(config)
     try:
-        await client.initialize()
-        ping = pack([b"PING"])
+        await io.discover()
+        action = f"connecting to {config.display_url()}"
         for node in io.primaries():
-            replies = await io._channel(node).pipeline([ping], "PING")
-            if replies and isinstance(replies[0], Exception):
-                raise replies[0]
+            replies = await io._channel(node).pipeline([_PING], action, shapes=[PING_REPLY])
+            if isinstance(replies[0], Exception):
+                raise map_error(replies[0], f"{action} (PING {node})") from replies[0]
     except BaseException:
         await io.close()
         raise

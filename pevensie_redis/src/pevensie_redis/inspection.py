@@ -4,11 +4,12 @@ Registered with the driver (see :mod:`pevensie_redis.plugin`) and found by
 ``cache.inspector(c)``; the ``pevensie-cache`` command line uses it for
 ``ttl``, ``keys``, ``stats``, ``check`` and ``bench --compare``. It talks to
 the server through the driver's own connections (a connection lent by the
-driver's ``connection_pool`` for a single server or Sentinel primary, or the
-``RedisCluster`` client), so it needs the driver connected, and on the sync
-face. Key listings use ``SCAN`` pages with the resource type's glob characters
-escaped: never ``KEYS``, so the server is never blocked. The ``bench
---compare`` baseline is a redis-py client of its own to the same server.
+driver's ``connection_pool`` for a single server or Sentinel primary; on a
+Cluster, the driver's router, :attr:`~pevensie_redis.RedisClusterDriver.router`),
+so it needs the driver connected, and on the sync face. Key listings use
+``SCAN`` pages with the resource type's glob characters escaped: never
+``KEYS``, so the server is never blocked. The ``bench --compare`` baseline is
+a redis-py client of its own to the same server.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 from pevensie_cache import NotConnected, UnsupportedOperation
 from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
-from pevensie_redis.errors import RedisDriverError, map_error
-from pevensie_redis.protocol.commands import decode_text
+from pevensie_redis.errors import RedisConnectionError, RedisDriverError, map_error
+from pevensie_redis.protocol.commands import decode_text, pack
 from pevensie_redis.protocol.keys import escape_glob
 from pevensie_redis.protocol.keys import prefix as key_prefix
+from pevensie_redis.protocol.slots import key_slot
 
 __all__ = ["RedisBaseline", "RedisInspector", "inspector_for_driver"]
 
@@ -66,9 +68,16 @@ class RedisInspector:
     def ttl(self, resource_type: str, key: str) -> KeyTtl:
         """``PTTL`` of the stored key: absent, without expiry, or the seconds left."""
         full = self._prefix(resource_type) + key
-        cluster = self._cluster()
+        router = self._cluster()
         try:
-            millis = int(cluster.pttl(full) if cluster is not None else self._ask("PTTL", full))
+            if router is not None:
+                data = full.encode()
+                reply = router.execute(key_slot(data), pack([b"PTTL", data]), "PTTL")
+                if isinstance(reply, Exception):
+                    raise reply
+                millis = int(reply)
+            else:
+                millis = int(self._ask("PTTL", full))
         except RedisDriverError:
             raise
         except Exception as exc:
@@ -141,13 +150,14 @@ class RedisInspector:
     # -- helpers -----------------------------------------------------------------------
 
     def _cluster(self) -> Any:
+        """Return the Cluster driver's router, or ``None`` for a driver of another mode."""
         from pevensie_redis.cluster import RedisClusterDriver
 
         if isinstance(self._driver, RedisClusterDriver):
-            client = self._driver.client
-            if client is None:
+            router = self._driver.router
+            if router is None:
                 raise NotConnected("the cache is not connected")
-            return client
+            return router
         return None
 
     def _pool(self) -> Any:
@@ -177,29 +187,27 @@ class RedisInspector:
 
     def _each_node(self, action: str, ask: Any) -> list[dict[str, Any]]:
         """Ask every primary (one, unless a Cluster) and return the replies."""
-        cluster = self._cluster()
+        router = self._cluster()
         try:
-            if cluster is None:
+            if router is None:
                 return [ask(self)]
-            return [
-                ask(cluster.get_redis_connection(node))
-                for node in cluster.get_primaries()  # no stubs in redis-py
-            ]
+            return [_node_info(router, node) for node in router.primaries()]
         except RedisDriverError:
             raise
         except Exception as exc:
             raise map_error(exc, action) from exc
 
     def _scan(self, pattern: str | None, count: int) -> Iterator[list[str]]:
-        cluster = self._cluster()
+        router = self._cluster()
         try:
-            if cluster is not None:
+            if router is not None:
                 page: list[str] = []
-                for name in cluster.scan_iter(match=pattern, count=count):
-                    page.append(decode_text(name))
-                    if len(page) >= count:
-                        yield page
-                        page = []
+                for node in router.primaries():
+                    for name in _scan_node(router, node, pattern, count):
+                        page.append(decode_text(name))
+                        if len(page) >= count:
+                            yield page
+                            page = []
                 if page:
                     yield page
                 return
@@ -249,21 +257,12 @@ class RedisBaseline:
         return [None if value is None else decode_text(value) for value in self._client.mget(keys)]
 
 
-def _info_of(node: Any) -> dict[str, Any]:
-    """``INFO server``, ``memory`` and ``stats`` and ``DBSIZE`` of one node.
-
-    ``node``: a redis-py client (a Cluster node), or the inspector itself (its
-    driver's lent connections).
-    """
+def _info_of(inspector: RedisInspector) -> dict[str, Any]:
+    """``INFO server``, ``memory``, ``stats`` and ``DBSIZE`` over the driver's lent connections."""
     info: dict[str, Any] = {}
-    if isinstance(node, RedisInspector):
-        for section in ("server", "memory", "stats"):
-            info.update(_parse_info(node._ask("INFO", section)))
-        info["dbsize"] = int(node._ask("DBSIZE"))
-        return info
     for section in ("server", "memory", "stats"):
-        info.update(node.info(section))
-    info["dbsize"] = int(node.dbsize())
+        info.update(_parse_info(inspector._ask("INFO", section)))
+    info["dbsize"] = int(inspector._ask("DBSIZE"))
     return info
 
 
@@ -276,6 +275,41 @@ def _parse_info(reply: bytes) -> dict[str, Any]:
         name, _, value = line.partition(":")
         info[name] = int(value) if value.lstrip("-").isdigit() else value
     return info
+
+
+_INFO = [pack([b"INFO", section]) for section in (b"server", b"memory", b"stats")]
+_DBSIZE = pack([b"DBSIZE"])
+
+
+def _node_info(router: Any, node: str) -> dict[str, Any]:
+    """``INFO server``, ``memory`` and ``stats`` and ``DBSIZE`` of one Cluster node."""
+    replies = router.exchange(node, [*_INFO, _DBSIZE], "INFO")
+    if len(replies) != len(_INFO) + 1:
+        raise RedisConnectionError(f"INFO: {node} did not answer")
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    info: dict[str, Any] = {}
+    for text in replies[:-1]:
+        info.update(_parse_info(text))
+    info["dbsize"] = int(replies[-1])
+    return info
+
+
+def _scan_node(router: Any, node: str, pattern: str | None, count: int) -> Iterator[bytes]:
+    """Every key name ``SCAN`` lists on one Cluster node."""
+    cursor = b"0"
+    while True:
+        command = [b"SCAN", cursor, *([b"MATCH", pattern.encode()] if pattern is not None else [])]
+        replies = router.exchange(node, [pack([*command, b"COUNT", b"%d" % count])], "SCAN")
+        if not replies:
+            raise RedisConnectionError(f"SCAN: {node} did not answer")
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        cursor, names = replies[0]
+        yield from names
+        if cursor == b"0":
+            return
 
 
 def _total(replies: list[dict[str, Any]], name: str) -> int | None:

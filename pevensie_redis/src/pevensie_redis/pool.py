@@ -20,7 +20,7 @@ checks that matter, and adds what the cache needs:
   ``fork()``, or, in a Sentinel pool, still pointing at a former primary: the
   pool's ``owns_connection``) is closed when it comes back, never reused;
 - **no connection is closed under its user**: when redis-py asks the pool to
-  drop its connections (a Sentinel failover, a Cluster topology refresh), idle
+  drop its connections (a Sentinel failover), idle
   connections are dropped at once and connections in use are closed when they
   come back, never while another thread reads from them.
 
@@ -52,7 +52,6 @@ from pevensie_redis.config import RedisConfig
 __all__ = [
     "HEALTH_CHECK_INTERVAL",
     "CachePool",
-    "ClusterNodePool",
     "PoolWaitTimeout",
     "pool_options",
 ]
@@ -156,7 +155,7 @@ class CachePool(BlockingConnectionPool):
             # Made before a fork, or (Sentinel) connected to a former primary.
             connection.disconnect()
             connection = None
-        elif compat.should_reconnect(connection) or compat.epoch(connection) != self._epoch:
+        elif compat.epoch(connection) != self._epoch:
             connection.disconnect()
         self._put(connection)
 
@@ -193,14 +192,6 @@ class CachePool(BlockingConnectionPool):
     def close(self) -> None:
         """Close the pool: idle connections now, connections in use as they come back."""
         self.disconnect()
-
-
-class ClusterNodePool(CachePool):
-    """The driver's lean, fair blocking pool, for one Redis Cluster node.
-
-    A connection RedisCluster marked for reconnection (after a topology
-    change, redis-py 7 and newer) is closed when it comes back.
-    """
 
 
 def _check_idle(connection: Any) -> None:

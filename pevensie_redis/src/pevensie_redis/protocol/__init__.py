@@ -14,4 +14,6 @@ modules; none of them opens a socket, and none imports another module of
 - :mod:`~pevensie_redis.protocol.error_codes`: the error code of an error reply
   (``MOVED``, ``NOSCRIPT``, ``OOM``...) to the redis-py exception class the
   driver sorts it by, and back.
+- :mod:`~pevensie_redis.protocol.slots`: Redis Cluster's hash slot of a key, the
+  slot map read from ``CLUSTER SLOTS``, and what ``MOVED``/``ASK`` say.
 """

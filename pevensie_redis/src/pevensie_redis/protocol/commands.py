@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
+    "ASKING",
     "BATCH_SIZE",
     "CLIENT_ID_REPLY",
     "CLUSTER_SLOTS",
@@ -76,7 +77,6 @@ __all__ = [
     "pack_set_nx",
     "pack_tracking",
     "replica_in_sync",
-    "replicas_by_slot",
 ]
 
 _T = TypeVar("_T")
@@ -443,39 +443,8 @@ def replica_in_sync(role: object) -> bool:
 CLUSTER_SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
 """``CLUSTER SLOTS``: which node serves each slot range, and that node's replicas."""
 
-SLOTS = 16384
-"""The number of hash slots of a Redis Cluster."""
-
-
-def replicas_by_slot(reply: object) -> list[tuple[str, ...]]:
-    """Read a ``CLUSTER SLOTS`` reply: for each slot, the ``host:port`` of its primary's replicas.
-
-    The server lists only replicas that are not failed and have synced; a
-    slot no range covers (or a reply that is not a list) has none.
-    """
-    table: list[tuple[str, ...]] = [()] * SLOTS
-    if not isinstance(reply, list):
-        return table
-    for entry in reply:
-        if not isinstance(entry, list) or len(entry) < 3:
-            continue
-        start, end, _primary, *replicas = entry
-        if not isinstance(start, int) or not isinstance(end, int):
-            continue
-        names = tuple(
-            f"{_text(node[0])}:{int(node[1])}"
-            for node in replicas
-            if isinstance(node, list) and len(node) >= 2 and node[0]
-        )
-        low, high = max(start, 0), min(end, SLOTS - 1)
-        if names and low <= high:
-            table[low : high + 1] = [names] * (high + 1 - low)
-    return table
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
+"""``ASKING``: the next command may touch a slot this node is importing (an ``ASK`` redirect)."""
 
 ROLE = b"*1\r\n$4\r\nROLE\r\n"
 """``ROLE``: sent with a read to a replica now and then, to check its link to the primary."""
