@@ -245,42 +245,32 @@ def test_new_cache_driver_takes_a_config_and_defaults_without_one() -> None:
     assert new_cache_driver(config).config is config
 
 
-def test_pool_options_follow_the_config() -> None:
-    from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+def test_endpoints_follow_the_config() -> None:
+    from pevensie_redis.endpoint import endpoint
 
-    from pevensie_redis.pool import pool_options
+    plain = endpoint(RedisConfig(host="cache.example", timeout=1500, client_name="web"))
+    assert (plain.host, plain.port, plain.path) == ("cache.example", 6379, None)
+    assert plain.timeout == 1.5
+    assert plain.tls is None
+    assert any(b"SETNAME" in command and b"web" in command for command in plain.handshake)
 
-    plain = pool_options(RedisConfig(timeout=1500, pool_size=4, client_name="web"))
-    assert plain["connection_class"] is Connection
-    assert plain["max_connections"] == 4
-    assert plain["timeout"] == plain["socket_timeout"] == plain["socket_connect_timeout"] == 1.5
-    assert plain["client_name"] == "web"
-    retry = plain["retry"]
-    # Retry.get_retries() is redis-py 6.0 and newer; _retries is there in every release.
-    assert (retry.get_retries() if hasattr(retry, "get_retries") else retry._retries) == 1
+    tls = endpoint(RedisConfig(host="cache.example", tls=True))
+    assert tls.tls is not None
+    assert tls.tls.verify_mode == ssl.CERT_REQUIRED
+    assert tls.tls.check_hostname is True
+    assert tls.server_hostname == "cache.example"
 
-    tls = pool_options(
-        RedisConfig(tls=True, tls_ca_file="/ca.pem", tls_cert_file="/c.pem", tls_key_file="/k.pem")
-    )
-    assert tls["connection_class"] is SSLConnection
-    assert (tls["ssl_ca_certs"], tls["ssl_certfile"], tls["ssl_keyfile"]) == (
-        "/ca.pem",
-        "/c.pem",
-        "/k.pem",
-    )
-    assert tls["ssl_cert_reqs"] == "required"
-    assert tls["ssl_check_hostname"] is True
+    unverified = endpoint(RedisConfig(host="cache.example", tls=True, tls_verify=False))
+    assert unverified.tls is not None
+    assert unverified.tls.verify_mode == ssl.CERT_NONE
+    assert unverified.server_hostname is None
 
-    unverified = pool_options(RedisConfig(tls=True, tls_verify=False))
-    assert unverified["ssl_cert_reqs"] == "none"
-    assert unverified["ssl_check_hostname"] is False
+    unix = endpoint(RedisConfig(unix_socket_path="/run/r.sock", db=2))
+    assert (unix.host, unix.path, unix.label) == (None, "/run/r.sock", "/run/r.sock")
+    assert any(b"SELECT" in command and b"\r\n2\r\n" in command for command in unix.handshake)
 
-    unix = pool_options(RedisConfig(unix_socket_path="/run/r.sock", db=2))
-    assert unix["connection_class"] is UnixDomainSocketConnection
-    assert unix["path"] == "/run/r.sock"
-    assert unix["db"] == 2
-    assert "host" not in unix
-    assert ssl.CERT_REQUIRED  # the ssl module is available for TLS
+    other = endpoint(RedisConfig(host="cache.example"), "10.0.0.7", 7001)
+    assert (other.host, other.port, other.label) == ("10.0.0.7", 7001, "10.0.0.7:7001")
 
 
 def test_listing_drivers_and_importing_the_package_do_not_import_redis_py() -> None:

@@ -19,10 +19,9 @@ What it cannot see: a redis-py private member whose name our own code also
 defines for itself (``x._lock`` where some class of ours has a ``_lock``), and
 undocumented members not listed in ``UNDOCUMENTED``.
 
-``STILL_USING_INTERNALS`` lists the modules that still need redis-py
-internals until the new connection design and Cluster router land; it must
-shrink to empty, and a module in it that no longer needs them fails the test
-so it is taken off.
+No module is exempt: the last ones that needed redis-py internals (the
+``compat`` and ``pool`` modules, redis-py's connection pools) went with the
+driver's own connections and Cluster router.
 """
 
 from __future__ import annotations
@@ -35,12 +34,6 @@ import pytest
 import pevensie_redis
 
 ROOT = Path(pevensie_redis.__file__).parent
-
-STILL_USING_INTERNALS = {
-    "compat",  # nothing uses it but pool.py; both go
-    "pool",  # redis-py's BlockingConnectionPool internals; nothing uses it any more
-}
-"""Modules allowed redis-py internals for now. This set must shrink to empty."""
 
 UNDOCUMENTED = {
     "slots_cache",
@@ -188,18 +181,8 @@ def test_no_product_module_uses_a_private_or_undocumented_redis_py_member(
     trees: dict[str, ast.Module],
 ) -> None:
     ours = own_private_names(trees)
-    found = {
-        name: violations(tree, ours)
-        for name, tree in trees.items()
-        if name not in STILL_USING_INTERNALS
-    }
+    found = {name: violations(tree, ours) for name, tree in trees.items()}
     assert {name: uses for name, uses in found.items() if uses} == {}
-
-
-def test_every_module_allowed_internals_still_needs_them(trees: dict[str, ast.Module]) -> None:
-    ours = own_private_names(trees)
-    clean = sorted(name for name in STILL_USING_INTERNALS if not violations(trees[name], ours))
-    assert clean == [], "take these off STILL_USING_INTERNALS: " + ", ".join(clean)
 
 
 def test_the_detector_catches_private_modules_members_and_undocumented_names() -> None:
