@@ -1,5 +1,5 @@
-"""Sessions: tests (default), compat, integrations, lowest, lint, typecheck, generate,
-demo, bench, bench_frameworks.
+"""Sessions: tests (default), uvloop, compat, integrations, lowest, lint, typecheck, generate,
+demo, bench, bench_frameworks, soak, e2e.
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
@@ -60,6 +60,31 @@ def tests(session: nox.Session) -> None:
     # for real, so plugin discovery is tested through genuine entry points.
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
     session.run("pytest", *WORKERS, *session.posargs)
+
+
+# The async face on uvloop (the event loop of uvicorn[standard]): its oldest tested release
+# (the README's compatibility box names it) and the newest. uvloop is not a dependency of
+# either distribution; applications choose their loop.
+UVLOOP_FLOOR = "0.17.0"
+
+
+@nox.session
+@nox.parametrize("release", ["lowest", "newest"])
+def uvloop(session: nox.Session, release: str) -> None:
+    """The async face's tests again, on uvloop: every async test suite.
+
+    ``PEVENSIE_TEST_EVENT_LOOP=uvloop`` (see tests/conftest.py) hands pytest-asyncio
+    uvloop's loop and keeps only the tests of the async face: the pytest-asyncio
+    tests that do not drive the sync face, the tests parametrized onto the async
+    face (the near cache's, which run their own loop in a thread) and those marked
+    ``event_loop``. ``release``: uvloop at UVLOOP_FLOOR, or the newest. In 4 test
+    processes; ``-- ARGS`` go to pytest (a path narrows the selection further).
+    """
+    _install(session, "test", "compat")
+    pin = f"uvloop=={UVLOOP_FLOOR}" if release == "lowest" else "uvloop"
+    session.install(*PLUGIN_FIXTURES, TEST_SUPPORT, pin)
+    env = {"PEVENSIE_TEST_EVENT_LOOP": "uvloop"}
+    session.run("pytest", *WORKERS, *session.posargs, env=env)
 
 
 # The oldest and newest release of every supported redis-py major: exactly the range
