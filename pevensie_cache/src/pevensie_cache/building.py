@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 from pevensie_cache.driver import AsyncCacheDriver, CacheDriver, is_async_driver
-from pevensie_cache.errors import ConfigError, DriverError, PevensieCacheError
+from pevensie_cache.errors import ConfigError, DriverError, DriverNotFound, PevensieCacheError
 from pevensie_cache.plugins import get_registry
 from pevensie_cache.registry import DriverSpec
 from pevensie_cache.threaded import ThreadedAsyncDriver
@@ -52,12 +52,14 @@ def driver_from_name(name: str, options: dict[str, Any], face: Face) -> Any:
 def driver_from_url(url: str, options: dict[str, Any], face: Face) -> Any:
     """Build the driver that the scheme of ``url`` names, with ``options`` over the URL's."""
     spec = get_registry().lookup_scheme(url_scheme(url))
-    assert spec.url_factory is not None  # the registry requires one for every scheme
+    url_factory = spec.url_factory
+    if url_factory is None:  # the registry refuses schemes without one; a hand-made spec
+        raise DriverNotFound(f"the driver {spec.name!r} cannot be built from a URL")
     if face == "async":
         if spec.async_url_factory is not None:
             return _checked_async(spec, _call(spec, spec.async_url_factory, options, url))
-        return ThreadedAsyncDriver(_call(spec, spec.url_factory, options, url))
-    return _checked_sync(spec, _call(spec, spec.url_factory, options, url))
+        return ThreadedAsyncDriver(_call(spec, url_factory, options, url))
+    return _checked_sync(spec, _call(spec, url_factory, options, url))
 
 
 def driver_from_config(config: Mapping[str, Any], prefix: str, face: Face) -> Any:

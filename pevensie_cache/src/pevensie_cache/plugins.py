@@ -54,10 +54,11 @@ def get_registry() -> Registry:
     if registry is not None:
         return registry
     with _lock:
-        if _registry is None:
-            _set_registry(_load())
-        assert _registry is not None
-        return _registry
+        registry = _registry
+        if registry is None:
+            registry = _load()
+            _set_registry(registry)
+        return registry
 
 
 def register_plugin(plugin: object, name: str | None = None) -> None:

@@ -41,7 +41,7 @@ from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_cache.errors import WrongEventLoop
 from pevensie_redis import wire
-from pevensie_redis.config import RedisConfig
+from pevensie_redis.config import RedisConfig, sentinel_service
 from pevensie_redis.errors import RedisConnectionError, map_error, near_cache_refused
 from pevensie_redis.listener_async import InvalidationListener
 from pevensie_redis.near import NearStore
@@ -419,8 +419,7 @@ async def open_channel(config: RedisConfig) -> Channel:
     retries, so a dead server fails within the timeout.
     """
     if config.sentinels:
-        assert config.service_name is not None  # RedisConfig requires it with sentinels
-        service = config.service_name
+        service = sentinel_service(config)
         sentinels = _sentinel_endpoints(config)
 
         async def resolve() -> Endpoint:

@@ -470,7 +470,8 @@ class RedisClusterDriver:
         """
         io = self._live()
         choice = self._choice
-        assert choice is not None
+        if choice is None:  # replica reads are off: the primary answers
+            return self._single(full, packed, args, command)
         if choice.refresh_due():
             self._refresh_replicas(io)
         node = choice.pick(self._replicas[key_slot(full)])
@@ -509,7 +510,8 @@ class RedisClusterDriver:
         the driver's error (the user or its ACL is missing there); one that
         does not answer is read from once it does.
         """
-        assert self._choice is not None
+        if self._choice is None:  # replica reads are off: no replica to check
+            return
         self._choice.refresh_due()  # asked now: the next time is an interval away
         self._refresh_replicas(io)
         for node in dict.fromkeys(name for names in self._replicas for name in names):
@@ -606,8 +608,7 @@ class RedisClusterDriver:
         replies = io.exchange_many(packed, batch.name, readonly=readonly)
         again: list[tuple[int, list[_Unit]]] = []
         for node, units in by_node.items():
-            if node in readonly:
-                assert choice is not None
+            if choice is not None and node in readonly:  # readonly is empty without a choice
                 failed = _settle_replica(batch, units, replies[node], checked=node in checked)
                 if failed:
                     choice.avoid(node)

@@ -469,7 +469,8 @@ class AsyncRedisClusterDriver:
         """
         io = self._live()
         choice = self._choice
-        assert choice is not None
+        if choice is None:  # replica reads are off: the primary answers
+            return await self._single(full, packed, args, command)
         if choice.refresh_due():
             await self._refresh_replicas(io)
         node = choice.pick(self._replicas[key_slot(full)])
@@ -508,7 +509,8 @@ class AsyncRedisClusterDriver:
         the driver's error (the user or its ACL is missing there); one that
         does not answer is read from once it does.
         """
-        assert self._choice is not None
+        if self._choice is None:  # replica reads are off: no replica to check
+            return
         self._choice.refresh_due()  # asked now: the next time is an interval away
         await self._refresh_replicas(io)
         for node in dict.fromkeys(name for names in self._replicas for name in names):
@@ -605,8 +607,7 @@ class AsyncRedisClusterDriver:
         replies = await io.exchange_many(packed, batch.name, readonly=readonly)
         again: list[tuple[int, list[_Unit]]] = []
         for node, units in by_node.items():
-            if node in readonly:
-                assert choice is not None
+            if choice is not None and node in readonly:  # readonly is empty without a choice
                 failed = _settle_replica(batch, units, replies[node], checked=node in checked)
                 if failed:
                     choice.avoid(node)

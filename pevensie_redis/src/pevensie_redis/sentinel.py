@@ -50,7 +50,7 @@ from redis.sentinel import (
 )
 
 from pevensie_redis import wire
-from pevensie_redis.config import RedisConfig
+from pevensie_redis.config import RedisConfig, sentinel_service
 from pevensie_redis.pipe import Endpoint, open_pipe
 from pevensie_redis.pool import SentinelCachePool, pool_options
 
@@ -218,10 +218,10 @@ def sentinel_options(config: RedisConfig) -> tuple[dict[str, Any], dict[str, Any
 
 def sentinel_pool(config: RedisConfig) -> tuple[SentinelCachePool, ClearSentinel]:
     """Return a pool whose connections go to the primary the sentinels name, and the sentinels."""
-    assert config.service_name is not None  # RedisConfig requires it with sentinels
+    service = sentinel_service(config)
     options, sentinel_kwargs = sentinel_options(config)
     sentinel = ClearSentinel(list(config.sentinels), sentinel_kwargs=sentinel_kwargs)
-    return SentinelCachePool(config.service_name, sentinel, **options), sentinel  # type: ignore[no-untyped-call]
+    return SentinelCachePool(service, sentinel, **options), sentinel  # type: ignore[no-untyped-call]
 
 
 # -- the async face: ask with pipes ------------------------------------------------------
