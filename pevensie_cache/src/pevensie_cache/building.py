@@ -14,7 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
 from pevensie_cache.driver import AsyncCacheDriver, CacheDriver, is_async_driver
-from pevensie_cache.errors import ConfigError, DriverError, DriverNotFound, PevensieCacheError
+from pevensie_cache.errors import (
+    ConfigError,
+    DriverError,
+    DriverNotFound,
+    PevensieCacheError,
+    raised_by_signal_handler,
+)
 from pevensie_cache.plugins import get_registry
 from pevensie_cache.registry import DriverSpec
 from pevensie_cache.threaded import ThreadedAsyncDriver
@@ -131,6 +137,8 @@ def _call(spec: DriverSpec, factory: Callable[..., _D], options: dict[str, Any],
             f": {exc}"
         ) from exc
     except Exception as exc:
+        if raised_by_signal_handler(exc):
+            raise  # not the driver's: the caller's own, unchanged
         raise DriverError(
             f"driver {spec.name!r} ({spec.provider.describe()}) failed to build: "
             f"{type(exc).__name__}"

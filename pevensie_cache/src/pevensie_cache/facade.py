@@ -34,6 +34,7 @@ from pevensie_cache.errors import (
     PevensieCacheError,
     UnsupportedOperation,
     driver_failure,
+    raised_by_signal_handler,
 )
 from pevensie_cache.primitives import FACE, Lock, SingleFlight, call, sleep
 from pevensie_cache.resource import CachedFunction, Resource
@@ -122,6 +123,8 @@ class PevensieCache:
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
             self._live = self._driver
         return self
@@ -137,6 +140,8 @@ class PevensieCache:
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
 
     def __enter__(self: _Self) -> _Self:
@@ -181,6 +186,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     @overload
@@ -205,6 +212,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
         if value is None:
             if default is _MISSING:
@@ -224,6 +233,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     # -- batch operations --------------------------------------------------------------
@@ -242,6 +253,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     def set_many(
@@ -266,6 +279,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
@@ -284,6 +299,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     # -- atomic operations and clear --------------------------------------------------
@@ -386,6 +403,8 @@ class PevensieCache:
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
         else:
             # A subclass (the instrumented cache) sees the lookup as its own get().
@@ -543,6 +562,8 @@ class PevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
 

@@ -33,6 +33,7 @@ from pevensie_cache.errors import (
     PevensieCacheError,
     UnsupportedOperation,
     driver_failure,
+    raised_by_signal_handler,
 )
 from pevensie_cache.primitives_async import FACE, Lock, SingleFlight, call, sleep
 from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
@@ -121,6 +122,8 @@ class AsyncPevensieCache:
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
             self._live = self._driver
         return self
@@ -136,6 +139,8 @@ class AsyncPevensieCache:
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
 
     async def __aenter__(self: _Self) -> _Self:
@@ -182,6 +187,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     @overload
@@ -206,6 +213,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
         if value is None:
             if default is _MISSING:
@@ -225,6 +234,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     # -- batch operations --------------------------------------------------------------
@@ -243,6 +254,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     async def set_many(
@@ -267,6 +280,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
@@ -285,6 +300,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     # -- atomic operations and clear --------------------------------------------------
@@ -389,6 +406,8 @@ class AsyncPevensieCache:
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
         else:
             # A subclass (the instrumented cache) sees the lookup as its own get().
@@ -552,6 +571,8 @@ class AsyncPevensieCache:
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
 

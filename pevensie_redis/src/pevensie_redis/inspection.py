@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pevensie_cache import NotConnected, UnsupportedOperation
+from pevensie_cache.errors import raised_by_signal_handler
 from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
 from pevensie_redis.errors import map_error
 from pevensie_redis.wire import decode_text, escape_glob
@@ -67,6 +68,8 @@ class RedisInspector:
         try:
             millis = int(client.pttl(full))
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the server's: the caller's own, unchanged
             raise map_error(exc, "PTTL") from exc
         if millis == -2:
             return KeyTtl(exists=False)
@@ -150,6 +153,8 @@ class RedisInspector:
                 for node in cluster.get_primaries()  # no stubs in redis-py
             ]
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the server's: the caller's own, unchanged
             raise map_error(exc, action) from exc
 
     def _scan(self, pattern: str | None, count: int) -> Iterator[list[str]]:
@@ -174,6 +179,8 @@ class RedisInspector:
                 if int(cursor) == 0:
                     return
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the server's: the caller's own, unchanged
             raise map_error(exc, "SCAN") from exc
 
 

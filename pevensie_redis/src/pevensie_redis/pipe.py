@@ -17,7 +17,14 @@ head of the queue. That design gives:
 - **bounded waits**: one timer per pipe watches the oldest outstanding
   command; when it has waited ``timeout`` seconds the server is considered
   stalled, the connection is closed and every outstanding command fails with
-  a timeout (a stalled server answers none of them).
+  a timeout (a stalled server answers none of them);
+- **interruption safety**: an exception raised from outside into the middle
+  of queueing a command or routing a reply (a signal handler's, which can
+  land between any two bytecodes) would leave the queue and the wire out of
+  step, and later replies would reach the wrong callers. Each of those steps
+  marks the pipe unsure until it completes; a pipe found unsure is closed
+  before it routes or sends anything more, so its waiting callers retry on a
+  fresh pipe.
 
 Errors are redis-py's exception classes (``ConnectionError``,
 ``TimeoutError``, ``AuthenticationError``, ...), so the driver maps them with
@@ -90,6 +97,8 @@ class Pipe(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._unsure = False  # a queueing or routing step began and has not finished
+        self._in_hand: asyncio.Future[Any] | None = None  # taken off the queue, not yet resolved
         self.last_reply = loop.time()
         """The event-loop time the last reply arrived (or the pipe opened)."""
         self.on_push: Callable[[Any], None] | None = None
@@ -123,8 +132,12 @@ class Pipe(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
+        if self._unsure:
+            self._abort_interrupted()
+            return
         reader = self._reader
         waiting = self._waiting
+        self._unsure = True
         reader.feed(data)
         try:
             reply = reader.gets()
@@ -136,14 +149,16 @@ class Pipe(asyncio.Protocol):
                 if not waiting:
                     self._abort(RedisPyConnectionError(f"{self.endpoint.label}: unexpected reply"))
                     return
-                future = waiting.popleft()[0]
+                future = self._in_hand = waiting.popleft()[0]
                 if not future.done():
                     future.set_result(reply)
+                self._in_hand = None
                 reply = reader.gets()
         except (InvalidResponse, ValueError) as exc:
             # Not the Redis protocol: whatever listens there is not a Redis server.
             self._abort(InvalidResponse(f"{self.endpoint.label}: protocol error: {exc}"))
             return
+        self._unsure = False
         self.last_reply = self._loop.time()
 
     def eof_received(self) -> bool | None:  # noqa: D102
@@ -172,29 +187,38 @@ class Pipe(asyncio.Protocol):
 
         Raises redis-py's ``ConnectionError`` at once if the pipe is closed.
         """
+        if self._unsure:
+            self._abort_interrupted()
         if self._closed is not None:
             raise _copy(self._closed)
         future = self._loop.create_future()
         idle = not self._waiting
         deadline = self._loop.time() + self._timeout
+        self._unsure = True
         self._waiting.append((future, deadline))
         self._write(packed, idle)
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire)
+        self._unsure = False
         return future
 
     def send_many(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
         """Write several packed commands at once; return their replies' futures, in order."""
+        if self._unsure:
+            self._abort_interrupted()
         if self._closed is not None:
             raise _copy(self._closed)
         loop = self._loop
         idle = not self._waiting
         deadline = loop.time() + self._timeout
         futures = [loop.create_future() for _ in commands]
+        data = b"".join(commands)
+        self._unsure = True
         self._waiting.extend((future, deadline) for future in futures)
-        self._write(b"".join(commands), idle)
+        self._write(data, idle)
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire)
+        self._unsure = False
         return futures
 
     async def drained(self) -> None:
@@ -223,10 +247,15 @@ class Pipe(asyncio.Protocol):
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._unsure:
+            self._abort_interrupted()
+            return
+        self._unsure = True
         self._flush_pending = False
         out, self._out = self._out, []
         if out and self._transport is not None and self._closed is None:
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._unsure = False
 
     # -- failure -----------------------------------------------------------------------
 
@@ -245,7 +274,17 @@ class Pipe(asyncio.Protocol):
         else:
             self._timer = self._loop.call_at(deadline, self._expire)
 
+    def _abort_interrupted(self) -> None:
+        """Close a pipe whose queue and wire may be out of step (see the module's docstring)."""
+        self._abort(
+            RedisPyConnectionError(
+                f"{self.endpoint.label}: the connection was closed: an exception raised "
+                "from outside interrupted a command half queued or a reply half routed"
+            )
+        )
+
     def _abort(self, error: BaseException) -> None:
+        self._unsure = False
         if self._closed is None:
             self._closed = error
             if self._transport is not None:
@@ -256,9 +295,16 @@ class Pipe(asyncio.Protocol):
             if self.on_close is not None:
                 self.on_close()
         waiting, self._waiting = self._waiting, deque()
-        for future, _ in waiting:
+        in_hand, self._in_hand = self._in_hand, None
+        futures = [future for future, _ in waiting]
+        if in_hand is not None:
+            futures.append(in_hand)
+        for future in futures:
             if not future.done():
                 future.set_exception(_copy(error))
+                # Whoever awaits it still gets the error; one whose caller was
+                # interrupted and left is not reported as "never retrieved".
+                future.exception()
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
