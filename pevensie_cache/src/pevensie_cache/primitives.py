@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 __all__ = ["FACE", "Lock", "SingleFlight", "call", "run_concurrently", "sleep"]
@@ -52,12 +53,13 @@ def call(function: Callable[[], Any]) -> Any:
 
 
 class _Run:
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "traceback", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.traceback: TracebackType | None = None
 
 
 class SingleFlight:
@@ -84,14 +86,16 @@ class SingleFlight:
         if running is not None:
             running.done.wait()
             if running.error is not None:
-                raise running.error
+                # From the run's own traceback, as asyncio's futures raise: raising the
+                # shared exception as it is would chain every waiter's frames onto it.
+                raise running.error.with_traceback(running.traceback)
             result: _T = running.value
             return result
         try:
             mine.value = value = work()
             return value
         except BaseException as exc:
-            mine.error = exc
+            mine.error, mine.traceback = exc, exc.__traceback__
             raise
         finally:
             with self._lock:
