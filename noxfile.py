@@ -418,6 +418,22 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """The soak suite (soak/): every face and mode under sustained mixed traffic; nothing grows.
+
+    30 variants (sync, async on asyncio's loop and on uvloop; hiredis and pure
+    Python; near cache on and off; one server, Sentinel, Cluster), each in a
+    process of its own, sampled for resident memory, heap, fds, threads, tasks
+    and server connections. Default: 60 s of traffic shared by every variant (the
+    CI run). ``-- --soak-seconds 60`` gives each variant 60 s (30 minutes in all);
+    ``--soak-report FILE`` writes the results table; other arguments go to pytest.
+    """
+    _install(session, "test")
+    session.install(TEST_SUPPORT)
+    session.run("pytest", "soak", *(session.posargs or ["--soak-total", "60"]))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The side-by-side benchmark, then its cluster, async, cache-aside and near-cache rows.
 
