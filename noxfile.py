@@ -433,6 +433,32 @@ def soak(session: nox.Session) -> None:
     session.run("pytest", "soak", *(session.posargs or ["--soak-total", "60"]))
 
 
+# The stack of the end-to-end apps, pinned: what `nox -s e2e` proves works together.
+E2E_PINS = [
+    "fastapi==0.165.0",
+    "uvicorn[standard]==0.55.0",  # uvloop and httptools
+    "django==5.2.19",
+    "gunicorn==27.0.1",
+    "gevent==26.9.0",
+    "locust==2.47.0",
+    "psutil==7.2.2",
+]
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """End to end, as deployed: FastAPI under uvicorn (uvloop), Django under gunicorn -k gevent.
+
+    Each serves a cached endpoint (cache-aside over a throwaway valkey-server
+    through Pevensie) under load from locust (headless); each must serve every
+    request without a failure, its resident memory flat (e2e/run.py). Default:
+    10 s per app (CI); ``-- --seconds 60`` for the record, ``--report FILE`` for
+    the table.
+    """
+    session.install("./pevensie_cache[django]", "./pevensie_redis[hiredis,testing]", *E2E_PINS)
+    session.run("python", "e2e/run.py", *(session.posargs or ["--seconds", "10"]))
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """The side-by-side benchmark, then its cluster, async, cache-aside and near-cache rows.

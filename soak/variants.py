@@ -24,7 +24,7 @@ WARM_UP_SHARE = 0.3
 MIB = 1024 * 1024
 BOUNDS = {
     "rss": 15 * MIB,
-    "heap": 5 * MIB,
+    "heap": 2 * MIB,
     "fds": 2,
     "threads": 1,
     "tasks": 2,
