@@ -3,9 +3,10 @@
 :class:`Alarms` installs a ``SIGALRM`` handler and an interval timer. The
 handler raises :class:`Interrupt`, an ordinary ``Exception`` subclass like
 Celery's ``SoftTimeLimitExceeded``, only when the signal lands inside a cache
-call (a frame of the facade is on the interrupted stack): so every interrupt
-reaches the test through a facade call, and none lands in the test's own
-bookkeeping.
+call (a frame of the facade is on the interrupted stack) and in the code of the
+library, its client library or its event loop (not in a logging call, a
+garbage-collection hook of the test runner...): so every interrupt reaches the
+test through a facade call, and none lands in the test's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ class Interrupt(Exception):
     """What the handler raises: an ordinary exception, as Celery's soft time limit is."""
 
 
+LANDINGS = ("/pevensie_cache/", "/pevensie_redis/", "/redis/", "/asyncio/", "/uvloop/")
+"""Where an interrupt may land: the library, redis-py, the event loop."""
+
+
 def _in_a_cache_call(frame: FrameType | None) -> bool:
+    if frame is None or not any(part in frame.f_code.co_filename for part in LANDINGS):
+        return False
     while frame is not None:
         code = frame.f_code
         if "pevensie_cache" in code.co_filename and code.co_filename.endswith(FACADE_FILES):

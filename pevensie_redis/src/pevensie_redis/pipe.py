@@ -261,7 +261,10 @@ class Pipe(asyncio.Protocol):
 
     def _expire(self) -> None:
         self._timer = None
-        if not self._waiting or self._closed is not None:
+        if self._closed is not None:
+            self._abort(self._closed)  # finish an abort cut short (see _abort)
+            return
+        if not self._waiting:
             return
         deadline = self._waiting[0][1]
         if deadline <= self._loop.time():
@@ -284,30 +287,38 @@ class Pipe(asyncio.Protocol):
         )
 
     def _abort(self, error: BaseException) -> None:
+        # Every step may be repeated, and the timer is cancelled last: if an exception
+        # raised from outside cuts this short, connection_lost() (the transport was
+        # aborted) or the timer calls it again and it finishes; no waiter is dropped.
         self._unsure = False
-        if self._closed is None:
+        first = self._closed is None
+        if first:
             self._closed = error
-            if self._transport is not None:
-                self._transport.abort()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self.on_close is not None:
-                self.on_close()
-        waiting, self._waiting = self._waiting, deque()
-        in_hand, self._in_hand = self._in_hand, None
-        futures = [future for future, _ in waiting]
-        if in_hand is not None:
-            futures.append(in_hand)
-        for future in futures:
+        if self._transport is not None:
+            self._transport.abort()
+        if first and self.on_close is not None:
+            self.on_close()
+        waiting = self._waiting
+        while waiting:
+            future = waiting[0][0]
             if not future.done():
                 future.set_exception(_copy(error))
                 # Whoever awaits it still gets the error; one whose caller was
                 # interrupted and left is not reported as "never retrieved".
                 future.exception()
+            waiting.popleft()
+        in_hand = self._in_hand
+        if in_hand is not None:
+            if not in_hand.done():
+                in_hand.set_exception(_copy(error))
+                in_hand.exception()
+            self._in_hand = None
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _pushed(reply: Any) -> bool:
