@@ -1,5 +1,5 @@
-"""Sessions: tests (default), compat, integrations, lowest, lint, typecheck, generate,
-demo, bench, bench_frameworks.
+"""Sessions: tests (default), uvloop, compat, integrations, lowest, lint, typecheck, generate,
+demo, bench, bench_frameworks, soak, e2e.
 
 Each session installs the two distributions from this checkout into its own
 virtual environment, with the development dependencies named in the root
@@ -60,6 +60,31 @@ def tests(session: nox.Session) -> None:
     # for real, so plugin discovery is tested through genuine entry points.
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
     session.run("pytest", *WORKERS, *session.posargs)
+
+
+# The async face on uvloop (the event loop of uvicorn[standard]): its oldest tested release
+# (the README's compatibility box names it) and the newest. uvloop is not a dependency of
+# either distribution; applications choose their loop.
+UVLOOP_FLOOR = "0.17.0"
+
+
+@nox.session
+@nox.parametrize("release", ["lowest", "newest"])
+def uvloop(session: nox.Session, release: str) -> None:
+    """The async face's tests again, on uvloop: every async test suite.
+
+    ``PEVENSIE_TEST_EVENT_LOOP=uvloop`` (see tests/conftest.py) hands pytest-asyncio
+    uvloop's loop and keeps only the tests of the async face: the pytest-asyncio
+    tests that do not drive the sync face, the tests parametrized onto the async
+    face (the near cache's, which run their own loop in a thread) and those marked
+    ``event_loop``. ``release``: uvloop at UVLOOP_FLOOR, or the newest. In 4 test
+    processes; ``-- ARGS`` go to pytest (a path narrows the selection further).
+    """
+    _install(session, "test", "compat")
+    pin = f"uvloop=={UVLOOP_FLOOR}" if release == "lowest" else "uvloop"
+    session.install(*PLUGIN_FIXTURES, TEST_SUPPORT, pin)
+    env = {"PEVENSIE_TEST_EVENT_LOOP": "uvloop"}
+    session.run("pytest", *WORKERS, *session.posargs, env=env)
 
 
 # The oldest and newest release of every supported redis-py major: exactly the range
@@ -394,6 +419,48 @@ def demo(session: nox.Session) -> None:
     """The main job: the demo against a real Redis-compatible server."""
     _install(session, "test")
     session.run("python", "-m", "pevensie_redis", "demo", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The soak suite (soak/): every face and mode under sustained mixed traffic; nothing grows.
+
+    30 variants (sync, async on asyncio's loop and on uvloop; hiredis and pure
+    Python; near cache on and off; one server, Sentinel, Cluster), each in a
+    process of its own, sampled for resident memory, heap, fds, threads, tasks
+    and server connections. Default: 60 s of traffic shared by every variant (the
+    CI run). ``-- --soak-seconds 60`` gives each variant 60 s (30 minutes in all);
+    ``--soak-report FILE`` writes the results table; other arguments go to pytest.
+    """
+    _install(session, "test")
+    session.install(TEST_SUPPORT)
+    session.run("pytest", "soak", *(session.posargs or ["--soak-total", "60"]))
+
+
+# The stack of the end-to-end apps, pinned: what `nox -s e2e` proves works together.
+E2E_PINS = [
+    "fastapi==0.165.0",
+    "uvicorn[standard]==0.55.0",  # uvloop and httptools
+    "django==5.2.19",
+    "gunicorn==27.0.1",
+    "gevent==26.9.0",
+    "locust==2.47.0",
+    "psutil==7.2.2",
+]
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """End to end, as deployed: FastAPI under uvicorn (uvloop), Django under gunicorn -k gevent.
+
+    Each serves a cached endpoint (cache-aside over a throwaway valkey-server
+    through Pevensie) under load from locust (headless); each must serve every
+    request without a failure, its resident memory flat (e2e/run.py). Default:
+    10 s per app (CI); ``-- --seconds 60`` for the record, ``--report FILE`` for
+    the table.
+    """
+    session.install("./pevensie_cache[django]", "./pevensie_redis[hiredis,testing]", *E2E_PINS)
+    session.run("python", "e2e/run.py", *(session.posargs or ["--seconds", "10"]))
 
 
 @nox.session

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 from pevensie_test_echo.driver import EchoDriver
@@ -77,3 +79,48 @@ def test_cached_keys_are_the_same_in_another_process() -> None:
     assert here.startswith("reports.report:")
     assert here != KeyMaker(report, None)("eu", tags=["a", "b"])  # a list is not a tuple
     assert KeyMaker(report, None)("eu") == KeyMaker(report, None)(region="eu", year=2026)
+
+
+def traceback_length(error: BaseException) -> int:
+    length, tb = 0, error.__traceback__
+    while tb is not None:
+        length, tb = length + 1, tb.tb_next
+    return length
+
+
+def test_waiters_of_a_failed_load_do_not_pile_their_frames_onto_its_exception() -> None:
+    """31 threads wait on one failing load and each raise its exception.
+
+    Raising the shared exception as it is chained every waiter's frames (and
+    their locals) onto its traceback, for as long as anyone keeps it.
+    """
+    failure = LookupError("upstream is down")
+    loading, release = threading.Event(), threading.Event()
+    outcomes: list[BaseException] = []
+
+    def loader() -> str:
+        loading.set()
+        release.wait(10)
+        raise failure
+
+    c = cache.new().connect()
+
+    def call() -> None:
+        try:
+            c.get_or_set("page", "broken", loader)
+        except LookupError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=call)]
+    threads[0].start()
+    assert loading.wait(10)
+    threads += [threading.Thread(target=call) for _ in range(31)]
+    for thread in threads[1:]:
+        thread.start()
+    time.sleep(0.3)  # every waiter is waiting on the run by now
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(outcomes) == 32
+    assert all(outcome is failure for outcome in outcomes)
+    assert traceback_length(failure) < 16, traceback_length(failure)

@@ -53,7 +53,7 @@ from pevensie_redis import RedisDriverError
 from pevensie_redis.cluster_io_async import open_cluster
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.protocol.commands import pack
-from pevensie_test_support import LocalCluster, start_cluster
+from pevensie_test_support import LocalCluster, loops, start_cluster
 
 T = TypeVar("T")
 
@@ -295,7 +295,7 @@ class AsyncFace:
     workers = 32
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = loops.new_event_loop()  # uvloop in the uvloop pass
         self.thread = threading.Thread(target=self.loop.run_forever, name="async face")
         self.thread.daemon = True
         self.thread.start()

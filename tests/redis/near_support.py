@@ -22,6 +22,7 @@ import redis
 
 from pevensie_cache import cache
 from pevensie_redis.near import NearStats
+from pevensie_test_support import loops
 
 FACES = ["sync", "async"]
 
@@ -58,7 +59,7 @@ class AsyncFace:
     name = "async"
 
     def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = loops.new_event_loop()  # uvloop in the uvloop pass
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         try:

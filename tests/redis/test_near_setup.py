@@ -15,6 +15,7 @@ from pevensie_redis import RedisConfig
 from pevensie_redis.driver import NearRedisDriver
 from pevensie_redis.driver_async import AsyncNearRedisDriver
 from pevensie_redis.testing import RedisServer
+from pevensie_test_support import loops
 
 LISTENER_THREAD = "pevensie-near-cache-invalidations"
 
@@ -96,7 +97,7 @@ def test_a_server_that_refuses_tracking_is_a_configuration_error_and_nothing_is_
             await asyncio.sleep(0.3)  # a listener left behind would try again by now
             return asyncio.all_tasks() - before - {asyncio.current_task()}  # type: ignore[operator]
 
-        assert asyncio.run(connect()) == set()
+        assert loops.run(connect()) == set()
         return
     assert "NOPERM" in str(caught.value) or "permission" in str(caught.value)
     assert ":pw@" not in str(caught.value)
@@ -154,7 +155,7 @@ def test_connect_and_disconnect_work_while_invalidations_flow(
         return took
 
     try:
-        took = sync_rounds(60) if kind == "sync" else asyncio.run(async_rounds(60))
+        took = sync_rounds(60) if kind == "sync" else loops.run(async_rounds(60))
     finally:
         stop.set()
         flood.join()

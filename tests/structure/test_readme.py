@@ -114,6 +114,9 @@ def test_the_compatibility_box_names_the_tested_and_declared_versions() -> None:
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     releases = ast.literal_eval(re.search(r"REDIS_PY_RELEASES = (\[.*?\])", noxfile).group(1))
     assert ", ".join(releases) in box
+    uvloop_floor = re.search(r'UVLOOP_FLOOR = "([^"]+)"', noxfile).group(1)
+    assert f"uvloop {uvloop_floor.removesuffix('.0')} or newer" in box
+    assert f"uvloop {uvloop_floor} and the newest" in box
 
 
 def test_every_contents_link_reaches_a_heading() -> None:

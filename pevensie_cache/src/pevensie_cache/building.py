@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pevensie_cache.driver import AsyncCacheDriver, CacheDriver, DriverConfig, is_async_driver
-from pevensie_cache.errors import ConfigError, DriverError, PevensieCacheError
+from pevensie_cache.errors import (
+    ConfigError,
+    DriverError,
+    PevensieCacheError,
+    raised_by_signal_handler,
+)
 from pevensie_cache.options import Option, OptionSet, UnknownOptionError
 from pevensie_cache.plugins import get_registry
 from pevensie_cache.registry import DriverSpec
@@ -256,6 +261,8 @@ def _call(
             f": {exc}; the cache's own options are {', '.join(CACHE_OPTIONS.names)}"
         ) from exc
     except Exception as exc:
+        if raised_by_signal_handler(exc):
+            raise  # not the driver's: the caller's own, unchanged
         raise DriverError(
             f"driver {spec.name!r} ({spec.provider.describe()}) failed to build: "
             f"{type(exc).__name__}"

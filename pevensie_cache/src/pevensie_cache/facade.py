@@ -33,6 +33,7 @@ from pevensie_cache.errors import (
     PevensieCacheError,
     UnsupportedOperation,
     driver_failure,
+    raised_by_signal_handler,
 )
 from pevensie_cache.failures import FailureLog
 from pevensie_cache.freshness import Freshness, check_freshness
@@ -196,6 +197,8 @@ class PevensieCache(FaceGuard):
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
             self._live = self._ops
         return self
@@ -215,6 +218,8 @@ class PevensieCache(FaceGuard):
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
 
     def __enter__(self: _Self) -> _Self:
@@ -281,6 +286,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     @overload
@@ -305,6 +312,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
         if value is not None and not value.isascii() and value[:1] == ENVELOPE_MARK:
             # An entry written with freshness options or tags: its value, or a miss.
@@ -327,6 +336,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     def exists(self, resource_type: str, key: str) -> bool:
@@ -377,6 +388,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
         if found and not all(map(str.isascii, found.values())):
             # Some may be entries written with freshness options or tags: their values, or misses.
@@ -405,6 +418,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
@@ -423,6 +438,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     # -- atomic operations and clear --------------------------------------------------
@@ -580,6 +597,8 @@ class PevensieCache(FaceGuard):
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
             if found is not None and not found.isascii() and found[:1] == ENVELOPE_MARK:
                 found = self._fresh.open(self, driver, resource_type, key, found)
@@ -805,6 +824,8 @@ class PevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     def _failed_open(self, operation: str, resource_type: str, exc: BaseException) -> None:

@@ -33,6 +33,7 @@ from pevensie_cache.errors import (
     PevensieCacheError,
     UnsupportedOperation,
     driver_failure,
+    raised_by_signal_handler,
 )
 from pevensie_cache.failures import FailureLog
 from pevensie_cache.freshness_async import AsyncFreshness, check_freshness
@@ -198,6 +199,8 @@ class AsyncPevensieCache(FaceGuard):
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
             self._live = self._ops
         return self
@@ -217,6 +220,8 @@ class AsyncPevensieCache(FaceGuard):
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
 
     async def __aenter__(self: _Self) -> _Self:
@@ -283,6 +288,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     @overload
@@ -307,6 +314,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
         if value is not None and not value.isascii() and value[:1] == ENVELOPE_MARK:
             # An entry written with freshness options or tags: its value, or a miss.
@@ -329,6 +338,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     async def exists(self, resource_type: str, key: str) -> bool:
@@ -379,6 +390,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
         if found and not all(map(str.isascii, found.values())):
             # Some may be entries written with freshness options or tags: their values, or misses.
@@ -407,6 +420,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
@@ -425,6 +440,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     # -- atomic operations and clear --------------------------------------------------
@@ -586,6 +603,8 @@ class AsyncPevensieCache(FaceGuard):
             except PevensieCacheError:
                 raise
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the driver's: the caller's own, unchanged
                 raise driver_failure(exc) from exc
             if found is not None and not found.isascii() and found[:1] == ENVELOPE_MARK:
                 found = await self._fresh.open(self, driver, resource_type, key, found)
@@ -817,6 +836,8 @@ class AsyncPevensieCache(FaceGuard):
         except PevensieCacheError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
 
     def _failed_open(self, operation: str, resource_type: str, exc: BaseException) -> None:

@@ -376,7 +376,8 @@ class Option:
         if self.kind == "duration":
             return self._duration_from_text(text)
         if self.kind == "custom":
-            assert self.parse is not None  # required by the declaration check
+            if self.parse is None:  # __post_init__ refuses this; a declaration changed since
+                raise TypeError(f"option {self.name}: a custom option needs parse")
             return self.parse(text)
         return text
 
@@ -460,8 +461,8 @@ class OptionSet:
             self._claim(spec.name, spec, None)
             self._options[spec.name] = spec
         for spec in specs:
-            for alias in spec.aliases:
-                assert isinstance(alias, Alias)  # normalised by Option.__post_init__
+            for given in spec.aliases:
+                alias = given if isinstance(given, Alias) else Alias(given)
                 self._claim(alias.name, spec, alias)
 
     def _claim(self, name: str, spec: Option, alias: Alias | None) -> None:

@@ -17,6 +17,7 @@ from importlib.metadata import EntryPoint, entry_points
 import pluggy
 
 from pevensie_cache import hookspecs
+from pevensie_cache.errors import raised_by_signal_handler
 from pevensie_cache.registry import (
     DriverSpec,
     PluginFailure,
@@ -54,10 +55,11 @@ def get_registry() -> Registry:
     if registry is not None:
         return registry
     with _lock:
-        if _registry is None:
-            _set_registry(_load())
-        assert _registry is not None
-        return _registry
+        registry = _registry
+        if registry is None:
+            registry = _load()
+            _set_registry(registry)
+        return registry
 
 
 def register_plugin(plugin: object, name: str | None = None) -> None:
@@ -96,6 +98,8 @@ def _load() -> Registry:
         try:
             candidates.append((importlib.import_module(module), provider))
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the plugin's: the caller's own, unchanged
             _fail(registry, provider, f"import failed: {type(exc).__name__}: {exc}")
     builtin = set(BUILTIN_PLUGINS.values())
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_key):
@@ -105,6 +109,8 @@ def _load() -> Registry:
         try:
             candidates.append((entry_point.load(), provider))
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the plugin's: the caller's own, unchanged
             _fail(registry, provider, f"import failed: {type(exc).__name__}: {exc}")
     candidates.extend((plugin, Provider(plugin=name)) for plugin, name in _extra_plugins)
 
@@ -113,6 +119,8 @@ def _load() -> Registry:
             manager.register(plugin, name=f"{provider.plugin}@{provider.distribution}")
             manager.check_pending()
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the plugin's: the caller's own, unchanged
             _unregister(manager, plugin)
             # pluggy names the module (and its path) after " in plugin": the hook is enough.
             reason = str(exc).split(" in plugin ", 1)[0]
@@ -125,6 +133,8 @@ def _load() -> Registry:
             try:
                 impl.function(register=make_register(provider, staged.append))
             except Exception as exc:
+                if raised_by_signal_handler(exc):
+                    raise  # not the plugin's: the caller's own, unchanged
                 _fail(registry, provider, f"registration failed: {type(exc).__name__}: {exc}")
                 continue
             for spec in staged:

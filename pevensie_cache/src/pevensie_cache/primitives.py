@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pevensie_cache.driver import AsyncViewDriver
@@ -122,12 +123,13 @@ def call(function: Callable[[], Any]) -> Any:
 
 
 class _Run:
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "traceback", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.traceback: TracebackType | None = None
 
 
 class SingleFlight:
@@ -154,14 +156,16 @@ class SingleFlight:
         if running is not None:
             running.done.wait()
             if running.error is not None:
-                raise running.error
+                # From the run's own traceback, as asyncio's futures raise: raising the
+                # shared exception as it is would chain every waiter's frames onto it.
+                raise running.error.with_traceback(running.traceback)
             result: _T = running.value
             return result
         try:
             mine.value = value = work()
             return value
         except BaseException as exc:
-            mine.error = exc
+            mine.error, mine.traceback = exc, exc.__traceback__
             raise
         finally:
             with self._lock:

@@ -23,6 +23,7 @@ from pevensie_cache.errors import (
     ArgumentValueError,
     CodecError,
     PevensieCacheError,
+    raised_by_signal_handler,
 )
 from pevensie_cache.freshness import check_freshness
 from pevensie_cache.keys import KeyMaker, function_name
@@ -397,6 +398,8 @@ class Resource(Generic[_V]):
         try:
             value: _V = self._codec.decode(text)
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the codec's: the caller's own, unchanged
             raise CodecError(
                 f"the value stored under resource type {self.resource_type!r}, key {key!r} "
                 f"cannot be decoded by the {type(self._codec).__name__} "

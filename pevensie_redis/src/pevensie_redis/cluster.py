@@ -544,8 +544,8 @@ class RedisClusterDriver:
         """
         io = self._live()
         choice = self._choice
-        if choice is None:
-            raise RuntimeError("replica reads without read_from_replicas")
+        if choice is None:  # replica reads are off: the primary answers
+            return self._get(full, packed, command)
         if choice.refresh_due():
             io.refresh()
         slot = key_slot(full)

@@ -551,8 +551,8 @@ class AsyncRedisClusterDriver:
         """
         io = self._live()
         choice = self._choice
-        if choice is None:
-            raise RuntimeError("replica reads without read_from_replicas")
+        if choice is None:  # replica reads are off: the primary answers
+            return await self._get(full, packed, command)
         if choice.refresh_due():
             await io.refresh()
         slot = key_slot(full)

@@ -41,6 +41,7 @@ __all__ = [
     "TLS_SCHEMES",
     "RedisConfig",
     "default_config",
+    "sentinel_service",
 ]
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel", "valkey+sentinel", "valkeys+sentinel")
@@ -428,6 +429,13 @@ def default_config() -> RedisConfig:
     return RedisConfig()
 
 
+def sentinel_service(config: RedisConfig) -> str:
+    """Return the service the sentinels monitor; a ``ConfigError`` when ``config`` names none."""
+    if config.service_name is None:
+        raise ConfigError("sentinels need service_name (the name the sentinels monitor)")
+    return config.service_name
+
+
 # -- rules across fields: every one in this function -----------------------------------------
 
 
@@ -448,8 +456,7 @@ def _check_combinations(config: RedisConfig) -> None:
     if config.sentinels:
         if config.cluster:
             raise ConfigError("choose cluster or sentinels, not both")
-        if config.service_name is None:
-            raise ConfigError("sentinels need service_name (the name the sentinels monitor)")
+        sentinel_service(config)
         if config.unix_socket_path is not None:
             raise ConfigError("sentinels name the primary by host and port: drop unix_socket_path")
     elif config.service_name is not None:

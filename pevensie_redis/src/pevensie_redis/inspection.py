@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pevensie_cache import NotConnected, UnsupportedOperation
+from pevensie_cache.errors import raised_by_signal_handler
 from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, map_error
 from pevensie_redis.protocol.commands import decode_text, pack
@@ -81,6 +82,8 @@ class RedisInspector:
         except RedisDriverError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the server's: the caller's own, unchanged
             raise map_error(exc, "PTTL") from exc
         if millis == -2:
             return KeyTtl(exists=False)
@@ -195,6 +198,8 @@ class RedisInspector:
         except RedisDriverError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the server's: the caller's own, unchanged
             raise map_error(exc, action) from exc
 
     def _scan(self, pattern: str | None, count: int) -> Iterator[list[str]]:
@@ -224,6 +229,8 @@ class RedisInspector:
         except RedisDriverError:
             raise
         except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the server's: the caller's own, unchanged
             raise map_error(exc, "SCAN") from exc
 
 

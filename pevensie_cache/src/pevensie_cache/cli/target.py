@@ -22,7 +22,7 @@ from pevensie_cache import cache
 from pevensie_cache.building import ENV_VAR
 from pevensie_cache.cli.exit_codes import CliFailure, ExitCode, classify
 from pevensie_cache.config_file import load_config_file
-from pevensie_cache.errors import PevensieCacheError
+from pevensie_cache.errors import ConfigError, PevensieCacheError
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.urls import mask_url
 
@@ -130,9 +130,10 @@ def open_cache(target: Target, timings: dict[str, float] | None = None) -> Itera
     try:
         if target.config is not None:
             c = cache.from_config(target.config)
-        else:
-            assert target.url is not None
+        elif target.url is not None:
             c = cache.from_url(target.url)
+        else:
+            raise ConfigError("no cache URL or configuration to connect to")
     except PevensieCacheError as exc:
         raise CliFailure(classify(exc), f"{type(exc).__name__}: {exc}", "config") from None
     began = time.perf_counter()

@@ -204,8 +204,7 @@ class ContainerServer(RedisServer):
             self._track()
             self._read_version()
             return self
-        assert last_error is not None
-        raise last_error
+        raise last_error or ServerStartError(f"could not start a container from {self.image}")
 
     def _wrapped(self) -> Any:
         return None if self._container is None else self._container.get_wrapped_container()

@@ -142,7 +142,8 @@ class ProviderChoice:
                 raise ServerNotControllable(
                     f"cannot pass server arguments to the server named by {URL_ENV_VAR}"
                 )
-            assert self.url is not None
+            if self.url is None:
+                raise ServerStartError(f"the env provider needs {URL_ENV_VAR}")
             server = ExternalServer(self.url)
             if not server._answers():
                 raise ServerStartError(
@@ -151,10 +152,12 @@ class ProviderChoice:
             server._read_version()
             return server
         if self.kind == "container":
-            assert self.image is not None
+            if self.image is None:
+                raise ServerStartError("the container provider was chosen without an image")
             version = self.engine.version if self.engine else "unknown"
             return ContainerServer(self.image, args, engine_version=version).start()
-        assert self.binary is not None
+        if self.binary is None:
+            raise ServerStartError("the binary provider was chosen without a server binary")
         return ProcessServer(self.binary, args).start()
 
 

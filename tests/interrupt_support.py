@@ -1,0 +1,80 @@
+"""Exceptions raised into cache calls by a real signal handler (SIGALRM), as Celery's are.
+
+:class:`Alarms` installs a ``SIGALRM`` handler and an interval timer. The
+handler raises :class:`Interrupt`, an ordinary ``Exception`` subclass like
+Celery's ``SoftTimeLimitExceeded``, only when the signal lands inside a cache
+call (a frame of the facade is on the interrupted stack) and in the code of the
+library, its client library or its event loop (not in a logging call, a
+garbage-collection hook of the test runner...): so every interrupt reaches the
+test through a facade call, and none lands in the test's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+
+FACADE_FILES = ("facade.py", "facade_async.py")
+"""The modules of the cache calls (``pevensie_cache``'s sync and async facades)."""
+
+
+class Interrupt(Exception):
+    """What the handler raises: an ordinary exception, as Celery's soft time limit is."""
+
+
+LANDINGS = ("/pevensie_cache/", "/pevensie_redis/", "/redis/", "/asyncio/", "/uvloop/")
+"""Where an interrupt may land: the library, redis-py, the event loop."""
+
+
+def _in_a_cache_call(frame: FrameType | None) -> bool:
+    if frame is None or not any(part in frame.f_code.co_filename for part in LANDINGS):
+        return False
+    while frame is not None:
+        code = frame.f_code
+        if "pevensie_cache" in code.co_filename and code.co_filename.endswith(FACADE_FILES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class Alarms:
+    """``SIGALRM`` every ``every`` seconds (once, with ``every=0`` and ``first``) while entered."""
+
+    def __init__(self, every: float, first: float | None = None) -> None:
+        self.every = every
+        self.first = every if first is None else first
+        self.fired = 0
+        self.raised = 0
+        self._previous: object = None
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.fired += 1
+        if _in_a_cache_call(frame):
+            self.raised += 1
+            raise Interrupt(f"interrupt {self.raised}")
+
+    def __enter__(self) -> Alarms:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("signal handlers run in the main thread only")
+        self._previous = signal.signal(signal.SIGALRM, self._handler)
+        signal.setitimer(signal.ITIMER_REAL, self.first, self.every)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
+
+
+def frames_of(tb: TracebackType | None) -> list[str]:
+    """The file of every frame an exception passed through, innermost last."""
+    files = []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return files
+
+
+def landed_in(exc: BaseException, *endings: str) -> bool:
+    """Whether ``exc`` was raised while a module ending with one of ``endings`` ran."""
+    return any(name.endswith(endings) for name in frames_of(exc.__traceback__))

@@ -1,0 +1,175 @@
+"""Exceptions that are not the driver's reach the caller unchanged.
+
+A signal handler's exception (Celery's ``SoftTimeLimitExceeded`` is an
+ordinary ``Exception``) lands in whatever code runs, often inside a driver; the
+caller's ``except`` for it must run, so the facade never wraps it in a
+``DriverError``. A driver's own failure still becomes a ``DriverError``
+(tests/test_facade.py pins that safety net).
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
+
+import pytest
+from interrupt_support import Alarms, Interrupt, landed_in
+
+from pevensie_cache import AsyncPevensieCache, DriverError, PevensieCache, cache
+from pevensie_cache.errors import raised_by_signal_handler
+
+STORM_EVERY = 0.0007
+"""Seconds between two alarms, as in issue 19's storm."""
+STORM_LIMIT = 10.0
+"""Seconds a storm may run before the test gives up waiting for enough landings."""
+LANDINGS = 30
+"""Interrupts that must land inside the driver's own code for a storm to count."""
+
+
+def sync_calls(c: PevensieCache) -> Iterator[Callable[[], object]]:
+    while True:
+        yield lambda: c.set("user", "1", "Ada", 60)
+        yield lambda: c.get("user", "1")
+        yield lambda: c.get_many("user", ["1", "2", "3"])
+        yield lambda: c.set_many("user", {"2": "Bo", "3": "Cy"})
+        yield lambda: c.get_or_set("user", "4", lambda: "Di")
+        yield lambda: c.delete("user", "2")
+
+
+def async_calls(c: AsyncPevensieCache) -> Iterator[Callable[[], Awaitable[object]]]:
+    while True:
+        yield lambda: c.set("user", "1", "Ada", 60)
+        yield lambda: c.get("user", "1")
+        yield lambda: c.get_many("user", ["1", "2", "3"])
+        yield lambda: c.set_many("user", {"2": "Bo", "3": "Cy"})
+        yield lambda: c.get_or_set("user", "4", lambda: "Di")
+        yield lambda: c.delete("user", "2")
+
+
+def test_a_signal_handlers_exception_reaches_the_sync_caller_unchanged() -> None:
+    with cache.new(driver="memory") as c:
+        caught: list[BaseException] = []
+        wrapped: list[BaseException] = []
+        started = time.monotonic()
+        calls = sync_calls(c)
+        with Alarms(STORM_EVERY) as alarms:
+            while time.monotonic() - started < STORM_LIMIT:
+                try:
+                    next(calls)()
+                except Interrupt as exc:
+                    caught.append(exc)
+                    if sum(landed_in(e, "memory.py") for e in caught) >= LANDINGS:
+                        break
+                except DriverError as exc:
+                    wrapped.append(exc)
+        assert wrapped == [], f"{len(wrapped)} of the handler's exceptions came back wrapped"
+        inside = [e for e in caught if landed_in(e, "memory.py")]
+        assert len(inside) >= LANDINGS, (alarms.fired, len(caught))
+        assert all(type(e) is Interrupt and e.__cause__ is None for e in caught)
+        # The cache is whole afterwards.
+        c.set("user", "1", "Ada")
+        assert c.get("user", "1") == "Ada"
+
+
+async def test_a_signal_handlers_exception_reaches_the_async_caller_unchanged() -> None:
+    async with cache.new_async(driver="memory") as c:
+        caught: list[BaseException] = []
+        wrapped: list[BaseException] = []
+        started = time.monotonic()
+        calls = async_calls(c)
+        # The memory driver never waits, so the loop never gets to its selector: every
+        # interrupt lands in this task's code.
+        with Alarms(STORM_EVERY) as alarms:
+            while time.monotonic() - started < STORM_LIMIT:
+                try:
+                    await next(calls)()
+                except Interrupt as exc:
+                    caught.append(exc)
+                    if sum(landed_in(e, "memory.py") for e in caught) >= LANDINGS:
+                        break
+                except DriverError as exc:
+                    wrapped.append(exc)
+        assert wrapped == [], f"{len(wrapped)} of the handler's exceptions came back wrapped"
+        inside = [e for e in caught if landed_in(e, "memory.py")]
+        assert len(inside) >= LANDINGS, (alarms.fired, len(caught))
+        await c.set("user", "1", "Ada")
+        assert await c.get("user", "1") == "Ada"
+
+
+class Broken:
+    """A third-party driver with a bug: every read raises a foreign exception of its own."""
+
+    def connect(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        pass
+
+    def get(self, resource_type: str, key: str) -> str | None:
+        raise ZeroDivisionError("a bug in the driver")
+
+    def delete(self, resource_type: str, key: str) -> None:
+        pass
+
+
+def test_a_drivers_own_failure_is_still_a_driver_error_while_a_handler_is_installed() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupt("never fired")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        c = cache.new(driver=Broken()).connect()
+        with pytest.raises(DriverError, match="ZeroDivisionError") as caught:
+            c.get("user", "1")
+        assert isinstance(caught.value.__cause__, ZeroDivisionError)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Handlers:
+    """Handlers of every shape ``signal.signal`` accepts: method, partial, callable object."""
+
+    def method(self, signum: int, frame: FrameType | None) -> None:
+        raise Interrupt("from a method")
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        raise Interrupt("from a callable object")
+
+
+def _raising(signum: int, frame: FrameType | None, *, why: str) -> None:
+    raise Interrupt(why)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [Handlers().method, Handlers(), functools.partial(_raising, why="from a partial")],
+    ids=["bound-method", "callable-object", "partial"],
+)
+def test_a_handler_of_any_shape_is_recognised(handler: Callable[..., None]) -> None:
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        with pytest.raises(Interrupt) as caught:
+            signal.raise_signal(signal.SIGALRM)  # the handler runs before it returns
+        assert raised_by_signal_handler(caught.value)
+        assert not raised_by_signal_handler(ValueError("raised by ordinary code"))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_exception_from_a_handler_no_longer_installed_is_not_recognised() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupt("old")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        with pytest.raises(Interrupt) as caught:
+            signal.raise_signal(signal.SIGALRM)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert not raised_by_signal_handler(caught.value)
