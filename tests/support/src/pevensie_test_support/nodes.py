@@ -20,6 +20,7 @@ import redis
 
 from pevensie_redis.testing import (
     ProcessServer,
+    RedisServer,
     ServerBinary,
     ServerStartError,
     TLSMaterial,
@@ -158,7 +159,7 @@ def start_nodes(nodes: Iterable[ProcessServer]) -> None:
             raise TopologyError(str(exc)) from None
 
 
-def stop_nodes(nodes: Iterable[ProcessServer], directory: str) -> None:
+def stop_nodes(nodes: Iterable[RedisServer], directory: str) -> None:
     """Kill every node by PID (SIGKILL: no shutdown to wait for), then delete ``directory``."""
     for node in nodes:
         if node.is_running():
