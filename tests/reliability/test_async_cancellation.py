@@ -303,14 +303,20 @@ async def test_long_chaos_run_with_connections_killed_under_it(private_server: R
     raw = private_server.client()
     killing = threading.Event()
     killing.set()
+    kill_running = threading.Lock()  # held while a kill is under way in its thread
 
     def kill_connections() -> int:
-        if not killing.is_set():
-            return 0  # the run is over: a kill still in its thread does nothing now
-        victims = named_clients(raw, name)
-        for victim in victims:
-            raw.execute_command("CLIENT", "KILL", "ID", victim["id"])
-        return len(victims)
+        with kill_running:
+            if not killing.is_set():
+                return 0  # the run is over: a kill still in its thread does nothing now
+            victims = named_clients(raw, name)
+            for victim in victims:
+                raw.execute_command("CLIENT", "KILL", "ID", victim["id"])
+            return len(victims)
+
+    def wait_for_the_last_kill() -> None:
+        with kill_running:
+            pass
 
     async def keep_killing() -> None:
         nonlocal kills
@@ -338,9 +344,10 @@ async def test_long_chaos_run_with_connections_killed_under_it(private_server: R
         assert run.reads >= 20_000, report
         assert kills >= 50, report
         # A kill already running in its worker thread when the run ended may still land:
-        # stop them, let the last one land, and let the cache replace what it closed.
+        # stop them, wait for the one under way to land, and let the cache replace what
+        # it closed.
         killing.clear()
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(wait_for_the_last_kill)
         replaced_by = asyncio.get_running_loop().time() + 2
         await c.set(RESOURCE, "after the kills", "x")
         while any(pipe.closed for pipe in channel_of(c).pipes):

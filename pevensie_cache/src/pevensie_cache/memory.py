@@ -5,7 +5,8 @@ set without TTL clears an earlier one, and expiry runs on a monotonic clock, so
 changing the wall clock changes nothing. ``max_entries`` bounds the size with
 least-recently-used eviction. Expired entries are dropped when read and swept
 in the background of writes, so memory does not grow with entries never read
-again.
+again. The clock can be replaced (``MemoryDriver(clock=...)``), so a test moves
+time forward instead of waiting for it.
 
 Its one option, ``max_entries``, is declared once in :data:`OPTIONS` and
 converted by the shared rule of :mod:`pevensie_cache.options`, so
@@ -19,7 +20,7 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pevensie_cache.driver import Progress
@@ -34,6 +35,7 @@ from pevensie_cache.validation import check_counter, parse_counter
 __all__ = [
     "OPTIONS",
     "AsyncMemoryDriver",
+    "Clock",
     "MemoryDriver",
     "MemoryInspector",
     "from_url",
@@ -56,18 +58,25 @@ _MAX_ENTRIES = Option(
 OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 """The options of the memory driver."""
 
-_Entry = tuple[str, float]  # (value, deadline on the monotonic clock; inf when none)
+_Entry = tuple[str, float]  # (value, deadline on the store's clock; inf when none)
 _NEVER = float("inf")
-_monotonic = time.monotonic  # bound once: the write path calls it on every set
 _heappush = heapq.heappush
+
+Clock = Callable[[], float]
+"""A clock: seconds, never going back (``time.monotonic`` unless a test gives another)."""
 
 
 class MemoryDriver:
     """A thread-safe in-process store of strings with TTLs and optional LRU eviction."""
 
-    def __init__(self, max_entries: int | None = None) -> None:
-        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
+    def __init__(self, max_entries: int | None = None, *, clock: Clock = time.monotonic) -> None:
+        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction.
+
+        ``clock`` returns the seconds TTLs and lock leases run on (monotonic);
+        a test passes a clock it moves forward itself.
+        """
         self.max_entries: int | None = _MAX_ENTRIES.check(max_entries)
+        self._clock = clock
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._deadlines: list[tuple[float, str]] = []  # min-heap; stale rows skipped
         self._lock = threading.Lock()
@@ -80,13 +89,13 @@ class MemoryDriver:
     def __len__(self) -> int:
         """Return the number of entries not yet expired."""
         with self._lock:
-            self._sweep(time.monotonic())
+            self._sweep(self._clock())
             return len(self._data)
 
     def keys(self) -> set[str]:
         """Return the stored keys, as ``<resource_type>:<key>``, of entries not yet expired."""
         with self._lock:
-            self._sweep(time.monotonic())
+            self._sweep(self._clock())
             return set(self._data)
 
     def connect(self) -> None:
@@ -114,7 +123,7 @@ class MemoryDriver:
         entry = self._data.get(full_key)
         if entry is None:
             return None
-        if entry[1] != _NEVER and entry[1] <= time.monotonic():
+        if entry[1] != _NEVER and entry[1] <= self._clock():
             with self._lock:
                 if self._data.get(full_key) is entry:
                     self._data.pop(full_key, None)
@@ -139,7 +148,7 @@ class MemoryDriver:
         """Return the values found; misses are absent."""
         prefix = f"{resource_type}:"
         found: dict[str, str] = {}
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             data = self._data
             for key in keys:
@@ -176,7 +185,7 @@ class MemoryDriver:
         """Store ``value`` only if the key is absent (or expired); return whether it stored."""
         full_key = f"{resource_type}:{key}"
         with self._lock:
-            if self._live(full_key, _monotonic()) is not None:
+            if self._live(full_key, self._clock()) is not None:
                 return False
             self._put(full_key, value, ttl_seconds)
             return True
@@ -185,7 +194,7 @@ class MemoryDriver:
         """Add ``delta`` to the stored 64-bit integer (absent: 0); a TTL only when creating it."""
         full_key = f"{resource_type}:{key}"
         with self._lock:
-            entry = self._live(full_key, _monotonic())
+            entry = self._live(full_key, self._clock())
             if entry is None:
                 result = check_counter(delta)
                 self._put(full_key, str(result), ttl_seconds)
@@ -200,7 +209,7 @@ class MemoryDriver:
         """Set the key's TTL (``None``: none); return ``False`` if it is absent or expired."""
         full_key = f"{resource_type}:{key}"
         with self._lock:
-            entry = self._live(full_key, _monotonic())
+            entry = self._live(full_key, self._clock())
             if entry is None:
                 return False
             self._put(full_key, entry[0], ttl_seconds)
@@ -209,7 +218,7 @@ class MemoryDriver:
     def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
         """Delete every key of ``resource_type``; return how many were live."""
         prefix = f"{resource_type}:"
-        now = _monotonic()
+        now = self._clock()
         with self._lock:
             doomed = [full for full in self._data if full.startswith(prefix)]
             live = 0
@@ -223,7 +232,7 @@ class MemoryDriver:
     def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Take the key's lock for ``lease_ms`` unless another live holder has it."""
         lock_key = f"{resource_type}:{key}"
-        now = _monotonic()
+        now = self._clock()
         with self._lock:
             held = self._locks.get(lock_key)
             if held is not None and held[1] > now:
@@ -267,10 +276,12 @@ class MemoryDriver:
         deadlines = self._deadlines
         if ttl_seconds is None:
             data[full_key] = (value, _NEVER)
-            if deadlines and deadlines[0][0] <= _monotonic():
-                self._sweep(_monotonic())
+            if deadlines:
+                now = self._clock()
+                if deadlines[0][0] <= now:
+                    self._sweep(now)
         else:
-            now = _monotonic()
+            now = self._clock()
             deadline = now + ttl_seconds
             data[full_key] = (value, deadline)
             _heappush(deadlines, (deadline, full_key))
@@ -305,17 +316,26 @@ class AsyncMemoryDriver:
     """
 
     def __init__(
-        self, max_entries: int | None = None, *, store: MemoryDriver | None = None
+        self,
+        max_entries: int | None = None,
+        *,
+        store: MemoryDriver | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction.
 
-        With ``store``, this is a view of that sync driver's store instead (see
+        ``clock`` is the store's (see :class:`MemoryDriver`). With ``store``,
+        this is a view of that sync driver's store instead (see
         :meth:`MemoryDriver.async_view`): ``connect`` and ``disconnect`` leave it alone.
         """
-        if store is not None and max_entries is not None:
-            raise ConfigError("max_entries belongs to the store; a view of a store takes none")
+        if store is not None and (max_entries is not None or clock is not None):
+            raise ConfigError(
+                "max_entries and clock belong to the store; a view of a store takes neither"
+            )
         self._owns_store = store is None
-        self.store = MemoryDriver(max_entries=max_entries) if store is None else store
+        if store is None:
+            store = MemoryDriver(max_entries=max_entries, clock=clock or time.monotonic)
+        self.store = store
 
     def __repr__(self) -> str:
         view = "" if self._owns_store else ", view"
@@ -402,12 +422,13 @@ class MemoryInspector:
         """Return whether the key is live and the seconds it has left (``None``: no expiry)."""
         store = self._store
         with store._lock:
-            entry = store._live(f"{resource_type}:{key}", _monotonic())
+            now = store._clock()
+            entry = store._live(f"{resource_type}:{key}", now)
         if entry is None:
             return KeyTtl(exists=False)
         if entry[1] == _NEVER:
             return KeyTtl(exists=True)
-        return KeyTtl(exists=True, seconds=max(0.0, entry[1] - _monotonic()))
+        return KeyTtl(exists=True, seconds=max(0.0, entry[1] - now))
 
     def keys(self, resource_type: str, page_size: int) -> Iterator[list[str]]:
         """Yield the live keys of ``resource_type`` (a snapshot), ``page_size`` at a time."""
