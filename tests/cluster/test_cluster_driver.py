@@ -50,6 +50,7 @@ def cluster_cache(redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
         c.disconnect()
 
 
+@pytest.mark.server_dependent  # the cluster answers every command the driver sends
 class TestClusterConformance(CacheConformance):
     """The whole conformance suite, against the cluster."""
 
@@ -88,8 +89,8 @@ class TestClusterHashTagConformance(CacheConformance):
         return lambda: untagged(redis_cluster.stored_keys())
 
 
-class TestAsyncClusterConformance(AsyncCacheConformance):
-    """The whole conformance suite on the async face, against the cluster."""
+class AsyncClusterSuite(AsyncCacheConformance):
+    """The whole conformance suite on the async face, against the cluster (``query``: options)."""
 
     query: ClassVar[dict[str, str]] = {}
 
@@ -110,7 +111,14 @@ class TestAsyncClusterConformance(AsyncCacheConformance):
         return redis_cluster.stored_keys
 
 
-class TestAsyncClusterHashTagConformance(TestAsyncClusterConformance):
+@pytest.mark.server_dependent  # the cluster answers every command the driver sends
+class TestAsyncClusterConformance(AsyncClusterSuite):
+    """The whole conformance suite on the async face, against the cluster."""
+
+
+class TestAsyncClusterHashTagConformance(AsyncClusterSuite):
+    """The whole suite again with ``cluster_hash_tag``: the same commands, other keys."""
+
     query: ClassVar[dict[str, str]] = {"cluster_hash_tag": "true"}
 
 
@@ -257,6 +265,7 @@ def test_default_layout_has_no_hash_tag(
     assert redis_cluster.stored_keys() == {"user:a", "user:b"}
 
 
+@pytest.mark.server_dependent
 def test_set_many_with_ttl_works_for_a_user_denied_scripts(redis_cluster: LocalCluster) -> None:
     for node in redis_cluster.live_nodes():
         with node.client() as raw:
@@ -283,6 +292,7 @@ def test_set_many_with_ttl_works_for_a_user_denied_scripts(redis_cluster: LocalC
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_password_protected_cluster(auth_cluster: LocalCluster, topology_password: str) -> None:
     url = f"redis://:{topology_password}@127.0.0.1:{auth_cluster.port}/0?cluster=true"
     c = cache.from_url(url).connect()
@@ -297,6 +307,7 @@ def test_password_protected_cluster(auth_cluster: LocalCluster, topology_passwor
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 @pytest.mark.parametrize("password", [None, "wrong-password"])
 def test_wrong_or_missing_password_is_an_authentication_error(
     auth_cluster: LocalCluster, password: str | None
@@ -310,6 +321,7 @@ def test_wrong_or_missing_password_is_an_authentication_error(
     assert not c.connected
 
 
+@pytest.mark.server_dependent
 def test_tls_cluster_with_a_trusted_ca(
     tls_cluster: LocalCluster, tls_material: TLSMaterial
 ) -> None:
@@ -328,6 +340,7 @@ def test_tls_cluster_with_a_trusted_ca(
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_tls_cluster_with_an_untrusted_ca_is_refused(
     tls_cluster: LocalCluster, tls_material: TLSMaterial
 ) -> None:
@@ -405,6 +418,7 @@ def test_an_unresponsive_node_times_out_and_is_served_again_after(
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_set_many_reloads_the_script_after_script_flush(
     cluster_cache: PevensieCache, redis_cluster: LocalCluster
 ) -> None:
@@ -419,6 +433,7 @@ def test_set_many_reloads_the_script_after_script_flush(
         assert 50 < raw.ttl("s:{tag}1") <= 60
 
 
+@pytest.mark.server_dependent
 def test_a_manual_failover_is_followed_through_moved_redirects(
     fresh_cluster: LocalCluster,
 ) -> None:
@@ -452,6 +467,7 @@ def test_a_manual_failover_is_followed_through_moved_redirects(
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_failover_keeps_serving_replicated_keys(
     fresh_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:

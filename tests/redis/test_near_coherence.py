@@ -31,6 +31,9 @@ from near_support import (
 
 from pevensie_redis.testing import RedisServer
 
+# The outcome depends on the server: key tracking and its invalidations are the server's.
+pytestmark = pytest.mark.server_dependent
+
 
 @pytest.fixture
 def raw(pevensie_redis_server: RedisServer) -> Iterator[redis.Redis]:

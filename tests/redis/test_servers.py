@@ -360,6 +360,7 @@ def test_env_url_that_does_not_answer(clean_env: pytest.MonkeyPatch) -> None:
 # -- TLS ------------------------------------------------------------------------
 
 
+@pytest.mark.server_dependent
 def test_tls_server_verifies_with_its_ca(pevensie_redis_tls_server: TLSServer) -> None:
     server = pevensie_redis_tls_server
     assert server.url == f"rediss://127.0.0.1:{server.port}/0"
@@ -372,6 +373,7 @@ def test_tls_server_verifies_with_its_ca(pevensie_redis_tls_server: TLSServer) -
         assert client.ping()
 
 
+@pytest.mark.server_dependent
 def test_tls_server_refuses_plain_and_untrusted(pevensie_redis_tls_server: TLSServer) -> None:
     server = pevensie_redis_tls_server
     with (

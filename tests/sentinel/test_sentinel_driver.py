@@ -32,6 +32,9 @@ from pevensie_redis.testing.tls import TLSMaterial
 from pevensie_test_support import LocalSentinel
 from pevensie_test_support.faces import FACES, new_face
 
+# The outcome depends on the server: Sentinel is the server's.
+pytestmark = pytest.mark.server_dependent
+
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must write and read again after the primary dies.
 
