@@ -25,6 +25,7 @@ from typing import Any
 from pevensie_redis.testing import RedisServer, TLSMaterial, free_port
 from pevensie_test_support.nodes import (
     HOST,
+    SETTLE_TIMEOUT,
     TopologyError,
     find_binaries,
     find_tls_binaries_with_cli,
@@ -146,8 +147,12 @@ class LocalCluster:
                 return False
         return True
 
-    def wait_until_ok(self, timeout: float = 30.0) -> float:
-        """Wait until :meth:`is_ok` and every replica's link is up; return the seconds waited."""
+    def wait_until_ok(self, timeout: float = SETTLE_TIMEOUT) -> float:
+        """Wait until :meth:`is_ok` and every replica's link is up; return the seconds waited.
+
+        It polls: the wait ends as soon as the nodes' gossip agrees and the
+        replicas have synced (see :data:`~pevensie_test_support.nodes.SETTLE_TIMEOUT`).
+        """
 
         def settled() -> bool:
             # A restarted former primary first believes its old configuration: wait until it
@@ -202,7 +207,7 @@ def start_cluster(
     node_timeout_ms: int = 1000,
     password: str | None = None,
     tls: TLSMaterial | None = None,
-    timeout: float = 30.0,
+    timeout: float = SETTLE_TIMEOUT,
 ) -> LocalCluster:
     """Start a cluster of ``primaries`` primaries with ``replicas`` replicas each on loopback.
 

@@ -25,6 +25,7 @@ import redis
 from pevensie_redis.testing import ProcessServer, RedisServer, TLSMaterial, find_server_binary
 from pevensie_test_support.nodes import (
     HOST,
+    SETTLE_TIMEOUT,
     TopologyError,
     find_tls_binaries_with_cli,
     new_node,
@@ -109,7 +110,12 @@ class LocalSentinel:
         return node
 
     def wait_for_failover(self, old: RedisServer, timeout: float = 30.0) -> RedisServer:
-        """Wait until the sentinels report a primary other than ``old`` that says it is one."""
+        """Wait until the sentinels report a primary other than ``old`` that says it is one.
+
+        It polls, so it ends once the sentinels have seen the primary down
+        (``down_after_ms``), voted and promoted the replica: a few seconds; the
+        ``timeout`` only bounds a failover that never happens.
+        """
         promoted: list[RedisServer] = []
 
         def failed_over() -> bool:
@@ -173,7 +179,7 @@ def start_sentinel(
     sentinel_password: str | None = None,
     sentinel_user: tuple[str, str] | None = None,
     tls: TLSMaterial | None = None,
-    timeout: float = 60.0,
+    timeout: float = SETTLE_TIMEOUT,
 ) -> LocalSentinel:
     """Start a primary, a replica and three sentinels monitoring them as ``service_name``.
 
