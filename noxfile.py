@@ -65,8 +65,10 @@ def _pytest(session: nox.Session, *args: str, env: dict[str, str] | None = None)
 
 # Test processes for `tests` and `compat`: the tests mostly wait on servers, timeouts and
 # failovers, so four processes keep two cores busy. Each module (or class) runs whole in
-# one process (--dist loadscope), so a module's servers and fixtures are its own.
-WORKERS = ["-n", "4", "--dist", "loadscope"]
+# one process (--dist loadscope), so a module's servers and fixtures are its own; modules
+# go out in collection order (--no-loadscope-reorder), which tests/conftest.py sets: the
+# long-running ones first.
+WORKERS = ["-n", "4", "--dist", "loadscope", "--no-loadscope-reorder"]
 
 
 @nox.session

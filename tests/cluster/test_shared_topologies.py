@@ -32,6 +32,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.shares_topology  # it changes nothing: other tests may use the cluster meanwhile
 def test_a_shared_node_cannot_be_killed_paused_or_restarted(redis_cluster: LocalCluster) -> None:
     node = redis_cluster.nodes[0]
     for control in (node.kill, node.pause, node.restart):

@@ -252,16 +252,21 @@ def stop_recorded(directory: Path) -> list[str]:
 
 
 def _wait_gone(pid: int, started: str | None, timeout: float = 10.0) -> None:
+    """Wait until ``pid`` has exited; reap it if it is this process's child.
+
+    A multi-threaded server's leader shows as a zombie before its other threads
+    are gone, and cannot be reaped until they are: so our own child counts as
+    gone only once reaped.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            # Our own child (a run without xdist started it): reap it.
+            # Our own child (a run without xdist started it): gone once reaped.
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
-        except ChildProcessError:
-            pass
-        if not _alive(pid, started):
-            return
+        except ChildProcessError:  # another process's child: its parent (or init) reaps it
+            if not _alive(pid, started):
+                return
         time.sleep(0.01)
 
 
