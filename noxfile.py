@@ -14,12 +14,20 @@ at its lowest release; see their docstrings.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests"]
-nox.options.default_venv_backend = "venv"
+# uv makes environments and installs in seconds, and its cache serves every session (the
+# matrix's environments share most of their dependencies); venv and pip where uv is absent.
+nox.options.default_venv_backend = "uv|venv"
+# Environments are kept and reused. Never stale: uv and pip build and reinstall a local
+# directory (the two distributions, tests/support, the plugin fixtures) on every install,
+# and the pinned releases are installed again each run (a no-op when they are there).
+# `nox --no-reuse-existing-virtualenvs` (or deleting .nox) starts from nothing.
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -42,10 +50,28 @@ def _install(session: nox.Session, *groups: str, pinned: bool = False) -> None:
     session.install(*(PINNED if pinned else []), *PACKAGES, *requirements)
 
 
+def _pytest(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run pytest; with PEVENSIE_JUNIT_DIR set (CI does), also write its JUnit XML report there.
+
+    One report per session (named after it), from which .ci/slowest.py lists the slowest
+    tests of every part.
+    """
+    reports = os.environ.get("PEVENSIE_JUNIT_DIR")
+    if reports:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", session.name).strip("_")
+        args = (*args, f"--junitxml={Path(reports) / name}.xml")
+    session.run("pytest", *args, env=env)
+
+
 # Test processes for `tests` and `compat`: the tests mostly wait on servers, timeouts and
-# failovers, so four processes keep two cores busy. Each module (or class) runs whole in
-# one process (--dist loadscope), so a module's servers and fixtures are its own.
-WORKERS = ["-n", "4", "--dist", "loadscope"]
+# failovers, so four processes keep two cores busy. Measured on the 2-core machine (whole
+# suite, 2,700 tests; other jobs sharing it at load 5-10): -n 2 took 790-1,073 s,
+# -n 3 651-775 s, -n 4 499-539 s (322 s with the machine otherwise quiet); every run
+# passed. More processes wait longer for turns on the shared topologies, but less in all.
+# Each module (or class) runs whole in one process (--dist loadscope), so a module's
+# servers and fixtures are its own; modules go out in collection order
+# (--no-loadscope-reorder), which tests/conftest.py sets: the long-running ones first.
+WORKERS = ["-n", "4", "--dist", "loadscope", "--no-loadscope-reorder"]
 
 
 @nox.session
@@ -59,7 +85,7 @@ def tests(session: nox.Session) -> None:
     # Small plugin distributions (a good one, a broken one, a duplicate) installed
     # for real, so plugin discovery is tested through genuine entry points.
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
-    session.run("pytest", *WORKERS, *session.posargs)
+    _pytest(session, *WORKERS, *session.posargs)
 
 
 # The oldest and newest release of every supported redis-py major: exactly the range
@@ -132,8 +158,7 @@ COMPAT_DESELECT = [
 ]
 
 
-# A fresh environment each time (uv makes it in seconds), so no run tests a stale build.
-@nox.session(venv_backend="uv|venv", reuse_venv=False)
+@nox.session
 @nox.parametrize(
     ("redis_py", "parser"),
     [
@@ -197,7 +222,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     session.run("python", ".ci/redis_py_parser.py", redis_py, parser)
     deselect = [arg for node in COMPAT_DESELECT for arg in ("--deselect", node)]
     selection = session.posargs or [*COMPAT_TESTS, "-m", "not slow", *deselect]
-    session.run("pytest", "-q", *WORKERS, *selection)
+    _pytest(session, "-q", *WORKERS, *selection)
 
 
 # The framework releases `integrations` runs on: "lowest" is the lower bound of each
@@ -209,7 +234,7 @@ FRAMEWORKS = {
 }
 
 
-@nox.session(venv_backend="uv|venv", reuse_venv=False)
+@nox.session
 @nox.parametrize("frameworks", list(FRAMEWORKS))
 def integrations(session: nox.Session, frameworks: str) -> None:
     """The frameworks' own backend suites on the Django, Flask-Caching and dogpile.cache backends.
@@ -224,7 +249,7 @@ def integrations(session: nox.Session, frameworks: str) -> None:
     # pip fetches the frameworks' sdists (tests/integrations/sources.py); uv's venvs lack it.
     session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks], "pip")
     env = {"PEVENSIE_INTEGRATIONS": "1", "PEVENSIE_SDIST_CACHE": str(session.cache_dir / "sdists")}
-    session.run("pytest", *WORKERS, "tests/integrations", *session.posargs, env=env)
+    _pytest(session, *WORKERS, "tests/integrations", *session.posargs, env=env)
 
 
 # The lowest release of every dependency and extra of the two distributions that no other
@@ -281,7 +306,7 @@ LOWEST_DESELECT = [
 ]
 
 
-@nox.session(venv_backend="uv|venv", reuse_venv=False)
+@nox.session
 def lowest(session: nox.Session) -> None:
     """Both distributions with every dependency and extra at its declared lower bound.
 
@@ -312,7 +337,7 @@ def lowest(session: nox.Session) -> None:
     session.run("python", "-c", show, *LOWEST, "hiredis", "redis", "opentelemetry-sdk")
     deselect = [arg for node in LOWEST_DESELECT for arg in ("--deselect", node)]
     selection = session.posargs or [*LOWEST_TESTS, *deselect]
-    session.run("pytest", "-q", *WORKERS, *selection)
+    _pytest(session, "-q", *WORKERS, *selection)
 
 
 @nox.session
@@ -338,7 +363,7 @@ def docs(session: nox.Session) -> None:
     )
 
 
-@nox.session(reuse_venv=False)
+@nox.session(venv_backend="venv", reuse_venv=False)  # pip freeze: a fresh resolution
 def pins(session: nox.Session) -> None:
     """Rewrite .ci/constraints.txt from fresh resolutions of lint's, docs' and typecheck's needs.
 

@@ -71,6 +71,7 @@ def test_stats_count_hits_misses_and_entries_and_are_none_when_disconnected(
     assert face.cache.driver.near_cache_stats() is None
 
 
+@pytest.mark.server_dependent
 @pytest.mark.parametrize("kind", FACES)
 def test_a_server_that_refuses_tracking_is_a_configuration_error_and_nothing_is_left_running(
     kind: str, pevensie_redis_server_factory: Callable[..., RedisServer]
@@ -114,6 +115,7 @@ def _flood(server: RedisServer, stop: threading.Event) -> None:
             pipe.execute()
 
 
+@pytest.mark.server_dependent
 @pytest.mark.parametrize("kind", FACES)
 def test_connect_and_disconnect_work_while_invalidations_flow(
     kind: str, pevensie_redis_server_factory: Callable[..., RedisServer]
