@@ -33,11 +33,30 @@ def test_url_and_keywords_turn_the_near_cache_on() -> None:
     assert RedisConfig().near_cache is False
 
 
+def test_the_byte_bound_takes_units_in_urls_and_keywords_and_shows_them_back() -> None:
+    url = "redis://127.0.0.1:6379/0?near_cache=true&near_cache_max_bytes=8MiB"
+    by_url = cache.from_url(url).driver.config
+    by_name = cache.new(driver="redis", host="127.0.0.1", near_cache=True,
+                        near_cache_max_bytes="8388608").driver.config  # fmt: skip
+    assert by_url == by_name
+    assert by_url.near_cache_max_bytes == 8 << 20
+    assert "near_cache_max_bytes=8MiB" in by_url.display_url()
+    assert RedisConfig.from_url(by_url.display_url()) == by_url
+    assert RedisConfig().near_cache_max_bytes == 64 << 20
+    async_config = cache.new_async(driver="redis", near_cache=True, near_cache_max_bytes="512kB")
+    assert async_config.driver.config.near_cache_max_bytes == 512_000
+    with pytest.raises(ConfigError, match="must be an int"):
+        RedisConfig(near_cache=True, near_cache_max_bytes="8MiB")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"cluster": True, "near_cache": True}, "near_cache is not available with cluster"),
         ({"near_cache": True, "near_cache_size": 0}, "near_cache_size"),
+        ({"near_cache": True, "near_cache_max_bytes": "1kb"}, r"at least 1024 \(bytes\), got 1000"),
+        ({"near_cache": True, "near_cache_max_bytes": "8 MegaB"}, "unknown unit 'MegaB'"),
+        ({"near_cache": True, "near_cache_max_byte": "8MiB"}, "did you mean 'near_cache_max_b"),
     ],
 )
 def test_a_near_cache_it_cannot_have_is_a_configuration_error(

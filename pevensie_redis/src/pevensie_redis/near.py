@@ -5,8 +5,12 @@ No I/O happens here; both faces of the driver use one :class:`NearStore`
 
 An entry is a value or a remembered miss, with the deadline of the key's
 server TTL (``PTTL`` read with the value, counted from before the read was
-sent), so an entry never outlives its key. The store is bounded by ``size``
-entries, least recently used first out.
+sent), so an entry never outlives its key. The store is bounded twice, least
+recently used first out: by ``size`` entries and by ``max_bytes`` of memory.
+An entry's bytes are counted as Python holds them: ``sys.getsizeof`` of its
+key and of its value, plus :data:`ENTRY_OVERHEAD` for the store's own
+bookkeeping of one entry (measured: ``tests/redis/test_near_memory.py``).
+A value bigger than the whole bound is never kept.
 
 Coherence rests on three rules:
 
@@ -31,6 +35,7 @@ Coherence rests on three rules:
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import weakref
@@ -39,12 +44,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MISS", "NearStats", "NearStore", "Ticket", "heartbeat"]
+__all__ = ["ENTRY_OVERHEAD", "MISS", "NearStats", "NearStore", "Ticket", "heartbeat"]
 
 MISS: Any = object()
 """A remembered miss: the key was absent on the server when read."""
 
 _NEVER = float("inf")
+
+ENTRY_OVERHEAD = 256
+"""Bytes counted for each entry besides its key and value: the store's bookkeeping.
+
+An entry is a slot of an ordered dict (a hash table and an array of nodes
+that grow in powers of two, so a slot costs up to three times its share
+right after the table grew), a linked-list node for the recency order, a
+tuple ``(value, deadline, bytes)``, its deadline (a float) and its byte count
+(an int). Measured with :mod:`tracemalloc` on CPython 3.11, from 191 bytes an
+entry (a table about to grow) to 255 (one just grown), for stores of 64
+entries or more; smaller ones take less than 4 KiB in all.
+``tests/redis/test_near_memory.py`` checks that the count covers what is
+measured.
+"""
 
 Ticket = tuple[int, float]
 """What :meth:`NearStore.begin` returns and :meth:`NearStore.finish` checks.
@@ -69,17 +88,29 @@ class NearStats:
     """Entries held now."""
     enabled: bool
     """Whether the store answers reads now (tracking is established)."""
+    evictions: int = 0
+    """Entries dropped to stay within ``near_cache_size`` or ``near_cache_max_bytes``."""
+    bytes: int = 0
+    """Memory the entries held now take, as counted against ``near_cache_max_bytes``."""
 
 
 class NearStore:
     """A bounded LRU of values read from the server, kept coherent by invalidations."""
 
-    def __init__(self, size: int, clock: Any = time.monotonic) -> None:
-        """Keep at most ``size`` entries; ``clock`` returns seconds (monotonic)."""
+    def __init__(
+        self, size: int, max_bytes: int | None = None, clock: Any = time.monotonic
+    ) -> None:
+        """Keep at most ``size`` entries taking at most ``max_bytes`` (``None``: no byte bound).
+
+        ``clock`` returns seconds (monotonic).
+        """
         self._size = size
+        self._max_bytes = sys.maxsize if max_bytes is None else max_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[bytes, tuple[Any, float]] = OrderedDict()
+        # key -> (value or MISS, deadline, the bytes counted for the entry)
+        self._entries: OrderedDict[bytes, tuple[Any, float, int]] = OrderedDict()
+        self._bytes = 0
         self._sequence = 0  # bumped by every invalidation and flush
         self._flushed_at = 0  # the sequence of the last flush
         self._changed: dict[
@@ -87,7 +118,7 @@ class NearStore:
         ] = {}  # key -> sequence of its last invalidation, while filling
         self._filling: dict[bytes, int] = {}  # key -> fills in flight
         self._enabled = False
-        self._hits = self._misses = self._invalidations = self._flushes = 0
+        self._hits = self._misses = self._invalidations = self._flushes = self._evictions = 0
         _STORES.add(self)
 
     # -- reads -----------------------------------------------------------------------
@@ -102,6 +133,7 @@ class NearStore:
                     self._hits += 1
                     return entry[0]
                 del self._entries[key]
+                self._bytes -= entry[2]
             self._misses += 1
             return None
 
@@ -142,10 +174,20 @@ class NearStore:
                 if not fresh or pttl == 0 or (pttl == -2) != (value is None):
                     continue
                 deadline = _NEVER if pttl < 0 else started + pttl / 1000
-                self._entries[key] = (MISS if value is None else value, deadline)
-                self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+                cost = sys.getsizeof(key) + ENTRY_OVERHEAD
+                if value is None:
+                    value = MISS
+                else:
+                    cost += sys.getsizeof(value)
+                self._drop(key)
+                if cost > self._max_bytes:
+                    continue  # bigger than the whole bound: never kept
+                self._entries[key] = (value, deadline, cost)
+                self._bytes += cost
+            entries = self._entries
+            while len(entries) > self._size or self._bytes > self._max_bytes:
+                self._bytes -= entries.popitem(last=False)[1][2]
+                self._evictions += 1
 
     def abandon(self, ticket: Ticket | None, keys: Iterable[bytes]) -> None:
         """Give back the ticket of a read that failed: nothing is kept."""
@@ -166,7 +208,7 @@ class NearStore:
                 return
             for key in keys:
                 self._invalidations += 1
-                self._entries.pop(key, None)
+                self._drop(key)
                 if key in self._filling:
                     self._changed[key] = self._sequence
 
@@ -175,7 +217,7 @@ class NearStore:
         with self._lock:
             self._sequence += 1
             for key in keys:
-                self._entries.pop(key, None)
+                self._drop(key)
                 if key in self._filling:
                     self._changed[key] = self._sequence
 
@@ -184,7 +226,7 @@ class NearStore:
         with self._lock:
             self._sequence += 1
             for key in [key for key in self._entries if key.startswith(prefix)]:
-                del self._entries[key]
+                self._drop(key)
             for key in self._filling:
                 if key.startswith(prefix):
                     self._changed[key] = self._sequence
@@ -202,6 +244,7 @@ class NearStore:
         with self._lock:
             self._sequence += 1
             self._entries.clear()  # empty already, unless enabled twice: not counted as a flush
+            self._bytes = 0
             self._flushed_at = self._sequence
             self._enabled = True
 
@@ -215,6 +258,8 @@ class NearStore:
                 flushes=self._flushes,
                 entries=len(self._entries),
                 enabled=self._enabled,
+                evictions=self._evictions,
+                bytes=self._bytes,
             )
 
     def _forked(self) -> None:
@@ -235,8 +280,14 @@ class NearStore:
 
     def _flush_locked(self) -> None:
         self._entries.clear()
+        self._bytes = 0
         self._flushed_at = self._sequence
         self._flushes += 1
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[2]
 
     def _release(self, key: bytes) -> None:
         left = self._filling.get(key, 0) - 1
