@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -277,3 +278,110 @@ def test_no_read_returns_a_value_older_than_the_last_invalidation(
             held = store.lookup(key)
             if held is not None:
                 assert int(held) >= floor[key]
+
+
+# -- several nodes (the primaries of a Redis Cluster) feeding one store ------------------
+
+
+def two_nodes(size: int = 100) -> NearStore:
+    store = NearStore(size, None, clock=Clock())
+    store.enable("a:1")
+    store.enable("b:2")
+    return store
+
+
+def fill_from(store: NearStore, node: str, key: bytes, value: str) -> None:
+    store.finish(store.begin([key], node), [(key, value, -1)])
+
+
+def test_a_node_whose_channel_breaks_loses_its_entries_and_no_other() -> None:
+    store = two_nodes()
+    fill_from(store, "a:1", b"k:a", "from a")
+    fill_from(store, "b:2", b"k:b", "from b")
+    store.flush(disable=True, node="a:1")
+    assert store.lookup(b"k:a") is None
+    assert store.lookup(b"k:b") == "from b"
+    assert store.begin([b"k:a"], "a:1") is None  # not listened to: not kept
+    assert store.listening() == ["b:2"]
+    assert store.stats().enabled
+    assert store.stats().bytes == cost(b"k:b", "from b")
+    store.enable("a:1")
+    fill_from(store, "a:1", b"k:a", "again")
+    assert store.lookup(b"k:a") == "again"
+
+
+def test_a_read_begun_before_its_nodes_channel_broke_is_not_kept_even_once_it_is_back() -> None:
+    store = two_nodes()
+    ticket = store.begin([b"k"], "a:1")
+    store.flush(disable=True, node="a:1")
+    store.enable("a:1")
+    store.finish(ticket, [(b"k", "read before the break", -1)])
+    assert store.lookup(b"k") is None
+
+
+def test_a_read_that_ran_on_another_node_than_its_ticket_is_not_kept() -> None:
+    store = two_nodes()
+    ticket = store.begin([b"k"], "a:1")
+    store.finish(ticket, [(b"k", "redirected to b", -1)], node="b:2")
+    assert store.lookup(b"k") is None
+    fill_from(store, "a:1", b"k", "from a")
+    assert store.lookup(b"k") == "from a"
+
+
+def test_a_nodes_flushdb_drops_its_entries_and_an_invalidation_drops_a_key_whoever_sends_it() -> (
+    None
+):
+    store = two_nodes()
+    fill_from(store, "a:1", b"k:a", "from a")
+    fill_from(store, "a:1", b"k:a2", "from a")
+    fill_from(store, "b:2", b"k:b", "from b")
+    store.invalidate([b"k:a2"], "b:2")  # the key moved to b, and changed there
+    assert store.lookup(b"k:a2") is None
+    store.invalidate(None, "b:2")
+    assert store.lookup(b"k:b") is None
+    assert store.lookup(b"k:a") == "from a"
+
+
+node_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["begin", "finish", "write", "break", "enable", "lookup"]),
+        st.sampled_from([b"a", b"b"]),
+        st.integers(0, 5),
+    ),
+    max_size=80,
+)
+OWNER = {b"a": "a:1", b"b": "b:2"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(actions=node_actions)
+def test_no_read_is_older_than_the_last_write_heard_or_not_with_channels_breaking(
+    actions: list[tuple[str, bytes, int]],
+) -> None:
+    """Model of two primaries: a write to a key is heard only while its node's channel
+    listens. Whatever breaks when, no read returns a version older than the last write."""
+    store = two_nodes(size=2)
+    version = {b"a": 0, b"b": 0}
+    reads: list[tuple[Any, bytes, int]] = []
+    for action, key, pick in actions:
+        node = OWNER[key]
+        if action == "begin":
+            ticket = store.begin([key], node)
+            if ticket is not None:
+                reads.append((ticket, key, version[key]))
+        elif action == "finish" and reads:
+            ticket, read_key, read_version = reads.pop(pick % len(reads))
+            store.finish(ticket, [(read_key, b"%d" % read_version, -1)])
+        elif action == "write":
+            version[key] += 1
+            if node in store.listening():  # heard: its invalidation arrives
+                store.invalidate([key], node)
+        elif action == "break":
+            store.flush(disable=True, node=node)
+        elif action == "enable":
+            if node not in store.listening():
+                store.enable(node)
+        else:
+            held = store.lookup(key)
+            if held is not None:
+                assert int(held) == version[key]
