@@ -23,9 +23,12 @@ and a unit may follow, decimal (``kB``, ``MB``, ``GB``: powers of 1000) or
 binary (``KiB``, ``MiB``, ``GiB``: powers of 1024), in any letter case
 (``"64MiB"``, ``"512 kB"``, ``"1.5GiB"``; a fraction of a byte is dropped).
 
->>> limit = Option(name="limit", kind="size", low=1, query=True, doc="Bytes kept at most.")
->>> limit.convert("64MiB"), limit.convert("512 kB"), limit.convert("1024"), limit.format(8 << 20)
-(67108864, 512000, 1024, '8MiB')
+>>> limit = Option(name="limit", kind="size", low=1, query=True,
+...                doc="Bytes kept at most.")
+>>> limit.convert("64MiB"), limit.convert("512 kB"), limit.convert("1024")
+(67108864, 512000, 1024)
+>>> limit.format(8 << 20)
+'8MiB'
 
 Durations: a bare number is in the option's documented unit (``unit="ms"``:
 milliseconds), and an explicit unit is accepted (``"500ms"``, ``"2s"``,
