@@ -244,7 +244,7 @@ def open_channel(config: RedisConfig) -> Channel:
         probe.send_command("PING")
         probe.read_response()
         if config.near_cache:
-            near = NearStore(config.near_cache_size)
+            near = NearStore(config.near_cache_size, config.near_cache_max_bytes)
             listener = _start_listener(pool, near, config)
     except BaseException as exc:
         if listener is not None:

@@ -546,7 +546,7 @@ async def _start_near_cache(
     async def connect() -> Pipe:
         return await open_pipe(await resolve())
 
-    near = NearStore(config.near_cache_size)
+    near = NearStore(config.near_cache_size, config.near_cache_max_bytes)
     listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
     channel.near, channel._listener = near, listener
     # Bounded by the connect and reply timeouts of the listener's own first attempt.

@@ -30,10 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis import compat
+from pevensie_redis.errors import TrackingRefused, refusal_is_final
 from pevensie_redis.near import NearStore
 from pevensie_redis.protocol.commands import (
     CLIENT_ID_REPLY,
@@ -43,6 +44,7 @@ from pevensie_redis.protocol.commands import (
     describe,
     pack,
     pack_tracking,
+    tracking_probes,
 )
 
 __all__ = ["InvalidationListener"]
@@ -169,20 +171,20 @@ class InvalidationListener:
             self._connection = connection
         if self._stopping.is_set():
             return
-        connection.send_packed_command((pack([b"CLIENT", b"ID"]),))
-        client_id = connection.read_response()
+        client_id = _ask(connection, pack([b"CLIENT", b"ID"]), "CLIENT ID")
         if not CLIENT_ID_REPLY(client_id):
             raise InvalidResponse(f"CLIENT ID got {describe(client_id)} in reply")
-        connection.send_packed_command(
-            (pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
-        )
-        tracking = connection.read_response()  # OK (an error reply is raised: no tracking here)
-        subscribed = connection.read_response()  # ["subscribe", channel, 1]
-        if not OK_REPLY(tracking) or not SUBSCRIBE_REPLY(subscribed):
-            raise InvalidResponse(
-                f"CLIENT TRACKING and SUBSCRIBE got {describe(tracking)} and "
-                f"{describe(subscribed)} in reply"
-            )
+        # Tracking first, then the subscription: a refused tracking is probed on this
+        # connection, which a subscription would restrict to (un)subscribing.
+        try:
+            tracking = _ask(connection, pack_tracking(client_id), "CLIENT TRACKING")
+        except TrackingRefused as refused:
+            raise _pinpoint(connection, client_id, refused) from None
+        if not OK_REPLY(tracking):
+            raise InvalidResponse(f"CLIENT TRACKING got {describe(tracking)} in reply")
+        subscribed = _ask(connection, pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]), "SUBSCRIBE")
+        if not SUBSCRIBE_REPLY(subscribed):
+            raise InvalidResponse(f"SUBSCRIBE got {describe(subscribed)} in reply")
         self.server = compat.server_of(connection)
         self.failure = None
         self._store.enable()
@@ -209,6 +211,31 @@ class InvalidationListener:
             return  # the PING's answer (["pong", ""]) or a subscription confirmation
         keys = message[2]
         self._store.invalidate(None if keys is None else list(keys))
+
+
+def _ask(connection: Any, command: bytes, refused: str) -> Any:
+    """Send ``command`` and return its reply; an error reply is a :class:`TrackingRefused`."""
+    connection.send_packed_command((command,))
+    try:
+        return connection.read_response()
+    except ResponseError as exc:
+        raise TrackingRefused(refused, exc) from exc
+
+
+def _pinpoint(connection: Any, client_id: int, refused: TrackingRefused) -> TrackingRefused:
+    """Return what the server refused of ``CLIENT TRACKING ON BCAST REDIRECT``.
+
+    Tracking without ``BCAST``, then without ``REDIRECT``, is tried on the
+    same connection (closed after); the first one accepted names the option.
+    """
+    if not refusal_is_final(refused.reply):
+        for option, probe in tracking_probes(client_id):
+            try:
+                _ask(connection, probe, option)
+            except TrackingRefused:
+                continue
+            return TrackingRefused(option, refused.reply)
+    return refused
 
 
 _LISTENERS: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_redis.errors import TrackingRefused, refusal_is_final
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Pipe
 from pevensie_redis.protocol.commands import (
@@ -30,6 +31,7 @@ from pevensie_redis.protocol.commands import (
     describe,
     pack,
     pack_tracking,
+    tracking_probes,
 )
 
 __all__ = ["InvalidationListener"]
@@ -132,25 +134,26 @@ class InvalidationListener:
         pipe = self._pipe = await self._connect()
         client_id = await pipe.send(pack([b"CLIENT", b"ID"]))
         if isinstance(client_id, Exception):
-            raise client_id
+            raise TrackingRefused("CLIENT ID", client_id)
         if not CLIENT_ID_REPLY(client_id):
             raise InvalidResponse(f"CLIENT ID got {describe(client_id)} in reply")
         # Set before subscribing: the first message can come in the same read as the
         # confirmation, and a pipe with no one to take it closes on an unexpected reply.
         pipe.on_push = self._apply
         pipe.on_close = self._woken.set
-        replies = pipe.send_many(
-            [pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL])]
-        )
-        tracking, subscribed = [await future for future in replies]
-        for reply in (tracking, subscribed):
-            if isinstance(reply, Exception):
-                raise reply  # no tracking here (or not allowed)
-        if not OK_REPLY(tracking) or not SUBSCRIBE_REPLY(subscribed):
-            raise InvalidResponse(
-                f"CLIENT TRACKING and SUBSCRIBE got {describe(tracking)} and "
-                f"{describe(subscribed)} in reply"
-            )
+        # Tracking first, then the subscription: a refused tracking is probed on this
+        # pipe, which a subscription would restrict to (un)subscribing. Nothing is lost
+        # in between: the store is enabled only once both are confirmed.
+        tracking = await pipe.send(pack_tracking(client_id))
+        if isinstance(tracking, Exception):
+            raise await _pinpoint(pipe, client_id, tracking)
+        if not OK_REPLY(tracking):
+            raise InvalidResponse(f"CLIENT TRACKING got {describe(tracking)} in reply")
+        subscribed = await pipe.send(pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
+        if isinstance(subscribed, Exception):
+            raise TrackingRefused("SUBSCRIBE", subscribed)
+        if not SUBSCRIBE_REPLY(subscribed):
+            raise InvalidResponse(f"SUBSCRIBE got {describe(subscribed)} in reply")
         self.server = pipe.endpoint.label
         self.failure = None
         self._store.enable()
@@ -176,3 +179,17 @@ class InvalidationListener:
         if isinstance(message, list) and len(message) >= 3 and message[0] == b"message":
             keys = message[2]
             self._store.invalidate(None if keys is None else list(keys))
+
+
+async def _pinpoint(pipe: Pipe, client_id: int, error: Exception) -> TrackingRefused:
+    """Return what the server refused of ``CLIENT TRACKING ON BCAST REDIRECT`` (it said ``error``).
+
+    Tracking without ``BCAST``, then without ``REDIRECT``, is tried on the
+    same pipe (closed after: the near cache cannot run there); the first one
+    accepted names the option refused.
+    """
+    if not refusal_is_final(error):
+        for option, probe in tracking_probes(client_id):
+            if OK_REPLY(await pipe.send(probe)):
+                return TrackingRefused(option, error)
+    return TrackingRefused("CLIENT TRACKING", error)
