@@ -14,12 +14,20 @@ at its lowest release; see their docstrings.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests"]
-nox.options.default_venv_backend = "venv"
+# uv makes environments and installs in seconds, and its cache serves every session (the
+# matrix's environments share most of their dependencies); venv and pip where uv is absent.
+nox.options.default_venv_backend = "uv|venv"
+# Environments are kept and reused. Never stale: uv and pip build and reinstall a local
+# directory (the two distributions, tests/support, the plugin fixtures) on every install,
+# and the pinned releases are installed again each run (a no-op when they are there).
+# `nox --no-reuse-existing-virtualenvs` (or deleting .nox) starts from nothing.
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -42,10 +50,28 @@ def _install(session: nox.Session, *groups: str, pinned: bool = False) -> None:
     session.install(*(PINNED if pinned else []), *PACKAGES, *requirements)
 
 
+def _pytest(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run pytest; with PEVENSIE_JUNIT_DIR set (CI does), also write its JUnit XML report there.
+
+    One report per session (named after it), from which .ci/slowest.py lists the slowest
+    tests of every part.
+    """
+    reports = os.environ.get("PEVENSIE_JUNIT_DIR")
+    if reports:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", session.name).strip("_")
+        args = (*args, f"--junitxml={Path(reports) / name}.xml")
+    session.run("pytest", *args, env=env)
+
+
 # Test processes for `tests` and `compat`: the tests mostly wait on servers, timeouts and
-# failovers, so four processes keep two cores busy. Each module (or class) runs whole in
-# one process (--dist loadscope), so a module's servers and fixtures are its own.
-WORKERS = ["-n", "4", "--dist", "loadscope"]
+# failovers, so four processes keep two cores busy. Measured on the 2-core machine (whole
+# suite, 2,700 tests; other jobs sharing it at load 5-10): -n 2 took 790-1,073 s,
+# -n 3 651-775 s, -n 4 499-539 s (322 s with the machine otherwise quiet); every run
+# passed. More processes wait longer for turns on the shared topologies, but less in all.
+# Each module (or class) runs whole in one process (--dist loadscope), so a module's
+# servers and fixtures are its own; modules go out in collection order
+# (--no-loadscope-reorder), which tests/conftest.py sets: the long-running ones first.
+WORKERS = ["-n", "4", "--dist", "loadscope", "--no-loadscope-reorder"]
 
 
 @nox.session
@@ -59,7 +85,7 @@ def tests(session: nox.Session) -> None:
     # Small plugin distributions (a good one, a broken one, a duplicate) installed
     # for real, so plugin discovery is tested through genuine entry points.
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
-    session.run("pytest", *WORKERS, *session.posargs)
+    _pytest(session, *WORKERS, *session.posargs)
 
 
 # The async face on uvloop (the event loop of uvicorn[standard]): its oldest tested release
@@ -84,16 +110,28 @@ def uvloop(session: nox.Session, release: str) -> None:
     pin = f"uvloop=={UVLOOP_FLOOR}" if release == "lowest" else "uvloop"
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT, pin)
     env = {"PEVENSIE_TEST_EVENT_LOOP": "uvloop"}
-    session.run("pytest", *WORKERS, *session.posargs, env=env)
+    _pytest(session, *WORKERS, *session.posargs, env=env)
 
 
-# The oldest and newest release of every supported redis-py major: exactly the range
-# pevensie_redis/pyproject.toml declares (redis>=5.0,<9).
-REDIS_PY_RELEASES = ["5.0.0", "5.3.1", "6.0.0", "6.4.0", "7.0.0", "7.4.1", "8.0.0", "8.1.0"]
-# The oldest hiredis the [hiredis] extra allows (redis-py 6.4 and newer ignore older ones).
-# The oldest release of each redis-py major runs with it, the newest with the newest hiredis.
+# The redis-py releases the matrix runs: the floor and the newest release of the range
+# pevensie_redis/pyproject.toml declares (redis>=5.0,<9), and the newest release of each
+# major between them.
+REDIS_PY_RELEASES = ["5.0.0", "6.4.0", "7.4.1", "8.2.0"]
+# The oldest hiredis the [hiredis] extra allows (redis-py 6.4 and newer ignore older ones):
+# the floor of redis-py runs with it, the other hiredis environments with the newest.
 HIREDIS_FLOOR = "3.2.0"
-OLDEST_OF_EACH_MAJOR = {"5.0.0", "6.0.0", "7.0.0", "8.0.0"}
+# The environments: both ends of the range with and without hiredis, the majors between
+# once each (one with hiredis, one without). Six, not every release twice: since the
+# driver speaks through its own protocol core, what varies with redis-py is its public
+# API (exception classes, the client the driver hands out) and its parsers.
+COMPAT_ENVS = [
+    ("5.0.0", "hiredis"),
+    ("5.0.0", "python"),
+    ("6.4.0", "python"),
+    ("7.4.1", "hiredis"),
+    ("8.2.0", "hiredis"),
+    ("8.2.0", "python"),
+]
 # What the matrix runs; see compat's docstring.
 COMPAT_TESTS = [
     "tests/redis/test_conformance_redis.py",
@@ -157,24 +195,20 @@ COMPAT_DESELECT = [
 ]
 
 
-# A fresh environment each time (uv makes it in seconds), so no run tests a stale build.
-@nox.session(venv_backend="uv|venv", reuse_venv=False)
+@nox.session
 @nox.parametrize(
     ("redis_py", "parser"),
-    [
-        nox.param(release, parser, id=f"{release}-{parser}")
-        for release in REDIS_PY_RELEASES
-        for parser in ("hiredis", "python")
-    ],
+    [nox.param(release, parser, id=f"{release}-{parser}") for release, parser in COMPAT_ENVS],
 )
 def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     """The redis-py compatibility matrix: one redis-py release, with or without hiredis.
 
-    ``nox -s compat`` runs all 16 environments: the oldest and newest release
-    of each redis-py major (5, 6, 7, 8), each with hiredis (the oldest release
-    with the oldest hiredis allowed, the newest with the newest) and without
-    it (the session first checks that redis-py and the driver then really use
-    their pure-Python parser and packer, see .ci/redis_py_parser.py).
+    ``nox -s compat`` runs the six environments of COMPAT_ENVS: the floor
+    (5.0.0) and the newest release (8.2.0) each with hiredis (the floor with
+    the oldest hiredis allowed, the others with the newest) and without it,
+    and the newest 6.x and 7.x once each. Without hiredis the session first
+    checks that redis-py and the driver really use their pure-Python parser
+    and packer (.ci/redis_py_parser.py).
 
     Each runs every mode of the driver on that release, in 4 test processes:
 
@@ -207,8 +241,8 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     """
     hiredis = []
     if parser == "hiredis":
-        oldest = redis_py in OLDEST_OF_EACH_MAJOR
-        hiredis = [f"hiredis=={HIREDIS_FLOOR}" if oldest else "hiredis"]
+        floor = redis_py == REDIS_PY_RELEASES[0]
+        hiredis = [f"hiredis=={HIREDIS_FLOOR}" if floor else "hiredis"]
     extra = "[hiredis]" if parser == "hiredis" else ""
     requirements = nox.project.dependency_groups(PYPROJECT, "test", "compat")
     session.install(
@@ -222,7 +256,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     session.run("python", ".ci/redis_py_parser.py", redis_py, parser)
     deselect = [arg for node in COMPAT_DESELECT for arg in ("--deselect", node)]
     selection = session.posargs or [*COMPAT_TESTS, "-m", "not slow", *deselect]
-    session.run("pytest", "-q", *WORKERS, *selection)
+    _pytest(session, "-q", *WORKERS, *selection)
 
 
 # The framework releases `integrations` runs on: "lowest" is the lower bound of each
@@ -234,7 +268,7 @@ FRAMEWORKS = {
 }
 
 
-@nox.session(venv_backend="uv|venv", reuse_venv=False)
+@nox.session
 @nox.parametrize("frameworks", list(FRAMEWORKS))
 def integrations(session: nox.Session, frameworks: str) -> None:
     """The frameworks' own backend suites on the Django, Flask-Caching and dogpile.cache backends.
@@ -249,7 +283,7 @@ def integrations(session: nox.Session, frameworks: str) -> None:
     # pip fetches the frameworks' sdists (tests/integrations/sources.py); uv's venvs lack it.
     session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks], "pip")
     env = {"PEVENSIE_INTEGRATIONS": "1", "PEVENSIE_SDIST_CACHE": str(session.cache_dir / "sdists")}
-    session.run("pytest", *WORKERS, "tests/integrations", *session.posargs, env=env)
+    _pytest(session, *WORKERS, "tests/integrations", *session.posargs, env=env)
 
 
 # The lowest release of every dependency and extra of the two distributions that no other
@@ -306,7 +340,7 @@ LOWEST_DESELECT = [
 ]
 
 
-@nox.session(venv_backend="uv|venv", reuse_venv=False)
+@nox.session
 def lowest(session: nox.Session) -> None:
     """Both distributions with every dependency and extra at its declared lower bound.
 
@@ -337,7 +371,7 @@ def lowest(session: nox.Session) -> None:
     session.run("python", "-c", show, *LOWEST, "hiredis", "redis", "opentelemetry-sdk")
     deselect = [arg for node in LOWEST_DESELECT for arg in ("--deselect", node)]
     selection = session.posargs or [*LOWEST_TESTS, *deselect]
-    session.run("pytest", "-q", *WORKERS, *selection)
+    _pytest(session, "-q", *WORKERS, *selection)
 
 
 @nox.session
@@ -363,7 +397,7 @@ def docs(session: nox.Session) -> None:
     )
 
 
-@nox.session(reuse_venv=False)
+@nox.session(venv_backend="venv", reuse_venv=False)  # pip freeze: a fresh resolution
 def pins(session: nox.Session) -> None:
     """Rewrite .ci/constraints.txt from fresh resolutions of lint's, docs' and typecheck's needs.
 

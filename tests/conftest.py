@@ -1,4 +1,4 @@
-"""The whole suite's one switch: which event loop the async tests run on.
+"""Suite-wide: which event loop the async tests run on, and the order modules are handed out.
 
 ``PEVENSIE_TEST_EVENT_LOOP=uvloop`` (``nox -s uvloop`` sets it) runs the async
 face's tests on uvloop, and only those: every pytest-asyncio test that does
@@ -8,6 +8,12 @@ run an event loop of their own, through :mod:`pevensie_test_support.loops`).
 pytest-asyncio gets the loop from its ``pytest_asyncio_loop_factories`` hook;
 helpers that start a loop themselves ask :mod:`pevensie_test_support.loops`.
 Unset (or ``asyncio``), nothing changes.
+
+pytest-xdist (``--dist loadscope --no-loadscope-reorder``, as nox runs it) gives
+each test process whole modules (or classes) in collection order. Modules with
+``slow`` tests (resharding under load, the soak, the long chaos run...) come
+first, so the longest work starts at once and the short modules fill in around
+it, instead of one process finishing a long module alone at the end.
 """
 
 from __future__ import annotations
@@ -72,11 +78,13 @@ def _on_the_async_face(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if loops.selected() != "uvloop":
-        return
-    kept, left = [], []
-    for item in items:
-        (kept if _on_the_async_face(item) else left).append(item)
-    if left:
-        config.hook.pytest_deselected(items=left)
-        items[:] = kept
+    """Keep only the async face's tests on uvloop; move modules with ``slow`` tests first."""
+    if loops.selected() == "uvloop":
+        kept, left = [], []
+        for item in items:
+            (kept if _on_the_async_face(item) else left).append(item)
+        if left:
+            config.hook.pytest_deselected(items=left)
+            items[:] = kept
+    long_running = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in long_running)  # stable: order kept otherwise

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from clock_support import ShiftedClock
 
 from pevensie_cache import PevensieCache, UnsupportedOperation, cache, hookimpl
 from pevensie_cache.cache import identify_driver
@@ -142,10 +142,11 @@ def test_a_non_callable_inspector_is_the_plugins_failure() -> None:
 
 
 def test_memory_ttl_counts_down() -> None:
-    with cache.new(driver="memory") as c:
+    clock = ShiftedClock()
+    with cache.new(driver=MemoryDriver(clock=clock)) as c:
         c.set("user", "1", "a", ttl_seconds=1)
         first = cache.inspector(c).ttl("user", "1").seconds
-        time.sleep(0.05)
+        clock.advance(0.05)
         later = cache.inspector(c).ttl("user", "1").seconds
         assert first is not None
         assert later is not None

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from pevensie_cache import (
     instrument,
     uninstrument,
 )
+from pevensie_cache.memory import MemoryDriver
 from pevensie_cache.observability import recorder_of
 from pevensie_redis.testing.servers import RedisServer
 
@@ -328,6 +330,25 @@ def test_a_cache_without_a_near_cache_reports_no_near_lookups(
         c.set("user", "1", "a")
         c.get("user", "1")
     assert points(reader, "pevensie.cache.near_cache.lookups") == []
+
+
+class CountingDriver(MemoryDriver):
+    """A third-party driver whose near cache reports hits and misses only."""
+
+    def near_cache_stats(self) -> Any:
+        return SimpleNamespace(hits=7, misses=3)
+
+
+def test_a_driver_reporting_only_hits_and_misses_gets_its_lookups_and_nothing_else(
+    reader: InMemoryMetricReader,
+) -> None:
+    c = instrument(
+        PevensieCache(CountingDriver()), meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    with c:
+        assert near_lookups(reader) == {"hit": 7, "miss": 3}
+        for figure in ("invalidations", "flushes", "evictions", "entries", "memory.usage"):
+            assert points(reader, f"pevensie.cache.near_cache.{figure}") == []
 
 
 def test_without_opentelemetry_instrument_says_what_to_install() -> None:

@@ -8,21 +8,34 @@ expiring after its lease; bad arguments are typed errors that take nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from clock_support import ShiftedClock
 
 from pevensie_cache import ArgumentTypeError, ArgumentValueError, PevensieCache, cache
+from pevensie_cache.memory import MemoryDriver
+
+
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
 
 
 @pytest.fixture(params=["memory", "redis"])
-def any_cache(request: pytest.FixtureRequest) -> Iterator[PevensieCache]:
+def any_cache(request: pytest.FixtureRequest, clock: ShiftedClock) -> Iterator[PevensieCache]:
     if request.param == "memory":
-        with cache.new() as c:
+        with cache.new(driver=MemoryDriver(clock=clock)) as c:
             yield c
     else:
         yield request.getfixturevalue("pevensie_redis_cache")
+
+
+@pytest.fixture
+def advance(any_cache: PevensieCache, clock: ShiftedClock) -> Callable[[float], None]:
+    """Let time pass for the leases: the memory store's clock moves, a server's time is waited."""
+    return clock.advance if isinstance(any_cache.driver, MemoryDriver) else time.sleep
 
 
 def test_one_token_holds_the_lock_until_it_releases_it(any_cache: PevensieCache) -> None:
@@ -45,10 +58,10 @@ def test_the_lock_is_not_a_value(any_cache: PevensieCache) -> None:
     assert c.acquire_lock("job", "42", "other", 10) is False
 
 
-def test_a_lease_expires(any_cache: PevensieCache) -> None:
+def test_a_lease_expires(any_cache: PevensieCache, advance: Callable[[float], None]) -> None:
     c = any_cache
     assert c.acquire_lock("job", "1", "crashed", 0.2)
-    time.sleep(0.4)
+    advance(0.4)
     assert c.acquire_lock("job", "1", "next", 10) is True
 
 

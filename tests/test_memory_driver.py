@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from clock_support import ShiftedClock
 
 from pevensie_cache import AsyncPevensieCache, CacheMiss, ConfigError, cache
 from pevensie_cache.memory import AsyncMemoryDriver, MemoryDriver
@@ -20,12 +21,13 @@ def test_max_entries_evicts_the_least_recently_used() -> None:
 
 
 def test_expired_entries_are_swept_without_being_read() -> None:
-    driver = MemoryDriver()
+    clock = ShiftedClock()
+    driver = MemoryDriver(clock=clock)
     with cache.new(driver=driver) as c:
         c.set_many("k", {str(i): "v" for i in range(100)}, ttl_seconds=1)
         c.set("k", "keep", "v")
         assert len(driver) == 101
-        time.sleep(1.1)
+        clock.advance(1.1)
         c.set("k", "other", "v")  # any write sweeps what has expired
         assert driver.keys() == {"k:keep", "k:other"}
         assert len(driver._deadlines) == 0
@@ -55,6 +57,31 @@ def test_expiry_uses_the_monotonic_clock(monkeypatch: pytest.MonkeyPatch) -> Non
         c.set("k", "a", "1", ttl_seconds=60)
         monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)  # wall clock jumps
         assert c.get("k", "a") == "1"
+
+
+def test_ttls_and_lock_leases_run_on_the_clock_it_is_given() -> None:
+    clock = ShiftedClock()
+    with cache.new(driver=MemoryDriver(clock=clock)) as c:
+        c.set("k", "a", "1", ttl_seconds=2)
+        assert c.acquire_lock("job", "1", "first", 2)
+        assert cache.inspector(c).ttl("k", "a").seconds == pytest.approx(2, abs=0.5)
+        clock.advance(1.5)
+        assert c.get("k", "a") == "1"
+        assert cache.inspector(c).ttl("k", "a").seconds == pytest.approx(0.5, abs=0.4)
+        assert not c.acquire_lock("job", "1", "second", 2)
+        clock.advance(1.0)
+        assert c.get("k", "a", None) is None
+        assert c.acquire_lock("job", "1", "second", 2)
+
+
+async def test_the_async_face_runs_on_its_clock_and_a_view_takes_none() -> None:
+    clock = ShiftedClock()
+    async with cache.new_async(driver=AsyncMemoryDriver(clock=clock)) as c:
+        await c.set("k", "a", "1", ttl_seconds=1)
+        clock.advance(1.1)
+        assert await c.get("k", "a", None) is None
+    with pytest.raises(ConfigError, match="clock belong to the store"):
+        AsyncMemoryDriver(store=MemoryDriver(), clock=clock)
 
 
 async def test_an_async_view_shares_the_store_and_leaves_it_alone() -> None:

@@ -21,6 +21,7 @@ FLAG = Option(name="flag", kind="bool", query=True, doc="A flag.")
 LABEL = Option(name="label", kind="str", optional=True, query=True, doc="A label.")
 TOKEN = Option(name="token", kind="str", optional=True, secret=True, query=False, doc="A token.")
 LIMIT = Option(name="limit", kind="int", low=1, secret=True, query=False, doc="A secret number.")
+BOUND = Option(name="bound", kind="size", low=1024, query=True, doc="Bytes kept at most.")
 
 
 @pytest.mark.parametrize(
@@ -73,6 +74,55 @@ def test_a_bare_duration_below_the_floor_is_an_error_naming_the_unit(given: obje
 def test_bad_durations(given: object, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         TIMEOUT.convert(given)
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [
+        ("64MiB", 64 << 20),
+        ("64mib", 64 << 20),
+        ("512kB", 512_000),
+        ("512 KiB", 512 << 10),
+        ("8MB", 8_000_000),
+        ("1.5GiB", 3 << 29),
+        ("1GB", 10**9),
+        ("2048", 2048),
+        ("4096B", 4096),
+        ("1.0001KiB", 1024),  # a fraction of a byte is dropped
+        (4096, 4096),
+    ],
+)
+def test_a_size_is_bytes_when_bare_and_converts_a_unit(given: object, size: int) -> None:
+    assert BOUND.convert(given) == size
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("lots", "bound must be a whole number of bytes or a size with a unit such as 512kB"),
+        ("1.5", "bound must be a whole number of bytes or a size"),
+        ("64 MiBs", "unknown unit 'MiBs' (did you mean 'MiB'?) in '64 MiBs'"),
+        ("8 mega", "unknown unit 'mega'"),
+        ("100", "bound must be at least 1024 (bytes), got 100"),
+        ("-1MiB", "bound must be at least 1024 (bytes), got -1048576"),
+        (1.5, "bound must be an int (bytes), not float"),
+    ],
+)
+def test_bad_sizes(given: object, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        BOUND.convert(given)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"), [(8 << 20, "8MiB"), (1536, "1536"), (3 << 30, "3GiB"), (5000, "5000")]
+)
+def test_a_size_is_written_in_the_largest_exact_binary_unit_and_read_back(
+    size: int, text: str
+) -> None:
+    assert BOUND.format(size) == text
+    assert BOUND.convert(BOUND.format(size)) == size
+    assert BOUND.summary().startswith("size in bytes")
 
 
 def test_check_is_strict_and_convert_is_forgiving() -> None:
@@ -134,7 +184,9 @@ def test_secret_values_never_appear_in_errors() -> None:
         ({"kind": "float", "doc": "x", "query": True}, "kind must be one of"),
         ({"kind": "str", "doc": " ", "query": True}, "doc must say"),
         ({"kind": "custom", "doc": "x", "query": True}, "needs parse"),
-        ({"kind": "bool", "low": 0, "doc": "x", "query": True}, "only int and duration"),
+        ({"kind": "bool", "low": 0, "doc": "x", "query": True}, "only int, duration and size"),
+        ({"kind": "size", "doc": "x", "query": True}, "needs low"),
+        ({"kind": "size", "low": 1, "unit": "kB", "doc": "x", "query": True}, "takes no unit"),
         ({"kind": "int", "low": 0, "floor": 5, "doc": "x", "query": True}, "only duration"),
     ],
 )

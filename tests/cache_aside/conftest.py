@@ -1,38 +1,23 @@
 """Fixtures of the cache-aside suite: the same test on one server and on a Cluster.
 
 ``target`` runs a test twice: on the run's shared server (flushed first) and
-on a 3-primary / 3-replica cluster shared by the session (flushed first).
+on the 3-primary / 3-replica cluster the run shares (``redis_cluster`` of
+:mod:`pevensie_test_support.pytest_plugin`: the test holds it alone, so it
+may flush it first).
 Both offer the cache's URL and raw access for checks that must not go through
 the code under test: SCAN on every primary, and bulk writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aside_support import Target, cluster_url
 
-from pevensie_redis.testing import RedisServer, ServerUnavailable
-from pevensie_test_support import LocalCluster, TopologyError, start_cluster
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalCluster]:
-    """A 3-primary / 3-replica cluster for the session (as in ``tests/cluster``)."""
-    try:
-        topology = start_cluster()
-    except ServerUnavailable as exc:
-        pytest.skip(f"no server binary for a cluster: {exc}")
-    except TopologyError as exc:
-        if "no valkey-cli" in str(exc):
-            pytest.skip(str(exc))
-        raise
-    try:
-        yield topology
-    finally:
-        topology.stop()
+from pevensie_redis.testing import RedisServer
+from pevensie_test_support import LocalCluster
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ def server_target(pevensie_redis_server: RedisServer) -> Target:
 
 @pytest.fixture
 def cluster_target(redis_cluster: LocalCluster) -> Target:
-    """The session's cluster, flushed."""
+    """The run's shared cluster, flushed (the test holds it alone meanwhile)."""
     redis_cluster.flush()
     return Target("cluster", cluster_url(redis_cluster.startup_nodes), _cluster=redis_cluster)
 

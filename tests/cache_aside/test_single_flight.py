@@ -20,13 +20,20 @@ from pevensie_redis import AsyncRedisDriver, RedisConfig, RedisDriver
 
 CALLERS = 32
 LOAD_TIME = 0.2
+FAILING_LOAD_TIME = 1.0
+"""A failed load stores nothing, so a caller whose miss arrives after it ends loads again:
+a loader that fails gives every caller (whose GET may queue behind the others' on a busy
+machine) a whole second to join its flight."""
 
 
 class Loader:
     """A 200 ms loader that counts its calls (thread-safe)."""
 
-    def __init__(self, result: Any = "loaded", error: Exception | None = None) -> None:
+    def __init__(
+        self, result: Any = "loaded", error: Exception | None = None, load_time: float = LOAD_TIME
+    ) -> None:
         self.calls = 0
+        self.load_time = load_time
         self._count = threading.Lock()
         self.result = result
         self.error = error
@@ -34,7 +41,7 @@ class Loader:
     def __call__(self) -> Any:
         with self._count:
             self.calls += 1
-        time.sleep(LOAD_TIME)
+        time.sleep(self.load_time)
         if self.error is not None:
             raise self.error
         return self.result
@@ -42,7 +49,7 @@ class Loader:
     async def load_async(self) -> Any:
         with self._count:
             self.calls += 1
-        await asyncio.sleep(LOAD_TIME)
+        await asyncio.sleep(self.load_time)
         if self.error is not None:
             raise self.error
         return self.result
@@ -115,7 +122,7 @@ def test_a_raising_loader_stores_nothing_and_every_waiter_gets_its_exception(
     target: Target, lock: bool
 ) -> None:
     failure = LookupError("upstream is down")
-    loader = Loader(error=failure)
+    loader = Loader(error=failure, load_time=FAILING_LOAD_TIME)
     with cache.from_url(target.url) as c:
         outcomes = in_threads(
             lambda: c.get_or_set("page", "broken", loader, 60, lock=lock, lock_lease=30)
@@ -132,7 +139,7 @@ async def test_a_raising_async_loader_stores_nothing_and_every_waiting_task_gets
     target: Target, lock: bool
 ) -> None:
     failure = LookupError("upstream is down")
-    loader = Loader(error=failure)
+    loader = Loader(error=failure, load_time=FAILING_LOAD_TIME)
     async with cache.from_url_async(target.url) as c:
         outcomes = await asyncio.gather(
             *(

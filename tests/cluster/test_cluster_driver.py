@@ -29,7 +29,7 @@ from pevensie_redis.cluster import RedisClusterDriver
 from pevensie_redis.protocol.slots import key_slot
 from pevensie_redis.testing import TLSMaterial
 from pevensie_test_support import LocalCluster, start_cluster, wait_until
-from pevensie_test_support.faces import FACES, new_face
+from pevensie_test_support.faces import FACES, new_face, replicated
 
 FAILOVER_BOUND = 20.0
 """Seconds within which the same cache object must serve again after a primary dies.
@@ -53,6 +53,7 @@ def cluster_cache(redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
         c.disconnect()
 
 
+@pytest.mark.server_dependent  # the cluster answers every command the driver sends
 class TestClusterConformance(CacheConformance):
     """The whole conformance suite, against the cluster."""
 
@@ -91,8 +92,8 @@ class TestClusterHashTagConformance(CacheConformance):
         return lambda: untagged(redis_cluster.stored_keys())
 
 
-class TestAsyncClusterConformance(AsyncCacheConformance):
-    """The whole conformance suite on the async face, against the cluster."""
+class AsyncClusterSuite(AsyncCacheConformance):
+    """The whole conformance suite on the async face, against the cluster (``query``: options)."""
 
     query: ClassVar[dict[str, str]] = {}
 
@@ -113,7 +114,14 @@ class TestAsyncClusterConformance(AsyncCacheConformance):
         return redis_cluster.stored_keys
 
 
-class TestAsyncClusterHashTagConformance(TestAsyncClusterConformance):
+@pytest.mark.server_dependent  # the cluster answers every command the driver sends
+class TestAsyncClusterConformance(AsyncClusterSuite):
+    """The whole conformance suite on the async face, against the cluster."""
+
+
+class TestAsyncClusterHashTagConformance(AsyncClusterSuite):
+    """The whole suite again with ``cluster_hash_tag``: the same commands, other keys."""
+
     query: ClassVar[dict[str, str]] = {"cluster_hash_tag": "true"}
 
 
@@ -260,6 +268,7 @@ def test_default_layout_has_no_hash_tag(
     assert redis_cluster.stored_keys() == {"user:a", "user:b"}
 
 
+@pytest.mark.server_dependent
 def test_set_many_with_ttl_works_for_a_user_denied_scripts(redis_cluster: LocalCluster) -> None:
     for node in redis_cluster.live_nodes():
         with node.client() as raw:
@@ -286,6 +295,7 @@ def test_set_many_with_ttl_works_for_a_user_denied_scripts(redis_cluster: LocalC
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_password_protected_cluster(auth_cluster: LocalCluster, topology_password: str) -> None:
     url = f"redis://:{topology_password}@127.0.0.1:{auth_cluster.port}/0?cluster=true"
     c = cache.from_url(url).connect()
@@ -300,6 +310,7 @@ def test_password_protected_cluster(auth_cluster: LocalCluster, topology_passwor
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 @pytest.mark.parametrize("password", [None, "wrong-password"])
 def test_wrong_or_missing_password_is_an_authentication_error(
     auth_cluster: LocalCluster, password: str | None
@@ -313,6 +324,7 @@ def test_wrong_or_missing_password_is_an_authentication_error(
     assert not c.connected
 
 
+@pytest.mark.server_dependent
 def test_tls_cluster_with_a_trusted_ca(
     tls_cluster: LocalCluster, tls_material: TLSMaterial
 ) -> None:
@@ -331,6 +343,7 @@ def test_tls_cluster_with_a_trusted_ca(
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_tls_cluster_with_an_untrusted_ca_is_refused(
     tls_cluster: LocalCluster, tls_material: TLSMaterial
 ) -> None:
@@ -410,6 +423,7 @@ def test_an_unresponsive_node_times_out_and_is_served_again_after(
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_set_many_reloads_the_script_after_script_flush(
     cluster_cache: PevensieCache, redis_cluster: LocalCluster
 ) -> None:
@@ -424,6 +438,7 @@ def test_set_many_reloads_the_script_after_script_flush(
         assert 50 < raw.ttl("s:{tag}1") <= 60
 
 
+@pytest.mark.server_dependent
 def test_a_manual_failover_is_followed_through_moved_redirects(
     fresh_cluster: LocalCluster,
 ) -> None:
@@ -434,10 +449,11 @@ def test_a_manual_failover_is_followed_through_moved_redirects(
         c.set("user", "42", "Ada")
         old = fresh_cluster.primary_for_key("user:42")
         new = fresh_cluster.replica_of(old)
-        with old.client(socket_timeout=20) as raw:
-            assert raw.execute_command("WAIT", 1, 15000) >= 1
+        replicated(old)  # the replica holds every write before it takes over
         with new.client() as raw:
             raw.execute_command("CLUSTER FAILOVER")
+        # Polls until the replica has caught up, won the vote and the roles are gossiped:
+        # about a second; the bound only catches a failover that never completes.
         wait_until(
             lambda: fresh_cluster.role(new) == "master" and fresh_cluster.role(old) == "slave",
             30,
@@ -457,6 +473,7 @@ def test_a_manual_failover_is_followed_through_moved_redirects(
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_failover_keeps_serving_replicated_keys(
     fresh_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -468,8 +485,7 @@ def test_failover_keeps_serving_replicated_keys(
         victim = fresh_cluster.primary_for_key("user:42")
         replica = fresh_cluster.replica_of(victim)
         for primary in fresh_cluster.primaries():
-            with primary.client(socket_timeout=20) as raw:  # every write reached a replica
-                assert raw.execute_command("WAIT", 1, 15000) >= 1
+            replicated(primary)  # every write reached a replica
 
         fresh_cluster.kill(victim)
         killed_at = time.monotonic()

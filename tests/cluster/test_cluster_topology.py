@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pevensie_test_support import LocalCluster
+
+# They only read the topology (roles, slots): other tests may use it meanwhile.
+pytestmark = pytest.mark.shares_topology
 
 
 def test_cluster_has_three_primaries_each_with_a_replica(redis_cluster: LocalCluster) -> None:

@@ -16,6 +16,9 @@ from pevensie_cache import cache
 from pevensie_redis import RedisAuthenticationError, RedisConfig, RedisDriverError
 from pevensie_redis.testing.servers import RedisServer
 
+# The outcome depends on the server: ACL users and AUTH replies are the server's.
+pytestmark = pytest.mark.server_dependent
+
 DEFAULT_PASSWORD = "default-Pa55:word@/"
 ACL_PASSWORD = "acl-Pa55word"
 

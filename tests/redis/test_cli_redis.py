@@ -263,6 +263,7 @@ def test_clear_on_a_terminal_draws_a_progress_bar_with_the_running_count(
 # -- check, stats, bench ------------------------------------------------------------------
 
 
+@pytest.mark.server_dependent
 def test_check_reports_the_server_and_latency(secret_server: RedisServer, url: str) -> None:
     result = cli("check", url)
     assert result.returncode == 0, result.stderr
@@ -280,6 +281,7 @@ def test_check_reports_the_server_and_latency(secret_server: RedisServer, url: s
     assert 0 < latency["min"] <= latency["median"]
 
 
+@pytest.mark.server_dependent
 def test_stats_counts_keys_per_resource_type_and_the_hit_ratio(
     secret_server: RedisServer, c: PevensieCache, url: str
 ) -> None:

@@ -29,11 +29,11 @@ def test_every_field_is_declared_once_with_everything_derived_from_it(
     spec = OPTIONS[field.name]
     assert spec.name == field.name
     assert dataclasses.replace(declared, name=field.name) == spec
-    assert spec.kind in ("int", "bool", "str", "duration", "custom")
+    assert spec.kind in ("int", "bool", "str", "duration", "size", "custom")
     assert spec.doc.strip()
     assert "\n" not in spec.doc
     assert isinstance(spec.query, bool)  # the URL decision was made
-    if spec.kind in ("int", "duration"):
+    if spec.kind in ("int", "duration", "size"):
         assert spec.low is not None
     if spec.kind == "duration":
         assert spec.unit in DURATION_UNITS

@@ -60,6 +60,7 @@ def test_connecting_to_a_closed_port_is_a_connection_error() -> None:
     assert caught.value.__cause__ is not None
 
 
+@pytest.mark.server_dependent
 def test_a_wrongtype_reply_is_a_server_error_with_the_server_message(
     pevensie_redis_cache: Any, raw: Any
 ) -> None:
@@ -74,6 +75,7 @@ def test_a_wrongtype_reply_is_a_server_error_with_the_server_message(
     assert pevensie_redis_cache.get("user", "after") == "ok"
 
 
+@pytest.mark.server_dependent
 def test_a_server_error_in_a_batch_leaves_the_connection_usable(
     pevensie_redis_cache: Any, raw: Any
 ) -> None:

@@ -36,6 +36,9 @@ from pevensie_redis.testing import RedisServer
 from pevensie_redis.testing.errors import ServerUnavailable
 from pevensie_test_support import LocalSentinel, start_sentinel
 
+# The outcome depends on the server: key tracking and its invalidations are the server's.
+pytestmark = pytest.mark.server_dependent
+
 ServerFactory = Callable[..., RedisServer]
 
 NOTICED = 0.5

@@ -31,6 +31,9 @@ from near_support import (
 
 from pevensie_redis.testing import RedisServer
 
+# The outcome depends on the server: key tracking and its invalidations are the server's.
+pytestmark = pytest.mark.server_dependent
+
 
 @pytest.fixture
 def raw(pevensie_redis_server: RedisServer) -> Iterator[redis.Redis]:
@@ -232,8 +235,12 @@ def test_an_entry_is_dropped_at_its_keys_expiry_even_without_an_invalidation(
                 if face.stats().hits > before.hits:
                     local += 1
                     assert started < expires_by, "served locally after the key's expiry"
+                else:
+                    # Well before the expiry, every read is served locally, however slow
+                    # the machine (the count of reads is not: it depends on the load).
+                    assert started > expires_by - 0.5, "read from the server before the expiry"
                 time.sleep(0.005)
-            assert local > 100, "the value was hardly served locally"
+            assert local > 0, "the value was never served locally"
             # No invalidation had come when the key stopped being served: the deadline did it
             # (the server deletes the key, and says so, only when that last read reaches it).
             assert before.invalidations == invalidations

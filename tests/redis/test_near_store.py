@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pevensie_redis.near import MISS, NearStore
+from pevensie_redis.near import ENTRY_OVERHEAD, MISS, NearStore
 
 
 class Clock:
@@ -16,8 +19,8 @@ class Clock:
         return self.now
 
 
-def enabled(size: int = 100, clock: Clock | None = None) -> NearStore:
-    store = NearStore(size, clock=clock or Clock())
+def enabled(size: int = 100, clock: Clock | None = None, max_bytes: int | None = None) -> NearStore:
+    store = NearStore(size, max_bytes, clock=clock or Clock())
     store.enable()
     return store
 
@@ -111,6 +114,130 @@ def test_the_store_holds_at_most_its_size_least_recently_used_first_out() -> Non
     assert store.lookup(b"k0") == b"v"
 
 
+def fill(store: NearStore, key: bytes, value: object, pttl: int = -1) -> None:
+    store.finish(store.begin([key]), [(key, value, pttl)])
+
+
+def cost(key: bytes, value: object) -> int:
+    return sys.getsizeof(key) + ENTRY_OVERHEAD + (0 if value is None else sys.getsizeof(value))
+
+
+def test_the_bytes_of_an_entry_are_its_key_its_value_and_the_overhead() -> None:
+    store = enabled()
+    fill(store, b"u:1", "Ada" * 100)
+    fill(store, b"u:2", None, -2)  # a remembered miss costs its key and the overhead only
+    assert store.stats().bytes == cost(b"u:1", "Ada" * 100) + cost(b"u:2", None)
+
+
+def test_the_byte_bound_evicts_the_least_recently_used_first() -> None:
+    value = "x" * 1000
+    store = enabled(max_bytes=3 * cost(b"k0", value))
+    for n in range(3):
+        fill(store, b"k%d" % n, value)
+    assert store.stats().entries == 3
+    assert store.lookup(b"k0") == value  # k0 becomes the most recent
+    fill(store, b"k3", value)
+    stats = store.stats()
+    assert (stats.entries, stats.evictions) == (3, 1)
+    assert stats.bytes <= 3 * cost(b"k0", value)
+    assert store.lookup(b"k1") is None
+    assert store.lookup(b"k0") == value
+
+
+def test_one_large_value_evicts_as_many_small_ones_as_it_needs() -> None:
+    small, large = "s" * 100, "L" * 5000
+    store = enabled(max_bytes=cost(b"big", large) + 2 * cost(b"k0", small))
+    for n in range(5):
+        fill(store, b"k%d" % n, small)
+    fill(store, b"big", large)
+    stats = store.stats()
+    assert store.lookup(b"big") == large
+    assert stats.entries == 3  # big and the two most recent small ones
+    assert store.lookup(b"k4") == small
+    assert store.lookup(b"k2") is None
+
+
+def test_a_value_bigger_than_the_whole_bound_is_not_kept_and_evicts_nothing() -> None:
+    store = enabled(max_bytes=4096)
+    fill(store, b"small", "s")
+    fill(store, b"huge", "h" * 10_000)
+    assert store.lookup(b"huge") is None
+    assert store.lookup(b"small") == "s"
+    assert store.stats().evictions == 0
+
+
+def test_the_entry_bound_still_holds_under_a_byte_bound() -> None:
+    store = enabled(size=2, max_bytes=1 << 20)
+    for n in range(4):
+        fill(store, b"k%d" % n, "v")
+    stats = store.stats()
+    assert (stats.entries, stats.evictions) == (2, 2)
+
+
+def test_a_refill_of_a_key_replaces_its_bytes_instead_of_adding_them() -> None:
+    store = enabled()
+    fill(store, b"u:1", "a" * 500)
+    fill(store, b"u:1", "b" * 10)
+    assert store.stats().bytes == cost(b"u:1", "b" * 10)
+    assert store.stats().entries == 1
+
+
+def test_every_way_out_of_the_store_gives_its_bytes_back() -> None:
+    clock = Clock()
+    store = enabled(clock=clock)
+    fill(store, b"t:gone", "expires", pttl=1000)
+    fill(store, b"t:inv", "invalidated")
+    fill(store, b"t:fgt", "forgotten")
+    fill(store, b"p:1", "cleared")
+    fill(store, b"t:stay", "stays")
+    clock.now += 2
+    assert store.lookup(b"t:gone") is None  # expired: dropped when looked up
+    store.invalidate([b"t:inv"])
+    store.forget([b"t:fgt"])
+    store.forget_prefix(b"p:")
+    assert store.stats().bytes == cost(b"t:stay", "stays")
+    store.flush()
+    assert store.stats().bytes == 0
+
+
+byte_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["fill", "invalidate", "forget", "lookup", "flush"]),
+        st.integers(0, 7),
+        st.integers(0, 3000),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(actions=byte_actions)
+def test_the_counted_bytes_are_the_sum_of_the_entries_and_stay_within_the_bound(
+    actions: list[tuple[str, int, int]],
+) -> None:
+    bound = 6000
+    store = enabled(size=5, max_bytes=bound)
+    held: dict[bytes, str] = {}
+    for action, number, length in actions:
+        key = b"k%d" % number
+        if action == "fill":
+            fill(store, key, "v" * length)
+            held[key] = "v" * length
+        elif action == "invalidate":
+            store.invalidate([key])
+        elif action == "forget":
+            store.forget([key])
+        elif action == "flush":
+            store.flush()
+        else:
+            store.lookup(key)
+        stats = store.stats()
+        kept = {k: v for k, v in held.items() if store._entries.get(k) is not None}
+        assert stats.bytes == sum(cost(k, v) for k, v in kept.items())
+        assert stats.bytes <= bound
+        assert stats.entries <= 5
+
+
 actions = st.lists(
     st.tuples(
         st.sampled_from(["begin", "finish", "invalidate", "flush", "lookup"]),
@@ -151,3 +278,110 @@ def test_no_read_returns_a_value_older_than_the_last_invalidation(
             held = store.lookup(key)
             if held is not None:
                 assert int(held) >= floor[key]
+
+
+# -- several nodes (the primaries of a Redis Cluster) feeding one store ------------------
+
+
+def two_nodes(size: int = 100) -> NearStore:
+    store = NearStore(size, None, clock=Clock())
+    store.enable("a:1")
+    store.enable("b:2")
+    return store
+
+
+def fill_from(store: NearStore, node: str, key: bytes, value: str) -> None:
+    store.finish(store.begin([key], node), [(key, value, -1)])
+
+
+def test_a_node_whose_channel_breaks_loses_its_entries_and_no_other() -> None:
+    store = two_nodes()
+    fill_from(store, "a:1", b"k:a", "from a")
+    fill_from(store, "b:2", b"k:b", "from b")
+    store.flush(disable=True, node="a:1")
+    assert store.lookup(b"k:a") is None
+    assert store.lookup(b"k:b") == "from b"
+    assert store.begin([b"k:a"], "a:1") is None  # not listened to: not kept
+    assert store.listening() == ["b:2"]
+    assert store.stats().enabled
+    assert store.stats().bytes == cost(b"k:b", "from b")
+    store.enable("a:1")
+    fill_from(store, "a:1", b"k:a", "again")
+    assert store.lookup(b"k:a") == "again"
+
+
+def test_a_read_begun_before_its_nodes_channel_broke_is_not_kept_even_once_it_is_back() -> None:
+    store = two_nodes()
+    ticket = store.begin([b"k"], "a:1")
+    store.flush(disable=True, node="a:1")
+    store.enable("a:1")
+    store.finish(ticket, [(b"k", "read before the break", -1)])
+    assert store.lookup(b"k") is None
+
+
+def test_a_read_that_ran_on_another_node_than_its_ticket_is_not_kept() -> None:
+    store = two_nodes()
+    ticket = store.begin([b"k"], "a:1")
+    store.finish(ticket, [(b"k", "redirected to b", -1)], node="b:2")
+    assert store.lookup(b"k") is None
+    fill_from(store, "a:1", b"k", "from a")
+    assert store.lookup(b"k") == "from a"
+
+
+def test_a_nodes_flushdb_drops_its_entries_and_an_invalidation_drops_a_key_whoever_sends_it() -> (
+    None
+):
+    store = two_nodes()
+    fill_from(store, "a:1", b"k:a", "from a")
+    fill_from(store, "a:1", b"k:a2", "from a")
+    fill_from(store, "b:2", b"k:b", "from b")
+    store.invalidate([b"k:a2"], "b:2")  # the key moved to b, and changed there
+    assert store.lookup(b"k:a2") is None
+    store.invalidate(None, "b:2")
+    assert store.lookup(b"k:b") is None
+    assert store.lookup(b"k:a") == "from a"
+
+
+node_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["begin", "finish", "write", "break", "enable", "lookup"]),
+        st.sampled_from([b"a", b"b"]),
+        st.integers(0, 5),
+    ),
+    max_size=80,
+)
+OWNER = {b"a": "a:1", b"b": "b:2"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(actions=node_actions)
+def test_no_read_is_older_than_the_last_write_heard_or_not_with_channels_breaking(
+    actions: list[tuple[str, bytes, int]],
+) -> None:
+    """Model of two primaries: a write to a key is heard only while its node's channel
+    listens. Whatever breaks when, no read returns a version older than the last write."""
+    store = two_nodes(size=2)
+    version = {b"a": 0, b"b": 0}
+    reads: list[tuple[Any, bytes, int]] = []
+    for action, key, pick in actions:
+        node = OWNER[key]
+        if action == "begin":
+            ticket = store.begin([key], node)
+            if ticket is not None:
+                reads.append((ticket, key, version[key]))
+        elif action == "finish" and reads:
+            ticket, read_key, read_version = reads.pop(pick % len(reads))
+            store.finish(ticket, [(read_key, b"%d" % read_version, -1)])
+        elif action == "write":
+            version[key] += 1
+            if node in store.listening():  # heard: its invalidation arrives
+                store.invalidate([key], node)
+        elif action == "break":
+            store.flush(disable=True, node=node)
+        elif action == "enable":
+            if node not in store.listening():
+                store.enable(node)
+        else:
+            held = store.lookup(key)
+            if held is not None:
+                assert int(held) == version[key]

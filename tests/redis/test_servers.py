@@ -29,6 +29,7 @@ from pevensie_redis.testing import (
 from pevensie_redis.testing.binaries import embedded_valkey_server, find_server_binary
 from pevensie_redis.testing.container import probe_engine
 from pevensie_redis.testing.providers import DEFAULT_IMAGE, IMAGE_ENV_VAR
+from pevensie_redis.testing.servers import live_servers
 from pevensie_redis.testing.tls import TLSServer
 
 SECRET = "s3ntinel-Pa55word"
@@ -258,6 +259,17 @@ def test_stop_ends_the_process_and_frees_the_port(controlled: RedisServer) -> No
     controlled.stop()  # idempotent
 
 
+def test_a_released_server_outlives_the_exit_time_cleanup(controlled: RedisServer) -> None:
+    assert controlled in live_servers()
+    controlled.release()
+    assert controlled not in live_servers()  # so stop_all() at exit leaves it running
+    assert controlled.is_running()
+    with controlled.client() as client:
+        assert client.ping()
+    controlled.stop()  # its handle still stops it
+    assert not controlled.is_running()
+
+
 def test_extra_args_reach_the_server(clean_env: pytest.MonkeyPatch) -> None:
     args = ["--maxmemory", "5mb", "--maxmemory-policy", "noeviction"]
     with start_server(args=args) as server, server.client() as client:
@@ -348,6 +360,7 @@ def test_env_url_that_does_not_answer(clean_env: pytest.MonkeyPatch) -> None:
 # -- TLS ------------------------------------------------------------------------
 
 
+@pytest.mark.server_dependent
 def test_tls_server_verifies_with_its_ca(pevensie_redis_tls_server: TLSServer) -> None:
     server = pevensie_redis_tls_server
     assert server.url == f"rediss://127.0.0.1:{server.port}/0"
@@ -360,6 +373,7 @@ def test_tls_server_verifies_with_its_ca(pevensie_redis_tls_server: TLSServer) -
         assert client.ping()
 
 
+@pytest.mark.server_dependent
 def test_tls_server_refuses_plain_and_untrusted(pevensie_redis_tls_server: TLSServer) -> None:
     server = pevensie_redis_tls_server
     with (

@@ -16,6 +16,9 @@ from pevensie_cache import cache
 from pevensie_redis import RedisConfig, RedisConnectionError, RedisTimeoutError
 from pevensie_redis.testing.tls import TLSServer
 
+# The outcome depends on the server: TLS is the server's (a binary built with it).
+pytestmark = pytest.mark.server_dependent
+
 
 def _config(server: TLSServer, **fields: object) -> RedisConfig:
     base = RedisConfig(host=server.host, port=server.port, tls=True, timeout=3000)

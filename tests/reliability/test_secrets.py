@@ -290,6 +290,7 @@ def localhost_only_tls_server(tmp_path: Path) -> Iterator[Any]:
     pytest.skip(f"no binary could start a TLS server: {last_error}")
 
 
+@pytest.mark.server_dependent
 def test_tls_verifies_the_host_name_by_default_and_turning_it_off_is_explicit(
     localhost_only_tls_server: Any,
 ) -> None:

@@ -239,6 +239,7 @@ def auth_server(pevensie_redis_server_factory: ServerFactory) -> RedisServer:
     ],
     ids=["no-password", "wrong-password", "acl-user-wrong-password", "unknown-user"],
 )
+@pytest.mark.server_dependent
 def test_bad_credentials_fail_at_connect_with_authentication_error_and_no_secret(
     auth_server: RedisServer, username: str | None, password: str | None
 ) -> None:
@@ -261,6 +262,7 @@ def test_bad_credentials_fail_at_connect_with_authentication_error_and_no_secret
     assert SECRET not in repr(c)
 
 
+@pytest.mark.server_dependent
 def test_good_credentials_work_for_password_and_acl_user(auth_server: RedisServer) -> None:
     for username in (None, "app"):
         c = connect_cache(auth_server, username=username, password=SECRET)
@@ -284,6 +286,7 @@ def fill_until_rejected(c: PevensieCache, chunk: str) -> tuple[int, RedisServerE
     raise AssertionError("the server never refused a write")
 
 
+@pytest.mark.server_dependent
 def test_noeviction_server_at_maxmemory_rejects_writes_with_its_message_and_keeps_reads(
     pevensie_redis_server_factory: ServerFactory,
 ) -> None:
@@ -324,6 +327,7 @@ def test_noeviction_server_at_maxmemory_rejects_writes_with_its_message_and_keep
         c.disconnect()
 
 
+@pytest.mark.server_dependent
 def test_a_server_error_on_a_retried_command_is_still_a_server_error(
     pevensie_redis_server_factory: ServerFactory,
 ) -> None:

@@ -10,7 +10,8 @@ from pevensie_cache import cache
 from pevensie_redis import RedisAuthenticationError
 from pevensie_test_support import LocalSentinel
 
-pytestmark = pytest.mark.asyncio
+# The outcome depends on the server: Sentinel's authentication is the server's.
+pytestmark = [pytest.mark.asyncio, pytest.mark.server_dependent]
 
 
 def url(topology: LocalSentinel, data_password: str | None, query: str) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pevensie_test_support import LocalSentinel
+
+# It only reads the topology (roles, the sentinels' view): other tests may use it meanwhile.
+pytestmark = pytest.mark.shares_topology
 
 
 def test_sentinels_know_the_primary_and_the_replica(redis_sentinel: LocalSentinel) -> None:

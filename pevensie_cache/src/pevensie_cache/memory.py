@@ -5,7 +5,8 @@ set without TTL clears an earlier one, and expiry runs on a monotonic clock, so
 changing the wall clock changes nothing. ``max_entries`` bounds the size with
 least-recently-used eviction. Expired entries are dropped when read and swept
 in the background of writes, so memory does not grow with entries never read
-again.
+again. The clock can be replaced (``MemoryDriver(clock=...)``), so a test moves
+time forward instead of waiting for it.
 
 Lease locks wake their waiters in this process when they are released
 (``watch_lock``), and the store keeps the facade's envelopes as they are
@@ -25,7 +26,7 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from pevensie_cache.driver import ABSENT, NO_EXPIRY, Progress
@@ -41,6 +42,7 @@ __all__ = [
     "OPTIONS",
     "AsyncMemoryDriver",
     "AsyncMemoryLockWatch",
+    "Clock",
     "MemoryDriver",
     "MemoryInspector",
     "MemoryLockWatch",
@@ -64,10 +66,12 @@ _MAX_ENTRIES = Option(
 OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 """The options of the memory driver."""
 
-_Entry = tuple[str, float]  # (value, deadline on the monotonic clock; inf when none)
+_Entry = tuple[str, float]  # (value, deadline on the store's clock; inf when none)
 _NEVER = float("inf")
-_monotonic = time.monotonic  # bound once: the write path calls it on every set
 _heappush = heapq.heappush
+
+Clock = Callable[[], float]
+"""A clock: seconds, never going back (``time.monotonic`` unless a test gives another)."""
 
 
 class _Wakeable(Protocol):
@@ -80,9 +84,14 @@ class MemoryDriver:
     stores_envelopes = True
     """Values are kept as the ``str`` they are, so the facade's envelopes come back intact."""
 
-    def __init__(self, max_entries: int | None = None) -> None:
-        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction."""
+    def __init__(self, max_entries: int | None = None, *, clock: Clock = time.monotonic) -> None:
+        """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction.
+
+        ``clock`` returns the seconds TTLs and lock leases run on (monotonic);
+        a test passes a clock it moves forward itself.
+        """
         self.max_entries: int | None = _MAX_ENTRIES.check(max_entries)
+        self._clock = clock
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._deadlines: list[tuple[float, str]] = []  # min-heap; stale rows skipped
         self._lock = threading.Lock()
@@ -96,13 +105,13 @@ class MemoryDriver:
     def __len__(self) -> int:
         """Return the number of entries not yet expired."""
         with self._lock:
-            self._sweep(time.monotonic())
+            self._sweep(self._clock())
             return len(self._data)
 
     def keys(self) -> set[str]:
         """Return the stored keys, as ``<resource_type>:<key>``, of entries not yet expired."""
         with self._lock:
-            self._sweep(time.monotonic())
+            self._sweep(self._clock())
             return set(self._data)
 
     def connect(self) -> None:
@@ -130,7 +139,7 @@ class MemoryDriver:
         entry = self._data.get(full_key)
         if entry is None:
             return None
-        if entry[1] != _NEVER and entry[1] <= time.monotonic():
+        if entry[1] != _NEVER and entry[1] <= self._clock():
             with self._lock:
                 if self._data.get(full_key) is entry:
                     self._data.pop(full_key, None)
@@ -149,7 +158,7 @@ class MemoryDriver:
         for resource_type, key in addresses:
             entry = data.get(f"{resource_type}:{key}")
             if entry is not None and entry[1] != _NEVER:
-                now = now or _monotonic()
+                now = now or self._clock()
                 if entry[1] <= now:  # expired: a miss (get() or the sweep drops it)
                     entry = None
             found.append(None if entry is None else entry[0])
@@ -170,12 +179,12 @@ class MemoryDriver:
         else:
             with self._lock:
                 entry = self._data.pop(f"{resource_type}:{key}", None)
-        return entry is not None and entry[1] > _monotonic()
+        return entry is not None and entry[1] > self._clock()
 
     def exists(self, resource_type: str, key: str) -> bool:
         """Return whether the key holds a live value."""
         entry = self._data.get(f"{resource_type}:{key}")
-        return entry is not None and entry[1] > _monotonic()
+        return entry is not None and entry[1] > self._clock()
 
     def ttl_ms(self, resource_type: str, key: str) -> int:
         """Return the key's milliseconds left, ``-1`` without expiry, ``-2`` when absent."""
@@ -184,14 +193,14 @@ class MemoryDriver:
             return ABSENT
         if entry[1] == _NEVER:
             return NO_EXPIRY
-        left = entry[1] - _monotonic()
+        left = entry[1] - self._clock()
         return ABSENT if left <= 0 else int(left * 1000)
 
     def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """Return the values found; misses are absent."""
         prefix = f"{resource_type}:"
         found: dict[str, str] = {}
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             data = self._data
             for key in keys:
@@ -228,7 +237,7 @@ class MemoryDriver:
         """Store ``value`` only if the key is absent (or expired); return whether it stored."""
         full_key = f"{resource_type}:{key}"
         with self._lock:
-            if self._live(full_key, _monotonic()) is not None:
+            if self._live(full_key, self._clock()) is not None:
                 return False
             self._put(full_key, value, ttl_seconds)
             return True
@@ -237,7 +246,7 @@ class MemoryDriver:
         """Add ``delta`` to the stored 64-bit integer (absent: 0); a TTL only when creating it."""
         full_key = f"{resource_type}:{key}"
         with self._lock:
-            entry = self._live(full_key, _monotonic())
+            entry = self._live(full_key, self._clock())
             if entry is None:
                 result = check_counter(delta)
                 self._put(full_key, str(result), ttl_seconds)
@@ -252,7 +261,7 @@ class MemoryDriver:
         """Set the key's TTL (``None``: none); return ``False`` if it is absent or expired."""
         full_key = f"{resource_type}:{key}"
         with self._lock:
-            entry = self._live(full_key, _monotonic())
+            entry = self._live(full_key, self._clock())
             if entry is None:
                 return False
             self._put(full_key, entry[0], ttl_seconds)
@@ -261,7 +270,7 @@ class MemoryDriver:
     def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
         """Delete every key of ``resource_type``; return how many were live."""
         prefix = f"{resource_type}:"
-        now = _monotonic()
+        now = self._clock()
         with self._lock:
             doomed = [full for full in self._data if full.startswith(prefix)]
             live = 0
@@ -275,7 +284,7 @@ class MemoryDriver:
     def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Take the key's lock for ``lease_ms`` unless another live holder has it."""
         lock_key = f"{resource_type}:{key}"
-        now = _monotonic()
+        now = self._clock()
         with self._lock:
             held = self._locks.get(lock_key)
             if held is not None and held[1] > now:
@@ -319,7 +328,7 @@ class MemoryDriver:
     def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the key's lock a lease of ``lease_ms`` from now if ``token`` still holds it."""
         lock_key = f"{resource_type}:{key}"
-        now = _monotonic()
+        now = self._clock()
         with self._lock:
             held = self._locks.get(lock_key)
             if held is None or held[0] != token or held[1] <= now:
@@ -352,10 +361,12 @@ class MemoryDriver:
         deadlines = self._deadlines
         if ttl_seconds is None:
             data[full_key] = (value, _NEVER)
-            if deadlines and deadlines[0][0] <= _monotonic():
-                self._sweep(_monotonic())
+            if deadlines:
+                now = self._clock()
+                if deadlines[0][0] <= now:
+                    self._sweep(now)
         else:
-            now = _monotonic()
+            now = self._clock()
             deadline = now + ttl_seconds
             data[full_key] = (value, deadline)
             _heappush(deadlines, (deadline, full_key))
@@ -448,17 +459,26 @@ class AsyncMemoryDriver:
     """
 
     def __init__(
-        self, max_entries: int | None = None, *, store: MemoryDriver | None = None
+        self,
+        max_entries: int | None = None,
+        *,
+        store: MemoryDriver | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """Create an empty store; ``max_entries`` (>= 1) bounds it with LRU eviction.
 
-        With ``store``, this is a view of that sync driver's store instead (see
+        ``clock`` is the store's (see :class:`MemoryDriver`). With ``store``,
+        this is a view of that sync driver's store instead (see
         :meth:`MemoryDriver.async_view`): ``connect`` and ``disconnect`` leave it alone.
         """
-        if store is not None and max_entries is not None:
-            raise ConfigError("max_entries belongs to the store; a view of a store takes none")
+        if store is not None and (max_entries is not None or clock is not None):
+            raise ConfigError(
+                "max_entries and clock belong to the store; a view of a store takes neither"
+            )
         self._owns_store = store is None
-        self.store = MemoryDriver(max_entries=max_entries) if store is None else store
+        if store is None:
+            store = MemoryDriver(max_entries=max_entries, clock=clock or time.monotonic)
+        self.store = store
 
     stores_envelopes = True
     """The store keeps the facade's envelopes as they are (see :class:`MemoryDriver`)."""
@@ -570,12 +590,13 @@ class MemoryInspector:
         """Return whether the key is live and the seconds it has left (``None``: no expiry)."""
         store = self._store
         with store._lock:
-            entry = store._live(f"{resource_type}:{key}", _monotonic())
+            now = store._clock()
+            entry = store._live(f"{resource_type}:{key}", now)
         if entry is None:
             return KeyTtl(exists=False)
         if entry[1] == _NEVER:
             return KeyTtl(exists=True)
-        return KeyTtl(exists=True, seconds=max(0.0, entry[1] - _monotonic()))
+        return KeyTtl(exists=True, seconds=max(0.0, entry[1] - now))
 
     def keys(self, resource_type: str, page_size: int) -> Iterator[list[str]]:
         """Yield the live keys of ``resource_type`` (a snapshot), ``page_size`` at a time."""

@@ -18,6 +18,18 @@ secrecy, URL query name and aliases, and a one-line doc) and gathers them in an
   :meth:`OptionSet.describe` give the query part of a display URL, a repr with
   secrets masked and a reference text.
 
+Sizes (``kind="size"``) are whole numbers of bytes: a bare number is bytes,
+and a unit may follow, decimal (``kB``, ``MB``, ``GB``: powers of 1000) or
+binary (``KiB``, ``MiB``, ``GiB``: powers of 1024), in any letter case
+(``"64MiB"``, ``"512 kB"``, ``"1.5GiB"``; a fraction of a byte is dropped).
+
+>>> limit = Option(name="limit", kind="size", low=1, query=True,
+...                doc="Bytes kept at most.")
+>>> limit.convert("64MiB"), limit.convert("512 kB"), limit.convert("1024")
+(67108864, 512000, 1024)
+>>> limit.format(8 << 20)
+'8MiB'
+
 Durations: a bare number is in the option's documented unit (``unit="ms"``:
 milliseconds), and an explicit unit is accepted (``"500ms"``, ``"2s"``,
 ``"1.5s"``, ``"250 ms"``, ``"1m"``), as is a :class:`datetime.timedelta`. A
@@ -51,12 +63,21 @@ from urllib.parse import quote
 
 from pevensie_cache.errors import ConfigError
 
-__all__ = ["DURATION_UNITS", "Alias", "Kind", "Option", "OptionSet", "UnknownOptionError"]
+__all__ = [
+    "DURATION_UNITS",
+    "SIZE_UNITS",
+    "Alias",
+    "Kind",
+    "Option",
+    "OptionSet",
+    "UnknownOptionError",
+]
 
-Kind = Literal["int", "bool", "str", "duration", "custom"]
-"""What an option holds: ``custom`` options convert text with their own ``parse``."""
+Kind = Literal["int", "bool", "str", "duration", "size", "custom"]
+"""What an option holds: ``size`` is an int of bytes; ``custom`` converts text with ``parse``."""
 
-_KINDS = frozenset({"int", "bool", "str", "duration", "custom"})
+_KINDS = frozenset({"int", "bool", "str", "duration", "size", "custom"})
+_NUMERIC = frozenset({"int", "duration", "size"})
 
 DURATION_UNITS: Mapping[str, Fraction] = {
     "ms": Fraction(1, 1000),
@@ -66,6 +87,21 @@ DURATION_UNITS: Mapping[str, Fraction] = {
 }
 """The units a duration may be written with, each as a number of seconds."""
 
+SIZE_UNITS: Mapping[str, int] = {
+    "B": 1,
+    "kB": 1000,
+    "KiB": 1 << 10,
+    "MB": 1000**2,
+    "MiB": 1 << 20,
+    "GB": 1000**3,
+    "GiB": 1 << 30,
+    "TB": 1000**4,
+    "TiB": 1 << 40,
+}
+"""The units a size may be written with (in any letter case), each as a number of bytes."""
+
+_SIZE_SCALES = {unit.lower(): scale for unit, scale in SIZE_UNITS.items()}
+_BINARY_UNITS = ("TiB", "GiB", "MiB", "KiB")
 _UNIT_WORDS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours"}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -175,7 +211,10 @@ class Option:
     """
 
     kind: Kind
-    """``int``, ``bool``, ``str``, ``duration`` (an int in ``unit``), or ``custom``."""
+    """``int``, ``bool``, ``str``, ``duration`` (an int in ``unit``), ``size`` or ``custom``.
+
+    A ``size`` is an int of bytes that text may give with a unit (``64MiB``).
+    """
     doc: str
     """One line for references and ``help()``."""
     query: bool
@@ -183,7 +222,7 @@ class Option:
     name: str = ""
     """The option's name; :meth:`OptionSet.from_dataclass` fills it from the field."""
     low: int | None = None
-    """Smallest value allowed (int and duration options)."""
+    """Smallest value allowed (int, duration and size options)."""
     high: int | None = None
     """Largest value allowed, if any."""
     unit: str = ""
@@ -215,13 +254,15 @@ class Option:
             return f"kind must be one of {', '.join(sorted(_KINDS))}, not {self.kind!r}"
         if not self.doc.strip():
             return "doc must say what the option is"
-        numeric = self.kind in ("int", "duration")
+        numeric = self.kind in _NUMERIC
         if numeric and self.low is None:
-            return "an int or duration option needs low (its smallest value)"
+            return "an int, duration or size option needs low (its smallest value)"
         if not numeric and (self.low is not None or self.high is not None):
-            return "only int and duration options take low and high"
+            return "only int, duration and size options take low and high"
         if self.kind == "duration" and self.unit not in DURATION_UNITS:
             return f"a duration needs unit, one of {', '.join(DURATION_UNITS)}"
+        if self.kind == "size" and self.unit:
+            return "a size is in bytes: it takes no unit"
         if self.floor is not None and self.kind != "duration":
             return "only duration options take floor"
         if self.kind == "custom" and self.parse is None:
@@ -252,13 +293,17 @@ class Option:
 
     @property
     def unit_words(self) -> str:
-        """The unit in words (``milliseconds``), or ``""``."""
+        """The unit in words (``milliseconds``, ``bytes``), or ``""``."""
+        if self.kind == "size":
+            return "bytes"
         return _UNIT_WORDS.get(self.unit, self.unit) if self.kind == "duration" else self.unit
 
     def summary(self) -> str:
         """Return the option's type, bounds and URL form in a few words (``int, 1 to 65535``)."""
         if self.kind == "duration":
             facts = [f"duration in {self.unit_words}"]
+        elif self.kind == "size":
+            facts = ["size in bytes (or with a unit: 512kB, 64MiB)"]
         else:
             facts = [f"{self.kind} ({self.unit})" if self.unit else self.kind]
         if self.low is not None:
@@ -293,7 +338,7 @@ class Option:
             self._check_int(value)
             if not isinstance(value, _WithUnit):
                 self._bare(value)
-        elif self.kind == "int":
+        elif self.kind in ("int", "size"):
             self._check_int(value)
         elif self.kind == "bool":
             if not isinstance(value, bool):
@@ -323,6 +368,8 @@ class Option:
             return "true" if value else "false"
         if self.kind == "duration" and self.floor is not None and value < self.floor:
             return f"{value}{self.unit}"
+        if self.kind == "size":
+            return _format_size(value)
         return str(value)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -375,6 +422,8 @@ class Option:
             )
         if self.kind == "duration":
             return self._duration_from_text(text)
+        if self.kind == "size":
+            return self._size_from_text(text)
         if self.kind == "custom":
             if self.parse is None:  # __post_init__ refuses this; a declaration changed since
                 raise TypeError(f"option {self.name}: a custom option needs parse")
@@ -398,6 +447,24 @@ class Option:
                 f"write the duration with {', '.join(DURATION_UNITS)} (500ms, 2s)"
             )
         return self._in_unit(Fraction(number) * scale, text)
+
+    def _size_from_text(self, text: str) -> int:
+        match = _DURATION.fullmatch(text.strip())
+        if match is None or (not match.group(2) and "." in match.group(1)):
+            raise ConfigError(
+                f"{self.name} must be a whole number of bytes or a size with a unit such as "
+                f"512kB or 64MiB, got {self._shown(text)}"
+            )
+        number, symbol = match.groups()
+        scale = _SIZE_SCALES.get(symbol.lower()) if symbol else 1
+        if scale is None:
+            close = difflib.get_close_matches(symbol.lower(), _SIZE_SCALES, n=1)
+            hint = f" (did you mean {_unit_spelling(close[0])!r}?)" if close else ""
+            raise ConfigError(
+                f"{self.name}: unknown unit {symbol!r}{hint} in {self._shown(text)}; "
+                f"write the size in bytes or with {', '.join(SIZE_UNITS)} (512kB, 64MiB)"
+            )
+        return int(Fraction(number) * scale)  # a fraction of a byte is dropped
 
     def _duration_from_value(self, value: object) -> object:
         if isinstance(value, timedelta):
@@ -631,6 +698,19 @@ class OptionSet:
     def document(self, target: type[Any]) -> None:
         """Append :meth:`describe` to ``target``'s docstring, for ``help()`` and references."""
         target.__doc__ = f"{inspect.cleandoc(target.__doc__ or '')}\n\n{self.describe()}\n"
+
+
+def _unit_spelling(lowered: str) -> str:
+    return next(unit for unit in SIZE_UNITS if unit.lower() == lowered)
+
+
+def _format_size(size: int) -> str:
+    """Write ``size`` bytes in the largest binary unit that holds it exactly (``8MiB``)."""
+    for unit in _BINARY_UNITS:
+        scale = SIZE_UNITS[unit]
+        if size and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
 
 
 def _convert(spec: Option, alias: Alias | None, value: Any) -> Any:

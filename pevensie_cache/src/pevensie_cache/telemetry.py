@@ -34,13 +34,33 @@ Metrics: ``pevensie.cache.operations`` (counter of calls), ``pevensie.cache.
 operation.duration`` (histogram, seconds), ``pevensie.cache.lookups`` (counter
 of keys read, outcome ``hit`` or ``miss``: a ``get_many`` of 100 keys is one
 operation and 100 lookups, so the hit ratio per resource type is
-``lookups{outcome="hit"} / lookups``), and, for a driver with a near cache,
-``pevensie.cache.near_cache.lookups`` (an observable counter, outcome ``hit``:
-answered in this process, or ``miss``: sent to the server). A driver has a near
-cache when it offers ``near_cache_stats()`` returning an object with
-cumulative ``hits`` and ``misses`` (:class:`NearCacheStats`; the Redis
-driver's ``near_cache=True`` does): the counter reads it when the metrics are
-collected, so reads pay nothing for it. A cache built with ``fail_open=True``
+``lookups{outcome="hit"} / lookups``), and, for a driver with a near cache:
+
+==============================================  ===========================================
+``pevensie.cache.near_cache.lookups``           observable counter, ``{key}``: reads answered
+                                                in this process (outcome ``hit``) or sent to
+                                                the server (``miss``)
+``pevensie.cache.near_cache.invalidations``     observable counter, ``{key}``: keys the server
+                                                said changed
+``pevensie.cache.near_cache.flushes``           observable counter, ``{flush}``: times the
+                                                whole store was emptied (the invalidation
+                                                channel broke, ``FLUSHDB``)
+``pevensie.cache.near_cache.evictions``         observable counter, ``{entry}``: entries
+                                                dropped to stay within the store's bounds
+``pevensie.cache.near_cache.entries``           observable up-down counter, ``{entry}``:
+                                                entries held now
+``pevensie.cache.near_cache.memory.usage``      observable up-down counter, ``By``: the
+                                                memory the entries take now, as the store
+                                                counts it against its bound
+==============================================  ===========================================
+
+A driver has a near cache when it offers ``near_cache_stats()`` returning an
+object with cumulative ``hits`` and ``misses`` (:class:`NearCacheStats`; the
+Redis driver's ``near_cache=True`` does), and ``None`` while it has none
+(disconnected). The other figures are reported when that object has them
+(``invalidations``, ``flushes``, ``evictions``, ``entries``, ``bytes``: ints).
+The instruments read it when the metrics are collected, so reads pay nothing
+for them. A cache built with ``fail_open=True``
 counts each failure it served as a miss or no-op in
 ``pevensie.cache.fail_open.errors`` (counter, attributes ``db.operation.name``,
 the resource type and ``error.type``).
@@ -86,6 +106,11 @@ __all__ = [
     "METRIC_DURATION",
     "METRIC_FAIL_OPEN",
     "METRIC_LOOKUPS",
+    "METRIC_NEAR_CACHE_BYTES",
+    "METRIC_NEAR_CACHE_ENTRIES",
+    "METRIC_NEAR_CACHE_EVICTIONS",
+    "METRIC_NEAR_CACHE_FLUSHES",
+    "METRIC_NEAR_CACHE_INVALIDATIONS",
     "METRIC_NEAR_CACHE_LOOKUPS",
     "METRIC_OPERATIONS",
     "METRIC_REFRESHES",
@@ -115,6 +140,51 @@ METRIC_NEAR_CACHE_LOOKUPS = "pevensie.cache.near_cache.lookups"
 METRIC_FAIL_OPEN = "pevensie.cache.fail_open.errors"
 METRIC_REFRESHES = "pevensie.cache.refreshes"
 METRIC_STALE_READS = "pevensie.cache.stale_reads"
+METRIC_NEAR_CACHE_INVALIDATIONS = "pevensie.cache.near_cache.invalidations"
+METRIC_NEAR_CACHE_FLUSHES = "pevensie.cache.near_cache.flushes"
+METRIC_NEAR_CACHE_EVICTIONS = "pevensie.cache.near_cache.evictions"
+METRIC_NEAR_CACHE_ENTRIES = "pevensie.cache.near_cache.entries"
+METRIC_NEAR_CACHE_BYTES = "pevensie.cache.near_cache.memory.usage"
+
+# (instrument, stats attribute, unit, description, kind) of the near cache's figures
+# besides its lookups; an attribute a driver's stats lack is not reported.
+_NEAR_CACHE_FIGURES = (
+    (
+        METRIC_NEAR_CACHE_INVALIDATIONS,
+        "invalidations",
+        "{key}",
+        "Keys the server said changed, dropped from the near cache.",
+        "counter",
+    ),
+    (
+        METRIC_NEAR_CACHE_FLUSHES,
+        "flushes",
+        "{flush}",
+        "Times the near cache was emptied whole (its invalidation channel broke, FLUSHDB).",
+        "counter",
+    ),
+    (
+        METRIC_NEAR_CACHE_EVICTIONS,
+        "evictions",
+        "{entry}",
+        "Entries the near cache dropped to stay within its bounds.",
+        "counter",
+    ),
+    (
+        METRIC_NEAR_CACHE_ENTRIES,
+        "entries",
+        "{entry}",
+        "Entries the near cache holds.",
+        "updown",
+    ),
+    (
+        METRIC_NEAR_CACHE_BYTES,
+        "bytes",
+        "By",
+        "Memory the near cache's entries take, as counted against its bound.",
+        "updown",
+    ),
+)
 
 HIT = "hit"
 MISS = "miss"
@@ -148,7 +218,12 @@ FIRST_LOOKUP: ContextVar[list[bool] | None] = ContextVar("pevensie_first_lookup"
 
 
 class NearCacheStats(Protocol):
-    """What a driver's ``near_cache_stats()`` returns: counts since it connected."""
+    """What a driver's ``near_cache_stats()`` returns: counts since it connected.
+
+    ``hits`` and ``misses`` are required; ``invalidations``, ``flushes``,
+    ``evictions`` (counts since it connected), ``entries`` and ``bytes``
+    (held now) are reported when present.
+    """
 
     @property
     def hits(self) -> int:
@@ -250,12 +325,7 @@ class Recorder:
         """Whether it still reports (``uninstrument`` and a new ``instrument`` stop it)."""
         near_stats = _near_cache_stats_of(driver)
         if near_stats is not None:
-            meter.create_observable_counter(
-                METRIC_NEAR_CACHE_LOOKUPS,
-                callbacks=[self._near_cache_observer(near_stats)],
-                unit="{key}",
-                description="Reads the near cache answered (hit) or sent to the server (miss).",
-            )
+            self._observe_near_cache(meter, near_stats)
         self.tracer: Any = None
         if tracer_provider is not None:
             self.tracer = tracer_provider.get_tracer(METER_NAME, _release())
@@ -314,21 +384,47 @@ class Recorder:
             attributes[ATTR_RESOURCE_TYPE] = self.resource_types.label(resource_type)
         self.fail_open.add(1, attributes)
 
-    def _near_cache_observer(
-        self, read: Callable[[], NearCacheStats | None]
-    ) -> Callable[[Any], Iterable[Any]]:
+    def _observe_near_cache(self, meter: Any, read: Callable[[], NearCacheStats | None]) -> None:
+        """Create the near cache's instruments, each reading ``read()`` when collected."""
         from opentelemetry.metrics import Observation
 
-        hit = {ATTR_SYSTEM: self.system, ATTR_OUTCOME: HIT}
-        miss = {ATTR_SYSTEM: self.system, ATTR_OUTCOME: MISS}
+        system = {ATTR_SYSTEM: self.system}
+        hit = {**system, ATTR_OUTCOME: HIT}
+        miss = {**system, ATTR_OUTCOME: MISS}
 
-        def observe(options: Any) -> Iterable[Any]:
-            stats = read() if self.active else None
-            if stats is None:  # not connected, or the cache is gone or uninstrumented
+        def current() -> NearCacheStats | None:
+            # None: not connected, or the cache is gone or uninstrumented.
+            return read() if self.active else None
+
+        def lookups(options: Any) -> Iterable[Any]:
+            stats = current()
+            if stats is None:
                 return []
             return [Observation(stats.hits, hit), Observation(stats.misses, miss)]
 
-        return observe
+        meter.create_observable_counter(
+            METRIC_NEAR_CACHE_LOOKUPS,
+            callbacks=[lookups],
+            unit="{key}",
+            description="Reads the near cache answered (hit) or sent to the server (miss).",
+        )
+
+        def figure(attribute: str) -> Callable[[Any], Iterable[Any]]:
+            def observe(options: Any) -> Iterable[Any]:
+                value = getattr(current(), attribute, None)
+                if not isinstance(value, int) or isinstance(value, bool):
+                    return []  # no near cache now, or a driver whose stats lack this figure
+                return [Observation(value, system)]
+
+            return observe
+
+        for name, attribute, unit, description, kind in _NEAR_CACHE_FIGURES:
+            create = (
+                meter.create_observable_counter
+                if kind == "counter"
+                else meter.create_observable_up_down_counter
+            )
+            create(name, callbacks=[figure(attribute)], unit=unit, description=description)
 
 
 def _near_cache_stats_of(driver: object) -> Callable[[], NearCacheStats | None] | None:

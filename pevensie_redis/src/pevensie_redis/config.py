@@ -296,6 +296,13 @@ _DECLARATIONS: dict[str, Option] = {
         query=True,
         doc="With near_cache: the most entries kept in this process (least recently used out).",
     ),
+    "near_cache_max_bytes": Option(
+        kind="size",
+        low=1024,
+        query=True,
+        doc="With near_cache: the most memory its entries take in this process, keys, values "
+        "and bookkeeping counted (least recently used out); bytes, or with a unit: 512kB, 64MiB.",
+    ),
 }
 """Each field of :class:`RedisConfig`, declared once: kind, bounds, unit, URL form, doc."""
 
@@ -339,6 +346,7 @@ class RedisConfig:
     read_from_replicas: bool = False
     near_cache: bool = False
     near_cache_size: int = 10_000
+    near_cache_max_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         OPTIONS.check_fields(self)

@@ -24,11 +24,13 @@ __all__ = [
     "RedisProtocolError",
     "RedisServerError",
     "RedisTimeoutError",
+    "TrackingRefused",
     "counter_error",
     "decode_value",
     "first_error_reply",
     "map_error",
     "near_cache_refused",
+    "refusal_is_final",
     "refuses_scripting",
 ]
 
@@ -178,22 +180,108 @@ def refuses_scripting(exc: BaseException) -> bool:
     return "unknown command" in text or "disabled" in text
 
 
+class TrackingRefused(Exception):
+    """The server refused a command or option the near cache's listener needs.
+
+    Raised by the listener, turned into a ``ConfigError`` that says what to do
+    by :func:`near_cache_refused`.
+    """
+
+    def __init__(self, refused: str, reply: Exception) -> None:
+        """``refused`` names it: ``CLIENT TRACKING``, ``BCAST``, ``SUBSCRIBE``, ..."""
+        super().__init__(f"the server refused {refused}: {_server_message(reply)}")
+        self.refused = refused
+        self.reply = reply
+
+
+def refusal_is_final(reply: BaseException) -> bool:
+    """Whether an error reply to ``CLIENT TRACKING`` says all there is to know.
+
+    An ACL denial or an unknown command names what was refused; any other
+    error (a syntax error, an option the server lacks) is worth probing with
+    :func:`~pevensie_redis.protocol.commands.tracking_probes`.
+    """
+    from redis import exceptions as rx
+
+    message = _server_message(reply)
+    return (
+        isinstance(reply, rx.NoPermissionError) or message.startswith("NOPERM") or _unknown(message)
+    )
+
+
+def _unknown(message: str) -> bool:
+    lowered = message.lower()
+    return "unknown command" in lowered or "unknown subcommand" in lowered
+
+
+_SUPPORTED = "Redis 6 or newer, or Valkey"
+_DROP = f"use {_SUPPORTED}, or drop near_cache"
+
+
 def near_cache_refused(exc: BaseException) -> Exception | None:
     """Return the configuration error when the server refused the near cache's commands.
 
-    ``CLIENT TRACKING`` needs Redis 6 or newer (or Valkey), and an ACL user
-    allowed ``CLIENT`` and ``SUBSCRIBE``; any other failure (``None`` returned)
-    is a connection failure, for :func:`map_error`.
+    The near cache needs broadcast key tracking redirected to its listening
+    connection (``CLIENT TRACKING ON BCAST REDIRECT``: Redis 6 or newer, or
+    Valkey) and an ACL user allowed ``CLIENT ID``, ``CLIENT TRACKING`` and
+    ``SUBSCRIBE`` to ``__redis__:invalidate``. The message names what the
+    server refused and what to do. Any other failure (``None`` returned) is a
+    connection failure, for :func:`map_error`.
     """
     from redis import exceptions as rx
 
     from pevensie_cache import ConfigError
 
+    if isinstance(exc, TrackingRefused):
+        return ConfigError(_refusal(exc.refused, exc.reply))
     if not isinstance(exc, rx.ResponseError):
         return None
     return ConfigError(
-        "near_cache needs key tracking (CLIENT TRACKING and SUBSCRIBE: Redis 6 or newer, "
-        f"or Valkey, and an ACL user allowed both); the server said: {_server_message(exc)}"
+        f"near_cache needs key tracking (CLIENT TRACKING and SUBSCRIBE: {_SUPPORTED}, "
+        f"and an ACL user allowed both); the server said: {_server_message(exc)}"
+    )
+
+
+def _refusal(refused: str, reply: Exception) -> str:
+    from redis import exceptions as rx
+
+    said = _server_message(reply)
+    if isinstance(reply, rx.NoPermissionError) or said.startswith("NOPERM"):
+        return (
+            f"near_cache needs key tracking, and the server's ACL does not allow this user "
+            f"{refused} (it said: {said}); the near cache sends CLIENT ID, CLIENT TRACKING and "
+            "SUBSCRIBE to the channel __redis__:invalidate: grant them "
+            "(pevensie_redis.acl.acl_rule(resource_types, config) gives a rule with every "
+            "command the driver sends), or drop near_cache"
+        )
+    if refused == "BCAST":
+        return (
+            "near_cache needs key tracking in broadcast mode (CLIENT TRACKING ON BCAST), and the "
+            f"server refused BCAST (it said: {said}); tracking only what each connection read "
+            "would leave a value read on a connection that later closed unwatched, so the near "
+            f"cache is refused rather than risk serving stale values: {_DROP}"
+        )
+    if refused == "REDIRECT":
+        return (
+            "near_cache needs key tracking redirected to its listening connection "
+            "(CLIENT TRACKING ... REDIRECT, as RESP2 delivers invalidations), and the server "
+            f"refused REDIRECT (it said: {said}): {_DROP}"
+        )
+    if _unknown(said):
+        return (
+            f"near_cache needs key tracking, and the server does not know {refused} "
+            f"(it said: {said}): it has no server-assisted client-side caching (as Garnet, "
+            f"Google Memorystore or Redis before 6): {_DROP}"
+        )
+    if refused == "SUBSCRIBE":
+        return (
+            "near_cache needs key tracking, whose invalidations it receives by subscribing to "
+            f"__redis__:invalidate, and the server refused SUBSCRIBE (it said: {said}): {_DROP}"
+        )
+    return (
+        "near_cache needs key tracking in broadcast mode redirected to its listening connection "
+        f"(CLIENT TRACKING ON BCAST REDIRECT), and the server refused {refused} "
+        f"(it said: {said}): {_DROP}"
     )
 
 

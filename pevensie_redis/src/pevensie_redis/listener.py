@@ -41,7 +41,7 @@ from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from pevensie_redis import runtime
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint
-from pevensie_redis.errors import near_cache_refused
+from pevensie_redis.errors import TrackingRefused, near_cache_refused, refusal_is_final
 from pevensie_redis.near import NearStore, heartbeat
 from pevensie_redis.pipe import Pipe, open_pipe
 from pevensie_redis.protocol.commands import (
@@ -53,6 +53,7 @@ from pevensie_redis.protocol.commands import (
     describe,
     pack,
     pack_tracking,
+    tracking_probes,
 )
 
 __all__ = ["LISTENER_NAME", "InvalidationListener", "start_near_cache"]
@@ -159,23 +160,25 @@ class InvalidationListener:
             return
         client_id = pipe.call(pack([b"CLIENT", b"ID"]))
         if isinstance(client_id, Exception):
-            raise client_id
+            raise TrackingRefused("CLIENT ID", client_id)
         if not CLIENT_ID_REPLY(client_id):
             raise InvalidResponse(f"CLIENT ID got {describe(client_id)} in reply")
         # Set before subscribing: the first message can come in the same read as the
         # confirmation, and a pipe with no one to take it closes on an unexpected reply.
         pipe.on_push = self._apply
-        tracking, subscribed = pipe.call_many(
-            [pack_tracking(client_id), pack([b"SUBSCRIBE", INVALIDATION_CHANNEL])]
-        )
-        for reply in (tracking, subscribed):
-            if isinstance(reply, Exception):
-                raise reply  # no tracking here (or not allowed)
-        if not OK_REPLY(tracking) or not SUBSCRIBE_REPLY(subscribed):
-            raise InvalidResponse(
-                f"CLIENT TRACKING and SUBSCRIBE got {describe(tracking)} and "
-                f"{describe(subscribed)} in reply"
-            )
+        # Tracking first, then the subscription: a refused tracking is probed on this
+        # pipe, which a subscription would restrict to (un)subscribing. Nothing is lost
+        # in between: the store is enabled only once both are confirmed.
+        tracking = pipe.call(pack_tracking(client_id))
+        if isinstance(tracking, Exception):
+            raise _pinpoint(pipe, client_id, tracking)
+        if not OK_REPLY(tracking):
+            raise InvalidResponse(f"CLIENT TRACKING got {describe(tracking)} in reply")
+        subscribed = pipe.call(pack([b"SUBSCRIBE", INVALIDATION_CHANNEL]))
+        if isinstance(subscribed, Exception):
+            raise TrackingRefused("SUBSCRIBE", subscribed)
+        if not SUBSCRIBE_REPLY(subscribed):
+            raise InvalidResponse(f"SUBSCRIBE got {describe(subscribed)} in reply")
         self.server = pipe.endpoint.label
         self.failure = None
         self._store.enable()
@@ -213,6 +216,20 @@ class InvalidationListener:
         self.server = None
 
 
+def _pinpoint(pipe: Pipe, client_id: int, error: Exception) -> TrackingRefused:
+    """Return what the server refused of ``CLIENT TRACKING ON BCAST REDIRECT`` (it said ``error``).
+
+    Tracking without ``BCAST``, then without ``REDIRECT``, is tried on the
+    same pipe (closed after: the near cache cannot run there); the first one
+    accepted names the option refused.
+    """
+    if not refusal_is_final(error):
+        for option, probe in tracking_probes(client_id):
+            if OK_REPLY(pipe.call(probe)):
+                return TrackingRefused(option, error)
+    return TrackingRefused("CLIENT TRACKING", error)
+
+
 def start_near_cache(
     resolve: Callable[[], Endpoint], config: RedisConfig
 ) -> tuple[NearStore, InvalidationListener]:
@@ -227,7 +244,7 @@ def start_near_cache(
     def connect() -> Pipe:
         return open_pipe(resolve())
 
-    near = NearStore(config.near_cache_size)
+    near = NearStore(config.near_cache_size, config.near_cache_max_bytes)
     listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
     try:
         # Bounded by the connect and reply timeouts of the listener's own first attempt.

@@ -30,11 +30,19 @@ Any driver, ours or a third party's, runs it against itself by subclassing
 
 Both suites run the same case definitions. ``stored_keys`` lets the suite
 prove that a rejected call wrote nothing; a store that cannot list its keys
-sets ``observable_layout = False`` instead. A store with smaller limits than
-the defaults (64 MiB values, 10,000-character keys) declares them with
-``max_value_bytes`` and ``max_key_bytes``. The suite needs ``pytest``,
-``hypothesis`` and, for the async suite, ``pytest-asyncio`` (the ``testing``
-extra).
+sets ``observable_layout = False`` instead. The TTL cases let time pass
+through the ``advance_time`` fixture, which sleeps; a store whose clock the
+test controls overrides it to move that clock (the async suite's fixture
+returns an async function)::
+
+        @pytest.fixture
+        def advance_time(self, clock):
+            return clock.advance  # the TTL cases then wait for nothing
+
+A store with smaller limits than the defaults (64 MiB values, 10,000-character
+keys) declares them with ``max_value_bytes`` and ``max_key_bytes``. The suite
+needs ``pytest``, ``hypothesis`` and, for the async suite, ``pytest-asyncio``
+(the ``testing`` extra).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ store can list its keys); see :mod:`pevensie_cache.testing`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -55,6 +56,9 @@ __all__ = ["AsyncCacheConformance"]
 
 _MIB = 1024 * 1024
 
+AdvanceTime = Callable[[float], Awaitable[None]]
+"""``advance(seconds)``: let that much time pass for the store's TTLs (see ``advance_time``)."""
+
 
 class AsyncCacheConformance:
     """Tests every driver passes. Subclass it and override ``cache_under_test``.
@@ -94,6 +98,17 @@ class AsyncCacheConformance:
                 "override the `stored_keys` fixture, or set observable_layout = False"
             )
         return lambda: set()
+
+    @pytest.fixture
+    def advance_time(self) -> AdvanceTime:
+        """Return ``advance(seconds)``, which lets that much time pass for the store's TTLs.
+
+        It sleeps, by default: the TTL cases then wait in real time. A store
+        whose clock the test controls overrides this fixture to move that clock
+        forward instead (the memory driver's tests do), and its TTL cases wait
+        for nothing.
+        """
+        return sleep
 
     def _key(self, resource_type: str, key: str) -> str:
         """``key`` cut so that ``<resource_type>:<key>`` fits ``max_key_bytes``."""
@@ -153,28 +168,30 @@ class AsyncCacheConformance:
         with pytest.raises(CacheMiss):
             await cache_under_test.get("user", "never-set")
 
-    async def test_value_expires_after_its_ttl(self, cache_under_test: AsyncPevensieCache) -> None:
+    async def test_value_expires_after_its_ttl(
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
+    ) -> None:
         await cache_under_test.set("session", "s1", "data", ttl_seconds=1)
         assert await cache_under_test.get("session", "s1") == "data"
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         with pytest.raises(CacheMiss):
             await cache_under_test.get("session", "s1")
 
     async def test_a_later_ttl_overrides_an_earlier_one(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         await cache_under_test.set("session", "s1", "data", ttl_seconds=100)
         await cache_under_test.set("session", "s1", "data", ttl_seconds=1)
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         with pytest.raises(CacheMiss):
             await cache_under_test.get("session", "s1")
 
     async def test_set_without_ttl_clears_an_earlier_ttl(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         await cache_under_test.set("session", "s1", "first", ttl_seconds=1)
         await cache_under_test.set("session", "s1", "second")
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.get("session", "s1") == "second"
 
     # -- addressing and values --------------------------------------------------------
@@ -403,13 +420,13 @@ class AsyncCacheConformance:
             assert stored_keys() == {f"bulk:{key}" for key in items}
 
     async def test_set_many_with_ttl_expires_every_key(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         await cache_under_test.set_many("bulk", {"a": "1", "b": "2"}, ttl_seconds=1)
         await cache_under_test.set_many("bulk", {"c": "3"}, ttl_seconds=100)
         await cache_under_test.set("bulk", "d", "4", ttl_seconds=1)
         await cache_under_test.set_many("bulk", {"d": "4 again"})
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.get_many("bulk", ["a", "b", "c", "d"]) == {
             "c": "3",
             "d": "4 again",
@@ -512,11 +529,11 @@ class AsyncCacheConformance:
         assert await cache_under_test.get("user", "1") == "first"
 
     async def test_add_after_expiry_stores_again(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         self._needs("add")
         assert await cache_under_test.add("lease", "1", "a", ttl_seconds=1) is True
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.add("lease", "1", "b") is True
         assert await cache_under_test.get("lease", "1") == "b"
 
@@ -545,14 +562,14 @@ class AsyncCacheConformance:
         assert await cache_under_test.incr("hits", "seeded") == 42
 
     async def test_incr_ttl_applies_only_when_it_creates_the_key(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         self._needs("incr")
         assert await cache_under_test.incr("window", "created", ttl_seconds=1) == 1
         assert await cache_under_test.incr("window", "created", ttl_seconds=100) == 2
         await cache_under_test.set("window", "kept", "10")
         assert await cache_under_test.incr("window", "kept", ttl_seconds=1) == 11
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.get("window", "created", default=None) is None
         assert await cache_under_test.get("window", "kept") == "11"
 
@@ -608,7 +625,7 @@ class AsyncCacheConformance:
         assert await cache_under_test.get("hits", "shared") == "800"
 
     async def test_touch_sets_and_clears_a_ttl_and_reports_absent_keys(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         self._needs("touch")
         assert await cache_under_test.touch("session", "absent", 10) is False
@@ -616,7 +633,7 @@ class AsyncCacheConformance:
         await cache_under_test.set("session", "kept", "y", ttl_seconds=1)
         assert await cache_under_test.touch("session", "short", 1) is True
         assert await cache_under_test.touch("session", "kept") is True  # TTL cleared
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.get("session", "short", default=None) is None
         assert await cache_under_test.get("session", "kept") == "y"
         assert await cache_under_test.touch("session", "short") is False
@@ -661,14 +678,14 @@ class AsyncCacheConformance:
         assert await cache_under_test.delete("user", "empty") is True
 
     async def test_delete_of_an_expired_key_says_it_was_not_there(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         await cache_under_test.set("session", "s1", "x", ttl_seconds=1)
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.delete("session", "s1") is False
 
     async def test_exists_follows_set_delete_and_expiry(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         assert await cache_under_test.exists("user", "1") is False
         await cache_under_test.set("user", "1", "Ada")
@@ -679,11 +696,11 @@ class AsyncCacheConformance:
         assert await cache_under_test.exists("team", "1") is False
         await cache_under_test.delete("user", "1")
         assert await cache_under_test.exists("user", "1") is False
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.exists("session", "s1") is False
 
     async def test_ttl_says_the_whole_seconds_left_none_or_a_miss(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         self._needs("ttl")
         await cache_under_test.set("session", "long", "x", ttl_seconds=300)
@@ -696,7 +713,7 @@ class AsyncCacheConformance:
         with pytest.raises(CacheMiss) as caught:
             await cache_under_test.ttl("session", "absent")
         assert (caught.value.resource_type, caught.value.key) == ("session", "absent")
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         with pytest.raises(CacheMiss):
             await cache_under_test.ttl("session", "short")
 
@@ -708,7 +725,9 @@ class AsyncCacheConformance:
         assert await cache_under_test.touch("session", "s1") is True
         assert await cache_under_test.ttl("session", "s1") is None
 
-    async def test_decr_mirrors_incr(self, cache_under_test: AsyncPevensieCache) -> None:
+    async def test_decr_mirrors_incr(
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
+    ) -> None:
         self._needs("incr")
         assert await cache_under_test.decr("hits", "down") == -1
         assert await cache_under_test.decr("hits", "down", 5) == -6
@@ -726,20 +745,20 @@ class AsyncCacheConformance:
             await cache_under_test.decr("hits", "down", -(2**63))  # -delta would overflow
         assert await cache_under_test.get("hits", "odd") == "abc"
         assert await cache_under_test.get("hits", "low") == str(-(2**63))
-        await sleep(TTL_WAIT)
+        await advance_time(TTL_WAIT)
         assert await cache_under_test.get("window", "made", default=None) is None
 
     async def test_whole_float_and_timedelta_ttls_expire_like_int_ones(
-        self, cache_under_test: AsyncPevensieCache
+        self, cache_under_test: AsyncPevensieCache, advance_time: AdvanceTime
     ) -> None:
         await cache_under_test.set("session", "float", "x", ttl_seconds=1.0)
         await cache_under_test.set("session", "delta", "x", ttl_seconds=timedelta(milliseconds=300))
         await cache_under_test.set_many("session", {"many": "x"}, ttl_seconds=timedelta(seconds=1))
         await cache_under_test.set("session", "long", "x", ttl_seconds=timedelta(minutes=10))
-        await sleep(0.5)
+        await advance_time(0.5)
         # 300 ms rounds up to a whole second: still there.
         assert await cache_under_test.get("session", "delta") == "x"
-        await sleep(TTL_WAIT - 0.5)
+        await advance_time(TTL_WAIT - 0.5)
         assert await cache_under_test.get_many("session", ["float", "delta", "many", "long"]) == {
             "long": "x"
         }

@@ -77,6 +77,7 @@ __all__ = [
     "pack_set_nx",
     "pack_tracking",
     "replica_in_sync",
+    "tracking_probes",
 ]
 
 _T = TypeVar("_T")
@@ -414,15 +415,36 @@ INVALIDATION_CHANNEL = b"__redis__:invalidate"
 """The channel the server publishes key invalidations on, to a RESP2 connection."""
 
 
-def pack_tracking(client_id: int) -> bytes:
+def pack_tracking(client_id: int | None, *, bcast: bool = True) -> bytes:
     """Pack ``CLIENT TRACKING ON BCAST REDIRECT client_id``: every key changed is named there.
 
     Broadcast mode keeps no state about which connection read what, so no
     connection but the one listening matters: a data connection that dies or
     reconnects loses nothing. The near cache's listener sends it with its own
-    client id, then subscribes to :data:`INVALIDATION_CHANNEL`.
+    client id, then subscribes to :data:`INVALIDATION_CHANNEL`. ``bcast=False``
+    or ``client_id=None`` leave that option out (:func:`tracking_probes`).
     """
-    return pack([b"CLIENT", b"TRACKING", b"ON", b"BCAST", b"REDIRECT", b"%d" % client_id])
+    command = [b"CLIENT", b"TRACKING", b"ON"]
+    if bcast:
+        command.append(b"BCAST")
+    if client_id is not None:
+        command += [b"REDIRECT", b"%d" % client_id]
+    return pack(command)
+
+
+def tracking_probes(client_id: int) -> list[tuple[str, bytes]]:
+    """Return ``(option, command)`` pairs that tell which option of tracking a server refuses.
+
+    Sent after :func:`pack_tracking` got an error reply that names no
+    permission or unknown command: a server that accepts tracking without
+    ``BCAST`` refuses ``BCAST``; one that accepts it without ``REDIRECT``
+    refuses ``REDIRECT``. The connection is closed after (the near cache
+    cannot run there).
+    """
+    return [
+        ("BCAST", pack_tracking(client_id, bcast=False)),
+        ("REDIRECT", pack_tracking(None)),
+    ]
 
 
 def replica_in_sync(role: object) -> bool:

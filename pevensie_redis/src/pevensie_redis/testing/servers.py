@@ -123,6 +123,14 @@ class RedisServer:
         self._stopped = True
         _LIVE.discard(self)
 
+    def release(self) -> None:
+        """Give the server up without stopping it: it keeps running after this process exits.
+
+        The exit-time cleanup (:func:`stop_all`) forgets it; :meth:`stop` still
+        stops it. For a server another process takes over and stops by its PID.
+        """
+        _LIVE.discard(self)
+
     def is_running(self) -> bool:
         """Return True while the server process or container is alive (paused counts)."""
         return not self._stopped

@@ -8,7 +8,8 @@
 ``cluster_state:ok``. The returned :class:`LocalCluster` kills and restarts
 single nodes by PID, for failover tests, and :meth:`LocalCluster.stop` kills
 every process by PID; a finalizer does the same at interpreter exit if a test
-run forgets.
+run forgets. A cluster shared by the test processes of a run is handed over
+with :meth:`LocalCluster.release` (see :mod:`pevensie_test_support.shared`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pevensie_redis.testing import ProcessServer, TLSMaterial, free_port
+from pevensie_redis.testing import RedisServer, TLSMaterial, free_port
 from pevensie_test_support.nodes import (
     HOST,
+    SETTLE_TIMEOUT,
     TopologyError,
     find_binaries,
     find_tls_binaries_with_cli,
@@ -38,7 +40,7 @@ from pevensie_test_support.nodes import (
 __all__ = ["LocalCluster", "start_cluster"]
 
 
-def _cluster_info(node: ProcessServer) -> dict[str, str]:
+def _cluster_info(node: RedisServer) -> dict[str, str]:
     with node.client() as client:
         info = client.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
     return {str(name): str(value) for name, value in info.items()}
@@ -46,9 +48,14 @@ def _cluster_info(node: ProcessServer) -> dict[str, str]:
 
 @dataclass(eq=False)
 class LocalCluster:
-    """A running cluster of server processes on loopback, built by :func:`start_cluster`."""
+    """A running cluster of server processes on loopback, built by :func:`start_cluster`.
 
-    nodes: list[ProcessServer]
+    Its nodes are :class:`~pevensie_redis.testing.ProcessServer` objects, or,
+    on a cluster shared by a run's test processes, handles that cannot kill,
+    pause or restart a node (:class:`~pevensie_test_support.shared.SharedNode`).
+    """
+
+    nodes: list[RedisServer]
     directory: str
     shards: int
     password: str | None = field(default=None, repr=False)
@@ -79,31 +86,31 @@ class LocalCluster:
         """The port of the first node, enough for a cluster client to discover the rest."""
         return self.nodes[0].port
 
-    def node_at(self, port: int) -> ProcessServer:
+    def node_at(self, port: int) -> RedisServer:
         """Return the node listening on ``port``."""
         for node in self.nodes:
             if node.port == port:
                 return node
         raise KeyError(port)
 
-    def live_nodes(self) -> list[ProcessServer]:
+    def live_nodes(self) -> list[RedisServer]:
         """Return the nodes whose process is running."""
         return [node for node in self.nodes if node.is_running()]
 
-    def role(self, node: ProcessServer) -> str:
+    def role(self, node: RedisServer) -> str:
         """``"master"`` or ``"slave"``, as the node itself reports it (the server's words)."""
         with node.client() as client:
             return str(client.execute_command("ROLE")[0])
 
-    def primaries(self) -> list[ProcessServer]:
+    def primaries(self) -> list[RedisServer]:
         """Return the running nodes that currently serve slots as primaries."""
         return [node for node in self.live_nodes() if self.role(node) == "master"]
 
-    def replicas(self) -> list[ProcessServer]:
+    def replicas(self) -> list[RedisServer]:
         """Return the running nodes that are currently replicas."""
         return [node for node in self.live_nodes() if self.role(node) == "slave"]
 
-    def primary_for_key(self, key: str) -> ProcessServer:
+    def primary_for_key(self, key: str) -> RedisServer:
         """Return the node that currently owns the slot of ``key`` as primary."""
         live = self.live_nodes()
         with live[0].client() as client:
@@ -113,7 +120,7 @@ class LocalCluster:
                     return self.node_at(int(primary[1]))
         raise TopologyError(f"no node serves slot {slot}")
 
-    def replica_of(self, primary: ProcessServer) -> ProcessServer:
+    def replica_of(self, primary: RedisServer) -> RedisServer:
         """Return a running replica of ``primary``."""
         for node in self.live_nodes():
             if node is primary:
@@ -124,11 +131,11 @@ class LocalCluster:
                 return node
         raise TopologyError(f"{primary.name} has no running replica")
 
-    def kill(self, node: ProcessServer) -> None:
+    def kill(self, node: RedisServer) -> None:
         """Kill one node by PID (SIGKILL): a crash, as the cluster sees it."""
         node.kill()
 
-    def restart(self, node: ProcessServer) -> None:
+    def restart(self, node: RedisServer) -> None:
         """Start a killed node again from its own directory; it rejoins the cluster."""
         node.restart()
 
@@ -140,8 +147,12 @@ class LocalCluster:
                 return False
         return True
 
-    def wait_until_ok(self, timeout: float = 30.0) -> float:
-        """Wait until :meth:`is_ok` and every replica's link is up; return the seconds waited."""
+    def wait_until_ok(self, timeout: float = SETTLE_TIMEOUT) -> float:
+        """Wait until :meth:`is_ok` and every replica's link is up; return the seconds waited.
+
+        It polls: the wait ends as soon as the nodes' gossip agrees and the
+        replicas have synced (see :data:`~pevensie_test_support.nodes.SETTLE_TIMEOUT`).
+        """
 
         def settled() -> bool:
             # A restarted former primary first believes its old configuration: wait until it
@@ -176,6 +187,18 @@ class LocalCluster:
         if self._finalizer is not None:
             self._finalizer()
 
+    def release(self) -> None:
+        """Give the cluster up without stopping it: it outlives this handle and this process.
+
+        Neither :meth:`stop`, the exit-time finalizer nor the servers' own
+        exit-time cleanup stops it any more; whoever takes it over stops its
+        nodes by PID.
+        """
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        for node in self.nodes:
+            node.release()
+
 
 def start_cluster(
     primaries: int = 3,
@@ -184,7 +207,7 @@ def start_cluster(
     node_timeout_ms: int = 1000,
     password: str | None = None,
     tls: TLSMaterial | None = None,
-    timeout: float = 30.0,
+    timeout: float = SETTLE_TIMEOUT,
 ) -> LocalCluster:
     """Start a cluster of ``primaries`` primaries with ``replicas`` replicas each on loopback.
 
@@ -241,7 +264,7 @@ def _start_cluster_once(
         )
         for index in range(primaries * (1 + replicas))
     ]
-    cluster = LocalCluster(nodes, directory, primaries, password)
+    cluster = LocalCluster(list[RedisServer](nodes), directory, primaries, password)
     try:
         start_nodes(nodes)
         env = dict(os.environ)

@@ -18,7 +18,7 @@ from typing import Any
 from redis.crc import key_slot
 
 from pevensie_cache import cache
-from pevensie_redis.testing import ProcessServer
+from pevensie_redis.testing import RedisServer
 
 FACES = ["sync", "async"]
 """The faces a test parametrized with :func:`new_face` runs on."""
@@ -72,7 +72,7 @@ async def both_faces(url: str) -> AsyncIterator[list[Face]]:
         sync_cache.disconnect()
 
 
-def replicated(primary: ProcessServer) -> None:
+def replicated(primary: RedisServer) -> None:
     """Wait until ``primary``'s replicas hold every write it took so far.
 
     ``WAIT`` waits for the writes of its own connection: one write of ours

@@ -20,6 +20,7 @@ import redis
 
 from pevensie_redis.testing import (
     ProcessServer,
+    RedisServer,
     ServerBinary,
     ServerStartError,
     TLSMaterial,
@@ -33,6 +34,7 @@ from pevensie_redis.testing.tls import find_tls_binaries
 
 __all__ = [
     "HOST",
+    "SETTLE_TIMEOUT",
     "TopologyError",
     "find_binaries",
     "find_tls_binaries_with_cli",
@@ -46,6 +48,16 @@ __all__ = [
 
 HOST = LOOPBACK
 _START_ATTEMPTS = 3
+
+SETTLE_TIMEOUT = 60.0
+"""Seconds a topology has to form (every wait polls its condition and ends as soon as it holds).
+
+What it waits for: nodes gossiping until every one agrees on the slots
+(Cluster), replicas syncing, sentinels hearing each other's hello messages
+(published every 2 s) and the replica from the primary's INFO. That takes
+2-3 s on a quiet machine and once took more than 30 s on a CI machine at
+load 11; the bound only catches a topology that never forms.
+"""
 
 T = TypeVar("T")
 
@@ -158,7 +170,7 @@ def start_nodes(nodes: Iterable[ProcessServer]) -> None:
             raise TopologyError(str(exc)) from None
 
 
-def stop_nodes(nodes: Iterable[ProcessServer], directory: str) -> None:
+def stop_nodes(nodes: Iterable[RedisServer], directory: str) -> None:
     """Kill every node by PID (SIGKILL: no shutdown to wait for), then delete ``directory``."""
     for node in nodes:
         if node.is_running():

@@ -1,35 +1,126 @@
 """pytest plugin (entry point ``pytest11``): the Cluster and Sentinel topologies as fixtures.
 
 Loaded wherever this package is installed, so ``tests/cluster``,
-``tests/sentinel`` and any other suite reach the same fixtures. The shared
-topologies are session-scoped (starting one takes about 2-3 s). Tests that
-kill a node get a fresh topology of their own, so a failover never leaks into
-another test. Every process is killed by PID at the end, pass or fail.
+``tests/sentinel`` and any other suite reach the same fixtures.
+
+The shared topologies (``redis_cluster``, ``auth_cluster``, ``tls_cluster``,
+``redis_sentinel``, ``guarded_sentinel``, ``acl_sentinel``, ``tls_sentinel``)
+are started once per run and shared by every test process (pytest-xdist
+workers included; see :mod:`pevensie_test_support.shared`). A test holds the
+topology alone while it runs (an exclusive lease: tests on it take turns,
+across processes, as they did on a topology of their process's own), so it may
+flush it, count every key or read server-wide statistics; a test marked
+``shares_topology`` touches only keys no other test uses and reads nothing
+server-wide, and runs alongside others on it (a shared lease). Tests that kill,
+pause or reshard get a topology of their own (``fresh_cluster``,
+``steady_sentinel``...), so a failover never leaks into another test; a shared
+node refuses to be killed. Every process is killed by PID at the end of the
+run, pass or fail: by the xdist controller, or the one pytest process.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from pevensie_redis.testing import ServerUnavailable, TLSMaterial, TLSUnavailable, make_tls_material
-from pevensie_test_support import (
-    LocalCluster,
-    LocalSentinel,
-    TopologyError,
-    start_cluster,
-    start_sentinel,
-)
+from pevensie_test_support.cluster import LocalCluster, start_cluster
+from pevensie_test_support.leases import hold
+from pevensie_test_support.nodes import TopologyError
+from pevensie_test_support.sentinel import LocalSentinel, start_sentinel
+from pevensie_test_support.shared import SharedRun, stop_recorded
 
 PASSWORD = "cluster-test-secret"  # a throwaway password for throwaway servers
 
+SHARES_TOPOLOGY = "shares_topology"
+"""The marker of a test that may use a shared topology alongside other tests."""
 
-def _start_cluster(**options: object) -> LocalCluster:
+LEASE_WAIT = 600.0
+"""Seconds a test waits for its turn on a shared topology (the others' tests are short)."""
+
+_RUN_DIRECTORY = "pevensie_topologies"  # the key of the run directory in xdist's workerinput
+_RUN = pytest.StashKey[SharedRun]()
+_CONTROLLER = pytest.StashKey[bool]()
+
+Topology = TypeVar("Topology", LocalCluster, LocalSentinel)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the marker; find (worker) or make (controller) the run's directory."""
+    config.addinivalue_line(
+        "markers",
+        f"{SHARES_TOPOLOGY}: the test touches only keys of its own on a shared Cluster or "
+        "Sentinel topology and reads nothing server-wide, so it runs alongside other tests there",
+    )
+    worker_input: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if worker_input is not None and _RUN_DIRECTORY in worker_input:
+        config.stash[_RUN] = SharedRun(Path(worker_input[_RUN_DIRECTORY]))
+        config.stash[_CONTROLLER] = False
+    else:
+        config.stash[_RUN] = SharedRun(Path(tempfile.mkdtemp(prefix="pevensie-topologies-")))
+        config.stash[_CONTROLLER] = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Hand the run's directory to each xdist worker (a pytest-xdist hook)."""
+    node.workerinput[_RUN_DIRECTORY] = str(node.config.stash[_RUN].directory)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Name the shared topologies the run started and how long tests waited for turns."""
+    run = config.stash.get(_RUN, None)
+    if run is None or not config.stash.get(_CONTROLLER, False):
+        return
+    started, waits = run.summary()
+    if not started:
+        return
+    terminalreporter.write_sep("-", "pevensie shared topologies")
+    terminalreporter.write_line(f"started once for the run: {', '.join(started)}")
+    for name, (count, total, longest) in sorted(waits.items()):
+        terminalreporter.write_line(
+            f"{name}: {count} tests waited for a turn, {total:.1f} s in all "
+            f"(longest {longest:.1f} s)"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """On the controller: stop every shared topology by PID, pass or fail."""
+    if config.stash.get(_CONTROLLER, False):
+        stop_recorded(config.stash[_RUN].directory)
+
+
+def _run(request: pytest.FixtureRequest) -> SharedRun:
+    return request.config.stash[_RUN]
+
+
+def _leased(
+    request: pytest.FixtureRequest, name: str, start: Callable[[], Topology]
+) -> Iterator[Topology]:
+    """Yield the run's topology ``name`` for one test, holding its lease meanwhile."""
+    run = _run(request)
+    topology = run.topology(name, start)
+    alone = request.node.get_closest_marker(SHARES_TOPOLOGY) is None
+    asked = time.monotonic()
+    with hold(
+        run.directory / f"{name}.lease",
+        exclusive=alone,
+        timeout=LEASE_WAIT,
+        what=f"a turn on the shared {name}",
+    ):
+        run.note_wait(name, time.monotonic() - asked)
+        yield topology
+
+
+def _start_cluster(**options: Any) -> LocalCluster:
     try:
-        return start_cluster(**options)  # type: ignore[arg-type]
+        return start_cluster(**options)
     except TLSUnavailable as exc:
         if os.environ.get("PEVENSIE_TEST_REQUIRE_TLS") == "1":
             raise
@@ -42,9 +133,9 @@ def _start_cluster(**options: object) -> LocalCluster:
         raise
 
 
-def _start_sentinel(**options: object) -> LocalSentinel:
+def _start_sentinel(**options: Any) -> LocalSentinel:
     try:
-        return start_sentinel(**options)  # type: ignore[arg-type]
+        return start_sentinel(**options)
     except TLSUnavailable as exc:
         if os.environ.get("PEVENSIE_TEST_REQUIRE_TLS") == "1":
             raise
@@ -59,44 +150,30 @@ def topology_password() -> str:
     return PASSWORD
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalCluster]:
-    """A 3-primary / 3-replica cluster shared by the tests that leave its topology alone."""
-    topology = _start_cluster()
-    try:
-        yield topology
-    finally:
-        topology.stop()
+@pytest.fixture
+def redis_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """A 3-primary / 3-replica cluster shared by the run, for tests that leave its nodes alone."""
+    yield from _leased(request, "redis_cluster", _start_cluster)
+
+
+@pytest.fixture
+def auth_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """A shared cluster whose nodes all require :data:`PASSWORD`."""
+    yield from _leased(request, "auth_cluster", lambda: _start_cluster(password=PASSWORD))
 
 
 @pytest.fixture(scope="session")
-def auth_cluster() -> Iterator[LocalCluster]:
-    """A cluster whose nodes all require :data:`PASSWORD`."""
-    topology = _start_cluster(password=PASSWORD)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+def tls_material(request: pytest.FixtureRequest) -> TLSMaterial:
+    """A throwaway CA and certificates for the TLS topologies, the same in every test process."""
+    return _run(request).tls_material(make_tls_material)
 
 
-@pytest.fixture(scope="session")
-def tls_material() -> Iterator[TLSMaterial]:
-    """A throwaway CA and certificates for the TLS topologies."""
-    material = make_tls_material()
-    try:
-        yield material
-    finally:
-        shutil.rmtree(material.directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def tls_cluster(tls_material: TLSMaterial) -> Iterator[LocalCluster]:
-    """A cluster that speaks only TLS (clients, replication, bus): needs a TLS-capable binary."""
-    topology = _start_cluster(tls=tls_material)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+@pytest.fixture
+def tls_cluster(
+    request: pytest.FixtureRequest, tls_material: TLSMaterial
+) -> Iterator[LocalCluster]:
+    """A shared cluster that speaks only TLS (clients, replication, bus): needs a TLS binary."""
+    yield from _leased(request, "tls_cluster", lambda: _start_cluster(tls=tls_material))
 
 
 @pytest.fixture
@@ -119,14 +196,10 @@ def steady_cluster() -> Iterator[LocalCluster]:
         topology.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_sentinel() -> Iterator[LocalSentinel]:
-    """A primary, a replica and three sentinels shared by tests that kill nothing."""
-    topology = _start_sentinel(password=PASSWORD)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+@pytest.fixture
+def redis_sentinel(request: pytest.FixtureRequest) -> Iterator[LocalSentinel]:
+    """A primary, a replica and three sentinels shared by the run, for tests that kill nothing."""
+    yield from _leased(request, "redis_sentinel", lambda: _start_sentinel(password=PASSWORD))
 
 
 SENTINEL_SECRET = "sentinel-only-secret"  # the sentinels' own, not the data nodes'
@@ -145,34 +218,30 @@ def sentinel_user() -> tuple[str, str]:
     return SENTINEL_USER
 
 
-@pytest.fixture(scope="session")
-def guarded_sentinel() -> Iterator[LocalSentinel]:
-    """Sentinels that require their own password (requirepass), data nodes the usual one."""
-    topology = _start_sentinel(password=PASSWORD, sentinel_password=SENTINEL_SECRET)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+@pytest.fixture
+def guarded_sentinel(request: pytest.FixtureRequest) -> Iterator[LocalSentinel]:
+    """Shared sentinels that require their own password (requirepass), data nodes the usual one."""
+    yield from _leased(
+        request,
+        "guarded_sentinel",
+        lambda: _start_sentinel(password=PASSWORD, sentinel_password=SENTINEL_SECRET),
+    )
 
 
-@pytest.fixture(scope="session")
-def acl_sentinel() -> Iterator[LocalSentinel]:
-    """Sentinels that only an ACL user gets into (the default user is off)."""
-    topology = _start_sentinel(sentinel_user=SENTINEL_USER)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+@pytest.fixture
+def acl_sentinel(request: pytest.FixtureRequest) -> Iterator[LocalSentinel]:
+    """Shared sentinels that only an ACL user gets into (the default user is off)."""
+    yield from _leased(
+        request, "acl_sentinel", lambda: _start_sentinel(sentinel_user=SENTINEL_USER)
+    )
 
 
-@pytest.fixture(scope="session")
-def tls_sentinel(tls_material: TLSMaterial) -> Iterator[LocalSentinel]:
-    """A primary, a replica and three sentinels that all speak only TLS."""
-    topology = _start_sentinel(tls=tls_material)
-    try:
-        yield topology
-    finally:
-        topology.stop()
+@pytest.fixture
+def tls_sentinel(
+    request: pytest.FixtureRequest, tls_material: TLSMaterial
+) -> Iterator[LocalSentinel]:
+    """A shared primary, replica and three sentinels that all speak only TLS."""
+    yield from _leased(request, "tls_sentinel", lambda: _start_sentinel(tls=tls_material))
 
 
 @pytest.fixture

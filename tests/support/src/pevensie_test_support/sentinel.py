@@ -7,7 +7,9 @@ directory, and waits until every sentinel knows the replica and the two other
 sentinels, so that a failover can happen. The returned :class:`LocalSentinel`
 kills the primary by PID and waits for the sentinels to promote the replica;
 :meth:`LocalSentinel.stop` kills every process by PID, and a finalizer does
-the same at interpreter exit.
+the same at interpreter exit. A topology shared by the test processes of a run
+is handed over with :meth:`LocalSentinel.release` (see
+:mod:`pevensie_test_support.shared`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 
 import redis
 
-from pevensie_redis.testing import ProcessServer, TLSMaterial, find_server_binary
+from pevensie_redis.testing import ProcessServer, RedisServer, TLSMaterial, find_server_binary
 from pevensie_test_support.nodes import (
     HOST,
+    SETTLE_TIMEOUT,
     TopologyError,
     find_tls_binaries_with_cli,
     new_node,
@@ -39,11 +42,16 @@ SERVICE_NAME = "pevensie"
 
 @dataclass(eq=False)
 class LocalSentinel:
-    """A running primary, replica and three sentinels, built by :func:`start_sentinel`."""
+    """A running primary, replica and three sentinels, built by :func:`start_sentinel`.
 
-    primary: ProcessServer
-    replica: ProcessServer
-    sentinel_nodes: list[ProcessServer]
+    Its nodes are :class:`~pevensie_redis.testing.ProcessServer` objects, or,
+    on a topology shared by a run's test processes, handles that cannot kill,
+    pause or restart a node (:class:`~pevensie_test_support.shared.SharedNode`).
+    """
+
+    primary: RedisServer
+    replica: RedisServer
+    sentinel_nodes: list[RedisServer]
     service_name: str
     directory: str
     password: str | None = field(default=None, repr=False)
@@ -67,7 +75,7 @@ class LocalSentinel:
         return [node.address for node in self.sentinel_nodes]
 
     @property
-    def data_nodes(self) -> list[ProcessServer]:
+    def data_nodes(self) -> list[RedisServer]:
         """The two data nodes, first the one that started as primary."""
         return [self.primary, self.replica]
 
@@ -87,7 +95,7 @@ class LocalSentinel:
                 return str(answer[0]), int(answer[1])
         return None
 
-    def current_primary(self) -> ProcessServer:
+    def current_primary(self) -> RedisServer:
         """Return the data node the sentinels currently report as primary."""
         address = self.reported_primary()
         for node in self.data_nodes:
@@ -95,15 +103,20 @@ class LocalSentinel:
                 return node
         raise TopologyError(f"the sentinels report no known primary ({address})")
 
-    def kill_primary(self) -> ProcessServer:
+    def kill_primary(self) -> RedisServer:
         """Kill the current primary by PID (SIGKILL) and return it."""
         node = self.current_primary()
         node.kill()
         return node
 
-    def wait_for_failover(self, old: ProcessServer, timeout: float = 30.0) -> ProcessServer:
-        """Wait until the sentinels report a primary other than ``old`` that says it is one."""
-        promoted: list[ProcessServer] = []
+    def wait_for_failover(self, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Wait until the sentinels report a primary other than ``old`` that says it is one.
+
+        It polls, so it ends once the sentinels have seen the primary down
+        (``down_after_ms``), voted and promoted the replica: a few seconds; the
+        ``timeout`` only bounds a failover that never happens.
+        """
+        promoted: list[RedisServer] = []
 
         def failed_over() -> bool:
             node = self.current_primary()
@@ -118,7 +131,7 @@ class LocalSentinel:
         wait_until(failed_over, timeout, f"the sentinels to replace {old.name}")
         return promoted[0]
 
-    def restart(self, node: ProcessServer) -> None:
+    def restart(self, node: RedisServer) -> None:
         """Start a killed data node again; the sentinels turn it into a replica."""
         node.restart()
 
@@ -127,8 +140,20 @@ class LocalSentinel:
         if self._finalizer is not None:
             self._finalizer()
 
+    def release(self) -> None:
+        """Give the topology up without stopping it: it outlives this handle and this process.
 
-def _replica_attached(replica: ProcessServer) -> bool:
+        Neither :meth:`stop`, the exit-time finalizer nor the servers' own
+        exit-time cleanup stops it any more; whoever takes it over stops its
+        processes by PID.
+        """
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        for node in [self.primary, self.replica, *self.sentinel_nodes]:
+            node.release()
+
+
+def _replica_attached(replica: RedisServer) -> bool:
     with replica.client() as client:
         return bool(client.info("replication").get("master_link_status") == "up")
 
@@ -154,7 +179,7 @@ def start_sentinel(
     sentinel_password: str | None = None,
     sentinel_user: tuple[str, str] | None = None,
     tls: TLSMaterial | None = None,
-    timeout: float = 60.0,
+    timeout: float = SETTLE_TIMEOUT,
 ) -> LocalSentinel:
     """Start a primary, a replica and three sentinels monitoring them as ``service_name``.
 
@@ -251,7 +276,9 @@ def _start_sentinel_once(
         )
         for index in range(3)
     ]
-    topology = LocalSentinel(primary, replica, sentinels, service_name, directory, password)
+    topology = LocalSentinel(
+        primary, replica, list[RedisServer](sentinels), service_name, directory, password
+    )
     try:
         start_nodes([primary, replica])
         # Sentinels learn of replicas from the primary's INFO, which they poll only
