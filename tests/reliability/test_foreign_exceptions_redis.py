@@ -17,11 +17,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from interrupt_support import Alarms, Interrupt, landed_in
+from redis.exceptions import ConnectionError as RedisPyConnectionError
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from reliability_support import MARGIN_S, connect_async_cache, connect_cache
 
 from pevensie_cache import DriverError
 from pevensie_redis import RedisConnectionError
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import endpoint
+from pevensie_redis.pipe_async import open_pipe
+from pevensie_redis.protocol.commands import pack_get
 from pevensie_redis.testing import RedisServer
 
 TIMEOUT_MS = 5000
@@ -130,3 +137,47 @@ async def test_a_storm_of_handler_exceptions_reaches_async_callers_and_no_value_
         assert await c.get_many("user", KEYS) == {key: value_of(key) for key in KEYS}
     finally:
         await c.disconnect()
+
+
+@pytest.mark.parametrize("started_by", ["close", "timer"])
+async def test_an_abort_cut_short_by_a_handlers_exception_still_fails_every_waiter_in_time(
+    private_server: RedisServer, started_by: str
+) -> None:
+    """A handler's exception landing as a pipe starts closing never strands its waiters.
+
+    The exception lands before the connection itself is closed (here, exactly
+    there: the pipe's first step of closing raises it once); with the server
+    stalled, nothing else would ever answer the commands still waiting. The
+    pipe's timer finishes the abort: each waiter fails within the timeout.
+    Started by ``close()`` (a caller's task gets the exception) or by the
+    pipe's own timer (the event loop gets it, in the timer's callback).
+    """
+    timeout = 1.0
+    config = RedisConfig(host=private_server.host, port=private_server.port, timeout=1000)
+    pipe = await open_pipe(endpoint(config))
+    shut = pipe._shut
+    landed: list[Interrupt] = []
+
+    def interrupted_shut() -> None:  # the handler's exception, at the first step of closing
+        pipe._shut = shut  # type: ignore[method-assign]
+        landed.append(Interrupt("landed as the pipe started closing"))
+        raise landed[-1]
+
+    private_server.pause()
+    try:
+        waiting = pipe.call(pack_get(b"stranded?"))
+        pipe._shut = interrupted_shut  # type: ignore[method-assign]
+        started = time.monotonic()
+        if started_by == "close":
+            with pytest.raises(Interrupt):
+                pipe.close()
+        done, _ = await asyncio.wait({waiting}, timeout=timeout + MARGIN_S + 2)
+        took = time.monotonic() - started
+    finally:
+        private_server.resume()
+    assert landed, "the exception never landed"
+    assert done, "a waiter of the pipe was stranded past its timeout"
+    error = waiting.exception()
+    assert isinstance(error, (RedisPyConnectionError, RedisPyTimeoutError)), error
+    assert took < timeout + MARGIN_S
+    assert pipe.closed

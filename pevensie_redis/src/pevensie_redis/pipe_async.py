@@ -17,7 +17,10 @@ the order of the bytes on the wire. That design gives:
 - **bounded waits**: one timer per pipe watches the oldest outstanding
   command; when it has waited ``timeout`` seconds the server is considered
   stalled, the connection is closed and every outstanding command fails with
-  a timeout (a stalled server answers none of them).
+  a timeout (a stalled server answers none of them). An exception from
+  outside (a signal handler's) that cuts a closing short, before the
+  connection itself is closed, strands no command: the timer finishes the
+  closing by the waiting commands' deadline.
 
 The sync face's twin is :mod:`~pevensie_redis.pipe` (threads share a socket).
 Errors are redis-py's exception classes (``ConnectionError``,
@@ -43,6 +46,9 @@ from pevensie_redis.pipe_core import PipeCore, closed_error, copy_error, interru
 from pevensie_redis.protocol.commands import OK_REPLY, PING, PING_REPLY, describe
 
 __all__ = ["Pipe", "open_pipe"]
+
+_FINISH_AFTER = 0.05
+"""Seconds after a timeout's abort began that its timer finishes it, had it been cut short."""
 
 _Waiter = tuple["asyncio.Future[Any]", float]
 """A caller waiting for its reply: its future, and the event-loop time it gives up."""
@@ -206,6 +212,17 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
             interrupted(RedisPyConnectionError(f"{self.endpoint.label}: a write was interrupted"))
         )
 
+    def _finish_abort(self) -> None:
+        """Finish an abort cut short by an exception from outside (a signal handler's).
+
+        Landing after the pipe was marked closed and before its connection was,
+        it would leave the commands still waiting with nothing to answer them
+        but a stalled server, and no timer: the timer armed for them runs this.
+        """
+        self._shut()
+        if self._closed is not None:
+            self._abort(self._closed)
+
     def close_if_idle(self) -> bool:
         """Close the connection if no command waits for its reply; return whether it is closed."""
         if not self._waiting:
@@ -257,10 +274,17 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
 
     def _expire(self) -> None:
         self._timer = None
-        if not self._waiting or self._closed is not None:
+        if self._closed is not None:
+            if self._waiting:
+                self._finish_abort()
+            return
+        if not self._waiting:
             return
         deadline = self._waiting[0][1]
         if deadline <= self._loop.time():
+            # Armed again first: should the abort be cut short, this finishes it (_shut
+            # cancels it once the connection is closed).
+            self._timer = self._loop.call_later(_FINISH_AFTER, self._expire)
             self._abort(
                 RedisPyTimeoutError(
                     f"Timeout reading from {self.endpoint.label} "
