@@ -134,24 +134,26 @@ COMPAT_ENVS = [
 ]
 # What the matrix runs; see compat's docstring.
 COMPAT_TESTS = [
+    # The replies, both readers (hiredis when installed, the pure-Python one) and the packer.
     "tests/redis/test_conformance_redis.py",
-    "tests/redis/test_auth.py",
-    "tests/redis/test_driver_errors.py",
-    "tests/redis/test_driver_unix.py",
-    "tests/redis/test_tls.py",
+    "tests/redis/test_resp_reader.py",
+    "tests/redis/test_resp_readers.py",
     "tests/redis/test_wire.py",
-    "tests/redis/test_layout.py",
-    "tests/cluster/test_cluster_driver.py",
-    "tests/sentinel/test_sentinel_driver.py",
-    "tests/sentinel/test_sentinel_failover.py",
-    "tests/reliability/test_pool.py",
-    "tests/reliability/test_fork.py",
+    # Server errors as redis-py's exception classes (the public API callers catch).
+    "tests/redis/test_driver_errors.py",
+    "tests/redis/test_auth.py",
     "tests/reliability/test_server_faults.py",
     "tests/reliability/test_secrets.py",
-    "tests/reliability/test_async_faults.py",
+    # The inspector's redis-py client (Unix socket and TLS included).
+    "tests/test_inspection.py",
+    "tests/cluster/test_cluster_inspection.py",
+    "tests/redis/test_tls.py",
+    "tests/redis/test_driver_unix.py",
+    # Only redis-py's public API is used (checked against the installed release).
+    "tests/structure/test_redis_py_public_api.py",
 ]
 # Conformance cases whose time goes to the server (TTL expiry waits, 64 MiB values,
-# hypothesis text): the sync single-server suite keeps them, the other suites skip them.
+# hypothesis text): the sync single-server suite keeps them, other suites may skip them.
 SERVER_BOUND_CASES = [
     "test_awkward_text_round_trips_through_every_operation",
     "test_a_lone_surrogate_anywhere_is_rejected_and_writes_nothing",
@@ -162,32 +164,11 @@ SERVER_BOUND_CASES = [
     "test_set_many_with_ttl_expires_every_key",
 ]
 COMPAT_DESELECT = [
-    # The same redis-py paths as the Cluster conformance suites, with {hash-tagged} keys.
-    "tests/cluster/test_cluster_driver.py::TestClusterHashTagConformance",
-    "tests/cluster/test_cluster_driver.py::TestAsyncClusterHashTagConformance",
-    # The async single-server face talks through its own pipes (redis-py only parses its
-    # error replies: the async fault tests cover that); the near cache rides on the
-    # same connections as TestRedisConformance.
+    # The near cache's and the async face's conformance suites ride on the same own
+    # connections and reader as TestRedisConformance.
     "tests/redis/test_conformance_redis.py::TestAsyncRedisConformance",
     "tests/redis/test_conformance_redis.py::TestNearCacheConformance",
     "tests/redis/test_conformance_redis.py::TestAsyncNearCacheConformance",
-    # Plugin discovery (needs the plugin fixture distributions), not redis-py.
-    "tests/reliability/test_async_faults.py::"
-    "test_a_sync_only_plugin_driver_works_through_new_async_in_worker_threads",
-    "tests/reliability/test_async_faults.py::test_drivers_report_which_are_natively_async",
-    *(
-        f"{suite}::{case}"
-        for suite in (
-            "tests/cluster/test_cluster_driver.py::TestClusterConformance",
-            "tests/cluster/test_cluster_driver.py::TestAsyncClusterConformance",
-            "tests/sentinel/test_sentinel_driver.py::TestSentinelConformance",
-            "tests/sentinel/test_sentinel_driver.py::TestAsyncSentinelConformance",
-        )
-        for case in SERVER_BOUND_CASES
-    ),
-    # The driver's own error handling when every sentinel is gone.
-    "tests/sentinel/test_sentinel_failover.py::"
-    "test_the_cache_keeps_serving_its_primary_when_no_sentinel_answers",
     # The CLI and demo in subprocesses (their secrets handling is not redis-py's).
     "tests/reliability/test_secrets.py::"
     "test_the_check_command_masks_the_password_when_it_works_and_when_it_fails",
@@ -210,34 +191,18 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
     checks that redis-py and the driver really use their pure-Python parser
     and packer (.ci/redis_py_parser.py).
 
-    Each runs every mode of the driver on that release, in 4 test processes:
-
-    - single server (tests/redis): the whole conformance suite of the sync
-      face, authentication, error mapping, Unix socket, TLS (client
-      certificates included), the wire format and key layout;
-    - Cluster and Sentinel (tests/cluster, tests/sentinel): the conformance suites (both
-      faces) without their server-bound cases (SERVER_BOUND_CASES: TTL expiry
-      waits, 64 MiB values, hypothesis text), and every driver test of both
-      faces: discovery, TLS, passwords, redirects, failovers, unresponsive
-      nodes, busy pools, and the controlled Sentinel failover;
-    - reliability (tests/reliability): pools, fork safety, server faults of
-      both faces (timeouts, retries, reconnects, server errors) and secrets in
-      errors.
-
-    Left out (COMPAT_DESELECT and the files not named): what does not depend
-    on redis-py (configuration parsing, the test harness and its pytest plugin,
-    the Docker engine, the CLI and demo subprocesses, the document checks,
-    bad-input validation, plugin discovery, the async pipes' cancellation and
-    concurrency tests), the conformance suites of the async single-server face
-    and of the near cache, the hash-tag variants of the Cluster conformance
-    suites, the slow soak tests, and the replica-read and sentinel-credential
-    modules (they start extra topologies per test, and ran the matrix into
-    load-bound setup timeouts; parts a and b of CI run them on the newest
-    redis-py). ``-- ARGS`` replaces the selection.
-
-    Time: each environment is about 600 tests and 90-150 s of pytest, most of
-    it waiting (about half a core busy); CI runs the environments in two
-    concurrent streams (.ci/run).
+    What varies with redis-py, now that every mode of the driver speaks through
+    its own protocol core (pipes, channels, the Cluster router, Sentinel
+    lookups): the exception classes it raises and callers catch, the reader it
+    uses (hiredis when installed, its own pure-Python one otherwise), and the
+    redis-py client the inspector (``pevensie inspect``) opens. So each
+    environment runs, in 4 test processes, COMPAT_TESTS: the sync single-server
+    conformance suite, both readers and the packer, error mapping (including
+    server faults and secrets in errors), authentication, the inspector on a
+    server and on a Cluster, TLS and Unix sockets, and the check that only
+    redis-py's public API is used. The Cluster, Sentinel, pool, fork and async
+    suites run in parts a and b of CI on the newest redis-py: they exercise no
+    redis-py code. ``-- ARGS`` replaces the selection.
     """
     hiredis = []
     if parser == "hiredis":
