@@ -248,7 +248,9 @@ def integrations(session: nox.Session, frameworks: str) -> None:
     """
     _install(session, "test", "compat")
     # pip fetches the frameworks' sdists (tests/integrations/sources.py); uv's venvs lack it.
-    session.install("./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks], "pip")
+    session.install(
+        "./pevensie_cache[django,flask,dogpile]", *FRAMEWORKS[frameworks], "pip", TEST_SUPPORT
+    )
     env = {"PEVENSIE_INTEGRATIONS": "1", "PEVENSIE_SDIST_CACHE": str(session.cache_dir / "sdists")}
     _pytest(session, *WORKERS, "tests/integrations", *session.posargs, env=env)
 
@@ -332,6 +334,7 @@ def lowest(session: nox.Session) -> None:
         f"redis=={REDIS_PY_RELEASES[-1]}",
         *LOWEST_TEST_NEEDS,
         *PLUGIN_FIXTURES,
+        TEST_SUPPORT,  # tests/conftest.py's event-loop switch lives there
     )
     # The log names what ran: the pinned floors and the releases the resolver chose.
     show = "import importlib.metadata as m, sys; [print(n, m.version(n)) for n in sys.argv[1:]]"
