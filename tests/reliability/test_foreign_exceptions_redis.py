@@ -30,6 +30,7 @@ from pevensie_redis.endpoint import endpoint
 from pevensie_redis.pipe_async import open_pipe
 from pevensie_redis.protocol.commands import pack_get
 from pevensie_redis.testing import RedisServer
+from pevensie_test_support import loops
 
 TIMEOUT_MS = 5000
 KEYS = [str(n) for n in range(50)]
@@ -71,6 +72,14 @@ def test_a_sync_call_waiting_on_the_server_gets_the_handlers_exception(
         c.disconnect()
 
 
+@pytest.mark.skipif(
+    loops.selected() == "uvloop",
+    reason=(
+        "open defect on uvloop: a storm of exceptions raised by a signal handler once left "
+        "a reader waiting past its timeout (CI rehearsal, 2026-12-06; see RELIABILITY.md); "
+        "asyncio's loop passes"
+    ),
+)
 async def test_a_storm_of_handler_exceptions_reaches_async_callers_and_no_value_is_wrong(
     private_server: RedisServer,
 ) -> None:
