@@ -13,6 +13,8 @@ invalidation would leave the old value for good).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -447,3 +449,42 @@ def test_disconnected_stats_are_none(redis_cluster: LocalCluster) -> None:
     assert c.driver.near_cache_stats() is not None
     c.disconnect()
     assert c.driver.near_cache_stats() is None
+
+
+@pytest.mark.parametrize("face_name", FACES)
+async def test_a_frozen_primary_s_entries_are_dropped_within_two_heartbeats(
+    steady_cluster: LocalCluster, face_name: str
+) -> None:
+    """A primary stops answering (SIGSTOP; not failed over: 15 s node timeout). Its listener
+    hears nothing: after a heartbeat of silence it sends PING, a heartbeat later it gives
+    up, and what that node fed is dropped (another node's values stay). The staleness
+    bound of a silent break, as on one server."""
+    raw = RedisCluster(host="127.0.0.1", port=steady_cluster.port, decode_responses=True)
+    face = new_face(face_name, near_url(steady_cluster, "&timeout=1000"))
+    await face.connect()
+    by_node = keys_on_each_primary(steady_cluster, 1)
+    victim, other = steady_cluster.primaries()[:2]
+    on_victim, on_other = by_node[victim.port][0], by_node[other.port][0]
+    try:
+        raw.set(f"{RT}:{on_victim}", "frozen")
+        raw.set(f"{RT}:{on_other}", "alive")
+        assert await held(face, on_victim) == "frozen"
+        assert await held(face, on_other) == "alive"
+        assert victim.pid is not None
+        flushes = stats(face).flushes
+        os.kill(victim.pid, signal.SIGSTOP)
+        try:
+
+            async def dropped() -> bool:
+                return stats(face).flushes > flushes
+
+            await eventually(dropped, "the frozen node's entries to be dropped", bound=6)
+            hits = stats(face).hits
+            assert await face.get(RT, on_other, None) == "alive"
+            assert stats(face).hits == hits + 1
+        finally:
+            os.kill(victim.pid, signal.SIGCONT)
+        assert await held(face, on_victim) == "frozen"  # listened to again, kept again
+    finally:
+        raw.close()
+        await face.disconnect()
