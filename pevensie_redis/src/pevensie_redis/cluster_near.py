@@ -127,13 +127,18 @@ class ClusterListeners:
             raise
 
     def ensure_running(self) -> None:
-        """Keep the watch and every listener running (again in a forked child)."""
+        """Keep the watch and every listener running (again in a forked child).
+
+        Called by every near-cache read: while the watch runs (it stops only
+        with :meth:`stop`, or in a forked child) nothing else is looked at.
+        """
         watch = self._watch
-        if watch is None or watch.done():
-            with self._lock:
-                watch = self._watch
-                if (watch is None or watch.done()) and not self._stopping:
-                    self._watch = runtime.start(self._watching, WATCH_NAME)
+        if watch is not None and not watch.done():
+            return
+        with self._lock:
+            watch = self._watch
+            if (watch is None or watch.done()) and not self._stopping:
+                self._watch = runtime.start(self._watching, WATCH_NAME)
         for listener in list(self._listeners.values()):
             listener.ensure_running()
 
