@@ -13,6 +13,7 @@ invalidation would leave the old value for good).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -96,15 +97,35 @@ async def sees(
     return await eventually(check, f"{key} to read {expected!r}", bound)
 
 
-def keys_on_each_primary(topology: LocalCluster, count: int = 2) -> dict[int, list[str]]:
-    """``count`` keys of :data:`RT` per primary, by the primary's port."""
+_markers = itertools.count()
+
+
+async def settle(face: Face, topology: LocalCluster) -> None:
+    """Wait until every invalidation of a change made before now has arrived, from every primary.
+
+    Each primary sends its invalidations in order on its listener's connection. On each,
+    a fresh marker key is remembered as a miss, then written there: once a read sees the
+    write, every invalidation that primary sent before it has arrived.
+    """
+    for port, keys in keys_on_each_primary(topology, 1, f"settle{next(_markers)}-").items():
+        marker = keys[0]
+        assert await held(face, marker) is None
+        with topology.node_at(port).client() as direct:
+            direct.set(f"{RT}:{marker}", "written")
+        await sees(face, marker, "written")
+
+
+def keys_on_each_primary(
+    topology: LocalCluster, count: int = 2, prefix: str = "k"
+) -> dict[int, list[str]]:
+    """``count`` keys of :data:`RT` per primary (named ``prefix`` and a number), by port."""
     found: dict[int, list[str]] = {node.port: [] for node in topology.primaries()}
     owners = slot_map(topology)
     slot_owner = {slot: port for port, slots in owners.items() for slot in slots}
     n = 0
     while any(len(keys) < count for keys in found.values()):
         n += 1
-        key = f"k{n}"
+        key = f"{prefix}{n}"
         keys = found[slot_owner[key_slot(f"{RT}:{key}".encode())]]
         if len(keys) < count:
             keys.append(key)
@@ -148,6 +169,7 @@ async def test_each_primary_is_listened_to_and_its_foreign_changes_reach_the_cac
     for key in keys:
         await sees(face, key, f"new {key}")
         await sees(face, f"absent-{key}", "appeared")
+    await settle(face, redis_cluster)  # no invalidation of those writes still on its way
     # get_many too: held, changed on every node at once, seen.
     assert await face.get_many(RT, keys) == {key: f"new {key}" for key in keys}
     hits = stats(face).hits
@@ -214,6 +236,7 @@ async def test_a_lost_listener_drops_what_its_node_fed_and_every_miss_and_comes_
     on_victim, on_other = by_node[victim.port][0], by_node[other.port][0]
     raw.set(f"{RT}:{on_victim}", "victim's")
     raw.set(f"{RT}:{on_other}", "other's")
+    await settle(face, redis_cluster)
     assert await held(face, on_victim) == "victim's"
     assert await held(face, on_other) == "other's"
     assert await held(face, "never-written") is None
@@ -468,6 +491,7 @@ async def test_a_frozen_primary_s_entries_are_dropped_within_two_heartbeats(
     try:
         raw.set(f"{RT}:{on_victim}", "frozen")
         raw.set(f"{RT}:{on_other}", "alive")
+        await settle(face, steady_cluster)
         assert await held(face, on_victim) == "frozen"
         assert await held(face, on_other) == "alive"
         assert victim.pid is not None
