@@ -14,8 +14,11 @@ only) and measures, in this one process:
    our Cluster driver with ``near_cache=true`` (every key already held locally),
    through the facade. Median ops/s over the rounds and the ratio to the raw
    client of the face; also this process's CPU time per get (the servers do
-   nothing for a local hit). Not pinned: three server processes do not fit one CPU.
-2. **staleness**, sync and async: another client (raw redis-py, on the key's own
+   nothing for a local hit). This process and the three servers are pinned to
+   one CPU, as ``near_bench.py`` pins its process and server (``--no-pin``:
+   nothing pinned; the raw clients' round trips then overlap the servers' work
+   on the other CPU).
+2. **staleness**, sync and async, unpinned: another client (raw redis-py, on the key's own
    primary) writes a new value to a key the near cache holds; the time from that
    write's reply until a read through the near cache returns it, over
    ``--writes`` writes spread over keys on every primary (median, p99, max). The
@@ -44,6 +47,7 @@ from typing import Any
 import redis
 import redis.asyncio.cluster
 from redis.cluster import RedisCluster
+from server import install_signal_handlers, pin_pid, pin_to_one_cpu
 
 from pevensie_cache import cache
 from pevensie_test_support import LocalCluster, start_cluster
@@ -63,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny counts (CI smoke run)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of get hits (default 15)")
     parser.add_argument("--writes", type=int, help="writes per staleness series (default 1000)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the get-hit rounds")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "near_cluster.json")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 15)
@@ -288,11 +293,27 @@ def staleness_row(name: str, samples: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    install_signal_handlers()
     load = os.getloadavg()
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
     topology = start_cluster(3, 0)
     try:
+        pinned = "not pinned"
+        if not args.no_pin:
+            pin = pin_to_one_cpu()
+            if pin.cpu is not None:
+                for node in topology.nodes:
+                    if node.pid is not None:
+                        pin_pid(node.pid, pin.cpu)
+            pinned = f"{pin.note}; the 3 servers too"
         sync_rates = run_sync_hits(topology, args)
         async_rates = asyncio.run(run_async_hits(topology, args))
+        if allowed:  # staleness unpinned: the listeners, the reader and the servers anywhere
+            os.sched_setaffinity(0, allowed)
+            for node in topology.nodes:
+                if node.pid is not None:
+                    for tid in os.listdir(f"/proc/{node.pid}/task"):
+                        os.sched_setaffinity(int(tid), allowed)
         stale = {
             "sync, busy reader": sync_staleness(topology, args.writes, 0.0),
             "sync, pausing reader (50 us)": sync_staleness(topology, args.writes, 50e-6),
@@ -311,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         f"redis-py {redis.__version__}",
         f"- load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at the end: "
         f"{end_load[0]:.2f} {end_load[1]:.2f} {end_load[2]:.2f} (1, 5, 15 min); "
-        f"{os.cpu_count()} CPUs; not pinned",
-        f"- get-hit rounds: {args.rounds}; {KEYS} keys over every primary",
+        f"{os.cpu_count()} CPUs",
+        f"- get-hit rounds: {args.rounds}; {KEYS} keys over every primary; {pinned}",
         "",
     ]
     lines += hits_table("sync", "raw RedisCluster", sync_rates)
@@ -327,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     report = {
         "load_average": [load, end_load],
+        "pinned": pinned,
         "quick": args.quick,
         "sync_hits": sync_rates,
         "async_hits": async_rates,
