@@ -512,3 +512,51 @@ async def test_a_frozen_primary_s_entries_are_dropped_within_two_heartbeats(
     finally:
         raw.close()
         await face.disconnect()
+
+
+async def test_the_byte_bound_holds_on_a_cluster_and_instrument_exports_its_figures(
+    redis_cluster: LocalCluster, raw: RedisCluster
+) -> None:
+    """``near_cache_max_bytes`` bounds the one store every primary feeds; ``instrument()``
+    exports the same figures ``near_cache_stats()`` gives."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from pevensie_cache import instrument, uninstrument
+
+    bound = 64_000
+    value = "x" * 10_000
+    keys = [f"big{n}" for n in range(40)]  # about 400 kB in all, over every primary
+    raw.mset_nonatomic({f"{RT}:{key}": value for key in keys})
+    for face_name in FACES:
+        face = new_face(face_name, near_url(redis_cluster, f"&near_cache_max_bytes={bound}"))
+        await face.connect()
+        reader = InMemoryMetricReader()
+        instrument(face.cache, meter_provider=MeterProvider(metric_readers=[reader]))
+        try:
+            for _ in range(3):
+                for key in keys:
+                    assert await face.get(RT, key) == value
+                    assert stats(face).bytes <= bound
+                assert await face.get_many(RT, keys) == dict.fromkeys(keys, value)
+                assert stats(face).bytes <= bound
+            figures = stats(face)
+            assert figures.evictions > 0
+            assert 0 < figures.entries < len(keys)
+            data = reader.get_metrics_data()
+            assert data is not None
+            exported = {
+                metric.name: metric.data.data_points[0].value
+                for resource in data.resource_metrics
+                for scope in resource.scope_metrics
+                for metric in scope.metrics
+                if metric.name
+                in ("pevensie.cache.near_cache.entries", "pevensie.cache.near_cache.memory.usage")
+            }
+            assert exported == {
+                "pevensie.cache.near_cache.entries": figures.entries,
+                "pevensie.cache.near_cache.memory.usage": figures.bytes,
+            }
+        finally:
+            uninstrument(face.cache)
+            await face.disconnect()
