@@ -44,6 +44,9 @@ adds:
   bound when the driver is built, so without the option nothing is chosen
   per call. Which replicas each slot has comes with the slot map, read again
   every :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds.
+- the ``near_cache`` option: :class:`AsyncNearRedisClusterDriver` answers
+  reads from a local store kept coherent by one invalidation listener per
+  primary (:mod:`~pevensie_redis.cluster_near_async`).
 
 Each node gets up to ``pool_size`` connections with the driver's timeouts,
 credentials and TLS settings. A call to a node that does not answer fails

@@ -177,7 +177,7 @@ class ClusterListeners:
             await io.refresh()
         primaries = set(io.primaries())
         failure: BaseException | None = None
-        for node in [*io.primaries(), *io.slot_map.node_names()]:
+        for node in dict.fromkeys([*io.primaries(), *io.slot_map.node_names()]):
             try:
                 replies = await io.exchange(
                     node, [CLUSTER_NODES], "CLUSTER NODES", shapes=[CLUSTER_NODES_REPLY]
