@@ -429,11 +429,11 @@ def demo(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """The soak suite (soak/): every face and mode under sustained mixed traffic; nothing grows.
 
-    30 variants (sync, async on asyncio's loop and on uvloop; hiredis and pure
+    36 variants (sync, async on asyncio's loop and on uvloop; hiredis and pure
     Python; near cache on and off; one server, Sentinel, Cluster), each in a
     process of its own, sampled for resident memory, heap, fds, threads, tasks
     and server connections. Default: 60 s of traffic shared by every variant (the
-    CI run). ``-- --soak-seconds 60`` gives each variant 60 s (30 minutes in all);
+    CI run). ``-- --soak-seconds 60`` gives each variant 60 s (36 minutes in all);
     ``--soak-report FILE`` writes the results table; other arguments go to pytest.
     """
     _install(session, "test")
@@ -471,6 +471,8 @@ def e2e(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The side-by-side benchmark, then its cluster, async, cache-aside, near and large rows.
 
+    The near rows run on one server (near_bench.py) and on a Cluster (near_cluster_bench.py).
+
     ``-- --quick``: the CI smoke run.
     """
     _install(session, "test", "bench")
@@ -481,6 +483,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/async_bench.py", *quick)
     session.run("python", "benchmarks/cache_aside_bench.py", *quick)
     session.run("python", "benchmarks/near_bench.py", *quick)
+    session.run("python", "benchmarks/near_cluster_bench.py", *quick)
     session.run("python", "benchmarks/large_bench.py", *(["--seconds", "0.3"] if quick else []))
 
 

@@ -56,6 +56,7 @@ PAIRS = [
     (f"{REDIS}/replicas_async.py", f"{REDIS}/replicas.py"),
     (f"{REDIS}/channel_async.py", f"{REDIS}/channel.py"),
     (f"{REDIS}/listener_async.py", f"{REDIS}/listener.py"),
+    (f"{REDIS}/cluster_near_async.py", f"{REDIS}/cluster_near.py"),
     (f"{REDIS}/sentinel_async.py", f"{REDIS}/sentinel.py"),
     (f"{REDIS}/direct_async.py", f"{REDIS}/direct.py"),
     (f"{REDIS}/lock_releases_async.py", f"{REDIS}/lock_releases.py"),
@@ -139,6 +140,11 @@ The near cache's invalidation channel, sync face: a dedicated pipe watched by a 
 
 Generated from ``listener_async.py`` (the async face, where a task listens) by
 ``.ci/unasync.py``.""",
+    f"{REDIS}/cluster_near.py": """\
+The near cache over a Redis Cluster, sync face: one invalidation listener per primary.
+
+Generated from ``cluster_near_async.py`` (the async face, where tasks listen) by
+``.ci/unasync.py``: each listener, and the topology watch, is a daemon thread.""",
     f"{REDIS}/sentinel.py": """\
 The Sentinel mode's locator, sync face: where the primary (and the replicas) of a service are.
 
@@ -165,6 +171,7 @@ NAMES = {
     "AsyncRedisSentinelDriver": "RedisSentinelDriver",
     "AsyncNearRedisDriver": "NearRedisDriver",
     "AsyncRedisClusterDriver": "RedisClusterDriver",
+    "AsyncNearRedisClusterDriver": "NearRedisClusterDriver",
     "AsyncReplicaReads": "ReplicaReads",
     "AsyncResource": "Resource",
     "AsyncCachedFunction": "CachedFunction",
@@ -187,6 +194,7 @@ NAMES = {
     "listener_async": "listener",
     "lock_releases_async": "lock_releases",
     "cluster_io_async": "cluster_io",
+    "cluster_near_async": "cluster_near",
     "replicas_async": "replicas",
     "runtime_async": "runtime",
     "pipe_async": "pipe",

@@ -46,12 +46,11 @@ class Variant:
 
 
 def all_variants() -> list[Variant]:
-    """Every combination, but the near cache on a Cluster (not supported)."""
+    """Every combination: each face and parser, each topology, the near cache off and on."""
     return [
         Variant(face, parser, topology, near)
         for topology in TOPOLOGIES
         for near in (False, True)
         for face in FACES
         for parser in PARSERS
-        if not (near and topology == "cluster")
     ]

@@ -92,6 +92,22 @@ class TestClusterHashTagConformance(CacheConformance):
         return lambda: untagged(redis_cluster.stored_keys())
 
 
+class TestNearClusterConformance(CacheConformance):
+    """The whole suite again with the near cache on: reads served locally, the same behaviour."""
+
+    @pytest.fixture
+    def cache_under_test(self, redis_cluster: LocalCluster) -> Iterator[PevensieCache]:
+        redis_cluster.flush()
+        c = cache.from_url(cluster_url(redis_cluster, near_cache="true")).connect()
+        yield c
+        if c.connected:
+            c.disconnect()
+
+    @pytest.fixture
+    def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
+        return redis_cluster.stored_keys
+
+
 class AsyncClusterSuite(AsyncCacheConformance):
     """The whole conformance suite on the async face, against the cluster (``query``: options)."""
 
@@ -109,7 +125,7 @@ class AsyncClusterSuite(AsyncCacheConformance):
 
     @pytest.fixture
     def stored_keys(self, redis_cluster: LocalCluster) -> Callable[[], set[str]]:
-        if self.query:
+        if self.query.get("cluster_hash_tag"):
             return lambda: untagged(redis_cluster.stored_keys())
         return redis_cluster.stored_keys
 
@@ -123,6 +139,12 @@ class TestAsyncClusterHashTagConformance(AsyncClusterSuite):
     """The whole suite again with ``cluster_hash_tag``: the same commands, other keys."""
 
     query: ClassVar[dict[str, str]] = {"cluster_hash_tag": "true"}
+
+
+class TestAsyncNearClusterConformance(AsyncClusterSuite):
+    """The whole suite again with the near cache on (and hash tags: batches in one slot)."""
+
+    query: ClassVar[dict[str, str]] = {"near_cache": "true", "cluster_hash_tag": "true"}
 
 
 def test_url_and_keywords_build_the_cluster_driver(redis_cluster: LocalCluster) -> None:
@@ -438,11 +460,16 @@ def test_set_many_reloads_the_script_after_script_flush(
         assert 50 < raw.ttl("s:{tag}1") <= 60
 
 
+NEAR = pytest.mark.parametrize("near", [{}, {"near_cache": "true"}], ids=["plain", "near_cache"])
+"""A test again with the near cache on."""
+
+
 @pytest.mark.server_dependent
+@NEAR
 def test_a_manual_failover_is_followed_through_moved_redirects(
-    fresh_cluster: LocalCluster,
+    fresh_cluster: LocalCluster, near: dict[str, str]
 ) -> None:
-    c = cache.from_url(cluster_url(fresh_cluster)).connect()
+    c = cache.from_url(cluster_url(fresh_cluster, **near)).connect()
     try:
         items = {f"k{i}": f"v{i}" for i in range(200)}
         c.set_many("bulk", items)
@@ -474,10 +501,11 @@ def test_a_manual_failover_is_followed_through_moved_redirects(
 
 
 @pytest.mark.server_dependent
+@NEAR
 def test_failover_keeps_serving_replicated_keys(
-    fresh_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+    fresh_cluster: LocalCluster, capsys: pytest.CaptureFixture[str], near: dict[str, str]
 ) -> None:
-    c = cache.from_url(cluster_url(fresh_cluster, timeout="1000")).connect()
+    c = cache.from_url(cluster_url(fresh_cluster, timeout="1000", **near)).connect()
     try:
         items = {f"k{i}": f"v{i}" for i in range(200)}
         c.set_many("bulk", items)
@@ -508,7 +536,8 @@ def test_failover_keeps_serving_replicated_keys(
         assert set(c.get_many("bulk", list(items)).values()) == {"new"}
         with capsys.disabled():
             print(
-                f"\n[cluster failover] primary killed -> same cache served again after "
+                f"\n[cluster failover{', near cache' if near else ''}] primary killed -> "
+                "same cache served again after "
                 f"{served_after:.2f} s ({failures} failed calls meanwhile)"
             )
     finally:

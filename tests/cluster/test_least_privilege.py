@@ -223,7 +223,15 @@ async def test_one_server(pevensie_redis_server: RedisServer, query: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "query", ["", "&cluster_hash_tag=true", "&read_from_replicas=true"], ids=str
+    "query",
+    [
+        "",
+        "&cluster_hash_tag=true",
+        "&read_from_replicas=true",
+        "&near_cache=true",
+        "&near_cache=true&read_from_replicas=true",
+    ],
+    ids=str,
 )
 async def test_cluster(redis_cluster: LocalCluster, query: str) -> None:
     url = f"redis://{USER}:{SECRET}@127.0.0.1:{redis_cluster.port}/0?cluster=true{query}"
@@ -321,6 +329,11 @@ def test_the_rules_name_each_feature_s_commands() -> None:
     assert "+cluster|slots" in tagged.split()
     replicas = acl_rule(["user"], RedisConfig(cluster=True, read_from_replicas=True))
     assert {"+readonly", "+role"} <= set(replicas.split())
+    near_cluster = acl_rule(["user"], RedisConfig(cluster=True, near_cache=True))
+    assert {"+cluster|nodes", "+client|tracking", "&__redis__:invalidate"} <= set(
+        near_cluster.split()
+    )
+    assert "+cluster|nodes" not in acl_rule(["user"], RedisConfig(cluster=True)).split()
     near = acl_rule(["user"], RedisConfig(near_cache=True))
     assert {"&__redis__:invalidate", "+client|tracking", "+subscribe"} <= set(near.split())
     assert acl_rule(["a*b"]).startswith(r"resetkeys ~a\*b:* ~:lock:a\*b:* ~:tag:*")

@@ -420,12 +420,33 @@ class Traffic:
         return max(worker.slowest_moving for worker in self.workers)
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "near_cache"])
+def near(request: pytest.FixtureRequest) -> bool:
+    """Each test again with the near cache on: its reads served locally, kept coherent."""
+    return bool(request.param)
+
+
+def near_query(near: bool) -> str:
+    return "&near_cache=true" if near else ""
+
+
+def assert_listening_to_the_primaries(topology: LocalCluster, traffic: Traffic) -> None:
+    """With the near cache: its listeners follow the primaries (added, removed)."""
+    listeners = getattr(traffic.face.cache.driver, "cluster_listeners", None)
+    if listeners is None:
+        return
+    wanted = {f"127.0.0.1:{node.port}" for node in topology.primaries()}
+    wait_until(lambda: set(listeners.nodes) == wanted, 30, "the listeners to follow")
+
+
 @pytest.fixture
-def traffic_factory(request: pytest.FixtureRequest, face: Face) -> Iterator[Callable[..., Traffic]]:
+def traffic_factory(
+    request: pytest.FixtureRequest, face: Face, near: bool
+) -> Iterator[Callable[..., Traffic]]:
     started: list[Traffic] = []
 
     def make(topology: LocalCluster, hot_slots: set[int], options: str = "") -> Traffic:
-        url = f"redis://127.0.0.1:{topology.port}/0?cluster=true{options}"
+        url = f"redis://127.0.0.1:{topology.port}/0?cluster=true{options}{near_query(near)}"
         c = face.connect(url)
         rng = random.Random(request.node.name)
         share = GROUPS // face.workers
@@ -601,6 +622,7 @@ def test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_not
     assert len(slot_map(moving_cluster)[new.port]) == 16384 // 4
     assert_no_failure(traffic)
     assert_nothing_lost(moving_cluster, traffic)
+    assert_listening_to_the_primaries(moving_cluster, traffic)
     report(capsys, "add a primary + rebalance", changes, traffic, stats)
 
 
@@ -625,6 +647,7 @@ def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
     assert not victim.is_running()
     assert_no_failure(traffic)
     assert_nothing_lost(four_primary_cluster, traffic)
+    assert_listening_to_the_primaries(four_primary_cluster, traffic)
     report(capsys, f"remove a primary ({len(slots)} slots)", changes, traffic, stats)
 
 
@@ -675,13 +698,14 @@ def test_a_primary_killed_under_load_gives_only_typed_driver_errors(
 @pytest.mark.parametrize("hash_tag", [False, True], ids=["default-layout", "cluster_hash_tag"])
 @pytest.mark.parametrize("to_new_primary", [False, True], ids=["to-a-primary", "to-a-new-primary"])
 def test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values(
-    moving_cluster: LocalCluster, face: Face, hash_tag: bool, to_new_primary: bool
+    moving_cluster: LocalCluster, face: Face, hash_tag: bool, to_new_primary: bool, near: bool
 ) -> None:
     """40 keys of one slot, every other one moved, plus 40 keys elsewhere, through each face."""
     # A primary just added serves no slot: the cache meets it first through ASK,
     # while it receives its first slot.
     c = face.connect(
         f"redis://127.0.0.1:{moving_cluster.port}/0?cluster=true&cluster_hash_tag={hash_tag}"
+        + near_query(near)
     )
     prefix = "{half}:" if hash_tag else "half:"
     # 40 keys in one slot (every key of the resource type with cluster_hash_tag),

@@ -54,7 +54,6 @@ def test_the_byte_bound_takes_units_in_urls_and_keywords_and_shows_them_back() -
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"cluster": True, "near_cache": True}, "near_cache is not available with cluster"),
         ({"near_cache": True, "near_cache_size": 0}, "near_cache_size"),
         ({"near_cache": True, "near_cache_max_bytes": "1kb"}, r"at least 1024 \(bytes\), got 1000"),
         ({"near_cache": True, "near_cache_max_bytes": "8 MegaB"}, "unknown unit 'MegaB'"),

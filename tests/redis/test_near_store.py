@@ -385,3 +385,104 @@ def test_no_read_is_older_than_the_last_write_heard_or_not_with_channels_breakin
             held = store.lookup(key)
             if held is not None:
                 assert int(held) == version[key]
+
+
+# -- remembered misses on a Cluster: kept only while every primary listens ----------------
+
+
+def test_misses_are_kept_only_while_every_expected_node_listens() -> None:
+    store = two_nodes()
+    store.expect(["a:1", "b:2", "c:3"])  # c:3 just appeared: not listened to yet
+    store.finish(store.begin([b"gone"], "a:1"), [(b"gone", None, -2)])
+    fill_from(store, "a:1", b"k", "value")
+    assert store.lookup(b"gone") is None  # not remembered: c:3 may write it unheard
+    assert store.lookup(b"k") == "value"  # values need no such rule
+    store.enable("c:3")
+    store.finish(store.begin([b"gone"], "a:1"), [(b"gone", None, -2)])
+    assert store.lookup(b"gone") is MISS
+
+
+def test_a_node_that_stops_listening_drops_every_miss_and_the_misses_in_flight() -> None:
+    store = two_nodes()
+    store.expect(["a:1", "b:2"])
+    store.finish(store.begin([b"miss:a"], "a:1"), [(b"miss:a", None, -2)])
+    fill_from(store, "a:1", b"value:a", "kept")
+    in_flight = store.begin([b"miss:a2"], "a:1")
+    store.flush(disable=True, node="b:2")  # b's channel broke: it may take writes unheard
+    assert store.lookup(b"miss:a") is None
+    assert store.lookup(b"value:a") == "kept"
+    store.enable("b:2")
+    store.finish(in_flight, [(b"miss:a2", None, -2)])  # begun before: not kept
+    assert store.lookup(b"miss:a2") is None
+    store.finish(store.begin([b"miss:a2"], "a:1"), [(b"miss:a2", None, -2)])
+    assert store.lookup(b"miss:a2") is MISS
+
+
+def test_a_miss_read_while_a_node_did_not_listen_is_not_kept_once_it_does() -> None:
+    store = two_nodes()
+    store.expect(["a:1", "b:2", "c:3"])
+    ticket = store.begin([b"k"], "a:1")  # c:3 may write k before it listens
+    store.enable("c:3")
+    store.finish(ticket, [(b"k", None, -2)])
+    assert store.lookup(b"k") is None
+
+
+def test_a_store_with_no_expected_nodes_keeps_misses_as_one_server_does() -> None:
+    store = enabled()
+    store.finish(store.begin([b"k"]), [(b"k", None, -2)])
+    assert store.lookup(b"k") is MISS
+    store.expect(None)
+    assert store.lookup(b"k") is MISS
+
+
+migration_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["begin", "finish", "write", "break", "enable", "appear", "lookup"]),
+        st.integers(0, 5),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(actions=migration_actions)
+def test_no_read_misses_a_key_written_on_a_node_importing_its_slot(
+    actions: list[tuple[str, int]],
+) -> None:
+    """Model of a slot migrating from a:1 to c:3: the key is absent from a:1, so reads there
+    miss, and writes land on c:3 (ASK), heard only while c:3's channel listens. c:3 may be
+    new: unknown until it appears (the watch finds it). Whatever happens when, no read
+    returns a miss once the key was written, except before c:3 appeared (the window the
+    watch's interval bounds)."""
+    store = two_nodes()
+    store.expect(["a:1", "b:2"])
+    written = False
+    expected = {"a:1", "b:2"}
+    reads: list[tuple[Any, bool]] = []
+    for action, pick in actions:
+        if action == "begin":
+            ticket = store.begin([b"k"], "a:1")
+            if ticket is not None:
+                reads.append((ticket, written))
+        elif action == "finish" and reads:
+            ticket, after_the_write = reads.pop(pick % len(reads))
+            if after_the_write:  # a:1 answered ASK: the read went to c:3, not kept
+                store.abandon(ticket, [b"k"])
+            else:  # a:1 answered a miss (the key is written on c:3, if at all, later)
+                store.finish(ticket, [(b"k", None, -2)])
+        elif action == "write":
+            written = True
+            if "c:3" in store.listening():
+                store.invalidate([b"k"], "c:3")
+        elif action == "break":
+            store.flush(disable=True, node="c:3")
+        elif action == "enable":
+            if "c:3" in expected and "c:3" not in store.listening():
+                store.enable("c:3")
+        elif action == "appear":
+            expected.add("c:3")
+            store.expect(expected)
+        else:
+            held = store.lookup(b"k")
+            if held is MISS and written:
+                assert "c:3" not in expected, "a miss served after the key was written"

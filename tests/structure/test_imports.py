@@ -164,6 +164,8 @@ def test_the_redis_modules_import_each_other_only_downwards() -> None:
             "pevensie_redis.lock_releases_async",
             "pevensie_redis.cluster_io",
             "pevensie_redis.cluster_io_async",
+            "pevensie_redis.cluster_near",
+            "pevensie_redis.cluster_near_async",
             "pevensie_redis.replicas",
             "pevensie_redis.replicas_async",
         },

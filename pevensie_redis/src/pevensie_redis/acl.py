@@ -47,7 +47,8 @@ What each command is for (:data:`FEATURES`):
 - the near cache: ``CLIENT ID``, ``CLIENT TRACKING``, ``SUBSCRIBE`` to the
   channel ``__redis__:invalidate``, ``PTTL``;
 - a Cluster: ``CLUSTER SLOTS`` (the driver reads the slot map), ``ASKING``
-  (keys being migrated);
+  (keys being migrated); with the near cache also ``CLUSTER NODES`` (it
+  listens to every primary, those without slots too);
 - replica reads: ``ROLE`` (the replica's link check) and on a Cluster
   ``READONLY``.
 
@@ -84,6 +85,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "locks": ("del", "pexpire", "publish", "subscribe"),
     "near_cache": ("client|id", "client|tracking", "subscribe", "pttl"),
     "cluster": ("cluster|slots", "asking", "eval"),
+    "cluster_near_cache": ("cluster|nodes",),
     "replica_reads": ("role",),
     "cluster_replica_reads": ("readonly",),
 }
@@ -143,7 +145,11 @@ def acl_rule(
         features.append("near_cache")
     if config.cluster:
         features.append("cluster")
-    if config.read_from_replicas and not config.near_cache:  # near cache fills: primary
+        if config.near_cache:
+            features.append("cluster_near_cache")
+    # The near cache fills from the primary; on a Cluster, the reads it does not keep
+    # go to the replicas (which are checked at connect).
+    if config.read_from_replicas and (config.cluster or not config.near_cache):
         features.append("replica_reads")
         if config.cluster:
             features.append("cluster_replica_reads")

@@ -44,6 +44,9 @@ adds:
   bound when the driver is built, so without the option nothing is chosen
   per call. Which replicas each slot has comes with the slot map, read again
   every :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds.
+- the ``near_cache`` option: :class:`AsyncNearRedisClusterDriver` answers
+  reads from a local store kept coherent by one invalidation listener per
+  primary (:mod:`~pevensie_redis.cluster_near_async`).
 
 Each node gets up to ``pool_size`` connections with the driver's timeouts,
 credentials and TLS settings. A call to a node that does not answer fails
@@ -64,6 +67,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from pevensie_cache.driver import Progress
 from pevensie_redis.cluster_io_async import MAX_REDIRECTS, ClusterIO, open_cluster
+from pevensie_redis.cluster_near_async import ClusterListeners
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
     RedisConnectionError,
@@ -74,6 +78,7 @@ from pevensie_redis.errors import (
     refuses_scripting,
 )
 from pevensie_redis.lock_releases_async import LockReleases, LockWatch
+from pevensie_redis.near import MISS, NearStats, NearStore, Ticket
 from pevensie_redis.protocol.commands import (
     EXTEND_LOCK_SCRIPT,
     GET_REPLY,
@@ -116,7 +121,7 @@ from pevensie_redis.protocol.slots import (
 from pevensie_redis.replica_choice import ReplicaChoice
 from pevensie_redis.tls_check import check_tls_async
 
-__all__ = ["AsyncRedisClusterDriver"]
+__all__ = ["AsyncNearRedisClusterDriver", "AsyncRedisClusterDriver"]
 
 # One command of a batch: the indexes of the keys it carries (in input order), and whether
 # it is one multi-key command for all of them (else the single-key command of its one key).
@@ -784,6 +789,274 @@ class AsyncRedisClusterDriver:
                 raise _ScriptsRefused from failure
             raise map_error(failure, batch.name) from failure
         return outcome
+
+
+class AsyncNearRedisClusterDriver(AsyncRedisClusterDriver):
+    """The Cluster driver with a near cache (``cluster=True, near_cache=True``).
+
+    Reads (``get``, ``get_many``) are answered from a local store of recent
+    reads, filled from the primaries and kept coherent by one invalidation
+    listener per primary (:mod:`~pevensie_redis.cluster_near_async`, which
+    lists what failovers, slot migrations and added or removed nodes do to
+    it). A read that misses locally sends ``GET`` and ``PTTL`` (``get_many``:
+    one ``MGET`` per slot and a ``PTTL`` per key, each node's pipelined, every
+    node at once) straight to the node the slot map names; it is kept only if
+    that node answered it and was listened to all along. A read redirected,
+    or whose node is not listened to now, goes the usual way (with
+    ``read_from_replicas``: to a replica) and is not kept. This process's own
+    writes drop their keys as they complete (read-your-writes).
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        """Prepare a driver for ``config`` (with ``cluster`` and ``near_cache``)."""
+        super().__init__(config)
+        if not config.near_cache:
+            raise ValueError(f"{type(self).__name__} needs a RedisConfig with near_cache=True")
+        self._near: NearStore | None = None
+        self._listeners: ClusterListeners | None = None
+
+    @property
+    def cluster_listeners(self) -> ClusterListeners | None:
+        """The near cache's listeners (one per primary) while connected, else ``None``."""
+        return self._listeners
+
+    async def connect(self) -> None:
+        """Connect as the Cluster driver does, then listen to every primary.
+
+        Raises a :class:`~pevensie_cache.ConfigError` when a node refuses key
+        tracking (see :func:`~pevensie_redis.errors.near_cache_refused`), and
+        the driver's errors when a primary cannot be listened to.
+        """
+        await super().connect()
+        near = NearStore(self.config.near_cache_size, self.config.near_cache_max_bytes)
+        listeners = ClusterListeners(self._live(), self.config, near)
+        try:
+            await listeners.start()
+        except BaseException as exc:
+            await self.disconnect()
+            if isinstance(exc, RedisError | OSError):
+                raise map_error(exc, f"connecting to {self.config.display_url()}") from exc
+            raise
+        self._near, self._listeners = near, listeners
+
+    async def disconnect(self) -> None:
+        """Stop listening, then close the connections to every node."""
+        listeners, self._listeners = self._listeners, None
+        self._near = None
+        if listeners is not None:
+            await listeners.stop()
+        await super().disconnect()
+
+    def near_cache_stats(self) -> NearStats | None:
+        """Return the near cache's counters (hits, misses, invalidations, ...), while connected."""
+        near = self._near
+        return None if near is None else near.stats()
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, resource_type: str, key: str) -> str | None:
+        """Return the local entry when there is one; else ``GET`` and ``PTTL`` on the key's node."""
+        full = self._full(resource_type, key)
+        near = self._store()
+        held = near.lookup(full)
+        if held is not None:
+            return None if held is MISS else held
+        io = self._live()
+        node = io.node_of(key_slot(full))
+        ticket = None if node is None else near.begin((full,), node)
+        if node is None or ticket is None:  # not kept: the usual way (replicas, redirects)
+            value = await self._read(full, pack_get(full), "GET")
+            return None if value is None else decode_value(value, "GET")
+        try:
+            replies = await io.exchange(
+                node,
+                [pack_get(full), pack([b"PTTL", full])],
+                "GET",
+                shapes=[GET_REPLY, INTEGER_REPLY],
+            )
+            kept = len(replies) == 2 and not _any_error(replies)
+            text = None
+            if kept and replies[0] is not None:
+                text = decode_value(replies[0], "GET")
+        except BaseException:
+            near.abandon(ticket, (full,))
+            raise
+        if kept:
+            near.finish(ticket, ((full, text, replies[1]),), node)
+            return text
+        near.abandon(ticket, (full,))
+        self._learn(io, node, replies)
+        value = await self._get(full, pack_get(full), "GET")  # redirected, failed: not kept
+        return None if value is None else decode_value(value, "GET")
+
+    async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """Return local entries where there are some; read the others from their nodes at once.
+
+        Each node gets one ``MGET`` per slot and a ``PTTL`` per key, in one
+        write; a node whose replies are not all good (a slot that moved, a
+        node that did not answer) has its keys read again the usual way, not kept.
+        """
+        near = self._store()
+        found: dict[str, str] = {}
+        wanted: dict[bytes, str] = {}
+        full = self._full
+        for key in keys:
+            name = full(resource_type, key)
+            held = near.lookup(name)
+            if held is None:
+                wanted[name] = key
+            elif held is not MISS:
+                found[key] = held
+        if not wanted:
+            return found
+        io = self._live()
+        by_node: dict[str, dict[int, list[bytes]]] = {}
+        rest: list[str] = []
+        for name in wanted:
+            slot = key_slot(name)
+            node = io.node_of(slot)
+            if node is None:
+                rest.append(wanted[name])
+            else:
+                by_node.setdefault(node, {}).setdefault(slot, []).append(name)
+        tickets: dict[str, tuple[Ticket, list[Sequence[bytes]]]] = {}
+        try:
+            for node, slots in by_node.items():
+                parts = [part for names in slots.values() for part in chunks(names)]
+                ticket = near.begin([name for part in parts for name in part], node)
+                if ticket is None:
+                    rest += [wanted[name] for part in parts for name in part]
+                else:
+                    tickets[node] = (ticket, parts)
+            packed: dict[str, list[bytes]] = {}
+            shapes: dict[str, list[Shape | None]] = {}
+            for node, (_, parts) in tickets.items():
+                names = [name for part in parts for name in part]
+                packed[node] = [pack([b"MGET", *part]) for part in parts]
+                packed[node] += [pack([b"PTTL", name]) for name in names]
+                shapes[node] = [mget_reply(len(part)) for part in parts]
+                shapes[node] += [INTEGER_REPLY] * len(names)
+            answers = await io.exchange_many(packed, "MGET", shapes=shapes) if packed else {}
+            for node in list(tickets):
+                ticket, parts = tickets.pop(node)
+                names = [name for part in parts for name in part]
+                replies = answers.get(node)
+                if (
+                    not isinstance(replies, list)
+                    or len(replies) != len(parts) + len(names)
+                    or _any_error(replies)
+                ):
+                    near.abandon(ticket, names)
+                    self._learn(io, node, replies if isinstance(replies, list) else [])
+                    rest += [wanted[name] for name in names]
+                    continue
+                try:
+                    values = [value for values in replies[: len(parts)] for value in values]
+                    texts = [None if v is None else decode_value(v, "MGET") for v in values]
+                except BaseException:
+                    near.abandon(ticket, names)
+                    raise
+                near.finish(ticket, zip(names, texts, replies[len(parts) :], strict=True), node)
+                for name, text in zip(names, texts, strict=True):
+                    if text is not None:
+                        found[wanted[name]] = text
+        except BaseException:
+            for ticket, parts in tickets.values():
+                near.abandon(ticket, [name for part in parts for name in part])
+            raise
+        if rest:  # redirected, failed or not listened to: the usual way, not kept
+            found.update(await super().get_many(resource_type, rest))
+        return found
+
+    # -- writes: each drops its keys from the local store as it completes ------------------
+
+    async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        """``SET``, then drop the key locally (read-your-writes)."""
+        try:
+            await super().set(resource_type, key, value, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def delete(self, resource_type: str, key: str) -> bool:
+        """``UNLINK``, then drop the key locally."""
+        try:
+            return await super().delete(resource_type, key)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def set_many(
+        self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
+    ) -> None:
+        """Write the batch, then drop its keys locally."""
+        try:
+            await super().set_many(resource_type, items, ttl_seconds)
+        finally:
+            self._forget(resource_type, items)
+
+    async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
+        """Delete the batch, then drop its keys locally."""
+        keys = list(keys)
+        try:
+            await super().delete_many(resource_type, keys)
+        finally:
+            self._forget(resource_type, keys)
+
+    async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
+        """``SET NX``, then drop the key locally."""
+        try:
+            return await super().add(resource_type, key, value, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
+        """``INCRBY``, then drop the key locally."""
+        try:
+            return await super().incr(resource_type, key, delta, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
+        """``EXPIRE``/``PERSIST``, then drop the key locally (its TTL changed)."""
+        try:
+            return await super().touch(resource_type, key, ttl_seconds)
+        finally:
+            self._forget(resource_type, (key,))
+
+    async def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
+        """Clear on every primary, then drop the resource type's keys locally."""
+        try:
+            return await super().clear(resource_type, on_progress)
+        finally:
+            near = self._near
+            if near is not None:
+                near.forget_prefix(self.prefix(resource_type).encode())
+
+    def _store(self) -> NearStore:
+        near, listeners = self._near, self._listeners
+        if near is None or listeners is None:
+            raise RedisConnectionError("the Redis Cluster driver is not connected")
+        listeners.ensure_running()  # after a fork: the child listens on its own
+        return near
+
+    def _forget(self, resource_type: str, keys: Iterable[str]) -> None:
+        near = self._near
+        if near is not None:
+            full = self._full
+            near.forget([full(resource_type, key) for key in keys])
+
+    @staticmethod
+    def _learn(io: ClusterIO, node: str, replies: Sequence[Any]) -> None:
+        """Tell the router of a ``MOVED`` among ``replies`` (the map follows at once)."""
+        for reply in replies:
+            if isinstance(reply, Exception) and cluster_error(reply) == MOVED:
+                redirect = redirect_of(reply)
+                if redirect is not None:
+                    io.moved(redirect, node)
+                return
+
+
+def _any_error(replies: Sequence[Any]) -> bool:
+    return any(isinstance(reply, Exception) for reply in replies)
 
 
 class _Batch:

@@ -478,11 +478,6 @@ def _check_combinations(config: RedisConfig) -> None:
             "read_from_replicas needs cluster=True or sentinels: a single server has no "
             "replicas to read from"
         )
-    if config.near_cache and config.cluster:
-        raise ConfigError(
-            "near_cache is not available with cluster=True yet: use it with a single server "
-            "or Sentinel, or drop it"
-        )
 
 
 # -- URL parsing -----------------------------------------------------------------------------

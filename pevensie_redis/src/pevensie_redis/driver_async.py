@@ -578,8 +578,8 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
     tracking); this process's own writes drop their keys as they complete, so
     a read after a write sees it. When that connection breaks, the store is
     emptied and reads go to the server until tracking is back (see
-    :mod:`~pevensie_redis.near`). Single server and Sentinel; Cluster is a
-    configuration error for now.
+    :mod:`~pevensie_redis.near`). Single server and Sentinel; on a Cluster,
+    the Cluster driver's own near-cache variant listens to every primary.
 
     With ``read_from_replicas`` too (Sentinel), the two layers split the reads:
     what fills the store is read from the primary, the server the listener

@@ -42,7 +42,7 @@ from pevensie_redis import runtime
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint
 from pevensie_redis.errors import TrackingRefused, near_cache_refused, refusal_is_final
-from pevensie_redis.near import NearStore, heartbeat
+from pevensie_redis.near import SOLE, NearStore, heartbeat
 from pevensie_redis.pipe import Pipe, open_pipe
 from pevensie_redis.protocol.commands import (
     CLIENT_ID_REPLY,
@@ -74,10 +74,16 @@ class InvalidationListener:
         *,
         heartbeat: float,
         retry_delay: float = 0.2,
+        node: str = SOLE,
     ) -> None:
-        """Listen on pipes made by ``connect()``."""
+        """Listen on pipes made by ``connect()``, for the ``node`` they reach (one of a Cluster).
+
+        ``node`` names the server in the store: what it fed is dropped when
+        its channel breaks, and reads from it are kept only while it listens.
+        """
         self._connect = connect
         self._store = store
+        self._node = node
         self._heartbeat = heartbeat
         self._retry_delay = retry_delay
         self._attempted = runtime.Signal()
@@ -127,7 +133,7 @@ class InvalidationListener:
         the pipe is closed, so the listener connects again to the server the
         configuration names now (through Sentinel: the primary).
         """
-        self._store.flush(disable=True)
+        self._store.flush(disable=True, node=self._node)
         pipe = self._pipe
         if pipe is not None:
             pipe.close()
@@ -146,7 +152,7 @@ class InvalidationListener:
             finally:
                 # Whatever broke, no entry may outlive the channel that kept it coherent.
                 self.server = None
-                self._store.flush(disable=True)
+                self._store.flush(disable=True, node=self._node)
                 pipe, self._pipe = self._pipe, None
                 if pipe is not None:
                     pipe.close()
@@ -181,7 +187,7 @@ class InvalidationListener:
             raise InvalidResponse(f"SUBSCRIBE got {describe(subscribed)} in reply")
         self.server = pipe.endpoint.label
         self.failure = None
-        self._store.enable()
+        self._store.enable(self._node)
         if self._attempted.is_set():
             logger.info("near cache: listening for invalidations again")
         self._attempted.set()
@@ -199,7 +205,7 @@ class InvalidationListener:
 
     def _apply(self, message: Any) -> None:
         keys = message[2]  # ["message", channel, keys]: a pushed message (pipe_core.pushed)
-        self._store.invalidate(None if keys is None else list(keys))
+        self._store.invalidate(None if keys is None else list(keys), self._node)
 
     def _forked(self) -> None:
         """In a child process: nothing runs; the next near-cache read starts a listener here.

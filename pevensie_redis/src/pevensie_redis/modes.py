@@ -10,14 +10,15 @@ A mode is composed, not flagged:
 - **layers** go over it: replica reads (:mod:`~pevensie_redis.replicas`, with
   ``read_from_replicas``: any locator that names replicas, and the Cluster's
   own per-slot choice) and the near cache (``near_cache``: its store and
-  listener, :class:`~pevensie_redis.driver.NearRedisDriver`). With both, the
-  near cache is filled from the primary and the reads it does not keep go to
-  the replicas.
+  listener, :class:`~pevensie_redis.driver.NearRedisDriver`; on a Cluster,
+  a listener per primary, :class:`~pevensie_redis.cluster.NearRedisClusterDriver`).
+  With both, the near cache is filled from the primaries and the reads it does
+  not keep go to the replicas.
 
 A combination that is not supported is a :class:`~pevensie_cache.ConfigError`
-saying why, raised when the configuration is made (``RedisConfig``): the near
-cache over Cluster, replica reads without a locator that names replicas,
-Cluster with Sentinel. No combination wins silently.
+saying why, raised when the configuration is made (``RedisConfig``): replica
+reads without a locator that names replicas, Cluster with Sentinel. No
+combination wins silently.
 
 Above the drivers (single server and Sentinel, Cluster), which know nothing of
 each other; each mode's module is imported only when it is asked for.
@@ -46,9 +47,9 @@ def new_cache_driver(config: RedisConfig | None = None) -> RedisDriver | RedisCl
     """
     config = default_config() if config is None else config
     if config.cluster:
-        from pevensie_redis.cluster import RedisClusterDriver
+        from pevensie_redis.cluster import NearRedisClusterDriver, RedisClusterDriver
 
-        return RedisClusterDriver(config)
+        return NearRedisClusterDriver(config) if config.near_cache else RedisClusterDriver(config)
     from pevensie_redis.driver import NearRedisDriver, RedisDriver, RedisSentinelDriver
 
     if config.near_cache:
@@ -62,8 +63,13 @@ def new_async_cache_driver(
     """Return the async face of a Redis driver for ``cache.new_async(driver=...)``."""
     config = default_config() if config is None else config
     if config.cluster:
-        from pevensie_redis.cluster_async import AsyncRedisClusterDriver
+        from pevensie_redis.cluster_async import (
+            AsyncNearRedisClusterDriver,
+            AsyncRedisClusterDriver,
+        )
 
+        if config.near_cache:
+            return AsyncNearRedisClusterDriver(config)
         return AsyncRedisClusterDriver(config)
     from pevensie_redis.driver_async import (
         AsyncNearRedisDriver,

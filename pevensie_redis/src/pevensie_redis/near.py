@@ -39,6 +39,16 @@ channel was listening when the ticket was taken and has not broken since (and
 the read ran on that node). A node's channel breaking, or its ``FLUSHDB``,
 drops that node's entries only; an invalidation of a key drops it whichever
 node said so.
+
+A remembered miss needs more: while a Cluster slot migrates, a key absent from
+its old node is written on the new one (``ASK``), which only the new node's
+channel tells. So the caller names every node that can take writes
+(:meth:`NearStore.expect`), and misses are kept only while all of them listen:
+when one stops (its channel broke, or a node appeared that is not listened to
+yet), every remembered miss is dropped, the reads in flight are spoiled, and no
+miss read meanwhile is kept. Values need no such rule: a key present on a node
+is written there until it is migrated, which deletes it there (an invalidation
+from that node).
 """
 
 from __future__ import annotations
@@ -74,11 +84,13 @@ entries or more; smaller ones take less than 4 KiB in all.
 measured.
 """
 
-Ticket = tuple[int, float, str, int]
+Ticket = tuple[int, float, str, int, int]
 """What :meth:`NearStore.begin` returns and :meth:`NearStore.finish` checks.
 
 The store's sequence number, the clock when the read began, the node read
-from and the epoch of that node's channel (which changes when it breaks).
+from, the epoch of that node's channel (which changes when it breaks) and the
+epoch of remembered misses (``-1``: misses are not kept now; see
+:meth:`NearStore.expect`).
 """
 
 SOLE = ""
@@ -133,6 +145,9 @@ class NearStore:
         self._epochs = 0  # the last epoch given to a node
         self._sources: set[str] = set()  # every node an entry was ever read from
         self._enabled = False  # whether any node listens
+        self._expected: frozenset[str] | None = None  # every node that can take writes
+        self._misses_kept = True  # every expected node listens (or none is expected)
+        self._miss_epoch = 0  # bumped each time misses stop being kept
         self._hits = self._misses = self._invalidations = self._flushes = self._evictions = 0
         _STORES.add(self)
 
@@ -161,7 +176,8 @@ class NearStore:
                 return None
             for key in keys:
                 self._filling[key] = self._filling.get(key, 0) + 1
-            return self._sequence, started, node, epoch
+            misses = self._miss_epoch if self._misses_kept else -1
+            return self._sequence, started, node, epoch, misses
 
     def finish(
         self,
@@ -187,15 +203,18 @@ class NearStore:
         """
         if ticket is None:
             return
-        sequence, started, source, epoch = ticket
+        sequence, started, source, epoch, misses = ticket
         with self._lock:
             listened = self._listening.get(source) == epoch and node in (None, source)
             if listened:
                 self._sources.add(source)
+            misses_kept = self._misses_kept and misses == self._miss_epoch
             for key, value, pttl in fills:
                 fresh = listened and self._changed.get(key, -1) <= sequence
                 self._release(key)
                 if not fresh or pttl == 0 or (pttl == -2) != (value is None):
+                    continue
+                if value is None and not misses_kept:
                     continue
                 deadline = _NEVER if pttl < 0 else started + (pttl - 1) / 1000
                 cost = sys.getsizeof(key) + ENTRY_OVERHEAD
@@ -270,6 +289,7 @@ class NearStore:
                 else:
                     self._listening.pop(node, None)
                 self._enabled = bool(self._listening)
+                self._check_misses()
 
     def enable(self, node: str = SOLE) -> None:
         """Keep reads from ``node`` again (its tracking is established); nothing it gave is held."""
@@ -279,6 +299,20 @@ class NearStore:
             self._epochs += 1
             self._listening[node] = self._epochs
             self._enabled = True
+            self._check_misses()
+
+    def expect(self, nodes: Iterable[str] | None) -> None:
+        """Name every node that can take writes (``None``: no such rule, as on one server).
+
+        Remembered misses are kept only while each of them listens: a key
+        absent from the node a miss was read from may be written on another
+        one (a Cluster slot migrating to it), which only that node's channel
+        tells. When one of them does not listen, misses are dropped and not
+        kept until it does.
+        """
+        with self._lock:
+            self._expected = None if nodes is None else frozenset(nodes)
+            self._check_misses()
 
     def listening(self) -> list[str]:
         """Return the nodes whose channels listen now (reads from them are kept)."""
@@ -313,8 +347,26 @@ class NearStore:
         self._changed.clear()
         self._listening.clear()
         self._enabled = False
+        self._check_misses()
 
     # Called with the lock held.
+
+    def _check_misses(self) -> None:
+        """Keep misses only while every expected node listens; when that ends, drop them.
+
+        The misses of the reads in flight are not kept either (their tickets
+        carry the miss epoch, which moves on): one may be a key that a node no
+        longer listened to has just written.
+        """
+        kept = self._expected is None or self._expected <= self._listening.keys()
+        if kept == self._misses_kept:
+            return
+        self._misses_kept = kept
+        if kept:
+            return
+        self._miss_epoch += 1
+        for key in [key for key, entry in self._entries.items() if entry[0] is MISS]:
+            self._drop(key)
 
     def _flush_locked(self, node: str | None) -> None:
         """Drop the entries ``node`` gave (``None``: all) and spoil its reads in flight."""

@@ -27,6 +27,8 @@ __all__ = [
     "ASKING",
     "BATCH_SIZE",
     "CLIENT_ID_REPLY",
+    "CLUSTER_NODES",
+    "CLUSTER_NODES_REPLY",
     "CLUSTER_SLOTS",
     "EXEC",
     "EXTEND_LOCK_SCRIPT",
@@ -166,6 +168,8 @@ SCRIPT_LOAD_REPLY: Shape = _bulk
 """``SCRIPT LOAD``: the script's SHA1 digest."""
 ROLE_REPLY: Shape = _array
 """``ROLE``: a list whose first item names the role."""
+CLUSTER_NODES_REPLY: Shape = _bulk
+"""``CLUSTER NODES``: one line of text per node."""
 CLIENT_ID_REPLY: Shape = _integer
 """``CLIENT ID``: the connection's id."""
 SUBSCRIBE_REPLY: Shape = _subscribed
@@ -464,6 +468,9 @@ def replica_in_sync(role: object) -> bool:
 
 CLUSTER_SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
 """``CLUSTER SLOTS``: which node serves each slot range, and that node's replicas."""
+
+CLUSTER_NODES = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n"
+"""``CLUSTER NODES``: every node of the cluster, slot-less primaries included (the near cache)."""
 
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
 """``ASKING``: the next command may touch a slot this node is importing (an ``ASK`` redirect)."""

@@ -41,6 +41,7 @@ __all__ = [
     "cluster_error",
     "key_slot",
     "node_name",
+    "parse_cluster_nodes",
     "parse_cluster_slots",
     "redirect_of",
 ]
@@ -218,6 +219,38 @@ def _node(node: object, asked_host: str, addresses: dict[str, tuple[str, int]]) 
     name = node_name(host, port)
     addresses.setdefault(name, (host, port))
     return name
+
+
+def parse_cluster_nodes(reply: object, asked_host: str) -> list[str]:
+    """Return the names of the primaries a ``CLUSTER NODES`` reply lists with no slot.
+
+    Each line is ``id host:port@bus-port[,hostname] flags primary-id ping pong
+    epoch link slot...``. Such a primary (one just added, before its first
+    slot is migrated to it) is in no ``CLUSTER SLOTS`` reply, yet it takes
+    writes of the keys of a slot it imports (``ASK``). A primary flagged
+    ``fail``, ``handshake`` or ``noaddr`` is left out; an empty host means
+    the node that was asked (``asked_host``). Raises redis-py's
+    ``InvalidResponse`` for a reply that is not shaped like ``CLUSTER NODES``'s.
+    """
+    if not isinstance(reply, bytes | str):
+        raise InvalidResponse(f"CLUSTER NODES replied {type(reply).__name__}, not text")
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    names = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 8:
+            raise InvalidResponse(f"CLUSTER NODES line {line!r} has fewer than 8 fields")
+        address, flags = fields[1].split(",", 1)[0].split("@", 1)[0], set(fields[2].split(","))
+        serves = any(not field.startswith("[") for field in fields[8:])  # [..] a migration
+        if "master" not in flags or flags & {"fail", "handshake", "noaddr"} or serves:
+            continue
+        host, _, port = address.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidResponse(f"CLUSTER NODES address {fields[1]!r} is not host:port@bus")
+        names.append(node_name(host.strip("[]") or asked_host, int(port)))
+    return names
 
 
 def _known(names: Iterable[str | None]) -> Iterable[str]:
