@@ -216,25 +216,12 @@ class AsyncRedisDriver:
         if len(addresses) == 2:  # an entry and one tag's counter: packed without a list
             (first_type, first_key), (second_type, second_key) = addresses
             packed = pack_mget2(full_key(first_type, first_key), full_key(second_type, second_key))
-            shape = _MGET2_REPLY
-        else:
-            packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
-            shape = mget_reply(len(addresses))
-        found: list[str | None] = []
-        for value in await self._read(packed, "MGET", shape):
-            if value is None:
-                found.append(None)
-            elif value[:1] == b"\xff":  # an envelope: found out without an exception
-                try:
-                    found.append(decode_envelope(value))
-                except NotText:
-                    found.append(decode_value(value, "MGET"))  # not text: its error
-            else:
-                try:
-                    found.append(value.decode())
-                except UnicodeDecodeError:
-                    found.append(decode_value(value, "MGET"))  # not text: its error
-        return found
+            first, second = await self._read(packed, "MGET", _MGET2_REPLY)
+            return [_text(first), _text(second)]
+        packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
+        return [
+            _text(value) for value in await self._read(packed, "MGET", mget_reply(len(addresses)))
+        ]
 
     # -- batch operations ------------------------------------------------------------
 
@@ -708,3 +695,20 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
         near = self._channel.near
         if near is not None:
             near.forget([full_key(resource_type, key) for key in keys])
+
+
+def _text(value: bytes | None) -> str | None:
+    """Decode one value an ``MGET`` read (``None``: a miss); one that is not text raises."""
+    if value is None:
+        return None
+    if value[:1] == b"\xff":  # an envelope: found out without an exception
+        try:
+            return decode_envelope(value)
+        except NotText:
+            pass
+    else:
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            pass
+    return decode_value(value, "MGET")  # not text: raises its error
