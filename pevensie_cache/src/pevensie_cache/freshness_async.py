@@ -164,6 +164,15 @@ def check_freshness(
 
 _new = tuple.__new__  # builds the options from their parts without the NamedTuple's Python call
 
+Versions = tuple[tuple[str, str | None], ...]
+"""A caller's tags with the versions just read (``None``: the counter is absent), in order:
+the shape of the tags an envelope records (:data:`~pevensie_cache.envelope.Pairs`)."""
+
+
+def _usual(stale: int, beta: float, tag: str | None) -> FreshnessOptions:
+    """Return the usual options get_or_set accepted, when a load or a refresh needs them."""
+    return _new(FreshnessOptions, (stale, beta, False, () if tag is None else (tag,)))
+
 
 class AsyncFreshHost(Protocol):
     """What this module needs of the cache (``AsyncPevensieCache`` has it)."""
@@ -241,43 +250,41 @@ class AsyncFreshness:
             and (early_recompute is False or early_recompute is True)
             and (tags is None or (type(tag) is str and tag and tag.isascii()))
         ):
-            options = None  # built below when a load or a refresh needs them
+            options = None  # built below if a load or a refresh needs them
             stale = stale_seconds or 0
             beta = 1.0 if early_recompute else 0.0
-            checked: tuple[str, ...] = () if tag is None else (tag,)
         else:
             options = check_freshness(
                 ttl_seconds, stale_seconds, early_recompute, stale_on_error, tags
             )
-            stale, beta, _, checked = options
+            stale, beta = options[0], options[1]
+            tag = options[3][0] if len(options[3]) == 1 else None
         if not self.envelopes:
             self._need_envelopes(driver, "entries with freshness options or tags")
         across = self._across
-        if len(checked) == 1 and across is not None:
+        if tag is not None and across is not None:
             # The usual read: the entry and its one tag's counter, in one go.
-            tag = checked[0]
             try:
                 text, version = await across(((resource_type, key), (COUNTERS, _TAG + tag)))
             except PevensieCacheError:
                 raise
             except Exception as exc:
                 raise driver_failure(exc) from exc
-            wanted: Pairs = ((tag, version),)
+            wanted: Versions = ((tag, version),)
         else:
+            checked = (() if tag is None else (tag,)) if options is None else options[3]
             text, wanted = await self._read(driver, resource_type, key, checked)
         if text is not None:
             judged = _judge(text, wanted, stale, beta, self._opened, resource_type, key)
-            if type(judged) is _Unsure:  # tags other than this call's: read them, then judge
-                found = await self._check_tags(driver, resource_type, key, text, judged, wanted)
-                if found is not None:
-                    found = _judge(text, found, stale, beta, self._opened, resource_type, key)
-            else:
-                found = judged  # type: ignore[assignment]
-            if found is not None:
-                value, state = found  # type: ignore[misc]
+            if isinstance(judged, _Unsure):
+                judged = await self._judge_tags(
+                    driver, resource_type, key, text, judged, wanted, stale, beta
+                )
+            if judged is not None:
+                value, state = judged
                 if state is not HIT:
                     if options is None:
-                        options = _new(FreshnessOptions, (stale, beta, False, checked))
+                        options = _usual(stale, beta, tag)
                     self._start(
                         cache,
                         driver,
@@ -292,11 +299,11 @@ class AsyncFreshness:
                     )
                 if observed:
                     cache._fresh_lookup(resource_type, STALE if state is STALE else HIT)
-                return value  # type: ignore[no-any-return]
+                return value
         if observed:
             cache._fresh_lookup(resource_type, MISS)
         if options is None:
-            options = _new(FreshnessOptions, (stale, beta, False, checked))
+            options = _usual(stale, beta, tag)
         return await self._miss(
             cache,
             driver,
@@ -323,7 +330,7 @@ class AsyncFreshness:
         lock: bool,
         lease: float,
         wait: float,
-        current: Pairs,
+        current: Versions,
     ) -> str:
         """Load the value in a single flight (and under the lease lock with ``lock``)."""
         flights = cache._flights
@@ -362,31 +369,31 @@ class AsyncFreshness:
             return None
         stale, beta = options[0], options[1]
         found = _judge(text, wanted, stale, beta, self._opened, resource_type, key)
-        if type(found) is not _Unsure:
-            return found  # type: ignore[return-value]
-        recorded = await self._check_tags(driver, resource_type, key, text, found, wanted)
-        if recorded is None:
-            return None
-        return _judge(text, recorded, stale, beta, self._opened, resource_type, key)  # type: ignore[return-value]
+        if type(found) is _Unsure:
+            return await self._judge_tags(
+                driver, resource_type, key, text, found, wanted, stale, beta
+            )
+        return found  # type: ignore[return-value]
 
-    async def _check_tags(
+    async def _judge_tags(
         self,
         driver: AsyncCacheDriver,
         resource_type: str,
         key: str,
         text: str,
         opened: _Unsure,
-        wanted: Pairs,
-    ) -> Pairs | None:
-        """Return the tags ``opened`` recorded if all are current and include the ``wanted`` ones.
+        wanted: Versions,
+        stale: int,
+        beta: float,
+    ) -> tuple[str, str] | None:
+        """Judge an entry that recorded other tags than the caller's (``wanted``).
 
-        ``None``: the entry is not servable to this caller. ``wanted`` holds the
-        caller's tags with the versions just read; the others are read here.
+        It is servable if those tags are all current (read here) and include the caller's.
         """
         recorded = opened[3]
-        if await self._tags_valid(driver, recorded, dict(wanted), tuple(t for t, _ in wanted)):
-            return recorded
-        return None
+        if not await self._tags_valid(driver, recorded, wanted):
+            return None
+        return _judge(text, recorded, stale, beta, self._opened, resource_type, key)  # type: ignore[return-value]
 
     async def _load(
         self,
@@ -397,7 +404,7 @@ class AsyncFreshness:
         loader: Callable[[], Any],
         ttl_seconds: int | None,
         options: FreshnessOptions,
-        current: Pairs,
+        current: Versions,
     ) -> str:
         """Call the loader, store its value in an envelope, and return it.
 
@@ -528,7 +535,7 @@ class AsyncFreshness:
 
     async def _read(
         self, driver: AsyncCacheDriver, resource_type: str, key: str, tags: tuple[str, ...]
-    ) -> tuple[str | None, Pairs]:
+    ) -> tuple[str | None, Versions]:
         """Read the entry and, with ``tags``, their counters (in one go where the driver can).
 
         Returns the entry's text and the tags with their current versions (``None``:
@@ -568,22 +575,20 @@ class AsyncFreshness:
         return {tag: found.get(counter) for tag, counter in zip(tags, counters, strict=True)}
 
     async def _tags_valid(
-        self,
-        driver: AsyncCacheDriver,
-        recorded: Pairs,
-        current: dict[str, str | None],
-        wanted: tuple[str, ...],
+        self, driver: AsyncCacheDriver, recorded: Pairs, wanted: Versions
     ) -> bool:
         """Whether an entry's recorded tags are all current and include every ``wanted`` one.
 
-        ``current`` holds the versions already read; the others are read here.
+        ``wanted``: the caller's tags with the versions just read (the other
+        tags' versions are read here).
         """
         versions = dict(recorded)
-        if any(tag not in versions for tag in wanted):
+        current = dict(wanted)
+        if any(tag not in versions for tag in current):
             return False
         missing = [tag for tag in versions if tag not in current]
         if missing:
-            current = {**current, **await self._counters(driver, missing)}
+            current.update(await self._counters(driver, missing))
         return all(current.get(tag) == version for tag, version in versions.items())
 
     async def _versions(
@@ -628,7 +633,7 @@ class AsyncFreshness:
         value, expiry, _, recorded = open_envelope(text, resource_type, key, self._opened)
         if expiry is not None and time.time() >= expiry:
             return None
-        if recorded and not await self._tags_valid(driver, recorded, {}, ()):
+        if recorded and not await self._tags_valid(driver, recorded, ()):
             return None
         return value
 
@@ -688,7 +693,7 @@ class AsyncFreshness:
             await cache._optional(driver, "incr", COUNTERS, counter_key(tag), 1, None)
 
 
-class _Unsure(tuple[str, int | None, str, Pairs]):
+class _Unsure(tuple[str, float | None, str, Pairs]):
     """An envelope :func:`_judge` could not judge alone (opened): its tags need reading."""
 
     __slots__ = ()
@@ -696,7 +701,7 @@ class _Unsure(tuple[str, int | None, str, Pairs]):
 
 def _judge(
     text: str,
-    wanted: Pairs,
+    wanted: Versions,
     stale: int,
     beta: float,
     memo: dict[str, Opened],
