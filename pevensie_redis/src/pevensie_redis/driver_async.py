@@ -20,7 +20,8 @@ a server that refuses scripts).
 Entries written with the cache's freshness options or tags (envelopes) are
 stored with their mark as the byte ``0xFF`` (``stores_envelopes``); a
 ``get_or_set`` with tags reads the entry and its tags' counters in one
-``MGET`` (``get_across``). A lease's release is published, and waiters are
+``MGET`` (``get_across``), and keeps the envelopes it read lately decoded, so
+a hot entry's text is not decoded on every hit. A lease's release is published, and waiters are
 woken through one subscriber connection per driver
 (:mod:`~pevensie_redis.lock_releases`), opened when a waiter first waits.
 
@@ -134,6 +135,7 @@ class AsyncRedisDriver:
         """Where reads go: the channel, or the replicas (bound at ``connect()``)."""
         self._read = self._reads.execute
         self._scripting = True
+        self._decoded: dict[bytes, str] = {}  # envelopes get_across read lately, decoded
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.display_url()!r})"
@@ -217,11 +219,11 @@ class AsyncRedisDriver:
             (first_type, first_key), (second_type, second_key) = addresses
             packed = pack_mget2(full_key(first_type, first_key), full_key(second_type, second_key))
             first, second = await self._read(packed, "MGET", _MGET2_REPLY)
-            return [_text(first), _text(second)]
+            decoded = self._decoded
+            return [_text(first, decoded), _text(second, decoded)]
         packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
-        return [
-            _text(value) for value in await self._read(packed, "MGET", mget_reply(len(addresses)))
-        ]
+        values = await self._read(packed, "MGET", mget_reply(len(addresses)))
+        return [_text(value, self._decoded) for value in values]
 
     # -- batch operations ------------------------------------------------------------
 
@@ -697,18 +699,36 @@ class AsyncNearRedisDriver(AsyncRedisDriver):
             near.forget([full_key(resource_type, key) for key in keys])
 
 
-def _text(value: bytes | None) -> str | None:
-    """Decode one value an ``MGET`` read (``None``: a miss); one that is not text raises."""
+_DECODED_MAX = 1024
+"""Envelopes a driver keeps decoded for ``get_across``, at most (emptied when full)."""
+_DECODED_BYTES_MAX = 512
+"""Longer envelopes are decoded on every read, not kept."""
+
+
+def _text(value: bytes | None, decoded: dict[bytes, str]) -> str | None:
+    """Decode one value an ``MGET`` read (``None``: a miss); one that is not text raises.
+
+    An envelope read lately is found in ``decoded`` (the driver's own),
+    already decoded: the same text, without decoding it again.
+    """
     if value is None:
         return None
     if value[:1] == b"\xff":  # an envelope: found out without an exception
+        short = len(value) <= _DECODED_BYTES_MAX
+        if short:
+            text = decoded.get(value)
+            if text is not None:
+                return text
         try:
-            return decode_envelope(value)
+            text = decode_envelope(value)
         except NotText:
-            pass
-    else:
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            pass
-    return decode_value(value, "MGET")  # not text: raises its error
+            return decode_value(value, "MGET")  # not text: raises its error
+        if short:
+            if len(decoded) >= _DECODED_MAX:
+                decoded.clear()
+            decoded[value] = text
+        return text
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return decode_value(value, "MGET")  # not text: raises its error
