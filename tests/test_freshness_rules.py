@@ -7,6 +7,7 @@ the Redis driver's side is in ``tests/cache_aside``.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from typing import Any
@@ -23,6 +24,8 @@ from pevensie_cache import (
     ThreadedAsyncDriver,
     UnsupportedOperation,
     cache,
+    freshness,
+    freshness_async,
 )
 from pevensie_cache.envelope import is_envelope, pack, pack_tags, unpack, unpack_tags
 from pevensie_cache.memory import MemoryDriver
@@ -222,3 +225,27 @@ def test_tags_live_in_the_cache_s_namespace() -> None:
         assert second.get("page", "home") == "b's"  # another namespace, another counter
         stored = shared.keys()  # the store's own listing, not a dict
         assert all(key.startswith(("a:", "b:")) for key in stored)
+
+
+@pytest.mark.parametrize("face", [freshness, freshness_async])
+def test_xfetch_reaches_exactly_as_far_before_expiry_as_its_largest_draw(
+    monkeypatch: pytest.MonkeyPatch, face: Any
+) -> None:
+    # random.random() is at most 1 - 2**-53, so a draw -log(1 - u) is at most 53 ln 2:
+    # with a loader of 100 ms and beta 2, no read more than 0.2 * 36.74 s before expiry
+    # can be chosen, and a read just inside that reach is chosen by the largest draw.
+    draws: list[float] = []
+    largest = 1 - 2**-53
+    monkeypatch.setattr(face.random, "random", lambda: draws.append(largest) or largest)
+    now = 1_000_000.0
+    reach = 0.1 * 2.0 * 53 * math.log(2)
+    assert face._early(now, now + reach * 0.999, "100", 2.0)
+    assert not face._early(now, now + reach * 1.001, "100", 2.0)
+    drawn = len(draws)
+    assert not face._early(now, now + 3600, "100", 2.0)
+    assert len(draws) == drawn  # out of any draw's reach: nothing drawn
+    monkeypatch.setattr(face.random, "random", lambda: 0.0)  # the smallest draw: 0
+    assert not face._early(now, now + 0.001, "100", 2.0)
+    assert face._early(now, now, "100", 2.0)
+    assert not face._early(now, now, "0", 2.0)  # a loader too fast to time: never early
+    assert not face._early(now, now, "?", 2.0)  # not ours to judge: served as it is

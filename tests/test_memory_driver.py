@@ -97,3 +97,35 @@ async def test_an_async_view_shares_the_store_and_leaves_it_alone() -> None:
     sync_face.disconnect()
     with pytest.raises(ConfigError):
         AsyncMemoryDriver(max_entries=5, store=MemoryDriver())
+
+
+@pytest.mark.parametrize("max_entries", [None, 10])
+def test_get_across_reads_any_resource_types_in_order_and_misses_what_expired(
+    monkeypatch: pytest.MonkeyPatch, max_entries: int | None
+) -> None:
+    from pevensie_cache import memory
+
+    driver = MemoryDriver(max_entries=max_entries)
+    with cache.new(driver=driver) as c:
+        c.set("page", "home", "h", ttl_seconds=60)
+        driver.set("", "tag:site", "7", None)  # a tag's counter: no API call names ""
+        c.set("page", "short", "s", ttl_seconds=1)
+        pairs = [("page", "home"), ("", "tag:site")]  # the usual read: an entry, a counter
+        assert driver.get_across(pairs) == ["h", "7"]
+        assert driver.get_across([("", "tag:site"), ("page", "absent")]) == ["7", None]
+        three = [("page", "short"), ("page", "home"), ("", "tag:site")]
+        assert driver.get_across(three) == ["s", "h", "7"]
+        later = memory._monotonic() + 2
+        monkeypatch.setattr(memory, "_monotonic", lambda: later)
+        assert driver.get_across([("page", "short"), ("", "tag:site")]) == [None, "7"]
+        assert driver.get_across(three) == [None, "h", "7"]
+
+
+def test_get_across_counts_as_a_use_for_the_lru_bound() -> None:
+    driver = MemoryDriver(max_entries=2)
+    with cache.new(driver=driver) as c:
+        c.set("k", "a", "1")
+        c.set("k", "b", "2")
+        assert driver.get_across([("k", "a"), ("k", "absent")]) == ["1", None]
+        c.set("k", "c", "3")  # b is the least recently used now
+        assert c.get_many("k", ["a", "b", "c"]) == {"a": "1", "c": "3"}

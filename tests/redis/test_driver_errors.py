@@ -215,3 +215,18 @@ async def test_a_server_that_is_not_redis_is_a_protocol_error_that_is_a_connecti
         await cache.from_url_async(url).connect()
     assert isinstance(sync_error.value, RedisConnectionError)
     assert isinstance(async_error.value, RedisConnectionError)
+
+
+@pytest.mark.parametrize("tags", [["t"], ["t", "u"]])
+def test_a_value_that_is_not_utf8_read_with_tags_is_a_driver_error(
+    pevensie_redis_cache: Any, pevensie_redis_server: RedisServer, tags: list[str]
+) -> None:
+    binary = pevensie_redis_server.client(decode_responses=False)
+    binary.set(b"user:envelope-like", b"\xff\xfe\x00")  # an envelope's first byte, then not UTF-8
+    binary.set(b"user:latin-1", b"caf\xe9")
+    binary.close()
+    for key in ("envelope-like", "latin-1"):
+        with pytest.raises(RedisDriverError, match="not UTF-8"):
+            pevensie_redis_cache.get_or_set("user", key, lambda: "v", 60, tags=tags)
+    pevensie_redis_cache.get_or_set("user", "text", lambda: "fine", 60, tags=tags)
+    assert pevensie_redis_cache.get_or_set("user", "text", lambda: "x", 60, tags=tags) == "fine"

@@ -77,9 +77,9 @@ _new = tuple.__new__  # builds an Envelope from its parts without the NamedTuple
 Pairs = tuple[tuple[str, str], ...]
 """An entry's tags with their versions, in the order written."""
 
-Opened = tuple[str, int | None, str, Pairs]
-"""What :func:`open_envelope` returns: value, expiry (ms, or ``None``), compute (ms, as
-text: parsed only when needed), tags with their versions."""
+Opened = tuple[str, float | None, str, Pairs]
+"""What :func:`open_envelope` returns: value, expiry (Unix time in seconds, or ``None``),
+compute (ms, as text: parsed only when needed), tags with their versions."""
 
 OPENED_MAX = 1024
 """Envelopes a memo of :func:`open_envelope` keeps opened, at most (emptied when full)."""
@@ -121,7 +121,7 @@ def open_envelope(
         end = colon + 1 + int(body[second + 1 : colon])
         if end > len(body):
             raise ValueError
-        expiry = int(body[:first]) if first else None
+        expiry = int(body[:first]) / 1000 if first else None
         tags = body[colon + 1 : end]
         opened = (body[end:], expiry, body[first + 1 : second], _pairs(tags) if tags else ())
     except (ValueError, IndexError):
@@ -147,8 +147,7 @@ def unpack(text: str, resource_type: str, key: str) -> Envelope:
             f"the entry under resource type {resource_type!r}, key {key!r} starts like an "
             "envelope but is not one: it was not written by pevensie-cache"
         ) from None
-    stamp = None if expiry is None else expiry / 1000
-    return _new(Envelope, (value, stamp, seconds, tags))
+    return _new(Envelope, (value, expiry, seconds, tags))
 
 
 def pack_tags(tags: Sequence[str], versions: Sequence[str]) -> str:

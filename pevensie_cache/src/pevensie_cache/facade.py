@@ -36,7 +36,7 @@ from pevensie_cache.errors import (
     raised_by_signal_handler,
 )
 from pevensie_cache.failures import FailureLog
-from pevensie_cache.freshness import Freshness, check_freshness
+from pevensie_cache.freshness import Freshness
 from pevensie_cache.layers import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.lease import load_under_lease, watch_lock
 from pevensie_cache.locks import CacheLock, check_lock_seconds
@@ -569,13 +569,6 @@ class PevensieCache(FaceGuard):
             or stale_on_error is not False
             or tags is not None
         ):
-            options = check_freshness(
-                ttl_seconds,
-                stale_seconds,
-                early_recompute,
-                stale_on_error,
-                tags,
-            )
             return self._fresh.get_or_set(
                 self,
                 driver,
@@ -583,7 +576,10 @@ class PevensieCache(FaceGuard):
                 key,
                 loader,
                 ttl_seconds,
-                options,
+                stale_seconds,
+                early_recompute,
+                stale_on_error,
+                tags,
                 lock,
                 lock_lease,
                 wait,

@@ -36,7 +36,7 @@ from pevensie_cache.errors import (
     raised_by_signal_handler,
 )
 from pevensie_cache.failures import FailureLog
-from pevensie_cache.freshness_async import AsyncFreshness, check_freshness
+from pevensie_cache.freshness_async import AsyncFreshness
 from pevensie_cache.layers_async import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.lease_async import load_under_lease, watch_lock
 from pevensie_cache.locks_async import AsyncCacheLock, check_lock_seconds
@@ -575,13 +575,6 @@ class AsyncPevensieCache(FaceGuard):
             or stale_on_error is not False
             or tags is not None
         ):
-            options = check_freshness(
-                ttl_seconds,
-                stale_seconds,
-                early_recompute,
-                stale_on_error,
-                tags,
-            )
             return await self._fresh.get_or_set(
                 self,
                 driver,
@@ -589,7 +582,10 @@ class AsyncPevensieCache(FaceGuard):
                 key,
                 loader,
                 ttl_seconds,
-                options,
+                stale_seconds,
+                early_recompute,
+                stale_on_error,
+                tags,
                 lock,
                 lock_lease,
                 wait,

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple, Protocol
 from pevensie_cache.driver import CacheDriver
 from pevensie_cache.envelope import (
     ENVELOPE_MARK,
+    OPENED_TEXT_MAX,
     Opened,
     Pairs,
     is_envelope,
@@ -164,6 +165,15 @@ def check_freshness(
 
 _new = tuple.__new__  # builds the options from their parts without the NamedTuple's Python call
 
+Versions = tuple[tuple[str, str | None], ...]
+"""A caller's tags with the versions just read (``None``: the counter is absent), in order:
+the shape of the tags an envelope records (:data:`~pevensie_cache.envelope.Pairs`)."""
+
+
+def _usual(stale: int, beta: float, tag: str | None) -> FreshnessOptions:
+    """Return the usual options get_or_set accepted, when a load or a refresh needs them."""
+    return _new(FreshnessOptions, (stale, beta, False, () if tag is None else (tag,)))
+
 
 class FreshHost(Protocol):
     """What this module needs of the cache (``PevensieCache`` has it)."""
@@ -215,29 +225,67 @@ class Freshness:
         key: str,
         loader: Callable[[], Any],
         ttl_seconds: int | None,
-        options: FreshnessOptions,
+        stale_seconds: object,
+        early_recompute: object,
+        stale_on_error: object,
+        tags: object,
         lock: bool,
         lease: float,
         wait: float,
         observed: bool,
     ) -> str:
-        """``get_or_set`` with freshness options (already checked, as the address and loader).
+        """``get_or_set`` with freshness options or tags (the address, TTL and loader checked).
 
-        ``observed``: the cache records its lookups (an instrumented cache).
+        The options are checked here (:func:`check_freshness`). ``observed``: the
+        cache records its lookups (an instrumented cache).
         """
+        # The usual options (stale_seconds or early_recompute=True, no tag or one) are
+        # accepted by one test, as check_freshness would accept them: this runs on every
+        # hit, which then costs one read and one judgement.
+        tag = tags[0] if type(tags) is list and len(tags) == 1 else None
+        options: FreshnessOptions | None
+        if (
+            ttl_seconds is not None
+            and stale_on_error is False
+            and (stale_seconds is None or (type(stale_seconds) is int and stale_seconds > 0))
+            and (early_recompute is False or early_recompute is True)
+            and (tags is None or (type(tag) is str and tag and tag.isascii()))
+        ):
+            options = None  # built below if a load or a refresh needs them
+            stale = stale_seconds or 0
+            beta = 1.0 if early_recompute else 0.0
+        else:
+            options = check_freshness(
+                ttl_seconds, stale_seconds, early_recompute, stale_on_error, tags
+            )
+            stale, beta = options[0], options[1]
+            tag = options[3][0] if len(options[3]) == 1 else None
         if not self.envelopes:
             self._need_envelopes(driver, "entries with freshness options or tags")
-        tags = options[3]
-        text, current = self._read(driver, resource_type, key, tags)
+        across = self._across
+        if tag is not None and across is not None:
+            # The usual read: the entry and its one tag's counter, in one go.
+            try:
+                text, version = across(((resource_type, key), (COUNTERS, _TAG + tag)))
+            except PevensieCacheError:
+                raise
+            except Exception as exc:
+                raise driver_failure(exc) from exc
+            wanted: Versions = ((tag, version),)
+        else:
+            checked = (() if tag is None else (tag,)) if options is None else options[3]
+            text, wanted = self._read(driver, resource_type, key, checked)
         if text is not None:
-            judged = _judge(resource_type, key, text, current, options, self._opened)
-            if type(judged) is _Unsure:  # tags other than this call's: read them, then judge
-                found = self._judge(driver, resource_type, key, text, current, options)
-            else:
-                found = judged  # type: ignore[assignment]
-            if found is not None:
-                value, state = found
+            judged = _judge(text, wanted, stale, beta, self._opened, resource_type, key)
+            if isinstance(judged, _Unsure):
+                judged = self._judge_tags(
+                    driver, resource_type, key, text, judged, wanted, stale, beta
+                )
+            if judged is not None:
+                value, state = judged
                 if state is not HIT:
+                    if options is None:
+                        options = _usual(stale, beta, tag)
                     self._start(
                         cache,
                         driver,
@@ -255,14 +303,42 @@ class Freshness:
                 return value
         if observed:
             cache._fresh_lookup(resource_type, MISS)
+        if options is None:
+            options = _usual(stale, beta, tag)
+        return self._miss(
+            cache,
+            driver,
+            resource_type,
+            key,
+            loader,
+            ttl_seconds,
+            options,
+            lock,
+            lease,
+            wait,
+            wanted,
+        )
+
+    def _miss(
+        self,
+        cache: FreshHost,
+        driver: CacheDriver,
+        resource_type: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl_seconds: int | None,
+        options: FreshnessOptions,
+        lock: bool,
+        lease: float,
+        wait: float,
+        current: Versions,
+    ) -> str:
+        """Load the value in a single flight (and under the lease lock with ``lock``)."""
         flights = cache._flights
         finished = flights.finished
 
         def lookup() -> str | None:
-            stored, now = self._read(driver, resource_type, key, tags)
-            if stored is None:
-                return None
-            found = self._judge(driver, resource_type, key, stored, now, options)
+            found = self._lookup(driver, resource_type, key, options)
             return None if found is None else found[0]
 
         def store() -> str:
@@ -285,28 +361,38 @@ class Freshness:
 
         return flights.run((resource_type, key), load)
 
-    def _judge(
+    def _lookup(
+        self, driver: CacheDriver, resource_type: str, key: str, options: FreshnessOptions
+    ) -> tuple[str, str] | None:
+        """Read the entry and judge it (see :func:`_judge`), reading any other tags it names."""
+        text, wanted = self._read(driver, resource_type, key, options[3])
+        if text is None:
+            return None
+        stale, beta = options[0], options[1]
+        found = _judge(text, wanted, stale, beta, self._opened, resource_type, key)
+        if type(found) is _Unsure:
+            return self._judge_tags(driver, resource_type, key, text, found, wanted, stale, beta)
+        return found  # type: ignore[return-value]
+
+    def _judge_tags(
         self,
         driver: CacheDriver,
         resource_type: str,
         key: str,
         text: str,
-        current: dict[str, str | None],
-        options: FreshnessOptions,
+        opened: _Unsure,
+        wanted: Versions,
+        stale: int,
+        beta: float,
     ) -> tuple[str, str] | None:
-        """Return the value in ``text`` and how servable it is (``HIT``, ``STALE``, ``EARLY``).
+        """Judge an entry that recorded other tags than the caller's (``wanted``).
 
-        ``None``: not servable to a caller with ``options`` (expired for it, or
-        invalidated, or without one of its tags). ``EARLY``: a hit that should
-        be refreshed in the background, before it expires.
+        It is servable if those tags are all current (read here) and include the caller's.
         """
-        found = _judge(resource_type, key, text, current, options, self._opened)
-        if not isinstance(found, _Unsure):
-            return found
-        value, expiry, compute, recorded = found
-        if not self._tags_valid(driver, recorded, current, options[3]):
+        recorded = opened[3]
+        if not self._tags_valid(driver, recorded, wanted):
             return None
-        return _timed(value, expiry, compute, options)
+        return _judge(text, recorded, stale, beta, self._opened, resource_type, key)  # type: ignore[return-value]
 
     def _load(
         self,
@@ -317,12 +403,15 @@ class Freshness:
         loader: Callable[[], Any],
         ttl_seconds: int | None,
         options: FreshnessOptions,
-        current: Mapping[str, str | None],
+        current: Versions,
     ) -> str:
-        """Call the loader, store its value in an envelope, and return it."""
+        """Call the loader, store its value in an envelope, and return it.
+
+        ``current``: the tags with the versions read with the entry.
+        """
         # The versions are read before the loader runs: a tag invalidated while it
         # runs leaves the entry it writes a miss, as its value may predate the change.
-        versions = self._versions(cache, driver, options.tags, current)
+        versions = self._versions(cache, driver, options.tags, dict(current))
         began = time.perf_counter()
         value = call(loader)
         compute = time.perf_counter() - began
@@ -439,21 +528,21 @@ class Freshness:
 
     def _read(
         self, driver: CacheDriver, resource_type: str, key: str, tags: tuple[str, ...]
-    ) -> tuple[str | None, dict[str, str | None]]:
-        """Read the entry and, with ``tags``, their counters (in one go where the driver can)."""
+    ) -> tuple[str | None, Versions]:
+        """Read the entry and, with ``tags``, their counters (in one go where the driver can).
+
+        Returns the entry's text and the tags with their current versions (``None``:
+        a counter is absent), in the form an envelope records them.
+        """
         try:
             if not tags:
-                return driver.get(resource_type, key), _NO_COUNTERS
+                return driver.get(resource_type, key), ()
             across = self._across
             if across is not None:
-                if len(tags) == 1:
-                    tag = tags[0]
-                    text, version = across([(resource_type, key), (COUNTERS, _TAG + tag)])
-                    return text, {tag: version}
                 values = across(
                     [(resource_type, key), *[(COUNTERS, counter_key(tag)) for tag in tags]]
                 )
-                return values[0], dict(zip(tags, values[1:], strict=True))
+                return values[0], tuple(zip(tags, values[1:], strict=True))
             counters = [counter_key(tag) for tag in tags]
             text = driver.get(resource_type, key)
             found = _get_many(driver, COUNTERS, counters)
@@ -461,7 +550,9 @@ class Freshness:
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
-        return text, {tag: found.get(counter) for tag, counter in zip(tags, counters, strict=True)}
+        return text, tuple(
+            [(tag, found.get(counter)) for tag, counter in zip(tags, counters, strict=True)]
+        )
 
     def _counters(self, driver: CacheDriver, tags: Sequence[str]) -> dict[str, str | None]:
         """Return the current version of each tag (``None``: its counter is absent)."""
@@ -474,23 +565,19 @@ class Freshness:
             raise driver_failure(exc) from exc
         return {tag: found.get(counter) for tag, counter in zip(tags, counters, strict=True)}
 
-    def _tags_valid(
-        self,
-        driver: CacheDriver,
-        recorded: Pairs,
-        current: dict[str, str | None],
-        wanted: tuple[str, ...],
-    ) -> bool:
+    def _tags_valid(self, driver: CacheDriver, recorded: Pairs, wanted: Versions) -> bool:
         """Whether an entry's recorded tags are all current and include every ``wanted`` one.
 
-        ``current`` holds the versions already read; the others are read here.
+        ``wanted``: the caller's tags with the versions just read (the other
+        tags' versions are read here).
         """
         versions = dict(recorded)
-        if any(tag not in versions for tag in wanted):
+        current = dict(wanted)
+        if any(tag not in versions for tag in current):
             return False
         missing = [tag for tag in versions if tag not in current]
         if missing:
-            current = {**current, **self._counters(driver, missing)}
+            current.update(self._counters(driver, missing))
         return all(current.get(tag) == version for tag, version in versions.items())
 
     def _versions(
@@ -533,9 +620,9 @@ class Freshness:
         carrying a tag invalidated since it was written.
         """
         value, expiry, _, recorded = open_envelope(text, resource_type, key, self._opened)
-        if expiry is not None and time.time() * 1000 >= expiry:
+        if expiry is not None and time.time() >= expiry:
             return None
-        if recorded and not self._tags_valid(driver, recorded, {}, ()):
+        if recorded and not self._tags_valid(driver, recorded, ()):
             return None
         return value
 
@@ -547,7 +634,7 @@ class Freshness:
         found: dict[str, str],
     ) -> dict[str, str]:
         """:meth:`open` for the result of a ``get_many``: one read of every tag counter involved."""
-        now = time.time() * 1000
+        now = time.time()
         opened: dict[str, str] = {}
         tagged: dict[str, tuple[str, dict[str, str]]] = {}
         for key, text in found.items():
@@ -593,75 +680,71 @@ class Freshness:
             cache._optional(driver, "incr", COUNTERS, counter_key(tag), 1, None)
 
 
-class _Unsure(tuple[str, int | None, str, Pairs]):
-    """An envelope :func:`_judge` could not judge alone: its tags need reading."""
+class _Unsure(tuple[str, float | None, str, Pairs]):
+    """An envelope :func:`_judge` could not judge alone (opened): its tags need reading."""
 
     __slots__ = ()
 
 
 def _judge(
+    text: str,
+    wanted: Versions,
+    stale: int,
+    beta: float,
+    memo: dict[str, Opened],
     resource_type: str,
     key: str,
-    text: str,
-    current: dict[str, str | None],
-    options: FreshnessOptions,
-    memo: dict[str, Opened],
 ) -> tuple[str, str] | _Unsure | None:
-    """Judge ``text`` as :meth:`Freshness._judge` does, without reading anything.
+    """Return the value in ``text`` and how servable it is now (``HIT``, ``EARLY``, ``STALE``).
 
-    The usual entry, written by this same call with its tags, is judged here;
-    one whose tags differ from the caller's comes back :class:`_Unsure`
-    (its opened parts), for the counters it names to be read.
+    ``None``: not servable to this caller (past its stale window, or a plain
+    value for a caller with tags). ``wanted``: the caller's tags with their
+    current versions; an envelope that recorded exactly these is judged here,
+    one that recorded others comes back :class:`_Unsure`, for the counters it
+    names to be read (then judged again with ``wanted`` its own tags, found
+    current). ``EARLY``: a hit that should be refreshed in the background,
+    before it expires. ``stale`` and ``beta``: the caller's options.
     """
-    tags = options[3]
-    if text.isascii() or text[:1] != ENVELOPE_MARK:
+    if text.isascii():
         # A plain value (written without options) has no tags: a caller with tags reloads it.
-        return None if tags else (text, HIT)
-    opened = open_envelope(text, resource_type, key, memo)
-    recorded = opened[3]
-    if (recorded or tags) and recorded != (
-        ((tags[0], current[tags[0]]),) if len(tags) == 1 else _pairs(tags, current)
-    ):
+        return None if wanted else (text, HIT)
+    # Only envelopes are kept opened (none longer than OPENED_TEXT_MAX): a hot entry is
+    # found there at once, without the test of its mark.
+    opened = memo.get(text) if len(text) <= OPENED_TEXT_MAX else None
+    if opened is None:
+        if text[0] != ENVELOPE_MARK:
+            return None if wanted else (text, HIT)
+        opened = open_envelope(text, resource_type, key, memo)
+    if opened[3] != wanted:
         return _Unsure(opened)
-    return _timed(opened[0], opened[1], opened[2], options)
-
-
-def _timed(
-    value: str, expiry: int | None, compute: str, options: FreshnessOptions
-) -> tuple[str, str] | None:
-    """How servable an entry with this expiry is now: ``HIT``, ``EARLY``, ``STALE``, or not."""
+    expiry = opened[1]
     if expiry is None:
-        return value, HIT
-    now = time.time() * 1000
+        return opened[0], HIT
+    now = _time()
     if now < expiry:
-        if options[1] and _early(now, expiry, compute, options[1]):
-            return value, EARLY
-        return value, HIT
-    if now < expiry + 1000 * options[0]:
-        return value, STALE
+        if beta and _early(now, expiry, opened[2], beta):
+            return opened[0], EARLY
+        return opened[0], HIT
+    if now < expiry + stale:
+        return opened[0], STALE
     return None
 
+
+_time = time.time
 
 _TAG = counter_key("")
 """What every tag counter's key starts with (``counter_key(tag)`` is ``_TAG + tag``)."""
 
-_NO_COUNTERS: dict[str, str | None] = {}
-"""The counters read for a caller without tags (never written to)."""
+_DRAW_MOST = 37.0
+"""More than the largest exponential draw :func:`_early` can make: ``-log(2**-53)`` is 36.74."""
 
 
-def _pairs(
-    tags: tuple[str, ...], current: Mapping[str, str | None]
-) -> tuple[tuple[str, str | None], ...]:
-    """Return the tags with their current versions (``None``: absent), in order."""
-    return tuple([(tag, current.get(tag)) for tag in tags])
-
-
-def _early(now: float, expiry: int, compute: str, beta: float) -> bool:
+def _early(now: float, expiry: float, compute: str, beta: float) -> bool:
     """XFetch: whether to recompute now, with a chance that grows as ``expiry`` nears.
 
-    True with probability ``exp(-(expiry - now) / (compute * beta))`` (times
-    in milliseconds): it grows as expiry nears, and the slower the loader the
-    sooner it starts.
+    True with probability ``exp(-(expiry - now) / (compute * beta))`` (``now``
+    and ``expiry`` in seconds, ``compute`` in milliseconds, as recorded): it
+    grows as expiry nears, and the slower the loader the sooner it starts.
     """
     try:
         took = int(compute)
@@ -669,8 +752,11 @@ def _early(now: float, expiry: int, compute: str, beta: float) -> bool:
         return False  # not ours to judge: the entry is served as it is
     if took <= 0:
         return False
+    scale = took * beta / 1000
+    if expiry - now > scale * _DRAW_MOST:
+        return False  # farther from expiry than any draw reaches: no need to draw
     # -log(u) for u uniform in (0, 1] is an exponential draw of mean 1.
-    return now - took * beta * math.log(1.0 - random.random()) >= expiry  # noqa: S311
+    return now - scale * math.log(1.0 - random.random()) >= expiry  # noqa: S311
 
 
 def _check_text(value: str) -> None:

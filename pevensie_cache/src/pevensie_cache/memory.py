@@ -153,15 +153,20 @@ class MemoryDriver:
     def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
         """Return the value of each ``(resource_type, key)`` (``None``: a miss), in order."""
         data = self._data
+        now = self._clock()  # an expired entry is a miss (get() or the sweep drops it)
+        if len(addresses) == 2 and self.max_entries is None:
+            # The usual call (an entry and one tag's counter, on every such hit), unrolled.
+            (first_type, first_key), (second_type, second_key) = addresses
+            first = data.get(f"{first_type}:{first_key}")
+            second = data.get(f"{second_type}:{second_key}")
+            return [
+                None if first is None or first[1] <= now else first[0],
+                None if second is None or second[1] <= now else second[0],
+            ]
         found: list[str | None] = []
-        now = 0.0
         for resource_type, key in addresses:
             entry = data.get(f"{resource_type}:{key}")
-            if entry is not None and entry[1] != _NEVER:
-                now = now or self._clock()
-                if entry[1] <= now:  # expired: a miss (get() or the sweep drops it)
-                    entry = None
-            found.append(None if entry is None else entry[0])
+            found.append(None if entry is None or entry[1] <= now else entry[0])
         if self.max_entries is not None:
             with self._lock:
                 for resource_type, key in addresses:

@@ -258,25 +258,13 @@ class Resource(Generic[_V]):
         too); the loaded value goes through the codec both ways, so a loaded
         value and a cached one have the same type.
         """
-        if (
+        fresh = (
             stale_seconds is not None
             or early_recompute is not False
             or stale_on_error is not False
             or tags is not None
-        ):
-            return self._fresh(
-                key,
-                loader,
-                ttl_seconds,
-                lock,
-                lock_lease,
-                lock_wait,
-                stale_seconds,
-                early_recompute,
-                stale_on_error,
-                tags,
-            )
-        if self._plain:
+        )
+        if self._plain and not fresh:
             found: Any = self._cache.get_or_set(
                 self.resource_type,
                 key,
@@ -287,12 +275,29 @@ class Resource(Generic[_V]):
                 lock_wait=lock_wait,
             )
             return found  # type: ignore[no-any-return]
-        encode = self._encode
+        if self._plain:
+            load: Callable[[], Any] = loader
+        else:
+            encode = self._encode
 
-        def load() -> str:
-            return encode(key, call(loader))
+            def load() -> str:
+                return encode(key, call(loader))
 
-        if lock:
+        if fresh:
+            text = self._cache.get_or_set(
+                self.resource_type,
+                key,
+                load,
+                ttl_seconds,
+                lock=lock,
+                lock_lease=lock_lease,
+                lock_wait=lock_wait,
+                stale_seconds=stale_seconds,
+                early_recompute=early_recompute,
+                stale_on_error=stale_on_error,
+                tags=tags,
+            )
+        elif lock:
             text = self._cache.get_or_set(
                 self.resource_type,
                 key,
@@ -304,43 +309,6 @@ class Resource(Generic[_V]):
             )
         else:  # the lock times are not used (nor checked) without the lock
             text = self._cache.get_or_set(self.resource_type, key, load, ttl_seconds)
-        return self._decode(key, text)
-
-    def _fresh(
-        self,
-        key: str,
-        loader: Callable[[], _V | _V],
-        ttl_seconds: Ttl,
-        lock: bool,
-        lock_lease: float,
-        lock_wait: float | None,
-        stale_seconds: int | None,
-        early_recompute: bool | float,
-        stale_on_error: bool,
-        tags: Iterable[str] | None,
-    ) -> _V:
-        """``get_or_set`` with freshness options or tags: the same, through the cache's own."""
-        if self._plain:
-            load: Callable[[], Any] = loader
-        else:
-            encode = self._encode
-
-            def load() -> str:
-                return encode(key, call(loader))
-
-        text = self._cache.get_or_set(
-            self.resource_type,
-            key,
-            load,
-            ttl_seconds,
-            lock=lock,
-            lock_lease=lock_lease,
-            lock_wait=lock_wait,
-            stale_seconds=stale_seconds,
-            early_recompute=early_recompute,
-            stale_on_error=stale_on_error,
-            tags=tags,
-        )
         return text if self._plain else self._decode(key, text)  # type: ignore[return-value]
 
     def cached(

@@ -24,7 +24,8 @@ a server that refuses scripts).
 Entries written with the cache's freshness options or tags (envelopes) are
 stored with their mark as the byte ``0xFF`` (``stores_envelopes``); a
 ``get_or_set`` with tags reads the entry and its tags' counters in one
-``MGET`` (``get_across``). A lease's release is published, and waiters are
+``MGET`` (``get_across``), and keeps the envelopes it read lately decoded, so
+a hot entry's text is not decoded on every hit. A lease's release is published, and waiters are
 woken through one subscriber connection per driver
 (:mod:`~pevensie_redis.lock_releases`), opened when a waiter first waits.
 
@@ -136,6 +137,7 @@ class RedisDriver:
         """Where reads go: the channel, or the replicas (bound at ``connect()``)."""
         self._read = self._reads.execute
         self._scripting = True
+        self._decoded: dict[bytes, str] = {}  # envelopes get_across read lately, decoded
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.display_url()!r})"
@@ -261,25 +263,12 @@ class RedisDriver:
         if len(addresses) == 2:  # an entry and one tag's counter: packed without a list
             (first_type, first_key), (second_type, second_key) = addresses
             packed = pack_mget2(full_key(first_type, first_key), full_key(second_type, second_key))
-            shape = _MGET2_REPLY
-        else:
-            packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
-            shape = mget_reply(len(addresses))
-        found: list[str | None] = []
-        for value in self._read(packed, "MGET", shape):
-            if value is None:
-                found.append(None)
-            elif value[:1] == b"\xff":  # an envelope: found out without an exception
-                try:
-                    found.append(decode_envelope(value))
-                except NotText:
-                    found.append(decode_value(value, "MGET"))  # not text: its error
-            else:
-                try:
-                    found.append(value.decode())
-                except UnicodeDecodeError:
-                    found.append(decode_value(value, "MGET"))  # not text: its error
-        return found
+            first, second = self._read(packed, "MGET", _MGET2_REPLY)
+            decoded = self._decoded
+            return [_text(first, decoded), _text(second, decoded)]
+        packed = pack([b"MGET", *[full_key(rt, key) for rt, key in addresses]])
+        values = self._read(packed, "MGET", mget_reply(len(addresses)))
+        return [_text(value, self._decoded) for value in values]
 
     # -- batch operations ------------------------------------------------------------
 
@@ -749,3 +738,38 @@ class NearRedisDriver(RedisDriver):
         near = self._channel.near
         if near is not None:
             near.forget([full_key(resource_type, key) for key in keys])
+
+
+_DECODED_MAX = 1024
+"""Envelopes a driver keeps decoded for ``get_across``, at most (emptied when full)."""
+_DECODED_BYTES_MAX = 512
+"""Longer envelopes are decoded on every read, not kept."""
+
+
+def _text(value: bytes | None, decoded: dict[bytes, str]) -> str | None:
+    """Decode one value an ``MGET`` read (``None``: a miss); one that is not text raises.
+
+    An envelope read lately is found in ``decoded`` (the driver's own),
+    already decoded: the same text, without decoding it again.
+    """
+    if value is None:
+        return None
+    if value[:1] == b"\xff":  # an envelope: found out without an exception
+        short = len(value) <= _DECODED_BYTES_MAX
+        if short:
+            text = decoded.get(value)
+            if text is not None:
+                return text
+        try:
+            text = decode_envelope(value)
+        except NotText:
+            return decode_value(value, "MGET")  # not text: raises its error
+        if short:
+            if len(decoded) >= _DECODED_MAX:
+                decoded.clear()
+            decoded[value] = text
+        return text
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return decode_value(value, "MGET")  # not text: raises its error

@@ -180,11 +180,12 @@ def mget_reply(count: int) -> Shape:
     """``MGET`` of ``count`` keys: a list of exactly ``count`` values, each a bulk string or nil."""
 
     def shape(reply: Any) -> bool:
-        return (
-            reply.__class__ is list
-            and len(reply) == count
-            and all(value is None or value.__class__ is bytes for value in reply)
-        )
+        if reply.__class__ is not list or len(reply) != count:
+            return False
+        for value in reply:  # noqa: SIM110 (a loop, not all(): no generator on every read)
+            if value is not None and value.__class__ is not bytes:
+                return False
+        return True
 
     return shape
 
