@@ -101,11 +101,10 @@ async def test_an_async_view_shares_the_store_and_leaves_it_alone() -> None:
 
 @pytest.mark.parametrize("max_entries", [None, 10])
 def test_get_across_reads_any_resource_types_in_order_and_misses_what_expired(
-    monkeypatch: pytest.MonkeyPatch, max_entries: int | None
+    max_entries: int | None,
 ) -> None:
-    from pevensie_cache import memory
-
-    driver = MemoryDriver(max_entries=max_entries)
+    clock = ShiftedClock()
+    driver = MemoryDriver(max_entries=max_entries, clock=clock)
     with cache.new(driver=driver) as c:
         c.set("page", "home", "h", ttl_seconds=60)
         driver.set("", "tag:site", "7", None)  # a tag's counter: no API call names ""
@@ -115,8 +114,7 @@ def test_get_across_reads_any_resource_types_in_order_and_misses_what_expired(
         assert driver.get_across([("", "tag:site"), ("page", "absent")]) == ["7", None]
         three = [("page", "short"), ("page", "home"), ("", "tag:site")]
         assert driver.get_across(three) == ["s", "h", "7"]
-        later = memory._monotonic() + 2
-        monkeypatch.setattr(memory, "_monotonic", lambda: later)
+        clock.advance(2)
         assert driver.get_across([("page", "short"), ("", "tag:site")]) == [None, "7"]
         assert driver.get_across(three) == [None, "h", "7"]
 
