@@ -91,8 +91,6 @@ class ClusterListeners:
         self._watch: runtime.Flight[None] | None = None
         self._woken = runtime.Signal()
         self._stopping = False
-        self.watched_at = 0.0
-        """When the topology was last read (``time.monotonic()``), ``0`` before."""
         _WATCHES.add(self)
 
     @property
@@ -199,7 +197,6 @@ class ClusterListeners:
             except InvalidResponse as exc:
                 failure = exc
                 continue
-            self.watched_at = time.monotonic()
             return primaries | set(slotless)
         if raising:
             raise failure or RedisPyTimeoutError("no node of the cluster answered CLUSTER NODES")

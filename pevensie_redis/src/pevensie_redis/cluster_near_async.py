@@ -90,8 +90,6 @@ class ClusterListeners:
         self._watch: runtime_async.Flight[None] | None = None
         self._woken = runtime_async.Signal()
         self._stopping = False
-        self.watched_at = 0.0
-        """When the topology was last read (``time.monotonic()``), ``0`` before."""
         _WATCHES.add(self)
 
     @property
@@ -198,7 +196,6 @@ class ClusterListeners:
             except InvalidResponse as exc:
                 failure = exc
                 continue
-            self.watched_at = time.monotonic()
             return primaries | set(slotless)
         if raising:
             raise failure or RedisPyTimeoutError("no node of the cluster answered CLUSTER NODES")
