@@ -176,9 +176,11 @@ def test_a_timed_out_command_is_retried_and_succeeds_once_the_server_answers(
     try:
         error, _ = timed(lambda: without.get("user", "1"))
         assert isinstance(error, RedisTimeoutError)
-        # Resumed once the next call's first try has timed out, however loaded the machine.
-        resumer = later(timeout_ms / 1000 * 1.5, private_server.resume)
+        # Resumed once the next call's first try has timed out, however loaded the machine
+        # (the clock starts before the resumer does: a loaded machine may run the resumer's
+        # countdown before this thread reads the clock).
         start = time.monotonic()
+        resumer = later(timeout_ms / 1000 * 1.5, private_server.resume)
         assert with_retries.get("user", "1") == "stored"
         assert time.monotonic() - start >= timeout_ms / 1000 * 0.95  # the first try timed out
     finally:

@@ -194,8 +194,10 @@ class NearStore:
         the read ran on, when it may differ from the ticket's (a redirect);
         nothing is kept unless they are the same.
 
-        The entry's deadline counts the TTL from when the ticket was taken: the
-        server read the TTL later, so the key expires no sooner than that. A
+        The entry's deadline counts the TTL from when the ticket was taken (the
+        server read the TTL later, so the key expires no sooner than that), less
+        one millisecond: the server counts whole milliseconds, so the TTL it
+        reports can exceed the time really left by up to one. A
         value whose key was gone when its TTL was read (it expired, or was
         deleted, in between), or a miss whose key had appeared, is not kept.
         """
@@ -214,7 +216,7 @@ class NearStore:
                     continue
                 if value is None and not misses_kept:
                     continue
-                deadline = _NEVER if pttl < 0 else started + pttl / 1000
+                deadline = _NEVER if pttl < 0 else started + (pttl - 1) / 1000
                 cost = sys.getsizeof(key) + ENTRY_OVERHEAD
                 if value is None:
                     value = MISS
