@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -560,3 +562,82 @@ async def test_the_byte_bound_holds_on_a_cluster_and_instrument_exports_its_figu
         finally:
             uninstrument(face.cache)
             await face.disconnect()
+
+
+def _hit(c: Any, key: str) -> str | None:
+    """Read ``key`` through the sync cache ``c`` until a read is a local hit; return it."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        hits = c.driver.near_cache_stats().hits
+        value = c.get(RT, key, None)
+        if c.driver.near_cache_stats().hits == hits + 1:
+            return value  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key} was never served locally")
+        time.sleep(0.002)
+
+
+def _until(c: Any, key: str, expected: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while c.get(RT, key, None) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key} never read {expected!r}")
+        time.sleep(0.002)
+
+
+def _forked_child(c: Any, port: int, write_end: int) -> None:
+    """The child's whole life: change the key, read it through the inherited cache, report."""
+    status = 1
+    try:
+        raw = RedisCluster(host="127.0.0.1", port=port, decode_responses=True)
+        raw.set(f"{RT}:f", "written in the child")
+        time.sleep(0.5)  # far above the invalidation latency, had anyone here listened
+        report = {"read": c.get(RT, "f", None)}
+        report["held"] = _hit(c, "f")
+        raw.set(f"{RT}:f", "written again in the child")
+        _until(c, "f", "written again in the child")
+        report["read again"] = c.get(RT, "f", None)
+        raw.close()
+        os.write(write_end, json.dumps(report).encode())
+        status = 0
+    except BaseException as exc:
+        os.write(write_end, json.dumps({"error": repr(exc)}).encode())
+    finally:
+        os.close(write_end)
+        os._exit(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
+    redis_cluster: LocalCluster, raw: RedisCluster
+) -> None:
+    """The sync face after os.fork(): the parent's listener and watch threads do not exist
+    in the child, so what it inherited is not served; its first read starts its own."""
+    from pevensie_cache import cache
+
+    c = cache.from_url(near_url(redis_cluster)).connect()
+    try:
+        raw.set(f"{RT}:f", "before")
+        assert _hit(c, "f") == "before"
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read_end)
+            _forked_child(c, redis_cluster.port, write_end)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = json.loads(pipe.read())
+        _, wait_status = os.waitpid(pid, 0)
+        assert "error" not in report, report
+        assert os.waitstatus_to_exitcode(wait_status) == 0
+        assert report == {
+            "read": "written in the child",
+            "held": "written in the child",
+            "read again": "written again in the child",
+        }
+        _until(c, "f", "written again in the child")  # the parent's listeners still work
+        assert _hit(c, "f") == "written again in the child"
+    finally:
+        c.disconnect()

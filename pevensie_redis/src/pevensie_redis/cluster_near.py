@@ -91,8 +91,6 @@ class ClusterListeners:
         self._watch: runtime.Flight[None] | None = None
         self._woken = runtime.Signal()
         self._stopping = False
-        self.watched_at = 0.0
-        """When the topology was last read (``time.monotonic()``), ``0`` before."""
         _WATCHES.add(self)
 
     @property
@@ -199,11 +197,33 @@ class ClusterListeners:
             except InvalidResponse as exc:
                 failure = exc
                 continue
-            self.watched_at = time.monotonic()
-            return primaries | set(slotless)
+            for candidate in slotless:
+                if candidate in primaries or not self._says_it_is_a_primary(candidate):
+                    continue
+                primaries.add(candidate)
+            return primaries
         if raising:
             raise failure or RedisPyTimeoutError("no node of the cluster answered CLUSTER NODES")
         return None
+
+    def _says_it_is_a_primary(self, node: str) -> bool:
+        """Whether ``node`` (a primary without slots in another node's view) agrees it is one.
+
+        Gossip is slow to tell a replica's role (seconds on Redis 7.0), so another
+        node may list a replica as a primary without slots; the node itself knows.
+        One that does not answer is taken at its word: listened to (and misses
+        not kept until it listens).
+        """
+        io = self._io
+        try:
+            replies = io.exchange(
+                node, [CLUSTER_NODES], "CLUSTER NODES", shapes=[CLUSTER_NODES_REPLY]
+            )
+            if not replies or isinstance(replies[0], Exception):
+                return True
+            return node in parse_cluster_nodes(replies[0], io.slot_map.address(node)[0])
+        except (RedisDriverError, InvalidResponse):
+            return True
 
     def _reconcile(self, primaries: set[str] | None) -> None:
         """Listen to ``primaries`` and to no other node (``None``: the topology is unknown)."""
