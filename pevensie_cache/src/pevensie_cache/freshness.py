@@ -370,9 +370,9 @@ class Freshness:
             return None
         stale, beta = options[0], options[1]
         found = _judge(text, wanted, stale, beta, self._opened, resource_type, key)
-        if type(found) is _Unsure:
+        if isinstance(found, _Unsure):
             return self._judge_tags(driver, resource_type, key, text, found, wanted, stale, beta)
-        return found  # type: ignore[return-value]
+        return found
 
     def _judge_tags(
         self,
