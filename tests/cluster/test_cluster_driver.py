@@ -477,12 +477,11 @@ def test_a_manual_failover_is_followed_through_moved_redirects(
         old = fresh_cluster.primary_for_key("user:42")
         new = fresh_cluster.replica_of(old)
         replicated(old)  # the replica holds every write before it takes over
-        with new.client() as raw:
-            raw.execute_command("CLUSTER FAILOVER")
+        failover = fresh_cluster.fail_over_to(new)
         # Polls until the replica has caught up, won the vote and the roles are gossiped:
         # about a second; the bound only catches a failover that never completes.
         wait_until(
-            lambda: fresh_cluster.role(new) == "master" and fresh_cluster.role(old) == "slave",
+            lambda: failover.done() and fresh_cluster.role(old) == "slave",
             30,
             "the manual failover",
         )

@@ -371,15 +371,14 @@ async def test_a_failover_never_leaves_a_stale_value(
         assert await held(face, "k") == "before"
         if how == "killed":
             fresh_cluster.kill(old)
+            failover = None
         else:
-            with new.client() as admin:
-                admin.execute_command("CLUSTER FAILOVER")
-
-        def promoted() -> bool:
-            return fresh_cluster.role(new) == "master"
+            failover = fresh_cluster.fail_over_to(new)
 
         async def new_primary() -> bool:
-            return promoted()
+            if failover is not None:
+                return failover.done()
+            return fresh_cluster.role(new) == "master"
 
         await eventually(new_primary, "the replica to take over", bound=30)
         with new.client() as direct:

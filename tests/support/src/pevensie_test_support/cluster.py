@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,12 @@ from pevensie_test_support.nodes import (
     wait_until,
 )
 
-__all__ = ["LocalCluster", "start_cluster"]
+__all__ = ["LocalCluster", "ManualFailover", "start_cluster"]
+
+MANUAL_FAILOVER_RETRY = 6.0
+"""Seconds after which :class:`ManualFailover` asks again: a node gives up a manual
+failover it has not finished in 5 s (the server's fixed limit), which a loaded machine
+can make it do, and says nothing."""
 
 
 def _cluster_info(node: RedisServer) -> dict[str, str]:
@@ -130,6 +136,10 @@ class LocalCluster:
             if role[0] == "slave" and int(role[2]) == primary.port:
                 return node
         raise TopologyError(f"{primary.name} has no running replica")
+
+    def fail_over_to(self, replica: RedisServer) -> ManualFailover:
+        """Start a manual failover (``CLUSTER FAILOVER`` on ``replica``); poll its ``done()``."""
+        return ManualFailover(self, replica)
 
     def kill(self, node: RedisServer) -> None:
         """Kill one node by PID (SIGKILL): a crash, as the cluster sees it."""
@@ -297,3 +307,33 @@ def _start_cluster_once(
         cluster.stop()
         raise
     return cluster
+
+
+class ManualFailover:
+    """A manual failover to one replica, asked for again until the replica is a primary.
+
+    The server abandons a manual failover it cannot finish in 5 s (the replica must
+    catch up with its paused primary, then win the primaries' vote), silently; on a
+    loaded machine that happens. :meth:`done` checks the replica's own role and asks
+    again every :data:`MANUAL_FAILOVER_RETRY` seconds until it has taken over, so a
+    test's bound only catches a failover that can never complete.
+    """
+
+    def __init__(self, cluster: LocalCluster, replica: RedisServer) -> None:
+        self._cluster = cluster
+        self._replica = replica
+        self._asked = 0.0
+        self._ask()
+
+    def _ask(self) -> None:
+        with self._replica.client() as client:
+            client.execute_command("CLUSTER FAILOVER")
+        self._asked = time.monotonic()
+
+    def done(self) -> bool:
+        """Whether the replica reports itself a primary; if not, ask again when it is time."""
+        if self._cluster.role(self._replica) == "master":
+            return True
+        if time.monotonic() - self._asked > MANUAL_FAILOVER_RETRY:
+            self._ask()
+        return False
