@@ -18,22 +18,20 @@ import os
 import subprocess
 import tempfile
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pevensie_redis.testing import RedisServer, TLSMaterial, free_port
 from pevensie_test_support.nodes import (
     HOST,
     SETTLE_TIMEOUT,
+    OwnedTopology,
     TopologyError,
     find_binaries,
     find_tls_binaries_with_cli,
     new_node,
     retry_on_port_clash,
     start_nodes,
-    stop_nodes,
     tls_cli_args,
     wait_until,
 )
@@ -53,7 +51,7 @@ def _cluster_info(node: RedisServer) -> dict[str, str]:
 
 
 @dataclass(eq=False)
-class LocalCluster:
+class LocalCluster(OwnedTopology):
     """A running cluster of server processes on loopback, built by :func:`start_cluster`.
 
     Its nodes are :class:`~pevensie_redis.testing.ProcessServer` objects, or,
@@ -65,17 +63,10 @@ class LocalCluster:
     directory: str
     shards: int
     password: str | None = field(default=None, repr=False)
-    _finalizer: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        # Runs stop() at interpreter exit too (weakref.finalize registers with atexit).
-        self._finalizer = weakref.finalize(self, stop_nodes, self.nodes, self.directory)
-
-    def __enter__(self) -> LocalCluster:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def processes(self) -> list[RedisServer]:
+        """Every node."""
+        return list(self.nodes)
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -191,23 +182,6 @@ class LocalCluster:
             with node.client() as client:
                 found.update(str(key) for key in client.scan_iter(count=1000))
         return found
-
-    def stop(self) -> None:
-        """Kill every node by PID and remove their directories."""
-        if self._finalizer is not None:
-            self._finalizer()
-
-    def release(self) -> None:
-        """Give the cluster up without stopping it: it outlives this handle and this process.
-
-        Neither :meth:`stop`, the exit-time finalizer nor the servers' own
-        exit-time cleanup stops it any more; whoever takes it over stops its
-        nodes by PID.
-        """
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        for node in self.nodes:
-            node.release()
 
 
 def start_cluster(

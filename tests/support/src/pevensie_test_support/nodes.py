@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from pevensie_redis.testing.tls import find_tls_binaries
 __all__ = [
     "HOST",
     "SETTLE_TIMEOUT",
+    "OwnedTopology",
     "TopologyError",
     "find_binaries",
     "find_tls_binaries_with_cli",
@@ -48,6 +50,52 @@ __all__ = [
 
 HOST = LOOPBACK
 _START_ATTEMPTS = 3
+
+
+class OwnedTopology:
+    """What every topology does with its processes: stop them by PID, or give them up.
+
+    A topology (a dataclass) names its processes in :meth:`processes` and its
+    directory in ``directory``; its ``__post_init__`` (this one) registers
+    :meth:`stop` to run at interpreter exit too (``weakref.finalize`` registers
+    with ``atexit``), so a test run that forgets still stops them.
+    """
+
+    directory: str
+    _finalizer: weakref.finalize[Any, Any] | None = None
+
+    def processes(self) -> list[RedisServer]:
+        """Every process of the topology."""
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        self._finalizer = weakref.finalize(self, stop_nodes, self.processes(), self.directory)
+
+    def __enter__(self: _Topology) -> _Topology:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Kill every process by PID and remove their directories."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def release(self) -> None:
+        """Give the topology up without stopping it: it outlives this handle and this process.
+
+        Neither :meth:`stop`, the exit-time finalizer nor the servers' own
+        exit-time cleanup stops it any more; whoever takes it over stops its
+        processes by PID.
+        """
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        for node in self.processes():
+            node.release()
+
+
+_Topology = TypeVar("_Topology", bound=OwnedTopology)
 
 SETTLE_TIMEOUT = 60.0
 """Seconds a topology has to form (every wait polls its condition and ends as soon as it holds).

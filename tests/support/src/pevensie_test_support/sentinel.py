@@ -15,7 +15,6 @@ is handed over with :meth:`LocalSentinel.release` (see
 from __future__ import annotations
 
 import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ from pevensie_redis.testing import ProcessServer, RedisServer, TLSMaterial, find
 from pevensie_test_support.nodes import (
     HOST,
     SETTLE_TIMEOUT,
+    OwnedTopology,
     TopologyError,
     find_tls_binaries_with_cli,
     new_node,
     retry_on_port_clash,
     start_nodes,
-    stop_nodes,
     wait_until,
 )
 
@@ -41,7 +40,7 @@ SERVICE_NAME = "pevensie"
 
 
 @dataclass(eq=False)
-class LocalSentinel:
+class LocalSentinel(OwnedTopology):
     """A running primary, replica and three sentinels, built by :func:`start_sentinel`.
 
     Its nodes are :class:`~pevensie_redis.testing.ProcessServer` objects, or,
@@ -55,19 +54,10 @@ class LocalSentinel:
     service_name: str
     directory: str
     password: str | None = field(default=None, repr=False)
-    _finalizer: weakref.finalize[Any, Any] | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        # Runs stop() at interpreter exit too (weakref.finalize registers with atexit).
-        self._finalizer = weakref.finalize(
-            self, stop_nodes, [self.primary, self.replica, *self.sentinel_nodes], self.directory
-        )
-
-    def __enter__(self) -> LocalSentinel:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def processes(self) -> list[RedisServer]:
+        """The primary, the replica and the sentinels."""
+        return [self.primary, self.replica, *self.sentinel_nodes]
 
     @property
     def sentinels(self) -> list[tuple[str, int]]:
@@ -134,23 +124,6 @@ class LocalSentinel:
     def restart(self, node: RedisServer) -> None:
         """Start a killed data node again; the sentinels turn it into a replica."""
         node.restart()
-
-    def stop(self) -> None:
-        """Kill every process by PID and remove their directories."""
-        if self._finalizer is not None:
-            self._finalizer()
-
-    def release(self) -> None:
-        """Give the topology up without stopping it: it outlives this handle and this process.
-
-        Neither :meth:`stop`, the exit-time finalizer nor the servers' own
-        exit-time cleanup stops it any more; whoever takes it over stops its
-        processes by PID.
-        """
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        for node in [self.primary, self.replica, *self.sentinel_nodes]:
-            node.release()
 
 
 def _replica_attached(replica: RedisServer) -> bool:
