@@ -18,7 +18,12 @@ One set of rules for both faces:
   :data:`~pevensie_redis.pipe_core.LARGE_REPLY` bytes, or a read whose reply
   was that large not long ago (a small memory of such reads), goes to a pipe
   of its own (while ``pool_size`` allows), so small commands never queue
-  behind a transfer of megabytes;
+  behind a transfer of megabytes; that pipe reads in the background while
+  small commands are in flight on the others (at most
+  :data:`~pevensie_redis.pipe_core.BACKGROUND_RATE` bytes a second, full speed
+  otherwise or once a read has waited half its timeout: see
+  :class:`~pevensie_redis.pipe_core.Pacer`), so the transfer leaves their
+  replies the CPU they need;
 - **retries**: a connection error or timeout closes the pipe; the command is
   sent again on a fresh pipe after an exponential backoff
   (:func:`backoff`), up to ``retries`` times (a command that is not idempotent
@@ -66,7 +71,7 @@ from pevensie_redis.endpoint import Endpoint, endpoint
 from pevensie_redis.errors import RedisConnectionError, map_error
 from pevensie_redis.near import NearStore
 from pevensie_redis.pipe_async import Pipe, open_pipe
-from pevensie_redis.pipe_core import LARGE_REPLY, not_sent
+from pevensie_redis.pipe_core import LARGE_REPLY, Pacer, not_sent
 from pevensie_redis.primary_check import PrimaryCheck
 from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, pack
 
@@ -91,6 +96,9 @@ HEALTH_CHECK_INTERVAL = 30
 
 LARGE_READS = 64
 """How many reads with a large reply the channel remembers, to send them to the large pipe."""
+
+SMALL_RECENT = 0.05
+"""Seconds after a shared pipe's last reply during which the large-traffic pipe still yields."""
 
 _T = TypeVar("_T")
 _RETRYABLE = (RedisPyConnectionError, RedisPyTimeoutError)
@@ -458,6 +466,7 @@ class Channel:
         try:
             endpoint = await self._resolve()
             pipe = await open_pipe(endpoint, bulk=True)
+            pipe.pacer = Pacer(self._small_in_flight)
         except _RETRYABLE as exc:
             not_sent(exc)
             with self._lock:
@@ -474,6 +483,16 @@ class Channel:
                 raise RedisPyConnectionError("the channel was closed")
             self._bulk = pipe
         return pipe
+
+    def _small_in_flight(self) -> bool:
+        """Whether small commands are being served: the large-traffic pipe then reads slower.
+
+        A shared pipe waits for replies, or had one within :data:`SMALL_RECENT`
+        seconds (between a batch of replies and the next batch of commands,
+        none waits).
+        """
+        recent = time.monotonic() - SMALL_RECENT
+        return any(pipe.load or pipe.last_reply > recent for pipe in self._pipes)
 
     async def _ask_for_primary(self, check: PrimaryCheck) -> None:
         """Ask the locator for the primary; retire the pipes to any other server."""

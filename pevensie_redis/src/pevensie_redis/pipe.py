@@ -49,6 +49,7 @@ from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_redis.endpoint import Endpoint
 from pevensie_redis.pipe_core import (
+    Pacer,
     PipeCore,
     closed_error,
     copy_error,
@@ -339,7 +340,24 @@ class Pipe(PipeCore[_Slot]):
                     self._abort(self._stalled())
                 return
             if wait_readable(remaining):
-                self._read_once(slot)
+                received = self._read_once(slot)
+                pacer = self.pacer
+                if pacer is not None and received and not slot.state:
+                    self._pace(pacer, received)
+
+    def _pace(self, pacer: Pacer, received: int) -> None:
+        """Wait, as the leader, while the :attr:`pacer` says reading must pause.
+
+        Nothing is read meanwhile (an interruption costs nothing), and the
+        pause ends before the oldest waiter's deadline (see :class:`Pacer`).
+        """
+        try:
+            oldest = self._waiting[0].deadline
+        except IndexError:  # aborted meanwhile
+            return
+        pause = pacer.pause(received, _monotonic(), oldest, self._timeout)
+        if pause > 0:
+            time.sleep(pause)
 
     def _flush(self, slot: _Slot) -> bool:
         """Write, as the leader, what callers queued while it read; ``False`` if that failed."""
@@ -369,8 +387,11 @@ class Pipe(PipeCore[_Slot]):
             raise
         return True
 
-    def _read_once(self, slot: _Slot) -> None:
-        """Read what the socket holds and hand out the replies it completes (as the leader)."""
+    def _read_once(self, slot: _Slot) -> int:
+        """Read what the socket holds and hand out the replies it completes (as the leader).
+
+        Returns how many bytes came (0 if none, or the pipe failed).
+        """
         slot.reading = True
         try:
             data = self._stream.recv()
@@ -379,15 +400,16 @@ class Pipe(PipeCore[_Slot]):
                 self._abort(
                     RedisPyConnectionError(f"Connection closed by server ({self.endpoint.label})")
                 )
-            return
+            return 0
         except (OSError, ValueError) as exc:  # ValueError: the socket was closed under us
             with self._lock:
                 self._abort(_broken(self.endpoint, "reading from", exc))
-            return
+            return 0
         if data:
             with self._lock:
                 self._received(data)
         slot.reading = False
+        return len(data)
 
     def _hand_on(self) -> None:
         """Give the reader role to a parked caller (the pipe's lock is held)."""

@@ -61,6 +61,12 @@ class _Transport(Protocol):
 
     def abort(self) -> None: ...
 
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
     def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
@@ -80,6 +86,8 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._listening: asyncio.Future[None] | None = None
+        self._resume: asyncio.TimerHandle | None = None
+        """Resumes reading paused by the :attr:`pacer`."""
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -97,6 +105,24 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         listening = self._listening
         if listening is not None and not listening.done():
             listening.set_result(None)
+        pacer = self.pacer
+        if pacer is not None and self._waiting and self._closed is None:
+            now = self._loop.time()
+            pause = pacer.pause(len(data), now, self._waiting[0][1], self._timeout)
+            if pause > 0 and self._transport is not None:
+                # Resumed by a timer of the pipe's own, never by a caller: a cancelled
+                # read leaves nothing paused (its reply is still read, and dropped).
+                # The timer first: an exception from outside cannot leave it unset.
+                if self._resume is not None:  # bytes a transport (TLS) had already read
+                    self._resume.cancel()
+                self._resume = self._loop.call_at(now + pause, self._resume_reading)
+                self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        self._resume = None
+        transport = self._transport
+        if transport is not None and self._closed is None and not transport.is_closing():
+            transport.resume_reading()
 
     def eof_received(self) -> bool | None:  # noqa: D102
         return False  # close the transport
@@ -265,6 +291,9 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)

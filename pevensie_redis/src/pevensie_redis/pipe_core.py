@@ -22,7 +22,12 @@ waiter means.
 - **large replies**: while more than :data:`LARGE_REPLY` bytes of one reply
   have arrived without it being complete, :attr:`receiving_large` is true,
   so the channel sends new commands to another pipe instead of queueing them
-  behind the transfer.
+  behind the transfer;
+- **background pace**: a pipe for large traffic given a :class:`Pacer` reads
+  at most :data:`BACKGROUND_RATE` bytes a second while small commands are in
+  flight elsewhere, so the copying of a transfer does not take the CPU their
+  replies need; it reads at full speed when they are not, and once its oldest
+  command has waited half its timeout (it is never starved).
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from pevensie_redis.endpoint import Endpoint
 from pevensie_redis.protocol.resp import Reader, Resp2Reader, make_reader
 
 __all__ = [
+    "BACKGROUND_RATE",
     "LARGE_REPLY",
+    "Pacer",
     "PipeCore",
     "closed_error",
     "copy_error",
@@ -51,7 +58,64 @@ __all__ = [
 LARGE_REPLY = 256 * 1024
 """Bytes of one reply received, still incomplete, from which a pipe takes no new commands."""
 
+BACKGROUND_RATE = 16 * 1024 * 1024
+"""Bytes a second a paced pipe reads while small commands are in flight (see :class:`Pacer`)."""
+
+_PACE_WINDOW = 0.01
+"""Seconds of :data:`BACKGROUND_RATE` a paced pipe may read at once without pausing."""
+
 _W = TypeVar("_W")
+
+
+class Pacer:
+    """Background priority for a pipe's reading: a budget of bytes a second while others work.
+
+    ``contended()`` says whether small commands are being served (on the
+    other pipes of the channel). While they are, each read spends its bytes from a
+    budget refilled at ``rate`` bytes a second (a token bucket holding
+    :data:`_PACE_WINDOW` seconds of it); a read that overspends it tells the
+    pipe to stop reading for as long as the debt takes to pay. The socket then
+    fills and the server stops sending: neither process spends CPU on the
+    transfer. Never past the moment the oldest command has waited half its
+    timeout: from then on the pipe reads at full speed, so a read paced here
+    still ends within its timeout wherever the server can send it in time.
+    """
+
+    __slots__ = ("_burst", "_last", "_rate", "_tokens", "contended")
+
+    def __init__(self, contended: Callable[[], bool], rate: float | None = None) -> None:
+        """Pace reading at ``rate`` bytes a second while ``contended()`` is true.
+
+        ``rate``: :data:`BACKGROUND_RATE` unless given.
+        """
+        self.contended = contended
+        self._rate = float(BACKGROUND_RATE if rate is None else rate)
+        self._burst = self._rate * _PACE_WINDOW
+        self._tokens = self._burst
+        self._last = 0.0
+
+    def pause(self, received: int, now: float, deadline: float, timeout: float) -> float:
+        """Spend ``received`` bytes; return the seconds to stop reading for (0: read on).
+
+        ``now`` and ``deadline`` (the oldest waiting command's, ``timeout``
+        after it was sent) on the same clock.
+        """
+        rate, burst = self._rate, self._burst
+        tokens = min(burst, self._tokens + (now - self._last) * rate)
+        self._last = now
+        if not self.contended():
+            self._tokens = burst
+            return 0.0
+        tokens -= received
+        if tokens >= 0:
+            self._tokens = tokens
+            return 0.0
+        free = deadline - timeout / 2 - now
+        if free <= 0:
+            self._tokens = 0.0  # the oldest command is owed its reply: no debt either
+            return 0.0
+        self._tokens = tokens
+        return min(-tokens / rate, free)
 
 
 class PipeCore(Generic[_W]):
@@ -86,6 +150,8 @@ class PipeCore(Generic[_W]):
         """Receives pushed pub/sub messages (``["message", ...]``), on a subscribed pipe."""
         self.on_close: Callable[[], None] | None = None
         """Called once when the pipe closes, for whoever waits for pushes rather than replies."""
+        self.pacer: Pacer | None = None
+        """Paces reading while other work is in flight (a pipe for large traffic)."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed is not None else f"{len(self._waiting)} waiting"
