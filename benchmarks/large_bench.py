@@ -1,6 +1,6 @@
 """Large values against small ones (issue 20): do small gets stall behind an 8 MiB transfer?
 
-Run directly: ``python benchmarks/large_bench.py [--seconds S] [--no-pin]``.
+Run directly: ``python benchmarks/large_bench.py [--seconds S] [--rounds N] [--no-pin]``.
 
 Its own valkey-server on loopback (this process and the server pinned to one
 CPU, as the other benchmarks do). For each contender, two runs of ``--seconds``:
@@ -9,6 +9,10 @@ CPU, as the other benchmarks do). For each contender, two runs of ``--seconds``:
   ``get`` of 100-byte values in a loop;
 - **with a large reader**: the same, while one more task (thread) reads an
   8 MiB value in a loop.
+
+``--rounds N`` alternates the two runs N times (each of ``--seconds``) and
+adds them up: on a machine whose load moves (a shared one), the two sides
+then see the same load.
 
 It reports the small gets' throughput and p99 latency in both runs, and the
 ratios: the target is that the large reader leaves the small gets at least 80 %
@@ -48,8 +52,8 @@ def p99(samples: Sequence[float]) -> float:
 
 async def async_run(
     get: Callable[[str], Awaitable[Any]], large: str | None, seconds: float, prefix: str
-) -> tuple[int, float, int]:
-    """Run 32 small readers (and one large one): small gets done, their p99, large reads done."""
+) -> tuple[list[float], int]:
+    """Run 32 small readers (and one large one): the small gets' latencies, large reads done."""
     latencies: list[float] = []
     larges = [0]
     stop = time.monotonic() + seconds
@@ -72,13 +76,13 @@ async def async_run(
     if large is not None:
         jobs.append(big())
     await asyncio.gather(*jobs)
-    return len(latencies), p99(latencies), larges[0]
+    return latencies, larges[0]
 
 
 def sync_run(
     get: Callable[[str], Any], large: str | None, seconds: float, prefix: str
-) -> tuple[int, float, int]:
-    """Run 8 small reader threads (and one large one): small gets, their p99, large reads."""
+) -> tuple[list[float], int]:
+    """Run 8 small reader threads (and one large one): the small gets' latencies, large reads."""
     latencies: list[list[float]] = [[] for _ in range(THREADS)]
     larges = [0]
     stop = time.monotonic() + seconds
@@ -105,8 +109,45 @@ def sync_run(
         thread.start()
     for thread in threads:
         thread.join()
-    done = [x for part in latencies for x in part]
-    return len(done), p99(done), larges[0]
+    return [x for part in latencies for x in part], larges[0]
+
+
+class Tally:
+    """The small gets' latencies and the large reads of one side (alone or loaded), summed."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.larges = 0
+
+    def add(self, run: tuple[list[float], int]) -> None:
+        self.latencies.extend(run[0])
+        self.larges += run[1]
+
+    def result(self) -> tuple[int, float, int]:
+        """Small gets done, their p99, large reads done."""
+        return len(self.latencies), p99(self.latencies), self.larges
+
+
+async def async_sides(
+    get: Callable[[str], Awaitable[Any]], large: str, seconds: float, prefix: str, rounds: int
+) -> tuple[tuple[int, float, int], tuple[int, float, int]]:
+    """Alternate runs without and with the large reader, ``rounds`` times; sum each side."""
+    alone, loaded = Tally(), Tally()
+    for _ in range(rounds):
+        alone.add(await async_run(get, None, seconds, prefix))
+        loaded.add(await async_run(get, large, seconds, prefix))
+    return alone.result(), loaded.result()
+
+
+def sync_sides(
+    get: Callable[[str], Any], large: str, seconds: float, prefix: str, rounds: int
+) -> tuple[tuple[int, float, int], tuple[int, float, int]]:
+    """Alternate runs without and with the large reader, ``rounds`` times; sum each side."""
+    alone, loaded = Tally(), Tally()
+    for _ in range(rounds):
+        alone.add(sync_run(get, None, seconds, prefix))
+        loaded.add(sync_run(get, large, seconds, prefix))
+    return alone.result(), loaded.result()
 
 
 def line(
@@ -123,9 +164,11 @@ def line(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args(argv)
-    seconds = args.seconds
+    seconds, rounds = args.seconds, max(1, args.rounds)
+    total = seconds * rounds
     print(f"load average at start: {load_average()}")
     with benchmark_server(find_valkey_server(), pin=not args.no_pin) as (server, notes):
         print("; ".join(notes))
@@ -145,41 +188,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         async def async_rows() -> None:
             ours = await cache.new_async(driver="redis", host="127.0.0.1", port=port).connect()
             try:
-                alone = await async_run(lambda k: ours.get("u", k[2:], None), None, seconds, "u:")
-                loaded = await async_run(
-                    lambda k: ours.get("u", k[2:], None), "u:big", seconds, "u:"
+                alone, loaded = await async_sides(
+                    lambda k: ours.get("u", k[2:], None), "u:big", seconds, "u:", rounds
                 )
             finally:
                 await ours.disconnect()
-            rows.append(line(f"pevensie async ({TASKS} tasks)", alone, loaded, seconds))
+            rows.append(line(f"pevensie async ({TASKS} tasks)", alone, loaded, total))
             pool = redis.asyncio.BlockingConnectionPool(
                 host="127.0.0.1", port=port, max_connections=10
             )
             client = redis.asyncio.Redis(connection_pool=pool)
             try:
-                alone = await async_run(client.get, None, seconds, "")
-                loaded = await async_run(client.get, "big", seconds, "")
+                alone, loaded = await async_sides(client.get, "big", seconds, "", rounds)
             finally:
                 await client.aclose()
-            rows.append(line(f"redis.asyncio ({TASKS} tasks)", alone, loaded, seconds))
+            rows.append(line(f"redis.asyncio ({TASKS} tasks)", alone, loaded, total))
 
         asyncio.run(async_rows())
         sync = cache.new(driver="redis", host="127.0.0.1", port=port).connect()
         try:
-            alone = sync_run(lambda k: sync.get("u", k[2:], None), None, seconds, "u:")
-            loaded = sync_run(lambda k: sync.get("u", k[2:], None), "u:big", seconds, "u:")
+            alone, loaded = sync_sides(
+                lambda k: sync.get("u", k[2:], None), "u:big", seconds, "u:", rounds
+            )
         finally:
             sync.disconnect()
-        rows.append(line(f"pevensie sync ({THREADS} threads)", alone, loaded, seconds))
+        rows.append(line(f"pevensie sync ({THREADS} threads)", alone, loaded, total))
         client = redis.Redis(
             connection_pool=redis.BlockingConnectionPool(
                 host="127.0.0.1", port=port, max_connections=10
             )
         )
-        alone = sync_run(client.get, None, seconds, "")
-        loaded = sync_run(client.get, "big", seconds, "")
+        alone, loaded = sync_sides(client.get, "big", seconds, "", rounds)
         client.close()
-        rows.append(line(f"raw redis-py ({THREADS} threads)", alone, loaded, seconds))
+        rows.append(line(f"raw redis-py ({THREADS} threads)", alone, loaded, total))
         raw.close()
     print("\n".join(rows))
     print(f"load average at the end: {load_average()}")
