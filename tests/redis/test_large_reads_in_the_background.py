@@ -28,16 +28,18 @@ from pevensie_redis.testing import RedisServer
 from pevensie_redis.testing.tls import TLSServer
 
 MIB = 1024 * 1024
-LARGE = "L" * (4 * MIB)
-"""Four seconds at the lowered rate: twice the timeout of the caches below."""
+RATE = 256 * 1024
+"""The background rate the tests set: bytes a second."""
+LARGE = "L" * MIB
+"""Four seconds at that rate: twice the timeout of the caches below."""
 SMALL = {str(i): f"v{i}" for i in range(50)}
 OPTIONS: dict[str, Any] = {"timeout": "2s", "retries": 0}
 
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Lower the background rate to 1 MiB/s; collect every pause the pacers ask for."""
-    monkeypatch.setattr(pipe_core, "BACKGROUND_RATE", MIB)
+    """Lower the background rate to :data:`RATE`; collect every pause the pacers ask for."""
+    monkeypatch.setattr(pipe_core, "BACKGROUND_RATE", RATE)
     asked: list[float] = []
     pause = Pacer.pause
 
