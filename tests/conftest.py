@@ -27,6 +27,16 @@ from pytest_asyncio import is_async_test
 
 from pevensie_test_support import loops
 
+try:
+    from hypothesis import settings
+except ImportError:  # sessions without the property-based tests (the frameworks' suites)
+    pass
+else:
+    # No time limit per example: a loaded CI machine once took 312 ms over the default
+    # 200 ms on a pure function, and speed goals live in the benchmarks, not in tests.
+    settings.register_profile("pevensie", deadline=None)
+    settings.load_profile("pevensie")
+
 
 class _UvloopFactories:
     """The pytest-asyncio hook that makes every async test's loop a uvloop one."""

@@ -49,6 +49,7 @@ class Watched:
         self.driver = driver
         self.released_at = 0.0
         self.attempts: dict[str, int] = {}
+        self.tried = threading.Event()  # set when an attempt at the lock has returned
 
     def install(self) -> None:
         driver = self.driver
@@ -57,7 +58,9 @@ class Watched:
         def acquire_lock(*args: Any) -> Any:
             name = threading.current_thread().name
             self.attempts[name] = self.attempts.get(name, 0) + 1
-            return acquire(*args)
+            result = acquire(*args)
+            self.tried.set()
+            return result
 
         def release_lock(*args: Any) -> None:
             release(*args)
@@ -110,9 +113,13 @@ def test_a_waiting_thread_is_woken_by_the_release_not_by_polling(store: Target) 
                 value = waiter.get_or_set("page", key, lambda: "from the waiter", lock=True)
                 returned.append((value, time.perf_counter()))
 
+            counted.tried.clear()
             waiting = threading.Thread(target=wait, name=f"waiter-{round_}")
             waiting.start()
-            time.sleep(0.2)  # the waiter is now waiting (its first attempt failed)
+            # Its first attempt has failed (on a loaded machine that can take longer than
+            # the pause below); the pause lets it settle into waiting.
+            assert counted.tried.wait(30)
+            time.sleep(0.2)
             finish.set()
             holding.join(30)
             waiting.join(30)
@@ -152,10 +159,14 @@ async def test_a_waiting_task_is_woken_by_the_release_not_by_polling(store: Targ
             await release(*args)
             released.append(time.perf_counter())
 
+        tried = asyncio.Event()  # set when an attempt at the lock has returned
+
         async def acquire_lock(*args: Any) -> Any:
             nonlocal attempts
             attempts += 1
-            return await acquire(*args)
+            result = await acquire(*args)
+            tried.set()
+            return result
 
         holder.driver.release_lock = release_lock  # type: ignore[attr-defined]
         waiter.driver.acquire_lock = acquire_lock  # type: ignore[attr-defined]
@@ -171,9 +182,13 @@ async def test_a_waiting_task_is_woken_by_the_release_not_by_polling(store: Targ
             holding = asyncio.create_task(holder.get_or_set("page", key, slow, lock=True))
             await asyncio.wait_for(loading.wait(), 30)
             attempts = 0
+            tried.clear()
             waiting = asyncio.create_task(
                 waiter.get_or_set("page", key, lambda: "from the waiter", lock=True)
             )
+            # Its first attempt has failed (on a loaded machine that can take longer than
+            # the pause below); the pause lets it settle into waiting.
+            await asyncio.wait_for(tried.wait(), 30)
             await asyncio.sleep(0.2)
             finish.set()
             value = await asyncio.wait_for(waiting, 30)
