@@ -1,13 +1,13 @@
 """The large connection reads in the background while small commands are being served.
 
 While small commands are in flight on the shared pipes, the channel's large
-connection reads at most ``BACKGROUND_RATE`` bytes a second (it pauses its
+connection reads at most ``large_read_rate`` bytes a second (it pauses its
 reading, and the server stops sending), so a transfer of megabytes leaves
 the small replies the CPU they need. It is never starved: once its oldest
 read has waited half its timeout it reads at full speed, so a large read
 ends within its timeout; with no small traffic it is not paced at all.
 
-The tests lower ``BACKGROUND_RATE`` so that a paced read alone would take
+The tests set ``large_read_rate`` so low that a paced read alone would take
 longer than its timeout, with ``retries=0`` (a retry would hide a timeout).
 How much each side gets per second is a benchmark's business
 (``benchmarks/large_bench.py``), not these tests'.
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from pevensie_cache import cache
-from pevensie_redis import RedisConfig, pipe_core
+from pevensie_cache import ConfigError, cache
+from pevensie_redis import RedisConfig
 from pevensie_redis.pipe_core import Pacer
 from pevensie_redis.testing import RedisServer
 from pevensie_redis.testing.tls import TLSServer
@@ -33,13 +33,12 @@ RATE = 256 * 1024
 LARGE = "L" * MIB
 """Four seconds at that rate: twice the timeout of the caches below."""
 SMALL = {str(i): f"v{i}" for i in range(50)}
-OPTIONS: dict[str, Any] = {"timeout": "2s", "retries": 0}
+OPTIONS: dict[str, Any] = {"timeout": "2s", "retries": 0, "large_read_rate": "256KiB"}
 
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Lower the background rate to :data:`RATE`; collect every pause the pacers ask for."""
-    monkeypatch.setattr(pipe_core, "BACKGROUND_RATE", RATE)
+    """Collect every pause the pacers ask for."""
     asked: list[float] = []
     pause = Pacer.pause
 
@@ -56,7 +55,8 @@ def channel_of(c: Any) -> Any:
     return c.driver._channel
 
 
-async def small_gets_and_a_paced_large_read(c: Any, pauses: list[float]) -> None:
+async def small_gets_and_a_large_read_alongside(c: Any) -> None:
+    """Small gets in 8 tasks while the large value is read twice; both make progress."""
     await c.set("big", "1", LARGE)
     await c.set_many("small", SMALL, None)
     assert await c.get("big", "1") == LARGE  # remembered as large: the large connection next
@@ -81,6 +81,10 @@ async def small_gets_and_a_paced_large_read(c: Any, pauses: list[float]) -> None
     finally:
         stop = True
         await asyncio.gather(*tasks)
+
+
+async def small_gets_and_a_paced_large_read(c: Any, pauses: list[float]) -> None:
+    await small_gets_and_a_large_read_alongside(c)
     assert any(seconds > 0 for seconds in pauses), "the large reads were paced"
 
 
@@ -109,6 +113,7 @@ async def test_a_paced_large_read_over_tls_ends_within_its_timeout(
         tls_ca_file=str(server.ca_file),
         timeout=2000,
         retries=0,
+        large_read_rate=RATE,
     )
     c = await cache.new_async(driver="redis", config=config).connect()
     try:
@@ -236,3 +241,29 @@ def test_the_pacer_asks_for_pauses_only_while_contended_and_before_half_the_time
     assert pacer.pause(MIB, 101.5, deadline, 2.0) == 0
     contended[0] = False
     assert pacer.pause(4 * MIB, 101.6, 200.0, 2.0) == 0
+
+
+async def test_a_large_read_rate_of_zero_never_paces(
+    pevensie_redis_server: RedisServer, pauses: list[float]
+) -> None:
+    server = pevensie_redis_server
+    url = f"redis://{server.host}:{server.port}/0?large_read_rate=0&retries=0"
+    c = await cache.from_url_async(url).connect()
+    try:
+        await c.set("big", "1", LARGE)
+        await c.set_many("small", SMALL, None)
+        assert await c.get("big", "1") == LARGE  # remembered as large: the large connection next
+        reads = [c.get("big", "1"), *(c.get("small", key) for key in SMALL)]
+        got = await asyncio.gather(*reads)
+        assert got == [LARGE, *SMALL.values()]
+        assert channel_of(c)._bulk is not None, "the large read went to the large connection"
+        assert pauses == [], "no pacer was given to the large connection"
+    finally:
+        await c.disconnect()
+
+
+def test_large_read_rate_takes_units_and_refuses_a_negative_rate() -> None:
+    assert RedisConfig.from_url("redis://h?large_read_rate=64MiB").large_read_rate == 64 << 20
+    assert RedisConfig().large_read_rate == 16 << 20
+    with pytest.raises(ConfigError, match="large_read_rate"):
+        RedisConfig.from_url("redis://h?large_read_rate=-1")

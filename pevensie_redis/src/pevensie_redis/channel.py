@@ -21,7 +21,7 @@ One set of rules for both faces:
   of its own (while ``pool_size`` allows), so small commands never queue
   behind a transfer of megabytes; that pipe reads in the background while
   small commands are in flight on the others (at most
-  :data:`~pevensie_redis.pipe_core.BACKGROUND_RATE` bytes a second, full speed
+  ``large_read_rate`` bytes a second, full speed
   otherwise or once a read has waited half its timeout: see
   :class:`~pevensie_redis.pipe_core.Pacer`), so the transfer leaves their
   replies the CPU they need;
@@ -148,12 +148,16 @@ class Channel:
         *,
         follows_primary: bool = False,
         timeout: float | None = None,
+        large_read_rate: int = 0,
     ) -> None:
         """Open pipes to what ``resolve()`` names, at most ``pool_size`` of them.
 
         ``timeout``: how long a caller waits for a connection while every one
         is lent out (default: the endpoint's timeout, once known).
+        ``large_read_rate``: bytes a second the pipe for large traffic reads while
+        small commands are served (0: never slowed).
         """
+        self._large_read_rate = large_read_rate
         self._resolve = resolve
         self._pool_size = pool_size
         self._retries = retries
@@ -452,7 +456,8 @@ class Channel:
         try:
             endpoint = self._resolve()
             pipe = open_pipe(endpoint, bulk=True)
-            pipe.pacer = Pacer(self._small_in_flight)
+            if self._large_read_rate > 0:
+                pipe.pacer = Pacer(self._small_in_flight, self._large_read_rate)
         except _RETRYABLE as exc:
             not_sent(exc)
             with self._lock:
@@ -757,6 +762,7 @@ def open_channel(
         config.retries,
         follows_primary=follows_primary,
         timeout=config.timeout_seconds,
+        large_read_rate=config.large_read_rate,
     )
     try:
         channel._fresh()  # a new pipe has had its handshake answered (or a PING)

@@ -518,7 +518,9 @@ class ClusterIO:
             return fixed
 
         # No retries in the channel: the router retries, after refreshing the map.
-        return channels.setdefault(node, Channel(resolve, self._config.pool_size, 0))
+        config = self._config
+        fresh = Channel(resolve, config.pool_size, 0, large_read_rate=config.large_read_rate)
+        return channels.setdefault(node, fresh)
 
 
 def _unsent(exc: BaseException) -> bool:

@@ -303,6 +303,15 @@ _DECLARATIONS: dict[str, Option] = {
         doc="With near_cache: the most memory its entries take in this process, keys, values "
         "and bookkeeping counted (least recently used out); bytes, or with a unit: 512kB, 64MiB.",
     ),
+    "large_read_rate": Option(
+        kind="size",
+        low=0,
+        query=True,
+        doc="Bytes a second the connection for large replies (over 256 KiB) reads while small "
+        "commands are being served, so the copying of a transfer leaves their replies the CPU "
+        "they need; full speed otherwise, and once a large read has waited half its timeout. "
+        "With a unit: 64MiB; 0: never slowed (large reads then compete with small ones).",
+    ),
 }
 """Each field of :class:`RedisConfig`, declared once: kind, bounds, unit, URL form, doc."""
 
@@ -347,6 +356,7 @@ class RedisConfig:
     near_cache: bool = False
     near_cache_size: int = 10_000
     near_cache_max_bytes: int = 64 << 20
+    large_read_rate: int = 16 << 20
 
     def __post_init__(self) -> None:
         OPTIONS.check_fields(self)

@@ -24,7 +24,7 @@ waiter means.
   so the channel sends new commands to another pipe instead of queueing them
   behind the transfer;
 - **background pace**: a pipe for large traffic given a :class:`Pacer` reads
-  at most :data:`BACKGROUND_RATE` bytes a second while small commands are in
+  at most its rate (the ``large_read_rate`` option) while small commands are in
   flight elsewhere, so the copying of a transfer does not take the CPU their
   replies need; it reads at full speed when they are not, and once its oldest
   command has waited half its timeout (it is never starved).
@@ -44,7 +44,6 @@ from pevensie_redis.endpoint import Endpoint
 from pevensie_redis.protocol.resp import Reader, Resp2Reader, make_reader
 
 __all__ = [
-    "BACKGROUND_RATE",
     "LARGE_REPLY",
     "Pacer",
     "PipeCore",
@@ -58,11 +57,8 @@ __all__ = [
 LARGE_REPLY = 256 * 1024
 """Bytes of one reply received, still incomplete, from which a pipe takes no new commands."""
 
-BACKGROUND_RATE = 16 * 1024 * 1024
-"""Bytes a second a paced pipe reads while small commands are in flight (see :class:`Pacer`)."""
-
 _PACE_WINDOW = 0.01
-"""Seconds of :data:`BACKGROUND_RATE` a paced pipe may read at once without pausing."""
+"""Seconds of its rate a paced pipe may read at once without pausing."""
 
 _W = TypeVar("_W")
 
@@ -83,13 +79,10 @@ class Pacer:
 
     __slots__ = ("_burst", "_last", "_rate", "_tokens", "contended")
 
-    def __init__(self, contended: Callable[[], bool], rate: float | None = None) -> None:
-        """Pace reading at ``rate`` bytes a second while ``contended()`` is true.
-
-        ``rate``: :data:`BACKGROUND_RATE` unless given.
-        """
+    def __init__(self, contended: Callable[[], bool], rate: float) -> None:
+        """Pace reading at ``rate`` (> 0) bytes a second while ``contended()`` is true."""
         self.contended = contended
-        self._rate = float(BACKGROUND_RATE if rate is None else rate)
+        self._rate = float(rate)
         self._burst = self._rate * _PACE_WINDOW
         self._tokens = self._burst
         self._last = 0.0

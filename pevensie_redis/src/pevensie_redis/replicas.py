@@ -203,4 +203,10 @@ def _replica_channel(config: RedisConfig, host: str, port: int) -> Channel:
     def resolve() -> Endpoint:
         return fixed
 
-    return Channel(resolve, config.pool_size, 0, timeout=config.timeout_seconds)
+    return Channel(
+        resolve,
+        config.pool_size,
+        0,
+        timeout=config.timeout_seconds,
+        large_read_rate=config.large_read_rate,
+    )
