@@ -28,9 +28,8 @@ from pevensie_redis import RedisConnectionError
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import endpoint
 from pevensie_redis.pipe_async import open_pipe
-from pevensie_redis.protocol.commands import pack_get
+from pevensie_redis.protocol.commands import pack_get, pack_set
 from pevensie_redis.testing import RedisServer
-from pevensie_test_support import loops
 
 TIMEOUT_MS = 5000
 KEYS = [str(n) for n in range(50)]
@@ -72,14 +71,6 @@ def test_a_sync_call_waiting_on_the_server_gets_the_handlers_exception(
         c.disconnect()
 
 
-@pytest.mark.skipif(
-    loops.selected() == "uvloop",
-    reason=(
-        "open defect on uvloop: a storm of exceptions raised by a signal handler once left "
-        "a reader waiting past its timeout (CI rehearsal, 2026-12-06; see RELIABILITY.md); "
-        "asyncio's loop passes"
-    ),
-)
 async def test_a_storm_of_handler_exceptions_reaches_async_callers_and_no_value_is_wrong(
     private_server: RedisServer,
 ) -> None:
@@ -148,45 +139,103 @@ async def test_a_storm_of_handler_exceptions_reaches_async_callers_and_no_value_
         await c.disconnect()
 
 
+@pytest.mark.parametrize("lands", ["as it starts closing", "while it fails the waiters"])
 @pytest.mark.parametrize("started_by", ["close", "timer"])
 async def test_an_abort_cut_short_by_a_handlers_exception_still_fails_every_waiter_in_time(
-    private_server: RedisServer, started_by: str
+    private_server: RedisServer, started_by: str, lands: str
 ) -> None:
-    """A handler's exception landing as a pipe starts closing never strands its waiters.
+    """A handler's exception landing as a pipe closes never strands its waiters.
 
-    The exception lands before the connection itself is closed (here, exactly
-    there: the pipe's first step of closing raises it once); with the server
-    stalled, nothing else would ever answer the commands still waiting. The
-    pipe's timer finishes the abort: each waiter fails within the timeout.
+    The exception lands (here, exactly there, once) at the pipe's first step of
+    closing, before the connection itself is closed, or as it fails the
+    second of three waiters. With the server stalled, nothing else would ever
+    answer the commands still waiting: each fails within the timeout.
     Started by ``close()`` (a caller's task gets the exception) or by the
     pipe's own timer (the event loop gets it, in the timer's callback).
     """
     timeout = 1.0
     config = RedisConfig(host=private_server.host, port=private_server.port, timeout=1000)
     pipe = await open_pipe(endpoint(config))
-    shut = pipe._shut
+    step = "_shut" if lands == "as it starts closing" else "_fail"
+    original = getattr(pipe, step)
     landed: list[Interrupt] = []
+    failed = 0
 
-    def interrupted_shut() -> None:  # the handler's exception, at the first step of closing
-        pipe._shut = shut  # type: ignore[method-assign]
-        landed.append(Interrupt("landed as the pipe started closing"))
+    def interrupted_step(*args: object) -> None:  # the handler's exception, at that step
+        nonlocal failed
+        failed += 1
+        if step == "_fail" and failed < 2:
+            original(*args)
+            return
+        setattr(pipe, step, original)
+        landed.append(Interrupt(f"landed {lands}"))
         raise landed[-1]
 
     private_server.pause()
     try:
-        waiting = pipe.call(pack_get(b"stranded?"))
-        pipe._shut = interrupted_shut  # type: ignore[method-assign]
+        waiting = [pipe.call(pack_get(b"stranded?%d" % n)) for n in range(3)]
+        setattr(pipe, step, interrupted_step)
         started = time.monotonic()
         if started_by == "close":
             with pytest.raises(Interrupt):
                 pipe.close()
-        done, _ = await asyncio.wait({waiting}, timeout=timeout + MARGIN_S + 2)
+        done, _ = await asyncio.wait(waiting, timeout=timeout + MARGIN_S + 2)
         took = time.monotonic() - started
     finally:
         private_server.resume()
     assert landed, "the exception never landed"
-    assert done, "a waiter of the pipe was stranded past its timeout"
-    error = waiting.exception()
-    assert isinstance(error, (RedisPyConnectionError, RedisPyTimeoutError)), error
+    assert len(done) == len(waiting), "a waiter of the pipe was stranded past its timeout"
+    for future in waiting:
+        error = future.exception()
+        assert isinstance(error, (RedisPyConnectionError, RedisPyTimeoutError)), error
     assert took < timeout + MARGIN_S
+    assert pipe.closed
+
+
+async def test_a_command_queued_half_never_takes_another_commands_reply(
+    private_server: RedisServer,
+) -> None:
+    """A handler's exception in a command's queueing, then again in its clean-up.
+
+    The first lands after the command's waiter was queued and before its bytes
+    were written; the second cuts short the clean-up that closes the pipe. The
+    pipe, left open with a waiter that has no command, must not hand the next
+    commands' replies to the wrong waiters: it closes on its next use, and
+    the commands it refuses fail as never sent (the channel sends them
+    elsewhere). Every other command gets its own reply, within the timeout.
+    """
+    config = RedisConfig(host=private_server.host, port=private_server.port, timeout=1000)
+    pipe = await open_pipe(endpoint(config))
+    for key in (b"a", b"b", b"c"):
+        assert await pipe.call(pack_set(key, b"value of " + key)) == b"OK"
+    write, clean_up = pipe._write, pipe._interrupted
+
+    def interrupted_write(data: bytes, idle: bool) -> None:
+        pipe._write = write  # type: ignore[method-assign]
+        raise Interrupt("landed as the command was queued")
+
+    def interrupted_clean_up() -> None:
+        pipe._interrupted = clean_up  # type: ignore[method-assign]
+        raise Interrupt("landed in the clean-up")
+
+    pipe._write = interrupted_write  # type: ignore[method-assign]
+    pipe._interrupted = interrupted_clean_up  # type: ignore[method-assign]
+    with pytest.raises(Interrupt):
+        pipe.call(pack_get(b"a"))
+    sent: dict[bytes, asyncio.Future[object]] = {}
+    got: dict[bytes, object] = {}
+    for key in (b"b", b"c"):  # queued together: the second's reply must not be the first's
+        try:
+            sent[key] = pipe.call(pack_get(key))
+        except RedisPyConnectionError as exc:
+            got[key] = "refused: never sent" if getattr(exc, "pevensie_not_sent", False) else exc
+    if sent:
+        done, _ = await asyncio.wait(sent.values(), timeout=1 + MARGIN_S)
+        assert len(done) == len(sent), "a command waited past its timeout"
+    for key, future in sent.items():
+        got[key] = future.exception() or future.result()
+    for key, outcome in got.items():
+        mine = outcome in ("refused: never sent", b"value of " + key)
+        failed = isinstance(outcome, RedisPyConnectionError) and key in sent
+        assert mine or failed, (key, outcome)
     assert pipe.closed

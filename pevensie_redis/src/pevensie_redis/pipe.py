@@ -489,6 +489,8 @@ class Pipe(PipeCore[_Slot]):
             waiter.lock.release()
 
     def _fail(self, waiter: _Slot, error: BaseException) -> None:
+        if waiter.state != _PENDING:
+            return  # failed already (an abort cut short, then finished)
         waiter.outcome = copy_error(error)
         waiter.state = _FAILED
         if waiter.lock is not None and not waiter.woken:

@@ -17,10 +17,11 @@ the order of the bytes on the wire. That design gives:
 - **bounded waits**: one timer per pipe watches the oldest outstanding
   command; when it has waited ``timeout`` seconds the server is considered
   stalled, the connection is closed and every outstanding command fails with
-  a timeout (a stalled server answers none of them). An exception from
-  outside (a signal handler's) that cuts a closing short, before the
-  connection itself is closed, strands no command: the timer finishes the
-  closing by the waiting commands' deadline.
+  a timeout (a stalled server answers none of them). The timer is never
+  cancelled while a command waits, and re-arms itself before anything else
+  it does: an exception from outside (a signal handler's) that cuts a
+  closing short, or lands in the timer itself, strands no command: the timer
+  finishes the closing by the waiting commands' deadline.
 
 The sync face's twin is :mod:`~pevensie_redis.pipe` (threads share a socket).
 Errors are redis-py's exception classes (``ConnectionError``,
@@ -82,7 +83,11 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         self._transport: _Transport | None = None
         self._out: list[bytes] = []
         self._flush_pending = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
+        """The event-loop time :attr:`_timer` fires."""
+        self._sending = False
+        """A command is being queued: seen set anywhere else, its queueing was cut short."""
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self._listening: asyncio.Future[None] | None = None
@@ -101,6 +106,9 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
+        if self._sending:  # a command queued half, and the pipe not closed: replies may not match
+            self._interrupted()
+            return
         self._received(data)
         listening = self._listening
         if listening is not None and not listening.done():
@@ -152,20 +160,22 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         ``timeout``: seconds for this reply instead of the pipe's (shorter; on
         a pipe where it is the only command, as the listener's ``PING``).
         """
-        if self._closed is not None:
-            raise closed_error(self._closed)
+        if self._closed is not None or self._sending:
+            raise self._refusal()
         future = self._loop.create_future()
         deadline = self._loop.time() + (self._timeout if timeout is None else timeout)
         idle = not self._waiting
+        self._sending = True
         try:
             self._waiting.append((future, deadline))
             self._write(packed, idle)
             timer = self._timer
             if timer is None:
-                self._timer = self._loop.call_at(deadline, self._expire)
-            elif timeout is not None and timer.when() > deadline:
+                self._arm(deadline)
+            elif timeout is not None and self._timer_at > deadline:
                 timer.cancel()
-                self._timer = self._loop.call_at(deadline, self._expire)
+                self._arm(deadline)
+            self._sending = False
         except BaseException:
             self._interrupted()  # half queued, or no timer watching it
             raise
@@ -173,17 +183,19 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
 
     def send_many(self, commands: Sequence[bytes]) -> list[asyncio.Future[Any]]:
         """Write several packed commands at once; return their replies' futures, in order."""
-        if self._closed is not None:
-            raise closed_error(self._closed)
+        if self._closed is not None or self._sending:
+            raise self._refusal()
         loop = self._loop
         deadline = loop.time() + self._timeout
         futures = [loop.create_future() for _ in commands]
         idle = not self._waiting
+        self._sending = True
         try:
             self._waiting.extend([(future, deadline) for future in futures])
             self._write(b"".join(commands), idle)
             if self._timer is None:
-                self._timer = loop.call_at(deadline, self._expire)
+                self._arm(deadline)
+            self._sending = False
         except BaseException:
             self._interrupted()  # half queued, or no timer watching them
             raise
@@ -228,6 +240,17 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         """Close the connection; commands still waiting fail with ``ConnectionError``."""
         self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was closed"))
 
+    def _refusal(self) -> BaseException:
+        """Return the error for a command offered to a closed pipe, which it does not take.
+
+        A pipe not closed yet, whose last command was queued only half (its
+        caller's clean-up cut short by another exception from outside), is
+        closed first: its replies may no longer match its waiters.
+        """
+        if self._closed is None:
+            self._interrupted()
+        return closed_error(self._closed or RedisPyConnectionError(self.endpoint.label))
+
     def _interrupted(self) -> None:
         """Close the pipe: an exception (a signal handler's) came between a waiter and its bytes.
 
@@ -243,11 +266,13 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
 
         Landing after the pipe was marked closed and before its connection was,
         it would leave the commands still waiting with nothing to answer them
-        but a stalled server, and no timer: the timer armed for them runs this.
+        but a stalled server: the timer armed for them runs this (and stays
+        armed until none waits, should this be cut short too).
         """
-        self._shut()
-        if self._closed is not None:
-            self._abort(self._closed)
+        closed = self._closed
+        if closed is not None:
+            self._shut()
+            self._abort(closed)
 
     def close_if_idle(self) -> bool:
         """Close the connection if no command waits for its reply; return whether it is closed."""
@@ -288,9 +313,6 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
     def _shut(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._resume is not None:
             self._resume.cancel()
             self._resume = None
@@ -301,27 +323,45 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         if listening is not None and not listening.done():
             listening.set_result(None)
 
+    def _settled(self) -> None:
+        timer, self._timer = self._timer, None  # no waiter left to watch
+        if timer is not None:
+            timer.cancel()
+
+    def _arm(self, when: float) -> None:
+        """Run :meth:`_expire` at event-loop time ``when`` (the only place the timer is set)."""
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._expire)
+
     def _expire(self) -> None:
-        self._timer = None
+        """Fail the commands whose deadline passed, or finish an abort cut short (the timer).
+
+        While a command waits, the timer is armed again first of all (before
+        any closing starts): should an exception from outside land in this
+        callback (the event loop logs it and goes on), the waiters keep their
+        timer.
+        """
+        waiting = self._waiting
+        if not waiting:
+            self._timer = None
+            return
+        now = self._loop.time()
+        deadline = waiting[0][1]
+        if deadline > now and self._closed is None and not self._sending:
+            self._arm(deadline)
+            return
+        self._arm(now + _FINISH_AFTER)  # should what follows be cut short, this finishes it
         if self._closed is not None:
-            if self._waiting:
-                self._finish_abort()
-            return
-        if not self._waiting:
-            return
-        deadline = self._waiting[0][1]
-        if deadline <= self._loop.time():
-            # Armed again first: should the abort be cut short, this finishes it (_shut
-            # cancels it once the connection is closed).
-            self._timer = self._loop.call_later(_FINISH_AFTER, self._expire)
+            self._finish_abort()
+        elif self._sending:  # a command queued half, its caller's clean-up cut short
+            self._interrupted()
+        else:
             self._abort(
                 RedisPyTimeoutError(
                     f"Timeout reading from {self.endpoint.label} "
                     f"(no reply within {self._timeout:g} s)"
                 )
             )
-        else:
-            self._timer = self._loop.call_at(deadline, self._expire)
 
 
 async def open_pipe(endpoint: Endpoint, *, bulk: bool = False) -> Pipe:

@@ -179,6 +179,9 @@ class PipeCore(Generic[_W]):
         """Close the connection itself (called once, by :meth:`_abort`)."""
         raise NotImplementedError
 
+    def _settled(self) -> None:
+        """Every waiter of the closed pipe has failed (called by each abort that gets that far)."""
+
     def _idle(self) -> bool:
         """Whether no command is in flight or offered (a retired pipe then closes)."""
         return not self._waiting
@@ -288,7 +291,13 @@ class PipeCore(Generic[_W]):
         return rest
 
     def _abort(self, error: BaseException) -> None:
-        """Close the pipe (once) and fail every waiter; later sends raise ``error``."""
+        """Close the pipe (once) and fail every waiter; later sends raise ``error``.
+
+        Each waiter leaves the queue only once failed: an exception from
+        outside (a signal handler's) landing in between leaves it queued, for
+        the next abort (the connection's loss, the pipe's timer) to fail,
+        never failed by no one.
+        """
         if self._closed is None:
             self._closed = error
             self._shut()
@@ -296,7 +305,9 @@ class PipeCore(Generic[_W]):
                 self.on_close()
         waiting = self._waiting
         while waiting:
-            self._fail(waiting.popleft(), error)
+            self._fail(waiting[0], error)  # failing a waiter twice does nothing more
+            waiting.popleft()
+        self._settled()
 
     def forget(self) -> None:
         """Drop this pipe in a forked child: its socket is the parent's, left untouched."""
