@@ -563,6 +563,7 @@ class Pipe(PipeCore[_Slot]):
     def forget(self) -> None:
         """Drop this pipe in a forked child: its socket is the parent's, left untouched."""
         super().forget()
+        self._to_wake.clear()  # the parent's callers: none of them is in this process
         self._socket_closed = True
 
 
