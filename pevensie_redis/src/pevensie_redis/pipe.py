@@ -12,6 +12,11 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   its slot (and waking that slot's thread), until its own reply has come; then
   it hands the role to the next waiting thread. Replies from one ``recv`` go
   to many callers;
+- **woken one at a time**: the reader wakes the first caller whose reply came,
+  and each woken caller wakes the next as it leaves :meth:`Pipe.call`. A
+  thread woken while another holds the GIL only finds it taken and sleeps
+  again, so waking them all at once costs two extra context switches each;
+  the next reader is woken last, and writes what they sent meanwhile at once;
 - **bounded waits**: a caller never waits past its deadline (``timeout`` after
   it sent); a reader or a follower that finds the oldest command overdue
   closes the pipe ("stalled server"), failing every waiter;
@@ -40,6 +45,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -113,6 +119,8 @@ class Pipe(PipeCore[_Slot]):
         """Whose slot holds the reader role, if any."""
         self._socket_closed = False
         self._send = stream.sendall
+        self._to_wake: deque[_Slot] = deque()
+        """Parked callers whose replies have come, not woken yet (see :meth:`_wake_next`)."""
 
     @property
     def socket(self) -> socket.socket:
@@ -132,7 +140,11 @@ class Pipe(PipeCore[_Slot]):
         """
         slot = _Slot(_monotonic() + (self._timeout if timeout is None else timeout))
         self._enqueue(packed, (slot,))
-        self._wait(slot)
+        try:
+            self._wait(slot)
+        finally:
+            if self._to_wake:
+                self._wake_next()
         if slot.state == _REPLIED:
             return slot.outcome
         raise slot.outcome
@@ -144,7 +156,11 @@ class Pipe(PipeCore[_Slot]):
         last = slots[-1]
         last.waited = True
         self._enqueue(commands[0] if len(commands) == 1 else b"".join(commands), slots)
-        self._wait(last)
+        try:
+            self._wait(last)
+        finally:
+            if self._to_wake:
+                self._wake_next()
         for slot in slots:
             if slot.state != _REPLIED:
                 raise slot.outcome
@@ -175,6 +191,9 @@ class Pipe(PipeCore[_Slot]):
         except BaseException:
             self._left(reader)
             raise
+        finally:
+            if self._to_wake:
+                self._wake_next()
         return arrived
 
     def close(self) -> None:
@@ -204,16 +223,14 @@ class Pipe(PipeCore[_Slot]):
         """
         lock = self._lock
         entry = (data, slots)
+        # Whether an idle pipe's socket has bytes waiting, asked before taking the lock:
+        # a thread that waits for the socket while holding the lock stalls every other.
+        suspect = not self._waiting and not self._queued and self._peek_readable()
         try:
             with lock:
                 if self._closed is not None:
                     raise closed_error(self._closed)
-                if (
-                    not self._waiting
-                    and not self._queued
-                    and self._stream.idle_readable()
-                    and self._dead()
-                ):
+                if suspect and not self._waiting and not self._queued and self._dead():
                     raise closed_error(self._closed or RedisPyConnectionError())
                 self._queued.append(entry)
                 if self._writer is not None or self._leader is not None:
@@ -287,6 +304,10 @@ class Pipe(PipeCore[_Slot]):
             while True:
                 with lock:
                     if slot.state:
+                        slot.woken = True  # nobody is to wake it any more
+                        if self._leader is slot:  # failed before it took the reader role up
+                            self._leader = None
+                            self._hand_on()
                         return
                     leader = self._leader
                     if leader is None:
@@ -305,6 +326,8 @@ class Pipe(PipeCore[_Slot]):
                     return
                 remaining = slot.deadline - _monotonic()
                 if remaining > 0 and parked.acquire(True, remaining):
+                    if slot.state != _PENDING and self._leader is not slot:
+                        return  # replied (woken by the caller before it: see _wake_next)
                     continue  # replied, failed or handed the reader role: see above
                 with lock:
                     if slot.state or self._leader in (slot, None):
@@ -331,6 +354,8 @@ class Pipe(PipeCore[_Slot]):
                 oldest = waiting[0].deadline
             except IndexError:  # aborted meanwhile
                 oldest = slot.deadline
+            if self._to_wake:
+                self._wake_next()
             remaining = oldest - _monotonic()
             if remaining <= 0:
                 if wait_readable(0):  # the replies came, and nobody read them yet
@@ -411,6 +436,25 @@ class Pipe(PipeCore[_Slot]):
         slot.reading = False
         return len(data)
 
+    def _wake_next(self) -> None:
+        """Wake the first parked caller whose reply has come; it wakes the next one.
+
+        One at a time: a caller woken while another holds the GIL runs only to
+        find it taken and sleeps again. Each caller wakes the next when it
+        leaves :meth:`call` (returning or raising), by which time the GIL is
+        about to be free for it; the reader wakes the first.
+        """
+        to_wake = self._to_wake
+        with self._lock:
+            while to_wake:
+                waiter = to_wake.popleft()
+                if not waiter.woken and not waiter.left:
+                    waiter.woken = True
+                    break
+            else:
+                return
+        waiter.lock.release()
+
     def _hand_on(self) -> None:
         """Give the reader role to a parked caller (the pipe's lock is held)."""
         if self._closed is not None:
@@ -423,8 +467,13 @@ class Pipe(PipeCore[_Slot]):
             # it writes what is queued before it waits for replies.
             if slot.waited and not slot.left and not slot.woken and slot.lock is not None:
                 self._leader = slot
-                slot.woken = True
-                slot.lock.release()
+                if self._to_wake:
+                    # After the callers whose replies came (see _wake_next): it then
+                    # writes the commands they send meanwhile, in one write.
+                    self._to_wake.append(slot)
+                else:
+                    slot.woken = True
+                    slot.lock.release()
                 return
 
     def _left(self, slot: _Slot) -> None:
@@ -445,6 +494,16 @@ class Pipe(PipeCore[_Slot]):
                 self._roles_released()
             else:
                 self._hand_on()
+
+    def _peek_readable(self) -> bool:
+        """Whether the socket has bytes (or the end of the stream) waiting, without waiting."""
+        try:
+            self._sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True  # :meth:`_dead` says what
+        return True
 
     def _dead(self) -> bool:
         """Whether an idle pipe whose socket is readable was closed (the lock is held).
@@ -485,8 +544,7 @@ class Pipe(PipeCore[_Slot]):
         waiter.outcome = reply
         waiter.state = _REPLIED
         if waiter.lock is not None and not waiter.woken:
-            waiter.woken = True
-            waiter.lock.release()
+            self._to_wake.append(waiter)
 
     def _fail(self, waiter: _Slot, error: BaseException) -> None:
         if waiter.state != _PENDING:
@@ -529,6 +587,7 @@ class Pipe(PipeCore[_Slot]):
     def forget(self) -> None:
         """Drop this pipe in a forked child: its socket is the parent's, left untouched."""
         super().forget()
+        self._to_wake.clear()  # the parent's callers: none of them is in this process
         self._socket_closed = True
 
 
@@ -539,7 +598,7 @@ class _Stream:
     other greenlets run, and a ``gevent.Timeout`` raised into it has read nothing.
     """
 
-    __slots__ = ("_idle", "_readable", "_timeout", "_writable", "sock")
+    __slots__ = ("_readable", "_timeout", "_writable", "sock")
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         sock.setblocking(False)
@@ -549,16 +608,10 @@ class _Stream:
         self._readable.register(sock, select.POLLIN)
         self._writable = select.poll()
         self._writable.register(sock, select.POLLOUT)
-        self._idle = select.poll()  # a third: two threads must never poll one object at once
-        self._idle.register(sock, select.POLLIN)
 
     def wait_readable(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for bytes (or the end of the stream); say whether any came."""
         return bool(self._readable.poll(math.ceil(seconds * 1000)))
-
-    def idle_readable(self) -> bool:
-        """Whether the socket has bytes (or the end of the stream) waiting, without waiting."""
-        return bool(self._idle.poll(0))
 
     def recv(self) -> bytes:
         """Return the bytes waiting (``b""``: none yet); raise ``EOFError`` at the end."""
