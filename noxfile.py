@@ -93,9 +93,18 @@ def tests(session: nox.Session) -> None:
 # either distribution; applications choose their loop.
 UVLOOP_FLOOR = "0.17.0"
 # What the floor release runs: the modules whose tests drive the loop's transports,
-# timers and cancellation through the driver's own I/O (one server, the reliability
-# suite, the loop's own tests). What differs between uvloop releases is there.
-UVLOOP_FLOOR_TESTS = ["tests/redis", "tests/reliability", "tests/test_event_loop.py"]
+# timers, reading pauses, TLS and cancellation through the driver's own I/O (the
+# reliability suite, large values, TLS, the near cache's invalidation connection, the
+# loop's own tests). What differs between uvloop releases is there.
+UVLOOP_FLOOR_TESTS = [
+    "tests/reliability",
+    "tests/test_event_loop.py",
+    "tests/redis/test_large_values.py",
+    "tests/redis/test_large_reads_in_the_background.py",
+    "tests/redis/test_tls.py",
+    "tests/redis/test_near_breaks.py",
+    "tests/redis/test_driver_errors.py",
+]
 # What CI's uvloop pass leaves out (`-- --ci`): modules whose async face awaits no I/O
 # (the memory driver's conformance, the conformance suite's own rules) and the
 # resharding runs, whose slot moves take the same steps on any loop. `nox -s uvloop`
