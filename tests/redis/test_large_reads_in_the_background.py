@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from pevensie_cache import ConfigError, cache
 from pevensie_redis import RedisConfig
@@ -49,6 +51,19 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(Pacer, "pause", recording)
     return asked
+
+
+@pytest_asyncio.fixture
+async def c(pevensie_redis_server: RedisServer) -> AsyncIterator[Any]:
+    """An async cache on the test server with :data:`OPTIONS` (its large reads paced)."""
+    server = pevensie_redis_server
+    opened = await cache.new_async(
+        driver="redis", host=server.host, port=server.port, **OPTIONS
+    ).connect()
+    try:
+        yield opened
+    finally:
+        await opened.disconnect()
 
 
 def channel_of(c: Any) -> Any:
@@ -89,16 +104,9 @@ async def small_gets_and_a_paced_large_read(c: Any, pauses: list[float]) -> None
 
 
 async def test_small_gets_go_on_and_a_paced_large_read_ends_within_its_timeout(
-    pevensie_redis_server: RedisServer, pauses: list[float]
+    c: Any, pauses: list[float]
 ) -> None:
-    server = pevensie_redis_server
-    c = await cache.new_async(
-        driver="redis", host=server.host, port=server.port, **OPTIONS
-    ).connect()
-    try:
-        await small_gets_and_a_paced_large_read(c, pauses)
-    finally:
-        await c.disconnect()
+    await small_gets_and_a_paced_large_read(c, pauses)
 
 
 @pytest.mark.server_dependent
@@ -123,68 +131,52 @@ async def test_a_paced_large_read_over_tls_ends_within_its_timeout(
 
 
 async def test_a_cancelled_large_read_leaves_the_large_connection_reading(
-    pevensie_redis_server: RedisServer, pauses: list[float]
+    c: Any, pauses: list[float]
 ) -> None:
-    server = pevensie_redis_server
-    c = await cache.new_async(
-        driver="redis", host=server.host, port=server.port, **OPTIONS
-    ).connect()
+    await c.set("big", "1", LARGE)
+    await c.set_many("small", SMALL, None)
+    assert await c.get("big", "1") == LARGE
+    bulk = channel_of(c)._bulk
+    assert bulk is not None
+    stop = False
+
+    async def small(n: int) -> None:
+        i = n
+        while not stop:
+            key = str(i % len(SMALL))
+            assert await c.get("small", key) == SMALL[key]
+            i += 1
+
+    tasks = [asyncio.create_task(small(n)) for n in range(4)]
     try:
-        await c.set("big", "1", LARGE)
-        await c.set_many("small", SMALL, None)
+        reading = asyncio.create_task(c.get("big", "1"))
+        for _ in range(500):  # until the large connection pauses its reading
+            if any(seconds > 0 for seconds in pauses):
+                break
+            await asyncio.sleep(0.01)
+        assert any(seconds > 0 for seconds in pauses), "the large read was paced"
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        # While small gets go on: the cancelled read's reply is still read off the
+        # connection (and dropped), then this one's.
         assert await c.get("big", "1") == LARGE
-        bulk = channel_of(c)._bulk
-        assert bulk is not None
-        stop = False
-
-        async def small(n: int) -> None:
-            i = n
-            while not stop:
-                key = str(i % len(SMALL))
-                assert await c.get("small", key) == SMALL[key]
-                i += 1
-
-        tasks = [asyncio.create_task(small(n)) for n in range(4)]
-        try:
-            reading = asyncio.create_task(c.get("big", "1"))
-            for _ in range(500):  # until the large connection pauses its reading
-                if any(seconds > 0 for seconds in pauses):
-                    break
-                await asyncio.sleep(0.01)
-            assert any(seconds > 0 for seconds in pauses), "the large read was paced"
-            reading.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await reading
-            # While small gets go on: the cancelled read's reply is still read off the
-            # connection (and dropped), then this one's.
-            assert await c.get("big", "1") == LARGE
-        finally:
-            stop = True
-            await asyncio.gather(*tasks)
-        assert await c.get("big", "1") == LARGE  # and with no small traffic
-        assert channel_of(c)._bulk is bulk
-        assert not bulk.closed
     finally:
-        await c.disconnect()
+        stop = True
+        await asyncio.gather(*tasks)
+    assert await c.get("big", "1") == LARGE  # and with no small traffic
+    assert channel_of(c)._bulk is bulk
+    assert not bulk.closed
 
 
-async def test_with_no_small_traffic_a_large_read_is_not_paced(
-    pevensie_redis_server: RedisServer, pauses: list[float]
-) -> None:
-    server = pevensie_redis_server
-    c = await cache.new_async(
-        driver="redis", host=server.host, port=server.port, **OPTIONS
-    ).connect()
-    try:
-        await c.set("big", "1", LARGE)
-        await c.get("big", "1")
-        await asyncio.sleep(0.1)  # the set's reply is a while back: no small command is served
-        pauses.clear()
-        assert await c.get("big", "1") == LARGE
-        assert pauses, "the large connection's reads went through its pacer"
-        assert all(seconds == 0 for seconds in pauses)
-    finally:
-        await c.disconnect()
+async def test_with_no_small_traffic_a_large_read_is_not_paced(c: Any, pauses: list[float]) -> None:
+    await c.set("big", "1", LARGE)
+    await c.get("big", "1")
+    await asyncio.sleep(0.1)  # the set's reply is a while back: no small command is served
+    pauses.clear()
+    assert await c.get("big", "1") == LARGE
+    assert pauses, "the large connection's reads went through its pacer"
+    assert all(seconds == 0 for seconds in pauses)
 
 
 def test_small_gets_go_on_and_a_paced_large_read_ends_within_its_timeout_on_the_sync_face(
