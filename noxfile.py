@@ -105,15 +105,6 @@ UVLOOP_FLOOR_TESTS = [
     "tests/redis/test_near_breaks.py",
     "tests/redis/test_driver_errors.py",
 ]
-# What CI's uvloop pass leaves out (`-- --ci`): modules whose async face awaits no I/O
-# (the memory driver's conformance, the conformance suite's own rules) and the
-# resharding runs, whose slot moves take the same steps on any loop. `nox -s uvloop`
-# without it runs them too.
-UVLOOP_CI_SKIPS = [
-    "tests/test_memory_conformance.py",
-    "tests/test_conformance_rules.py",
-    "tests/cluster/test_resharding.py",
-]
 
 
 @nox.session
@@ -126,8 +117,7 @@ def uvloop(session: nox.Session, release: str) -> None:
     tests that do not drive the sync face, the tests parametrized onto the async
     face (the near cache's, which run their own loop in a thread) and those marked
     ``event_loop``. ``release``: the newest uvloop runs every async test suite;
-    uvloop at UVLOOP_FLOOR runs UVLOOP_FLOOR_TESTS. ``-- --ci`` leaves out
-    UVLOOP_CI_SKIPS (CI passes it). In 4 test processes; other ``-- ARGS`` go to
+    uvloop at UVLOOP_FLOOR runs UVLOOP_FLOOR_TESTS. In 4 test processes; ``-- ARGS`` go to
     pytest (a path narrows the selection further).
     """
     _install(session, "test", "compat")
@@ -135,9 +125,6 @@ def uvloop(session: nox.Session, release: str) -> None:
     session.install(*PLUGIN_FIXTURES, TEST_SUPPORT, pin)
     env = {"PEVENSIE_TEST_EVENT_LOOP": "uvloop"}
     args = list(session.posargs)
-    if "--ci" in args:
-        args.remove("--ci")
-        args += [f"--ignore={path}" for path in UVLOOP_CI_SKIPS]
     if release == "lowest" and not any(arg.startswith("tests") for arg in args):
         args = [*UVLOOP_FLOOR_TESTS, *args]
     _pytest(session, *WORKERS, *args, env=env)
