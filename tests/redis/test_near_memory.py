@@ -110,8 +110,15 @@ def test_memory_stays_within_the_byte_bound_while_10000_large_values_are_read(
             f"{stats.evictions} evictions"
         )
         one = sys.getsizeof(b"memory:9999") + sys.getsizeof(filler + "12345678") + ENTRY_OVERHEAD
-        assert 8 * MiB // one - 1 <= stats.entries <= 8 * MiB // one  # maybe one small marker
-        assert stats.evictions >= READS - stats.entries
+        capacity = 8 * MiB // one
+        assert stats.entries <= capacity
+        # Every value read was kept, evicted for the bound or dropped by a flush: on a
+        # loaded machine a PING of the invalidation channel can go unanswered for a
+        # heartbeat, and the store is then emptied (at most `capacity` entries each time)
+        # and refilled once the channel listens again.
+        assert stats.evictions >= READS - stats.entries - stats.flushes * capacity
+        if not stats.flushes:
+            assert stats.entries >= capacity - 1  # full, but maybe for one small marker
         assert highest <= 9 * MiB
     finally:
         face.close()
