@@ -116,8 +116,22 @@ async def test_a_storm_of_handler_exceptions_reaches_async_callers_and_no_value_
                     other.append(exc)
                 longest = max(longest, time.monotonic() - began)
 
+        readers = [asyncio.ensure_future(reader(n)) for n in range(4)]
         with Alarms(every=0.0007):
-            await asyncio.gather(*(reader(n) for n in range(4)))
+            _, stuck = await asyncio.wait(
+                readers, timeout=STORM_SECONDS + TIMEOUT_MS / 1000 + 2 * MARGIN_S
+            )
+        # A reader left waiting after every call's timeout has passed is one of two things.
+        # Its call's future still pending: the driver stranded it (a defect). Its call's
+        # future done: the driver answered in time, and the event loop lost the reader's
+        # wakeup. asyncio schedules and runs a task's wakeup in Python code (`call_soon`,
+        # `Handle._run`), where the handler's exception can land and drop it (seen once
+        # in some hundred storm runs); no driver can wake such a task.
+        awaited = [getattr(task, "_fut_waiter", None) for task in stuck]
+        assert [f for f in awaited if f is not None and not f.done()] == [], (
+            "a call waited past its timeout"
+        )
+        assert len(stuck) <= 1, f"the loop lost {len(stuck)} wakeups of 4 readers"
         assert wrong == []
         # CPython 3.11 drops the inner frames from the traceback of an exception raised
         # while a coroutine chain unwinds an exception an event loop threw into it (a
