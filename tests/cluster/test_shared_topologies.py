@@ -131,3 +131,43 @@ def test_a_lease_is_dropped_when_its_holder_dies(tmp_path: Path) -> None:
         holder.wait()
     with hold(lock, timeout=5, what="the lease"):  # the kernel dropped the dead holder's lock
         pass
+
+
+def test_a_test_alone_takes_a_free_copy_and_a_copy_starts_only_when_every_one_is_busy(
+    tmp_path: Path,
+) -> None:
+    run = SharedRun(tmp_path / "run")
+    run.directory.mkdir()
+    starts: list[LocalCluster] = []
+
+    def start() -> LocalCluster:
+        starts.append(start_cluster(3, 0))
+        return starts[-1]
+
+    try:
+        with run.alone_on("small", start, copies=2, timeout=5) as first:
+            with run.alone_on("small", start, copies=2, timeout=5) as second:
+                assert {node.port for node in first.nodes}.isdisjoint(
+                    node.port for node in second.nodes
+                )
+                # Both copies busy, no third allowed: the wait ends in a typed error.
+                with (
+                    pytest.raises(TopologyError, match="one of the 2 copies of the shared small"),
+                    run.alone_on("small", start, copies=2, timeout=0.3),
+                ):
+                    pass
+            # The second copy is free again: taken as it is, not started anew.
+            with run.alone_on("small", start, copies=2, timeout=5) as again:
+                assert again.port == second.port
+        assert len(starts) == 2
+        # Tests sharing the first copy hold it: a test alone gets the other one...
+        with hold(run.directory / "small.lease", exclusive=False, timeout=5, what="a turn"):
+            with run.alone_on("small", start, copies=2, timeout=5) as alone:
+                assert alone.port == second.port
+            # ...and the first copy is preferred by nobody alone while it is shared.
+            with run.alone_on("small", start, copies=2, timeout=5) as alone:
+                assert alone.port != first.port
+        assert len(starts) == 2
+    finally:
+        stop_recorded(run.directory)
+    assert not any(Path(f"/proc/{node.pid}").exists() for c in starts for node in c.nodes)

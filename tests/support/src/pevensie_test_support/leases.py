@@ -17,9 +17,29 @@ from pathlib import Path
 
 from pevensie_test_support.nodes import TopologyError
 
-__all__ = ["hold"]
+__all__ = ["hold", "take"]
 
-_POLL = 0.01
+POLL = 0.01
+"""Seconds between two tries for a lock held by another process."""
+
+
+def take(path: Path, *, exclusive: bool = True) -> int | None:
+    """Take an ``flock`` on ``path`` now, if no holder is in the way.
+
+    Returns the open file descriptor that holds the lock (``os.close`` it to
+    let go), or None when another holder is in the way.
+    """
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    try:
+        fcntl.flock(handle, mode)
+    except BlockingIOError:
+        os.close(handle)
+        return None
+    except BaseException:
+        os.close(handle)
+        raise
+    return handle
 
 
 @contextmanager
@@ -29,20 +49,14 @@ def hold(path: Path, *, exclusive: bool = True, timeout: float, what: str) -> It
     Waits up to ``timeout`` seconds for the holders in the way, then raises
     :class:`~pevensie_test_support.TopologyError` naming ``what``.
     """
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    while (handle := take(path, exclusive=exclusive)) is None:
+        if time.monotonic() >= deadline:
+            raise TopologyError(
+                f"waited {timeout:g} s for {what}: another test process held it"
+            ) from None
+        time.sleep(POLL)
     try:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, mode)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TopologyError(
-                        f"waited {timeout:g} s for {what}: another test process held it"
-                    ) from None
-                time.sleep(_POLL)
         yield
     finally:
         os.close(handle)  # drops the lock

@@ -6,12 +6,13 @@ Loaded wherever this package is installed, so ``tests/cluster``,
 The shared topologies (``redis_cluster``, ``auth_cluster``, ``tls_cluster``,
 ``redis_sentinel``, ``guarded_sentinel``, ``acl_sentinel``, ``tls_sentinel``)
 are started once per run and shared by every test process (pytest-xdist
-workers included; see :mod:`pevensie_test_support.shared`). A test holds the
-topology alone while it runs (an exclusive lease: tests on it take turns,
-across processes, as they did on a topology of their process's own), so it may
-flush it, count every key or read server-wide statistics; a test marked
+workers included; see :mod:`pevensie_test_support.shared`). A test holds a
+copy of the topology alone while it runs (an exclusive lease: tests take turns
+on each copy, across processes; a second copy starts only when the first is
+busy, up to one per test process), so it may flush it, count every key or read
+server-wide statistics; a test marked
 ``shares_topology`` touches only keys no other test uses and reads nothing
-server-wide, and runs alongside others on it (a shared lease). Tests that kill,
+server-wide, and runs alongside others on the first copy (a shared lease). Tests that kill,
 pause or reshard get a topology of their own (``fresh_cluster``,
 ``steady_sentinel``...), so a failover never leaks into another test; a shared
 node refuses to be killed. Every process is killed by PID at the end of the
@@ -82,7 +83,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not started:
         return
     terminalreporter.write_sep("-", "pevensie shared topologies")
-    terminalreporter.write_line(f"started once for the run: {', '.join(started)}")
+    terminalreporter.write_line(f"started for the run (name.N: a copy): {', '.join(started)}")
     for name, (count, total, longest) in sorted(waits.items()):
         terminalreporter.write_line(
             f"{name}: {count} tests waited for a turn, {total:.1f} s in all "
@@ -103,17 +104,26 @@ def _run(request: pytest.FixtureRequest) -> SharedRun:
 def _leased(
     request: pytest.FixtureRequest, name: str, start: Callable[[], Topology]
 ) -> Iterator[Topology]:
-    """Yield the run's topology ``name`` for one test, holding its lease meanwhile."""
+    """Yield the run's topology ``name`` for one test, holding its lease meanwhile.
+
+    A test marked :data:`SHARES_TOPOLOGY` shares the first copy with the others so
+    marked; any other test gets a copy alone, of at most one copy per test process.
+    """
     run = _run(request)
-    topology = run.topology(name, start)
-    alone = request.node.get_closest_marker(SHARES_TOPOLOGY) is None
     asked = time.monotonic()
-    with hold(
-        run.directory / f"{name}.lease",
-        exclusive=alone,
-        timeout=LEASE_WAIT,
-        what=f"a turn on the shared {name}",
-    ):
+    if request.node.get_closest_marker(SHARES_TOPOLOGY) is not None:
+        topology = run.topology(name, start)
+        with hold(
+            run.directory / f"{name}.lease",
+            exclusive=False,
+            timeout=LEASE_WAIT,
+            what=f"a turn on the shared {name}",
+        ):
+            run.note_wait(name, time.monotonic() - asked)
+            yield topology
+        return
+    copies = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    with run.alone_on(name, start, copies=max(1, copies), timeout=LEASE_WAIT) as topology:
         run.note_wait(name, time.monotonic() - asked)
         yield topology
 

@@ -15,6 +15,9 @@ recorded process by PID (:func:`stop_recorded`), pass or fail; CI's PID file
 (``PEVENSIE_TEST_PID_FILE``) lists them too, as every started server.
 
 Tests take turns on a shared topology through leases (:mod:`~pevensie_test_support.leases`).
+A test that needs a topology alone (:meth:`SharedRun.alone_on`) takes any copy of it
+that is free: copies beyond the first are started only while every copy started so far
+is busy, so tests that flush or count a whole cluster stop queueing behind each other.
 """
 
 from __future__ import annotations
@@ -26,14 +29,16 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pevensie_redis.testing import RedisServer, TLSMaterial
 from pevensie_redis.testing.binaries import log_tail
 from pevensie_test_support.cluster import LocalCluster
-from pevensie_test_support.leases import hold
+from pevensie_test_support.leases import POLL, hold, take
+from pevensie_test_support.nodes import TopologyError
 from pevensie_test_support.sentinel import LocalSentinel
 
 __all__ = ["SharedNode", "SharedRun", "stop_recorded"]
@@ -184,6 +189,44 @@ class SharedRun:
                 self._attached[name] = _attach(json.loads(record_file.read_text()))
         attached = self._attached[name]
         return attached  # type: ignore[return-value]  # a name always gets the same kind
+
+    @contextmanager
+    def alone_on(
+        self, name: str, start: Callable[[], Topology], *, copies: int, timeout: float
+    ) -> Iterator[Topology]:
+        """Hold a copy of the topology ``name`` alone (an exclusive lease) for the block.
+
+        Copy 0 is ``name`` itself, the one tests marked as sharing run on
+        alongside each other; copies 1 to ``copies - 1`` (``name.1``...) start
+        only when every copy started so far is busy. A free copy other than the
+        first is preferred, so a test alone keeps copy 0 from the sharing tests
+        only when no other copy is free. Raises
+        :class:`~pevensie_test_support.TopologyError` after ``timeout`` seconds
+        without a free copy.
+        """
+        names = [name, *(f"{name}.{copy}" for copy in range(1, copies))]
+        deadline = time.monotonic() + timeout
+        while True:
+            started: list[str] = [n for n in names[1:] if (self.directory / f"{n}.json").exists()]
+            unstarted: list[str] = [n for n in names[1:] if n not in started]
+            # Started copies first (others before the first), then one copy more.
+            for candidate in [*started, name, *unstarted[:1]]:
+                handle = take(self.directory / f"{candidate}.lease")
+                if handle is not None:
+                    break
+            else:
+                if time.monotonic() >= deadline:
+                    raise TopologyError(
+                        f"waited {timeout:g} s for a turn on one of the {copies} copies of "
+                        f"the shared {name}: other test processes held them"
+                    )
+                time.sleep(POLL)
+                continue
+            try:
+                yield self.topology(candidate, start)
+            finally:
+                os.close(handle)  # drops the lease
+            return
 
     def tls_material(self, make: Callable[[Path], TLSMaterial]) -> TLSMaterial:
         """Return the run's TLS material (the first process to ask makes it with ``make``)."""
