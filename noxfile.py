@@ -294,7 +294,8 @@ LOWEST = {
 }
 # What the selected tests need besides: the OpenTelemetry SDK and Prometheus exporter of
 # the API floor (the instrument tests read metrics and spans through them; newer SDKs
-# require a newer API), and pytest-xdist, psutil and mypy from the development groups.
+# require a newer API), and pytest-xdist, pytest-timeout, psutil and mypy from the
+# development groups.
 LOWEST_TEST_NEEDS = [
     "opentelemetry-sdk==1.30.0",
     "opentelemetry-exporter-prometheus==0.51b0",
@@ -302,7 +303,7 @@ LOWEST_TEST_NEEDS = [
     *(
         r
         for r in nox.project.dependency_groups(PYPROJECT, "test")
-        if r.startswith(("psutil", "mypy"))
+        if r.startswith(("pytest-timeout", "psutil", "mypy"))
     ),
 ]
 # The tests that exercise those dependencies; see lowest's docstring.
