@@ -262,7 +262,7 @@ async def test_a_task_waiting_in_lock_is_woken_by_the_holders_release(store: Tar
                     return time.perf_counter()
 
             waiting = asyncio.create_task(wait())
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the waiter's first try failed; it waits (assumed, as above)
             released_from = time.perf_counter()
         at = await asyncio.wait_for(waiting, 30)
         assert at - released_from < 5.0

@@ -316,7 +316,7 @@ async def test_cluster_replica_with_its_link_cut_is_skipped_then_used_again(
         finally:
             mend_link(cut, saved)
         replicated(owner)
-        await asyncio.sleep(AVOID_SECONDS + 0.2)
+        await asyncio.sleep(AVOID_SECONDS + 0.2)  # the driver's own clock: its avoidance ends
         reset_stats([cut])
         for face in faces:
             await face.get_many("user", mine)
@@ -414,7 +414,7 @@ async def test_sentinel_replica_with_its_link_cut_is_skipped(
             for face in faces:
                 fresh = {key: f"new {face.name} {key}" for key in KEYS}
                 await face.set_many("user", fresh)
-                await asyncio.sleep(CHECK_INTERVAL + 0.2)
+                await asyncio.sleep(CHECK_INTERVAL + 0.2)  # its next read carries a check
                 for key in KEYS:
                     assert await face.get("user", key) == fresh[key], face.name
                 assert await face.get_many("user", KEYS) == fresh, face.name

@@ -213,12 +213,16 @@ def test_a_sentinel_failover_flushes_and_tracking_resumes_on_the_new_primary(
         old = own_sentinel.current_primary()
         with old.client(socket_timeout=20) as raw:
             flushes = cache_before(face, raw)
+            # The replication barrier for raw's own writes: WAIT returns once a replica
+            # has acknowledged them (faces.replicated's event; 15 s inside the socket's 20).
             assert raw.execute_command("WAIT", 1, 15000) >= 1
         own_sentinel.kill_primary()
         wait_for_the_flush(face, flushes, RESUMED)
         new = own_sentinel.wait_for_failover(old)
         with new.client() as raw:
             raw.set("u:1", "after")  # on the new primary, which never tracked for us
+            # Polls until the driver has followed the failover and its listener tracks on
+            # the new primary (a few seconds); 30 s only catches tracking that never resumes.
             deadline = time.monotonic() + 30
             while not face.stats().enabled:
                 assert time.monotonic() < deadline, "tracking did not come back"

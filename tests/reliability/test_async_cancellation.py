@@ -232,6 +232,8 @@ async def run_chaos(
         if side is not None:
             side.cancel()
         pending: list[asyncio.Future[Any]] = [*tasks, *([side] if side else [])]
+        # Polls until every cancelled worker has ended (at once, normally); 10 s only
+        # catches a worker that ignores its cancellation.
         stop_by = loop.time() + 10
         while pending and loop.time() < stop_by:
             for task in pending:

@@ -253,6 +253,8 @@ async def test_paused_server_with_a_full_accept_queue_fails_async_calls_within_t
             with contextlib.suppress(BlockingIOError):
                 filler.connect((server.host, server.port))
             fillers.append(filler)
+        # The fillers' handshakes land in (or are dropped by) the one-slot accept queue:
+        # loopback takes microseconds; no event says when, so a short pause.
         await asyncio.sleep(0.1)
         error, elapsed = await timed(lambda: c.get("user", "1"))
         assert isinstance(error, RedisTimeoutError), error
@@ -284,7 +286,7 @@ async def test_async_connect_to_a_server_that_never_answers_times_out_within_one
                 with contextlib.suppress(BlockingIOError):
                     filler.connect((server.host, server.port))
                 fillers.append(filler)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the fillers' handshakes reach the accept queue (as above)
         error, elapsed = await timed(c.connect)
     finally:
         server.resume()

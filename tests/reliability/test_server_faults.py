@@ -391,6 +391,8 @@ def test_paused_server_with_a_full_accept_queue_still_fails_within_timeout_times
             with contextlib.suppress(BlockingIOError):
                 filler.connect((server.host, server.port))
             fillers.append(filler)
+        # The fillers' handshakes land in (or are dropped by) the one-slot accept queue:
+        # loopback takes microseconds; no event says when, so a short pause.
         time.sleep(0.1)
         error, elapsed, stalled = timed(lambda: c.get("user", "1"))
         assert isinstance(error, RedisTimeoutError), error
@@ -426,7 +428,7 @@ def test_connect_to_a_server_that_never_answers_times_out_within_one_timeout(
                 with contextlib.suppress(BlockingIOError):
                     filler.connect((server.host, server.port))
                 fillers.append(filler)
-            time.sleep(0.1)
+            time.sleep(0.1)  # the fillers' handshakes reach the accept queue (as above)
         error, elapsed, stalled = timed(c.connect)
     finally:
         server.resume()

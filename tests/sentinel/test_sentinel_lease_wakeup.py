@@ -58,7 +58,7 @@ async def _round_async(holder: AsyncPevensieCache, waiter: AsyncPevensieCache, k
     waiting = asyncio.create_task(
         waiter.get_or_set("page", key, lambda: "from the waiter", lock=True)
     )
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the waiter has tried once and waits (assumed, as above)
     await holder.set("page", key, "from the holder")
     await holder.release_lock("page", key, "holder")
     released = time.monotonic()

@@ -299,7 +299,8 @@ def _wait_gone(pid: int, started: str | None, timeout: float = 10.0) -> None:
 
     A multi-threaded server's leader shows as a zombie before its other threads
     are gone, and cannot be reaped until they are: so our own child counts as
-    gone only once reaped.
+    gone only once reaped. It polls (a SIGKILLed server is gone within
+    milliseconds); ``timeout`` only bounds a process that never goes.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
