@@ -30,6 +30,7 @@ from pevensie_cache import (
     locks_async,
 )
 from pevensie_cache.memory import MemoryDriver
+from pevensie_test_support.lock_watches import watch_entered
 
 ROUNDS = 5
 
@@ -49,7 +50,6 @@ class Watched:
         self.driver = driver
         self.released_at = 0.0
         self.attempts: dict[str, int] = {}
-        self.tried = threading.Event()  # set when an attempt at the lock has returned
 
     def install(self) -> None:
         driver = self.driver
@@ -58,9 +58,7 @@ class Watched:
         def acquire_lock(*args: Any) -> Any:
             name = threading.current_thread().name
             self.attempts[name] = self.attempts.get(name, 0) + 1
-            result = acquire(*args)
-            self.tried.set()
-            return result
+            return acquire(*args)
 
         def release_lock(*args: Any) -> None:
             release(*args)
@@ -92,6 +90,7 @@ def test_a_waiting_thread_is_woken_by_the_release_not_by_polling(store: Target) 
         watched.install()
         counted = Watched(waiter.driver)
         counted.install()
+        entered = watch_entered(waiter.driver)
         for round_ in range(ROUNDS):
             key = f"home-{round_}"
             loading = threading.Event()
@@ -113,13 +112,12 @@ def test_a_waiting_thread_is_woken_by_the_release_not_by_polling(store: Target) 
                 value = waiter.get_or_set("page", key, lambda: "from the waiter", lock=True)
                 returned.append((value, time.perf_counter()))
 
-            counted.tried.clear()
+            entered.clear()
             waiting = threading.Thread(target=wait, name=f"waiter-{round_}")
             waiting.start()
-            # Its first attempt has failed (on a loaded machine that can take longer than
-            # the pause below); the pause lets it settle into waiting.
-            assert counted.tried.wait(30)
-            time.sleep(0.2)
+            # Its first attempt has failed, it looked the value up, and it waits on its
+            # lock watch (opened before that attempt): the release below must wake it.
+            assert entered.wait(30)
             finish.set()
             holding.join(30)
             waiting.join(30)
@@ -159,17 +157,14 @@ async def test_a_waiting_task_is_woken_by_the_release_not_by_polling(store: Targ
             await release(*args)
             released.append(time.perf_counter())
 
-        tried = asyncio.Event()  # set when an attempt at the lock has returned
-
         async def acquire_lock(*args: Any) -> Any:
             nonlocal attempts
             attempts += 1
-            result = await acquire(*args)
-            tried.set()
-            return result
+            return await acquire(*args)
 
         holder.driver.release_lock = release_lock  # type: ignore[attr-defined]
         waiter.driver.acquire_lock = acquire_lock  # type: ignore[attr-defined]
+        entered = watch_entered(waiter.driver)
         for round_ in range(ROUNDS):
             key = f"home-{round_}"
             loading, finish = asyncio.Event(), asyncio.Event()
@@ -182,14 +177,13 @@ async def test_a_waiting_task_is_woken_by_the_release_not_by_polling(store: Targ
             holding = asyncio.create_task(holder.get_or_set("page", key, slow, lock=True))
             await asyncio.wait_for(loading.wait(), 30)
             attempts = 0
-            tried.clear()
+            entered.clear()
             waiting = asyncio.create_task(
                 waiter.get_or_set("page", key, lambda: "from the waiter", lock=True)
             )
-            # Its first attempt has failed (on a loaded machine that can take longer than
-            # the pause below); the pause lets it settle into waiting.
-            await asyncio.wait_for(tried.wait(), 30)
-            await asyncio.sleep(0.2)
+            # Its first attempt has failed, it looked the value up, and it waits on its
+            # lock watch: the release below must wake it.
+            assert await asyncio.to_thread(entered.wait, 30)
             finish.set()
             value = await asyncio.wait_for(waiting, 30)
             at = time.perf_counter()
@@ -235,6 +229,7 @@ def slow_lock_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("slow_lock_polls")
 def test_a_thread_waiting_in_lock_is_woken_by_the_holders_release(store: Target) -> None:
     with sync_pair(store) as (holder, waiter):
+        entered = watch_entered(waiter.driver)
         took: list[float] = []
         with holder.lock("report", "monthly", ttl_seconds=30):
 
@@ -244,7 +239,7 @@ def test_a_thread_waiting_in_lock_is_woken_by_the_holders_release(store: Target)
 
             waiting = threading.Thread(target=wait)
             waiting.start()
-            time.sleep(0.2)  # the waiter's first try failed; it waits
+            assert entered.wait(30)  # the waiter's first try failed; it waits on its watch
             released_from = time.perf_counter()
         waiting.join(30)
         [at] = took
@@ -255,6 +250,7 @@ def test_a_thread_waiting_in_lock_is_woken_by_the_holders_release(store: Target)
 async def test_a_task_waiting_in_lock_is_woken_by_the_holders_release(store: Target) -> None:
     holder, waiter = await _async_pair(store)
     async with holder, waiter:
+        entered = watch_entered(waiter.driver)
         async with holder.lock("report", "monthly", ttl_seconds=30):
 
             async def wait() -> float:
@@ -262,7 +258,7 @@ async def test_a_task_waiting_in_lock_is_woken_by_the_holders_release(store: Tar
                     return time.perf_counter()
 
             waiting = asyncio.create_task(wait())
-            await asyncio.sleep(0.2)  # the waiter's first try failed; it waits (assumed, as above)
+            assert await asyncio.to_thread(entered.wait, 30)  # first try failed; it waits
             released_from = time.perf_counter()
         at = await asyncio.wait_for(waiting, 30)
         assert at - released_from < 5.0

@@ -19,6 +19,7 @@ from aside_support import Target, Workers, read_calls, wait_for_calls
 from pevensie_cache import cache
 from pevensie_redis import RedisConnectionError, RedisTimeoutError
 from pevensie_redis.testing import RedisServer
+from pevensie_test_support.lock_watches import watch_entered
 
 PROCESSES = 4
 ROUNDS = 3
@@ -138,10 +139,6 @@ def _describe(result: Any) -> str:
     return type(result).__name__ if isinstance(result, Exception) else repr(result)
 
 
-WAITING = 0.2
-"""How long the waiter polls the lock before the server is killed."""
-
-
 @pytest.mark.parametrize("outage", [0.0, 0.5], ids=["restart", "down-0.5s"])
 def test_a_server_restart_during_a_lock_wait_gives_a_clear_error_or_the_value_never_a_hang(
     private_server: RedisServer, outage: float
@@ -149,6 +146,7 @@ def test_a_server_restart_during_a_lock_wait_gives_a_clear_error_or_the_value_ne
     lock_wait = 4.0
     url = f"{private_server.url}?timeout=500"
     with cache.from_url(url) as holder, cache.from_url(url) as waiter:
+        entered = watch_entered(waiter.driver)  # set once the waiter waits on its lock watch
         started = threading.Event()
         loading = _hold_lock(holder, started, load_time=1.5)
         try:
@@ -173,7 +171,7 @@ def test_a_server_restart_during_a_lock_wait_gives_a_clear_error_or_the_value_ne
             waiting = threading.Thread(target=wait_for_value)
             began = time.perf_counter()
             waiting.start()
-            time.sleep(WAITING)
+            assert entered.wait(30)  # it tried once and waits: the server dies under it
             restarting = _restart(private_server, outage) - began
             waiting.join(lock_wait + 10)
             assert not waiting.is_alive()
@@ -193,6 +191,7 @@ async def test_a_server_restart_during_an_async_lock_wait_gives_a_clear_error_or
     lock_wait = 4.0
     url = f"{private_server.url}?timeout=500"
     async with cache.from_url_async(url) as holder, cache.from_url_async(url) as waiter:
+        entered = watch_entered(waiter.driver)  # set once the waiter waits on its lock watch
         started = asyncio.Event()
 
         async def slow() -> str:
@@ -212,7 +211,7 @@ async def test_a_server_restart_during_an_async_lock_wait_gives_a_clear_error_or
             )
         )
         waiting.add_done_callback(lambda _: ended.append(time.perf_counter()))
-        await asyncio.sleep(WAITING)
+        assert await asyncio.to_thread(entered.wait, 30)  # it tried once and waits
         restarting = await asyncio.to_thread(_restart, private_server, outage) - began
         result: Any
         try:

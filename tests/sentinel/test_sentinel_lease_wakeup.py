@@ -20,6 +20,7 @@ from test_sentinel_driver import FAILOVER_BOUND, sentinel_url
 from pevensie_cache import AsyncPevensieCache, PevensieCache, cache, lease, lease_async
 from pevensie_cache.errors import PevensieCacheError
 from pevensie_test_support import LocalSentinel
+from pevensie_test_support.lock_watches import watch_entered
 
 WOKEN_BOUND = 5.0
 """Seconds within which a woken waiter returns: far below the 30 s poll."""
@@ -32,9 +33,15 @@ def slow_polls(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "LOCK_POLL_FIRST", 30.0)
 
 
-def _round_sync(holder: PevensieCache, waiter: PevensieCache, key: str) -> float:
-    """The waiter waits for ``key``'s lease; return how long after the release it returned."""
+def _round_sync(
+    holder: PevensieCache, waiter: PevensieCache, entered: threading.Event, key: str
+) -> float:
+    """The waiter waits for ``key``'s lease; return how long after the release it returned.
+
+    ``entered``: set once the waiter waits on its lock watch (:func:`watch_entered`).
+    """
     assert holder.acquire_lock("page", key, "holder", 30)
+    entered.clear()
     returned: list[Any] = []
 
     def wait() -> None:
@@ -43,7 +50,7 @@ def _round_sync(holder: PevensieCache, waiter: PevensieCache, key: str) -> float
 
     waiting = threading.Thread(target=wait)
     waiting.start()
-    time.sleep(0.5)  # the waiter has tried once and waits
+    assert entered.wait(30)  # the waiter has tried once and waits on its watch
     holder.set("page", key, "from the holder")
     holder.release_lock("page", key, "holder")
     released = time.monotonic()
@@ -53,12 +60,15 @@ def _round_sync(holder: PevensieCache, waiter: PevensieCache, key: str) -> float
     return float(at - released)
 
 
-async def _round_async(holder: AsyncPevensieCache, waiter: AsyncPevensieCache, key: str) -> float:
+async def _round_async(
+    holder: AsyncPevensieCache, waiter: AsyncPevensieCache, entered: threading.Event, key: str
+) -> float:
     assert await holder.acquire_lock("page", key, "holder", 30)
+    entered.clear()
     waiting = asyncio.create_task(
         waiter.get_or_set("page", key, lambda: "from the waiter", lock=True)
     )
-    await asyncio.sleep(0.5)  # the waiter has tried once and waits (assumed, as above)
+    assert await asyncio.to_thread(entered.wait, 30)  # it has tried once and waits
     await holder.set("page", key, "from the holder")
     await holder.release_lock("page", key, "holder")
     released = time.monotonic()
@@ -89,9 +99,10 @@ def test_a_waiting_thread_is_woken_before_and_after_a_failover(
 ) -> None:
     url = sentinel_url(fresh_sentinel, query="?timeout=1000")
     with cache.from_url(url) as holder, cache.from_url(url) as waiter:
-        before = _round_sync(holder, waiter, "before")
+        entered = watch_entered(waiter.driver)
+        before = _round_sync(holder, waiter, entered, "before")
         _failover(fresh_sentinel, lambda: holder.set("page", "probe", "x"))
-        after = _round_sync(holder, waiter, "after")
+        after = _round_sync(holder, waiter, entered, "after")
     assert before < WOKEN_BOUND
     assert after < WOKEN_BOUND
     print(f"\nsentinel, sync: woken {before * 1000:.2f} ms before, {after * 1000:.2f} ms after")
@@ -104,7 +115,8 @@ async def test_a_waiting_task_is_woken_before_and_after_a_failover(
 ) -> None:
     url = sentinel_url(fresh_sentinel, query="?timeout=1000")
     async with cache.from_url_async(url) as holder, cache.from_url_async(url) as waiter:
-        before = await _round_async(holder, waiter, "before")
+        entered = watch_entered(waiter.driver)
+        before = await _round_async(holder, waiter, entered, "before")
         old = fresh_sentinel.kill_primary()
         deadline = time.monotonic() + FAILOVER_BOUND
         while True:
@@ -115,7 +127,7 @@ async def test_a_waiting_task_is_woken_before_and_after_a_failover(
                 assert time.monotonic() < deadline, "no failover in time"
                 await asyncio.sleep(0.1)
         assert fresh_sentinel.current_primary() is not old
-        after = await _round_async(holder, waiter, "after")
+        after = await _round_async(holder, waiter, entered, "after")
     assert before < WOKEN_BOUND
     assert after < WOKEN_BOUND
     print(f"\nsentinel, async: woken {before * 1000:.2f} ms before, {after * 1000:.2f} ms after")
