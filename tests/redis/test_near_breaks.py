@@ -5,7 +5,8 @@ Each test caches a value (and shows it is served locally), breaks the channel
 on the server behind the cache's back, and checks that the store was emptied
 and disabled, that reads go to the server and never return the old value, and
 that tracking comes back: caching resumes and a foreign write is seen again.
-Both faces; every test has a private server (or topology) of its own.
+Both faces. Every test that breaks a server has a private server (or topology) of
+its own; one that cuts only its own listener's connection uses the shared Sentinel.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -46,6 +48,9 @@ NOTICED = 0.5
 
 RESUMED = 10.0
 """Seconds within which tracking must be back once the server answers again."""
+
+READERS = 3
+"""Threads reading in a loop while the listener connects again (a busy application)."""
 
 
 @pytest.fixture(params=FACES)
@@ -234,6 +239,67 @@ def test_a_sentinel_failover_flushes_and_tracking_resumes_on_the_new_primary(
             assert face.get("u", "2", None) == "untouched"  # replicated before the kill
             check_tracking_resumed(face, raw, "after")
     finally:
+        face.close()
+
+
+def test_tracking_resumes_on_sentinel_while_reads_never_pause(
+    kind: str, redis_sentinel: LocalSentinel, topology_password: str
+) -> None:
+    """A busy application: its reads go on while the listener connects again. A read
+    made while nobody listens is not kept, and it must not cut the listener's new
+    connection: it once did, on every read, so under steady reads tracking never came
+    back (a failover left the near cache off for good on a busy server)."""
+    hosts = ",".join(f"{host}:{port}" for host, port in redis_sentinel.sentinels)
+    url = (
+        f"redis+sentinel://:{topology_password}@{hosts}/{redis_sentinel.service_name}"
+        "?near_cache=true&timeout=1000"
+    )
+    face = open_face(kind, url)
+    stop = threading.Event()
+    reads = [0] * READERS
+    errors: list[BaseException] = []
+
+    def read(index: int) -> None:
+        while not stop.is_set():
+            try:
+                face.get("steady", "1", None)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+            reads[index] += 1
+
+    readers = [threading.Thread(target=read, args=(index,)) for index in range(READERS)]
+    try:
+        with redis_sentinel.current_primary().client() as raw:
+            raw.set("steady:1", "kept")
+            wait_until(lambda: face.stats().enabled, "tracking", RESUMED)
+            [listener] = listener_clients(raw)
+            flushes = face.stats().flushes
+            for reader in readers:
+                reader.start()
+            wait_until(lambda: min(reads) > 0, "every reader to read", RESUMED)
+            raw.client_kill_filter(_id=listener["id"])
+            wait_until(lambda: face.stats().flushes > flushes, "the store to be flushed", RESUMED)
+            during = sum(reads)
+            wait_until(lambda: face.stats().enabled, "tracking to come back under reads", RESUMED)
+            # One flush for the break (one more for each attempt to connect again that
+            # failed), never one per read: a read does not cut the new connection.
+            assert face.stats().flushes - flushes <= 3, face.stats()
+            # The reads went on all along (else this would not test what it names).
+            wait_until(lambda: sum(reads) > during, "reads after tracking came back", RESUMED)
+            stop.set()
+            for reader in readers:
+                reader.join(RESUMED)
+            assert errors == []
+            raw.set("steady:1", "changed")
+            settle(face, raw)
+            assert face.get("steady", "1", None) == "changed"
+            assert len(listener_clients(raw)) == 1
+    finally:
+        stop.set()
+        for reader in readers:
+            if reader.is_alive():
+                reader.join(RESUMED)
         face.close()
 
 
