@@ -88,6 +88,43 @@ def tests(session: nox.Session) -> None:
     _pytest(session, *WORKERS, *session.posargs)
 
 
+# What `server_dependent` leaves out: the async face's twins of the slowest server-bound
+# suites. Both faces pack the same commands in the same protocol core and read the replies
+# with the same readers, so what depends on the server shows on one face; the async face's
+# own I/O runs in the whole suite (Valkey) and again on uvloop. (Prefixes of test ids.)
+ONE_FACE_DESELECT = [
+    "tests/redis/test_conformance_redis.py::TestAsyncRedisConformance",
+    "tests/redis/test_conformance_redis.py::TestAsyncNearCacheConformance",
+    "tests/sentinel/test_sentinel_driver.py::TestAsyncSentinelConformance",
+    "tests/cluster/test_cluster_driver.py::TestAsyncClusterConformance",
+    *(
+        f"tests/cluster/test_resharding.py::{name}[async-"
+        for name in (
+            "test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing",
+            "test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing",
+            "test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
+            "test_a_primary_killed_under_load_gives_only_typed_driver_errors",
+            "test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values",
+        )
+    ),
+]
+
+
+@nox.session
+def server_dependent(session: nox.Session) -> None:
+    """The tests whose outcome depends on the server (marked ``server_dependent``), one face each.
+
+    What CI runs again on Redis 7 (``PEVENSIE_TEST_REDIS_BINARY``): the server's
+    replies and errors, ACLs, TLS, key tracking, replication, Sentinel, Cluster
+    slot moves; the async twins of the conformance suites and of the resharding
+    runs are left out (ONE_FACE_DESELECT). Four test processes; ``-- ARGS`` go to pytest.
+    """
+    _install(session, "test", "compat")
+    session.install(*PLUGIN_FIXTURES, TEST_SUPPORT)
+    deselect = [arg for prefix in ONE_FACE_DESELECT for arg in ("--deselect", prefix)]
+    _pytest(session, *WORKERS, "-m", "server_dependent", *deselect, *session.posargs)
+
+
 # The async face on uvloop (the event loop of uvicorn[standard]): its oldest tested release
 # (the README's compatibility box names it) and the newest. uvloop is not a dependency of
 # either distribution; applications choose their loop.
