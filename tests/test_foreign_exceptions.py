@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
@@ -186,3 +187,70 @@ def test_an_exception_from_a_handler_no_longer_installed_is_not_recognised() -> 
         signal.signal(signal.SIGALRM, previous)
     assert not raised_by_signal_handler(caught.value)
 
+
+class InterruptedAfterRelease:
+    """A lock after whose ``release_at``-th release an ``Interrupt`` is raised.
+
+    As a signal handler's exception is: the interpreter runs a handler right after
+    a call returns, the lock's release at the end of a ``with`` block included.
+    """
+
+    def __init__(self, release_at: int) -> None:
+        self._lock = threading.Lock()
+        self.release_at = release_at
+        self.releases = 0
+
+    def __enter__(self) -> InterruptedAfterRelease:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        self.releases += 1
+        if self.releases == self.release_at:
+            raise Interrupt(f"landed after release {self.releases}")
+
+
+def in_a_thread(call: Callable[[], object]) -> Callable[[], object]:
+    """Start ``call`` in a daemon thread; return a function giving its result (10 s at most)."""
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(call()), daemon=True)
+    thread.start()
+
+    def result() -> object:
+        thread.join(10)
+        assert not thread.is_alive(), "still waiting for an in-process flight that never ends"
+        return outcome[0]
+
+    return result
+
+
+def test_an_interrupt_as_get_or_set_joins_its_flight_leaves_no_flight_to_wait_on() -> None:
+    with cache.new(driver="memory") as c:
+        # Right after get_or_set has registered its in-process flight for the key.
+        c._flights._lock = InterruptedAfterRelease(release_at=1)  # type: ignore[assignment]
+        with pytest.raises(Interrupt):
+            c.get_or_set("user", "4", lambda: "Di")
+        # Later callers for the key load it, instead of waiting for that flight forever.
+        assert in_a_thread(lambda: c.get_or_set("user", "4", lambda: "Eve"))() == "Eve"
+        assert c.get("user", "4") == "Eve"
+
+
+def test_an_interrupt_as_a_flight_ends_still_wakes_the_callers_waiting_on_it() -> None:
+    with cache.new(driver="memory") as c:
+        # Releases: the loading caller's registration, the waiting caller's lookup, then
+        # the loading caller's ending of its flight, where the interrupt lands.
+        lock = c._flights._lock = InterruptedAfterRelease(release_at=3)  # type: ignore[assignment]
+        waiting: list[Callable[[], object]] = []
+
+        def loader() -> str:
+            waiting.append(in_a_thread(lambda: c.get_or_set("user", "4", lambda: "Eve")))
+            deadline = time.monotonic() + 10
+            while lock.releases < 2 and time.monotonic() < deadline:
+                time.sleep(0.001)  # until the other caller has found this flight
+            return "Di"
+
+        with pytest.raises(Interrupt):
+            c.get_or_set("user", "4", loader)
+        assert waiting[0]() == "Di"  # woken with the flight's value
+        assert c.get("user", "4") == "Di"
