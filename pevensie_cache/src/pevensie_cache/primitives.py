@@ -149,29 +149,39 @@ class SingleFlight:
 
     def run(self, key: Hashable, work: Callable[[], _T]) -> _T:
         """Return ``work()``, run once for all threads that ask for ``key`` meanwhile."""
-        with self._lock:
-            running = self._running.get(key)
-            if running is None:
-                mine = self._running[key] = _Run()
-        if running is not None:
-            running.done.wait()
-            if running.error is not None:
-                # From the run's own traceback, as asyncio's futures raise: raising the
-                # shared exception as it is would chain every waiter's frames onto it.
-                raise running.error.with_traceback(running.traceback)
-            result: _T = running.value
-            return result
+        # The run is registered inside the try, and ended in nested finally blocks: an
+        # exception raised into this thread between two statements (a signal handler's,
+        # which lands right after any call returns, the lock's release included) can no
+        # longer leave a run registered that never ends, on which every later caller
+        # for the key would wait forever, or skip waking the threads that wait on it.
+        mine: _Run | None = None
         try:
-            mine.value = value = work()
+            with self._lock:
+                running = self._running.get(key)
+                if running is None:
+                    mine = self._running[key] = _Run()
+            if running is not None:
+                running.done.wait()
+                if running.error is not None:
+                    # From the run's own traceback, as asyncio's futures raise: raising the
+                    # shared exception as it is would chain every waiter's frames onto it.
+                    raise running.error.with_traceback(running.traceback)
+                result: _T = running.value
+                return result
+            mine.value = value = work()  # type: ignore[union-attr]
             return value
         except BaseException as exc:
-            mine.error, mine.traceback = exc, exc.__traceback__
+            if mine is not None:
+                mine.error, mine.traceback = exc, exc.__traceback__
             raise
         finally:
-            with self._lock:
-                del self._running[key]
-                self.finished += 1
-            mine.done.set()
+            if mine is not None:
+                try:
+                    with self._lock:
+                        del self._running[key]
+                        self.finished += 1
+                finally:
+                    mine.done.set()
 
 
 class Background:
