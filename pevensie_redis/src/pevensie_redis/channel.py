@@ -289,15 +289,16 @@ class Channel:
             for reply, shape in zip(replies, shapes, strict=True):
                 if shape is not None and not shape(reply) and not isinstance(reply, Exception):
                     raise _misshapen(pipe, command, reply)
-        heard = None if listener is None else listener.server
-        if listener is not None and heard is not None and heard != pipe.endpoint.label:
-            # After a failover the listener and this pipe may have followed the primary
-            # at different moments: invalidations from one server say nothing of the
-            # other's values, so the read is not kept, and the listener moves. While
-            # the listener listens nowhere (it is connecting again) nothing read is
-            # kept, and it is left to finish: moving it then would cut the connection
-            # it is setting up, on every read, and under steady reads it never came back.
-            listener.moved()
+        if listener is not None:
+            heard = listener.server
+            if heard is not None and heard != pipe.endpoint.label:
+                # After a failover the listener and this pipe may have followed the primary
+                # at different moments: invalidations from one server say nothing of the
+                # other's values, so the read is not kept, and the listener moves. While
+                # the listener listens nowhere (it is connecting again) nothing read is kept,
+                # and it is left to finish: moving it then would cut the connection it is
+                # setting up, on every read, and under steady reads it never came back.
+                listener.moved()
         for sent, reply in zip(commands, replies, strict=True):
             if reply.__class__ is bytes and len(reply) > LARGE_REPLY:
                 self._remember_large(sent)

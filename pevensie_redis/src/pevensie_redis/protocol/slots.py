@@ -132,10 +132,6 @@ class SlotMap:
         names.update(dict.fromkeys(self.addresses))
         return list(names)
 
-    def slots_of(self, name: str) -> list[int]:
-        """Return the slots the primary ``name`` serves, in order."""
-        return [slot for slot, primary in enumerate(self.primaries) if primary == name]
-
     def learn(self, host: str, port: int) -> str:
         """Return the name of the node at ``host:port``, remembering its address."""
         name = node_name(host, port)
@@ -161,14 +157,6 @@ class SlotMap:
             return known
         host, _, port = name.rpartition(":")
         return host.strip("[]"), int(port)
-
-    def changed_slots(self, other: SlotMap) -> list[int]:
-        """Return the slots whose primary differs in ``other`` (what a refresh moved)."""
-        return [
-            slot
-            for slot, (mine, theirs) in enumerate(zip(self.primaries, other.primaries, strict=True))
-            if mine != theirs
-        ]
 
 
 def parse_cluster_slots(reply: object, asked_host: str) -> SlotMap:
