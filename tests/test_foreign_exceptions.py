@@ -254,3 +254,57 @@ def test_an_interrupt_as_a_flight_ends_still_wakes_the_callers_waiting_on_it() -
             c.get_or_set("user", "4", loader)
         assert waiting[0]() == "Di"  # woken with the flight's value
         assert c.get("user", "4") == "Di"
+
+
+class SetWithoutWaking(threading.Event):
+    """An event whose ``set`` is interrupted after its flag is up, before it wakes anyone.
+
+    As a signal handler's exception can interrupt ``Event.set``: between the flag and
+    the notification of the threads already waiting, which then sleep on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+    def set(self) -> None:
+        with self._cond:  # type: ignore[attr-defined]
+            self._flag = True  # type: ignore[attr-defined]
+        raise Interrupt("landed inside Event.set")
+
+
+def test_an_interrupt_inside_a_flights_wakeup_leaves_no_caller_asleep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pevensie_cache import primitives
+
+    events: list[SetWithoutWaking] = []
+
+    class _InterruptedRun(primitives._Run):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.done = SetWithoutWaking()
+            events.append(self.done)
+
+    monkeypatch.setattr(primitives, "_Run", _InterruptedRun)
+    with cache.new(driver="memory") as c:
+        waiting: list[Callable[[], object]] = []
+
+        def loader() -> str:
+            waiting.append(in_a_thread(lambda: c.get_or_set("user", "4", lambda: "Eve")))
+            deadline = time.monotonic() + 10
+            while events[0].waits == 0 and time.monotonic() < deadline:
+                time.sleep(0.001)  # until the other caller waits on this flight
+            time.sleep(0.05)  # and is asleep in it
+            return "Di"
+
+        with pytest.raises(Interrupt):
+            c.get_or_set("user", "4", loader)
+        assert events[0].waits > 0
+        assert waiting[0]() == "Di"  # not asleep for good: the flight's value

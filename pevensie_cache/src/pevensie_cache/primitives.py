@@ -42,6 +42,13 @@ BACKGROUND_THREADS = 4
 BACKGROUND_LIMIT = 64
 """Background runs (queued and running) a cache keeps at once, at most."""
 
+WAKEUP_RECHECK = 0.5
+"""Seconds a caller waiting for another thread's run sleeps before it checks again.
+
+``Event.set`` raises its flag before it wakes the waiting threads; an exception raised
+into the setting thread in between (a signal handler's) would leave them asleep for good.
+"""
+
 FACE: Literal["sync"] = "sync"
 """Which face of the cache this module serves."""
 
@@ -161,7 +168,8 @@ class SingleFlight:
                 if running is None:
                     mine = self._running[key] = _Run()
             if running is not None:
-                running.done.wait()
+                while not running.done.wait(WAKEUP_RECHECK):
+                    pass  # a wake-up lost to an interrupted Event.set costs one recheck
                 if running.error is not None:
                     # From the run's own traceback, as asyncio's futures raise: raising the
                     # shared exception as it is would chain every waiter's frames onto it.
