@@ -11,9 +11,11 @@ test through a facade call, and none lands in the test's own bookkeeping.
 
 from __future__ import annotations
 
+import inspect
 import signal
 import threading
 from types import FrameType, TracebackType
+from typing import Any
 
 FACADE_FILES = ("facade.py", "facade_async.py")
 """The modules of the cache calls (``pevensie_cache``'s sync and async facades)."""
@@ -78,3 +80,68 @@ def frames_of(tb: TracebackType | None) -> list[str]:
 def landed_in(exc: BaseException, *endings: str) -> bool:
     """Whether ``exc`` was raised while a module ending with one of ``endings`` ran."""
     return any(name.endswith(endings) for name in frames_of(exc.__traceback__))
+
+
+def interrupt_after(target: object, method: str) -> None:
+    """Make the next ``target.method()`` raise an :class:`Interrupt` once the real call returned.
+
+    As a signal handler's exception does: the interpreter runs a handler right
+    after a call returns. An ``async def`` method raises it once its awaited
+    call has ended. Set on the instance, so only this object is affected; later
+    calls are plain.
+    """
+    real = getattr(target, method)
+    landed: list[bool] = []
+
+    def land() -> None:
+        if not landed:
+            landed.append(True)
+            raise Interrupt(f"landed as {method}() returned")
+
+    if inspect.iscoroutinefunction(real):
+
+        async def interrupted_async(*args: object, **kwargs: object) -> None:
+            await real(*args, **kwargs)
+            land()
+
+        setattr(target, method, interrupted_async)
+    else:
+
+        def interrupted(*args: object, **kwargs: object) -> None:
+            real(*args, **kwargs)
+            land()
+
+        setattr(target, method, interrupted)
+
+
+class InterruptedRelease:
+    """Stands in for a cache's lock: an :class:`Interrupt` lands right after its first release.
+
+    Wraps the lock of either face (``with`` or ``async with``); later releases
+    are plain.
+    """
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.landed = False
+
+    def _land(self) -> None:
+        if not self.landed:
+            self.landed = True
+            raise Interrupt("landed after the lock's release")
+
+    def __enter__(self) -> InterruptedRelease:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._land()
+
+    async def __aenter__(self) -> InterruptedRelease:
+        await self._lock.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+        self._land()
