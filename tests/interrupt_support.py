@@ -11,9 +11,12 @@ test through a facade call, and none lands in the test's own bookkeeping.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -82,12 +85,30 @@ def landed_in(exc: BaseException, *endings: str) -> bool:
     return any(name.endswith(endings) for name in frames_of(exc.__traceback__))
 
 
-def interrupt_after(target: object, method: str) -> None:
-    """Make the next ``target.method()`` raise an :class:`Interrupt` once the real call returned.
+LANDING_SIGNAL = signal.SIGUSR1
+"""The signal whose handler :func:`interrupt_after` and :func:`interrupt_after_release` run."""
 
-    As a signal handler's exception does: the interpreter runs a handler right
-    after a call returns. An ``async def`` method raises it once its awaited
-    call has ended. Set on the instance, so only this object is affected; later
+
+@contextmanager
+def _handler_installed() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupt(f"landed in {frame.f_code.co_name if frame else '?'}")
+
+    previous = signal.signal(LANDING_SIGNAL, handler)
+    try:
+        yield
+    finally:
+        signal.signal(LANDING_SIGNAL, previous)
+
+
+@contextmanager
+def interrupt_after(target: object, method: str) -> Iterator[None]:
+    """While entered, the next ``target.method()`` is followed by a signal handler's exception.
+
+    As a real handler's :class:`Interrupt` lands: the interpreter runs a handler
+    right after a call returns, here the real method's (an ``async def`` one's
+    once its awaited call has ended), so the facade recognises it as the
+    caller's own. Set on the instance, so only this object is affected; later
     calls are plain.
     """
     real = getattr(target, method)
@@ -96,7 +117,7 @@ def interrupt_after(target: object, method: str) -> None:
     def land() -> None:
         if not landed:
             landed.append(True)
-            raise Interrupt(f"landed as {method}() returned")
+            signal.raise_signal(LANDING_SIGNAL)  # its handler runs before this returns
 
     if inspect.iscoroutinefunction(real):
 
@@ -112,36 +133,58 @@ def interrupt_after(target: object, method: str) -> None:
             land()
 
         setattr(target, method, interrupted)
+    with _handler_installed():
+        yield
+    assert landed, f"{method}() was never called"
 
 
-class InterruptedRelease:
-    """Stands in for a cache's lock: an :class:`Interrupt` lands right after its first release.
+@contextmanager
+def interrupt_after_release(c: Any) -> Iterator[None]:
+    """While entered, a handler's exception lands right after the next release of ``c``'s lock.
 
-    Wraps the lock of either face (``with`` or ``async with``); later releases
-    are plain.
+    ``c`` is a cache of either face (its lock taken by ``with`` or ``async with``).
     """
+    c._lock = _InterruptedRelease(c._lock)
+    with interrupt_after(c._lock, "release"):
+        yield
+
+
+class _InterruptedRelease:
+    """A lock of either face whose ``release`` may be replaced on the instance."""
 
     def __init__(self, lock: Any) -> None:
         self._lock = lock
-        self.landed = False
 
-    def _land(self) -> None:
-        if not self.landed:
-            self.landed = True
-            raise Interrupt("landed after the lock's release")
+    def release(self) -> None:
+        self._lock.release()
 
-    def __enter__(self) -> InterruptedRelease:
+    def __enter__(self) -> None:
         self._lock.acquire()
-        return self
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-        self._land()
+        self.release()
 
-    async def __aenter__(self) -> InterruptedRelease:
+    async def __aenter__(self) -> None:
         await self._lock.acquire()
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._lock.release()
-        self._land()
+        self.release()
+
+
+def stall_after(target: object, method: str) -> asyncio.Event:
+    """Make the next ``await target.method()`` wait, once the real call returned, until cancelled.
+
+    Return the event set when it starts waiting, so a test cancels the caller
+    exactly there. Later calls are plain.
+    """
+    real = getattr(target, method)
+    reached = asyncio.Event()
+
+    async def stalled(*args: object, **kwargs: object) -> None:
+        await real(*args, **kwargs)
+        if not reached.is_set():
+            reached.set()
+            await asyncio.Event().wait()
+
+    setattr(target, method, stalled)
+    return reached

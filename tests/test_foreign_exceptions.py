@@ -18,7 +18,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
 
 import pytest
-from interrupt_support import Alarms, Interrupt, InterruptedRelease, interrupt_after, landed_in
+from interrupt_support import (
+    Alarms,
+    Interrupt,
+    interrupt_after,
+    interrupt_after_release,
+    landed_in,
+    stall_after,
+)
 
 from pevensie_cache import AsyncPevensieCache, DriverError, PevensieCache, cache
 from pevensie_cache.errors import raised_by_signal_handler
@@ -262,8 +269,7 @@ def test_an_interrupt_as_a_flight_ends_still_wakes_the_callers_waiting_on_it() -
 
 def test_an_interrupt_as_with_connects_leaves_the_cache_disconnected() -> None:
     c = cache.new(driver="memory")
-    c._lock = InterruptedRelease(c._lock)  # type: ignore[assignment]  # connect()'s release
-    with pytest.raises(Interrupt), c:
+    with interrupt_after_release(c), pytest.raises(Interrupt), c:  # as connect() unlocks
         pytest.fail("the block ran although entering it was interrupted")
     assert not c.connected  # the block that opened it will not close it: enter did
     with c:
@@ -273,8 +279,7 @@ def test_an_interrupt_as_with_connects_leaves_the_cache_disconnected() -> None:
 
 async def test_an_interrupt_as_async_with_connects_leaves_the_cache_disconnected() -> None:
     c = cache.new_async(driver="memory")
-    c._lock = InterruptedRelease(c._lock)  # type: ignore[assignment]
-    with pytest.raises(Interrupt):
+    with interrupt_after_release(c), pytest.raises(Interrupt):
         async with c:
             pytest.fail("the block ran although entering it was interrupted")
     assert not c.connected
@@ -286,8 +291,7 @@ async def test_an_interrupt_as_async_with_connects_leaves_the_cache_disconnected
 def test_an_interrupt_as_disconnect_ends_the_refreshes_still_closes_the_driver() -> None:
     c = cache.new(driver="memory").connect()
     c.set("user", "1", "Ada")
-    interrupt_after(c._fresh.background, "close")
-    with pytest.raises(Interrupt):
+    with interrupt_after(c._fresh.background, "close"), pytest.raises(Interrupt):
         c.disconnect()
     assert not c.connected
     assert c.driver.get("user", "1") is None  # the driver disconnected: its memory released
@@ -298,14 +302,7 @@ def test_an_interrupt_as_disconnect_ends_the_refreshes_still_closes_the_driver()
 async def test_a_cancellation_as_disconnect_ends_the_refreshes_still_closes_the_driver() -> None:
     c = await cache.new_async(driver="memory").connect()
     await c.set("user", "1", "Ada")
-    background = c._fresh.background
-    closing = asyncio.Event()
-
-    async def close_then_wait() -> None:  # the refreshes end, then the caller is cancelled
-        closing.set()
-        await asyncio.Event().wait()
-
-    background.close = close_then_wait  # type: ignore[method-assign]
+    closing = stall_after(c._fresh.background, "close")  # refreshes ended, caller waits
     disconnecting = asyncio.create_task(c.disconnect())
     await closing.wait()
     disconnecting.cancel()
@@ -313,6 +310,5 @@ async def test_a_cancellation_as_disconnect_ends_the_refreshes_still_closes_the_
         await disconnecting
     assert not c.connected
     assert await c.driver.get("user", "1") is None
-    del background.close  # type: ignore[misc]
     await c.connect()
     await c.disconnect()
