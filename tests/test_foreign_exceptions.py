@@ -9,6 +9,7 @@ caller's ``except`` for it must run, so the facade never wraps it in a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import signal
 import threading
@@ -17,7 +18,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
 
 import pytest
-from interrupt_support import Alarms, Interrupt, landed_in
+from interrupt_support import (
+    Alarms,
+    Interrupt,
+    interrupt_after,
+    interrupt_after_release,
+    landed_in,
+    stall_after,
+)
 
 from pevensie_cache import AsyncPevensieCache, DriverError, PevensieCache, cache
 from pevensie_cache.errors import raised_by_signal_handler
@@ -308,3 +316,53 @@ def test_an_interrupt_inside_a_flights_wakeup_leaves_no_caller_asleep(
             c.get_or_set("user", "4", loader)
         assert events[0].waits > 0
         assert waiting[0]() == "Di"  # not asleep for good: the flight's value
+
+
+# -- the lifecycle: an interrupt anywhere leaves the cache connected, or closed -----------
+
+
+def test_an_interrupt_as_with_connects_leaves_the_cache_disconnected() -> None:
+    c = cache.new(driver="memory")
+    with interrupt_after_release(c), pytest.raises(Interrupt), c:  # as connect() unlocks
+        pytest.fail("the block ran although entering it was interrupted")
+    assert not c.connected  # the block that opened it will not close it: enter did
+    with c:
+        c.set("user", "1", "Ada")
+    assert not c.connected
+
+
+async def test_an_interrupt_as_async_with_connects_leaves_the_cache_disconnected() -> None:
+    c = cache.new_async(driver="memory")
+    with interrupt_after_release(c), pytest.raises(Interrupt):
+        async with c:
+            pytest.fail("the block ran although entering it was interrupted")
+    assert not c.connected
+    async with c:
+        await c.set("user", "1", "Ada")
+    assert not c.connected
+
+
+def test_an_interrupt_as_disconnect_ends_the_refreshes_still_closes_the_driver() -> None:
+    c = cache.new(driver="memory").connect()
+    c.set("user", "1", "Ada")
+    with interrupt_after(c._fresh.background, "close"), pytest.raises(Interrupt):
+        c.disconnect()
+    assert not c.connected
+    assert c.driver.get("user", "1") is None  # the driver disconnected: its memory released
+    c.connect()
+    c.disconnect()
+
+
+async def test_a_cancellation_as_disconnect_ends_the_refreshes_still_closes_the_driver() -> None:
+    c = await cache.new_async(driver="memory").connect()
+    await c.set("user", "1", "Ada")
+    closing = stall_after(c._fresh.background, "close")  # refreshes ended, caller waits
+    disconnecting = asyncio.create_task(c.disconnect())
+    await closing.wait()
+    disconnecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await disconnecting
+    assert not c.connected
+    assert await c.driver.get("user", "1") is None
+    await c.connect()
+    await c.disconnect()

@@ -15,15 +15,27 @@ instead (asyncio's rule; ``loop.add_signal_handler`` is the async way).
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
+import warnings
+from typing import Any
 
 import pytest
-from interrupt_support import Alarms, Interrupt, landed_in
+import redis
+from interrupt_support import (
+    Alarms,
+    Interrupt,
+    interrupt_after,
+    interrupt_after_release,
+    landed_in,
+    stall_after,
+)
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from reliability_support import MARGIN_S, connect_async_cache, connect_cache
 
-from pevensie_cache import DriverError
+from pevensie_cache import AsyncPevensieCache, DriverError, PevensieCache, cache
 from pevensie_redis import RedisConnectionError
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import endpoint
@@ -253,3 +265,186 @@ async def test_a_command_queued_half_never_takes_another_commands_reply(
         failed = isinstance(outcome, RedisPyConnectionError) and key in sent
         assert mine or failed, (key, outcome)
     assert pipe.closed
+
+
+# -- the lifecycle: an interrupt anywhere leaves the cache connected, or its driver closed --
+
+SETTLE_S = 5.0
+"""How long a closed connection may take to leave CLIENT LIST (or a stopped thread to end)."""
+
+
+def _others(server: RedisServer) -> list[str]:
+    raw = redis.Redis(host=server.host, port=server.port, client_name="observer")
+    try:
+        return [str(e["addr"]) for e in raw.client_list() if e.get("name") != "observer"]
+    finally:
+        raw.close()
+
+
+def open_connections(server: RedisServer) -> list[str]:
+    """The server's connections other than this check's own, once they have gone (or 5 s)."""
+    deadline = time.monotonic() + SETTLE_S
+    while (left := _others(server)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+async def open_connections_async(server: RedisServer) -> list[str]:
+    """The same, letting the event loop run the closing meanwhile."""
+    deadline = time.monotonic() + SETTLE_S
+    while (left := _others(server)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return left
+
+
+def threads_left(before: int) -> int:
+    """Threads running beyond ``before``, once the cache's have ended (or 5 s)."""
+    deadline = time.monotonic() + SETTLE_S
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return threading.active_count() - before
+
+
+async def tasks_left(before: int) -> int:
+    """Tasks of this loop beyond ``before``, once the cache's have ended (or 5 s)."""
+    deadline = time.monotonic() + SETTLE_S
+    while len(asyncio.all_tasks()) > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return len(asyncio.all_tasks()) - before
+
+
+def new_cache(server: RedisServer, **fields: Any) -> PevensieCache:
+    return cache.new(
+        driver="redis", host=server.host, port=server.port, timeout=TIMEOUT_MS, **fields
+    )
+
+
+def new_async_cache(server: RedisServer, **fields: Any) -> AsyncPevensieCache:
+    return cache.new_async(
+        driver="redis", host=server.host, port=server.port, timeout=TIMEOUT_MS, **fields
+    )
+
+
+def closing_step(c: Any, step: str) -> tuple[object, str]:
+    """The object and method of a step of ``disconnect()``, whose end an interrupt follows."""
+    if step == "refreshes":  # the cache's background refreshes end (before the driver closes)
+        return c._fresh.background, "close"
+    if step == "lock releases":  # the driver's first step: its lock-release subscriber stops
+        return c.driver._releases, "stop"
+    return c.driver._channel.listener, "stop"  # closing the channel: the near cache's listener
+
+
+CLOSING_STEPS = [
+    pytest.param("refreshes", False, id="refreshes"),
+    pytest.param("refreshes", True, id="refreshes-near"),
+    pytest.param("lock releases", False, id="lock-releases"),
+    pytest.param("lock releases", True, id="lock-releases-near"),
+    pytest.param("listener", True, id="near-listener"),
+]
+
+
+@pytest.mark.parametrize("near_cache", [False, True], ids=["plain", "near"])
+def test_an_interrupt_as_the_driver_connects_leaves_no_connection_open(
+    private_server: RedisServer, near_cache: bool
+) -> None:
+    threads = threading.active_count()
+    c = new_cache(private_server, near_cache=near_cache)
+    # The driver has connected, the cache not yet.
+    with interrupt_after(c.driver, "connect"), pytest.raises(Interrupt):
+        c.connect()
+    assert not c.connected
+    assert open_connections(private_server) == []
+    assert threads_left(threads) == 0
+    c.connect()
+    assert c.get("user", "1", None) is None
+    c.disconnect()
+
+
+@pytest.mark.parametrize("near_cache", [False, True], ids=["plain", "near"])
+async def test_an_interrupt_as_the_async_driver_connects_leaves_no_connection_open(
+    private_server: RedisServer, near_cache: bool
+) -> None:
+    tasks = len(asyncio.all_tasks())
+    c = new_async_cache(private_server, near_cache=near_cache)
+    with interrupt_after(c.driver, "connect"), pytest.raises(Interrupt):
+        await c.connect()
+    assert not c.connected
+    assert await open_connections_async(private_server) == []
+    assert await tasks_left(tasks) == 0
+    await c.connect()
+    assert await c.get("user", "1", None) is None
+    await c.disconnect()
+
+
+def test_an_interrupt_as_with_connects_leaves_no_connection_open(
+    private_server: RedisServer,
+) -> None:
+    c = new_cache(private_server)
+    with interrupt_after_release(c), pytest.raises(Interrupt), c:  # as connect() unlocks
+        pytest.fail("the block ran although entering it was interrupted")
+    assert not c.connected
+    assert open_connections(private_server) == []
+    with c:
+        c.set("user", "1", "Ada")
+    assert open_connections(private_server) == []
+
+
+async def test_an_interrupt_as_async_with_connects_leaves_no_connection_open(
+    private_server: RedisServer,
+) -> None:
+    c = new_async_cache(private_server)
+    with interrupt_after_release(c), pytest.raises(Interrupt):
+        async with c:
+            pytest.fail("the block ran although entering it was interrupted")
+    assert not c.connected
+    assert await open_connections_async(private_server) == []
+    async with c:
+        await c.set("user", "1", "Ada")
+    assert await open_connections_async(private_server) == []
+
+
+@pytest.mark.parametrize(("step", "near_cache"), CLOSING_STEPS)
+def test_an_interrupt_in_disconnect_still_closes_every_connection(
+    private_server: RedisServer, step: str, near_cache: bool
+) -> None:
+    threads = threading.active_count()
+    c = new_cache(private_server, near_cache=near_cache).connect()
+    c.set("user", "1", "Ada")
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", ResourceWarning)
+        with interrupt_after(*closing_step(c, step)), pytest.raises(Interrupt):
+            c.disconnect()
+        gc.collect()
+    # Closed by the driver, not left to the garbage collector ("unclosed <socket ...>"; the
+    # collection may close other tests' leftovers too: only this server's count).
+    to_this_server = f"raddr=('{private_server.host}', {private_server.port})"
+    assert [str(w.message) for w in warned if to_this_server in str(w.message)] == []
+    assert not c.connected
+    assert open_connections(private_server) == []
+    assert threads_left(threads) == 0
+    c.connect()
+    assert c.get("user", "1") == "Ada"
+    c.disconnect()
+    assert open_connections(private_server) == []
+
+
+@pytest.mark.parametrize(("step", "near_cache"), CLOSING_STEPS)
+async def test_a_cancellation_in_disconnect_still_closes_every_connection(
+    private_server: RedisServer, step: str, near_cache: bool
+) -> None:
+    tasks = len(asyncio.all_tasks())
+    c = await new_async_cache(private_server, near_cache=near_cache).connect()
+    await c.set("user", "1", "Ada")
+    reached = stall_after(*closing_step(c, step))  # that step ends, then the caller waits
+    disconnecting = asyncio.create_task(c.disconnect())
+    await reached.wait()
+    disconnecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await disconnecting
+    assert not c.connected
+    assert await open_connections_async(private_server) == []
+    assert await tasks_left(tasks) == 0
+    await c.connect()
+    assert await c.get("user", "1") == "Ada"
+    await c.disconnect()
+    assert await open_connections_async(private_server) == []

@@ -186,23 +186,15 @@ class AsyncPevensieCache(FaceGuard):
             if self._live is not None:
                 raise AlreadyConnected("the cache is already connected")
             try:
-                await self._driver.connect()
-            except UNAVAILABLE as exc:
-                ops = self._ops
-                if not isinstance(ops, FailOpen):
-                    if isinstance(exc, PevensieCacheError):
-                        raise
-                    raise driver_failure(exc) from exc
-                # fail_open: connected all the same, serving misses until the store answers.
-                ops.offline(exc)
-                self._failed_open("connect", "", exc)
+                await self._connect_driver()
+                self._live = self._ops
             except PevensieCacheError:
+                raise  # the driver's failure: it closed what it had opened
+            except BaseException:
+                # Not the driver's (a signal handler's exception, a cancellation): it may
+                # have landed once the driver had connected, which nothing would close.
+                await self._close_after_interrupt(self._disconnect_driver)
                 raise
-            except Exception as exc:
-                if raised_by_signal_handler(exc):
-                    raise  # not the driver's: the caller's own, unchanged
-                raise driver_failure(exc) from exc
-            self._live = self._ops
         return self
 
     async def disconnect(self) -> None:
@@ -211,26 +203,28 @@ class AsyncPevensieCache(FaceGuard):
             if self._live is None:
                 raise NotConnected(f"the cache is not connected: {CONNECT_HINT}")
             self._live = None
-            await self._fresh.close()  # background refreshes end before the driver closes
-            ops = self._ops
-            if isinstance(ops, FailOpen) and ops.is_offline:
-                return  # fail_open: the store was never reached, nothing to close
             try:
-                await self._driver.disconnect()
-            except PevensieCacheError:
-                raise
-            except Exception as exc:
-                if raised_by_signal_handler(exc):
-                    raise  # not the driver's: the caller's own, unchanged
-                raise driver_failure(exc) from exc
+                await self._fresh.close()  # background refreshes end before the driver closes
+            finally:
+                # Even when the above was interrupted: the cache says it is disconnected.
+                await self._disconnect_driver()
 
     async def __aenter__(self: _Self) -> _Self:
         """Connect unless already connected; the matching exit undoes only what this did."""
-        if self._live is None:
-            await self.connect()
-            self._entered.append(True)
-        else:
-            self._entered.append(False)
+        depth = len(self._entered)
+        connects = self._live is None
+        try:
+            if connects:
+                await self.connect()
+            self._entered.append(connects)
+        except PevensieCacheError:
+            raise  # connect failed (or another thread connected first): nothing to undo
+        except BaseException:
+            # Interrupted: the block will not run, nor its exit, so undo what this did.
+            del self._entered[depth:]
+            if connects and self._live is not None:
+                await self._close_after_interrupt(self.disconnect)
+            raise
         return self
 
     async def __aexit__(
@@ -243,6 +237,48 @@ class AsyncPevensieCache(FaceGuard):
         connected_here = self._entered.pop() if self._entered else False
         if connected_here and self._live is not None:
             await self.disconnect()
+
+    async def _connect_driver(self) -> None:
+        """Connect the driver (with ``fail_open``, an unavailable store leaves it offline)."""
+        try:
+            await self._driver.connect()
+        except UNAVAILABLE as exc:
+            ops = self._ops
+            if not isinstance(ops, FailOpen):
+                if isinstance(exc, PevensieCacheError):
+                    raise
+                raise driver_failure(exc) from exc
+            # fail_open: connected all the same, serving misses until the store answers.
+            ops.offline(exc)
+            self._failed_open("connect", "", exc)
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
+            raise driver_failure(exc) from exc
+
+    async def _disconnect_driver(self) -> None:
+        """Disconnect the driver, unless ``fail_open`` never reached the store."""
+        ops = self._ops
+        if isinstance(ops, FailOpen) and ops.is_offline:
+            return  # fail_open: the store was never reached, nothing to close
+        try:
+            await self._driver.disconnect()
+        except PevensieCacheError:
+            raise
+        except Exception as exc:
+            if raised_by_signal_handler(exc):
+                raise  # not the driver's: the caller's own, unchanged
+            raise driver_failure(exc) from exc
+
+    @staticmethod
+    async def _close_after_interrupt(close: Callable[[], Awaitable[None]]) -> None:
+        """Run ``close()`` as an interrupt propagates: its own failure must not replace it."""
+        try:
+            await close()
+        except Exception:
+            logger.debug("closing after an interrupt failed", exc_info=True)
 
     # -- single operations (the hot path: one check, one driver call) ----------------
 

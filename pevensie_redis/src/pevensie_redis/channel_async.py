@@ -204,15 +204,17 @@ class Channel:
             except RuntimeError:  # that loop is closed  # unasync: remove
                 closing.close()  # unasync: remove
             return  # unasync: remove
-        if self.listener is not None:
-            await self.listener.stop()
-        with self._lock:
-            self._closed = True
-            pipes = [*self._pipes, *self._retired, *([self._bulk] if self._bulk else [])]
-            self._pipes, self._bulk = [], None
-            self._retired = [pipe for pipe in pipes if not _close_if_idle(pipe)]
-            for pipe in self._retired:
-                pipe.retired = True
+        try:
+            if self.listener is not None:
+                await self.listener.stop()
+        finally:  # the pipes close even when stopping the listener was interrupted
+            with self._lock:
+                self._closed = True
+                pipes = [*self._pipes, *self._retired, *([self._bulk] if self._bulk else [])]
+                self._pipes, self._bulk = [], None
+                self._retired = [pipe for pipe in pipes if not _close_if_idle(pipe)]
+                for pipe in self._retired:
+                    pipe.retired = True
 
     # -- commands ----------------------------------------------------------------------
 

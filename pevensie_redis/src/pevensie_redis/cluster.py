@@ -212,10 +212,12 @@ class RedisClusterDriver:
         """Close the connections to every node."""
         io, self._io = self._io, None
         releases, self._releases = self._releases, None
-        if releases is not None:
-            releases.stop()
-        if io is not None:
-            io.close()
+        try:  # the connections close even when stopping the subscriber was interrupted
+            if releases is not None:
+                releases.stop()
+        finally:
+            if io is not None:
+                io.close()
 
     # -- single operations -----------------------------------------------------------
 
@@ -836,9 +838,11 @@ class NearRedisClusterDriver(RedisClusterDriver):
         """Stop listening, then close the connections to every node."""
         listeners, self._listeners = self._listeners, None
         self._near = None
-        if listeners is not None:
-            listeners.stop()
-        super().disconnect()
+        try:  # the connections close even when stopping the listeners was interrupted
+            if listeners is not None:
+                listeners.stop()
+        finally:
+            super().disconnect()
 
     def near_cache_stats(self) -> NearStats | None:
         """Return the near cache's counters (hits, misses, invalidations, ...), while connected."""

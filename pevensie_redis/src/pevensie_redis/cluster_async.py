@@ -213,10 +213,12 @@ class AsyncRedisClusterDriver:
         """Close the connections to every node."""
         io, self._io = self._io, None
         releases, self._releases = self._releases, None
-        if releases is not None:
-            await releases.stop()
-        if io is not None:
-            await io.close()
+        try:  # the connections close even when stopping the subscriber was interrupted
+            if releases is not None:
+                await releases.stop()
+        finally:
+            if io is not None:
+                await io.close()
 
     # -- single operations -----------------------------------------------------------
 
@@ -843,9 +845,11 @@ class AsyncNearRedisClusterDriver(AsyncRedisClusterDriver):
         """Stop listening, then close the connections to every node."""
         listeners, self._listeners = self._listeners, None
         self._near = None
-        if listeners is not None:
-            await listeners.stop()
-        await super().disconnect()
+        try:  # the connections close even when stopping the listeners was interrupted
+            if listeners is not None:
+                await listeners.stop()
+        finally:
+            await super().disconnect()
 
     def near_cache_stats(self) -> NearStats | None:
         """Return the near cache's counters (hits, misses, invalidations, ...), while connected."""

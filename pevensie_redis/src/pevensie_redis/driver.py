@@ -212,13 +212,21 @@ class RedisDriver:
         self._execute = self._read = not_connected_channel.execute
         self._locator = None
         releases, self._releases = self._releases, None
-        if releases is not None:
-            releases.stop()
-        if reads is not channel:
-            reads.close()
-        channel.close()
-        if locator is not None:
-            locator.close()
+        # Each part is closed even when closing one before it was interrupted (a signal
+        # handler's exception, a cancellation): once forgotten here, nothing else could.
+        try:
+            if releases is not None:
+                releases.stop()
+        finally:
+            try:
+                if reads is not channel:
+                    reads.close()
+            finally:
+                try:
+                    channel.close()
+                finally:
+                    if locator is not None:
+                        locator.close()
 
     # -- single operations: the hot path ---------------------------------------------
 

@@ -211,13 +211,21 @@ class AsyncRedisDriver:
         self._execute = self._read = not_connected_channel.execute
         self._locator = None
         releases, self._releases = self._releases, None
-        if releases is not None:
-            await releases.stop()
-        if reads is not channel:
-            await reads.close()
-        await channel.close()
-        if locator is not None:
-            await locator.close()
+        # Each part is closed even when closing one before it was interrupted (a signal
+        # handler's exception, a cancellation): once forgotten here, nothing else could.
+        try:
+            if releases is not None:
+                await releases.stop()
+        finally:
+            try:
+                if reads is not channel:
+                    await reads.close()
+            finally:
+                try:
+                    await channel.close()
+                finally:
+                    if locator is not None:
+                        await locator.close()
 
     # -- single operations: the hot path ---------------------------------------------
 
