@@ -282,6 +282,46 @@ def test_disconnecting_a_cache_whose_store_never_answered_closes_nothing() -> No
     assert not c.connected
 
 
+def test_a_store_reached_by_a_later_connect_is_used_not_connected_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pevensie_cache.layers as layers
+
+    monkeypatch.setattr(layers, "RECONNECT_EVERY", 0.0)  # an operation may reconnect at once
+    store = Switchable()
+    store.down = True
+    c = PevensieCache(store, fail_open=True).connect()  # served open: the store is down
+    c.disconnect()
+    store.down = False
+    c.connect()  # reaches the store
+    c.set("user", "1", "x")
+    assert c.get("user", "1") == "x"
+    assert store.connects == 2  # no operation connected it again over that connection
+    c.disconnect()
+
+
+def test_the_async_face_uses_a_store_reached_by_a_later_connect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pevensie_cache.layers_async as layers_async
+
+    monkeypatch.setattr(layers_async, "RECONNECT_EVERY", 0.0)
+
+    async def main() -> None:
+        store = Switchable()
+        store.down = True
+        c = await AsyncPevensieCache(ThreadedAsyncDriver(store), fail_open=True).connect()
+        await c.disconnect()
+        store.down = False
+        await c.connect()
+        await c.set("user", "1", "x")
+        assert await c.get("user", "1") == "x"
+        assert store.connects == 2
+        await c.disconnect()
+
+    asyncio.run(main())
+
+
 def test_the_redis_drivers_unavailability_errors_are_driver_unavailable() -> None:
     from pevensie_redis import (
         RedisAuthenticationError,

@@ -255,6 +255,10 @@ class PevensieCache(FaceGuard):
             if raised_by_signal_handler(exc):
                 raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
+        else:
+            ops = self._ops
+            if isinstance(ops, FailOpen):
+                ops.online()  # offline from an earlier connect: the store is reached now
 
     def _disconnect_driver(self) -> None:
         """Disconnect the driver, unless ``fail_open`` never reached the store."""

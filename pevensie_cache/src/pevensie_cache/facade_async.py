@@ -257,6 +257,10 @@ class AsyncPevensieCache(FaceGuard):
             if raised_by_signal_handler(exc):
                 raise  # not the driver's: the caller's own, unchanged
             raise driver_failure(exc) from exc
+        else:
+            ops = self._ops
+            if isinstance(ops, FailOpen):
+                ops.online()  # offline from an earlier connect: the store is reached now
 
     async def _disconnect_driver(self) -> None:
         """Disconnect the driver, unless ``fail_open`` never reached the store."""

@@ -208,6 +208,11 @@ class FailOpen:
         self._down = exc
         self._retry_at = time.monotonic() + RECONNECT_EVERY
 
+    def online(self) -> None:
+        """Note that ``connect()`` reached the store: operations use it, none connects it again."""
+        self.is_offline = False
+        self._down = None
+
     async def _online(self, operation: str, resource_type: str) -> bool:
         """Connect the store if due; return whether it is connected (else report, serve open)."""
         if time.monotonic() >= self._retry_at and not self._connecting.locked():
