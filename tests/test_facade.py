@@ -125,6 +125,41 @@ def test_argument_errors_are_value_and_type_errors() -> None:
             c.set("a", "k", "v", ttl_seconds=0)
 
 
+@pytest.mark.parametrize(
+    "seconds", [10**15 + 1, 10**16, 1e17, 10**400], ids=["max+1", "1e16", "1e17-float", "1e400"]
+)
+def test_durations_beyond_the_longest_ttl_are_refused_by_every_call(seconds: Any) -> None:
+    # Redis refuses an expiry past 64-bit milliseconds (a server error, after the
+    # call): every call refuses it first, with the bound in the message, on any driver.
+    loads: list[int] = []
+
+    def load() -> str:
+        loads.append(1)
+        return "v"
+
+    calls = [
+        lambda c: c.set("a", "k", "v", ttl_seconds=seconds),
+        lambda c: c.set_many("a", {"k": "v"}, ttl_seconds=seconds),
+        lambda c: c.add("a", "k", "v", ttl_seconds=seconds),
+        lambda c: c.incr("a", "k", ttl_seconds=seconds),
+        lambda c: c.touch("a", "k", ttl_seconds=seconds),
+        lambda c: c.get_or_set("a", "k", load, ttl_seconds=seconds),
+        lambda c: c.get_or_set("a", "k", load, ttl_seconds=60, stale_seconds=int(seconds)),
+        lambda c: c.get_or_set("a", "k", load, ttl_seconds=60, lock=True, lock_lease=seconds),
+        lambda c: c.get_or_set("a", "k", load, ttl_seconds=60, lock=True, lock_wait=seconds),
+        lambda c: c.resource("a").set("k", "v", ttl_seconds=seconds),
+        lambda c: c.lock("a", "k", ttl_seconds=seconds),
+        lambda c: c.lock("a", "k", wait_seconds=seconds),
+        lambda c: c.acquire_lock("a", "k", "token", seconds),
+    ]
+    with cache.new() as c:
+        for call in calls:
+            with pytest.raises(ArgumentValueError, match="at most 1000000000000000 seconds"):
+                call(c)
+        assert loads == []
+        assert c.get("a", "k", default=None) is None
+
+
 def test_options_with_a_driver_object_are_an_error() -> None:
     with pytest.raises(ConfigError, match="max_entries"):
         cache.new(driver=MemoryDriver(), max_entries=3)

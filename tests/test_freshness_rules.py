@@ -68,6 +68,7 @@ def test_a_value_round_trips_through_set_and_get_whatever_it_holds(value: str) -
     ("options", "error"),
     [
         ({"stale_seconds": 0}, ArgumentValueError),
+        ({"stale_seconds": 10**16}, ArgumentValueError),  # beyond TTL_MAX
         ({"stale_seconds": 1.5}, ArgumentTypeError),
         ({"stale_seconds": True}, ArgumentTypeError),
         ({"stale_seconds": "5"}, ArgumentTypeError),

@@ -157,6 +157,22 @@ def test_the_memory_store_does_not_warn_inside_an_event_loop(recwarn: Any) -> No
     assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
 
 
+@pytest.mark.parametrize(
+    ("builder", "named"),
+    [(cache.from_env, "cache.from_env("), (cache.from_env_async, "cache.from_env_async(")],
+)
+def test_an_unset_environment_variable_says_what_to_set_or_pass(
+    monkeypatch: pytest.MonkeyPatch, builder: Any, named: str
+) -> None:
+    monkeypatch.delenv("PEVENSIE_CACHE_URL", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        builder()
+    message = str(caught.value)
+    assert "PEVENSIE_CACHE_URL is not set" in message
+    assert "redis://localhost:6379/0" in message  # what to set it to
+    assert f"{named}default='memory://')" in message  # or what to pass
+
+
 def test_ttl_seconds_as_a_fraction_says_how_to_round() -> None:
     with cache.new() as c, pytest.raises(ArgumentValueError) as caught:
         c.set("user", "1", "x", ttl_seconds=1.5)

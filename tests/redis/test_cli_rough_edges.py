@@ -96,6 +96,10 @@ def test_a_value_from_stdin_loses_its_final_newline_only(url: str) -> None:
         ("1.5", "1.5 is not whole seconds; the cache counts whole seconds: round it (--ttl 2"),
         ("0", "0 is below 1 second; leave --ttl out for no expiry"),
         ("soon", "'soon' is not a number of seconds"),
+        ("inf", "inf is not a number of seconds; leave --ttl out for no expiry"),
+        ("nan", "nan is not a number of seconds"),
+        ("1e20", "1e20 is more than the longest TTL, 1000000000000000 seconds"),
+        ("10000000000000000", "is more than the longest TTL"),
     ],
 )
 def test_a_ttl_that_is_not_whole_seconds_says_how_to_fix_it(
@@ -105,6 +109,7 @@ def test_a_ttl_that_is_not_whole_seconds_says_how_to_fix_it(
     assert result.returncode == 2
     assert message in result.stderr
     assert "integer range" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_whole_ttl_written_as_a_float_is_taken(url: str) -> None:

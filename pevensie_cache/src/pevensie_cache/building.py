@@ -179,7 +179,12 @@ def driver_from_env(var: str, default: str | None, options: dict[str, Any], face
     """Build the driver the URL in the environment variable ``var`` (or ``default``) names."""
     url = os.environ.get(var) or default
     if not url:
-        raise ConfigError(f"the environment variable {var} is not set")
+        builder = "cache.from_env_async" if face == "async" else "cache.from_env"
+        raise ConfigError(
+            f"the environment variable {var} is not set: set it to a cache URL "
+            "(redis://localhost:6379/0, memory://), or give a URL for when it is not: "
+            f"{builder}(default='memory://')"
+        )
     return driver_from_url(url, options, face)
 
 

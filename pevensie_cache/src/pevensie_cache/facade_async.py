@@ -53,6 +53,7 @@ from pevensie_cache.resource_async import AsyncCachedFunction, AsyncResource
 from pevensie_cache.validation import (
     INT64_MAX,
     INT64_MIN,
+    TTL_MAX,
     Ttl,
     check_address_once,
     check_delta,
@@ -63,6 +64,7 @@ from pevensie_cache.validation import (
     check_value,
     plain_address,
     plain_write,
+    too_long,
 )
 
 __all__ = ["AsyncPevensieCache"]
@@ -298,7 +300,7 @@ class AsyncPevensieCache(FaceGuard):
         """Store ``value`` under ``(resource_type, key)``.
 
         ``ttl_seconds=None`` stores it without expiry and clears any earlier TTL;
-        a whole number of seconds >= 1 (an ``int``, ``60.0``, or a
+        a whole number of seconds from 1 to 10**15 (an ``int``, ``60.0``, or a
         :class:`~datetime.timedelta`, rounded up) makes it expire after that long.
         With ``tags`` (non-empty strings, ``"user:42"``), :meth:`invalidate_tags`
         of any of them makes this entry a miss.
@@ -604,7 +606,9 @@ class AsyncPevensieCache(FaceGuard):
         # Checked once here; the lookup below calls the driver itself, as get() does.
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
-        if ttl_seconds is not None and not (type(ttl_seconds) is int and ttl_seconds > 0):
+        if ttl_seconds is not None and not (
+            type(ttl_seconds) is int and 0 < ttl_seconds <= TTL_MAX
+        ):
             ttl_seconds = check_ttl(ttl_seconds)
         if not callable(loader):
             raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
@@ -839,6 +843,8 @@ class AsyncPevensieCache(FaceGuard):
             )
         if not 0 < lease_seconds < math.inf:
             raise ArgumentValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        if lease_seconds > TTL_MAX:
+            raise ArgumentValueError(too_long("lease_seconds", lease_seconds))
         lease_ms = max(1, math.ceil(lease_seconds * 1000))
         taken: bool = await self._optional(
             driver, "acquire_lock", resource_type, key, token, lease_ms
@@ -918,6 +924,8 @@ def _check_lock_times(lease: object, wait: object) -> float:
             )
         if not 0 < value < math.inf:
             raise ArgumentValueError(f"{name} must be a positive number of seconds, got {value}")
+        if value > TTL_MAX:
+            raise ArgumentValueError(too_long(name, value))
     return float(wait) if isinstance(wait, (int, float)) else 2 * float(lease)  # type: ignore[arg-type]
 
 

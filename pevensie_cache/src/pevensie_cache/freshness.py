@@ -62,6 +62,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.lease import load_under_lease, release, try_lease
 from pevensie_cache.primitives import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
+from pevensie_cache.validation import TTL_MAX, too_long
 
 __all__ = [
     "EARLY",
@@ -110,7 +111,7 @@ def check_freshness(
     # The usual call first, in one test: this runs on every hit.
     if (
         type(stale_seconds) is int
-        and stale_seconds > 0
+        and 0 < stale_seconds <= TTL_MAX
         and early_recompute is False
         and stale_on_error is False
         and ttl_seconds is not None
@@ -122,7 +123,7 @@ def check_freshness(
             if type(tag) is str and tag and tag.isascii():
                 return _new(FreshnessOptions, (stale_seconds, 0.0, False, (tag,)))
         return _new(FreshnessOptions, (stale_seconds, 0.0, False, check_tags(tags)))
-    if type(stale_seconds) is int and stale_seconds > 0:
+    if type(stale_seconds) is int and 0 < stale_seconds <= TTL_MAX:
         stale = stale_seconds
     elif stale_seconds is None:
         stale = 0
@@ -130,8 +131,10 @@ def check_freshness(
         raise ArgumentTypeError(
             f"stale_seconds must be None or an int, not {type(stale_seconds).__name__}"
         )
-    else:
+    elif stale_seconds < 1:
         raise ArgumentValueError(f"stale_seconds must be at least 1, got {stale_seconds}")
+    else:
+        raise ArgumentValueError(too_long("stale_seconds", stale_seconds))
     if early_recompute is False or early_recompute is None:
         beta = 0.0
     elif early_recompute is True:
@@ -247,7 +250,10 @@ class Freshness:
         if (
             ttl_seconds is not None
             and stale_on_error is False
-            and (stale_seconds is None or (type(stale_seconds) is int and stale_seconds > 0))
+            and (
+                stale_seconds is None
+                or (type(stale_seconds) is int and 0 < stale_seconds <= TTL_MAX)
+            )
             and (early_recompute is False or early_recompute is True)
             and (tags is None or (type(tag) is str and tag and tag.isascii()))
         ):

@@ -30,6 +30,7 @@ from pevensie_cache.errors import (
     PevensieCacheError,
 )
 from pevensie_cache.primitives_async import FaceGuard, sleep
+from pevensie_cache.validation import TTL_MAX, too_long
 
 __all__ = ["POLL_FIRST", "POLL_MAX", "AsyncCacheLock", "LockCalls", "check_lock_seconds"]
 
@@ -54,11 +55,16 @@ class LockCalls(Protocol):
 
 
 def check_lock_seconds(name: str, value: object, *, zero: bool) -> float:
-    """Check a lock's lease or wait: seconds (``int``, ``float``, ``timedelta``) > 0 (or >= 0)."""
+    """Check a lock's lease or wait: seconds (``int``, ``float``, ``timedelta``) > 0 (or >= 0).
+
+    At most :data:`~pevensie_cache.validation.TTL_MAX`, as a TTL: a lease is a TTL on
+    the store.
+    """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        # An int too large for a float is over TTL_MAX anyway (no OverflowError).
+        seconds = float(min(value, TTL_MAX + 1)) if isinstance(value, int) else float(value)
     else:
         raise ArgumentTypeError(
             f"{name} must be a number of seconds or a datetime.timedelta, "
@@ -67,6 +73,8 @@ def check_lock_seconds(name: str, value: object, *, zero: bool) -> float:
     if not (seconds >= 0 if zero else seconds > 0) or not math.isfinite(seconds):
         least = "0 or more" if zero else "more than 0"
         raise ArgumentValueError(f"{name} must be {least} seconds, got {value!r}")
+    if seconds > TTL_MAX:
+        raise ArgumentValueError(too_long(name, value))
     return seconds
 
 

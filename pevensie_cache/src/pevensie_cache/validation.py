@@ -4,9 +4,9 @@
   can never collide;
 - ``key``: a non-empty ``str`` (``:`` allowed);
 - ``value``: a ``str``;
-- ``ttl_seconds``: ``None`` or a whole number of seconds >= 1: an ``int``, a float
-  with no fraction (``60.0``), or a :class:`datetime.timedelta` (a fraction of a
-  second rounds up, as Django does); ``bool`` is rejected;
+- ``ttl_seconds``: ``None`` or a whole number of seconds from 1 to :data:`TTL_MAX`: an
+  ``int``, a float with no fraction (``60.0``), or a :class:`datetime.timedelta` (a
+  fraction of a second rounds up, as Django does); ``bool`` is rejected;
 - every string must be encodable as UTF-8 (no lone surrogates).
 
 Each check raises an :class:`~pevensie_cache.ArgumentError` before any driver
@@ -30,6 +30,7 @@ from pevensie_cache.errors import (
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "TTL_MAX",
     "Ttl",
     "check_address",
     "check_address_once",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_counter",
     "plain_address",
     "plain_write",
+    "too_long",
 ]
 
 
@@ -113,6 +115,11 @@ def _hint(value: object, resource_type: object) -> str:
     )
 
 
+TTL_MAX = 10**15
+"""The longest TTL, in seconds (about 31 million years): within what every driver
+can keep (Redis holds an expiry as 64-bit milliseconds since 1970, and refuses one
+beyond it), with room for ``stale_seconds`` on top. ``None`` means no expiry."""
+
 Ttl = int | float | timedelta | None
 """What ``ttl_seconds`` takes: whole seconds (``60``, ``60.0``, a timedelta rounded up) or None."""
 
@@ -152,7 +159,16 @@ def check_ttl(ttl_seconds: object, name: str = "ttl_seconds") -> int | None:
         )
     if seconds < 1:
         raise ArgumentValueError(f"{name} must be at least 1, got {ttl_seconds!r}")
+    if seconds > TTL_MAX:
+        raise ArgumentValueError(f"{too_long(name, ttl_seconds)}; for no expiry, pass None")
     return seconds
+
+
+def too_long(name: str, seconds: object) -> str:
+    """Say that ``seconds`` (a number over :data:`TTL_MAX`) is too long for ``name``."""
+    # An int of thousands of digits has no text (int's digit limit), and says nothing.
+    shown = "far more" if isinstance(seconds, int) and seconds >= 10**30 else repr(seconds)
+    return f"{name} must be at most {TTL_MAX} seconds (about 31 million years), got {shown}"
 
 
 INT64_MIN = -(2**63)
@@ -265,7 +281,7 @@ def plain_write(resource_type: object, key: object, value: object, ttl_seconds: 
         plain_address(resource_type, key)
         and type(value) is str
         and value.isascii()
-        and (ttl_seconds is None or (type(ttl_seconds) is int and ttl_seconds > 0))
+        and (ttl_seconds is None or (type(ttl_seconds) is int and 0 < ttl_seconds <= TTL_MAX))
     )
 
 

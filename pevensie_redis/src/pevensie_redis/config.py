@@ -288,7 +288,7 @@ _DECLARATIONS: dict[str, Option] = {
         kind="bool",
         query=True,
         doc="Keep recent reads in this process, kept coherent by the server's key tracking "
-        "(Redis 6+, Valkey; single server and Sentinel).",
+        "(Redis 6+, Valkey; single server, Sentinel and Cluster).",
     ),
     "near_cache_size": Option(
         kind="int",

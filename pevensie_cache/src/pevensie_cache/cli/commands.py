@@ -27,7 +27,7 @@ from pevensie_cache.errors import PevensieCacheError, UnsupportedOperation
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.inspection import CacheInspector, ServerInfo
 from pevensie_cache.listing import format_drivers
-from pevensie_cache.validation import check_address, check_resource_type
+from pevensie_cache.validation import TTL_MAX, check_address, check_resource_type
 
 __all__ = ["app", "run"]
 
@@ -67,7 +67,7 @@ else:
 
 
 class TtlSeconds(_IntParamType):
-    """``--ttl``: whole seconds >= 1; a fraction is refused with the rounding to use."""
+    """``--ttl``: whole seconds, 1 to ``TTL_MAX``; a fraction is refused with the rounding."""
 
     name = "seconds"
 
@@ -84,6 +84,12 @@ class TtlSeconds(_IntParamType):
                     number = float(text)
                 except ValueError:
                     self.fail(f"{value!r} is not a number of seconds", param, ctx)
+                if not math.isfinite(number):
+                    self.fail(
+                        f"{text} is not a number of seconds; leave --ttl out for no expiry",
+                        param,
+                        ctx,
+                    )
                 if not number.is_integer():
                     self.fail(
                         f"{text} is not whole seconds; the cache counts whole seconds: "
@@ -94,6 +100,13 @@ class TtlSeconds(_IntParamType):
                 seconds = int(number)
         if seconds < 1:
             self.fail(f"{seconds} is below 1 second; leave --ttl out for no expiry", param, ctx)
+        if seconds > TTL_MAX:
+            self.fail(
+                f"{value} is more than the longest TTL, "
+                f"{TTL_MAX} seconds; leave --ttl out for no expiry",
+                param,
+                ctx,
+            )
         return seconds
 
 

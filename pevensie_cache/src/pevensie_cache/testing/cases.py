@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from pevensie_cache.errors import ArgumentError, ArgumentTypeError, ArgumentValueError
+from pevensie_cache.validation import TTL_MAX
 
 __all__ = [
     "BAD_ADDRESSES",
@@ -70,6 +71,9 @@ BAD_TTLS: list[tuple[Any, type[ArgumentError]]] = [
     (timedelta(0), ArgumentValueError),
     (timedelta(seconds=-5), ArgumentValueError),
     ("10", ArgumentTypeError),
+    (TTL_MAX + 1, ArgumentValueError),  # beyond what Redis keeps: it would refuse the write
+    (float(TTL_MAX * 100), ArgumentValueError),
+    (2**64, ArgumentValueError),  # not even a 64-bit integer
 ]
 """``(ttl_seconds, error)`` pairs every driver must reject (the facade does, for all)."""
 

@@ -875,6 +875,9 @@ class AsyncCacheConformance:
             ({"ttl_seconds": "10"}, ArgumentTypeError),
             ({"wait_seconds": -1}, ArgumentValueError),
             ({"wait_seconds": float("inf")}, ArgumentValueError),
+            ({"ttl_seconds": 1e17}, ArgumentValueError),  # a lease beyond what a store keeps
+            ({"ttl_seconds": 10**400}, ArgumentValueError),  # no float holds it
+            ({"wait_seconds": 10**400}, ArgumentValueError),
         ],
     )
     async def test_a_bad_lock_argument_is_rejected(
