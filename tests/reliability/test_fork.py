@@ -12,7 +12,7 @@ import pytest
 from reliability_support import connect_cache, named_clients, unique_client_name
 
 from pevensie_cache import PevensieCache
-from pevensie_redis import RedisDriver
+from pevensie_redis import RedisConnectionError, RedisDriver
 from pevensie_redis.testing import RedisServer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -99,5 +99,65 @@ def test_a_forked_child_uses_its_own_connections_and_the_parent_keeps_working(
                 addresses = {entry["addr"] for entry in named_clients(raw, name)}
             assert child["laddr"] not in addresses
             assert parent_before["laddr"] in addresses
+    finally:
+        c.disconnect()
+
+
+def test_a_connection_lent_across_a_fork_is_never_used_by_the_child(
+    private_server: RedisServer,
+) -> None:
+    """The forking thread holds a lent connection (``connection_pool.get_connection()``).
+
+    Its socket is the parent's: in the child, a command on it is refused
+    (``RedisConnectionError``), where it went out on the parent's connection
+    and took its reply from there, and giving it back does not make it one of
+    the child's connections.
+    """
+    c = connect_cache(private_server, timeout=2000)
+    try:
+        driver = c.driver
+        assert isinstance(driver, RedisDriver)
+        pool = driver.connection_pool
+        assert pool is not None
+        lent = pool.get_connection()
+        lent.send_command("CLIENT", "ID")
+        parent_id = int(lent.read_response())
+
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(read_end)
+            status = 1
+            try:
+                try:
+                    lent.send_command("CLIENT", "ID")
+                    on_lent: object = int(lent.read_response())
+                except RedisConnectionError as exc:
+                    on_lent = f"refused: {exc}"
+                pool.release(lent)
+                report = {"on_lent": on_lent, "pooled": connection_identity(c)["id"]}
+                os.write(write_end, json.dumps(report).encode())
+                status = 0
+            except BaseException as exc:
+                os.write(write_end, json.dumps({"error": repr(exc)}).encode())
+            finally:
+                os.close(write_end)
+                os._exit(status)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            raw_report = pipe.read()
+        _, wait_status = os.waitpid(pid, 0)
+        report = json.loads(raw_report)
+        assert "error" not in report, report
+        assert os.waitstatus_to_exitcode(wait_status) == 0
+        assert report["on_lent"] != parent_id, "the child used the parent's lent connection"
+        assert str(report["on_lent"]).startswith("refused: "), report
+        assert report["pooled"] != parent_id, "the child took the parent's connection back"
+        # The parent's lent connection is untouched.
+        lent.send_command("CLIENT", "ID")
+        assert int(lent.read_response()) == parent_id
+        pool.release(lent)
     finally:
         c.disconnect()

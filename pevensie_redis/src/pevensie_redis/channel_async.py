@@ -540,9 +540,13 @@ class Channel:
         return _PrimaryMoved(f"{pipe.endpoint.label} is no longer the primary (READONLY)")
 
     def _forked(self) -> None:
-        """In a forked child: forget the parent's pipes (never closing their sockets)."""
+        """In a forked child: forget the parent's pipes (never closing their sockets).
+
+        Those lent out too: the forking thread may hold one (and give it back).
+        """
         self._lock = threading.Lock()
-        for pipe in [*self._pipes, *self._retired, *([self._bulk] if self._bulk else [])]:
+        lent = [pipe for pipe in self._lent if pipe is not None]
+        for pipe in [*self._pipes, *self._retired, *([self._bulk] if self._bulk else []), *lent]:
             pipe.forget()
         self._pipes, self._retired, self._bulk = [], [], None
         self._opening = self._opening_bulk = self._asking = None
