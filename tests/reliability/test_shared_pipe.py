@@ -9,11 +9,20 @@ threads released together is where that hand-over is tested hardest.
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+from interrupt_support import Interrupt
 from reliability_support import connect_cache
 
+from pevensie_redis.config import RedisConfig
+from pevensie_redis.endpoint import endpoint
+from pevensie_redis.pipe import Pipe, open_pipe
+from pevensie_redis.protocol.commands import pack_get, pack_set
 from pevensie_redis.testing import RedisServer
 
 THREADS = 32
@@ -62,9 +71,6 @@ def test_a_reply_left_unread_by_an_interrupted_caller_is_no_stall_for_the_next_o
     caller reads it (and drops it) instead of taking the pipe for stalled.
     """
     import signal
-    import time
-
-    import pytest
 
     if not hasattr(signal, "setitimer"):
         pytest.skip("needs setitimer")
@@ -96,3 +102,131 @@ def test_a_reply_left_unread_by_an_interrupted_caller_is_no_stall_for_the_next_o
     finally:
         signal.signal(signal.SIGALRM, previous)
         c.disconnect()
+
+
+# -- interruptions at chosen points, on a pipe of its own ---------------------------------
+#
+# An exception raised into a thread from outside (a signal handler's) lands between two
+# steps of the pipe's code. These tests make it land at one chosen step, once, by wrapping
+# what that step calls, and check that the other threads on the pipe still get their own
+# replies, or a failure at once, never a wait until their timeout.
+
+PIPE_TIMEOUT_MS = 5000
+
+
+def sync_pipe(server: RedisServer) -> Pipe:
+    config = RedisConfig(host=server.host, port=server.port, timeout=PIPE_TIMEOUT_MS)
+    return open_pipe(endpoint(config))
+
+
+class Outcome:
+    """A pipe call running in a thread of its own: its reply or exception, once it returns."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.value: object = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], object]) -> None:
+        try:
+            self.value = call()
+        except BaseException as exc:
+            self.error = exc
+
+    def wait(self, seconds: float) -> bool:
+        """Whether the call returned within ``seconds``."""
+        self._thread.join(seconds)
+        return not self._thread.is_alive()
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.002)
+
+
+class InterruptedWakeUp:
+    """A parked caller's lock whose wake-up, given by ``waker``, is interrupted once.
+
+    The exception lands in the waking thread just before the lock is released,
+    as a signal handler's can (the pipe releases it after its own lock).
+    """
+
+    def __init__(self, waker: str, landed: list[Interrupt]) -> None:
+        self._lock = threading.Lock()
+        self._waker = waker
+        self.landed = landed
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        if not self.landed and sys._getframe(1).f_code.co_name == self._waker:
+            self.landed.append(Interrupt(f"landed in {self._waker} before the wake-up"))
+            raise self.landed[-1]
+        self._lock.release()
+
+
+@pytest.mark.parametrize("waker", ["_hand_on", "_wake_next"])
+def test_a_wake_up_interrupted_in_the_waking_thread_leaves_no_caller_asleep(
+    private_server: RedisServer, waker: str
+) -> None:
+    """The thread that wakes another is interrupted just before the wake-up.
+
+    ``_hand_on``: the reader, done, hands the reader role to a parked caller
+    whose command it has not written yet. ``_wake_next``: the reader wakes a
+    parked caller whose reply it read. Either way the woken caller must not
+    sleep until its timeout (and then, handed the role, write its command
+    too late and fail as stalled): it gets its own reply within a recheck.
+    """
+    pipe = sync_pipe(private_server)
+    try:
+        assert pipe.call(pack_set(b"a", b"value of a")) == b"OK"
+        assert pipe.call(pack_set(b"b", b"value of b")) == b"OK"
+        landed: list[Interrupt] = []
+        pipe._new_lock = lambda: InterruptedWakeUp(waker, landed)
+        send = pipe._send
+        if waker == "_wake_next":
+            # Both commands written in one go before either caller waits: one reads, the
+            # other parks, and both replies come to the reader.
+            def send_after_b_is_queued(data: bytes | memoryview) -> None:
+                pipe._send = send
+                until(lambda: bool(pipe._queued), "queued b")
+                send(data)
+
+            pipe._send = send_after_b_is_queued
+        private_server.pause()
+        try:
+            a = Outcome(lambda: pipe.call(pack_get(b"a")))
+            if waker == "_hand_on":  # a reads: b's command waits in the queue for a reader
+                until(lambda: pipe._leader is not None, "read for a")
+            else:  # a writes, and waits for b's command to write it too
+                until(lambda: bool(pipe._waiting), "taken a")
+            b = Outcome(lambda: pipe.call(pack_get(b"b")))
+
+            def parked() -> bool:  # one caller reads, the other sleeps
+                slots = [*pipe._waiting, *(s for _, ss in pipe._queued for s in ss)]
+                return len(slots) == 2 and all(
+                    s is pipe._leader or s.lock is not None for s in slots
+                )
+
+            until(parked, "parked b")
+        finally:
+            private_server.resume()
+        resumed = time.monotonic()
+        assert a.wait(10)
+        assert b.wait(10)
+        assert time.monotonic() - resumed < PIPE_TIMEOUT_MS / 1000 / 2, "a caller slept on"
+        assert landed, "the exception never landed"
+        outcomes = {"a": a, "b": b}
+        interrupted = [k for k, o in outcomes.items() if o.error in landed]
+        assert len(interrupted) == 1, {k: (o.value, o.error) for k, o in outcomes.items()}
+        [other] = [o for k, o in outcomes.items() if k not in interrupted]
+        assert other.error is None, other.error
+        assert other.value == b"value of " + ("ab".replace(interrupted[0], "")).encode()
+        assert not pipe.closed
+        assert pipe.call(pack_get(b"a")) == b"value of a"
+    finally:
+        pipe.close()

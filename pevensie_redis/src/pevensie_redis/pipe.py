@@ -27,7 +27,9 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   role may have lost bytes between ``recv`` and the reader, or sent half a
   command: the pipe is closed, and the other waiters' commands fail with a
   connection error, marked as never sent when their bytes had not been taken
-  for writing (the channel retries those, and idempotent ones);
+  for writing (the channel retries those, and idempotent ones). An
+  interruption can also cut short the thread that wakes another (a parked
+  caller checks again every :data:`_RECHECK` seconds);
 - only C-level locks (``threading.Lock``), never ``Condition``, ``Event`` or
   ``Queue``, whose Python-level code an interruption can leave half done.
 
@@ -67,6 +69,15 @@ __all__ = ["Pipe", "open_pipe"]
 
 _RECV_SIZE = 65536
 _PENDING, _REPLIED, _FAILED = 0, 1, 2
+_RECHECK = 0.5
+"""Seconds a parked caller sleeps before it checks its slot again.
+
+A thread wakes another by marking its slot (under the pipe's lock), then
+releasing the lock it sleeps on; an exception raised into the waking thread in
+between (a signal handler's) would leave it asleep until its timeout, holding
+its reply or the reader role (so that every caller on the pipe then failed as
+stalled).
+"""
 _monotonic = time.monotonic
 
 
@@ -312,7 +323,9 @@ class Pipe(PipeCore[_Slot]):
                     leader = self._leader
                     if leader is None:
                         self._leader = leader = slot
-                    elif leader is not slot:
+                    elif leader is slot:
+                        slot.woken = True  # handed the role, found at a recheck: woken by none
+                    else:
                         parked = slot.lock
                         if parked is None:
                             parked = slot.lock = self._new_lock()
@@ -325,10 +338,12 @@ class Pipe(PipeCore[_Slot]):
                             self._hand_on()
                     return
                 remaining = slot.deadline - _monotonic()
-                if remaining > 0 and parked.acquire(True, remaining):
+                if remaining > 0 and parked.acquire(True, min(remaining, _RECHECK)):
                     if slot.state != _PENDING and self._leader is not slot:
                         return  # replied (woken by the caller before it: see _wake_next)
                     continue  # replied, failed or handed the reader role: see above
+                if remaining > _RECHECK:
+                    continue  # a wake-up lost to an interrupted waker: see _RECHECK
                 with lock:
                     if slot.state or self._leader in (slot, None):
                         continue  # replied, or reading is up to this caller (see above)
