@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from interrupt_support import Interrupt
+from redis.exceptions import ConnectionError as RedisPyConnectionError
 from reliability_support import connect_cache
 
 from pevensie_redis.config import RedisConfig
@@ -228,5 +229,53 @@ def test_a_wake_up_interrupted_in_the_waking_thread_leaves_no_caller_asleep(
         assert other.value == b"value of " + ("ab".replace(interrupted[0], "")).encode()
         assert not pipe.closed
         assert pipe.call(pack_get(b"a")) == b"value of a"
+    finally:
+        pipe.close()
+
+
+def test_a_reader_interrupted_as_it_takes_the_queued_commands_closes_the_pipe_at_once(
+    private_server: RedisServer,
+) -> None:
+    """The reader takes the commands queued meanwhile for writing, then is interrupted.
+
+    It holds the writer role and has written nothing: the pipe must close
+    (those commands may not have gone out whole), so that the next command is
+    refused at once as never sent, where it waited for a writer that had
+    left and failed after its timeout as if the server had stalled.
+    """
+    pipe = sync_pipe(private_server)
+    landed: list[Interrupt] = []
+    take = pipe._take
+
+    def interrupted_take() -> bytes:
+        pipe._take = take
+        take()  # the queued commands are taken for writing
+        landed.append(Interrupt("landed as the reader took the queued commands"))
+        raise landed[-1]
+
+    try:
+        assert pipe.call(pack_set(b"a", b"value of a")) == b"OK"
+        private_server.pause()
+        try:
+            a = Outcome(lambda: pipe.call(pack_get(b"a")))
+            until(lambda: pipe._leader is not None, "read for a")
+            b = Outcome(lambda: pipe.call(pack_get(b"b")))  # queued: a reads, and writes it
+            until(
+                lambda: bool(pipe._queued) and pipe._queued[0][1][0].lock is not None,
+                "parked b",
+            )
+            pipe._take = interrupted_take
+        finally:
+            private_server.resume()
+        assert a.wait(10)
+        assert b.wait(10)
+        assert landed, "the exception never landed"
+        assert [a.error, b.error].count(landed[0]) == 1
+        started = time.monotonic()
+        with pytest.raises(RedisPyConnectionError) as refused:
+            pipe.call(pack_get(b"a"))
+        assert time.monotonic() - started < PIPE_TIMEOUT_MS / 1000 / 2
+        assert getattr(refused.value, "pevensie_not_sent", False), refused.value
+        assert pipe.closed
     finally:
         pipe.close()

@@ -401,12 +401,12 @@ class Pipe(PipeCore[_Slot]):
 
     def _flush(self, slot: _Slot) -> bool:
         """Write, as the leader, what callers queued while it read; ``False`` if that failed."""
-        with self._lock:
-            if self._writer is not None or not self._queued or self._closed is not None:
-                return self._closed is None
-            self._writer = slot
-            out = self._take()
         try:
+            with self._lock:
+                if self._writer is not None or not self._queued or self._closed is not None:
+                    return self._closed is None
+                self._writer = slot
+                out = self._take()
             self._send(out)
             self._write(slot)
         except OSError as exc:
@@ -416,9 +416,11 @@ class Pipe(PipeCore[_Slot]):
                 self._abort(_broken(self.endpoint, "writing to", exc))
             return False
         except BaseException:
-            with self._lock:  # half a command may be on the wire
-                if self._writer is slot:
-                    self._writer = None
+            with self._lock:
+                if self._writer is not slot:
+                    raise  # nothing taken for writing, or all of it written whole
+                # Taken, and maybe sent in part: half a command may be on the wire.
+                self._writer = None
                 self._abort(
                     interrupted(
                         RedisPyConnectionError(f"{self.endpoint.label}: a write was interrupted")
