@@ -9,6 +9,7 @@ threads released together is where that hand-over is tested hardest.
 
 from __future__ import annotations
 
+import select
 import sys
 import threading
 import time
@@ -23,7 +24,7 @@ from reliability_support import connect_cache
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import endpoint
 from pevensie_redis.pipe import Pipe, open_pipe
-from pevensie_redis.protocol.commands import pack_get, pack_set
+from pevensie_redis.protocol.commands import PING, SUBSCRIBE_REPLY, pack, pack_get, pack_set
 from pevensie_redis.testing import RedisServer
 
 THREADS = 32
@@ -277,5 +278,30 @@ def test_a_reader_interrupted_as_it_takes_the_queued_commands_closes_the_pipe_at
         assert time.monotonic() - started < PIPE_TIMEOUT_MS / 1000 / 2
         assert getattr(refused.value, "pevensie_not_sent", False), refused.value
         assert pipe.closed
+    finally:
+        pipe.close()
+
+
+def test_a_message_pushed_as_the_heartbeat_ping_goes_out_leaves_the_pipe_open(
+    private_server: RedisServer,
+) -> None:
+    """A subscribed pipe, silent for a heartbeat, sends ``PING`` as a message arrives.
+
+    The message is no sign of a dead connection (a subscribed pipe is owed
+    messages while idle): it goes to ``on_push``, and ``PING`` is answered.
+    """
+    pipe = sync_pipe(private_server)
+    messages: list[Any] = []
+    try:
+        pipe.on_push = messages.append
+        assert SUBSCRIBE_REPLY(pipe.call(pack([b"SUBSCRIBE", b"news"])))
+        assert not pipe.listen(0.05)  # a heartbeat of silence
+        with private_server.client() as raw:
+            assert raw.publish("news", "hello") == 1
+        readable, _, _ = select.select([pipe.socket], [], [], 5)
+        assert readable, "the message never came"
+        assert pipe.call(PING, 1.0) == [b"pong", b""]
+        assert messages == [[b"message", b"news", b"hello"]]
+        assert not pipe.closed
     finally:
         pipe.close()

@@ -527,7 +527,8 @@ class Pipe(PipeCore[_Slot]):
 
         Nothing is owed by an idle server: an end of stream means it closed the
         connection (killed, restarted, an idle timeout), other bytes that it
-        broke the protocol (on TLS they may be the session's own messages).
+        broke the protocol (on TLS they may be the session's own messages; on a
+        subscribed pipe, pushed messages, read by the command's reader).
         """
         try:
             peeked = self._sock.recv(1, socket.MSG_PEEK)
@@ -536,7 +537,7 @@ class Pipe(PipeCore[_Slot]):
         except (OSError, ValueError) as exc:
             self._abort(_broken(self.endpoint, "reading from", exc))
             return True
-        if peeked and isinstance(self._stream, _TlsStream):
+        if peeked and (self.on_push is not None or isinstance(self._stream, _TlsStream)):
             return False
         self._abort(
             RedisPyConnectionError(
