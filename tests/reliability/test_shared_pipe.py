@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from interrupt_support import Interrupt
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from reliability_support import connect_cache
+from redis.exceptions import TimeoutError as RedisPyTimeoutError
+from reliability_support import MARGIN_S, connect_cache
 
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import endpoint
@@ -303,5 +304,62 @@ def test_a_message_pushed_as_the_heartbeat_ping_goes_out_leaves_the_pipe_open(
         assert pipe.call(PING, 1.0) == [b"pong", b""]
         assert messages == [[b"message", b"news", b"hello"]]
         assert not pipe.closed
+    finally:
+        pipe.close()
+
+
+@pytest.mark.parametrize("lands", ["as it starts closing", "as it fails a queued command"])
+def test_an_abort_cut_short_by_an_interrupt_still_fails_every_caller_in_time(
+    private_server: RedisServer, lands: str
+) -> None:
+    """``close()`` is interrupted as it closes a pipe on a stalled server.
+
+    One caller reads (its command sent), two wait with their commands still
+    queued behind it. The exception lands at the first step of closing, or as
+    the first queued command is failed. Every caller must still fail within
+    its timeout (the queued ones as never sent), where they slept until it,
+    then raised a ``TypeError`` or, reading a closed socket, spun for good.
+    """
+    timeout = 1.0
+    config = RedisConfig(host=private_server.host, port=private_server.port, timeout=1000)
+    pipe = open_pipe(endpoint(config))
+    landed: list[Interrupt] = []
+    try:
+        private_server.pause()
+        try:
+            a = Outcome(lambda: pipe.call(pack_get(b"a")))
+            until(lambda: pipe._leader is not None, "read for a")
+            queued = [Outcome(lambda key=key: pipe.call(pack_get(key))) for key in (b"b", b"c")]
+            until(
+                lambda: [s.lock is not None for _, ss in pipe._queued for s in ss] == [True] * 2,
+                "parked b and c",
+            )
+            step = "_shut" if lands == "as it starts closing" else "_fail"
+            original = getattr(pipe, step)
+            first_queued = pipe._queued[0][1][0]
+
+            def interrupted(*args: Any) -> None:
+                if step == "_fail" and args[0] is not first_queued:
+                    original(*args)
+                    return
+                setattr(pipe, step, original)
+                landed.append(Interrupt(f"landed {lands}"))
+                raise landed[-1]
+
+            setattr(pipe, step, interrupted)
+            started = time.monotonic()
+            with pytest.raises(Interrupt):
+                pipe.close()
+            done = [o.wait(timeout + MARGIN_S - (time.monotonic() - started)) for o in [a, *queued]]
+        finally:
+            private_server.resume()
+        assert done == [True] * 3, "a caller was stranded past its timeout"
+        for outcome in [a, *queued]:
+            assert isinstance(outcome.error, (RedisPyConnectionError, RedisPyTimeoutError)), (
+                outcome.error
+            )
+        for outcome in queued:  # never written: sent elsewhere by the channel
+            assert getattr(outcome.error, "pevensie_not_sent", False), outcome.error
+        assert pipe.closed
     finally:
         pipe.close()

@@ -29,7 +29,8 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   connection error, marked as never sent when their bytes had not been taken
   for writing (the channel retries those, and idempotent ones). An
   interruption can also cut short the thread that wakes another (a parked
-  caller checks again every :data:`_RECHECK` seconds);
+  caller checks again every :data:`_RECHECK` seconds) or that closes the pipe
+  (the next caller that finds it closed finishes the closing);
 - only C-level locks (``threading.Lock``), never ``Condition``, ``Event`` or
   ``Queue``, whose Python-level code an interruption can leave half done.
 
@@ -314,6 +315,8 @@ class Pipe(PipeCore[_Slot]):
         try:
             while True:
                 with lock:
+                    if not slot.state and self._closed is not None:
+                        self._abort(self._closed)  # one cut short by an interrupt: finish it
                     if slot.state:
                         slot.woken = True  # nobody is to wake it any more
                         if self._leader is slot:  # failed before it took the reader role up
@@ -336,7 +339,7 @@ class Pipe(PipeCore[_Slot]):
                         if self._leader is slot:
                             self._leader = None
                             self._hand_on()
-                    return
+                    continue  # replied, or the pipe closed: see above
                 remaining = slot.deadline - _monotonic()
                 if remaining > 0 and parked.acquire(True, min(remaining, _RECHECK)):
                     if slot.state != _PENDING and self._leader is not slot:
@@ -362,7 +365,7 @@ class Pipe(PipeCore[_Slot]):
         """
         waiting = self._waiting
         wait_readable = self._stream.wait_readable
-        while not slot.state:
+        while not slot.state and self._closed is None:
             if self._queued and self._writer is None and not self._flush(slot):
                 return
             try:
@@ -574,15 +577,23 @@ class Pipe(PipeCore[_Slot]):
             waiter.lock.release()
 
     def _shut(self) -> None:
-        queued, self._queued = self._queued, []
-        error = self._closed or RedisPyConnectionError(f"{self.endpoint.label}: closed")
-        for _, slots in queued:  # never written: each may be sent elsewhere, at once
-            for slot in slots:
-                self._fail(slot, closed_error(error))
         with contextlib.suppress(OSError):
             # Wakes a thread blocked in recv(); close() alone would not.
             self._sock.shutdown(socket.SHUT_RDWR)
         self._roles_released()
+
+    def _settled(self) -> None:
+        """Fail the commands still queued (never written): each may be sent elsewhere, at once.
+
+        Each leaves the queue only once failed, as the waiters do: an abort cut
+        short by an interrupt leaves the rest to the next one (see :meth:`_wait`).
+        """
+        queued = self._queued
+        error = self._closed or RedisPyConnectionError(f"{self.endpoint.label}: closed")
+        while queued:
+            for slot in queued[0][1]:
+                self._fail(slot, closed_error(error))
+            del queued[0]
 
     def _idle(self) -> bool:
         return not self._waiting and not self._queued and self._writer is None
