@@ -5,6 +5,10 @@ all, then hands the reader role to another. A caller whose command is still
 queued (another thread writes or reads at that moment) must get the role too,
 or it waits until its timeout and the pipe is closed as stalled. A burst of
 threads released together is where that hand-over is tested hardest.
+
+Then a pipe of its own, with an exception from outside landing at one chosen
+step of a thread that wakes, reads for, writes for or closes the pipe for the
+others; and a subscribed pipe whose heartbeat meets a pushed message.
 """
 
 from __future__ import annotations
