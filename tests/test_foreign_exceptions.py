@@ -366,3 +366,25 @@ async def test_a_cancellation_as_disconnect_ends_the_refreshes_still_closes_the_
     assert await c.driver.get("user", "1") is None
     await c.connect()
     await c.disconnect()
+
+
+def test_an_interrupt_as_a_background_refresh_is_queued_leaves_its_key_free_once_it_ends() -> None:
+    from pevensie_cache.primitives import Background
+
+    background = Background()
+    # Right after start() has queued the run and released its lock.
+    background._lock = InterruptedAfterRelease(release_at=1)  # type: ignore[assignment]
+    ran = threading.Event()
+    try:
+        with pytest.raises(Interrupt):
+            background.start("user:4", ran.set)
+        assert ran.wait(10)
+        deadline = time.monotonic() + 10
+        while background.running() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert background.running() == 0  # the run ended: nothing marks its key any more
+        refreshed = threading.Event()
+        assert background.start("user:4", refreshed.set)  # the next refresh is queued
+        assert refreshed.wait(10)
+    finally:
+        background.close()

@@ -7,14 +7,13 @@ The same names as the async module, over threads, so code generated from an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -192,6 +191,15 @@ class SingleFlight:
                     mine.done.set()
 
 
+class _Queued:
+    """A background run's mark under its key: removed by that run alone as it ends."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool = pool
+
+
 class Background:
     """Work that runs after its caller has returned: at most one run per key, a bounded number.
 
@@ -208,7 +216,7 @@ class Background:
         self._limit = limit
         self._threads = threads
         self._lock = threading.Lock()
-        self._keys: dict[Hashable, Future[None]] = {}
+        self._keys: dict[Hashable, _Queued] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self.finished = 0
@@ -217,16 +225,25 @@ class Background:
 
     def start(self, key: Hashable, work: Callable[[], None]) -> bool:
         """Queue ``work()`` unless ``key`` is queued or running, or the bound is reached."""
+        # The key is marked before the run is queued, and only the run removes its mark
+        # (in the pool's thread, where no signal handler's exception lands): an exception
+        # raised into this thread once the run is queued (a handler's, which lands right
+        # after any call returns) can no longer leave the key marked for good, which
+        # stopped every later refresh of it.
         with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's threads are not here
                 self._pid, self._pool, self._keys = os.getpid(), None, {}
             if key in self._keys or len(self._keys) >= self._limit:
                 return False
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._threads, "pevensie-background")
-            future = self._pool.submit(work)
-            self._keys[key] = future
-        future.add_done_callback(lambda done: self._ended(key, done))
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = ThreadPoolExecutor(self._threads, "pevensie-background")
+            mark = self._keys[key] = _Queued(pool)
+            try:
+                pool.submit(self._run, key, mark, work)
+            except BaseException:
+                del self._keys[key]  # not queued, or the run will find its mark gone
+                raise
         return True
 
     def running(self) -> int:
@@ -235,27 +252,29 @@ class Background:
 
     def idle(self) -> None:
         """Wait until every run queued so far has ended."""
-        while True:
-            with self._lock:
-                futures = list(self._keys.values())
-            if not futures:
-                return
-            for future in futures:
-                with contextlib.suppress(BaseException):  # _ended logs it; this only waits
-                    future.result()
+        while self._keys:
+            time.sleep(0.001)
 
     def close(self) -> None:
         """Drop the queued runs, wait for the running ones, and stop the threads."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:  # the runs dropped before they ran leave their marks
+            for key, mark in list(self._keys.items()):
+                if mark.pool is pool:
+                    del self._keys[key]
 
-    def _ended(self, key: Hashable, future: Future[None]) -> None:
-        with self._lock:
-            if self._keys.get(key) is future:
-                del self._keys[key]
-            self.finished += 1
-        if not future.cancelled() and future.exception() is not None:
+    def _run(self, key: Hashable, mark: _Queued, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException:
             # The work handles its own failures; this is a bug, not a loader's error.
-            logger.error("a background refresh failed unexpectedly", exc_info=future.exception())
+            logger.error("a background refresh failed unexpectedly", exc_info=True)
+        finally:
+            with self._lock:
+                if self._keys.get(key) is mark:
+                    del self._keys[key]
+                self.finished += 1
