@@ -117,9 +117,7 @@ def test_argument_errors_are_value_and_type_errors() -> None:
             c.set("a:b", "k", "v")
         with pytest.raises(TypeError, match=r"value must be a str, not bytes \(decode bytes first"):
             c.set("a", "k", b"v")  # type: ignore[arg-type]
-        with pytest.raises(
-            TypeError, match=r"ttl_seconds must be None, an int or a datetime\.timedelta, not bool"
-        ):
+        with pytest.raises(TypeError, match=r"ttl_seconds must be None, an int, .*, not bool"):
             c.set("a", "k", "v", ttl_seconds=True)
         with pytest.raises(ArgumentValueError, match="at least 1, got 0"):
             c.set("a", "k", "v", ttl_seconds=0)

@@ -182,6 +182,17 @@ def test_ttl_seconds_as_a_fraction_says_how_to_round() -> None:
     assert "datetime.timedelta" in message
 
 
+def test_a_ttl_of_the_wrong_type_lists_every_type_ttl_seconds_takes() -> None:
+    with cache.new() as c, pytest.raises(ArgumentTypeError) as caught:
+        c.set("user", "1", "x", ttl_seconds="60")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "ttl_seconds must be None, an int, a float without fraction (60.0) "
+        "or a datetime.timedelta, not str"
+    )
+    with cache.new() as c:
+        c.set("user", "1", "x", ttl_seconds=60.0)  # what the message offers is taken
+
+
 def test_the_dataclass_replace_of_a_config_is_checked_like_a_new_one() -> None:
     from pevensie_redis import default_config
 

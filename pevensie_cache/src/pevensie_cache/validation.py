@@ -123,6 +123,9 @@ beyond it), with room for ``stale_seconds`` on top. ``None`` means no expiry."""
 Ttl = int | float | timedelta | None
 """What ``ttl_seconds`` takes: whole seconds (``60``, ``60.0``, a timedelta rounded up) or None."""
 
+_TTL_TYPES = "None, an int, a float without fraction (60.0) or a datetime.timedelta"
+"""What a TTL may be, as a type error about one says it."""
+
 
 def check_ttl(ttl_seconds: object, name: str = "ttl_seconds") -> int | None:
     """Check a TTL and return it as drivers get it: ``None`` (no expiry) or an ``int`` >= 1.
@@ -154,9 +157,7 @@ def check_ttl(ttl_seconds: object, name: str = "ttl_seconds") -> int | None:
     elif isinstance(ttl_seconds, int) and not isinstance(ttl_seconds, bool):
         seconds = int(ttl_seconds)
     else:
-        raise ArgumentTypeError(
-            f"{name} must be None, an int or a datetime.timedelta, not {kind.__name__}"
-        )
+        raise ArgumentTypeError(f"{name} must be {_TTL_TYPES}, not {kind.__name__}")
     if seconds < 1:
         raise ArgumentValueError(f"{name} must be at least 1, got {ttl_seconds!r}")
     if seconds > TTL_MAX:
