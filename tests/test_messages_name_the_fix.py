@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import decimal
+import ipaddress
+import uuid
 from typing import Any
 
 import pytest
@@ -191,6 +194,27 @@ def test_a_ttl_of_the_wrong_type_lists_every_type_ttl_seconds_takes() -> None:
     )
     with cache.new() as c:
         c.set("user", "1", "x", ttl_seconds=60.0)  # what the message offers is taken
+
+
+class UserRecord:
+    """A class of the application's, which JSON cannot hold."""
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (object(), "an object"),
+        ({1}, "a set"),
+        (uuid.UUID(int=1), "a UUID"),
+        (decimal.Decimal(1), "a Decimal"),
+        (ipaddress.ip_address("127.0.0.1"), "an IPv4Address"),
+        (UserRecord(), "a UserRecord"),
+    ],
+)
+def test_a_value_json_cannot_hold_is_named_with_its_article(value: object, said: str) -> None:
+    with cache.new() as c, pytest.raises(ArgumentTypeError) as caught:
+        c.resource("user", codec="json").set("1", value)
+    assert f"the json codec cannot encode {said} value" in str(caught.value)
 
 
 def test_the_dataclass_replace_of_a_config_is_checked_like_a_new_one() -> None:
