@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Any
 
 import pytest
 from pevensie_test_echo.driver import EchoDriver
@@ -47,6 +48,32 @@ def test_get_or_set_resources_and_cached_work_on_any_driver() -> None:
 
         assert double(2) == double(2) == 4
         assert calls == [2]
+
+
+def load_user(n: int) -> str:
+    return str(n)
+
+
+async def load_user_async(n: int) -> str:
+    return str(n)
+
+
+@pytest.mark.parametrize(
+    ("builder", "function", "shown"),
+    [
+        (cache.from_url, load_user, "CachedFunction"),
+        (cache.from_url_async, load_user_async, "AsyncCachedFunction"),
+    ],
+)
+def test_a_cached_function_repr_names_the_function_and_resource_type_only(
+    builder: Any, function: Any, shown: str
+) -> None:
+    c = builder("redis://:s3cret@cache.internal:6390/0")  # never connected: the repr needs none
+    memoised = c.cached("user")(function)
+    text = repr(memoised)
+    assert text == f"<{shown} {__name__}.{function.__name__} resource_type='user'>"
+    for secret in ("s3cret", "cache.internal", "redis://"):
+        assert secret not in text
 
 
 async def test_the_async_face_of_a_sync_only_driver_names_what_it_lacks() -> None:

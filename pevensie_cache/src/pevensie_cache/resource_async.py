@@ -440,6 +440,13 @@ class AsyncCachedFunction(Generic[_P, _R]):
         self._stale_on_error = stale_on_error
         self._tags = tags
 
+    def __repr__(self) -> str:
+        # The function and the resource type only: never the cache, whose driver holds the URL.
+        return (
+            f"<{type(self).__name__} {function_name(self._function)} "
+            f"resource_type={self._resource.resource_type!r}>"
+        )
+
     async def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Return the cached result for these arguments, or run the function once and store it."""
         if self._fresh:
