@@ -8,6 +8,7 @@ import pytest
 
 from pevensie_cache import (
     AlreadyConnected,
+    ArgumentError,
     ArgumentValueError,
     CacheMiss,
     ConfigError,
@@ -156,6 +157,31 @@ def test_durations_beyond_the_longest_ttl_are_refused_by_every_call(seconds: Any
                 call(c)
         assert loads == []
         assert c.get("a", "k", default=None) is None
+
+
+_BAD_LOCK_TIMES = ["10", True, 0, -1, float("nan"), float("inf")]
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [("lock_lease", None)] + [(n, s) for n in ("lock_lease", "lock_wait") for s in _BAD_LOCK_TIMES],
+)
+def test_get_or_set_checks_its_lock_times_as_the_lock_checks_its_own(
+    name: str, seconds: Any
+) -> None:
+    loads: list[int] = []
+
+    def load() -> str:
+        loads.append(1)
+        return "v"
+
+    with cache.new() as c:
+        with pytest.raises(ArgumentError) as by_lock:
+            c.lock("a", "k", ttl_seconds=seconds)
+        with pytest.raises(type(by_lock.value)) as by_get_or_set:
+            c.get_or_set("a", "k", load, lock=True, **{name: seconds})
+        assert str(by_get_or_set.value) == str(by_lock.value).replace("ttl_seconds", name)
+        assert loads == []
 
 
 def test_options_with_a_driver_object_are_an_error() -> None:

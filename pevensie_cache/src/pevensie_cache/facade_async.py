@@ -612,7 +612,10 @@ class AsyncPevensieCache(FaceGuard):
             ttl_seconds = check_ttl(ttl_seconds)
         if not callable(loader):
             raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
-        wait = _check_lock_times(lock_lease, lock_wait) if lock else 0.0
+        if lock:
+            lock_lease, wait = _check_lock_times(lock_lease, lock_wait)
+        else:
+            wait = 0.0
         if (
             stale_seconds is not None
             or early_recompute is not False
@@ -913,20 +916,12 @@ def _check_token(token: object) -> None:
         raise ArgumentValueError("token must not be empty")
 
 
-def _check_lock_times(lease: object, wait: object) -> float:
-    """Check ``lock_lease`` and ``lock_wait``; return the wait (default: twice the lease)."""
-    for name, value in (("lock_lease", lease), ("lock_wait", wait)):
-        if value is None and name == "lock_wait":
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ArgumentTypeError(
-                f"{name} must be a number of seconds, not {type(value).__name__}"
-            )
-        if not 0 < value < math.inf:
-            raise ArgumentValueError(f"{name} must be a positive number of seconds, got {value}")
-        if value > TTL_MAX:
-            raise ArgumentValueError(too_long(name, value))
-    return float(wait) if isinstance(wait, (int, float)) else 2 * float(lease)  # type: ignore[arg-type]
+def _check_lock_times(lease: object, wait: object) -> tuple[float, float]:
+    """Check ``lock_lease`` and ``lock_wait``; return both in seconds (wait: twice the lease)."""
+    seconds = check_lock_seconds("lock_lease", lease, zero=False)
+    if wait is None:
+        return seconds, 2 * seconds
+    return seconds, check_lock_seconds("lock_wait", wait, zero=False)
 
 
 async def _get_each(
