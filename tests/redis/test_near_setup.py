@@ -35,6 +35,22 @@ def test_url_and_keywords_turn_the_near_cache_on() -> None:
     assert RedisConfig().near_cache is False
 
 
+def test_the_near_cache_drivers_and_their_stats_are_importable_from_the_package() -> None:
+    # What the near-cache guide narrows c.driver with, for near_cache_stats() to type-check.
+    import pevensie_redis
+    from pevensie_redis.near import NearStats
+
+    url = "redis://127.0.0.1:6379/0?near_cache=true"
+    cluster = url + "&cluster=true"
+    assert isinstance(cache.from_url(url).driver, pevensie_redis.NearRedisDriver)
+    assert isinstance(cache.from_url(cluster).driver, pevensie_redis.NearRedisClusterDriver)
+    assert isinstance(cache.from_url_async(url).driver, pevensie_redis.AsyncNearRedisDriver)
+    assert isinstance(
+        cache.from_url_async(cluster).driver, pevensie_redis.AsyncNearRedisClusterDriver
+    )
+    assert pevensie_redis.NearStats is NearStats
+
+
 def test_the_byte_bound_takes_units_in_urls_and_keywords_and_shows_them_back() -> None:
     url = "redis://127.0.0.1:6379/0?near_cache=true&near_cache_max_bytes=8MiB"
     by_url = cache.from_url(url).driver.config

@@ -30,16 +30,26 @@ from pevensie_redis.errors import (
 )
 
 if TYPE_CHECKING:
-    from pevensie_redis.cluster import RedisClusterDriver
-    from pevensie_redis.cluster_async import AsyncRedisClusterDriver
-    from pevensie_redis.driver import RedisDriver, RedisSentinelDriver
-    from pevensie_redis.driver_async import AsyncRedisDriver, AsyncRedisSentinelDriver
+    from pevensie_redis.cluster import NearRedisClusterDriver, RedisClusterDriver
+    from pevensie_redis.cluster_async import AsyncNearRedisClusterDriver, AsyncRedisClusterDriver
+    from pevensie_redis.driver import NearRedisDriver, RedisDriver, RedisSentinelDriver
+    from pevensie_redis.driver_async import (
+        AsyncNearRedisDriver,
+        AsyncRedisDriver,
+        AsyncRedisSentinelDriver,
+    )
     from pevensie_redis.modes import new_async_cache_driver, new_cache_driver
+    from pevensie_redis.near import NearStats
 
 __all__ = [
+    "AsyncNearRedisClusterDriver",
+    "AsyncNearRedisDriver",
     "AsyncRedisClusterDriver",
     "AsyncRedisDriver",
     "AsyncRedisSentinelDriver",
+    "NearRedisClusterDriver",
+    "NearRedisDriver",
+    "NearStats",
     "RedisAuthenticationError",
     "RedisClusterDriver",
     "RedisConfig",
@@ -68,6 +78,11 @@ _LAZY = {
     "new_async_cache_driver": "modes",
     "RedisClusterDriver": "cluster",
     "AsyncRedisClusterDriver": "cluster_async",
+    "NearRedisDriver": "driver",
+    "AsyncNearRedisDriver": "driver_async",
+    "NearRedisClusterDriver": "cluster",
+    "AsyncNearRedisClusterDriver": "cluster_async",
+    "NearStats": "near",
 }
 
 
