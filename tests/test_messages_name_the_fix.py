@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import decimal
-import ipaddress
 import uuid
 from typing import Any
 
@@ -201,20 +200,13 @@ class UserRecord:
 
 
 @pytest.mark.parametrize(
-    ("value", "said"),
-    [
-        (object(), "an object"),
-        ({1}, "a set"),
-        (uuid.UUID(int=1), "a UUID"),
-        (decimal.Decimal(1), "a Decimal"),
-        (ipaddress.ip_address("127.0.0.1"), "an IPv4Address"),
-        (UserRecord(), "a UserRecord"),
-    ],
+    "value", [object(), {1}, uuid.UUID(int=1), decimal.Decimal(1), UserRecord()]
 )
-def test_a_value_json_cannot_hold_is_named_with_its_article(value: object, said: str) -> None:
+def test_a_value_json_cannot_hold_is_named_by_its_type(value: object) -> None:
     with cache.new() as c, pytest.raises(ArgumentTypeError) as caught:
         c.resource("user", codec="json").set("1", value)
-    assert f"the json codec cannot encode {said} value" in str(caught.value)
+    said = f"the json codec cannot encode a value of type {type(value).__name__}:"
+    assert said in str(caught.value)
 
 
 def test_the_dataclass_replace_of_a_config_is_checked_like_a_new_one() -> None:

@@ -75,7 +75,7 @@ class JsonCodec:
             return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except TypeError as exc:
             raise ArgumentTypeError(
-                f"the json codec cannot encode {_with_article(type(value).__name__)} value: {exc}"
+                f"the json codec cannot encode a value of type {type(value).__name__}: {exc}"
             ) from None
         except ValueError as exc:
             raise ArgumentValueError(f"the json codec cannot encode this value: {exc}") from None
@@ -94,18 +94,6 @@ class JsonCodec:
                 if end == len(text):
                     return value
         return json.loads(text)
-
-
-def _with_article(name: str) -> str:
-    """Return a type's name after the article it is said with: an object, a set, a UUID."""
-    if name[:2].isupper():  # an acronym is said letter by letter: an HTTPError, a UUID
-        vowel_sound = name[0] in "AEFHILMNORSX"
-    else:  # a vowel, unless it is said "you": an object, an int, an Upload, a User
-        lower = name.lower()
-        vowel_sound = lower[:1] in ("a", "e", "i", "o", "u") and not lower.startswith(
-            ("uni", "use", "usa", "usu", "uti", "uu")
-        )
-    return f"{'an' if vowel_sound else 'a'} {name}"
 
 
 # What json.loads calls, configured alike (JSONDecoder sets it in __init__; typeshed omits it).
