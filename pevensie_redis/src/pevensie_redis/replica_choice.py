@@ -75,8 +75,13 @@ class ReplicaChoice:
             self._refreshing.release()
 
     def _forked(self) -> None:
-        """In a forked child: a new lock (held by another thread, no refresh would be due again)."""
+        """In a forked child: a new lock, and a refresh due at the child's first read.
+
+        Held by another thread at the fork, the lock would make no refresh
+        due again; a refresh that thread had under way never ends here.
+        """
         self._refreshing = threading.Lock()
+        self._refresh_at = 0.0
 
     def pick(self, candidates: Sequence[str]) -> str | None:
         """Return the next of ``candidates`` not avoided now; ``None``: ask the primary."""
