@@ -16,6 +16,7 @@ import pytest
 from reliability_support import connect_cache, named_clients, unique_client_name
 
 from pevensie_cache import DriverError, PevensieCache, cache
+from pevensie_cache.contrib.shared import SharedCache
 from pevensie_cache.failures import FailureLog
 from pevensie_cache.memory import MemoryDriver
 from pevensie_cache.primitives import Background, SingleFlight
@@ -309,6 +310,7 @@ def test_a_load_under_way_in_another_thread_at_the_fork_does_not_stop_the_childs
         pytest.param(lambda: Background(), id="Background"),
         pytest.param(lambda: ResourceTypes(), id="ResourceTypes"),
         pytest.param(lambda: FailureLog(), id="FailureLog"),
+        pytest.param(lambda: SharedCache("memory://", {}), id="SharedCache"),
     ],
 )
 def test_a_core_lock_held_by_another_thread_at_the_fork_is_free_in_the_child(
@@ -328,6 +330,9 @@ def test_a_core_lock_held_by_another_thread_at_the_fork_is_free_in_the_child(
             return ran[0]
         if isinstance(owner, ResourceTypes):
             return owner.label("users")
+        if isinstance(owner, SharedCache):  # a framework backend's cache, connected on first use
+            owner.sync().set("fork", "shared", "ran")
+            return owner.sync().get("fork", "shared")
         owner.failed("get", "users", DriverError("down"))
         return owner.total
 
@@ -429,7 +434,8 @@ def test_the_cluster_router_locked_and_refreshing_at_the_fork_refreshes_in_the_c
         driver = c.driver
         assert isinstance(driver, RedisClusterDriver)
         router, choice = driver.router, driver.replica_choice
-        assert router is not None and choice is not None
+        assert router is not None
+        assert choice is not None
         router._refreshing = runtime.start(lambda: stuck.wait(60))  # a refresh under way
 
         def child() -> object:
