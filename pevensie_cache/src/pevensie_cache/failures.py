@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 
+from pevensie_cache import forks
 from pevensie_cache.errors import DriverError
 
 __all__ = ["LOG_EVERY", "FailureLog"]
@@ -33,6 +34,11 @@ class FailureLog:
         self._left_out = 0
         self.total = 0
         """Every failure served open, logged or not."""
+        forks.renew_after_fork(self)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock (another thread may have held it)."""
+        self._lock = threading.Lock()
 
     def failed(self, operation: str, resource_type: str, exc: BaseException) -> None:
         """Record one failure; log it unless a line went out less than ``every`` seconds ago."""

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from pevensie_cache import forks
 from pevensie_cache.driver import ABSENT, NO_EXPIRY, Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
@@ -98,9 +99,23 @@ class MemoryDriver:
         self._locks: dict[str, tuple[str, float]] = {}  # lease locks: key -> (token, deadline)
         self._lock_floor = 0
         self._watchers: dict[str, set[_Wakeable]] = {}  # lock key -> who waits for its release
+        forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
         return f"MemoryDriver(max_entries={self.max_entries!r})"
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock; the child keeps its copy of the entries.
+
+        A writer in another thread may have stopped between two steps: an
+        entry stored and its expiry not yet queued (read as expired all the
+        same), one entry too many for ``max_entries`` (the next write evicts
+        it), the expiry queue rebuilt and not yet ordered (ordered here). The
+        parent's waiters for lease locks are not in the child: none is woken.
+        """
+        self._lock = threading.Lock()
+        heapq.heapify(self._deadlines)
+        self._watchers = {}
 
     def __len__(self) -> int:
         """Return the number of entries not yet expired."""

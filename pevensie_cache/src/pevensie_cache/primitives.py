@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 import warnings
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pevensie_cache import forks
 from pevensie_cache.driver import AsyncViewDriver
 
 __all__ = [
@@ -152,6 +152,16 @@ class SingleFlight:
         self.finished = 0
         """How many runs have ended (for any key): a caller that read it before
         missing knows whether a run may have ended, and stored, since."""
+        forks.renew_after_fork(self)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock, and no run under way.
+
+        The runs of the parent's other threads never end here: a caller
+        waiting on one would wait for ever.
+        """
+        self._lock = threading.Lock()
+        self._running = {}
 
     def run(self, key: Hashable, work: Callable[[], _T]) -> _T:
         """Return ``work()``, run once for all threads that ask for ``key`` meanwhile."""
@@ -185,7 +195,8 @@ class SingleFlight:
             if mine is not None:
                 try:
                     with self._lock:
-                        del self._running[key]
+                        if self._running.get(key) is mine:  # a fork in work() forgot it
+                            del self._running[key]
                         self.finished += 1
                 finally:
                     mine.done.set()
@@ -218,10 +229,10 @@ class Background:
         self._lock = threading.Lock()
         self._keys: dict[Hashable, _Queued] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
         self.finished = 0
         """How many runs have ended: a caller that read it before its lookup knows
         whether a run may have stored a newer value since."""
+        forks.renew_after_fork(self)
 
     def start(self, key: Hashable, work: Callable[[], None]) -> bool:
         """Queue ``work()`` unless ``key`` is queued or running, or the bound is reached."""
@@ -231,8 +242,6 @@ class Background:
         # after any call returns) can no longer leave the key marked for good, which
         # stopped every later refresh of it.
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's threads are not here
-                self._pid, self._pool, self._keys = os.getpid(), None, {}
             if key in self._keys or len(self._keys) >= self._limit:
                 return False
             pool = self._pool
@@ -266,6 +275,17 @@ class Background:
             for key, mark in list(self._keys.items()):
                 if mark.pool is pool:
                     del self._keys[key]
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock, no threads, no run queued or running.
+
+        The parent's pool threads are not here: the runs they had queued or
+        were running never end in the child, and their marks would stop every
+        later run of those keys; one ending takes the lock, which stays held.
+        """
+        self._lock = threading.Lock()
+        self._pool = None
+        self._keys = {}
 
     def _run(self, key: Hashable, mark: _Queued, work: Callable[[], None]) -> None:
         try:

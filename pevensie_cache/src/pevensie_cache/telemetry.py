@@ -89,6 +89,7 @@ from contextvars import ContextVar
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
+from pevensie_cache import forks
 from pevensie_cache.errors import ConfigError
 
 __all__ = [
@@ -251,6 +252,11 @@ class ResourceTypes:
         self._fixed = allow is not None
         self._known: set[str] = set(allow) if allow is not None else set()
         self._cap = cap
+        self._lock = threading.Lock()
+        forks.renew_after_fork(self)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock (another thread may have held it)."""
         self._lock = threading.Lock()
 
     def label(self, resource_type: object) -> str:

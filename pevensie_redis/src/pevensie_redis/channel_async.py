@@ -52,10 +52,8 @@ once instead of hanging.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -64,6 +62,7 @@ from redis.exceptions import AuthenticationError, InvalidResponse, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_cache.errors import WrongEventLoop
 from pevensie_redis import runtime_async
 from pevensie_redis.config import RedisConfig
@@ -184,7 +183,7 @@ class Channel:
         """The near cache's store, when ``near_cache`` is on."""
         self.pool = Leases(self)
         """Connections lent to one caller at a time, for commands of its own."""
-        _CHANNELS.add(self)
+        forks.renew_after_fork(self)
 
     @property
     def pipes(self) -> list[Pipe]:
@@ -543,8 +542,12 @@ class Channel:
         """In a forked child: forget the parent's pipes (never closing their sockets).
 
         Those lent out too: the forking thread may hold one (and give it back).
+        A question to the sentinels under way in another thread is not: its
+        check is made anew, or the child would never ask again.
         """
         self._lock = threading.Lock()
+        if self._primary_check is not None:
+            self._primary_check = PrimaryCheck()
         lent = [pipe for pipe in self._lent if pipe is not None]
         for pipe in [*self._pipes, *self._retired, *([self._bulk] if self._bulk else []), *lent]:
             pipe.forget()
@@ -799,15 +802,3 @@ async def open_channel(
         await channel.close()
         raise
     return channel
-
-
-_CHANNELS: weakref.WeakSet[Channel] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for channel in list(_CHANNELS):
-        channel._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

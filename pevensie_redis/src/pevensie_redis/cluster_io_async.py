@@ -55,6 +55,7 @@ from typing import Any
 
 from redis.exceptions import InvalidResponse
 
+from pevensie_cache import forks
 from pevensie_redis import runtime_async
 from pevensie_redis.channel_async import Channel
 from pevensie_redis.config import RedisConfig
@@ -142,6 +143,7 @@ class ClusterIO:
         self._failed: dict[str, float] = {}
         """When each node that failed to answer did so last (by name), until it answers again."""
         self._closed = False
+        forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
         return f"<ClusterIO {self._seed} {self._map!r}>"
@@ -268,6 +270,15 @@ class ClusterIO:
             if time.monotonic() - self._refreshed_at < _REFRESH_SOON_INTERVAL:
                 return
             self._refreshing = runtime_async.start(lambda: self._refresh_now(None))
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock, and no refresh under way.
+
+        The parent's refresh runs in a thread (sync face) the child does not
+        have: joining it would wait for ever, and the next refresh would never start.
+        """
+        self._lock = threading.Lock()
+        self._refreshing = None
 
     # -- commands ----------------------------------------------------------------------
 

@@ -50,14 +50,13 @@ only until the next watch after a primary appears.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis import runtime
 from pevensie_redis.cluster_io import ClusterIO
 from pevensie_redis.config import RedisConfig
@@ -91,7 +90,7 @@ class ClusterListeners:
         self._watch: runtime.Flight[None] | None = None
         self._woken = runtime.Signal()
         self._stopping = False
-        _WATCHES.add(self)
+        forks.renew_after_fork(self)
 
     @property
     def nodes(self) -> list[str]:
@@ -272,15 +271,3 @@ def _nodes_refused(reply: Exception) -> Exception:
         "grant it (pevensie_redis.acl.acl_rule(resource_types, config) gives a rule with "
         "every command the driver sends), or drop near_cache"
     )
-
-
-_WATCHES: weakref.WeakSet[ClusterListeners] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for watch in list(_WATCHES):
-        watch._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

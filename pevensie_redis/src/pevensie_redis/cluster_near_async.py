@@ -49,14 +49,13 @@ only until the next watch after a primary appears.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis import runtime_async
 from pevensie_redis.cluster_io_async import ClusterIO
 from pevensie_redis.config import RedisConfig
@@ -90,7 +89,7 @@ class ClusterListeners:
         self._watch: runtime_async.Flight[None] | None = None
         self._woken = runtime_async.Signal()
         self._stopping = False
-        _WATCHES.add(self)
+        forks.renew_after_fork(self)
 
     @property
     def nodes(self) -> list[str]:
@@ -271,15 +270,3 @@ def _nodes_refused(reply: Exception) -> Exception:
         "grant it (pevensie_redis.acl.acl_rule(resource_types, config) gives a rule with "
         "every command the driver sends), or drop near_cache"
     )
-
-
-_WATCHES: weakref.WeakSet[ClusterListeners] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for watch in list(_WATCHES):
-        watch._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -28,9 +28,7 @@ own.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis import runtime
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint
@@ -95,7 +94,7 @@ class InvalidationListener:
         """The server (its endpoint's label) listened to, while listening."""
         self.failure: BaseException | None = None
         """Why the channel last broke, or could not be set up; ``None`` while it works."""
-        _LISTENERS.add(self)
+        forks.renew_after_fork(self)
 
     def start(self, wait: float) -> bool:
         """Start listening; return whether it listens after its first attempt.
@@ -266,15 +265,3 @@ def start_near_cache(
             raise refused from failure
         raise failure
     return near, listener
-
-
-_LISTENERS: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for listener in list(_LISTENERS):
-        listener._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -27,9 +27,7 @@ own.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +35,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis import runtime_async
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint
@@ -94,7 +93,7 @@ class InvalidationListener:
         """The server (its endpoint's label) listened to, while listening."""
         self.failure: BaseException | None = None
         """Why the channel last broke, or could not be set up; ``None`` while it works."""
-        _LISTENERS.add(self)
+        forks.renew_after_fork(self)
 
     async def start(self, wait: float) -> bool:
         """Start listening; return whether it listens after its first attempt.
@@ -265,15 +264,3 @@ async def start_near_cache(
             raise refused from failure
         raise failure
     return near, listener
-
-
-_LISTENERS: weakref.WeakSet[InvalidationListener] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for listener in list(_LISTENERS):
-        listener._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

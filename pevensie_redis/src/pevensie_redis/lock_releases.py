@@ -35,9 +35,7 @@ each message wakes the waiters of the lock it names.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis import runtime
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint
@@ -112,7 +111,7 @@ class LockReleases:
         self._stopping = False
         self.failure: BaseException | None = None
         """Why the subscription last broke, or could not be made; ``None`` while it works."""
-        _SUBSCRIBERS.add(self)
+        forks.renew_after_fork(self)
 
     @property
     def subscribed(self) -> bool:
@@ -241,15 +240,3 @@ def open_lock_releases(resolve: Callable[[], Endpoint], config: RedisConfig) -> 
         return open_pipe(resolve())
 
     return LockReleases(connect, heartbeat=heartbeat(config.timeout_seconds))
-
-
-_SUBSCRIBERS: weakref.WeakSet[LockReleases] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for releases in list(_SUBSCRIBERS):
-        releases._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -34,9 +34,7 @@ each message wakes the waiters of the lock it names.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +42,7 @@ from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis import runtime_async
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint
@@ -111,7 +110,7 @@ class LockReleases:
         self._stopping = False
         self.failure: BaseException | None = None
         """Why the subscription last broke, or could not be made; ``None`` while it works."""
-        _SUBSCRIBERS.add(self)
+        forks.renew_after_fork(self)
 
     @property
     def subscribed(self) -> bool:
@@ -242,15 +241,3 @@ def open_lock_releases(
         return await open_pipe(await resolve())
 
     return LockReleases(connect, heartbeat=heartbeat(config.timeout_seconds))
-
-
-_SUBSCRIBERS: weakref.WeakSet[LockReleases] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for releases in list(_SUBSCRIBERS):
-        releases._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

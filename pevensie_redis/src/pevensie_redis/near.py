@@ -53,15 +53,15 @@ from that node).
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from pevensie_cache import forks
 
 __all__ = ["ENTRY_OVERHEAD", "MISS", "SOLE", "NearStats", "NearStore", "Ticket", "heartbeat"]
 
@@ -149,7 +149,7 @@ class NearStore:
         self._misses_kept = True  # every expected node listens (or none is expected)
         self._miss_epoch = 0  # bumped each time misses stop being kept
         self._hits = self._misses = self._invalidations = self._flushes = self._evictions = 0
-        _STORES.add(self)
+        forks.renew_after_fork(self)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -405,18 +405,6 @@ class NearStore:
         else:
             self._filling.pop(key, None)
             self._changed.pop(key, None)
-
-
-_STORES: weakref.WeakSet[NearStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_STORES):
-        store._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def heartbeat(timeout: float) -> float:

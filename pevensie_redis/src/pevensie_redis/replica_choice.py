@@ -26,6 +26,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from pevensie_cache import forks
+
 __all__ = ["AVOID_SECONDS", "CHECK_INTERVAL", "REFRESH_INTERVAL", "ReplicaChoice"]
 
 AVOID_SECONDS = 5.0
@@ -45,7 +47,7 @@ class ReplicaChoice:
     operations are atomic; a race costs at most an extra check or a turn.
     """
 
-    __slots__ = ("_avoided", "_checked", "_refresh_at", "_refreshing", "_turn")
+    __slots__ = ("__weakref__", "_avoided", "_checked", "_refresh_at", "_refreshing", "_turn")
 
     def __init__(self) -> None:
         self._turn = itertools.count()
@@ -53,6 +55,7 @@ class ReplicaChoice:
         self._checked: dict[str, float] = {}  # name -> monotonic time its next check is due
         self._refresh_at = 0.0
         self._refreshing = threading.Lock()
+        forks.renew_after_fork(self)
 
     def refresh_due(self) -> bool:
         """Whether to ask again which replicas there are; ``True`` for one caller per interval.
@@ -70,6 +73,15 @@ class ReplicaChoice:
             return True
         finally:
             self._refreshing.release()
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock, and a refresh due at the child's first read.
+
+        Held by another thread at the fork, the lock would make no refresh
+        due again; a refresh that thread had under way never ends here.
+        """
+        self._refreshing = threading.Lock()
+        self._refresh_at = 0.0
 
     def pick(self, candidates: Sequence[str]) -> str | None:
         """Return the next of ``candidates`` not avoided now; ``None``: ask the primary."""

@@ -32,7 +32,6 @@ With ``read_from_replicas``, :meth:`Sentinels.replicas` names the replicas
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,6 +40,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
+from pevensie_cache import forks
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint, endpoint, sentinel_endpoint
 from pevensie_redis.pipe import Pipe, open_pipe
@@ -66,9 +66,9 @@ class Sentinels:
         self._service = config.service_name
         self._sentinels = [sentinel_endpoint(config, host, port) for host, port in config.sentinels]
         self._pipes: dict[str, Pipe] = {}
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._primary: Endpoint | None = None
+        forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
         where = ", ".join(sentinel.label for sentinel in self._sentinels)
@@ -132,15 +132,12 @@ class Sentinels:
         """Close the pipes to the sentinels."""
         with self._lock:
             pipes, self._pipes = list(self._pipes.values()), {}
-        if os.getpid() == self._pid:  # a forked child leaves the parent's sockets alone
-            for pipe in pipes:
-                pipe.close()
+        for pipe in pipes:
+            pipe.close()
 
     def _ask(self, sentinel: Endpoint, packed: bytes) -> Any:
         """Send one command to ``sentinel`` over its pipe (opened, or opened again, as needed)."""
         with self._lock:
-            if os.getpid() != self._pid:  # forked: the parent's pipes are the parent's
-                self._pid, self._pipes = os.getpid(), {}
             pipe = self._pipes.get(sentinel.label)
         if pipe is None or pipe.closed:
             pipe = open_pipe(sentinel)
@@ -161,6 +158,19 @@ class Sentinels:
             if sentinels[0] is not sentinel and sentinel in sentinels:
                 index = sentinels.index(sentinel)
                 sentinels[0], sentinels[index] = sentinel, sentinels[0]
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock; the parent's pipes forgotten, never closed.
+
+        The order of the sentinels is made anew too: another thread may have
+        been half-way through swapping two of them.
+        """
+        self._lock = threading.Lock()
+        for pipe in self._pipes.values():
+            pipe.forget()
+        self._pipes = {}
+        config = self._config
+        self._sentinels = [sentinel_endpoint(config, host, port) for host, port in config.sentinels]
 
     def _endpoint(self, host: str, port: int) -> Endpoint:
         known = self._primary

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pevensie_cache import cache
+from pevensie_cache import cache, forks
 from pevensie_cache.driver import AsyncViewDriver
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.facade import PevensieCache
@@ -47,6 +47,15 @@ class SharedCache:
         self._lock = threading.Lock()
         self._async: dict[asyncio.AbstractEventLoop, AsyncPevensieCache] = {}
         self._async_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        forks.renew_after_fork(self)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock (another thread may have held it, connecting).
+
+        A connection another thread had under way did not finish here: the
+        child's first use connects (the driver's own connections are the child's).
+        """
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<SharedCache {mask_url(self._url)!r}>"
