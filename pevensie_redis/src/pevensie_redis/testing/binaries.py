@@ -184,17 +184,20 @@ def write_config(path: Path | str, settings: Iterable[tuple[str, str]]) -> None:
 
 
 def record_started(kind: str, ident: str | int) -> None:
-    """Append ``kind ident`` to the file named by ``PEVENSIE_TEST_PID_FILE``, when set.
+    """Append ``kind ident [test]`` to the file named by ``PEVENSIE_TEST_PID_FILE``, when set.
 
     CI reads that file at exit and stops anything still alive by its PID or
-    container id, even if the test process itself was killed.
+    container id, even if the test process itself was killed. Under pytest, the
+    third word is the id of the test that started it, which CI names for a
+    process left running.
     """
     path = os.environ.get(PID_FILE_ENV_VAR)
     if not path:
         return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
     try:
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(f"{kind} {ident}\n")
+            handle.write(f"{kind} {ident} {test}".rstrip() + "\n")
     except OSError:
         pass
 
