@@ -83,6 +83,8 @@ def test_the_arguments_mapping_is_left_unmodified(pevensie_redis_url: str) -> No
         ({"url": "memory://", "resource_typ": "x"}, ConfigError),
         ({"url": "memory://", "ttl_seconds": 0}, ArgumentError),
         ({"url": "memory://", "lock_lease": -1}, ArgumentError),
+        ({"url": "memory://", "lock_lease": 10**16}, ArgumentError),  # beyond any TTL
+        ({"url": "memory://", "lock_wait": "1"}, ArgumentError),
         ({"url": "memory://", "distributed_lock": "yes"}, ArgumentError),
         ({"url": "memory://", "resource_type": "a:b"}, ArgumentError),
     ],

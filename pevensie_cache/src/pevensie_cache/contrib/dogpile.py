@@ -44,7 +44,8 @@ from dogpile.cache.api import NO_VALUE, BytesBackend, CacheMutex, SerializedRetu
 
 from pevensie_cache.contrib.shared import SharedCache, shared_cache
 from pevensie_cache.contrib.values import bytes_to_text, text_to_bytes
-from pevensie_cache.errors import ArgumentTypeError, ArgumentValueError
+from pevensie_cache.errors import ArgumentTypeError
+from pevensie_cache.locks import check_lock_seconds
 from pevensie_cache.options import UnknownOptionError
 from pevensie_cache.validation import check_resource_type, check_ttl
 
@@ -84,12 +85,14 @@ class PevensieBackend(BytesBackend):
         self.distributed_lock: bool = options.pop("distributed_lock", True)
         if not isinstance(self.distributed_lock, bool):
             raise ArgumentTypeError("distributed_lock must be True or False")
-        self.lock_lease: float = _positive(
-            "lock_lease", options.pop("lock_lease", DEFAULT_LOCK_LEASE)
+        self.lock_lease: float = check_lock_seconds(
+            "lock_lease", options.pop("lock_lease", DEFAULT_LOCK_LEASE), zero=False
         )
         wait = options.pop("lock_wait", None)
         self.lock_wait: float = (
-            2 * self.lock_lease if wait is None else _positive("lock_wait", wait)
+            2 * self.lock_lease
+            if wait is None
+            else check_lock_seconds("lock_wait", wait, zero=False)
         )
         try:
             self._shared: SharedCache = shared_cache(url, options, what='arguments["url"]')
@@ -199,14 +202,6 @@ class LeaseMutex(CacheMutex):
             return True
         c.release_lock(self._resource_type, self._key, probe)
         return False
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentTypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not 0 < value < float("inf"):
-        raise ArgumentValueError(f"{name} must be a positive number of seconds, got {value}")
-    return float(value)
 
 
 def _bytes_or_no_value(text: str | None) -> SerializedReturnType:
