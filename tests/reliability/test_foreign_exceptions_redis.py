@@ -360,6 +360,24 @@ def test_an_interrupt_as_the_driver_connects_leaves_no_connection_open(
     c.disconnect()
 
 
+def test_an_interrupt_as_the_near_cache_starts_leaves_no_listener_behind(
+    private_server: RedisServer,
+) -> None:
+    import pevensie_redis.driver as driver_module
+
+    threads = threading.active_count()
+    c = new_cache(private_server, near_cache=True)
+    # The listener listens (its thread runs), and the driver has not taken it over yet.
+    with interrupt_after(driver_module, "start_near_cache"), pytest.raises(Interrupt):
+        c.connect()
+    assert not c.connected
+    assert open_connections(private_server) == []
+    assert threads_left(threads) == 0
+    c.connect()
+    assert c.get("user", "1", None) is None
+    c.disconnect()
+
+
 @pytest.mark.parametrize("near_cache", [False, True], ids=["plain", "near"])
 async def test_an_interrupt_as_the_async_driver_connects_leaves_no_connection_open(
     private_server: RedisServer, near_cache: bool

@@ -53,7 +53,7 @@ from pevensie_redis.errors import (
     map_error,
     refuses_scripting,
 )
-from pevensie_redis.listener import start_near_cache
+from pevensie_redis.listener import InvalidationListener, start_near_cache
 from pevensie_redis.lock_releases import LockReleases, LockWatch, open_lock_releases
 from pevensie_redis.near import MISS, NearStats, NearStore
 from pevensie_redis.protocol.commands import (
@@ -593,8 +593,12 @@ class NearRedisDriver(RedisDriver):
 
     def _layer(self, channel: Channel, locator: Direct | Sentinels) -> None:
         """Start the near cache over ``channel``: its store, and the listener keeping it."""
+
+        def attach(near: NearStore, listener: InvalidationListener) -> None:
+            channel.near, channel.listener = near, listener
+
         try:
-            channel.near, channel.listener = start_near_cache(locator.primary, self.config)
+            start_near_cache(locator.primary, self.config, attach)
         except (RedisError, OSError) as exc:
             raise map_error(exc, f"connecting to {self.config.display_url()}") from exc
 

@@ -236,12 +236,17 @@ def _pinpoint(pipe: Pipe, client_id: int, error: Exception) -> TrackingRefused:
 
 
 def start_near_cache(
-    resolve: Callable[[], Endpoint], config: RedisConfig
-) -> tuple[NearStore, InvalidationListener]:
+    resolve: Callable[[], Endpoint],
+    config: RedisConfig,
+    attach: Callable[[NearStore, InvalidationListener], None],
+) -> None:
     """Start the near cache's store and listener (key tracking needs Redis 6+ or Valkey).
 
-    The listener listens to the server ``resolve()`` names. Raises a
-    :class:`~pevensie_cache.ConfigError` when the server refuses key
+    The listener listens to the server ``resolve()`` names. ``attach`` hands
+    both to their owner (the channel, whose closing stops the listener) before
+    the listener starts: an exception raised into the caller once it runs (a
+    signal handler's, a cancellation) leaves nothing the owner cannot stop.
+    Raises a :class:`~pevensie_cache.ConfigError` when the server refuses key
     tracking, else redis-py's error, when it is not listening within about
     twice the timeout (and then stops it).
     """
@@ -251,6 +256,7 @@ def start_near_cache(
 
     near = NearStore(config.near_cache_size, config.near_cache_max_bytes)
     listener = InvalidationListener(connect, near, heartbeat=heartbeat(config.timeout_seconds))
+    attach(near, listener)
     try:
         # Bounded by the connect and reply timeouts of the listener's own first attempt.
         listening = listener.start(wait=2 * config.timeout_seconds + 1)
@@ -264,4 +270,3 @@ def start_near_cache(
         if refused is not None:
             raise refused from failure
         raise failure
-    return near, listener
