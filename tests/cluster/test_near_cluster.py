@@ -640,3 +640,31 @@ def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
         assert _hit(c, "f") == "written again in the child"
     finally:
         c.disconnect()
+
+
+def test_an_interrupt_as_the_listeners_start_leaves_none_running(
+    redis_cluster: LocalCluster,
+) -> None:
+    """A signal handler's exception lands as ``connect()`` has started the listeners."""
+    import threading
+
+    from interrupt_support import Interrupt, interrupt_after
+
+    import pevensie_redis.cluster_near as cluster_near
+    from pevensie_cache import cache
+
+    threads = threading.active_count()
+    c = cache.from_url(near_url(redis_cluster))
+    start = cluster_near.ClusterListeners.start
+    try:
+        with interrupt_after(cluster_near.ClusterListeners, "start"), pytest.raises(Interrupt):
+            c.connect()
+    finally:
+        cluster_near.ClusterListeners.start = start  # type: ignore[method-assign]
+    assert not c.connected
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert threading.active_count() == threads  # no listener thread left running
+    with c:
+        assert c.get("user", "near-interrupted", None) is None

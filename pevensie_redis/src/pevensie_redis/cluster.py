@@ -825,6 +825,9 @@ class NearRedisClusterDriver(RedisClusterDriver):
         super().connect()
         near = NearStore(self.config.near_cache_size, self.config.near_cache_max_bytes)
         listeners = ClusterListeners(self._live(), self.config, near)
+        # Held before they start: an exception raised into this call once they run (a
+        # signal handler's, a cancellation) leaves nothing disconnect() cannot stop.
+        self._near, self._listeners = near, listeners
         try:
             listeners.start()
         except BaseException as exc:
@@ -832,7 +835,6 @@ class NearRedisClusterDriver(RedisClusterDriver):
             if isinstance(exc, RedisError | OSError):
                 raise map_error(exc, f"connecting to {self.config.display_url()}") from exc
             raise
-        self._near, self._listeners = near, listeners
 
     def disconnect(self) -> None:
         """Stop listening, then close the connections to every node."""

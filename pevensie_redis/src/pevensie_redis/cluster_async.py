@@ -832,6 +832,9 @@ class AsyncNearRedisClusterDriver(AsyncRedisClusterDriver):
         await super().connect()
         near = NearStore(self.config.near_cache_size, self.config.near_cache_max_bytes)
         listeners = ClusterListeners(self._live(), self.config, near)
+        # Held before they start: an exception raised into this call once they run (a
+        # signal handler's, a cancellation) leaves nothing disconnect() cannot stop.
+        self._near, self._listeners = near, listeners
         try:
             await listeners.start()
         except BaseException as exc:
@@ -839,7 +842,6 @@ class AsyncNearRedisClusterDriver(AsyncRedisClusterDriver):
             if isinstance(exc, RedisError | OSError):
                 raise map_error(exc, f"connecting to {self.config.display_url()}") from exc
             raise
-        self._near, self._listeners = near, listeners
 
     async def disconnect(self) -> None:
         """Stop listening, then close the connections to every node."""
