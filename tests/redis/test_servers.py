@@ -478,7 +478,7 @@ from pevensie_redis.testing import start_server
 
 
 def test_holds_a_server_until_terminated():
-    start_server()
+    start_server("binary")
     with open(os.environ["READY_FILE"], "w") as ready:
         ready.write("ready")
     time.sleep(120)
@@ -509,7 +509,8 @@ def test_a_test_run_ended_by_sigterm_stops_the_servers_it_started(
         while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), run.communicate(timeout=30)[0].decode(errors="replace")
-        pids = [int(line.split()[1]) for line in pid_file.read_text().splitlines() if line]
+        lines = [line.split() for line in pid_file.read_text().splitlines()]
+        pids = [int(words[1]) for words in lines if words and words[0] == "pid"]
         assert pids
         assert all(psutil.pid_exists(pid) for pid in pids)
         os.killpg(run.pid, signal.SIGTERM)  # every process of the run, as a job runner does
