@@ -388,3 +388,41 @@ def test_an_interrupt_as_a_background_refresh_is_queued_leaves_its_key_free_once
         assert refreshed.wait(10)
     finally:
         background.close()
+
+
+def test_an_interrupt_as_background_refreshes_close_leaves_no_key_marked() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pevensie_cache.primitives import Background
+
+    background = Background(threads=1)
+    running, release = threading.Event(), threading.Event()
+
+    def blocked() -> None:
+        running.set()
+        release.wait(10)
+
+    assert background.start("user:1", blocked)
+    assert running.wait(10)
+    for key in ("user:2", "user:3", "user:4"):  # queued behind it
+        assert background.start(key, lambda: None)
+    pool = background._pool
+    assert pool is not None
+
+    def interrupted_shutdown(wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # The queued runs are dropped; the wait for the running one is interrupted.
+        ThreadPoolExecutor.shutdown(pool, wait=False, cancel_futures=cancel_futures)
+        raise Interrupt("landed while close() waited for the running refresh")
+
+    pool.shutdown = interrupted_shutdown  # type: ignore[method-assign]
+    with pytest.raises(Interrupt):
+        background.close()
+    release.set()
+    deadline = time.monotonic() + 10
+    while background.running() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert background.running() == 0  # no dropped run's mark is left behind
+    refreshed = threading.Event()
+    assert background.start("user:3", refreshed.set)  # a later refresh of the key is queued
+    assert refreshed.wait(10)
+    background.close()

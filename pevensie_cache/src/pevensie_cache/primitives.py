@@ -270,11 +270,15 @@ class Background:
             pool, self._pool = self._pool, None
         if pool is None:
             return
-        pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:  # the runs dropped before they ran leave their marks
-            for key, mark in list(self._keys.items()):
-                if mark.pool is pool:
-                    del self._keys[key]
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            # The runs dropped before they ran leave their marks, even when the wait for
+            # the running ones was interrupted (those end and find their marks gone).
+            with self._lock:
+                for key, mark in list(self._keys.items()):
+                    if mark.pool is pool:
+                        del self._keys[key]
 
     def _forked(self) -> None:
         """In a forked child: a new lock, no threads, no run queued or running.
