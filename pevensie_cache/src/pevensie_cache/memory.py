@@ -110,11 +110,11 @@ class MemoryDriver:
         A writer in another thread may have stopped between two steps: an
         entry stored and its expiry not yet queued (read as expired all the
         same), one entry too many for ``max_entries`` (the next write evicts
-        it), the expiry queue rebuilt and not yet ordered (ordered here). The
-        parent's waiters for lease locks are not in the child: none is woken.
+        it); the expiry queue is replaced only once ordered, so it is whole. Nothing
+        here walks the entries: a large store's pages stay shared with the parent.
+        The parent's waiters for lease locks are not in the child: none is woken.
         """
         self._lock = threading.Lock()
-        heapq.heapify(self._deadlines)
         self._watchers = {}
 
     def __len__(self) -> int:
@@ -407,10 +407,12 @@ class MemoryDriver:
                 data.pop(full_key, None)
         if len(deadlines) > 2 * len(data) + 64:
             # Overwritten TTLs leave stale rows behind; rebuild from the live entries.
-            self._deadlines = [
+            # Ordered before it replaces the queue: a fork meanwhile copies either whole.
+            rebuilt = [
                 (entry[1], full_key) for full_key, entry in data.items() if entry[1] != _NEVER
             ]
-            heapq.heapify(self._deadlines)
+            heapq.heapify(rebuilt)
+            self._deadlines = rebuilt
 
 
 class MemoryLockWatch:

@@ -65,6 +65,7 @@ class Sentinels:
         self._config = config
         self._service = config.service_name
         self._sentinels = [sentinel_endpoint(config, host, port) for host, port in config.sentinels]
+        self._configured = tuple(self._sentinels)  # in the configured order
         self._pipes: dict[str, Pipe] = {}
         self._lock = threading.Lock()
         self._primary: Endpoint | None = None
@@ -162,15 +163,16 @@ class Sentinels:
     def _forked(self) -> None:
         """In a forked child: a new lock; the parent's pipes forgotten, never closed.
 
-        The order of the sentinels is made anew too: another thread may have
-        been half-way through swapping two of them.
+        The order of the sentinels is the configured one again: another thread
+        may have been half-way through swapping two of them. Their endpoints
+        were made at the start (nothing here opens a file or builds a TLS
+        context: another thread may have held a lock inside OpenSSL at the fork).
         """
         self._lock = threading.Lock()
         for pipe in self._pipes.values():
             pipe.forget()
         self._pipes = {}
-        config = self._config
-        self._sentinels = [sentinel_endpoint(config, host, port) for host, port in config.sentinels]
+        self._sentinels = list(self._configured)
 
     def _endpoint(self, host: str, port: int) -> Endpoint:
         known = self._primary
