@@ -311,6 +311,8 @@ def test_a_load_under_way_in_another_thread_at_the_fork_does_not_stop_the_childs
         pytest.param(lambda: ResourceTypes(), id="ResourceTypes"),
         pytest.param(lambda: FailureLog(), id="FailureLog"),
         pytest.param(lambda: SharedCache("memory://", {}), id="SharedCache"),
+        pytest.param(lambda: cache.new(driver="memory"), id="cache lifecycle"),
+        pytest.param(lambda: cache.new(driver="memory", fail_open=True), id="fail_open"),
     ],
 )
 def test_a_core_lock_held_by_another_thread_at_the_fork_is_free_in_the_child(
@@ -318,8 +320,24 @@ def test_a_core_lock_held_by_another_thread_at_the_fork_is_free_in_the_child(
 ) -> None:
     """Each core object whose lock any thread takes: the child's first use of it finishes."""
     owner = make()
+    lock = owner._lock
+    if isinstance(owner, PevensieCache) and owner.fail_open:
+        # Its reconnect lock, held by a thread reconnecting a store that was down: the
+        # child must still reconnect (it would serve misses for good).
+        owner.connect()
+        owner._ops.offline(DriverError("down at the fork"))
+        owner._ops._retry_at = 0.0
+        lock = owner._ops._connecting
 
     def use() -> object:
+        if isinstance(owner, PevensieCache):
+            if owner.fail_open:
+                owner.set("fork", "open", "ran")  # reconnects the store first
+                assert not owner._ops.is_offline
+                return owner.get("fork", "open")
+            with owner:  # connect() takes the lock another thread held in the parent
+                owner.set("fork", "lifecycle", "ran")
+                return owner.get("fork", "lifecycle")
         if isinstance(owner, SingleFlight):
             return owner.run("key", lambda: "ran")
         if isinstance(owner, Background):
@@ -336,7 +354,7 @@ def test_a_core_lock_held_by_another_thread_at_the_fork_is_free_in_the_child(
         owner.failed("get", "users", DriverError("down"))
         return owner.total
 
-    with held_by_another_thread(owner._lock):
+    with held_by_another_thread(lock):
         result = in_child(use)
     assert result in ("ran", "users", 1)
 

@@ -20,6 +20,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
+from pevensie_cache import forks
 from pevensie_cache.building import CACHE_OPTIONS, check_driver_object
 from pevensie_cache.codecs import Codec
 from pevensie_cache.driver import NO_EXPIRY, BatchCacheDriver, CacheDriver, Progress
@@ -148,6 +149,11 @@ class PevensieCache(FaceGuard):
         self._entered: list[bool] = []  # per `with`: whether it connected the cache
         self._flights = SingleFlight()
         self._fresh = Freshness(ops)  # freshness options, tags, background refreshes
+        forks.renew_after_fork(self)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lifecycle lock (another thread may have held it, connecting)."""
+        self._lock = Lock()
 
     @property
     def driver(self) -> CacheDriver:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pevensie_cache import forks
 from pevensie_cache.driver import ABSENT, CacheDriver, Progress
 from pevensie_cache.errors import DriverUnavailable
 from pevensie_cache.primitives import Lock
@@ -198,6 +199,15 @@ class FailOpen:
         self._down: BaseException | None = None
         self._connecting = Lock()
         _lack_what_the_driver_lacks(self, driver)
+        forks.renew_after_fork(self)
+
+    def _forked(self) -> None:
+        """In a forked child: a new reconnect lock.
+
+        Held by a thread reconnecting at the fork, it would keep the child from ever
+        reconnecting: every operation served open for good.
+        """
+        self._connecting = Lock()
 
     def offline(self, exc: BaseException) -> None:
         """Note that the store could not be connected (``exc``); try again later, on use."""
