@@ -374,3 +374,70 @@ def test_an_abort_cut_short_by_an_interrupt_still_fails_every_caller_in_time(
         assert pipe.closed
     finally:
         pipe.close()
+
+
+def test_a_caller_whose_reply_was_lost_to_an_interrupted_reader_fails_at_once(
+    private_server: RedisServer,
+) -> None:
+    """The reader is interrupted as it hands another caller its reply, which is lost.
+
+    Both commands were written together, and both replies come in one read:
+    the reader takes its own, then the exception lands as it hands the other
+    caller's over. The pipe closes (the reader was reading). The other caller,
+    parked, must then fail at once with a connection error, where its slot,
+    in no list any more, was failed by no abort: it took the reader role of
+    the closed pipe and spun at full CPU for ever, past its timeout.
+    """
+    pipe = sync_pipe(private_server, SLEPT_ON_TIMEOUT_MS)
+    landed: list[Interrupt] = []
+    try:
+        assert pipe.call(pack_set(b"a", b"value of a")) == b"OK"
+        assert pipe.call(pack_set(b"b", b"value of b")) == b"OK"
+        deliver = pipe._deliver
+
+        def interrupted_deliver(waiter: Any, reply: Any) -> None:
+            if not landed and waiter is not pipe._leader:  # another caller's reply
+                landed.append(Interrupt("landed as the reader handed another caller its reply"))
+                raise landed[-1]
+            deliver(waiter, reply)
+
+        pipe._deliver = interrupted_deliver
+        send = pipe._send
+
+        def send_after_b_is_queued(data: bytes | memoryview) -> None:
+            pipe._send = send
+            until(lambda: bool(pipe._queued), "queued b")
+            send(data)
+
+        pipe._send = send_after_b_is_queued
+        private_server.pause()
+        try:
+            a = Outcome(lambda: pipe.call(pack_get(b"a")))
+            until(lambda: bool(pipe._waiting), "taken a")
+            b = Outcome(lambda: pipe.call(pack_get(b"b")))
+            until(
+                lambda: (
+                    len(pipe._waiting) == 2
+                    and all(s is pipe._leader or s.lock is not None for s in pipe._waiting)
+                ),
+                "written both, one reading, the other parked",
+            )
+        finally:
+            private_server.resume()
+        resumed = time.monotonic()
+        outcomes = [a, b]
+        done = [o.wait(10) for o in outcomes]
+        assert landed, "the exception never landed"
+        assert done == [True, True], "a caller is stranded on the closed pipe"
+        assert time.monotonic() - resumed < SLEPT_ON_TIMEOUT_MS / 1000 / 2
+        [interrupted] = [o for o in outcomes if o.error is landed[0]]
+        [other] = [o for o in outcomes if o is not interrupted]
+        assert isinstance(other.error, RedisPyConnectionError), (other.value, other.error)
+        assert pipe.closed
+    finally:
+        pipe.close()
+    fresh = sync_pipe(private_server)
+    try:
+        assert fresh.call(pack_get(b"b")) == b"value of b"
+    finally:
+        fresh.close()

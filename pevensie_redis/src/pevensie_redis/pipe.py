@@ -261,15 +261,21 @@ class Pipe(PipeCore[_Slot]):
             raise
 
     def _take(self) -> bytes:
-        """Move the queued commands into the waiting line; return their bytes (lock held)."""
-        queued, self._queued = self._queued, []
+        """Move the queued commands into the waiting line; return their bytes (lock held).
+
+        The queue is emptied only once every slot waits: an interrupt in between
+        leaves a slot in both lists (an abort fails it once), never in neither.
+        """
+        queued = self._queued
         waiting = self._waiting
         if len(queued) == 1:
             data, slots = queued[0]
             waiting.extend(slots)
+            self._queued = []
             return data
         for _, slots in queued:
             waiting.extend(slots)
+        self._queued = []
         return b"".join([data for data, _ in queued])
 
     def _write(self, owner: object) -> None:
@@ -317,6 +323,10 @@ class Pipe(PipeCore[_Slot]):
                 with lock:
                     if not slot.state and self._closed is not None:
                         self._abort(self._closed)  # one cut short by an interrupt: finish it
+                        if not slot.state:
+                            # In no list (an interrupt landed as it moved between them):
+                            # failed by no abort, it would read the closed pipe for ever.
+                            self._fail(slot, self._closed)
                     if slot.state:
                         slot.woken = True  # nobody is to wake it any more
                         if self._leader is slot:  # failed before it took the reader role up

@@ -216,7 +216,8 @@ class PipeCore(Generic[_W]):
                     self._abort(RedisPyConnectionError(f"{self.endpoint.label}: unexpected reply"))
                     return False
                 else:
-                    self._deliver(waiting.popleft(), reply)
+                    self._deliver(waiting[0], reply)  # queued until delivered, as in _abort
+                    waiting.popleft()
                 reply = reader.gets()
         except (InvalidResponse, ValueError) as exc:
             # Not the Redis protocol: whatever listens there is not a Redis server.
@@ -284,7 +285,8 @@ class PipeCore(Generic[_W]):
         if not self._waiting:
             self._abort(RedisPyConnectionError(f"{self.endpoint.label}: unexpected reply"))
             return b""
-        self._deliver(self._waiting.popleft(), value)
+        self._deliver(self._waiting[0], value)
+        self._waiting.popleft()
         if self.retired and self._idle():
             self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was retired"))
             return b""
