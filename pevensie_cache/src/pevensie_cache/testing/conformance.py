@@ -952,13 +952,21 @@ class CacheConformance:
         self, cache_under_test: PevensieCache
     ) -> None:
         calls: list[int] = []
+        asked: list[int] = []
 
         def loader() -> str:
             calls.append(1)
+            # Until every caller has asked: one that came after the load had failed would
+            # load again, rightly (a failure is not kept), so each must come while it runs.
+            for _ in range(1000):
+                if len(asked) == 8:
+                    break
+                sleep(0.01)
             sleep(0.2)
             raise LookupError("shared failure")
 
         def caller(_: int) -> str:
+            asked.append(1)
             try:
                 return cache_under_test.get_or_set("page", "failing", loader)
             except LookupError as exc:

@@ -974,13 +974,21 @@ class AsyncCacheConformance:
         self, cache_under_test: AsyncPevensieCache
     ) -> None:
         calls: list[int] = []
+        asked: list[int] = []
 
         async def loader() -> str:
             calls.append(1)
+            # Until every caller has asked: one that came after the load had failed would
+            # load again, rightly (a failure is not kept), so each must come while it runs.
+            for _ in range(1000):
+                if len(asked) == 8:
+                    break
+                await sleep(0.01)
             await sleep(0.2)
             raise LookupError("shared failure")
 
         async def caller(_: int) -> str:
+            asked.append(1)
             try:
                 return await cache_under_test.get_or_set("page", "failing", loader)
             except LookupError as exc:
