@@ -128,6 +128,18 @@ So much longer than a recheck that no stall of a loaded machine passes for it.
 """
 
 
+def write_once_another_is_queued(pipe: Pipe) -> None:
+    """Hold the pipe's next write until a second command is queued: both go out together."""
+    send = pipe._send
+
+    def send_after_b_is_queued(data: bytes | memoryview) -> None:
+        pipe._send = send
+        until(lambda: bool(pipe._queued), "queued b")
+        send(data)
+
+    pipe._send = send_after_b_is_queued
+
+
 def sync_pipe(server: RedisServer, timeout_ms: int = PIPE_TIMEOUT_MS) -> Pipe:
     config = RedisConfig(host=server.host, port=server.port, timeout=timeout_ms)
     return open_pipe(endpoint(config))
@@ -201,16 +213,10 @@ def test_a_wake_up_interrupted_in_the_waking_thread_leaves_no_caller_asleep(
         assert pipe.call(pack_set(b"b", b"value of b")) == b"OK"
         landed: list[Interrupt] = []
         pipe._new_lock = lambda: InterruptedWakeUp(waker, landed)
-        send = pipe._send
         if waker == "_wake_next":
             # Both commands written in one go before either caller waits: one reads, the
             # other parks, and both replies come to the reader.
-            def send_after_b_is_queued(data: bytes | memoryview) -> None:
-                pipe._send = send
-                until(lambda: bool(pipe._queued), "queued b")
-                send(data)
-
-            pipe._send = send_after_b_is_queued
+            write_once_another_is_queued(pipe)
         private_server.pause()
         try:
             a = Outcome(lambda: pipe.call(pack_get(b"a")))
@@ -402,14 +408,7 @@ def test_a_caller_whose_reply_was_lost_to_an_interrupted_reader_fails_at_once(
             deliver(waiter, reply)
 
         pipe._deliver = interrupted_deliver
-        send = pipe._send
-
-        def send_after_b_is_queued(data: bytes | memoryview) -> None:
-            pipe._send = send
-            until(lambda: bool(pipe._queued), "queued b")
-            send(data)
-
-        pipe._send = send_after_b_is_queued
+        write_once_another_is_queued(pipe)
         private_server.pause()
         try:
             a = Outcome(lambda: pipe.call(pack_get(b"a")))
