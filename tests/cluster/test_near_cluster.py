@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from fork_support import in_child
 from redis.cluster import RedisCluster
 from resharding import SlotMigration, add_primary, slot_map
 
@@ -584,26 +583,18 @@ def _until(c: Any, key: str, expected: str) -> None:
         time.sleep(0.002)
 
 
-def _forked_child(c: Any, port: int, write_end: int) -> None:
-    """The child's whole life: change the key, read it through the inherited cache, report."""
-    status = 1
-    try:
-        raw = RedisCluster(host="127.0.0.1", port=port, decode_responses=True)
-        raw.set(f"{RT}:f", "written in the child")
-        time.sleep(0.5)  # far above the invalidation latency, had anyone here listened
-        report = {"read": c.get(RT, "f", None)}
-        report["held"] = _hit(c, "f")
-        raw.set(f"{RT}:f", "written again in the child")
-        _until(c, "f", "written again in the child")
-        report["read again"] = c.get(RT, "f", None)
-        raw.close()
-        os.write(write_end, json.dumps(report).encode())
-        status = 0
-    except BaseException as exc:
-        os.write(write_end, json.dumps({"error": repr(exc)}).encode())
-    finally:
-        os.close(write_end)
-        os._exit(status)
+def _child_report(c: Any, port: int) -> dict[str, object]:
+    """The child's whole life: change the key, read it through the inherited cache."""
+    raw = RedisCluster(host="127.0.0.1", port=port, decode_responses=True)
+    raw.set(f"{RT}:f", "written in the child")
+    time.sleep(0.5)  # far above the invalidation latency, had anyone here listened
+    report = {"read": c.get(RT, "f", None)}
+    report["held"] = _hit(c, "f")
+    raw.set(f"{RT}:f", "written again in the child")
+    _until(c, "f", "written again in the child")
+    report["read again"] = c.get(RT, "f", None)
+    raw.close()
+    return report
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -618,19 +609,7 @@ def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
     try:
         raw.set(f"{RT}:f", "before")
         assert _hit(c, "f") == "before"
-        read_end, write_end = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(read_end)
-            _forked_child(c, redis_cluster.port, write_end)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            report = json.loads(pipe.read())
-        _, wait_status = os.waitpid(pid, 0)
-        assert "error" not in report, report
-        assert os.waitstatus_to_exitcode(wait_status) == 0
+        report = in_child(lambda: _child_report(c, redis_cluster.port))
         assert report == {
             "read": "written in the child",
             "held": "written in the child",

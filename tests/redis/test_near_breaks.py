@@ -11,15 +11,14 @@ its own; one that cuts only its own listener's connection uses the shared Sentin
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from fork_support import in_child
 from near_support import (
     FACES,
     Face,
@@ -338,26 +337,18 @@ def test_a_read_from_another_server_than_the_listeners_is_never_kept(
         face.close()
 
 
-def _forked_child(face: Face, server: RedisServer, write_end: int) -> None:
-    """The child's whole life: change the key, read it through the inherited cache, report."""
-    status = 1
-    try:
-        with server.client() as raw:
-            raw.set("u:1", "written in the child")
-            time.sleep(0.5)  # far above the invalidation latency, had anyone here listened
-            report = {"read": face.get("u", "1", None)}
-            wait_until(lambda: face.stats().enabled, "tracking in the child")
-            report["held"] = hold(face, raw, "u", "1")
-            raw.set("u:1", "written again in the child")
-            settle(face, raw)
-            report["read again"] = face.get("u", "1", None)
-        os.write(write_end, json.dumps(report).encode())
-        status = 0
-    except BaseException as exc:
-        os.write(write_end, json.dumps({"error": repr(exc)}).encode())
-    finally:
-        os.close(write_end)
-        os._exit(status)
+def _child_report(face: Face, server: RedisServer) -> dict[str, object]:
+    """The child's whole life: change the key, read it through the inherited cache."""
+    with server.client() as raw:
+        raw.set("u:1", "written in the child")
+        time.sleep(0.5)  # far above the invalidation latency, had anyone here listened
+        report = {"read": face.get("u", "1", None)}
+        wait_until(lambda: face.stats().enabled, "tracking in the child")
+        report["held"] = hold(face, raw, "u", "1")
+        raw.set("u:1", "written again in the child")
+        settle(face, raw)
+        report["read again"] = face.get("u", "1", None)
+    return report
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -371,19 +362,7 @@ def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
     try:
         with server.client() as raw:
             cache_before(face, raw)
-        read_end, write_end = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(read_end)
-            _forked_child(face, server, write_end)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            report = json.loads(pipe.read())
-        _, wait_status = os.waitpid(pid, 0)
-        assert "error" not in report, report
-        assert os.waitstatus_to_exitcode(wait_status) == 0
+        report = in_child(lambda: _child_report(face, server))
         assert report == {
             "read": "written in the child",
             "held": "written in the child",

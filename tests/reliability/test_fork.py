@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from fork_support import in_child
 from reliability_support import connect_cache, named_clients, unique_client_name
 
 from pevensie_cache import DriverError, PevensieCache, cache
@@ -51,23 +49,14 @@ def connection_identity(c: PevensieCache) -> dict[str, Any]:
         pool.release(connection)
 
 
-def run_child(c: PevensieCache, write_end: int) -> None:
-    """The child's whole life: use the inherited cache, report, exit without cleanup."""
-    status = 1
-    try:
-        c.set("fork", "child", "written by the child")
-        report = {
-            "read": c.get("fork", "child"),
-            "parent_value": c.get("fork", "parent"),
-            "connection": connection_identity(c),
-        }
-        os.write(write_end, json.dumps(report).encode())
-        status = 0
-    except BaseException as exc:
-        os.write(write_end, json.dumps({"error": repr(exc)}).encode())
-    finally:
-        os.close(write_end)
-        os._exit(status)
+def child_report(c: PevensieCache) -> dict[str, Any]:
+    """The child's whole life: use the inherited cache and say what it saw."""
+    c.set("fork", "child", "written by the child")
+    return {
+        "read": c.get("fork", "child"),
+        "parent_value": c.get("fork", "parent"),
+        "connection": connection_identity(c),
+    }
 
 
 def test_a_forked_child_uses_its_own_connections_and_the_parent_keeps_working(
@@ -79,20 +68,7 @@ def test_a_forked_child_uses_its_own_connections_and_the_parent_keeps_working(
         c.set("fork", "parent", "written by the parent")
         parent_before = connection_identity(c)
 
-        read_end, write_end = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(read_end)
-            run_child(c, write_end)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            raw_report = pipe.read()
-        _, wait_status = os.waitpid(pid, 0)
-        report = json.loads(raw_report)
-        assert "error" not in report, report
-        assert os.waitstatus_to_exitcode(wait_status) == 0
+        report: Any = in_child(lambda: child_report(c))
 
         assert report["read"] == "written by the child"
         assert report["parent_value"] == "written by the parent"
@@ -139,35 +115,16 @@ def test_a_connection_lent_across_a_fork_is_never_used_by_the_child(
         lent.send_command("CLIENT", "ID")
         parent_id = int(lent.read_response())
 
-        read_end, write_end = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(read_end)
-            status = 1
+        def child() -> object:
             try:
-                try:
-                    lent.send_command("CLIENT", "ID")
-                    on_lent: object = int(lent.read_response())
-                except RedisConnectionError as exc:
-                    on_lent = f"refused: {exc}"
-                pool.release(lent)
-                report = {"on_lent": on_lent, "pooled": connection_identity(c)["id"]}
-                os.write(write_end, json.dumps(report).encode())
-                status = 0
-            except BaseException as exc:
-                os.write(write_end, json.dumps({"error": repr(exc)}).encode())
-            finally:
-                os.close(write_end)
-                os._exit(status)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            raw_report = pipe.read()
-        _, wait_status = os.waitpid(pid, 0)
-        report = json.loads(raw_report)
-        assert "error" not in report, report
-        assert os.waitstatus_to_exitcode(wait_status) == 0
+                lent.send_command("CLIENT", "ID")
+                on_lent: object = int(lent.read_response())
+            except RedisConnectionError as exc:
+                on_lent = f"refused: {exc}"
+            pool.release(lent)
+            return {"on_lent": on_lent, "pooled": connection_identity(c)["id"]}
+
+        report: Any = in_child(child)
         assert report["on_lent"] != parent_id, "the child used the parent's lent connection"
         assert str(report["on_lent"]).startswith("refused: "), report
         assert report["pooled"] != parent_id, "the child took the parent's connection back"
@@ -186,9 +143,6 @@ def test_a_connection_lent_across_a_fork_is_never_used_by_the_child(
 # parent (or has work of that thread under way), forks, and has the child use the path
 # that takes it: the child must finish, where it hung (or, for a non-blocking acquire,
 # never got its turn again) before each object renewed its locks after a fork.
-
-CHILD_BOUND = 20.0
-"""Seconds the parent waits for a child before it kills it and calls it hung."""
 
 
 @contextmanager
@@ -209,46 +163,6 @@ def held_by_another_thread(lock: Any) -> Iterator[None]:
     finally:
         release.set()
         thread.join(10)
-
-
-def in_child(work: Callable[[], object]) -> object:
-    """Fork; return what ``work()`` returned in the child, which must end within the bound.
-
-    The child reports through a pipe and exits at once (no clean-up of the
-    parent's objects); one still running after :data:`CHILD_BOUND` is killed.
-    """
-    read_end, write_end = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_end)
-        status = 1
-        try:
-            os.write(write_end, json.dumps({"result": work()}).encode())
-            status = 0
-        except BaseException as exc:
-            os.write(write_end, json.dumps({"error": repr(exc)}).encode())
-        finally:
-            os.close(write_end)
-            os._exit(status)
-    os.close(write_end)
-    deadline = time.monotonic() + CHILD_BOUND
-    while True:
-        ended, wait_status = os.waitpid(pid, os.WNOHANG)
-        if ended:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(read_end)
-            pytest.fail(f"the child still ran {CHILD_BOUND:g} s after the fork: it hung")
-        time.sleep(0.02)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = json.loads(pipe.read() or b"{}")
-    assert "error" not in report, report
-    assert os.waitstatus_to_exitcode(wait_status) == 0
-    return report["result"]
 
 
 def test_a_memory_store_written_by_another_thread_at_the_fork_takes_the_childs_writes() -> None:

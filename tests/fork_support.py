@@ -1,0 +1,61 @@
+"""Run a piece of work in a forked child and bring back what it returned.
+
+Every fork test does the same dance: flush the output, fork, let the child work
+with the objects it inherited, report through a pipe, and exit at once without
+cleaning up the parent's objects. :func:`in_child` is that dance, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+CHILD_BOUND = 20.0
+"""Seconds the parent waits for a child before it kills it and calls it hung."""
+
+
+def in_child(work: Callable[[], object]) -> object:
+    """Fork; return what ``work()`` returned in the child (JSON), which must end in time.
+
+    The child reports through a pipe and exits at once (``os._exit``: no clean-up
+    of the parent's objects); an exception in the child fails the test with its
+    repr, and a child still running after :data:`CHILD_BOUND` is killed and fails it.
+    """
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        status = 1
+        try:
+            os.write(write_end, json.dumps({"result": work()}).encode())
+            status = 0
+        except BaseException as exc:
+            os.write(write_end, json.dumps({"error": repr(exc)}).encode())
+        finally:
+            os.close(write_end)
+            os._exit(status)
+    os.close(write_end)
+    deadline = time.monotonic() + CHILD_BOUND
+    while True:
+        ended, wait_status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            pytest.fail(f"the child still ran {CHILD_BOUND:g} s after the fork: it hung")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = json.loads(pipe.read() or b"{}")
+    assert "error" not in report, report
+    assert os.waitstatus_to_exitcode(wait_status) == 0
+    return report["result"]
