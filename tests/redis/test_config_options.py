@@ -216,7 +216,8 @@ def test_a_timeout_is_shown_with_its_unit_wherever_the_config_is_shown(
     }
     for where, text in renderings.items():
         assert re.search(rf"\btimeout={shown}\b", text), (where, text)
-        assert SECRET not in text and SECRET_QUOTED not in text, where
+        assert SECRET not in text, where
+        assert SECRET_QUOTED not in text, where
     assert RedisConfig.from_url(config.display_url(), password=SECRET) == config
     assert "timeout=5s," in repr(default_config())  # the default too, in a repr
 

@@ -148,9 +148,9 @@ async def test_clear_without_a_resource_type_says_what_to_pass_and_deletes_nothi
             await face.set("sessions", "s1", "x")
             keys_before = raw.dbsize()
             calls_before = command_calls(raw)
-            for call in (lambda: face.clear(), lambda: face.clear(on_progress=print)):
+            for keywords in ({}, {"on_progress": print}):
                 with pytest.raises(ArgumentTypeError) as caught:
-                    await call()
+                    await face.clear(**keywords)
                 message = str(caught.value)
                 assert "clear('users')" in message  # what to pass
                 assert "no clear-everything" in message  # and why there is none
