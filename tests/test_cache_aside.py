@@ -76,6 +76,39 @@ def test_a_cached_function_repr_names_the_function_and_resource_type_only(
         assert secret not in text
 
 
+@pytest.mark.parametrize(
+    ("builder", "shown"),
+    [(cache.from_url, "CachedFunction"), (cache.from_url_async, "AsyncCachedFunction")],
+)
+def test_a_cached_method_bound_to_an_instance_repr_names_the_method_and_resource_type(
+    builder: Any, shown: str
+) -> None:
+    c = builder("redis://:s3cret@cache.internal:6390/0")  # never connected: the repr needs none
+
+    class Users:
+        def __repr__(self) -> str:
+            return "Users(token='t0ken')"  # an instance's own repr may hold anything
+
+        if shown == "CachedFunction":
+
+            @c.cached("user")
+            def load(self, n: int) -> str:
+                return str(n)
+        else:
+
+            @c.cached("user")
+            async def load(self, n: int) -> str:
+                return str(n)
+
+    users = Users()
+    method = f"{__name__}.{Users.__qualname__}.load"
+    text = repr(users.load)
+    assert text == f"<bound {shown} {method} of {object.__repr__(users)} resource_type='user'>"
+    for secret in ("s3cret", "cache.internal", "redis://", "t0ken"):
+        assert secret not in text
+    assert repr(Users.load) == f"<{shown} {method} resource_type='user'>"
+
+
 async def test_the_async_face_of_a_sync_only_driver_names_what_it_lacks() -> None:
     async with cache.new_async(driver=ThreadedAsyncDriver(EchoDriver())) as c:
         with pytest.raises(UnsupportedOperation, match=r"add\(\)"):

@@ -2,8 +2,8 @@
 
 ``cache.new(RedisConfig(...))`` takes the Redis driver's configuration
 dataclass, so ``mypy --strict`` flags ``prot=6379`` before anything runs;
-``Resource[T]`` (from a ``Codec[T]``) makes ``get`` return ``T``. Each claim
-is checked by running mypy on a snippet.
+``Resource[T]`` (from a ``Codec[T]``) makes ``get`` return ``T``, and the json
+codec gives ``Resource[Any]``. Each claim is checked by running mypy on a snippet.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pevensie_redis import AsyncRedisDriver, RedisConfig, RedisDriver
 
 GOOD = """
 from dataclasses import dataclass
+from typing import Any, assert_type
 
 from pevensie_cache import AsyncResource, Resource, cache
 from pevensie_redis import RedisConfig
@@ -48,6 +49,13 @@ user: User = users.get("1")
 found: dict[str, User] = users.get_many(["1", "2"])
 loaded: User = users.get_or_set("1", lambda: User("Ada"))
 async_users: AsyncResource[User] = a.resource("user", codec=UserCodec())
+profiles = c.resource("profile", codec="json")
+assert_type(profiles, Resource[Any])  # not Resource[object]: no cast on every get
+assert_type(profiles.get("1"), Any)
+assert_type(profiles.get_many(["1"]), dict[str, Any])
+settings: dict[str, int] = profiles.get("1")
+assert_type(a.resource("profile", codec="json"), AsyncResource[Any])
+assert_type(c.resource("name"), Resource[str])
 existed: bool = c.delete("user", "1")
 left: int | None = c.ttl("user", "1")
 with c.lock("job", "nightly", ttl_seconds=30) as held:
@@ -73,6 +81,10 @@ BAD = {
     "resource value type": (
         'from pevensie_cache import cache\nnumber: int = cache.new().resource("name").get("1")\n',
         'Incompatible types in assignment (expression has type "str", variable has type "int")',
+    ),
+    "clear without a resource type": (
+        "from pevensie_cache import cache\ncache.new().clear()\n",
+        'Missing positional argument "resource_type" in call to "clear"',
     ),
     "with on an async cache": (
         "from pevensie_cache import cache\nwith cache.new_async() as c:\n    pass\n",

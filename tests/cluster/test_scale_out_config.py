@@ -32,7 +32,7 @@ def test_cluster_url() -> None:
 
 
 def test_sentinel_url_with_credentials_tls_and_db() -> None:
-    url = "rediss+sentinel://app:p%40ss@s1:26380,[::1],s3/mymaster/2?timeout=300"
+    url = "rediss+sentinel://app:p%40ss@s1:26380,[::1],s3/mymaster/2?timeout=300ms"
     config = RedisConfig.from_url(url)
     assert config.sentinels == (("s1", 26380), ("::1", 26379), ("s3", 26379))
     assert (config.service_name, config.db, config.tls, config.timeout) == (
@@ -43,7 +43,9 @@ def test_sentinel_url_with_credentials_tls_and_db() -> None:
     )
     assert (config.username, config.password) == ("app", "p@ss")
     shown = config.display_url()
-    assert shown == "rediss+sentinel://app:***@s1:26380,[::1]:26379,s3:26379/mymaster/2?timeout=300"
+    assert (
+        shown == "rediss+sentinel://app:***@s1:26380,[::1]:26379,s3:26379/mymaster/2?timeout=300ms"
+    )
     assert "p@ss" not in repr(config)
     assert RedisConfig.from_url(shown.replace("***", "p%40ss")) == config
     assert isinstance(new_cache_driver(config), RedisSentinelDriver)

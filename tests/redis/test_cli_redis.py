@@ -365,12 +365,14 @@ def test_url_from_the_environment_and_from_a_config_file(
         'driver = "redis"\n'
         f'host = "{secret_server.host}"\n'
         f"port = {secret_server.port}\n"
-        f'password = "{SECRET}"\n',
+        f'password = "{SECRET}"\n'
+        'timeout = "1500ms"\n',
         encoding="utf-8",
     )
     shown = cli("check", "--config", str(by_fields))
     assert shown.returncode == 0, shown.stderr
     assert "RedisDriver(" in shown.stdout  # the driver's own masked repr
+    assert "?timeout=1500ms'" in shown.stdout  # with its unit, not a bare 1500
 
     # The command line beats the file, which beats the environment.
     elsewhere = "redis://127.0.0.1:1/0"

@@ -6,6 +6,7 @@ No server is needed here.
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -193,6 +194,32 @@ def test_display_url_writes_a_tiny_timeout_with_its_unit_so_it_reads_back() -> N
     config = RedisConfig.from_url("redis://localhost?timeout=50ms")
     assert config.display_url() == "redis://localhost:6379/0?timeout=50ms"
     assert RedisConfig.from_url(config.display_url()) == config
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [("300ms", "300ms"), ("300", "300ms"), ("1500", "1500ms"), ("2s", "2s"), ("1m", "60s")],
+)
+def test_a_timeout_is_shown_with_its_unit_wherever_the_config_is_shown(
+    given: str, shown: str
+) -> None:
+    # ?timeout=300ms once showed as timeout=300, which reads as 300 seconds.
+    url = f"redis://app:{SECRET_QUOTED}@cache.internal:6379/0?timeout={given}"
+    config = RedisConfig.from_url(url)
+    renderings = {
+        "repr": repr(config),
+        "str": str(config),
+        "display_url": config.display_url(),
+        "driver repr": repr(cache.from_url(url).driver),
+        "cache repr": repr(cache.from_url(url)),
+        "async cache repr": repr(cache.from_url_async(url)),
+    }
+    for where, text in renderings.items():
+        assert re.search(rf"\btimeout={shown}\b", text), (where, text)
+        assert SECRET not in text, where
+        assert SECRET_QUOTED not in text, where
+    assert RedisConfig.from_url(config.display_url(), password=SECRET) == config
+    assert "timeout=5s," in repr(default_config())  # the default too, in a repr
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_support import ServerFactory, connect_cache, named_clients, unique_client_name
 
-from pevensie_cache import ArgumentError, PevensieCache
+from pevensie_cache import ArgumentError, ArgumentTypeError, PevensieCache
 from pevensie_cache.testing import BAD_ADDRESSES, BAD_TTLS, BAD_VALUES
 from pevensie_redis import RedisConnectionError, RedisServerError
 from pevensie_redis.testing import RedisServer
+from pevensie_test_support.faces import both_faces
 
 WRITE_AND_READ_COMMANDS = ("get", "set", "mget", "mset", "unlink", "del", "evalsha", "eval")
 
@@ -133,6 +134,34 @@ def test_rejected_input_raises_a_clear_error_and_sends_nothing_to_the_server(
     assert raw.dbsize() == keys_before
     assert command_calls(raw) == calls_before  # not one command reached the server
     assert pevensie_redis_cache.get("guard", "g") == "kept"
+
+
+@pytest.mark.filterwarnings("ignore:connect\\(\\) on a sync cache inside a running event loop")
+@pytest.mark.parametrize("store", ["redis", "memory"])
+async def test_clear_without_a_resource_type_says_what_to_pass_and_deletes_nothing(
+    pevensie_redis_server: RedisServer, raw: redis.Redis, store: str
+) -> None:
+    url = pevensie_redis_server.url if store == "redis" else "memory://"
+    async with both_faces(url) as faces:
+        for face in faces:
+            await face.set("users", "1", "Ada")
+            await face.set("sessions", "s1", "x")
+            keys_before = raw.dbsize()
+            calls_before = command_calls(raw)
+            for keywords in ({}, {"on_progress": print}):
+                with pytest.raises(ArgumentTypeError) as caught:
+                    await face.clear(**keywords)
+                message = str(caught.value)
+                assert "clear('users')" in message  # what to pass
+                assert "no clear-everything" in message  # and why there is none
+                assert "shared with other applications" in message
+                assert isinstance(caught.value, TypeError)  # as Python's own missing argument
+            assert raw.dbsize() == keys_before
+            assert command_calls(raw) == calls_before  # not one command reached the server
+            assert await face.get("users", "1") == "Ada"
+            assert await face.get("sessions", "s1") == "x"
+            assert await face.clear("sessions") == 1  # the one resource type, as before
+            assert await face.get("users", "1") == "Ada"
 
 
 def test_a_value_above_the_servers_limit_gets_a_server_error_and_the_cache_stays_usable(

@@ -12,13 +12,14 @@ nothing whatever the driver.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from pevensie_cache import forks
 from pevensie_cache.building import CACHE_OPTIONS, check_driver_object
@@ -85,6 +86,35 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_CLEAR_NEEDS_A_RESOURCE_TYPE = (
+    "clear() needs the resource type to delete, as in clear('users'): it deletes every key "
+    "of that one resource type and nothing else (a resource's own clear() needs none). "
+    "There is no clear-everything: the database may be shared with other applications, "
+    "other caches and other Pevensie clients (the Gleam driver's keys look the same), and "
+    "nothing records which resource types exist; to empty a database this cache alone "
+    "uses, flush it on the server (FLUSHDB)"
+)
+"""The message of :meth:`AsyncPevensieCache.clear` called without a resource type."""
+
+
+def _needs_a_resource_type(method: _F) -> _F:
+    """Turn a ``clear()`` without a resource type into an argument error that says why.
+
+    Python's own ``TypeError`` (a missing argument) does not say that no
+    clear-everything is offered, nor what to do instead. The signature mypy
+    sees is the method's own, so ``clear()`` stays a type error there.
+    """
+
+    @functools.wraps(method)
+    async def clear(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and "resource_type" not in kwargs:
+            raise ArgumentTypeError(_CLEAR_NEEDS_A_RESOURCE_TYPE)
+        return await method(self, *args, **kwargs)
+
+    return cast("_F", clear)
 
 
 class AsyncPevensieCache(FaceGuard):
@@ -553,12 +583,21 @@ class AsyncPevensieCache(FaceGuard):
         touched: bool = await self._optional(driver, "touch", resource_type, key, ttl_seconds)
         return touched
 
+    @_needs_a_resource_type
     async def clear(self, resource_type: str, *, on_progress: Progress | None = None) -> int:
         """Delete every key of ``resource_type`` and nothing else; return how many.
 
         The Redis driver scans in pages and deletes in batches (it never blocks
         the server; on a Cluster, every primary); ``on_progress(count)`` is
         called with the running count as it goes.
+
+        ``clear()`` without a resource type is an
+        :class:`~pevensie_cache.ArgumentTypeError` (also a ``TypeError``), not
+        a clear-everything: the database may be shared with other applications
+        and other caches, whose keys (the Gleam driver's, say, written as
+        ``<resource_type>:<key>`` too) cannot be told apart from this cache's,
+        and nothing records which resource types exist. Clear each resource
+        type you use, or flush a database this cache alone uses on the server.
         """
         driver = self._connected("clear")
         check_resource_type(resource_type)

@@ -42,6 +42,13 @@ seconds).
 >>> [timeout.convert(given) for given in ("2s", "250 ms", "500", 750)]
 [2000, 250, 500, 750]
 
+A duration is always shown with a unit (display URLs, reprs): whole seconds
+in ``s``, anything else in ``ms``, so ``300`` milliseconds never reads as
+300 seconds.
+
+>>> timeout.format(300), timeout.format(5000), timeout.format(1500)
+('300ms', '5s', '1500ms')
+
 A configuration dataclass declares each field with :meth:`Option.field` and
 builds its table with :meth:`OptionSet.from_dataclass`, which refuses a field
 that has no declaration. This module imports no client library: any driver
@@ -366,8 +373,8 @@ class Option:
             return "***"
         if isinstance(value, bool):
             return "true" if value else "false"
-        if self.kind == "duration" and self.floor is not None and value < self.floor:
-            return f"{value}{self.unit}"
+        if self.kind == "duration":
+            return _format_duration(value, self.unit)
         if self.kind == "size":
             return _format_size(value)
         return str(value)
@@ -681,11 +688,20 @@ class OptionSet:
         return query
 
     def masked_repr(self, instance: object) -> str:
-        """Return ``Type(name=value, ...)`` with every secret shown as ``'***'``."""
+        """Return ``Type(name=value, ...)`` with every secret shown as ``'***'``.
+
+        A duration is shown with its unit, as a display URL shows it
+        (``timeout=300ms``, ``timeout=5s``), never as a bare number.
+        """
         parts = []
         for spec in self:
             value = getattr(instance, spec.name)
-            shown = "'***'" if spec.secret and value is not None else repr(value)
+            if spec.secret and value is not None:
+                shown = "'***'"
+            elif spec.kind == "duration" and value is not None:
+                shown = spec.format(value)
+            else:
+                shown = repr(value)
             parts.append(f"{spec.name}={shown}")
         return f"{type(instance).__name__}({', '.join(parts)})"
 
@@ -711,6 +727,18 @@ def _format_size(size: int) -> str:
         if size and size % scale == 0:
             return f"{size // scale}{unit}"
     return str(size)
+
+
+def _format_duration(amount: int, unit: str) -> str:
+    """Write ``amount`` of ``unit`` with its unit: whole seconds as ``5s``, else ``300ms``.
+
+    Always with a unit, so a reader never has to know the option's own unit
+    (``timeout=300`` reads as seconds, though it means milliseconds).
+    """
+    seconds = amount * DURATION_UNITS[unit]
+    if seconds.denominator == 1:
+        return f"{seconds.numerator}s"
+    return f"{seconds * 1000}ms"  # every duration unit is a whole number of milliseconds
 
 
 def _convert(spec: Option, alias: Alias | None, value: Any) -> Any:

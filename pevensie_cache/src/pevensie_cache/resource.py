@@ -490,6 +490,16 @@ class _BoundMethod:
         self._cached = cached
         self._instance = instance
 
+    def __repr__(self) -> str:
+        # As the function's own: its name and resource type. The instance by its type and
+        # address only: its own repr may hold anything (a client, credentials).
+        cached = self._cached
+        return (
+            f"<bound {type(cached).__name__} {function_name(cached._function)} "
+            f"of {object.__repr__(self._instance)} "
+            f"resource_type={cached._resource.resource_type!r}>"
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._cached(self._instance, *args, **kwargs)
 
