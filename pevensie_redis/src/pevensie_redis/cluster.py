@@ -53,7 +53,11 @@ with :class:`~pevensie_redis.RedisTimeoutError` after ``retries + 1``
 attempts, each bounded by ``timeout`` (see the router). While a dead
 primary's replica is being promoted (about ``cluster-node-timeout`` + 1-2 s),
 calls for its slots raise :class:`~pevensie_redis.RedisConnectionError`; the
-first call after the promotion reads the new slot map and succeeds.
+first call after the promotion reads the new slot map and succeeds. A call
+that meets ``CLUSTERDOWN`` or ``TRYAGAIN`` (a node that has not caught up
+with a failover yet) is sent again until the cluster serves it or the call's
+``timeout`` is spent, then raises :class:`~pevensie_redis.RedisServerError`
+with the cluster's reply.
 """
 
 from __future__ import annotations
@@ -624,15 +628,19 @@ class RedisClusterDriver:
         or ``TRYAGAIN`` (its slot is being migrated) key by key; a key that met
         ``ASK`` after ``ASKING`` to the node it moved to, in the same pass; a
         command that met ``MOVED`` to the slot's new owner; one whose node did
-        not answer, or that met ``CLUSTERDOWN``, once the slot map has been
-        read again, after a back-off. The router's bounds hold for the batch
-        as a whole: :data:`~pevensie_redis.cluster_io.MAX_REDIRECTS`
-        passes after redirects, ``retries`` passes after failures (then the
-        failure is raised).
+        not answer, or that met ``CLUSTERDOWN`` (or a single-key ``TRYAGAIN``),
+        once the slot map has been read again, after a back-off. The router's
+        bounds hold for the batch as a whole
+        (:class:`~pevensie_redis.cluster_io.Attempts`, from the batch's
+        start): :data:`~pevensie_redis.cluster_io.MAX_REDIRECTS` passes
+        after redirects; passes whose commands were all refused before they
+        ran while the timeout has time left; ``retries`` passes after a node
+        did not answer (then the failure is raised).
         """
         io = self._live()
         units = [unit for indexes in batch.slot_groups() for unit in batch.units(indexes)]
-        failures = redirects = 0
+        attempts = io.attempts()
+        redirects = 0
         replicas = batch.read
         while units:
             seen = io.generation
@@ -662,14 +670,15 @@ class RedisClusterDriver:
                         f"({redirects - 1} passes)"
                     )
             if outcome.failed:
-                failures += 1
-                if failures > self.config.retries:
+                # A pass is refused when every command left was refused before it ran.
+                again = attempts.failed() if outcome.unreachable else attempts.refused()
+                if not again:
                     error = outcome.error or RedisConnectionError("the cluster did not answer")
                     if isinstance(error, RedisDriverError):
                         raise error
-                    raise map_error(error, batch.name) from error
+                    raise map_error(error, attempts.spent(batch.name)) from error
                 io.refresh(seen, avoid=outcome.avoid)
-                io.back_off(failures)
+                io.pause(attempts)
 
     def _pass(self, batch: _Batch, units: list[_Unit], *, replicas: bool = False) -> _Outcome:
         """Send ``units`` to the nodes the slot map names; deliver the replies; return the rest.
@@ -1137,7 +1146,7 @@ class _Batch:
 class _Outcome:
     """What a pass of a batch left to do: commands to send again, and how."""
 
-    __slots__ = ("asked", "avoid", "error", "failed", "moved", "split")
+    __slots__ = ("asked", "avoid", "error", "failed", "moved", "split", "unreachable")
 
     def __init__(self) -> None:
         self.moved: list[_Unit] = []
@@ -1152,14 +1161,22 @@ class _Outcome:
         """Why the first of :attr:`failed` failed (raised when no attempt is left)."""
         self.avoid: str | None = None
         """A node that did not answer: asked last for the slot map."""
+        self.unreachable = False
+        """Whether a node did not answer (else each of :attr:`failed` was refused before it ran)."""
 
     def fail(self, units: list[_Unit], error: BaseException, node: str | None) -> None:
-        """Note ``units`` as failed with ``error`` (``node``: the node that did not answer)."""
+        """Note ``units`` as failed with ``error``.
+
+        ``node``: the node that did not answer; ``None``: the commands were
+        refused before they ran (``CLUSTERDOWN``, ``TRYAGAIN``, no script, no
+        node for the slot).
+        """
         if not self.failed:
             self.error = error
         self.failed.extend(units)
         if node is not None:
             self.avoid = node
+            self.unreachable = True
 
     def add(self, other: _Outcome) -> None:
         """Take over what ``other`` left to do."""

@@ -24,23 +24,30 @@ what happens                    what the router does
                                 background), the command goes there
 ``ASK slot host:port``          ``ASKING`` and the command to that node, once (also a
                                 primary that serves no slot yet); the map is unchanged
-``TRYAGAIN``                    back off, send again
-``CLUSTERDOWN``                 refresh the map, back off, send again
+``TRYAGAIN``, ``CLUSTERDOWN``   refresh the map, back off, send again (any command:
+                                the node refused it before running it)
+a slot no node serves           refresh the map, back off, look again
 a node that does not answer     refresh the map (asking the other nodes first), back
 (connection error, timeout)     off, send again; a command that must run once only
                                 if it cannot have been sent
-a slot no node serves           refresh the map, back off, look again
 ==============================  ===================================================
 
-Bounds: ``MOVED`` and ``ASK`` together at most :data:`MAX_REDIRECTS` times
-per call (then :class:`~pevensie_redis.RedisConnectionError`); ``TRYAGAIN``,
-``CLUSTERDOWN``, failed nodes and unserved slots together at most ``retries``
-times (then the last error, typed). Each attempt waits at most ``timeout``
-to connect and ``timeout`` for its reply; each back-off is at most
-:data:`BACKOFF_CAP` seconds; a refresh asks one node after another and starts
-no new question after ``timeout`` has passed. Refreshes are single-flighted:
-callers that need one while another is under way wait for that one, and a
-caller interrupted while it waits leaves the refresh running for the others.
+Bounds (:class:`Attempts`, one per call): ``MOVED`` and ``ASK`` together at
+most :data:`MAX_REDIRECTS` times per call (then
+:class:`~pevensie_redis.RedisConnectionError`). ``TRYAGAIN``, ``CLUSTERDOWN``
+and unserved slots are what a cluster answers for a moment during a failover
+(on Redis 7.0 one node can go on answering ``CLUSTERDOWN`` after the others
+report the cluster up): they are ridden out while the call's ``timeout`` has
+time left, counted from the call's start (at least ``retries`` more attempts
+in any case); then the driver's typed error, saying what the cluster
+answered. A node that does not answer costs a whole attempt: at most
+``retries`` more of those. Each attempt waits at most ``timeout`` to connect
+and ``timeout`` for its reply; each back-off is at most :data:`BACKOFF_CAP`
+seconds and never outlasts the call's timeout; a refresh asks one node after
+another and starts no new question after ``timeout`` has passed. Refreshes
+are single-flighted: callers that need one while another is under way wait
+for that one, and a caller interrupted while it waits leaves the refresh
+running for the others.
 
 Lease waiters get a subscriber of their own (:meth:`ClusterIO.lock_releases`)
 on one primary: a release published on any node reaches every node.
@@ -81,7 +88,6 @@ from pevensie_redis.protocol.commands import (
 )
 from pevensie_redis.protocol.slots import (
     ASK,
-    CLUSTERDOWN,
     MOVED,
     Redirect,
     SlotMap,
@@ -96,6 +102,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "SUSPECT_SECONDS",
     "UNREACHABLE",
+    "Attempts",
     "ClusterIO",
     "backoff",
     "open_cluster",
@@ -122,6 +129,56 @@ _REFRESH_SOON_INTERVAL = 0.1
 def backoff(failures: int) -> float:
     """Return the pause before the next attempt after ``failures`` failed ones (exponential)."""
     return min(BACKOFF_CAP, 0.01 * 2.0 ** (failures - 1))
+
+
+class Attempts:
+    """How many more attempts one call gets, and the pause before each.
+
+    Two kinds of failed attempt, bounded apart:
+
+    - :meth:`refused`: the cluster answered before running the command
+      (``TRYAGAIN``, ``CLUSTERDOWN``) or the map names no node for the slot.
+      Nothing ran, so any command may go again, and such answers last a
+      moment (a failover, a migration): another attempt while the call's
+      ``timeout`` (from its start) has time left, and at least ``retries``
+      more in any case.
+    - :meth:`failed`: a node did not answer (each such attempt may have
+      waited a whole ``timeout``): ``retries`` more attempts.
+    """
+
+    __slots__ = ("deadline", "failures", "refusals", "retries", "started")
+
+    def __init__(self, retries: int, timeout: float) -> None:
+        """Start counting for a call, now (``retries``, ``timeout`` in seconds: the config's)."""
+        self.retries = retries
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        """When the call's time for riding out refusals is spent (monotonic seconds)."""
+        self.failures = 0
+        """Attempts that met a node that did not answer."""
+        self.refusals = 0
+        """Attempts the cluster refused before running the command."""
+
+    def failed(self) -> bool:
+        """Count an attempt whose node did not answer; return whether another one may follow."""
+        self.failures += 1
+        return self.failures <= self.retries
+
+    def refused(self) -> bool:
+        """Count an attempt refused before it ran; return whether another one may follow."""
+        self.refusals += 1
+        return self.refusals <= self.retries or time.monotonic() < self.deadline
+
+    def pause(self) -> float:
+        """Return the back-off before the next attempt: exponential, never past the deadline."""
+        delay = backoff(self.failures + self.refusals)
+        left = self.deadline - time.monotonic()
+        return min(delay, left) if left > 0 else delay
+
+    def spent(self, name: str) -> str:
+        """Return what the call did, for its error: ``GET, refused 12 times in 5.00 s``."""
+        took = time.monotonic() - self.started
+        return f"{name}, refused {self.refusals} times in {took:.2f} s"
 
 
 class ClusterIO:
@@ -290,26 +347,32 @@ class ClusterIO:
         """Send one command for ``slot`` where the cluster serves it; return its reply.
 
         An error reply other than the cluster's own comes back as a value (a
-        redis-py exception instance); so does a ``TRYAGAIN`` or
-        ``CLUSTERDOWN`` still replied after ``retries`` more attempts. A
-        command that must run ``once`` (not idempotent) is sent again after a
-        failed node only when it cannot have been sent. Raises the driver's
-        errors for nodes that cannot be reached (after ``retries`` more
-        attempts) and for a cluster that keeps redirecting. ``shape``: the
-        shape of the command's reply (see the channel's ``pipeline``).
+        redis-py exception instance). ``TRYAGAIN`` and ``CLUSTERDOWN`` are
+        sent again, any command (the node refused it before running it), after
+        a refresh of the map and a back-off, while the call has time left (see
+        :class:`Attempts`); then :class:`~pevensie_redis.RedisServerError`
+        with the reply (a slot no node serves:
+        :class:`~pevensie_redis.RedisConnectionError`). A command that must
+        run ``once`` (not idempotent) is sent again after a failed node only
+        when it cannot have been sent. Raises the driver's errors for nodes
+        that cannot be reached (after ``retries`` more attempts) and for a
+        cluster that keeps redirecting. ``shape``: the shape of the command's
+        reply (see the channel's ``pipeline``).
         """
-        failures = hops = 0
+        attempts = self.attempts()
+        hops = 0
         asking: str | None = None
         seen = self._generation
         while True:
             node = asking or self._map.primaries[slot]
             if node is None:
-                failures += 1
-                if failures > self._retries:
-                    raise RedisConnectionError(f"{name}: no node of the cluster serves slot {slot}")
+                if not attempts.refused():
+                    raise RedisConnectionError(
+                        f"{attempts.spent(name)}: no node of the cluster serves slot {slot}"
+                    )
                 self.refresh(seen)
                 seen = self._generation
-                runtime.sleep(backoff(failures))
+                self.pause(attempts)
                 continue
             if asking is None:
                 commands, shapes = [packed], [shape]
@@ -318,13 +381,12 @@ class ClusterIO:
             try:
                 replies = self._send(node, commands, name, idempotent=not once, shapes=shapes)
             except UNREACHABLE as exc:
-                failures += 1
-                if failures > self._retries or (once and not _unsent(exc)):
+                if not attempts.failed() or (once and not _unsent(exc)):
                     raise
                 asking = None
                 self.refresh(seen, avoid=node)
                 seen = self._generation
-                runtime.sleep(backoff(failures))
+                self.pause(attempts)
                 continue
             reply = replies[-1]
             if not isinstance(reply, Exception):
@@ -347,17 +409,20 @@ class ClusterIO:
                 else:
                     self.moved(redirect, node)
                 continue
-            failures += 1  # TRYAGAIN, CLUSTERDOWN
-            if failures > self._retries:
-                return reply
-            if kind == CLUSTERDOWN:
-                self.refresh(seen)
-                seen = self._generation
-            runtime.sleep(backoff(failures))
+            # TRYAGAIN, CLUSTERDOWN: refused before it ran, whatever the command.
+            if not attempts.refused():
+                raise map_error(reply, attempts.spent(name)) from reply
+            self.refresh(seen)
+            seen = self._generation
+            self.pause(attempts)
 
-    def back_off(self, failures: int) -> None:
-        """Pause before the next attempt of a call after ``failures`` failed ones."""
-        runtime.sleep(backoff(failures))
+    def attempts(self) -> Attempts:
+        """Return a new count of attempts for a call starting now (the config's bounds)."""
+        return Attempts(self._retries, self._timeout)
+
+    def pause(self, attempts: Attempts) -> None:
+        """Pause before the next attempt of a call (see :meth:`Attempts.pause`)."""
+        runtime.sleep(attempts.pause())
 
     def exchange(
         self,

@@ -238,7 +238,10 @@ _DECLARATIONS: dict[str, Option] = {
         low=0,
         high=100,
         query=True,
-        doc="Retries of a command after a connection error or timeout, with exponential backoff.",
+        doc=(
+            "Retries of a command after a connection error or timeout, with exponential backoff "
+            "(a Cluster's CLUSTERDOWN or TRYAGAIN is retried until timeout is spent)."
+        ),
     ),
     "cluster": Option(
         kind="bool",
