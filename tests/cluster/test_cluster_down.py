@@ -13,6 +13,7 @@ it), so even a write that must run once is sent again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from collections.abc import Iterator
 import pytest
 from redis.exceptions import ClusterDownError
 
-from pevensie_redis import RedisConnectionError, RedisServerError
+from pevensie_cache import DriverUnavailable
+from pevensie_redis import RedisConnectionError, RedisServerError, RedisServerUnavailable
 from pevensie_redis.protocol.slots import key_slot
 from pevensie_redis.testing import RedisServer
 from pevensie_test_support import LocalCluster, start_cluster
@@ -182,3 +184,43 @@ async def test_a_primary_that_keeps_refusing_fails_typed_once_the_timeout_is_spe
         assert await c.get("user", "42") == "Ada"  # the same cache serves again
     finally:
         await c.disconnect()
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_primary_that_keeps_refusing_is_served_open_by_a_fail_open_cache(
+    topology: LocalCluster, face: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard without a working primary is a store that is down, not a wrong command."""
+    c = new_face(face, cluster_url(topology, timeout="300ms", fail_open="true"))
+    outage = Outage(topology.primary_for_key("user:42"))
+    await c.connect()
+    try:
+        await c.set("user", "42", "Ada")
+        outage.begin(probe="user:42")
+        with caplog.at_level(logging.WARNING):
+            assert await c.get("user", "42", "fallback") == "fallback"  # a miss, not an error
+            await c.set("user", "42", "Bea")  # a no-op, not an error
+        assert "failed with RedisServerUnavailable" in caplog.text
+        assert "CLUSTERDOWN" in caplog.text
+        outage.end()
+        assert await c.get("user", "42") == "Ada"  # the refused set changed nothing
+    finally:
+        await c.disconnect()
+
+
+def test_a_refusal_that_outlasts_the_timeout_is_a_server_error_and_unavailable() -> None:
+    """Code that catches ``RedisServerError`` still catches it; ``fail_open`` serves it open."""
+    from redis.exceptions import MasterDownError, TryAgainError
+
+    from pevensie_redis.errors import map_error
+
+    for refusal in (
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        MasterDownError("MASTERDOWN Link with MASTER is down"),
+    ):
+        error = map_error(refusal, "GET")
+        assert isinstance(error, RedisServerUnavailable), refusal
+        assert isinstance(error, RedisServerError)
+        assert isinstance(error, DriverUnavailable)
+        assert error.server_message == str(refusal)

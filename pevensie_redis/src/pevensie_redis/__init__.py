@@ -26,6 +26,7 @@ from pevensie_redis.errors import (
     RedisPoolExhausted,
     RedisProtocolError,
     RedisServerError,
+    RedisServerUnavailable,
     RedisTimeoutError,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "RedisProtocolError",
     "RedisSentinelDriver",
     "RedisServerError",
+    "RedisServerUnavailable",
     "RedisTimeoutError",
     "default_config",
     "new_async_cache_driver",

@@ -23,6 +23,7 @@ __all__ = [
     "RedisPoolExhausted",
     "RedisProtocolError",
     "RedisServerError",
+    "RedisServerUnavailable",
     "RedisTimeoutError",
     "TrackingRefused",
     "counter_error",
@@ -90,6 +91,17 @@ class RedisPermissionError(RedisServerError, RedisAuthenticationError):
     """
 
 
+class RedisServerUnavailable(RedisServerError, DriverUnavailable):
+    """The server answered that it cannot serve the command now, and kept answering so.
+
+    ``CLUSTERDOWN`` (a Cluster shard without a working primary), ``TRYAGAIN``
+    (a slot half-way through a migration) or ``MASTERDOWN`` (a replica that
+    lost its primary): the store is down rather than the command wrong. A
+    :class:`RedisServerError` (``server_message`` holds the reply) and a
+    :class:`~pevensie_cache.DriverUnavailable`: ``fail_open=True`` serves it open.
+    """
+
+
 def map_error(exc: BaseException, action: str) -> RedisDriverError:
     """Return the driver error for a redis-py (or socket) exception raised while doing ``action``.
 
@@ -113,6 +125,11 @@ def map_error(exc: BaseException, action: str) -> RedisDriverError:
         if not message.startswith("NOPERM"):  # redis-py lines that keep no status_code
             message = f"NOPERM {message}"
         return RedisPermissionError(f"{action}: the user lacks permission: {message}", message)
+    if isinstance(exc, (rx.ClusterDownError, rx.TryAgainError)):  # MasterDownError too
+        message = _server_message(exc)
+        return RedisServerUnavailable(
+            f"{action}: the server replied with an error: {message}", message
+        )
     if isinstance(exc, rx.ResponseError):
         message = _server_message(exc)
         return RedisServerError(f"{action}: the server replied with an error: {message}", message)
