@@ -1,0 +1,91 @@
+"""Sentinels that stall or go away while a cache uses them: reads, reconnects and disconnect.
+
+The sentinels are paused (``SIGSTOP``: they accept connections and never
+answer) or killed by PID, on a topology of the test's own whose sentinels wait
+15 s before calling a primary down (``steady_sentinel``), so no failover starts
+meanwhile. Every test runs on both faces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from pevensie_redis.replica_choice import REFRESH_INTERVAL
+from pevensie_redis.testing import RedisServer
+from pevensie_test_support import LocalSentinel
+from pevensie_test_support.faces import FACES, new_face, replicated
+
+# The outcome depends on the server: Sentinel is the server's.
+pytestmark = pytest.mark.server_dependent
+
+TIMEOUT_MS = 5000
+"""The driver's timeout (its default): for each reply, a sentinel's included."""
+
+
+@pytest.fixture(params=FACES)
+def face_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def url(topology: LocalSentinel, **query: str) -> str:
+    hosts = ",".join(f"{host}:{port}" for host, port in topology.sentinels)
+    options = {"timeout": str(TIMEOUT_MS), **query}
+    return f"redis+sentinel://{hosts}/{topology.service_name}?" + "&".join(
+        f"{name}={value}" for name, value in options.items()
+    )
+
+
+@contextmanager
+def paused(nodes: list[RedisServer]) -> Iterator[None]:
+    """Pause ``nodes`` (SIGSTOP) for the block; resume them however it ends."""
+    stopped: list[RedisServer] = []
+    try:
+        for node in nodes:
+            node.pause()
+            stopped.append(node)
+        yield
+    finally:
+        for node in stopped:
+            node.resume()
+
+
+def named_clients(node: RedisServer, name: str) -> int:
+    """How many connections named ``name`` ``node`` has open."""
+    with node.client() as raw:
+        return sum(1 for client in raw.client_list() if client.get("name") == name)
+
+
+async def test_a_replica_read_never_waits_for_stalled_sentinels(
+    steady_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """The read that finds the list of replicas due does not ask the sentinels itself.
+
+    Asked on the read's path, three stalled sentinels held that read for three
+    timeouts (15 s of a 5 s timeout) every :data:`REFRESH_INTERVAL` seconds.
+    """
+    topology = steady_sentinel
+    c = new_face(face_name, url(topology, read_from_replicas="true"))
+    await c.connect()
+    try:
+        await c.set("user", "1", "Ada")
+        replicated(topology.primary)
+        assert await c.get("user", "1") == "Ada"
+        with paused(topology.sentinel_nodes):
+            await asyncio.sleep(REFRESH_INTERVAL + 0.2)  # the driver's clock: the list is due
+            slowest = 0.0
+            for _ in range(5):
+                started = time.monotonic()
+                assert await c.get("user", "1") == "Ada"
+                slowest = max(slowest, time.monotonic() - started)
+            assert slowest < TIMEOUT_MS / 1000, (
+                f"a read took {slowest:.1f} s with the sentinels stalled (timeout "
+                f"{TIMEOUT_MS / 1000:g} s)"
+            )
+    finally:
+        await c.disconnect()
