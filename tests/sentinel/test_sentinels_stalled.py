@@ -12,13 +12,16 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
+from pevensie_redis.primary_check import PRIMARY_CHECK_INTERVAL
 from pevensie_redis.replica_choice import REFRESH_INTERVAL
 from pevensie_redis.testing import RedisServer
 from pevensie_test_support import LocalSentinel
 from pevensie_test_support.faces import FACES, new_face, replicated
+from pevensie_test_support.nodes import wait_until
 
 # The outcome depends on the server: Sentinel is the server's.
 pytestmark = pytest.mark.server_dependent
@@ -89,3 +92,47 @@ async def test_a_replica_read_never_waits_for_stalled_sentinels(
             )
     finally:
         await c.disconnect()
+
+
+async def wait_for_flight(flight: Any) -> None:
+    """Wait until a background question (a task, or the sync face's thread) has ended."""
+    if isinstance(flight, asyncio.Task):
+        await asyncio.wait({flight})
+    else:
+        await asyncio.to_thread(flight._done.wait, None)
+
+
+async def test_disconnect_during_a_question_to_the_sentinels_leaves_no_connection(
+    steady_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """A question under way when the cache disconnects opens nothing that outlives it.
+
+    The first sentinel is paused, so the driver's periodic question hangs on
+    it; ``disconnect()`` closes that connection, and the question went on to
+    the next sentinel over a new connection, which nothing closed any more.
+    """
+    topology = steady_sentinel
+    name = f"stalled-{face_name}-{time.monotonic_ns()}"
+    c = new_face(face_name, url(topology, client_name=name))
+    await c.connect()
+    first, *others = topology.sentinel_nodes
+    try:
+        await c.set("user", "1", "Ada")
+        channel = c.cache.driver._channel
+        with paused([first]):
+            await asyncio.sleep(PRIMARY_CHECK_INTERVAL + 0.2)  # the driver's clock: a check due
+            assert await c.get("user", "1") == "Ada"  # starts the question, in the background
+            asking = channel._asking
+            assert asking is not None
+            await c.disconnect()
+            await wait_for_flight(asking)
+
+            def none_left() -> bool:
+                return sum(named_clients(node, name) for node in others) == 0
+
+            # Polled: a closed connection leaves CLIENT LIST once the sentinel reads the close.
+            what = "the disconnected cache's connections to the sentinels to close"
+            await asyncio.to_thread(wait_until, none_left, 10, what)
+    finally:
+        if c.cache.connected:
+            await c.disconnect()

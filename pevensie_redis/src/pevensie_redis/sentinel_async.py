@@ -68,6 +68,7 @@ class Sentinels:
         self._pipes: dict[str, Pipe] = {}
         self._lock = threading.Lock()
         self._primary: Endpoint | None = None
+        self._closed = False
         forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
@@ -129,27 +130,45 @@ class Sentinels:
         )
 
     async def close(self) -> None:
-        """Close the pipes to the sentinels."""
+        """Close the pipes to the sentinels; a question still under way then opens none."""
         with self._lock:
+            self._closed = True
             pipes, self._pipes = list(self._pipes.values()), {}
         for pipe in pipes:
             pipe.close()
 
     async def _ask(self, sentinel: Endpoint, packed: bytes) -> Any:
-        """Send one command to ``sentinel`` over its pipe (opened, or opened again, as needed)."""
+        """Send one command to ``sentinel`` over its pipe (opened, or opened again, as needed).
+
+        Once :meth:`close` has run, raises redis-py's ``ConnectionError``: a
+        question that was under way (the driver's periodic one, in the
+        background) must not open a pipe nothing would close.
+        """
         with self._lock:
+            if self._closed:
+                raise _closed_error()
             pipe = self._pipes.get(sentinel.label)
         if pipe is None or pipe.closed:
             pipe = await open_pipe(sentinel)
-            with self._lock:
-                replaced, self._pipes[sentinel.label] = self._pipes.get(sentinel.label), pipe
-            if replaced is not None and replaced is not pipe:
-                replaced.close()
+            self._keep(sentinel, pipe)
         try:
             return await pipe.call(packed)
         except BaseException:
             pipe.close()
             raise
+
+    def _keep(self, sentinel: Endpoint, pipe: Pipe) -> None:
+        """Keep ``pipe`` as the one to ``sentinel``; close it and raise if :meth:`close` ran."""
+        with self._lock:
+            closed = self._closed
+            replaced = None if closed else self._pipes.get(sentinel.label)
+            if not closed:
+                self._pipes[sentinel.label] = pipe
+        if closed:
+            pipe.close()
+            raise _closed_error()
+        if replaced is not None and replaced is not pipe:
+            replaced.close()
 
     def _first(self, sentinel: Endpoint) -> None:
         """Ask ``sentinel`` first next time (it answered)."""
@@ -215,6 +234,10 @@ def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exc
             "sentinel_password; the data nodes' username / password are separate)"
         )
     return NoPrimary(f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})")
+
+
+def _closed_error() -> RedisPyConnectionError:
+    return RedisPyConnectionError("the connections to the sentinels were closed (disconnected)")
 
 
 def _text(value: Any) -> str:
