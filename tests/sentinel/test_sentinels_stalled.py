@@ -136,3 +136,58 @@ async def test_disconnect_during_a_question_to_the_sentinels_leaves_no_connectio
     finally:
         if c.cache.connected:
             await c.disconnect()
+
+
+def drop_connections(node: RedisServer, name: str) -> None:
+    """Close the connections named ``name`` on ``node`` (as a server `timeout` or a blip does)."""
+    with node.client() as raw:
+        for client in raw.client_list():
+            if client.get("name") == name:
+                raw.client_kill_filter(_id=client["id"])
+
+
+async def test_with_every_sentinel_gone_a_dropped_connection_reconnects_to_the_known_primary(
+    steady_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """No sentinel answers, the primary is up: the driver reconnects to the primary it knows.
+
+    It kept serving that primary over the connections it had, but a new
+    connection asked the sentinels first, so once the primary (or the network)
+    dropped one, every call failed with ``no sentinel names a primary``
+    although the primary was up. Once the sentinels are back, the driver asks
+    them again.
+    """
+    topology = steady_sentinel
+    name = f"gone-{face_name}-{time.monotonic_ns()}"
+    c = new_face(face_name, url(topology, client_name=name, retries="1"))
+    await c.connect()
+    primary = topology.current_primary()
+    try:
+        await c.set("user", "1", "Ada")
+        for node in topology.sentinel_nodes:
+            node.kill()
+        drop_connections(primary, name)
+        assert named_clients(primary, name) == 0
+        await c.set("user", "2", "Grace")
+        assert await c.get("user", "1") == "Ada"
+        assert await c.get("user", "2") == "Grace"
+        with primary.client() as raw:
+            assert raw.get("user:2") == "Grace"
+
+        for node in topology.sentinel_nodes:
+            node.restart()
+
+        def asked_again() -> bool:
+            return sum(named_clients(node, name) for node in topology.sentinel_nodes) > 0
+
+        async def use_until_asked() -> None:
+            # The driver asks about once a second while used: polled, with calls.
+            deadline = time.monotonic() + 10 * PRIMARY_CHECK_INTERVAL
+            while not await asyncio.to_thread(asked_again):
+                assert time.monotonic() < deadline, "the driver never asked the sentinels again"
+                assert await c.get("user", "2") == "Grace"
+                await asyncio.sleep(0.05)
+
+        await use_until_asked()
+    finally:
+        await c.disconnect()

@@ -14,7 +14,9 @@ After a failover the next command on a connection to the old primary fails
 retries on a new connection, which lands on the primary the sentinels now
 name. Until the sentinels have promoted a replica (about
 ``down-after-milliseconds`` + 1-2 s), calls raise
-:class:`~pevensie_redis.RedisConnectionError`.
+:class:`~pevensie_redis.RedisConnectionError`. While no sentinel can be
+reached at all, the driver keeps the primary it knows, and a new connection
+goes there too (at ``connect()`` it knows none yet, and raises).
 
 The sentinels are reached over pipes of their own (kept open between
 questions), with the driver's timeout (and TLS settings when ``tls`` is on)
@@ -78,12 +80,16 @@ class Sentinels:
     async def primary(self) -> Endpoint:
         """Return the endpoint of the primary the first healthy sentinel names.
 
-        Raises :class:`NoPrimary` (a redis-py ``ConnectionError``) naming each
-        sentinel's problem, or ``AuthenticationError`` when every sentinel
-        refused the sentinel credentials.
+        When no sentinel can be reached at all (each refused the connection or
+        timed out), the primary named last, if one was: the driver keeps the
+        primary it knows, for new connections too. Raises :class:`NoPrimary`
+        (a redis-py ``ConnectionError``) naming each sentinel's problem, or
+        ``AuthenticationError`` when every sentinel refused the sentinel
+        credentials.
         """
         problems: list[str] = []
         refused = 0
+        unreachable = 0
         last_error: BaseException | None = None
         for sentinel in list(self._sentinels):
             try:
@@ -94,6 +100,7 @@ class Sentinels:
                 continue
             except (RedisPyConnectionError, RedisPyTimeoutError) as exc:
                 problems.append(f"{sentinel.label}: {exc}")
+                unreachable += 1
                 last_error = exc
                 continue
             if isinstance(reply, AuthenticationError):
@@ -107,6 +114,9 @@ class Sentinels:
                 continue
             self._first(sentinel)
             return self._endpoint(*found)
+        known = self._primary
+        if known is not None and unreachable == len(problems) and not self._closed:
+            return known  # none could be asked: nothing says the primary moved
         raise _no_primary(self._service, problems, refused) from last_error
 
     async def replicas(self) -> list[tuple[str, int]]:
