@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pevensie_redis.primary_check import PRIMARY_CHECK_INTERVAL
+from pevensie_redis.primary_check import PRIMARY_CHECK_INTERVAL, STALE_AFTER
 from pevensie_redis.replica_choice import REFRESH_INTERVAL
 from pevensie_redis.testing import RedisServer
 from pevensie_test_support import LocalSentinel
@@ -189,5 +189,35 @@ async def test_with_every_sentinel_gone_a_dropped_connection_reconnects_to_the_k
                 await asyncio.sleep(0.05)
 
         await use_until_asked()
+    finally:
+        await c.disconnect()
+
+
+async def test_after_an_idle_spell_stalled_sentinels_hold_a_command_one_timeout_at_most(
+    steady_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """The wait for the sentinels' answer after an idle spell is bounded by the timeout.
+
+    After :data:`STALE_AFTER` seconds without a command, the next commands
+    wait for the sentinels to confirm the primary (a write sent at once could
+    go to a former primary and be lost). With every sentinel stalled they wait
+    one timeout, then the primary the driver knows serves them.
+    """
+    topology = steady_sentinel
+    timeout = 1.0
+    c = new_face(face_name, url(topology, timeout=str(int(timeout * 1000))))
+    await c.connect()
+    try:
+        await c.set("user", "1", "Ada")
+        with paused(topology.sentinel_nodes):
+            await asyncio.sleep(STALE_AFTER + 0.2)  # the driver's clock: an idle spell
+            started = time.monotonic()
+            await c.set("user", "2", "Grace")
+            took = time.monotonic() - started
+            # One timeout of waiting, then the SET itself; the second's margin is for load.
+            assert took < 2 * timeout, f"the first command after the idle spell took {took:.2f} s"
+            assert await c.get("user", "2") == "Grace"
+        with topology.current_primary().client() as raw:
+            assert raw.get("user:2") == "Grace"
     finally:
         await c.disconnect()

@@ -9,7 +9,8 @@ asks :class:`Sentinels` where the primary of ``service_name`` is each time it
 opens a connection (``SENTINEL MASTER``, asked of the sentinels in turn; the
 one that answered is asked first next time), and while it is used about once
 a second (:class:`~pevensie_redis.primary_check.PrimaryCheck`), so it leaves
-a former primary that stays up (``SENTINEL FAILOVER``) within about a second.
+a former primary that stays up (``SENTINEL FAILOVER``) within about a second;
+after an idle spell, the first commands wait for that answer.
 After a failover the next command on a connection to the old primary fails
 (or gets ``READONLY``, the old primary being a replica now), and the channel
 retries on a new connection, which lands on the primary the sentinels now
