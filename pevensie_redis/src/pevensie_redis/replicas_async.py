@@ -36,7 +36,7 @@ import threading
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from pevensie_cache import forks
 from pevensie_redis import runtime_async
@@ -95,11 +95,18 @@ class AsyncReplicaReads:
         """Ask the sentinels for the replicas, and check each one accepts this client's reads.
 
         A replica that refuses the credentials, or ``ROLE``, raises the
-        driver's error (its ACL lacks what replica reads need); one that does
-        not answer is left for later.
+        driver's error (its ACL lacks what replica reads need), and so do
+        sentinels that each refuse ``SENTINEL REPLICAS``; one that does not
+        answer is left for later.
         """
         self._choice.refresh_due()  # asked now: the next time is an interval away
-        await self.refresh()
+        try:
+            addresses = await self._discover()
+        except NoPermissionError as exc:  # not a passing fault: reads would never reach a replica
+            raise map_error(exc, "SENTINEL REPLICAS") from exc
+        except (RedisError, OSError):
+            addresses = []
+        self._install(addresses)
         for name in self._names:
             try:
                 [role] = await self._channels[name].pipeline([ROLE], "ROLE", shapes=[ROLE_REPLY])
@@ -117,9 +124,14 @@ class AsyncReplicaReads:
             addresses = await self._discover()
         except (RedisError, OSError):
             return
+        for channel in self._install(addresses):
+            await channel.close()  # a read still on it fails over to the primary
+
+    def _install(self, addresses: Sequence[tuple[str, int]]) -> list[Channel]:
+        """Read from ``addresses`` from now on; return the channels no longer used (to close)."""
         with self._lock:
             if self._closed:
-                return
+                return []
             names: list[str] = []
             for host, port in addresses:
                 name = label(host, port)
@@ -127,9 +139,7 @@ class AsyncReplicaReads:
                     self._channels[name] = _replica_channel(self._config, host, port)
                 names.append(name)
             self._names = names
-            gone = [self._channels.pop(name) for name in list(self._channels) if name not in names]
-        for channel in gone:
-            await channel.close()  # a read still on it fails over to the primary
+            return [self._channels.pop(name) for name in list(self._channels) if name not in names]
 
     async def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         """Send one read; an error reply (from the primary) is raised mapped."""

@@ -24,7 +24,9 @@ questions), with the driver's timeout (and TLS settings when ``tls`` is on)
 and their own credentials, ``sentinel_username`` and ``sentinel_password``
 (``username``/``password`` are the data nodes'). Wrong sentinel credentials
 are a :class:`~pevensie_redis.RedisAuthenticationError` that says it was the
-sentinels.
+sentinels; a sentinel user their ACL refuses ``SENTINEL MASTER`` (or, with
+replica reads, ``SENTINEL REPLICAS``) a
+:class:`~pevensie_redis.RedisPermissionError` naming the rule it needs.
 
 With ``read_from_replicas``, :meth:`Sentinels.replicas` names the replicas
 (``SENTINEL REPLICAS``): only those the sentinels do not flag ``s_down``,
@@ -38,7 +40,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
@@ -86,10 +88,11 @@ class Sentinels:
         primary it knows, for new connections too. Raises :class:`NoPrimary`
         (a redis-py ``ConnectionError``) naming each sentinel's problem, or
         ``AuthenticationError`` when every sentinel refused the sentinel
-        credentials.
+        credentials, or ``NoPermissionError`` when each refused the sentinel
+        user ``SENTINEL MASTER`` (its ACL).
         """
         problems: list[str] = []
-        refused = 0
+        refused = forbidden = 0
         unreachable = 0
         last_error: BaseException | None = None
         for sentinel in list(self._sentinels):
@@ -108,6 +111,10 @@ class Sentinels:
                 problems.append(f"{sentinel.label}: refused the sentinel credentials")
                 refused += 1
                 continue
+            if isinstance(reply, NoPermissionError):
+                problems.append(f"{sentinel.label}: {_forbidden('MASTER', reply)}")
+                forbidden += 1
+                continue
             state = None if isinstance(reply, Exception) else _pairs(reply)
             found = primary_of(state, self._service)
             if isinstance(found, str):
@@ -118,24 +125,35 @@ class Sentinels:
         known = self._primary
         if known is not None and unreachable == len(problems) and not self._closed:
             return known  # none could be asked: nothing says the primary moved
+        if forbidden and forbidden == len(problems):
+            raise NoPermissionError(f"every sentinel: {_forbidden('MASTER', None)}")
         raise _no_primary(self._service, problems, refused) from last_error
 
     async def replicas(self) -> list[tuple[str, int]]:
         """Return the replicas of the service fit to read from, as the first sentinel says.
 
-        Raises redis-py's ``ConnectionError`` when no sentinel answers.
+        Raises redis-py's ``ConnectionError`` when no sentinel answers, or
+        ``NoPermissionError`` when each refused the sentinel user
+        ``SENTINEL REPLICAS`` (its ACL).
         """
         problems: list[str] = []
+        forbidden = 0
         for sentinel in list(self._sentinels):
             try:
                 reply = await self._ask(sentinel, pack(["SENTINEL", "REPLICAS", self._service]))
             except RedisError as exc:
                 problems.append(f"{sentinel.label}: {exc}")
                 continue
+            if isinstance(reply, NoPermissionError):
+                problems.append(f"{sentinel.label}: {_forbidden('REPLICAS', reply)}")
+                forbidden += 1
+                continue
             if isinstance(reply, Exception):
                 problems.append(f"{sentinel.label}: {reply}")
                 continue
             return replicas_of(reply)
+        if forbidden and forbidden == len(problems):
+            raise NoPermissionError(f"every sentinel: {_forbidden('REPLICAS', None)}")
         raise RedisPyConnectionError(
             f"no sentinel listed the replicas of {self._service!r} ({'; '.join(problems)})"
         )
@@ -245,6 +263,15 @@ def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exc
             "sentinel_password; the data nodes' username / password are separate)"
         )
     return NoPrimary(f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})")
+
+
+def _forbidden(subcommand: str, reply: Exception | None) -> str:
+    """Say that the sentinel user may not run ``SENTINEL <subcommand>`` (the server's words too)."""
+    said = "" if reply is None else f" ({reply})"
+    return (
+        f"the sentinel user may not run SENTINEL {subcommand}{said}: its ACL on the sentinels "
+        f"needs +sentinel|{subcommand.lower()} (sentinel_username / sentinel_password)"
+    )
 
 
 def _closed_error() -> RedisPyConnectionError:
