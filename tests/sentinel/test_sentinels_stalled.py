@@ -221,3 +221,37 @@ async def test_after_an_idle_spell_stalled_sentinels_hold_a_command_one_timeout_
             assert raw.get("user:2") == "Grace"
     finally:
         await c.disconnect()
+
+
+async def test_with_every_sentinel_stalled_a_reconnect_waits_one_timeout_for_them_at_most(
+    steady_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """A new connection asks the sentinels, but waits one timeout for them in all, not one each.
+
+    Each stalled sentinel took a whole timeout in turn: with three, the call
+    that had to reconnect took three timeouts (3.0 s of a 1 s timeout and
+    one retry, whose bound is 2 s). Once a question has waited one timeout
+    with no answer, the driver goes to the primary it knows, and the stalled
+    sentinels are asked last next time.
+    """
+    topology = steady_sentinel
+    timeout = 1.0
+    name = f"stalled-reconnect-{face_name}-{time.monotonic_ns()}"
+    query = {"timeout": str(int(timeout * 1000)), "retries": "1", "client_name": name}
+    c = new_face(face_name, url(topology, **query))
+    await c.connect()
+    primary = topology.current_primary()
+    try:
+        await c.set("user", "1", "Ada")
+        with paused(topology.sentinel_nodes):
+            drop_connections(primary, name)
+            started = time.monotonic()
+            await c.set("user", "2", "Grace")
+            took = time.monotonic() - started
+            # One timeout waiting for the sentinels, then the connect and the SET (the rest
+            # of the second is the margin for load); the call's bound is 2 timeouts.
+            assert took < 2 * timeout, f"the reconnecting call took {took:.2f} s"
+        with primary.client() as raw:
+            assert raw.get("user:2") == "Grace"
+    finally:
+        await c.disconnect()

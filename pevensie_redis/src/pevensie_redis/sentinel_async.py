@@ -6,7 +6,8 @@ from it by ``.ci/unasync.py``. Edit this file, then run ``nox -s generate``.
 With ``RedisConfig(sentinels=..., service_name=...)`` the driver's channel
 asks :class:`Sentinels` where the primary of ``service_name`` is each time it
 opens a connection (``SENTINEL MASTER``, asked of the sentinels in turn; the
-one that answered is asked first next time), and while it is used about once
+one that answered is asked first next time, those that could not be reached
+last), and while it is used about once
 a second (:class:`~pevensie_redis.primary_check.PrimaryCheck`), so it leaves
 a former primary that stays up (``SENTINEL FAILOVER``) within about a second;
 after an idle spell, the first commands wait for that answer.
@@ -37,6 +38,7 @@ With ``read_from_replicas``, :meth:`Sentinels.replicas` names the replicas
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,7 +87,9 @@ class Sentinels:
 
         When no sentinel can be reached at all (each refused the connection or
         timed out), the primary named last, if one was: the driver keeps the
-        primary it knows, for new connections too. Raises :class:`NoPrimary`
+        primary it knows, for new connections too. While it knows one, a
+        question waits one timeout in all for unreachable sentinels (not one
+        each), and those are asked last next time. Raises :class:`NoPrimary`
         (a redis-py ``ConnectionError``) naming each sentinel's problem, or
         ``AuthenticationError`` when every sentinel refused the sentinel
         credentials, or ``NoPermissionError`` when each refused the sentinel
@@ -95,7 +99,16 @@ class Sentinels:
         refused = forbidden = 0
         unreachable = 0
         last_error: BaseException | None = None
+        known = self._primary
+        started = time.monotonic()
         for sentinel in list(self._sentinels):
+            if (
+                known is not None
+                and problems
+                and unreachable == len(problems)
+                and time.monotonic() - started >= sentinel.timeout
+            ):
+                break  # a timeout gone on unreachable sentinels: go on with the known primary
             try:
                 reply = await self._ask(sentinel, pack(["SENTINEL", "MASTER", self._service]))
             except AuthenticationError:
@@ -106,6 +119,7 @@ class Sentinels:
                 problems.append(f"{sentinel.label}: {exc}")
                 unreachable += 1
                 last_error = exc
+                self._last(sentinel)
                 continue
             if isinstance(reply, AuthenticationError):
                 problems.append(f"{sentinel.label}: refused the sentinel credentials")
@@ -122,7 +136,6 @@ class Sentinels:
                 continue
             self._first(sentinel)
             return self._endpoint(*found)
-        known = self._primary
         if known is not None and unreachable == len(problems) and not self._closed:
             return known  # none could be asked: nothing says the primary moved
         if forbidden and forbidden == len(problems):
@@ -206,6 +219,14 @@ class Sentinels:
             if sentinels[0] is not sentinel and sentinel in sentinels:
                 index = sentinels.index(sentinel)
                 sentinels[0], sentinels[index] = sentinel, sentinels[0]
+
+    def _last(self, sentinel: Endpoint) -> None:
+        """Ask ``sentinel`` last next time (it could not be reached)."""
+        with self._lock:
+            sentinels = self._sentinels
+            if sentinel in sentinels and sentinels[-1] is not sentinel:
+                sentinels.remove(sentinel)
+                sentinels.append(sentinel)
 
     def _forked(self) -> None:
         """In a forked child: a new lock; the parent's pipes forgotten, never closed.
