@@ -7,8 +7,9 @@ from urllib.parse import quote
 import pytest
 
 from pevensie_cache import cache
-from pevensie_redis import RedisAuthenticationError
+from pevensie_redis import RedisAuthenticationError, RedisPermissionError
 from pevensie_test_support import LocalSentinel
+from pevensie_test_support.faces import FACES, new_face
 
 # The outcome depends on the server: Sentinel's authentication is the server's.
 pytestmark = [pytest.mark.asyncio, pytest.mark.server_dependent]
@@ -73,3 +74,34 @@ async def test_an_acl_user_on_the_sentinels_is_reached_with_sentinel_username(
     wrong = url(acl_sentinel, None, f"sentinel_username={name}&sentinel_password=nope")
     with pytest.raises(RedisAuthenticationError, match="sentinel"):
         cache.from_url(wrong).connect()
+
+
+@pytest.mark.parametrize("face_name", FACES)
+async def test_a_sentinel_user_without_the_sentinel_commands_is_told_which_it_lacks(
+    steady_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """An ACL that refuses ``SENTINEL MASTER`` or ``SENTINEL REPLICAS`` is said as such.
+
+    A refused ``SENTINEL MASTER`` read as "does not monitor" the service, and
+    a refused ``SENTINEL REPLICAS`` sent every read to the primary, silently.
+    """
+    secret = "reader-secret-3141"
+    for node in steady_sentinel.sentinel_nodes:
+        with node.client() as raw:
+            for user, refused in (("no-master", "master"), ("no-replicas", "replicas")):
+                rules = ["on", f">{secret}", "allchannels", "+@all", f"-sentinel|{refused}"]
+                raw.execute_command("ACL", "SETUSER", user, *rules)
+    for user, query, command in (
+        ("no-master", "", "SENTINEL MASTER"),
+        ("no-replicas", "&read_from_replicas=true", "SENTINEL REPLICAS"),
+    ):
+        login = f"sentinel_username={user}&sentinel_password={secret}{query}"
+        c = new_face(face_name, url(steady_sentinel, None, login))
+        with pytest.raises(RedisPermissionError) as caught:
+            await c.connect()
+        message = chain(caught.value)
+        assert command in str(caught.value)
+        assert f"+{command.lower().replace(' ', '|')}" in str(caught.value)
+        assert "does not monitor" not in message
+        assert secret not in message
+        assert not c.cache.connected

@@ -9,7 +9,8 @@ primary about once a second while it is used (the sync face's pool, the async
 face's channel), so the same cache moves its writes to the new primary within
 :data:`WRITES_MOVE_BOUND` of the sentinels naming it, and no error (``READONLY``
 included) reaches the caller after the naming. A write made in between went to
-the old primary and is lost, so its read-back may miss.
+the old primary and is lost, so its read-back may miss. A cache that sat idle
+asks first: its first write after the idle spell reaches the new primary.
 
 Each test runs on both faces, each on a topology of its own.
 """
@@ -230,5 +231,48 @@ async def test_the_cache_keeps_serving_its_primary_when_no_sentinel_answers(
             await asyncio.sleep(0.01)
         assert calls > 10
         assert await c.get("user", "1") == "Ada"
+    finally:
+        await c.disconnect()
+
+
+async def test_a_write_after_an_idle_spell_reaches_the_primary_the_sentinels_name(
+    fresh_sentinel: LocalSentinel, face_name: str
+) -> None:
+    """An idle cache's first write after ``SENTINEL FAILOVER`` goes to the new primary.
+
+    While the cache was idle nobody asked the sentinels; its first command
+    found the question due but went, at once, over a connection to the old
+    primary, which still took writes and dropped them when it was made a
+    replica: the write was lost, however long after the naming it came.
+    """
+    topology = fresh_sentinel
+    c = new_face(face_name, sentinels=topology.sentinels, service_name=topology.service_name)
+    await c.connect()
+    try:
+        await c.set("idle", "before", "kept")
+        old = topology.current_primary()
+        new = topology.replica if old is topology.primary else topology.primary
+        await asyncio.to_thread(ask_for_failover, topology)
+
+        def all_name_the_new_primary() -> bool:
+            return all(name == new.address for name in naming(topology))
+
+        await asyncio.to_thread(
+            wait_until, all_name_the_new_primary, DEMOTION_BOUND, "every sentinel to name it"
+        )
+        # Idle for more than the driver's interval since its last call (its clock).
+        await asyncio.sleep(PRIMARY_CHECK_INTERVAL + 0.2)
+        old_took_writes = role(old) == "master"
+        await c.set("idle", "after", "written after the naming")
+        await asyncio.to_thread(
+            wait_until, lambda: role(old) == "slave", DEMOTION_BOUND, "the old primary's demotion"
+        )
+        with new.client() as raw:
+            stored = raw.get("idle:after")
+        assert stored == "written after the naming", (
+            f"the write made after every sentinel named the new primary was lost "
+            f"(the old primary was {'still' if old_took_writes else 'no longer'} taking writes)"
+        )
+        assert await c.get("idle", "after") == "written after the naming"
     finally:
         await c.disconnect()

@@ -37,7 +37,8 @@ One set of rules for both faces:
   replica) retires that pipe and retries. While the channel is used it asks
   the locator again about once a second
   (:class:`~pevensie_redis.primary_check.PrimaryCheck`, in the background: no
-  caller waits for it); when it names another server, the pipes to the former
+  caller waits for it, except the commands that come after an idle spell,
+  until its answer); when it names another server, the pipes to the former
   one are retired (closed once their last command has its reply);
 - **fork safety**: in a forked child the parent's pipes are dropped, their
   sockets left alone (the parent still uses them), and the child opens its own;
@@ -225,6 +226,9 @@ class Channel:
         """
         if asyncio.get_running_loop() is not self._loop:  # unasync: remove
             raise _wrong_loop()  # unasync: remove
+        check = self._primary_check
+        if check is not None and check.hold(self._wait_timeout or 5.0):
+            await self._confirm(check)
         try:
             try:  # opening a pipe is part of the attempt: a failed connect is retried too
                 if len(packed) > LARGE_REPLY or (self._large and packed in self._large):
@@ -267,6 +271,9 @@ class Channel:
         if asyncio.get_running_loop() is not self._loop:  # unasync: remove
             raise _wrong_loop()  # unasync: remove
         listener = self.listener if fill and self._follows_primary else None
+        check = self._primary_check
+        if check is not None and check.hold(self._wait_timeout or 5.0):
+            await self._confirm(check)
         try:
             try:
                 if (self._large and commands[0] in self._large) or sum(
@@ -508,14 +515,35 @@ class Channel:
     async def _ask_for_primary(self, check: PrimaryCheck) -> None:
         """Ask the locator for the primary; retire the pipes to any other server."""
         try:
-            primary = await self._resolve()
-        except _FAILURES:
-            return  # no sentinel answered: keep the primary we know
-        finally:
+            try:
+                primary = await self._resolve()
+            except _FAILURES:
+                return  # no sentinel answered: keep the primary we know
+            with self._lock:
+                if not self._closed:
+                    self._retire_all_but(primary.label)
+        finally:  # after the retiring: a command no longer held picks the new primary's pipes
             check.done()
-        with self._lock:
-            if not self._closed:
-                self._retire_all_but(primary.label)
+
+    async def _confirm(self, check: PrimaryCheck) -> None:
+        """After an idle spell: wait for the locator's answer before sending (see ``hold``).
+
+        Starts the question when due, then waits while it is under way, up to
+        the timeout; a command sent at once could have gone to a former
+        primary that still takes writes, and lose them.
+        """
+        deadline = time.monotonic() + (self._wait_timeout or 5.0)
+        if check.due():
+            self._asking = runtime_async.start(lambda: self._ask_for_primary(check))
+        while check.holding():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return  # the sentinels stall: go on with the primary we know
+            asking = self._asking
+            if asking is not None and not asking.done():
+                await runtime_async.settle(asking, left)
+            else:  # another caller has just started the question
+                await runtime_async.sleep(0.001)
 
     def _retire_all_but(self, label: str) -> None:
         """Send no new command to a server other than ``label`` (the channel's lock is held).

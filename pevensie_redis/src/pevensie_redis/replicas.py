@@ -13,8 +13,9 @@ Cluster driver chooses a slot's replica its own way, with the same
 :class:`~pevensie_redis.replica_choice.ReplicaChoice`).
 
 - the locator is asked which replicas there are at ``connect()`` and every
-  :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds after, by the
-  read that finds the list due (the others keep using the old list); a
+  :data:`~pevensie_redis.replica_choice.REFRESH_INTERVAL` seconds after, in the
+  background, started by the read that finds the list due (that read and the
+  others keep using the old list: stalled sentinels never hold a read); a
   replica the sentinels flag down or whose link to the primary is not ``ok``
   is left out (:func:`~pevensie_redis.sentinel.replicas_of`);
 - each read goes to the next replica in turn, over that replica's own channel
@@ -31,11 +32,14 @@ than the primary holds, even one this process has just overwritten.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
+from pevensie_cache import forks
+from pevensie_redis import runtime
 from pevensie_redis.channel import Channel
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint, endpoint, label
@@ -73,6 +77,9 @@ class ReplicaReads:
         self._channels: dict[str, Channel] = {}
         self._names: list[str] = []
         self._choice = ReplicaChoice()
+        self._lock = threading.Lock()
+        self._closed = False
+        forks.renew_after_fork(self)
 
     @property
     def replicas(self) -> list[str]:
@@ -88,11 +95,18 @@ class ReplicaReads:
         """Ask the sentinels for the replicas, and check each one accepts this client's reads.
 
         A replica that refuses the credentials, or ``ROLE``, raises the
-        driver's error (its ACL lacks what replica reads need); one that does
-        not answer is left for later.
+        driver's error (its ACL lacks what replica reads need), and so do
+        sentinels that each refuse ``SENTINEL REPLICAS``; one that does not
+        answer is left for later.
         """
         self._choice.refresh_due()  # asked now: the next time is an interval away
-        self.refresh()
+        try:
+            addresses = self._discover()
+        except NoPermissionError as exc:  # not a passing fault: reads would never reach a replica
+            raise map_error(exc, "SENTINEL REPLICAS") from exc
+        except (RedisError, OSError):
+            addresses = []
+        self._install(addresses)
         for name in self._names:
             try:
                 [role] = self._channels[name].pipeline([ROLE], "ROLE", shapes=[ROLE_REPLY])
@@ -102,23 +116,30 @@ class ReplicaReads:
                 raise map_error(role, f"ROLE on the replica {name}") from role
 
     def refresh(self) -> None:
-        """Ask the sentinels which replicas to read from; keep the old list if none answers."""
+        """Ask the sentinels which replicas to read from; keep the old list if none answers.
+
+        Once :meth:`close` has run, a refresh still under way changes nothing.
+        """
         try:
             addresses = self._discover()
         except (RedisError, OSError):
             return
-        names: list[str] = []
-        for host, port in addresses:
-            name = label(host, port)
-            if name not in self._channels:
-                self._channels[name] = _replica_channel(self._config, host, port)
-            names.append(name)
-        self._names = names
-        gone = [name for name in self._channels if name not in names]
-        for name in gone:
-            channel = self._channels.pop(name, None)
-            if channel is not None:
-                channel.close()  # a read still on it fails over to the primary
+        for channel in self._install(addresses):
+            channel.close()  # a read still on it fails over to the primary
+
+    def _install(self, addresses: Sequence[tuple[str, int]]) -> list[Channel]:
+        """Read from ``addresses`` from now on; return the channels no longer used (to close)."""
+        with self._lock:
+            if self._closed:
+                return []
+            names: list[str] = []
+            for host, port in addresses:
+                name = label(host, port)
+                if name not in self._channels:
+                    self._channels[name] = _replica_channel(self._config, host, port)
+                names.append(name)
+            self._names = names
+            return [self._channels.pop(name) for name in list(self._channels) if name not in names]
 
     def execute(self, packed: bytes, command: str, shape: Shape | None = None) -> Any:
         """Send one read; an error reply (from the primary) is raised mapped."""
@@ -146,8 +167,10 @@ class ReplicaReads:
 
     def close(self) -> None:
         """Close the replicas' channels (the primary's is the driver's to close)."""
-        channels, self._channels = list(self._channels.values()), {}
-        self._names = []
+        with self._lock:
+            self._closed = True
+            channels, self._channels = list(self._channels.values()), {}
+            self._names = []
         for channel in channels:
             channel.close()
 
@@ -160,8 +183,8 @@ class ReplicaReads:
         replica's connection is closed), and the primary is asked.
         """
         choice = self._choice
-        if choice.refresh_due():
-            self.refresh()
+        if choice.refresh_due():  # asked in the background: this read goes on with the list
+            runtime.start(self.refresh)
         name = choice.pick(self._names)
         if name is None:
             return None
@@ -190,6 +213,10 @@ class ReplicaReads:
             choice.avoid(name)
             return None
         return replies
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock (another thread may have held it at the fork)."""
+        self._lock = threading.Lock()
 
 
 def _replica_channel(config: RedisConfig, host: str, port: int) -> Channel:

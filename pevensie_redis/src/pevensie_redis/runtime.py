@@ -6,8 +6,8 @@ Under gevent's monkey-patching, threads and locks are greenlets and gevent's
 locks, looked up when used.
 
 - :func:`sleep`: ``time.sleep``;
-- :func:`start`, :func:`join` and :func:`finish`: background work (opening a
-  pipe, asking the sentinels, the near cache's listener) runs in a daemon
+- :func:`start`, :func:`join`, :func:`settle` and :func:`finish`: background
+  work (opening a pipe, asking the sentinels, the near cache's listener) runs in a daemon
   thread of its own, so an exception raised into a caller that waits for it
   (a signal handler's, a ``gevent.Timeout``) interrupts only that caller's
   wait, never the work;
@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from pevensie_redis.pipe_core import copy_error
 
-__all__ = ["Flight", "Signal", "finish", "join", "sleep", "start"]
+__all__ = ["Flight", "Signal", "finish", "join", "settle", "sleep", "start"]
 
 _T = TypeVar("_T")
 
@@ -124,6 +124,11 @@ def start(work: Callable[[], _T], name: str | None = None) -> Flight[_T]:
 def join(flight: Flight[_T]) -> _T:
     """Wait for ``flight``'s result; an interrupted caller leaves it running for the others."""
     return flight.wait()
+
+
+def settle(flight: Flight[Any], timeout: float) -> None:
+    """Wait (up to ``timeout``) until ``flight`` has ended; it runs on either way."""
+    flight._done.wait(timeout)
 
 
 def finish(flight: Flight[Any], timeout: float) -> None:

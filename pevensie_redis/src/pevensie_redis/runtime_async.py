@@ -6,10 +6,10 @@ The channel, the listener and the locators are written once, in their
 :mod:`~pevensie_redis.runtime`: the same few names, for threads.
 
 - :func:`sleep`: wait without blocking the event loop;
-- :func:`start`, :func:`join` and :func:`finish`: background work (opening a
-  pipe, asking the sentinels, the near cache's listener) that runs to its end
-  even when the caller that started it, or one that waits for it, is
-  cancelled: a task, awaited through :func:`asyncio.shield`;
+- :func:`start`, :func:`join`, :func:`settle` and :func:`finish`: background
+  work (opening a pipe, asking the sentinels, the near cache's listener) that
+  runs to its end even when the caller that started it, or one that waits for
+  it, is cancelled: a task, awaited through :func:`asyncio.shield`;
 - :class:`Signal`: something happened; wait for it with a timeout.
 """
 
@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Flight", "Signal", "finish", "join", "sleep", "start"]
+__all__ = ["Flight", "Signal", "finish", "join", "settle", "sleep", "start"]
 
 _T = TypeVar("_T")
 
@@ -39,6 +39,11 @@ def start(work: Callable[[], Coroutine[Any, Any, _T]], name: str | None = None) 
 async def join(flight: asyncio.Task[_T]) -> _T:
     """Wait for ``flight``'s result; a cancelled caller leaves it running for the others."""
     return await asyncio.shield(flight)
+
+
+async def settle(flight: asyncio.Task[Any], timeout: float) -> None:
+    """Wait (up to ``timeout``) until ``flight`` has ended; it runs on either way."""
+    await asyncio.wait({flight}, timeout=timeout)
 
 
 async def finish(flight: asyncio.Task[Any], timeout: float) -> None:
