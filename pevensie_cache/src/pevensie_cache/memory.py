@@ -192,13 +192,11 @@ class MemoryDriver:
 
     def delete(self, resource_type: str, key: str) -> bool:
         """Remove a value; return whether a live one was there (an absent key is fine)."""
-        if self.max_entries is None:
-            # A pop is atomic on its own; every other removal tolerates a key already gone.
-            # Bounded stores keep the lock: the LRU reordering in _put needs the key present.
+        # Under the lock, though a pop is atomic on its own: a pop between the read and the
+        # write of touch or incr was undone by the write, and one while clear or the
+        # expiry sweep walked the entries broke their walk.
+        with self._lock:
             entry = self._data.pop(f"{resource_type}:{key}", None)
-        else:
-            with self._lock:
-                entry = self._data.pop(f"{resource_type}:{key}", None)
         return entry is not None and entry[1] > self._clock()
 
     def exists(self, resource_type: str, key: str) -> bool:
