@@ -123,6 +123,44 @@ def test_an_entry_without_the_callers_tags_is_loaded_again_with_them(store: Targ
         assert c.get("page", "home", None) is None
 
 
+def test_a_counter_lost_twice_never_brings_an_invalidated_entry_back(store: Target) -> None:
+    # A counter disappears when the store evicts it (memory pressure, an LRU bound) or
+    # is flushed; invalidating a tag whose counter is absent creates it again.
+    with cache.from_url(store.url) as c:
+        c.invalidate_tags("user:42")  # no counter yet: this one creates it
+        assert c.get_or_set("page", "p", lambda: "Ada", 300, tags=["user:42"]) == "Ada"
+        _lose_counter(store, c, "user:42")
+        c.invalidate_tags("user:42")  # user 42 changed
+        # Created again, the counter must not hold the version the page recorded.
+        assert c.get("page", "p", None) is None
+        assert c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"]) == "Ada L."
+
+
+def test_a_counter_evicted_by_the_memory_bound_never_brings_an_entry_back() -> None:
+    driver = MemoryDriver(max_entries=2)
+    with cache.new(driver=driver) as c:
+        c.invalidate_tags("user:42")  # no counter yet: this one creates it
+        assert c.get_or_set("page", "p", lambda: "Ada", 300, tags=["user:42"]) == "Ada"
+        c.set("page", "other", "v")  # evicts the counter, the least recently used
+        assert c.get("page", "p", None) is None  # no counter: a miss, and p is used
+        assert driver.keys() == {"page:other", "page:p"}
+        c.invalidate_tags("user:42")  # user 42 changed; evicts page:other
+        assert driver.keys() == {"page:p", ":tag:user:42"}
+        assert c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"]) == "Ada L."
+
+
+def _lose_counter(store: Target, c: Any, tag: str) -> None:
+    """Remove a tag's counter as an eviction would, without the cache knowing."""
+    if store.name == "memory":
+        assert c.driver.delete("", f"tag:{tag}")  # the resource type no API call can name
+        return
+    client = store.raw()
+    try:
+        assert client.delete(f":tag:{tag}") == 1
+    finally:
+        client.close()
+
+
 def test_tags_are_any_non_empty_strings_and_bad_ones_change_nothing(store: Target) -> None:
     odd = ["user:42", "a b", "é", "{braces}", "semi;colon", "9:digits", ",comma", "x" * 300]
     with cache.from_url(store.url) as c:

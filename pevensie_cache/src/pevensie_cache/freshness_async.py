@@ -696,7 +696,12 @@ class AsyncFreshness:
         """Increment each tag's counter: every entry that recorded an older version is a miss."""
         checked = check_tags(tags)
         for tag in checked:
-            await cache._optional(driver, "incr", COUNTERS, counter_key(tag), 1, None)
+            counter = counter_key(tag)
+            if await cache._optional(driver, "incr", COUNTERS, counter, 1, None) == 1:
+                # The counter was absent (never used, evicted, flushed), and incr created
+                # it at 1: a value it may have held before, when it was created the same
+                # way, which entries may have recorded. A random start never repeats one.
+                await cache._optional(driver, "set", COUNTERS, counter, first_version(), None)
 
 
 class _Unsure(tuple[str, float | None, str, Pairs]):
