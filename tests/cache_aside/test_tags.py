@@ -7,8 +7,12 @@ cache on. A tag is any non-empty string.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
+import sys
+import threading
 import time
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from fresh_support import raw_bytes, wait_until
 
 from pevensie_cache import ArgumentTypeError, ArgumentValueError, cache
 from pevensie_cache.memory import MemoryDriver
+from pevensie_cache.primitives import SingleFlight
 from pevensie_test_support.faces import Face
 
 
@@ -305,3 +310,67 @@ def test_with_the_near_cache_another_process_invalidating_a_tag_makes_the_entry_
         other.invalidate_tags("home")
         wait_until(lambda: near.get("page", "home", None) is None, timeout=10)
         assert near.get_or_set("page", "home", lambda: "v2", 300, tags=["home"]) == "v2"
+
+
+async def test_a_caller_joining_a_load_begun_before_an_invalidation_gets_a_later_value() -> None:
+    # The memory driver never suspends a task: each step below runs a task until it waits.
+    async with cache.new_async(driver="memory") as c:
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def before() -> str:
+            entered.set()
+            await release.wait()
+            return "Ada"  # read from the database before the change below
+
+        first = asyncio.create_task(c.get_or_set("page", "p", before, 300, tags=["user:42"]))
+        await asyncio.sleep(0)
+        assert entered.is_set()  # its loader runs, and waits
+        await c.invalidate_tags("user:42")  # user 42 changed meanwhile
+        second = asyncio.create_task(
+            c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"])
+        )
+        await asyncio.sleep(0)  # second misses and waits for the load under way
+        release.set()
+        assert await first == "Ada"  # it asked before the invalidation
+        assert await second == "Ada L."  # it asked after: never the value from before
+        assert await c.get("page", "p") == "Ada L."
+
+
+def test_a_thread_joining_a_load_begun_before_an_invalidation_gets_a_later_value() -> None:
+    with cache.new(driver="memory") as c:
+        entered, release, joined = threading.Event(), threading.Event(), threading.Event()
+        got: dict[str, str] = {}
+
+        def before() -> str:
+            entered.set()
+            release.wait()
+            return "Ada"  # read from the database before the change below
+
+        def first() -> None:
+            got["first"] = c.get_or_set("page", "p", before, 300, tags=["user:42"])
+
+        def note_the_join(frame: FrameType, event: str, arg: object) -> Any:
+            # Set once this thread has found the load under way (its run of the flight).
+            if event == "line" and frame.f_locals.get("running") is not None:
+                joined.set()
+            return note_the_join
+
+        def second() -> None:
+            run = SingleFlight.run.__code__
+            sys.settrace(lambda frame, *_: note_the_join if frame.f_code is run else None)
+            try:
+                got["second"] = c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"])
+            finally:
+                sys.settrace(None)
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        threads[0].start()
+        entered.wait()
+        c.invalidate_tags("user:42")  # user 42 changed meanwhile
+        threads[1].start()
+        joined.wait()
+        release.set()
+        for thread in threads:
+            thread.join()
+        assert got == {"first": "Ada", "second": "Ada L."}
+        assert c.get("page", "p") == "Ada L."

@@ -342,6 +342,7 @@ class Freshness:
         """Load the value in a single flight (and under the lease lock with ``lock``)."""
         flights = cache._flights
         finished = flights.finished
+        ran = False
 
         def lookup() -> str | None:
             found = self._lookup(driver, resource_type, key, options)
@@ -352,20 +353,34 @@ class Freshness:
                 cache, driver, resource_type, key, loader, ttl_seconds, options, current
             )
 
-        def load() -> str:
-            # A flight may have stored the value and ended between this caller's miss
-            # and its joining: then look again, or the loader runs twice.
-            if flights.finished != finished:
-                stored = lookup()
-                if stored is not None:
-                    return stored
+        def load_here() -> str:
             if lock:
                 return load_under_lease(
                     cache, driver, resource_type, key, lease, wait, lookup, store
                 )
             return store()
 
-        return flights.run((resource_type, key), load)
+        def load() -> str:
+            nonlocal ran
+            ran = True
+            # A flight may have stored the value and ended between this caller's miss
+            # and its joining: then look again, or the loader runs twice.
+            if flights.finished != finished:
+                stored = lookup()
+                if stored is not None:
+                    return stored
+            return load_here()
+
+        value = flights.run((resource_type, key), load)
+        if ran or not options.tags:
+            return value
+        # Another caller's load, which may have begun before this caller saw a tag
+        # invalidated: its value is this caller's only if what it stored is servable
+        # now (a waiter's one more read); if not, this caller loads it again.
+        stored = lookup()
+        if stored is not None:
+            return stored
+        return load_here()
 
     def _lookup(
         self, driver: CacheDriver, resource_type: str, key: str, options: FreshnessOptions

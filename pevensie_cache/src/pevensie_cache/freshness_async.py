@@ -341,6 +341,7 @@ class AsyncFreshness:
         """Load the value in a single flight (and under the lease lock with ``lock``)."""
         flights = cache._flights
         finished = flights.finished
+        ran = False
 
         async def lookup() -> str | None:
             found = await self._lookup(driver, resource_type, key, options)
@@ -351,20 +352,34 @@ class AsyncFreshness:
                 cache, driver, resource_type, key, loader, ttl_seconds, options, current
             )
 
-        async def load() -> str:
-            # A flight may have stored the value and ended between this caller's miss
-            # and its joining: then look again, or the loader runs twice.
-            if flights.finished != finished:
-                stored = await lookup()
-                if stored is not None:
-                    return stored
+        async def load_here() -> str:
             if lock:
                 return await load_under_lease(
                     cache, driver, resource_type, key, lease, wait, lookup, store
                 )
             return await store()
 
-        return await flights.run((resource_type, key), load)
+        async def load() -> str:
+            nonlocal ran
+            ran = True
+            # A flight may have stored the value and ended between this caller's miss
+            # and its joining: then look again, or the loader runs twice.
+            if flights.finished != finished:
+                stored = await lookup()
+                if stored is not None:
+                    return stored
+            return await load_here()
+
+        value = await flights.run((resource_type, key), load)
+        if ran or not options.tags:
+            return value
+        # Another caller's load, which may have begun before this caller saw a tag
+        # invalidated: its value is this caller's only if what it stored is servable
+        # now (a waiter's one more read); if not, this caller loads it again.
+        stored = await lookup()
+        if stored is not None:
+            return stored
+        return await load_here()
 
     async def _lookup(
         self, driver: AsyncCacheDriver, resource_type: str, key: str, options: FreshnessOptions
