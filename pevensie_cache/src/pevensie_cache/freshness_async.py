@@ -139,10 +139,15 @@ def check_freshness(
     elif early_recompute is True:
         beta = 1.0
     elif isinstance(early_recompute, (int, float)) and not isinstance(early_recompute, bool):
-        beta = float(early_recompute)
+        shown: object = early_recompute
+        try:
+            beta = float(early_recompute)
+        except OverflowError:  # an int no float holds (nor, past 4300 digits, any text)
+            beta = math.inf if early_recompute > 0 else -math.inf
+            shown = "an int beyond any float"
         if not 0 < beta < math.inf:
             raise ArgumentValueError(
-                f"early_recompute must be True or a positive beta, got {early_recompute}"
+                f"early_recompute must be True or a positive beta, got {shown}"
             )
     else:
         raise ArgumentTypeError(
