@@ -46,6 +46,7 @@ __all__ = [
     "UnsupportedOperation",
     "WrongEventLoop",
     "driver_failure",
+    "interrupted_its_caller",
     "raised_by_signal_handler",
 ]
 
@@ -205,6 +206,16 @@ def raised_by_signal_handler(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def interrupted_its_caller(exc: BaseException) -> bool:
+    """Return whether ``exc`` interrupted the code it was raised in rather than came from it.
+
+    Not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, ``gevent.Timeout``,
+    ``GreenletExit``), or raised by a signal handler (:func:`raised_by_signal_handler`):
+    meant for the caller it landed in, never to be handed to others as their outcome.
+    """
+    return not isinstance(exc, Exception) or raised_by_signal_handler(exc)
 
 
 def _handler_code() -> set[CodeType]:

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pevensie_cache.errors import interrupted_its_caller
+
 __all__ = [
     "CONNECT_HINT",
     "FACE",
@@ -88,8 +90,9 @@ class SingleFlight:
 
     The first caller for a key runs ``work``; callers that arrive while it
     runs wait for its outcome. A caller cancelled while it waits leaves the
-    run alone; if the running caller itself is cancelled, a waiter runs the
-    work again.
+    run alone; if the running caller itself is cancelled (or interrupted: a
+    signal handler's exception, ``KeyboardInterrupt``), a waiter runs the work
+    again.
     """
 
     def __init__(self) -> None:
@@ -120,6 +123,11 @@ class SingleFlight:
             outcome.cancel()
             raise
         except BaseException as exc:
+            if interrupted_its_caller(exc):
+                # Not the work's outcome: this task was interrupted (a signal handler's
+                # exception, KeyboardInterrupt), as by a cancellation: waiters try again.
+                outcome.cancel()
+                raise
             outcome.set_exception(exc)
             outcome.exception()  # retrieved: waiters, if any, re-raise it
             raise
