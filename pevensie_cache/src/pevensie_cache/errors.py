@@ -45,6 +45,7 @@ __all__ = [
     "PevensieCacheError",
     "UnsupportedOperation",
     "WrongEventLoop",
+    "called_from_its_own_loader",
     "driver_failure",
     "interrupted_its_caller",
     "raised_by_signal_handler",
@@ -206,6 +207,17 @@ def raised_by_signal_handler(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def called_from_its_own_loader(key: object) -> ArgumentValueError:
+    """Return the error of a ``get_or_set`` for ``key`` from inside its own load (a wait for ever).
+
+    ``key``: the single flight's key, ``(resource_type, key)``.
+    """
+    return ArgumentValueError(
+        f"get_or_set for {key!r} was called again from inside its own loader, which "
+        "would wait for itself for ever: load that value directly there"
+    )
 
 
 def interrupted_its_caller(exc: BaseException) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pevensie_cache import forks
 from pevensie_cache.driver import AsyncViewDriver
-from pevensie_cache.errors import interrupted_its_caller
+from pevensie_cache.errors import called_from_its_own_loader, interrupted_its_caller
 
 __all__ = [
     "CONNECT_HINT",
@@ -130,9 +130,10 @@ def call(function: Callable[[], Any]) -> Any:
 
 
 class _Run:
-    __slots__ = ("done", "error", "interrupted", "traceback", "value")
+    __slots__ = ("done", "error", "interrupted", "owner", "traceback", "value")
 
     def __init__(self) -> None:
+        self.owner = threading.get_ident()
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -182,6 +183,8 @@ class SingleFlight:
                     if running is None:
                         mine = self._running[key] = _Run()
                         break
+                if running.owner == threading.get_ident():
+                    raise called_from_its_own_loader(key)
                 while not running.done.wait(WAKEUP_RECHECK):
                     pass  # a wake-up lost to an interrupted Event.set costs one recheck
                 error = running.error

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pevensie_cache.errors import interrupted_its_caller
+from pevensie_cache.errors import called_from_its_own_loader, interrupted_its_caller
 
 __all__ = [
     "CONNECT_HINT",
@@ -97,7 +97,8 @@ class SingleFlight:
 
     def __init__(self) -> None:
         """Start with nothing running."""
-        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+        # Each key's run: its outcome, and the task running it.
+        self._running: dict[Hashable, tuple[asyncio.Future[Any], asyncio.Task[Any] | None]] = {}
         self.finished = 0
         """How many runs have ended (for any key): a caller that read it before
         missing knows whether a run may have ended, and stored, since."""
@@ -105,9 +106,12 @@ class SingleFlight:
     async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
         """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
         while True:
-            running = self._running.get(key)
-            if running is None:
+            run = self._running.get(key)
+            if run is None:
                 break
+            running, owner = run
+            if owner is not None and owner is asyncio.current_task():
+                raise called_from_its_own_loader(key)
             try:
                 result: _T = await asyncio.shield(running)
                 return result
@@ -116,7 +120,7 @@ class SingleFlight:
                     raise  # this waiter was cancelled
                 # The running caller was cancelled: try again, maybe as the runner.
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._running[key] = outcome
+        self._running[key] = (outcome, asyncio.current_task())
         try:
             value = await work()
         except asyncio.CancelledError:
