@@ -316,23 +316,33 @@ async def test_a_caller_joining_a_load_begun_before_an_invalidation_gets_a_later
     # The memory driver never suspends a task: each step below runs a task until it waits.
     async with cache.new_async(driver="memory") as c:
         entered, release = asyncio.Event(), asyncio.Event()
+        loads_after = 0
 
         async def before() -> str:
             entered.set()
             await release.wait()
             return "Ada"  # read from the database before the change below
 
+        async def after() -> str:
+            nonlocal loads_after
+            loads_after += 1
+            await asyncio.sleep(0)  # a real loader waits: the others find its load under way
+            return "Ada L."
+
         first = asyncio.create_task(c.get_or_set("page", "p", before, 300, tags=["user:42"]))
         await asyncio.sleep(0)
         assert entered.is_set()  # its loader runs, and waits
         await c.invalidate_tags("user:42")  # user 42 changed meanwhile
-        second = asyncio.create_task(
-            c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"])
-        )
-        await asyncio.sleep(0)  # second misses and waits for the load under way
+        later = [
+            asyncio.create_task(c.get_or_set("page", "p", after, 300, tags=["user:42"]))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0)  # each misses and waits for the load under way
         release.set()
         assert await first == "Ada"  # it asked before the invalidation
-        assert await second == "Ada L."  # it asked after: never the value from before
+        # They asked after: never the value from before; and they load it once, together.
+        assert await asyncio.gather(*later) == ["Ada L."] * 3
+        assert loads_after == 1
         assert await c.get("page", "p") == "Ada L."
 
 

@@ -358,13 +358,6 @@ class Freshness:
                 cache, driver, resource_type, key, loader, ttl_seconds, options, current
             )
 
-        def load_here() -> str:
-            if lock:
-                return load_under_lease(
-                    cache, driver, resource_type, key, lease, wait, lookup, store
-                )
-            return store()
-
         def load() -> str:
             nonlocal ran
             ran = True
@@ -374,18 +367,24 @@ class Freshness:
                 stored = lookup()
                 if stored is not None:
                     return stored
-            return load_here()
+            if lock:
+                return load_under_lease(
+                    cache, driver, resource_type, key, lease, wait, lookup, store
+                )
+            return store()
 
         value = flights.run((resource_type, key), load)
         if ran or not options.tags:
             return value
         # Another caller's load, which may have begun before this caller saw a tag
         # invalidated: its value is this caller's only if what it stored is servable
-        # now (a waiter's one more read); if not, this caller loads it again.
+        # now (a waiter's one more read). If not, a load again: any flight under way
+        # now began after that one ended, so after the invalidation.
         stored = lookup()
         if stored is not None:
             return stored
-        return load_here()
+        finished = flights.finished
+        return flights.run((resource_type, key), load)
 
     def _lookup(
         self, driver: CacheDriver, resource_type: str, key: str, options: FreshnessOptions

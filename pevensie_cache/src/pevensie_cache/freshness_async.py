@@ -357,13 +357,6 @@ class AsyncFreshness:
                 cache, driver, resource_type, key, loader, ttl_seconds, options, current
             )
 
-        async def load_here() -> str:
-            if lock:
-                return await load_under_lease(
-                    cache, driver, resource_type, key, lease, wait, lookup, store
-                )
-            return await store()
-
         async def load() -> str:
             nonlocal ran
             ran = True
@@ -373,18 +366,24 @@ class AsyncFreshness:
                 stored = await lookup()
                 if stored is not None:
                     return stored
-            return await load_here()
+            if lock:
+                return await load_under_lease(
+                    cache, driver, resource_type, key, lease, wait, lookup, store
+                )
+            return await store()
 
         value = await flights.run((resource_type, key), load)
         if ran or not options.tags:
             return value
         # Another caller's load, which may have begun before this caller saw a tag
         # invalidated: its value is this caller's only if what it stored is servable
-        # now (a waiter's one more read); if not, this caller loads it again.
+        # now (a waiter's one more read). If not, a load again: any flight under way
+        # now began after that one ended, so after the invalidation.
         stored = await lookup()
         if stored is not None:
             return stored
-        return await load_here()
+        finished = flights.finished
+        return await flights.run((resource_type, key), load)
 
     async def _lookup(
         self, driver: AsyncCacheDriver, resource_type: str, key: str, options: FreshnessOptions
