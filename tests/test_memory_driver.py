@@ -293,3 +293,32 @@ def test_clear_holds_the_store_lock_for_its_own_entries_not_for_every_entry() ->
             sys.settrace(None)
         assert len(driver) == 2000
         assert steps < 50, steps  # lines run under the lock: not one per entry of the store
+
+
+def test_rebuilding_the_expiry_queue_runs_no_line_per_entry_under_the_store_lock() -> None:
+    # The rebuild runs under the store's lock (every other writer waits): at C speed,
+    # not a Python step per entry, however large the store.
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        c.set_many("k", {str(i): "v" for i in range(1000)}, ttl_seconds=100)
+        c.set_many("plain", {str(i): "v" for i in range(500)})
+        rows = len(driver._deadlines)
+        while len(driver._deadlines) <= 2 * len(driver) + 63:  # one short of a rebuild
+            c.set("k", "0", "v", ttl_seconds=100)
+        steps = 0
+
+        def count(frame: FrameType, event: str, arg: object) -> Any:
+            nonlocal steps
+            if event == "line" and driver._lock.locked():
+                steps += 1
+            return count
+
+        sys.settrace(
+            lambda frame, *_: count if frame.f_code.co_filename == memory.__file__ else None
+        )
+        try:
+            c.set("k", "0", "v", ttl_seconds=100)
+        finally:
+            sys.settrace(None)
+        assert len(driver._deadlines) == rows  # rebuilt: one row per entry with a TTL
+        assert steps < 50, steps
