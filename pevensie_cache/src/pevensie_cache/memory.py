@@ -297,7 +297,7 @@ class MemoryDriver:
         driver's scan does: the store's lock is held to copy the names (at C speed)
         and for each batch, never while it picks them out of every other entry,
         so the other writers (and an async face's event loop) wait for its own
-        keys only. A key written meanwhile may stay.
+        keys only. A key of the type written meanwhile may stay or go.
         """
         prefix = f"{resource_type}:"
         now = self._clock()
