@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from pevensie_test_echo.driver import EchoDriver
 
-from pevensie_cache import ThreadedAsyncDriver, UnsupportedOperation, cache
+from pevensie_cache import ArgumentValueError, ThreadedAsyncDriver, UnsupportedOperation, cache
 from pevensie_cache.keys import KeyMaker
 
 
@@ -184,3 +185,37 @@ def test_waiters_of_a_failed_load_do_not_pile_their_frames_onto_its_exception() 
     assert len(outcomes) == 32
     assert all(outcome is failure for outcome in outcomes)
     assert traceback_length(failure) < 16, traceback_length(failure)
+
+
+def test_get_or_set_called_for_its_key_from_its_own_loader_is_an_error_not_a_hang() -> None:
+    with cache.new(driver="memory") as c:
+        outcome: list[object] = []
+
+        def loader() -> str:
+            return c.get_or_set("user", "1", lambda: "inner")  # waits for itself
+
+        def call() -> None:
+            try:
+                outcome.append(c.get_or_set("user", "1", loader))
+            except Exception as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        thread.join(10)  # a bound, not a speed: it hung for ever before
+        assert not thread.is_alive(), "get_or_set waits for its own load"
+        assert isinstance(outcome[0], ArgumentValueError), outcome
+        assert "its own loader" in str(outcome[0])
+        assert c.get_or_set("user", "1", lambda: "Ada") == "Ada"  # no load left under way
+
+
+async def test_an_async_get_or_set_called_from_its_own_loader_is_an_error_not_a_hang() -> None:
+    async with cache.new_async(driver="memory") as c:
+
+        async def loader() -> str:
+            return await c.get_or_set("user", "1", lambda: "inner")  # waits for itself
+
+        with pytest.raises(ArgumentValueError, match="its own loader"):
+            # A bound, not a speed: it hung for ever before.
+            await asyncio.wait_for(c.get_or_set("user", "1", loader), 10)
+        assert await c.get_or_set("user", "1", lambda: "Ada") == "Ada"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -426,3 +427,88 @@ def test_an_interrupt_as_background_refreshes_close_leaves_no_key_marked() -> No
     assert background.start("user:3", refreshed.set)  # a later refresh of the key is queued
     assert refreshed.wait(10)
     background.close()
+
+
+class JoiningThread(threading.Thread):
+    """A thread calling ``get_or_set("user", "4", ...)`` whose ``joined`` is set once it
+    has found the load under way (its run of the in-process flight, seen by a tracer)."""
+
+    def __init__(self, c: PevensieCache) -> None:
+        super().__init__(daemon=True)
+        self.c = c
+        self.joined = threading.Event()
+        self.outcome: object = None
+
+    def run(self) -> None:
+        from pevensie_cache.primitives import SingleFlight
+
+        flight = SingleFlight.run.__code__
+
+        def note_the_join(frame: FrameType, event: str, arg: object) -> object:
+            if event == "line" and frame.f_locals.get("running") is not None:
+                self.joined.set()
+            return note_the_join
+
+        sys.settrace(lambda frame, *_: note_the_join if frame.f_code is flight else None)
+        try:
+            self.outcome = self.c.get_or_set("user", "4", lambda: "Eve")
+        except BaseException as exc:
+            self.outcome = exc
+        finally:
+            sys.settrace(None)
+
+
+@pytest.mark.parametrize("interrupt", ["KeyboardInterrupt", "signal handler"])
+def test_an_interrupt_of_the_loading_thread_is_not_raised_in_the_threads_waiting_for_it(
+    interrupt: str,
+) -> None:
+    """Ctrl-C, a gevent.Timeout, a handler's exception: meant for the loading thread alone.
+
+    The threads waiting for its load were not interrupted: they load the value
+    themselves (one of them), as tasks do when the loading task is cancelled.
+    """
+    with cache.new(driver="memory") as c:
+        waiter = JoiningThread(c)
+        previous = signal.signal(signal.SIGALRM, _raise_interrupt)
+        try:
+
+            def interrupted() -> str:
+                waiter.start()
+                waiter.joined.wait()  # the other thread waits for this load now
+                if interrupt == "KeyboardInterrupt":
+                    raise KeyboardInterrupt
+                signal.raise_signal(signal.SIGALRM)  # its handler raises Interrupt here
+                return "Di"
+
+            expected = KeyboardInterrupt if interrupt == "KeyboardInterrupt" else Interrupt
+            with pytest.raises(expected):
+                c.get_or_set("user", "4", interrupted)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        waiter.join(10)
+        assert waiter.outcome == "Eve"
+        assert c.get("user", "4") == "Eve"
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupt("meant for the thread that was loading")
+
+
+async def test_an_interrupt_of_the_loading_task_is_not_raised_in_the_tasks_waiting_for_it() -> None:
+    async with cache.new_async(driver="memory") as c:
+        waiters: list[asyncio.Task[str]] = []
+        previous = signal.signal(signal.SIGALRM, _raise_interrupt)
+        try:
+
+            async def interrupted() -> str:
+                waiters.append(asyncio.create_task(c.get_or_set("user", "4", lambda: "Eve")))
+                await asyncio.sleep(0)  # the other task misses, and waits for this load
+                signal.raise_signal(signal.SIGALRM)  # its handler raises Interrupt here
+                return "Di"
+
+            with pytest.raises(Interrupt):
+                await c.get_or_set("user", "4", interrupted)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        assert await waiters[0] == "Eve"
+        assert await c.get("user", "4") == "Eve"

@@ -75,6 +75,9 @@ def test_a_value_round_trips_through_set_and_get_whatever_it_holds(value: str) -
         ({"early_recompute": 0.0}, ArgumentValueError),
         ({"early_recompute": -1}, ArgumentValueError),
         ({"early_recompute": float("inf")}, ArgumentValueError),
+        ({"early_recompute": 10**400}, ArgumentValueError),  # no float holds it
+        ({"early_recompute": 10**5000}, ArgumentValueError),  # nor any text
+        ({"early_recompute": -(10**5000)}, ArgumentValueError),
         ({"early_recompute": "yes"}, ArgumentTypeError),
         ({"stale_on_error": 1}, ArgumentTypeError),
         ({"stale_on_error": True}, ArgumentValueError),  # without stale_seconds

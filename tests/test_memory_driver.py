@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import pytest
 from clock_support import ShiftedClock
 
-from pevensie_cache import AsyncPevensieCache, CacheMiss, ConfigError, cache
+from pevensie_cache import AsyncPevensieCache, CacheMiss, ConfigError, PevensieCache, cache, memory
 from pevensie_cache.memory import AsyncMemoryDriver, MemoryDriver
 
 
@@ -127,3 +132,193 @@ def test_get_across_counts_as_a_use_for_the_lru_bound() -> None:
         assert driver.get_across([("k", "a"), ("k", "absent")]) == ["1", None]
         c.set("k", "c", "3")  # b is the least recently used now
         assert c.get_many("k", ["a", "b", "c"]) == {"a": "1", "c": "3"}
+
+
+# -- a delete from another thread, landing anywhere inside a call ------------------------
+
+
+class _WatchedLock:
+    """The store's lock, setting ``waited`` when a thread has to wait for it."""
+
+    def __init__(self, waited: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self.waited = waited
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.waited.set()
+            self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
+def _delete_amid(
+    driver: MemoryDriver, c: PevensieCache, operation: Callable[[], object], at: int
+) -> tuple[object, bool | None]:
+    """Run ``operation`` while another thread deletes ``k:x`` at its ``at``-th step.
+
+    A step is a line of the store's code run while the store's lock is held (a
+    tracer on this thread counts them): there this thread stops until the other
+    thread's delete has ended or waits for the lock. That is the interleaving a
+    thread preempted at that line meets, made certain instead of left to the
+    scheduler. Returns the operation's result (or the exception it raised) and
+    the delete's (``None``: the operation never reached step ``at``).
+    """
+    asked = threading.Event()
+    settled = threading.Event()  # the delete has ended, or waits for the lock
+    lock = _WatchedLock(settled)
+    driver._lock = lock  # type: ignore[assignment]
+    deleted: list[bool] = []
+    steps = 0
+
+    def delete() -> None:
+        asked.wait()
+        deleted.append(c.delete("k", "x"))
+        settled.set()
+
+    def step(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal steps
+        if event == "line" and lock.locked() and not asked.is_set():
+            if steps == at:
+                asked.set()
+                settled.wait()
+            steps += 1
+        return step
+
+    def trace(frame: FrameType, event: str, arg: object) -> Any:
+        return step if frame.f_code.co_filename == memory.__file__ else None
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    sys.settrace(trace)
+    try:
+        result: object = operation()
+    except Exception as exc:
+        result = exc
+    finally:
+        sys.settrace(None)
+        asked.set()  # never reached: the delete runs after it
+        deleter.join()
+    return result, (deleted[0] if steps > at else None)
+
+
+_STEPS = range(40)  # more than any call below runs under the store's lock
+
+
+@pytest.mark.parametrize("at", _STEPS)
+def test_a_delete_landing_inside_touch_is_never_undone(at: int) -> None:
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        c.set("k", "x", "session", ttl_seconds=60)
+        touched, deleted = _delete_amid(driver, c, lambda: c.touch("k", "x", 120), at)
+        assert touched in (True, False)
+        # Either order leaves nothing: the touch before the delete, or after it (False).
+        assert c.get("k", "x", None) is None, (touched, deleted)
+
+
+@pytest.mark.parametrize("at", _STEPS)
+def test_a_delete_landing_inside_incr_is_never_undone(at: int) -> None:
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        c.set("k", "x", "5")
+        counted, deleted = _delete_amid(driver, c, lambda: c.incr("k", "x"), at)
+        # incr then delete: nothing left; delete then incr: the counter starts again at 1.
+        assert (counted, c.get("k", "x", None)) in [(6, None), (1, "1")], deleted
+
+
+@pytest.mark.parametrize("at", _STEPS)
+def test_a_delete_landing_inside_add_over_an_expired_entry_is_not_an_error(at: int) -> None:
+    clock = ShiftedClock()
+    driver = MemoryDriver(clock=clock)
+    with cache.new(driver=driver) as c:
+        c.set("k", "x", "old", ttl_seconds=1)
+        clock.advance(2)  # expired, not yet swept
+        added, deleted = _delete_amid(driver, c, lambda: c.add("k", "x", "new"), at)
+        assert added is True, deleted
+        assert c.get("k", "x", None) in ("new", None)
+
+
+@pytest.mark.parametrize("at", _STEPS)
+def test_a_delete_landing_inside_clear_is_not_an_error(at: int) -> None:
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        c.set_many("k", {str(i): "v" for i in range(5)} | {"x": "v"})
+        cleared, deleted = _delete_amid(driver, c, lambda: c.clear("k"), at)
+        assert isinstance(cleared, int), cleared
+        assert cleared + (1 if deleted else 0) == 6, deleted
+        assert driver.keys() == set()
+
+
+@pytest.mark.parametrize("at", _STEPS)
+def test_a_delete_landing_inside_the_expiry_sweep_is_not_an_error(at: int) -> None:
+    clock = ShiftedClock()
+    driver = MemoryDriver(clock=clock)
+    with cache.new(driver=driver) as c:
+        c.set("k", "x", "v", ttl_seconds=100)
+        for _ in range(67):  # overwritten TTLs, one short of rebuilding the expiry queue
+            c.set("k", "other", "v", ttl_seconds=100)
+        assert len(driver._deadlines) == 68
+        written, _ = _delete_amid(driver, c, lambda: c.set("k", "other", "v", ttl_seconds=100), at)
+        assert written is None, written
+        assert driver.keys() == {"k:other"}
+        assert len(driver._deadlines) <= 2  # rebuilt from the live entries
+
+
+def test_clear_holds_the_store_lock_for_its_own_entries_not_for_every_entry() -> None:
+    # Every other write waits while the store's lock is held (and, on the async face, the
+    # event loop): clearing a handful of keys among many must not walk them all under it.
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        for n in range(20):
+            c.set_many(f"other{n}", {str(i): "v" for i in range(100)})
+        c.set_many("doomed", {"a": "1", "b": "2"})
+        steps = 0
+
+        def count(frame: FrameType, event: str, arg: object) -> Any:
+            nonlocal steps
+            if event == "line" and driver._lock.locked():
+                steps += 1
+            return count
+
+        sys.settrace(
+            lambda frame, *_: count if frame.f_code.co_filename == memory.__file__ else None
+        )
+        try:
+            assert c.clear("doomed") == 2
+        finally:
+            sys.settrace(None)
+        assert len(driver) == 2000
+        assert steps < 50, steps  # lines run under the lock: not one per entry of the store
+
+
+def test_rebuilding_the_expiry_queue_runs_no_line_per_entry_under_the_store_lock() -> None:
+    # The rebuild runs under the store's lock (every other writer waits): at C speed,
+    # not a Python step per entry, however large the store.
+    driver = MemoryDriver()
+    with cache.new(driver=driver) as c:
+        c.set_many("k", {str(i): "v" for i in range(1000)}, ttl_seconds=100)
+        c.set_many("plain", {str(i): "v" for i in range(500)})
+        rows = len(driver._deadlines)
+        while len(driver._deadlines) <= 2 * len(driver) + 63:  # one short of a rebuild
+            c.set("k", "0", "v", ttl_seconds=100)
+        steps = 0
+
+        def count(frame: FrameType, event: str, arg: object) -> Any:
+            nonlocal steps
+            if event == "line" and driver._lock.locked():
+                steps += 1
+            return count
+
+        sys.settrace(
+            lambda frame, *_: count if frame.f_code.co_filename == memory.__file__ else None
+        )
+        try:
+            c.set("k", "0", "v", ttl_seconds=100)
+        finally:
+            sys.settrace(None)
+        assert len(driver._deadlines) == rows  # rebuilt: one row per entry with a TTL
+        assert steps < 50, steps

@@ -7,8 +7,12 @@ cache on. A tag is any non-empty string.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
+import sys
+import threading
 import time
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from fresh_support import raw_bytes, wait_until
 
 from pevensie_cache import ArgumentTypeError, ArgumentValueError, cache
 from pevensie_cache.memory import MemoryDriver
+from pevensie_cache.primitives import SingleFlight
 from pevensie_test_support.faces import Face
 
 
@@ -121,6 +126,44 @@ def test_an_entry_without_the_callers_tags_is_loaded_again_with_them(store: Targ
         assert c.get_or_set("page", "home", lambda: "with tags", 300, tags=["site"]) == "with tags"
         c.invalidate_tags("site")
         assert c.get("page", "home", None) is None
+
+
+def test_a_counter_lost_twice_never_brings_an_invalidated_entry_back(store: Target) -> None:
+    # A counter disappears when the store evicts it (memory pressure, an LRU bound) or
+    # is flushed; invalidating a tag whose counter is absent creates it again.
+    with cache.from_url(store.url) as c:
+        c.invalidate_tags("user:42")  # no counter yet: this one creates it
+        assert c.get_or_set("page", "p", lambda: "Ada", 300, tags=["user:42"]) == "Ada"
+        _lose_counter(store, c, "user:42")
+        c.invalidate_tags("user:42")  # user 42 changed
+        # Created again, the counter must not hold the version the page recorded.
+        assert c.get("page", "p", None) is None
+        assert c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"]) == "Ada L."
+
+
+def test_a_counter_evicted_by_the_memory_bound_never_brings_an_entry_back() -> None:
+    driver = MemoryDriver(max_entries=2)
+    with cache.new(driver=driver) as c:
+        c.invalidate_tags("user:42")  # no counter yet: this one creates it
+        assert c.get_or_set("page", "p", lambda: "Ada", 300, tags=["user:42"]) == "Ada"
+        c.set("page", "other", "v")  # evicts the counter, the least recently used
+        assert c.get("page", "p", None) is None  # no counter: a miss, and p is used
+        assert driver.keys() == {"page:other", "page:p"}
+        c.invalidate_tags("user:42")  # user 42 changed; evicts page:other
+        assert driver.keys() == {"page:p", ":tag:user:42"}
+        assert c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"]) == "Ada L."
+
+
+def _lose_counter(store: Target, c: Any, tag: str) -> None:
+    """Remove a tag's counter as an eviction would, without the cache knowing."""
+    if store.name == "memory":
+        assert c.driver.delete("", f"tag:{tag}")  # the resource type no API call can name
+        return
+    client = store.raw()
+    try:
+        assert client.delete(f":tag:{tag}") == 1
+    finally:
+        client.close()
 
 
 def test_tags_are_any_non_empty_strings_and_bad_ones_change_nothing(store: Target) -> None:
@@ -267,3 +310,77 @@ def test_with_the_near_cache_another_process_invalidating_a_tag_makes_the_entry_
         other.invalidate_tags("home")
         wait_until(lambda: near.get("page", "home", None) is None, timeout=10)
         assert near.get_or_set("page", "home", lambda: "v2", 300, tags=["home"]) == "v2"
+
+
+async def test_a_caller_joining_a_load_begun_before_an_invalidation_gets_a_later_value() -> None:
+    # The memory driver never suspends a task: each step below runs a task until it waits.
+    async with cache.new_async(driver="memory") as c:
+        entered, release = asyncio.Event(), asyncio.Event()
+        loads_after = 0
+
+        async def before() -> str:
+            entered.set()
+            await release.wait()
+            return "Ada"  # read from the database before the change below
+
+        async def after() -> str:
+            nonlocal loads_after
+            loads_after += 1
+            await asyncio.sleep(0)  # a real loader waits: the others find its load under way
+            return "Ada L."
+
+        first = asyncio.create_task(c.get_or_set("page", "p", before, 300, tags=["user:42"]))
+        await asyncio.sleep(0)
+        assert entered.is_set()  # its loader runs, and waits
+        await c.invalidate_tags("user:42")  # user 42 changed meanwhile
+        later = [
+            asyncio.create_task(c.get_or_set("page", "p", after, 300, tags=["user:42"]))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0)  # each misses and waits for the load under way
+        release.set()
+        assert await first == "Ada"  # it asked before the invalidation
+        # They asked after: never the value from before; and they load it once, together.
+        assert await asyncio.gather(*later) == ["Ada L."] * 3
+        assert loads_after == 1
+        assert await c.get("page", "p") == "Ada L."
+
+
+def test_a_thread_joining_a_load_begun_before_an_invalidation_gets_a_later_value() -> None:
+    with cache.new(driver="memory") as c:
+        entered, release, joined = threading.Event(), threading.Event(), threading.Event()
+        got: dict[str, str] = {}
+
+        def before() -> str:
+            entered.set()
+            release.wait()
+            return "Ada"  # read from the database before the change below
+
+        def first() -> None:
+            got["first"] = c.get_or_set("page", "p", before, 300, tags=["user:42"])
+
+        def note_the_join(frame: FrameType, event: str, arg: object) -> Any:
+            # Set once this thread has found the load under way (its run of the flight).
+            if event == "line" and frame.f_locals.get("running") is not None:
+                joined.set()
+            return note_the_join
+
+        def second() -> None:
+            run = SingleFlight.run.__code__
+            sys.settrace(lambda frame, *_: note_the_join if frame.f_code is run else None)
+            try:
+                got["second"] = c.get_or_set("page", "p", lambda: "Ada L.", 300, tags=["user:42"])
+            finally:
+                sys.settrace(None)
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        threads[0].start()
+        entered.wait()
+        c.invalidate_tags("user:42")  # user 42 changed meanwhile
+        threads[1].start()
+        joined.wait()
+        release.set()
+        for thread in threads:
+            thread.join()
+        assert got == {"first": "Ada", "second": "Ada L."}
+        assert c.get("page", "p") == "Ada L."

@@ -45,7 +45,9 @@ __all__ = [
     "PevensieCacheError",
     "UnsupportedOperation",
     "WrongEventLoop",
+    "called_from_its_own_loader",
     "driver_failure",
+    "interrupted_its_caller",
     "raised_by_signal_handler",
 ]
 
@@ -205,6 +207,27 @@ def raised_by_signal_handler(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def called_from_its_own_loader(key: object) -> ArgumentValueError:
+    """Return the error of a ``get_or_set`` for ``key`` from inside its own load (a wait for ever).
+
+    ``key``: the single flight's key, ``(resource_type, key)``.
+    """
+    return ArgumentValueError(
+        f"get_or_set for {key!r} was called again from inside its own loader, which "
+        "would wait for itself for ever: load that value directly there"
+    )
+
+
+def interrupted_its_caller(exc: BaseException) -> bool:
+    """Return whether ``exc`` interrupted the code it was raised in rather than came from it.
+
+    Not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, ``gevent.Timeout``,
+    ``GreenletExit``), or raised by a signal handler (:func:`raised_by_signal_handler`):
+    meant for the caller it landed in, never to be handed to others as their outcome.
+    """
+    return not isinstance(exc, Exception) or raised_by_signal_handler(exc)
 
 
 def _handler_code() -> set[CodeType]:

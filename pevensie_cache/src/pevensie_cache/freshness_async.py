@@ -139,10 +139,15 @@ def check_freshness(
     elif early_recompute is True:
         beta = 1.0
     elif isinstance(early_recompute, (int, float)) and not isinstance(early_recompute, bool):
-        beta = float(early_recompute)
+        shown: object = early_recompute
+        try:
+            beta = float(early_recompute)
+        except OverflowError:  # an int no float holds (nor, past 4300 digits, any text)
+            beta = math.inf if early_recompute > 0 else -math.inf
+            shown = "an int beyond any float"
         if not 0 < beta < math.inf:
             raise ArgumentValueError(
-                f"early_recompute must be True or a positive beta, got {early_recompute}"
+                f"early_recompute must be True or a positive beta, got {shown}"
             )
     else:
         raise ArgumentTypeError(
@@ -341,6 +346,7 @@ class AsyncFreshness:
         """Load the value in a single flight (and under the lease lock with ``lock``)."""
         flights = cache._flights
         finished = flights.finished
+        ran = False
 
         async def lookup() -> str | None:
             found = await self._lookup(driver, resource_type, key, options)
@@ -352,6 +358,8 @@ class AsyncFreshness:
             )
 
         async def load() -> str:
+            nonlocal ran
+            ran = True
             # A flight may have stored the value and ended between this caller's miss
             # and its joining: then look again, or the loader runs twice.
             if flights.finished != finished:
@@ -364,6 +372,17 @@ class AsyncFreshness:
                 )
             return await store()
 
+        value = await flights.run((resource_type, key), load)
+        if ran or not options.tags:
+            return value
+        # Another caller's load, which may have begun before this caller saw a tag
+        # invalidated: its value is this caller's only if what it stored is servable
+        # now (a waiter's one more read). If not, a load again: any flight under way
+        # now began after that one ended, so after the invalidation.
+        stored = await lookup()
+        if stored is not None:
+            return stored
+        finished = flights.finished
         return await flights.run((resource_type, key), load)
 
     async def _lookup(
@@ -696,7 +715,12 @@ class AsyncFreshness:
         """Increment each tag's counter: every entry that recorded an older version is a miss."""
         checked = check_tags(tags)
         for tag in checked:
-            await cache._optional(driver, "incr", COUNTERS, counter_key(tag), 1, None)
+            counter = counter_key(tag)
+            if await cache._optional(driver, "incr", COUNTERS, counter, 1, None) == 1:
+                # The counter was absent (never used, evicted, flushed), and incr created
+                # it at 1: a value it may have held before, when it was created the same
+                # way, which entries may have recorded. A random start never repeats one.
+                await cache._optional(driver, "set", COUNTERS, counter, first_version(), None)
 
 
 class _Unsure(tuple[str, float | None, str, Pairs]):

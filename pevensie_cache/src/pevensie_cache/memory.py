@@ -23,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
+import math
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -70,6 +73,8 @@ OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 _Entry = tuple[str, float]  # (value, deadline on the store's clock; inf when none)
 _NEVER = float("inf")
 _heappush = heapq.heappush
+_deadline = operator.itemgetter(1)  # an entry's deadline
+_CLEAR_BATCH = 1000  # keys clear() deletes under one hold of the store's lock
 
 Clock = Callable[[], float]
 """A clock: seconds, never going back (``time.monotonic`` unless a test gives another)."""
@@ -192,13 +197,11 @@ class MemoryDriver:
 
     def delete(self, resource_type: str, key: str) -> bool:
         """Remove a value; return whether a live one was there (an absent key is fine)."""
-        if self.max_entries is None:
-            # A pop is atomic on its own; every other removal tolerates a key already gone.
-            # Bounded stores keep the lock: the LRU reordering in _put needs the key present.
+        # Under the lock, though a pop is atomic on its own: a pop between the read and the
+        # write of touch or incr was undone by the write, and one while clear or the
+        # expiry sweep walked the entries broke their walk.
+        with self._lock:
             entry = self._data.pop(f"{resource_type}:{key}", None)
-        else:
-            with self._lock:
-                entry = self._data.pop(f"{resource_type}:{key}", None)
         return entry is not None and entry[1] > self._clock()
 
     def exists(self, resource_type: str, key: str) -> bool:
@@ -288,15 +291,29 @@ class MemoryDriver:
             return True
 
     def clear(self, resource_type: str, on_progress: Progress | None = None) -> int:
-        """Delete every key of ``resource_type``; return how many were live."""
+        """Delete every key of ``resource_type``; return how many were live.
+
+        It deletes the keys there as it begins, a batch at a time, as the Redis
+        driver's scan does: the store's lock is held to copy the names (at C speed)
+        and for each batch, never while it picks them out of every other entry,
+        so the other writers (and an async face's event loop) wait for its own
+        keys only. A key of the type written meanwhile may stay or go.
+        """
         prefix = f"{resource_type}:"
         now = self._clock()
         with self._lock:
-            doomed = [full for full in self._data if full.startswith(prefix)]
-            live = 0
-            for full in doomed:
-                if self._data.pop(full)[1] > now:
-                    live += 1
+            # The dict's own walk, not the OrderedDict's (which looks each key up again
+            # to follow its links): about 20 times faster, for a copy of a million in
+            # about 35 ms.
+            names = list(dict.keys(self._data))
+        doomed = [full for full in names if full.startswith(prefix)]
+        live = 0
+        for start in range(0, len(doomed), _CLEAR_BATCH):
+            with self._lock:
+                for full in doomed[start : start + _CLEAR_BATCH]:
+                    entry = self._data.pop(full, None)  # gone already: another's delete
+                    if entry is not None and entry[1] > now:
+                        live += 1
         if on_progress is not None:
             on_progress(live)
         return live
@@ -408,9 +425,11 @@ class MemoryDriver:
         if len(deadlines) > 2 * len(data) + 64:
             # Overwritten TTLs leave stale rows behind; rebuild from the live entries.
             # Ordered before it replaces the queue: a fork meanwhile copies either whole.
-            rebuilt = [
-                (entry[1], full_key) for full_key, entry in data.items() if entry[1] != _NEVER
-            ]
+            # At C speed, under the lock: (deadline, key) of each entry with a deadline,
+            # through the dict's own walk (two walks of one dict give the same order).
+            rows = zip(map(_deadline, dict.values(data)), dict.keys(data), strict=True)
+            timed = map(math.isfinite, map(_deadline, dict.values(data)))
+            rebuilt = list(itertools.compress(rows, timed))
             heapq.heapify(rebuilt)
             self._deadlines = rebuilt
 

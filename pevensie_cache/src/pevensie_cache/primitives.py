@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pevensie_cache import forks
 from pevensie_cache.driver import AsyncViewDriver
+from pevensie_cache.errors import called_from_its_own_loader, interrupted_its_caller
 
 __all__ = [
     "CONNECT_HINT",
@@ -129,20 +130,24 @@ def call(function: Callable[[], Any]) -> Any:
 
 
 class _Run:
-    __slots__ = ("done", "error", "traceback", "value")
+    __slots__ = ("done", "error", "interrupted", "owner", "traceback", "value")
 
     def __init__(self) -> None:
+        self.owner = threading.get_ident()
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
         self.traceback: TracebackType | None = None
+        self.interrupted = False
 
 
 class SingleFlight:
     """Concurrent calls for one key share one run of the work: its result, or its exception.
 
     The first thread to ask for a key runs ``work``; threads that ask while
-    it runs wait for its outcome.
+    it runs wait for its outcome. If the running thread is interrupted (a
+    signal handler's exception, ``KeyboardInterrupt``, ``gevent.Timeout``),
+    that is not the outcome: a waiting thread runs the work again.
     """
 
     def __init__(self) -> None:
@@ -172,24 +177,33 @@ class SingleFlight:
         # for the key would wait forever, or skip waking the threads that wait on it.
         mine: _Run | None = None
         try:
-            with self._lock:
-                running = self._running.get(key)
-                if running is None:
-                    mine = self._running[key] = _Run()
-            if running is not None:
+            while True:
+                with self._lock:
+                    running = self._running.get(key)
+                    if running is None:
+                        mine = self._running[key] = _Run()
+                        break
+                if running.owner == threading.get_ident():
+                    raise called_from_its_own_loader(key)
                 while not running.done.wait(WAKEUP_RECHECK):
                     pass  # a wake-up lost to an interrupted Event.set costs one recheck
-                if running.error is not None:
+                error = running.error
+                if error is None:
+                    result: _T = running.value
+                    return result
+                if not running.interrupted:
                     # From the run's own traceback, as asyncio's futures raise: raising the
                     # shared exception as it is would chain every waiter's frames onto it.
-                    raise running.error.with_traceback(running.traceback)
-                result: _T = running.value
-                return result
-            mine.value = value = work()  # type: ignore[union-attr]
+                    raise error.with_traceback(running.traceback)
+                # The running thread was interrupted (Ctrl-C, a gevent.Timeout, a signal
+                # handler's exception): meant for it alone, as a cancellation is for a task.
+                # This thread tries again, maybe as the runner.
+            mine.value = value = work()
             return value
         except BaseException as exc:
             if mine is not None:
                 mine.error, mine.traceback = exc, exc.__traceback__
+                mine.interrupted = interrupted_its_caller(exc)  # told here: a handler may go soon
             raise
         finally:
             if mine is not None:

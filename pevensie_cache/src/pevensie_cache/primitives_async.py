@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pevensie_cache.errors import called_from_its_own_loader, interrupted_its_caller
+
 __all__ = [
     "CONNECT_HINT",
     "FACE",
@@ -88,13 +90,15 @@ class SingleFlight:
 
     The first caller for a key runs ``work``; callers that arrive while it
     runs wait for its outcome. A caller cancelled while it waits leaves the
-    run alone; if the running caller itself is cancelled, a waiter runs the
-    work again.
+    run alone; if the running caller itself is cancelled (or interrupted: a
+    signal handler's exception, ``KeyboardInterrupt``), a waiter runs the work
+    again.
     """
 
     def __init__(self) -> None:
         """Start with nothing running."""
-        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+        # Each key's run: its outcome, and the task running it.
+        self._running: dict[Hashable, tuple[asyncio.Future[Any], asyncio.Task[Any] | None]] = {}
         self.finished = 0
         """How many runs have ended (for any key): a caller that read it before
         missing knows whether a run may have ended, and stored, since."""
@@ -102,9 +106,12 @@ class SingleFlight:
     async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
         """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
         while True:
-            running = self._running.get(key)
-            if running is None:
+            run = self._running.get(key)
+            if run is None:
                 break
+            running, owner = run
+            if owner is not None and owner is asyncio.current_task():
+                raise called_from_its_own_loader(key)
             try:
                 result: _T = await asyncio.shield(running)
                 return result
@@ -113,13 +120,18 @@ class SingleFlight:
                     raise  # this waiter was cancelled
                 # The running caller was cancelled: try again, maybe as the runner.
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._running[key] = outcome
+        self._running[key] = (outcome, asyncio.current_task())
         try:
             value = await work()
         except asyncio.CancelledError:
             outcome.cancel()
             raise
         except BaseException as exc:
+            if interrupted_its_caller(exc):
+                # Not the work's outcome: this task was interrupted (a signal handler's
+                # exception, KeyboardInterrupt), as by a cancellation: waiters try again.
+                outcome.cancel()
+                raise
             outcome.set_exception(exc)
             outcome.exception()  # retrieved: waiters, if any, re-raise it
             raise
