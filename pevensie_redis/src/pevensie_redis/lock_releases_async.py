@@ -24,7 +24,10 @@ each message wakes the waiters of the lock it names.
 - While the subscription is down (not yet up, broken, refused by an ACL
   without the channel) waiters poll, as they do on a driver without this: the
   lease code looks again at most every 100 ms, which also covers a lease that
-  expires without a release (a crashed holder).
+  expires without a release (a crashed holder). A waiter waits only for the
+  outcome of the first attempt at subscribing; once an attempt has failed,
+  none waits for the next. Failed attempts are repeated after a delay that doubles, from
+  200 ms up to :data:`RETRY_MAX` (a channel the ACL refuses is refused for good).
 - A silent pipe is checked with ``PING`` after a heartbeat, as the near
   cache's invalidation channel does (:mod:`~pevensie_redis.listener_async`).
 - In a forked child nothing runs and the parent's pipe is forgotten (never
@@ -56,10 +59,13 @@ from pevensie_redis.protocol.commands import (
     pack,
 )
 
-__all__ = ["SUBSCRIBER_NAME", "LockReleases", "LockWatch", "open_lock_releases"]
+__all__ = ["RETRY_MAX", "SUBSCRIBER_NAME", "LockReleases", "LockWatch", "open_lock_releases"]
 
 SUBSCRIBER_NAME = "pevensie-lock-releases"
 """The name of the subscriber's thread (sync face) or task (async face)."""
+
+RETRY_MAX = 5.0
+"""Seconds between two attempts at subscribing, at most, while they keep failing."""
 
 logger = logging.getLogger("pevensie_redis.locks")
 
@@ -105,6 +111,8 @@ class LockReleases:
         self._lock = threading.Lock()
         self._watchers: dict[bytes, set[LockWatch]] = {}
         self._subscribed = runtime_async.Signal()
+        self._attempted = runtime_async.Signal()
+        """An attempt at subscribing has ended (subscribed, or failed)."""
         self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
         self._stopping = False
@@ -118,7 +126,11 @@ class LockReleases:
         return self._subscribed.is_set()
 
     async def watch(self, lock_key: bytes, wait: float) -> LockWatch | None:
-        """Watch ``lock_key``; ``None`` if the subscription is not up within ``wait`` seconds."""
+        """Watch ``lock_key``; ``None`` while the subscription is down (the waiter polls).
+
+        Waits (up to ``wait`` seconds) only for the first attempt at
+        subscribing; after a failed one, returns ``None`` at once.
+        """
         if self._stopping:
             return None
         task = self._task
@@ -127,7 +139,9 @@ class LockReleases:
                 task = self._task
                 if (task is None or task.done()) and not self._stopping:
                     self._task = runtime_async.start(self._run, SUBSCRIBER_NAME)
-        if not await self._subscribed.wait(wait):
+        if not self._subscribed.is_set() and self.failure is None:
+            await self._attempted.wait(wait)  # the first attempt, under way
+        if not self._subscribed.is_set():
             return None
         watch = LockWatch(self, lock_key)
         with self._lock:
@@ -161,6 +175,7 @@ class LockReleases:
 
     async def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
+        failures = 0  # attempts failed in a row
         while not self._stopping:
             try:
                 await self._listen()
@@ -171,13 +186,17 @@ class LockReleases:
                     log("lease waiters poll: the lock-release subscription is down (%s)", exc)
                     broken = True
             finally:
+                failures = 0 if self._subscribed.is_set() else failures + 1
                 self._subscribed.clear()
                 pipe, self._pipe = self._pipe, None
                 if pipe is not None:
                     pipe.close()
+                self._attempted.set()
                 self._wake_all()  # no release reaches them now: they look again, then poll
             if not self._stopping:
-                await runtime_async.sleep(self._retry_delay)
+                # A break is retried soon; attempts that keep failing, less and less often.
+                backoff = self._retry_delay * 2 ** min(max(failures - 1, 0), 8)
+                await runtime_async.sleep(min(backoff, RETRY_MAX))
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
@@ -193,6 +212,7 @@ class LockReleases:
             raise InvalidResponse(f"SUBSCRIBE got {describe(reply)} in reply")
         self.failure = None
         self._subscribed.set()
+        self._attempted.set()
         while not pipe.closed and not self._stopping:
             if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
@@ -221,6 +241,8 @@ class LockReleases:
         """
         self._lock = threading.Lock()
         self._subscribed = runtime_async.Signal()
+        self._attempted = runtime_async.Signal()
+        self.failure = None
         self._watchers = {}
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
