@@ -107,9 +107,7 @@ async def test_a_refused_lock_release_channel_is_asked_for_again_less_and_less_o
     c = new_face(face, url_of(no_channels), timeout=TIMEOUT_MS)
     await c.connect()
     try:
-        await within(
-            BOUND_S, face, lambda: c.cache.get_or_set("page", "k", lambda: "v", lock=True)
-        )
+        await within(BOUND_S, face, lambda: c.cache.get_or_set("page", "k", lambda: "v", lock=True))
         first = refused_subscriptions(no_channels)
         assert first >= 1
         # A retry every 200 ms would be 15 more refusals in these 3 s; backing off from

@@ -23,6 +23,7 @@ __all__ = [
     "call",
     "run_concurrently",
     "sleep",
+    "undone_if_abandoned",
     "warn_if_in_event_loop",
 ]
 
@@ -73,6 +74,49 @@ def warn_if_in_event_loop(what: str, driver: object) -> None:
 async def run_concurrently(calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
     """Run every call as its own task on this event loop; return their results in order."""
     return list(await asyncio.gather(*(call() for call in calls)))
+
+
+_ABANDONED: set[asyncio.Task[Any]] = set()
+"""Work of :func:`undone_if_abandoned` whose caller left, and its undoing: kept until it ends."""
+
+
+async def undone_if_abandoned(
+    work: Callable[[], Coroutine[Any, Any, _T]],
+    undo: Callable[[_T], Coroutine[Any, Any, object]],
+) -> _T:
+    """Return ``await work()``; should its caller leave first (cancelled), ``undo(result)`` runs.
+
+    For work whose effect on the server outlives a caller that stops waiting:
+    a lease lock taken as the ``asyncio.timeout`` around its caller expired
+    (the command sent, its reply not read yet) would stay taken, by no one,
+    for its whole lease. ``work()`` runs in a task of its own, which the
+    caller's cancellation (however often repeated) does not reach; when the
+    caller leaves before it ends, its result goes to ``undo``, in a task too.
+    A failure of either is then logged at debug level.
+    """
+    task = asyncio.get_running_loop().create_task(work())
+    try:
+        return await asyncio.shield(task)
+    except BaseException:
+        if not task.done() or (not task.cancelled() and task.exception() is None):
+            _ABANDONED.add(task)  # the caller left: the result is undone when it comes
+            task.add_done_callback(lambda done: _undo(done, undo))
+        raise
+
+
+def _undo(done: asyncio.Task[_T], undo: Callable[[_T], Coroutine[Any, Any, object]]) -> None:
+    _ABANDONED.discard(done)
+    if done.cancelled() or done.exception() is not None:
+        return  # nothing was done (the exception is retrieved: asyncio does not log it)
+    undoing = done.get_loop().create_task(undo(done.result()))
+    _ABANDONED.add(undoing)
+    undoing.add_done_callback(_undone)
+
+
+def _undone(undoing: asyncio.Task[Any]) -> None:
+    _ABANDONED.discard(undoing)
+    if not undoing.cancelled() and undoing.exception() is not None:
+        logger.debug("undoing abandoned work failed", exc_info=undoing.exception())
 
 
 async def call(function: Callable[[], Any]) -> Any:
