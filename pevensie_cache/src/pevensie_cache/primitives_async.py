@@ -133,7 +133,7 @@ class SingleFlight:
     The first caller for a key runs ``work``; callers that arrive while it
     runs wait for its outcome. A caller cancelled while it waits leaves the
     run alone; if the running caller itself is cancelled, a waiter runs the
-    work again.
+    work again (unless it was cancelled too, as a task group cancels both).
     """
 
     def __init__(self) -> None:
@@ -145,16 +145,18 @@ class SingleFlight:
 
     async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
         """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
+        task = asyncio.current_task()
         while True:
             running = self._running.get(key)
             if running is None:
                 break
+            asked = task.cancelling() if task is not None else 0
             try:
                 result: _T = await asyncio.shield(running)
                 return result
             except asyncio.CancelledError:
-                if not running.cancelled():
-                    raise  # this waiter was cancelled
+                if not running.cancelled() or (task is not None and task.cancelling() > asked):
+                    raise  # this waiter was cancelled (maybe as the running caller was too)
                 # The running caller was cancelled: try again, maybe as the runner.
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._running[key] = outcome

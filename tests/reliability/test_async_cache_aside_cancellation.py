@@ -1,4 +1,12 @@
-"""A task cancelled around a lease lock strands no lease for the other callers.
+"""Tasks cancelled in ``get_or_set`` and ``c.lock``: no lease stranded, no cancellation lost.
+
+Tasks of one cache that ask for the same key share one loader call (a single
+flight): the first runs it, the others wait for its outcome. When the runner
+and a waiter are cancelled together (a ``TaskGroup`` or ``gather`` under
+``asyncio.timeout``), the waiter must end cancelled at once, not take the
+runner's place and call the loader again while its own caller waits.
+
+A task cancelled around a lease lock strands no lease for the other callers.
 
 ``get_or_set(..., lock=True)`` and ``c.lock(...)`` take a lease on the server
 (``SET NX PX``); every other caller of that key, in any process, waits for its
@@ -156,3 +164,42 @@ async def test_a_holder_cancelled_again_and_again_as_it_releases_still_releases(
     )
     assert value == "other's"
     assert await lock_is_gone(private_server, ":lock:page:about")
+
+
+@pytest.mark.parametrize("order", ["runner-first", "waiter-first"])
+async def test_a_waiter_cancelled_with_the_runner_ends_cancelled_and_loads_nothing(
+    two_caches: list[AsyncPevensieCache], order: str
+) -> None:
+    c = two_caches[0]
+    driver: Any = c.driver
+    original_get = driver.get
+    missed = asyncio.Event()
+
+    async def get(*args: Any) -> Any:
+        found = await original_get(*args)
+        missed.set()  # this caller goes on to the flight at once, without an await between
+        return found
+
+    driver.get = get
+    loading = asyncio.Event()
+    calls = 0
+
+    async def never() -> str:
+        nonlocal calls
+        calls += 1
+        loading.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    runner = asyncio.create_task(c.get_or_set("page", "contact", never))
+    await asyncio.wait_for(loading.wait(), BOUND_S)
+    missed.clear()
+    waiter = asyncio.create_task(c.get_or_set("page", "contact", never))
+    await asyncio.wait_for(missed.wait(), BOUND_S)  # it now waits for the runner's outcome
+    first, second = (runner, waiter) if order == "runner-first" else (waiter, runner)
+    first.cancel()  # both in one step, as a TaskGroup or gather cancels its tasks
+    second.cancel()
+    done, _ = await asyncio.wait({runner, waiter}, timeout=BOUND_S)
+    assert done == {runner, waiter}, "a cancelled task went on: its cancellation was lost"
+    assert runner.cancelled() and waiter.cancelled()
+    assert calls == 1
