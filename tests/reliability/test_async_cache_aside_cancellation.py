@@ -204,3 +204,25 @@ async def test_a_waiter_cancelled_with_the_runner_ends_cancelled_and_loads_nothi
     assert runner.cancelled()
     assert waiter.cancelled()
     assert calls == 1
+
+
+async def test_a_lock_block_cancelled_again_and_again_as_it_releases_still_releases(
+    private_server: RedisServer, two_caches: list[AsyncPevensieCache]
+) -> None:
+    holder, other = two_caches
+    with private_server.client() as raw:
+        raw.script_flush()  # the release's script is loaded first: two round trips
+    inside = asyncio.Event()
+
+    async def hold() -> None:
+        async with holder.lock("report", "weekly", ttl_seconds=LEASE_S):
+            inside.set()
+            await asyncio.Event().wait()
+
+    holding = asyncio.create_task(hold())
+    await asyncio.wait_for(inside.wait(), BOUND_S)
+    keep_cancelling(holding)
+    with pytest.raises(asyncio.CancelledError):
+        await holding
+    async with other.lock("report", "weekly", ttl_seconds=LEASE_S, wait_seconds=BOUND_S):
+        pass  # taken, well before the lease would have expired

@@ -11,7 +11,8 @@ only by it (compare-and-expire). A holder that crashes leaves a lease that
 simply expires. A caller waiting for it is woken by the holder's release
 where the driver can tell (its ``watch_lock``), and polls otherwise. On the
 async face, a caller cancelled while a try's reply is on its way leaves no
-lease taken by no one: a lease that try took is released.
+lease taken by no one: a lease that try took is released; and a release runs
+to its end even when its caller is cancelled again and again meanwhile.
 """
 
 from __future__ import annotations
@@ -169,10 +170,21 @@ class AsyncCacheLock(FaceGuard):
         return await undone_if_abandoned(take, undo)
 
     async def release(self) -> None:
-        """Release the lock if this holder still holds it; nothing otherwise."""
+        """Release the lock if this holder still holds it; nothing otherwise.
+
+        On the async face it runs to its end even when the caller is cancelled (again) meanwhile.
+        """
         token, self._token = self._token, None
-        if token is not None:
+        if token is None:
+            return
+
+        async def releasing() -> None:
             await self._cache._lock_call("release_lock", self.resource_type, self.name, token)
+
+        async def nothing(_: None) -> None:
+            pass
+
+        await undone_if_abandoned(releasing, nothing)
 
     async def extend(self, ttl_seconds: float | timedelta) -> None:
         """Hold the lock ``ttl_seconds`` from now on (a new lease, longer or shorter).
