@@ -150,7 +150,12 @@ class LockReleases:
         return watch
 
     def stop(self) -> None:
-        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter."""
+        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter.
+
+        On the async face, called from another event loop than the subscriber's,
+        it leaves the stopping to that loop (nothing is left to do if that loop
+        is closed).
+        """
         self._stopping = True
         task, self._task = self._task, None
         pipe = self._pipe

@@ -36,6 +36,7 @@ each message wakes the waiters of the lock it names.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -149,8 +150,21 @@ class LockReleases:
         return watch
 
     async def stop(self) -> None:
-        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter."""
+        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter.
+
+        On the async face, called from another event loop than the subscriber's,
+        it leaves the stopping to that loop (nothing is left to do if that loop
+        is closed).
+        """
         self._stopping = True
+        owner = self._task.get_loop() if self._task is not None else None  # unasync: remove
+        if owner is not None and owner is not asyncio.get_running_loop():  # unasync: remove
+            stopping = self.stop()  # unasync: remove
+            try:  # unasync: remove
+                asyncio.run_coroutine_threadsafe(stopping, owner)  # unasync: remove
+            except RuntimeError:  # that loop is closed  # unasync: remove
+                stopping.close()  # unasync: remove
+            return  # unasync: remove
         task, self._task = self._task, None
         pipe = self._pipe
         if pipe is not None:
