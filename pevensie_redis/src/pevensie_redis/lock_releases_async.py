@@ -24,10 +24,11 @@ each message wakes the waiters of the lock it names.
 - While the subscription is down (not yet up, broken, refused by an ACL
   without the channel) waiters poll, as they do on a driver without this: the
   lease code looks again at most every 100 ms, which also covers a lease that
-  expires without a release (a crashed holder). A waiter waits only for the
-  outcome of the first attempt at subscribing; once an attempt has failed,
-  none waits for the next. Failed attempts are repeated after a delay that doubles, from
-  200 ms up to :data:`RETRY_MAX` (a channel the ACL refuses is refused for good).
+  expires without a release (a crashed holder). A waiter waits (up to the
+  timeout) for a subscription under way, unless the server refused the last
+  attempt (an error reply: an ACL without the channel refuses it for good);
+  refused attempts are repeated after a delay that doubles from 200 ms up to
+  :data:`RETRY_MAX`, where a broken connection is tried again after 200 ms.
 - A silent pipe is checked with ``PING`` after a heartbeat, as the near
   cache's invalidation channel does (:mod:`~pevensie_redis.listener_async`).
 - In a forked child nothing runs and the parent's pipe is forgotten (never
@@ -43,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_cache import forks
@@ -66,7 +67,7 @@ SUBSCRIBER_NAME = "pevensie-lock-releases"
 """The name of the subscriber's thread (sync face) or task (async face)."""
 
 RETRY_MAX = 5.0
-"""Seconds between two attempts at subscribing, at most, while they keep failing."""
+"""Seconds between two attempts at subscribing, at most, while the server refuses them."""
 
 logger = logging.getLogger("pevensie_redis.locks")
 
@@ -112,8 +113,10 @@ class LockReleases:
         self._lock = threading.Lock()
         self._watchers: dict[bytes, set[LockWatch]] = {}
         self._subscribed = runtime_async.Signal()
-        self._attempted = runtime_async.Signal()
-        """An attempt at subscribing has ended (subscribed, or failed)."""
+        self._answered = runtime_async.Signal()
+        """The server answered the last attempt at subscribing: subscribed, or refused."""
+        self._refused = False
+        """The server refused the last attempt (an error reply)."""
         self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
         self._stopping = False
@@ -129,8 +132,8 @@ class LockReleases:
     async def watch(self, lock_key: bytes, wait: float) -> LockWatch | None:
         """Watch ``lock_key``; ``None`` while the subscription is down (the waiter polls).
 
-        Waits (up to ``wait`` seconds) only for the first attempt at
-        subscribing; after a failed one, returns ``None`` at once.
+        Waits (up to ``wait`` seconds) for a subscription under way; returns
+        ``None`` at once when the server refused the last attempt.
         """
         if self._stopping:
             return None
@@ -140,8 +143,8 @@ class LockReleases:
                 task = self._task
                 if (task is None or task.done()) and not self._stopping:
                     self._task = runtime_async.start(self._run, SUBSCRIBER_NAME)
-        if not self._subscribed.is_set() and self.failure is None:
-            await self._attempted.wait(wait)  # the first attempt, under way
+        if not self._subscribed.is_set() and not self._refused:
+            await self._answered.wait(wait)
         if not self._subscribed.is_set():
             return None
         watch = LockWatch(self, lock_key)
@@ -189,27 +192,33 @@ class LockReleases:
 
     async def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
-        failures = 0  # attempts failed in a row
+        refusals = 0  # attempts refused in a row
         while not self._stopping:
+            refused = False
             try:
                 await self._listen()
             except Exception as exc:  # any failure breaks the subscription; cancellation stops it
                 self.failure = exc
+                refused = isinstance(exc, ResponseError)  # the server's answer, not a fault
                 if not self._stopping:
                     log = logger.debug if broken else logger.info
                     log("lease waiters poll: the lock-release subscription is down (%s)", exc)
                     broken = True
             finally:
-                failures = 0 if self._subscribed.is_set() else failures + 1
+                refusals = refusals + 1 if refused else 0
+                self._refused = refused
+                if refused:
+                    self._answered.set()  # waiters poll, and none waits for the next attempt
+                else:
+                    self._answered.clear()  # the next waiters wait for the next attempt
                 self._subscribed.clear()
                 pipe, self._pipe = self._pipe, None
                 if pipe is not None:
                     pipe.close()
-                self._attempted.set()
                 self._wake_all()  # no release reaches them now: they look again, then poll
             if not self._stopping:
-                # A break is retried soon; attempts that keep failing, less and less often.
-                backoff = self._retry_delay * 2 ** min(max(failures - 1, 0), 8)
+                # A break is retried soon; an attempt the server keeps refusing, less often.
+                backoff = self._retry_delay * 2 ** min(max(refusals - 1, 0), 8)
                 await runtime_async.sleep(min(backoff, RETRY_MAX))
 
     async def _listen(self) -> None:
@@ -226,7 +235,7 @@ class LockReleases:
             raise InvalidResponse(f"SUBSCRIBE got {describe(reply)} in reply")
         self.failure = None
         self._subscribed.set()
-        self._attempted.set()
+        self._answered.set()
         while not pipe.closed and not self._stopping:
             if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
@@ -255,7 +264,8 @@ class LockReleases:
         """
         self._lock = threading.Lock()
         self._subscribed = runtime_async.Signal()
-        self._attempted = runtime_async.Signal()
+        self._answered = runtime_async.Signal()
+        self._refused = False
         self.failure = None
         self._watchers = {}
         pipe, self._pipe = self._pipe, None
