@@ -562,12 +562,36 @@ async def test_a_cache_connected_in_a_finished_event_loop_raises_wrong_event_loo
     assert not c.connected
 
 
+async def test_a_cache_whose_lock_waiters_waited_in_a_finished_event_loop_disconnects_quietly(
+    private_server: RedisServer,
+) -> None:
+    """As above, once a lease waiter has started the lock-release subscriber in that loop."""
+    c = cache.new_async(driver="redis", host=private_server.host, port=private_server.port)
+
+    async def connect_and_wait_for_a_lease() -> None:
+        await c.connect()
+        assert await c.acquire_lock("page", "home", "elsewhere", 0.2)
+        # A waiter: it subscribes to the lock releases, then takes the expired lease.
+        assert await c.get_or_set("page", "home", lambda: "loaded", lock=True) == "loaded"
+
+    await asyncio.to_thread(asyncio.run, connect_and_wait_for_a_lease())  # type: ignore[arg-type]
+    error, _ = await timed(lambda: c.get("page", "home"))
+    assert isinstance(error, WrongEventLoop), error
+    error, _ = await timed(c.disconnect)
+    # It raised DriverError, from the subscriber's task: "Event loop is closed".
+    assert error is None, (error, getattr(error, "__cause__", None))
+    assert not c.connected
+
+
 async def test_a_cache_disconnected_from_another_live_event_loop_closes_its_connections(
     private_server: RedisServer,
 ) -> None:
     name = unique_client_name("foreign-disconnect")
     c = await connect_async_cache(private_server, client_name=name)
     await c.set("user", "1", "Ada")
+    assert await c.acquire_lock("user", "2", "elsewhere", 0.2)
+    # A lease waiter starts the lock-release subscriber: its connection is closed too.
+    assert await c.get_or_set("user", "2", lambda: "Bo", lock=True) == "Bo"
     await asyncio.to_thread(asyncio.run, c.disconnect())  # type: ignore[arg-type]
     assert not c.connected
     with private_server.client() as raw:

@@ -19,6 +19,12 @@ for the value the holder stores:
 
 A lock is released only by its holder: ``release_lock`` deletes it only if it
 still holds the holder's token (compare-and-delete).
+
+On the async face, a caller that stops waiting (cancelled: an
+``asyncio.timeout`` around it expired) strands no lease: a take whose reply
+was still on its way when the caller left is released once the reply says it
+took the lock, and a release under way runs to its end
+(:func:`~pevensie_cache.primitives.undone_if_abandoned`).
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ from typing import Any, Protocol
 
 from pevensie_cache.driver import CacheDriver
 from pevensie_cache.errors import LockTimeout, PevensieCacheError
-from pevensie_cache.primitives import sleep
+from pevensie_cache.primitives import sleep, undone_if_abandoned
 
 __all__ = [
     "LOCK_POLL_MAX",
     "LeaseHost",
+    "finish_release",
     "load_under_lease",
     "release",
+    "take_lease",
     "try_lease",
     "watch_lock",
 ]
@@ -81,7 +89,7 @@ def load_under_lease(
     pause = LOCK_POLL_FIRST
     watch = watch_lock(driver, resource_type, key)
     try:
-        while not cache._optional(driver, "acquire_lock", resource_type, key, token, lease_ms):
+        while not take_lease(cache, driver, resource_type, key, token, lease_ms):
             found = lookup()
             if found is not None:
                 return found
@@ -105,7 +113,7 @@ def load_under_lease(
             return found
         return load()
     finally:
-        release(cache, driver, resource_type, key, token)
+        finish_release(cache, driver, resource_type, key, token)
 
 
 def try_lease(
@@ -120,8 +128,47 @@ def try_lease(
         return ""
     token = secrets.token_hex(16)
     lease_ms = max(1, math.ceil(lease * 1000))
-    taken = cache._optional(driver, "acquire_lock", resource_type, key, token, lease_ms)
+    taken = take_lease(cache, driver, resource_type, key, token, lease_ms)
     return token if taken else None
+
+
+def take_lease(
+    cache: LeaseHost,
+    driver: CacheDriver,
+    resource_type: str,
+    key: str,
+    token: str,
+    lease_ms: int,
+) -> bool:
+    """Take the key's lease lock for ``token`` if it is free; return whether it did.
+
+    Should the caller be cancelled while the reply is on its way, a lease
+    the server gave is released, not left to block every other caller for
+    its whole duration.
+    """
+
+    def take() -> bool:
+        return bool(cache._optional(driver, "acquire_lock", resource_type, key, token, lease_ms))
+
+    def undo(taken: bool) -> None:
+        if taken:
+            release(cache, driver, resource_type, key, token)
+
+    return undone_if_abandoned(take, undo)
+
+
+def finish_release(
+    cache: LeaseHost, driver: CacheDriver, resource_type: str, key: str, token: str
+) -> None:
+    """:func:`release`, run to its end even when the caller is cancelled (again) meanwhile."""
+
+    def releasing() -> None:
+        release(cache, driver, resource_type, key, token)
+
+    def nothing(_: None) -> None:
+        pass
+
+    undone_if_abandoned(releasing, nothing)
 
 
 def release(

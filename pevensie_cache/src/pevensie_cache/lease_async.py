@@ -18,6 +18,12 @@ for the value the holder stores:
 
 A lock is released only by its holder: ``release_lock`` deletes it only if it
 still holds the holder's token (compare-and-delete).
+
+On the async face, a caller that stops waiting (cancelled: an
+``asyncio.timeout`` around it expired) strands no lease: a take whose reply
+was still on its way when the caller left is released once the reply says it
+took the lock, and a release under way runs to its end
+(:func:`~pevensie_cache.primitives_async.undone_if_abandoned`).
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ from typing import Any, Protocol
 
 from pevensie_cache.driver import AsyncCacheDriver
 from pevensie_cache.errors import LockTimeout, PevensieCacheError
-from pevensie_cache.primitives_async import sleep
+from pevensie_cache.primitives_async import sleep, undone_if_abandoned
 
 __all__ = [
     "LOCK_POLL_MAX",
     "AsyncLeaseHost",
+    "finish_release",
     "load_under_lease",
     "release",
+    "take_lease",
     "try_lease",
     "watch_lock",
 ]
@@ -80,9 +88,7 @@ async def load_under_lease(
     pause = LOCK_POLL_FIRST
     watch = await watch_lock(driver, resource_type, key)
     try:
-        while not await cache._optional(
-            driver, "acquire_lock", resource_type, key, token, lease_ms
-        ):
+        while not await take_lease(cache, driver, resource_type, key, token, lease_ms):
             found = await lookup()
             if found is not None:
                 return found
@@ -106,7 +112,7 @@ async def load_under_lease(
             return found
         return await load()
     finally:
-        await release(cache, driver, resource_type, key, token)
+        await finish_release(cache, driver, resource_type, key, token)
 
 
 async def try_lease(
@@ -121,8 +127,49 @@ async def try_lease(
         return ""
     token = secrets.token_hex(16)
     lease_ms = max(1, math.ceil(lease * 1000))
-    taken = await cache._optional(driver, "acquire_lock", resource_type, key, token, lease_ms)
+    taken = await take_lease(cache, driver, resource_type, key, token, lease_ms)
     return token if taken else None
+
+
+async def take_lease(
+    cache: AsyncLeaseHost,
+    driver: AsyncCacheDriver,
+    resource_type: str,
+    key: str,
+    token: str,
+    lease_ms: int,
+) -> bool:
+    """Take the key's lease lock for ``token`` if it is free; return whether it did.
+
+    Should the caller be cancelled while the reply is on its way, a lease
+    the server gave is released, not left to block every other caller for
+    its whole duration.
+    """
+
+    async def take() -> bool:
+        return bool(
+            await cache._optional(driver, "acquire_lock", resource_type, key, token, lease_ms)
+        )
+
+    async def undo(taken: bool) -> None:
+        if taken:
+            await release(cache, driver, resource_type, key, token)
+
+    return await undone_if_abandoned(take, undo)
+
+
+async def finish_release(
+    cache: AsyncLeaseHost, driver: AsyncCacheDriver, resource_type: str, key: str, token: str
+) -> None:
+    """:func:`release`, run to its end even when the caller is cancelled (again) meanwhile."""
+
+    async def releasing() -> None:
+        await release(cache, driver, resource_type, key, token)
+
+    async def nothing(_: None) -> None:
+        pass
+
+    await undone_if_abandoned(releasing, nothing)
 
 
 async def release(

@@ -9,7 +9,10 @@ set with ``NX PX``, so it excludes other processes and hosts): taken with a
 random token, released only by that token (compare-and-delete), extended
 only by it (compare-and-expire). A holder that crashes leaves a lease that
 simply expires. A caller waiting for it is woken by the holder's release
-where the driver can tell (its ``watch_lock``), and polls otherwise.
+where the driver can tell (its ``watch_lock``), and polls otherwise. On the
+async face, a caller cancelled while a try's reply is on its way leaves no
+lease taken by no one: a lease that try took is released; and a release runs
+to its end even when its caller is cancelled again and again meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pevensie_cache.errors import (
     LockTimeout,
     PevensieCacheError,
 )
-from pevensie_cache.primitives_async import FaceGuard, sleep
+from pevensie_cache.primitives_async import FaceGuard, sleep, undone_if_abandoned
 from pevensie_cache.validation import TTL_MAX, too_long
 
 __all__ = ["POLL_FIRST", "POLL_MAX", "AsyncCacheLock", "LockCalls", "check_lock_seconds"]
@@ -133,9 +136,7 @@ class AsyncCacheLock(FaceGuard):
         # Watched before the first try: a release after it wakes this waiter at once.
         watch = await self._cache._lock_watch(self.resource_type, self.name) if self._wait else None
         try:
-            while not await self._cache._lock_call(
-                "acquire_lock", self.resource_type, self.name, token, lease_ms
-            ):
+            while not await self._take(token, lease_ms):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LockTimeout(
@@ -152,11 +153,38 @@ class AsyncCacheLock(FaceGuard):
                 watch.close()
         self._token = token
 
+    async def _take(self, token: str, lease_ms: int) -> bool:
+        """One try at the lock; a lease taken as the caller was cancelled is released."""
+
+        async def take() -> bool:
+            return bool(
+                await self._cache._lock_call(
+                    "acquire_lock", self.resource_type, self.name, token, lease_ms
+                )
+            )
+
+        async def undo(taken: bool) -> None:
+            if taken:
+                await self._cache._lock_call("release_lock", self.resource_type, self.name, token)
+
+        return await undone_if_abandoned(take, undo)
+
     async def release(self) -> None:
-        """Release the lock if this holder still holds it; nothing otherwise."""
+        """Release the lock if this holder still holds it; nothing otherwise.
+
+        On the async face it runs to its end even when the caller is cancelled (again) meanwhile.
+        """
         token, self._token = self._token, None
-        if token is not None:
+        if token is None:
+            return
+
+        async def releasing() -> None:
             await self._cache._lock_call("release_lock", self.resource_type, self.name, token)
+
+        async def nothing(_: None) -> None:
+            pass
+
+        await undone_if_abandoned(releasing, nothing)
 
     async def extend(self, ttl_seconds: float | timedelta) -> None:
         """Hold the lock ``ttl_seconds`` from now on (a new lease, longer or shorter).

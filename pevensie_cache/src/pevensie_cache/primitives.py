@@ -30,6 +30,7 @@ __all__ = [
     "call",
     "run_concurrently",
     "sleep",
+    "undone_if_abandoned",
     "warn_if_in_event_loop",
 ]
 
@@ -122,6 +123,11 @@ def run_concurrently(calls: Sequence[Callable[[], _T]]) -> list[_T]:
     if errors:
         raise errors[0]
     return results  # type: ignore[return-value]
+
+
+def undone_if_abandoned(work: Callable[[], _T], undo: Callable[[_T], object]) -> _T:
+    """Return ``work()`` (the async face undoes the work of a caller cancelled meanwhile)."""
+    return work()
 
 
 def call(function: Callable[[], Any]) -> Any:

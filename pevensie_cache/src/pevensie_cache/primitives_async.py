@@ -25,6 +25,7 @@ __all__ = [
     "call",
     "run_concurrently",
     "sleep",
+    "undone_if_abandoned",
     "warn_if_in_event_loop",
 ]
 
@@ -77,6 +78,49 @@ async def run_concurrently(calls: Sequence[Callable[[], Awaitable[_T]]]) -> list
     return list(await asyncio.gather(*(call() for call in calls)))
 
 
+_ABANDONED: set[asyncio.Task[Any]] = set()
+"""Work of :func:`undone_if_abandoned` whose caller left, and its undoing: kept until it ends."""
+
+
+async def undone_if_abandoned(
+    work: Callable[[], Coroutine[Any, Any, _T]],
+    undo: Callable[[_T], Coroutine[Any, Any, object]],
+) -> _T:
+    """Return ``await work()``; should its caller leave first (cancelled), ``undo(result)`` runs.
+
+    For work whose effect on the server outlives a caller that stops waiting:
+    a lease lock taken as the ``asyncio.timeout`` around its caller expired
+    (the command sent, its reply not read yet) would stay taken, by no one,
+    for its whole lease. ``work()`` runs in a task of its own, which the
+    caller's cancellation (however often repeated) does not reach; when the
+    caller leaves before it ends, its result goes to ``undo``, in a task too.
+    A failure of either is then logged at debug level.
+    """
+    task = asyncio.get_running_loop().create_task(work())
+    try:
+        return await asyncio.shield(task)
+    except BaseException:
+        if not task.done() or (not task.cancelled() and task.exception() is None):
+            _ABANDONED.add(task)  # the caller left: the result is undone when it comes
+            task.add_done_callback(lambda done: _undo(done, undo))
+        raise
+
+
+def _undo(done: asyncio.Task[_T], undo: Callable[[_T], Coroutine[Any, Any, object]]) -> None:
+    _ABANDONED.discard(done)
+    if done.cancelled() or done.exception() is not None:
+        return  # nothing was done (the exception is retrieved: asyncio does not log it)
+    undoing = done.get_loop().create_task(undo(done.result()))
+    _ABANDONED.add(undoing)
+    undoing.add_done_callback(_undone)
+
+
+def _undone(undoing: asyncio.Task[Any]) -> None:
+    _ABANDONED.discard(undoing)
+    if not undoing.cancelled() and undoing.exception() is not None:
+        logger.debug("undoing abandoned work failed", exc_info=undoing.exception())
+
+
 async def call(function: Callable[[], Any]) -> Any:
     """Call ``function`` and, when it returns an awaitable (an ``async def``), await it."""
     result = function()
@@ -92,7 +136,7 @@ class SingleFlight:
     runs wait for its outcome. A caller cancelled while it waits leaves the
     run alone; if the running caller itself is cancelled (or interrupted: a
     signal handler's exception, ``KeyboardInterrupt``), a waiter runs the work
-    again.
+    again (unless it was cancelled too, as a task group cancels both).
     """
 
     def __init__(self) -> None:
@@ -105,22 +149,24 @@ class SingleFlight:
 
     async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
         """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
+        task = asyncio.current_task()
         while True:
             run = self._running.get(key)
             if run is None:
                 break
             running, owner = run
-            if owner is not None and owner is asyncio.current_task():
+            if owner is not None and owner is task:
                 raise called_from_its_own_loader(key)
+            asked = task.cancelling() if task is not None else 0
             try:
                 result: _T = await asyncio.shield(running)
                 return result
             except asyncio.CancelledError:
-                if not running.cancelled():
-                    raise  # this waiter was cancelled
+                if not running.cancelled() or (task is not None and task.cancelling() > asked):
+                    raise  # this waiter was cancelled (maybe as the running caller was too)
                 # The running caller was cancelled: try again, maybe as the runner.
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._running[key] = (outcome, asyncio.current_task())
+        self._running[key] = (outcome, task)
         try:
             value = await work()
         except asyncio.CancelledError:

@@ -24,7 +24,11 @@ each message wakes the waiters of the lock it names.
 - While the subscription is down (not yet up, broken, refused by an ACL
   without the channel) waiters poll, as they do on a driver without this: the
   lease code looks again at most every 100 ms, which also covers a lease that
-  expires without a release (a crashed holder).
+  expires without a release (a crashed holder). A waiter waits (up to the
+  timeout) for a subscription under way, unless the server refused the last
+  attempt (an error reply: an ACL without the channel refuses it for good);
+  refused attempts are repeated after a delay that doubles from 200 ms up to
+  :data:`RETRY_MAX`, where a broken connection is tried again after 200 ms.
 - A silent pipe is checked with ``PING`` after a heartbeat, as the near
   cache's invalidation channel does (:mod:`~pevensie_redis.listener_async`).
 - In a forked child nothing runs and the parent's pipe is forgotten (never
@@ -33,13 +37,14 @@ each message wakes the waiters of the lock it names.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_cache import forks
@@ -56,10 +61,13 @@ from pevensie_redis.protocol.commands import (
     pack,
 )
 
-__all__ = ["SUBSCRIBER_NAME", "LockReleases", "LockWatch", "open_lock_releases"]
+__all__ = ["RETRY_MAX", "SUBSCRIBER_NAME", "LockReleases", "LockWatch", "open_lock_releases"]
 
 SUBSCRIBER_NAME = "pevensie-lock-releases"
 """The name of the subscriber's thread (sync face) or task (async face)."""
+
+RETRY_MAX = 5.0
+"""Seconds between two attempts at subscribing, at most, while the server refuses them."""
 
 logger = logging.getLogger("pevensie_redis.locks")
 
@@ -105,6 +113,10 @@ class LockReleases:
         self._lock = threading.Lock()
         self._watchers: dict[bytes, set[LockWatch]] = {}
         self._subscribed = runtime_async.Signal()
+        self._answered = runtime_async.Signal()
+        """The server answered the last attempt at subscribing: subscribed, or refused."""
+        self._refused = False
+        """The server refused the last attempt (an error reply)."""
         self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
         self._stopping = False
@@ -118,7 +130,11 @@ class LockReleases:
         return self._subscribed.is_set()
 
     async def watch(self, lock_key: bytes, wait: float) -> LockWatch | None:
-        """Watch ``lock_key``; ``None`` if the subscription is not up within ``wait`` seconds."""
+        """Watch ``lock_key``; ``None`` while the subscription is down (the waiter polls).
+
+        Waits (up to ``wait`` seconds) for a subscription under way; returns
+        ``None`` at once when the server refused the last attempt.
+        """
         if self._stopping:
             return None
         task = self._task
@@ -127,7 +143,9 @@ class LockReleases:
                 task = self._task
                 if (task is None or task.done()) and not self._stopping:
                     self._task = runtime_async.start(self._run, SUBSCRIBER_NAME)
-        if not await self._subscribed.wait(wait):
+        if not self._subscribed.is_set() and not self._refused:
+            await self._answered.wait(wait)
+        if not self._subscribed.is_set():
             return None
         watch = LockWatch(self, lock_key)
         with self._lock:
@@ -135,8 +153,21 @@ class LockReleases:
         return watch
 
     async def stop(self) -> None:
-        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter."""
+        """Stop: close the pipe, wait (bounded) for the subscriber to end, wake every waiter.
+
+        On the async face, called from another event loop than the subscriber's,
+        it leaves the stopping to that loop (nothing is left to do if that loop
+        is closed).
+        """
         self._stopping = True
+        owner = self._task.get_loop() if self._task is not None else None  # unasync: remove
+        if owner is not None and owner is not asyncio.get_running_loop():  # unasync: remove
+            stopping = self.stop()  # unasync: remove
+            try:  # unasync: remove
+                asyncio.run_coroutine_threadsafe(stopping, owner)  # unasync: remove
+            except RuntimeError:  # that loop is closed  # unasync: remove
+                stopping.close()  # unasync: remove
+            return  # unasync: remove
         task, self._task = self._task, None
         pipe = self._pipe
         if pipe is not None:
@@ -161,23 +192,34 @@ class LockReleases:
 
     async def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
+        refusals = 0  # attempts refused in a row
         while not self._stopping:
+            refused = False
             try:
                 await self._listen()
             except Exception as exc:  # any failure breaks the subscription; cancellation stops it
                 self.failure = exc
+                refused = isinstance(exc, ResponseError)  # the server's answer, not a fault
                 if not self._stopping:
                     log = logger.debug if broken else logger.info
                     log("lease waiters poll: the lock-release subscription is down (%s)", exc)
                     broken = True
             finally:
+                refusals = refusals + 1 if refused else 0
+                self._refused = refused
+                if refused:
+                    self._answered.set()  # waiters poll, and none waits for the next attempt
+                else:
+                    self._answered.clear()  # the next waiters wait for the next attempt
                 self._subscribed.clear()
                 pipe, self._pipe = self._pipe, None
                 if pipe is not None:
                     pipe.close()
                 self._wake_all()  # no release reaches them now: they look again, then poll
             if not self._stopping:
-                await runtime_async.sleep(self._retry_delay)
+                # A break is retried soon; an attempt the server keeps refusing, less often.
+                backoff = self._retry_delay * 2 ** min(max(refusals - 1, 0), 8)
+                await runtime_async.sleep(min(backoff, RETRY_MAX))
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()
@@ -193,6 +235,7 @@ class LockReleases:
             raise InvalidResponse(f"SUBSCRIBE got {describe(reply)} in reply")
         self.failure = None
         self._subscribed.set()
+        self._answered.set()
         while not pipe.closed and not self._stopping:
             if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
@@ -221,6 +264,9 @@ class LockReleases:
         """
         self._lock = threading.Lock()
         self._subscribed = runtime_async.Signal()
+        self._answered = runtime_async.Signal()
+        self._refused = False
+        self.failure = None
         self._watchers = {}
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
