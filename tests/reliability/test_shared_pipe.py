@@ -440,3 +440,79 @@ def test_a_caller_whose_reply_was_lost_to_an_interrupted_reader_fails_at_once(
         assert fresh.call(pack_get(b"b")) == b"value of b"
     finally:
         fresh.close()
+
+
+def test_threads_that_come_and_go_leave_no_descriptor_behind(
+    private_server: RedisServer,
+) -> None:
+    """Each waiting thread parks on a waker of its own (an eventfd on Linux), freed as it ends."""
+    import os
+
+    import pytest
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    c = connect_cache(private_server, timeout=2000, retries=0)
+    try:
+        c.set_many("churn", {str(n): f"v{n}" for n in range(THREADS)}, None)
+
+        def burst() -> int:
+            outcomes: list[Any] = [None] * THREADS
+
+            def run(n: int) -> None:
+                outcomes[n] = [c.get("churn", str(n)) for _ in range(5)]
+
+            threads = [threading.Thread(target=run, args=(n,)) for n in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert outcomes == [[f"v{n}"] * 5 for n in range(THREADS)]
+            return len(os.listdir("/proc/self/fd"))
+
+        after_first = burst()
+        assert [burst() for _ in range(3)] == [after_first] * 3
+    finally:
+        c.disconnect()
+
+
+def test_a_wait_nested_in_another_on_one_thread_leaves_the_outer_one_its_wake() -> None:
+    """A signal handler that waits on the thread's waker may take the wake meant for the wait
+    it interrupted; that one is still woken (not left to its timeout)."""
+    import signal
+    import time
+
+    import pytest
+
+    from pevensie_redis.wakers import Waker
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs setitimer")
+    try:
+        waker = Waker()
+    except (AttributeError, OSError):
+        pytest.skip("no eventfd here")
+    inner: list[bool] = []
+    waiting = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        waiting.set()
+        inner.append(waker.acquire(True, 10.0))
+
+    def wake_once() -> None:
+        waiting.wait(10.0)
+        time.sleep(0.1)  # the handler's wait has begun
+        waker.release()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    helper = threading.Thread(target=wake_once)
+    helper.start()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        outer = waker.acquire(True, 10.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        helper.join()
+    assert inner == [True]
+    assert outer is True

@@ -147,7 +147,7 @@ def test_the_redis_modules_import_each_other_only_downwards() -> None:
             "pevensie_redis.primary_check",
         },
         {"pevensie_redis.endpoint", "pevensie_redis.near", "pevensie_redis.replica_choice"},
-        {"pevensie_redis.pipe_core"},
+        {"pevensie_redis.pipe_core", "pevensie_redis.wakers"},
         {"pevensie_redis.pipe", "pevensie_redis.pipe_async"},
         {"pevensie_redis.runtime", "pevensie_redis.runtime_async"},
         {"pevensie_redis.channel", "pevensie_redis.channel_async"},

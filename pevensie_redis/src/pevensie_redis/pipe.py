@@ -16,7 +16,9 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   and each woken caller wakes the next as it leaves :meth:`Pipe.call`. A
   thread woken while another holds the GIL only finds it taken and sleeps
   again, so waking them all at once costs two extra context switches each;
-  the next reader is woken last, and writes what they sent meanwhile at once;
+  the next reader is woken last, and writes what they sent meanwhile at once.
+  On Linux a thread parks on an eventfd of its own, woken by a write made
+  with the GIL released (:mod:`~pevensie_redis.wakers`);
 - **bounded waits**: a caller never waits past its deadline (``timeout`` after
   it sent); a reader or a follower that finds the oldest command overdue
   closes the pipe ("stalled server"), failing every waiter;
@@ -31,8 +33,9 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   interruption can also cut short the thread that wakes another (a parked
   caller checks again every :data:`_RECHECK` seconds) or that closes the pipe
   (the next caller that finds it closed finishes the closing);
-- only C-level locks (``threading.Lock``), never ``Condition``, ``Event`` or
-  ``Queue``, whose Python-level code an interruption can leave half done.
+- only C-level locks (``threading.Lock``) and system calls, never
+  ``Condition``, ``Event`` or ``Queue``, whose Python-level code an
+  interruption can leave half done.
 
 TLS runs over memory buffers (:class:`ssl.SSLObject`), so that a thread may
 read while another writes, which one ``ssl.SSLSocket`` does not allow.
@@ -65,6 +68,7 @@ from pevensie_redis.pipe_core import (
     interrupted,
 )
 from pevensie_redis.protocol.commands import OK_REPLY, PING, PING_REPLY, describe
+from pevensie_redis.wakers import parking
 
 __all__ = ["Pipe", "open_pipe"]
 
@@ -102,7 +106,7 @@ class _Slot:
         self.outcome: Any = None
         """The reply, or (failed) the error to raise."""
         self.lock: Any = None
-        """Made (locked) when the caller parks; released once to wake it."""
+        """Set when the caller parks (see :mod:`~pevensie_redis.wakers`); released to wake it."""
         self.woken = False
         self.reading = False
         """Its caller is reading the socket as the leader."""
@@ -122,7 +126,8 @@ class Pipe(PipeCore[_Slot]):
         self._sock = stream.sock
         # Looked up now, not at import: gevent may have patched threading since.
         self._lock = threading.Lock()
-        self._new_lock: Callable[[], Any] = threading.Lock
+        self._new_lock: Callable[[], Any] = parking()
+        """What a caller parks on: its thread's waker, or a new lock (taken at once)."""
         self._queued: list[tuple[bytes, Sequence[_Slot]]] = []
         """Commands offered and not yet taken for writing, each with its slots."""
         self._writer: object | None = None
@@ -342,7 +347,7 @@ class Pipe(PipeCore[_Slot]):
                         parked = slot.lock
                         if parked is None:
                             parked = slot.lock = self._new_lock()
-                            parked.acquire()
+                            parked.acquire(False)  # a new lock: taken; a waker: no-op
                 if leader is slot:
                     self._read_until(slot)
                     with lock:
@@ -354,7 +359,7 @@ class Pipe(PipeCore[_Slot]):
                 if remaining > 0 and parked.acquire(True, min(remaining, _RECHECK)):
                     if slot.state != _PENDING and self._leader is not slot:
                         return  # replied (woken by the caller before it: see _wake_next)
-                    continue  # replied, failed or handed the reader role: see above
+                    continue  # failed, handed the reader role, or a thread's stale wake
                 if remaining > _RECHECK:
                     continue  # a wake-up lost to an interrupted waker: see _RECHECK
                 with lock:
