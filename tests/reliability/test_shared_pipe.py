@@ -442,6 +442,95 @@ def test_a_caller_whose_reply_was_lost_to_an_interrupted_reader_fails_at_once(
         fresh.close()
 
 
+class HookedLock:
+    """A parked caller's lock that calls ``on_wait`` as its caller waits, ``on_release`` as
+    another wakes it."""
+
+    def __init__(
+        self,
+        on_wait: Callable[[HookedLock], None],
+        on_release: Callable[[HookedLock], None],
+    ) -> None:
+        self._lock = threading.Lock()
+        self._on_wait = on_wait
+        self._on_release = on_release
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking:
+            self._on_wait(self)
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._on_release(self)
+        self._lock.release()
+
+
+def test_a_caller_interrupted_as_it_waits_to_read_after_the_woken_ones_stalls_nobody(
+    private_server: RedisServer,
+) -> None:
+    """A caller that finds no reader while callers whose replies came are being woken
+    takes the reader role and waits to be woken after them (to write what they send
+    meanwhile in one write). Interrupted as it waits, it gives the role up: the woken
+    callers get their replies, and its command, queued and never written, goes out
+    with the next one, whose caller gets its own reply, not the dropped one.
+    """
+    pipe = sync_pipe(private_server, SLEPT_ON_TIMEOUT_MS)
+    landed: list[Interrupt] = []
+    late: list[Outcome] = []
+
+    def interrupt_the_next_reader(parked: HookedLock) -> None:
+        leader = pipe._leader
+        if not landed and leader is not None and leader.lock is parked:
+            landed.append(Interrupt("landed as it waited to read after the woken callers"))
+            raise landed[-1]
+
+    def call_as_the_first_is_woken(parked: HookedLock) -> None:
+        if not late:  # the others are still to be woken
+            late.append(Outcome(lambda: pipe.call(pack_get(b"d"))))
+            until(lambda: bool(landed), "the late caller waited to read, and was interrupted")
+
+    try:
+        for name in (b"a", b"b", b"c", b"d"):
+            assert pipe.call(pack_set(name, b"value of " + name)) == b"OK"
+        send = pipe._send
+
+        def send_once_two_more_are_queued(data: bytes | memoryview) -> None:
+            pipe._send = send
+            until(lambda: len(pipe._queued) == 2, "queued two more")
+            send(data)
+
+        pipe._new_lock = lambda: HookedLock(interrupt_the_next_reader, call_as_the_first_is_woken)
+        pipe._send = send_once_two_more_are_queued
+        private_server.pause()
+        try:  # three commands written before the server answers: their replies come at once
+            first = Outcome(lambda: pipe.call(pack_get(b"a")))
+            until(lambda: pipe._writer is not None, "writing the first")
+            second = Outcome(lambda: pipe.call(pack_get(b"b")))
+            until(lambda: len(pipe._queued) == 1, "queued the second")
+            third = Outcome(lambda: pipe.call(pack_get(b"c")))
+            until(lambda: len(pipe._waiting) == 3, "written all three")
+        finally:
+            private_server.resume()
+        for outcome in (first, second, third):
+            assert outcome.wait(10)
+        assert late, "no caller came as the others were woken"
+        assert late[0].wait(10)
+        assert landed, "the exception never landed"
+        assert late[0].error is landed[0]
+        assert [(o.value, o.error) for o in (first, second, third)] == [
+            (b"value of a", None),
+            (b"value of b", None),
+            (b"value of c", None),
+        ]
+        assert not pipe.closed
+        pipe._new_lock = threading.Lock
+        assert pipe.call(pack_get(b"a")) == b"value of a"
+        assert pipe.call(pack_get(b"b")) == b"value of b"
+        assert not pipe._queued
+    finally:
+        pipe.close()
+
+
 def test_threads_that_come_and_go_leave_no_descriptor_behind(
     private_server: RedisServer,
 ) -> None:

@@ -17,8 +17,11 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   thread woken while another holds the GIL only finds it taken and sleeps
   again, so waking them all at once costs two extra context switches each;
   the next reader is woken last, and writes what they sent meanwhile at once.
-  On Linux a thread parks on an eventfd of its own, woken by a write made
-  with the GIL released (:mod:`~pevensie_redis.wakers`);
+  A caller that finds no reader while callers are being woken (every reply
+  came in one read) takes the role and waits behind them (at most
+  :data:`_HANDOVER`) instead of writing its command alone. On Linux a thread
+  parks on an eventfd of its own, woken by a write made with the GIL released
+  (:mod:`~pevensie_redis.wakers`);
 - **bounded waits**: a caller never waits past its deadline (``timeout`` after
   it sent); a reader or a follower that finds the oldest command overdue
   closes the pipe ("stalled server"), failing every waiter;
@@ -82,6 +85,12 @@ releasing the lock it sleeps on; an exception raised into the waking thread in
 between (a signal handler's) would leave it asleep until its timeout, holding
 its reply or the reader role (so that every caller on the pipe then failed as
 stalled).
+"""
+_HANDOVER = 0.002
+"""Seconds a caller that is to read after the callers being woken waits for its wake.
+
+Past it, it reads at once: the callers woken before it are slow to leave
+``call()`` (their threads wait for the GIL), and its command waits no longer.
 """
 _monotonic = time.monotonic
 
@@ -250,10 +259,12 @@ class Pipe(PipeCore[_Slot]):
                 if suspect and not self._waiting and not self._queued and self._dead():
                     raise closed_error(self._closed or RedisPyConnectionError())
                 self._queued.append(entry)
-                if self._writer is not None or self._leader is not None:
+                if self._writer is not None or self._leader is not None or self._to_wake:
                     # Another caller writes, or reads (and then writes what was queued
-                    # meanwhile before it waits again): the commands of concurrent
-                    # callers go out together, as on the async face.
+                    # meanwhile before it waits again), or callers whose replies came
+                    # are about to run (this one then reads after them: see _wait):
+                    # the commands of concurrent callers go out together, as on the
+                    # async face.
                     return
                 self._writer = slots
                 out = self._take()
@@ -339,16 +350,27 @@ class Pipe(PipeCore[_Slot]):
                             self._hand_on()
                         return
                     leader = self._leader
-                    if leader is None:
+                    if leader is None and self._to_wake and slot.lock is None:
+                        # Callers whose replies came are about to leave call(), each
+                        # waking the next: this one takes the reader role, is woken
+                        # after them, and writes what they send meanwhile in one write.
                         self._leader = leader = slot
-                    elif leader is slot:
-                        slot.woken = True  # handed the role, found at a recheck: woken by none
+                        parked = slot.lock = self._new_lock()
+                        parked.acquire(False)  # a new lock: taken; a waker: no-op
+                        self._to_wake.append(slot)
+                        reading = False
                     else:
-                        parked = slot.lock
-                        if parked is None:
-                            parked = slot.lock = self._new_lock()
-                            parked.acquire(False)  # a new lock: taken; a waker: no-op
-                if leader is slot:
+                        reading = leader is None or leader is slot
+                        if leader is None:
+                            self._leader = slot
+                        elif reading:
+                            slot.woken = True  # handed the role, found at a recheck: woken by none
+                        else:
+                            parked = slot.lock
+                            if parked is None:
+                                parked = slot.lock = self._new_lock()
+                                parked.acquire(False)  # a new lock: taken; a waker: no-op
+                if reading:
                     self._read_until(slot)
                     with lock:
                         if self._leader is slot:
@@ -356,12 +378,13 @@ class Pipe(PipeCore[_Slot]):
                             self._hand_on()
                     continue  # replied, or the pipe closed: see above
                 remaining = slot.deadline - _monotonic()
-                if remaining > 0 and parked.acquire(True, min(remaining, _RECHECK)):
+                recheck = _HANDOVER if leader is slot else _RECHECK
+                if remaining > 0 and parked.acquire(True, min(remaining, recheck)):
                     if slot.state != _PENDING and self._leader is not slot:
                         return  # replied (woken by the caller before it: see _wake_next)
                     continue  # failed, handed the reader role, or a thread's stale wake
-                if remaining > _RECHECK:
-                    continue  # a wake-up lost to an interrupted waker: see _RECHECK
+                if remaining > recheck:
+                    continue  # a wake-up lost to an interrupted waker, or late: see above
                 with lock:
                     if slot.state or self._leader in (slot, None):
                         continue  # replied, or reading is up to this caller (see above)
