@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Waker", "parking", "thread_waker"]
+__all__ = ["Waker", "cooperative", "parking", "thread_waker"]
 
 _close = os.close
 
@@ -100,12 +100,12 @@ def parking() -> Callable[[], Any]:
     :func:`thread_waker`, or ``threading.Lock`` (looked up now: gevent or
     eventlet may have patched it).
     """
-    if not (hasattr(os, "eventfd") and hasattr(select, "epoll")) or _patched():
+    if not (hasattr(os, "eventfd") and hasattr(select, "epoll")) or cooperative():
         return threading.Lock
     return thread_waker
 
 
-def _patched() -> bool:
+def cooperative() -> bool:
     """Whether gevent or eventlet made threads cooperative (their public checks)."""
     gevent = sys.modules.get("gevent.monkey")
     if gevent is not None and any(map(gevent.is_module_patched, ("threading", "select"))):
