@@ -13,6 +13,7 @@ others; and a subscribed pipe whose heartbeat meets a pushed message.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import sys
 import threading
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from interrupt_support import Interrupt
+from interrupt_support import Interrupt, interrupt_after
 from redis.exceptions import ConnectionError as RedisPyConnectionError
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 from reliability_support import MARGIN_S, connect_cache
@@ -471,8 +472,8 @@ def test_a_caller_interrupted_as_it_waits_to_read_after_the_woken_ones_stalls_no
     """A caller that finds no reader while callers whose replies came are being woken
     takes the reader role and waits to be woken after them (to write what they send
     meanwhile in one write). Interrupted as it waits, it gives the role up: the woken
-    callers get their replies, and its command, queued and never written, goes out
-    with the next one, whose caller gets its own reply, not the dropped one.
+    callers get their replies, its command, never written, leaves the queue, and the
+    next caller gets its own reply.
     """
     pipe = sync_pipe(private_server, SLEPT_ON_TIMEOUT_MS)
     landed: list[Interrupt] = []
@@ -527,6 +528,96 @@ def test_a_caller_interrupted_as_it_waits_to_read_after_the_woken_ones_stalls_no
         assert pipe.call(pack_get(b"a")) == b"value of a"
         assert pipe.call(pack_get(b"b")) == b"value of b"
         assert not pipe._queued
+    finally:
+        pipe.close()
+
+
+@pytest.mark.parametrize(
+    "lands", ["as its command is queued", "as its batch is queued", "as it waits to read"]
+)
+def test_a_caller_interrupted_as_it_queues_behind_the_woken_ones_leaves_no_command_to_run_late(
+    private_server: RedisServer, lands: str
+) -> None:
+    """A caller finds no reader while callers whose replies came are being woken: it
+    queues its ``SET`` (alone, or in a batch) for the reader after them (itself), and is
+    interrupted right after the queueing returns, or as it waits to read. The ``SET``
+    must never run after its caller left: withdrawn, it is not written when the pipe's
+    next command goes out, where it stayed queued with no writer and no reader, went
+    out with that next command (on an idle pipe, any time later) and overwrote the
+    newer value another client had set meanwhile.
+    """
+    pipe = sync_pipe(private_server, SLEPT_ON_TIMEOUT_MS)
+    window = threading.Event()
+    carry_on = threading.Event()
+
+    def hold_the_first_wake_up(parked: HookedLock) -> None:
+        # The first woken caller wakes the next: the others are still to be woken,
+        # and nobody reads or writes.
+        if not window.is_set() and pipe._to_wake and pipe._leader is None:
+            window.set()
+            carry_on.wait(10)
+
+    def interrupt_the_main_thread(parked: HookedLock) -> None:
+        if lands == "as it waits to read" and threading.current_thread() is threading.main_thread():
+            raise Interrupt("landed as it waited to read after the woken callers")
+
+    try:
+        for name in (b"a", b"b", b"c"):
+            assert pipe.call(pack_set(name, b"value of " + name)) == b"OK"
+        send = pipe._send
+
+        def send_once_two_more_are_queued(data: bytes | memoryview) -> None:
+            pipe._send = send
+            until(lambda: len(pipe._queued) == 2, "queued two more")
+            send(data)
+
+        pipe._new_lock = lambda: HookedLock(interrupt_the_main_thread, hold_the_first_wake_up)
+        pipe._send = send_once_two_more_are_queued
+        private_server.pause()
+        try:  # three commands written before the server answers: their replies come at once
+            first = Outcome(lambda: pipe.call(pack_get(b"a")))
+            until(lambda: pipe._writer is not None, "writing the first")
+            second = Outcome(lambda: pipe.call(pack_get(b"b")))
+            until(lambda: len(pipe._queued) == 1, "queued the second")
+            third = Outcome(lambda: pipe.call(pack_get(b"c")))
+
+            def one_reads_two_sleep() -> bool:
+                return len(pipe._waiting) == 3 and all(
+                    s is pipe._leader or s.lock is not None for s in pipe._waiting
+                )
+
+            until(one_reads_two_sleep, "written all three, one reading, two parked")
+        finally:
+            private_server.resume()
+        try:
+            assert window.wait(10), "the replies never came in one read"
+            assert pipe._to_wake and pipe._leader is None and pipe._writer is None
+            landing = (
+                contextlib.nullcontext()
+                if lands == "as it waits to read"
+                else interrupt_after(pipe, "_enqueue")
+            )
+            with landing, pytest.raises(Interrupt):
+                if lands == "as its batch is queued":
+                    pipe.call_many([pack_get(b"a"), pack_set(b"k", b"stale")])
+                else:
+                    pipe.call(pack_set(b"k", b"stale"))
+        finally:
+            carry_on.set()
+        for outcome in (first, second, third):
+            assert outcome.wait(10)
+        assert [(o.value, o.error) for o in (first, second, third)] == [
+            (b"value of a", None),
+            (b"value of b", None),
+            (b"value of c", None),
+        ]
+        with private_server.client() as raw:
+            assert raw.get("k") is None  # the interrupted SET did not run (nor has it yet)
+            raw.set("k", "newer")
+            pipe._new_lock = threading.Lock
+            assert pipe.call(pack_get(b"a")) == b"value of a"  # the pipe's next command
+            assert raw.get("k") == "newer", "the interrupted SET ran after its caller left"
+        assert not pipe.closed
     finally:
         pipe.close()
 

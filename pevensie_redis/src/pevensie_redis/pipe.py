@@ -27,15 +27,17 @@ large replies), for threads, and for greenlets under gevent's monkey-patching.
   closes the pipe ("stalled server"), failing every waiter;
 - **interruption**: an exception raised into a waiting caller from outside
   (``gevent.Timeout``, ``KeyboardInterrupt``, a signal handler's exception)
-  propagates unchanged. A follower that leaves abandons its slot: its reply is
-  read and dropped. A caller interrupted while it held the reader or writer
-  role may have lost bytes between ``recv`` and the reader, or sent half a
-  command: the pipe is closed, and the other waiters' commands fail with a
-  connection error, marked as never sent when their bytes had not been taken
-  for writing (the channel retries those, and idempotent ones). An
-  interruption can also cut short the thread that wakes another (a parked
-  caller checks again every :data:`_RECHECK` seconds) or that closes the pipe
-  (the next caller that finds it closed finishes the closing);
+  propagates unchanged. A caller that leaves abandons its slot: its reply is
+  read and dropped; its command, if not yet taken for writing, leaves the
+  queue unsent (nobody else may be due to write it). A caller interrupted
+  while it held the reader or writer role may have lost bytes between
+  ``recv`` and the reader, or sent half a command: the pipe is closed, and
+  the other waiters' commands fail with a connection error, marked as never
+  sent when their bytes had not been taken for writing (the channel retries
+  those, and idempotent ones). An interruption can also cut short the thread
+  that wakes another (a parked caller checks again every :data:`_RECHECK`
+  seconds) or that closes the pipe (the next caller that finds it closed
+  finishes the closing);
 - only C-level locks (``threading.Lock``) and system calls, never
   ``Condition``, ``Event`` or ``Queue``, whose Python-level code an
   interruption can leave half done.
@@ -165,9 +167,13 @@ class Pipe(PipeCore[_Slot]):
         command, as the listener's ``PING``).
         """
         slot = _Slot(_monotonic() + (self._timeout if timeout is None else timeout))
-        self._enqueue(packed, (slot,))
+        slots = (slot,)
         try:
+            self._enqueue(packed, slots)
             self._wait(slot)
+        except BaseException:
+            self._withdraw(slots)
+            raise
         finally:
             if self._to_wake:
                 self._wake_next()
@@ -181,9 +187,12 @@ class Pipe(PipeCore[_Slot]):
         slots = [_Slot(deadline, False) for _ in commands]
         last = slots[-1]
         last.waited = True
-        self._enqueue(commands[0] if len(commands) == 1 else b"".join(commands), slots)
         try:
+            self._enqueue(commands[0] if len(commands) == 1 else b"".join(commands), slots)
             self._wait(last)
+        except BaseException:
+            self._withdraw(slots)
+            raise
         finally:
             if self._to_wake:
                 self._wake_next()
@@ -310,15 +319,11 @@ class Pipe(PipeCore[_Slot]):
     def _enqueue_failed(self, entry: tuple[bytes, Sequence[_Slot]], exc: BaseException) -> None:
         slots = entry[1]
         with self._lock:
+            if self._writer is not slots:
+                self._withdrawn(slots)
+                return
             for slot in slots:
                 slot.left = True
-            if self._writer is not slots:
-                queued = self._queued
-                for index, waiting in enumerate(queued):
-                    if waiting is entry:  # not taken yet: withdrawn, nothing was sent
-                        del queued[index]
-                        break
-                return  # else not queued at all, or taken whole: its replies are dropped
             self._writer = None  # half a command may be on the wire
             self._abort(
                 _broken(self.endpoint, "writing to", exc)
@@ -328,6 +333,28 @@ class Pipe(PipeCore[_Slot]):
                 )
             )
             self._roles_released()
+
+    def _withdraw(self, slots: Sequence[_Slot]) -> None:
+        """Abandon a command whose caller was interrupted (see :meth:`_withdrawn`)."""
+        with self._lock:
+            self._withdrawn(slots)
+
+    def _withdrawn(self, slots: Sequence[_Slot]) -> None:
+        """Drop a gone caller's replies; take its command out of the queue if still there.
+
+        Not taken for writing yet, it is never sent: its caller may have been
+        the one to write it (it found no writer and no reader), and left in
+        the queue it would go out with the pipe's next command, any time
+        later, long after its caller gave up (a ``SET`` then overwriting a
+        newer value). The lock is held.
+        """
+        for slot in slots:
+            slot.left = True
+        queued = self._queued
+        for index, (_, waiting) in enumerate(queued):
+            if waiting is slots:
+                del queued[index]
+                return
 
     # -- waiting and reading -----------------------------------------------------------
 
