@@ -591,17 +591,21 @@ def test_a_caller_interrupted_as_it_queues_behind_the_woken_ones_leaves_no_comma
             private_server.resume()
         try:
             assert window.wait(10), "the replies never came in one read"
-            assert pipe._to_wake and pipe._leader is None and pipe._writer is None
+            assert pipe._to_wake
+            assert pipe._leader is None
+            assert pipe._writer is None
+            interrupted_call = (
+                (lambda: pipe.call_many([pack_get(b"a"), pack_set(b"k", b"stale")]))
+                if lands == "as its batch is queued"
+                else (lambda: pipe.call(pack_set(b"k", b"stale")))
+            )
             landing = (
                 contextlib.nullcontext()
                 if lands == "as it waits to read"
                 else interrupt_after(pipe, "_enqueue")
             )
             with landing, pytest.raises(Interrupt):
-                if lands == "as its batch is queued":
-                    pipe.call_many([pack_get(b"a"), pack_set(b"k", b"stale")])
-                else:
-                    pipe.call(pack_set(b"k", b"stale"))
+                interrupted_call()
         finally:
             carry_on.set()
         for outcome in (first, second, third):
