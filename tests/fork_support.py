@@ -43,8 +43,13 @@ def in_child(work: Callable[[], object]) -> object:
             os.close(write_end)
             os._exit(status)
     os.close(write_end)
+    # Read as it writes: a report larger than the pipe's buffer (64 KiB) would otherwise
+    # block the child in its write, and a child that finished be called hung.
+    os.set_blocking(read_end, False)
+    chunks: list[bytes] = []
     deadline = time.monotonic() + CHILD_BOUND
     while True:
+        _drain(read_end, chunks)
         ended, wait_status = os.waitpid(pid, os.WNOHANG)
         if ended:
             break
@@ -54,8 +59,21 @@ def in_child(work: Callable[[], object]) -> object:
             os.close(read_end)
             pytest.fail(f"the child still ran {CHILD_BOUND:g} s after the fork: it hung")
         time.sleep(0.02)
-    with os.fdopen(read_end, "rb") as pipe:
-        report = json.loads(pipe.read() or b"{}")
+    _drain(read_end, chunks)
+    os.close(read_end)
+    report = json.loads(b"".join(chunks) or b"{}")
     assert "error" not in report, report
     assert os.waitstatus_to_exitcode(wait_status) == 0
     return report["result"]
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    """Append what the non-blocking pipe ``fd`` holds now to ``chunks``."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:  # the child closed its end
+            return
+        chunks.append(chunk)

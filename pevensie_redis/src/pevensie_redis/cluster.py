@@ -63,13 +63,14 @@ with the cluster's reply.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
 from pevensie_cache.driver import Progress
-from pevensie_redis.cluster_io import MAX_REDIRECTS, ClusterIO, open_cluster
+from pevensie_redis.cluster_io import MAX_REDIRECTS, Attempts, ClusterIO, open_cluster
 from pevensie_redis.cluster_near import ClusterListeners
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -639,7 +640,8 @@ class RedisClusterDriver:
         """
         io = self._live()
         units = [unit for indexes in batch.slot_groups() for unit in batch.units(indexes)]
-        attempts = io.attempts()
+        started = time.monotonic()
+        attempts: Attempts | None = None  # made at the first failed pass (see Attempts)
         redirects = 0
         replicas = batch.read
         while units:
@@ -671,6 +673,7 @@ class RedisClusterDriver:
                     )
             if outcome.failed:
                 # A pass is refused when every command left was refused before it ran.
+                attempts = attempts or io.attempts(started)
                 again = attempts.failed() if outcome.unreachable else attempts.refused()
                 if not again:
                     error = outcome.error or RedisConnectionError("the cluster did not answer")

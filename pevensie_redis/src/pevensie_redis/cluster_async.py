@@ -64,13 +64,14 @@ with the cluster's reply.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
 from pevensie_cache.driver import Progress
-from pevensie_redis.cluster_io_async import MAX_REDIRECTS, ClusterIO, open_cluster
+from pevensie_redis.cluster_io_async import MAX_REDIRECTS, Attempts, ClusterIO, open_cluster
 from pevensie_redis.cluster_near_async import ClusterListeners
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -646,7 +647,8 @@ class AsyncRedisClusterDriver:
         """
         io = self._live()
         units = [unit for indexes in batch.slot_groups() for unit in batch.units(indexes)]
-        attempts = io.attempts()
+        started = time.monotonic()
+        attempts: Attempts | None = None  # made at the first failed pass (see Attempts)
         redirects = 0
         replicas = batch.read
         while units:
@@ -678,6 +680,7 @@ class AsyncRedisClusterDriver:
                     )
             if outcome.failed:
                 # A pass is refused when every command left was refused before it ran.
+                attempts = attempts or io.attempts(started)
                 again = attempts.failed() if outcome.unreachable else attempts.refused()
                 if not again:
                     error = outcome.error or RedisConnectionError("the cluster did not answer")

@@ -148,10 +148,15 @@ class Attempts:
 
     __slots__ = ("deadline", "failures", "refusals", "retries", "started")
 
-    def __init__(self, retries: int, timeout: float) -> None:
-        """Start counting for a call, now (``retries``, ``timeout`` in seconds: the config's)."""
+    def __init__(self, retries: int, timeout: float, started: float | None = None) -> None:
+        """Start counting for a call (``retries``, ``timeout`` in seconds: the config's).
+
+        ``started``: when the call started (``time.monotonic()``; ``None``: now).
+        A call makes its count at its first failed attempt only, from the
+        start it noted: a call that succeeds at once allocates nothing.
+        """
         self.retries = retries
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         self.deadline = self.started + timeout
         """When the call's time for riding out refusals is spent (monotonic seconds)."""
         self.failures = 0
@@ -359,13 +364,15 @@ class ClusterIO:
         cluster that keeps redirecting. ``shape``: the shape of the command's
         reply (see the channel's ``pipeline``).
         """
-        attempts = self.attempts()
+        started = time.monotonic()
+        attempts: Attempts | None = None  # made at the first failed attempt (see Attempts)
         hops = 0
         asking: str | None = None
         seen = self._generation
         while True:
             node = asking or self._map.primaries[slot]
             if node is None:
+                attempts = attempts or self.attempts(started)
                 if not attempts.refused():
                     raise RedisConnectionError(
                         f"{attempts.spent(name)}: no node of the cluster serves slot {slot}"
@@ -381,6 +388,7 @@ class ClusterIO:
             try:
                 replies = self._send(node, commands, name, idempotent=not once, shapes=shapes)
             except UNREACHABLE as exc:
+                attempts = attempts or self.attempts(started)
                 if not attempts.failed() or (once and not _unsent(exc)):
                     raise
                 asking = None
@@ -410,15 +418,16 @@ class ClusterIO:
                     self.moved(redirect, node)
                 continue
             # TRYAGAIN, CLUSTERDOWN: refused before it ran, whatever the command.
+            attempts = attempts or self.attempts(started)
             if not attempts.refused():
                 raise map_error(reply, attempts.spent(name)) from reply
             self.refresh(seen)
             seen = self._generation
             self.pause(attempts)
 
-    def attempts(self) -> Attempts:
-        """Return a new count of attempts for a call starting now (the config's bounds)."""
-        return Attempts(self._retries, self._timeout)
+    def attempts(self, started: float | None = None) -> Attempts:
+        """Return a new count of attempts for a call started at ``started`` (``None``: now)."""
+        return Attempts(self._retries, self._timeout, started)
 
     def pause(self, attempts: Attempts) -> None:
         """Pause before the next attempt of a call (see :meth:`Attempts.pause`)."""
