@@ -170,6 +170,8 @@ async def test_a_primary_that_keeps_refusing_fails_typed_once_the_timeout_is_spe
             lambda: c.get_many("user", keys),
             lambda: c.set("user", "42", "Bea"),
         ):
+            # Past the window in which an earlier call's failure makes calls fail fast.
+            time.sleep(timeout_s + 0.1)
             started = time.monotonic()
             with pytest.raises((RedisServerError, RedisConnectionError)) as raised:
                 await call()
@@ -182,6 +184,48 @@ async def test_a_primary_that_keeps_refusing_fails_typed_once_the_timeout_is_spe
             assert "CLUSTERDOWN" in message or "no node of the cluster serves" in message, message
         outage.end()
         assert await c.get("user", "42") == "Ada"  # the same cache serves again
+    finally:
+        await c.disconnect()
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_once_a_call_has_spent_its_timeout_on_refusals_the_next_ones_fail_fast(
+    topology: LocalCluster, face: str
+) -> None:
+    """A shard down for good holds one call for the timeout, not every call after it."""
+    timeout_s = 3.0
+    c = new_face(face, cluster_url(topology, timeout=f"{timeout_s:.0f}s"))
+    outage = Outage(topology.primary_for_key("user:42"))
+    await c.connect()
+    try:
+        keys = [str(n) for n in range(40)]
+        await c.set("user", "42", "Ada")
+        outage.begin(probe="user:42")
+        started = time.monotonic()
+        with pytest.raises(RedisServerError):
+            await c.get("user", "42")
+        assert time.monotonic() - started >= timeout_s * 0.9  # the first rode it out
+        for call in (
+            lambda: c.get("user", "42"),
+            lambda: c.get_many("user", keys),
+            lambda: c.set("user", "42", "Bea"),
+        ):
+            started = time.monotonic()
+            with pytest.raises(RedisServerError) as raised:
+                await call()
+            # `retries` more attempts (tens of milliseconds), not the timeout again.
+            assert time.monotonic() - started < timeout_s / 2
+            assert "CLUSTERDOWN" in raised.value.server_message
+        outage.end()
+        assert await c.get("user", "42") == "Ada"  # back in service: answered at once
+        # A refusal after the window is ridden out again.
+        time.sleep(timeout_s + 0.1)
+        outage.begin(probe="user:42")
+        restorer = outage.end_later(OUTAGE_S)
+        try:
+            assert await c.get("user", "42") == "Ada"
+        finally:
+            restorer.join()
     finally:
         await c.disconnect()
 

@@ -76,6 +76,7 @@ def test_drops_racing_with_use_never_close_a_connection_under_its_user(
     stop = threading.Event()
     failures: list[str] = []
     rounds = [0]
+    done = [0] * 8  # calls each user completed
 
     def user(n: int) -> None:
         while not stop.is_set():
@@ -86,17 +87,18 @@ def test_drops_racing_with_use_never_close_a_connection_under_its_user(
             except Exception as exc:
                 failures.append(f"in use: {exc!r}")
             rounds[0] += 1
+            done[n] += 1
 
     def dropper() -> None:
         # A retired pipe's command that has not gone out moves to another pipe, a few
-        # times for free: between two drops the users complete some calls, so a busy
+        # times for free: between two drops every user completes a call, so a busy
         # machine (a thread descheduled across many drops) cannot exhaust those moves.
         while not stop.is_set():
             with channel._lock:
                 channel._retire_all_but("elsewhere:6379")
             time.sleep(0.001)
-            done_before = rounds[0]
-            while rounds[0] < done_before + 8 and not stop.is_set():
+            before = list(done)
+            while not stop.is_set() and any(a == b for a, b in zip(done, before, strict=True)):
                 time.sleep(0.0005)
 
     threads = [threading.Thread(target=user, args=(n,)) for n in range(8)]

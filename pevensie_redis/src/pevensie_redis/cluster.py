@@ -676,6 +676,8 @@ class RedisClusterDriver:
                 attempts = attempts or io.attempts(started)
                 again = attempts.failed() if outcome.unreachable else attempts.refused()
                 if not again:
+                    if not outcome.unreachable:
+                        io.gave_up()
                     error = outcome.error or RedisConnectionError("the cluster did not answer")
                     if isinstance(error, RedisDriverError):
                         raise error

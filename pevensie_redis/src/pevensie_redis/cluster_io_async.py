@@ -139,23 +139,30 @@ class Attempts:
       Nothing ran, so any command may go again, and such answers last a
       moment (a failover, a migration): another attempt while the call's
       ``timeout`` (from its start) has time left, and at least ``retries``
-      more in any case.
+      more in any case. Not while the cluster is known to be down (a call's
+      refusals outlasted its timeout less than a ``timeout`` ago: see
+      :meth:`ClusterIO.gave_up`): then ``retries`` more, and the call fails
+      fast instead of holding its caller for the whole timeout again.
     - :meth:`failed`: a node did not answer (each such attempt may have
       waited a whole ``timeout``): ``retries`` more attempts.
     """
 
     __slots__ = ("deadline", "failures", "refusals", "retries", "started")
 
-    def __init__(self, retries: int, timeout: float, started: float | None = None) -> None:
+    def __init__(
+        self, retries: int, timeout: float, started: float | None = None, *, ride: bool = True
+    ) -> None:
         """Start counting for a call (``retries``, ``timeout`` in seconds: the config's).
 
         ``started``: when the call started (``time.monotonic()``; ``None``: now).
         A call makes its count at its first failed attempt only, from the
         start it noted: a call that succeeds at once allocates nothing.
+        ``ride``: whether refusals are ridden out for the timeout (``False``:
+        ``retries`` more attempts only).
         """
         self.retries = retries
         self.started = time.monotonic() if started is None else started
-        self.deadline = self.started + timeout
+        self.deadline = self.started + (timeout if ride else 0.0)
         """When the call's time for riding out refusals is spent (monotonic seconds)."""
         self.failures = 0
         """Attempts that met a node that did not answer."""
@@ -192,6 +199,8 @@ class ClusterIO:
         self._config = config
         self._retries = config.retries
         self._timeout = config.timeout_seconds
+        self._down_until = 0.0
+        """Until when (monotonic) refused calls fail fast: see :meth:`gave_up`."""
         self._seed = node_name(config.host, config.port)
         self._map = SlotMap.empty()
         self._map.learn(config.host, config.port)
@@ -372,6 +381,7 @@ class ClusterIO:
             if node is None:
                 attempts = attempts or self.attempts(started)
                 if not attempts.refused():
+                    self.gave_up()
                     raise RedisConnectionError(
                         f"{attempts.spent(name)}: no node of the cluster serves slot {slot}"
                     )
@@ -418,6 +428,7 @@ class ClusterIO:
             # TRYAGAIN, CLUSTERDOWN: refused before it ran, whatever the command.
             attempts = attempts or self.attempts(started)
             if not attempts.refused():
+                self.gave_up()
                 raise map_error(reply, attempts.spent(name)) from reply
             await self.refresh(seen)
             seen = self._generation
@@ -425,7 +436,21 @@ class ClusterIO:
 
     def attempts(self, started: float | None = None) -> Attempts:
         """Return a new count of attempts for a call started at ``started`` (``None``: now)."""
-        return Attempts(self._retries, self._timeout, started)
+        ride = time.monotonic() >= self._down_until
+        return Attempts(self._retries, self._timeout, started, ride=ride)
+
+    def gave_up(self) -> None:
+        """Note a call whose refusals outlasted its attempts: the cluster is down for now.
+
+        For a ``timeout`` from now (from the last such call), calls the cluster
+        refuses fail after ``retries`` more attempts instead of riding the
+        refusals out (see :class:`Attempts`): with a shard down for good,
+        every call would otherwise hold its caller for the whole timeout (a
+        ``fail_open`` cache's too, before it serves the miss). A cluster back
+        in service answers the next call at once; a refusal after the window
+        is ridden out again.
+        """
+        self._down_until = time.monotonic() + self._timeout
 
     async def pause(self, attempts: Attempts) -> None:
         """Pause before the next attempt of a call (see :meth:`Attempts.pause`)."""
