@@ -552,14 +552,22 @@ def hot(topology: LocalCluster, port: int, count: int) -> set[int]:
 # -- the tests ----------------------------------------------------------------------------
 
 
+RESHARDING_NODE_TIMEOUT_MS = 10_000
+"""The ``cluster-node-timeout`` of the clusters whose slots move (none of their nodes fails)."""
+
+
 @pytest.fixture
 def moving_cluster() -> Iterator[LocalCluster]:
     """A 3-primary cluster of its own, without replicas: these tests change its topology.
 
     Clients never talk to replicas here; on Valkey 8 each ``CLUSTER SETSLOT``
     waits for the primary's replicas, which doubles the time a slot takes to move.
+    No node fails here: a long ``cluster-node-timeout`` keeps a node that a loaded
+    machine (or a long ``MIGRATE``) keeps from answering the others' pings for a
+    second from being marked failed, which, without replicas, took the cluster down
+    in the middle of a rebalance (one CI rehearsal).
     """
-    topology = start_cluster(3, 0)
+    topology = start_cluster(3, 0, node_timeout_ms=RESHARDING_NODE_TIMEOUT_MS)
     try:
         yield topology
     finally:
@@ -569,7 +577,7 @@ def moving_cluster() -> Iterator[LocalCluster]:
 @pytest.fixture
 def four_primary_cluster() -> Iterator[LocalCluster]:
     """A 4-primary cluster of its own, without replicas, for the test that removes a primary."""
-    topology = start_cluster(4, 0)
+    topology = start_cluster(4, 0, node_timeout_ms=RESHARDING_NODE_TIMEOUT_MS)
     try:
         yield topology
     finally:

@@ -655,7 +655,12 @@ def test_threads_that_come_and_go_leave_no_descriptor_behind(
             return len(os.listdir("/proc/self/fd"))
 
         after_first = burst()
-        assert [burst() for _ in range(3)] == [after_first] * 3
+        later = [burst() for _ in range(3)]
+        # A waker kept past its thread would add two descriptors per thread and burst
+        # (64 here, 192 by the third); the worker process's other descriptors (the
+        # channel's pipes, what earlier tests left to the garbage collector) come and go
+        # by a few, either way.
+        assert max(later) < after_first + THREADS, (after_first, later)
     finally:
         c.disconnect()
 
