@@ -31,6 +31,8 @@ on the old node)
 a node's channel breaks (closed,   that node's entries are dropped at once, misses
 killed, silent for 2 heartbeats)   everywhere; its reads are not kept until it
                                    listens again (it reconnects every 0.2 s)
+a node refuses the channel (an     as a break; it is asked again after 0.2 s, then
+ACL changed while running)         less and less often (doubling, up to every 5 s)
 a primary killed and failed over   its channel breaks (above); the promoted replica
                                    is listened to from the next watch on
 a primary demoted while alive      it still names the keys its new primary writes

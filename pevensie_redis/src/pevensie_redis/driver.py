@@ -189,11 +189,17 @@ class RedisDriver:
                 reads = ReplicaReads(channel, locator, config)
                 reads.start()
         except BaseException:
-            if reads is not None and reads is not channel:
-                reads.close()
-            if channel is not None:
-                channel.close()
-            locator.close()
+            # Each part is closed even when closing one before it was interrupted (a signal
+            # handler's exception, a cancellation), as in disconnect().
+            try:
+                if reads is not None and reads is not channel:
+                    reads.close()
+            finally:
+                try:
+                    if channel is not None:
+                        channel.close()
+                finally:
+                    locator.close()
             raise
         self._scripting = True
         self._locator = locator

@@ -188,11 +188,17 @@ class AsyncRedisDriver:
                 reads = AsyncReplicaReads(channel, locator, config)
                 await reads.start()
         except BaseException:
-            if reads is not None and reads is not channel:
-                await reads.close()
-            if channel is not None:
-                await channel.close()
-            await locator.close()
+            # Each part is closed even when closing one before it was interrupted (a signal
+            # handler's exception, a cancellation), as in disconnect().
+            try:
+                if reads is not None and reads is not channel:
+                    await reads.close()
+            finally:
+                try:
+                    if channel is not None:
+                        await channel.close()
+                finally:
+                    await locator.close()
             raise
         self._scripting = True
         self._locator = locator

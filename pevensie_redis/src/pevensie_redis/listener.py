@@ -20,9 +20,12 @@ It also watches the pipe: with no message for ``heartbeat`` seconds it sends
 ``PING``, and gives the pipe up when no answer comes within one more
 heartbeat. When the pipe breaks (closed, killed, server restarted, failover,
 network timeout), the store is emptied and disabled at once: reads go to the
-server until the listener is listening again. In a forked child the store
-starts disabled and the next near-cache read starts a listener of the child's
-own.
+server until the listener is listening again. A broken pipe is replaced after
+200 ms; an attempt the server refuses (an error reply: an ACL changed while
+running, say) is repeated after a delay that doubles up to
+:data:`~pevensie_redis.refusals.RETRY_MAX` (:mod:`~pevensie_redis.refusals`).
+In a forked child the store starts disabled and the next near-cache read
+starts a listener of the child's own.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from pevensie_redis.protocol.commands import (
     pack_tracking,
     tracking_probes,
 )
+from pevensie_redis.refusals import is_refusal, retry_delay
 
 __all__ = ["LISTENER_NAME", "InvalidationListener", "start_near_cache"]
 
@@ -139,16 +143,20 @@ class InvalidationListener:
 
     def _run(self) -> None:
         broken = False  # logged once per break, not once per failed attempt
+        refusals = 0  # attempts refused in a row
         while not self._stopping:
+            refused = False
             try:
                 self._listen()
             except Exception as exc:  # any failure breaks the channel; cancellation stops it
                 self.failure = exc
+                refused = is_refusal(exc)  # the server's answer (an ACL), not a fault
                 if not self._stopping:
                     log = logger.debug if broken else logger.warning
                     log("near cache: the invalidation channel is down (%s)", exc)
                     broken = True
             finally:
+                refusals = refusals + 1 if refused else 0
                 # Whatever broke, no entry may outlive the channel that kept it coherent.
                 self.server = None
                 self._store.flush(disable=True, node=self._node)
@@ -157,7 +165,8 @@ class InvalidationListener:
                     pipe.close()
                 self._attempted.set()
             if not self._stopping:
-                runtime.sleep(self._retry_delay)
+                # A break is retried soon; an attempt the server keeps refusing, less often.
+                runtime.sleep(retry_delay(self._retry_delay, refusals))
 
     def _listen(self) -> None:
         pipe = self._pipe = self._connect()

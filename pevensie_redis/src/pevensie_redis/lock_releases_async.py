@@ -28,7 +28,7 @@ each message wakes the waiters of the lock it names.
   timeout) for a subscription under way, unless the server refused the last
   attempt (an error reply: an ACL without the channel refuses it for good);
   refused attempts are repeated after a delay that doubles from 200 ms up to
-  :data:`RETRY_MAX`, where a broken connection is tried again after 200 ms.
+  :data:`~pevensie_redis.refusals.RETRY_MAX`, where a broken connection is tried again after 200 ms.
 - A silent pipe is checked with ``PING`` after a heartbeat, as the near
   cache's invalidation channel does (:mod:`~pevensie_redis.listener_async`).
 - In a forked child nothing runs and the parent's pipe is forgotten (never
@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisPyConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisPyTimeoutError
 
 from pevensie_cache import forks
@@ -60,14 +60,12 @@ from pevensie_redis.protocol.commands import (
     describe,
     pack,
 )
+from pevensie_redis.refusals import RETRY_MAX, is_refusal, retry_delay
 
 __all__ = ["RETRY_MAX", "SUBSCRIBER_NAME", "LockReleases", "LockWatch", "open_lock_releases"]
 
 SUBSCRIBER_NAME = "pevensie-lock-releases"
 """The name of the subscriber's thread (sync face) or task (async face)."""
-
-RETRY_MAX = 5.0
-"""Seconds between two attempts at subscribing, at most, while the server refuses them."""
 
 logger = logging.getLogger("pevensie_redis.locks")
 
@@ -199,7 +197,7 @@ class LockReleases:
                 await self._listen()
             except Exception as exc:  # any failure breaks the subscription; cancellation stops it
                 self.failure = exc
-                refused = isinstance(exc, ResponseError)  # the server's answer, not a fault
+                refused = is_refusal(exc)  # the server's answer, not a fault
                 if not self._stopping:
                     log = logger.debug if broken else logger.info
                     log("lease waiters poll: the lock-release subscription is down (%s)", exc)
@@ -218,8 +216,7 @@ class LockReleases:
                 self._wake_all()  # no release reaches them now: they look again, then poll
             if not self._stopping:
                 # A break is retried soon; an attempt the server keeps refusing, less often.
-                backoff = self._retry_delay * 2 ** min(max(refusals - 1, 0), 8)
-                await runtime_async.sleep(min(backoff, RETRY_MAX))
+                await runtime_async.sleep(retry_delay(self._retry_delay, refusals))
 
     async def _listen(self) -> None:
         pipe = self._pipe = await self._connect()

@@ -375,19 +375,23 @@ async def open_pipe(endpoint: Endpoint, *, bulk: bool = False) -> Pipe:
     loop = asyncio.get_running_loop()
     pipe = Pipe(endpoint, loop, bulk=bulk)
     try:
-        if endpoint.path is not None:
-            connecting = loop.create_unix_connection(lambda: pipe, endpoint.path)
-        else:
-            if endpoint.host is None or endpoint.port is None:
-                raise RedisPyConnectionError(f"{endpoint.label}: no host and port to connect to")
-            connecting = loop.create_connection(
-                lambda: pipe,
-                endpoint.host,
-                endpoint.port,
-                ssl=endpoint.tls,
-                server_hostname=endpoint.server_hostname if endpoint.tls else None,
-            )
-        await asyncio.wait_for(connecting, endpoint.timeout)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives in the loop step where the connection completes (fixed in 3.12).
+        async with asyncio.timeout(endpoint.timeout):
+            if endpoint.path is not None:
+                await loop.create_unix_connection(lambda: pipe, endpoint.path)
+            else:
+                if endpoint.host is None or endpoint.port is None:
+                    raise RedisPyConnectionError(
+                        f"{endpoint.label}: no host and port to connect to"
+                    )
+                await loop.create_connection(
+                    lambda: pipe,
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=endpoint.tls,
+                    server_hostname=endpoint.server_hostname if endpoint.tls else None,
+                )
     except TimeoutError:
         raise RedisPyTimeoutError(f"Timeout connecting to {endpoint.label}") from None
     except ssl.SSLError as exc:
