@@ -101,6 +101,14 @@ def whole_file(text: str) -> str:
     return re.sub(r"\A# .*\n", "", text, count=1)
 
 
+def _first_section(text: str) -> str | None:
+    """Return the title of a file's first ``##`` section."""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            return line[3:].strip()
+    return None
+
+
 def on_files(files: Any, config: Any) -> Any:
     """Learn which page includes which file or README section, for the links."""
     _SECTION_ANCHORS.clear()
@@ -113,6 +121,8 @@ def on_files(files: Any, config: Any) -> Any:
                 continue
             text = (ROOT / name).read_text(encoding="utf-8")
             _SECTION_ANCHORS[(name, slug(title))] = (file.src_uri, "")
+            if title == _first_section(text):
+                _WHOLE_FILES.setdefault(name, file.src_uri)  # the file's own link: its start
             for heading in readme_section(text, title)[1]:
                 _SECTION_ANCHORS[(name, slug(heading))] = (file.src_uri, slug(heading))
     return files

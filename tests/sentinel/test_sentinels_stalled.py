@@ -248,9 +248,11 @@ async def test_with_every_sentinel_stalled_a_reconnect_waits_one_timeout_for_the
             started = time.monotonic()
             await c.set("user", "2", "Grace")
             took = time.monotonic() - started
-            # One timeout waiting for the sentinels, then the connect and the SET (the rest
-            # of the second is the margin for load); the call's bound is 2 timeouts.
-            assert took < 2 * timeout, f"the reconnecting call took {took:.2f} s"
+            # One timeout waiting for the sentinels, then the connect and the SET; where the
+            # call also meets the driver's own question (RELIABILITY.md's bound: a timeout
+            # per question, two at most) a second one. One timeout per sentinel in turn,
+            # the defect, took three (3.01 s).
+            assert took < 2.5 * timeout, f"the reconnecting call took {took:.2f} s"
         with primary.client() as raw:
             assert raw.get("user:2") == "Grace"
     finally:
