@@ -13,10 +13,11 @@ it), so even a write that must run once is sent again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from redis.exceptions import ClusterDownError
@@ -26,7 +27,7 @@ from pevensie_redis import RedisConnectionError, RedisServerError, RedisServerUn
 from pevensie_redis.protocol.slots import key_slot
 from pevensie_redis.testing import RedisServer
 from pevensie_test_support import LocalCluster, start_cluster
-from pevensie_test_support.faces import FACES, new_face
+from pevensie_test_support.faces import FACES, Face, new_face
 
 pytestmark = pytest.mark.server_dependent  # what the nodes answer while a slot is unserved
 
@@ -153,6 +154,16 @@ async def test_calls_made_while_a_primary_refuses_its_slots_succeed_once_it_serv
         await c.disconnect()
 
 
+def refused_calls(c: Face) -> tuple[Callable[[], Awaitable[object]], ...]:
+    """A read, a read over every primary and a write, each meeting the refused slots."""
+    keys = [str(n) for n in range(40)]
+    return (
+        lambda: c.get("user", "42"),
+        lambda: c.get_many("user", keys),
+        lambda: c.set("user", "42", "Bea"),
+    )
+
+
 @pytest.mark.parametrize("face", FACES)
 async def test_a_primary_that_keeps_refusing_fails_typed_once_the_timeout_is_spent(
     topology: LocalCluster, face: str
@@ -162,16 +173,11 @@ async def test_a_primary_that_keeps_refusing_fails_typed_once_the_timeout_is_spe
     outage = Outage(topology.primary_for_key("user:42"))
     await c.connect()
     try:
-        keys = [str(n) for n in range(40)]
         await c.set("user", "42", "Ada")
         outage.begin(probe="user:42")
-        for call in (
-            lambda: c.get("user", "42"),
-            lambda: c.get_many("user", keys),
-            lambda: c.set("user", "42", "Bea"),
-        ):
+        for call in refused_calls(c):
             # Past the window in which an earlier call's failure makes calls fail fast.
-            time.sleep(timeout_s + 0.1)
+            await asyncio.sleep(timeout_s + 0.1)
             started = time.monotonic()
             with pytest.raises((RedisServerError, RedisConnectionError)) as raised:
                 await call()
@@ -198,18 +204,13 @@ async def test_once_a_call_has_spent_its_timeout_on_refusals_the_next_ones_fail_
     outage = Outage(topology.primary_for_key("user:42"))
     await c.connect()
     try:
-        keys = [str(n) for n in range(40)]
         await c.set("user", "42", "Ada")
         outage.begin(probe="user:42")
         started = time.monotonic()
         with pytest.raises(RedisServerError):
             await c.get("user", "42")
         assert time.monotonic() - started >= timeout_s * 0.9  # the first rode it out
-        for call in (
-            lambda: c.get("user", "42"),
-            lambda: c.get_many("user", keys),
-            lambda: c.set("user", "42", "Bea"),
-        ):
+        for call in refused_calls(c):
             started = time.monotonic()
             with pytest.raises(RedisServerError) as raised:
                 await call()
@@ -219,7 +220,7 @@ async def test_once_a_call_has_spent_its_timeout_on_refusals_the_next_ones_fail_
         outage.end()
         assert await c.get("user", "42") == "Ada"  # back in service: answered at once
         # A refusal after the window is ridden out again.
-        time.sleep(timeout_s + 0.1)
+        await asyncio.sleep(timeout_s + 0.1)
         outage.begin(probe="user:42")
         restorer = outage.end_later(OUTAGE_S)
         try:

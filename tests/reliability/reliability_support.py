@@ -123,3 +123,14 @@ def chain_text(error: BaseException) -> str:
         texts.extend([type(current).__name__, str(current), repr(current), repr(current.args)])
         pending.extend([current.__cause__, current.__context__])
     return "\n".join(texts)
+
+
+def refused_subscriptions(server: RedisServer) -> int:
+    """How many times the server refused ``app`` a channel (the ACL LOG counts repeats)."""
+    with server.client() as raw:
+        entries = [dict(entry) for entry in raw.execute_command("ACL", "LOG")]
+    return sum(
+        int(entry["count"])
+        for entry in entries
+        if entry["reason"] == "channel" and entry["username"] == "app"
+    )

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import pytest
-from reliability_support import ServerFactory
+from reliability_support import ServerFactory, refused_subscriptions
 
 from pevensie_redis.testing import RedisServer
 from pevensie_test_support.faces import FACES, new_face
@@ -50,17 +50,6 @@ def no_channels(pevensie_redis_server_factory: ServerFactory) -> RedisServer:
 
 def url_of(server: RedisServer) -> str:
     return f"redis://app:{SECRET}@{server.host}:{server.port}/0"
-
-
-def refused_subscriptions(server: RedisServer) -> int:
-    """How many times the server refused ``app`` a channel (the ACL LOG counts repeats)."""
-    with server.client() as raw:
-        entries = [dict(entry) for entry in raw.execute_command("ACL", "LOG")]
-    return sum(
-        int(entry["count"])
-        for entry in entries
-        if entry["reason"] == "channel" and entry["username"] == "app"
-    )
 
 
 async def within(bound: float, face: str, call: Any) -> Any:

@@ -15,7 +15,7 @@ import asyncio
 import time
 
 import pytest
-from reliability_support import ServerFactory
+from reliability_support import ServerFactory, refused_subscriptions
 
 from pevensie_redis.testing import RedisServer
 from pevensie_test_support.faces import FACES, new_face
@@ -40,17 +40,6 @@ def app_server(pevensie_redis_server_factory: ServerFactory) -> RedisServer:
             "ACL", "SETUSER", "app", "reset", "on", f">{SECRET}", "~*", "&*", "+@all"
         )
     return server
-
-
-def refused_subscriptions(server: RedisServer) -> int:
-    """How many times the server refused ``app`` a channel (the ACL LOG counts repeats)."""
-    with server.client() as raw:
-        entries = [dict(entry) for entry in raw.execute_command("ACL", "LOG")]
-    return sum(
-        int(entry["count"])
-        for entry in entries
-        if entry["reason"] == "channel" and entry["username"] == "app"
-    )
 
 
 async def first_refusal(server: RedisServer) -> int:
