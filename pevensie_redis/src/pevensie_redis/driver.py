@@ -189,17 +189,7 @@ class RedisDriver:
                 reads = ReplicaReads(channel, locator, config)
                 reads.start()
         except BaseException:
-            # Each part is closed even when closing one before it was interrupted (a signal
-            # handler's exception, a cancellation), as in disconnect().
-            try:
-                if reads is not None and reads is not channel:
-                    reads.close()
-            finally:
-                try:
-                    if channel is not None:
-                        channel.close()
-                finally:
-                    locator.close()
+            _close_parts(None, reads, channel, locator)
             raise
         self._scripting = True
         self._locator = locator
@@ -218,21 +208,7 @@ class RedisDriver:
         self._execute = self._read = not_connected_channel.execute
         self._locator = None
         releases, self._releases = self._releases, None
-        # Each part is closed even when closing one before it was interrupted (a signal
-        # handler's exception, a cancellation): once forgotten here, nothing else could.
-        try:
-            if releases is not None:
-                releases.stop()
-        finally:
-            try:
-                if reads is not channel:
-                    reads.close()
-            finally:
-                try:
-                    channel.close()
-                finally:
-                    if locator is not None:
-                        locator.close()
+        _close_parts(releases, reads, channel, locator)
 
     # -- single operations: the hot path ---------------------------------------------
 
@@ -791,3 +767,31 @@ def _text(value: bytes | None, decoded: dict[bytes, str]) -> str | None:
         return value.decode()
     except UnicodeDecodeError:
         return decode_value(value, "MGET")  # not text: raises its error
+
+
+def _close_parts(
+    releases: LockReleases | None,
+    reads: Channel | ReplicaReads | None,
+    channel: Channel | None,
+    locator: Direct | Sentinels | None,
+) -> None:
+    """Close a driver's parts, those it has (``None``: not opened), in order.
+
+    Each is closed even when closing one before it was interrupted (a signal
+    handler's exception, a cancellation): once the driver has forgotten them,
+    or failed to connect, nothing else could close them.
+    """
+    try:
+        if releases is not None:
+            releases.stop()
+    finally:
+        try:
+            if reads is not None and reads is not channel:
+                reads.close()
+        finally:
+            try:
+                if channel is not None:
+                    channel.close()
+            finally:
+                if locator is not None:
+                    locator.close()

@@ -188,17 +188,7 @@ class AsyncRedisDriver:
                 reads = AsyncReplicaReads(channel, locator, config)
                 await reads.start()
         except BaseException:
-            # Each part is closed even when closing one before it was interrupted (a signal
-            # handler's exception, a cancellation), as in disconnect().
-            try:
-                if reads is not None and reads is not channel:
-                    await reads.close()
-            finally:
-                try:
-                    if channel is not None:
-                        await channel.close()
-                finally:
-                    await locator.close()
+            await _close_parts(None, reads, channel, locator)
             raise
         self._scripting = True
         self._locator = locator
@@ -217,21 +207,7 @@ class AsyncRedisDriver:
         self._execute = self._read = not_connected_channel.execute
         self._locator = None
         releases, self._releases = self._releases, None
-        # Each part is closed even when closing one before it was interrupted (a signal
-        # handler's exception, a cancellation): once forgotten here, nothing else could.
-        try:
-            if releases is not None:
-                await releases.stop()
-        finally:
-            try:
-                if reads is not channel:
-                    await reads.close()
-            finally:
-                try:
-                    await channel.close()
-                finally:
-                    if locator is not None:
-                        await locator.close()
+        await _close_parts(releases, reads, channel, locator)
 
     # -- single operations: the hot path ---------------------------------------------
 
@@ -792,3 +768,31 @@ def _text(value: bytes | None, decoded: dict[bytes, str]) -> str | None:
         return value.decode()
     except UnicodeDecodeError:
         return decode_value(value, "MGET")  # not text: raises its error
+
+
+async def _close_parts(
+    releases: LockReleases | None,
+    reads: Channel | AsyncReplicaReads | None,
+    channel: Channel | None,
+    locator: Direct | Sentinels | None,
+) -> None:
+    """Close a driver's parts, those it has (``None``: not opened), in order.
+
+    Each is closed even when closing one before it was interrupted (a signal
+    handler's exception, a cancellation): once the driver has forgotten them,
+    or failed to connect, nothing else could close them.
+    """
+    try:
+        if releases is not None:
+            await releases.stop()
+    finally:
+        try:
+            if reads is not None and reads is not channel:
+                await reads.close()
+        finally:
+            try:
+                if channel is not None:
+                    await channel.close()
+            finally:
+                if locator is not None:
+                    await locator.close()
