@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import sys
 import threading
 import time
@@ -172,6 +173,28 @@ def until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"never {what}"
         time.sleep(0.002)
+
+
+def read_next_at_once(pipe: Pipe, size: int) -> None:
+    """Make the pipe's next read wait until ``size`` bytes have come.
+
+    A server may send replies that came together in more than one write: a
+    test whose first caller must find them all in one read waits for them.
+    """
+    read_once = pipe._read_once
+
+    def buffered() -> int:
+        try:
+            return len(pipe.socket.recv(size, socket.MSG_PEEK))
+        except BlockingIOError:
+            return 0
+
+    def read_once_when_all_came(slot: Any) -> int:
+        pipe._read_once = read_once  # type: ignore[method-assign]
+        until(lambda: buffered() >= size, f"{size} bytes came")
+        return read_once(slot)
+
+    pipe._read_once = read_once_when_all_came  # type: ignore[method-assign]
 
 
 class InterruptedWakeUp:
@@ -478,16 +501,26 @@ def test_a_caller_interrupted_as_it_waits_to_read_after_the_woken_ones_stalls_no
     pipe = sync_pipe(private_server, SLEPT_ON_TIMEOUT_MS)
     landed: list[Interrupt] = []
     late: list[Outcome] = []
+    late_thread: list[int] = []
 
     def interrupt_the_next_reader(parked: HookedLock) -> None:
         leader = pipe._leader
-        if not landed and leader is not None and leader.lock is parked:
+        if (
+            not landed
+            and threading.get_ident() in late_thread
+            and leader is not None
+            and leader.lock is parked
+        ):
             landed.append(Interrupt("landed as it waited to read after the woken callers"))
             raise landed[-1]
 
+    def late_call() -> object:
+        late_thread.append(threading.get_ident())
+        return pipe.call(pack_get(b"d"))
+
     def call_as_the_first_is_woken(parked: HookedLock) -> None:
         if not late:  # the others are still to be woken
-            late.append(Outcome(lambda: pipe.call(pack_get(b"d"))))
+            late.append(Outcome(late_call))
             until(lambda: bool(landed), "the late caller waited to read, and was interrupted")
 
     try:
@@ -502,6 +535,7 @@ def test_a_caller_interrupted_as_it_waits_to_read_after_the_woken_ones_stalls_no
 
         pipe._new_lock = lambda: HookedLock(interrupt_the_next_reader, call_as_the_first_is_woken)
         pipe._send = send_once_two_more_are_queued
+        read_next_at_once(pipe, 3 * len(b"$10\r\nvalue of a\r\n"))
         private_server.pause()
         try:  # three commands written before the server answers: their replies come at once
             first = Outcome(lambda: pipe.call(pack_get(b"a")))
@@ -573,6 +607,7 @@ def test_a_caller_interrupted_as_it_queues_behind_the_woken_ones_leaves_no_comma
 
         pipe._new_lock = lambda: HookedLock(interrupt_the_main_thread, hold_the_first_wake_up)
         pipe._send = send_once_two_more_are_queued
+        read_next_at_once(pipe, 3 * len(b"$10\r\nvalue of a\r\n"))
         private_server.pause()
         try:  # three commands written before the server answers: their replies come at once
             first = Outcome(lambda: pipe.call(pack_get(b"a")))

@@ -75,7 +75,9 @@ class Waker:
         """Wake the thread (now, or its next wait if it is not waiting)."""
         os.eventfd_write(self._fd, 1)
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # os.close bound at definition: a thread's waker may be collected at interpreter
+        # exit, after this module's globals were cleared.
         epoll = getattr(self, "_epoll", None)
         if epoll is not None:
             epoll.close()
