@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from results import RESULTS, table
+from results import RESULTS, ROW_PROPERTY, table
+from variants import all_variants
 
 from pevensie_redis.testing import ProcessServer, find_server_binary
 from pevensie_test_support import LocalCluster, LocalSentinel, start_cluster, start_sentinel
@@ -38,12 +39,20 @@ def pytest_configure(config: pytest.Config) -> None:
 _STARTED = pytest.StashKey[float]()
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect each variant's row from its report (in the controller, under pytest-xdist)."""
+    if report.when == "call":
+        RESULTS.extend(value for name, value in report.user_properties if name == ROW_PROPERTY)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Show the results table (and write it to ``--soak-report``)."""
     if not RESULTS:
         return
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     took = time.monotonic() - config.stash[_STARTED]
+    order = {variant.id: index for index, variant in enumerate(all_variants())}
+    RESULTS.sort(key=lambda row: order.get(row["variant"], len(order)))
     text = f"{table(RESULTS)}\n\n{len(RESULTS)} variants in {took:.0f} s; load average now {load}"
     terminalreporter.section("soak")
     terminalreporter.write_line(text)

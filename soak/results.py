@@ -6,8 +6,12 @@ from typing import Any
 
 from variants import MIB
 
+ROW_PROPERTY = "soak_row"
+"""The name under which ``soak/test_soak.py`` records a variant's row (``record_property``)."""
+
 RESULTS: list[dict[str, Any]] = []
-"""One row per variant run, in order (``soak/test_soak.py`` appends them)."""
+"""One row per variant run, as their reports come in (``soak/conftest.py`` collects them from
+the reports, where they also reach pytest-xdist's controller)."""
 
 
 def table(rows: list[dict[str, Any]]) -> str:

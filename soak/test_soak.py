@@ -20,14 +20,14 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
-from results import RESULTS
+from results import ROW_PROPERTY
 from variants import (
     BOUNDS,
     CONCURRENCY,
@@ -146,7 +146,10 @@ def run_variant(variant: Variant, topology: Topology, seconds: float) -> dict[st
 @pytest.mark.soak
 @pytest.mark.parametrize("variant", all_variants(), ids=lambda v: v.id)
 def test_nothing_grows_under_sustained_traffic(
-    variant: Variant, topology: Topology, seconds_per_variant: float
+    variant: Variant,
+    topology: Topology,
+    seconds_per_variant: float,
+    record_property: Callable[[str, object], None],
 ) -> None:
     result = run_variant(variant, topology, seconds_per_variant)
     grown = growth(result["samples"], seconds_per_variant)
@@ -160,7 +163,7 @@ def test_nothing_grows_under_sustained_traffic(
         "connections": first["connections"],
         "growth": grown,
     }
-    RESULTS.append(row)
+    record_property(ROW_PROPERTY, row)
     print(json.dumps(row))
     assert result["errors"] == {}, result["first_errors"]
     assert result["hiredis_loaded"] == (variant.parser == "hiredis")
