@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -94,11 +95,13 @@ def test_a_cached_method_bound_to_an_instance_repr_names_the_method_and_resource
 
             @c.cached("user")
             def load(self, n: int) -> str:
+                """Load user n."""
                 return str(n)
         else:
 
             @c.cached("user")
             async def load(self, n: int) -> str:
+                """Load user n."""
                 return str(n)
 
     users = Users()
@@ -108,6 +111,17 @@ def test_a_cached_method_bound_to_an_instance_repr_names_the_method_and_resource
     for secret in ("s3cret", "cache.internal", "redis://", "t0ken"):
         assert secret not in text
     assert repr(Users.load) == f"<{shown} {method} resource_type='user'>"
+    # What a bound method answers, as a plain method would.
+    bound = users.load
+    assert (bound.__name__, bound.__qualname__, bound.__doc__) == (
+        "load",
+        f"{Users.__qualname__}.load",
+        "Load user n.",
+    )
+    assert bound.__self__ is users
+    assert bound.__func__ is Users.load
+    assert bound.__wrapped__ is Users.load.__wrapped__
+    assert inspect.unwrap(bound).__name__ == "load"
 
 
 async def test_the_async_face_of_a_sync_only_driver_names_what_it_lacks() -> None:

@@ -500,6 +500,33 @@ class _BoundMethod:
             f"resource_type={cached._resource.resource_type!r}>"
         )
 
+    # What a bound method answers (functools.wraps, inspect, logging, frameworks' routers).
+    @property
+    def __name__(self) -> str:
+        return self._cached.__name__
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self._cached.__doc__
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        return self._cached.__wrapped__
+
+    @property
+    def __func__(self) -> CachedFunction[Any, Any]:
+        return self._cached
+
+    @property
+    def __self__(self) -> object:
+        return self._instance
+
+    def __getattr__(self, name: str) -> Any:
+        # __qualname__ cannot be a property: the class statement itself sets it.
+        if name == "__qualname__":
+            return self._cached.__qualname__
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._cached(self._instance, *args, **kwargs)
 
