@@ -7,7 +7,7 @@ from typing import Any
 from variants import MIB
 
 ROW_PROPERTY = "soak_row"
-"""The name under which ``soak/test_soak.py`` records a variant's row (``record_property``)."""
+"""The name under which ``soak/test_soak.py`` records a variant's row (a user property)."""
 
 RESULTS: list[dict[str, Any]] = []
 """One row per variant run, as their reports come in (``soak/conftest.py`` collects them from

@@ -20,7 +20,7 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def test_nothing_grows_under_sustained_traffic(
     variant: Variant,
     topology: Topology,
     seconds_per_variant: float,
-    record_property: Callable[[str, object], None],
+    request: pytest.FixtureRequest,
 ) -> None:
     result = run_variant(variant, topology, seconds_per_variant)
     grown = growth(result["samples"], seconds_per_variant)
@@ -163,7 +163,7 @@ def test_nothing_grows_under_sustained_traffic(
         "connections": first["connections"],
         "growth": grown,
     }
-    record_property(ROW_PROPERTY, row)
+    request.node.user_properties.append((ROW_PROPERTY, row))  # sent with the report
     print(json.dumps(row))
     assert result["errors"] == {}, result["first_errors"]
     assert result["hiredis_loaded"] == (variant.parser == "hiredis")
