@@ -466,9 +466,19 @@ def test_a_caller_whose_reply_was_lost_to_an_interrupted_reader_fails_at_once(
         fresh.close()
 
 
+PATIENCE_S = 10.0
+"""How long a :class:`HookedLock`'s caller waits to be woken by another."""
+
+
 class HookedLock:
     """A parked caller's lock that calls ``on_wait`` as its caller waits, ``on_release`` as
-    another wakes it."""
+    another wakes it.
+
+    Its caller is woken by another caller only, never by the pipe's recheck timer
+    (``_RECHECK``, 0.5 s), which it waits out up to :data:`PATIENCE_S`: the tests that
+    use it arrange the order of the wakes, and a caller that woke itself on a loaded
+    machine (a wake-up slowed by the hooks) woke the next one early, out of that order.
+    """
 
     def __init__(
         self,
@@ -482,6 +492,8 @@ class HookedLock:
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking:
             self._on_wait(self)
+            if timeout >= 0:
+                timeout = max(timeout, PATIENCE_S)  # a lost wake-up still ends the wait
         return self._lock.acquire(blocking, timeout)
 
     def release(self) -> None:
@@ -518,10 +530,14 @@ def test_a_caller_interrupted_as_it_waits_to_read_after_the_woken_ones_stalls_no
         late_thread.append(threading.get_ident())
         return pipe.call(pack_get(b"d"))
 
+    first_wake = threading.Lock()
+
     def call_as_the_first_is_woken(parked: HookedLock) -> None:
-        if not late:  # the others are still to be woken
-            late.append(Outcome(late_call))
-            until(lambda: bool(landed), "the late caller waited to read, and was interrupted")
+        with first_wake:
+            if late:
+                return
+            late.append(Outcome(late_call))  # the others are still to be woken
+        until(lambda: bool(landed), "the late caller waited to read, and was interrupted")
 
     try:
         for name in (b"a", b"b", b"c", b"d"):
@@ -584,12 +600,16 @@ def test_a_caller_interrupted_as_it_queues_behind_the_woken_ones_leaves_no_comma
     window = threading.Event()
     carry_on = threading.Event()
 
+    first_wake = threading.Lock()
+
     def hold_the_first_wake_up(parked: HookedLock) -> None:
         # The first woken caller wakes the next: the others are still to be woken,
         # and nobody reads or writes.
-        if not window.is_set() and pipe._to_wake and pipe._leader is None:
+        with first_wake:
+            if window.is_set() or not pipe._to_wake or pipe._leader is not None:
+                return
             window.set()
-            carry_on.wait(10)
+        carry_on.wait(10)
 
     def interrupt_the_main_thread(parked: HookedLock) -> None:
         if lands == "as it waits to read" and threading.current_thread() is threading.main_thread():
