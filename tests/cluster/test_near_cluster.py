@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from fork_support import in_child
+from fork_support import NEAR_CHILD_BOUND, in_child
 from redis.cluster import RedisCluster
 from resharding import SlotMigration, add_primary, slot_map
 
@@ -609,7 +609,7 @@ def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
     try:
         raw.set(f"{RT}:f", "before")
         assert _hit(c, "f") == "before"
-        report = in_child(lambda: _child_report(c, redis_cluster.port))
+        report = in_child(lambda: _child_report(c, redis_cluster.port), bound=NEAR_CHILD_BOUND)
         assert report == {
             "read": "written in the child",
             "held": "written in the child",

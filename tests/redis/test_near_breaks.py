@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from fork_support import in_child
+from fork_support import NEAR_CHILD_BOUND, in_child
 from near_support import (
     FACES,
     Face,
@@ -362,7 +362,7 @@ def test_a_forked_child_serves_nothing_it_inherited_and_listens_on_its_own(
     try:
         with server.client() as raw:
             cache_before(face, raw)
-        report = in_child(lambda: _child_report(face, server))
+        report = in_child(lambda: _child_report(face, server), bound=NEAR_CHILD_BOUND)
         assert report == {
             "read": "written in the child",
             "held": "written in the child",

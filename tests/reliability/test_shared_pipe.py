@@ -90,7 +90,7 @@ def test_a_reply_left_unread_by_an_interrupted_caller_is_no_stall_for_the_next_o
     def stop(signum: int, frame: object) -> None:
         raise Stop
 
-    timeout_ms = 500
+    timeout_ms = 1000  # far beyond the 0.1 s alarm: the alarm lands first, even under load
     c = connect_cache(private_server, timeout=timeout_ms, retries=0)
     previous = signal.signal(signal.SIGALRM, stop)
     try:
@@ -105,7 +105,9 @@ def test_a_reply_left_unread_by_an_interrupted_caller_is_no_stall_for_the_next_o
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             private_server.resume()
-        time.sleep(timeout_ms / 1000 + 0.3)  # its reply came meanwhile; its deadline passed
+        # Its reply came meanwhile (waited for, not guessed), and its deadline passed.
+        assert select.select([pipe.socket], [], [], 10)[0], "the paused server never replied"
+        time.sleep(timeout_ms / 1000 + 0.3)
         assert c.get("left", "1") == "one"
         assert not pipe.closed
     finally:
@@ -752,7 +754,7 @@ def test_a_wait_nested_in_another_on_one_thread_leaves_the_outer_one_its_wake() 
     helper = threading.Thread(target=wake_once)
     helper.start()
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # lands once the outer wait has begun
         outer = waker.acquire(True, 10.0)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
