@@ -958,11 +958,13 @@ class CacheConformance:
             calls.append(1)
             # Until every caller has asked: one that came after the load had failed would
             # load again, rightly (a failure is not kept), so each must come while it runs.
+            # Then a second, for the last one's miss to reach the load (its read and its
+            # turn on a loaded machine: 0.2 s was once too short, on a CI run at load 28).
             for _ in range(1000):
                 if len(asked) == 8:
                     break
                 sleep(0.01)
-            sleep(0.2)
+            sleep(1.0)
             raise LookupError("shared failure")
 
         def caller(_: int) -> str:

@@ -980,11 +980,13 @@ class AsyncCacheConformance:
             calls.append(1)
             # Until every caller has asked: one that came after the load had failed would
             # load again, rightly (a failure is not kept), so each must come while it runs.
+            # Then a second, for the last one's miss to reach the load (its read and its
+            # turn on a loaded machine: 0.2 s was once too short, on a CI run at load 28).
             for _ in range(1000):
                 if len(asked) == 8:
                     break
                 await sleep(0.01)
-            await sleep(0.2)
+            await sleep(1.0)
             raise LookupError("shared failure")
 
         async def caller(_: int) -> str:
