@@ -101,9 +101,8 @@ ONE_FACE_DESELECT = [
         f"tests/cluster/test_resharding.py::{name}[async-"
         for name in (
             "test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing",
-            "TestAPrimaryJoining::"
             "test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing",
-            "TestAPrimaryLeaving::test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
+            "test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
             "test_a_primary_killed_under_load_gives_only_typed_driver_errors",
             "test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values",
         )

@@ -611,65 +611,52 @@ def test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing(
     report(capsys, "resharding", changes, traffic, stats)
 
 
-# The two longest runs of the module (20-50 s each) are each in a class of its own:
-# pytest-xdist's ``loadscope`` hands a class to a test process as a whole, so they run
-# beside the module's other runs instead of one after another in one process.
+@pytest.mark.slow
+def test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing(
+    moving_cluster: LocalCluster,
+    traffic_factory: Callable[..., Traffic],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A fourth primary joins and ``rebalance`` moves 4,096 slots to it, from the other three."""
+    traffic = traffic_factory(moving_cluster, set())
+    reset_error_stats(moving_cluster)
+    new, added = add_primary(moving_cluster)
+    changes = [added]
+    traffic.during(partial(rebalance, moving_cluster), changes)
+    wait_until_settled(moving_cluster)
+    stats = error_stats(moving_cluster)
+    traffic.finish()
+
+    assert len(slot_map(moving_cluster)[new.port]) == 16384 // 4
+    assert_no_failure(traffic)
+    assert_nothing_lost(moving_cluster, traffic)
+    assert_listening_to_the_primaries(moving_cluster, traffic)
+    report(capsys, "add a primary + rebalance", changes, traffic, stats)
 
 
-class TestAPrimaryJoining:
-    """A primary added under load."""
+@pytest.mark.slow
+def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
+    four_primary_cluster: LocalCluster,
+    traffic_factory: Callable[..., Traffic],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One of four primaries gives its 4,096 slots to the other three, then is deleted."""
+    victim = four_primary_cluster.primaries()[0]
+    slots = slot_map(four_primary_cluster)[victim.port]
+    traffic = traffic_factory(four_primary_cluster, set(slots))
+    reset_error_stats(four_primary_cluster)
+    changes: list[Change] = []
+    traffic.during(partial(drain_primary, four_primary_cluster, victim), changes)
+    stats = error_stats(four_primary_cluster)  # before the victim, which sent most, is gone
+    traffic.during(partial(delete_node, four_primary_cluster, victim), changes)
+    traffic.finish()
 
-    @pytest.mark.slow
-    def test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing(
-        self,
-        moving_cluster: LocalCluster,
-        traffic_factory: Callable[..., Traffic],
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        """A fourth primary joins; ``rebalance`` moves 4,096 slots to it, from the other three."""
-        traffic = traffic_factory(moving_cluster, set())
-        reset_error_stats(moving_cluster)
-        new, added = add_primary(moving_cluster)
-        changes = [added]
-        traffic.during(partial(rebalance, moving_cluster), changes)
-        wait_until_settled(moving_cluster)
-        stats = error_stats(moving_cluster)
-        traffic.finish()
-
-        assert len(slot_map(moving_cluster)[new.port]) == 16384 // 4
-        assert_no_failure(traffic)
-        assert_nothing_lost(moving_cluster, traffic)
-        assert_listening_to_the_primaries(moving_cluster, traffic)
-        report(capsys, "add a primary + rebalance", changes, traffic, stats)
-
-
-class TestAPrimaryLeaving:
-    """A primary drained and deleted under load."""
-
-    @pytest.mark.slow
-    def test_removing_a_primary_under_load_fails_no_call_and_loses_nothing(
-        self,
-        four_primary_cluster: LocalCluster,
-        traffic_factory: Callable[..., Traffic],
-        capsys: pytest.CaptureFixture[str],
-    ) -> None:
-        """One of four primaries gives its 4,096 slots to the other three, then is deleted."""
-        victim = four_primary_cluster.primaries()[0]
-        slots = slot_map(four_primary_cluster)[victim.port]
-        traffic = traffic_factory(four_primary_cluster, set(slots))
-        reset_error_stats(four_primary_cluster)
-        changes: list[Change] = []
-        traffic.during(partial(drain_primary, four_primary_cluster, victim), changes)
-        stats = error_stats(four_primary_cluster)  # before the victim, which sent most, is gone
-        traffic.during(partial(delete_node, four_primary_cluster, victim), changes)
-        traffic.finish()
-
-        assert victim.port not in slot_map(four_primary_cluster)
-        assert not victim.is_running()
-        assert_no_failure(traffic)
-        assert_nothing_lost(four_primary_cluster, traffic)
-        assert_listening_to_the_primaries(four_primary_cluster, traffic)
-        report(capsys, f"remove a primary ({len(slots)} slots)", changes, traffic, stats)
+    assert victim.port not in slot_map(four_primary_cluster)
+    assert not victim.is_running()
+    assert_no_failure(traffic)
+    assert_nothing_lost(four_primary_cluster, traffic)
+    assert_listening_to_the_primaries(four_primary_cluster, traffic)
+    report(capsys, f"remove a primary ({len(slots)} slots)", changes, traffic, stats)
 
 
 @pytest.mark.slow
