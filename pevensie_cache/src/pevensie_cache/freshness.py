@@ -250,16 +250,16 @@ class Freshness:
         stale_on_error: object,
         tags: object,
     ) -> str | None:
-        """Return the value of a fresh hit on an in-process store, or ``None``: not judged here.
+        """Return the value of a hit answered from the entry's memo, or ``None``: ask get_or_set.
 
-        Only with :attr:`in_process` (the address and TTL checked). The entry
-        is read in place, with the memo :meth:`_keep` attached to it, which
-        answers without opening the envelope or reading the tag's counter: it
-        lives as long as the entry is unchanged, and its cell says whether the
-        counter is still the one whose version the entry recorded. Anything
-        else (no memo, past the TTL or the store's deadline, within reach of an
-        early recomputation, options other than the usual ones, valid or not)
-        is left to :meth:`get_or_set`, which judges it as ever (``None``).
+        Only with :attr:`in_process`, the address and TTL checked. The entry is
+        read in place, with the memo :meth:`_keep` attached to it, which answers
+        without opening the envelope or reading the tag's counter: the memo lives
+        as long as the entry is unchanged, and its cell says whether the counter
+        still is the one whose version the entry recorded. Anything else (no memo,
+        past the TTL or the store's deadline, within reach of an early
+        recomputation, options other than the usual ones, valid or not) gives
+        ``None``, for :meth:`get_or_set` to judge as ever.
         """
         entry = self._entries.get(f"{resource_type}:{key}", _GONE)
         try:
