@@ -37,7 +37,7 @@ class Loads:
 def memo_hits(c: PevensieCache, driver: MemoryDriver, load: Loads) -> None:
     """Load ``page:p`` with a tag, then hit it, the memo on its entry answering."""
     assert c.get_or_set("page", "p", load, 300, **OPTIONS) == "v1"
-    assert len(driver._data["page:p"]) == 4  # (value, deadline, memo, cell)
+    assert len(driver._data["page:p"]) > 2  # (value, deadline, cell, *memo)
     assert c.get_or_set("page", "p", load, 300, **OPTIONS) == "v1"
     assert load.calls == 1
 

@@ -319,13 +319,13 @@ class InProcessTable(NamedTuple):
     """
 
     entries: Mapping[str, tuple[Any, ...]]
-    """``<resource_type>:<key>`` -> ``(value, deadline)``, or ``(value, deadline, memo, cell)``
+    """``<resource_type>:<key>`` -> ``(value, deadline)``, or ``(value, deadline, cell, *memo)``
     once ``attach`` gave the entry a memo (``cell``: ``[True]`` until the entry the memo
     watches changes). Read without a lock: each lookup is atomic, and every change to an
     entry replaces its tuple or drops it."""
     clock: Callable[[], float]
     """The clock the deadlines are on: an entry with ``deadline <= clock()`` is gone."""
-    attach: Callable[[str, str, str, object, tuple[str, str, str] | None], None]
+    attach: Callable[[str, str, str, tuple[object, ...], tuple[str, str, str] | None], None]
     """``attach(resource_type, key, value, memo, watched)``: see the memory driver's."""
 
 

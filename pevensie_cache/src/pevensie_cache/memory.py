@@ -74,10 +74,10 @@ _MAX_ENTRIES = Option(
 OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 """The options of the memory driver."""
 
-# (value, deadline on the store's clock; inf when none), or (value, deadline, memo, cell)
+# (value, deadline on the store's clock; inf when none), or (value, deadline, cell, *memo)
 # once attach() gave it a memo: the cell reads [True] until the entry the memo
 # watches changes.
-_Entry = tuple[str, float] | tuple[str, float, object, "_Cell"]
+_Entry = tuple[str, float] | tuple[Any, ...]
 _Cell = list[bool]
 _ALWAYS: _Cell = [True]  # the cell of a memo that watches nothing: never changed
 _NEVER = float("inf")
@@ -409,12 +409,12 @@ class MemoryDriver:
         resource_type: str,
         key: str,
         value: str,
-        memo: object,
+        memo: tuple[object, ...],
         watched: tuple[str, str, str] | None,
     ) -> None:
         """Give the entry a memo while it holds ``value``, read back in :meth:`in_process_table`.
 
-        The entry becomes ``(value, deadline, memo, cell)``, its value and
+        The entry becomes ``(value, deadline, cell, *memo)``, its value and
         deadline unchanged: any later change to it (a write, delete, expiry,
         eviction, clear) replaces or drops that tuple, memo and all.
         ``watched``: ``(resource_type, key, value)`` of another entry the memo
@@ -436,7 +436,7 @@ class MemoryDriver:
                 if other is None or other[0] != watched[2] or other[1] != _NEVER:
                     return
                 cell = self._cells.setdefault(watched_key, [True])
-            self._data[full_key] = (entry[0], entry[1], memo, cell)
+            self._data[full_key] = (entry[0], entry[1], cell, *memo)
 
     def async_view(self) -> AsyncMemoryDriver:
         """Return an async driver over this same store, usable from any event loop.
