@@ -77,7 +77,7 @@ OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 # (value, deadline on the store's clock; inf when none), or (value, deadline, cell, *memo)
 # once attach() gave it a memo: the cell reads [True] until the entry the memo
 # watches changes.
-_Entry = tuple[str, float] | tuple[Any, ...]
+_Entry = tuple[str, float] | tuple[str, float, "_Cell", *tuple[object, ...]]
 _Cell = list[bool]
 _ALWAYS: _Cell = [True]  # the cell of a memo that watches nothing: never changed
 _NEVER = float("inf")
