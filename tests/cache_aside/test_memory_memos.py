@@ -135,3 +135,15 @@ def test_a_store_bounded_by_max_entries_lends_no_entries() -> None:
         assert c.get_or_set("page", "p", load, 300, **OPTIONS) == "v1"
         assert c.get_or_set("page", "p", load, 300, **OPTIONS) == "v1"
         assert len(driver._data["page:p"]) == 2
+
+
+def test_a_long_value_gets_no_memo_and_is_judged_in_full() -> None:
+    driver = MemoryDriver()
+    long_value = "v" * 5000  # a memo would hold it a second time
+
+    with cache.new(driver=driver) as c:
+        assert c.get_or_set("page", "p", lambda: long_value, 300, **OPTIONS) == long_value
+        assert c.get_or_set("page", "p", lambda: "again", 300, **OPTIONS) == long_value
+        assert len(driver._data["page:p"]) == 2
+        c.invalidate_tags("user:42")
+        assert c.get_or_set("page", "p", lambda: "again", 300, **OPTIONS) == "again"

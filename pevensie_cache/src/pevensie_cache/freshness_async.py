@@ -295,6 +295,8 @@ class AsyncFreshness:
         if not is_envelope(text):  # a plain value: a hit for callers without tags
             attach(resource_type, key, text, (text, math.inf, None, -math.inf), None)
             return
+        if len(text) > _KEPT_TEXT_MAX:
+            return
         value, expiry, compute, recorded = open_envelope(text, resource_type, key, self._opened)
         if len(recorded) > 1:  # several tags: a memo that never answers (-inf: past its TTL)
             attach(resource_type, key, text, (value, -math.inf, None, -math.inf), None)
@@ -869,6 +871,9 @@ def _judge(
 _time = time.time
 
 _GONE = ("", -math.inf, [False], "", -math.inf, None, -math.inf)
+
+_KEPT_TEXT_MAX = 4096
+"""Longer envelopes get no memo (:meth:`AsyncFreshness.hit`): it would hold the value twice."""
 """What :meth:`AsyncFreshness.hit` reads for an absent entry: gone (a deadline of -inf)."""
 
 _TAG = counter_key("")
