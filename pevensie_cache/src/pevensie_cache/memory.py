@@ -476,7 +476,7 @@ class MemoryDriver:
     def _put(self, full_key: str, value: str, ttl_seconds: int | None) -> None:
         data = self._data
         deadlines = self._deadlines
-        if self._cells:
+        if self._cells and full_key in self._cells:  # the usual write: a key no memo watches
             self._changed(full_key)
         if ttl_seconds is None:
             data[full_key] = (value, _NEVER)
