@@ -113,7 +113,9 @@ class MemoryDriver:
         self._locks: dict[str, tuple[str, float]] = {}  # lease locks: key -> (token, deadline)
         self._lock_floor = 0
         self._watchers: dict[str, set[_Wakeable]] = {}  # lock key -> who waits for its release
-        self._cells: dict[str, _Cell] = {}  # keys memos watch (see attach) -> their cell
+        # Keys memos watch (see attach) -> their cell. Whatever writes or removes an entry
+        # of _data calls _changed for it when it is watched: a memo must not outlive it.
+        self._cells: dict[str, _Cell] = {}
         forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
