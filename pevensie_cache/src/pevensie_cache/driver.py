@@ -22,7 +22,7 @@ operations, and a driver stores them like any other:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 Progress = Callable[[int], None]
 """Called by ``clear`` with the running count of deleted keys."""
@@ -50,6 +50,7 @@ __all__ = [
     "BatchCacheDriver",
     "CacheDriver",
     "DriverConfig",
+    "InProcessTable",
     "KeyInfoCacheDriver",
     "LockWatch",
     "LockingCacheDriver",
@@ -303,6 +304,29 @@ class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
 
     async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the lock a new lease of ``lease_ms`` from now if ``token`` holds it; say whether."""
+
+
+class InProcessTable(NamedTuple):
+    """The entries of a store that lives in this process, lent for reading without a call.
+
+    Optional, and for a store in this process only (the memory driver): a
+    driver with an ``in_process_table()`` method returns one of these (or
+    ``None``, when its reads must go through its methods: the memory driver
+    with ``max_entries``, whose reads move entries). The freshness layer reads
+    ``entries`` directly on the hit path of ``get_or_set`` with freshness
+    options or tags, and keeps an opened form of each envelope beside it
+    (``attach``), so that such a hit costs about what a plain one does.
+    """
+
+    entries: Mapping[str, tuple[Any, ...]]
+    """``<resource_type>:<key>`` -> ``(value, deadline)``, or ``(value, deadline, cell, *memo)``
+    once ``attach`` gave the entry a memo (``cell``: ``[True]`` until the entry the memo
+    watches changes). Read without a lock: each lookup is atomic, and every change to an
+    entry replaces its tuple or drops it."""
+    clock: Callable[[], float]
+    """The clock the deadlines are on: an entry with ``deadline <= clock()`` is gone."""
+    attach: Callable[[str, str, str, tuple[object, ...], tuple[str, str, str] | None], None]
+    """``attach(resource_type, key, value, memo, watched)``: see the memory driver's."""
 
 
 @runtime_checkable

@@ -38,7 +38,7 @@ from pevensie_cache.errors import (
     raised_by_signal_handler,
 )
 from pevensie_cache.failures import FailureLog
-from pevensie_cache.freshness import Freshness
+from pevensie_cache.freshness import HIT, Freshness
 from pevensie_cache.layers import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.lease import load_under_lease, watch_lock
 from pevensie_cache.locks import CacheLock, check_lock_seconds
@@ -661,7 +661,23 @@ class PevensieCache(FaceGuard):
             or stale_on_error is not False
             or tags is not None
         ):
-            return self._fresh.get_or_set(
+            fresh = self._fresh
+            if fresh.in_process:
+                # An in-process store: a hit is answered at once, without a call to the store.
+                found = fresh.hit(
+                    resource_type,
+                    key,
+                    ttl_seconds,
+                    stale_seconds,
+                    early_recompute,
+                    stale_on_error,
+                    tags,
+                )
+                if found is not None:
+                    if type(self) is not PevensieCache:
+                        self._fresh_lookup(resource_type, HIT)
+                    return found
+            return fresh.get_or_set(
                 self,
                 driver,
                 resource_type,

@@ -38,7 +38,7 @@ from pevensie_cache.errors import (
     raised_by_signal_handler,
 )
 from pevensie_cache.failures import FailureLog
-from pevensie_cache.freshness_async import AsyncFreshness
+from pevensie_cache.freshness_async import HIT, AsyncFreshness
 from pevensie_cache.layers_async import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.lease_async import load_under_lease, watch_lock
 from pevensie_cache.locks_async import AsyncCacheLock, check_lock_seconds
@@ -667,7 +667,23 @@ class AsyncPevensieCache(FaceGuard):
             or stale_on_error is not False
             or tags is not None
         ):
-            return await self._fresh.get_or_set(
+            fresh = self._fresh
+            if fresh.in_process:
+                # An in-process store: a hit is answered at once, without a call to the store.
+                found = fresh.hit(
+                    resource_type,
+                    key,
+                    ttl_seconds,
+                    stale_seconds,
+                    early_recompute,
+                    stale_on_error,
+                    tags,
+                )
+                if found is not None:
+                    if type(self) is not AsyncPevensieCache:
+                        self._fresh_lookup(resource_type, HIT)
+                    return found
+            return await fresh.get_or_set(
                 self,
                 driver,
                 resource_type,

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from pevensie_cache.driver import CacheDriver
+from pevensie_cache.driver import CacheDriver, InProcessTable
 from pevensie_cache.envelope import (
     ENVELOPE_MARK,
     OPENED_TEXT_MAX,
@@ -198,7 +198,16 @@ class FreshHost(Protocol):
 class Freshness:
     """The freshness and tag logic of one cache, with its background refreshes."""
 
-    __slots__ = ("_across", "_background", "_opened", "envelopes")
+    __slots__ = (
+        "_across",
+        "_attach",
+        "_background",
+        "_clock",
+        "_entries",
+        "_opened",
+        "envelopes",
+        "in_process",
+    )
 
     def __init__(self, driver: object) -> None:
         """Prepare for ``driver``: envelopes are used only if it stores them."""
@@ -206,6 +215,12 @@ class Freshness:
         self._across: Callable[..., Any] | None = getattr(driver, "get_across", None)
         self._background = Background()
         self._opened: dict[str, Opened] = {}  # envelopes read lately, opened (see open_envelope)
+        lend = getattr(driver, "in_process_table", None)
+        table: InProcessTable | None = None if lend is None else lend()
+        self.in_process = table is not None  # whether hit() may answer
+        self._entries: Mapping[str, tuple[Any, ...]] = {} if table is None else table.entries
+        self._clock: Callable[[], float] = time.monotonic if table is None else table.clock
+        self._attach = None if table is None else table.attach
 
     @property
     def background(self) -> Background:
@@ -224,6 +239,82 @@ class Freshness:
             )
 
     # -- get_or_set ----------------------------------------------------------------------
+
+    def hit(
+        self,
+        resource_type: str,
+        key: str,
+        ttl_seconds: int | None,
+        stale_seconds: object,
+        early_recompute: object,
+        stale_on_error: object,
+        tags: object,
+    ) -> str | None:
+        """Return the value of a hit answered from the entry's memo, or ``None``: ask get_or_set.
+
+        Only with :attr:`in_process`, the address and TTL checked. The entry is
+        read in place, with the memo :meth:`_keep` attached to it, which answers
+        without opening the envelope or reading the tag's counter: the memo lives
+        as long as the entry is unchanged, and its cell says whether the counter
+        still is the one whose version the entry recorded. Anything else (no memo,
+        past the TTL or the store's deadline, within reach of an early
+        recomputation, options other than the usual ones, valid or not) gives
+        ``None``, for :meth:`get_or_set` to judge as ever.
+        """
+        # (value, deadline, cell, *memo): read by index, so that only what is judged is
+        # touched (on a hit that misses the CPU's caches, each object costs).
+        entry = self._entries.get(f"{resource_type}:{key}", _GONE)
+        if len(entry) == 2:  # no memo (yet)
+            return None
+        if entry[1] <= self._clock() or not entry[2][0]:
+            return None
+        if tags is not None:
+            if type(tags) is not list or len(tags) != 1:
+                return None
+            first = tags[0]
+            if type(first) is not str or first != entry[5]:  # recorded, so a valid tag
+                return None
+        if stale_on_error is not False or not (early_recompute is False or early_recompute is True):
+            return None
+        if stale_seconds is not None and not (
+            type(stale_seconds) is int and 0 < stale_seconds <= TTL_MAX
+        ):
+            return None
+        if ttl_seconds is None and (stale_seconds is not None or early_recompute):
+            return None
+        now = _time()
+        expiry = entry[4]
+        if now >= expiry or (early_recompute and expiry - now <= entry[6]):
+            return None
+        return entry[3]  # type: ignore[no-any-return]
+
+    def _keep(self, resource_type: str, key: str, text: str) -> None:
+        """Attach what :meth:`hit` needs to the entry that holds ``text``, if the store can."""
+        attach = self._attach
+        if attach is None:
+            return
+        if not is_envelope(text):  # a plain value: a hit for callers without tags
+            attach(resource_type, key, text, (text, math.inf, None, -math.inf), None)
+            return
+        if len(text) > _KEPT_TEXT_MAX:
+            return
+        value, expiry, compute, recorded = open_envelope(text, resource_type, key, self._opened)
+        if len(recorded) > 1:  # several tags: a memo that never answers (-inf: past its TTL)
+            attach(resource_type, key, text, (value, -math.inf, None, -math.inf), None)
+            return
+        try:
+            took = int(compute)
+        except ValueError:
+            took = 0
+        # Where a draw of early recomputation (beta 1) may begin to win: _early's bound.
+        reach = took * 1.0 / 1000 * _DRAW_MOST if took > 0 else -math.inf
+        until = math.inf if expiry is None else expiry
+        if not recorded:
+            attach(resource_type, key, text, (value, until, None, reach), None)
+            return
+        tag, version = recorded[0]
+        watched = (COUNTERS, _TAG + tag, version)
+        attach(resource_type, key, text, (value, until, tag, reach), watched)
 
     def get_or_set(
         self,
@@ -294,7 +385,10 @@ class Freshness:
                 )
             if judged is not None:
                 value, state = judged
-                if state is not HIT:
+                if state is HIT:
+                    if self._attach is not None:
+                        self._keep(resource_type, key, text)
+                else:
                     if options is None:
                         options = _usual(stale, beta, tag)
                     self._start(
@@ -471,6 +565,7 @@ class Freshness:
             raise
         except Exception as exc:
             raise driver_failure(exc) from exc
+        self._keep(resource_type, key, text)
 
     # -- background refresh -----------------------------------------------------------------
 
@@ -761,6 +856,12 @@ def _judge(
 
 
 _time = time.time
+
+_GONE = ("", -math.inf, [False], "", -math.inf, None, -math.inf)
+
+_KEPT_TEXT_MAX = 4096
+"""Longer envelopes get no memo (:meth:`Freshness.hit`): it would hold the value twice."""
+"""What :meth:`Freshness.hit` reads for an absent entry: gone (a deadline of -inf)."""
 
 _TAG = counter_key("")
 """What every tag counter's key starts with (``counter_key(tag)`` is ``_TAG + tag``)."""

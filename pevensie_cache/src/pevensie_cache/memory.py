@@ -10,7 +10,11 @@ time forward instead of waiting for it.
 
 Lease locks wake their waiters in this process when they are released
 (``watch_lock``), and the store keeps the facade's envelopes as they are
-(``stores_envelopes``): both faces of a store share them.
+(``stores_envelopes``): both faces of a store share them. Its entries can
+be read in place (``in_process_table``), with a memo the freshness layer
+attaches to an entry (``attach``): its envelope kept opened, valid until the
+entry or its tag's counter changes, so that a hit with freshness options costs
+little more than a plain one.
 
 Its one option, ``max_entries``, is declared once in :data:`OPTIONS` and
 converted by the shared rule of :mod:`pevensie_cache.options`, so
@@ -33,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from pevensie_cache import forks
-from pevensie_cache.driver import ABSENT, NO_EXPIRY, Progress
+from pevensie_cache.driver import ABSENT, NO_EXPIRY, InProcessTable, Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
 from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo
@@ -70,7 +74,12 @@ _MAX_ENTRIES = Option(
 OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 """The options of the memory driver."""
 
-_Entry = tuple[str, float]  # (value, deadline on the store's clock; inf when none)
+# (value, deadline on the store's clock; inf when none), or (value, deadline, cell, *memo)
+# once attach() gave it a memo: the cell reads [True] until the entry the memo
+# watches changes.
+_Entry = tuple[str, float] | tuple[str, float, "_Cell", *tuple[object, ...]]
+_Cell = list[bool]
+_ALWAYS: _Cell = [True]  # the cell of a memo that watches nothing: never changed
 _NEVER = float("inf")
 _heappush = heapq.heappush
 _deadline = operator.itemgetter(1)  # an entry's deadline
@@ -104,6 +113,9 @@ class MemoryDriver:
         self._locks: dict[str, tuple[str, float]] = {}  # lease locks: key -> (token, deadline)
         self._lock_floor = 0
         self._watchers: dict[str, set[_Wakeable]] = {}  # lock key -> who waits for its release
+        # Keys memos watch (see attach) -> their cell. Whatever writes or removes an entry
+        # of _data calls _changed for it when it is watched: a memo must not outlive it.
+        self._cells: dict[str, _Cell] = {}
         forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
@@ -137,14 +149,12 @@ class MemoryDriver:
     def connect(self) -> None:
         """Start with an empty store."""
         with self._lock:
-            self._data.clear()
-            self._deadlines.clear()
+            self._drop_all()
 
     def disconnect(self) -> None:
         """Drop every entry: the memory is released."""
         with self._lock:
-            self._data.clear()
-            self._deadlines.clear()
+            self._drop_all()
 
     def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """Store a value; ``ttl_seconds=None`` clears any earlier TTL."""
@@ -163,6 +173,8 @@ class MemoryDriver:
             with self._lock:
                 if self._data.get(full_key) is entry:
                     self._data.pop(full_key, None)
+                    if self._cells:
+                        self._changed(full_key)
             return None
         if self.max_entries is not None:
             with self._lock:
@@ -200,8 +212,11 @@ class MemoryDriver:
         # Under the lock, though a pop is atomic on its own: a pop between the read and the
         # write of touch or incr was undone by the write, and one while clear or the
         # expiry sweep walked the entries broke their walk.
+        full_key = f"{resource_type}:{key}"
         with self._lock:
-            entry = self._data.pop(f"{resource_type}:{key}", None)
+            entry = self._data.pop(full_key, None)
+            if self._cells:
+                self._changed(full_key)
         return entry is not None and entry[1] > self._clock()
 
     def exists(self, resource_type: str, key: str) -> bool:
@@ -232,6 +247,8 @@ class MemoryDriver:
                     continue
                 if entry[1] <= now:
                     data.pop(prefix + key, None)
+                    if self._cells:
+                        self._changed(prefix + key)
                     continue
                 if self.max_entries is not None:
                     data.move_to_end(prefix + key)
@@ -253,6 +270,8 @@ class MemoryDriver:
         with self._lock:
             for key in keys:
                 self._data.pop(prefix + key, None)
+                if self._cells:
+                    self._changed(prefix + key)
 
     # -- atomic operations and clear ---------------------------------------------------
 
@@ -276,6 +295,8 @@ class MemoryDriver:
                 return result
             result = check_counter(parse_counter(entry[0]) + delta)
             self._data[full_key] = (str(result), entry[1])  # the TTL stays as it was
+            if self._cells:
+                self._changed(full_key)
             if self.max_entries is not None:
                 self._data.move_to_end(full_key)
             return result
@@ -314,6 +335,8 @@ class MemoryDriver:
                     entry = self._data.pop(full, None)  # gone already: another's delete
                     if entry is not None and entry[1] > now:
                         live += 1
+                    if self._cells:
+                        self._changed(full)
         if on_progress is not None:
             on_progress(live)
         return live
@@ -373,6 +396,50 @@ class MemoryDriver:
             self._locks[lock_key] = (token, now + lease_ms / 1000)
             return True
 
+    def in_process_table(self) -> InProcessTable | None:
+        """Lend the entries, to be read in place (:class:`~pevensie_cache.driver.InProcessTable`).
+
+        ``None`` with ``max_entries``: a read there moves the entry to the
+        recent end, under the lock, so it goes through :meth:`get_across`.
+        """
+        if self.max_entries is not None:
+            return None
+        return InProcessTable(self._data, self._clock, self.attach)
+
+    def attach(
+        self,
+        resource_type: str,
+        key: str,
+        value: str,
+        memo: tuple[object, ...],
+        watched: tuple[str, str, str] | None,
+    ) -> None:
+        """Give the entry a memo while it holds ``value``, read back in :meth:`in_process_table`.
+
+        The entry becomes ``(value, deadline, cell, *memo)``, its value and
+        deadline unchanged: any later change to it (a write, delete, expiry,
+        eviction, clear) replaces or drops that tuple, memo and all.
+        ``watched``: ``(resource_type, key, value)`` of another entry the memo
+        holds for (a tag's counter), which must hold that value now, without
+        a deadline; ``cell`` is that entry's: ``[True]`` until any change to
+        it (write, delete, eviction, clear) makes it ``[False]``. Without
+        ``watched``, a cell that stays ``[True]``. Nothing is attached if
+        either entry holds another value.
+        """
+        full_key = f"{resource_type}:{key}"
+        with self._lock:
+            entry = self._data.get(full_key)
+            if entry is None or entry[0] != value:
+                return
+            cell = _ALWAYS
+            if watched is not None:
+                watched_key = f"{watched[0]}:{watched[1]}"
+                other = self._data.get(watched_key)
+                if other is None or other[0] != watched[2] or other[1] != _NEVER:
+                    return
+                cell = self._cells.setdefault(watched_key, [True])
+            self._data[full_key] = (entry[0], entry[1], cell, *memo)
+
     def async_view(self) -> AsyncMemoryDriver:
         """Return an async driver over this same store, usable from any event loop.
 
@@ -390,12 +457,29 @@ class MemoryDriver:
         entry = self._data.get(full_key)
         if entry is not None and entry[1] <= now:
             del self._data[full_key]
+            if self._cells:
+                self._changed(full_key)
             return None
         return entry
+
+    def _changed(self, full_key: str) -> None:
+        """Note that the key's entry changed or went: a cell watching it reads ``[False]``."""
+        cell = self._cells.pop(full_key, None)
+        if cell is not None:
+            cell[0] = False
+
+    def _drop_all(self) -> None:
+        self._data.clear()
+        self._deadlines.clear()
+        for cell in self._cells.values():
+            cell[0] = False
+        self._cells.clear()
 
     def _put(self, full_key: str, value: str, ttl_seconds: int | None) -> None:
         data = self._data
         deadlines = self._deadlines
+        if self._cells and full_key in self._cells:  # the usual write: a key no memo watches
+            self._changed(full_key)
         if ttl_seconds is None:
             data[full_key] = (value, _NEVER)
             if deadlines:
@@ -412,7 +496,9 @@ class MemoryDriver:
         if self.max_entries is not None:
             data.move_to_end(full_key)
             while len(data) > self.max_entries:
-                data.popitem(last=False)
+                evicted, _ = data.popitem(last=False)
+                if self._cells:
+                    self._changed(evicted)
 
     def _sweep(self, now: float) -> None:
         deadlines = self._deadlines
@@ -422,6 +508,8 @@ class MemoryDriver:
             entry = data.get(full_key)
             if entry is not None and entry[1] == deadline:
                 data.pop(full_key, None)
+                if self._cells:
+                    self._changed(full_key)
         if len(deadlines) > 2 * len(data) + 64:
             # Overwritten TTLs leave stale rows behind; rebuild from the live entries.
             # Ordered before it replaces the queue: a fork meanwhile copies either whole.
@@ -603,6 +691,10 @@ class AsyncMemoryDriver:
     async def extend_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """Give the key's lock a new lease if ``token`` still holds it."""
         return self.store.extend_lock(resource_type, key, token, lease_ms)
+
+    def in_process_table(self) -> InProcessTable | None:
+        """Lend the store's entries (see :meth:`MemoryDriver.in_process_table`)."""
+        return self.store.in_process_table()
 
     async def watch_lock(self, resource_type: str, key: str) -> AsyncMemoryLockWatch:
         """Watch the key's lock: its release wakes :meth:`AsyncMemoryLockWatch.wait`."""
