@@ -107,6 +107,18 @@ ONE_FACE_DESELECT = [
             "test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values",
         )
     ),
+    # The near cache's long resharding runs (127 s of part b's 870 s of test time, in one
+    # test process): the server moves the same slots and answers the same commands as in
+    # the plain runs beside them; the near cache's tracking on Redis 7 is what
+    # test_near_cluster.py checks, and the resharding runs check it on Valkey in part a.
+    *(
+        f"tests/cluster/test_resharding.py::{name}[sync-near_cache]"
+        for name in (
+            "test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing",
+            "test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing",
+            "test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
+        )
+    ),
 ]
 
 
