@@ -14,6 +14,17 @@ from pevensie_cache import AsyncPevensieCache, PevensieCache, cache
 from pevensie_cache.envelope import Envelope, unpack
 
 
+class Loads:
+    """A loader returning ``v1``, ``v2``... in turn, and counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return f"v{self.calls}"
+
+
 def sync_caches(store: Target, count: int) -> list[PevensieCache]:
     """``count`` connected caches on ``store``: separate processes, as far as locks go.
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aside_support import Target
+from fresh_support import Loads
 
 from pevensie_cache import cache
 from pevensie_test_support.faces import Face
@@ -38,17 +39,6 @@ def open_face(store: Target, name: str) -> Face:
     if name == "sync":
         return Face(name, cache.from_url(store.url))
     return Face(name, cache.from_url_async(store.url))
-
-
-class Loads:
-    """A loader returning ``v1``, ``v2``... and counting its calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        return f"v{self.calls}"
 
 
 @pytest.mark.parametrize("face", ["sync", "async"])

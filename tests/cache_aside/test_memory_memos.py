@@ -16,22 +16,12 @@ from typing import Any
 
 import pytest
 from clock_support import ShiftedClock
+from fresh_support import Loads
 
 from pevensie_cache import AsyncPevensieCache, PevensieCache, cache
 from pevensie_cache.memory import MemoryDriver
 
 OPTIONS: dict[str, Any] = {"stale_seconds": 60, "tags": ["user:42"]}
-
-
-class Loads:
-    """A loader returning ``v1``, ``v2``... in turn."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        return f"v{self.calls}"
 
 
 def memo_hits(c: PevensieCache, driver: MemoryDriver, load: Loads) -> None:
