@@ -92,6 +92,12 @@ def tests(session: nox.Session) -> None:
 # suites. Both faces pack the same commands in the same protocol core and read the replies
 # with the same readers, so what depends on the server shows on one face; the async face's
 # own I/O runs in the whole suite (Valkey) and again on uvloop. (Prefixes of test ids.)
+# The resharding runs that move thousands of slots under load (20-55 s each).
+LONG_RESHARDING_RUNS = (
+    "test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing",
+    "test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing",
+    "test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
+)
 ONE_FACE_DESELECT = [
     "tests/redis/test_conformance_redis.py::TestAsyncRedisConformance",
     "tests/redis/test_conformance_redis.py::TestAsyncNearCacheConformance",
@@ -100,9 +106,7 @@ ONE_FACE_DESELECT = [
     *(
         f"tests/cluster/test_resharding.py::{name}[async-"
         for name in (
-            "test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing",
-            "test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing",
-            "test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
+            *LONG_RESHARDING_RUNS,
             "test_a_primary_killed_under_load_gives_only_typed_driver_errors",
             "test_keys_of_a_half_migrated_slot_read_and_write_exactly_the_stored_values",
         )
@@ -113,11 +117,7 @@ ONE_FACE_DESELECT = [
     # test_near_cluster.py checks, and the resharding runs check it on Valkey in part a.
     *(
         f"tests/cluster/test_resharding.py::{name}[sync-near_cache]"
-        for name in (
-            "test_resharding_back_and_forth_under_load_fails_no_call_and_loses_nothing",
-            "test_adding_a_primary_and_rebalancing_under_load_fails_no_call_and_loses_nothing",
-            "test_removing_a_primary_under_load_fails_no_call_and_loses_nothing",
-        )
+        for name in LONG_RESHARDING_RUNS
     ),
 ]
 
