@@ -54,6 +54,7 @@ __all__ = [
     "KeyInfoCacheDriver",
     "LockWatch",
     "LockingCacheDriver",
+    "MemoCell",
     "Progress",
     "WatchingCacheDriver",
     "is_async_driver",
@@ -306,6 +307,22 @@ class AsyncLockingCacheDriver(AsyncCacheDriver, Protocol):
         """Give the lock a new lease of ``lease_ms`` from now if ``token`` holds it; say whether."""
 
 
+class MemoCell:
+    """Whether the entry a memo watches (a tag's counter) is unchanged since the memo was made.
+
+    One object per watched entry, shared by every memo that watches it: ``live``
+    is ``True`` until the store changes or drops that entry, and never ``True``
+    again (a later memo gets a new cell). A slot, not a list, so that a hit
+    reads one object.
+    """
+
+    __slots__ = ("live",)
+
+    def __init__(self, live: bool = True) -> None:
+        """Make a cell that reads ``live``."""
+        self.live = live
+
+
 class InProcessTable(NamedTuple):
     """The entries of a store that lives in this process, lent for reading without a call.
 
@@ -319,13 +336,15 @@ class InProcessTable(NamedTuple):
     """
 
     entries: Mapping[str, tuple[Any, ...]]
-    """``<resource_type>:<key>`` -> ``(value, deadline)``, or ``(value, deadline, cell, *memo)``
-    once ``attach`` gave the entry a memo (``cell``: ``[True]`` until the entry the memo
-    watches changes). Read without a lock: each lookup is atomic, and every change to an
-    entry replaces its tuple or drops it."""
+    """``<resource_type>:<key>`` -> ``(value, deadline)``, or
+    ``(value, deadline, cell, answer, until, *rest)`` once ``attach`` gave the entry the
+    memo ``(answer, until, *rest)``: ``cell`` is a :class:`MemoCell`, live until the entry
+    the memo watches changes, and ``until`` the earlier of the memo's and the entry's
+    deadlines, on :attr:`clock`. Read without a lock: each lookup is atomic, and every
+    change to an entry replaces its tuple or drops it."""
     clock: Callable[[], float]
     """The clock the deadlines are on: an entry with ``deadline <= clock()`` is gone."""
-    attach: Callable[[str, str, str, tuple[object, ...], tuple[str, str, str] | None], None]
+    attach: Callable[[str, str, str, tuple[Any, ...], tuple[str, str, str] | None], None]
     """``attach(resource_type, key, value, memo, watched)``: see the memory driver's."""
 
 

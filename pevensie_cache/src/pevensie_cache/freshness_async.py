@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from pevensie_cache.driver import AsyncCacheDriver, InProcessTable
+from pevensie_cache.driver import AsyncCacheDriver, InProcessTable, MemoCell
 from pevensie_cache.envelope import (
     ENVELOPE_MARK,
     OPENED_TEXT_MAX,
@@ -260,12 +260,16 @@ class AsyncFreshness:
         recomputation, options other than the usual ones, valid or not) gives
         ``None``, for :meth:`get_or_set` to judge as ever.
         """
-        # (value, deadline, cell, *memo): read by index, so that only what is judged is
-        # touched (on a hit that misses the CPU's caches, each object costs).
+        # (value, deadline, cell, answer, until, tag, reach): read by index, so that only
+        # what is judged is touched (on a hit that misses the CPU's caches, each object
+        # costs). ``until``: the logical expiry on the store's clock, or its deadline if
+        # earlier (attach folds them), so one clock and one instant judge both.
         entry = self._entries.get(f"{resource_type}:{key}", _GONE)
         if len(entry) == 2:  # no memo (yet)
             return None
-        if entry[1] <= self._clock() or not entry[2][0]:
+        now = self._clock()
+        until = entry[4]
+        if until <= now or not entry[2].live:
             return None
         if tags is not None:
             if type(tags) is not list or len(tags) != 1:
@@ -281,9 +285,7 @@ class AsyncFreshness:
             return None
         if ttl_seconds is None and (stale_seconds is not None or early_recompute):
             return None
-        now = _time()
-        expiry = entry[4]
-        if now >= expiry or (early_recompute and expiry - now <= entry[6]):
+        if early_recompute and until - now <= entry[6]:
             return None
         return entry[3]  # type: ignore[no-any-return]
 
@@ -307,7 +309,9 @@ class AsyncFreshness:
             took = 0
         # Where a draw of early recomputation (beta 1) may begin to win: _early's bound.
         reach = took * 1.0 / 1000 * _DRAW_MOST if took > 0 else -math.inf
-        until = math.inf if expiry is None else expiry
+        # The logical expiry, moved to the store's clock (its TTLs' clock), which then
+        # judges it while the memo lives: one clock read per hit, not two.
+        until = math.inf if expiry is None else self._clock() + (expiry - _time())
         if not recorded:
             attach(resource_type, key, text, (value, until, None, reach), None)
             return
@@ -870,7 +874,7 @@ def _judge(
 
 _time = time.time
 
-_GONE = ("", -math.inf, [False], "", -math.inf, None, -math.inf)
+_GONE = ("", -math.inf, MemoCell(False), "", -math.inf, None, -math.inf)
 
 _KEPT_TEXT_MAX = 4096
 """Longer envelopes get no memo (:meth:`AsyncFreshness.hit`): it would hold the value twice."""

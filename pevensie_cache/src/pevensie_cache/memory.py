@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from pevensie_cache import forks
-from pevensie_cache.driver import ABSENT, NO_EXPIRY, InProcessTable, Progress
+from pevensie_cache.driver import ABSENT, NO_EXPIRY, InProcessTable, MemoCell, Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
 from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo
@@ -75,11 +75,10 @@ OPTIONS = OptionSet([_MAX_ENTRIES], owner="memory")
 """The options of the memory driver."""
 
 # (value, deadline on the store's clock; inf when none), or (value, deadline, cell, *memo)
-# once attach() gave it a memo: the cell reads [True] until the entry the memo
-# watches changes.
-_Entry = tuple[str, float] | tuple[str, float, "_Cell", *tuple[object, ...]]
-_Cell = list[bool]
-_ALWAYS: _Cell = [True]  # the cell of a memo that watches nothing: never changed
+# once attach() gave it a memo: the cell stays live until the entry the memo watches
+# changes.
+_Entry = tuple[str, float] | tuple[str, float, MemoCell, *tuple[object, ...]]
+_ALWAYS = MemoCell()  # the cell of a memo that watches nothing: never changed
 _NEVER = float("inf")
 _heappush = heapq.heappush
 _deadline = operator.itemgetter(1)  # an entry's deadline
@@ -115,7 +114,7 @@ class MemoryDriver:
         self._watchers: dict[str, set[_Wakeable]] = {}  # lock key -> who waits for its release
         # Keys memos watch (see attach) -> their cell. Whatever writes or removes an entry
         # of _data calls _changed for it when it is watched: a memo must not outlive it.
-        self._cells: dict[str, _Cell] = {}
+        self._cells: dict[str, MemoCell] = {}
         forks.renew_after_fork(self)
 
     def __repr__(self) -> str:
@@ -411,20 +410,22 @@ class MemoryDriver:
         resource_type: str,
         key: str,
         value: str,
-        memo: tuple[object, ...],
+        memo: tuple[Any, ...],
         watched: tuple[str, str, str] | None,
     ) -> None:
         """Give the entry a memo while it holds ``value``, read back in :meth:`in_process_table`.
 
-        The entry becomes ``(value, deadline, cell, *memo)``, its value and
-        deadline unchanged: any later change to it (a write, delete, expiry,
-        eviction, clear) replaces or drops that tuple, memo and all.
-        ``watched``: ``(resource_type, key, value)`` of another entry the memo
-        holds for (a tag's counter), which must hold that value now, without
-        a deadline; ``cell`` is that entry's: ``[True]`` until any change to
-        it (write, delete, eviction, clear) makes it ``[False]``. Without
-        ``watched``, a cell that stays ``[True]``. Nothing is attached if
-        either entry holds another value.
+        ``memo`` is ``(answer, until, *rest)``, ``until`` on the store's clock.
+        The entry becomes ``(value, deadline, cell, answer, until, *rest)``, its
+        value and deadline unchanged and ``until`` no later than that deadline,
+        so that a hit compares one instant: any later change to the entry (a
+        write, delete, expiry, eviction, clear) replaces or drops that tuple,
+        memo and all. ``watched``: ``(resource_type, key, value)`` of another
+        entry the memo holds for (a tag's counter), which must hold that value
+        now, without a deadline; ``cell`` is that entry's
+        :class:`~pevensie_cache.driver.MemoCell`: live until any change to it
+        (write, delete, eviction, clear). Without ``watched``, a cell that stays
+        live. Nothing is attached if either entry holds another value.
         """
         full_key = f"{resource_type}:{key}"
         with self._lock:
@@ -437,8 +438,13 @@ class MemoryDriver:
                 other = self._data.get(watched_key)
                 if other is None or other[0] != watched[2] or other[1] != _NEVER:
                     return
-                cell = self._cells.setdefault(watched_key, [True])
-            self._data[full_key] = (entry[0], entry[1], cell, *memo)
+                shared = self._cells.get(watched_key)
+                if shared is None:
+                    shared = self._cells[watched_key] = MemoCell()
+                cell = shared
+            deadline = entry[1]
+            until = min(memo[1], deadline)
+            self._data[full_key] = (entry[0], deadline, cell, memo[0], until, *memo[2:])
 
     def async_view(self) -> AsyncMemoryDriver:
         """Return an async driver over this same store, usable from any event loop.
@@ -463,16 +469,16 @@ class MemoryDriver:
         return entry
 
     def _changed(self, full_key: str) -> None:
-        """Note that the key's entry changed or went: a cell watching it reads ``[False]``."""
+        """Note that the key's entry changed or went: a cell watching it is no longer live."""
         cell = self._cells.pop(full_key, None)
         if cell is not None:
-            cell[0] = False
+            cell.live = False
 
     def _drop_all(self) -> None:
         self._data.clear()
         self._deadlines.clear()
         for cell in self._cells.values():
-            cell[0] = False
+            cell.live = False
         self._cells.clear()
 
     def _put(self, full_key: str, value: str, ttl_seconds: int | None) -> None:
