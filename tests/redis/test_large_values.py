@@ -68,6 +68,38 @@ def test_a_pipe_receiving_a_large_reply_takes_no_new_command(
             pipe._partial = 0
 
 
+async def test_once_the_large_reply_is_in_small_commands_fill_the_first_pipe_again(
+    pevensie_redis_server: RedisServer,
+) -> None:
+    # The pipe opened while the first one received a large reply stays open, for the
+    # overflow only: commands spread evenly over two pipes would share a write and a
+    # read half as often.
+    c = await cache.new_async(
+        driver="redis",
+        host=pevensie_redis_server.host,
+        port=pevensie_redis_server.port,
+        pool_size=4,
+    ).connect()
+    try:
+        channel = channel_of(c)
+        await c.set("small", "1", "one")
+        [first] = channel.pipes
+        first._partial = LARGE_REPLY + 1  # as it is while a large reply arrives
+        try:
+            assert await c.get("small", "1") == "one"  # served by a pipe opened for it
+        finally:
+            first._partial = 0
+        [second] = [p for p in channel.pipes if p is not first]
+        before = (first.last_reply, second.last_reply)
+        await asyncio.sleep(0.01)  # so that a reply on either pipe moves its clock
+        values = await asyncio.gather(*[c.get("small", "1") for _ in range(20)])
+        assert values == ["one"] * 20
+        assert first.last_reply > before[0]
+        assert second.last_reply == before[1], "commands went to the second pipe"
+    finally:
+        await c.disconnect()
+
+
 def test_small_reads_keep_their_values_while_another_thread_reads_a_large_one(
     pevensie_redis_server: RedisServer,
 ) -> None:

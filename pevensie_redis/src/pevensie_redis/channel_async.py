@@ -12,8 +12,9 @@ One set of rules for both faces:
   its locator names; each carries the commands of many callers at once, so no
   caller waits for a free connection. A new pipe is opened, in the background,
   only when every open one has :data:`SPREAD_AT` commands outstanding, or is
-  receiving a large reply: the fewer the pipes, the more commands share each
-  write and read;
+  receiving a large reply, and commands go to the first pipe with room (in the
+  order the pipes were opened): the fewer the pipes in use, the more commands
+  share each write and read;
 - **large traffic**: a command carrying more than
   :data:`~pevensie_redis.pipe_core.LARGE_REPLY` bytes, or a read whose reply
   was that large not long ago (a small memory of such reads), goes to a pipe
@@ -381,18 +382,27 @@ class Channel:
         pipes = self._pipes
         if not pipes:
             return None
-        pipe = pipes[0] if len(pipes) == 1 else min(pipes, key=_load)
+        # The first pipe with room, not the least loaded: commands sent together share a
+        # write and their replies a read, and spread evenly over two pipes they would
+        # share them half as often (a quarter fewer small gets a second, measured).
+        pipe = pipes[0]
         if pipe.load < SPREAD_AT and not pipe.receiving_large and not pipe.closed:
             return pipe
         return self._spread()
 
     def _spread(self) -> Pipe | None:
-        """Pick a pipe the slow way: drop closed pipes, open another if due (for :meth:`_ready`)."""
+        """Pick a pipe the slow way: drop closed pipes, open another if due (for :meth:`_ready`).
+
+        The first usable pipe (in the order they were opened) with fewer than
+        :data:`SPREAD_AT` commands outstanding, else the least loaded one.
+        """
         with self._lock:
             if any(pipe.closed for pipe in self._pipes):
                 self._pipes = [pipe for pipe in self._pipes if not pipe.closed]
             usable = [pipe for pipe in self._pipes if not pipe.receiving_large]
-            best = min(usable, key=_load) if usable else None
+            best = next((pipe for pipe in usable if pipe.load < SPREAD_AT), None)
+            if best is None and usable:
+                best = min(usable, key=_load)
             room = self._room()
             if room and (best is None or best.load >= SPREAD_AT):
                 self._start_opening()
