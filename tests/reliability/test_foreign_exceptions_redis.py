@@ -292,9 +292,15 @@ SETTLE_S = 5.0
 
 
 def _others(server: RedisServer) -> list[str]:
+    """The other connections, each as the server describes it (address, name, last command)."""
     raw = redis.Redis(host=server.host, port=server.port, client_name="observer")
     try:
-        return [str(e["addr"]) for e in raw.client_list() if e.get("name") != "observer"]
+        return [
+            f"{e['addr']} name={e.get('name')!r} cmd={e.get('cmd')} age={e.get('age')}"
+            f" idle={e.get('idle')} flags={e.get('flags')}"
+            for e in raw.client_list()
+            if e.get("name") != "observer"
+        ]
     finally:
         raw.close()
 
