@@ -438,10 +438,7 @@ class MemoryDriver:
                 other = self._data.get(watched_key)
                 if other is None or other[0] != watched[2] or other[1] != _NEVER:
                     return
-                shared = self._cells.get(watched_key)
-                if shared is None:
-                    shared = self._cells[watched_key] = MemoCell()
-                cell = shared
+                cell = self._cells.setdefault(watched_key, MemoCell())
             deadline = entry[1]
             until = min(memo[1], deadline)
             self._data[full_key] = (entry[0], deadline, cell, memo[0], until, *memo[2:])
