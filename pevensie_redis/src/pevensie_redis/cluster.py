@@ -70,7 +70,19 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError
 
 from pevensie_cache.driver import Progress
-from pevensie_redis.cluster_io import MAX_REDIRECTS, Attempts, ClusterIO, open_cluster
+from pevensie_redis.cluster_attempts import Attempts
+from pevensie_redis.cluster_batch import (
+    Batch,
+    Outcome,
+    ScriptsRefused,
+    Unit,
+    always,
+    one_by_one,
+    settle_replica,
+    slot_key_groups,
+    unlinks,
+)
+from pevensie_redis.cluster_io import MAX_REDIRECTS, ClusterIO, open_cluster
 from pevensie_redis.cluster_near import ClusterListeners
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.errors import (
@@ -126,11 +138,6 @@ from pevensie_redis.replica_choice import ReplicaChoice
 from pevensie_redis.tls_check import check_tls
 
 __all__ = ["NearRedisClusterDriver", "RedisClusterDriver"]
-
-# One command of a batch: the indexes of the keys it carries (in input order), and whether
-# it is one multi-key command for all of them (else the single-key command of its one key).
-# A plain tuple, not a NamedTuple: on a 100-key batch the attribute access cost about 10%.
-_Unit = tuple[list[int], bool]
 
 
 class RedisClusterDriver:
@@ -331,7 +338,7 @@ class RedisClusterDriver:
             cursor = b"0"
             pending: list[bytes] = []
             while True:
-                commands = [pack_scan(cursor, pattern), *_unlinks(pending)]
+                commands = [pack_scan(cursor, pattern), *unlinks(pending)]
                 shapes = [SCAN_REPLY, *[INTEGER_REPLY] * (len(commands) - 1)]
                 replies = io.exchange(node, commands, "SCAN", shapes=shapes)
                 if not replies or isinstance(replies[0], Exception):
@@ -438,7 +445,7 @@ class RedisClusterDriver:
                     found[unique[index]] = decode_value(value, "MGET")
 
         self._scatter(
-            _Batch(
+            Batch(
                 "MGET",
                 fulls,
                 together=lambda part: pack([b"MGET", *(fulls[i] for i in part)]),
@@ -463,14 +470,14 @@ class RedisClusterDriver:
 
         if ttl_seconds is None:
             self._scatter(
-                _Batch(
+                Batch(
                     "MSET",
                     fulls,
                     together=lambda part: pack(
                         [b"MSET", *(item for i in part for item in (fulls[i], values[i]))]
                     ),
                     alone=lambda i: pack_set(fulls[i], values[i]),
-                    shapes=(_always(SET_REPLY), SET_REPLY),
+                    shapes=(always(SET_REPLY), SET_REPLY),
                 )
             )
             return
@@ -486,24 +493,24 @@ class RedisClusterDriver:
                 )
 
             try:
-                shapes = (_always(INTEGER_REPLY), SET_REPLY)
-                self._scatter(_Batch("EVALSHA", fulls, script, alone, shapes=shapes, scripted=True))
+                shapes = (always(INTEGER_REPLY), SET_REPLY)
+                self._scatter(Batch("EVALSHA", fulls, script, alone, shapes=shapes, scripted=True))
                 return
-            except _ScriptsRefused:
+            except ScriptsRefused:
                 self._scripting = False
-        self._scatter(_Batch("SET EX", fulls, None, alone, shapes=(None, SET_REPLY)))
+        self._scatter(Batch("SET EX", fulls, None, alone, shapes=(None, SET_REPLY)))
 
     def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """One ``UNLINK`` per slot, the slots of each node pipelined; absent keys are fine."""
         full = self._full
         fulls = list(dict.fromkeys(full(resource_type, key) for key in keys))
         self._scatter(
-            _Batch(
+            Batch(
                 "UNLINK",
                 fulls,
                 together=lambda part: pack([b"UNLINK", *(fulls[i] for i in part)]),
                 alone=lambda i: pack_delete(fulls[i]),
-                shapes=(_always(INTEGER_REPLY), INTEGER_REPLY),
+                shapes=(always(INTEGER_REPLY), INTEGER_REPLY),
             )
         )
 
@@ -598,7 +605,7 @@ class RedisClusterDriver:
 
     def _count_unlinked(self, keys: list[bytes], replies: list[Any]) -> int:
         """Add up the ``UNLINK`` replies of ``keys``' slot groups; send again what failed."""
-        groups = _slot_key_groups(keys)
+        groups = slot_key_groups(keys)
         deleted = 0
         for position, group in enumerate(groups):
             reply = replies[position] if position < len(replies) else None
@@ -617,10 +624,10 @@ class RedisClusterDriver:
 
     def _unlink_on(self, io: ClusterIO, node: str, keys: list[bytes]) -> list[Any]:
         """``UNLINK`` ``keys`` on ``node``, one command per slot group; return the replies."""
-        unlinks = _unlinks(keys)
-        return io.exchange(node, unlinks, "UNLINK", shapes=[INTEGER_REPLY] * len(unlinks))
+        commands = unlinks(keys)
+        return io.exchange(node, commands, "UNLINK", shapes=[INTEGER_REPLY] * len(commands))
 
-    def _scatter(self, batch: _Batch) -> None:
+    def _scatter(self, batch: Batch) -> None:
         """Run ``batch``: each node's commands pipelined, every node at once, pass after pass.
 
         A pass sends every command left to the node the slot map names (with
@@ -632,7 +639,7 @@ class RedisClusterDriver:
         not answer, or that met ``CLUSTERDOWN`` (or a single-key ``TRYAGAIN``),
         once the slot map has been read again, after a back-off. The router's
         bounds hold for the batch as a whole
-        (:class:`~pevensie_redis.cluster_io.Attempts`, from the batch's
+        (:class:`~pevensie_redis.cluster_attempts.Attempts`, from the batch's
         start): :data:`~pevensie_redis.cluster_io.MAX_REDIRECTS` passes
         after redirects; passes whose commands were all refused before they
         ran while the timeout has time left; ``retries`` passes after a node
@@ -662,7 +669,7 @@ class RedisClusterDriver:
             units = [
                 *outcome.moved,
                 *outcome.failed,
-                *(single for unit in outcome.split for single in _one_by_one(unit)),
+                *(single for unit in outcome.split for single in one_by_one(unit)),
             ]
             if outcome.moved or asked:
                 redirects += 1
@@ -685,7 +692,7 @@ class RedisClusterDriver:
                 io.refresh(seen, avoid=outcome.avoid)
                 io.pause(attempts)
 
-    def _pass(self, batch: _Batch, units: list[_Unit], *, replicas: bool = False) -> _Outcome:
+    def _pass(self, batch: Batch, units: list[Unit], *, replicas: bool = False) -> Outcome:
         """Send ``units`` to the nodes the slot map names; deliver the replies; return the rest.
 
         ``replicas`` (a read, with ``read_from_replicas``): each slot's commands
@@ -699,9 +706,9 @@ class RedisClusterDriver:
             io.refresh()
         slot_of = batch.slot_of
         primaries = io.slot_map.primaries
-        by_node: dict[str, list[_Unit]] = {}
+        by_node: dict[str, list[Unit]] = {}
         readonly: set[str] = set()
-        outcome = _Outcome()
+        outcome = Outcome()
         for unit in units:
             slot = slot_of[unit[0][0]]
             node = None if choice is None else choice.pick(io.replicas_of(slot))
@@ -725,11 +732,11 @@ class RedisClusterDriver:
             for node, units in by_node.items()
         }
         answers = io.exchange_many(packed, batch.name, readonly=readonly, shapes=shapes)
-        again: list[_Unit] = []
+        again: list[Unit] = []
         for node, node_units in by_node.items():
             replies = answers[node]
             if node in readonly:
-                failed = _settle_replica(batch, node_units, replies, checked=node in checked)
+                failed = settle_replica(batch, node_units, replies, checked=node in checked)
                 if failed and choice is not None:
                     choice.avoid(node)
                     again += failed
@@ -742,8 +749,8 @@ class RedisClusterDriver:
         return outcome
 
     def _settle_node(
-        self, batch: _Batch, node: str, units: list[_Unit], replies: list[Any]
-    ) -> _Outcome:
+        self, batch: Batch, node: str, units: list[Unit], replies: list[Any]
+    ) -> Outcome:
         """Deliver a node's replies; first load the script where the node lacked it."""
         if batch.scripted:
             missing = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -756,19 +763,19 @@ class RedisClusterDriver:
                 again = io.exchange(node, [load, *resend], batch.name, shapes=shapes)
                 if again and isinstance(again[0], Exception):
                     if refuses_scripting(again[0]):
-                        raise _ScriptsRefused from again[0]
+                        raise ScriptsRefused from again[0]
                     raise map_error(again[0], "SCRIPT LOAD") from again[0]
                 for n, reply in zip(missing, again[1:], strict=False):
                     replies[n] = reply
         return self._settle(batch, node, units, replies)
 
-    def _settle(self, batch: _Batch, node: str, units: list[_Unit], replies: list[Any]) -> _Outcome:
+    def _settle(self, batch: Batch, node: str, units: list[Unit], replies: list[Any]) -> Outcome:
         """Deliver ``node``'s good replies; return what must be sent again.
 
         Raises the first error reply that no other attempt can fix, mapped.
         """
         io = self._live()
-        outcome = _Outcome()
+        outcome = Outcome()
         failure: Exception | None = None
         collect = batch.collect
         for position, unit in enumerate(units):
@@ -795,7 +802,7 @@ class RedisClusterDriver:
                 failure = reply
         if failure is not None:
             if batch.scripted and refuses_scripting(failure):
-                raise _ScriptsRefused from failure
+                raise ScriptsRefused from failure
             raise map_error(failure, batch.name) from failure
         return outcome
 
@@ -1070,182 +1077,3 @@ class NearRedisClusterDriver(RedisClusterDriver):
 
 def _any_error(replies: Sequence[Any]) -> bool:
     return any(isinstance(reply, Exception) for reply in replies)
-
-
-class _Batch:
-    """One batch operation: its keys, and how to ask for them together or one at a time."""
-
-    __slots__ = (
-        "alone",
-        "alone_shape",
-        "collect",
-        "fulls",
-        "name",
-        "read",
-        "scripted",
-        "slot_of",
-        "together",
-        "together_shape",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        fulls: list[bytes],
-        together: Callable[[list[int]], bytes] | None,
-        alone: Callable[[int], bytes],
-        collect: Callable[[list[int], list[Any]], None] | None = None,
-        *,
-        shapes: tuple[Callable[[int], Shape] | None, Shape],
-        scripted: bool = False,
-        read: bool = False,
-    ) -> None:
-        self.name = name
-        """What the batch sends, for error messages: ``MGET``, ``EVALSHA``, ..."""
-        self.fulls = fulls
-        """The full keys, each once."""
-        self.together = together
-        """Packs one command for up to ``BATCH_SIZE`` keys of one slot (``None``: key by key)."""
-        self.alone = alone
-        """Packs the command for one key."""
-        self.together_shape, self.alone_shape = shapes
-        """The shape of ``together``'s reply for a number of keys, and of ``alone``'s."""
-        self.collect = collect
-        """Takes the replies, one value per key (``indexes``, ``values``); ``None``: ignored."""
-        self.scripted = scripted
-        """``together`` is ``EVALSHA`` of the ``SET ... EX`` script."""
-        self.read = read
-        """Reads only: with ``read_from_replicas``, they may go to replicas."""
-        self.slot_of: list[int] = []
-        """The slot of each key (filled by :meth:`slot_groups`)."""
-
-    def slot_groups(self) -> list[list[int]]:
-        """Return the indexes of the keys, grouped by slot; note each key's slot."""
-        self.slot_of = slots = [key_slot(full) for full in self.fulls]
-        groups: dict[int, list[int]] = {}
-        for index, slot in enumerate(slots):
-            groups.setdefault(slot, []).append(index)
-        return list(groups.values())
-
-    def units(self, indexes: list[int]) -> list[_Unit]:
-        """Return the commands for the keys of one slot: together in chunks, or a lone key's."""
-        if self.together is None or len(indexes) == 1:
-            return [([index], False) for index in indexes]
-        return [(list(part), True) for part in chunks(indexes)]
-
-    def pack(self, unit: _Unit) -> bytes:
-        """Pack the command of ``unit``."""
-        indexes, is_together = unit
-        if is_together and self.together is not None:
-            return self.together(indexes)
-        return self.alone(indexes[0])
-
-    def shape(self, unit: _Unit) -> Shape:
-        """Return the shape of the reply to ``unit``'s command."""
-        indexes, is_together = unit
-        if is_together and self.together_shape is not None:
-            return self.together_shape(len(indexes))
-        return self.alone_shape
-
-
-class _Outcome:
-    """What a pass of a batch left to do: commands to send again, and how."""
-
-    __slots__ = ("asked", "avoid", "error", "failed", "moved", "split", "unreachable")
-
-    def __init__(self) -> None:
-        self.moved: list[_Unit] = []
-        """Commands whose slot moved (the slot map says where to now)."""
-        self.failed: list[_Unit] = []
-        """Commands whose node did not answer, or that met ``CLUSTERDOWN``: after a refresh."""
-        self.split: list[_Unit] = []
-        """Multi-key commands for a slot being migrated: to send again key by key."""
-        self.asked: dict[str, list[_Unit]] = {}
-        """Single-key commands an ``ASK`` sent elsewhere, by the node to ask."""
-        self.error: BaseException | None = None
-        """Why the first of :attr:`failed` failed (raised when no attempt is left)."""
-        self.avoid: str | None = None
-        """A node that did not answer: asked last for the slot map."""
-        self.unreachable = False
-        """Whether a node did not answer (else each of :attr:`failed` was refused before it ran)."""
-
-    def fail(self, units: list[_Unit], error: BaseException, node: str | None) -> None:
-        """Note ``units`` as failed with ``error``.
-
-        ``node``: the node that did not answer; ``None``: the commands were
-        refused before they ran (``CLUSTERDOWN``, ``TRYAGAIN``, no script, no
-        node for the slot).
-        """
-        if not self.failed:
-            self.error = error
-        self.failed.extend(units)
-        if node is not None:
-            self.avoid = node
-            self.unreachable = True
-
-    def add(self, other: _Outcome) -> None:
-        """Take over what ``other`` left to do."""
-        if other.failed and other.error is not None:
-            self.fail(other.failed, other.error, other.avoid)
-        self.moved.extend(other.moved)
-        self.split.extend(other.split)
-        for name, units in other.asked.items():
-            self.asked.setdefault(name, []).extend(units)
-
-
-def _one_by_one(unit: _Unit) -> list[_Unit]:
-    """Return the single-key commands that do what ``unit`` does."""
-    indexes, is_together = unit
-    if not is_together:
-        return [unit]
-    return [([index], False) for index in indexes]
-
-
-def _settle_replica(
-    batch: _Batch, units: list[_Unit], replies: list[Any] | RedisDriverError, *, checked: bool
-) -> list[_Unit]:
-    """Deliver a replica's good replies; return the commands to send to the primaries.
-
-    ``checked``: the first reply is the replica's ``ROLE``; a replica whose
-    link to its primary is not up answered nothing that may be used.
-    """
-    if isinstance(replies, RedisDriverError):
-        return units
-    if checked:
-        if not replies or not replica_in_sync(replies[0]):
-            return units
-        replies = replies[1:]
-    failed: list[_Unit] = []
-    for position, unit in enumerate(units):
-        if position >= len(replies) or isinstance(replies[position], Exception):
-            failed.append(unit)  # not answered (the connection broke), or an error reply
-        elif batch.collect is not None:
-            reply = replies[position]
-            batch.collect(unit[0], reply if unit[1] else [reply])
-    return failed
-
-
-def _always(shape: Shape) -> Callable[[int], Shape]:
-    """Return ``shape`` whatever the number of keys (a batch command's reply of one shape)."""
-
-    def shape_of(count: int) -> Shape:
-        return shape
-
-    return shape_of
-
-
-class _ScriptsRefused(Exception):
-    """The cluster refuses scripts (ACL, renamed or disabled commands)."""
-
-
-def _slot_key_groups(keys: list[bytes]) -> list[list[bytes]]:
-    """Return ``keys`` grouped by slot, in a fixed order (one ``UNLINK`` per group)."""
-    groups: dict[int, list[bytes]] = {}
-    for key in keys:
-        groups.setdefault(key_slot(key), []).append(key)
-    return list(groups.values())
-
-
-def _unlinks(keys: list[bytes]) -> list[bytes]:
-    """Pack one ``UNLINK`` per slot group of ``keys`` (CROSSSLOT is refused even on one node)."""
-    return [pack([b"UNLINK", *group]) for group in _slot_key_groups(keys)]

@@ -29,9 +29,9 @@ a node that does not answer     refresh the map (asking the other nodes first), 
                                 if it cannot have been sent
 ==============================  ===================================================
 
-Bounds (:class:`Attempts`, one per call): ``MOVED`` and ``ASK`` together at
-most :data:`MAX_REDIRECTS` times per call (then
-:class:`~pevensie_redis.RedisConnectionError`). ``TRYAGAIN``, ``CLUSTERDOWN``
+Bounds (:class:`~pevensie_redis.cluster_attempts.Attempts`, one per call):
+``MOVED`` and ``ASK`` together at most :data:`MAX_REDIRECTS` times per call
+(then :class:`~pevensie_redis.RedisConnectionError`). ``TRYAGAIN``, ``CLUSTERDOWN``
 and unserved slots are what a cluster answers for a moment during a failover
 (on Redis 7.0 one node can go on answering ``CLUSTERDOWN`` after the others
 report the cluster up): they are ridden out while the call's ``timeout`` has
@@ -39,8 +39,9 @@ time left, counted from the call's start (at least ``retries`` more attempts
 in any case); then the driver's typed error, saying what the cluster
 answered. A node that does not answer costs a whole attempt: at most
 ``retries`` more of those. Each attempt waits at most ``timeout`` to connect
-and ``timeout`` for its reply; each back-off is at most :data:`BACKOFF_CAP`
-seconds and never outlasts the call's timeout; a refresh asks one node after
+and ``timeout`` for its reply; each back-off is at most
+:data:`~pevensie_redis.cluster_attempts.BACKOFF_CAP` seconds and never
+outlasts the call's timeout; a refresh asks one node after
 another and starts no new question after ``timeout`` has passed. Refreshes
 are single-flighted: callers that need one while another is under way wait
 for that one, and a caller interrupted while it waits leaves the refresh
@@ -65,6 +66,7 @@ from redis.exceptions import InvalidResponse
 from pevensie_cache import forks
 from pevensie_redis import runtime_async
 from pevensie_redis.channel_async import Channel
+from pevensie_redis.cluster_attempts import Attempts
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint, endpoint
 from pevensie_redis.errors import (
@@ -96,21 +98,15 @@ from pevensie_redis.protocol.slots import (
 )
 
 __all__ = [
-    "BACKOFF_CAP",
     "MAX_REDIRECTS",
     "SUSPECT_SECONDS",
     "UNREACHABLE",
-    "Attempts",
     "ClusterIO",
-    "backoff",
     "open_cluster",
 ]
 
 MAX_REDIRECTS = 16
 """``MOVED`` and ``ASK`` replies one call follows before it gives up (a cluster in a loop)."""
-
-BACKOFF_CAP = 0.25
-"""The longest pause, in seconds, between two attempts of a call."""
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 """What a node's channel raises when the node cannot be reached or did not answer in time."""
@@ -122,73 +118,6 @@ SUSPECT_SECONDS = 5.0
 
 _REFRESH_SOON_INTERVAL = 0.1
 """Seconds after a refresh during which a ``MOVED`` starts no new one (it fixed its own slot)."""
-
-
-def backoff(failures: int) -> float:
-    """Return the pause before the next attempt after ``failures`` failed ones (exponential)."""
-    return min(BACKOFF_CAP, 0.01 * 2.0 ** (failures - 1))
-
-
-class Attempts:
-    """How many more attempts one call gets, and the pause before each.
-
-    Two kinds of failed attempt, bounded apart:
-
-    - :meth:`refused`: the cluster answered before running the command
-      (``TRYAGAIN``, ``CLUSTERDOWN``) or the map names no node for the slot.
-      Nothing ran, so any command may go again, and such answers last a
-      moment (a failover, a migration): another attempt while the call's
-      ``timeout`` (from its start) has time left, and at least ``retries``
-      more in any case. Not while the cluster is known to be down (a call's
-      refusals outlasted its timeout less than a ``timeout`` ago: see
-      :meth:`ClusterIO.gave_up`): then ``retries`` more, and the call fails
-      fast instead of holding its caller for the whole timeout again.
-    - :meth:`failed`: a node did not answer (each such attempt may have
-      waited a whole ``timeout``): ``retries`` more attempts.
-    """
-
-    __slots__ = ("deadline", "failures", "refusals", "retries", "started")
-
-    def __init__(
-        self, retries: int, timeout: float, started: float | None = None, *, ride: bool = True
-    ) -> None:
-        """Start counting for a call (``retries``, ``timeout`` in seconds: the config's).
-
-        ``started``: when the call started (``time.monotonic()``; ``None``: now).
-        A call makes its count at its first failed attempt only, from the
-        start it noted: a call that succeeds at once allocates nothing.
-        ``ride``: whether refusals are ridden out for the timeout (``False``:
-        ``retries`` more attempts only).
-        """
-        self.retries = retries
-        self.started = time.monotonic() if started is None else started
-        self.deadline = self.started + (timeout if ride else 0.0)
-        """When the call's time for riding out refusals is spent (monotonic seconds)."""
-        self.failures = 0
-        """Attempts that met a node that did not answer."""
-        self.refusals = 0
-        """Attempts the cluster refused before running the command."""
-
-    def failed(self) -> bool:
-        """Count an attempt whose node did not answer; return whether another one may follow."""
-        self.failures += 1
-        return self.failures <= self.retries
-
-    def refused(self) -> bool:
-        """Count an attempt refused before it ran; return whether another one may follow."""
-        self.refusals += 1
-        return self.refusals <= self.retries or time.monotonic() < self.deadline
-
-    def pause(self) -> float:
-        """Return the back-off before the next attempt: exponential, never past the deadline."""
-        delay = backoff(self.failures + self.refusals)
-        left = self.deadline - time.monotonic()
-        return min(delay, left) if left > 0 else delay
-
-    def spent(self, name: str) -> str:
-        """Return what the call did, for its error: ``GET, refused 12 times in 5.00 s``."""
-        took = time.monotonic() - self.started
-        return f"{name}, refused {self.refusals} times in {took:.2f} s"
 
 
 class ClusterIO:

@@ -32,14 +32,13 @@ replica reads, ``SENTINEL REPLICAS``) a
 With ``read_from_replicas``, :meth:`Sentinels.replicas` names the replicas
 (``SENTINEL REPLICAS``): only those the sentinels do not flag ``s_down``,
 ``o_down`` or ``disconnected`` and whose ``master-link-status`` is ``ok``
-(:func:`replicas_of`).
+(:func:`~pevensie_redis.sentinel_replies.replicas_of`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
@@ -51,14 +50,16 @@ from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import Endpoint, endpoint, sentinel_endpoint
 from pevensie_redis.pipe_async import Pipe, open_pipe
 from pevensie_redis.protocol.commands import pack
+from pevensie_redis.sentinel_replies import (
+    acl_refusal,
+    closed_error,
+    no_primary,
+    pairs,
+    primary_of,
+    replicas_of,
+)
 
-__all__ = ["NoPrimary", "Sentinels", "primary_of", "replicas_of"]
-
-_DOWN = frozenset({"s_down", "o_down", "disconnected"})
-
-
-class NoPrimary(RedisPyConnectionError):
-    """No sentinel named a primary for the service (each sentinel's problem in the message)."""
+__all__ = ["Sentinels"]
 
 
 class Sentinels:
@@ -126,10 +127,10 @@ class Sentinels:
                 refused += 1
                 continue
             if isinstance(reply, NoPermissionError):
-                problems.append(f"{sentinel.label}: {_forbidden('MASTER', reply)}")
+                problems.append(f"{sentinel.label}: {acl_refusal('MASTER', reply)}")
                 forbidden += 1
                 continue
-            state = None if isinstance(reply, Exception) else _pairs(reply)
+            state = None if isinstance(reply, Exception) else pairs(reply)
             found = primary_of(state, self._service)
             if isinstance(found, str):
                 problems.append(f"{sentinel.label}: {found}")
@@ -139,8 +140,8 @@ class Sentinels:
         if known is not None and unreachable == len(problems) and not self._closed:
             return known  # none could be asked: nothing says the primary moved
         if forbidden and forbidden == len(problems):
-            raise NoPermissionError(f"every sentinel: {_forbidden('MASTER', None)}")
-        raise _no_primary(self._service, problems, refused) from last_error
+            raise NoPermissionError(f"every sentinel: {acl_refusal('MASTER', None)}")
+        raise no_primary(self._service, problems, refused) from last_error
 
     async def replicas(self) -> list[tuple[str, int]]:
         """Return the replicas of the service fit to read from, as the first sentinel says.
@@ -158,7 +159,7 @@ class Sentinels:
                 problems.append(f"{sentinel.label}: {exc}")
                 continue
             if isinstance(reply, NoPermissionError):
-                problems.append(f"{sentinel.label}: {_forbidden('REPLICAS', reply)}")
+                problems.append(f"{sentinel.label}: {acl_refusal('REPLICAS', reply)}")
                 forbidden += 1
                 continue
             if isinstance(reply, Exception):
@@ -166,7 +167,7 @@ class Sentinels:
                 continue
             return replicas_of(reply)
         if forbidden and forbidden == len(problems):
-            raise NoPermissionError(f"every sentinel: {_forbidden('REPLICAS', None)}")
+            raise NoPermissionError(f"every sentinel: {acl_refusal('REPLICAS', None)}")
         raise RedisPyConnectionError(
             f"no sentinel listed the replicas of {self._service!r} ({'; '.join(problems)})"
         )
@@ -188,7 +189,7 @@ class Sentinels:
         """
         with self._lock:
             if self._closed:
-                raise _closed_error()
+                raise closed_error()
             pipe = self._pipes.get(sentinel.label)
         if pipe is None or pipe.closed:
             pipe = await open_pipe(sentinel)
@@ -208,7 +209,7 @@ class Sentinels:
                 self._pipes[sentinel.label] = pipe
         if closed:
             pipe.close()
-            raise _closed_error()
+            raise closed_error()
         if replaced is not None and replaced is not pipe:
             replaced.close()
 
@@ -247,71 +248,3 @@ class Sentinels:
         if known is None or (known.host, known.port) != (host, port):
             known = self._primary = endpoint(self._config, host, port)
         return known
-
-
-def primary_of(state: Mapping[str, Any] | None, service_name: str) -> tuple[str, int] | str:
-    """Read one sentinel's state of ``service_name``: the primary's address, or what is wrong."""
-    if not state:
-        return f"does not monitor {service_name!r}"
-    flags = set(_text(state.get("flags", "")).split(","))
-    if "master" not in flags or flags & _DOWN:
-        return "reports the primary down"
-    return _text(state["ip"]), int(state["port"])
-
-
-def replicas_of(reply: Any) -> list[tuple[str, int]]:
-    """Read one sentinel's ``SENTINEL REPLICAS`` reply: the replicas fit to read from.
-
-    A replica flagged ``s_down``, ``o_down`` or ``disconnected``, or whose link
-    to the primary is not ``ok`` (cut, or still syncing), is left out.
-    """
-    found: list[tuple[str, int]] = []
-    for item in reply or ():
-        state = _pairs(item)
-        flags = set(state.get("flags", "").split(","))
-        if flags & _DOWN or state.get("master-link-status") != "ok":
-            continue
-        if state.get("ip") and state.get("port", "").isdigit():
-            found.append((state["ip"], int(state["port"])))
-    return found
-
-
-def _no_primary(service_name: str, problems: Sequence[str], refused: int) -> Exception:
-    """Return the error when no sentinel named a primary (the credentials, when all refused)."""
-    if refused and refused == len(problems):
-        return AuthenticationError(
-            "every sentinel refused the sentinel credentials (sentinel_username / "
-            "sentinel_password; the data nodes' username / password are separate)"
-        )
-    return NoPrimary(f"no sentinel names a primary for {service_name!r} ({'; '.join(problems)})")
-
-
-def _forbidden(subcommand: str, reply: Exception | None) -> str:
-    """Say that the sentinel user may not run ``SENTINEL <subcommand>`` (the server's words too)."""
-    said = "" if reply is None else f" ({reply})"
-    return (
-        f"the sentinel user may not run SENTINEL {subcommand}{said}: its ACL on the sentinels "
-        f"needs +sentinel|{subcommand.lower()} (sentinel_username / sentinel_password)"
-    )
-
-
-def _closed_error() -> RedisPyConnectionError:
-    return RedisPyConnectionError("the connections to the sentinels were closed (disconnected)")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _pairs(reply: Any) -> dict[str, Any]:
-    """Read one instance's state: a flat list of names and values (RESP2), or a map (RESP3)."""
-    if isinstance(reply, Mapping):
-        return {_text(name): _flat(value) for name, value in reply.items()}
-    items = [_text(item) for item in reply or ()]
-    return dict(zip(items[::2], items[1::2], strict=False))
-
-
-def _flat(value: Any) -> str:
-    if isinstance(value, (set, frozenset, list, tuple)):
-        return ",".join(sorted(_text(item) for item in value))
-    return _text(value)
