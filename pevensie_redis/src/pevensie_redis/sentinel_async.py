@@ -90,8 +90,9 @@ class Sentinels:
         timed out), the primary named last, if one was: the driver keeps the
         primary it knows, for new connections too. While it knows one, a
         question waits one timeout in all for unreachable sentinels (not one
-        each), and those are asked last next time. Raises :class:`NoPrimary`
-        (a redis-py ``ConnectionError``) naming each sentinel's problem, or
+        each), and those are asked last next time. Raises
+        :class:`~pevensie_redis.sentinel_replies.NoPrimary` (a redis-py
+        ``ConnectionError``) naming each sentinel's problem, or
         ``AuthenticationError`` when every sentinel refused the sentinel
         credentials, or ``NoPermissionError`` when each refused the sentinel
         user ``SENTINEL MASTER`` (its ACL).
