@@ -320,7 +320,7 @@ def compat(session: nox.Session, redis_py: str, parser: str) -> None:
 # Django 6 needs 3.12, hence the extra's <6). Keep both in step with the extras.
 FRAMEWORKS = {
     "lowest": ["django==4.2", "Flask-Caching==2.0.2", "dogpile.cache==1.3.0"],
-    "newest": ["django==5.2.19", "Flask-Caching==2.5.1", "dogpile.cache==1.5.0"],
+    "newest": ["django==5.2.20", "Flask-Caching==2.5.1", "dogpile.cache==1.5.0"],
 }
 
 
@@ -542,7 +542,7 @@ def soak(session: nox.Session) -> None:
 E2E_PINS = [
     "fastapi==0.165.0",
     "uvicorn[standard]==0.55.0",  # uvloop and httptools
-    "django==5.2.19",
+    "django==5.2.20",
     "gunicorn==27.0.1",
     "gevent==26.9.0",
     "locust==2.47.0",

@@ -1,6 +1,6 @@
 """The test suites frameworks ship in their source distributions, fetched at test time.
 
-``suite_dir("django", "5.2.19", "tests/cache")`` downloads the sdist of exactly
+``suite_dir("django", "5.2.20", "tests/cache")`` downloads the sdist of exactly
 that release with pip (once: kept in ``$PEVENSIE_SDIST_CACHE``, default
 ``~/.cache/pevensie-sdists``), extracts the files under ``tests/cache`` and
 returns the directory that holds them, so the suite matches the installed
