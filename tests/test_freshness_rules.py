@@ -69,7 +69,8 @@ def test_a_value_round_trips_through_set_and_get_whatever_it_holds(value: str) -
     [
         ({"stale_seconds": 0}, ArgumentValueError),
         ({"stale_seconds": 10**16}, ArgumentValueError),  # beyond TTL_MAX
-        ({"stale_seconds": 1.5}, ArgumentTypeError),
+        ({"stale_seconds": 1.5}, ArgumentValueError),  # a TTL's rules: whole seconds
+        ({"stale_seconds": float("nan")}, ArgumentValueError),
         ({"stale_seconds": True}, ArgumentTypeError),
         ({"stale_seconds": "5"}, ArgumentTypeError),
         ({"early_recompute": 0.0}, ArgumentValueError),

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pevensie_cache.driver import AsyncCacheDriver, CacheDriver, DriverConfig, is_async_driver
 from pevensie_cache.errors import (
+    ArgumentTypeError,
     ConfigError,
     DriverError,
     PevensieCacheError,
@@ -152,6 +153,8 @@ def driver_from_config(config: Mapping[str, Any], prefix: str, face: Face) -> Bu
     """Build the driver a mapping names with ``driver`` or ``url`` (after ``prefix``)."""
     if not isinstance(config, Mapping):
         raise ConfigError(f"a cache configuration must be a mapping, not {type(config).__name__}")
+    if not isinstance(prefix, str):
+        raise ArgumentTypeError(f"prefix must be a str, not {type(prefix).__name__}")
     options = {
         str(name)[len(prefix) :]: value
         for name, value in config.items()
@@ -177,6 +180,13 @@ def driver_from_config(config: Mapping[str, Any], prefix: str, face: Face) -> Bu
 
 def driver_from_env(var: str, default: str | None, options: dict[str, Any], face: Face) -> Built:
     """Build the driver the URL in the environment variable ``var`` (or ``default``) names."""
+    if not isinstance(var, str) or not var:
+        shown = "empty" if isinstance(var, str) else type(var).__name__
+        raise ArgumentTypeError(f"var must be the name of an environment variable, not {shown}")
+    if default is not None and not isinstance(default, str):
+        raise ArgumentTypeError(
+            f"default must be a URL (a str) or None, not {type(default).__name__}"
+        )
     url = os.environ.get(var) or default
     if not url:
         builder = "cache.from_env_async" if face == "async" else "cache.from_env"

@@ -41,7 +41,7 @@ from pevensie_cache.failures import FailureLog
 from pevensie_cache.freshness import HIT, Freshness
 from pevensie_cache.layers import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.lease import load_under_lease, watch_lock
-from pevensie_cache.locks import CacheLock, check_lock_seconds
+from pevensie_cache.locks import CacheLock
 from pevensie_cache.primitives import (
     CONNECT_HINT,
     FACE,
@@ -59,13 +59,18 @@ from pevensie_cache.validation import (
     Ttl,
     check_address_once,
     check_delta,
+    check_flag,
     check_items,
     check_keys,
+    check_lock_seconds,
+    check_lock_times,
     check_resource_type,
     check_ttl,
     check_value,
+    not_callable,
     plain_address,
     plain_write,
+    shown,
     too_long,
 )
 
@@ -563,7 +568,7 @@ class PevensieCache(FaceGuard):
             check_address_once(resource_type, key)
         check_delta(delta)
         if not INT64_MIN <= -delta <= INT64_MAX:
-            raise ArgumentValueError(f"decr: delta must be at most {INT64_MAX}, got {delta}")
+            raise ArgumentValueError(f"decr: delta must be at most {INT64_MAX}, got {shown(delta)}")
         ttl_seconds = check_ttl(ttl_seconds)
         result: int = self._optional(driver, "incr", resource_type, key, -delta, ttl_seconds)
         return result
@@ -650,9 +655,10 @@ class PevensieCache(FaceGuard):
         ):
             ttl_seconds = check_ttl(ttl_seconds)
         if not callable(loader):
-            raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
-        if lock:
-            lock_lease, wait = _check_lock_times(lock_lease, lock_wait)
+            raise not_callable("loader", loader)
+        if lock is not False:
+            check_flag("lock", lock)
+            lock_lease, wait = check_lock_times(lock_lease, lock_wait)
         else:
             wait = 0.0
         if (
@@ -896,7 +902,7 @@ class PevensieCache(FaceGuard):
                 f"lease_seconds must be a number, not {type(lease_seconds).__name__}"
             )
         if not 0 < lease_seconds < math.inf:
-            raise ArgumentValueError(f"lease_seconds must be positive, got {lease_seconds}")
+            raise ArgumentValueError(f"lease_seconds must be positive, got {shown(lease_seconds)}")
         if lease_seconds > TTL_MAX:
             raise ArgumentValueError(too_long("lease_seconds", lease_seconds))
         lease_ms = max(1, math.ceil(lease_seconds * 1000))
@@ -963,14 +969,6 @@ def _check_token(token: object) -> None:
     check_value(token)
     if not token:
         raise ArgumentValueError("token must not be empty")
-
-
-def _check_lock_times(lease: object, wait: object) -> tuple[float, float]:
-    """Check ``lock_lease`` and ``lock_wait``; return both in seconds (wait: twice the lease)."""
-    seconds = check_lock_seconds("lock_lease", lease, zero=False)
-    if wait is None:
-        return seconds, 2 * seconds
-    return seconds, check_lock_seconds("lock_wait", wait, zero=False)
 
 
 def _get_each(driver: CacheDriver, resource_type: str, keys: Sequence[str]) -> dict[str, str]:

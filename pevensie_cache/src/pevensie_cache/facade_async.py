@@ -41,7 +41,7 @@ from pevensie_cache.failures import FailureLog
 from pevensie_cache.freshness_async import HIT, AsyncFreshness
 from pevensie_cache.layers_async import UNAVAILABLE, FailOpen, Namespaced
 from pevensie_cache.lease_async import load_under_lease, watch_lock
-from pevensie_cache.locks_async import AsyncCacheLock, check_lock_seconds
+from pevensie_cache.locks_async import AsyncCacheLock
 from pevensie_cache.primitives_async import (
     CONNECT_HINT,
     FACE,
@@ -59,13 +59,18 @@ from pevensie_cache.validation import (
     Ttl,
     check_address_once,
     check_delta,
+    check_flag,
     check_items,
     check_keys,
+    check_lock_seconds,
+    check_lock_times,
     check_resource_type,
     check_ttl,
     check_value,
+    not_callable,
     plain_address,
     plain_write,
+    shown,
     too_long,
 )
 
@@ -569,7 +574,7 @@ class AsyncPevensieCache(FaceGuard):
             check_address_once(resource_type, key)
         check_delta(delta)
         if not INT64_MIN <= -delta <= INT64_MAX:
-            raise ArgumentValueError(f"decr: delta must be at most {INT64_MAX}, got {delta}")
+            raise ArgumentValueError(f"decr: delta must be at most {INT64_MAX}, got {shown(delta)}")
         ttl_seconds = check_ttl(ttl_seconds)
         result: int = await self._optional(driver, "incr", resource_type, key, -delta, ttl_seconds)
         return result
@@ -656,9 +661,10 @@ class AsyncPevensieCache(FaceGuard):
         ):
             ttl_seconds = check_ttl(ttl_seconds)
         if not callable(loader):
-            raise ArgumentTypeError(f"loader must be callable, not {type(loader).__name__}")
-        if lock:
-            lock_lease, wait = _check_lock_times(lock_lease, lock_wait)
+            raise not_callable("loader", loader)
+        if lock is not False:
+            check_flag("lock", lock)
+            lock_lease, wait = check_lock_times(lock_lease, lock_wait)
         else:
             wait = 0.0
         if (
@@ -906,7 +912,7 @@ class AsyncPevensieCache(FaceGuard):
                 f"lease_seconds must be a number, not {type(lease_seconds).__name__}"
             )
         if not 0 < lease_seconds < math.inf:
-            raise ArgumentValueError(f"lease_seconds must be positive, got {lease_seconds}")
+            raise ArgumentValueError(f"lease_seconds must be positive, got {shown(lease_seconds)}")
         if lease_seconds > TTL_MAX:
             raise ArgumentValueError(too_long("lease_seconds", lease_seconds))
         lease_ms = max(1, math.ceil(lease_seconds * 1000))
@@ -975,14 +981,6 @@ def _check_token(token: object) -> None:
     check_value(token)
     if not token:
         raise ArgumentValueError("token must not be empty")
-
-
-def _check_lock_times(lease: object, wait: object) -> tuple[float, float]:
-    """Check ``lock_lease`` and ``lock_wait``; return both in seconds (wait: twice the lease)."""
-    seconds = check_lock_seconds("lock_lease", lease, zero=False)
-    if wait is None:
-        return seconds, 2 * seconds
-    return seconds, check_lock_seconds("lock_wait", wait, zero=False)
 
 
 async def _get_each(

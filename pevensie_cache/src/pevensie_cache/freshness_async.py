@@ -61,7 +61,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.lease_async import load_under_lease, release, try_lease
 from pevensie_cache.primitives_async import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
-from pevensie_cache.validation import TTL_MAX, too_long
+from pevensie_cache.validation import TTL_MAX, check_ttl
 
 __all__ = [
     "EARLY",
@@ -126,14 +126,8 @@ def check_freshness(
         stale = stale_seconds
     elif stale_seconds is None:
         stale = 0
-    elif not isinstance(stale_seconds, int) or isinstance(stale_seconds, bool):
-        raise ArgumentTypeError(
-            f"stale_seconds must be None or an int, not {type(stale_seconds).__name__}"
-        )
-    elif stale_seconds < 1:
-        raise ArgumentValueError(f"stale_seconds must be at least 1, got {stale_seconds}")
-    else:
-        raise ArgumentValueError(too_long("stale_seconds", stale_seconds))
+    else:  # a TTL's rules: an int, a float without fraction, a timedelta (rounded up)
+        stale = check_ttl(stale_seconds, "stale_seconds", none="no stale window") or 0
     if early_recompute is False or early_recompute is None:
         beta = 0.0
     elif early_recompute is True:

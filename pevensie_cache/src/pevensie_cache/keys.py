@@ -63,6 +63,11 @@ class KeyMaker:
     def __init__(self, function: Callable[..., Any], custom: Callable[..., str] | None) -> None:
         """Prepare keys for ``function``; ``custom(*args, **kwargs)`` replaces the derivation."""
         self._name = function_name(function)
+        if custom is not None and not callable(custom):
+            raise ArgumentTypeError(
+                f"the key of {self._name} must be a function of its arguments that returns "
+                f"a str, or None, not {type(custom).__name__}"
+            )
         self._prefix = self._name + ":"
         self._custom = custom
         self._signature = inspect.signature(function)

@@ -26,16 +26,15 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from pevensie_cache.errors import (
-    ArgumentTypeError,
     ArgumentValueError,
     LockNotHeld,
     LockTimeout,
     PevensieCacheError,
 )
 from pevensie_cache.primitives_async import FaceGuard, sleep, undone_if_abandoned
-from pevensie_cache.validation import TTL_MAX, too_long
+from pevensie_cache.validation import check_lock_seconds
 
-__all__ = ["POLL_FIRST", "POLL_MAX", "AsyncCacheLock", "LockCalls", "check_lock_seconds"]
+__all__ = ["POLL_FIRST", "POLL_MAX", "AsyncCacheLock", "LockCalls"]
 
 POLL_FIRST = 0.005
 """Seconds before the second try to take a lock another holder has."""
@@ -55,30 +54,6 @@ class LockCalls(Protocol):
 
     async def _lock_watch(self, resource_type: str, name: str) -> Any:
         """Watch the lock's release where the driver can (``None``: poll)."""
-
-
-def check_lock_seconds(name: str, value: object, *, zero: bool) -> float:
-    """Check a lock's lease or wait: seconds (``int``, ``float``, ``timedelta``) > 0 (or >= 0).
-
-    At most :data:`~pevensie_cache.validation.TTL_MAX`, as a TTL: a lease is a TTL on
-    the store.
-    """
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        # An int too large for a float is over TTL_MAX anyway (no OverflowError).
-        seconds = float(min(value, TTL_MAX + 1)) if isinstance(value, int) else float(value)
-    else:
-        raise ArgumentTypeError(
-            f"{name} must be a number of seconds or a datetime.timedelta, "
-            f"not {type(value).__name__}"
-        )
-    if not (seconds >= 0 if zero else seconds > 0) or not math.isfinite(seconds):
-        least = "0 or more" if zero else "more than 0"
-        raise ArgumentValueError(f"{name} must be {least} seconds, got {value!r}")
-    if seconds > TTL_MAX:
-        raise ArgumentValueError(too_long(name, value))
-    return seconds
 
 
 class AsyncCacheLock(FaceGuard):

@@ -69,6 +69,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from pevensie_cache.errors import ConfigError
+from pevensie_cache.validation import shown
 
 __all__ = [
     "DURATION_UNITS",
@@ -113,6 +114,8 @@ _UNIT_WORDS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NUMBER_TEXT_MAX = 40
+"""The longest text read as a number option (a size of 10**30 bytes with a unit fits)."""
 _DURATION = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)", re.ASCII)
 _METADATA_KEY = "pevensie_cache.option"
 _T = TypeVar("_T")
@@ -395,7 +398,7 @@ class Option:
                 bounds = f"between {low} and {high}"
             else:
                 bounds = f"at least {low}" if low is not None else f"at most {high}"
-            got = "" if self.secret else f", got {value}"
+            got = "" if self.secret else f", got {shown(value)}"
             raise ConfigError(f"{self.name} must be {bounds}{unit}{got}")
 
     def _check_str(self, value: object) -> None:
@@ -408,10 +411,25 @@ class Option:
         if "\x00" in value:
             got = "" if self.secret else f", got {value!r}"
             raise ConfigError(f"{self.name} must not contain NUL characters{got}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                got = "" if self.secret else f", got {value!r}"
+                # from None: the encoder's error would carry the text (a password) along.
+                raise ConfigError(
+                    f"{self.name} must be encodable as UTF-8 (no lone surrogates){got}"
+                ) from None
 
     def _from_text(self, text: str) -> Any:
         if self.optional and not text.strip():
             return None
+        if self.kind in _NUMERIC and len(text.strip()) > _NUMBER_TEXT_MAX:
+            # Past 4,300 digits, int() refuses the text (Python's digit limit): say why here.
+            raise ConfigError(
+                f"{self.name} must be a number, got a text of {len(text.strip())} characters: "
+                f"far longer than any number it can be"
+            )
         if self.kind == "int":
             if not _WHOLE.fullmatch(text.strip()):
                 unit = f" ({self.unit_words})" if self.unit_words else ""

@@ -28,7 +28,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.freshness_async import check_freshness
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives_async import FACE, call
-from pevensie_cache.validation import Ttl, check_ttl
+from pevensie_cache.validation import Ttl, check_flag, check_ttl, not_callable
 
 __all__ = ["AsyncCachedFunction", "AsyncResource", "AsyncStringCache"]
 
@@ -282,6 +282,8 @@ class AsyncResource(Generic[_V]):
         if self._plain:
             load: Callable[[], Any] = loader
         else:
+            if not callable(loader):  # wrapped below, where the cache could no longer tell
+                raise not_callable("loader", loader)
             encode = self._encode
 
             async def load() -> str:
@@ -301,7 +303,7 @@ class AsyncResource(Generic[_V]):
                 stale_on_error=stale_on_error,
                 tags=tags,
             )
-        elif lock:
+        elif lock is not False:  # the cache checks it is True
             text = await self._cache.get_or_set(
                 self.resource_type,
                 key,
@@ -413,6 +415,8 @@ class AsyncCachedFunction(Generic[_P, _R]):
     ) -> None:
         """Wrap ``function``, storing results in ``resource`` (see ``cache.cached``)."""
         face: str = FACE
+        if not callable(function):
+            raise ArgumentTypeError(f"cached() decorates a function, not {type(function).__name__}")
         if inspect.iscoroutinefunction(function) != (face == "async"):
             want = "an async def function" if face == "async" else "a plain def function"
             other = "cache.new()" if face == "async" else "cache.new_async()"
@@ -423,6 +427,7 @@ class AsyncCachedFunction(Generic[_P, _R]):
         check_freshness(
             check_ttl(ttl_seconds), stale_seconds, early_recompute, stale_on_error, None
         )
+        check_flag("lock", lock)
         functools.update_wrapper(self, function)
         self._function = function
         self._resource = resource

@@ -36,15 +36,20 @@ __all__ = [
     "check_address_once",
     "check_counter",
     "check_delta",
+    "check_flag",
     "check_items",
     "check_key",
     "check_keys",
+    "check_lock_seconds",
+    "check_lock_times",
     "check_resource_type",
     "check_ttl",
     "check_value",
+    "not_callable",
     "parse_counter",
     "plain_address",
     "plain_write",
+    "shown",
     "too_long",
 ]
 
@@ -127,13 +132,16 @@ _TTL_TYPES = "None, an int, a float without fraction (60.0) or a datetime.timede
 """What a TTL may be, as a type error about one says it."""
 
 
-def check_ttl(ttl_seconds: object, name: str = "ttl_seconds") -> int | None:
+def check_ttl(
+    ttl_seconds: object, name: str = "ttl_seconds", *, none: str = "no expiry"
+) -> int | None:
     """Check a TTL and return it as drivers get it: ``None`` (no expiry) or an ``int`` >= 1.
 
     Accepted: ``None``, an ``int``, a float without fraction (``60.0``) and a
     :class:`datetime.timedelta`, whose fraction of a second rounds up (as
     Django's timeouts do). A float with a fraction is refused with a message
-    saying how to round it: the cache counts whole seconds.
+    saying how to round it: the cache counts whole seconds. ``name`` and
+    ``none`` (what ``None`` means) are for messages.
     """
     if ttl_seconds is None:
         return None
@@ -159,17 +167,79 @@ def check_ttl(ttl_seconds: object, name: str = "ttl_seconds") -> int | None:
     else:
         raise ArgumentTypeError(f"{name} must be {_TTL_TYPES}, not {kind.__name__}")
     if seconds < 1:
-        raise ArgumentValueError(f"{name} must be at least 1, got {ttl_seconds!r}")
+        raise ArgumentValueError(f"{name} must be at least 1, got {shown(ttl_seconds)}")
     if seconds > TTL_MAX:
-        raise ArgumentValueError(f"{too_long(name, ttl_seconds)}; for no expiry, pass None")
+        raise ArgumentValueError(f"{too_long(name, ttl_seconds)}; for {none}, pass None")
     return seconds
 
 
 def too_long(name: str, seconds: object) -> str:
     """Say that ``seconds`` (a number over :data:`TTL_MAX`) is too long for ``name``."""
-    # An int of thousands of digits has no text (int's digit limit), and says nothing.
-    shown = "far more" if isinstance(seconds, int) and seconds >= 10**30 else repr(seconds)
-    return f"{name} must be at most {TTL_MAX} seconds (about 31 million years), got {shown}"
+    return (
+        f"{name} must be at most {TTL_MAX} seconds (about 31 million years), got {shown(seconds)}"
+    )
+
+
+_SHOWN_DIGITS = 30
+
+
+def shown(value: object) -> str:
+    """Return ``repr(value)`` for an error message; for an int of over 30 digits, its sign and size.
+
+    Past 4,300 digits an int has no text at all (``ValueError``: Python's digit
+    limit), and long before that its digits say nothing to the reader.
+    """
+    if isinstance(value, int) and not -(10**_SHOWN_DIGITS) < value < 10**_SHOWN_DIGITS:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} int of more than {_SHOWN_DIGITS} digits"
+    return repr(value)
+
+
+def check_lock_seconds(name: str, value: object, *, zero: bool) -> float:
+    """Check a lock's lease or wait: seconds (``int``, ``float``, ``timedelta``) > 0 (or >= 0).
+
+    At most :data:`TTL_MAX`, as a TTL: a lease is a TTL on the store.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # An int no float holds is out of range either way: clamped, it says so (no OverflowError).
+        seconds = (
+            float(max(-1, min(value, TTL_MAX + 1))) if isinstance(value, int) else float(value)
+        )
+    else:
+        raise ArgumentTypeError(
+            f"{name} must be a number of seconds or a datetime.timedelta, "
+            f"not {type(value).__name__}"
+        )
+    if not (seconds >= 0 if zero else seconds > 0) or not math.isfinite(seconds):
+        least = "0 or more" if zero else "more than 0"
+        raise ArgumentValueError(f"{name} must be {least} seconds, got {shown(value)}")
+    if seconds > TTL_MAX:
+        raise ArgumentValueError(too_long(name, value))
+    return seconds
+
+
+def check_lock_times(lease: object, wait: object) -> tuple[float, float]:
+    """Check ``get_or_set``'s ``lock_lease`` and ``lock_wait``; return both in seconds.
+
+    ``wait`` ``None``: twice the lease.
+    """
+    seconds = check_lock_seconds("lock_lease", lease, zero=False)
+    if wait is None:
+        return seconds, 2 * seconds
+    return seconds, check_lock_seconds("lock_wait", wait, zero=False)
+
+
+def not_callable(name: str, value: object) -> ArgumentTypeError:
+    """Return the error for ``value``, given as ``name``, which should be callable."""
+    return ArgumentTypeError(f"{name} must be callable, not {type(value).__name__}")
+
+
+def check_flag(name: str, value: object) -> None:
+    """Check a flag: ``True`` or ``False``, not merely truthy (``lock="false"`` would lock)."""
+    if value is not True and value is not False:
+        raise ArgumentTypeError(f"{name} must be True or False, not {type(value).__name__}")
 
 
 INT64_MIN = -(2**63)
@@ -183,7 +253,7 @@ def check_delta(delta: object) -> None:
     if not isinstance(delta, int) or isinstance(delta, bool):
         raise ArgumentTypeError(f"delta must be an int, not {type(delta).__name__}")
     if not INT64_MIN <= delta <= INT64_MAX:
-        raise ArgumentValueError(f"delta must fit in a signed 64-bit integer, got {delta}")
+        raise ArgumentValueError(f"delta must fit in a signed 64-bit integer, got {shown(delta)}")
 
 
 def check_counter(value: int) -> int:

@@ -45,9 +45,8 @@ from dogpile.cache.api import NO_VALUE, BytesBackend, CacheMutex, SerializedRetu
 from pevensie_cache.contrib.shared import SharedCache, shared_cache
 from pevensie_cache.contrib.values import bytes_to_text, text_to_bytes
 from pevensie_cache.errors import ArgumentTypeError
-from pevensie_cache.locks import check_lock_seconds
 from pevensie_cache.options import UnknownOptionError
-from pevensie_cache.validation import check_resource_type, check_ttl
+from pevensie_cache.validation import check_lock_seconds, check_resource_type, check_ttl
 
 __all__ = ["LeaseMutex", "PevensieBackend"]
 
