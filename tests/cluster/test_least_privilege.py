@@ -12,7 +12,9 @@ type raise :class:`~pevensie_redis.RedisPermissionError` (``NOPERM``), a
 from __future__ import annotations
 
 import inspect
+import shlex
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,3 +344,12 @@ def test_the_rules_name_each_feature_s_commands() -> None:
     assert "+client|setinfo" not in sentinel_acl_rule(client_setinfo=False)
     with pytest.raises(ValueError, match="at least one resource type"):
         acl_rule([])
+
+
+def test_the_rule_the_guide_prints_is_the_one_acl_rule_gives() -> None:
+    # An application's user created from the page must be able to do what the page's
+    # features promise: tags and lock wake-ups were once missing from it.
+    page = (Path(__file__).parents[2] / "docs" / "guide" / "scaling-out.md").read_text("utf-8")
+    block = page.split("redis-cli ACL SETUSER app on '>secret' ", 1)[1].split("```", 1)[0]
+    printed = shlex.split(block.replace("\\\n", " "))
+    assert printed == acl_rule(["user", "session"], RedisConfig()).split()
