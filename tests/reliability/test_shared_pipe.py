@@ -30,7 +30,7 @@ from reliability_support import MARGIN_S, connect_cache
 
 from pevensie_redis.config import RedisConfig
 from pevensie_redis.endpoint import endpoint
-from pevensie_redis.pipe import Pipe, open_pipe
+from pevensie_redis.pipe import Pipe, _Slot, open_pipe
 from pevensie_redis.protocol.commands import PING, SUBSCRIBE_REPLY, pack, pack_get, pack_set
 from pevensie_redis.testing import RedisServer
 
@@ -69,6 +69,36 @@ def test_bursts_of_threads_on_one_pipe_are_answered_and_never_close_it_as_stalle
             assert channel.pipes == [pipe]
     finally:
         c.disconnect()
+
+
+@pytest.mark.parametrize("cause", ["stalled", "closed"])
+def test_a_command_queued_as_its_pipe_closes_is_a_free_try_only_if_the_server_is_blameless(
+    private_server: RedisServer, cause: str
+) -> None:
+    # A command offered while another caller reads waits in the queue; it is never sent
+    # if the pipe closes meanwhile, so the channel may send it elsewhere. A pipe closed
+    # under it for a reason of its own (here closed by hand) makes that a free try. A
+    # pipe closed as stalled (by a parked caller whose deadline passed with the reader
+    # gone: _wait's abort, taken here at that point) does not: the command waited on a
+    # server that answers nothing, and a free try opened a new connection to it and
+    # waited a whole timeout more (QA saw calls take timeout x (retries + 2)).
+    pipe = sync_pipe(private_server, 1000)
+    try:
+        assert pipe.call(pack_set(b"a", b"A")) == b"OK"
+        queued = _Slot(time.monotonic() + 1.0)
+        with pipe._lock:  # as _enqueue leaves a command offered while another reads
+            pipe._queued.append((pack_get(b"a"), (queued,)))
+            if cause == "stalled":
+                pipe._abort(pipe._stalled())
+        if cause == "closed":
+            pipe.close()
+        error = queued.outcome
+        expected = RedisPyTimeoutError if cause == "stalled" else RedisPyConnectionError
+        assert isinstance(error, expected), error
+        assert getattr(error, "pevensie_not_sent", False)  # it may go elsewhere
+        assert getattr(error, "pevensie_closed_pipe", False) is (cause == "closed"), vars(error)
+    finally:
+        pipe.close()
 
 
 def test_a_reply_left_unread_by_an_interrupted_caller_is_no_stall_for_the_next_one(

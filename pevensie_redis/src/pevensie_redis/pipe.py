@@ -71,6 +71,7 @@ from pevensie_redis.pipe_core import (
     closed_error,
     copy_error,
     interrupted,
+    not_sent,
 )
 from pevensie_redis.protocol.commands import OK_REPLY, PING, PING_REPLY, describe
 from pevensie_redis.wakers import cooperative, parking
@@ -638,16 +639,24 @@ class Pipe(PipeCore[_Slot]):
         self._roles_released()
 
     def _settled(self) -> None:
-        """Fail the commands still queued (never written): each may be sent elsewhere, at once.
+        """Fail the commands still queued (never written): each may be sent elsewhere.
 
         Each leaves the queue only once failed, as the waiters do: an abort cut
         short by an interrupt leaves the rest to the next one (see :meth:`_wait`).
+        A pipe closed under them for a reason of its own (an interruption, a
+        fork) lets them go at once, at no cost to the call's retries
+        (:func:`~pevensie_redis.pipe_core.closed_error`). A pipe closed because
+        the server answered nothing within the timeout does not: they waited on
+        that server, so another try counts as one, and a call stays within
+        ``timeout x (retries + 1)`` (a free try had opened a new connection to the
+        stalled server and waited one timeout more).
         """
         queued = self._queued
         error = self._closed or RedisPyConnectionError(f"{self.endpoint.label}: closed")
+        stalled = isinstance(error, RedisPyTimeoutError)
         while queued:
             for slot in queued[0][1]:
-                self._fail(slot, closed_error(error))
+                self._fail(slot, not_sent(copy_error(error)) if stalled else closed_error(error))
             del queued[0]
 
     def _idle(self) -> bool:
