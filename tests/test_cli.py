@@ -6,6 +6,7 @@ The commands against a real server are in ``tests/redis/test_cli_redis.py``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -82,3 +83,55 @@ def test_the_console_script_is_the_same_command_line() -> None:
         "bench",
     ):
         assert re.search(rf"^  {command} ", result.stdout, re.MULTILINE), command
+
+
+def test_usage_errors_never_show_a_secret_typed_in_the_wrong_place() -> None:
+    token_url = "memory://?token=s3cretPW"
+    result = _run("get", "rt", "k", token_url)
+    assert result.returncode == 2
+    assert "Got unexpected extra argument (memory://?token=***)" in result.stderr
+    document = json.loads(_run("--json", "drivers", token_url).stdout)
+    assert document["error"]["message"] == "Got unexpected extra argument (memory://?token=***)"
+    for args in (["keys", "redis://:s3cretPW@h/0"], ["check", "redis:/:s3cretPW@h/0"]):
+        result = _run(*args)
+        assert result.returncode in (2, 3)
+        assert "s3cretPW" not in result.stdout + result.stderr
+
+
+def test_the_redactor_scrubs_every_spelling_and_shows_none_in_its_repr() -> None:
+    from pevensie_cache.cli.target import Redactor
+
+    redactor = Redactor()
+    redactor.add_url("redis://app:p%40ss'wo\\rd@h/0?passwd=an0ther")
+    assert "p%40ss" not in repr(redactor)
+    assert "an0ther" not in repr(redactor)
+    # As typed, percent-decoded, inside a repr (backslash doubled), and a query value.
+    for spelling in ("p%40ss'wo\\rd", "p@ss'wo\\rd", "p@ss'wo\\\\rd", "an0ther"):
+        assert redactor.scrub(f"<{spelling}>") == "<***>", spelling
+    # In a JSON document, inside a repr.
+    assert redactor.scrub(json.dumps({"m": repr("p@ss'wo\\rd")})) == json.dumps({"m": '"***"'})
+
+
+def test_even_a_crash_prints_its_traceback_scrubbed() -> None:
+    # The URL is only in the environment, which the command never got to read.
+    crash = (
+        "import sys\n"
+        "from pevensie_cache import cache\n"
+        "def crash():\n"
+        "    raise ValueError('cannot list for ' + sys.argv[-1])\n"
+        "cache.drivers = crash\n"
+        "from pevensie_cache.cli import main\n"
+        "sys.exit(main(['drivers']))\n"
+    )
+    url = "redis://:s3cretPW@127.0.0.1:1/0"
+    result = subprocess.run(
+        [sys.executable, "-c", crash, url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PEVENSIE_CACHE_URL": url},
+    )
+    assert result.returncode == 1
+    assert "ValueError: cannot list for redis://:***@127.0.0.1:1/0" in result.stderr
+    assert "s3cretPW" not in result.stdout + result.stderr

@@ -22,7 +22,7 @@ from pevensie_cache.building import ENV_VAR
 from pevensie_cache.cache import identify_driver
 from pevensie_cache.cli.exit_codes import CliFailure, ExitCode, classify
 from pevensie_cache.cli.output import Output
-from pevensie_cache.cli.target import Redactor, Target, open_cache, resolve_target
+from pevensie_cache.cli.target import Redactor, Target, known_secrets, open_cache, resolve_target
 from pevensie_cache.errors import PevensieCacheError, UnsupportedOperation
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.inspection import CacheInspector, ServerInfo
@@ -39,8 +39,10 @@ def run(as_json: bool, body: Callable[[Output], int]) -> int:
     """Run a command's ``body``; map its failures to their exit codes and messages.
 
     ``--json`` counts before the command name too (``pevensie-cache --json get ...``).
+    Everything it prints is scrubbed of the secrets the command line knows of
+    (:func:`~pevensie_cache.cli.app.invoke` found them before parsing).
     """
-    out = Output(as_json or _json_before_the_command(), Redactor())
+    out = Output(as_json or _json_before_the_command(), _redactor())
     try:
         return body(out)
     except CliFailure as failure:
@@ -53,6 +55,12 @@ def run(as_json: bool, body: Callable[[Output], int]) -> int:
     except KeyboardInterrupt:
         out.error("interrupted", "interrupted", ExitCode.INTERRUPTED)
         return ExitCode.INTERRUPTED
+
+
+def _redactor() -> Redactor:
+    context = click.get_current_context(silent=True)
+    found = context.find_object(Redactor) if context is not None else None
+    return found if found is not None else known_secrets(sys.argv[1:])
 
 
 def _json_before_the_command() -> bool:

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from pevensie_cache.cli.target import Redactor
 
-__all__ = ["Output", "Progress"]
+__all__ = ["Output", "Progress", "scrubbed_streams"]
 
 PLAIN_PROGRESS_EVERY = 0.25
 """Seconds between two plain progress lines, at least."""
@@ -52,6 +52,22 @@ class _Scrubbed:
     @property
     def encoding(self) -> str:
         return getattr(self._stream, "encoding", "utf-8") or "utf-8"
+
+
+@contextmanager
+def scrubbed_streams(redactor: Redactor) -> Iterator[None]:
+    """Scrub everything written to ``sys.stdout`` and ``sys.stderr`` meanwhile.
+
+    Whatever prints there (click's usage errors, warnings, a log record, a
+    traceback) passes through ``redactor`` like the command's own output.
+    """
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = _Scrubbed(out, redactor)
+    sys.stderr = _Scrubbed(err, redactor)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 def _rich_available() -> bool:
@@ -102,18 +118,19 @@ class Output:
         """Print one line of rich markup (only where :attr:`rich_out` is true)."""
         from rich.console import Console
 
-        Console(file=self.out, highlight=False, soft_wrap=True).print(text)
+        Console(file=self.out, highlight=False, soft_wrap=True).print(self.redactor.scrub(text))
 
     def fields(self, title: str, rows: Sequence[tuple[str, str]]) -> None:
         """Print labelled values: ``label  value`` lines, or a rich grid on a terminal."""
         if self.rich_out:
             from rich.table import Table
 
-            grid = Table(title=title, show_header=False, box=None, title_justify="left")
+            scrub = self.redactor.scrub  # before rich can wrap a secret in two
+            grid = Table(title=scrub(title), show_header=False, box=None, title_justify="left")
             grid.add_column(style="bold")
             grid.add_column()
             for label, value in rows:
-                grid.add_row(label, value)
+                grid.add_row(scrub(label), scrub(value))
             self._rich_print(grid)
             return
         self.line(title)
@@ -132,11 +149,12 @@ class Output:
         if self.rich_out:
             from rich.table import Table
 
-            table = Table(title=title, title_justify="left")
+            scrub = self.redactor.scrub
+            table = Table(title=scrub(title), title_justify="left")
             for index, column in enumerate(columns):
                 table.add_column(column, justify="right" if index in right else "left")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*map(scrub, row))
             self._rich_print(table)
             return
         widths = [
@@ -159,6 +177,7 @@ class Output:
 
     def error(self, kind: str, message: str, code: int) -> None:
         """Report a failure: a JSON document with ``--json``, else one line on stderr."""
+        message = self.redactor.scrub(message)  # before rich can wrap a secret in two
         if self.json:
             self.emit_json({"ok": False, "error": {"kind": kind, "message": message}, "exit": code})
             return

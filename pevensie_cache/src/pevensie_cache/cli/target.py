@@ -9,14 +9,14 @@ line it prints is scrubbed of the secrets it was given (:class:`Redactor`).
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, unquote_plus
 
 from pevensie_cache import cache
 from pevensie_cache.building import ENV_VAR
@@ -24,49 +24,114 @@ from pevensie_cache.cli.exit_codes import CliFailure, ExitCode, classify
 from pevensie_cache.config_file import load_config_file
 from pevensie_cache.errors import ConfigError, PevensieCacheError
 from pevensie_cache.facade import PevensieCache
-from pevensie_cache.urls import mask_url
+from pevensie_cache.urls import is_secret_name, mask_url, url_secrets
 
-__all__ = ["Redactor", "Target", "open_cache", "resolve_target"]
+__all__ = ["Redactor", "Target", "known_secrets", "open_cache", "resolve_target"]
 
-_SECRET_NAMES = re.compile(r"(?i)^(pass(word)?|pwd|secret|token|auth)$")
 _MIN_SECRET = 3
-"""Shorter secrets are not scrubbed from output: they would mangle every line."""
+"""Shorter secrets are not scrubbed from output: they would mangle every line.
+
+(A whole URL that holds one is still replaced by its masked form.)"""
 
 
-@dataclass
+def _spellings(text: str) -> list[str]:
+    """``text`` as a message may show it: as is, inside a ``repr``, in JSON, or both."""
+    quoted = repr(text)[1:-1]
+    return [text, quoted, json.dumps(text)[1:-1], json.dumps(quoted)[1:-1]]
+
+
 class Redactor:
-    """Replaces every known secret by ``***`` in text about to be printed."""
+    """Replaces every known secret by ``***`` in text about to be printed.
 
-    secrets: list[str] = field(default_factory=list)
+    It learns them from URLs (:meth:`add_url`: the whole URL is replaced by
+    its masked form, and its password and secret query values wherever they
+    appear), from configuration tables (:meth:`add_config`) and the command
+    line (:meth:`add_arguments`); the masking rules are those of
+    :mod:`pevensie_cache.urls`. Its ``repr`` holds no secret.
+    """
 
-    def add_url(self, url: str) -> None:
-        """Remember the password (or lone userinfo) and secret query values of ``url``."""
-        try:
-            parts = urlsplit(url)
-            userinfo = parts.netloc.rpartition("@")[0]
-            query = parse_qsl(parts.query, keep_blank_values=True)
-        except ValueError:
-            userinfo, query = url.rpartition("@")[0], []
-        user, sep, password = userinfo.partition(":")
-        self.add(password if sep else user)
-        for name, value in query:
-            if _SECRET_NAMES.match(name):
+    def __init__(self) -> None:
+        """Start knowing no secret."""
+        self._replacements: dict[str, str] = {}
+        self._order: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<Redactor of {len(self._replacements)} spellings of secrets>"
+
+    def add_url(self, url: object) -> None:
+        """Remember ``url`` (replaced by its masked form), its password and secret values."""
+        if not isinstance(url, str) or not url:
+            return
+        masked = mask_url(url)
+        if masked != url:
+            for raw, shown in zip(_spellings(url), _spellings(masked), strict=True):
+                self._replace(raw, shown)
+        for secret in url_secrets(url):
+            self.add(secret)
+
+    def add_config(self, table: Mapping[str, Any]) -> None:
+        """Remember the secrets of a ``[cache]`` table: its URLs and secret-named values."""
+        for name, value in table.items():
+            if isinstance(value, Mapping):
+                self.add_config(value)
+            elif is_secret_name(str(name)):
                 self.add(value)
+            elif isinstance(value, str) and (str(name).endswith("url") or "://" in value):
+                self.add_url(value)
+
+    def add_arguments(self, args: Sequence[str]) -> None:
+        """Remember the secrets of command-line arguments as typed: any may be a URL.
+
+        So may the value of a ``--name=value`` argument. (Values attached to
+        short options, ``-uURL``, are the caller's to add: see :func:`known_secrets`.)
+        """
+        for arg in args:
+            self.add_url(arg)
+            if arg.startswith("--") and "=" in arg:
+                self.add_url(arg.partition("=")[2])
 
     def add(self, secret: object) -> None:
-        """Remember ``secret`` (and its percent-decoded form)."""
+        """Remember ``secret`` (and its percent-decoded forms)."""
+        if isinstance(secret, (int, float)) and not isinstance(secret, bool):
+            secret = str(secret)
         if isinstance(secret, str) and len(secret) >= _MIN_SECRET:
-            for form in {secret, unquote(secret)}:
-                if form not in self.secrets:
-                    self.secrets.append(form)
-            self.secrets.sort(key=len, reverse=True)  # longest first: no partial leftovers
+            for form in {secret, unquote(secret), unquote_plus(secret)}:
+                for spelling in _spellings(form):
+                    self._replace(spelling, "***")
+
+    def _replace(self, text: str, replacement: str) -> None:
+        if not text or text == replacement or self._replacements.get(text) == "***":
+            return  # a known secret is hidden whole, even where it also reads as a URL
+        self._replacements[text] = replacement
+        self._order = sorted(self._replacements, key=len, reverse=True)  # longest first
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with every secret replaced by ``***``."""
-        for secret in self.secrets:
+        for secret in self._order:
             if secret in text:
-                text = text.replace(secret, "***")
+                text = text.replace(secret, self._replacements[secret])
         return text
+
+
+def known_secrets(
+    args: Sequence[str], *, urls: Iterable[object] = (), config_paths: Iterable[object] = ()
+) -> Redactor:
+    """Return a :class:`Redactor` that knows every secret a command could print.
+
+    Those of the arguments as typed, of ``urls`` (the URL options as parsed),
+    of the ``PEVENSIE_CACHE_URL`` environment variable and of the ``[cache]``
+    tables of ``config_paths`` (a file that cannot be read is left to the
+    command to report), whichever the command ends up using.
+    """
+    redactor = Redactor()
+    redactor.add_arguments(args)
+    for url in (*urls, os.environ.get(ENV_VAR)):
+        redactor.add_url(url)
+    for path in config_paths:
+        if isinstance(path, str) and path:
+            with suppress(PevensieCacheError):
+                redactor.add_config(load_config_file(path))
+    return redactor
 
 
 @dataclass(frozen=True)
@@ -97,11 +162,7 @@ def resolve_target(url: str | None, config_path: str | None, redactor: Redactor)
             table = load_config_file(config_path)
         except PevensieCacheError as exc:
             raise CliFailure(classify(exc), str(exc), "config") from None
-        for name, value in table.items():
-            if name == "url" and isinstance(value, str):
-                redactor.add_url(value)
-            elif _SECRET_NAMES.match(str(name)):
-                redactor.add(value)
+        redactor.add_config(table)
         configured = table.get("url")
         return Target(
             url=configured if isinstance(configured, str) else None,
