@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,13 @@ from dogpile.cache import make_region  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask_caching import Cache  # noqa: E402
 
-from pevensie_cache import ConfigError, DriverError, LockNotHeld, LockTimeout  # noqa: E402
+from pevensie_cache import (  # noqa: E402
+    ConfigError,
+    DriverError,
+    LockNotHeld,
+    LockTimeout,
+    PevensieCacheError,
+)
 from pevensie_cache.contrib.django import PevensieCache as DjangoBackend  # noqa: E402
 
 RESOURCE = "extras"
@@ -247,3 +254,56 @@ def test_the_flask_recipe_of_the_docs_runs_as_written(pevensie_redis_url: str) -
     assert first.get_json() == {"id": "7", "name": "Ada"}
     assert namespace["c"].get("user", "7") == '{"id":"7","name":"Ada"}'
     namespace["c"].disconnect()
+
+
+def test_key_globs_match_as_redis_patterns_do(django_cache: DjangoBackend) -> None:
+    # fnmatch once chose other keys: it negates with [!...] and has no escape, so
+    # delete_pattern("u[^a]") deleted "ua". (glob_matches is checked against the
+    # server's own KEYS in tests/redis/test_glob_patterns.py.)
+    django_cache.set_many({"ua": 1, "ub": 2, "u*": 3, "u!": 4})
+    assert sorted(django_cache.keys("u[^a]")) == ["u!", "u*", "ub"]
+    assert sorted(django_cache.keys("u[!a]")) == ["u!", "ua"]
+    assert django_cache.keys("u\\*") == ["u*"]
+    assert django_cache.delete_pattern("u[^a!*]") == 1
+    assert sorted(django_cache.keys("u*")) == ["u!", "u*", "ua"]
+
+
+def test_extend_adds_to_the_lease_unless_told_to_replace_it(django_cache: DjangoBackend) -> None:
+    # As django-redis's (redis-py's) lock: extend(t) adds t to the time left; it once
+    # started a new lease of t, so extending by a little cut a long lease short.
+    held = django_cache.lock("lease", timeout=1.0)
+    assert held.acquire()
+    time.sleep(0.2)
+    held.extend(1.0)  # the lease now ends at about 2.0 s (a new lease would end at 1.2 s)
+    time.sleep(1.4 - 0.2)
+    assert django_cache.lock("lease", blocking=False).acquire() is False
+    held.extend(0.2, replace_ttl=True)  # now 0.2 s from now
+    time.sleep(0.6)
+    rival = django_cache.lock("lease", blocking=False)
+    assert rival.acquire() is True
+    rival.release()
+
+
+def test_locked_is_false_once_the_holders_lease_lapsed(django_cache: DjangoBackend) -> None:
+    held = django_cache.lock("lapse", timeout=0.3)
+    assert held.acquire()
+    assert held.locked()
+    time.sleep(0.6)
+    assert held.locked() is False  # it once answered from memory: True
+    taker = django_cache.lock("lapse", blocking=False)
+    assert taker.acquire() is True
+    taker.release()
+
+
+def test_ignore_exceptions_serves_the_extras_as_django_redis_does(closed_url: str) -> None:
+    django = DjangoBackend(
+        closed_url, {"OPTIONS": {"resource_type": RESOURCE, "IGNORE_EXCEPTIONS": True}}
+    )
+    assert django.keys("*") is None
+    assert list(django.iter_keys("*")) == []
+    assert django.delete_pattern("*") is None
+    strict = DjangoBackend(closed_url, {"OPTIONS": {"resource_type": "extras-strict"}})
+    with pytest.raises(PevensieCacheError) as caught:
+        strict.keys("*")
+    assert "not connected" in str(caught.value) or isinstance(caught.value, DriverError)
+    assert "sync face" not in str(caught.value)

@@ -167,7 +167,10 @@ class RedisInspector:
         if not hasattr(self._driver, "connection_pool"):
             raise UnsupportedOperation(f"cannot inspect a {type(self._driver).__name__}")
         pool = self._driver.connection_pool
-        if pool is None or not hasattr(pool, "endpoint"):
+        if pool is None:
+            # Never connected, disconnected, or (fail_open) its connect found no server.
+            raise NotConnected("the cache is not connected to its server")
+        if not hasattr(pool, "endpoint"):
             raise UnsupportedOperation(
                 "the Redis inspector needs a connected cache on the sync face "
                 "(cache.from_url(...), not cache.from_url_async(...))"
@@ -226,7 +229,7 @@ class RedisInspector:
                     yield [decode_text(name) for name in names]
                 if cursor == b"0":
                     return
-        except RedisDriverError:
+        except (RedisDriverError, NotConnected):
             raise
         except Exception as exc:
             if raised_by_signal_handler(exc):

@@ -43,8 +43,9 @@ nothing, logged at WARNING and counted by ``instrument()``.
 
 from __future__ import annotations
 
-import fnmatch
+import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -53,9 +54,17 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_
 from django.utils.module_loading import import_string
 
 from pevensie_cache import cache as _cache
+from pevensie_cache.contrib.globs import glob_matches
 from pevensie_cache.contrib.shared import SharedCache, shared_cache
 from pevensie_cache.contrib.values import dumps, loads
-from pevensie_cache.errors import CacheMiss, ConfigError, LockNotHeld, LockTimeout
+from pevensie_cache.errors import (
+    CacheMiss,
+    ConfigError,
+    DriverUnavailable,
+    LockNotHeld,
+    LockTimeout,
+    NotConnected,
+)
 from pevensie_cache.locks import CacheLock
 from pevensie_cache.options import UnknownOptionError
 from pevensie_cache.validation import check_resource_type
@@ -71,6 +80,8 @@ _OWN_OPTIONS = ("resource_type", "IGNORE_EXCEPTIONS")
 DEFAULT_LOCK_TIMEOUT = 60.0
 """Seconds a lock from :meth:`PevensieCache.lock` is held at most when ``timeout=None``."""
 _KEYS_PAGE = 1000
+_GLOB_SPECIAL = frozenset("*?[]\\^-")
+logger = logging.getLogger("pevensie_cache")
 _NOW = 0
 """The TTL of a timeout of 0 or less (see ``get_backend_timeout``): expire at once."""
 
@@ -101,6 +112,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
                 raise ConfigError("OPTIONS IGNORE_EXCEPTIONS and fail_open disagree: give one")
             options["fail_open"] = ignore  # django-redis's name for the cache's fail_open
         reverse = params.get("REVERSE_KEY_FUNCTION")
+        self._ignore_exceptions = bool(options.get("fail_open", False))
         self._reverse_key: Callable[[str], str] = (
             _reverse_default_key
             if reverse is None
@@ -247,19 +259,45 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         ``itersize`` keys per page (``SCAN``, never ``KEYS``), so it never blocks
         the server. A key written while the walk runs may or may not be seen.
         """
+        try:
+            yield from self._walk(search, version, itersize or _KEYS_PAGE)
+        except (DriverUnavailable, NotConnected) as exc:
+            if not self._ignore_exceptions:
+                raise
+            self._ignored("iter_keys", exc)  # the walk ends: as django-redis, nothing more
+
+    def keys(self, search: str, version: int | None = None) -> list[Any] | None:
+        """Return the keys (as given to ``set``) matching the glob ``search`` (django-redis's).
+
+        ``None`` when the store is unreachable and ``IGNORE_EXCEPTIONS`` is on (django-redis's).
+        """
+        try:
+            return list(self._walk(search, version, _KEYS_PAGE))
+        except (DriverUnavailable, NotConnected) as exc:
+            if not self._ignore_exceptions:
+                raise
+            self._ignored("keys", exc)
+            return None
+
+    def _walk(self, search: str, version: int | None, page_size: int) -> Iterator[Any]:
         pattern = self._pattern(search, version)
         reverse = self._reverse_key
         seen: set[str] = set()
         inspector = _cache.inspector(self._shared.sync())
-        for page in inspector.keys(self.resource_type, itersize or _KEYS_PAGE):
+        for page in inspector.keys(self.resource_type, page_size):
             for stored in page:
-                if stored not in seen and fnmatch.fnmatchcase(stored, pattern):
+                if stored not in seen and glob_matches(pattern, stored):
                     seen.add(stored)
                     yield reverse(stored)
 
-    def keys(self, search: str, version: int | None = None) -> list[Any]:
-        """Return the keys (as given to ``set``) matching the glob ``search`` (django-redis's)."""
-        return list(self.iter_keys(search, version=version))
+    def _ignored(self, operation: str, exc: BaseException) -> None:
+        """Log a failure ``IGNORE_EXCEPTIONS`` turns into an empty answer."""
+        logger.warning(
+            "%s failed (%s: %s); IGNORE_EXCEPTIONS: served as nothing",
+            operation,
+            type(exc).__name__,
+            exc,
+        )
 
     def delete_pattern(
         self,
@@ -267,22 +305,29 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         version: int | None = None,
         prefix: str | None = None,
         itersize: int | None = None,
-    ) -> int:
+    ) -> int | None:
         """Delete every key matching the glob ``pattern``; return how many (django-redis's).
 
-        ``prefix`` replaces the backend's ``KEY_PREFIX`` for this call.
+        ``prefix`` replaces the backend's ``KEY_PREFIX`` for this call. ``None``
+        when the store is unreachable and ``IGNORE_EXCEPTIONS`` is on (django-redis's).
         """
         full = self._pattern(pattern, version, prefix)
         c = self._shared.sync()
-        inspector = _cache.inspector(c)
         found: dict[str, None] = {}  # in order, each once
         deleted = 0
-        for page in inspector.keys(self.resource_type, itersize or _KEYS_PAGE):
-            found.update((stored, None) for stored in page if fnmatch.fnmatchcase(stored, full))
-            if len(found) >= _KEYS_PAGE:
-                c.delete_many(self.resource_type, list(found))
-                deleted += len(found)
-                found.clear()
+        try:
+            inspector = _cache.inspector(c)
+            for page in inspector.keys(self.resource_type, itersize or _KEYS_PAGE):
+                found.update((stored, None) for stored in page if glob_matches(full, stored))
+                if len(found) >= _KEYS_PAGE:
+                    c.delete_many(self.resource_type, list(found))
+                    deleted += len(found)
+                    found.clear()
+        except (DriverUnavailable, NotConnected) as exc:
+            if not self._ignore_exceptions:
+                raise
+            self._ignored("delete_pattern", exc)
+            return None
         if found:
             c.delete_many(self.resource_type, list(found))
         return deleted + len(found)
@@ -294,7 +339,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         if self.key_func is not default_key_func:
             return str(self.key_func(search, prefix, version))
         literal = default_key_func("", prefix, version)
-        return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in literal) + search
+        return "".join(f"\\{ch}" if ch in _GLOB_SPECIAL else ch for ch in literal) + search
 
     def lock(
         self,
@@ -468,6 +513,7 @@ class DjangoLock:
         self._blocking = blocking
         self._blocking_timeout = blocking_timeout
         self._held: CacheLock | None = None
+        self._until = 0.0  # when the lease ends, as far as this holder knows (monotonic)
 
     def __repr__(self) -> str:
         return f"<DjangoLock {self._name!r} {'held' if self._held else 'not held'}>"
@@ -488,6 +534,7 @@ class DjangoLock:
         except LockTimeout:
             return False
         self._held = lock
+        self._until = time.monotonic() + self._lease
         return True
 
     def release(self) -> None:
@@ -496,15 +543,18 @@ class DjangoLock:
         if held is not None:
             held.release()
 
-    def extend(self, additional_time: float, replace_ttl: bool = True) -> bool:
-        """Hold the lock ``additional_time`` seconds from now: a new lease.
+    def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
+        """Add ``additional_time`` seconds to the lease, as django-redis's (redis-py's) lock does.
 
-        ``replace_ttl`` is accepted for django-redis's signature; a lock lost
-        meanwhile raises :class:`~pevensie_cache.LockNotHeld`.
+        With ``replace_ttl=True`` the lease is ``additional_time`` from now
+        instead. A lock lost meanwhile raises :class:`~pevensie_cache.LockNotHeld`.
         """
         if self._held is None:
             raise LockNotHeld(f"extend(): the lock {self._name!r} is not held by this object")
-        self._held.extend(additional_time)
+        now = time.monotonic()
+        lease = additional_time if replace_ttl else max(0.0, self._until - now) + additional_time
+        self._held.extend(lease)
+        self._until = now + lease
         return True
 
     def owned(self) -> bool:
@@ -512,9 +562,10 @@ class DjangoLock:
         return self._held is not None
 
     def locked(self) -> bool:
-        """Whether anyone holds the lock (a probe: take it and give it back at once)."""
-        if self._held is not None:
-            return True
+        """Whether anyone holds the lock now, this object included while its lease lasts.
+
+        A probe: take it and give it back at once (a lapsed lease is nobody's).
+        """
         probe = self._cache.lock(self._resource_type, self._name, wait_seconds=0)
         try:
             probe.acquire()
