@@ -13,7 +13,7 @@ import pytest
 from fork_support import in_child
 from reliability_support import connect_cache, named_clients, unique_client_name
 
-from pevensie_cache import DriverError, PevensieCache, cache
+from pevensie_cache import DriverError, LockTimeout, PevensieCache, cache
 from pevensie_cache.contrib.shared import SharedCache
 from pevensie_cache.failures import FailureLog
 from pevensie_cache.memory import MemoryDriver
@@ -215,6 +215,53 @@ def test_a_load_under_way_in_another_thread_at_the_fork_does_not_stop_the_childs
         finish.set()
         loader.join(10)
     assert c.get("fork", "flight") == "loaded by the parent"
+
+
+def test_a_lease_held_by_another_thread_at_the_fork_is_free_in_the_child() -> None:
+    """The memory store's lease locks: no thread of the child would release another's.
+
+    The child once waited out the whole lease (10 s by default) for a lock, or a
+    ``get_or_set(lock=True)``, that another thread of the parent held at the fork.
+    A lease of the thread that forks is still held in the child, which releases it.
+    """
+    c = PevensieCache(MemoryDriver()).connect()
+    holding, finish = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with c.lock("fork", "report", ttl_seconds=60):
+            holding.set()
+            finish.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+
+        def child() -> object:
+            began = time.monotonic()
+            with c.lock("fork", "report", ttl_seconds=60, wait_seconds=30):
+                took = time.monotonic() - began
+            loaded = c.get_or_set("fork", "v", lambda: "child", 60, lock=True, lock_wait=30)
+            return [took < 5, loaded]
+
+        with c.lock("fork", "mine", ttl_seconds=60):
+
+            def child_of_holder() -> object:
+                mine = c.lock("fork", "mine", ttl_seconds=60, wait_seconds=0)
+                try:
+                    mine.acquire()
+                except LockTimeout:
+                    return "still held"
+                return "taken"
+
+            assert in_child(child_of_holder) == "still held"
+        assert in_child(child) == [True, "child"]
+        taken = c.lock("fork", "report", wait_seconds=0)
+        with pytest.raises(LockTimeout):  # the parent's lease is untouched
+            taken.acquire()
+    finally:
+        finish.set()
+        holder.join(10)
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,8 @@ class MemoryDriver:
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._deadlines: list[tuple[float, str]] = []  # min-heap; stale rows skipped
         self._lock = threading.Lock()
-        self._locks: dict[str, tuple[str, float]] = {}  # lease locks: key -> (token, deadline)
+        # Lease locks: key -> (token, deadline, the holder's thread: see _forked).
+        self._locks: dict[str, tuple[str, float, int]] = {}
         self._lock_floor = 0
         self._watchers: dict[str, set[_Wakeable]] = {}  # lock key -> who waits for its release
         # Keys memos watch (see attach) -> their cell. Whatever writes or removes an entry
@@ -129,9 +130,16 @@ class MemoryDriver:
         it); the expiry queue is replaced only once ordered, so it is whole. Nothing
         here walks the entries: a large store's pages stay shared with the parent.
         The parent's waiters for lease locks are not in the child: none is woken.
+        Nor are the holders of leases taken by its other threads (a ``lock()``, a
+        load under ``get_or_set(lock=True)``, a background refresh): in the
+        child's own copy of the store no one would ever release them, and the
+        child's callers would wait out each lease. They are dropped; a lease
+        of the thread that forked, which goes on in the child, is kept.
         """
         self._lock = threading.Lock()
         self._watchers = {}
+        forking = threading.get_ident()  # the child's one thread is the one that forked
+        self._locks = {key: held for key, held in self._locks.items() if held[2] == forking}
 
     def __len__(self) -> int:
         """Return the number of entries not yet expired."""
@@ -348,7 +356,7 @@ class MemoryDriver:
             held = self._locks.get(lock_key)
             if held is not None and held[1] > now:
                 return False
-            self._locks[lock_key] = (token, now + lease_ms / 1000)
+            self._locks[lock_key] = (token, now + lease_ms / 1000, threading.get_ident())
             if len(self._locks) > 64 and len(self._locks) > 2 * self._lock_floor:
                 self._locks = {k: v for k, v in self._locks.items() if v[1] > now}
                 self._lock_floor = len(self._locks)
@@ -392,7 +400,7 @@ class MemoryDriver:
             held = self._locks.get(lock_key)
             if held is None or held[0] != token or held[1] <= now:
                 return False
-            self._locks[lock_key] = (token, now + lease_ms / 1000)
+            self._locks[lock_key] = (token, now + lease_ms / 1000, held[2])
             return True
 
     def in_process_table(self) -> InProcessTable | None:
