@@ -85,3 +85,48 @@ def test_a_port_in_use_is_reported_at_once(running: subprocess.Popen[str], port:
     assert second.returncode == 1
     assert f"127.0.0.1:{port} is in use already" in output
     assert f"--port {port + 1}" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "70000"], "--port must be between 1 and 65535, got 70000"),
+        (["--port", "0"], "--port must be between 1 and 65535, got 0"),
+        (["--bind", "256.1.1.1"], "cannot listen on '256.1.1.1'"),
+        (["--bind", "not-an-address"], "--bind takes an IP address of this machine"),
+    ],
+)
+def test_a_bad_port_or_address_is_one_line_naming_the_fix(args: list[str], says: str) -> None:
+    # They once ended in a traceback (OverflowError, socket.gaierror), or (port 0) in a
+    # server that logged "not listening anywhere" after the command printed its URL.
+    done = subprocess.run(
+        [sys.executable, "-m", "pevensie_redis", "server", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "connect with" not in done.stdout
+
+
+def test_the_ipv6_loopback_is_an_address_to_bind(port: int) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pevensie_redis", "server", "--bind", "::1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    servers: list[psutil.Process] = []
+    try:
+        wait_until_ready("::1", port, timeout=30)
+        servers = psutil.Process(process.pid).children()
+        with cache.from_url(f"redis://[::1]:{port}/0") as c:
+            c.set("user", "6", "ipv6")
+            assert c.get("user", "6") == "ipv6"
+    finally:
+        stop(process, servers)
+    output, _ = process.communicate(timeout=30)
+    assert f"connect with redis://[::1]:{port}/0" in output

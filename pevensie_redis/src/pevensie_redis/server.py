@@ -52,7 +52,19 @@ def run_server(
     if binary is None:
         print(f"server: {_INSTALL_HINT}", file=sys.stderr)
         return 1
-    if _in_use(host, port):
+    if not 1 <= port <= 65535:
+        print(f"server: --port must be between 1 and 65535, got {port}", file=sys.stderr)
+        return 2
+    try:
+        in_use = _in_use(host, port)
+    except OSError as exc:  # socket.gaierror included: a name that resolves to nothing here
+        print(
+            f"server: cannot listen on {host!r} ({exc.strerror or exc}): --bind takes an IP "
+            "address of this machine, such as 127.0.0.1 or ::1",
+            file=sys.stderr,
+        )
+        return 2
+    if in_use:
         print(
             f"server: {host}:{port} is in use already (a server running there? use it, or "
             f"pick another port: --port {port + 1})",
@@ -76,10 +88,11 @@ def run_server(
             "no",
             *extra,
         ]
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address
         print(
-            f"server: {binary} on {host}:{port}, nothing kept on disk; Ctrl-C stops it.\n"
-            f"server: connect with redis://{host}:{port}/0 "
-            f"(export PEVENSIE_CACHE_URL=redis://{host}:{port}/0)",
+            f"server: {binary} on {where}, nothing kept on disk; Ctrl-C stops it.\n"
+            f"server: connect with redis://{where}/0 "
+            f"(export PEVENSIE_CACHE_URL=redis://{where}/0)",
             file=out,
             flush=True,
         )
@@ -123,6 +136,14 @@ class _Stop:
 
 
 def _in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    """Whether something listens on ``host:port`` (IPv4 or IPv6); ``OSError`` for a bad host.
+
+    An IP address, or ``localhost``: no name is looked up (no DNS query leaves the machine).
+    """
+    numeric = 0 if host == "localhost" else socket.AI_NUMERICHOST
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICSERV | numeric
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
         probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) == 0
+        return probe.connect_ex(address) == 0
