@@ -135,3 +135,24 @@ def test_even_a_crash_prints_its_traceback_scrubbed() -> None:
     assert result.returncode == 1
     assert "ValueError: cannot list for redis://:***@127.0.0.1:1/0" in result.stderr
     assert "s3cretPW" not in result.stdout + result.stderr
+
+
+def test_every_command_takes_h_for_help_as_the_group_does() -> None:
+    # The group's -h once stopped at the commands: `get -h` was "No such option '-h'".
+    commands = (
+        "bench",
+        "check",
+        "clear",
+        "delete",
+        "drivers",
+        "get",
+        "keys",
+        "set",
+        "stats",
+        "ttl",
+    )
+    for command in commands:
+        short, long = _run(command, "-h"), _run(command, "--help")
+        assert short.returncode == 0, (command, short.stderr)
+        assert short.stdout == long.stdout
+        assert short.stdout.startswith(f"Usage: pevensie-cache {command} ")

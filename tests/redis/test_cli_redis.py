@@ -460,3 +460,19 @@ def test_without_the_cli_extra_it_says_how_to_install_it() -> None:
     )
     assert result.returncode == 3
     assert "pip install 'pevensie-cache[cli]'" in result.stderr
+
+
+def test_a_config_url_with_options_on_top_is_shown_as_the_address_really_used(
+    secret_server: RedisServer, url: str, tmp_path: Path
+) -> None:
+    # The options of the table go on top of its url. The prompt of clear once named the
+    # url's database 0 while the keys it deleted were in database 5.
+    with cache.from_url(url.replace("/0", "/5")) as in_five:
+        in_five.set("user", "9", "x")
+    table = tmp_path / "url-and-db.toml"
+    table.write_text(f'[cache]\nurl = "{url}"\ndb = 5\n', encoding="utf-8")
+    asked = cli("clear", "user", "--config", str(table), stdin="n\n")
+    assert asked.returncode == 7
+    assert f"at RedisDriver('{masked(url).replace('/0', '/5')}')?" in asked.stderr, asked.stderr
+    checked = cli_json("check", "--config", str(table))
+    assert "/5" in str(checked["target"]), checked

@@ -75,7 +75,11 @@ def _command_options(args: list[str]) -> Mapping[str, Any]:
     if at is None or command is None:
         return {}
     try:
-        context = command.make_context(args[at], args[at + 1 :], resilient_parsing=True)
+        # With the group's settings: a command caches its help option from the first
+        # context made for it, and without them `get -h` was then refused.
+        context = command.make_context(
+            args[at], args[at + 1 :], resilient_parsing=True, **app.context_settings
+        )
     except (click.ClickException, click.exceptions.Exit):
         return {}
     return context.params

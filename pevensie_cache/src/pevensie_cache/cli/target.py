@@ -144,11 +144,17 @@ class Target:
     """Where it came from: ``"argument"``, ``"--config FILE"`` or the environment variable."""
 
     def shown(self, c: PevensieCache | None = None) -> str:
-        """Return the masked URL, or the driver's masked ``repr`` for a config without one."""
+        """Return what the command talks to: the masked URL, or the driver's masked ``repr``.
+
+        The driver's, once built, whenever a config table gives more than a
+        ``url``: its options (``port``, ``db``...) go on top of the URL, and a
+        prompt such as ``clear``'s must name the database really used.
+        """
+        options = self.config is not None and any(name != "url" for name in self.config)
+        if c is not None and (self.url is None or options):
+            return repr(c.driver)
         if self.url is not None:
             return mask_url(self.url)
-        if c is not None:
-            return repr(c.driver)
         return self.origin
 
 
