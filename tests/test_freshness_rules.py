@@ -133,6 +133,13 @@ def test_a_driver_that_cannot_store_envelopes_says_so_and_nothing_is_emulated() 
         assert c.get("t", "k", None) is None
 
 
+async def test_a_driver_run_in_threads_that_cannot_store_envelopes_is_named() -> None:
+    # The message once named the wrapper: "the ThreadedAsyncDriver driver cannot store ...".
+    async with cache.new_async(driver=ThreadedAsyncDriver(EchoDriver())) as c:
+        with pytest.raises(UnsupportedOperation, match="the EchoDriver driver cannot store"):
+            await c.get_or_set("t", "k", lambda: "v", 60, stale_seconds=5)
+
+
 async def test_a_sync_driver_run_in_threads_keeps_envelopes() -> None:
     async with cache.new_async(driver=ThreadedAsyncDriver(cache.new().driver)) as c:
         assert await c.get_or_set("t", "k", lambda: "v", 60, stale_seconds=5, tags=["a"]) == "v"

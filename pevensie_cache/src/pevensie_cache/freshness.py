@@ -227,8 +227,9 @@ class Freshness:
 
     def _need_envelopes(self, driver: CacheDriver, what: str) -> None:
         if not self.envelopes:
+            named = getattr(driver, "sync_driver", driver)  # the driver a ThreadedAsyncDriver runs
             raise UnsupportedOperation(
-                f"the {type(driver).__name__} driver cannot store {what} "
+                f"the {type(named).__name__} driver cannot store {what} "
                 "(it does not declare stores_envelopes)"
             )
 

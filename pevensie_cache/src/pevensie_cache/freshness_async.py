@@ -226,8 +226,9 @@ class AsyncFreshness:
 
     def _need_envelopes(self, driver: AsyncCacheDriver, what: str) -> None:
         if not self.envelopes:
+            named = getattr(driver, "sync_driver", driver)  # the driver a ThreadedAsyncDriver runs
             raise UnsupportedOperation(
-                f"the {type(driver).__name__} driver cannot store {what} "
+                f"the {type(named).__name__} driver cannot store {what} "
                 "(it does not declare stores_envelopes)"
             )
 
