@@ -200,6 +200,29 @@ def test_every_failure_served_open_is_counted_in_the_metrics() -> None:
     }
 
 
+def test_an_add_served_open_is_a_miss_not_a_hit_in_the_metrics() -> None:
+    # "hit" for add means the key was there; an unreachable store once counted as one,
+    # inflating hits during an outage.
+    reader = InMemoryMetricReader()
+    store = Switchable()
+    c = instrument(cache.new(store, fail_open=True), MeterProvider(metric_readers=[reader]))
+    with c:
+        assert c.add("user", "1", "x") is True
+        assert c.add("user", "1", "y") is False  # there already
+        store.down = True
+        assert c.add("user", "2", "z") is False  # served open
+    outcomes: dict[str, int] = {}
+    for resource in reader.get_metrics_data().resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "pevensie.cache.operations":
+                    for point in metric.data.data_points:
+                        if point.attributes["db.operation.name"] == "add":
+                            outcome = str(point.attributes["pevensie.cache.outcome"])
+                            outcomes[outcome] = outcomes.get(outcome, 0) + int(point.value)
+    assert outcomes == {"ok": 1, "hit": 1, "miss": 1}
+
+
 def test_the_async_face_serves_failures_open_the_same_way() -> None:
     async def main() -> None:
         store = Switchable()

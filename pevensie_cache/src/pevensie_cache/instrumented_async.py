@@ -162,14 +162,20 @@ class InstrumentedAsyncPevensieCache(AsyncPevensieCache):
         op.finish(OK)
 
     async def add(self, resource_type: Any, *args: Any, **kwargs: Any) -> bool:
-        """Store if absent (see :meth:`AsyncPevensieCache.add`); ``ok`` if stored, else ``hit``."""
-        op = self._recorder.start("add", resource_type)
+        """Store if absent (see :meth:`AsyncPevensieCache.add`).
+
+        ``ok`` if stored, ``hit`` if the key was there, ``miss`` if a
+        ``fail_open`` store was unreachable (nothing stored, nothing found).
+        """
+        recorder = self._recorder
+        served = recorder.served_open
+        op = recorder.start("add", resource_type)
         try:
             added = await super().add(resource_type, *args, **kwargs)
         except BaseException as exc:
             op.fail(exc)
             raise
-        op.finish(OK if added else HIT)
+        op.finish(OK if added else (HIT if recorder.served_open == served else MISS))
         return added
 
     async def incr(self, resource_type: Any, *args: Any, **kwargs: Any) -> int:

@@ -299,6 +299,8 @@ class Recorder:
         provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
         meter = provider.get_meter(METER_NAME, _release())
         self.system = system
+        self.served_open = 0
+        """Failures served open so far (``add`` tells a refusal from an unreachable store)."""
         self.resource_types = resource_types
         self.operations = meter.create_counter(
             METRIC_OPERATIONS, unit="{operation}", description="Cache operations by outcome."
@@ -380,6 +382,7 @@ class Recorder:
 
     def failed_open(self, operation: str, resource_type: object, exc: BaseException) -> None:
         """Count one failure a ``fail_open`` cache served as a miss or a no-op."""
+        self.served_open += 1
         kind = type(exc)
         attributes = {
             ATTR_SYSTEM: self.system,
