@@ -152,3 +152,24 @@ def test_errors_about_a_url_name_what_is_wrong_and_never_show_its_password(
     assert SECRET not in message
     assert named in message
     assert mask_url(url) in message
+
+
+@pytest.mark.parametrize(
+    ("url", "masked", "secret"),
+    [
+        ("redis://h/0?db=1;password=hunter22", "redis://h/0?db=1;password=***", "hunter22"),
+        ("redis://h:1/0?password=abc@defghij", "redis://h:1/0?password=***", "abc@defghij"),
+        (
+            "redis+sentinel://127.0.0.1:1/m?sentinel_password=p@ssw0rd&x=1",
+            "redis+sentinel://127.0.0.1:1/m?sentinel_password=***&x=1",
+            "p@ssw0rd",
+        ),
+    ],
+)
+def test_a_secret_after_a_semicolon_or_holding_an_at_sign_is_masked(
+    url: str, masked: str, secret: str
+) -> None:
+    # A review found both shown: ";" did not separate pieces, and an "@" in a query value
+    # was read as the end of a userinfo, leaving the value's tail in the message.
+    assert mask_url(url) == masked
+    assert secret in url_secrets(url)

@@ -307,3 +307,16 @@ def test_ignore_exceptions_serves_the_extras_as_django_redis_does(closed_url: st
         strict.keys("*")
     assert "not connected" in str(caught.value) or isinstance(caught.value, DriverError)
     assert "sync face" not in str(caught.value)
+
+
+def test_the_extras_fail_open_as_the_cache_does_however_it_was_told(closed_url: str) -> None:
+    # The flag was once read with bool() from OPTIONS alone: fail_open=true in the URL
+    # made get() fail open but keys() raise, and "false" in OPTIONS made keys() fail open.
+    by_url = DjangoBackend(f"{closed_url}&fail_open=true", {"OPTIONS": {"resource_type": RESOURCE}})
+    assert by_url.get("k", "fallback") == "fallback"
+    assert by_url.keys("*") is None
+    as_text = DjangoBackend(
+        closed_url, {"OPTIONS": {"resource_type": "extras-text", "fail_open": "false"}}
+    )
+    with pytest.raises(PevensieCacheError):
+        as_text.keys("*")

@@ -236,3 +236,14 @@ def test_on_a_terminal_too(url: str, address: str) -> None:
     assert code == 3, screen
     _assert_no_secret(screen)
     assert "must be followed by" in screen
+
+
+def test_keys_and_values_that_are_no_urls_are_printed_as_they_are(
+    pevensie_redis_server: RedisServer,
+) -> None:
+    # Every argument was once read as a URL: "alice@example.com" lost its "alice" and a
+    # value read back from the store was scrubbed of its "q=python" part.
+    url = f"redis://{pevensie_redis_server.host}:{pevensie_redis_server.port}/0"
+    for key, value in (("alice@example.com", '{"name": "alice"}'), ("/search?q=python", "q=x")):
+        cli("set", "profiles", key, value, "-u", url, code=0)
+        assert value in cli("get", "profiles", key, "-u", url, code=0).splitlines()

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from pevensie_cache.errors import CacheMiss
 from pevensie_cache.facade import PevensieCache
 from pevensie_cache.freshness import STALE
-from pevensie_cache.telemetry import FIRST_LOOKUP, HIT, MISS, OK, Recorder
+from pevensie_cache.telemetry import FIRST_LOOKUP, HIT, MISS, OK, SERVED_OPEN, Recorder
 
 __all__ = ["InstrumentedPevensieCache"]
 
@@ -167,15 +167,17 @@ class InstrumentedPevensieCache(PevensieCache):
         ``ok`` if stored, ``hit`` if the key was there, ``miss`` if a
         ``fail_open`` store was unreachable (nothing stored, nothing found).
         """
-        recorder = self._recorder
-        served = recorder.served_open
-        op = recorder.start("add", resource_type)
+        op = self._recorder.start("add", resource_type)
+        token = SERVED_OPEN.set(False)  # this call's own: set by a failure served open in it
         try:
             added = super().add(resource_type, *args, **kwargs)
+            served = SERVED_OPEN.get()
         except BaseException as exc:
             op.fail(exc)
             raise
-        op.finish(OK if added else (HIT if recorder.served_open == served else MISS))
+        finally:
+            SERVED_OPEN.reset(token)
+        op.finish(OK if added else (MISS if served else HIT))
         return added
 
     def incr(self, resource_type: Any, *args: Any, **kwargs: Any) -> int:

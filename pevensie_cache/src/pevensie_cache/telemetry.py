@@ -119,11 +119,16 @@ __all__ = [
     "MISS",
     "OK",
     "OTHER",
+    "SERVED_OPEN",
     "NearCacheStats",
     "Operation",
     "Recorder",
     "ResourceTypes",
 ]
+
+SERVED_OPEN: ContextVar[bool] = ContextVar("pevensie_served_open", default=False)
+"""Set when a failure was served open in this context: an instrumented ``add`` that
+returned ``False`` then found no key (a miss), rather than one already there (a hit)."""
 
 ATTR_SYSTEM = "db.system.name"
 ATTR_OPERATION = "db.operation.name"
@@ -299,8 +304,6 @@ class Recorder:
         provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
         meter = provider.get_meter(METER_NAME, _release())
         self.system = system
-        self.served_open = 0
-        """Failures served open so far (``add`` tells a refusal from an unreachable store)."""
         self.resource_types = resource_types
         self.operations = meter.create_counter(
             METRIC_OPERATIONS, unit="{operation}", description="Cache operations by outcome."
@@ -382,7 +385,7 @@ class Recorder:
 
     def failed_open(self, operation: str, resource_type: object, exc: BaseException) -> None:
         """Count one failure a ``fail_open`` cache served as a miss or a no-op."""
-        self.served_open += 1
+        SERVED_OPEN.set(True)
         kind = type(exc)
         attributes = {
             ATTR_SYSTEM: self.system,

@@ -57,19 +57,57 @@ class _Parts:
     exact: bool
     """The text is a well-formed URL: only what is known to be secret is masked."""
 
-    def query(self) -> list[tuple[str, bool, str]]:
-        """Return the query's ``&``-separated pieces: name, whether it has ``=``, value."""
-        if self.query_at < 0:
-            return []
-        pieces = []
-        for piece in self.rest[self.query_at :].split("&"):
-            name, eq, value = piece.partition("=")
-            pieces.append((name, bool(eq), value))
-        return pieces
+    def query(self) -> list[tuple[str, bool, str, str]]:
+        """Return the query's ``&`` pieces: name, whether it has ``=``, value, separator after."""
+        return [] if self.query_at < 0 else _pieces(self.rest[self.query_at :])
 
     def secret_value(self, name: str, value: str) -> bool:
         """Whether the query value ``value`` of ``name`` must be hidden."""
         return bool(value) and (not self.exact or is_secret_name(name))
+
+
+def _pieces(query: str) -> list[tuple[str, bool, str, str]]:
+    """Split a query on ``&``; a piece's value runs to the next ``&`` (``;`` included)."""
+    split = query.split("&")
+    pieces: list[tuple[str, bool, str, str]] = []
+    for at, piece in enumerate(split):
+        name, eq, value = piece.partition("=")
+        pieces.append((name, bool(eq), value, "&" if at + 1 < len(split) else ""))
+    return pieces
+
+
+def _inner(value: str) -> list[str]:
+    """Return the secret values of pieces joined to ``value`` by ``;`` (``db=1;pw=x``).
+
+    Some clients separate query pieces with ``;``: a secret after one must be found
+    in the value of the piece before it.
+    """
+    return [
+        inner_value
+        for inner in value.split(";")[1:]
+        for inner_name, inner_eq, inner_value in [inner.partition("=")]
+        if inner_eq and inner_value and is_secret_name(inner_name)
+    ]
+
+
+def _first_query_secrets(url: str) -> list[str]:
+    """Return the secret-named values of the query read from the first ``?`` on.
+
+    The other reading of a URL whose query holds an ``@``: read as userinfo up to
+    the last ``@``, ``?password=p@ss`` would leave ``ss`` shown.
+    """
+    start = _URL_START.match(url)
+    body = url[start.end() if start else 0 :]
+    question = body.find("?")
+    if question < 0:
+        return []
+    found: list[str] = []
+    for name, _, value, _ in _pieces(body[question + 1 :]):
+        if value and is_secret_name(name):
+            found.append(value)
+        else:
+            found += _inner(value)
+    return found
 
 
 def _parts(url: str) -> _Parts:
@@ -121,6 +159,10 @@ def mask_url(url: str) -> str:
     (``redis:/:secret@host``, `` redis://...``) loses its whole userinfo
     and every query value: ``redis:/***@host``.
     """
+    # A secret value of the query read from the first "?" goes first: it may hold the
+    # "@" that the userinfo reading would stop at (?password=p@ss).
+    for secret in _first_query_secrets(url):
+        url = url.replace(secret, "***")
     parts = _parts(url)
     masked = parts.start
     if parts.userinfo is not None:
@@ -128,10 +170,15 @@ def mask_url(url: str) -> str:
         masked += f"{user}:***@" if parts.exact and colon else "***@"
     if parts.query_at < 0:
         return masked + parts.rest
-    query = "&".join(
-        f"{name}=***" if parts.secret_value(name, value) else f"{name}{'=' if eq else ''}{value}"
-        for name, eq, value in parts.query()
-    )
+    pieces = []
+    for name, eq, value, separator in parts.query():
+        if parts.secret_value(name, value):
+            value = "***"
+        else:
+            for secret in _inner(value):
+                value = value.replace(secret, "***")
+        pieces.append(f"{name}{'=' if eq else ''}{value}{separator}")
+    query = "".join(pieces)
     return masked + parts.rest[: parts.query_at] + query
 
 
@@ -151,7 +198,9 @@ def url_secrets(url: str) -> list[str]:
             found.append(password)
         if not (parts.exact and colon):
             found.append(parts.userinfo)
-    found += [value for name, _, value in parts.query() if parts.secret_value(name, value)]
+    for name, _, value, _ in parts.query():
+        found += [value] if parts.secret_value(name, value) else _inner(value)
+    found += _first_query_secrets(url)
     return [secret for index, secret in enumerate(found) if secret and secret not in found[:index]]
 
 

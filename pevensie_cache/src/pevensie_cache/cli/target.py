@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -86,9 +87,12 @@ class Redactor:
         short options, ``-uURL``, are the caller's to add: see :func:`known_secrets`.)
         """
         for arg in args:
-            self.add_url(arg)
-            if arg.startswith("--") and "=" in arg:
-                self.add_url(arg.partition("=")[2])
+            value = arg.partition("=")[2] if arg.startswith("--") and "=" in arg else arg
+            # Only what reads as a URL (a scheme, then ":/" or "://"): a key or a value such
+            # as "alice@example.com" or "/search?q=x" is no URL, and scrubbing its parts
+            # once changed the command's own output.
+            if _LOOKS_LIKE_URL.match(value):
+                self.add_url(value)
 
     def add(self, secret: object) -> None:
         """Remember ``secret`` (and its percent-decoded forms)."""
@@ -111,6 +115,9 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, self._replacements[secret])
         return text
+
+
+_LOOKS_LIKE_URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*:[/\\]")
 
 
 def known_secrets(

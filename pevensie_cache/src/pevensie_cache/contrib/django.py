@@ -64,6 +64,7 @@ from pevensie_cache.errors import (
     LockNotHeld,
     LockTimeout,
     NotConnected,
+    PevensieCacheError,
 )
 from pevensie_cache.locks import CacheLock
 from pevensie_cache.options import UnknownOptionError
@@ -112,7 +113,6 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
                 raise ConfigError("OPTIONS IGNORE_EXCEPTIONS and fail_open disagree: give one")
             options["fail_open"] = ignore  # django-redis's name for the cache's fail_open
         reverse = params.get("REVERSE_KEY_FUNCTION")
-        self._ignore_exceptions = bool(options.get("fail_open", False))
         self._reverse_key: Callable[[str], str] = (
             _reverse_default_key
             if reverse is None
@@ -262,7 +262,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         try:
             yield from self._walk(search, version, itersize or _KEYS_PAGE)
         except (DriverUnavailable, NotConnected) as exc:
-            if not self._ignore_exceptions:
+            if not self._fails_open():
                 raise
             self._ignored("iter_keys", exc)  # the walk ends: as django-redis, nothing more
 
@@ -274,7 +274,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         try:
             return list(self._walk(search, version, _KEYS_PAGE))
         except (DriverUnavailable, NotConnected) as exc:
-            if not self._ignore_exceptions:
+            if not self._fails_open():
                 raise
             self._ignored("keys", exc)
             return None
@@ -289,6 +289,17 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
                 if stored not in seen and glob_matches(pattern, stored):
                     seen.add(stored)
                     yield reverse(stored)
+
+    def _fails_open(self) -> bool:
+        """Whether the cache serves failures open (``IGNORE_EXCEPTIONS``, or ``fail_open``).
+
+        Read from the built cache: the option may come from ``OPTIONS`` or the URL, as
+        text (``"false"``) or a bool.
+        """
+        try:
+            return bool(self._shared.sync().fail_open)
+        except PevensieCacheError:
+            return False
 
     def _ignored(self, operation: str, exc: BaseException) -> None:
         """Log a failure ``IGNORE_EXCEPTIONS`` turns into an empty answer."""
@@ -324,7 +335,7 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
                     deleted += len(found)
                     found.clear()
         except (DriverUnavailable, NotConnected) as exc:
-            if not self._ignore_exceptions:
+            if not self._fails_open():
                 raise
             self._ignored("delete_pattern", exc)
             return None
