@@ -7,25 +7,17 @@ test also checks that no output, stdout or stderr, ever holds it.
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
+from cli_support import QUOTED, SECRET, run_in_terminal, run_script
 
 from pevensie_cache import PevensieCache, cache
 from pevensie_redis.testing.servers import RedisServer
-
-SECRET = "cli-Pa55:w@rd/x"
-QUOTED = quote(SECRET, safe="")
-SCRIPT = Path(sys.executable).with_name("pevensie-cache")
 
 
 @pytest.fixture
@@ -45,24 +37,9 @@ def c(url: str) -> Iterator[PevensieCache]:
         yield connected
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PEVENSIE_CACHE_URL"}
-    env.update(extra)
-    return env
-
-
 def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """Run the console script; assert that the password appears in no output."""
-    assert SCRIPT.exists(), f"the console script is not installed next to {sys.executable}"
-    result = subprocess.run(
-        [str(SCRIPT), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(**env),
-        check=False,
-    )
+    result = run_script(*args, stdin=stdin, **env)
     for secret in (SECRET, QUOTED):
         assert secret not in result.stdout, (args, result.stdout)
         assert secret not in result.stderr, (args, result.stderr)
@@ -210,47 +187,11 @@ def test_clear_asks_first_and_deletes_nothing_unless_confirmed(c: PevensieCache,
     _neighbours_intact(c)
 
 
-def _run_in_terminal(args: list[str], timeout: float = 120) -> tuple[int, str]:
-    """Run the console script with a pseudo-terminal as stdin, stdout and stderr."""
-    main, child = pty.openpty()
-    process = subprocess.Popen(
-        [str(SCRIPT), *args],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=_env(COLUMNS="100", TERM="xterm"),
-        close_fds=True,
-    )
-    os.close(child)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([main], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(main, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif process.poll() is not None:
-                break
-        code = process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(main)
-    return code, b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_clear_on_a_terminal_draws_a_progress_bar_with_the_running_count(
     c: PevensieCache, url: str
 ) -> None:
     _fill(c, 20_000)
-    code, screen = _run_in_terminal(["clear", GLOB, "--yes", "-u", url])
+    code, screen = run_in_terminal(["clear", GLOB, "--yes", "-u", url], columns=100)
     assert code == 0, screen
     assert SECRET not in screen
     assert QUOTED not in screen

@@ -9,23 +9,14 @@ that an early error could echo. Text and ``--json``, piped and on a terminal.
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from cli_support import QUOTED, SECRET, run_in_terminal, run_script
 
 from pevensie_redis.testing.servers import RedisServer
-
-SECRET = "cli-Pa55:w@rd/x"
-QUOTED = quote(SECRET, safe="")
-SCRIPT = Path(sys.executable).with_name("pevensie-cache")
 
 
 @pytest.fixture
@@ -44,12 +35,6 @@ def url(address: str) -> str:
     return f"redis://:{QUOTED}@{address}/0"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PEVENSIE_CACHE_URL"}
-    env.update(extra)
-    return env
-
-
 def _assert_no_secret(text: str, *more: str) -> None:
     for secret in (SECRET, QUOTED, *more):
         assert secret not in text, text
@@ -57,15 +42,7 @@ def _assert_no_secret(text: str, *more: str) -> None:
 
 def cli(*args: str, code: int, hidden: tuple[str, ...] = (), **env: str) -> str:
     """Run the console script; return stdout and stderr, asserting no secret is in them."""
-    result = subprocess.run(
-        [str(SCRIPT), *args],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(**env),
-        check=False,
-    )
+    result = run_script(*args, **env)
     _assert_no_secret(result.stdout + result.stderr, *hidden)
     assert result.returncode == code, (args, result.stdout, result.stderr)
     return result.stdout + result.stderr
@@ -73,14 +50,7 @@ def cli(*args: str, code: int, hidden: tuple[str, ...] = (), **env: str) -> str:
 
 def cli_json(*args: str, code: int, hidden: tuple[str, ...] = (), **env: str) -> str:
     """Run with ``--json``; return the error message of the one JSON document."""
-    result = subprocess.run(
-        [str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_env(**env),
-        check=False,
-    )
+    result = run_script(*args, **env)
     _assert_no_secret(result.stdout + result.stderr, *hidden)
     assert result.returncode == code, (args, result.stdout, result.stderr)
     document = json.loads(result.stdout)
@@ -187,52 +157,16 @@ def test_secrets_from_the_environment_and_config_files_are_known_before_any_outp
             assert "(got '***')" in cli_json(*args, "--json", code=2)
 
 
-def _run_in_terminal(args: list[str], timeout: float = 120) -> tuple[int, str]:
-    """Run the console script with a pseudo-terminal as stdin, stdout and stderr."""
-    main, child = pty.openpty()
-    process = subprocess.Popen(
-        [str(SCRIPT), *args],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=_env(COLUMNS="40", TERM="xterm"),
-        close_fds=True,
-    )
-    os.close(child)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([main], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(main, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif process.poll() is not None:
-                break
-        code = process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(main)
-    return code, b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_on_a_terminal_too(url: str, address: str) -> None:
     # rich draws the error, wrapped at 40 columns: the secret is gone before it can wrap.
     long = "a-much-longer-password-than-forty-columns-" + SECRET
-    code, screen = _run_in_terminal(
-        ["keys", long, "-u", f"redis://:{quote(long, safe='')}@{address}/0"]
+    code, screen = run_in_terminal(
+        ["keys", long, "-u", f"redis://:{quote(long, safe='')}@{address}/0"], columns=40
     )
     assert code == 2, screen
     _assert_no_secret(screen.replace("\r\n", "").replace("\n", ""), long)
     assert "resource_type must not contain" in screen
-    code, screen = _run_in_terminal(["check", f"redis:/:{QUOTED}@{address}/0"])
+    code, screen = run_in_terminal(["check", f"redis:/:{QUOTED}@{address}/0"], columns=40)
     assert code == 3, screen
     _assert_no_secret(screen)
     assert "must be followed by" in screen
