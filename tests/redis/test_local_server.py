@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 import pytest
@@ -19,9 +20,9 @@ from pevensie_cache import cache
 from pevensie_redis.testing.binaries import free_port, wait_until_ready
 
 
-def start(port: int) -> subprocess.Popen[str]:
+def start(port: int, *more: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pevensie_redis", "server", "--port", str(port)],
+        [sys.executable, "-m", "pevensie_redis", "server", "--port", str(port), *more],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -47,16 +48,23 @@ def stop(process: subprocess.Popen[str], servers: list[psutil.Process]) -> None:
             server.kill()
 
 
-@pytest.fixture
-def running(port: int) -> Iterator[subprocess.Popen[str]]:
-    process = start(port)
+@contextmanager
+def serving(port: int, host: str = "127.0.0.1", *more: str) -> Iterator[subprocess.Popen[str]]:
+    """Run the command until the block ends, once its server answers on ``host``."""
+    process = start(port, *more)
     servers: list[psutil.Process] = []
     try:
-        wait_until_ready("127.0.0.1", port, timeout=30)
+        wait_until_ready(host, port, timeout=30)
         servers = psutil.Process(process.pid).children()
         yield process
     finally:
         stop(process, servers)
+
+
+@pytest.fixture
+def running(port: int) -> Iterator[subprocess.Popen[str]]:
+    with serving(port) as process:
+        yield process
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -113,20 +121,11 @@ def test_a_bad_port_or_address_is_one_line_naming_the_fix(args: list[str], says:
 
 
 def test_the_ipv6_loopback_is_an_address_to_bind(port: int) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pevensie_redis", "server", "--bind", "::1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    servers: list[psutil.Process] = []
-    try:
-        wait_until_ready("::1", port, timeout=30)
-        servers = psutil.Process(process.pid).children()
-        with cache.from_url(f"redis://[::1]:{port}/0") as c:
-            c.set("user", "6", "ipv6")
-            assert c.get("user", "6") == "ipv6"
-    finally:
-        stop(process, servers)
+    with (
+        serving(port, "::1", "--bind", "::1") as process,
+        cache.from_url(f"redis://[::1]:{port}/0") as c,
+    ):
+        c.set("user", "6", "ipv6")
+        assert c.get("user", "6") == "ipv6"
     output, _ = process.communicate(timeout=30)
     assert f"connect with redis://[::1]:{port}/0" in output
