@@ -262,9 +262,8 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         try:
             yield from self._walk(search, version, itersize or _KEYS_PAGE)
         except (DriverUnavailable, NotConnected) as exc:
-            if not self._fails_open():
+            if not self._ignored("iter_keys", exc):  # served open, the walk ends there
                 raise
-            self._ignored("iter_keys", exc)  # the walk ends: as django-redis, nothing more
 
     def keys(self, search: str, version: int | None = None) -> list[Any] | None:
         """Return the keys (as given to ``set``) matching the glob ``search`` (django-redis's).
@@ -274,9 +273,8 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
         try:
             return list(self._walk(search, version, _KEYS_PAGE))
         except (DriverUnavailable, NotConnected) as exc:
-            if not self._fails_open():
+            if not self._ignored("keys", exc):
                 raise
-            self._ignored("keys", exc)
             return None
 
     def _walk(self, search: str, version: int | None, page_size: int) -> Iterator[Any]:
@@ -290,25 +288,24 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
                     seen.add(stored)
                     yield reverse(stored)
 
-    def _fails_open(self) -> bool:
-        """Whether the cache serves failures open (``IGNORE_EXCEPTIONS``, or ``fail_open``).
+    def _ignored(self, operation: str, exc: BaseException) -> bool:
+        """Log ``exc`` and return ``True`` if the cache serves failures open, else ``False``.
 
-        Read from the built cache: the option may come from ``OPTIONS`` or the URL, as
-        text (``"false"``) or a bool.
+        ``IGNORE_EXCEPTIONS`` (or ``fail_open``) is read from the built cache: it may
+        come from ``OPTIONS`` or the URL, as text (``"false"``) or a bool.
         """
         try:
-            return bool(self._shared.sync().fail_open)
+            serving_open = bool(self._shared.sync().fail_open)
         except PevensieCacheError:
-            return False
-
-    def _ignored(self, operation: str, exc: BaseException) -> None:
-        """Log a failure ``IGNORE_EXCEPTIONS`` turns into an empty answer."""
-        logger.warning(
-            "%s failed (%s: %s); IGNORE_EXCEPTIONS: served as nothing",
-            operation,
-            type(exc).__name__,
-            exc,
-        )
+            serving_open = False
+        if serving_open:
+            logger.warning(
+                "%s failed (%s: %s); IGNORE_EXCEPTIONS: served as nothing",
+                operation,
+                type(exc).__name__,
+                exc,
+            )
+        return serving_open
 
     def delete_pattern(
         self,
@@ -335,9 +332,8 @@ class PevensieCache(BaseCache):  # type: ignore[misc]  # Django ships no type in
                     deleted += len(found)
                     found.clear()
         except (DriverUnavailable, NotConnected) as exc:
-            if not self._fails_open():
+            if not self._ignored("delete_pattern", exc):
                 raise
-            self._ignored("delete_pattern", exc)
             return None
         if found:
             c.delete_many(self.resource_type, list(found))
