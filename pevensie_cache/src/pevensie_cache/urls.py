@@ -28,6 +28,7 @@ from pevensie_cache.errors import ConfigError
 
 __all__ = [
     "is_secret_name",
+    "looks_like_url",
     "mask_url",
     "query_options",
     "take_query_options",
@@ -40,6 +41,7 @@ _WELL_FORMED = re.compile(rf"{_SCHEME}://[^\s\x00-\x1f\x7f]*")
 # The scheme as written, however misspelt: leading whitespace, a scheme followed by ":"
 # and/or slashes (forward or back, any number), or slashes alone ("//user:pw@host").
 _URL_START = re.compile(rf"\s*(?:({_SCHEME})(?=[:/\\])(:?[/\\]*))?[/\\]*")
+_LOOKS_LIKE_URL = re.compile(rf"\s*{_SCHEME}:[/\\]")
 _SECRET_NAME_PARTS = ("pass", "pw", "secret", "token", "auth", "key", "cred", "sig", "private")
 """A name holding one of these (``passwd``, ``requirepass``, ``api_key``...) names a secret."""
 
@@ -127,6 +129,11 @@ def _parts(url: str) -> _Parts:
         query_at=question + 1 if question >= 0 else -1,
         exact=_WELL_FORMED.fullmatch(url) is not None,
     )
+
+
+def looks_like_url(text: str) -> bool:
+    """Return whether ``text`` reads as a URL, well-formed or not: a scheme, then ``:/``."""
+    return _LOOKS_LIKE_URL.match(text) is not None
 
 
 def is_secret_name(name: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -25,7 +24,7 @@ from pevensie_cache.cli.exit_codes import CliFailure, ExitCode, classify
 from pevensie_cache.config_file import load_config_file
 from pevensie_cache.errors import ConfigError, PevensieCacheError
 from pevensie_cache.facade import PevensieCache
-from pevensie_cache.urls import is_secret_name, mask_url, url_secrets
+from pevensie_cache.urls import is_secret_name, looks_like_url, mask_url, url_secrets
 
 __all__ = ["Redactor", "Target", "known_secrets", "open_cache", "resolve_target"]
 
@@ -91,7 +90,7 @@ class Redactor:
             # Only what reads as a URL (a scheme, then ":/" or "://"): a key or a value such
             # as "alice@example.com" or "/search?q=x" is no URL, and scrubbing its parts
             # once changed the command's own output.
-            if _LOOKS_LIKE_URL.match(value):
+            if looks_like_url(value):
                 self.add_url(value)
 
     def add(self, secret: object) -> None:
@@ -115,9 +114,6 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, self._replacements[secret])
         return text
-
-
-_LOOKS_LIKE_URL = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*:[/\\]")
 
 
 def known_secrets(
