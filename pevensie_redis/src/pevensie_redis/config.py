@@ -561,13 +561,18 @@ def _parse_url(url: str) -> dict[str, Any]:
             fields["port"] = port
         path = parts.path.strip("/")
         if path:
-            if not (path.isascii() and path.isdigit()) or len(path) > 9:
+            if not _database_number(path):
                 # The path is not quoted: it may hold a piece of an unencoded password.
                 raise ConfigError(f"the path of a Redis URL is the database number: {shown!r}")
             fields["db"] = int(path)
         fields["tls"] = scheme in TLS_SCHEMES
     OPTIONS.convert_query(query_options(url), fields, shown=shown)
     return fields
+
+
+def _database_number(text: str) -> bool:
+    """Whether a URL's path segment is a database number: ASCII digits, nine at most."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
 
 
 def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
@@ -591,11 +596,7 @@ def _parse_sentinel_url(url: str, scheme: str, shown: str) -> dict[str, Any]:
         sentinels.append(pair)
     fields["sentinels"] = tuple(sentinels)
     path = [unquote(segment) for segment in parts.path.split("/") if segment]
-    if (
-        not path
-        or len(path) > 2
-        or (len(path) == 2 and not (path[1].isascii() and path[1].isdigit() and len(path[1]) <= 9))
-    ):
+    if not path or len(path) > 2 or (len(path) == 2 and not _database_number(path[1])):
         raise ConfigError(
             f"the path of a {scheme}:// URL is /service_name or /service_name/db, in {shown!r}"
         )
