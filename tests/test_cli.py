@@ -112,6 +112,32 @@ def test_the_redactor_scrubs_every_spelling_and_shows_none_in_its_repr() -> None
     assert redactor.scrub(json.dumps({"m": repr("p@ss'wo\\rd")})) == json.dumps({"m": '"***"'})
 
 
+def test_the_redactor_looks_through_arrays_of_a_config_table() -> None:
+    from pevensie_cache.cli.target import Redactor
+
+    redactor = Redactor()
+    redactor.add_config(
+        {
+            "driver": "third-party",
+            "nodes": ["redis://:n0de-pw@h1/0", "redis://h2/0"],
+            "passwords": ["first-pw", "second-pw"],
+            "replicas": [{"url": "redis://:r3plica-pw@h3/0", "token": "t0ken-pw"}],
+        }
+    )
+    for secret in ("n0de-pw", "first-pw", "second-pw", "r3plica-pw", "t0ken-pw"):
+        assert redactor.scrub(f"<{secret}>") == "<***>", secret
+    assert redactor.scrub("redis://h2/0") == "redis://h2/0"
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes('[cache]\nurl = "memory://"\n# caf\u00e9\n'.encode("latin-1"))
+    result = _run("check", "--config", str(config))
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "is not UTF-8 text" in result.stderr
+
+
 def test_even_a_crash_prints_its_traceback_scrubbed() -> None:
     # The URL is only in the environment, which the command never got to read.
     crash = (

@@ -38,6 +38,11 @@ def load_config_file(path: str | Path) -> Mapping[str, Any]:
         document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (TOML files are UTF-8): "
+            f"byte {exc.start} cannot be read"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     table = document.get(TABLE)

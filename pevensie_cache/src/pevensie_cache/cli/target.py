@@ -70,14 +70,24 @@ class Redactor:
             self.add(secret)
 
     def add_config(self, table: Mapping[str, Any]) -> None:
-        """Remember the secrets of a ``[cache]`` table: its URLs and secret-named values."""
+        """Remember the secrets of a ``[cache]`` table: its URLs and secret-named values.
+
+        Nested tables and arrays (of values or of tables) are looked through.
+        """
         for name, value in table.items():
-            if isinstance(value, Mapping):
-                self.add_config(value)
-            elif is_secret_name(str(name)):
-                self.add(value)
-            elif isinstance(value, str) and (str(name).endswith("url") or "://" in value):
-                self.add_url(value)
+            self._add_value(str(name), value)
+
+    def _add_value(self, name: str, value: object) -> None:
+        """Remember the secrets of ``value``, found under ``name``: arrays are walked too."""
+        if isinstance(value, Mapping):
+            self.add_config(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._add_value(name, item)
+        elif is_secret_name(name):
+            self.add(value)
+        elif isinstance(value, str) and (name.endswith("url") or "://" in value):
+            self.add_url(value)
 
     def add_arguments(self, args: Sequence[str]) -> None:
         """Remember the secrets of command-line arguments as typed: any may be a URL.
