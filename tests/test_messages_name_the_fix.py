@@ -24,6 +24,8 @@ from pevensie_cache import (
     NotConnected,
     cache,
 )
+from pevensie_cache.memory import MemoryDriver
+from pevensie_cache.options import UnknownOptionError
 from pevensie_cache.registry import KNOWN_DRIVERS, Registry
 
 
@@ -173,6 +175,34 @@ def test_an_unset_environment_variable_says_what_to_set_or_pass(
     assert "PEVENSIE_CACHE_URL is not set" in message
     assert "redis://localhost:6379/0" in message  # what to set it to
     assert f"{named}default='memory://')" in message  # or what to pass
+
+
+def test_an_empty_environment_variable_is_told_apart_from_an_unset_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PEVENSIE_CACHE_URL", "")
+    with pytest.raises(ConfigError, match="PEVENSIE_CACHE_URL is set but empty"):
+        cache.from_env()
+    assert isinstance(cache.from_env(default="memory://").driver, MemoryDriver)
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "fault"),
+    [
+        ("memory://?max_entris=5", UnknownOptionError, "did you mean 'max_entries'?"),
+        ("memory://?max_entries=many", ConfigError, "max_entries"),
+        ("nosuchscheme://h/0", DriverNotFound, "no cache driver for URL scheme"),
+    ],
+)
+def test_a_bad_url_in_the_environment_names_the_variable_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, url: str, error: type[Exception], fault: str
+) -> None:
+    monkeypatch.setenv("APP_CACHE", url)
+    for builder in (cache.from_env, cache.from_env_async):
+        with pytest.raises(error) as caught:
+            builder("APP_CACHE")
+        assert str(caught.value).startswith("APP_CACHE: ")
+        assert fault in str(caught.value)
 
 
 def test_ttl_seconds_as_a_fraction_says_how_to_round() -> None:

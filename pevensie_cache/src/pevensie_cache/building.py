@@ -19,6 +19,7 @@ from pevensie_cache.errors import (
     ArgumentTypeError,
     ConfigError,
     DriverError,
+    DriverNotFound,
     PevensieCacheError,
     raised_by_signal_handler,
 )
@@ -187,15 +188,23 @@ def driver_from_env(var: str, default: str | None, options: dict[str, Any], face
         raise ArgumentTypeError(
             f"default must be a URL (a str) or None, not {type(default).__name__}"
         )
-    url = os.environ.get(var) or default
-    if not url:
+    value = os.environ.get(var)
+    if not value:
+        if default:
+            return driver_from_url(default, options, face)
         builder = "cache.from_env_async" if face == "async" else "cache.from_env"
+        state = "is not set" if value is None else "is set but empty"
         raise ConfigError(
-            f"the environment variable {var} is not set: set it to a cache URL "
+            f"the environment variable {var} {state}: set it to a cache URL "
             "(redis://localhost:6379/0, memory://), or give a URL for when it is not: "
             f"{builder}(default='memory://')"
         )
-    return driver_from_url(url, options, face)
+    try:
+        return driver_from_url(value, options, face)
+    except (ConfigError, DriverNotFound) as exc:
+        # The URL is not in the caller's code: say where it came from.
+        exc.args = (f"{var}: {exc}", *exc.args[1:])
+        raise
 
 
 def driver_from_object(driver: object, options: dict[str, Any], face: Face) -> Built:
