@@ -64,6 +64,13 @@ def test_sentinels_from_lists_become_tuples() -> None:
     assert hash(config) == hash(RedisConfig(sentinels=(("a", 1), ("b", 2)), service_name="x"))
 
 
+def test_sentinels_in_a_list_may_be_written_host_port_as_in_a_toml_file() -> None:
+    built = cache.from_config(
+        {"driver": "redis", "service_name": "x", "sentinels": ["a:1", " b ", "[::1]:26380"]}
+    )
+    assert built.driver.config.sentinels == (("a", 1), ("b", 26379), ("::1", 26380))
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -78,6 +85,9 @@ def test_sentinels_from_lists_become_tuples() -> None:
         ({"sentinels": [("a", True)], "service_name": "x"}, "sentinel port"),
         ({"sentinels": [("", 1)], "service_name": "x"}, "sentinel host"),
         ({"sentinels": [("a",)], "service_name": "x"}, "pair"),
+        ({"sentinels": ["a:1", "b:x"], "service_name": "x"}, "address \\(number 2\\) 'b:x'"),
+        ({"sentinels": ["a:1,b:2"], "service_name": "x"}, "address \\(number 1\\)"),
+        ({"sentinels": ["a:0"], "service_name": "x"}, "sentinel port"),
         ({"sentinels": [("a", 1)], "service_name": ""}, "service_name must not be empty"),
         ({"cluster": True, "sentinels": [("a", 1)], "service_name": "x"}, "not both"),
     ],

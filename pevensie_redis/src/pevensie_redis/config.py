@@ -133,15 +133,29 @@ def _parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
 
 
 def _check_sentinels(value: object) -> tuple[tuple[str, int], ...]:
-    """Check ``(host, port)`` pairs; lists (from TOML, JSON, keywords) become the tuple form."""
+    """Check ``(host, port)`` pairs; lists (from TOML, JSON, keywords) become the tuple form.
+
+    An item may also be written ``"host[:port]"`` (``sentinels = ["s1:26379", "s2"]``
+    in a TOML file), read as one address of the text form.
+    """
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
         raise ConfigError(
             f"sentinels must be a list of (host, port) pairs, not {type(value).__name__}"
         )
     pairs: list[tuple[str, int]] = []
-    for item in value:
+    for number, item in enumerate(value, start=1):
+        if isinstance(item, str):
+            pair = _sentinel_address(item.strip()) if "," not in item else None
+            if pair is None:
+                raise ConfigError(
+                    f"invalid sentinel address (number {number}) {item!r}: "
+                    "write 'host' or 'host:port'"
+                )
+            item = pair
         if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ConfigError(f"each sentinel must be a (host, port) pair, got {item!r}")
+            raise ConfigError(
+                f"each sentinel must be a (host, port) pair or a 'host:port' text, got {item!r}"
+            )
         pairs.append((_SENTINEL_HOST.check(item[0]), _SENTINEL_PORT.check(item[1])))
     return tuple(pairs)
 
@@ -258,7 +272,7 @@ _DECLARATIONS: dict[str, Option] = {
         parse=_parse_sentinels,
         validate=_check_sentinels,
         query=False,
-        doc="(host, port) of each Sentinel, or 'host:port,host:port' as text; "
+        doc="(host, port) or 'host:port' of each Sentinel, or 'host:port,host:port' as text; "
         "the primary of service_name is asked of them.",
     ),
     "service_name": Option(
