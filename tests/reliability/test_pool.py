@@ -7,12 +7,19 @@ opens more than ``pool_size`` connections.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
 
 import pytest
-from reliability_support import connect_cache, hang_bound, named_clients, unique_client_name
+from reliability_support import (
+    connect_async_cache,
+    connect_cache,
+    hang_bound,
+    named_clients,
+    unique_client_name,
+)
 
 from pevensie_cache import PevensieCache
 from pevensie_redis import RedisDriver, RedisPoolExhausted, RedisTimeoutError
@@ -191,3 +198,41 @@ def disown(c: PevensieCache, connection: Any) -> None:
     channel = c.driver._channel  # type: ignore[attr-defined]
     with channel._lock:
         channel._retire_all_but("elsewhere:6379")
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_pool_wait_is_not_retried_whatever_the_retries(
+    private_server: RedisServer, retries: int
+) -> None:
+    # RELIABILITY.md: RedisPoolExhausted comes after one timeout, on both faces.
+    timeout_ms = 400
+    bound = timeout_ms / 1000 * 1.9  # a retried wait takes at least two timeouts
+    c = connect_cache(private_server, pool_size=1, timeout=timeout_ms, retries=retries)
+    pool = pool_of(c)
+    held = pool.get_connection()
+    try:
+        start = time.monotonic()
+        with pytest.raises(RedisPoolExhausted):
+            c.get("user", "1")
+        assert timeout_ms / 1000 * 0.95 <= time.monotonic() - start < bound
+    finally:
+        pool.release(held)
+        c.disconnect()
+
+    async def on_the_async_face() -> float:
+        a = await connect_async_cache(
+            private_server, pool_size=1, timeout=timeout_ms, retries=retries
+        )
+        leases = a.driver.connection_pool
+        assert leases is not None
+        lent = await leases.get_connection()
+        try:
+            start = time.monotonic()
+            with pytest.raises(RedisPoolExhausted):
+                await a.get("user", "1")
+            return time.monotonic() - start
+        finally:
+            leases.release(lent)
+            await a.disconnect()
+
+    assert timeout_ms / 1000 * 0.95 <= asyncio.run(on_the_async_face()) < bound

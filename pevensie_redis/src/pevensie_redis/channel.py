@@ -325,6 +325,8 @@ class Channel:
         failures = 0
         free = 0
         while True:
+            if isinstance(error, PoolWaitTimeout):
+                raise error  # the caller waited its timeout already: a pool wait is not retried
             # READONLY (the primary moved), or a pipe that failed to open, or bytes
             # never written: the command did not run.
             unsent = isinstance(error, _PrimaryMoved) or getattr(error, "pevensie_not_sent", False)
