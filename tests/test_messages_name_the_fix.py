@@ -87,6 +87,16 @@ def test_a_well_known_foreign_option_name_points_to_ours() -> None:
         cache.from_url("redis://localhost?socket_timeout=2")
 
 
+def test_a_foreign_name_in_a_url_points_to_what_a_url_can_say() -> None:
+    # ssl as a keyword is our tls; in a URL, tls is not a query option: the scheme says it.
+    with pytest.raises(ConfigError, match=r"'ssl' \(did you mean 'tls'\?\)"):
+        cache.new(driver="redis", ssl=True)
+    with pytest.raises(ConfigError, match=r"'ssl' \(did you mean 'rediss://'\?\)"):
+        cache.from_url("redis://localhost?ssl=true")
+    with pytest.raises(ConfigError, match=r"'database' \(did you mean 'db'\?\)"):
+        cache.from_url("redis://localhost?database=2")
+
+
 def test_an_unknown_option_lists_the_caches_own_options_too() -> None:
     with pytest.raises(ConfigError) as caught:
         cache.new(driver="redis", namspace="app1")

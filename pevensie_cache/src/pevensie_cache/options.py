@@ -536,15 +536,19 @@ class OptionSet:
         owner: str,
         defaults: Mapping[str, Any] | None = None,
         hints: Mapping[str, str] | None = None,
+        url_hints: Mapping[str, str] | None = None,
     ) -> None:
         """Gather ``options``; ``owner`` names the driver in messages (``"Redis"``).
 
         ``defaults`` are the values a display URL leaves out; ``hints`` map
         names other libraries use to the option meant (``max_connections`` to
-        ``pool_size``), for the message about an unknown name.
+        ``pool_size``), for the message about an unknown name. In a URL's
+        query, a hint to an option a query cannot give is left out, and
+        ``url_hints`` are added (``ssl`` to ``rediss://``).
         """
         self.owner = owner
         self.hints = dict(hints or {})
+        self.url_hints = dict(url_hints or {})
         self._options: dict[str, Option] = {}
         self._names: dict[str, tuple[Option, Alias | None]] = {}
         self._defaults = dict(defaults or {})
@@ -572,6 +576,7 @@ class OptionSet:
         owner: str,
         declarations: Mapping[str, Option] | None = None,
         hints: Mapping[str, str] | None = None,
+        url_hints: Mapping[str, str] | None = None,
     ) -> OptionSet:
         """Build the set from a dataclass whose every field has an option declaration.
 
@@ -595,7 +600,7 @@ class OptionSet:
             defaults[spec.name] = spec.default
         if given:
             raise TypeError(f"{datacls.__name__} has no field {', '.join(sorted(given))}")
-        return cls(specs, owner=owner, defaults=defaults, hints=hints)
+        return cls(specs, owner=owner, defaults=defaults, hints=hints, url_hints=url_hints)
 
     def __iter__(self) -> Iterator[Option]:
         return iter(self._options.values())
@@ -623,7 +628,13 @@ class OptionSet:
             raise self._unknown(unknown, "driver option", list(self._names), list(self._options))
 
     def _unknown(
-        self, names: list[str], what: str, candidates: list[str], valid: list[str], where: str = ""
+        self,
+        names: list[str],
+        what: str,
+        candidates: list[str],
+        valid: list[str],
+        where: str = "",
+        hints: Mapping[str, str] | None = None,
     ) -> UnknownOptionError:
         return UnknownOptionError(
             names,
@@ -631,7 +642,7 @@ class OptionSet:
             valid=valid,
             candidates=candidates,
             where=where,
-            hints=self.hints,
+            hints=self.hints if hints is None else hints,
         )
 
     # -- values ------------------------------------------------------------------------------
@@ -676,7 +687,14 @@ class OptionSet:
                 f"{name} is not a {self.owner} URL query option ({shown!r}): the URL itself "
                 f"says it, or give it as a keyword option; valid options: {', '.join(valid)}"
             )
-        return self._unknown([name], "URL option", valid, valid, f" in {shown!r}")
+        # A hint to an option that a query cannot give would lead to the error above.
+        hints = {
+            foreign: meant
+            for foreign, meant in self.hints.items()
+            if meant not in self._options or self._options[meant].query
+        }
+        hints.update(self.url_hints)
+        return self._unknown([name], "URL option", valid, valid, f" in {shown!r}", hints)
 
     def check_fields(self, instance: object) -> None:
         """Check every option's attribute of ``instance``, storing the normalised value.

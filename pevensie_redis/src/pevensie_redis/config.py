@@ -454,6 +454,7 @@ OPTIONS = OptionSet.from_dataclass(
         "database": "db",
         "url": "cache.from_url(url)",
     },
+    url_hints={"ssl": "rediss://"},
 )
 """Every option of the Redis driver, built from the declarations of :class:`RedisConfig`."""
 OPTIONS.document(RedisConfig)
