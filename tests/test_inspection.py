@@ -10,7 +10,7 @@ from clock_support import ShiftedClock
 
 from pevensie_cache import PevensieCache, UnsupportedOperation, cache, hookimpl
 from pevensie_cache.cache import identify_driver
-from pevensie_cache.inspection import CacheInspector, KeyTtl, ServerInfo
+from pevensie_cache.inspection import CacheInspector, KeyTtl, ServerInfo, resource_type_of
 from pevensie_cache.memory import MemoryDriver
 from pevensie_cache.plugins import register_plugin, reset
 
@@ -61,6 +61,29 @@ def test_the_memory_inspector_samples_and_describes_the_store(c: PevensieCache) 
     assert dict(whole.by_resource_type) == {"user": 6, "session": 4}
     assert inspector.sample(3).sampled == 3
     assert inspector.baseline() is None
+
+
+def test_the_librarys_own_keys_count_as_lock_and_tag(c: PevensieCache) -> None:
+    c.set("user", "1", "Ada", tags=["team:7"])
+    sample = cache.inspector(c).sample(100)
+    assert dict(sample.by_resource_type) == {"user": 1, ":tag": 1}
+    assert sample.foreign == 0
+
+
+@pytest.mark.parametrize(
+    ("stored", "resource_type"),
+    [
+        ("user:1", "user"),
+        ("user:a:b", "user"),
+        (":lock:user:1", ":lock"),
+        (":tag:team:7", ":tag"),
+        (":other:x", None),
+        (":lock", None),
+        ("no-colon", None),
+    ],
+)
+def test_a_stored_name_is_read_as_its_resource_type(stored: str, resource_type: str | None) -> None:
+    assert resource_type_of(stored) == resource_type
 
 
 async def test_the_async_memory_cache_has_the_same_inspector() -> None:

@@ -62,6 +62,16 @@ def test_keys_ttl_and_counts_span_every_primary(
     assert inspector.baseline() is None  # the Cluster client routes itself: no --compare
 
 
+def test_the_librarys_own_keys_count_as_lock_and_tag_in_either_layout(
+    cluster_cache: PevensieCache,
+) -> None:
+    cluster_cache.set("user", "1", "Ada", tags=["team:7"])
+    with cluster_cache.lock("user", "job"):
+        sample = cache.inspector(cluster_cache).sample(100)
+    assert dict(sample.by_resource_type) == {"user": 1, ":tag": 1, ":lock": 1}
+    assert sample.foreign == 0
+
+
 def test_the_command_line_counts_a_cluster(
     cluster_cache: PevensieCache, redis_cluster: LocalCluster, tagged: bool
 ) -> None:

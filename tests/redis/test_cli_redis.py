@@ -261,6 +261,18 @@ def test_stats_counts_keys_per_resource_type_and_the_hit_ratio(
     assert re.search(r"session +12 +12", shown.stdout)
 
 
+@pytest.mark.server_dependent
+def test_stats_counts_tag_counters_and_locks_as_the_librarys_own(
+    c: PevensieCache, url: str
+) -> None:
+    c.set("user", "1", "Ada", tags=["team:7"])
+    with c.lock("user", "job"):
+        sample = cli_json("stats", url)["sample"]
+    assert isinstance(sample, dict)
+    assert sample["by_resource_type"] == {"user": 1, ":tag": 1, ":lock": 1}
+    assert sample["foreign"] == 0
+
+
 def test_bench_compares_with_redis_py_and_cleans_up(secret_server: RedisServer, url: str) -> None:
     document = cli_json("bench", "--ops", "60", "--batch", "10", "--compare", url)
     rows = document["results"]

@@ -29,7 +29,27 @@ __all__ = [
     "KeyTtl",
     "NamespacedInspector",
     "ServerInfo",
+    "resource_type_of",
 ]
+
+_OWN_KEYS = frozenset({"lock", "tag"})
+"""What follows the empty resource type in the library's own keys (``:lock:``, ``:tag:``)."""
+
+
+def resource_type_of(stored: str) -> str | None:
+    """Return the resource type of a stored name ``<resource_type>:<key>`` (for samples).
+
+    The library's own keys, stored under the resource type ``""`` that no call
+    can name, count as ``":lock"`` (lease locks) and ``":tag"`` (tag counters);
+    ``None`` for a name Pevensie Cache did not write.
+    """
+    head, sep, rest = stored.partition(":")
+    if not sep:
+        return None
+    if head:
+        return head
+    own, sep, _ = rest.partition(":")
+    return f":{own}" if sep and own in _OWN_KEYS else None
 
 
 @dataclass(frozen=True)
@@ -78,7 +98,7 @@ class KeySample:
     total: int | None
     """Keys stored, when the driver knows (the sample's denominator)."""
     by_resource_type: Mapping[str, int] = field(default_factory=dict)
-    """Sampled keys per resource type; lease locks count as ``":lock"``."""
+    """Sampled keys per resource type (see :func:`resource_type_of`)."""
     foreign: int = 0
     """Sampled keys not written by Pevensie Cache (no ``<resource_type>:`` prefix)."""
 

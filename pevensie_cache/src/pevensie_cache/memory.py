@@ -40,7 +40,7 @@ from pevensie_cache import forks
 from pevensie_cache.driver import ABSENT, NO_EXPIRY, InProcessTable, MemoCell, Progress
 from pevensie_cache.errors import ConfigError
 from pevensie_cache.hookspecs import hookimpl
-from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo
+from pevensie_cache.inspection import Baseline, KeySample, KeyTtl, ServerInfo, resource_type_of
 from pevensie_cache.options import Option, OptionSet
 from pevensie_cache.registry import Register
 from pevensie_cache.urls import mask_url, query_options, url_scheme
@@ -754,14 +754,19 @@ class MemoryInspector:
         """Count live entries per resource type among the first ``limit``."""
         names = self._store.keys()
         counts: dict[str, int] = {}
-        sampled = 0
+        sampled = foreign = 0
         for full in names:
             if sampled >= limit:
                 break
             sampled += 1
-            resource_type = full.partition(":")[0]
-            counts[resource_type] = counts.get(resource_type, 0) + 1
-        return KeySample(sampled=sampled, total=len(names), by_resource_type=counts)
+            resource_type = resource_type_of(full)
+            if resource_type is None:
+                foreign += 1
+            else:
+                counts[resource_type] = counts.get(resource_type, 0) + 1
+        return KeySample(
+            sampled=sampled, total=len(names), by_resource_type=counts, foreign=foreign
+        )
 
     def baseline(self) -> Baseline | None:
         """Return ``None``: the memory driver has no client library underneath."""

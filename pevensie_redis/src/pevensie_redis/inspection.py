@@ -19,7 +19,7 @@ from typing import Any
 
 from pevensie_cache import NotConnected, UnsupportedOperation
 from pevensie_cache.errors import raised_by_signal_handler
-from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo
+from pevensie_cache.inspection import KeySample, KeyTtl, ServerInfo, resource_type_of
 from pevensie_redis.errors import RedisConnectionError, RedisDriverError, map_error
 from pevensie_redis.protocol.commands import decode_text, pack
 from pevensie_redis.protocol.keys import escape_glob
@@ -27,9 +27,6 @@ from pevensie_redis.protocol.keys import prefix as key_prefix
 from pevensie_redis.protocol.slots import key_slot
 
 __all__ = ["RedisBaseline", "RedisInspector", "inspector_for_driver"]
-
-_LOCKS = ":lock"
-"""The resource type lease locks (``:lock:<resource_type>:<key>``) are counted under."""
 
 
 def inspector_for_driver(driver: object) -> RedisInspector | None:
@@ -330,12 +327,8 @@ def _total(replies: list[dict[str, Any]], name: str) -> int | None:
 
 
 def _resource_type_of(name: str) -> str | None:
-    """Return the resource type of a stored name (``":lock"``: a lease lock; ``None``: foreign)."""
-    if name.startswith(":lock:"):
-        return _LOCKS
-    head, sep, _ = name.partition(":")
-    if not sep or not head:
-        return None
-    if head.startswith("{") and head.endswith("}") and len(head) > 2:
-        return head[1:-1]  # a Cluster hash tag: {<resource_type>}:<key>
-    return head
+    """Return the resource type of a stored name, hash-tagged or not (``None``: foreign)."""
+    head, sep, rest = name.partition(":")
+    if sep and head.startswith("{") and head.endswith("}"):
+        name = f"{head[1:-1]}:{rest}"  # a Cluster hash tag: {<resource_type>}:<key>
+    return resource_type_of(name)
