@@ -8,6 +8,7 @@ cache on. A tag is any non-empty string.
 from __future__ import annotations
 
 import asyncio
+import enum
 import statistics
 import sys
 import threading
@@ -190,6 +191,29 @@ def test_tags_are_any_non_empty_strings_and_bad_ones_change_nothing(store: Targe
             c.invalidate_tags("")
         with pytest.raises(ArgumentTypeError):
             c.invalidate_tags(42)  # type: ignore[arg-type]
+
+
+class _Mixed(str, enum.Enum):  # noqa: UP042 (the mixin is the case under test)
+    USER = "user:7"
+
+
+class _Text(str):
+    def __str__(self) -> str:
+        return "not-the-text"
+
+
+@pytest.mark.parametrize("tag", [_Mixed.USER, enum.StrEnum("_Str", {"USER": "user:7"}).USER])
+def test_a_tag_of_a_str_subclass_is_its_text(store: Target, tag: str) -> None:
+    # (str, Enum) members format as "_Mixed.USER": the entry must record "user:7".
+    with cache.from_url(store.url) as c:
+        for tags in ([tag], [tag, "other"], (t for t in [tag]), [_Text("user:7")]):
+            c.set("page", "home", "v", 300, tags=list(tags))
+            assert c.get("page", "home", None) == "v"
+            c.invalidate_tags("user:7")
+            assert c.get("page", "home", None) is None
+            c.set("page", "home", "v", 300, tags=["user:7"])
+            c.invalidate_tags(tag)
+            assert c.get("page", "home", None) is None
 
 
 def test_values_written_without_options_keep_their_layout(store: Target) -> None:

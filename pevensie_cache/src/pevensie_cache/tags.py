@@ -53,7 +53,8 @@ def first_version() -> str:
 def check_tags(tags: object) -> tuple[str, ...]:
     """Check ``tags`` (an iterable of non-empty ``str``); return them without repeats, in order.
 
-    A lone ``str`` is refused (it would be read as its characters).
+    A lone ``str`` is refused (it would be read as its characters). A tag of a
+    ``str`` subclass (a ``(str, Enum)`` member) is returned as its plain text.
     """
     if type(tags) is list or type(tags) is tuple:
         if len(tags) == 1:  # the usual call: one tag
@@ -66,16 +67,24 @@ def check_tags(tags: object) -> tuple[str, ...]:
         except TypeError:
             pass  # not all str: the checks below say which
         else:
-            if joined.isascii() and all(tags) and len(set(tags)) == len(tags):
+            if (
+                joined.isascii()
+                and all(tags)
+                and len(set(tags)) == len(tags)
+                and all(type(tag) is str for tag in tags)
+            ):
                 return tuple(tags)
     if isinstance(tags, (str, bytes, bytearray)) or not isinstance(tags, Iterable):
         raise ArgumentTypeError(
             f"tags must be an iterable of str (a list or tuple), not {type(tags).__name__}"
         )
     items = list(tags)
-    for tag in items:
+    for index, tag in enumerate(items):
         if type(tag) is not str:
-            raise ArgumentTypeError(f"a tag must be a str, not {type(tag).__name__}")
+            if not isinstance(tag, str):
+                raise ArgumentTypeError(f"a tag must be a str, not {type(tag).__name__}")
+            # A str subclass (a (str, Enum) member...) is its text, whatever it formats as.
+            items[index] = tag = str.__str__(tag)
         if not tag:
             raise ArgumentValueError("a tag must not be empty")
         if not tag.isascii():
