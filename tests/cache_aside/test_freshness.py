@@ -224,6 +224,48 @@ def test_without_stale_on_error_a_failed_refresh_drops_the_stale_value_and_the_e
             c.get_or_set("page", "home", failing, 1, stale_seconds=60)
 
 
+def test_a_value_written_while_a_failing_refresh_runs_survives_its_failure(
+    store: Target,
+) -> None:
+    started, written = threading.Event(), threading.Event()
+
+    def fails_after_a_write() -> str:
+        started.set()
+        assert written.wait(30)
+        raise LookupError("the database is down")
+
+    with cache.from_url(store.url) as c:
+        c.get_or_set("page", "home", lambda: "old", 1, stale_seconds=60)
+        past_ttl()
+        assert c.get_or_set("page", "home", fails_after_a_write, 1, stale_seconds=60) == "old"
+        assert started.wait(30)
+        c.set("page", "home", "written meanwhile", 60)  # while the refresh's loader runs
+        written.set()
+        c._fresh.background.idle()
+        assert c.get("page", "home", None) == "written meanwhile"
+
+
+async def test_a_value_written_while_a_failing_async_refresh_runs_survives_its_failure(
+    store: Target,
+) -> None:
+    started, written = asyncio.Event(), asyncio.Event()
+
+    async def fails_after_a_write() -> str:
+        started.set()
+        await asyncio.wait_for(written.wait(), 30)
+        raise LookupError("the database is down")
+
+    async with cache.from_url_async(store.url) as c:
+        await c.get_or_set("page", "home", lambda: "old", 1, stale_seconds=60)
+        past_ttl()
+        assert await c.get_or_set("page", "home", fails_after_a_write, 1, stale_seconds=60) == "old"
+        await asyncio.wait_for(started.wait(), 30)
+        await c.set("page", "home", "written meanwhile", 60)
+        written.set()
+        await c._fresh.background.idle()
+        assert await c.get("page", "home", None) == "written meanwhile"
+
+
 def test_a_stale_value_is_not_served_past_its_window_nor_to_a_caller_without_one(
     store: Target,
 ) -> None:

@@ -20,9 +20,9 @@ What it adds to ``get_or_set`` (and so to resources and ``@cached``):
   never wait for it.
 - ``stale_on_error=True``: a background refresh whose loader raises keeps the
   stale value servable (the rest of its window) and logs and counts the error;
-  without it, the failed refresh deletes the stale entry, so the next read
-  loads in the foreground and its caller gets the loader's error, as without
-  these options.
+  without it, the failed refresh deletes the stale entry (unless another
+  value was stored while its loader ran), so the next read loads in the
+  foreground and its caller gets the loader's error, as without these options.
 - ``tags=[...]``: see :mod:`pevensie_cache.tags`.
 
 An entry written with any of these is an envelope (:mod:`pevensie_cache.envelope`);
@@ -634,7 +634,7 @@ class AsyncFreshness:
             cache._refreshed(resource_type, trigger, exc)
             if trigger == STALE and not options.on_error:
                 _log_refresh(resource_type, key, trigger, exc, "dropped the stale value")
-                await self._drop(cache, driver, resource_type, key)
+                await self._drop(cache, driver, resource_type, key, seen)
             else:
                 _log_refresh(resource_type, key, trigger, exc, "still serving the old value")
             return
@@ -643,10 +643,22 @@ class AsyncFreshness:
         cache._refreshed(resource_type, trigger, None)
 
     async def _drop(
-        self, cache: AsyncFreshHost, driver: AsyncCacheDriver, resource_type: str, key: str
+        self,
+        cache: AsyncFreshHost,
+        driver: AsyncCacheDriver,
+        resource_type: str,
+        key: str,
+        seen: str,
     ) -> None:
+        """Delete the stale entry ``seen``, unless another value was stored since the read.
+
+        (A value written while the loader ran must survive its failure. The
+        check and the delete are two calls: a write between them is lost, a
+        window of one round trip rather than of the loader's whole run.)
+        """
         try:
-            await cache._optional(driver, "delete", resource_type, key)
+            if await cache._optional(driver, "get", resource_type, key) == seen:
+                await cache._optional(driver, "delete", resource_type, key)
         except PevensieCacheError as exc:
             logger.warning("deleting the stale value failed (%s); it expires", exc)
 
