@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import threading
@@ -264,6 +265,38 @@ async def test_a_value_written_while_a_failing_async_refresh_runs_survives_its_f
         written.set()
         await c._fresh.background.idle()
         assert await c.get("page", "home", None) == "written meanwhile"
+
+
+TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="<no tenant>")
+
+
+def test_a_background_refresh_sees_the_callers_context_variables(store: Target) -> None:
+    # A loader that reads a tenant (a database session, a span) from a ContextVar must
+    # not load another tenant's page under this caller's key.
+    with cache.from_url(store.url) as c:
+        c.get_or_set("page", "acme", lambda: "old", 1, stale_seconds=60)
+        past_ttl()
+        TENANT.set("acme")
+        try:
+            loader = lambda: f"page of {TENANT.get()}"  # noqa: E731
+            assert c.get_or_set("page", "acme", loader, 1, stale_seconds=60) == "old"
+        finally:
+            TENANT.set("<no tenant>")
+        c._fresh.background.idle()
+        assert c.get("page", "acme") == "page of acme"
+
+
+async def test_an_async_background_refresh_sees_the_callers_context_variables(
+    store: Target,
+) -> None:
+    async with cache.from_url_async(store.url) as c:
+        await c.get_or_set("page", "acme", lambda: "old", 1, stale_seconds=60)
+        past_ttl()
+        TENANT.set("acme")
+        loader = lambda: f"page of {TENANT.get()}"  # noqa: E731
+        assert await c.get_or_set("page", "acme", loader, 1, stale_seconds=60) == "old"
+        await c._fresh.background.idle()
+        assert await c.get("page", "acme") == "page of acme"
 
 
 def test_a_stale_value_is_not_served_past_its_window_nor_to_a_caller_without_one(

@@ -7,6 +7,8 @@ The same names as the async module, over threads, so code generated from an
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import threading
 import time
@@ -234,7 +236,8 @@ class _Queued:
 class Background:
     """Work that runs after its caller has returned: at most one run per key, a bounded number.
 
-    :meth:`start` queues ``work()`` for a small pool of threads (at most
+    :meth:`start` queues ``work()``, to run in a copy of the caller's
+    :mod:`contextvars` context, for a small pool of threads (at most
     :data:`BACKGROUND_THREADS`, started when first needed) unless a run for
     that key is queued or running, or :data:`BACKGROUND_LIMIT` runs are. So
     threads and memory stay bounded whatever the traffic. :meth:`close`
@@ -268,8 +271,11 @@ class Background:
             if pool is None:
                 pool = self._pool = ThreadPoolExecutor(self._threads, "pevensie-background")
             mark = self._keys[key] = _Queued(pool)
+            # The run sees the caller's context variables (a tenant, a tracing span), as
+            # an asyncio task does: a loader must not load for someone else.
+            in_context = functools.partial(contextvars.copy_context().run, work)
             try:
-                pool.submit(self._run, key, mark, work)
+                pool.submit(self._run, key, mark, in_context)
             except BaseException:
                 del self._keys[key]  # not queued, or the run will find its mark gone
                 raise
