@@ -7,6 +7,7 @@ the Redis driver's side is in ``tests/cache_aside``.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 import threading
 import time
@@ -86,6 +87,12 @@ def test_a_value_round_trips_through_set_and_get_whatever_it_holds(value: str) -
         ({"tags": [""]}, ArgumentValueError),
         ({"tags": [None]}, ArgumentTypeError),
         ({"tags": [["nested"]]}, ArgumentTypeError),
+        # Without lock=True too: a background refresh takes a lease of lock_lease.
+        ({"stale_seconds": 5, "lock_lease": None}, ArgumentTypeError),
+        ({"stale_seconds": 5, "lock_lease": "10"}, ArgumentTypeError),
+        ({"stale_seconds": 5, "lock_lease": float("nan")}, ArgumentValueError),
+        ({"early_recompute": True, "lock_lease": 10**30}, ArgumentValueError),
+        ({"tags": ["t"], "lock_wait": 0}, ArgumentValueError),
     ],
 )
 def test_bad_freshness_options_are_typed_errors_that_load_and_write_nothing(
@@ -101,6 +108,17 @@ def test_bad_freshness_options_are_typed_errors_that_load_and_write_nothing(
             )
         assert calls == []
         assert c.get("t", "k", None) is None
+
+
+def test_a_refresh_without_the_lock_takes_a_lease_of_lock_lease_in_any_accepted_form() -> None:
+    with cache.new() as c:
+        c.get_or_set("t", "k", lambda: "old", 1, stale_seconds=60)
+        c._fresh.background.idle()
+        time.sleep(1.05)
+        lease = datetime.timedelta(seconds=3)
+        assert c.get_or_set("t", "k", lambda: "new", 1, stale_seconds=60, lock_lease=lease) == "old"
+        c._fresh.background.idle()
+        assert c.get("t", "k") == "new"
 
 
 @pytest.mark.parametrize("option", [{"stale_seconds": 5}, {"early_recompute": True}])

@@ -55,6 +55,7 @@ from pevensie_cache.resource import CachedFunction, Resource
 from pevensie_cache.validation import (
     INT64_MAX,
     INT64_MIN,
+    LOCK_LEASE,
     TTL_MAX,
     Ttl,
     check_address_once,
@@ -615,7 +616,7 @@ class PevensieCache(FaceGuard):
         ttl_seconds: Ttl = None,
         *,
         lock: bool = False,
-        lock_lease: float = 10.0,
+        lock_lease: float = LOCK_LEASE,
         lock_wait: float | None = None,
         stale_seconds: int | None = None,
         early_recompute: bool | float = False,
@@ -667,6 +668,9 @@ class PevensieCache(FaceGuard):
             or stale_on_error is not False
             or tags is not None
         ):
+            if lock is False and (lock_lease is not LOCK_LEASE or lock_wait is not None):
+                # A background refresh takes the lease: a bad one would fail every refresh.
+                lock_lease, _ = check_lock_times(lock_lease, lock_wait)
             fresh = self._fresh
             if fresh.in_process:
                 # An in-process store: a hit is answered at once, without a call to the store.

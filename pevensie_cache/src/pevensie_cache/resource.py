@@ -28,7 +28,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.freshness import check_freshness
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives import FACE, call
-from pevensie_cache.validation import Ttl, check_flag, check_ttl, not_callable
+from pevensie_cache.validation import LOCK_LEASE, Ttl, check_flag, check_ttl, not_callable
 
 __all__ = ["CachedFunction", "Resource", "StringCache"]
 
@@ -245,7 +245,7 @@ class Resource(Generic[_V]):
         ttl_seconds: Ttl = None,
         *,
         lock: bool = False,
-        lock_lease: float = 10.0,
+        lock_lease: float = LOCK_LEASE,
         lock_wait: float | None = None,
         stale_seconds: int | None = None,
         early_recompute: bool | float = False,

@@ -28,7 +28,7 @@ from pevensie_cache.errors import (
 from pevensie_cache.freshness_async import check_freshness
 from pevensie_cache.keys import KeyMaker, function_name
 from pevensie_cache.primitives_async import FACE, call
-from pevensie_cache.validation import Ttl, check_flag, check_ttl, not_callable
+from pevensie_cache.validation import LOCK_LEASE, Ttl, check_flag, check_ttl, not_callable
 
 __all__ = ["AsyncCachedFunction", "AsyncResource", "AsyncStringCache"]
 
@@ -249,7 +249,7 @@ class AsyncResource(Generic[_V]):
         ttl_seconds: Ttl = None,
         *,
         lock: bool = False,
-        lock_lease: float = 10.0,
+        lock_lease: float = LOCK_LEASE,
         lock_wait: float | None = None,
         stale_seconds: int | None = None,
         early_recompute: bool | float = False,

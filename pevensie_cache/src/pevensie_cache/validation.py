@@ -220,6 +220,10 @@ def check_lock_seconds(name: str, value: object, *, zero: bool) -> float:
     return seconds
 
 
+LOCK_LEASE = 10.0
+"""``get_or_set``'s default ``lock_lease``: this object, so a call that keeps it skips the check."""
+
+
 def check_lock_times(lease: object, wait: object) -> tuple[float, float]:
     """Check ``get_or_set``'s ``lock_lease`` and ``lock_wait``; return both in seconds.
 
