@@ -201,6 +201,64 @@ def test_a_caller_waiting_on_a_lock_gets_lock_timeout_within_lock_wait(target: T
         assert waiter.get("page", "slow") == "late"
 
 
+@pytest.mark.parametrize("fresh", [{}, {"stale_seconds": 30, "tags": ["t"]}])
+def test_lock_wait_bounds_a_thread_waiting_for_a_load_of_the_same_cache(
+    store: Target, fresh: dict[str, Any]
+) -> None:
+    # The docstring's promise: the others wait at most lock_wait, in this process too.
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    with cache.from_url(store.url) as c:
+        loading = threading.Thread(
+            target=lambda: c.get_or_set("page", "k", slow, 60, lock=True, lock_wait=20, **fresh)
+        )
+        loading.start()
+        try:
+            assert started.wait(10)
+            began = time.perf_counter()
+            with pytest.raises(LockTimeout, match="'page', key 'k'"):
+                c.get_or_set("page", "k", Loader(), 60, lock=True, lock_wait=0.5, **fresh)
+            took = time.perf_counter() - began
+            assert 0.5 <= took < 1.5
+        finally:
+            release.set()
+            loading.join()
+        assert c.get("page", "k") == "late"
+
+
+@pytest.mark.parametrize("fresh", [{}, {"stale_seconds": 30, "tags": ["t"]}])
+async def test_lock_wait_bounds_a_task_waiting_for_a_load_of_the_same_cache(
+    store: Target, fresh: dict[str, Any]
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.wait_for(release.wait(), 10)
+        return "late"
+
+    async with cache.from_url_async(store.url) as c:
+        loading = asyncio.create_task(
+            c.get_or_set("page", "k", slow, 60, lock=True, lock_wait=20, **fresh)
+        )
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            began = time.perf_counter()
+            with pytest.raises(LockTimeout, match="'page', key 'k'"):
+                await c.get_or_set("page", "k", Loader(), 60, lock=True, lock_wait=0.5, **fresh)
+            took = time.perf_counter() - began
+            assert 0.5 <= took < 1.5
+        finally:
+            release.set()
+            assert await loading == "late"
+        assert await c.get("page", "k") == "late"
+
+
 class MissThenPause(RedisDriver):
     """The real driver, but the first GET of thread ``late`` waits after its reply, until told.
 

@@ -209,6 +209,21 @@ def raised_by_signal_handler(exc: BaseException) -> bool:
     return False
 
 
+def waited_for_a_load(key: object, wait: float) -> LockTimeout:
+    """Return the error of a ``get_or_set`` that waited ``wait`` s for another caller's load.
+
+    ``key``: the single flight's key, ``(resource_type, key)``.
+    """
+    if isinstance(key, tuple) and len(key) == 2:
+        what = f"resource type {key[0]!r}, key {key[1]!r}"
+    else:
+        what = repr(key)
+    return LockTimeout(
+        f"get_or_set waited {wait:g} s (lock_wait) for the value of {what}, "
+        "loaded by another caller in this process"
+    )
+
+
 def called_from_its_own_loader(key: object) -> ArgumentValueError:
     """Return the error of a ``get_or_set`` for ``key`` from inside its own load (a wait for ever).
 

@@ -733,7 +733,7 @@ class PevensieCache(FaceGuard):
                     return stored
             return self._load(resource_type, key, loader, ttl_seconds)
 
-        return self._flights.run((resource_type, key), load)
+        return self._flights.run((resource_type, key), load, wait if lock else None)
 
     @overload
     def resource(self, resource_type: str, codec: Literal["str"] = "str") -> Resource[str]: ...

@@ -741,7 +741,7 @@ class AsyncPevensieCache(FaceGuard):
                     return stored
             return await self._load(resource_type, key, loader, ttl_seconds)
 
-        return await self._flights.run((resource_type, key), load)
+        return await self._flights.run((resource_type, key), load, wait if lock else None)
 
     @overload
     def resource(self, resource_type: str, codec: Literal["str"] = "str") -> AsyncResource[str]: ...

@@ -466,7 +466,8 @@ class Freshness:
                 )
             return store()
 
-        value = flights.run((resource_type, key), load)
+        bound = wait if lock else None  # lock_wait bounds this process's waiters too
+        value = flights.run((resource_type, key), load, bound)
         if ran or not options.tags:
             return value
         # Another caller's load, which may have begun before this caller saw a tag
@@ -477,7 +478,7 @@ class Freshness:
         if stored is not None:
             return stored
         finished = flights.finished
-        return flights.run((resource_type, key), load)
+        return flights.run((resource_type, key), load, bound)
 
     def _lookup(
         self, driver: CacheDriver, resource_type: str, key: str, options: FreshnessOptions

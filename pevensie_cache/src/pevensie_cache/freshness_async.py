@@ -465,7 +465,8 @@ class AsyncFreshness:
                 )
             return await store()
 
-        value = await flights.run((resource_type, key), load)
+        bound = wait if lock else None  # lock_wait bounds this process's waiters too
+        value = await flights.run((resource_type, key), load, bound)
         if ran or not options.tags:
             return value
         # Another caller's load, which may have begun before this caller saw a tag
@@ -476,7 +477,7 @@ class AsyncFreshness:
         if stored is not None:
             return stored
         finished = flights.finished
-        return await flights.run((resource_type, key), load)
+        return await flights.run((resource_type, key), load, bound)
 
     async def _lookup(
         self, driver: AsyncCacheDriver, resource_type: str, key: str, options: FreshnessOptions

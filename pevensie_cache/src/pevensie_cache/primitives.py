@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pevensie_cache import forks
 from pevensie_cache.driver import AsyncViewDriver
-from pevensie_cache.errors import called_from_its_own_loader, interrupted_its_caller
+from pevensie_cache.errors import (
+    called_from_its_own_loader,
+    interrupted_its_caller,
+    waited_for_a_load,
+)
 
 __all__ = [
     "CONNECT_HINT",
@@ -149,6 +153,13 @@ class _Run:
         self.interrupted = False
 
 
+def _until(deadline: float | None) -> float:
+    """Seconds to wait before the next recheck: at most until ``deadline``."""
+    if deadline is None:
+        return WAKEUP_RECHECK
+    return max(0.0, min(WAKEUP_RECHECK, deadline - time.monotonic()))
+
+
 class SingleFlight:
     """Concurrent calls for one key share one run of the work: its result, or its exception.
 
@@ -176,14 +187,19 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._running = {}
 
-    def run(self, key: Hashable, work: Callable[[], _T]) -> _T:
-        """Return ``work()``, run once for all threads that ask for ``key`` meanwhile."""
+    def run(self, key: Hashable, work: Callable[[], _T], wait: float | None = None) -> _T:
+        """Return ``work()``, run once for all threads that ask for ``key`` meanwhile.
+
+        With ``wait``, a thread waits at most that many seconds for another's
+        run, then raises :class:`~pevensie_cache.LockTimeout`.
+        """
         # The run is registered inside the try, and ended in nested finally blocks: an
         # exception raised into this thread between two statements (a signal handler's,
         # which lands right after any call returns, the lock's release included) can no
         # longer leave a run registered that never ends, on which every later caller
         # for the key would wait forever, or skip waking the threads that wait on it.
         mine: _Run | None = None
+        deadline = None if wait is None else time.monotonic() + wait
         try:
             while True:
                 with self._lock:
@@ -193,8 +209,10 @@ class SingleFlight:
                         break
                 if running.owner == threading.get_ident():
                     raise called_from_its_own_loader(key)
-                while not running.done.wait(WAKEUP_RECHECK):
-                    pass  # a wake-up lost to an interrupted Event.set costs one recheck
+                # A wake-up lost to an interrupted Event.set costs one recheck.
+                while not running.done.wait(_until(deadline)):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise waited_for_a_load(key, wait or 0.0)
                 error = running.error
                 if error is None:
                     result: _T = running.value

@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pevensie_cache.errors import called_from_its_own_loader, interrupted_its_caller
+from pevensie_cache.errors import (
+    called_from_its_own_loader,
+    interrupted_its_caller,
+    waited_for_a_load,
+)
 
 __all__ = [
     "CONNECT_HINT",
@@ -147,9 +152,16 @@ class SingleFlight:
         """How many runs have ended (for any key): a caller that read it before
         missing knows whether a run may have ended, and stored, since."""
 
-    async def run(self, key: Hashable, work: Callable[[], Awaitable[_T]]) -> _T:
-        """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile."""
+    async def run(
+        self, key: Hashable, work: Callable[[], Awaitable[_T]], wait: float | None = None
+    ) -> _T:
+        """Return ``await work()``, run once for all callers that ask for ``key`` meanwhile.
+
+        With ``wait``, a caller waits at most that many seconds for another's
+        run, then raises :class:`~pevensie_cache.LockTimeout`.
+        """
         task = asyncio.current_task()
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
             run = self._running.get(key)
             if run is None:
@@ -159,8 +171,16 @@ class SingleFlight:
                 raise called_from_its_own_loader(key)
             asked = task.cancelling() if task is not None else 0
             try:
-                result: _T = await asyncio.shield(running)
+                if deadline is None:
+                    result: _T = await asyncio.shield(running)
+                else:
+                    left = max(0.0, deadline - time.monotonic())
+                    result = await asyncio.wait_for(asyncio.shield(running), left)
                 return result
+            except asyncio.TimeoutError:  # noqa: UP041 (not TimeoutError on Python 3.10)
+                if running.done():
+                    raise  # the run's own outcome
+                raise waited_for_a_load(key, wait or 0.0) from None
             except asyncio.CancelledError:
                 if not running.cancelled() or (task is not None and task.cancelling() > asked):
                     raise  # this waiter was cancelled (maybe as the running caller was too)
