@@ -106,3 +106,60 @@ def test_wrong_credentials_still_raise(
     url = f"redis://:wrong-one@127.0.0.1:{guarded.port}/0?fail_open=true"
     with pytest.raises(RedisAuthenticationError):
         cache.from_url(url).connect()
+
+
+def _multi_round_trip_calls(c: object) -> list[tuple[str, Callable[[], object]]]:
+    tags = ["team:1", "team:2", "team:3"]
+    return [
+        ("get_or_set", lambda: c.get_or_set("page", "p", lambda: "loaded", 60)),  # type: ignore[attr-defined]
+        (
+            "get_or_set, tags and a lock",
+            lambda: c.get_or_set("page", "q", lambda: "loaded", 60, lock=True, tags=tags),  # type: ignore[attr-defined]
+        ),
+        ("set with tags", lambda: c.set("page", "r", "v", 60, tags=tags)),  # type: ignore[attr-defined]
+        ("invalidate_tags", lambda: c.invalidate_tags(*tags)),  # type: ignore[attr-defined]
+    ]
+
+
+def test_a_call_of_several_round_trips_waits_for_one_timeout_on_a_paused_server(
+    server: RedisServer,
+) -> None:
+    # Each round trip used to wait its own timeout: four for a locked, tagged get_or_set.
+    timeout = 0.5
+    url = f"redis://{server.host}:{server.port}/0?fail_open=true&timeout=500ms&retries=0"
+    with cache.from_url(url) as c:
+        c.set("user", "1", "Ada")  # connected
+        server.pause()
+        try:
+            for name, run in _multi_round_trip_calls(c):
+                began = time.monotonic()
+                result = run()
+                took = time.monotonic() - began
+                assert took < timeout * 2.5, f"{name} took {took:.2f} s"
+                if name.startswith("get_or_set"):
+                    assert result == "loaded"  # served open: the loader's value
+        finally:
+            server.resume()
+        assert c.get_or_set("page", "p", lambda: "again", 60) == "again"  # nothing was stored
+
+
+def test_the_async_face_waits_for_one_timeout_per_call_too(server: RedisServer) -> None:
+    timeout = 0.5
+    url = f"redis://{server.host}:{server.port}/0?fail_open=true&timeout=500ms&retries=0"
+
+    async def main() -> None:
+        async with cache.from_url_async(url) as c:
+            await c.set("user", "1", "Ada")
+            server.pause()
+            try:
+                for name, run in _multi_round_trip_calls(c):
+                    began = time.monotonic()
+                    result = await run()  # type: ignore[misc]
+                    took = time.monotonic() - began
+                    assert took < timeout * 2.5, f"{name} took {took:.2f} s"
+                    if name.startswith("get_or_set"):
+                        assert result == "loaded"
+            finally:
+                server.resume()
+
+    asyncio.run(main())

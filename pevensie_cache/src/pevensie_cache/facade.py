@@ -39,7 +39,14 @@ from pevensie_cache.errors import (
 )
 from pevensie_cache.failures import FailureLog
 from pevensie_cache.freshness import HIT, Freshness
-from pevensie_cache.layers import UNAVAILABLE, FailOpen, Namespaced
+from pevensie_cache.layers import (
+    UNAVAILABLE,
+    FailOpen,
+    Namespaced,
+    begin_call,
+    end_call,
+    in_a_call,
+)
 from pevensie_cache.lease import load_under_lease, watch_lock
 from pevensie_cache.locks import CacheLock
 from pevensie_cache.primitives import (
@@ -355,15 +362,19 @@ class PevensieCache(FaceGuard):
             check_value(value, resource_type)
             ttl_seconds = check_ttl(ttl_seconds)
         if tags is not None:
-            self._fresh.set_tagged(
-                self,
-                driver,
-                resource_type,
-                key,
-                value,
-                ttl_seconds,  # type: ignore[arg-type]
-                tags,
-            )
+            call = begin_call() if self._failures is not None else None
+            try:
+                self._fresh.set_tagged(
+                    self,
+                    driver,
+                    resource_type,
+                    key,
+                    value,
+                    ttl_seconds,  # type: ignore[arg-type]
+                    tags,
+                )
+            finally:
+                end_call(call)
             return
         try:
             driver.set(resource_type, key, value, ttl_seconds)  # type: ignore[arg-type]
@@ -648,6 +659,26 @@ class PevensieCache(FaceGuard):
         driver = self._live
         if driver is None:
             raise _not_connected("get_or_set")
+        if self._failures is not None and not in_a_call():
+            # fail_open: once one round trip of this call is served open, so are the rest.
+            call = begin_call()
+            try:
+                return PevensieCache.get_or_set(
+                    self,
+                    resource_type,
+                    key,
+                    loader,
+                    ttl_seconds,
+                    lock=lock,
+                    lock_lease=lock_lease,
+                    lock_wait=lock_wait,
+                    stale_seconds=stale_seconds,
+                    early_recompute=early_recompute,
+                    stale_on_error=stale_on_error,
+                    tags=tags,
+                )
+            finally:
+                end_call(call)
         # Checked once here; the lookup below calls the driver itself, as get() does.
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
@@ -840,7 +871,11 @@ class PevensieCache(FaceGuard):
         expire or are overwritten, and no read serves them.
         """
         driver = self._connected("invalidate_tags")
-        self._fresh.invalidate_tags(self, driver, tags)
+        call = begin_call() if self._failures is not None else None
+        try:
+            self._fresh.invalidate_tags(self, driver, tags)
+        finally:
+            end_call(call)
 
     # -- what an instrumented cache records (nothing here) ------------------------------------
 

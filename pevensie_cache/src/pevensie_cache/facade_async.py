@@ -39,7 +39,14 @@ from pevensie_cache.errors import (
 )
 from pevensie_cache.failures import FailureLog
 from pevensie_cache.freshness_async import HIT, AsyncFreshness
-from pevensie_cache.layers_async import UNAVAILABLE, FailOpen, Namespaced
+from pevensie_cache.layers_async import (
+    UNAVAILABLE,
+    FailOpen,
+    Namespaced,
+    begin_call,
+    end_call,
+    in_a_call,
+)
 from pevensie_cache.lease_async import load_under_lease, watch_lock
 from pevensie_cache.locks_async import AsyncCacheLock
 from pevensie_cache.primitives_async import (
@@ -357,15 +364,19 @@ class AsyncPevensieCache(FaceGuard):
             check_value(value, resource_type)
             ttl_seconds = check_ttl(ttl_seconds)
         if tags is not None:
-            await self._fresh.set_tagged(
-                self,
-                driver,
-                resource_type,
-                key,
-                value,
-                ttl_seconds,  # type: ignore[arg-type]
-                tags,
-            )
+            call = begin_call() if self._failures is not None else None
+            try:
+                await self._fresh.set_tagged(
+                    self,
+                    driver,
+                    resource_type,
+                    key,
+                    value,
+                    ttl_seconds,  # type: ignore[arg-type]
+                    tags,
+                )
+            finally:
+                end_call(call)
             return
         try:
             await driver.set(resource_type, key, value, ttl_seconds)  # type: ignore[arg-type]
@@ -654,6 +665,26 @@ class AsyncPevensieCache(FaceGuard):
         driver = self._live
         if driver is None:
             raise _not_connected("get_or_set")
+        if self._failures is not None and not in_a_call():
+            # fail_open: once one round trip of this call is served open, so are the rest.
+            call = begin_call()
+            try:
+                return await AsyncPevensieCache.get_or_set(
+                    self,
+                    resource_type,
+                    key,
+                    loader,
+                    ttl_seconds,
+                    lock=lock,
+                    lock_lease=lock_lease,
+                    lock_wait=lock_wait,
+                    stale_seconds=stale_seconds,
+                    early_recompute=early_recompute,
+                    stale_on_error=stale_on_error,
+                    tags=tags,
+                )
+            finally:
+                end_call(call)
         # Checked once here; the lookup below calls the driver itself, as get() does.
         if not plain_address(resource_type, key):
             check_address_once(resource_type, key)
@@ -848,7 +879,11 @@ class AsyncPevensieCache(FaceGuard):
         expire or are overwritten, and no read serves them.
         """
         driver = self._connected("invalidate_tags")
-        await self._fresh.invalidate_tags(self, driver, tags)
+        call = begin_call() if self._failures is not None else None
+        try:
+            await self._fresh.invalidate_tags(self, driver, tags)
+        finally:
+            end_call(call)
 
     # -- what an instrumented cache records (nothing here) ------------------------------------
 

@@ -59,6 +59,7 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     driver_failure,
 )
+from pevensie_cache.layers import outside_any_call
 from pevensie_cache.lease import load_under_lease, release, try_lease
 from pevensie_cache.primitives import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
@@ -585,6 +586,7 @@ class Freshness:
         """Refresh the entry in the background, unless this process already does."""
 
         def refresh() -> None:
+            outside_any_call()  # its round trips are its own, not the caller's (fail_open)
             self._run_refresh(
                 cache,
                 driver,

@@ -58,6 +58,7 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     driver_failure,
 )
+from pevensie_cache.layers_async import outside_any_call
 from pevensie_cache.lease_async import load_under_lease, release, try_lease
 from pevensie_cache.primitives_async import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
@@ -588,6 +589,7 @@ class AsyncFreshness:
         """Refresh the entry in the background, unless this process already does."""
 
         async def refresh() -> None:
+            outside_any_call()  # its round trips are its own, not the caller's (fail_open)
             await self._run_refresh(
                 cache,
                 driver,

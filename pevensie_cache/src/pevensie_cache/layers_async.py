@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
 from pevensie_cache import forks
@@ -29,7 +30,17 @@ from pevensie_cache.driver import ABSENT, AsyncCacheDriver, Progress
 from pevensie_cache.errors import DriverUnavailable
 from pevensie_cache.primitives_async import Lock
 
-__all__ = ["OPTIONAL_OPERATIONS", "RECONNECT_EVERY", "UNAVAILABLE", "FailOpen", "Namespaced"]
+__all__ = [
+    "OPTIONAL_OPERATIONS",
+    "RECONNECT_EVERY",
+    "UNAVAILABLE",
+    "FailOpen",
+    "Namespaced",
+    "begin_call",
+    "end_call",
+    "in_a_call",
+    "outside_any_call",
+]
 
 OPTIONAL_OPERATIONS = (
     "get_many",
@@ -54,6 +65,38 @@ UNAVAILABLE: tuple[type[Exception], ...] = (DriverUnavailable, ConnectionError, 
 
 Report = Callable[[str, str, BaseException], None]
 """Told ``(operation, resource_type, exception)`` of each failure served open."""
+
+_CALL: ContextVar[list[BaseException] | None] = ContextVar("pevensie_fail_open_call", default=None)
+"""The failures served open so far in the current call of several round trips, if one runs."""
+
+
+def begin_call() -> Token[list[BaseException] | None] | None:
+    """Start a call of several round trips (``get_or_set``...); ``None`` inside one already.
+
+    Once one of its round trips is served open, a ``fail_open`` cache serves the
+    rest open at once: a stalled server costs the call one timeout, not one per
+    round trip. End it with :func:`end_call`.
+    """
+    if _CALL.get() is not None:
+        return None
+    return _CALL.set([])
+
+
+def in_a_call() -> bool:
+    """Whether a call of several round trips (:func:`begin_call`) is under way here."""
+    return _CALL.get() is not None
+
+
+def end_call(token: Token[list[BaseException] | None] | None) -> None:
+    """End the call :func:`begin_call` started (nothing for its ``None``)."""
+    if token is not None:
+        _CALL.reset(token)
+
+
+def outside_any_call() -> None:
+    """Leave the caller's call, in a copy of its context (a background refresh's)."""
+    _CALL.set(None)
+
 
 RECONNECT_EVERY = 1.0
 """Seconds between two tries to connect a ``fail_open`` cache whose store was down at
@@ -223,8 +266,21 @@ class FailOpen:
         self.is_offline = False
         self._down = None
 
+    def _fail(self, operation: str, resource_type: str, exc: BaseException) -> None:
+        """Report ``exc``, served open, and note it in the current call (:func:`begin_call`)."""
+        self._report(operation, resource_type, exc)
+        failed = _CALL.get()
+        if failed is not None:
+            failed.append(exc)
+
     async def _online(self, operation: str, resource_type: str) -> bool:
-        """Connect the store if due; return whether it is connected (else report, serve open)."""
+        """Connect the store if due; return whether it is connected (else report, serve open).
+
+        ``False`` at once when a round trip of the current call was served
+        open already (:func:`begin_call`): its failure was reported then.
+        """
+        if _CALL.get():
+            return False
         if time.monotonic() >= self._retry_at and not self._connecting.locked():
             async with self._connecting:
                 if not self.is_offline:
@@ -245,43 +301,43 @@ class FailOpen:
 
     async def get(self, resource_type: str, key: str) -> str | None:
         """``get``, a miss when the store is unavailable."""
-        if self.is_offline and not await self._online("get", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("get", resource_type):
             return None
         try:
             value: str | None = await self.driver.get(resource_type, key)
         except UNAVAILABLE as exc:
-            self._report("get", resource_type, exc)
+            self._fail("get", resource_type, exc)
             return None
         return value
 
     async def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
         """``set``, nothing when the store is unavailable."""
-        if self.is_offline and not await self._online("set", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("set", resource_type):
             return
         try:
             await self.driver.set(resource_type, key, value, ttl_seconds)
         except UNAVAILABLE as exc:
-            self._report("set", resource_type, exc)
+            self._fail("set", resource_type, exc)
 
     async def delete(self, resource_type: str, key: str) -> bool:
         """``delete``, ``False`` when the store is unavailable."""
-        if self.is_offline and not await self._online("delete", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("delete", resource_type):
             return False
         try:
             existed: bool = await self.driver.delete(resource_type, key)
         except UNAVAILABLE as exc:
-            self._report("delete", resource_type, exc)
+            self._fail("delete", resource_type, exc)
             return False
         return existed
 
     async def get_many(self, resource_type: str, keys: Sequence[str]) -> dict[str, str]:
         """``get_many``, no hits when the store is unavailable."""
-        if self.is_offline and not await self._online("get_many", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("get_many", resource_type):
             return {}
         try:
             found: dict[str, str] = await self.driver.get_many(resource_type, keys)
         except UNAVAILABLE as exc:
-            self._report("get_many", resource_type, exc)
+            self._fail("get_many", resource_type, exc)
             return {}
         return found
 
@@ -289,116 +345,122 @@ class FailOpen:
         self, resource_type: str, items: Mapping[str, str], ttl_seconds: int | None
     ) -> None:
         """``set_many``, nothing when the store is unavailable."""
-        if self.is_offline and not await self._online("set_many", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("set_many", resource_type):
             return
         try:
             await self.driver.set_many(resource_type, items, ttl_seconds)
         except UNAVAILABLE as exc:
-            self._report("set_many", resource_type, exc)
+            self._fail("set_many", resource_type, exc)
 
     async def delete_many(self, resource_type: str, keys: Iterable[str]) -> None:
         """``delete_many``, nothing when the store is unavailable."""
-        if self.is_offline and not await self._online("delete_many", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online(
+            "delete_many", resource_type
+        ):
             return
         try:
             await self.driver.delete_many(resource_type, keys)
         except UNAVAILABLE as exc:
-            self._report("delete_many", resource_type, exc)
+            self._fail("delete_many", resource_type, exc)
 
     async def add(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> bool:
         """``add``, ``False`` (nothing stored) when the store is unavailable."""
-        if self.is_offline and not await self._online("add", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("add", resource_type):
             return False
         try:
             added: bool = await self.driver.add(resource_type, key, value, ttl_seconds)
         except UNAVAILABLE as exc:
-            self._report("add", resource_type, exc)
+            self._fail("add", resource_type, exc)
             return False
         return added
 
     async def incr(self, resource_type: str, key: str, delta: int, ttl_seconds: int | None) -> int:
         """``incr``, ``delta`` (as for a new counter, nothing stored) when unavailable."""
-        if self.is_offline and not await self._online("incr", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("incr", resource_type):
             return delta
         try:
             result: int = await self.driver.incr(resource_type, key, delta, ttl_seconds)
         except UNAVAILABLE as exc:
-            self._report("incr", resource_type, exc)
+            self._fail("incr", resource_type, exc)
             return delta
         return result
 
     async def touch(self, resource_type: str, key: str, ttl_seconds: int | None) -> bool:
         """``touch``, ``False`` when the store is unavailable."""
-        if self.is_offline and not await self._online("touch", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("touch", resource_type):
             return False
         try:
             touched: bool = await self.driver.touch(resource_type, key, ttl_seconds)
         except UNAVAILABLE as exc:
-            self._report("touch", resource_type, exc)
+            self._fail("touch", resource_type, exc)
             return False
         return touched
 
     async def clear(self, resource_type: str, on_progress: Progress | None) -> int:
         """``clear``, 0 when the store is unavailable."""
-        if self.is_offline and not await self._online("clear", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("clear", resource_type):
             return 0
         try:
             cleared: int = await self.driver.clear(resource_type, on_progress)
         except UNAVAILABLE as exc:
-            self._report("clear", resource_type, exc)
+            self._fail("clear", resource_type, exc)
             return 0
         return cleared
 
     async def exists(self, resource_type: str, key: str) -> bool:
         """``exists``, ``False`` when the store is unavailable."""
-        if self.is_offline and not await self._online("exists", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("exists", resource_type):
             return False
         try:
             found: bool = await self.driver.exists(resource_type, key)
         except UNAVAILABLE as exc:
-            self._report("exists", resource_type, exc)
+            self._fail("exists", resource_type, exc)
             return False
         return found
 
     async def ttl_ms(self, resource_type: str, key: str) -> int:
         """``ttl_ms``, absent when the store is unavailable."""
-        if self.is_offline and not await self._online("ttl", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online("ttl", resource_type):
             return ABSENT
         try:
             left: int = await self.driver.ttl_ms(resource_type, key)
         except UNAVAILABLE as exc:
-            self._report("ttl", resource_type, exc)
+            self._fail("ttl", resource_type, exc)
             return ABSENT
         return left
 
     async def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``acquire_lock``, taken (nothing held) when the store is unavailable."""
-        if self.is_offline and not await self._online("acquire_lock", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online(
+            "acquire_lock", resource_type
+        ):
             return True
         try:
             taken: bool = await self.driver.acquire_lock(resource_type, key, token, lease_ms)
         except UNAVAILABLE as exc:
-            self._report("acquire_lock", resource_type, exc)
+            self._fail("acquire_lock", resource_type, exc)
             return True
         return taken
 
     async def release_lock(self, resource_type: str, key: str, token: str) -> None:
         """``release_lock``, nothing when the store is unavailable (the lease expires)."""
-        if self.is_offline and not await self._online("release_lock", resource_type):
+        if (self.is_offline or _CALL.get()) and not await self._online(
+            "release_lock", resource_type
+        ):
             return
         try:
             await self.driver.release_lock(resource_type, key, token)
         except UNAVAILABLE as exc:
-            self._report("release_lock", resource_type, exc)
+            self._fail("release_lock", resource_type, exc)
 
     async def get_across(self, addresses: Sequence[tuple[str, str]]) -> list[str | None]:
         """``get_across``, all misses when the store is unavailable."""
-        if self.is_offline and not await self._online("get", addresses[0][0]):
+        if (self.is_offline or _CALL.get()) and not await self._online("get", addresses[0][0]):
             return [None] * len(addresses)
         try:
             found: list[str | None] = await self.driver.get_across(addresses)
         except UNAVAILABLE as exc:
-            self._report("get", addresses[0][0], exc)
+            self._fail("get", addresses[0][0], exc)
             return [None] * len(addresses)
         return found
 
