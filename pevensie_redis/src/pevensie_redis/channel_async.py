@@ -74,7 +74,7 @@ from pevensie_redis.near import NearStore
 from pevensie_redis.pipe_async import Pipe, open_pipe
 from pevensie_redis.pipe_core import LARGE_REPLY, Pacer, not_sent
 from pevensie_redis.primary_check import PrimaryCheck
-from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, pack
+from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, first_key, pack
 
 __all__ = [
     "HEALTH_CHECK_INTERVAL",
@@ -97,6 +97,9 @@ HEALTH_CHECK_INTERVAL = 30
 
 LARGE_READS = 64
 """How many reads with a large reply the channel remembers, to send them to the large pipe."""
+
+ABANDONED_KEYS = 4096
+"""Keys of abandoned commands whose pipe the channel remembers (see ``Channel._abandoned``)."""
 
 SMALL_RECENT = 0.05
 """Seconds after a shared pipe's last reply during which the large-traffic pipe still yields."""
@@ -178,6 +181,8 @@ class Channel:
         self._primary: str | None = None
         """The server the last pipe opened to (``host:port``)."""
         self._large: OrderedDict[bytes, None] = OrderedDict()
+        self._after: dict[bytes, tuple[Pipe, object]] = {}
+        """Keys of commands their callers abandoned, with the pipe they still wait on."""
         self._primary_check = PrimaryCheck() if follows_primary else None
         self.listener: Listening | None = None
         """The near cache's invalidation listener, when ``near_cache`` is on."""
@@ -232,11 +237,20 @@ class Channel:
             await self._confirm(check)
         try:
             try:  # opening a pipe is part of the attempt: a failed connect is retried too
-                if len(packed) > LARGE_REPLY or (self._large and packed in self._large):
+                after = self._pipe_after((packed,)) if self._after else None
+                if after is not None:
+                    pipe = after
+                elif len(packed) > LARGE_REPLY or (self._large and packed in self._large):
                     pipe = await self._large_lane()
                 else:
                     pipe = self._ready() or await self._fresh()
-                reply = await pipe.call(packed)
+                try:
+                    reply = await pipe.call(packed)
+                except _RETRYABLE:
+                    raise
+                except BaseException:
+                    self._abandoned(pipe, (packed,))  # cancelled, interrupted: it may still run
+                    raise
                 if reply.__class__ is ReadOnlyError and self._follows_primary:
                     raise self._moved(pipe)
                 if shape is not None and not shape(reply) and not isinstance(reply, Exception):
@@ -277,7 +291,10 @@ class Channel:
             await self._confirm(check)
         try:
             try:
-                if (self._large and commands[0] in self._large) or sum(
+                after = self._pipe_after(commands) if self._after else None
+                if after is not None:
+                    pipe = after
+                elif (self._large and commands[0] in self._large) or sum(
                     map(len, commands)
                 ) > LARGE_REPLY:
                     pipe = await self._large_lane()
@@ -285,7 +302,13 @@ class Channel:
                     pipe = self._ready() or await self._fresh()
                 if not idempotent and time.monotonic() - pipe.last_reply > HEALTH_CHECK_INTERVAL:
                     await self._check_health(pipe)
-                return await self._send_many(pipe, commands, command, shapes, listener)
+                try:
+                    return await self._send_many(pipe, commands, command, shapes, listener)
+                except _RETRYABLE:
+                    raise
+                except BaseException:
+                    self._abandoned(pipe, commands)
+                    raise
             except _RETRYABLE as exc:
                 return await self._retry(
                     lambda p: self._send_many(p, commands, command, shapes, listener),
@@ -365,6 +388,48 @@ class Channel:
                 return await attempt(await self._fresh())
             except _RETRYABLE as exc:
                 error = exc
+
+    def _abandoned(self, pipe: Pipe, commands: Sequence[bytes]) -> None:
+        """Note that a caller left ``commands`` on ``pipe`` unanswered (cancelled, interrupted).
+
+        Sent, they run on the server all the same, after whatever is queued
+        before them on that connection. A later command on one of their keys,
+        sent on a less busy pipe, could run first: a value set after a
+        cancelled ``set`` would be overwritten by it. So until their replies
+        come, commands on those keys go to the same pipe (:meth:`_pipe_after`),
+        whose connection the server reads in order.
+        """
+        mark = pipe.newest()
+        if mark is None:
+            return  # nothing of theirs left on the pipe: withdrawn, or answered
+        after = self._after
+        with self._lock:
+            if len(after) >= ABANDONED_KEYS:
+                for key in [key for key, (held, mark) in after.items() if held.answered(mark)]:
+                    del after[key]
+                while len(after) >= ABANDONED_KEYS:
+                    del after[next(iter(after))]  # the oldest: bounded whatever the traffic
+            for packed in commands:
+                named = first_key(packed)
+                if named is not None:
+                    after[named] = (pipe, mark)
+
+    def _pipe_after(self, commands: Sequence[bytes]) -> Pipe | None:
+        """Return the pipe where an abandoned command on a key of ``commands`` still waits."""
+        after = self._after
+        for packed in commands:
+            key = first_key(packed)
+            if key is None:
+                continue
+            found = after.get(key)
+            if found is not None:
+                pipe, mark = found
+                if not pipe.answered(mark):
+                    return pipe
+                with self._lock:
+                    if after.get(key) is found:
+                        del after[key]
+        return None
 
     def _remember_large(self, packed: bytes) -> None:
         large = self._large
@@ -592,6 +657,7 @@ class Channel:
         for pipe in [*self._pipes, *self._retired, *([self._bulk] if self._bulk else []), *lent]:
             pipe.forget()
         self._pipes, self._retired, self._bulk = [], [], None
+        self._after = {}
         self._opening = self._opening_bulk = self._asking = None
         self._lent = []
         self.pool = Leases(self)

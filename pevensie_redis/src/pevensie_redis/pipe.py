@@ -151,6 +151,18 @@ class Pipe(PipeCore[_Slot]):
         self._to_wake: deque[_Slot] = deque()
         """Parked callers whose replies have come, not woken yet (see :meth:`_wake_next`)."""
 
+    def newest(self) -> object | None:
+        """Return a mark of the newest command offered here, written or not yet."""
+        if self._queued:
+            return self._queued[-1][1][-1]
+        return super().newest()
+
+    def answered(self, mark: object) -> bool:
+        """Whether the command marked ``mark`` has had its reply (or was withdrawn, or failed)."""
+        if not super().answered(mark):
+            return False
+        return all(slot is not mark for _, slots in self._queued for slot in slots)
+
     @property
     def socket(self) -> socket.socket:
         """The connected socket (for tests and inspection: never read or write it directly)."""

@@ -186,6 +186,23 @@ class PipeCore(Generic[_W]):
         """Whether no command is in flight or offered (a retired pipe then closes)."""
         return not self._waiting
 
+    def newest(self) -> object | None:
+        """Return a mark of the newest command offered here (see :meth:`answered`)."""
+        return self._waiting[-1] if self._waiting else None
+
+    def answered(self, mark: object) -> bool:
+        """Whether the command marked ``mark`` (by :meth:`newest`) has run its course here.
+
+        Its reply came (every command before it ran on the server), or the
+        pipe closed. A scan of the commands in flight: for rare callers only.
+        """
+        if self._closed is not None:
+            return True
+        try:
+            return all(waiter is not mark for waiter in self._waiting)
+        except RuntimeError:  # changed by another thread meanwhile: say not yet, look again later
+            return False
+
     # -- shared --------------------------------------------------------------------------
 
     def _received(self, data: bytes) -> bool:

@@ -66,6 +66,7 @@ __all__ = [
     "describe",
     "encode_envelope",
     "exec_reply",
+    "first_key",
     "mget_reply",
     "pack",
     "pack_delete",
@@ -239,6 +240,30 @@ class NotText(Exception):
 
     def __init__(self) -> None:
         super().__init__(NOT_TEXT)
+
+
+def first_key(packed: bytes) -> bytes | None:
+    """Return the first key a packed command names, or ``None`` (none, or not read).
+
+    The argument after the command's name; for ``EVAL``/``EVALSHA``, the
+    first of the script's keys. Read from the packed bytes (for routing a
+    command after an abandoned one: rare, so not on the way of every command).
+    """
+    args: list[bytes] = []
+    at = packed.find(b"\r\n") + 2
+    try:
+        while len(args) < 4 and packed[at : at + 1] == b"$":
+            end = packed.index(b"\r\n", at)
+            length = int(packed[at + 1 : end])
+            args.append(packed[end + 2 : end + 2 + length])
+            at = end + 4 + length
+    except ValueError:
+        return None
+    if len(args) < 2:
+        return None
+    if args[0].upper() in (b"EVAL", b"EVALSHA"):
+        return args[3] if len(args) == 4 and args[2] != b"0" else None
+    return args[1]
 
 
 def decode_text(value: bytes) -> str:
