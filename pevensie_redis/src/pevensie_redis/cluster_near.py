@@ -92,6 +92,8 @@ class ClusterListeners:
         self._watch: runtime.Flight[None] | None = None
         self._woken = runtime.Signal()
         self._stopping = False
+        self._generation = 0
+        """Counts the forks this object went through: an older watch stops."""
         forks.renew_after_fork(self)
 
     @property
@@ -158,9 +160,10 @@ class ClusterListeners:
         self._reconcile(self._primaries(raising=False))
 
     def _watching(self) -> None:
+        born = self._generation  # a greenlet (gevent) goes on in a forked child: it stops
         while True:
             self._woken.wait(self._interval)
-            if self._stopping:
+            if self._stopping or self._generation != born:
                 return
             try:
                 self.watch_once()
@@ -262,6 +265,7 @@ class ClusterListeners:
         self._lock = threading.Lock()
         self._woken = runtime.Signal()
         self._watch = None
+        self._generation += 1
 
 
 def _nodes_refused(reply: Exception) -> Exception:

@@ -91,6 +91,8 @@ class ClusterListeners:
         self._watch: runtime_async.Flight[None] | None = None
         self._woken = runtime_async.Signal()
         self._stopping = False
+        self._generation = 0
+        """Counts the forks this object went through: an older watch stops."""
         forks.renew_after_fork(self)
 
     @property
@@ -157,9 +159,10 @@ class ClusterListeners:
         await self._reconcile(await self._primaries(raising=False))
 
     async def _watching(self) -> None:
+        born = self._generation  # a greenlet (gevent) goes on in a forked child: it stops
         while True:
             await self._woken.wait(self._interval)
-            if self._stopping:
+            if self._stopping or self._generation != born:
                 return
             try:
                 await self.watch_once()
@@ -261,6 +264,7 @@ class ClusterListeners:
         self._lock = threading.Lock()
         self._woken = runtime_async.Signal()
         self._watch = None
+        self._generation += 1
 
 
 def _nodes_refused(reply: Exception) -> Exception:

@@ -93,6 +93,8 @@ class InvalidationListener:
         self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
         self._stopping = False
+        self._generation = 0
+        """Counts the forks this object went through: a run of an older one stops."""
         self.server: str | None = None
         """The server (its endpoint's label) listened to, while listening."""
         self.failure: BaseException | None = None
@@ -141,13 +143,18 @@ class InvalidationListener:
             pipe.close()
 
     async def _run(self) -> None:
+        # Under gevent a run is a greenlet, which (unlike a thread) goes on in a forked
+        # child: there it stops, and touches nothing the child's own run uses.
+        born = self._generation
         broken = False  # logged once per break, not once per failed attempt
         refusals = 0  # attempts refused in a row
-        while not self._stopping:
+        while not self._stopping and self._generation == born:
             refused = False
             try:
-                await self._listen()
+                await self._listen(born)
             except Exception as exc:  # any failure breaks the channel; cancellation stops it
+                if self._generation != born:
+                    return  # forked: the parent's run, stopping in the child
                 self.failure = exc
                 refused = is_refusal(exc)  # the server's answer (an ACL), not a fault
                 if not self._stopping:
@@ -155,19 +162,20 @@ class InvalidationListener:
                     log("near cache: the invalidation channel is down (%s)", exc)
                     broken = True
             finally:
-                refusals = refusals + 1 if refused else 0
-                # Whatever broke, no entry may outlive the channel that kept it coherent.
-                self.server = None
-                self._store.flush(disable=True, node=self._node)
-                pipe, self._pipe = self._pipe, None
-                if pipe is not None:
-                    pipe.close()
-                self._attempted.set()
-            if not self._stopping:
+                if self._generation == born:  # else forked: nothing here is its own
+                    refusals = refusals + 1 if refused else 0
+                    # Whatever broke, no entry may outlive the channel that kept it coherent.
+                    self.server = None
+                    self._store.flush(disable=True, node=self._node)
+                    pipe, self._pipe = self._pipe, None
+                    if pipe is not None:
+                        pipe.close()
+                    self._attempted.set()
+            if not self._stopping and self._generation == born:
                 # A break is retried soon; an attempt the server keeps refusing, less often.
                 await runtime_async.sleep(retry_delay(self._retry_delay, refusals))
 
-    async def _listen(self) -> None:
+    async def _listen(self, born: int) -> None:
         pipe = self._pipe = await self._connect()
         if self._stopping:
             return
@@ -198,7 +206,7 @@ class InvalidationListener:
         if self._attempted.is_set():
             logger.info("near cache: listening for invalidations again")
         self._attempted.set()
-        while not pipe.closed and not self._stopping:
+        while not pipe.closed and not self._stopping and self._generation == born:
             if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
             # A heartbeat of silence: the server must answer PING within one more.
@@ -226,6 +234,7 @@ class InvalidationListener:
         if pipe is not None:
             pipe.forget()
         self._task = None
+        self._generation += 1
         self.server = None
 
 

@@ -118,6 +118,8 @@ class LockReleases:
         self._task: runtime_async.Flight[None] | None = None
         self._pipe: Pipe | None = None
         self._stopping = False
+        self._generation = 0
+        """Counts the forks this object went through: a run of an older one stops."""
         self.failure: BaseException | None = None
         """Why the subscription last broke, or could not be made; ``None`` while it works."""
         forks.renew_after_fork(self)
@@ -189,13 +191,18 @@ class LockReleases:
             watch.wake()
 
     async def _run(self) -> None:
+        # Under gevent a run is a greenlet, which (unlike a thread) goes on in a forked
+        # child: there it stops, and touches nothing the child's own run uses.
+        born = self._generation
         broken = False  # logged once per break, not once per failed attempt
         refusals = 0  # attempts refused in a row
-        while not self._stopping:
+        while not self._stopping and self._generation == born:
             refused = False
             try:
-                await self._listen()
+                await self._listen(born)
             except Exception as exc:  # any failure breaks the subscription; cancellation stops it
+                if self._generation != born:
+                    return  # forked: the parent's run, stopping in the child
                 self.failure = exc
                 refused = is_refusal(exc)  # the server's answer, not a fault
                 if not self._stopping:
@@ -203,22 +210,23 @@ class LockReleases:
                     log("lease waiters poll: the lock-release subscription is down (%s)", exc)
                     broken = True
             finally:
-                refusals = refusals + 1 if refused else 0
-                self._refused = refused
-                if refused:
-                    self._answered.set()  # waiters poll, and none waits for the next attempt
-                else:
-                    self._answered.clear()  # the next waiters wait for the next attempt
-                self._subscribed.clear()
-                pipe, self._pipe = self._pipe, None
-                if pipe is not None:
-                    pipe.close()
-                self._wake_all()  # no release reaches them now: they look again, then poll
-            if not self._stopping:
+                if self._generation == born:  # else forked: nothing here is its own
+                    refusals = refusals + 1 if refused else 0
+                    self._refused = refused
+                    if refused:
+                        self._answered.set()  # waiters poll, and none waits for the next attempt
+                    else:
+                        self._answered.clear()  # the next waiters wait for the next attempt
+                    self._subscribed.clear()
+                    pipe, self._pipe = self._pipe, None
+                    if pipe is not None:
+                        pipe.close()
+                    self._wake_all()  # no release reaches them now: they look again, then poll
+            if not self._stopping and self._generation == born:
                 # A break is retried soon; an attempt the server keeps refusing, less often.
                 await runtime_async.sleep(retry_delay(self._retry_delay, refusals))
 
-    async def _listen(self) -> None:
+    async def _listen(self, born: int) -> None:
         pipe = self._pipe = await self._connect()
         if self._stopping:
             return
@@ -233,7 +241,7 @@ class LockReleases:
         self.failure = None
         self._subscribed.set()
         self._answered.set()
-        while not pipe.closed and not self._stopping:
+        while not pipe.closed and not self._stopping and self._generation == born:
             if await pipe.listen(self._heartbeat):
                 continue  # a message arrived, or the pipe closed
             # A heartbeat of silence: the server must answer PING within one more.
@@ -269,6 +277,7 @@ class LockReleases:
         if pipe is not None:
             pipe.forget()
         self._task = None
+        self._generation += 1
 
 
 def open_lock_releases(
