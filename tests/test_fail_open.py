@@ -359,3 +359,39 @@ def test_the_redis_drivers_unavailability_errors_are_driver_unavailable() -> Non
         assert issubclass(served, DriverUnavailable)
     for raised in (RedisAuthenticationError, RedisServerError):
         assert not issubclass(raised, DriverUnavailable)
+
+
+def test_once_a_round_trip_is_served_open_the_rest_of_the_call_are_but_not_the_loaders() -> None:
+    # A call of several round trips takes one failure (one timeout, on a stalled server),
+    # not one per round trip; the loader's own cache calls are its own, and are tried.
+    store = Switchable()
+    c = cache.new(driver=store, fail_open=True).connect()
+
+    def loader() -> str:
+        store.down = False  # back while the loader runs (a transient failure)
+        c.set("other", "k", "written by the loader")
+        return "rendered"
+
+    store.down = True
+    assert c.get_or_set("page", "home", loader, 60) == "rendered"
+    assert c.get("other", "k") == "written by the loader"  # the loader's set was tried
+    assert c.get("page", "home", None) is None  # this call's own store was served open
+    assert c.get_or_set("page", "home", lambda: "next", 60) == "next"  # a new call tries
+    assert c.get("page", "home") == "next"
+    c.disconnect()
+
+
+async def test_the_async_face_serves_the_rest_of_a_call_open_too() -> None:
+    store = Switchable()
+    c = await cache.new_async(driver=ThreadedAsyncDriver(store), fail_open=True).connect()
+
+    async def loader() -> str:
+        store.down = False
+        await c.set("other", "k", "written by the loader")
+        return "rendered"
+
+    store.down = True
+    assert await c.get_or_set("page", "home", loader, 60, tags=["t"]) == "rendered"
+    assert await c.get("other", "k") == "written by the loader"
+    assert await c.get("page", "home", None) is None
+    await c.disconnect()

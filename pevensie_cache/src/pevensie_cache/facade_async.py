@@ -46,6 +46,7 @@ from pevensie_cache.layers_async import (
     begin_call,
     end_call,
     in_a_call,
+    step_out,
 )
 from pevensie_cache.lease_async import load_under_lease, watch_lock
 from pevensie_cache.locks_async import AsyncCacheLock
@@ -838,7 +839,11 @@ class AsyncPevensieCache(FaceGuard):
     async def _load(
         self, resource_type: str, key: str, loader: Callable[[], Any], ttl_seconds: int | None
     ) -> str:
-        value = await call(loader)
+        stepped = step_out()  # the loader's own cache calls are not this call's round trips
+        try:
+            value = await call(loader)
+        finally:
+            end_call(stepped)
         if type(value) is not str:
             raise ArgumentTypeError(
                 f"get_or_set: the loader returned {type(value).__name__}, not str; to cache "

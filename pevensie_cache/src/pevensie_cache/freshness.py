@@ -59,7 +59,7 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     driver_failure,
 )
-from pevensie_cache.layers import outside_any_call
+from pevensie_cache.layers import end_call, outside_any_call, step_out
 from pevensie_cache.lease import load_under_lease, release, try_lease
 from pevensie_cache.primitives import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
@@ -533,7 +533,11 @@ class Freshness:
         # runs leaves the entry it writes a miss, as its value may predate the change.
         versions = self._versions(cache, driver, options.tags, dict(current))
         began = time.perf_counter()
-        value = call(loader)
+        stepped = step_out()  # the loader's own cache calls are not this call's round trips
+        try:
+            value = call(loader)
+        finally:
+            end_call(stepped)
         compute = time.perf_counter() - began
         if type(value) is not str:
             raise ArgumentTypeError(

@@ -40,6 +40,7 @@ __all__ = [
     "end_call",
     "in_a_call",
     "outside_any_call",
+    "step_out",
 ]
 
 OPTIONAL_OPERATIONS = (
@@ -91,6 +92,16 @@ def end_call(token: Token[list[BaseException] | None] | None) -> None:
     """End the call :func:`begin_call` started (nothing for its ``None``)."""
     if token is not None:
         _CALL.reset(token)
+
+
+def step_out() -> Token[list[BaseException] | None] | None:
+    """Leave the current call for the caller's own code (a loader), whose calls are its own.
+
+    ``None`` outside any call; give the token to :func:`end_call` to step back in.
+    """
+    if _CALL.get() is None:
+        return None
+    return _CALL.set(None)
 
 
 def outside_any_call() -> None:
