@@ -54,6 +54,7 @@ once instead of hanging.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -74,7 +75,14 @@ from pevensie_redis.near import NearStore
 from pevensie_redis.pipe import Pipe, open_pipe
 from pevensie_redis.pipe_core import LARGE_REPLY, Pacer, not_sent
 from pevensie_redis.primary_check import PrimaryCheck
-from pevensie_redis.protocol.commands import PING, PING_REPLY, Shape, describe, first_key, pack
+from pevensie_redis.protocol.commands import (
+    PING,
+    PING_REPLY,
+    Shape,
+    command_keys,
+    describe,
+    pack,
+)
 
 __all__ = [
     "HEALTH_CHECK_INTERVAL",
@@ -89,6 +97,8 @@ __all__ = [
     "open_channel",
 ]
 
+logger = logging.getLogger("pevensie_redis")
+
 SPREAD_AT = 32
 """Commands outstanding on every open pipe before another pipe is opened (up to ``pool_size``)."""
 
@@ -100,6 +110,9 @@ LARGE_READS = 64
 
 ABANDONED_KEYS = 4096
 """Keys of abandoned commands whose pipe the channel remembers (see ``Channel._abandoned``)."""
+
+SWEEP_EVERY = 0.05
+"""Seconds between two sweeps of the abandoned commands that have run their course."""
 
 SMALL_RECENT = 0.05
 """Seconds after a shared pipe's last reply during which the large-traffic pipe still yields."""
@@ -180,8 +193,9 @@ class Channel:
         self._primary: str | None = None
         """The server the last pipe opened to (``host:port``)."""
         self._large: OrderedDict[bytes, None] = OrderedDict()
-        self._after: dict[bytes, tuple[Pipe, object]] = {}
-        """Keys of commands their callers abandoned, with the pipe they still wait on."""
+        self._after: dict[bytes, tuple[Pipe, int, float]] = {}
+        """Keys of commands their callers abandoned: the pipe, its mark, until when."""
+        self._sweep_at = 0.0
         self._primary_check = PrimaryCheck() if follows_primary else None
         self.listener: Listening | None = None
         """The near cache's invalidation listener, when ``near_cache`` is on."""
@@ -381,41 +395,76 @@ class Channel:
         Sent, they run on the server all the same, after whatever is queued
         before them on that connection. A later command on one of their keys,
         sent on a less busy pipe, could run first: a value set after a
-        cancelled ``set`` would be overwritten by it. So until their replies
-        come, commands on those keys go to the same pipe (:meth:`_pipe_after`),
-        whose connection the server reads in order.
+        cancelled ``set`` would be overwritten by it. So until they have left
+        the pipe (answered, or failed), at most one ``timeout`` (the pipe's
+        timer closes it then), commands on those keys go to the same pipe
+        (:meth:`_pipe_after`), whose connection the server reads in order.
+        Never raises: the caller's own exception is on its way.
         """
-        mark = pipe.newest()
-        if mark is None:
-            return  # nothing of theirs left on the pipe: withdrawn, or answered
-        after = self._after
-        with self._lock:
-            if len(after) >= ABANDONED_KEYS:
-                for key in [key for key, (held, mark) in after.items() if held.answered(mark)]:
-                    del after[key]
-                while len(after) >= ABANDONED_KEYS:
-                    del after[next(iter(after))]  # the oldest: bounded whatever the traffic
-            for packed in commands:
-                named = first_key(packed)
-                if named is not None:
-                    after[named] = (pipe, mark)
+        try:
+            mark = pipe.newest()
+            until = time.monotonic() + pipe.endpoint.timeout
+            # A read left behind changes nothing a later command could see out of order.
+            keys = [key for packed in commands for key in command_keys(packed, writes_only=True)]
+            if not keys:
+                return
+            after = self._after
+            with self._lock:
+                if len(after) + len(keys) > ABANDONED_KEYS:
+                    now = time.monotonic()
+                    if now >= self._sweep_at:  # at most once per SWEEP_EVERY: bounded work
+                        self._sweep(now)
+                    while after and len(after) + len(keys) > ABANDONED_KEYS:
+                        del after[next(iter(after))]  # the oldest: bounded whatever the traffic
+                for key in keys[-ABANDONED_KEYS:]:
+                    after[key] = (pipe, mark, until)
+        except Exception:
+            logger.debug("could not note an abandoned command", exc_info=True)
 
     def _pipe_after(self, commands: Sequence[bytes]) -> Pipe | None:
-        """Return the pipe where an abandoned command on a key of ``commands`` still waits."""
+        """Return the pipe where an abandoned command on a key of ``commands`` may still wait.
+
+        Only a shared pipe to the channel's server: a pipe retired (a former
+        primary), closed or lent out is forgotten, and the command goes the
+        usual way.
+        """
+        now = time.monotonic()
+        if now >= self._sweep_at:
+            with self._lock:
+                self._sweep(now)
         after = self._after
+        if not after:
+            return None
         for packed in commands:
-            key = first_key(packed)
-            if key is None:
-                continue
-            found = after.get(key)
-            if found is not None:
-                pipe, mark = found
-                if not pipe.answered(mark):
-                    return pipe
-                with self._lock:
-                    if after.get(key) is found:
-                        del after[key]
+            for key in command_keys(packed):
+                found = after.get(key)
+                if found is None:
+                    continue
+                pipe, mark, until = found
+                if not self._still_after(pipe, mark, until, now):
+                    with self._lock:
+                        if after.get(key) is found:
+                            del after[key]
+                    continue
+                return pipe
         return None
+
+    def _still_after(self, pipe: Pipe, mark: int, until: float, now: float) -> bool:
+        """Whether commands must still follow an abandoned one on ``pipe`` (see ``_abandoned``)."""
+        return (
+            now < until
+            and not pipe.answered(mark)
+            and not pipe.retired
+            and pipe not in self._lent
+            and (self._primary is None or pipe.endpoint.label == self._primary)
+        )
+
+    def _sweep(self, now: float) -> None:
+        """Forget the abandoned commands that have run their course (the lock is held)."""
+        self._sweep_at = now + SWEEP_EVERY
+        after = self._after
+        for key in [key for key, entry in after.items() if not self._still_after(*entry, now)]:
+            del after[key]
 
     def _remember_large(self, packed: bytes) -> None:
         large = self._large

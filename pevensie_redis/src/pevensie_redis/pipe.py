@@ -151,17 +151,13 @@ class Pipe(PipeCore[_Slot]):
         self._to_wake: deque[_Slot] = deque()
         """Parked callers whose replies have come, not woken yet (see :meth:`_wake_next`)."""
 
-    def newest(self) -> object | None:
-        """Return a mark of the newest command offered here, written or not yet."""
-        if self._queued:
-            return self._queued[-1][1][-1]
-        return super().newest()
+    def newest(self) -> int:
+        """Return a mark of the newest command offered here, written or still queued.
 
-    def answered(self, mark: object) -> bool:
-        """Whether the command marked ``mark`` has had its reply (or was withdrawn, or failed)."""
-        if not super().answered(mark):
-            return False
-        return all(slot is not mark for _, slots in self._queued for slot in slots)
+        Queued commands join the waiting line in their order, after those in it.
+        """
+        queued = self._queued  # read once: another thread may replace it
+        return self._entered + sum(len(slots) for _, slots in queued)
 
     @property
     def socket(self) -> socket.socket:
@@ -308,10 +304,12 @@ class Pipe(PipeCore[_Slot]):
         waiting = self._waiting
         if len(queued) == 1:
             data, slots = queued[0]
+            self._entered += len(slots)
             waiting.extend(slots)
             self._queued = []
             return data
         for _, slots in queued:
+            self._entered += len(slots)
             waiting.extend(slots)
         self._queued = []
         return b"".join([data for data, _ in queued])

@@ -167,6 +167,7 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         idle = not self._waiting
         self._sending = True
         try:
+            self._entered += 1
             self._waiting.append((future, deadline))
             self._write(packed, idle)
             timer = self._timer
@@ -191,6 +192,7 @@ class Pipe(PipeCore[_Waiter], asyncio.Protocol):
         idle = not self._waiting
         self._sending = True
         try:
+            self._entered += len(futures)
             self._waiting.extend([(future, deadline) for future in futures])
             self._write(b"".join(commands), idle)
             if self._timer is None:

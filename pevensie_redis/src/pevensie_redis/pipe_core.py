@@ -128,6 +128,10 @@ class PipeCore(Generic[_W]):
         self._reader: Reader = Resp2Reader() if bulk else make_reader()
         self._boundaries = self._reader if isinstance(self._reader, Resp2Reader) else None
         self._waiting: deque[_W] = deque()
+        self._entered = 0
+        """Commands that have joined :attr:`_waiting` (counted before they join)."""
+        self._exited = 0
+        """Commands that have left it, answered or failed (counted after they leave)."""
         self._closed: BaseException | None = None
         self._partial = 0
         self._bulk: list[bytes] | None = None
@@ -186,22 +190,17 @@ class PipeCore(Generic[_W]):
         """Whether no command is in flight or offered (a retired pipe then closes)."""
         return not self._waiting
 
-    def newest(self) -> object | None:
+    def newest(self) -> int:
         """Return a mark of the newest command offered here (see :meth:`answered`)."""
-        return self._waiting[-1] if self._waiting else None
+        return self._entered
 
-    def answered(self, mark: object) -> bool:
-        """Whether the command marked ``mark`` (by :meth:`newest`) has run its course here.
+    def answered(self, mark: int) -> bool:
+        """Whether every command offered here up to ``mark`` (:meth:`newest`) has left.
 
-        Its reply came (every command before it ran on the server), or the
-        pipe closed. A scan of the commands in flight: for rare callers only.
+        Answered (each ran on the server, in order) or failed; or the pipe is
+        closed. Two counters: no scan, whatever is in flight.
         """
-        if self._closed is not None:
-            return True
-        try:
-            return all(waiter is not mark for waiter in self._waiting)
-        except RuntimeError:  # changed by another thread meanwhile: say not yet, look again later
-            return False
+        return self._closed is not None or self._exited >= mark
 
     # -- shared --------------------------------------------------------------------------
 
@@ -235,6 +234,7 @@ class PipeCore(Generic[_W]):
                 else:
                     self._deliver(waiting[0], reply)  # queued until delivered, as in _abort
                     waiting.popleft()
+                    self._exited += 1
                 reply = reader.gets()
         except (InvalidResponse, ValueError) as exc:
             # Not the Redis protocol: whatever listens there is not a Redis server.
@@ -304,6 +304,7 @@ class PipeCore(Generic[_W]):
             return b""
         self._deliver(self._waiting[0], value)
         self._waiting.popleft()
+        self._exited += 1
         if self.retired and self._idle():
             self._abort(RedisPyConnectionError(f"{self.endpoint.label}: the pipe was retired"))
             return b""
@@ -326,6 +327,7 @@ class PipeCore(Generic[_W]):
         while waiting:
             self._fail(waiting[0], error)  # failing a waiter twice does nothing more
             waiting.popleft()
+            self._exited += 1
         self._settled()
 
     def forget(self) -> None:

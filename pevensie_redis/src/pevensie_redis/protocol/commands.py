@@ -61,12 +61,12 @@ __all__ = [
     "NotText",
     "Shape",
     "chunks",
+    "command_keys",
     "decode_envelope",
     "decode_text",
     "describe",
     "encode_envelope",
     "exec_reply",
-    "first_key",
     "mget_reply",
     "pack",
     "pack_delete",
@@ -242,28 +242,51 @@ class NotText(Exception):
         super().__init__(NOT_TEXT)
 
 
-def first_key(packed: bytes) -> bytes | None:
-    """Return the first key a packed command names, or ``None`` (none, or not read).
+_ALL_KEYS = frozenset({b"DEL", b"UNLINK", b"EXISTS", b"MGET", b"TOUCH"})
+_EVAL = frozenset({b"EVAL", b"EVALSHA"})
+_READS = frozenset({b"GET", b"MGET", b"EXISTS", b"PTTL", b"TTL", b"STRLEN", b"TYPE"})
 
-    The argument after the command's name; for ``EVAL``/``EVALSHA``, the
-    first of the script's keys. Read from the packed bytes (for routing a
-    command after an abandoned one: rare, so not on the way of every command).
+
+def command_keys(packed: bytes, *, writes_only: bool = False) -> list[bytes]:
+    """Return the keys a packed command names (for routing after an abandoned command).
+
+    The argument after the name; every argument of ``DEL``/``UNLINK``/
+    ``EXISTS``/``MGET``/``TOUCH``, every other one of ``MSET``; the script's
+    keys of ``EVAL``/``EVALSHA``. Values are skipped, never copied. Empty for
+    a command without keys or bytes that cannot be read, and with
+    ``writes_only`` for a command that only reads (``GET``, ``MGET``...).
     """
-    args: list[bytes] = []
+    spans: list[tuple[int, int]] = []  # (start, end) of each argument
+
+    def arg(index: int) -> bytes:
+        begin, stop = spans[index]
+        return packed[begin:stop]
+
     at = packed.find(b"\r\n") + 2
     try:
-        while len(args) < 4 and packed[at : at + 1] == b"$":
+        while at > 1 and packed[at : at + 1] == b"$":
             end = packed.index(b"\r\n", at)
             length = int(packed[at + 1 : end])
-            args.append(packed[end + 2 : end + 2 + length])
+            spans.append((end + 2, end + 2 + length))
             at = end + 4 + length
     except ValueError:
-        return None
-    if len(args) < 2:
-        return None
-    if args[0].upper() in (b"EVAL", b"EVALSHA"):
-        return args[3] if len(args) == 4 and args[2] != b"0" else None
-    return args[1]
+        return []
+    if len(spans) < 2:
+        return []
+    name = arg(0).upper()
+    if writes_only and name in _READS:
+        return []
+    if name in _EVAL:
+        try:
+            count = int(arg(2)) if len(spans) > 2 else 0
+        except ValueError:
+            return []
+        return [arg(index) for index in range(3, min(3 + count, len(spans)))]
+    if name in _ALL_KEYS:
+        return [arg(index) for index in range(1, len(spans))]
+    if name == b"MSET":
+        return [arg(index) for index in range(1, len(spans), 2)]
+    return [arg(1)]
 
 
 def decode_text(value: bytes) -> str:
