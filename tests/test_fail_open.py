@@ -395,3 +395,31 @@ async def test_the_async_face_serves_the_rest_of_a_call_open_too() -> None:
     assert await c.get("other", "k") == "written by the loader"
     assert await c.get("page", "home", None) is None
     await c.disconnect()
+
+
+class FailsOneSet(MemoryDriver):
+    """A memory store whose next ``set`` fails as an unreachable store's does, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_set = False
+
+    def set(self, resource_type: str, key: str, value: str, ttl_seconds: int | None) -> None:
+        if self.fail_next_set:
+            self.fail_next_set = False
+            raise Down("connection reset by 127.0.0.1:1")
+        super().set(resource_type, key, value, ttl_seconds)
+
+
+def test_a_lease_taken_before_a_round_trip_was_served_open_is_still_released() -> None:
+    store = FailsOneSet()
+    c = cache.new(driver=store, fail_open=True).connect()
+
+    def loader() -> str:
+        store.fail_next_set = True  # the store of the loaded value fails, served open
+        return "v"
+
+    assert c.get_or_set("page", "k", loader, 60, lock=True) == "v"
+    # The lease was released all the same: another caller takes it at once.
+    assert store.acquire_lock("page", "k", "another holder", 1000) is True
+    c.disconnect()

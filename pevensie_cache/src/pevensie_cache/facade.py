@@ -43,9 +43,10 @@ from pevensie_cache.layers import (
     UNAVAILABLE,
     FailOpen,
     Namespaced,
-    begin_call,
     end_call,
     in_a_call,
+    start_call,
+    step_in,
     step_out,
 )
 from pevensie_cache.lease import load_under_lease, watch_lock
@@ -363,8 +364,10 @@ class PevensieCache(FaceGuard):
             check_value(value, resource_type)
             ttl_seconds = check_ttl(ttl_seconds)
         if tags is not None:
-            call = begin_call() if self._failures is not None else None
+            began = self._failures is not None and not in_a_call()
             try:
+                if began:
+                    start_call()
                 self._fresh.set_tagged(
                     self,
                     driver,
@@ -375,7 +378,8 @@ class PevensieCache(FaceGuard):
                     tags,
                 )
             finally:
-                end_call(call)
+                if began:
+                    end_call()
             return
         try:
             driver.set(resource_type, key, value, ttl_seconds)  # type: ignore[arg-type]
@@ -660,112 +664,102 @@ class PevensieCache(FaceGuard):
         driver = self._live
         if driver is None:
             raise _not_connected("get_or_set")
-        if self._failures is not None and not in_a_call():
-            # fail_open: once one round trip of this call is served open, so are the rest.
-            call = begin_call()
-            try:
-                return PevensieCache.get_or_set(
+        # fail_open: once one round trip of this call is served open, so are the rest.
+        began = self._failures is not None and not in_a_call()
+        try:
+            if began:
+                start_call()
+            # Checked once here; the lookup below calls the driver itself, as get() does.
+            if not plain_address(resource_type, key):
+                check_address_once(resource_type, key)
+            if ttl_seconds is not None and not (
+                type(ttl_seconds) is int and 0 < ttl_seconds <= TTL_MAX
+            ):
+                ttl_seconds = check_ttl(ttl_seconds)
+            if not callable(loader):
+                raise not_callable("loader", loader)
+            if lock is not False:
+                check_flag("lock", lock)
+                lock_lease, wait = check_lock_times(lock_lease, lock_wait)
+            else:
+                wait = 0.0
+            if (
+                stale_seconds is not None
+                or early_recompute is not False
+                or stale_on_error is not False
+                or tags is not None
+            ):
+                if lock is False and (lock_lease is not LOCK_LEASE or lock_wait is not None):
+                    # A background refresh takes the lease: a bad one would fail every refresh.
+                    lock_lease, _ = check_lock_times(lock_lease, lock_wait)
+                fresh = self._fresh
+                if fresh.in_process:
+                    # An in-process store: a hit is answered at once, without a call to the store.
+                    found = fresh.hit(
+                        resource_type,
+                        key,
+                        ttl_seconds,
+                        stale_seconds,
+                        early_recompute,
+                        stale_on_error,
+                        tags,
+                    )
+                    if found is not None:
+                        if type(self) is not PevensieCache:
+                            self._fresh_lookup(resource_type, HIT)
+                        return found
+                return fresh.get_or_set(
                     self,
+                    driver,
                     resource_type,
                     key,
                     loader,
-                    ttl_seconds,
-                    lock=lock,
-                    lock_lease=lock_lease,
-                    lock_wait=lock_wait,
-                    stale_seconds=stale_seconds,
-                    early_recompute=early_recompute,
-                    stale_on_error=stale_on_error,
-                    tags=tags,
-                )
-            finally:
-                end_call(call)
-        # Checked once here; the lookup below calls the driver itself, as get() does.
-        if not plain_address(resource_type, key):
-            check_address_once(resource_type, key)
-        if ttl_seconds is not None and not (
-            type(ttl_seconds) is int and 0 < ttl_seconds <= TTL_MAX
-        ):
-            ttl_seconds = check_ttl(ttl_seconds)
-        if not callable(loader):
-            raise not_callable("loader", loader)
-        if lock is not False:
-            check_flag("lock", lock)
-            lock_lease, wait = check_lock_times(lock_lease, lock_wait)
-        else:
-            wait = 0.0
-        if (
-            stale_seconds is not None
-            or early_recompute is not False
-            or stale_on_error is not False
-            or tags is not None
-        ):
-            if lock is False and (lock_lease is not LOCK_LEASE or lock_wait is not None):
-                # A background refresh takes the lease: a bad one would fail every refresh.
-                lock_lease, _ = check_lock_times(lock_lease, lock_wait)
-            fresh = self._fresh
-            if fresh.in_process:
-                # An in-process store: a hit is answered at once, without a call to the store.
-                found = fresh.hit(
-                    resource_type,
-                    key,
                     ttl_seconds,
                     stale_seconds,
                     early_recompute,
                     stale_on_error,
                     tags,
+                    lock,
+                    lock_lease,
+                    wait,
+                    type(self) is not PevensieCache,
                 )
-                if found is not None:
-                    if type(self) is not PevensieCache:
-                        self._fresh_lookup(resource_type, HIT)
-                    return found
-            return fresh.get_or_set(
-                self,
-                driver,
-                resource_type,
-                key,
-                loader,
-                ttl_seconds,
-                stale_seconds,
-                early_recompute,
-                stale_on_error,
-                tags,
-                lock,
-                lock_lease,
-                wait,
-                type(self) is not PevensieCache,
-            )
-        flights = self._flights
-        finished = flights.finished
-        if type(self) is PevensieCache:
-            try:
-                found = driver.get(resource_type, key)
-            except PevensieCacheError:
-                raise
-            except Exception as exc:
-                if raised_by_signal_handler(exc):
-                    raise  # not the driver's: the caller's own, unchanged
-                raise driver_failure(exc) from exc
-            if found is not None and not found.isascii() and found[:1] == ENVELOPE_MARK:
-                found = self._fresh.open(self, driver, resource_type, key, found)
-        else:
-            # A subclass (the instrumented cache) sees the lookup as its own get().
-            found = self.get(resource_type, key, None)
-        if found is not None:
-            return found
+            flights = self._flights
+            finished = flights.finished
+            if type(self) is PevensieCache:
+                try:
+                    found = driver.get(resource_type, key)
+                except PevensieCacheError:
+                    raise
+                except Exception as exc:
+                    if raised_by_signal_handler(exc):
+                        raise  # not the driver's: the caller's own, unchanged
+                    raise driver_failure(exc) from exc
+                if found is not None and not found.isascii() and found[:1] == ENVELOPE_MARK:
+                    found = self._fresh.open(self, driver, resource_type, key, found)
+            else:
+                # A subclass (the instrumented cache) sees the lookup as its own get().
+                found = self.get(resource_type, key, None)
+            if found is not None:
+                return found
 
-        def load() -> str:
-            if lock:
-                return self._load_locked(resource_type, key, loader, ttl_seconds, lock_lease, wait)
-            # A flight may have stored the value and ended between this caller's miss
-            # and its joining: then look again, or the loader runs twice.
-            if flights.finished != finished:
-                stored = self.get(resource_type, key, None)
-                if stored is not None:
-                    return stored
-            return self._load(resource_type, key, loader, ttl_seconds)
+            def load() -> str:
+                if lock:
+                    return self._load_locked(
+                        resource_type, key, loader, ttl_seconds, lock_lease, wait
+                    )
+                # A flight may have stored the value and ended between this caller's miss
+                # and its joining: then look again, or the loader runs twice.
+                if flights.finished != finished:
+                    stored = self.get(resource_type, key, None)
+                    if stored is not None:
+                        return stored
+                return self._load(resource_type, key, loader, ttl_seconds)
 
-        return self._flights.run((resource_type, key), load, wait if lock else None)
+            return self._flights.run((resource_type, key), load, wait if lock else None)
+        finally:
+            if began:
+                end_call()
 
     @overload
     def resource(self, resource_type: str, codec: Literal["str"] = "str") -> Resource[str]: ...
@@ -835,7 +829,7 @@ class PevensieCache(FaceGuard):
         try:
             value = call(loader)
         finally:
-            end_call(stepped)
+            step_in(stepped)
         if type(value) is not str:
             raise ArgumentTypeError(
                 f"get_or_set: the loader returned {type(value).__name__}, not str; to cache "
@@ -876,11 +870,14 @@ class PevensieCache(FaceGuard):
         expire or are overwritten, and no read serves them.
         """
         driver = self._connected("invalidate_tags")
-        call = begin_call() if self._failures is not None else None
+        began = self._failures is not None and not in_a_call()
         try:
+            if began:
+                start_call()
             self._fresh.invalidate_tags(self, driver, tags)
         finally:
-            end_call(call)
+            if began:
+                end_call()
 
     # -- what an instrumented cache records (nothing here) ------------------------------------
 

@@ -59,7 +59,7 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     driver_failure,
 )
-from pevensie_cache.layers import end_call, outside_any_call, step_out
+from pevensie_cache.layers import outside_any_call, step_in, step_out
 from pevensie_cache.lease import load_under_lease, release, try_lease
 from pevensie_cache.primitives import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
@@ -537,7 +537,7 @@ class Freshness:
         try:
             value = call(loader)
         finally:
-            end_call(stepped)
+            step_in(stepped)
         compute = time.perf_counter() - began
         if type(value) is not str:
             raise ArgumentTypeError(

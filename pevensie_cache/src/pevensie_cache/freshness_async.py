@@ -58,7 +58,7 @@ from pevensie_cache.errors import (
     UnsupportedOperation,
     driver_failure,
 )
-from pevensie_cache.layers_async import end_call, outside_any_call, step_out
+from pevensie_cache.layers_async import outside_any_call, step_in, step_out
 from pevensie_cache.lease_async import load_under_lease, release, try_lease
 from pevensie_cache.primitives_async import Background, SingleFlight, call
 from pevensie_cache.tags import COUNTERS, check_tags, counter_key, first_version
@@ -538,7 +538,7 @@ class AsyncFreshness:
         try:
             value = await call(loader)
         finally:
-            end_call(stepped)
+            step_in(stepped)
         compute = time.perf_counter() - began
         if type(value) is not str:
             raise ArgumentTypeError(

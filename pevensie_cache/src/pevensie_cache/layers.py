@@ -37,10 +37,11 @@ __all__ = [
     "UNAVAILABLE",
     "FailOpen",
     "Namespaced",
-    "begin_call",
     "end_call",
     "in_a_call",
     "outside_any_call",
+    "start_call",
+    "step_in",
     "step_out",
 ]
 
@@ -72,43 +73,51 @@ _CALL: ContextVar[list[BaseException] | None] = ContextVar("pevensie_fail_open_c
 """The failures served open so far in the current call of several round trips, if one runs."""
 
 
-def begin_call() -> Token[list[BaseException] | None] | None:
-    """Start a call of several round trips (``get_or_set``...); ``None`` inside one already.
+def start_call() -> None:
+    """Start a call of several round trips (``get_or_set``...), outside any (:func:`in_a_call`).
 
     Once one of its round trips is served open, a ``fail_open`` cache serves the
     rest open at once: a stalled server costs the call one timeout, not one per
-    round trip. End it with :func:`end_call`.
+    round trip. The caller decides to start one before it does, and ends it
+    (:func:`end_call`) in a ``finally``: an exception from outside landing in
+    between cannot leave its thread inside a call for good.
     """
-    if _CALL.get() is not None:
-        return None
-    return _CALL.set([])
+    _CALL.set([])
 
 
 def in_a_call() -> bool:
-    """Whether a call of several round trips (:func:`begin_call`) is under way here."""
+    """Whether a call of several round trips (:func:`start_call`) is under way here."""
     return _CALL.get() is not None
 
 
-def end_call(token: Token[list[BaseException] | None] | None) -> None:
-    """End the call :func:`begin_call` started (nothing for its ``None``)."""
-    if token is not None:
-        _CALL.reset(token)
+def end_call() -> None:
+    """End the call :func:`start_call` started."""
+    _CALL.set(None)
 
 
 def step_out() -> Token[list[BaseException] | None] | None:
     """Leave the current call for the caller's own code (a loader), whose calls are its own.
 
-    ``None`` outside any call; give the token to :func:`end_call` to step back in.
+    ``None`` outside any call; give the token to :func:`step_in` to step back in.
     """
     if _CALL.get() is None:
         return None
     return _CALL.set(None)
 
 
+def step_in(token: Token[list[BaseException] | None] | None) -> None:
+    """Step back into the call :func:`step_out` left (nothing for its ``None``)."""
+    if token is not None:
+        _CALL.reset(token)
+
+
 def outside_any_call() -> None:
     """Leave the caller's call, in a copy of its context (a background refresh's)."""
     _CALL.set(None)
 
+
+UNHELD_TOKENS = 1024
+"""Tokens of leases served open that a ``fail_open`` layer remembers, at most."""
 
 RECONNECT_EVERY = 1.0
 """Seconds between two tries to connect a ``fail_open`` cache whose store was down at
@@ -252,6 +261,8 @@ class FailOpen:
         self._retry_at = 0.0
         self._down: BaseException | None = None
         self._connecting = Lock()
+        self._unheld: set[str] = set()
+        """Tokens of leases served open without asking the store: none to release."""
         _lack_what_the_driver_lacks(self, driver)
         forks.renew_after_fork(self)
 
@@ -275,7 +286,7 @@ class FailOpen:
         self._down = None
 
     def _fail(self, operation: str, resource_type: str, exc: BaseException) -> None:
-        """Report ``exc``, served open, and note it in the current call (:func:`begin_call`)."""
+        """Report ``exc``, served open, and note it in the current call (:func:`start_call`)."""
         self._report(operation, resource_type, exc)
         failed = _CALL.get()
         if failed is not None:
@@ -285,10 +296,14 @@ class FailOpen:
         """Connect the store if due; return whether it is connected (else report, serve open).
 
         ``False`` at once when a round trip of the current call was served
-        open already (:func:`begin_call`): its failure was reported then.
+        open already (:func:`start_call`): its failure was reported then.
         """
         if _CALL.get():
             return False
+        return self._online_at_all(operation, resource_type)
+
+    def _online_at_all(self, operation: str, resource_type: str) -> bool:
+        """:meth:`_online`, whatever the current call met before."""
         if time.monotonic() >= self._retry_at and not self._connecting.locked():
             with self._connecting:
                 if not self.is_offline:
@@ -438,6 +453,12 @@ class FailOpen:
     def acquire_lock(self, resource_type: str, key: str, token: str, lease_ms: int) -> bool:
         """``acquire_lock``, taken (nothing held) when the store is unavailable."""
         if (self.is_offline or _CALL.get()) and not self._online("acquire_lock", resource_type):
+            # Never sent: nothing to release (see release_lock). Bounded: a holder that
+            # never releases is forgotten with the others past the bound.
+            unheld = self._unheld
+            if len(unheld) >= UNHELD_TOKENS:
+                unheld.clear()
+            unheld.add(token)
             return True
         try:
             taken: bool = self.driver.acquire_lock(resource_type, key, token, lease_ms)
@@ -447,8 +468,16 @@ class FailOpen:
         return taken
 
     def release_lock(self, resource_type: str, key: str, token: str) -> None:
-        """``release_lock``, nothing when the store is unavailable (the lease expires)."""
-        if (self.is_offline or _CALL.get()) and not self._online("release_lock", resource_type):
+        """``release_lock``, nothing when the store is unavailable (the lease expires).
+
+        Tried even once a round trip of the current call was served open (a
+        lease left taken would make every other caller wait it out), unless
+        its ``acquire_lock`` was served open without being sent.
+        """
+        if token in self._unheld:
+            self._unheld.discard(token)
+            return
+        if self.is_offline and not self._online_at_all("release_lock", resource_type):
             return
         try:
             self.driver.release_lock(resource_type, key, token)
