@@ -178,9 +178,12 @@ class SingleFlight:
                     result = await asyncio.wait_for(asyncio.shield(running), left)
                 return result
             except asyncio.TimeoutError:  # noqa: UP041 (not TimeoutError on Python 3.10)
-                if running.done():
-                    raise  # the run's own outcome
-                raise waited_for_a_load(key, wait or 0.0) from None
+                if not running.done():
+                    raise waited_for_a_load(key, wait or 0.0) from None
+                if not running.cancelled():
+                    ended: _T = running.result()  # (or its exception): it ended as the wait did
+                    return ended
+                # The running caller was cancelled: try again, maybe as the runner.
             except asyncio.CancelledError:
                 if not running.cancelled() or (task is not None and task.cancelling() > asked):
                     raise  # this waiter was cancelled (maybe as the running caller was too)

@@ -176,7 +176,11 @@ class InvalidationListener:
                 await runtime_async.sleep(retry_delay(self._retry_delay, refusals))
 
     async def _listen(self, born: int) -> None:
-        pipe = self._pipe = await self._connect()
+        pipe = await self._connect()
+        if self._generation != born:  # forked while connecting: not the child's to use
+            pipe.forget()
+            return
+        self._pipe = pipe
         if self._stopping:
             return
         client_id = await pipe.call(pack([b"CLIENT", b"ID"]))

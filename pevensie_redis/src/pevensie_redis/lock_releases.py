@@ -219,7 +219,11 @@ class LockReleases:
                 runtime.sleep(retry_delay(self._retry_delay, refusals))
 
     def _listen(self, born: int) -> None:
-        pipe = self._pipe = self._connect()
+        pipe = self._connect()
+        if self._generation != born:  # forked while connecting: not the child's to use
+            pipe.forget()
+            return
+        self._pipe = pipe
         if self._stopping:
             return
         # Set before subscribing: the first message can come in the same read as the
