@@ -72,6 +72,25 @@ def test_the_librarys_own_keys_count_as_lock_and_tag_in_either_layout(
     assert sample.foreign == 0
 
 
+@pytest.mark.parametrize(
+    ("stored", "resource_type"),
+    [
+        ("{users}:1", "users"),
+        ("{app:users}:1", "app"),  # a namespace, as on one server: its ':' is inside the tag
+        ("{app:}:tag:x", "app"),
+        ("{}:tag:t", ":tag"),
+        (":lock:{users}:1", ":lock"),
+        ("{unclosed", None),
+    ],
+)
+def test_a_hash_tagged_name_is_read_as_its_resource_type(
+    stored: str, resource_type: str | None
+) -> None:
+    from pevensie_redis.inspection import _resource_type_of
+
+    assert _resource_type_of(stored) == resource_type
+
+
 def test_the_command_line_counts_a_cluster(
     cluster_cache: PevensieCache, redis_cluster: LocalCluster, tagged: bool
 ) -> None:

@@ -163,3 +163,20 @@ def test_the_async_face_waits_for_one_timeout_per_call_too(server: RedisServer) 
                 server.resume()
 
     asyncio.run(main())
+
+
+def test_a_locked_get_or_set_on_a_paused_server_waits_for_one_timeout(server: RedisServer) -> None:
+    # The lease waiters' subscription to lock releases used to wait out a timeout of its
+    # own once the call's first round trip had been served open.
+    timeout = 0.5
+    url = f"redis://{server.host}:{server.port}/0?fail_open=true&timeout=500ms&retries=0"
+    with cache.from_url(url) as c:
+        c.set("user", "1", "Ada")
+        server.pause()
+        try:
+            began = time.monotonic()
+            assert c.get_or_set("page", "l", lambda: "loaded", 60, lock=True) == "loaded"
+            took = time.monotonic() - began
+        finally:
+            server.resume()
+        assert took < timeout * 1.9, f"took {took:.2f} s"

@@ -635,8 +635,9 @@ class Freshness:
         except Exception as exc:
             cache._refreshed(resource_type, trigger, exc)
             if trigger == STALE and not options.on_error:
-                _log_refresh(resource_type, key, trigger, exc, "dropped the stale value")
-                self._drop(cache, driver, resource_type, key, seen)
+                dropped = self._drop(cache, driver, resource_type, key, seen)
+                outcome = "dropped the stale value" if dropped else "dropped nothing"
+                _log_refresh(resource_type, key, trigger, exc, outcome)
             else:
                 _log_refresh(resource_type, key, trigger, exc, "still serving the old value")
             return
@@ -651,18 +652,24 @@ class Freshness:
         resource_type: str,
         key: str,
         seen: str,
-    ) -> None:
+    ) -> bool:
         """Delete the stale entry ``seen``, unless another value was stored since the read.
+
+        Returns whether it deleted it (not if another value was there, or the
+        delete failed: logged).
 
         (A value written while the loader ran must survive its failure. The
         check and the delete are two calls: a write between them is lost, a
         window of one round trip rather than of the loader's whole run.)
         """
         try:
-            if cache._optional(driver, "get", resource_type, key) == seen:
-                cache._optional(driver, "delete", resource_type, key)
+            if cache._optional(driver, "get", resource_type, key) != seen:
+                return False
+            cache._optional(driver, "delete", resource_type, key)
         except PevensieCacheError as exc:
             logger.warning("deleting the stale value failed (%s); it expires", exc)
+            return False
+        return True
 
     # -- reads of entries and tag counters ----------------------------------------------------
 

@@ -503,8 +503,13 @@ class FailOpen:
         return found
 
     async def watch_lock(self, resource_type: str, key: str) -> Any:
-        """``watch_lock``, nothing to watch (the waiter polls) when the store is unavailable."""
-        if self.is_offline:
+        """``watch_lock``, nothing to watch (the waiter polls) when the store is unavailable.
+
+        Nothing either once a round trip of the current call was served open:
+        the store was just found unavailable, and a subscription would wait
+        out a timeout of its own.
+        """
+        if self.is_offline or _CALL.get():
             return None
         try:
             return await self.driver.watch_lock(resource_type, key)

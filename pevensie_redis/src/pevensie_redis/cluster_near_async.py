@@ -162,7 +162,9 @@ class ClusterListeners:
         born = self._generation  # a greenlet (gevent) goes on in a forked child: it stops
         while True:
             await self._woken.wait(self._interval)
-            if self._stopping or self._generation != born:
+            if self._generation != born:
+                await runtime_async.park()  # forked: the parent's watch, gone on in the child
+            if self._stopping:
                 return
             try:
                 await self.watch_once()

@@ -328,7 +328,8 @@ def _total(replies: list[dict[str, Any]], name: str) -> int | None:
 
 def _resource_type_of(name: str) -> str | None:
     """Return the resource type of a stored name, hash-tagged or not (``None``: foreign)."""
-    head, sep, rest = name.partition(":")
-    if sep and head.startswith("{") and head.endswith("}"):
-        name = f"{head[1:-1]}:{rest}"  # a Cluster hash tag: {<resource_type>}:<key>
+    if name.startswith("{"):  # a Cluster hash tag: {<resource_type>}:<key>
+        close = name.find("}")
+        if close > 0 and name[close + 1 : close + 2] == ":":
+            name = name[1:close] + name[close + 1 :]  # a namespace's ':' may be inside
     return resource_type_of(name)

@@ -194,7 +194,7 @@ class LockReleases:
                 self._listen(born)
             except Exception as exc:  # any failure breaks the subscription; cancellation stops it
                 if self._generation != born:
-                    return  # forked: the parent's run, stopping in the child
+                    break  # forked: the parent's run, gone on in the child (gevent)
                 self.failure = exc
                 refused = is_refusal(exc)  # the server's answer, not a fault
                 if not self._stopping:
@@ -217,6 +217,8 @@ class LockReleases:
             if not self._stopping and self._generation == born:
                 # A break is retried soon; an attempt the server keeps refusing, less often.
                 runtime.sleep(retry_delay(self._retry_delay, refusals))
+        if self._generation != born:
+            runtime.park()  # touching nothing of the child's
 
     def _listen(self, born: int) -> None:
         pipe = self._connect()

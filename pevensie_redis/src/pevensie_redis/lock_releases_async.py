@@ -202,7 +202,7 @@ class LockReleases:
                 await self._listen(born)
             except Exception as exc:  # any failure breaks the subscription; cancellation stops it
                 if self._generation != born:
-                    return  # forked: the parent's run, stopping in the child
+                    break  # forked: the parent's run, gone on in the child (gevent)
                 self.failure = exc
                 refused = is_refusal(exc)  # the server's answer, not a fault
                 if not self._stopping:
@@ -225,6 +225,8 @@ class LockReleases:
             if not self._stopping and self._generation == born:
                 # A break is retried soon; an attempt the server keeps refusing, less often.
                 await runtime_async.sleep(retry_delay(self._retry_delay, refusals))
+        if self._generation != born:
+            await runtime_async.park()  # touching nothing of the child's
 
     async def _listen(self, born: int) -> None:
         pipe = await self._connect()

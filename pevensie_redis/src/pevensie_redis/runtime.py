@@ -27,11 +27,22 @@ from typing import Any, Generic, TypeVar
 
 from pevensie_redis.pipe_core import copy_error
 
-__all__ = ["Flight", "Signal", "finish", "join", "settle", "sleep", "start"]
+__all__ = ["Flight", "Signal", "finish", "join", "park", "settle", "sleep", "start"]
 
 _T = TypeVar("_T")
 
 sleep = time.sleep
+
+
+def park() -> None:
+    """Wait for ever: for a run of the parent's that goes on in a forked child.
+
+    Under gevent a thread is a greenlet, which a fork does not end. Ending it
+    in the child makes gevent print a ``KeyError`` traceback (the child's
+    table of threads no longer knows it); asleep, it costs nothing.
+    """
+    while True:
+        time.sleep(3600)
 
 
 class Signal:

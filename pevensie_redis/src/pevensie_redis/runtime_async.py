@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Flight", "Signal", "finish", "join", "settle", "sleep", "start"]
+__all__ = ["Flight", "Signal", "finish", "join", "park", "settle", "sleep", "start"]
 
 _T = TypeVar("_T")
 
@@ -27,6 +27,11 @@ Flight = asyncio.Task
 """Background work started by :func:`start` (an asyncio task)."""
 
 sleep = asyncio.sleep
+
+
+async def park() -> None:
+    """Wait for ever (the sync face's :func:`~pevensie_redis.runtime.park`; never reached here)."""
+    await asyncio.get_running_loop().create_future()
 
 
 def start(work: Callable[[], Coroutine[Any, Any, _T]], name: str | None = None) -> asyncio.Task[_T]:
