@@ -417,7 +417,8 @@ class Channel:
         """
         try:
             mark = pipe.newest()
-            until = time.monotonic() + pipe.endpoint.timeout
+            now = time.monotonic()
+            until = now + pipe.endpoint.timeout
             # A read left behind changes nothing a later command could see out of order.
             keys = [key for packed in commands for key in command_keys(packed, writes_only=True)]
             if not keys:
@@ -425,7 +426,6 @@ class Channel:
             after = self._after
             with self._lock:
                 if len(after) + len(keys) > ABANDONED_KEYS:
-                    now = time.monotonic()
                     if now >= self._sweep_at:  # at most once per SWEEP_EVERY: bounded work
                         self._sweep(now)
                     while after and len(after) + len(keys) > ABANDONED_KEYS:
@@ -452,16 +452,9 @@ class Channel:
         for packed in commands:
             for key in command_keys(packed):
                 found = after.get(key)
-                if found is None:
-                    continue
-                pipe, mark, until = found
-                if not self._still_after(pipe, mark, until, now):
-                    with self._lock:
-                        if after.get(key) is found:
-                            del after[key]
-                    continue
-                return pipe
-        return None
+                if found is not None and self._still_after(*found, now):
+                    return found[0]
+        return None  # (entries that ran their course go at the next sweep)
 
     def _still_after(self, pipe: Pipe, mark: int, until: float, now: float) -> bool:
         """Whether commands must still follow an abandoned one on ``pipe`` (see ``_abandoned``)."""
